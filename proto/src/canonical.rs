@@ -1,0 +1,244 @@
+//! Canonical JSON and `request_hash`, byte-for-byte what the published Python SDK
+//! (`faramesh.canonicalization`) computes, so agents and the daemon agree on a call's identity.
+//!
+//! Rules: object keys sorted by code point, no whitespace, UTF-8 text unescaped except
+//! `\" \\ \b \f \n \r \t` and `\u00XX` for other control characters, integers with all their
+//! digits, floats without exponent or trailing zeros (`1.0` → `1`, `1e3` → `1000`, `-0.0` → `0`),
+//! NaN and infinities refused.
+
+use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
+
+/// Why a value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    /// A number that is not finite once read as a float (NaN, `1e400`).
+    #[error("number `{0}` is not finite: NaN and infinities are not allowed in canonical JSON")]
+    NonFinite(String),
+    /// A number whose text is not a JSON number at all.
+    #[error("number `{0}` is not a valid JSON number")]
+    BadNumber(String),
+}
+
+/// Writes the canonical JSON text of `value`.
+pub fn canonical_json(value: &Value) -> Result<String, CanonicalError> {
+    let mut out = String::with_capacity(64);
+    write_value(&mut out, value)?;
+    Ok(out)
+}
+
+/// Canonical text of a JSON number given as its source text (as kept by `arbitrary_precision`).
+///
+/// A number without fraction or exponent is an integer and keeps every digit (`-0` is `0`, as
+/// Python's `int` reads it); anything else is read as an IEEE double, like Python's `float`.
+pub fn canonical_number(text: &str) -> Result<String, CanonicalError> {
+    let is_integer = !text.contains(['.', 'e', 'E']);
+    if is_integer {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CanonicalError::BadNumber(text.to_owned()));
+        }
+        let trimmed = digits.trim_start_matches('0');
+        if trimmed.is_empty() {
+            return Ok("0".to_owned());
+        }
+        let negative = text.starts_with('-');
+        return Ok(if negative { format!("-{trimmed}") } else { trimmed.to_owned() });
+    }
+    let float: f64 = text
+        .parse()
+        .map_err(|_| CanonicalError::BadNumber(text.to_owned()))?;
+    canonical_float(float).ok_or_else(|| CanonicalError::NonFinite(text.to_owned()))
+}
+
+/// Canonical text of a double: shortest round-trip digits, positional notation, no trailing
+/// zeros, `0` for both zeros. `None` for NaN and infinities.
+pub fn canonical_float(value: f64) -> Option<String> {
+    if !value.is_finite() {
+        return None;
+    }
+    if value == 0.0 {
+        return Some("0".to_owned());
+    }
+    // Rust's `Display` for f64 prints the shortest digits that round-trip, never an exponent,
+    // and no fractional part for whole numbers: the same text as Python's
+    // `Decimal(repr(x)).normalize()` rendered positionally.
+    Some(format!("{value}"))
+}
+
+/// SHA-256 (lower-case hex) of the canonical JSON of
+/// `{agent_id, tool, operation, params, context}`: the request's identity.
+pub fn request_hash(
+    agent_id: &str,
+    tool: &str,
+    operation: &str,
+    params: &Value,
+    context: &Value,
+) -> Result<String, CanonicalError> {
+    let mut out = String::with_capacity(128);
+    // Keys in code point order: agent_id, context, operation, params, tool.
+    out.push_str("{\"agent_id\":");
+    write_string(&mut out, agent_id);
+    out.push_str(",\"context\":");
+    write_value(&mut out, context)?;
+    out.push_str(",\"operation\":");
+    write_string(&mut out, operation);
+    out.push_str(",\"params\":");
+    write_value(&mut out, params)?;
+    out.push_str(",\"tool\":");
+    write_string(&mut out, tool);
+    out.push('}');
+    Ok(sha256_hex(out.as_bytes()))
+}
+
+/// SHA-256 of `bytes` as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+fn write_value(out: &mut String, value: &Value) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => out.push_str(&number_text(n)?),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (idx, item) in items.iter().enumerate() {
+                if idx > 0 {
+                    out.push(',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(']');
+        }
+        Value::Object(map) => write_object(out, map)?,
+    }
+    Ok(())
+}
+
+fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), CanonicalError> {
+    // Sort explicitly: the map's own order depends on serde_json features chosen elsewhere.
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (idx, (key, val)) in entries.into_iter().enumerate() {
+        if idx > 0 {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+        write_value(out, val)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn number_text(n: &Number) -> Result<String, CanonicalError> {
+    canonical_number(&n.to_string())
+}
+
+/// Writes `s` as a canonical JSON string literal.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(text: &str) -> (String, String) {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let canon = canonical_json(&v).unwrap();
+        let hash = sha256_hex(canon.as_bytes());
+        (canon, hash)
+    }
+
+    #[test]
+    fn vector_small_object() {
+        let (canon, hash) = hash_of(r#"{"a":1}"#);
+        assert_eq!(canon, r#"{"a":1}"#);
+        assert_eq!(hash, "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862");
+    }
+
+    #[test]
+    fn vector_http_get() {
+        let (_, hash) = hash_of(
+            r#"{"agent_id":"test","tool":"http","operation":"get","params":{"url":"https://example.com"},"context":{}}"#,
+        );
+        assert_eq!(hash, "aef18e9d0014c759d9e9b91d6eca27bf34ff52bde361123c64fd17272688b0b5");
+        let params: Value = serde_json::from_str(r#"{"url":"https://example.com"}"#).unwrap();
+        let direct = request_hash("test", "http", "get", &params, &Value::Object(Map::new())).unwrap();
+        assert_eq!(direct, hash);
+    }
+
+    #[test]
+    fn vector_billing_bot() {
+        let (canon, hash) = hash_of(
+            r#"{"agent_id":"billing-bot","tool":"refund","operation":"process","params":{"amount":150.0,"customer_id":"cus_9","note":"naïve \"quote\"\n","tags":[true,1,null,1e3,0.1,-0.0]},"context":{"zeta":1,"alpha":{"b":2,"a":1}}}"#,
+        );
+        assert_eq!(
+            canon,
+            r#"{"agent_id":"billing-bot","context":{"alpha":{"a":1,"b":2},"zeta":1},"operation":"process","params":{"amount":150,"customer_id":"cus_9","note":"naïve \"quote\"\n","tags":[true,1,null,1000,0.1,0]},"tool":"refund"}"#
+        );
+        assert_eq!(hash, "96ac9fdcfb8edfdd6e206af32079b4f9ebdbff00a359c9f440bae416daf3132c");
+    }
+
+    #[test]
+    fn big_integers_keep_every_digit() {
+        let (canon, _) = hash_of(r#"[123456789012345678901234567890,-98765432109876543210,-0]"#);
+        assert_eq!(canon, "[123456789012345678901234567890,-98765432109876543210,0]");
+    }
+
+    #[test]
+    fn floats_are_positional_without_trailing_zeros() {
+        let (canon, _) = hash_of(r#"[1.5e-7,123456.789,-0.0,1e21,2.50,1E2]"#);
+        assert_eq!(canon, "[0.00000015,123456.789,0,1000000000000000000000,2.5,100]");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused() {
+        let v: Value = serde_json::from_str(r#"{"x":1e400}"#).unwrap();
+        let err = canonical_json(&v).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "number `1e+400` is not finite: NaN and infinities are not allowed in canonical JSON"
+        );
+        assert_eq!(canonical_float(f64::NAN), None);
+        assert_eq!(canonical_float(f64::NEG_INFINITY), None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let v = Value::String("a\u{1}\u{1f}\u{7f}\u{8}\u{c}\t\r\\".to_owned());
+        assert_eq!(canonical_json(&v).unwrap(), "\"a\\u0001\\u001f\u{7f}\\b\\f\\t\\r\\\\\"");
+    }
+}
