@@ -1,1 +1,4 @@
-//! placeholder
+//! `faramesh-daemon`: the library behind `faramesh serve`. The `policy` module decides calls
+//! (pure, no IO).
+
+pub mod policy;

@@ -196,7 +196,7 @@ pub enum Resolution {
     /// A human must approve; wait on or resume with this approval.
     PendingApproval {
         /// The approval to wait for.
-        approval_id: String,
+        approval_id: Option<String>,
     },
     /// Rate limited: retry after this many seconds.
     RetryAfter {

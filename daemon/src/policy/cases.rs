@@ -1,0 +1,110 @@
+//! Policy test cases: `cases: [{name, call, expect: {effect, reason_code?, rule_id?,
+//! risk_level?}}]`, the shape shared by `tests/corpus/*.yaml`, `faramesh policy test` and the
+//! example policies' cases files. A corpus file adds `policy:` (the policy text) beside `cases`.
+
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, RiskLevel};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::yaml;
+
+/// One case: a call and what the policy must answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// A name for reports (default `case <n>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The call, as on the wire.
+    pub call: Call,
+    /// The expected outcome.
+    pub expect: Expect,
+}
+
+/// What a case expects; absent fields are not checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// PERMIT, DENY or DEFER.
+    pub effect: Effect,
+    /// The reason code.
+    #[serde(default)]
+    pub reason_code: Option<ReasonCode>,
+    /// The deciding rule's id.
+    #[serde(default)]
+    pub rule_id: Option<String>,
+    /// The risk level.
+    #[serde(default)]
+    pub risk_level: Option<RiskLevel>,
+}
+
+/// A cases file, with the policy text when it is a corpus file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    /// The policy under test (corpus files only).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// A description of what the file covers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// Parses a cases file.
+pub fn parse_cases(text: &str) -> Result<CaseFile, String> {
+    let root = yaml::parse(text).map_err(|e| format!("{}:{}: {}", e.pos.line, e.pos.col, e.message))?;
+    let mut file: CaseFile = serde_json::from_value(yaml::to_json(&root)).map_err(|e| e.to_string())?;
+    for (n, case) in file.cases.iter_mut().enumerate() {
+        if case.name.is_none() {
+            case.name = Some(format!("case {}", n + 1));
+        }
+    }
+    Ok(file)
+}
+
+impl Case {
+    /// The case's name.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("case")
+    }
+}
+
+impl Expect {
+    /// `Ok` when the decision is what was expected, else `expected …, got …`.
+    pub fn check(&self, d: &Decision) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        if self.effect != d.effect {
+            wrong.push(format!("effect {} (got {})", self.effect.as_str(), d.effect.as_str()));
+        }
+        if let Some(code) = self.reason_code {
+            if code != d.reason_code {
+                wrong.push(format!("reason_code {} (got {})", code.as_str(), d.reason_code.as_str()));
+            }
+        }
+        if let Some(rule_id) = &self.rule_id {
+            if Some(rule_id) != d.rule_id.as_ref() {
+                wrong.push(format!(
+                    "rule_id {rule_id} (got {})",
+                    d.rule_id.as_deref().unwrap_or("none")
+                ));
+            }
+        }
+        if let Some(risk) = self.risk_level {
+            if risk != d.risk_level {
+                wrong.push(format!("risk_level {} (got {})", risk.as_str(), d.risk_level.as_str()));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("expected {}; reason: {}", wrong.join(", "), d.reason))
+        }
+    }
+}
+
+/// Reads a JSON value into a call (used by `policy explain --call`).
+pub fn call_from_json(value: Value) -> Result<Call, String> {
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}

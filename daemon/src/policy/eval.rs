@@ -1,0 +1,458 @@
+//! Deciding: a call against a compiled [`Policy`] gives a [`Decision`], never an error. Problems
+//! with the call itself become DENY `INVALID_REQUEST`.
+
+use std::cell::OnceCell;
+
+use faramesh_proto::{
+    Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, canonical_json,
+    is_identifier,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::model::{Cond, Policy, Profile, Rule, RuleSet, merge_visit};
+
+/// Where a considered rule came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The agent's own rules (`agents.<name>.rules`).
+    Agent,
+    /// The global `rules`.
+    Global,
+}
+
+/// One rule considered while deciding, and why it did or did not match.
+///
+/// JSON: `{"rule_id": "…", "rule_ref": "p.yaml:7", "scope": "global", "matched": false,
+/// "failed": "op: `get` does not match `post`"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The rule's id.
+    pub rule_id: String,
+    /// `path:line` of the rule.
+    pub rule_ref: String,
+    /// Agent or global rule.
+    pub scope: Scope,
+    /// Whether every condition held.
+    pub matched: bool,
+    /// The first condition that failed, described for a person.
+    pub failed: Option<String>,
+}
+
+/// A decision with the trace of how it was reached.
+///
+/// JSON: `{"decision": {…}, "profile": "payments-bot" | null, "risk_rule": "…" | null,
+/// "steps": [Step…], "note": "…" | null}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The decision, identical to what [`decide`] returns.
+    pub decision: Decision,
+    /// The agent profile that applied, if any.
+    pub profile: Option<String>,
+    /// The risk rule that set the risk level, if any.
+    pub risk_rule: Option<String>,
+    /// Rules considered, in order (only those the index could not rule out by tool/operation).
+    pub steps: Vec<Step>,
+    /// Why no rule was considered at all (invalid request, profile allow-list), if so.
+    pub note: Option<String>,
+}
+
+/// Decides `call` under `policy`. Never fails: anything wrong with the call is a DENY.
+pub fn decide(policy: &Policy, call: &Call) -> Decision {
+    evaluate(policy, call, None).decision
+}
+
+/// Decides `call` and records every rule considered and the first failing condition of each.
+pub fn explain(policy: &Policy, call: &Call) -> Explanation {
+    let mut steps = Vec::new();
+    let mut out = evaluate(policy, call, Some(&mut steps));
+    out.steps = steps;
+    out
+}
+
+/// Checks the call's shape; the message names the field.
+pub fn validate_call(call: &Call) -> Result<(), String> {
+    if !is_identifier(&call.tool) {
+        return Err(format!("`tool` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)", call.tool));
+    }
+    if !is_identifier(&call.operation) {
+        return Err(format!(
+            "`operation` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)",
+            call.operation
+        ));
+    }
+    let agent_ok = !call.agent_id.is_empty()
+        && call.agent_id.len() <= 128
+        && call.agent_id.bytes().all(|b| b.is_ascii_graphic());
+    if !agent_ok {
+        return Err(format!(
+            "`agent_id` {:?} must be 1-128 printable ASCII characters without spaces",
+            call.agent_id
+        ));
+    }
+    if !call.params.is_object() {
+        return Err("`params` must be a JSON object".to_owned());
+    }
+    if !call.context.is_object() {
+        return Err("`context` must be a JSON object".to_owned());
+    }
+    Ok(())
+}
+
+/// A call being decided, with its lazily computed canonical params text.
+pub(crate) struct CallCtx<'a> {
+    pub call: &'a Call,
+    params_text: OnceCell<String>,
+}
+
+impl<'a> CallCtx<'a> {
+    pub(crate) fn new(call: &'a Call) -> Self {
+        CallCtx { call, params_text: OnceCell::new() }
+    }
+
+    fn params_text(&self) -> &str {
+        // Canonicalization cannot fail here: the request hash was computed first.
+        self.params_text.get_or_init(|| canonical_json(&self.call.params).unwrap_or_default())
+    }
+
+    /// A value key looked up in `params`, then in `context`.
+    fn lookup(&self, path: &[String]) -> Option<&'a Value> {
+        walk(&self.call.params, path).or_else(|| walk(&self.call.context, path))
+    }
+}
+
+fn walk<'v>(root: &'v Value, path: &[String]) -> Option<&'v Value> {
+    let mut cur = root;
+    for part in path {
+        cur = cur.as_object()?.get(part)?;
+    }
+    Some(cur)
+}
+
+fn key_path(key: &str) -> [String; 1] {
+    [key.to_owned()]
+}
+
+impl Cond {
+    /// Whether the condition holds for the call.
+    pub(crate) fn holds(&self, ctx: &CallCtx<'_>) -> bool {
+        self.why_not(ctx, false).is_none()
+    }
+
+    /// `None` when the condition holds; otherwise why not (described only when `describe`).
+    pub(crate) fn why_not(&self, ctx: &CallCtx<'_>, describe: bool) -> Option<String> {
+        let fail = |msg: &dyn Fn() -> String| Some(if describe { msg() } else { String::new() });
+        let call = ctx.call;
+        match self {
+            Cond::Tool(p) => (!p.matches(&call.tool))
+                .then(|| ())
+                .and_then(|()| fail(&|| format!("tool: `{}` does not match `{}`", call.tool, p.as_str()))),
+            Cond::Op(p) => (!p.matches(&call.operation)).then(|| ()).and_then(|()| {
+                fail(&|| format!("op: `{}` does not match `{}`", call.operation, p.as_str()))
+            }),
+            Cond::AgentId(p) => (!p.matches(&call.agent_id)).then(|| ()).and_then(|()| {
+                fail(&|| format!("agent_id: `{}` does not match `{}`", call.agent_id, p.as_str()))
+            }),
+            Cond::Contains(s) => (!ctx.params_text().contains(s.as_str()))
+                .then(|| ())
+                .and_then(|()| fail(&|| format!("contains: params do not contain `{s}`"))),
+            Cond::Pattern(r) => (!r.is_match(ctx.params_text()))
+                .then(|| ())
+                .and_then(|()| fail(&|| format!("pattern: params do not match `{}`", r.as_str()))),
+            Cond::Amount(cmp, bound) => match ctx.lookup(&key_path("amount")) {
+                None => fail(&|| format!("{}: `amount` is missing", cmp.key())),
+                Some(v) => match v.as_f64().filter(|f| f.is_finite() && v.is_number()) {
+                    None => fail(&|| format!("{}: `amount` is not a number ({v})", cmp.key())),
+                    Some(amount) if !cmp.holds(amount, *bound) => fail(&|| {
+                        format!("{}: amount {amount} is not {} {bound}", cmp.key(), cmp.symbol())
+                    }),
+                    Some(_) => None,
+                },
+            },
+            Cond::PathContains(s) => string_check(ctx, "path", self.key(), describe, |p| p.contains(s.as_str()), s),
+            Cond::PathStartsWith(s) => string_check(ctx, "path", self.key(), describe, |p| p.starts_with(s.as_str()), s),
+            Cond::PathEndsWith(s) => string_check(ctx, "path", self.key(), describe, |p| p.ends_with(s.as_str()), s),
+            Cond::Method(m) => string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m),
+            Cond::Branch(b) => string_check(ctx, "branch", self.key(), describe, |v| v == b, b),
+            Cond::Field(path, expected) => match ctx.lookup(path) {
+                None => fail(&|| format!("field: `{}` is missing", path.join("."))),
+                Some(actual) if !json_equal(actual, expected) => {
+                    fail(&|| format!("field: `{}` is {actual}, not {expected}", path.join(".")))
+                }
+                Some(_) => None,
+            },
+        }
+    }
+}
+
+fn string_check(
+    ctx: &CallCtx<'_>,
+    field: &str,
+    key: &str,
+    describe: bool,
+    test: impl Fn(&str) -> bool,
+    want: &str,
+) -> Option<String> {
+    let out = |msg: String| Some(if describe { msg } else { String::new() });
+    match ctx.lookup(&key_path(field)) {
+        None => out(format!("{key}: `{field}` is missing")),
+        Some(Value::String(s)) if test(s) => None,
+        Some(Value::String(s)) => out(format!("{key}: `{field}` is `{s}`, expected `{want}`")),
+        Some(other) => out(format!("{key}: `{field}` is not a string ({other})")),
+    }
+}
+
+/// JSON equality where numbers compare by value (`1` equals `1.0`).
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+impl Rule {
+    /// Index of the first condition that fails, or `None` when the rule matches.
+    fn first_failure(&self, ctx: &CallCtx<'_>) -> Option<usize> {
+        self.conds.iter().position(|c| !c.holds(ctx))
+    }
+}
+
+/// The first rule of `set` that matches, recording steps when asked.
+fn first_match<'p>(
+    set: &'p RuleSet,
+    ctx: &CallCtx<'_>,
+    scope: Scope,
+    mut steps: Option<&mut Vec<Step>>,
+) -> Option<&'p Rule> {
+    let mut found = None;
+    let lists = set.index.candidates(&ctx.call.tool, &ctx.call.operation);
+    merge_visit(lists, |idx| {
+        let Some(rule) = set.rules.get(idx as usize) else { return false };
+        let failure = rule.first_failure(ctx);
+        if let Some(steps) = steps.as_deref_mut() {
+            steps.push(Step {
+                rule_id: rule.id.clone(),
+                rule_ref: rule.rule_ref.clone(),
+                scope: scope.clone(),
+                matched: failure.is_none(),
+                failed: failure.and_then(|i| rule.conds.get(i)).and_then(|c| c.why_not(ctx, true)),
+            });
+        }
+        if failure.is_none() {
+            found = Some(rule);
+            true
+        } else {
+            false
+        }
+    });
+    found
+}
+
+fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Explanation {
+    let mut out = Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
+    if let Err(message) = validate_call(call) {
+        out.decision = deny(out.decision, ReasonCode::InvalidRequest, message, None, None, None);
+        out.note = Some("the request was refused before any rule was considered".into());
+        return out;
+    }
+    match call.request_hash() {
+        Ok(hash) => out.decision.request_hash = hash,
+        Err(e) => {
+            out.decision = deny(out.decision, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
+            out.note = Some("the request was refused before any rule was considered".into());
+            return out;
+        }
+    }
+    let ctx = CallCtx::new(call);
+    let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
+        Some(r) => (r.level, Some(r.name.clone())),
+        None => (RiskLevel::Low, None),
+    };
+    out.decision.risk_level = risk;
+    out.risk_rule = risk_rule.clone();
+    let profile = policy.agents.get(&call.agent_id);
+    out.profile = profile.map(|p| p.name.clone());
+    if let Some(p) = profile {
+        if let Some(tools) = &p.tools {
+            if !tools.iter().any(|t| t.matches(&call.tool)) {
+                out.decision = profile_denial(out.decision, p, &call.tool);
+                out.note = Some(format!("tool `{}` is not in the `tools` list of agent `{}`", call.tool, p.name));
+                return out;
+            }
+        }
+    }
+    let mut steps = steps;
+    let agent_match = profile.and_then(|p| first_match(&p.rules, &ctx, Scope::Agent, steps.as_deref_mut()));
+    let matched = agent_match.or_else(|| first_match(&policy.rules, &ctx, Scope::Global, steps.as_deref_mut()));
+    let Some(rule) = matched else {
+        let reason = format!(
+            "no rule matches `{}/{}`; calls no rule allows are denied",
+            call.tool, call.operation
+        );
+        out.decision = deny(out.decision, ReasonCode::DefaultDenyNoMatch, reason, None, None, Some(Resolution::RuleBlock { rule_id: None }));
+        return out;
+    };
+    out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref());
+    out
+}
+
+/// The decision skeleton: DENY until something says otherwise.
+fn base(policy: &Policy) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        reason_code: ReasonCode::InternalError,
+        reason: String::new(),
+        rule_id: None,
+        rule_ref: None,
+        risk_level: RiskLevel::Low,
+        request_hash: String::new(),
+        policy_hash: policy.hash.clone(),
+        structured_denial: None,
+    }
+}
+
+fn deny(
+    mut d: Decision,
+    code: ReasonCode,
+    reason: String,
+    rule_id: Option<String>,
+    rule_ref: Option<String>,
+    resolution: Option<Resolution>,
+) -> Decision {
+    d.effect = Effect::Deny;
+    d.reason_code = code;
+    d.structured_denial = Some(StructuredDenial {
+        code,
+        rule_id: rule_id.clone(),
+        rule_ref: rule_ref.clone(),
+        human_message: reason.clone(),
+        resolution,
+    });
+    d.reason = reason;
+    d.rule_id = rule_id;
+    d.rule_ref = rule_ref;
+    d
+}
+
+fn profile_denial(d: Decision, profile: &Profile, tool: &str) -> Decision {
+    let rule_id = format!("agents.{}.tools", profile.name);
+    deny(
+        d,
+        ReasonCode::ProfileDisallowsTool,
+        format!("agent `{}` may not call tool `{tool}`", profile.name),
+        Some(rule_id.clone()),
+        Some(profile.tools_ref.clone()),
+        Some(Resolution::RuleBlock { rule_id: Some(rule_id) }),
+    )
+}
+
+fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: Option<&str>) -> Decision {
+    let risk = rule.risk.unwrap_or(computed_risk);
+    d.risk_level = risk;
+    d.rule_id = Some(rule.id.clone());
+    d.rule_ref = Some(rule.rule_ref.clone());
+    let described = |fallback: String| rule.description.clone().unwrap_or(fallback);
+    match rule.effect {
+        Effect::Permit if rule.risk.is_none() && computed_risk == RiskLevel::High => {
+            let reason = format!(
+                "high-risk call (risk rule `{}`) needs approval although rule `{}` allows it",
+                risk_rule.unwrap_or("?"),
+                rule.id
+            );
+            defer(d, ReasonCode::RiskUpgrade, reason)
+        }
+        Effect::Permit => {
+            d.effect = Effect::Permit;
+            d.reason_code = ReasonCode::PolicyPermit;
+            d.reason = described(format!("allowed by rule `{}`", rule.id));
+            d.structured_denial = None;
+            d
+        }
+        Effect::Deny => {
+            let reason = described(format!("denied by rule `{}`", rule.id));
+            let rule_id = Some(rule.id.clone());
+            deny(d, ReasonCode::PolicyDeny, reason, rule_id.clone(), Some(rule.rule_ref.clone()), Some(Resolution::RuleBlock { rule_id }))
+        }
+        Effect::Defer => {
+            let reason = described(format!("rule `{}` requires approval", rule.id));
+            defer(d, ReasonCode::PolicyDefer, reason)
+        }
+    }
+}
+
+fn defer(mut d: Decision, code: ReasonCode, reason: String) -> Decision {
+    d.effect = Effect::Defer;
+    d.reason_code = code;
+    d.structured_denial = Some(StructuredDenial {
+        code,
+        rule_id: d.rule_id.clone(),
+        rule_ref: d.rule_ref.clone(),
+        human_message: reason.clone(),
+        // The daemon fills in the approval id when it creates the pending approval.
+        resolution: Some(Resolution::PendingApproval { approval_id: None }),
+    });
+    d.reason = reason;
+    d
+}
+
+/// A rule that can never match because an earlier rule in the same list always matches first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shadowed {
+    /// The rule that can never match.
+    pub rule_id: String,
+    /// Where it is.
+    pub rule_ref: String,
+    /// The earlier rule that always wins.
+    pub by_rule_id: String,
+    /// Where that one is.
+    pub by_rule_ref: String,
+}
+
+/// Finds rules shadowed by an earlier rule whose every condition holds whenever theirs do.
+pub fn shadowed_rules(policy: &Policy) -> Vec<Shadowed> {
+    let mut out = Vec::new();
+    let mut sets: Vec<&RuleSet> = vec![&policy.rules];
+    let mut names: Vec<&String> = policy.agents.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(p) = policy.agents.get(name) {
+            sets.push(&p.rules);
+        }
+    }
+    for set in sets {
+        for (j, later) in set.rules.iter().enumerate() {
+            let by = set.rules[..j].iter().find(|earlier| {
+                earlier.conds.iter().all(|ec| {
+                    ec.implied_by_nothing()
+                        || later.conds.iter().any(|lc| ec.implied_by(lc))
+                })
+            });
+            if let Some(by) = by {
+                out.push(Shadowed {
+                    rule_id: later.id.clone(),
+                    rule_ref: later.rule_ref.clone(),
+                    by_rule_id: by.id.clone(),
+                    by_rule_ref: by.rule_ref.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Cond {
+    /// Whether the condition holds for every call (`tool: "*"`).
+    fn implied_by_nothing(&self) -> bool {
+        matches!(self, Cond::Tool(p) | Cond::Op(p) | Cond::AgentId(p) if *p == super::model::NamePat::Any)
+    }
+}

@@ -1,0 +1,780 @@
+//! Validation and compilation: from YAML text to a [`Policy`], or the first problem found as
+//! `path:line:column: message` (with a suggestion when a key looks misspelled).
+
+use std::collections::HashMap;
+
+use faramesh_proto::{Effect, RiskLevel, canonical_json, is_identifier};
+use regex::RegexBuilder;
+use serde_json::{Map, Value, json};
+
+use super::model::{
+    Approvals, Approver, Budget, Cmp, Cond, Index, NamePat, Period, Policy, Profile, RateLimit,
+    RiskRule, Rule, RuleSet,
+};
+use super::yaml::{self, Key, Kind, Node, Pos};
+
+/// A policy that cannot be loaded, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}:{col}: {message}")]
+pub struct PolicyError {
+    /// The policy's path as given.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong, one lowercase line.
+    pub message: String,
+}
+
+const TOP_KEYS: &[&str] = &["version", "description", "rules", "risk", "agents", "approvals"];
+const RULE_KEYS: &[&str] =
+    &["id", "match", "allow", "deny", "require_approval", "effect", "description", "risk"];
+const MATCH_KEYS: &[&str] = &[
+    "tool",
+    "op",
+    "operation",
+    "agent_id",
+    "contains",
+    "pattern",
+    "amount_gt",
+    "amount_lt",
+    "amount_gte",
+    "amount_lte",
+    "path_contains",
+    "path_starts_with",
+    "path_ends_with",
+    "method",
+    "branch",
+    "field",
+    "value",
+];
+const RISK_KEYS: &[&str] = &["rules"];
+const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
+const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
+const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after"];
+
+/// Largest compiled regex accepted for `pattern` (bytes of compiled program).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles policy `text` read from `path` (shown in errors and `rule_ref`).
+pub fn compile(path: &str, text: &str) -> Result<Policy, PolicyError> {
+    let loader = Loader { path };
+    let root = yaml::parse(text).map_err(|e| loader.err(e.pos, e.message))?;
+    loader.policy(&root)
+}
+
+struct Loader<'a> {
+    path: &'a str,
+}
+
+type Entries = [(Key, Node)];
+
+impl Loader<'_> {
+    fn err(&self, pos: Pos, message: impl Into<String>) -> PolicyError {
+        PolicyError { path: self.path.to_owned(), line: pos.line, col: pos.col, message: message.into() }
+    }
+
+    fn rule_ref(&self, pos: Pos) -> String {
+        format!("{}:{}", self.path, pos.line)
+    }
+
+    fn map<'n>(&self, node: &'n Node, what: &str) -> Result<&'n Entries, PolicyError> {
+        match &node.kind {
+            Kind::Map(entries) => Ok(entries),
+            other => Err(self.err(node.pos, format!("{what} must be a mapping, found {}", other.describe()))),
+        }
+    }
+
+    fn seq<'n>(&self, node: &'n Node, what: &str) -> Result<&'n [Node], PolicyError> {
+        match &node.kind {
+            Kind::Seq(items) => Ok(items),
+            other => Err(self.err(node.pos, format!("{what} must be a list, found {}", other.describe()))),
+        }
+    }
+
+    fn string(&self, node: &Node, what: &str) -> Result<String, PolicyError> {
+        match &node.kind {
+            Kind::Str(s) => Ok(s.clone()),
+            other => Err(self.err(node.pos, format!("{what} must be a string, found {}", other.describe()))),
+        }
+    }
+
+    fn number(&self, node: &Node, what: &str) -> Result<f64, PolicyError> {
+        let value = match &node.kind {
+            Kind::Int(i) => *i as f64,
+            Kind::Float(f) => *f,
+            other => {
+                return Err(self.err(node.pos, format!("{what} must be a number, found {}", other.describe())));
+            }
+        };
+        if !value.is_finite() {
+            return Err(self.err(node.pos, format!("{what} must be a finite number")));
+        }
+        Ok(value)
+    }
+
+    fn flag(&self, node: &Node, what: &str) -> Result<bool, PolicyError> {
+        match &node.kind {
+            Kind::Bool(b) => Ok(*b),
+            other => Err(self.err(node.pos, format!("{what} must be `true` or `false`, found {}", other.describe()))),
+        }
+    }
+
+    fn check_keys(&self, entries: &Entries, allowed: &[&str], what: &str) -> Result<(), PolicyError> {
+        for (key, _) in entries {
+            if !allowed.contains(&key.name.as_str()) {
+                let mut message = format!("unknown {what} key `{}`", key.name);
+                if let Some(best) = suggest(&key.name, allowed) {
+                    message.push_str(&format!(", did you mean `{best}`?"));
+                } else {
+                    message.push_str(&format!(" (expected one of: {})", allowed.join(", ")));
+                }
+                return Err(self.err(key.pos, message));
+            }
+        }
+        Ok(())
+    }
+
+    fn policy(&self, root: &Node) -> Result<Policy, PolicyError> {
+        let entries: &Entries = match &root.kind {
+            Kind::Null => &[],
+            _ => self.map(root, "the policy")?,
+        };
+        self.check_keys(entries, TOP_KEYS, "top-level")?;
+        let mut normalized = Map::new();
+        normalized.insert("version".into(), json!(1));
+        let mut rules = RuleSet::default();
+        let mut risk_rules = Vec::new();
+        let mut agents = HashMap::new();
+        let mut approvals = Approvals::default();
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "version" => match value.kind {
+                    Kind::Int(1) => {}
+                    _ => return Err(self.err(value.pos, "unsupported policy `version`: expected 1")),
+                },
+                "description" => {
+                    normalized.insert("description".into(), json!(self.string(value, "`description`")?));
+                }
+                "rules" => {
+                    let (set, norm) = self.rules(value, "`rules`", None)?;
+                    rules = set;
+                    normalized.insert("rules".into(), norm);
+                }
+                "risk" => {
+                    let (list, norm) = self.risk(value)?;
+                    risk_rules = list;
+                    normalized.insert("risk".into(), norm);
+                }
+                "agents" => {
+                    let (map, norm) = self.agents(value)?;
+                    agents = map;
+                    normalized.insert("agents".into(), norm);
+                }
+                "approvals" => {
+                    let (a, norm) = self.approvals(value)?;
+                    approvals = a;
+                    normalized.insert("approvals".into(), norm);
+                }
+                _ => {}
+            }
+        }
+        let normalized_text = canonical_json(&Value::Object(normalized))
+            .map_err(|e| self.err(root.pos, e.to_string()))?;
+        Ok(Policy {
+            source: self.path.to_owned(),
+            hash: faramesh_proto::canonical::sha256_hex(normalized_text.as_bytes()),
+            normalized: normalized_text,
+            rules,
+            agents,
+            risk_rules,
+            approvals,
+        })
+    }
+
+    fn rules(&self, node: &Node, what: &str, agent: Option<&str>) -> Result<(RuleSet, Value), PolicyError> {
+        let items: &[Node] = match &node.kind {
+            Kind::Null => &[],
+            _ => self.seq(node, what)?,
+        };
+        let mut rules = Vec::with_capacity(items.len());
+        let mut norms = Vec::with_capacity(items.len());
+        let mut seen_ids: HashMap<String, Pos> = HashMap::new();
+        for (n, item) in items.iter().enumerate() {
+            let (rule, norm, id_pos) = self.rule(item, n + 1, agent)?;
+            if let Some(first) = seen_ids.get(&rule.id) {
+                return Err(self.err(
+                    id_pos,
+                    format!("duplicate rule id `{}` (first used at line {})", rule.id, first.line),
+                ));
+            }
+            seen_ids.insert(rule.id.clone(), id_pos);
+            rules.push(rule);
+            norms.push(norm);
+        }
+        let index = Index::build(&rules);
+        Ok((RuleSet { rules, index }, Value::Array(norms)))
+    }
+
+    fn rule(&self, node: &Node, n: usize, agent: Option<&str>) -> Result<(Rule, Value, Pos), PolicyError> {
+        let entries = self.map(node, "a rule")?;
+        self.check_keys(entries, RULE_KEYS, "rule")?;
+        let mut id = None;
+        let mut id_pos = node.pos;
+        let mut conds = None;
+        let mut match_norm = Value::Null;
+        let mut effect: Option<(Effect, &Key)> = None;
+        let mut description = None;
+        let mut risk = None;
+        for (key, value) in entries {
+            let this_effect = match key.name.as_str() {
+                "id" => {
+                    let text = self.string(value, "`id`")?;
+                    if text.trim().is_empty() || text.len() > 128 {
+                        return Err(self.err(value.pos, "`id` must be 1 to 128 characters"));
+                    }
+                    id = Some(text);
+                    id_pos = value.pos;
+                    None
+                }
+                "match" => {
+                    let (c, norm) = self.conds(value, "`match`", "match")?;
+                    conds = Some(c);
+                    match_norm = norm;
+                    None
+                }
+                "allow" | "deny" | "require_approval" => {
+                    let what = format!("`{}`", key.name);
+                    if !self.flag(value, &what)? {
+                        return Err(self.err(
+                            value.pos,
+                            format!("{what} must be `true` when present (remove the key instead)"),
+                        ));
+                    }
+                    Some(match key.name.as_str() {
+                        "allow" => Effect::Permit,
+                        "deny" => Effect::Deny,
+                        _ => Effect::Defer,
+                    })
+                }
+                "effect" => {
+                    let text = self.string(value, "`effect`")?;
+                    Some(match text.to_ascii_lowercase().as_str() {
+                        "permit" | "allow" => Effect::Permit,
+                        "deny" => Effect::Deny,
+                        "defer" | "require_approval" => Effect::Defer,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!("unknown `effect` `{text}`: expected `permit`, `deny` or `defer`"),
+                            ));
+                        }
+                    })
+                }
+                "description" => {
+                    description = Some(self.string(value, "`description`")?);
+                    None
+                }
+                "risk" => {
+                    risk = Some(self.risk_level(value, "`risk`")?);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(e) = this_effect {
+                if let Some((_, first)) = effect {
+                    return Err(self.err(
+                        key.pos,
+                        format!(
+                            "rule has two effects (`{}` and `{}`): keep exactly one",
+                            first.name, key.name
+                        ),
+                    ));
+                }
+                effect = Some((e, key));
+            }
+        }
+        let Some(conds) = conds else {
+            return Err(self.err(node.pos, "rule has no `match`: say which calls it applies to"));
+        };
+        let Some((effect, _)) = effect else {
+            return Err(self.err(
+                node.pos,
+                "rule has no effect: set one of `allow`, `deny` or `require_approval` to true (or `effect`)",
+            ));
+        };
+        let id = id.unwrap_or_else(|| match agent {
+            Some(a) => format!("{a}/rule-{n}"),
+            None => format!("rule-{n}"),
+        });
+        let tool = conds.iter().find_map(|c| match c {
+            Cond::Tool(p) => Some(p.clone()),
+            _ => None,
+        });
+        let op = conds.iter().find_map(|c| match c {
+            Cond::Op(p) => Some(p.clone()),
+            _ => None,
+        });
+        let norm = json!({
+            "id": id,
+            "match": match_norm,
+            "effect": effect.as_str(),
+            "description": description,
+            "risk": risk.map(RiskLevel::as_str),
+        });
+        let rule = Rule {
+            id,
+            rule_ref: self.rule_ref(node.pos),
+            conds,
+            effect,
+            description,
+            risk,
+            tool: tool.unwrap_or(NamePat::Any),
+            op: op.unwrap_or(NamePat::Any),
+        };
+        Ok((rule, norm, id_pos))
+    }
+
+    fn risk_level(&self, node: &Node, what: &str) -> Result<RiskLevel, PolicyError> {
+        let text = self.string(node, what)?;
+        match text.as_str() {
+            "low" => Ok(RiskLevel::Low),
+            "medium" => Ok(RiskLevel::Medium),
+            "high" => Ok(RiskLevel::High),
+            _ => Err(self.err(node.pos, format!("unknown {what} `{text}`: expected `low`, `medium` or `high`"))),
+        }
+    }
+
+    fn name_pat(&self, node: &Node, what: &str) -> Result<NamePat, PolicyError> {
+        let text = self.string(node, what)?;
+        let stripped: String = text.chars().filter(|c| *c != '*' && *c != '?').collect();
+        if text.is_empty() || (!stripped.is_empty() && !is_identifier(&stripped)) || text.len() > 128 {
+            return Err(self.err(
+                node.pos,
+                format!("{what} `{text}` is not a name: use letters, digits, `_.:/-`, or a glob with `*`"),
+            ));
+        }
+        Ok(NamePat::new(&text))
+    }
+
+    /// Parses a `match` / `when` mapping into conditions, in the order written.
+    fn conds(&self, node: &Node, what: &str, kind: &str) -> Result<(Vec<Cond>, Value), PolicyError> {
+        let entries = self.map(node, what)?;
+        if entries.is_empty() {
+            return Err(self.err(
+                node.pos,
+                format!("{what} is empty: say what it applies to (use `tool: \"*\"` for every call)"),
+            ));
+        }
+        self.check_keys(entries, MATCH_KEYS, kind)?;
+        let has = |name: &str| entries.iter().find(|(k, _)| k.name == name);
+        if let (Some(_), Some((k, _))) = (has("op"), has("operation")) {
+            return Err(self.err(k.pos, "`op` and `operation` are the same key: keep one"));
+        }
+        match (has("field"), has("value")) {
+            (Some(_), None) => {
+                return Err(self.err(node.pos, format!("{what} has `field` without `value`")));
+            }
+            (None, Some((k, _))) => {
+                return Err(self.err(k.pos, format!("{what} has `value` without `field`")));
+            }
+            _ => {}
+        }
+        let mut conds = Vec::with_capacity(entries.len());
+        let mut norm = Map::new();
+        for (key, value) in entries {
+            let what = format!("`{}`", key.name);
+            let cond = match key.name.as_str() {
+                "tool" => Cond::Tool(self.name_pat(value, &what)?),
+                "op" | "operation" => Cond::Op(self.name_pat(value, &what)?),
+                "agent_id" => {
+                    let text = self.string(value, &what)?;
+                    Cond::AgentId(NamePat::new(&text))
+                }
+                "contains" => Cond::Contains(self.string(value, &what)?),
+                "pattern" => {
+                    let text = self.string(value, &what)?;
+                    let regex = RegexBuilder::new(&text)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| {
+                            let detail = e.to_string();
+                            let last = detail.lines().last().unwrap_or("").trim();
+                            let last = last.strip_prefix("error: ").unwrap_or(last);
+                            self.err(value.pos, format!("invalid `pattern` `{text}`: {last}"))
+                        })?;
+                    Cond::Pattern(regex)
+                }
+                "amount_gt" => Cond::Amount(Cmp::Gt, self.number(value, &what)?),
+                "amount_lt" => Cond::Amount(Cmp::Lt, self.number(value, &what)?),
+                "amount_gte" => Cond::Amount(Cmp::Gte, self.number(value, &what)?),
+                "amount_lte" => Cond::Amount(Cmp::Lte, self.number(value, &what)?),
+                "path_contains" => Cond::PathContains(self.string(value, &what)?),
+                "path_starts_with" => Cond::PathStartsWith(self.string(value, &what)?),
+                "path_ends_with" => Cond::PathEndsWith(self.string(value, &what)?),
+                "method" => Cond::Method(self.string(value, &what)?.to_lowercase()),
+                "branch" => Cond::Branch(self.string(value, &what)?),
+                "field" => {
+                    let path = self.string(value, &what)?;
+                    if path.is_empty() || path.split('.').any(str::is_empty) {
+                        return Err(self.err(
+                            value.pos,
+                            format!("`field` `{path}` is not a dotted path like `customer.tier`"),
+                        ));
+                    }
+                    let expected = match has("value") {
+                        Some((_, v)) => self.json_value(v)?,
+                        None => Value::Null,
+                    };
+                    Cond::Field(path.split('.').map(str::to_owned).collect(), expected)
+                }
+                _ => continue, // `value` is read together with `field`
+            };
+            norm.insert(cond.key().to_owned(), normalized_cond(&cond));
+            conds.push(cond);
+        }
+        Ok((conds, Value::Object(norm)))
+    }
+
+    /// A YAML value as JSON (for `field`/`value`).
+    fn json_value(&self, node: &Node) -> Result<Value, PolicyError> {
+        Ok(match &node.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => json!(i),
+            Kind::Float(f) => {
+                let n = serde_json::Number::from_f64(*f)
+                    .ok_or_else(|| self.err(node.pos, "`value` must be a finite number"))?;
+                Value::Number(n)
+            }
+            Kind::Str(s) => Value::String(s.clone()),
+            Kind::Seq(items) => {
+                Value::Array(items.iter().map(|n| self.json_value(n)).collect::<Result<_, _>>()?)
+            }
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.name.clone(), self.json_value(v)?)))
+                    .collect::<Result<_, PolicyError>>()?,
+            ),
+        })
+    }
+
+    fn risk(&self, node: &Node) -> Result<(Vec<RiskRule>, Value), PolicyError> {
+        let entries = self.map(node, "`risk`")?;
+        self.check_keys(entries, RISK_KEYS, "risk")?;
+        let mut out = Vec::new();
+        let mut norms = Vec::new();
+        for (_, value) in entries {
+            let items: &[Node] = match &value.kind {
+                Kind::Null => &[],
+                _ => self.seq(value, "`risk.rules`")?,
+            };
+            for (n, item) in items.iter().enumerate() {
+                let rule_entries = self.map(item, "a risk rule")?;
+                self.check_keys(rule_entries, RISK_RULE_KEYS, "risk rule")?;
+                let mut name = format!("risk-{}", n + 1);
+                let mut conds = None;
+                let mut level = None;
+                let mut when_norm = Value::Null;
+                for (key, v) in rule_entries {
+                    match key.name.as_str() {
+                        "name" => name = self.string(v, "`name`")?,
+                        "when" => {
+                            let (c, norm) = self.conds(v, "`when`", "when")?;
+                            conds = Some(c);
+                            when_norm = norm;
+                        }
+                        "risk_level" => level = Some(self.risk_level(v, "`risk_level`")?),
+                        _ => {}
+                    }
+                }
+                let Some(conds) = conds else {
+                    return Err(self.err(item.pos, "risk rule has no `when`"));
+                };
+                let Some(level) = level else {
+                    return Err(self.err(item.pos, "risk rule has no `risk_level`"));
+                };
+                norms.push(json!({"name": name, "when": when_norm, "risk_level": level.as_str()}));
+                out.push(RiskRule { name, rule_ref: self.rule_ref(item.pos), conds, level });
+            }
+        }
+        Ok((out, json!({ "rules": norms })))
+    }
+
+    fn agents(&self, node: &Node) -> Result<(HashMap<String, Profile>, Value), PolicyError> {
+        let entries: &Entries = match &node.kind {
+            Kind::Null => &[],
+            _ => self.map(node, "`agents`")?,
+        };
+        let mut out = HashMap::new();
+        let mut norm = Map::new();
+        for (key, value) in entries {
+            let name = key.name.clone();
+            let profile_entries: &Entries = match &value.kind {
+                Kind::Null => &[],
+                _ => self.map(value, &format!("agent profile `{name}`"))?,
+            };
+            self.check_keys(profile_entries, PROFILE_KEYS, "agent profile")?;
+            let mut profile = Profile {
+                name: name.clone(),
+                tools: None,
+                tools_ref: self.rule_ref(value.pos),
+                rules: RuleSet::default(),
+                rate_limits: Vec::new(),
+                budget: None,
+                uid: None,
+            };
+            let mut pnorm = Map::new();
+            for (pkey, pvalue) in profile_entries {
+                match pkey.name.as_str() {
+                    "tools" => {
+                        let items = self.seq(pvalue, "`tools`")?;
+                        let pats = items
+                            .iter()
+                            .map(|n| self.name_pat(n, "a `tools` entry"))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        pnorm.insert(
+                            "tools".into(),
+                            json!(pats.iter().map(NamePat::as_str).collect::<Vec<_>>()),
+                        );
+                        profile.tools = Some(pats);
+                        profile.tools_ref = self.rule_ref(pkey.pos);
+                    }
+                    "rules" => {
+                        let (set, rnorm) = self.rules(pvalue, "`rules`", Some(&name))?;
+                        profile.rules = set;
+                        pnorm.insert("rules".into(), rnorm);
+                    }
+                    "rate_limit" => {
+                        let (limits, lnorm) = self.rate_limits(pvalue)?;
+                        profile.rate_limits = limits;
+                        pnorm.insert("rate_limit".into(), lnorm);
+                    }
+                    "budget" => {
+                        let (budget, bnorm) = self.budget(pvalue)?;
+                        profile.budget = Some(budget);
+                        pnorm.insert("budget".into(), bnorm);
+                    }
+                    "uid" => match pvalue.kind {
+                        Kind::Int(i) if u32::try_from(i).is_ok() => {
+                            profile.uid = u32::try_from(i).ok();
+                            pnorm.insert("uid".into(), json!(i));
+                        }
+                        _ => return Err(self.err(pvalue.pos, "`uid` must be a numeric user id")),
+                    },
+                    "description" => {
+                        pnorm.insert("description".into(), json!(self.string(pvalue, "`description`")?));
+                    }
+                    _ => {}
+                }
+            }
+            norm.insert(name.clone(), Value::Object(pnorm));
+            out.insert(name, profile);
+        }
+        Ok((out, Value::Object(norm)))
+    }
+
+    fn rate_limits(&self, node: &Node) -> Result<(Vec<RateLimit>, Value), PolicyError> {
+        let entries = self.map(node, "`rate_limit`")?;
+        let mut out = Vec::new();
+        let mut norm = Map::new();
+        for (key, value) in entries {
+            let (tool_text, op_text) = key.name.split_once('/').unwrap_or((&key.name, "*"));
+            let check = |text: &str| {
+                let stripped: String = text.chars().filter(|c| *c != '*' && *c != '?').collect();
+                !text.is_empty() && (stripped.is_empty() || is_identifier(&stripped))
+            };
+            if !check(tool_text) || !check(op_text) {
+                return Err(self.err(
+                    key.pos,
+                    format!("`rate_limit` key `{}` must be `tool/operation` (globs allowed)", key.name),
+                ));
+            }
+            let text = self.string(value, "a `rate_limit` value")?;
+            let parsed = text.split_once('/').and_then(|(count, unit)| {
+                let count: u32 = count.trim().parse().ok().filter(|c| *c > 0)?;
+                let per_seconds = match unit.trim() {
+                    "s" | "sec" | "second" => 1,
+                    "m" | "min" | "minute" => 60,
+                    "h" | "hour" => 3_600,
+                    "d" | "day" => 86_400,
+                    _ => return None,
+                };
+                Some((count, per_seconds))
+            });
+            let Some((count, per_seconds)) = parsed else {
+                return Err(self.err(
+                    value.pos,
+                    format!("`rate_limit` value `{text}` must look like `10/minute` (second, minute, hour, day)"),
+                ));
+            };
+            norm.insert(key.name.clone(), json!(format!("{count}/{per_seconds}s")));
+            out.push(RateLimit {
+                key: key.name.clone(),
+                tool: NamePat::new(tool_text),
+                op: NamePat::new(op_text),
+                count,
+                per_seconds,
+            });
+        }
+        Ok((out, Value::Object(norm)))
+    }
+
+    fn budget(&self, node: &Node) -> Result<(Budget, Value), PolicyError> {
+        let entries = self.map(node, "`budget`")?;
+        self.check_keys(entries, BUDGET_KEYS, "budget")?;
+        let mut max_calls = None;
+        let mut per = Period::Day;
+        let mut on_exceed = Effect::Deny;
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "max_calls" => match value.kind {
+                    Kind::Int(i) if i > 0 => max_calls = u64::try_from(i).ok(),
+                    _ => return Err(self.err(value.pos, "`max_calls` must be a positive integer")),
+                },
+                "per" => {
+                    let text = self.string(value, "`per`")?;
+                    per = match text.as_str() {
+                        "hour" => Period::Hour,
+                        "day" => Period::Day,
+                        "week" => Period::Week,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!("unknown `per` `{text}`: expected `hour`, `day` or `week`"),
+                            ));
+                        }
+                    };
+                }
+                "on_exceed" => {
+                    let text = self.string(value, "`on_exceed`")?;
+                    on_exceed = match text.as_str() {
+                        "deny" => Effect::Deny,
+                        "defer" => Effect::Defer,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!("unknown `on_exceed` `{text}`: expected `deny` or `defer`"),
+                            ));
+                        }
+                    };
+                }
+                _ => {}
+            }
+        }
+        let Some(max_calls) = max_calls else {
+            return Err(self.err(node.pos, "`budget` has no `max_calls`"));
+        };
+        let norm = json!({"max_calls": max_calls, "per": per.seconds(), "on_exceed": on_exceed.as_str()});
+        Ok((Budget { max_calls, per, on_exceed }, norm))
+    }
+
+    fn approvals(&self, node: &Node) -> Result<(Approvals, Value), PolicyError> {
+        let entries = self.map(node, "`approvals`")?;
+        self.check_keys(entries, APPROVAL_KEYS, "approvals")?;
+        let mut approvals = Approvals::default();
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "approvers" => {
+                    for item in self.seq(value, "`approvers`")? {
+                        let text = self.string(item, "an approver")?;
+                        let approver = match text.split_once(':') {
+                            Some(("uid", n)) => n.parse().ok().map(Approver::Uid),
+                            Some(("gid", n)) => n.parse().ok().map(Approver::Gid),
+                            Some(("user", n)) if !n.is_empty() => Some(Approver::User(n.to_owned())),
+                            Some(("group", n)) if !n.is_empty() => Some(Approver::Group(n.to_owned())),
+                            _ => None,
+                        };
+                        let Some(approver) = approver else {
+                            return Err(self.err(
+                                item.pos,
+                                format!("approver `{text}` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"),
+                            ));
+                        };
+                        approvals.approvers.push(approver);
+                    }
+                }
+                "expire_after" => {
+                    let text = match &value.kind {
+                        Kind::Int(i) => format!("{i}s"),
+                        _ => self.string(value, "`expire_after`")?,
+                    };
+                    approvals.expire_after_seconds = parse_duration(&text).ok_or_else(|| {
+                        self.err(value.pos, format!("`expire_after` `{text}` must look like `15m` (s, m, h, d)"))
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        let approvers: Vec<String> = approvals
+            .approvers
+            .iter()
+            .map(|a| match a {
+                Approver::Uid(n) => format!("uid:{n}"),
+                Approver::Gid(n) => format!("gid:{n}"),
+                Approver::User(n) => format!("user:{n}"),
+                Approver::Group(n) => format!("group:{n}"),
+            })
+            .collect();
+        let norm = json!({"approvers": approvers, "expire_after": approvals.expire_after_seconds});
+        Ok((approvals, norm))
+    }
+}
+
+/// Parses `90s`, `15m`, `2h`, `1d` into seconds (must be positive).
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok().filter(|n| *n > 0)?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn normalized_cond(cond: &Cond) -> Value {
+    match cond {
+        Cond::Tool(p) | Cond::Op(p) | Cond::AgentId(p) => json!(p.as_str()),
+        Cond::Contains(s)
+        | Cond::PathContains(s)
+        | Cond::PathStartsWith(s)
+        | Cond::PathEndsWith(s)
+        | Cond::Method(s)
+        | Cond::Branch(s) => json!(s),
+        Cond::Pattern(r) => json!(r.as_str()),
+        Cond::Amount(_, bound) => serde_json::Number::from_f64(*bound).map_or(Value::Null, Value::Number),
+        Cond::Field(path, value) => json!({"path": path.join("."), "value": value}),
+    }
+}
+
+/// The allowed key closest to `input`, if it is close enough to be a likely typo.
+fn suggest<'a>(input: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|cand| (levenshtein(input, cand), *cand))
+        .filter(|(d, cand)| *d <= 2.max(cand.len() / 4) && *d < cand.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, cand)| cand)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,15 @@
+//! The policy engine: parse and validate YAML, compile it into an indexed decision table,
+//! decide and explain calls. Pure: this module does no IO.
+
+pub mod cases;
+mod eval;
+mod load;
+mod model;
+pub mod yaml;
+
+pub use eval::{Explanation, Scope, Shadowed, Step, decide, explain, shadowed_rules, validate_call};
+pub use load::{PolicyError, compile, parse_duration};
+pub use model::{
+    Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, RiskRule,
+    Rule, RuleSet,
+};

@@ -1,0 +1,464 @@
+//! The compiled policy: rules with their conditions, agent profiles, risk rules, the approval
+//! settings, and the index that lets a call visit only the rules that can match it.
+
+use std::collections::HashMap;
+
+use faramesh_proto::{Effect, RiskLevel};
+use regex::Regex;
+use serde_json::Value;
+
+/// A compiled, validated policy. Build one with [`crate::policy::compile`].
+#[derive(Debug)]
+pub struct Policy {
+    /// The path the policy was read from, as shown in `rule_ref`.
+    pub source: String,
+    /// SHA-256 (hex) of the normalized policy: comments, whitespace and key order do not change it.
+    pub hash: String,
+    /// The normalized policy as canonical JSON (what `hash` is computed over).
+    pub normalized: String,
+    /// The global rules, in policy order.
+    pub rules: RuleSet,
+    /// Agent profiles by agent id.
+    pub agents: HashMap<String, Profile>,
+    /// Risk rules, in policy order: the first match sets the call's risk level.
+    pub risk_rules: Vec<RiskRule>,
+    /// Who may approve and how long a pending approval lives.
+    pub approvals: Approvals,
+}
+
+impl Policy {
+    /// Total number of rules (global and per agent).
+    pub fn n_rules(&self) -> usize {
+        self.rules.rules.len() + self.agents.values().map(|p| p.rules.rules.len()).sum::<usize>()
+    }
+}
+
+/// An ordered list of rules and its index.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// The rules in policy order.
+    pub rules: Vec<Rule>,
+    pub(crate) index: Index,
+}
+
+/// One rule: conditions (all must hold) and one effect.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule's id (`id:` or `rule-<n>`, 1-based; `<agent>/rule-<n>` in a profile).
+    pub id: String,
+    /// `path:line` where the rule starts.
+    pub rule_ref: String,
+    /// The conditions in the order they were written.
+    pub conds: Vec<Cond>,
+    /// What happens when the rule matches.
+    pub effect: Effect,
+    /// The rule's `description`, used as the decision's reason.
+    pub description: Option<String>,
+    /// The rule's own `risk:`, overriding the risk rules.
+    pub risk: Option<RiskLevel>,
+    pub(crate) tool: NamePat,
+    pub(crate) op: NamePat,
+}
+
+/// A risk rule: conditions and the level they set.
+#[derive(Debug)]
+pub struct RiskRule {
+    /// The risk rule's `name` (or `risk-<n>`).
+    pub name: String,
+    /// `path:line` where it starts.
+    pub rule_ref: String,
+    /// The conditions (`when`).
+    pub conds: Vec<Cond>,
+    /// The level set when it matches.
+    pub level: RiskLevel,
+}
+
+/// An agent profile.
+#[derive(Debug)]
+pub struct Profile {
+    /// The agent id this profile applies to.
+    pub name: String,
+    /// The tools the agent may call (exact names or globs); `None` means no allow-list.
+    pub tools: Option<Vec<NamePat>>,
+    /// `path:line` of the `tools` list.
+    pub tools_ref: String,
+    /// Rules evaluated before the global rules.
+    pub rules: RuleSet,
+    /// Rate limits, in policy order.
+    pub rate_limits: Vec<RateLimit>,
+    /// The call budget.
+    pub budget: Option<Budget>,
+    /// The only uid allowed to claim this agent id, if pinned.
+    pub uid: Option<u32>,
+}
+
+/// A rate limit: at most `count` calls per `per_seconds` for calls matching `tool`/`op`.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// The key as written (`stripe/*`).
+    pub key: String,
+    /// Tool part of the key.
+    pub tool: NamePat,
+    /// Operation part of the key.
+    pub op: NamePat,
+    /// Calls allowed per window.
+    pub count: u32,
+    /// Window length in seconds.
+    pub per_seconds: u64,
+}
+
+/// How long a budget period lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// One hour.
+    Hour,
+    /// One UTC day.
+    Day,
+    /// Seven days.
+    Week,
+}
+
+impl Period {
+    /// The period's length in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Period::Hour => 3_600,
+            Period::Day => 86_400,
+            Period::Week => 604_800,
+        }
+    }
+}
+
+/// A call budget for one agent.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Calls allowed per period.
+    pub max_calls: u64,
+    /// The period.
+    pub per: Period,
+    /// DENY or DEFER once the budget is used up.
+    pub on_exceed: Effect,
+}
+
+/// Who may approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// A numeric uid.
+    Uid(u32),
+    /// A numeric gid.
+    Gid(u32),
+    /// A user by name.
+    User(String),
+    /// A group by name.
+    Group(String),
+}
+
+/// The `approvals:` section.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// Who may approve besides root and the daemon's own uid.
+    pub approvers: Vec<Approver>,
+    /// Seconds until a pending approval expires (default 15 minutes).
+    pub expire_after_seconds: u64,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals { approvers: Vec::new(), expire_after_seconds: 900 }
+    }
+}
+
+/// A tool, operation or agent name pattern: `*`, an exact name, or a glob with `*` and `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePat {
+    /// Matches anything.
+    Any,
+    /// Matches one name.
+    Exact(String),
+    /// `*` matches any run of characters, `?` one character.
+    Glob(String),
+}
+
+impl NamePat {
+    /// Parses `*`, a glob, or an exact name.
+    pub fn new(text: &str) -> NamePat {
+        if text == "*" {
+            NamePat::Any
+        } else if text.contains(['*', '?']) {
+            NamePat::Glob(text.to_owned())
+        } else {
+            NamePat::Exact(text.to_owned())
+        }
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePat::Any => true,
+            NamePat::Exact(s) => s == name,
+            NamePat::Glob(g) => glob_match(g.as_bytes(), name.as_bytes()),
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NamePat::Any => "*",
+            NamePat::Exact(s) | NamePat::Glob(s) => s,
+        }
+    }
+
+    /// Whether every name this pattern matches is also matched by `other`... reversed: whether
+    /// `self` matches every name that `narrower` matches.
+    pub fn covers(&self, narrower: &NamePat) -> bool {
+        match (self, narrower) {
+            (NamePat::Any, _) => true,
+            (_, NamePat::Any) => false,
+            (NamePat::Exact(a), NamePat::Exact(b)) => a == b,
+            (NamePat::Glob(g), NamePat::Exact(b)) => glob_match(g.as_bytes(), b.as_bytes()),
+            (NamePat::Glob(a), NamePat::Glob(b)) => a == b,
+            (NamePat::Exact(_), NamePat::Glob(_)) => false,
+        }
+    }
+}
+
+/// Glob match with `*` (any run) and `?` (one byte... one character for ASCII names).
+fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// A numeric comparison for the `amount_*` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// `amount_gt`
+    Gt,
+    /// `amount_lt`
+    Lt,
+    /// `amount_gte`
+    Gte,
+    /// `amount_lte`
+    Lte,
+}
+
+impl Cmp {
+    /// The match key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Cmp::Gt => "amount_gt",
+            Cmp::Lt => "amount_lt",
+            Cmp::Gte => "amount_gte",
+            Cmp::Lte => "amount_lte",
+        }
+    }
+
+    /// The operator symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Gt => ">",
+            Cmp::Lt => "<",
+            Cmp::Gte => ">=",
+            Cmp::Lte => "<=",
+        }
+    }
+
+    /// Whether `value <op> bound` holds.
+    pub fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Cmp::Gt => value > bound,
+            Cmp::Lt => value < bound,
+            Cmp::Gte => value >= bound,
+            Cmp::Lte => value <= bound,
+        }
+    }
+}
+
+/// One condition of a `match` (or a risk rule's `when`).
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// `tool`
+    Tool(NamePat),
+    /// `op` / `operation`
+    Op(NamePat),
+    /// `agent_id`
+    AgentId(NamePat),
+    /// `contains`: substring of the canonical JSON of `params`.
+    Contains(String),
+    /// `pattern`: regex searched in the canonical JSON of `params`.
+    Pattern(Regex),
+    /// `amount_gt|lt|gte|lte`
+    Amount(Cmp, f64),
+    /// `path_contains`
+    PathContains(String),
+    /// `path_starts_with`
+    PathStartsWith(String),
+    /// `path_ends_with`
+    PathEndsWith(String),
+    /// `method`, compared case-insensitively (stored lower-case).
+    Method(String),
+    /// `branch`
+    Branch(String),
+    /// `field` + `value`: the value at a dotted path equals `value`.
+    Field(Vec<String>, Value),
+}
+
+impl Cond {
+    /// The match key this condition was written with.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Cond::Tool(_) => "tool",
+            Cond::Op(_) => "op",
+            Cond::AgentId(_) => "agent_id",
+            Cond::Contains(_) => "contains",
+            Cond::Pattern(_) => "pattern",
+            Cond::Amount(cmp, _) => cmp.key(),
+            Cond::PathContains(_) => "path_contains",
+            Cond::PathStartsWith(_) => "path_starts_with",
+            Cond::PathEndsWith(_) => "path_ends_with",
+            Cond::Method(_) => "method",
+            Cond::Branch(_) => "branch",
+            Cond::Field(..) => "field",
+        }
+    }
+
+    /// Whether this condition holds whenever `narrower` holds (used to find shadowed rules).
+    pub fn implied_by(&self, narrower: &Cond) -> bool {
+        match (self, narrower) {
+            (Cond::Tool(a), Cond::Tool(b))
+            | (Cond::Op(a), Cond::Op(b))
+            | (Cond::AgentId(a), Cond::AgentId(b)) => a.covers(b),
+            (Cond::Contains(a), Cond::Contains(b)) => b.contains(a.as_str()),
+            (Cond::Pattern(a), Cond::Pattern(b)) => a.as_str() == b.as_str(),
+            (Cond::Amount(ca, a), Cond::Amount(cb, b)) => match (ca, cb) {
+                (Cmp::Gt | Cmp::Gte, Cmp::Gt) => b >= a,
+                (Cmp::Gt, Cmp::Gte) => b > a,
+                (Cmp::Gte, Cmp::Gte) => b >= a,
+                (Cmp::Lt | Cmp::Lte, Cmp::Lt) => b <= a,
+                (Cmp::Lt, Cmp::Lte) => b < a,
+                (Cmp::Lte, Cmp::Lte) => b <= a,
+                _ => false,
+            },
+            (Cond::PathContains(a), Cond::PathContains(b)) => b.contains(a.as_str()),
+            (Cond::PathStartsWith(a), Cond::PathStartsWith(b)) => b.starts_with(a.as_str()),
+            (Cond::PathEndsWith(a), Cond::PathEndsWith(b)) => b.ends_with(a.as_str()),
+            (Cond::Method(a), Cond::Method(b)) | (Cond::Branch(a), Cond::Branch(b)) => a == b,
+            (Cond::Field(pa, va), Cond::Field(pb, vb)) => pa == pb && va == vb,
+            _ => false,
+        }
+    }
+}
+
+/// Rules indexed by tool and operation. Each list holds rule indexes in ascending order, so a
+/// merge of the lists that apply to a call visits candidates in policy order.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Exact tool, exact operation.
+    pub exact: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// Exact tool, any or glob operation.
+    pub by_tool: HashMap<String, Vec<u32>>,
+    /// Any or glob tool, exact operation.
+    pub by_op: HashMap<String, Vec<u32>>,
+    /// Any or glob tool and operation.
+    pub rest: Vec<u32>,
+}
+
+impl Index {
+    pub(crate) fn build(rules: &[Rule]) -> Index {
+        let mut index = Index::default();
+        for (rule_idx, rule) in rules.iter().enumerate() {
+            let idx = u32::try_from(rule_idx).unwrap_or(u32::MAX);
+            match (&rule.tool, &rule.op) {
+                (NamePat::Exact(t), NamePat::Exact(o)) => index
+                    .exact
+                    .entry(t.clone())
+                    .or_default()
+                    .entry(o.clone())
+                    .or_default()
+                    .push(idx),
+                (NamePat::Exact(t), _) => index.by_tool.entry(t.clone()).or_default().push(idx),
+                (_, NamePat::Exact(o)) => index.by_op.entry(o.clone()).or_default().push(idx),
+                _ => index.rest.push(idx),
+            }
+        }
+        index
+    }
+
+    /// The candidate lists for a call; each is sorted ascending.
+    pub(crate) fn candidates<'a>(&'a self, tool: &str, op: &str) -> [&'a [u32]; 4] {
+        let exact = self
+            .exact
+            .get(tool)
+            .and_then(|ops| ops.get(op))
+            .map_or(&[][..], Vec::as_slice);
+        let by_tool = self.by_tool.get(tool).map_or(&[][..], Vec::as_slice);
+        let by_op = self.by_op.get(op).map_or(&[][..], Vec::as_slice);
+        [exact, by_tool, by_op, &self.rest]
+    }
+}
+
+/// Visits the union of sorted lists in ascending order until `visit` returns `true`.
+pub(crate) fn merge_visit(lists: [&[u32]; 4], mut visit: impl FnMut(u32) -> bool) {
+    let mut cursors = [0usize; 4];
+    loop {
+        let mut best: Option<(usize, u32)> = None;
+        for (list_idx, list) in lists.iter().enumerate() {
+            if let Some(&v) = list.get(cursors[list_idx]) {
+                if best.is_none_or(|(_, b)| v < b) {
+                    best = Some((list_idx, v));
+                }
+            }
+        }
+        let Some((list_idx, v)) = best else { return };
+        cursors[list_idx] += 1;
+        if visit(v) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names() {
+        assert!(NamePat::new("stripe_*").matches("stripe_refund"));
+        assert!(!NamePat::new("stripe_*").matches("paypal_refund"));
+        assert!(NamePat::new("*_refund").matches("stripe_refund"));
+        assert!(NamePat::new("s?ell").matches("shell"));
+        assert!(NamePat::new("a*b*c").matches("axxbyyc"));
+        assert!(!NamePat::new("a*b*c").matches("axxbyy"));
+        assert!(NamePat::new("*").matches(""));
+        assert!(NamePat::new("http").matches("http"));
+        assert!(!NamePat::new("http").matches("https"));
+    }
+
+    #[test]
+    fn merge_visits_in_ascending_order() {
+        let mut seen = Vec::new();
+        merge_visit([&[1, 5], &[2], &[0, 7], &[3]], |v| {
+            seen.push(v);
+            false
+        });
+        assert_eq!(seen, vec![0, 1, 2, 3, 5, 7]);
+    }
+}
