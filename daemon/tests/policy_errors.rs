@@ -1,0 +1,143 @@
+//! Policy files that must be rejected, with the exact `path:line:column: message` a person sees.
+
+use faramesh_daemon::policy::compile;
+
+fn error_of(text: &str) -> String {
+    match compile("p.yaml", text) {
+        Ok(_) => panic!("policy unexpectedly compiled:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn misspelled_match_key_gets_a_suggestion() {
+    let text = "rules:\n  - match: { tool: stripe, amount_gtt: 5 }\n    allow: true\n";
+    assert_eq!(
+        error_of(text),
+        "p.yaml:2:28: unknown match key `amount_gtt`, did you mean `amount_gt`?"
+    );
+}
+
+#[test]
+fn misspelled_top_level_key() {
+    assert_eq!(error_of("version: 1\nrulez: []\n"), "p.yaml:2:1: unknown top-level key `rulez`, did you mean `rules`?");
+}
+
+#[test]
+fn unknown_rule_key_far_from_any_lists_the_choices() {
+    let text = "rules:\n  - match: { tool: x }\n    allow: true\n    colour: red\n";
+    assert_eq!(
+        error_of(text),
+        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, risk)"
+    );
+}
+
+#[test]
+fn two_effects() {
+    let text = "rules:\n  - match: { tool: x }\n    allow: true\n    deny: true\n";
+    assert_eq!(error_of(text), "p.yaml:4:5: rule has two effects (`allow` and `deny`): keep exactly one");
+}
+
+#[test]
+fn no_effect() {
+    let text = "rules:\n  - match: { tool: x }\n";
+    assert_eq!(
+        error_of(text),
+        "p.yaml:2:5: rule has no effect: set one of `allow`, `deny` or `require_approval` to true (or `effect`)"
+    );
+}
+
+#[test]
+fn empty_match() {
+    let text = "rules:\n  - match: {}\n    deny: true\n";
+    assert_eq!(
+        error_of(text),
+        "p.yaml:2:12: `match` is empty: say what it applies to (use `tool: \"*\"` for every call)"
+    );
+}
+
+#[test]
+fn invalid_regex_is_a_load_error() {
+    let text = "rules:\n  - match: { tool: x, pattern: \"(unclosed\" }\n    deny: true\n";
+    assert_eq!(error_of(text), "p.yaml:2:32: invalid `pattern` `(unclosed`: unclosed group");
+}
+
+#[test]
+fn duplicate_keys() {
+    let text = "rules:\n  - match: { tool: x }\n    allow: true\n    match: { tool: y }\n";
+    assert_eq!(error_of(text), "p.yaml:4:5: duplicate key `match` (first defined at line 2)");
+}
+
+#[test]
+fn rules_not_a_list() {
+    assert_eq!(error_of("rules: { a: 1 }\n"), "p.yaml:1:8: `rules` must be a list, found a mapping");
+}
+
+#[test]
+fn wrong_type_for_amount() {
+    let text = "rules:\n  - match: { tool: x, amount_gt: \"100\" }\n    deny: true\n";
+    assert_eq!(error_of(text), "p.yaml:2:34: `amount_gt` must be a number, found a string");
+}
+
+#[test]
+fn tool_that_is_not_a_name() {
+    let text = "rules:\n  - match: { tool: \"sh ell\" }\n    deny: true\n";
+    assert_eq!(
+        error_of(text),
+        "p.yaml:2:20: `tool` `sh ell` is not a name: use letters, digits, `_.:/-`, or a glob with `*`"
+    );
+}
+
+#[test]
+fn duplicate_rule_ids() {
+    let text = "rules:\n  - id: a\n    match: { tool: x }\n    deny: true\n  - id: a\n    match: { tool: y }\n    deny: true\n";
+    assert_eq!(error_of(text), "p.yaml:5:9: duplicate rule id `a` (first used at line 2)");
+}
+
+#[test]
+fn bad_version_and_yaml_syntax() {
+    assert_eq!(error_of("version: 2\n"), "p.yaml:1:10: unsupported policy `version`: expected 1");
+    let err = error_of("rules: [\n");
+    assert!(err.starts_with("p.yaml:"), "{err}");
+}
+
+#[test]
+fn approvals_budget_and_rate_limit_are_validated() {
+    let bad_rate = "agents:\n  a:\n    rate_limit: { \"stripe/*\": \"ten per minute\" }\n";
+    assert_eq!(
+        error_of(bad_rate),
+        "p.yaml:3:31: `rate_limit` value `ten per minute` must look like `10/minute` (second, minute, hour, day)"
+    );
+    let bad_budget = "agents:\n  a:\n    budget: { max_calls: 5, per: fortnight }\n";
+    assert_eq!(
+        error_of(bad_budget),
+        "p.yaml:3:34: unknown `per` `fortnight`: expected `hour`, `day` or `week`"
+    );
+    let bad_approver = "approvals:\n  approvers: [\"alice\"]\n";
+    assert_eq!(
+        error_of(bad_approver),
+        "p.yaml:2:15: approver `alice` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"
+    );
+    let bad_expiry = "approvals:\n  expire_after: soon\n";
+    assert_eq!(error_of(bad_expiry), "p.yaml:2:17: `expire_after` `soon` must look like `15m` (s, m, h, d)");
+}
+
+#[test]
+fn policy_hash_ignores_comments_whitespace_and_key_order() {
+    let a = compile("a.yaml", "version: 1\nrules:\n  - match: { tool: x, op: y }\n    allow: true\n").unwrap();
+    let b = compile(
+        "b.yaml",
+        "# a comment\nversion: 1\n\nrules:\n  - allow: true   # trailing\n    match:\n      op: y\n      tool: x\n",
+    )
+    .unwrap();
+    assert_eq!(a.hash, b.hash);
+    let c = compile("c.yaml", "version: 1\nrules:\n  - match: { tool: x, op: y }\n    deny: true\n").unwrap();
+    assert_ne!(a.hash, c.hash);
+}
+
+#[test]
+fn rule_ref_is_path_and_line() {
+    let p = compile("pol.yaml", "version: 1\nrules:\n  - match: { tool: x }\n    allow: true\n\n  - id: second\n    match: { tool: y }\n    deny: true\n").unwrap();
+    assert_eq!(p.rules.rules[0].rule_ref, "pol.yaml:3");
+    assert_eq!(p.rules.rules[1].rule_ref, "pol.yaml:6");
+}
