@@ -45,7 +45,7 @@ fn spec_rule() -> impl Strategy<Value = SpecRule> {
         prop_oneof![3 => Just(None), 1 => proptest::sample::select(AGENTS).prop_map(|s| Some(s.to_owned()))],
         prop_oneof![
             2 => Just(None),
-            1 => (proptest::sample::select(&["amount_gt", "amount_lt", "amount_gte", "amount_lte"][..]), 0i32..200)
+            1 => (proptest::sample::select(&["amount_gt", "amount_lt", "amount_gte", "amount_lte"][..]), proptest::sample::select(&[0i32, 50, 100, 150][..]))
                 .prop_map(|(k, v)| Some((k, f64::from(v)))),
         ],
         prop_oneof![3 => Just(None), 1 => proptest::sample::select(&["GET", "post"][..]).prop_map(|s| Some(s.to_owned()))],
@@ -81,6 +81,8 @@ fn call() -> impl Strategy<Value = Call> {
         prop_oneof![
             Just(Value::Null),
             (-10i32..210).prop_map(|v| json!(v)),
+            proptest::sample::select(&[0i32, 50, 100, 150][..]).prop_map(|v| json!(v)),
+            Just(json!(100.5)),
             (0u32..2000).prop_map(|v| json!(f64::from(v) / 10.0)),
             Just(json!("50")),
         ],
