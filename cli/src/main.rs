@@ -1,1 +1,45 @@
-fn main() {}
+//! `faramesh`: the one binary. Policy tools work offline; the daemon and its socket clients
+//! arrive with later commands.
+
+mod policy_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes: 0 ok, 1 error or failed check, 3 invalid policy.
+#[derive(Parser, Debug)]
+#[command(
+    name = "faramesh",
+    version,
+    about = "Faramesh: the execution gate for AI agents' tool calls",
+    after_help = "Exit codes: 0 ok, 1 error (or a failing `policy test`), 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
+)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check, test and explain policy files offline.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("faramesh: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

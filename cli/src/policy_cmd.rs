@@ -1,0 +1,171 @@
+//! `faramesh policy check|test|explain`: offline policy tools built on the engine.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use faramesh_daemon::policy::{self, Explanation, Policy, cases};
+use serde_json::json;
+
+/// Exit code for an invalid policy.
+pub const EXIT_INVALID_POLICY: u8 = 3;
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate a policy: errors as `file:line:column: message`, warnings for rules that can
+    /// never match. Exit 0 when valid, 3 when invalid.
+    #[command(after_help = "Example:\n  faramesh policy check policies/default.yaml")]
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Run a cases file against a policy. Exit 0 when every case holds, 1 otherwise, 3 when the
+    /// policy is invalid.
+    #[command(after_help = "Example:\n  faramesh policy test policies/default.yaml policies/default.cases.yaml")]
+    Test {
+        /// The policy file.
+        file: PathBuf,
+        /// The cases file: `cases: [{name, call, expect: {effect, reason_code?, rule_id?, risk_level?}}]`.
+        cases: PathBuf,
+    },
+    /// Decide one call and show every rule considered and why each earlier one did not match.
+    #[command(after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'")]
+    Explain {
+        /// The policy file.
+        file: PathBuf,
+        /// The call as JSON: `{agent_id, tool, operation, params?, context?}`.
+        #[arg(long)]
+        call: String,
+    },
+}
+
+pub fn run(cmd: PolicyCommand, json_out: bool) -> Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { file } => check(&file, json_out),
+        PolicyCommand::Test { file, cases } => test(&file, &cases, json_out),
+        PolicyCommand::Explain { file, call } => explain(&file, &call, json_out),
+    }
+}
+
+/// Loads and compiles a policy; on a policy error prints it and returns the exit code.
+fn load(file: &PathBuf, json_out: bool) -> Result<Result<Policy, ExitCode>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    match policy::compile(&file.display().to_string(), &text) {
+        Ok(p) => Ok(Ok(p)),
+        Err(e) => {
+            if json_out {
+                println!("{}", json!({"valid": false, "error": e.to_string(), "line": e.line, "column": e.col, "message": e.message}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            Ok(Err(ExitCode::from(EXIT_INVALID_POLICY)))
+        }
+    }
+}
+
+fn check(file: &PathBuf, json_out: bool) -> Result<ExitCode> {
+    let p = match load(file, json_out)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let shadowed = policy::shadowed_rules(&p);
+    if json_out {
+        println!(
+            "{}",
+            json!({"valid": true, "policy_hash": p.hash, "rules": p.n_rules(), "warnings": shadowed})
+        );
+    } else {
+        for s in &shadowed {
+            eprintln!(
+                "warning: {}: rule `{}` can never match: rule `{}` ({}) always matches first",
+                s.rule_ref, s.rule_id, s.by_rule_id, s.by_rule_ref
+            );
+        }
+        println!("ok: {} is valid ({} rules, policy_hash {})", file.display(), p.n_rules(), p.hash);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode> {
+    let p = match load(file, json_out)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let text = std::fs::read_to_string(cases_file)
+        .with_context(|| format!("cannot read `{}`", cases_file.display()))?;
+    let parsed = cases::parse_cases(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cases_file.display()))?;
+    let mut n_failed = 0usize;
+    let mut results = Vec::new();
+    for case in &parsed.cases {
+        let decision = policy::decide(&p, &case.call);
+        let outcome = case.expect.check(&decision);
+        if json_out {
+            results.push(json!({"name": case.label(), "ok": outcome.is_ok(), "error": outcome.as_ref().err(), "decision": decision}));
+        } else if let Err(why) = &outcome {
+            println!("FAIL {}: {why}", case.label());
+        } else {
+            println!("ok   {}", case.label());
+        }
+        if outcome.is_err() {
+            n_failed += 1;
+        }
+    }
+    let n = parsed.cases.len();
+    if json_out {
+        println!("{}", json!({"passed": n - n_failed, "failed": n_failed, "cases": results}));
+    } else {
+        println!("{} passed, {} failed", n - n_failed, n_failed);
+    }
+    Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn explain(file: &PathBuf, call_text: &str, json_out: bool) -> Result<ExitCode> {
+    let p = match load(file, json_out)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let value: serde_json::Value = serde_json::from_str(call_text).context("`--call` is not valid JSON")?;
+    let call = cases::call_from_json(value).map_err(|e| anyhow::anyhow!("`--call`: {e}"))?;
+    let ex = policy::explain(&p, &call);
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&ex)?);
+    } else {
+        print!("{}", render_explanation(&call, &ex));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of an explanation, shared with `faramesh explain`.
+pub fn render_explanation(call: &faramesh_proto::Call, ex: &Explanation) -> String {
+    let d = &ex.decision;
+    let mut out = String::new();
+    let _ = writeln!(out, "call      {}/{} by agent {}", call.tool, call.operation, call.agent_id);
+    let _ = writeln!(out, "profile   {}", ex.profile.as_deref().unwrap_or("none"));
+    let _ = writeln!(
+        out,
+        "risk      {}{}",
+        d.risk_level.as_str(),
+        ex.risk_rule.as_ref().map(|r| format!(" (risk rule {r})")).unwrap_or_default()
+    );
+    if let Some(note) = &ex.note {
+        let _ = writeln!(out, "note      {note}");
+    }
+    let _ = writeln!(out, "rules considered: {}", ex.steps.len());
+    let id_width = ex.steps.iter().map(|s| s.rule_id.len()).max().unwrap_or(0);
+    let ref_width = ex.steps.iter().map(|s| s.rule_ref.len()).max().unwrap_or(0);
+    for s in &ex.steps {
+        let mark = if s.matched { "match" } else { "skip " };
+        let why = if s.matched { "all conditions hold".to_owned() } else { s.failed.clone().unwrap_or_default() };
+        let _ = writeln!(out, "  {mark} {:id_width$}  {:ref_width$}  {why}", s.rule_id, s.rule_ref);
+    }
+    let by = match (&d.rule_id, &d.rule_ref) {
+        (Some(id), Some(r)) => format!(" by {id} ({r})"),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "decision  {} {}{by}: {}", d.effect.as_str(), d.reason_code.as_str(), d.reason);
+    let _ = writeln!(out, "policy    {}", d.policy_hash);
+    let _ = writeln!(out, "request   {}", d.request_hash);
+    out
+}
