@@ -28,12 +28,19 @@ enum Command {
     /// Check, test and explain policy files offline.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Print the `request_hash` of calls read as JSON lines on stdin (one hash or error per line).
+    #[command(
+        name = "request-hash",
+        after_help = "Example:\n  echo '{\"agent_id\":\"a\",\"tool\":\"http\",\"operation\":\"get\",\"params\":{},\"context\":{}}' | faramesh request-hash"
+    )]
+    RequestHash,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
+        Command::RequestHash => policy_cmd::request_hash_lines(),
     };
     match result {
         Ok(code) => code,

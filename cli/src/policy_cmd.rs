@@ -169,3 +169,37 @@ pub fn render_explanation(call: &faramesh_proto::Call, ex: &Explanation) -> Stri
     let _ = writeln!(out, "request   {}", d.request_hash);
     out
 }
+
+/// Reads `{agent_id, tool, operation, params, context}` objects, one per line, and prints each
+/// one's `request_hash` (or `error: …`). Exit 1 when any line failed.
+pub fn request_hash_lines() -> Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut any_failed = false;
+    for line in stdin.lock().lines() {
+        let line = line.context("cannot read stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(|v| {
+                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+                let empty = serde_json::Value::Object(serde_json::Map::new());
+                let params = v.get("params").unwrap_or(&empty);
+                let context = v.get("context").unwrap_or(&empty);
+                faramesh_proto::request_hash(&text("agent_id"), &text("tool"), &text("operation"), params, context)
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(hash) => writeln!(stdout, "{hash}")?,
+            Err(e) => {
+                any_failed = true;
+                writeln!(stdout, "error: {e}")?;
+            }
+        }
+    }
+    stdout.flush()?;
+    Ok(if any_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

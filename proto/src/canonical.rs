@@ -60,10 +60,54 @@ pub fn canonical_float(value: f64) -> Option<String> {
     if value == 0.0 {
         return Some("0".to_owned());
     }
-    // Rust's `Display` for f64 prints the shortest digits that round-trip, never an exponent,
-    // and no fractional part for whole numbers: the same text as Python's
-    // `Decimal(repr(x)).normalize()` rendered positionally.
-    Some(format!("{value}"))
+    // Python's `repr` gives the shortest digits that round-trip and, when two candidates are
+    // equally close, the even one (`1926941492282018.25` → `…018.2`). Ryu makes the same choice;
+    // Rust's own `Display` rounds such ties up. Ryu's text is re-rendered positionally.
+    let mut buffer = ryu::Buffer::new();
+    Some(positional(buffer.format_finite(value)))
+}
+
+/// Renders Ryu's `[-]digits[.digits][e[-]exp]` without exponent or trailing zeros.
+fn positional(ryu_text: &str) -> String {
+    let (negative, body) = match ryu_text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, ryu_text),
+    };
+    let (mantissa, exp) = match body.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: String = format!("{int_part}{frac_part}");
+    // Position of the decimal point, counted in digits from the left.
+    let mut point = i64::try_from(int_part.len()).unwrap_or(0) + exp;
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    digits.drain(..leading);
+    point -= i64::try_from(leading).unwrap_or(0);
+    let kept = digits.trim_end_matches('0').len();
+    digits.truncate(kept);
+    if digits.is_empty() {
+        return "0".to_owned();
+    }
+    let n_digits = i64::try_from(digits.len()).unwrap_or(0);
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', usize::try_from(-point).unwrap_or(0)));
+        out.push_str(&digits);
+    } else if point >= n_digits {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', usize::try_from(point - n_digits).unwrap_or(0)));
+    } else {
+        let split = usize::try_from(point).unwrap_or(0);
+        out.push_str(&digits[..split]);
+        out.push('.');
+        out.push_str(&digits[split..]);
+    }
+    out
 }
 
 /// SHA-256 (lower-case hex) of the canonical JSON of
@@ -234,6 +278,16 @@ mod tests {
         );
         assert_eq!(canonical_float(f64::NAN), None);
         assert_eq!(canonical_float(f64::NEG_INFINITY), None);
+    }
+
+    #[test]
+    fn float_ties_round_to_even_like_python_repr() {
+        // Both `.2` and `.3` are 17-digit round-trips of 1926941492282018.25; Python picks `.2`.
+        assert_eq!(canonical_float(1926941492282018.2).unwrap(), "1926941492282018.2");
+        assert_eq!(canonical_float(882016314189973.2).unwrap(), "882016314189973.2");
+        assert_eq!(canonical_float(5e-324).unwrap().len(), 326);
+        assert_eq!(canonical_float(-1.25e-10).unwrap(), "-0.000000000125");
+        assert_eq!(canonical_float(123.0).unwrap(), "123");
     }
 
     #[test]
