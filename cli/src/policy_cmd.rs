@@ -23,7 +23,9 @@ pub enum PolicyCommand {
     },
     /// Run a cases file against a policy. Exit 0 when every case holds, 1 otherwise, 3 when the
     /// policy is invalid.
-    #[command(after_help = "Example:\n  faramesh policy test policies/default.yaml policies/default.cases.yaml")]
+    #[command(
+        after_help = "Example:\n  faramesh policy test policies/default.yaml policies/default.cases.yaml"
+    )]
     Test {
         /// The policy file.
         file: PathBuf,
@@ -31,7 +33,9 @@ pub enum PolicyCommand {
         cases: PathBuf,
     },
     /// Decide one call and show every rule considered and why each earlier one did not match.
-    #[command(after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'")]
+    #[command(
+        after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'"
+    )]
     Explain {
         /// The policy file.
         file: PathBuf,
@@ -56,7 +60,10 @@ fn load(file: &PathBuf, json_out: bool) -> Result<Result<Policy, ExitCode>> {
         Ok(p) => Ok(Ok(p)),
         Err(e) => {
             if json_out {
-                println!("{}", json!({"valid": false, "error": e.to_string(), "line": e.line, "column": e.col, "message": e.message}));
+                println!(
+                    "{}",
+                    json!({"valid": false, "error": e.to_string(), "line": e.line, "column": e.col, "message": e.message})
+                );
             } else {
                 eprintln!("error: {e}");
             }
@@ -157,7 +164,8 @@ pub fn render_explanation(call: &faramesh_proto::Call, ex: &Explanation) -> Stri
     let ref_width = ex.steps.iter().map(|s| s.rule_ref.len()).max().unwrap_or(0);
     for s in &ex.steps {
         let mark = if s.matched { "match" } else { "skip " };
-        let why = if s.matched { "all conditions hold".to_owned() } else { s.failed.clone().unwrap_or_default() };
+        let why =
+            if s.matched { "all conditions hold".to_owned() } else { s.failed.clone().unwrap_or_default() };
         let _ = writeln!(out, "  {mark} {:id_width$}  {:ref_width$}  {why}", s.rule_id, s.rule_ref);
     }
     let by = match (&d.rule_id, &d.rule_ref) {
@@ -189,8 +197,14 @@ pub fn request_hash_lines() -> Result<ExitCode> {
                 let empty = serde_json::Value::Object(serde_json::Map::new());
                 let params = v.get("params").unwrap_or(&empty);
                 let context = v.get("context").unwrap_or(&empty);
-                faramesh_proto::request_hash(&text("agent_id"), &text("tool"), &text("operation"), params, context)
-                    .map_err(|e| e.to_string())
+                faramesh_proto::request_hash(
+                    &text("agent_id"),
+                    &text("tool"),
+                    &text("operation"),
+                    params,
+                    context,
+                )
+                .map_err(|e| e.to_string())
             });
         match result {
             Ok(hash) => writeln!(stdout, "{hash}")?,

@@ -1,5 +1,7 @@
 //! Policy files that must be rejected, with the exact `path:line:column: message` a person sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
 use faramesh_daemon::policy::compile;
 
 fn error_of(text: &str) -> String {
@@ -12,15 +14,15 @@ fn error_of(text: &str) -> String {
 #[test]
 fn misspelled_match_key_gets_a_suggestion() {
     let text = "rules:\n  - match: { tool: stripe, amount_gtt: 5 }\n    allow: true\n";
-    assert_eq!(
-        error_of(text),
-        "p.yaml:2:28: unknown match key `amount_gtt`, did you mean `amount_gt`?"
-    );
+    assert_eq!(error_of(text), "p.yaml:2:28: unknown match key `amount_gtt`, did you mean `amount_gt`?");
 }
 
 #[test]
 fn misspelled_top_level_key() {
-    assert_eq!(error_of("version: 1\nrulez: []\n"), "p.yaml:2:1: unknown top-level key `rulez`, did you mean `rules`?");
+    assert_eq!(
+        error_of("version: 1\nrulez: []\n"),
+        "p.yaml:2:1: unknown top-level key `rulez`, did you mean `rules`?"
+    );
 }
 
 #[test]
@@ -124,7 +126,8 @@ fn approvals_budget_and_rate_limit_are_validated() {
 
 #[test]
 fn policy_hash_ignores_comments_whitespace_and_key_order() {
-    let a = compile("a.yaml", "version: 1\nrules:\n  - match: { tool: x, op: y }\n    allow: true\n").unwrap();
+    let a =
+        compile("a.yaml", "version: 1\nrules:\n  - match: { tool: x, op: y }\n    allow: true\n").unwrap();
     let b = compile(
         "b.yaml",
         "# a comment\nversion: 1\n\nrules:\n  - allow: true   # trailing\n    match:\n      op: y\n      tool: x\n",

@@ -1,6 +1,8 @@
 //! Property test: the indexed decision table agrees with a deliberately simple reference
 //! evaluator (a linear scan written straight from DESIGN §3) on random policies and calls.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
 use faramesh_daemon::policy::{compile, decide};
 use faramesh_proto::{Call, Effect, ReasonCode, canonical_json};
 use proptest::prelude::*;
@@ -136,7 +138,10 @@ fn render_rule(out: &mut String, indent: &str, id: &str, r: &SpecRule) {
         Effect::Deny => "deny",
         Effect::Defer => "require_approval",
     };
-    out.push_str(&format!("{indent}- id: {id}\n{indent}  match: {}\n{indent}  {effect}: true\n", Value::Object(m)));
+    out.push_str(&format!(
+        "{indent}- id: {id}\n{indent}  match: {}\n{indent}  {effect}: true\n",
+        Value::Object(m)
+    ));
     if let Some(risk) = r.risk {
         out.push_str(&format!("{indent}  risk: {risk}\n"));
     }
@@ -210,10 +215,10 @@ fn ref_matches(r: &SpecRule, c: &Call) -> bool {
             _ => return false,
         }
     }
-    if let Some(needle) = &r.contains {
-        if !canonical_json(&c.params).unwrap().contains(needle.as_str()) {
-            return false;
-        }
+    if let Some(needle) = &r.contains
+        && !canonical_json(&c.params).unwrap().contains(needle.as_str())
+    {
+        return false;
     }
     true
 }
@@ -221,10 +226,14 @@ fn ref_matches(r: &SpecRule, c: &Call) -> bool {
 fn reference(spec: &Spec, c: &Call) -> (Effect, ReasonCode, Option<String>) {
     let high = spec.risk_high_tool.as_ref().is_some_and(|t| {
         t == &c.tool
-            && value_of(c, "amount").filter(|v| v.is_number()).and_then(Value::as_f64).is_some_and(|n| n > 100.0)
+            && value_of(c, "amount")
+                .filter(|v| v.is_number())
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n > 100.0)
     });
     let agent = if c.agent_id == "payments-bot" { &spec.agent_rules[..] } else { &[][..] };
-    let agent_hit = agent.iter().enumerate().find(|(_, r)| ref_matches(r, c)).map(|(i, r)| (format!("a{i}"), r));
+    let agent_hit =
+        agent.iter().enumerate().find(|(_, r)| ref_matches(r, c)).map(|(i, r)| (format!("a{i}"), r));
     let hit = agent_hit.or_else(|| {
         spec.global.iter().enumerate().find(|(_, r)| ref_matches(r, c)).map(|(i, r)| (format!("g{i}"), r))
     });

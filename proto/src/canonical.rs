@@ -45,9 +45,7 @@ pub fn canonical_number(text: &str) -> Result<String, CanonicalError> {
         let negative = text.starts_with('-');
         return Ok(if negative { format!("-{trimmed}") } else { trimmed.to_owned() });
     }
-    let float: f64 = text
-        .parse()
-        .map_err(|_| CanonicalError::BadNumber(text.to_owned()))?;
+    let float: f64 = text.parse().map_err(|_| CanonicalError::BadNumber(text.to_owned()))?;
     canonical_float(float).ok_or_else(|| CanonicalError::NonFinite(text.to_owned()))
 }
 

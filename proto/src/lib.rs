@@ -5,6 +5,4 @@ pub mod canonical;
 pub mod types;
 
 pub use canonical::{CanonicalError, canonical_json, request_hash};
-pub use types::{
-    Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier,
-};
+pub use types::{Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier};

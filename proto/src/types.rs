@@ -267,9 +267,7 @@ pub struct Decision {
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'))
 }
 
 #[cfg(test)]
@@ -292,10 +290,7 @@ mod tests {
     #[test]
     fn resolution_is_tagged_by_type() {
         let r = Resolution::RetryAfter { retry_after_seconds: 6 };
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"type":"retry_after","retry_after_seconds":6}"#
-        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"type":"retry_after","retry_after_seconds":6}"#);
     }
 
     #[test]

@@ -78,21 +78,24 @@ impl Expect {
         if self.effect != d.effect {
             wrong.push(format!("effect {} (got {})", self.effect.as_str(), d.effect.as_str()));
         }
-        if let Some(code) = self.reason_code {
-            if code != d.reason_code {
+        if let Some(code) = self.reason_code
+            && code != d.reason_code
+        {
+            {
                 wrong.push(format!("reason_code {} (got {})", code.as_str(), d.reason_code.as_str()));
             }
         }
-        if let Some(rule_id) = &self.rule_id {
-            if Some(rule_id) != d.rule_id.as_ref() {
-                wrong.push(format!(
-                    "rule_id {rule_id} (got {})",
-                    d.rule_id.as_deref().unwrap_or("none")
-                ));
+        if let Some(rule_id) = &self.rule_id
+            && Some(rule_id) != d.rule_id.as_ref()
+        {
+            {
+                wrong.push(format!("rule_id {rule_id} (got {})", d.rule_id.as_deref().unwrap_or("none")));
             }
         }
-        if let Some(risk) = self.risk_level {
-            if risk != d.risk_level {
+        if let Some(risk) = self.risk_level
+            && risk != d.risk_level
+        {
+            {
                 wrong.push(format!("risk_level {} (got {})", risk.as_str(), d.risk_level.as_str()));
             }
         }

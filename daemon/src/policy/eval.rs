@@ -74,7 +74,10 @@ pub fn explain(policy: &Policy, call: &Call) -> Explanation {
 /// Checks the call's shape; the message names the field.
 pub fn validate_call(call: &Call) -> Result<(), String> {
     if !is_identifier(&call.tool) {
-        return Err(format!("`tool` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)", call.tool));
+        return Err(format!(
+            "`tool` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)",
+            call.tool
+        ));
     }
     if !is_identifier(&call.operation) {
         return Err(format!(
@@ -143,37 +146,46 @@ impl Cond {
     /// `None` when the condition holds; otherwise why not (described only when `describe`).
     pub(crate) fn why_not(&self, ctx: &CallCtx<'_>, describe: bool) -> Option<String> {
         let fail = |msg: &dyn Fn() -> String| Some(if describe { msg() } else { String::new() });
+        let unless = |holds: bool, msg: &dyn Fn() -> String| if holds { None } else { fail(msg) };
         let call = ctx.call;
         match self {
-            Cond::Tool(p) => (!p.matches(&call.tool))
-                .then(|| ())
-                .and_then(|()| fail(&|| format!("tool: `{}` does not match `{}`", call.tool, p.as_str()))),
-            Cond::Op(p) => (!p.matches(&call.operation)).then(|| ()).and_then(|()| {
-                fail(&|| format!("op: `{}` does not match `{}`", call.operation, p.as_str()))
+            Cond::Tool(p) => unless(p.matches(&call.tool), &|| {
+                format!("tool: `{}` does not match `{}`", call.tool, p.as_str())
             }),
-            Cond::AgentId(p) => (!p.matches(&call.agent_id)).then(|| ()).and_then(|()| {
-                fail(&|| format!("agent_id: `{}` does not match `{}`", call.agent_id, p.as_str()))
+            Cond::Op(p) => unless(p.matches(&call.operation), &|| {
+                format!("op: `{}` does not match `{}`", call.operation, p.as_str())
             }),
-            Cond::Contains(s) => (!ctx.params_text().contains(s.as_str()))
-                .then(|| ())
-                .and_then(|()| fail(&|| format!("contains: params do not contain `{s}`"))),
-            Cond::Pattern(r) => (!r.is_match(ctx.params_text()))
-                .then(|| ())
-                .and_then(|()| fail(&|| format!("pattern: params do not match `{}`", r.as_str()))),
+            Cond::AgentId(p) => unless(p.matches(&call.agent_id), &|| {
+                format!("agent_id: `{}` does not match `{}`", call.agent_id, p.as_str())
+            }),
+            Cond::Contains(s) => unless(ctx.params_text().contains(s.as_str()), &|| {
+                format!("contains: params do not contain `{s}`")
+            }),
+            Cond::Pattern(r) => unless(r.is_match(ctx.params_text()), &|| {
+                format!("pattern: params do not match `{}`", r.as_str())
+            }),
             Cond::Amount(cmp, bound) => match ctx.lookup(&key_path("amount")) {
                 None => fail(&|| format!("{}: `amount` is missing", cmp.key())),
                 Some(v) => match v.as_f64().filter(|f| f.is_finite() && v.is_number()) {
                     None => fail(&|| format!("{}: `amount` is not a number ({v})", cmp.key())),
-                    Some(amount) if !cmp.holds(amount, *bound) => fail(&|| {
-                        format!("{}: amount {amount} is not {} {bound}", cmp.key(), cmp.symbol())
-                    }),
+                    Some(amount) if !cmp.holds(amount, *bound) => {
+                        fail(&|| format!("{}: amount {amount} is not {} {bound}", cmp.key(), cmp.symbol()))
+                    }
                     Some(_) => None,
                 },
             },
-            Cond::PathContains(s) => string_check(ctx, "path", self.key(), describe, |p| p.contains(s.as_str()), s),
-            Cond::PathStartsWith(s) => string_check(ctx, "path", self.key(), describe, |p| p.starts_with(s.as_str()), s),
-            Cond::PathEndsWith(s) => string_check(ctx, "path", self.key(), describe, |p| p.ends_with(s.as_str()), s),
-            Cond::Method(m) => string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m),
+            Cond::PathContains(s) => {
+                string_check(ctx, "path", self.key(), describe, |p| p.contains(s.as_str()), s)
+            }
+            Cond::PathStartsWith(s) => {
+                string_check(ctx, "path", self.key(), describe, |p| p.starts_with(s.as_str()), s)
+            }
+            Cond::PathEndsWith(s) => {
+                string_check(ctx, "path", self.key(), describe, |p| p.ends_with(s.as_str()), s)
+            }
+            Cond::Method(m) => {
+                string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m)
+            }
             Cond::Branch(b) => string_check(ctx, "branch", self.key(), describe, |v| v == b, b),
             Cond::Field(path, expected) => match ctx.lookup(path) {
                 None => fail(&|| format!("field: `{}` is missing", path.join("."))),
@@ -259,7 +271,8 @@ fn first_match<'p>(
 }
 
 fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Explanation {
-    let mut out = Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
+    let mut out =
+        Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
     if let Err(message) = validate_call(call) {
         out.decision = deny(out.decision, ReasonCode::InvalidRequest, message, None, None, None);
         out.note = Some("the request was refused before any rule was considered".into());
@@ -268,7 +281,8 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
     match call.request_hash() {
         Ok(hash) => out.decision.request_hash = hash,
         Err(e) => {
-            out.decision = deny(out.decision, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
+            out.decision =
+                deny(out.decision, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
             out.note = Some("the request was refused before any rule was considered".into());
             return out;
         }
@@ -282,24 +296,28 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
     out.risk_rule = risk_rule.clone();
     let profile = policy.agents.get(&call.agent_id);
     out.profile = profile.map(|p| p.name.clone());
-    if let Some(p) = profile {
-        if let Some(tools) = &p.tools {
-            if !tools.iter().any(|t| t.matches(&call.tool)) {
-                out.decision = profile_denial(out.decision, p, &call.tool);
-                out.note = Some(format!("tool `{}` is not in the `tools` list of agent `{}`", call.tool, p.name));
-                return out;
-            }
-        }
+    if let Some(p) = profile
+        && let Some(tools) = &p.tools
+        && !tools.iter().any(|t| t.matches(&call.tool))
+    {
+        out.decision = profile_denial(out.decision, p, &call.tool);
+        out.note = Some(format!("tool `{}` is not in the `tools` list of agent `{}`", call.tool, p.name));
+        return out;
     }
     let mut steps = steps;
     let agent_match = profile.and_then(|p| first_match(&p.rules, &ctx, Scope::Agent, steps.as_deref_mut()));
-    let matched = agent_match.or_else(|| first_match(&policy.rules, &ctx, Scope::Global, steps.as_deref_mut()));
+    let matched = agent_match.or_else(|| first_match(&policy.rules, &ctx, Scope::Global, steps));
     let Some(rule) = matched else {
-        let reason = format!(
-            "no rule matches `{}/{}`; calls no rule allows are denied",
-            call.tool, call.operation
+        let reason =
+            format!("no rule matches `{}/{}`; calls no rule allows are denied", call.tool, call.operation);
+        out.decision = deny(
+            out.decision,
+            ReasonCode::DefaultDenyNoMatch,
+            reason,
+            None,
+            None,
+            Some(Resolution::RuleBlock { rule_id: None }),
         );
-        out.decision = deny(out.decision, ReasonCode::DefaultDenyNoMatch, reason, None, None, Some(Resolution::RuleBlock { rule_id: None }));
         return out;
     };
     out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref());
@@ -381,7 +399,14 @@ fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: 
         Effect::Deny => {
             let reason = described(format!("denied by rule `{}`", rule.id));
             let rule_id = Some(rule.id.clone());
-            deny(d, ReasonCode::PolicyDeny, reason, rule_id.clone(), Some(rule.rule_ref.clone()), Some(Resolution::RuleBlock { rule_id }))
+            deny(
+                d,
+                ReasonCode::PolicyDeny,
+                reason,
+                rule_id.clone(),
+                Some(rule.rule_ref.clone()),
+                Some(Resolution::RuleBlock { rule_id }),
+            )
         }
         Effect::Defer => {
             let reason = described(format!("rule `{}` requires approval", rule.id));
@@ -432,10 +457,10 @@ pub fn shadowed_rules(policy: &Policy) -> Vec<Shadowed> {
     for set in sets {
         for (j, later) in set.rules.iter().enumerate() {
             let by = set.rules[..j].iter().find(|earlier| {
-                earlier.conds.iter().all(|ec| {
-                    ec.implied_by_nothing()
-                        || later.conds.iter().any(|lc| ec.implied_by(lc))
-                })
+                earlier
+                    .conds
+                    .iter()
+                    .all(|ec| ec.implied_by_nothing() || later.conds.iter().any(|lc| ec.implied_by(lc)))
             });
             if let Some(by) = by {
                 out.push(Shadowed {

@@ -8,8 +8,8 @@ use regex::RegexBuilder;
 use serde_json::{Map, Value, json};
 
 use super::model::{
-    Approvals, Approver, Budget, Cmp, Cond, Index, NamePat, Period, Policy, Profile, RateLimit,
-    RiskRule, Rule, RuleSet,
+    Approvals, Approver, Budget, Cmp, Cond, Index, NamePat, Period, Policy, Profile, RateLimit, RiskRule,
+    Rule, RuleSet,
 };
 use super::yaml::{self, Key, Kind, Node, Pos};
 
@@ -106,7 +106,9 @@ impl Loader<'_> {
             Kind::Int(i) => *i as f64,
             Kind::Float(f) => *f,
             other => {
-                return Err(self.err(node.pos, format!("{what} must be a number, found {}", other.describe())));
+                return Err(
+                    self.err(node.pos, format!("{what} must be a number, found {}", other.describe()))
+                );
             }
         };
         if !value.is_finite() {
@@ -118,7 +120,10 @@ impl Loader<'_> {
     fn flag(&self, node: &Node, what: &str) -> Result<bool, PolicyError> {
         match &node.kind {
             Kind::Bool(b) => Ok(*b),
-            other => Err(self.err(node.pos, format!("{what} must be `true` or `false`, found {}", other.describe()))),
+            other => {
+                Err(self
+                    .err(node.pos, format!("{what} must be `true` or `false`, found {}", other.describe())))
+            }
         }
     }
 
@@ -181,8 +186,8 @@ impl Loader<'_> {
                 _ => {}
             }
         }
-        let normalized_text = canonical_json(&Value::Object(normalized))
-            .map_err(|e| self.err(root.pos, e.to_string()))?;
+        let normalized_text =
+            canonical_json(&Value::Object(normalized)).map_err(|e| self.err(root.pos, e.to_string()))?;
         Ok(Policy {
             source: self.path.to_owned(),
             hash: faramesh_proto::canonical::sha256_hex(normalized_text.as_bytes()),
@@ -343,7 +348,10 @@ impl Loader<'_> {
             "low" => Ok(RiskLevel::Low),
             "medium" => Ok(RiskLevel::Medium),
             "high" => Ok(RiskLevel::High),
-            _ => Err(self.err(node.pos, format!("unknown {what} `{text}`: expected `low`, `medium` or `high`"))),
+            _ => {
+                Err(self
+                    .err(node.pos, format!("unknown {what} `{text}`: expected `low`, `medium` or `high`")))
+            }
         }
     }
 
@@ -396,10 +404,8 @@ impl Loader<'_> {
                 "contains" => Cond::Contains(self.string(value, &what)?),
                 "pattern" => {
                     let text = self.string(value, &what)?;
-                    let regex = RegexBuilder::new(&text)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| {
+                    let regex =
+                        RegexBuilder::new(&text).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| {
                             let detail = e.to_string();
                             let last = detail.lines().last().unwrap_or("").trim();
                             let last = last.strip_prefix("error: ").unwrap_or(last);
@@ -608,7 +614,9 @@ impl Loader<'_> {
             let Some((count, per_seconds)) = parsed else {
                 return Err(self.err(
                     value.pos,
-                    format!("`rate_limit` value `{text}` must look like `10/minute` (second, minute, hour, day)"),
+                    format!(
+                        "`rate_limit` value `{text}` must look like `10/minute` (second, minute, hour, day)"
+                    ),
                 ));
             };
             norm.insert(key.name.clone(), json!(format!("{count}/{per_seconds}s")));
@@ -691,7 +699,9 @@ impl Loader<'_> {
                         let Some(approver) = approver else {
                             return Err(self.err(
                                 item.pos,
-                                format!("approver `{text}` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"),
+                                format!(
+                                    "approver `{text}` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"
+                                ),
                             ));
                         };
                         approvals.approvers.push(approver);
@@ -703,7 +713,10 @@ impl Loader<'_> {
                         _ => self.string(value, "`expire_after`")?,
                     };
                     approvals.expire_after_seconds = parse_duration(&text).ok_or_else(|| {
-                        self.err(value.pos, format!("`expire_after` `{text}` must look like `15m` (s, m, h, d)"))
+                        self.err(
+                            value.pos,
+                            format!("`expire_after` `{text}` must look like `15m` (s, m, h, d)"),
+                        )
                     })?;
                 }
                 _ => {}

@@ -10,6 +10,6 @@ pub mod yaml;
 pub use eval::{Explanation, Scope, Shadowed, Step, decide, explain, shadowed_rules, validate_call};
 pub use load::{PolicyError, compile, parse_duration};
 pub use model::{
-    Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, RiskRule,
-    Rule, RuleSet,
+    Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, RiskRule, Rule,
+    RuleSet,
 };

@@ -387,13 +387,9 @@ impl Index {
         for (rule_idx, rule) in rules.iter().enumerate() {
             let idx = u32::try_from(rule_idx).unwrap_or(u32::MAX);
             match (&rule.tool, &rule.op) {
-                (NamePat::Exact(t), NamePat::Exact(o)) => index
-                    .exact
-                    .entry(t.clone())
-                    .or_default()
-                    .entry(o.clone())
-                    .or_default()
-                    .push(idx),
+                (NamePat::Exact(t), NamePat::Exact(o)) => {
+                    index.exact.entry(t.clone()).or_default().entry(o.clone()).or_default().push(idx)
+                }
                 (NamePat::Exact(t), _) => index.by_tool.entry(t.clone()).or_default().push(idx),
                 (_, NamePat::Exact(o)) => index.by_op.entry(o.clone()).or_default().push(idx),
                 _ => index.rest.push(idx),
@@ -404,11 +400,7 @@ impl Index {
 
     /// The candidate lists for a call; each is sorted ascending.
     pub(crate) fn candidates<'a>(&'a self, tool: &str, op: &str) -> [&'a [u32]; 4] {
-        let exact = self
-            .exact
-            .get(tool)
-            .and_then(|ops| ops.get(op))
-            .map_or(&[][..], Vec::as_slice);
+        let exact = self.exact.get(tool).and_then(|ops| ops.get(op)).map_or(&[][..], Vec::as_slice);
         let by_tool = self.by_tool.get(tool).map_or(&[][..], Vec::as_slice);
         let by_op = self.by_op.get(op).map_or(&[][..], Vec::as_slice);
         [exact, by_tool, by_op, &self.rest]
@@ -421,10 +413,10 @@ pub(crate) fn merge_visit(lists: [&[u32]; 4], mut visit: impl FnMut(u32) -> bool
     loop {
         let mut best: Option<(usize, u32)> = None;
         for (list_idx, list) in lists.iter().enumerate() {
-            if let Some(&v) = list.get(cursors[list_idx]) {
-                if best.is_none_or(|(_, b)| v < b) {
-                    best = Some((list_idx, v));
-                }
+            if let Some(&v) = list.get(cursors[list_idx])
+                && best.is_none_or(|(_, b)| v < b)
+            {
+                best = Some((list_idx, v));
             }
         }
         let Some((list_idx, v)) = best else { return };

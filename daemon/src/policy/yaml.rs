@@ -161,9 +161,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 _ => return Err(YamlError { pos, message: "unbalanced sequence".into() }),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(start, entries, None)) => {
-                    Node { kind: Kind::Map(entries), pos: start }
-                }
+                Some(Frame::Map(start, entries, None)) => Node { kind: Kind::Map(entries), pos: start },
                 _ => return Err(YamlError { pos, message: "unbalanced mapping".into() }),
             },
         };
@@ -180,10 +178,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                         Kind::Int(i) => i.to_string(),
                         Kind::Bool(b) => b.to_string(),
                         Kind::Null => {
-                            return Err(YamlError {
-                                pos: node.pos,
-                                message: "empty mapping key".into(),
-                            });
+                            return Err(YamlError { pos: node.pos, message: "empty mapping key".into() });
                         }
                         Kind::Float(_) | Kind::Seq(_) | Kind::Map(_) => {
                             return Err(YamlError {
@@ -235,25 +230,25 @@ fn scalar_kind(value: Cow<'_, str>, style: ScalarStyle) -> Kind {
         ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
     }
-    if is_decimal_int(text) {
-        if let Ok(i) = text.parse::<i64>() {
-            return Kind::Int(i);
-        }
+    if is_decimal_int(text)
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Kind::Int(i);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Kind::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Kind::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Kind::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Kind::Int(i);
     }
-    if is_float(text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Kind::Float(f);
-        }
+    if is_float(text)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Kind::Float(f);
     }
     Kind::Str(value.into_owned())
 }
@@ -278,8 +273,24 @@ fn is_float(text: &str) -> bool {
         }
         None => !mantissa.is_empty() && mantissa.bytes().all(|b| b.is_ascii_digit()),
     };
-    let exponent_ok = exponent.is_none_or(|e| is_decimal_int(e));
+    let exponent_ok = exponent.is_none_or(is_decimal_int);
     mantissa_ok && exponent_ok
+}
+
+/// A tree as JSON (floats that are not finite become `null`).
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        Kind::Null => Value::Null,
+        Kind::Bool(b) => Value::Bool(*b),
+        Kind::Int(i) => Value::from(*i),
+        Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Kind::Str(s) => Value::String(s.clone()),
+        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        Kind::Map(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -329,21 +340,5 @@ mod tests {
     fn aliases_are_refused() {
         let err = parse("a: &x 1\nb: *x\n").unwrap_err();
         assert!(err.message.contains("anchors"), "{}", err.message);
-    }
-}
-
-/// A tree as JSON (floats that are not finite become `null`).
-pub fn to_json(node: &Node) -> serde_json::Value {
-    use serde_json::Value;
-    match &node.kind {
-        Kind::Null => Value::Null,
-        Kind::Bool(b) => Value::Bool(*b),
-        Kind::Int(i) => Value::from(*i),
-        Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Kind::Str(s) => Value::String(s.clone()),
-        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        Kind::Map(entries) => {
-            Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())
-        }
     }
 }

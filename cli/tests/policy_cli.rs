@@ -1,0 +1,123 @@
+//! The offline policy tools, run as the real binary: exit codes and the text people read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn faramesh(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faramesh")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_default_policy() {
+    let out = faramesh(&["policy", "check", "policies/default.yaml"], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok: policies/default.yaml is valid (4 rules, policy_hash "));
+}
+
+#[test]
+fn check_rejects_with_location_and_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "rules:\n  - match: { tool: x, amount_gtt: 5 }\n    allow: true\n",
+    )
+    .unwrap();
+    let out = faramesh(&["policy", "check", "p.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        "error: p.yaml:2:23: unknown match key `amount_gtt`, did you mean `amount_gt`?\n"
+    );
+}
+
+#[test]
+fn check_warns_about_shadowed_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "rules:\n  - match: { tool: \"*\" }\n    deny: true\n  - id: never\n    match: { tool: http, op: get }\n    allow: true\n",
+    )
+    .unwrap();
+    let out = faramesh(&["policy", "check", "p.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stderr),
+        "warning: p.yaml:4: rule `never` can never match: rule `rule-1` (p.yaml:2) always matches first\n"
+    );
+}
+
+#[test]
+fn policy_test_passes_and_fails_with_expected_and_actual() {
+    let out = faramesh(&["policy", "test", "policies/default.yaml", "policies/default.cases.yaml"], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).ends_with("5 passed, 0 failed\n"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "cases:\n  - name: shell is allowed?\n    call: { agent_id: a, tool: shell, operation: exec, params: { cmd: ls } }\n    expect: { effect: PERMIT }\n",
+    )
+    .unwrap();
+    let policy = repo().join("policies/default.yaml");
+    let out = faramesh(&["policy", "test", policy.to_str().unwrap(), "c.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "FAIL shell is allowed?: expected effect PERMIT (got DEFER); reason: Shell commands need a human's approval\n0 passed, 1 failed\n"
+    );
+}
+
+#[test]
+fn explain_lists_rules_considered_and_why_they_missed() {
+    let call = r#"{"agent_id":"a","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#;
+    let out = faramesh(&["policy", "explain", "policies/default.yaml", "--call", call], &repo());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "call      shell/exec by agent a");
+    assert_eq!(lines[1], "profile   none");
+    assert_eq!(lines[2], "risk      low");
+    assert_eq!(lines[3], "rules considered: 2");
+    assert_eq!(
+        lines[4],
+        "  skip  shell-destructive  policies/default.yaml:24  pattern: params do not match `rm -rf|mkfs|shutdown|reboot|dd if=`"
+    );
+    assert_eq!(lines[5], "  match shell-approval     policies/default.yaml:29  all conditions hold");
+    assert_eq!(
+        lines[6],
+        "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:29): Shell commands need a human's approval"
+    );
+}
+
+#[test]
+fn request_hash_matches_the_published_vectors() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faramesh"))
+        .arg("request-hash")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"agent_id\":\"test\",\"tool\":\"http\",\"operation\":\"get\",\"params\":{\"url\":\"https://example.com\"},\"context\":{}}\n{\"agent_id\":\"a\",\"tool\":\"t\",\"operation\":\"o\",\"params\":{\"x\":1e999}}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "aef18e9d0014c759d9e9b91d6eca27bf34ff52bde361123c64fd17272688b0b5\nerror: number `1e+999` is not finite: NaN and infinities are not allowed in canonical JSON\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, every Rust test, and the compatibility checks
+# against the real published Python SDK. Installs what it needs itself; exits non-zero on
+# any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy (-D warnings)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --locked --bins
+BIN="$ROOT/target/debug/faramesh"
+
+step "rust tests"
+cargo test --locked
+
+step "python venv with the published SDK (faramesh-sdk==0.3.3)"
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "faramesh-sdk==0.3.3"
+
+step "request_hash against faramesh-sdk on generated payloads"
+"$VENV/bin/python" tests/compat/sdk_hash_compat.py "$BIN" 5000
+
+step "policy tools on the bundled policies"
+for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do
+    policy="${cases%.cases.yaml}.yaml"
+    "$BIN" policy check "$policy" >/dev/null
+    "$BIN" policy test "$policy" "$cases" | tail -n 1
+done
+
+printf '\nall checks passed\n'
