@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
-use faramesh_daemon::policy::{compile, decide};
+use faramesh_daemon::policy::{compile, decide, decide_linear};
 use faramesh_proto::{Call, Effect, ReasonCode, canonical_json};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -258,6 +258,7 @@ proptest! {
         for c in &calls {
             let d = decide(&policy, c);
             let want = reference(&spec, c);
+            prop_assert_eq!(&decide_linear(&policy, c), &d, "linear scan disagrees");
             prop_assert_eq!((d.effect, d.reason_code, d.rule_id.clone()), want, "call {:?}\npolicy:\n{}", c, text);
         }
     }

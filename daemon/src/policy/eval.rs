@@ -481,3 +481,48 @@ impl Cond {
         matches!(self, Cond::Tool(p) | Cond::Op(p) | Cond::AgentId(p) if *p == super::model::NamePat::Any)
     }
 }
+
+/// Decides by scanning every rule in order, without the index: the baseline the indexed table
+/// is benchmarked and tested against. Same answers as [`decide`], slower on large policies.
+pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
+    let mut d = base(policy);
+    if let Err(message) = validate_call(call) {
+        return deny(d, ReasonCode::InvalidRequest, message, None, None, None);
+    }
+    match call.request_hash() {
+        Ok(hash) => d.request_hash = hash,
+        Err(e) => return deny(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None),
+    }
+    let ctx = CallCtx::new(call);
+    let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
+        Some(r) => (r.level, Some(r.name.clone())),
+        None => (RiskLevel::Low, None),
+    };
+    d.risk_level = risk;
+    let profile = policy.agents.get(&call.agent_id);
+    if let Some(p) = profile
+        && let Some(tools) = &p.tools
+        && !tools.iter().any(|t| t.matches(&call.tool))
+    {
+        return profile_denial(d, p, &call.tool);
+    }
+    let agent_rules = profile.map_or(&[][..], |p| p.rules.rules.as_slice());
+    let hit = agent_rules.iter().chain(policy.rules.rules.iter()).find(|r| r.first_failure(&ctx).is_none());
+    match hit {
+        Some(rule) => from_rule(d, rule, risk, risk_rule.as_deref()),
+        None => {
+            let reason = format!(
+                "no rule matches `{}/{}`; calls no rule allows are denied",
+                call.tool, call.operation
+            );
+            deny(
+                d,
+                ReasonCode::DefaultDenyNoMatch,
+                reason,
+                None,
+                None,
+                Some(Resolution::RuleBlock { rule_id: None }),
+            )
+        }
+    }
+}

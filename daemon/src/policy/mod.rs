@@ -7,7 +7,9 @@ mod load;
 mod model;
 pub mod yaml;
 
-pub use eval::{Explanation, Scope, Shadowed, Step, decide, explain, shadowed_rules, validate_call};
+pub use eval::{
+    Explanation, Scope, Shadowed, Step, decide, decide_linear, explain, shadowed_rules, validate_call,
+};
 pub use load::{PolicyError, compile, parse_duration};
 pub use model::{
     Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, RiskRule, Rule,

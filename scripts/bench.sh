@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|all]
+# Each prints lines `bench <name> <value> <unit>`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+if [ "$what" = "engine" ] || [ "$what" = "all" ]; then
+    cargo bench -p faramesh-bench --bench engine 2>/dev/null | grep '^bench '
+fi
