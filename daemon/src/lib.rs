@@ -1,4 +1,5 @@
 //! `faramesh-daemon`: the library behind `faramesh serve`. The `policy` module decides calls
 //! (pure, no IO).
 
+pub mod log;
 pub mod policy;

@@ -1,0 +1,241 @@
+//! Log entries: sealing a body into a hash-chained record, opening and checking a record,
+//! redaction of secrets in params, and timestamps.
+//!
+//! `entry_hash = blake3(prev_hash ‖ canonical(body))`, where `body` is the entry without its
+//! `prev_hash` and `entry_hash` fields. The stored record is the canonical JSON of the body plus
+//! both hashes (lower-case hex).
+
+use faramesh_proto::canonical_json;
+use serde_json::{Map, Value};
+
+/// The `prev_hash` of entry 1.
+pub const GENESIS: [u8; 32] = [0u8; 32];
+
+/// Params keys whose values are never stored (matched case-insensitively, as substrings).
+pub const DEFAULT_REDACT_KEYS: &[&str] = &["password", "token", "secret", "api_key", "authorization"];
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// A sealed entry ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The record bytes (canonical JSON, UTF-8).
+    pub record: String,
+    /// This entry's hash.
+    pub entry_hash: [u8; 32],
+}
+
+/// `blake3(prev ‖ canonical_body)`.
+pub fn chain_hash(prev: &[u8; 32], canonical_body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(prev);
+    h.update(canonical_body);
+    *h.finalize().as_bytes()
+}
+
+/// Seals `body` (which must already hold `seq`) after `prev`.
+pub fn seal(prev: &[u8; 32], mut body: Map<String, Value>) -> Result<Sealed, String> {
+    body.remove("prev_hash");
+    body.remove("entry_hash");
+    let body_value = Value::Object(body);
+    let canonical = canonical_json(&body_value).map_err(|e| e.to_string())?;
+    let entry_hash = chain_hash(prev, canonical.as_bytes());
+    let Value::Object(mut full) = body_value else { return Err("entry body is not an object".into()) };
+    full.insert("prev_hash".into(), Value::String(hex(prev)));
+    full.insert("entry_hash".into(), Value::String(hex(&entry_hash)));
+    let record = canonical_json(&Value::Object(full)).map_err(|e| e.to_string())?;
+    Ok(Sealed { record, entry_hash })
+}
+
+/// A stored record, parsed and checked for internal consistency.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The `seq` field.
+    pub seq: u64,
+    /// The `prev_hash` field.
+    pub prev_hash: [u8; 32],
+    /// The `entry_hash` field, equal to the recomputed hash.
+    pub entry_hash: [u8; 32],
+    /// The whole record.
+    pub value: Map<String, Value>,
+}
+
+/// Parses a record and checks that it is canonical and that its `entry_hash` is the hash of its
+/// body after its own `prev_hash`. Chain linkage (prev_hash = previous entry_hash) is the
+/// caller's to check.
+pub fn open(record: &[u8]) -> Result<Opened, String> {
+    let text = std::str::from_utf8(record).map_err(|_| "record is not UTF-8".to_owned())?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("record is not JSON: {e}"))?;
+    let recanonical = canonical_json(&value).map_err(|e| e.to_string())?;
+    if recanonical != text {
+        return Err("record is not in canonical form".into());
+    }
+    let Value::Object(map) = value else { return Err("record is not an object".into()) };
+    let seq = map.get("seq").and_then(Value::as_u64).ok_or("record has no numeric `seq`")?;
+    let field_hash = |name: &str| -> Result<[u8; 32], String> {
+        map.get(name)
+            .and_then(Value::as_str)
+            .and_then(unhex32)
+            .ok_or_else(|| format!("record has no valid `{name}`"))
+    };
+    let prev_hash = field_hash("prev_hash")?;
+    let entry_hash = field_hash("entry_hash")?;
+    let mut body = map.clone();
+    body.remove("prev_hash");
+    body.remove("entry_hash");
+    let canonical = canonical_json(&Value::Object(body)).map_err(|e| e.to_string())?;
+    if chain_hash(&prev_hash, canonical.as_bytes()) != entry_hash {
+        return Err("entry_hash does not match the entry's contents".into());
+    }
+    Ok(Opened { seq, prev_hash, entry_hash, value: map })
+}
+
+/// Lower-case hex of 32 bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    faramesh_proto::canonical::to_hex(bytes)
+}
+
+/// Parses 64 hex characters.
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A copy of `value` with the values of secret-looking keys replaced by `[REDACTED]`, at any
+/// depth. A key is secret when it contains one of `keys`, ignoring case.
+pub fn redact(value: &Value, keys: &[String]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let lower = k.to_ascii_lowercase();
+                    if keys.iter().any(|s| lower.contains(s.as_str())) {
+                        (k.clone(), Value::String(REDACTED.to_owned()))
+                    } else {
+                        (k.clone(), redact(v, keys))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, keys)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-21T22:01:29.123Z` (fixed width, so text order is
+/// time order).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Parses what [`rfc3339`] writes (and the same without milliseconds) back to milliseconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num =
+        |r: std::ops::Range<usize>| -> Option<i64> { std::str::from_utf8(b.get(r)?).ok()?.parse().ok() };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = match b.get(19) {
+        Some(b'.') => num(20..23)?,
+        Some(b'Z') => 0,
+        _ => return None,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec;
+    u64::try_from(secs * 1000 + millis).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let body = json!({"seq": 1, "kind": "test", "x": 1.5}).as_object().unwrap().clone();
+        let sealed = seal(&GENESIS, body).unwrap();
+        let opened = open(sealed.record.as_bytes()).unwrap();
+        assert_eq!(opened.seq, 1);
+        assert_eq!(opened.entry_hash, sealed.entry_hash);
+        assert_eq!(opened.prev_hash, GENESIS);
+    }
+
+    #[test]
+    fn edited_or_non_canonical_records_are_refused() {
+        let body = json!({"seq": 3, "kind": "test", "effect": "DENY"}).as_object().unwrap().clone();
+        let sealed = seal(&GENESIS, body).unwrap();
+        let edited = sealed.record.replace("DENY", "PERMIT");
+        assert_eq!(open(edited.as_bytes()).unwrap_err(), "entry_hash does not match the entry's contents");
+        let spaced = sealed.record.replacen(':', ": ", 1);
+        assert_eq!(open(spaced.as_bytes()).unwrap_err(), "record is not in canonical form");
+    }
+
+    #[test]
+    fn redaction_is_by_key_name_at_any_depth() {
+        let params =
+            json!({"user": "a", "Password": "p", "nested": [{"api_key": "k", "ok": 1}], "x_token_y": 2});
+        let keys: Vec<String> = DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            redact(&params, &keys),
+            json!({"user": "a", "Password": "[REDACTED]", "nested": [{"api_key": "[REDACTED]", "ok": 1}], "x_token_y": "[REDACTED]"})
+        );
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_298_489_123), "2026-11-21T22:01:29.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        for ms in [0u64, 951_782_400_000, 1_795_298_489_123, 4_102_444_800_999] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(parse_rfc3339("2026-11-21T22:01:29Z"), Some(1_795_298_489_000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! The log's signing key and signed checkpoints.
+//!
+//! The key is an ed25519 seed in `<state>/log.key` (32 raw bytes, mode 0600). Checkpoints are
+//! signed notes in the shape of C2SP `tlog-checkpoint`: an origin line, the tree size, the head
+//! hash in base64, a blank line, then `— <name> <base64(key_id ‖ signature)>`.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use super::LogError;
+
+/// The key name used in signature lines and public keys.
+pub const KEY_NAME: &str = "faramesh-log";
+/// C2SP signed-note algorithm byte for Ed25519.
+const ALG_ED25519: u8 = 0x01;
+
+/// A loaded signing key with its derived identifiers.
+#[derive(Clone)]
+pub struct LogKey {
+    signing: SigningKey,
+    /// The C2SP key id: the first 4 bytes of SHA-256(name ‖ `\n` ‖ 0x01 ‖ public key).
+    pub key_id: [u8; 4],
+}
+
+impl std::fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogKey").field("public", &self.public().to_text()).finish()
+    }
+}
+
+/// A public key that verifies checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    key: VerifyingKey,
+    /// The C2SP key id.
+    pub key_id: [u8; 4],
+}
+
+fn key_id_of(public: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(KEY_NAME.as_bytes());
+    h.update(b"\n");
+    h.update([ALG_ED25519]);
+    h.update(public.as_bytes());
+    let digest = h.finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+impl LogKey {
+    /// Loads `path`, or creates it (mode 0600) when missing. Refuses a key file that group or
+    /// others can read or write.
+    pub fn load_or_create(path: &Path) -> Result<LogKey, LogError> {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(LogError::Key(format!(
+                        "`{}` has mode {mode:03o}: it must be readable by its owner only (chmod 600)",
+                        path.display()
+                    )));
+                }
+                let mut seed = [0u8; 32];
+                let mut file = std::fs::File::open(path)
+                    .map_err(|e| LogError::Key(format!("cannot open `{}`: {e}", path.display())))?;
+                let n = file
+                    .read(&mut seed)
+                    .map_err(|e| LogError::Key(format!("cannot read `{}`: {e}", path.display())))?;
+                let mut extra = [0u8; 1];
+                if n != 32 || file.read(&mut extra).unwrap_or(0) != 0 {
+                    return Err(LogError::Key(format!("`{}` is not a 32-byte ed25519 seed", path.display())));
+                }
+                Ok(LogKey::from_seed(&seed))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut seed))
+                    .map_err(|e| LogError::Key(format!("cannot read /dev/urandom: {e}")))?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| LogError::Key(format!("cannot create `{}`: {e}", path.display())))?;
+                file.write_all(&seed)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| LogError::Key(format!("cannot write `{}`: {e}", path.display())))?;
+                Ok(LogKey::from_seed(&seed))
+            }
+            Err(e) => Err(LogError::Key(format!("cannot stat `{}`: {e}", path.display()))),
+        }
+    }
+
+    /// A key from its 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> LogKey {
+        let signing = SigningKey::from_bytes(seed);
+        let key_id = key_id_of(&signing.verifying_key());
+        LogKey { signing, key_id }
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        let key = self.signing.verifying_key();
+        PublicKey { key_id: key_id_of(&key), key }
+    }
+
+    /// Signs a checkpoint body and returns the whole note.
+    pub fn sign_checkpoint(&self, cp: &Checkpoint) -> String {
+        let body = cp.body();
+        let sig = self.signing.sign(body.as_bytes());
+        let mut blob = Vec::with_capacity(68);
+        blob.extend_from_slice(&self.key_id);
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n\u{2014} {KEY_NAME} {}\n", base64_encode(&blob))
+    }
+}
+
+impl PublicKey {
+    /// The C2SP verifier-key text: `faramesh-log+<key id hex>+<base64(0x01 ‖ public key)>`.
+    pub fn to_text(&self) -> String {
+        let mut blob = vec![ALG_ED25519];
+        blob.extend_from_slice(self.key.as_bytes());
+        format!("{KEY_NAME}+{}+{}", faramesh_proto::canonical::to_hex(&self.key_id), base64_encode(&blob))
+    }
+
+    /// Parses the text form written by [`PublicKey::to_text`].
+    pub fn from_text(text: &str) -> Result<PublicKey, LogError> {
+        let bad = |why: &str| LogError::Key(format!("public key `{}`: {why}", text.trim()));
+        let mut parts = text.trim().splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected `name+keyid+base64`"));
+        };
+        if name != KEY_NAME {
+            return Err(bad("unknown key name"));
+        }
+        let blob = base64_decode(b64).ok_or_else(|| bad("invalid base64"))?;
+        let (Some(&ALG_ED25519), Ok(raw)) =
+            (blob.first(), <[u8; 32]>::try_from(blob.get(1..).unwrap_or(&[])))
+        else {
+            return Err(bad("not an ed25519 key"));
+        };
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad("not a valid ed25519 point"))?;
+        let key_id = key_id_of(&key);
+        if faramesh_proto::canonical::to_hex(&key_id) != id_hex {
+            return Err(bad("key id does not match the key"));
+        }
+        Ok(PublicKey { key, key_id })
+    }
+
+    /// Checks a signed note and returns its checkpoint.
+    pub fn verify_checkpoint(&self, note: &str) -> Result<Checkpoint, String> {
+        let (body, sigs) = note.split_once("\n\n").ok_or("checkpoint has no signature block")?;
+        let cp = Checkpoint::parse_body(body)?;
+        let body_text = format!("{body}\n");
+        for line in sigs.lines() {
+            let Some(rest) = line.strip_prefix("\u{2014} ") else { continue };
+            let Some((name, b64)) = rest.split_once(' ') else { continue };
+            if name != KEY_NAME {
+                continue;
+            }
+            let Some(blob) = base64_decode(b64) else { continue };
+            if blob.len() != 68 || blob[..4] != self.key_id {
+                continue;
+            }
+            let sig_bytes: [u8; 64] = blob[4..].try_into().map_err(|_| "bad signature length")?;
+            let sig = Signature::from_bytes(&sig_bytes);
+            return self
+                .key
+                .verify_strict(body_text.as_bytes(), &sig)
+                .map(|()| cp)
+                .map_err(|_| "checkpoint signature does not verify".to_owned());
+        }
+        Err("checkpoint has no signature by this key".to_owned())
+    }
+}
+
+/// A checkpoint: the log's id, its size (entries) and the hash of entry `size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's origin line (`faramesh/<log id>`).
+    pub origin: String,
+    /// Number of entries (= the last sequence number).
+    pub size: u64,
+    /// `entry_hash` of entry `size` (the genesis value for size 0).
+    pub head_hash: [u8; 32],
+}
+
+impl Checkpoint {
+    /// The signed text: `origin\nsize\nbase64(head)\n`.
+    pub fn body(&self) -> String {
+        format!("{}\n{}\n{}\n", self.origin, self.size, base64_encode(&self.head_hash))
+    }
+
+    fn parse_body(body: &str) -> Result<Checkpoint, String> {
+        let mut lines = body.split('\n');
+        let origin = lines.next().filter(|l| !l.is_empty()).ok_or("checkpoint has no origin line")?;
+        let size =
+            lines.next().and_then(|l| l.parse::<u64>().ok()).ok_or("checkpoint size is not a number")?;
+        let head = lines
+            .next()
+            .and_then(base64_decode)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or("checkpoint head hash is not 32 bytes of base64")?;
+        Ok(Checkpoint { origin: origin.to_owned(), size, head_hash: head })
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard padded base64; `None` when malformed.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (idx, chunk) in bytes.chunks(4).enumerate() {
+        let last = idx == bytes.len() / 4 - 1;
+        let mut n = 0u32;
+        let mut pad = 0;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = match c {
+                b'=' if last && i >= 2 => {
+                    pad += 1;
+                    0
+                }
+                _ if pad > 0 => return None,
+                _ => B64.iter().position(|&x| x == c)? as u32,
+            };
+            n = (n << 6) | v;
+        }
+        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+        }
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_decode("Zm8"), None);
+        assert_eq!(base64_decode("Z=8="), None);
+    }
+
+    #[test]
+    fn checkpoints_sign_and_verify() {
+        let key = LogKey::from_seed(&[7u8; 32]);
+        let cp = Checkpoint { origin: "faramesh/test".into(), size: 42, head_hash: [9u8; 32] };
+        let note = key.sign_checkpoint(&cp);
+        let public = PublicKey::from_text(&key.public().to_text()).unwrap();
+        assert_eq!(public.verify_checkpoint(&note).unwrap(), cp);
+        let forged = note.replace("\n42\n", "\n41\n");
+        assert_eq!(public.verify_checkpoint(&forged).unwrap_err(), "checkpoint signature does not verify");
+        let other = LogKey::from_seed(&[8u8; 32]).public();
+        assert_eq!(other.verify_checkpoint(&note).unwrap_err(), "checkpoint has no signature by this key");
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_refused_when_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.key");
+        let a = LogKey::load_or_create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let b = LogKey::load_or_create(&path).unwrap();
+        assert_eq!(a.public(), b.public());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = LogKey::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 644"), "{err}");
+    }
+}

@@ -1,0 +1,585 @@
+//! The redb store and its group-commit writer.
+//!
+//! One thread owns every write transaction. Appenders send entries through a bounded queue and
+//! wait; the writer commits whatever is queued in one durable transaction (fsync), signs a
+//! checkpoint in the same transaction, and only then answers each appender. A failed commit
+//! fails that batch only; the database is reopened and the chain continues without a gap.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::entry::{self, GENESIS};
+use super::keys::{Checkpoint, LogKey};
+use super::tables::{BY_AGENT, BY_ID, BY_TIME, CHECKPOINTS, ENTRIES, META, PENDING};
+use super::{LogError, verify};
+
+/// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
+pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
+/// Most entries committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Params keys whose values are redacted (substring, case-insensitive).
+    pub redact_keys: Vec<String>,
+    /// Appends that may wait in the queue before appenders themselves wait.
+    pub queue_capacity: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            redact_keys: entry::DEFAULT_REDACT_KEYS.iter().map(|s| (*s).to_owned()).collect(),
+            queue_capacity: 8192,
+        }
+    }
+}
+
+/// An acknowledged append: committed durably.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The entry's hash.
+    pub entry_hash: [u8; 32],
+    /// The stored record (canonical JSON).
+    pub record: Arc<str>,
+}
+
+struct Job {
+    ts_ms: u64,
+    body: Map<String, Value>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+struct Shared {
+    db: RwLock<Option<Arc<Database>>>,
+    key: LogKey,
+    origin: String,
+    head: Mutex<(u64, [u8; 32])>,
+    committed: broadcast::Sender<Arc<str>>,
+}
+
+/// The decision log: append (group-committed, durable), read, verify.
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    options: LogOptions,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("origin", &self.shared.origin).finish_non_exhaustive()
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(e.to_string())
+}
+
+impl Log {
+    /// Opens the log file at `path` (created when missing).
+    pub fn open(path: &Path, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
+        let path: PathBuf = path.to_owned();
+        Log::open_with(Box::new(move || Database::create(&path)), key, options)
+    }
+
+    /// Opens the log through `opener` (tests pass a fault-injecting storage backend).
+    pub fn open_with(opener: Opener, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
+        let db = opener().map_err(|e| LogError::Open(e.to_string()))?;
+        let log_id = init_tables(&db)?;
+        let head = read_head(&db)?;
+        let (committed, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            key,
+            origin: format!("faramesh/{log_id}"),
+            head: Mutex::new(head),
+            committed,
+        });
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("faramesh-log-writer".into())
+            .spawn(move || writer_loop(&writer_shared, &opener, rx))
+            .map_err(|e| LogError::Open(format!("cannot start the log writer: {e}")))?;
+        Ok(Log { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), options })
+    }
+
+    /// The params keys redacted before storing.
+    pub fn redact_keys(&self) -> &[String] {
+        &self.options.redact_keys
+    }
+
+    /// The log's origin line (`faramesh/<log id>`).
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &LogKey {
+        &self.shared.key
+    }
+
+    /// `(size, head hash)` as of the last commit.
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        self.shared.head.lock().map_or((0, GENESIS), |h| *h)
+    }
+
+    /// A stream of committed records, in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.shared.committed.subscribe()
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, LogError> {
+        self.tx.lock().ok().and_then(|g| g.clone()).ok_or(LogError::Closed)
+    }
+
+    /// Appends an entry and waits until it is durably committed. `body` must not hold `seq`,
+    /// `ts`, `prev_hash` or `entry_hash`: the writer sets them.
+    pub async fn append(&self, ts_ms: u64, body: Map<String, Value>) -> Result<Appended, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?.send(Job { ts_ms, body, reply }).await.map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// [`Log::append`] for threads outside an async runtime.
+    pub fn append_blocking(&self, ts_ms: u64, body: Map<String, Value>) -> Result<Appended, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?.blocking_send(Job { ts_ms, body, reply }).map_err(|_| LogError::Closed)?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Stops accepting appends, lets the writer commit what is queued, and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, LogError>) -> Result<T, LogError> {
+        let db = self
+            .shared
+            .db
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| LogError::Storage("the log is reopening after an I/O error".into()))?;
+        let txn = db.begin_read().map_err(storage)?;
+        f(&txn)
+    }
+
+    /// The record with sequence number `seq`.
+    pub fn get(&self, seq: u64) -> Result<Option<String>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(ENTRIES).map_err(storage)?;
+            Ok(t.get(seq).map_err(storage)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        })
+    }
+
+    /// The record whose `id` (action / DPR id) is `id`.
+    pub fn get_by_id(&self, id: &str) -> Result<Option<String>, LogError> {
+        let seq = self.read(|txn| {
+            let t = txn.open_table(BY_ID).map_err(storage)?;
+            Ok(t.get(id).map_err(storage)?.map(|v| v.value()))
+        })?;
+        match seq {
+            Some(seq) => self.get(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// Ids starting with `prefix` (at most `limit`), for unique-prefix lookups.
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(BY_ID).map_err(storage)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix..).map_err(storage)? {
+                let (k, _) = item.map_err(storage)?;
+                let id = k.value();
+                if !id.starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push(id.to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records from `from_seq` on, at most `limit`.
+    pub fn entries_from(&self, from_seq: u64, limit: usize) -> Result<Vec<String>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(ENTRIES).map_err(storage)?;
+            let mut out = Vec::new();
+            for item in t.range(from_seq..).map_err(storage)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = item.map_err(storage)?;
+                out.push(String::from_utf8_lossy(v.value()).into_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records with `from_ms <= ts < to_ms`, oldest first, at most `limit`.
+    pub fn by_time(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<String>, LogError> {
+        let seqs = self.read(|txn| {
+            let t = txn.open_table(BY_TIME).map_err(storage)?;
+            let mut seqs = Vec::new();
+            for item in t.range((from_ms, 0)..(to_ms, 0)).map_err(storage)? {
+                if seqs.len() >= limit {
+                    break;
+                }
+                let (k, _) = item.map_err(storage)?;
+                seqs.push(k.value().1);
+            }
+            Ok(seqs)
+        })?;
+        self.records(&seqs)
+    }
+
+    /// The newest `limit` records of `agent`, newest first.
+    pub fn by_agent(&self, agent: &str, limit: usize) -> Result<Vec<String>, LogError> {
+        let seqs = self.read(|txn| {
+            let t = txn.open_table(BY_AGENT).map_err(storage)?;
+            let mut seqs = Vec::new();
+            for item in t.range((agent, 0)..=(agent, u64::MAX)).map_err(storage)?.rev() {
+                if seqs.len() >= limit {
+                    break;
+                }
+                let (k, _) = item.map_err(storage)?;
+                seqs.push(k.value().1);
+            }
+            Ok(seqs)
+        })?;
+        self.records(&seqs)
+    }
+
+    /// Pending approvals: `(approval_id, record of the DEFER decision)`.
+    pub fn pending(&self) -> Result<Vec<(String, String)>, LogError> {
+        let ids = self.read(|txn| {
+            let t = txn.open_table(PENDING).map_err(storage)?;
+            let mut ids = Vec::new();
+            for item in t.iter().map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                ids.push((k.value().to_owned(), v.value()));
+            }
+            Ok(ids)
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, seq) in ids {
+            if let Some(record) = self.get(seq)? {
+                out.push((id, record));
+            }
+        }
+        Ok(out)
+    }
+
+    fn records(&self, seqs: &[u64]) -> Result<Vec<String>, LogError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(r) = self.get(seq)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
+    pub fn export(&self, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, LogError> {
+        let mut n = 0u64;
+        let mut next = 1u64;
+        loop {
+            let batch = self.entries_from(next, 1024)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for record in &batch {
+                next += 1;
+                let keep = serde_json::from_str::<Value>(record)
+                    .ok()
+                    .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
+                    .is_none_or(|ts| ts >= since_ms);
+                if keep {
+                    writeln!(out, "{record}").map_err(|e| LogError::Storage(format!("export: {e}")))?;
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    /// The latest signed checkpoint note.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(CHECKPOINTS).map_err(storage)?;
+            Ok(t.last().map_err(storage)?.map(|(_, v)| v.value().to_owned()))
+        })
+    }
+
+    /// Verifies the whole log (see [`verify::verify_txn`]).
+    pub fn verify(&self, against: Option<&str>) -> Result<verify::Report, LogError> {
+        let public = self.shared.key.public();
+        self.read(|txn| Ok(verify::verify_txn(txn, &public, against)))
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Creates the tables and the log id on first open; returns the log id.
+fn init_tables(db: &Database) -> Result<String, LogError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let log_id;
+    {
+        txn.open_table(ENTRIES).map_err(storage)?;
+        txn.open_table(CHECKPOINTS).map_err(storage)?;
+        txn.open_table(BY_ID).map_err(storage)?;
+        txn.open_table(BY_TIME).map_err(storage)?;
+        txn.open_table(BY_AGENT).map_err(storage)?;
+        txn.open_table(PENDING).map_err(storage)?;
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
+        log_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = random_hex(16)?;
+                meta.insert("log_id", id.as_str()).map_err(storage)?;
+                meta.insert("format", "1").map_err(storage)?;
+                id
+            }
+        };
+    }
+    txn.commit().map_err(storage)?;
+    Ok(log_id)
+}
+
+fn random_hex(n: usize) -> Result<String, LogError> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| LogError::Open(format!("cannot read /dev/urandom: {e}")))?;
+    Ok(entry::hex(&buf))
+}
+
+/// `(size, hash of the last entry)` read from the database.
+fn read_head(db: &Database) -> Result<(u64, [u8; 32]), LogError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let t = txn.open_table(ENTRIES).map_err(storage)?;
+    match t.last().map_err(storage)? {
+        None => Ok((0, GENESIS)),
+        Some((k, v)) => {
+            let opened = entry::open(v.value()).map_err(|e| {
+                LogError::Open(format!(
+                    "the last log entry ({}) is corrupt: {e}; run `faramesh verify-log`",
+                    k.value()
+                ))
+            })?;
+            Ok((k.value(), opened.entry_hash))
+        }
+    }
+}
+
+fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let db = match current_db(shared, opener) {
+            Ok(db) => db,
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        let head = shared.head.lock().map_or((0, GENESIS), |h| *h);
+        match commit_batch(shared, &db, head, jobs) {
+            Ok(()) => {}
+            Err(()) => {
+                // The handle is poisoned after an I/O error: drop it; the next batch reopens.
+                drop(db);
+                poison(shared);
+            }
+        }
+    }
+}
+
+/// The open database, reopening it (and re-reading the head) when a failure dropped it.
+fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, LogError> {
+    if let Some(db) = shared.db.read().ok().and_then(|g| g.clone()) {
+        return Ok(db);
+    }
+    let db = opener().map_err(|e| LogError::Storage(format!("cannot reopen the log: {e}")))?;
+    let head = read_head(&db)?;
+    let db = Arc::new(db);
+    if let Ok(mut h) = shared.head.lock() {
+        *h = head;
+    }
+    if let Ok(mut slot) = shared.db.write() {
+        *slot = Some(Arc::clone(&db));
+    }
+    Ok(db)
+}
+
+fn poison(shared: &Shared) {
+    let taken = shared.db.write().ok().and_then(|mut slot| slot.take());
+    if let Some(mut db) = taken {
+        // Readers hold clones only for the length of one read; wait for them to finish so the
+        // file's lock is released before it is reopened.
+        for _ in 0..5_000 {
+            match Arc::try_unwrap(db) {
+                Ok(inner) => {
+                    drop(inner);
+                    return;
+                }
+                Err(still_shared) => {
+                    db = still_shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+struct Prepared {
+    seq: u64,
+    ts_ms: u64,
+    sealed: entry::Sealed,
+    id: Option<String>,
+    agent: Option<String>,
+    pending_add: Option<String>,
+    pending_remove: Option<String>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// Commits one batch. `Err(())` when the transaction failed (every job was answered with the
+/// error) and the database must be reopened.
+fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec<Job>) -> Result<(), ()> {
+    let (mut seq, mut prev) = head;
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut body = job.body;
+        for reserved in ["seq", "ts", "prev_hash", "entry_hash"] {
+            body.remove(reserved);
+        }
+        body.insert("seq".into(), Value::from(seq + 1));
+        body.insert("ts".into(), Value::String(entry::rfc3339(job.ts_ms)));
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let id = text("id");
+        let agent = text("agent_id");
+        let kind = text("kind").unwrap_or_default();
+        let approval_id = text("approval_id");
+        let pending_add = approval_id
+            .clone()
+            .filter(|_| kind == "decision" && body.get("effect").and_then(Value::as_str) == Some("DEFER"));
+        let pending_remove = approval_id.filter(|_| {
+            kind == "approval"
+                && matches!(
+                    body.get("status").and_then(Value::as_str),
+                    Some("approved" | "denied" | "expired")
+                )
+        });
+        match entry::seal(&prev, body) {
+            Ok(sealed) => {
+                seq += 1;
+                prev = sealed.entry_hash;
+                prepared.push(Prepared {
+                    seq,
+                    ts_ms: job.ts_ms,
+                    sealed,
+                    id,
+                    agent,
+                    pending_add,
+                    pending_remove,
+                    reply: job.reply,
+                });
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(LogError::Invalid(e)));
+            }
+        }
+    }
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
+    let note = shared.key.sign_checkpoint(&checkpoint);
+    match write_batch(db, &prepared, &note) {
+        Ok(()) => {
+            if let Ok(mut h) = shared.head.lock() {
+                *h = (seq, prev);
+            }
+            for p in prepared {
+                let record: Arc<str> = Arc::from(p.sealed.record.as_str());
+                let _ = shared.committed.send(Arc::clone(&record));
+                let _ = p.reply.send(Ok(Appended { seq: p.seq, entry_hash: p.sealed.entry_hash, record }));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            for p in prepared {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+            Err(())
+        }
+    }
+}
+
+fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), LogError> {
+    let txn = db.begin_write().map_err(storage)?;
+    {
+        let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+        let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
+        let mut by_time = txn.open_table(BY_TIME).map_err(storage)?;
+        let mut by_agent = txn.open_table(BY_AGENT).map_err(storage)?;
+        let mut pending = txn.open_table(PENDING).map_err(storage)?;
+        let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(storage)?;
+        for p in prepared {
+            entries.insert(p.seq, p.sealed.record.as_bytes()).map_err(storage)?;
+            if let Some(id) = &p.id {
+                by_id.insert(id.as_str(), p.seq).map_err(storage)?;
+            }
+            by_time.insert((p.ts_ms, p.seq), ()).map_err(storage)?;
+            if let Some(agent) = &p.agent {
+                by_agent.insert((agent.as_str(), p.seq), ()).map_err(storage)?;
+            }
+            if let Some(a) = &p.pending_add {
+                pending.insert(a.as_str(), p.seq).map_err(storage)?;
+            }
+            if let Some(a) = &p.pending_remove {
+                pending.remove(a.as_str()).map_err(storage)?;
+            }
+        }
+        let size = prepared.last().map_or(0, |p| p.seq);
+        checkpoints.insert(size, note).map_err(storage)?;
+    }
+    txn.commit().map_err(storage)
+}
+
+/// Number of entries in an open read transaction (for verification of copies).
+pub fn entry_count(txn: &ReadTransaction) -> Result<u64, LogError> {
+    txn.open_table(ENTRIES).map_err(storage)?.len().map_err(storage)
+}

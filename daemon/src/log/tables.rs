@@ -1,0 +1,18 @@
+//! The redb tables of the decision log (see `docs/decision-log.md`).
+
+use redb::TableDefinition;
+
+/// `seq → record` (canonical JSON bytes).
+pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// `size → signed checkpoint note`, one per commit.
+pub const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+/// `id → seq` for entries with an `id` (decisions: the action id).
+pub const BY_ID: TableDefinition<&str, u64> = TableDefinition::new("by_id");
+/// `(ts_ms, seq) → ()`.
+pub const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
+/// `(agent_id, seq) → ()`.
+pub const BY_AGENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_agent");
+/// `approval_id → seq` of the DEFER decision, while the approval is pending.
+pub const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending");
+/// `log_id`, `format`.
+pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");

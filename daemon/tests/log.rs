@@ -1,0 +1,429 @@
+//! The decision log against a real redb file: reads, tamper detection, injected storage faults
+//! and SIGKILL crashes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use faramesh_daemon::log::tables::{CHECKPOINTS, ENTRIES};
+use faramesh_daemon::log::{Log, LogError, LogKey, LogOptions, entry, verify_file};
+use redb::backends::FileBackend;
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend};
+use serde_json::{Map, Value, json};
+
+fn body(i: u64, agent: &str) -> Map<String, Value> {
+    json!({
+        "kind": "decision",
+        "id": format!("act-{i:06}"),
+        "agent_id": agent,
+        "tool": "shell",
+        "operation": "exec",
+        "effect": if i.is_multiple_of(3) { "DEFER" } else { "DENY" },
+        "approval_id": if i.is_multiple_of(3) { Value::String(format!("apr-{i}")) } else { Value::Null },
+        "params": {"cmd": "ls", "password": "hunter2"},
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+fn new_log(dir: &Path) -> (Log, LogKey) {
+    let key = LogKey::load_or_create(&dir.join("log.key")).unwrap();
+    let log = Log::open(&dir.join("log.redb"), key.clone(), LogOptions::default()).unwrap();
+    (log, key)
+}
+
+/// A log of `n` decisions written by one appender, closed; returns its key and last checkpoint.
+fn written_log(dir: &Path, n: u64) -> (LogKey, String) {
+    let (log, key) = new_log(dir);
+    for i in 1..=n {
+        log.append_blocking(1_700_000_000_000 + i, body(i, "bot")).unwrap();
+    }
+    let cp = log.latest_checkpoint().unwrap().unwrap();
+    log.close();
+    (key, cp)
+}
+
+fn all_records(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let db = redb::ReadOnlyDatabase::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(ENTRIES).unwrap();
+    t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value(), v.value().to_vec())).collect()
+}
+
+#[test]
+fn appends_are_chained_indexed_and_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = new_log(dir.path());
+    let log = Arc::new(log);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..25u64)
+                    .map(|i| {
+                        log.append_blocking(1_000 + i, body(t * 100 + i, &format!("agent-{t}"))).unwrap().seq
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "sequence numbers are gapless and unique");
+    assert_eq!(log.head().0, 100);
+
+    let rec: Value = serde_json::from_str(&log.get_by_id("act-000203").unwrap().unwrap()).unwrap();
+    assert_eq!(rec["agent_id"], "agent-2");
+    assert_eq!(rec["params"]["password"], "hunter2", "the store keeps what it is given; DPRs redact first");
+    assert_eq!(log.ids_with_prefix("act-0001", 10).unwrap().len(), 10);
+    assert_eq!(log.by_agent("agent-1", 5).unwrap().len(), 5);
+    assert_eq!(log.by_time(1_000, 1_003, 1000).unwrap().len(), 12);
+    let pending = log.pending().unwrap();
+    assert!(pending.iter().all(|(id, _)| id.starts_with("apr-")));
+    assert!(!pending.is_empty());
+    let mut out = Vec::new();
+    assert_eq!(log.export(&mut out, 0).unwrap(), 100);
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 100);
+    let report = log.verify(None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.size, 100);
+    assert!(report.checkpoints >= 1);
+}
+
+#[test]
+fn approval_entries_clear_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = new_log(dir.path());
+    log.append_blocking(1, body(3, "bot")).unwrap();
+    assert_eq!(log.pending().unwrap().len(), 1);
+    let approval = json!({"kind": "approval", "approval_id": "apr-3", "status": "approved"});
+    log.append_blocking(2, approval.as_object().unwrap().clone()).unwrap();
+    assert!(log.pending().unwrap().is_empty());
+}
+
+#[test]
+fn entries_that_cannot_be_canonical_are_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = new_log(dir.path());
+    let mut bad = Map::new();
+    bad.insert("x".into(), Value::Number(serde_json::Number::from_string_unchecked("1e999".into())));
+    assert!(matches!(log.append_blocking(1, bad), Err(LogError::Invalid(_))));
+    assert_eq!(log.append_blocking(2, body(1, "bot")).unwrap().seq, 1);
+}
+
+fn tamper(path: &Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
+fn copy_of(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(dir.join("log.redb"), &to).unwrap();
+    to
+}
+
+#[test]
+fn tampering_is_detected_at_the_right_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, saved_cp) = written_log(dir.path(), 30);
+    let public = key.public();
+    let original = dir.path().join("log.redb");
+    assert!(verify_file(&original, &public, None).ok);
+    assert!(verify_file(&original, &public, Some(&saved_cp)).ok);
+
+    // Editing one field.
+    let edited = copy_of(dir.path(), "edited.redb");
+    tamper(&edited, |txn| {
+        let mut t = txn.open_table(ENTRIES).unwrap();
+        let rec = String::from_utf8(t.get(7).unwrap().unwrap().value().to_vec()).unwrap();
+        t.insert(7, rec.replace("\"effect\":\"DENY\"", "\"effect\":\"PERMIT\"").as_bytes()).unwrap();
+    });
+    let r = verify_file(&edited, &public, None);
+    assert_eq!((r.ok, r.first_bad_seq), (false, Some(7)), "{r:?}");
+    assert_eq!(r.problem.as_deref(), Some("entry 7: entry_hash does not match the entry's contents"));
+
+    // Deleting an entry.
+    let deleted = copy_of(dir.path(), "deleted.redb");
+    tamper(&deleted, |txn| {
+        txn.open_table(ENTRIES).unwrap().remove(12).unwrap();
+    });
+    let r = verify_file(&deleted, &public, None);
+    assert_eq!(r.first_bad_seq, Some(12), "{r:?}");
+    assert_eq!(r.problem.as_deref(), Some("entry 12 is missing (the next stored entry is 13)"));
+
+    // Swapping two entries.
+    let swapped = copy_of(dir.path(), "swapped.redb");
+    tamper(&swapped, |txn| {
+        let mut t = txn.open_table(ENTRIES).unwrap();
+        let a = t.get(15).unwrap().unwrap().value().to_vec();
+        let b = t.get(16).unwrap().unwrap().value().to_vec();
+        t.insert(15, b.as_slice()).unwrap();
+        t.insert(16, a.as_slice()).unwrap();
+    });
+    let r = verify_file(&swapped, &public, None);
+    assert_eq!(r.first_bad_seq, Some(15), "{r:?}");
+    assert_eq!(r.problem.as_deref(), Some("entry 15 holds the entry with seq 16 (moved or swapped)"));
+
+    // Rewriting the chain after an edit (no key needed for blake3) is caught by the signatures.
+    let forged = copy_of(dir.path(), "forged.redb");
+    tamper(&forged, |txn| {
+        let mut t = txn.open_table(ENTRIES).unwrap();
+        let mut prev = entry::open(t.get(19).unwrap().unwrap().value()).unwrap().entry_hash;
+        for seq in 20..=30u64 {
+            let rec = entry::open(t.get(seq).unwrap().unwrap().value()).unwrap();
+            let mut body = rec.value.clone();
+            if seq == 20 {
+                body.insert("effect".into(), json!("PERMIT"));
+            }
+            let sealed = entry::seal(&prev, body).unwrap();
+            prev = sealed.entry_hash;
+            t.insert(seq, sealed.record.as_bytes()).unwrap();
+        }
+    });
+    let r = verify_file(&forged, &public, None);
+    assert_eq!(r.first_bad_seq, Some(20), "{r:?}");
+    assert_eq!(r.problem.as_deref(), Some("entry 20 does not match the signed checkpoint at size 20"));
+
+    // Truncating the tail together with its checkpoints: only a saved checkpoint can tell.
+    let truncated = copy_of(dir.path(), "truncated.redb");
+    tamper(&truncated, |txn| {
+        let mut t = txn.open_table(ENTRIES).unwrap();
+        let mut c = txn.open_table(CHECKPOINTS).unwrap();
+        for seq in 26..=30u64 {
+            t.remove(seq).unwrap();
+            c.remove(seq).unwrap();
+        }
+    });
+    assert!(verify_file(&truncated, &public, None).ok, "without a saved checkpoint a clean cut looks whole");
+    let r = verify_file(&truncated, &public, Some(&saved_cp));
+    assert_eq!(r.first_bad_seq, Some(26), "{r:?}");
+    assert_eq!(
+        r.problem.as_deref(),
+        Some("entry 26 is missing: the given checkpoint (size 30) covers 30 entries")
+    );
+
+    // Truncating entries but leaving their checkpoints is caught without help.
+    let cut = copy_of(dir.path(), "cut.redb");
+    tamper(&cut, |txn| {
+        txn.open_table(ENTRIES).unwrap().remove(30).unwrap();
+    });
+    let r = verify_file(&cut, &public, None);
+    assert_eq!(r.first_bad_seq, Some(30), "{r:?}");
+
+    // A different key does not verify.
+    let stranger = LogKey::from_seed(&[1u8; 32]).public();
+    assert!(!verify_file(&original, &stranger, None).ok);
+}
+
+#[test]
+fn flipped_bytes_never_verify_changed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = written_log(dir.path(), 40);
+    let public = key.public();
+    let original = dir.path().join("log.redb");
+    let bytes = std::fs::read(&original).unwrap();
+    let want = all_records(&original);
+    let flipped_path = dir.path().join("flipped.redb");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let (mut n_detected, mut n_harmless) = (0, 0);
+    for _ in 0..200 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let offset = (rng % bytes.len() as u64) as usize;
+        let mut copy = bytes.clone();
+        copy[offset] ^= 1 << (rng >> 61);
+        std::fs::write(&flipped_path, &copy).unwrap();
+        let report = verify_file(&flipped_path, &public, None);
+        if report.ok {
+            // Verification may pass only when the flip did not change any entry.
+            let got = std::panic::catch_unwind(|| all_records(&flipped_path));
+            assert_eq!(got.ok().as_ref(), Some(&want), "flip at {offset} changed data yet verified");
+            n_harmless += 1;
+        } else {
+            n_detected += 1;
+        }
+    }
+    assert_eq!(n_detected + n_harmless, 200);
+}
+
+/// A file backend whose writes and syncs fail while `fail` is set (a full or broken disk).
+#[derive(Debug)]
+struct FaultyBackend {
+    inner: FileBackend,
+    fail: Arc<AtomicBool>,
+}
+
+impl FaultyBackend {
+    fn check(&self) -> std::io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "injected: no space left on device"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StorageBackend for FaultyBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn storage_faults_fail_their_batch_only_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let fail = Arc::new(AtomicBool::new(false));
+    let opener_fail = Arc::clone(&fail);
+    let opener_path = path.clone();
+    let opener = Box::new(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&opener_path)?;
+        Builder::new().create_with_backend(FaultyBackend {
+            inner: FileBackend::new(file)?,
+            fail: Arc::clone(&opener_fail),
+        })
+    });
+    let key = LogKey::from_seed(&[3u8; 32]);
+    let log = Arc::new(Log::open_with(opener, key.clone(), LogOptions::default()).unwrap());
+    for i in 1..=10 {
+        assert_eq!(log.append_blocking(i, body(i, "bot")).unwrap().seq, i);
+    }
+
+    fail.store(true, Ordering::SeqCst);
+    let failing: Vec<_> = (0..6)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || log.append_blocking(100 + t, body(100 + t, "bot")))
+        })
+        .collect();
+    for h in failing {
+        let err = h.join().unwrap().unwrap_err();
+        assert!(matches!(err, LogError::Storage(_)), "{err}");
+    }
+    // Reads fail closed too while the disk is broken, or see only committed data.
+    fail.store(false, Ordering::SeqCst);
+
+    for i in 11..=20 {
+        assert_eq!(log.append_blocking(i, body(i, "bot")).unwrap().seq, i, "no gap after the failed batch");
+    }
+    let report = log.verify(None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.size, 20);
+    log.close();
+    drop(log);
+    assert!(verify_file(&path, &key.public(), None).ok);
+}
+
+const CHILD_ENV: &str = "FARAMESH_CRASH_CHILD_DIR";
+
+/// Not a test on its own: the writer process that `sigkill_never_loses_acknowledged_entries` kills.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let (log, _) = new_log(Path::new(&dir));
+    let log = Arc::new(log);
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (log, out) = (Arc::clone(&log), Arc::clone(&out));
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let appended = log
+                        .append_blocking(entry::now_ms(), body(t * 1_000_000 + i, &format!("w{t}")))
+                        .unwrap();
+                    let mut o = out.lock().unwrap();
+                    writeln!(o, "ACK\t{}\t{}", appended.seq, appended.record).unwrap();
+                    o.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[test]
+fn sigkill_never_loses_acknowledged_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..20 {
+        let mut child = std::process::Command::new(&exe)
+            .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                lines.push(line);
+            }
+            lines
+        });
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_millis(150 + rng % 250));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for line in reader.join().unwrap() {
+            let mut parts = line.splitn(3, '\t');
+            if let (Some("ACK"), Some(seq), Some(record)) = (parts.next(), parts.next(), parts.next()) {
+                let previous = acked.insert(seq.parse().unwrap(), record.to_owned());
+                assert!(previous.is_none(), "round {round}: seq {seq} acknowledged twice");
+            }
+        }
+        let (log, key) = new_log(dir.path());
+        for (seq, record) in &acked {
+            let stored = log.get(*seq).unwrap();
+            assert_eq!(
+                stored.as_deref(),
+                Some(record.as_str()),
+                "round {round}: acknowledged entry {seq} lost or changed"
+            );
+        }
+        let report = log.verify(None).unwrap();
+        assert!(report.ok, "round {round}: {report:?}");
+        log.close();
+        drop(log);
+        assert!(verify_file(&dir.path().join("log.redb"), &key.public(), None).ok);
+    }
+    assert!(acked.len() > 200, "only {} appends were acknowledged across 20 runs", acked.len());
+}
