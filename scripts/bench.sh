@@ -7,3 +7,7 @@ what="${1:-all}"
 if [ "$what" = "engine" ] || [ "$what" = "all" ]; then
     cargo bench -p faramesh-bench --bench engine 2>/dev/null | grep '^bench '
 fi
+if [ "$what" = "log" ] || [ "$what" = "all" ]; then
+    mkdir -p target/bench-tmp
+    BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench log 2>/dev/null | grep '^bench '
+fi

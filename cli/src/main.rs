@@ -1,6 +1,7 @@
 //! `faramesh`: the one binary. Policy tools work offline; the daemon and its socket clients
 //! arrive with later commands.
 
+mod log_cmd;
 mod policy_cmd;
 
 use std::process::ExitCode;
@@ -34,6 +35,15 @@ enum Command {
         after_help = "Example:\n  echo '{\"agent_id\":\"a\",\"tool\":\"http\",\"operation\":\"get\",\"params\":{},\"context\":{}}' | faramesh request-hash"
     )]
     RequestHash,
+    /// Verify the decision log: the hash chain, every signed checkpoint, and optionally a
+    /// checkpoint saved earlier.
+    #[command(name = "verify-log")]
+    VerifyLog(log_cmd::VerifyArgs),
+    /// The log's public key and checkpoints.
+    #[command(subcommand)]
+    Log(log_cmd::LogCommand),
+    /// Write the decision log as JSON lines on stdout.
+    Export(log_cmd::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +51,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
+        Command::VerifyLog(args) => log_cmd::verify(args, cli.json),
+        Command::Log(cmd) => log_cmd::run_log(cmd, cli.json),
+        Command::Export(args) => log_cmd::export(args),
     };
     match result {
         Ok(code) => code,

@@ -48,6 +48,66 @@ pub fn seal(prev: &[u8; 32], mut body: Map<String, Value>) -> Result<Sealed, Str
     Ok(Sealed { record, entry_hash })
 }
 
+/// A body whose top-level fields are already canonical JSON, sorted by key: the expensive part of
+/// sealing, done by the appender before the entry reaches the single writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedBody {
+    fields: Vec<(String, String)>,
+}
+
+/// Fields the writer sets; removed from a body given to [`prepare`].
+pub const RESERVED: [&str; 4] = ["seq", "ts", "prev_hash", "entry_hash"];
+
+/// Canonicalizes each top-level field of `body` (without the reserved ones).
+pub fn prepare(mut body: Map<String, Value>) -> Result<PreparedBody, String> {
+    for key in RESERVED {
+        body.remove(key);
+    }
+    let mut fields = body
+        .iter()
+        .map(|(k, v)| canonical_json(v).map(|text| (k.clone(), text)).map_err(|e| format!("`{k}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(PreparedBody { fields })
+}
+
+fn write_object(fields: &[(&str, &str)]) -> String {
+    let len: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut out = String::with_capacity(len + 2);
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        faramesh_proto::canonical::write_string(&mut out, k);
+        out.push(':');
+        out.push_str(v);
+    }
+    out.push('}');
+    out
+}
+
+/// Seals a prepared body as entry `seq` at time `ts` after `prev`: the same bytes as [`seal`]
+/// on the equivalent map.
+pub fn seal_prepared(prev: &[u8; 32], body: &PreparedBody, seq: u64, ts: &str) -> Sealed {
+    let seq_text = seq.to_string();
+    let mut ts_text = String::with_capacity(ts.len() + 2);
+    faramesh_proto::canonical::write_string(&mut ts_text, ts);
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(body.fields.len() + 4);
+    fields.extend(body.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    fields.push(("seq", &seq_text));
+    fields.push(("ts", &ts_text));
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let canonical_body = write_object(&fields);
+    let entry_hash = chain_hash(prev, canonical_body.as_bytes());
+    let prev_text = format!("\"{}\"", hex(prev));
+    let entry_text = format!("\"{}\"", hex(&entry_hash));
+    fields.push(("prev_hash", &prev_text));
+    fields.push(("entry_hash", &entry_text));
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Sealed { record: write_object(&fields), entry_hash }
+}
+
 /// A stored record, parsed and checked for internal consistency.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -96,9 +156,10 @@ pub fn hex(bytes: &[u8]) -> String {
     faramesh_proto::canonical::to_hex(bytes)
 }
 
-/// Parses 64 hex characters.
+/// Parses exactly 64 lower-case hex characters (upper case is refused: the stored text must be
+/// the one form that was hashed).
 pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -204,6 +265,18 @@ mod tests {
         assert_eq!(opened.seq, 1);
         assert_eq!(opened.entry_hash, sealed.entry_hash);
         assert_eq!(opened.prev_hash, GENESIS);
+    }
+
+    #[test]
+    fn sealing_a_prepared_body_gives_the_same_bytes() {
+        let body = json!({"kind": "decision", "z": [1.50, {"b": 1, "a": "é\n"}], "agent_id": "a", "seq": 99});
+        let map = body.as_object().unwrap().clone();
+        let prepared = prepare(map.clone()).unwrap();
+        let fast = seal_prepared(&[4u8; 32], &prepared, 7, "2026-11-21T22:01:29.123Z");
+        let mut full = map;
+        full.insert("seq".into(), json!(7));
+        full.insert("ts".into(), json!("2026-11-21T22:01:29.123Z"));
+        assert_eq!(fast, seal(&[4u8; 32], full).unwrap());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
-use super::tables::{BY_AGENT, BY_ID, BY_TIME, CHECKPOINTS, ENTRIES, META, PENDING};
+use super::tables::{BY_AGENT, BY_ID, CHECKPOINTS, ENTRIES, META, PENDING};
 use super::{LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
@@ -55,9 +55,43 @@ pub struct Appended {
 }
 
 struct Job {
-    ts_ms: u64,
-    body: Map<String, Value>,
+    body: entry::PreparedBody,
+    index: IndexKeys,
     reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// What the writer indexes an entry under, read from its body by the appender.
+struct IndexKeys {
+    id: Option<String>,
+    agent: Option<String>,
+    pending_add: Option<String>,
+    pending_remove: Option<String>,
+}
+
+impl IndexKeys {
+    fn of(body: &Map<String, Value>) -> IndexKeys {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let kind = text("kind").unwrap_or_default();
+        let approval_id = text("approval_id");
+        let pending_add = approval_id
+            .clone()
+            .filter(|_| kind == "decision" && body.get("effect").and_then(Value::as_str) == Some("DEFER"));
+        let pending_remove = approval_id.filter(|_| {
+            kind == "approval"
+                && matches!(
+                    body.get("status").and_then(Value::as_str),
+                    Some("approved" | "denied" | "expired")
+                )
+        });
+        IndexKeys { id: text("id"), agent: text("agent_id"), pending_add, pending_remove }
+    }
+}
+
+fn job(body: Map<String, Value>) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
+    let index = IndexKeys::of(&body);
+    let body = entry::prepare(body).map_err(LogError::Invalid)?;
+    let (reply, rx) = oneshot::channel();
+    Ok((Job { body, index, reply }, rx))
 }
 
 struct Shared {
@@ -65,6 +99,7 @@ struct Shared {
     key: LogKey,
     origin: String,
     head: Mutex<(u64, [u8; 32])>,
+    last_ts_ms: Mutex<u64>,
     committed: broadcast::Sender<Arc<str>>,
 }
 
@@ -98,12 +133,14 @@ impl Log {
         let db = opener().map_err(|e| LogError::Open(e.to_string()))?;
         let log_id = init_tables(&db)?;
         let head = read_head(&db)?;
+        let last_ts = read_last_ts(&db)?;
         let (committed, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             key,
             origin: format!("faramesh/{log_id}"),
             head: Mutex::new(head),
+            last_ts_ms: Mutex::new(last_ts),
             committed,
         });
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
@@ -144,18 +181,19 @@ impl Log {
         self.tx.lock().ok().and_then(|g| g.clone()).ok_or(LogError::Closed)
     }
 
-    /// Appends an entry and waits until it is durably committed. `body` must not hold `seq`,
-    /// `ts`, `prev_hash` or `entry_hash`: the writer sets them.
-    pub async fn append(&self, ts_ms: u64, body: Map<String, Value>) -> Result<Appended, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.sender()?.send(Job { ts_ms, body, reply }).await.map_err(|_| LogError::Closed)?;
+    /// Appends an entry and waits until it is durably committed. The writer sets `seq`, `ts`
+    /// (commit time, never decreasing), `prev_hash` and `entry_hash`; the body's own values for
+    /// them are dropped.
+    pub async fn append(&self, body: Map<String, Value>) -> Result<Appended, LogError> {
+        let (job, rx) = job(body)?;
+        self.sender()?.send(job).await.map_err(|_| LogError::Closed)?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
     /// [`Log::append`] for threads outside an async runtime.
-    pub fn append_blocking(&self, ts_ms: u64, body: Map<String, Value>) -> Result<Appended, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.sender()?.blocking_send(Job { ts_ms, body, reply }).map_err(|_| LogError::Closed)?;
+    pub fn append_blocking(&self, body: Map<String, Value>) -> Result<Appended, LogError> {
+        let (job, rx) = job(body)?;
+        self.sender()?.blocking_send(job).map_err(|_| LogError::Closed)?;
         rx.blocking_recv().map_err(|_| LogError::Closed)?
     }
 
@@ -235,21 +273,41 @@ impl Log {
         })
     }
 
-    /// Records with `from_ms <= ts < to_ms`, oldest first, at most `limit`.
+    /// Records with `from_ms <= ts < to_ms`, oldest first, at most `limit`. `ts` never
+    /// decreases with `seq`, so this is a binary search then a scan.
     pub fn by_time(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<String>, LogError> {
-        let seqs = self.read(|txn| {
-            let t = txn.open_table(BY_TIME).map_err(storage)?;
-            let mut seqs = Vec::new();
-            for item in t.range((from_ms, 0)..(to_ms, 0)).map_err(storage)? {
-                if seqs.len() >= limit {
-                    break;
-                }
-                let (k, _) = item.map_err(storage)?;
-                seqs.push(k.value().1);
+        let first = self.first_seq_at_or_after(from_ms)?;
+        let mut out = Vec::new();
+        for record in self.entries_from(first, limit)? {
+            if record_ts(&record).is_some_and(|ts| ts >= to_ms) {
+                break;
             }
-            Ok(seqs)
-        })?;
-        self.records(&seqs)
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// The first sequence number whose `ts` is at or after `ms` (size + 1 when none is).
+    pub fn first_seq_at_or_after(&self, ms: u64) -> Result<u64, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(ENTRIES).map_err(storage)?;
+            let size = t.last().map_err(storage)?.map_or(0, |(k, _)| k.value());
+            let (mut lo, mut hi) = (1u64, size + 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let ts = t
+                    .get(mid)
+                    .map_err(storage)?
+                    .and_then(|v| record_ts(&String::from_utf8_lossy(v.value())))
+                    .unwrap_or(0);
+                if ts < ms {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            Ok(lo)
+        })
     }
 
     /// The newest `limit` records of `agent`, newest first.
@@ -302,7 +360,7 @@ impl Log {
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(&self, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, LogError> {
         let mut n = 0u64;
-        let mut next = 1u64;
+        let mut next = self.first_seq_at_or_after(since_ms)?;
         loop {
             let batch = self.entries_from(next, 1024)?;
             if batch.is_empty() {
@@ -310,14 +368,8 @@ impl Log {
             }
             for record in &batch {
                 next += 1;
-                let keep = serde_json::from_str::<Value>(record)
-                    .ok()
-                    .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
-                    .is_none_or(|ts| ts >= since_ms);
-                if keep {
-                    writeln!(out, "{record}").map_err(|e| LogError::Storage(format!("export: {e}")))?;
-                    n += 1;
-                }
+                writeln!(out, "{record}").map_err(|e| LogError::Storage(format!("export: {e}")))?;
+                n += 1;
             }
         }
     }
@@ -351,7 +403,6 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(CHECKPOINTS).map_err(storage)?;
         txn.open_table(BY_ID).map_err(storage)?;
-        txn.open_table(BY_TIME).map_err(storage)?;
         txn.open_table(BY_AGENT).map_err(storage)?;
         txn.open_table(PENDING).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
@@ -377,6 +428,23 @@ fn random_hex(n: usize) -> Result<String, LogError> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| LogError::Open(format!("cannot read /dev/urandom: {e}")))?;
     Ok(entry::hex(&buf))
+}
+
+/// The `ts` of a record, in milliseconds.
+fn record_ts(record: &str) -> Option<u64> {
+    // `ts` is a fixed-width string; find it without parsing the whole record.
+    let at = record.find("\"ts\":\"")? + 6;
+    entry::parse_rfc3339(record.get(at..at + 24)?)
+}
+
+/// The `ts` of the last entry (0 for an empty log).
+fn read_last_ts(db: &Database) -> Result<u64, LogError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let t = txn.open_table(ENTRIES).map_err(storage)?;
+    Ok(t.last()
+        .map_err(storage)?
+        .and_then(|(_, v)| record_ts(&String::from_utf8_lossy(v.value())))
+        .unwrap_or(0))
 }
 
 /// `(size, hash of the last entry)` read from the database.
@@ -434,9 +502,13 @@ fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, LogErro
     }
     let db = opener().map_err(|e| LogError::Storage(format!("cannot reopen the log: {e}")))?;
     let head = read_head(&db)?;
+    let last_ts = read_last_ts(&db)?;
     let db = Arc::new(db);
     if let Ok(mut h) = shared.head.lock() {
         *h = head;
+    }
+    if let Ok(mut t) = shared.last_ts_ms.lock() {
+        *t = (*t).max(last_ts);
     }
     if let Ok(mut slot) = shared.db.write() {
         *slot = Some(Arc::clone(&db));
@@ -466,12 +538,8 @@ fn poison(shared: &Shared) {
 
 struct Prepared {
     seq: u64,
-    ts_ms: u64,
     sealed: entry::Sealed,
-    id: Option<String>,
-    agent: Option<String>,
-    pending_add: Option<String>,
-    pending_remove: Option<String>,
+    index: IndexKeys,
     reply: oneshot::Sender<Result<Appended, LogError>>,
 }
 
@@ -479,51 +547,19 @@ struct Prepared {
 /// error) and the database must be reopened.
 fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec<Job>) -> Result<(), ()> {
     let (mut seq, mut prev) = head;
+    // One timestamp per batch, never before the previous batch's: `ts` is monotonic in `seq`.
+    let ts_ms = {
+        let mut last = shared.last_ts_ms.lock().map_or(0, |t| *t);
+        last = last.max(entry::now_ms());
+        last
+    };
+    let ts = entry::rfc3339(ts_ms);
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let mut body = job.body;
-        for reserved in ["seq", "ts", "prev_hash", "entry_hash"] {
-            body.remove(reserved);
-        }
-        body.insert("seq".into(), Value::from(seq + 1));
-        body.insert("ts".into(), Value::String(entry::rfc3339(job.ts_ms)));
-        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-        let id = text("id");
-        let agent = text("agent_id");
-        let kind = text("kind").unwrap_or_default();
-        let approval_id = text("approval_id");
-        let pending_add = approval_id
-            .clone()
-            .filter(|_| kind == "decision" && body.get("effect").and_then(Value::as_str) == Some("DEFER"));
-        let pending_remove = approval_id.filter(|_| {
-            kind == "approval"
-                && matches!(
-                    body.get("status").and_then(Value::as_str),
-                    Some("approved" | "denied" | "expired")
-                )
-        });
-        match entry::seal(&prev, body) {
-            Ok(sealed) => {
-                seq += 1;
-                prev = sealed.entry_hash;
-                prepared.push(Prepared {
-                    seq,
-                    ts_ms: job.ts_ms,
-                    sealed,
-                    id,
-                    agent,
-                    pending_add,
-                    pending_remove,
-                    reply: job.reply,
-                });
-            }
-            Err(e) => {
-                let _ = job.reply.send(Err(LogError::Invalid(e)));
-            }
-        }
-    }
-    if prepared.is_empty() {
-        return Ok(());
+        seq += 1;
+        let sealed = entry::seal_prepared(&prev, &job.body, seq, &ts);
+        prev = sealed.entry_hash;
+        prepared.push(Prepared { seq, sealed, index: job.index, reply: job.reply });
     }
     let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
     let note = shared.key.sign_checkpoint(&checkpoint);
@@ -531,6 +567,9 @@ fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec
         Ok(()) => {
             if let Ok(mut h) = shared.head.lock() {
                 *h = (seq, prev);
+            }
+            if let Ok(mut t) = shared.last_ts_ms.lock() {
+                *t = ts_ms;
             }
             for p in prepared {
                 let record: Arc<str> = Arc::from(p.sealed.record.as_str());
@@ -553,23 +592,21 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
     {
         let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
         let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
-        let mut by_time = txn.open_table(BY_TIME).map_err(storage)?;
         let mut by_agent = txn.open_table(BY_AGENT).map_err(storage)?;
         let mut pending = txn.open_table(PENDING).map_err(storage)?;
         let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(storage)?;
         for p in prepared {
             entries.insert(p.seq, p.sealed.record.as_bytes()).map_err(storage)?;
-            if let Some(id) = &p.id {
+            if let Some(id) = &p.index.id {
                 by_id.insert(id.as_str(), p.seq).map_err(storage)?;
             }
-            by_time.insert((p.ts_ms, p.seq), ()).map_err(storage)?;
-            if let Some(agent) = &p.agent {
+            if let Some(agent) = &p.index.agent {
                 by_agent.insert((agent.as_str(), p.seq), ()).map_err(storage)?;
             }
-            if let Some(a) = &p.pending_add {
+            if let Some(a) = &p.index.pending_add {
                 pending.insert(a.as_str(), p.seq).map_err(storage)?;
             }
-            if let Some(a) = &p.pending_remove {
+            if let Some(a) = &p.index.pending_remove {
                 pending.remove(a.as_str()).map_err(storage)?;
             }
         }

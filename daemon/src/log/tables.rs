@@ -8,8 +8,6 @@ pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries")
 pub const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
 /// `id → seq` for entries with an `id` (decisions: the action id).
 pub const BY_ID: TableDefinition<&str, u64> = TableDefinition::new("by_id");
-/// `(ts_ms, seq) → ()`.
-pub const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 /// `(agent_id, seq) → ()`.
 pub const BY_AGENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_agent");
 /// `approval_id → seq` of the DEFER decision, while the approval is pending.

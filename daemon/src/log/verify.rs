@@ -179,3 +179,56 @@ fn verify_inner(
     }
     Ok(report)
 }
+
+/// Reads a log file without the daemon: the latest checkpoint, or an export.
+pub mod offline {
+    use std::path::Path;
+
+    use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable};
+    use serde_json::Value;
+
+    use super::super::entry;
+    use super::super::tables::{CHECKPOINTS, ENTRIES};
+
+    fn with_db<T>(
+        path: &Path,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db =
+                ReadOnlyDatabase::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            f(&txn)
+        }));
+        result.unwrap_or_else(|_| Err(format!("`{}` is corrupt", path.display())))
+    }
+
+    /// The latest signed checkpoint in the file.
+    pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, String> {
+        with_db(path, |txn| {
+            let t = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+            Ok(t.last().map_err(|e| e.to_string())?.map(|(_, v)| v.value().to_owned()))
+        })
+    }
+
+    /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
+    pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, String> {
+        with_db(path, |txn| {
+            let t = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+            let mut n = 0;
+            for item in t.iter().map_err(|e| e.to_string())? {
+                let (_, v) = item.map_err(|e| e.to_string())?;
+                let record = String::from_utf8_lossy(v.value());
+                let keep = serde_json::from_str::<Value>(&record)
+                    .ok()
+                    .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
+                    .is_none_or(|ts| ts >= since_ms);
+                if keep {
+                    writeln!(out, "{record}").map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+}

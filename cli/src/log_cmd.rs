@@ -1,0 +1,160 @@
+//! `faramesh verify-log`, `faramesh log pubkey|checkpoint`, `faramesh export`: the decision log
+//! read straight from its file (while the daemon is stopped, or on a copy).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use faramesh_daemon::log::{self, LogKey, PublicKey, verify::offline};
+use serde_json::json;
+
+/// The state directory: `--state-dir`, `FARAMESH_STATE_DIR`, or `~/.faramesh/state`.
+#[derive(Args, Debug, Clone)]
+pub struct StateDir {
+    /// The daemon's state directory (holds `log.redb` and `log.key`).
+    #[arg(long, env = "FARAMESH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// The directory, defaulting to `~/.faramesh/state`.
+    pub fn path(&self) -> Result<PathBuf> {
+        match &self.state_dir {
+            Some(p) => Ok(p.clone()),
+            None => {
+                let home =
+                    std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --state-dir"))?;
+                Ok(PathBuf::from(home).join(".faramesh/state"))
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 intact, 1 tampered or unreadable.\n\nExamples:\n  faramesh verify-log --state-dir /var/lib/faramesh\n  faramesh verify-log --file copy.redb --pubkey \"$(faramesh log pubkey)\" --against saved.checkpoint"
+)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    state: StateDir,
+    /// A log file to verify instead of the state dir's (a copy is fine).
+    #[arg(long, requires = "pubkey")]
+    file: Option<PathBuf>,
+    /// The public key (`faramesh-log+…`), or a file holding it.
+    #[arg(long)]
+    pubkey: Option<String>,
+    /// A checkpoint saved earlier (a file, `-` for stdin): catches entries cut off the end.
+    #[arg(long)]
+    against: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Print the public key that verifies this host's log.
+    #[command(after_help = "Example:\n  faramesh log pubkey > faramesh.pub")]
+    Pubkey(StateDir),
+    /// Print the latest signed checkpoint (save it to check later that nothing was cut off).
+    #[command(after_help = "Example:\n  faramesh log checkpoint > $(date +%F).checkpoint")]
+    Checkpoint(StateDir),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  faramesh export --since 2026-11-01T00:00:00Z > decisions.jsonl")]
+pub struct ExportArgs {
+    #[command(flatten)]
+    state: StateDir,
+    /// Only entries at or after this time (RFC 3339, UTC).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+fn read_arg_or_file(value: &str) -> Result<String> {
+    if value == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read stdin")?;
+        return Ok(s);
+    }
+    let path = Path::new(value);
+    if path.exists() {
+        return std::fs::read_to_string(path).with_context(|| format!("cannot read `{value}`"));
+    }
+    Ok(value.to_owned())
+}
+
+fn key_of(dir: &Path) -> Result<LogKey> {
+    let path = dir.join("log.key");
+    if !path.exists() {
+        bail!("no log key at `{}`: has the daemon run with this state dir?", path.display());
+    }
+    Ok(LogKey::load_or_create(&path)?)
+}
+
+pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
+    let (file, public) = match (&args.file, &args.pubkey) {
+        (Some(file), Some(key)) => (file.clone(), PublicKey::from_text(&read_arg_or_file(key)?)?),
+        _ => {
+            let dir = args.state.path()?;
+            let public = match &args.pubkey {
+                Some(key) => PublicKey::from_text(&read_arg_or_file(key)?)?,
+                None => key_of(&dir)?.public(),
+            };
+            (dir.join("log.redb"), public)
+        }
+    };
+    let against = args.against.as_deref().map(read_arg_or_file).transpose()?;
+    let report = log::verify_file(&file, &public, against.as_deref());
+    if json_out {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if report.ok {
+        println!(
+            "ok: {} entries, {} signed checkpoints, head {}",
+            report.size, report.checkpoints, report.head_hash
+        );
+    } else {
+        match report.first_bad_seq {
+            Some(seq) => println!("FAILED at entry {seq}: {}", report.problem.as_deref().unwrap_or("")),
+            None => println!("FAILED: {}", report.problem.as_deref().unwrap_or("")),
+        }
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
+    match cmd {
+        LogCommand::Pubkey(state) => {
+            let key = key_of(&state.path()?)?.public().to_text();
+            if json_out {
+                println!("{}", json!({ "pubkey": key }));
+            } else {
+                println!("{key}");
+            }
+        }
+        LogCommand::Checkpoint(state) => {
+            let file = state.path()?.join("log.redb");
+            let cp = offline::latest_checkpoint(&file).map_err(|e| anyhow!(e))?;
+            let Some(cp) = cp else { bail!("the log at `{}` has no checkpoint yet", file.display()) };
+            if json_out {
+                println!("{}", json!({ "checkpoint": cp }));
+            } else {
+                print!("{cp}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(args: ExportArgs) -> Result<ExitCode> {
+    let since = match &args.since {
+        Some(s) => log::entry::parse_rfc3339(s).ok_or_else(|| {
+            anyhow!("`--since` `{s}` is not an RFC 3339 UTC time like 2026-11-01T00:00:00Z")
+        })?,
+        None => 0,
+    };
+    let file = args.state.path()?.join("log.redb");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    offline::export(&file, &mut out, since).map_err(|e| anyhow!(e))?;
+    std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
