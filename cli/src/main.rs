@@ -1,6 +1,8 @@
 //! `faramesh`: the one binary. Policy tools work offline; the daemon and its socket clients
 //! arrive with later commands.
 
+mod client;
+mod daemon_cmd;
 mod log_cmd;
 mod policy_cmd;
 
@@ -26,6 +28,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon in the foreground.
+    Serve(daemon_cmd::ServeArgs),
+    /// Run the daemon with the default policy and a local state dir, with verbose logs.
+    Dev(daemon_cmd::DevArgs),
+    /// Check a policy, then hot-reload the running daemon or start one in the background.
+    Apply(daemon_cmd::ApplyArgs),
+    /// Show what the running daemon is doing.
+    #[command(after_help = "Example:\n  faramesh status")]
+    Status(daemon_cmd::SocketArg),
+    /// Stop the running daemon (SIGTERM: it finishes what is in flight first).
+    #[command(after_help = "Example:\n  faramesh stop")]
+    Stop(daemon_cmd::SocketArg),
     /// Check, test and explain policy files offline.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -49,6 +63,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => daemon_cmd::serve(args),
+        Command::Dev(args) => daemon_cmd::dev(args),
+        Command::Apply(args) => daemon_cmd::apply(args, cli.json),
+        Command::Status(s) => daemon_cmd::status(&s, cli.json),
+        Command::Stop(s) => daemon_cmd::stop(&s),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),

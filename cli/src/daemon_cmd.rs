@@ -1,0 +1,342 @@
+//! `faramesh serve`, `dev`, `apply`, `status`, `stop`: running the daemon and talking to it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use faramesh_daemon::server::{self, Config, Limits};
+use serde_json::{Value, json};
+
+use crate::client;
+use crate::log_cmd::StateDir;
+
+/// The bundled default policy (also in `policies/default.yaml`).
+const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
+
+#[derive(Args, Debug, Clone)]
+pub struct SocketArg {
+    /// The daemon's socket (default `~/.faramesh/runtime/faramesh.sock`).
+    #[arg(long, env = "FARAMESH_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+impl SocketArg {
+    pub fn path(&self) -> PathBuf {
+        self.socket.clone().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(client::default_socket)
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  faramesh serve --policy policies/default.yaml --socket /run/faramesh/faramesh.sock --state-dir /var/lib/faramesh"
+)]
+pub struct ServeArgs {
+    /// The policy file (hot-reloaded when it changes).
+    #[arg(long, env = "FARAMESH_POLICY")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(flatten)]
+    pub state: StateDir,
+    /// Permission bits of the socket file, in octal.
+    #[arg(long, default_value = "660")]
+    pub socket_mode: String,
+    /// Longest request line, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// Most simultaneous connections.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Close connections idle for this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout: u64,
+    /// Log at debug level.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::prelude::*;
+    let default = if verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FARAMESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Under systemd (JOURNAL_STREAM set) log to journald with structured fields; else stderr.
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+        return;
+    }
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
+    }
+}
+
+fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
+    let socket_mode = u32::from_str_radix(&args.socket_mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| anyhow!("`--socket-mode` `{}` is not an octal mode like 660", args.socket_mode))?;
+    if args.max_line_bytes < 1024 {
+        bail!("`--max-line-bytes` must be at least 1024");
+    }
+    if args.max_connections == 0 {
+        bail!("`--max-connections` must be at least 1");
+    }
+    let limits = Limits {
+        max_line_bytes: args.max_line_bytes,
+        max_connections: args.max_connections,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        ..Limits::default()
+    };
+    Ok(Config {
+        policy_path: policy,
+        socket_path: absolute(&args.socket.path()),
+        state_dir: absolute(&args.state.path()?),
+        socket_mode,
+        limits,
+    })
+}
+
+/// Runs the daemon in this process until SIGTERM or SIGINT (a second signal exits at once).
+pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
+    init_logging(verbose);
+    // Check the policy before anything is bound or created.
+    server::load_policy(&config.policy_path).map_err(|e| anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                std::future::pending::<()>().await;
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("faramesh: second signal, exiting now");
+                std::process::exit(130);
+            });
+        };
+        server::run(config, shutdown).await.map_err(|e| anyhow!("{e}"))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let policy = args.policy.clone().ok_or_else(|| {
+        anyhow!("no policy: pass `--policy FILE` or set FARAMESH_POLICY (try policies/default.yaml)")
+    })?;
+    let config = config_of(&args, absolute(&policy))?;
+    run_daemon(config, args.verbose)
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  faramesh dev\n  # in another shell: export FARAMESH_SOCKET=$PWD/.faramesh/faramesh.sock"
+)]
+pub struct DevArgs {
+    /// The policy file (default `policies/default.yaml`, or the bundled default).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Where to keep the socket and state (default `./.faramesh`).
+    #[arg(long, default_value = ".faramesh")]
+    pub dir: PathBuf,
+}
+
+pub fn dev(args: DevArgs) -> Result<ExitCode> {
+    let dir = absolute(&args.dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let policy = match args.policy {
+        Some(p) => absolute(&p),
+        None if Path::new("policies/default.yaml").exists() => absolute(Path::new("policies/default.yaml")),
+        None => {
+            let p = dir.join("default.yaml");
+            if !p.exists() {
+                std::fs::write(&p, DEFAULT_POLICY)
+                    .with_context(|| format!("cannot write `{}`", p.display()))?;
+            }
+            p
+        }
+    };
+    let socket = dir.join("faramesh.sock");
+    let serve = ServeArgs {
+        policy: Some(policy.clone()),
+        socket: SocketArg { socket: Some(socket.clone()) },
+        state: StateDir { state_dir: Some(dir.join("state")) },
+        socket_mode: "660".into(),
+        max_line_bytes: 1 << 20,
+        max_connections: 1024,
+        idle_timeout: 300,
+        verbose: true,
+    };
+    let config = config_of(&serve, policy.clone())?;
+    eprintln!("faramesh dev: serving {} (state in {})", policy.display(), dir.join("state").display());
+    eprintln!("connect with:\n  export FARAMESH_SOCKET={}", socket.display());
+    run_daemon(config, true)
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  eval \"$(faramesh apply --policy policies/default.yaml)\"")]
+pub struct ApplyArgs {
+    /// The policy file.
+    #[arg(long, env = "FARAMESH_POLICY", default_value = "policies/default.yaml")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(flatten)]
+    pub state: StateDir,
+}
+
+pub fn apply(args: ApplyArgs, json_out: bool) -> Result<ExitCode> {
+    let policy = absolute(&args.policy);
+    if let Err(e) = server::load_policy(&policy) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(crate::policy_cmd::EXIT_INVALID_POLICY));
+    }
+    let socket = absolute(&args.socket.path());
+    let running = client::call(&socket, "policy.status", json!({}));
+    let outcome = match running {
+        Ok(status) => {
+            let served = status.get("path").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if served != policy.display().to_string() {
+                bail!(
+                    "the daemon on `{}` serves `{served}`, not `{}`: edit that file, or stop the daemon first",
+                    socket.display(),
+                    policy.display()
+                );
+            }
+            let r = client::call(&socket, "policy.reload", json!({}))?;
+            if r.get("ok").and_then(Value::as_bool) != Some(true) {
+                bail!("reload failed: {}", r.get("error").and_then(Value::as_str).unwrap_or("unknown error"));
+            }
+            json!({"action": "reloaded", "policy_hash": r.get("policy_hash"), "socket": socket.display().to_string()})
+        }
+        Err(_) => {
+            let state_dir = absolute(&args.state.path()?);
+            std::fs::create_dir_all(&state_dir)
+                .with_context(|| format!("cannot create `{}`", state_dir.display()))?;
+            let log_path = state_dir.join("daemon.log");
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .with_context(|| format!("cannot open `{}`", log_path.display()))?;
+            let exe = std::env::current_exe().context("cannot find the faramesh binary")?;
+            use std::os::unix::process::CommandExt;
+            let mut child = std::process::Command::new(exe)
+                .arg("serve")
+                .arg("--policy")
+                .arg(&policy)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .process_group(0)
+                .spawn()
+                .context("cannot start the daemon")?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                if client::call(&socket, "status", json!({})).is_ok() {
+                    break;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!("the daemon exited ({status}); see `{}`", log_path.display());
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("the daemon did not answer within 15 s; see `{}`", log_path.display());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            json!({"action": "started", "pid": child.id(), "socket": socket.display().to_string(), "log": log_path.display().to_string()})
+        }
+    };
+    if json_out {
+        println!("{outcome}");
+    } else {
+        eprintln!("faramesh: {} ({})", outcome["action"].as_str().unwrap_or(""), policy.display());
+        println!("export FARAMESH_SOCKET={}", socket.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
+    let s = client::call(&socket.path(), "status", json!({}))?;
+    if json_out {
+        println!("{s}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = &s["policy"];
+    println!(
+        "faramesh {} (pid {}, up {}s)",
+        s["version"].as_str().unwrap_or("?"),
+        s["pid"],
+        s["uptime_seconds"]
+    );
+    println!("socket    {}", s["socket"].as_str().unwrap_or("?"));
+    println!(
+        "policy    {} ({} rules, {})",
+        p["path"].as_str().unwrap_or("?"),
+        p["rules"],
+        p["policy_hash"].as_str().unwrap_or("?")
+    );
+    if let Some(e) = p["last_error"].as_str() {
+        println!("reload    FAILED: {e} (the previous policy is still serving)");
+    }
+    let c = &s["counts"];
+    println!(
+        "decisions {} permit, {} deny, {} defer, {} errors",
+        c["permit"], c["deny"], c["defer"], c["errors"]
+    );
+    println!(
+        "log       {} entries, head {}",
+        s["log"]["size"],
+        s["log"]["head_hash"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stop(socket: &SocketArg) -> Result<ExitCode> {
+    let path = socket.path();
+    let s = client::call(&path, "status", json!({}))?;
+    let pid = s["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| anyhow!("the daemon did not say its pid"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| anyhow!("cannot signal pid {pid}: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if path.exists() {
+        bail!("pid {pid} did not stop within 15 s");
+    }
+    eprintln!("faramesh: stopped (pid {pid})");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,274 @@
+//! One client connection: newline-delimited JSON-RPC framing, limits, dispatch through the
+//! jsonrpsee `Methods` with the peer's credentials in `Extensions`, pipelined replies.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use jsonrpsee::types::{Id, Params};
+use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+
+use super::rpc::{Peer, codes};
+use super::state::State;
+
+/// A JSON-RPC error response line.
+pub fn error_line(id: &Value, code: i32, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// Serves one connection until the peer closes it, it idles out, breaks a limit, or the
+/// daemon shuts down.
+pub async fn serve(
+    stream: UnixStream,
+    conn_id: usize,
+    methods: Methods,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = match stream.peer_cred() {
+        Ok(c) => Some(Peer { uid: c.uid(), gid: c.gid(), pid: c.pid().unwrap_or(0) }),
+        Err(_) => None,
+    };
+    let mut ext = Extensions::new();
+    if let Some(p) = peer {
+        ext.insert(p);
+    }
+    let limits = state.limits.clone();
+    let (read_half, mut write_half) = stream.into_split();
+    let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limits.max_line_bytes);
+    let mut frames = FramedRead::new(read_half, codec);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(4096);
+        while let Some(line) = out_rx.recv().await {
+            buf.clear();
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            while let Ok(more) = out_rx.try_recv() {
+                buf.extend_from_slice(more.as_bytes());
+                buf.push(b'\n');
+            }
+            if write_half.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight_per_connection));
+    let max_permits = u32::try_from(limits.max_in_flight_per_connection).unwrap_or(u32::MAX);
+    let conn = Conn { conn_id, methods, state: Arc::clone(&state), ext, out: out_tx.clone() };
+    let conn = Arc::new(conn);
+    loop {
+        let idle = in_flight.available_permits() == limits.max_in_flight_per_connection;
+        let next = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = tokio::time::timeout(limits.idle_timeout, frames.next()) => r,
+        };
+        let frame = match next {
+            Err(_) if idle => break, // idle timeout
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+                let msg = format!(
+                    "request line exceeds the {}-byte limit; closing the connection",
+                    limits.max_line_bytes
+                );
+                state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                let _ = out_tx.send(error_line(&Value::Null, codes::INVALID_REQUEST, &msg)).await;
+                break;
+            }
+            Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(bytes))) => bytes,
+        };
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+        let conn = Arc::clone(&conn);
+        tokio::spawn(async move {
+            if let Some(reply) = conn.handle_line(&frame).await {
+                let _ = conn.out.send(reply).await;
+            }
+            drop(permit);
+        });
+    }
+    // Finish what is in flight, then let the writer drain and close.
+    let _ = in_flight.acquire_many(max_permits).await;
+    drop(conn);
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+struct Conn {
+    conn_id: usize,
+    methods: Methods,
+    state: Arc<State>,
+    ext: Extensions,
+    out: mpsc::Sender<String>,
+}
+
+impl Conn {
+    async fn handle_line(&self, raw: &[u8]) -> Option<String> {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                let msg = format!(
+                    "parse error: request is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                );
+                return Some(error_line(&Value::Null, codes::PARSE_ERROR, &msg));
+            }
+        };
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                let detail = if e.to_string().contains("recursion limit") {
+                    "JSON nested deeper than 128 levels".to_owned()
+                } else {
+                    e.to_string()
+                };
+                return Some(error_line(&Value::Null, codes::PARSE_ERROR, &format!("parse error: {detail}")));
+            }
+        };
+        match value {
+            Value::Array(items) if items.is_empty() => {
+                Some(error_line(&Value::Null, codes::INVALID_REQUEST, "invalid request: empty batch"))
+            }
+            Value::Array(items) => {
+                let mut replies = Vec::new();
+                for item in items {
+                    if let Some(r) = self.handle_one(item).await {
+                        replies.push(r);
+                    }
+                }
+                if replies.is_empty() { None } else { Some(format!("[{}]", replies.join(","))) }
+            }
+            other => self.handle_one(other).await,
+        }
+    }
+
+    async fn handle_one(&self, request: Value) -> Option<String> {
+        let reply = self.dispatch(request).await;
+        if let Some(r) = &reply
+            && r.contains("\"error\":{\"code\"")
+        {
+            self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        reply
+    }
+
+    async fn dispatch(&self, request: Value) -> Option<String> {
+        let Value::Object(mut obj) = request else {
+            return Some(error_line(
+                &Value::Null,
+                codes::INVALID_REQUEST,
+                "invalid request: expected an object",
+            ));
+        };
+        let id = obj.remove("id");
+        let is_notification = id.is_none();
+        let id = id.unwrap_or(Value::Null);
+        if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
+            return Some(error_line(
+                &Value::Null,
+                codes::INVALID_REQUEST,
+                "invalid request: `id` must be a string, number or null",
+            ));
+        }
+        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Some(error_line(
+                &id,
+                codes::INVALID_REQUEST,
+                "invalid request: `jsonrpc` must be \"2.0\"",
+            ));
+        }
+        let Some(Value::String(method)) = obj.remove("method") else {
+            return Some(error_line(&id, codes::INVALID_REQUEST, "invalid request: missing `method`"));
+        };
+        let params = obj.remove("params");
+        if !matches!(params, None | Some(Value::Object(_) | Value::Array(_))) {
+            return Some(error_line(
+                &id,
+                codes::INVALID_PARAMS,
+                "invalid params: `params` must be an object or an array",
+            ));
+        }
+        if method == "log.subscribe" {
+            return Some(self.subscribe(&id));
+        }
+        let Some(callback) = self.methods.method(&method) else {
+            if is_notification {
+                return None;
+            }
+            return Some(error_line(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
+        };
+        let params_text = params.map(|p| p.to_string());
+        let (call_id, patch_id) = match &id {
+            Value::Number(n) => match n.as_u64() {
+                Some(u) => (Id::Number(u), false),
+                None => (Id::Null, true),
+            },
+            Value::String(s) => (Id::Str(s.clone().into()), false),
+            _ => (Id::Null, false),
+        };
+        let params = Params::new(params_text.as_deref());
+        let response = match callback {
+            MethodCallback::Async(cb) => {
+                (cb)(call_id, params.into_owned(), ConnectionId(self.conn_id), usize::MAX, self.ext.clone())
+                    .await
+            }
+            MethodCallback::Sync(cb) => (cb)(call_id, params, usize::MAX, self.ext.clone()),
+            _ => {
+                return Some(error_line(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
+            }
+        };
+        if is_notification {
+            return None;
+        }
+        let (raw, _, _) = response.into_parts();
+        if !patch_id {
+            return Some(raw.get().to_owned());
+        }
+        let mut v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("id".into(), id);
+        }
+        Some(v.to_string())
+    }
+
+    /// `log.subscribe`: answers with a subscription id, then sends every committed entry as a
+    /// `log.entry` notification until the connection closes.
+    fn subscribe(&self, id: &Value) -> String {
+        let sub_id = crate::log::dpr::new_id();
+        let mut rx = self.state.log.subscribe();
+        let out = self.out.clone();
+        let sub = sub_id.clone();
+        tokio::spawn(async move {
+            loop {
+                let line = match rx.recv().await {
+                    Ok(record) => format!(
+                        "{{\"jsonrpc\":\"2.0\",\"method\":\"log.entry\",\"params\":{{\"subscription\":\"{sub}\",\"result\":{record}}}}}"
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => json!({
+                        "jsonrpc": "2.0", "method": "log.lagged",
+                        "params": {"subscription": sub, "result": {"missed": n}}
+                    })
+                    .to_string(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                if out.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        json!({"jsonrpc": "2.0", "id": id, "result": sub_id}).to_string()
+    }
+}

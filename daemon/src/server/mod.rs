@@ -1,0 +1,265 @@
+//! The daemon: a Unix socket speaking newline-delimited JSON-RPC 2.0, the policy hot-reloaded
+//! from its file, every decision recorded in the log before it is answered.
+//!
+//! A request's path: listener (connection limit) → `conn::serve` (framing, limits) →
+//! `Methods` dispatch with the peer's credentials → `rpc` handler → reply.
+
+pub mod conn;
+pub mod rpc;
+pub mod state;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde_json::json;
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::log::{Log, LogKey, LogOptions, dpr};
+use crate::policy;
+pub use state::{Limits, Loaded, State};
+
+/// What `faramesh serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The policy file.
+    pub policy_path: PathBuf,
+    /// Where to listen.
+    pub socket_path: PathBuf,
+    /// Where the log and its key live.
+    pub state_dir: PathBuf,
+    /// Permission bits of the socket file (default 0660).
+    pub socket_mode: u32,
+    /// Server limits.
+    pub limits: Limits,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The policy is missing or invalid.
+    #[error("{0}")]
+    Policy(String),
+    /// The state dir, key or log cannot be used.
+    #[error("{0}")]
+    State(String),
+    /// The socket cannot be bound.
+    #[error("{0}")]
+    Socket(String),
+}
+
+/// Compiles the policy at `path` (the first check `serve` makes, before binding anything).
+pub fn load_policy(path: &Path) -> Result<policy::Policy, ServerError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Policy(format!("cannot read policy `{display}`: {e}")))?;
+    policy::compile(&display, &text).map_err(|e| ServerError::Policy(e.to_string()))
+}
+
+fn private_dir(dir: &Path, what: &str) -> Result<(), ServerError> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::State(format!("cannot create {what} `{}`: {e}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ServerError::State(format!("cannot chmod {what} `{}`: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Binds the socket: refuses a path a live daemon answers on, replaces a stale file.
+fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_dir(dir, "socket directory").map_err(|e| ServerError::Socket(e.to_string()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::Socket(format!(
+                "another daemon is already listening on `{}`; stop it first (faramesh stop)",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(|e| {
+            ServerError::Socket(format!("cannot remove stale socket `{}`: {e}", path.display()))
+        })?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| ServerError::Socket(format!("cannot bind `{}`: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ServerError::Socket(format!("cannot chmod `{}`: {e}", path.display())))?;
+    Ok(listener)
+}
+
+fn notify_systemd(state: &str) {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = sock.send_to(state.as_bytes(), PathBuf::from(path));
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves, then drains in-flight requests (within the grace
+/// period), records the stop, and removes the socket.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let policy = load_policy(&config.policy_path)?;
+    private_dir(&config.state_dir, "state directory")?;
+    let key = LogKey::load_or_create(&config.state_dir.join("log.key"))
+        .map_err(|e| ServerError::State(e.to_string()))?;
+    let log = Log::open(&config.state_dir.join("log.redb"), key, LogOptions::default())
+        .map_err(|e| ServerError::State(e.to_string()))?;
+    let log = Arc::new(log);
+    let listener = bind_socket(&config.socket_path, config.socket_mode)?;
+
+    let hash = policy.hash.clone();
+    let n_rules = policy.n_rules();
+    let state = Arc::new(State {
+        policy_path: config.policy_path.clone(),
+        policy: ArcSwap::from_pointee(Loaded {
+            policy,
+            loaded_at: crate::log::entry::rfc3339(crate::log::entry::now_ms()),
+        }),
+        last_error: ArcSwap::from_pointee(None),
+        reloads: AtomicU64::new(0),
+        log: Arc::clone(&log),
+        socket_path: config.socket_path.clone(),
+        own_uid: std::fs::metadata(&config.state_dir)
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap_or(0),
+        started: Instant::now(),
+        counts: state::Counts::default(),
+        limits: config.limits.clone(),
+    });
+    let pid = std::process::id();
+    let start = dpr::event_entry("daemon_start", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
+    let load = dpr::event_entry(
+        "policy_load",
+        json!({"path": config.policy_path.display().to_string(), "policy_hash": hash, "rules": n_rules}),
+    );
+    for body in [start, load] {
+        log.append(body)
+            .await
+            .map_err(|e| ServerError::State(format!("cannot write the decision log: {e}")))?;
+    }
+
+    let methods: jsonrpsee::Methods = rpc::module(Arc::clone(&state))
+        .map_err(|e| ServerError::State(format!("cannot register methods: {e}")))?
+        .into();
+    let _watcher = spawn_reloader(Arc::clone(&state));
+    tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), policy_hash = %hash, "faramesh is serving");
+    notify_systemd("READY=1");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_conn = 0usize;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        next_conn += 1;
+        match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => {
+                let (methods, state, stop) = (methods.clone(), Arc::clone(&state), stop_rx.clone());
+                let conn_id = next_conn;
+                tasks.spawn(async move {
+                    conn::serve(stream, conn_id, methods, state, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let max = config.limits.max_connections;
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut stream = stream;
+                    let line = conn::error_line(
+                        &serde_json::Value::Null,
+                        rpc::codes::OVERLOADED,
+                        &format!("overloaded: the daemon already serves {max} connections"),
+                    );
+                    let _ = stream.write_all(format!("{line}\n").as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+
+    tracing::info!("shutting down: finishing requests in flight");
+    notify_systemd("STOPPING=1");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: closing remaining connections");
+        tasks.abort_all();
+    }
+    let stop = dpr::event_entry("daemon_stop", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
+    if let Err(e) = log.append(stop).await {
+        tracing::error!(error = %e, "cannot record the stop");
+    }
+    let _ = std::fs::remove_file(&config.socket_path);
+    drop(state);
+    log.close();
+    Ok(())
+}
+
+/// Watches the policy's directory (editors save by rename) and reloads on change, debounced.
+/// Also reloads on SIGHUP.
+fn spawn_reloader(state: Arc<State>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let file_name = state.policy_path.file_name().map(|n| n.to_owned());
+    let watch_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let ours = event.paths.iter().any(|p| p.file_name().map(|n| n.to_owned()) == file_name);
+            if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = watch_tx.send(());
+            }
+        }
+    });
+    let watcher = match watcher {
+        Ok(mut w) => {
+            let dir =
+                state.policy_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match w.watch(dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP or `policy.reload`");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy; reload with SIGHUP or `policy.reload`");
+            None
+        }
+    };
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = tx.send(());
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: editors write in several steps.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = state.reload().await;
+        }
+    });
+    watcher
+}

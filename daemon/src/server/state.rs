@@ -1,0 +1,177 @@
+//! What the daemon holds while it runs: the loaded policy (swapped atomically on reload), the
+//! decision log, counters, and the configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
+
+use crate::log::{Log, dpr};
+use crate::policy::{self, Policy};
+
+/// A compiled policy and where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The policy.
+    pub policy: Policy,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+}
+
+/// Limits and settings of the socket server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest request line in bytes (default 1 MiB).
+    pub max_line_bytes: usize,
+    /// Most simultaneous connections (default 1024).
+    pub max_connections: usize,
+    /// Most requests being handled at once on one connection (default 64).
+    pub max_in_flight_per_connection: usize,
+    /// A connection with nothing in flight and nothing received for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: 1 << 20,
+            max_connections: 1024,
+            max_in_flight_per_connection: 64,
+            idle_timeout: std::time::Duration::from_secs(300),
+            shutdown_grace: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Decision counters.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// PERMIT answers.
+    pub permit: AtomicU64,
+    /// DENY answers.
+    pub deny: AtomicU64,
+    /// DEFER answers.
+    pub defer: AtomicU64,
+    /// Requests refused with a JSON-RPC error.
+    pub errors: AtomicU64,
+}
+
+/// The daemon's shared state.
+pub struct State {
+    /// The policy file being served.
+    pub policy_path: PathBuf,
+    /// The policy in force.
+    pub policy: ArcSwap<Loaded>,
+    /// The last reload error (`path:line:column: message`), cleared by a successful load.
+    pub last_error: ArcSwap<Option<String>>,
+    /// Successful loads since start.
+    pub reloads: AtomicU64,
+    /// The decision log.
+    pub log: Arc<Log>,
+    /// The socket path.
+    pub socket_path: PathBuf,
+    /// The daemon's own uid (may approve, like root).
+    pub own_uid: u32,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Counters.
+    pub counts: Counts,
+    /// Server limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("policy_path", &self.policy_path).finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Reloads the policy file: on success swaps it in and records a `policy_load` entry; on
+    /// failure keeps the last good policy, records `policy_reload_failed` and remembers the error.
+    pub async fn reload(&self) -> Result<String, String> {
+        let path = self.policy_path.clone();
+        let display = path.display().to_string();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{display}: cannot read: {e}"))?;
+            policy::compile(&display, &text).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))
+        .and_then(|r| r);
+        match compiled {
+            Ok(policy) => {
+                let hash = policy.hash.clone();
+                let changed = self.policy.load().policy.hash != hash;
+                let n_rules = policy.n_rules();
+                self.policy.store(Arc::new(Loaded {
+                    policy,
+                    loaded_at: crate::log::entry::rfc3339(crate::log::entry::now_ms()),
+                }));
+                self.last_error.store(Arc::new(None));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                if changed {
+                    let body = dpr::event_entry(
+                        "policy_load",
+                        json!({"path": self.policy_path.display().to_string(), "policy_hash": hash, "rules": n_rules}),
+                    );
+                    if let Err(e) = self.log.append(body).await {
+                        tracing::error!(error = %e, "cannot record the policy load");
+                    }
+                }
+                tracing::info!(policy_hash = %hash, rules = n_rules, "policy loaded");
+                Ok(hash)
+            }
+            Err(message) => {
+                tracing::error!(error = %message, "policy reload failed; the last good policy keeps serving");
+                self.last_error.store(Arc::new(Some(message.clone())));
+                let body = dpr::event_entry(
+                    "policy_reload_failed",
+                    json!({"path": self.policy_path.display().to_string(), "error": message}),
+                );
+                if let Err(e) = self.log.append(body).await {
+                    tracing::error!(error = %e, "cannot record the failed reload");
+                }
+                Err(message)
+            }
+        }
+    }
+
+    /// `policy.status`.
+    pub fn policy_status(&self) -> Value {
+        let loaded = self.policy.load();
+        json!({
+            "path": self.policy_path.display().to_string(),
+            "policy_hash": loaded.policy.hash,
+            "rules": loaded.policy.n_rules(),
+            "loaded_at": loaded.loaded_at,
+            "reloads": self.reloads.load(Ordering::Relaxed),
+            "last_error": **self.last_error.load(),
+        })
+    }
+
+    /// `status`.
+    pub fn status(&self) -> Value {
+        let (size, head) = self.log.head();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "runtime_version": dpr::RUNTIME_VERSION,
+            "pid": std::process::id(),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "socket": self.socket_path.display().to_string(),
+            "policy": self.policy_status(),
+            "counts": {
+                "permit": self.counts.permit.load(Ordering::Relaxed),
+                "deny": self.counts.deny.load(Ordering::Relaxed),
+                "defer": self.counts.defer.load(Ordering::Relaxed),
+                "errors": self.counts.errors.load(Ordering::Relaxed),
+            },
+            "log": {"size": size, "head_hash": crate::log::entry::hex(&head), "origin": self.log.origin()},
+        })
+    }
+}
