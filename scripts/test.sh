@@ -31,6 +31,9 @@ fi
 step "request_hash against faramesh-sdk on generated payloads"
 "$VENV/bin/python" tests/compat/sdk_hash_compat.py "$BIN" 5000
 
+step "the published SDK (socket transport, GovernedToolSet) against the real daemon"
+"$VENV/bin/python" tests/compat/sdk_daemon_compat.py "$BIN"
+
 step "policy tools on the bundled policies"
 for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do
     policy="${cases%.cases.yaml}.yaml"

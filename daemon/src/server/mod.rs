@@ -95,10 +95,10 @@ fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
 }
 
 fn notify_systemd(state: &str) {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-            let _ = sock.send_to(state.as_bytes(), PathBuf::from(path));
-        }
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET")
+        && let Ok(sock) = std::os::unix::net::UnixDatagram::unbound()
+    {
+        let _ = sock.send_to(state.as_bytes(), PathBuf::from(path));
     }
 }
 

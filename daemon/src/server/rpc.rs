@@ -401,7 +401,6 @@ async fn log_checkpoint(state: Arc<State>, _: Params<'static>, _: Extensions) ->
 
 /// Builds the method table.
 pub fn module(state: Arc<State>) -> Result<RpcModule<State>, jsonrpsee::core::RegisterMethodError> {
-    let _ = &state;
     let mut m = RpcModule::from_arc(state);
     m.register_async_method("govern", |p, s, e| govern(s, p, e))?;
     m.register_async_method("decide", |p, s, e| decide(s, p, e))?;
