@@ -27,7 +27,7 @@ fn sample_body(i: u64) -> serde_json::Map<String, serde_json::Value> {
         policy_hash: "0".repeat(64),
         structured_denial: None,
     };
-    dpr::decision_entry(&dpr::new_id(), &call, &decision, None, None, &[])
+    dpr::decision_entry(&call, &decision, None, None, &[])
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

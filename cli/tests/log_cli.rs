@@ -30,7 +30,7 @@ fn write_log(dir: &Path, n: u64) {
         )
         .unwrap();
         let decision = faramesh_daemon::policy::decide(&policy, &call);
-        let body = dpr::decision_entry(&dpr::new_id(), &call, &decision, None, None, log.redact_keys());
+        let body = dpr::decision_entry(&call, &decision, None, None, log.redact_keys());
         log.append_blocking(body).unwrap();
     }
     log.close();

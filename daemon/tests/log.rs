@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 fn body(i: u64, agent: &str) -> Map<String, Value> {
     json!({
         "kind": "decision",
-        "id": format!("act-{i:06}"),
+        "n": i,
         "agent_id": agent,
         "tool": "shell",
         "operation": "exec",
@@ -71,14 +71,17 @@ fn appends_are_chained_indexed_and_readable() {
         })
         .collect();
     let mut seqs: Vec<u64> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let by_seq_20 = log.action_id(20);
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "sequence numbers are gapless and unique");
     assert_eq!(log.head().0, 100);
 
-    let rec: Value = serde_json::from_str(&log.get_by_id("act-000203").unwrap().unwrap()).unwrap();
-    assert_eq!(rec["agent_id"], "agent-2");
+    let rec: Value = serde_json::from_str(&log.get_by_id(&by_seq_20).unwrap().unwrap()).unwrap();
+    assert_eq!(rec["seq"], 20);
+    assert_eq!(rec["id"], by_seq_20.as_str());
     assert_eq!(rec["params"]["password"], "hunter2", "the store keeps what it is given; DPRs redact first");
-    assert_eq!(log.ids_with_prefix("act-0001", 10).unwrap().len(), 10);
+    assert_eq!(log.ids_with_prefix(&by_seq_20[..8], 10).unwrap(), vec![by_seq_20.clone()]);
+    assert_eq!(log.get_by_id("0000000000000000").unwrap(), None);
     assert_eq!(log.by_agent("agent-1", 5).unwrap().len(), 5);
     assert_eq!(log.by_time(0, u64::MAX, 1000).unwrap().len(), 100);
     let later = entry::now_ms() + 3_600_000;

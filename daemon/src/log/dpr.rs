@@ -47,10 +47,10 @@ pub fn new_id() -> String {
     faramesh_proto::canonical::to_hex(&hash.as_bytes()[..16])
 }
 
-/// The body of a decision entry (a DPR). `id` is the action id; params are stored redacted by
-/// key name and always hashed (`params_hash`, SHA-256 of their canonical JSON).
+/// The body of a decision entry (a DPR). The log's writer adds the action id (`id`) with the
+/// sequence number; params are stored redacted by key name and always hashed (`params_hash`,
+/// SHA-256 of their canonical JSON).
 pub fn decision_entry(
-    id: &str,
     call: &Call,
     decision: &Decision,
     caller: Option<Caller>,
@@ -62,7 +62,6 @@ pub fn decision_entry(
         .unwrap_or_default();
     let body = json!({
         "kind": "decision",
-        "id": id,
         "agent_id": call.agent_id,
         "tool": call.tool,
         "operation": call.operation,
@@ -132,9 +131,8 @@ mod tests {
         let caller = Caller { uid: 1000, gid: 1000, pid: 42 };
         let keys: Vec<String> =
             super::super::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();
-        let body = decision_entry("act1", &call, &decision, Some(caller), None, &keys);
+        let body = decision_entry(&call, &decision, Some(caller), None, &keys);
         for field in [
-            "id",
             "agent_id",
             "tool",
             "operation",

@@ -89,12 +89,19 @@ fn write_object(fields: &[(&str, &str)]) -> String {
 
 /// Seals a prepared body as entry `seq` at time `ts` after `prev`: the same bytes as [`seal`]
 /// on the equivalent map.
-pub fn seal_prepared(prev: &[u8; 32], body: &PreparedBody, seq: u64, ts: &str) -> Sealed {
+pub fn seal_prepared(prev: &[u8; 32], body: &PreparedBody, seq: u64, ts: &str, id: Option<&str>) -> Sealed {
     let seq_text = seq.to_string();
     let mut ts_text = String::with_capacity(ts.len() + 2);
     faramesh_proto::canonical::write_string(&mut ts_text, ts);
-    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(body.fields.len() + 4);
-    fields.extend(body.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut id_text = String::new();
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(body.fields.len() + 5);
+    fields.extend(
+        body.fields.iter().filter(|(k, _)| id.is_none() || k != "id").map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    if let Some(id) = id {
+        faramesh_proto::canonical::write_string(&mut id_text, id);
+        fields.push(("id", &id_text));
+    }
     fields.push(("seq", &seq_text));
     fields.push(("ts", &ts_text));
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -272,7 +279,7 @@ mod tests {
         let body = json!({"kind": "decision", "z": [1.50, {"b": 1, "a": "é\n"}], "agent_id": "a", "seq": 99});
         let map = body.as_object().unwrap().clone();
         let prepared = prepare(map.clone()).unwrap();
-        let fast = seal_prepared(&[4u8; 32], &prepared, 7, "2026-11-21T22:01:29.123Z");
+        let fast = seal_prepared(&[4u8; 32], &prepared, 7, "2026-11-21T22:01:29.123Z", None);
         let mut full = map;
         full.insert("seq".into(), json!(7));
         full.insert("ts".into(), json!("2026-11-21T22:01:29.123Z"));

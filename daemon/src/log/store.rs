@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
-use super::tables::{BY_AGENT, BY_ID, CHECKPOINTS, ENTRIES, META, PENDING};
+use super::tables::{BY_AGENT, CHECKPOINTS, ENTRIES, META, PENDING};
 use super::{LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
@@ -24,6 +24,10 @@ pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send +
 
 /// Most entries committed in one transaction.
 const MAX_BATCH: usize = 4096;
+
+/// Longest wait for concurrent appenders to re-queue before a commit. Only used when the last
+/// commit carried more than one entry, so a lone sequential appender never waits.
+const LINGER: Duration = Duration::from_micros(400);
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct Appended {
     pub seq: u64,
     /// The entry's hash.
     pub entry_hash: [u8; 32],
+    /// The action id the writer gave a decision entry (`None` for other kinds).
+    pub id: Option<String>,
     /// The stored record (canonical JSON).
     pub record: Arc<str>,
 }
@@ -62,7 +68,8 @@ struct Job {
 
 /// What the writer indexes an entry under, read from its body by the appender.
 struct IndexKeys {
-    id: Option<String>,
+    /// Decisions get an action id derived from their sequence number.
+    assign_id: bool,
     agent: Option<String>,
     pending_add: Option<String>,
     pending_remove: Option<String>,
@@ -83,12 +90,16 @@ impl IndexKeys {
                     Some("approved" | "denied" | "expired")
                 )
         });
-        IndexKeys { id: text("id"), agent: text("agent_id"), pending_add, pending_remove }
+        IndexKeys { assign_id: kind == "decision", agent: text("agent_id"), pending_add, pending_remove }
     }
 }
 
 fn job(body: Map<String, Value>) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
     let index = IndexKeys::of(&body);
+    let mut body = body;
+    if index.assign_id {
+        body.remove("id");
+    }
     let body = entry::prepare(body).map_err(LogError::Invalid)?;
     let (reply, rx) = oneshot::channel();
     Ok((Job { body, index, reply }, rx))
@@ -98,6 +109,7 @@ struct Shared {
     db: RwLock<Option<Arc<Database>>>,
     key: LogKey,
     origin: String,
+    ids: ActionIds,
     head: Mutex<(u64, [u8; 32])>,
     last_ts_ms: Mutex<u64>,
     committed: broadcast::Sender<Arc<str>>,
@@ -139,6 +151,7 @@ impl Log {
             db: RwLock::new(Some(Arc::new(db))),
             key,
             origin: format!("faramesh/{log_id}"),
+            ids: ActionIds::new(&log_id),
             head: Mutex::new(head),
             last_ts_ms: Mutex::new(last_ts),
             committed,
@@ -228,33 +241,34 @@ impl Log {
         })
     }
 
-    /// The record whose `id` (action / DPR id) is `id`.
+    /// The decision whose action id is `id`.
     pub fn get_by_id(&self, id: &str) -> Result<Option<String>, LogError> {
-        let seq = self.read(|txn| {
-            let t = txn.open_table(BY_ID).map_err(storage)?;
-            Ok(t.get(id).map_err(storage)?.map(|v| v.value()))
-        })?;
-        match seq {
-            Some(seq) => self.get(seq),
-            None => Ok(None),
-        }
+        let Some(seq) = self.shared.ids.seq_of(id) else { return Ok(None) };
+        let record = self.get(seq)?;
+        // The id is a permutation of the sequence number; check the entry really is that decision.
+        Ok(record.filter(|r| r.contains(&format!("\"id\":\"{id}\""))))
     }
 
-    /// Ids starting with `prefix` (at most `limit`), for unique-prefix lookups.
+    /// The action id of the decision stored as entry `seq`.
+    pub fn action_id(&self, seq: u64) -> String {
+        self.shared.ids.id_of(seq)
+    }
+
+    /// Action ids starting with `prefix` (at most `limit`), newest first, for unique-prefix
+    /// lookups. Ids are computed from sequence numbers, so this reads nothing from disk.
     pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, LogError> {
-        self.read(|txn| {
-            let t = txn.open_table(BY_ID).map_err(storage)?;
-            let mut out = Vec::new();
-            for item in t.range(prefix..).map_err(storage)? {
-                let (k, _) = item.map_err(storage)?;
-                let id = k.value();
-                if !id.starts_with(prefix) || out.len() >= limit {
+        let (size, _) = self.head();
+        let mut out = Vec::new();
+        for seq in (1..=size).rev() {
+            let id = self.shared.ids.id_of(seq);
+            if id.starts_with(prefix) {
+                out.push(id);
+                if out.len() >= limit {
                     break;
                 }
-                out.push(id.to_owned());
             }
-            Ok(out)
-        })
+        }
+        Ok(out)
     }
 
     /// Records from `from_seq` on, at most `limit`.
@@ -402,7 +416,6 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
     {
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(CHECKPOINTS).map_err(storage)?;
-        txn.open_table(BY_ID).map_err(storage)?;
         txn.open_table(BY_AGENT).map_err(storage)?;
         txn.open_table(PENDING).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
@@ -466,14 +479,26 @@ fn read_head(db: &Database) -> Result<(u64, [u8; 32]), LogError> {
 }
 
 fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
+    // How many appenders answered by the last commit came back: with several concurrent
+    // appenders, waiting a moment for them to re-queue makes far fewer, larger commits.
+    let mut last_batch = 1usize;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
+        let linger_until = std::time::Instant::now() + LINGER;
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if last_batch > 1
+                        && jobs.len() < last_batch
+                        && std::time::Instant::now() < linger_until =>
+                {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
                 Err(_) => break,
             }
         }
+        last_batch = jobs.len();
         let db = match current_db(shared, opener) {
             Ok(db) => db,
             Err(e) => {
@@ -538,6 +563,7 @@ fn poison(shared: &Shared) {
 
 struct Prepared {
     seq: u64,
+    id: Option<String>,
     sealed: entry::Sealed,
     index: IndexKeys,
     reply: oneshot::Sender<Result<Appended, LogError>>,
@@ -557,9 +583,10 @@ fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec
     let mut prepared = Vec::with_capacity(jobs.len());
     for job in jobs {
         seq += 1;
-        let sealed = entry::seal_prepared(&prev, &job.body, seq, &ts);
+        let id = job.index.assign_id.then(|| shared.ids.id_of(seq));
+        let sealed = entry::seal_prepared(&prev, &job.body, seq, &ts, id.as_deref());
         prev = sealed.entry_hash;
-        prepared.push(Prepared { seq, sealed, index: job.index, reply: job.reply });
+        prepared.push(Prepared { seq, id, sealed, index: job.index, reply: job.reply });
     }
     let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
     let note = shared.key.sign_checkpoint(&checkpoint);
@@ -574,7 +601,12 @@ fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec
             for p in prepared {
                 let record: Arc<str> = Arc::from(p.sealed.record.as_str());
                 let _ = shared.committed.send(Arc::clone(&record));
-                let _ = p.reply.send(Ok(Appended { seq: p.seq, entry_hash: p.sealed.entry_hash, record }));
+                let _ = p.reply.send(Ok(Appended {
+                    seq: p.seq,
+                    entry_hash: p.sealed.entry_hash,
+                    id: p.id,
+                    record,
+                }));
             }
             Ok(())
         }
@@ -591,15 +623,11 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
     let txn = db.begin_write().map_err(storage)?;
     {
         let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
-        let mut by_id = txn.open_table(BY_ID).map_err(storage)?;
         let mut by_agent = txn.open_table(BY_AGENT).map_err(storage)?;
         let mut pending = txn.open_table(PENDING).map_err(storage)?;
         let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(storage)?;
         for p in prepared {
             entries.insert(p.seq, p.sealed.record.as_bytes()).map_err(storage)?;
-            if let Some(id) = &p.index.id {
-                by_id.insert(id.as_str(), p.seq).map_err(storage)?;
-            }
             if let Some(agent) = &p.index.agent {
                 by_agent.insert((agent.as_str(), p.seq), ()).map_err(storage)?;
             }
@@ -619,4 +647,80 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
 /// Number of entries in an open read transaction (for verification of copies).
 pub fn entry_count(txn: &ReadTransaction) -> Result<u64, LogError> {
     txn.open_table(ENTRIES).map_err(storage)?.len().map_err(storage)
+}
+
+/// Action ids: a keyed 64-bit permutation of the sequence number, as 16 hex characters. They
+/// look random (so any 8-character prefix is almost always unique) yet need no index: the id
+/// is computed from `seq`, and `seq` from the id.
+#[derive(Debug, Clone)]
+pub struct ActionIds {
+    keys: [u64; 4],
+}
+
+impl ActionIds {
+    /// The permutation for the log with this id.
+    pub fn new(log_id: &str) -> ActionIds {
+        let digest = blake3::hash(format!("faramesh action ids {log_id}").as_bytes());
+        let b = digest.as_bytes();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        ActionIds { keys: [word(0), word(1), word(2), word(3)] }
+    }
+
+    fn round(key: u64, half: u32) -> u32 {
+        // A keyed mix (SplitMix64 finalizer); a Feistel network makes any round function a
+        // permutation.
+        let mut z = key ^ u64::from(half).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as u32
+    }
+
+    /// The id of entry `seq`.
+    pub fn id_of(&self, seq: u64) -> String {
+        let (mut l, mut r) = ((seq >> 32) as u32, seq as u32);
+        for k in self.keys {
+            let next = l ^ Self::round(k, r);
+            l = r;
+            r = next;
+        }
+        format!("{:016x}", (u64::from(l) << 32) | u64::from(r))
+    }
+
+    /// The sequence number an id stands for, if it is well-formed.
+    pub fn seq_of(&self, id: &str) -> Option<u64> {
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        let v = u64::from_str_radix(id, 16).ok()?;
+        let (mut l, mut r) = ((v >> 32) as u32, v as u32);
+        for k in self.keys.iter().rev() {
+            let prev = r ^ Self::round(*k, l);
+            r = l;
+            l = prev;
+        }
+        Some((u64::from(l) << 32) | u64::from(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ActionIds;
+
+    #[test]
+    fn action_ids_round_trip_and_look_random() {
+        let ids = ActionIds::new("abc");
+        let mut seen = std::collections::HashSet::new();
+        for seq in 1..5000u64 {
+            let id = ids.id_of(seq);
+            assert_eq!(id.len(), 16);
+            assert_eq!(ids.seq_of(&id), Some(seq));
+            assert!(seen.insert(id[..8].to_owned()), "8-character prefixes collide early at {seq}");
+        }
+        assert_ne!(ActionIds::new("other").id_of(1), ids.id_of(1));
+        assert_eq!(ids.seq_of("not-an-id"), None);
+    }
 }

@@ -6,8 +6,6 @@ use redb::TableDefinition;
 pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// `size → signed checkpoint note`, one per commit.
 pub const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
-/// `id → seq` for entries with an `id` (decisions: the action id).
-pub const BY_ID: TableDefinition<&str, u64> = TableDefinition::new("by_id");
 /// `(agent_id, seq) → ()`.
 pub const BY_AGENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_agent");
 /// `approval_id → seq` of the DEFER decision, while the approval is pending.

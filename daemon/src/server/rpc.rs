@@ -179,21 +179,13 @@ async fn govern(state: Arc<State>, params: Params<'static>, ext: Extensions) -> 
     let loaded = state.policy.load_full();
     let decision = policy::decide(&loaded.policy, &call);
     let mut decision = check_uid_pin(&loaded.policy, &call, peer, decision);
-    let action_id = dpr::new_id();
     let approval_id = (decision.effect == Effect::Defer).then(dpr::new_id);
     if let (Some(id), Some(denial)) = (&approval_id, decision.structured_denial.as_mut()) {
         denial.resolution = Some(Resolution::PendingApproval { approval_id: Some(id.clone()) });
     }
-    let body = dpr::decision_entry(
-        &action_id,
-        &call,
-        &decision,
-        peer,
-        approval_id.as_deref(),
-        state.log.redact_keys(),
-    );
+    let body = dpr::decision_entry(&call, &decision, peer, approval_id.as_deref(), state.log.redact_keys());
     let (decision, action_id, approval_id) = match state.log.append(body).await {
-        Ok(_) => (decision, Some(action_id), approval_id),
+        Ok(appended) => (decision, appended.id, approval_id),
         Err(e) => {
             tracing::error!(error = %e, "decision not recorded: answering DENY INTERNAL_ERROR");
             (internal_error(decision, format!("the decision could not be recorded: {e}")), None, None)
@@ -239,7 +231,7 @@ fn find_action(state: &State, id: &str) -> Result<Value, ErrorObjectOwned> {
     if id.len() < 8 {
         return Err(err(codes::NOT_FOUND, format!("no action `{id}` (prefixes need 8 or more characters)")));
     }
-    let matches = state.log.ids_with_prefix(id, 10).map_err(internal)?;
+    let matches = state.log.ids_with_prefix(&id.to_ascii_lowercase(), 10).map_err(internal)?;
     match matches.as_slice() {
         [] => Err(err(codes::NOT_FOUND, format!("no action `{id}`"))),
         [one] => state
