@@ -113,7 +113,7 @@ fn approvals_budget_and_rate_limit_are_validated() {
     let bad_budget = "agents:\n  a:\n    budget: { max_calls: 5, per: fortnight }\n";
     assert_eq!(
         error_of(bad_budget),
-        "p.yaml:3:34: unknown `per` `fortnight`: expected `hour`, `day` or `week`"
+        "p.yaml:3:34: unknown `per` `fortnight`: expected `session`, `hour`, `day` or `week`"
     );
     let bad_approver = "approvals:\n  approvers: [\"alice\"]\n";
     assert_eq!(

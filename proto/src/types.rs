@@ -57,6 +57,8 @@ pub enum ReasonCode {
     ApprovalDenied,
     /// The approval expired before anyone decided.
     ApprovalExpired,
+    /// The caller's uid may not claim this agent id (the profile pins another uid).
+    AgentIdentityMismatch,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,
     /// Something inside the daemon failed (policy missing, log unwritable): fail closed.
@@ -78,6 +80,7 @@ impl ReasonCode {
             ReasonCode::ApprovalGranted => "APPROVAL_GRANTED",
             ReasonCode::ApprovalDenied => "APPROVAL_DENIED",
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",
+            ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",
             ReasonCode::InvalidRequest => "INVALID_REQUEST",
             ReasonCode::InternalError => "INTERNAL_ERROR",
         }

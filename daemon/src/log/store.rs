@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
-use super::tables::{BY_AGENT, CHECKPOINTS, ENTRIES, META, PENDING};
+use super::tables::{BY_AGENT, CHECKPOINTS, ENTRIES, META, PENDING, STATE};
 use super::{LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
@@ -60,9 +60,14 @@ pub struct Appended {
     pub record: Arc<str>,
 }
 
+/// State rows written in the same transaction as an entry, computed by the writer from the
+/// entry's sequence number and action id: `(key, Some(value))` sets, `(key, None)` deletes.
+pub type StateWrites = Box<dyn FnOnce(u64, Option<&str>) -> Vec<(String, Option<Vec<u8>>)> + Send>;
+
 struct Job {
     body: entry::PreparedBody,
     index: IndexKeys,
+    state: Option<StateWrites>,
     reply: oneshot::Sender<Result<Appended, LogError>>,
 }
 
@@ -94,7 +99,10 @@ impl IndexKeys {
     }
 }
 
-fn job(body: Map<String, Value>) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
+fn job(
+    body: Map<String, Value>,
+    state: Option<StateWrites>,
+) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
     let index = IndexKeys::of(&body);
     let mut body = body;
     if index.assign_id {
@@ -102,7 +110,7 @@ fn job(body: Map<String, Value>) -> Result<(Job, oneshot::Receiver<Result<Append
     }
     let body = entry::prepare(body).map_err(LogError::Invalid)?;
     let (reply, rx) = oneshot::channel();
-    Ok((Job { body, index, reply }, rx))
+    Ok((Job { body, index, state, reply }, rx))
 }
 
 struct Shared {
@@ -198,14 +206,24 @@ impl Log {
     /// (commit time, never decreasing), `prev_hash` and `entry_hash`; the body's own values for
     /// them are dropped.
     pub async fn append(&self, body: Map<String, Value>) -> Result<Appended, LogError> {
-        let (job, rx) = job(body)?;
+        self.append_with_state(body, None).await
+    }
+
+    /// [`Log::append`], also writing state rows (approvals, counters) in the same transaction,
+    /// so the entry and the state it implies are durable together or not at all.
+    pub async fn append_with_state(
+        &self,
+        body: Map<String, Value>,
+        state: Option<StateWrites>,
+    ) -> Result<Appended, LogError> {
+        let (job, rx) = job(body, state)?;
         self.sender()?.send(job).await.map_err(|_| LogError::Closed)?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
     /// [`Log::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, body: Map<String, Value>) -> Result<Appended, LogError> {
-        let (job, rx) = job(body)?;
+        let (job, rx) = job(body, None)?;
         self.sender()?.blocking_send(job).map_err(|_| LogError::Closed)?;
         rx.blocking_recv().map_err(|_| LogError::Closed)?
     }
@@ -388,6 +406,30 @@ impl Log {
         }
     }
 
+    /// A state row.
+    pub fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(STATE).map_err(storage)?;
+            Ok(t.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// State rows whose key starts with `prefix`.
+    pub fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(STATE).map_err(storage)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix..).map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                out.push((k.value().to_owned(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
     /// The latest signed checkpoint note.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
         self.read(|txn| {
@@ -418,6 +460,7 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
         txn.open_table(CHECKPOINTS).map_err(storage)?;
         txn.open_table(BY_AGENT).map_err(storage)?;
         txn.open_table(PENDING).map_err(storage)?;
+        txn.open_table(STATE).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
         log_id = match existing {
@@ -564,6 +607,7 @@ fn poison(shared: &Shared) {
 struct Prepared {
     seq: u64,
     id: Option<String>,
+    state: Vec<(String, Option<Vec<u8>>)>,
     sealed: entry::Sealed,
     index: IndexKeys,
     reply: oneshot::Sender<Result<Appended, LogError>>,
@@ -586,7 +630,8 @@ fn commit_batch(shared: &Shared, db: &Database, head: (u64, [u8; 32]), jobs: Vec
         let id = job.index.assign_id.then(|| shared.ids.id_of(seq));
         let sealed = entry::seal_prepared(&prev, &job.body, seq, &ts, id.as_deref());
         prev = sealed.entry_hash;
-        prepared.push(Prepared { seq, id, sealed, index: job.index, reply: job.reply });
+        let state = job.state.map(|f| f(seq, id.as_deref())).unwrap_or_default();
+        prepared.push(Prepared { seq, id, state, sealed, index: job.index, reply: job.reply });
     }
     let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
     let note = shared.key.sign_checkpoint(&checkpoint);
@@ -626,6 +671,7 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
         let mut by_agent = txn.open_table(BY_AGENT).map_err(storage)?;
         let mut pending = txn.open_table(PENDING).map_err(storage)?;
         let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(storage)?;
+        let mut state = txn.open_table(STATE).map_err(storage)?;
         for p in prepared {
             entries.insert(p.seq, p.sealed.record.as_bytes()).map_err(storage)?;
             if let Some(agent) = &p.index.agent {
@@ -636,6 +682,12 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
             }
             if let Some(a) = &p.index.pending_remove {
                 pending.remove(a.as_str()).map_err(storage)?;
+            }
+            for (key, value) in &p.state {
+                match value {
+                    Some(v) => state.insert(key.as_str(), v.as_slice()).map_err(storage)?,
+                    None => state.remove(key.as_str()).map_err(storage)?,
+                };
             }
         }
         let size = prepared.last().map_or(0, |p| p.seq);

@@ -12,3 +12,6 @@ pub const BY_AGENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_
 pub const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending");
 /// `log_id`, `format`.
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Daemon state kept with the log, written in the same transaction as the entry that changes
+/// it: `approval/<id>` (JSON), `action/<id>` (JSON), `budget/<agent>/<period>` (JSON count).
+pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");

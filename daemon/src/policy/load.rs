@@ -646,13 +646,16 @@ impl Loader<'_> {
                 "per" => {
                     let text = self.string(value, "`per`")?;
                     per = match text.as_str() {
+                        "session" => Period::Session,
                         "hour" => Period::Hour,
                         "day" => Period::Day,
                         "week" => Period::Week,
                         _ => {
                             return Err(self.err(
                                 value.pos,
-                                format!("unknown `per` `{text}`: expected `hour`, `day` or `week`"),
+                                format!(
+                                    "unknown `per` `{text}`: expected `session`, `hour`, `day` or `week`"
+                                ),
                             ));
                         }
                     };
@@ -676,7 +679,13 @@ impl Loader<'_> {
         let Some(max_calls) = max_calls else {
             return Err(self.err(node.pos, "`budget` has no `max_calls`"));
         };
-        let norm = json!({"max_calls": max_calls, "per": per.seconds(), "on_exceed": on_exceed.as_str()});
+        let per_name = match per {
+            Period::Session => "session",
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Week => "week",
+        };
+        let norm = json!({"max_calls": max_calls, "per": per_name, "on_exceed": on_exceed.as_str()});
         Ok((Budget { max_calls, per, on_exceed }, norm))
     }
 

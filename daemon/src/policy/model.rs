@@ -110,6 +110,8 @@ pub struct RateLimit {
 /// How long a budget period lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
+    /// One agent session (calls with the same `session_id`).
+    Session,
     /// One hour.
     Hour,
     /// One UTC day.
@@ -119,9 +121,10 @@ pub enum Period {
 }
 
 impl Period {
-    /// The period's length in seconds.
+    /// The period's length in seconds (0 for a session, which has no fixed length).
     pub fn seconds(self) -> u64 {
         match self {
+            Period::Session => 0,
             Period::Hour => 3_600,
             Period::Day => 86_400,
             Period::Week => 604_800,

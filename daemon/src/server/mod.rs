@@ -4,7 +4,9 @@
 //! A request's path: listener (connection limit) → `conn::serve` (framing, limits) →
 //! `Methods` dispatch with the peer's credentials → `rpc` handler → reply.
 
+pub mod approvals;
 pub mod conn;
+pub mod limits;
 pub mod rpc;
 pub mod state;
 
@@ -112,6 +114,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let log = Log::open(&config.state_dir.join("log.redb"), key, LogOptions::default())
         .map_err(|e| ServerError::State(e.to_string()))?;
     let log = Arc::new(log);
+    let book =
+        approvals::Book::load(&log).map_err(|e| ServerError::State(format!("cannot read approvals: {e}")))?;
     let listener = bind_socket(&config.socket_path, config.socket_mode)?;
 
     let hash = policy.hash.clone();
@@ -132,6 +136,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         started: Instant::now(),
         counts: state::Counts::default(),
         limits: config.limits.clone(),
+        approvals: book,
+        rate: limits::RateLimiter::default(),
+        budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        action_lock: tokio::sync::Mutex::new(()),
     });
     let pid = std::process::id();
     let start = dpr::event_entry("daemon_start", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));

@@ -9,8 +9,13 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
 use serde_json::{Map, Value, json};
 
+use std::collections::HashMap;
+
+use super::approvals::{self, Approval};
+use super::limits;
 use super::state::State;
 use crate::log::dpr::{self, Caller};
+use crate::log::{StateWrites, entry};
 use crate::policy;
 
 /// JSON-RPC error codes used on the socket.
@@ -143,11 +148,16 @@ fn internal_error(mut d: Decision, why: String) -> Decision {
 }
 
 /// An agent id pinned to a uid may only be claimed by that uid.
-fn check_uid_pin(policy: &policy::Policy, call: &Call, peer: Option<Peer>, d: Decision) -> Decision {
-    let Some(profile) = policy.agents.get(&call.agent_id) else { return d };
-    let Some(pinned) = profile.uid else { return d };
+fn identity_mismatch(
+    policy: &policy::Policy,
+    call: &Call,
+    peer: Option<Peer>,
+    d: &Decision,
+) -> Option<Decision> {
+    let profile = policy.agents.get(&call.agent_id)?;
+    let pinned = profile.uid?;
     if peer.is_some_and(|p| p.uid == pinned) {
-        return d;
+        return None;
     }
     let rule_id = format!("agents.{}.uid", profile.name);
     let reason = format!(
@@ -155,37 +165,108 @@ fn check_uid_pin(policy: &policy::Policy, call: &Call, peer: Option<Peer>, d: De
         peer.map_or_else(|| "unknown".to_owned(), |p| p.uid.to_string()),
         profile.name
     );
-    Decision {
-        effect: Effect::Deny,
-        reason_code: ReasonCode::ProfileDisallowsTool,
-        reason: reason.clone(),
-        rule_id: Some(rule_id.clone()),
-        rule_ref: Some(profile.tools_ref.clone()),
-        structured_denial: Some(StructuredDenial {
-            code: ReasonCode::ProfileDisallowsTool,
-            rule_id: Some(rule_id.clone()),
-            rule_ref: Some(profile.tools_ref.clone()),
-            human_message: reason,
-            resolution: Some(Resolution::RuleBlock { rule_id: Some(rule_id) }),
-        }),
-        ..d
+    Some(deny_with(d.clone(), ReasonCode::AgentIdentityMismatch, reason, Some(rule_id), None))
+}
+
+fn deny_with(
+    mut d: Decision,
+    code: ReasonCode,
+    reason: String,
+    rule_id: Option<String>,
+    resolution: Option<Resolution>,
+) -> Decision {
+    d.effect = Effect::Deny;
+    d.reason_code = code;
+    if rule_id.is_some() {
+        d.rule_id = rule_id;
+    }
+    d.structured_denial = Some(StructuredDenial {
+        code,
+        rule_id: d.rule_id.clone(),
+        rule_ref: d.rule_ref.clone(),
+        human_message: reason.clone(),
+        resolution,
+    });
+    d.reason = reason;
+    d
+}
+
+fn defer_with(mut d: Decision, code: ReasonCode, reason: String) -> Decision {
+    d.effect = Effect::Defer;
+    d.reason_code = code;
+    d.structured_denial = Some(StructuredDenial {
+        code,
+        rule_id: d.rule_id.clone(),
+        rule_ref: d.rule_ref.clone(),
+        human_message: reason.clone(),
+        resolution: Some(Resolution::PendingApproval { approval_id: None }),
+    });
+    d.reason = reason;
+    d
+}
+
+fn join_writes(a: Option<StateWrites>, b: Option<StateWrites>) -> Option<StateWrites> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (Some(x), Some(y)) => Some(Box::new(move |seq, id| {
+            let mut v = x(seq, id);
+            v.extend(y(seq, id));
+            v
+        })),
     }
 }
 
-async fn govern(state: Arc<State>, params: Params<'static>, ext: Extensions) -> RpcResult {
-    let started = std::time::Instant::now();
-    let (call, _resume) = parse_call(&params_object(&params)?)?;
-    let peer = ext.get::<Peer>().copied();
-    let loaded = state.policy.load_full();
-    let decision = policy::decide(&loaded.policy, &call);
-    let mut decision = check_uid_pin(&loaded.policy, &call, peer, decision);
-    let approval_id = (decision.effect == Effect::Defer).then(dpr::new_id);
-    if let (Some(id), Some(denial)) = (&approval_id, decision.structured_denial.as_mut()) {
-        denial.resolution = Some(Resolution::PendingApproval { approval_id: Some(id.clone()) });
+/// Counts the call against the agent's budget; `Err(resets_at)` when the budget is used up.
+fn budget_check(
+    state: &State,
+    profile: &policy::Profile,
+    budget: &policy::Budget,
+    call: &Call,
+) -> Result<StateWrites, Option<String>> {
+    let (period, resets_at) = limits::period_of(budget, call, entry::now_ms());
+    let key = limits::budget_key(&profile.name, &period);
+    let Ok(mut counts) = state.budgets.lock() else { return Err(resets_at) };
+    let count = counts.entry(key.clone()).or_insert_with(|| {
+        state
+            .log
+            .state_get(&key)
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    });
+    if *count >= budget.max_calls {
+        return Err(resets_at);
     }
-    let body = dpr::decision_entry(&call, &decision, peer, approval_id.as_deref(), state.log.redact_keys());
-    let (decision, action_id, approval_id) = match state.log.append(body).await {
-        Ok(appended) => (decision, appended.id, approval_id),
+    *count += 1;
+    let value = count.to_string().into_bytes();
+    Ok(Box::new(move |_, _| vec![(key, Some(value))]))
+}
+
+/// Appends the DPR (with any state rows) and turns the outcome into the reply.
+async fn record(
+    state: &State,
+    call: &Call,
+    decision: Decision,
+    peer: Option<Peer>,
+    approval: Option<Approval>,
+    writes: Option<StateWrites>,
+    started: std::time::Instant,
+) -> RpcResult {
+    let approval_id = approval.as_ref().map(|a| a.approval_id.clone());
+    let body = dpr::decision_entry(call, &decision, peer, approval_id.as_deref(), state.log.redact_keys());
+    let writes = join_writes(writes, approval.as_ref().map(|a| approvals::state_write(a, true)));
+    let (decision, action_id, approval_id) = match state.log.append_with_state(body, writes).await {
+        Ok(appended) => {
+            if let Some(mut a) = approval {
+                a.action_id = appended.id.clone().unwrap_or_default();
+                state.approvals.by_id.lock().await.insert(a.approval_id.clone(), a);
+                state.approvals.changed.notify_waiters();
+            }
+            (decision, appended.id, approval_id)
+        }
         Err(e) => {
             tracing::error!(error = %e, "decision not recorded: answering DENY INTERNAL_ERROR");
             (internal_error(decision, format!("the decision could not be recorded: {e}")), None, None)
@@ -209,12 +290,262 @@ async fn govern(state: Arc<State>, params: Params<'static>, ext: Extensions) -> 
     Ok(decision_json(&decision, action_id.as_deref(), approval_id.as_deref()))
 }
 
+async fn govern(state: Arc<State>, params: Params<'static>, ext: Extensions) -> RpcResult {
+    let started = std::time::Instant::now();
+    let (call, resume) = parse_call(&params_object(&params)?)?;
+    let peer = ext.get::<Peer>().copied();
+    let loaded = state.policy.load_full();
+    let policy = &loaded.policy;
+    let mut decision = policy::decide(policy, &call);
+    let mut writes: Option<StateWrites> = None;
+    let refused_early =
+        matches!(decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
+    if !refused_early {
+        if let Some(d) = identity_mismatch(policy, &call, peer, &decision) {
+            decision = d;
+        } else if let Some(approval_id) = resume {
+            return resume_call(&state, &call, decision, &approval_id, peer, started).await;
+        } else if let Some(profile) = policy.agents.get(&call.agent_id) {
+            if let Err(hit) = state.rate.check(profile, &call) {
+                let reason = format!(
+                    "rate limit `{}` exceeded for agent `{}`; retry in {} s",
+                    hit.key, profile.name, hit.retry_after_seconds
+                );
+                let resolution = Resolution::RetryAfter { retry_after_seconds: hit.retry_after_seconds };
+                decision = deny_with(
+                    decision,
+                    ReasonCode::RateExceeded,
+                    reason,
+                    Some(format!("agents.{}.rate_limit", profile.name)),
+                    Some(resolution),
+                );
+            } else if let Some(budget) = &profile.budget {
+                match budget_check(&state, profile, budget, &call) {
+                    Ok(w) => writes = Some(w),
+                    Err(resets_at) => {
+                        let reason = format!(
+                            "budget of {} calls for agent `{}` is used up{}",
+                            budget.max_calls,
+                            profile.name,
+                            resets_at.as_ref().map(|r| format!(" until {r}")).unwrap_or_default()
+                        );
+                        let rule_id = Some(format!("agents.{}.budget", profile.name));
+                        decision = if budget.on_exceed == Effect::Defer {
+                            let mut d = defer_with(decision, ReasonCode::BudgetExceeded, reason);
+                            d.rule_id = rule_id;
+                            d
+                        } else {
+                            let resolution =
+                                Resolution::BudgetReset { resets_at: resets_at.unwrap_or_default() };
+                            deny_with(decision, ReasonCode::BudgetExceeded, reason, rule_id, Some(resolution))
+                        };
+                    }
+                }
+            }
+        }
+    }
+    let mut approval = None;
+    if decision.effect == Effect::Defer {
+        let approval_id = dpr::new_id();
+        let now = entry::now_ms();
+        let expires_ms = now + policy.approvals.expire_after_seconds * 1000;
+        if let Some(denial) = decision.structured_denial.as_mut() {
+            denial.resolution = Some(Resolution::PendingApproval { approval_id: Some(approval_id.clone()) });
+        }
+        approval = Some(Approval {
+            approval_id,
+            action_id: String::new(),
+            status: approvals::Status::Pending,
+            agent_id: call.agent_id.clone(),
+            tool: call.tool.clone(),
+            operation: call.operation.clone(),
+            request_hash: decision.request_hash.clone(),
+            rule_id: decision.rule_id.clone(),
+            reason_code: decision.reason_code.as_str().to_owned(),
+            created_at: entry::rfc3339(now),
+            expires_at: entry::rfc3339(expires_ms),
+            expires_ms,
+            requested_by: peer,
+            decided_by: None,
+            reason: None,
+        });
+    }
+    record(&state, &call, decision, peer, approval, writes, started).await
+}
+
+/// Marks a pending approval whose time is up as expired (logged). The book's lock must be held.
+async fn expire_if_due(
+    state: &State,
+    book: &mut HashMap<String, Approval>,
+    id: &str,
+) -> Result<(), ErrorObjectOwned> {
+    let Some(a) = book.get(id) else { return Ok(()) };
+    if a.status != approvals::Status::Pending || entry::now_ms() <= a.expires_ms {
+        return Ok(());
+    }
+    let mut expired = a.clone();
+    expired.status = approvals::Status::Expired;
+    let body = approvals::transition_entry(&expired, None);
+    state
+        .log
+        .append_with_state(body, Some(approvals::state_write(&expired, false)))
+        .await
+        .map_err(|e| err(codes::INTERNAL_ERROR, e.to_string()))?;
+    book.insert(id.to_owned(), expired);
+    state.approvals.changed.notify_waiters();
+    Ok(())
+}
+
+/// A call re-sent with `approval_id`: PERMIT `APPROVAL_GRANTED` only for an approved, unexpired,
+/// unused approval of exactly this call.
+async fn resume_call(
+    state: &State,
+    call: &Call,
+    evaluated: Decision,
+    approval_id: &str,
+    peer: Option<Peer>,
+    started: std::time::Instant,
+) -> RpcResult {
+    let mut book = state.approvals.by_id.lock().await;
+    if let Err(e) = expire_if_due(state, &mut book, approval_id).await {
+        drop(book);
+        return record(
+            state,
+            call,
+            internal_error(evaluated, e.message().to_owned()),
+            peer,
+            None,
+            None,
+            started,
+        )
+        .await;
+    }
+    let base = Decision { rule_id: None, rule_ref: None, ..evaluated };
+    let Some(a) = book.get(approval_id).cloned() else {
+        drop(book);
+        let d = deny_with(
+            base,
+            ReasonCode::ApprovalDenied,
+            format!("unknown approval `{approval_id}`"),
+            None,
+            None,
+        );
+        return record(state, call, d, peer, None, None, started).await;
+    };
+    let approved_expired = a.status == approvals::Status::Approved && entry::now_ms() > a.expires_ms;
+    let (decision, writes) = match a.status {
+        approvals::Status::Approved if approved_expired => (
+            deny_with(
+                base,
+                ReasonCode::ApprovalExpired,
+                format!("approval `{approval_id}` expired before use"),
+                None,
+                None,
+            ),
+            None,
+        ),
+        approvals::Status::Approved if a.request_hash != base.request_hash => (
+            deny_with(
+                base,
+                ReasonCode::ApprovalDenied,
+                format!("this call differs from the one approved by `{approval_id}` (request_hash mismatch)"),
+                None,
+                None,
+            ),
+            None,
+        ),
+        approvals::Status::Approved => {
+            let mut used = a.clone();
+            used.status = approvals::Status::Used;
+            let mut d = base;
+            d.effect = Effect::Permit;
+            d.reason_code = ReasonCode::ApprovalGranted;
+            d.reason = format!("approved by a person (approval `{approval_id}`)");
+            d.rule_id = a.rule_id.clone();
+            d.structured_denial = None;
+            book.insert(approval_id.to_owned(), used.clone());
+            (d, Some(approvals::state_write(&used, false)))
+        }
+        approvals::Status::Pending => {
+            // Still waiting: the same approval, no new one.
+            let mut d = defer_with(
+                base,
+                ReasonCode::PolicyDefer,
+                format!("approval `{approval_id}` is still pending"),
+            );
+            if let Some(denial) = d.structured_denial.as_mut() {
+                denial.resolution =
+                    Some(Resolution::PendingApproval { approval_id: Some(approval_id.to_owned()) });
+            }
+            let body = dpr::decision_entry(call, &d, peer, Some(approval_id), state.log.redact_keys());
+            drop(book);
+            return match state.log.append(body).await {
+                Ok(appended) => Ok(decision_json(&d, appended.id.as_deref(), Some(approval_id))),
+                Err(e) => Ok(decision_json(&internal_error(d, e.to_string()), None, None)),
+            };
+        }
+        approvals::Status::Used => (
+            deny_with(
+                base,
+                ReasonCode::ApprovalDenied,
+                format!("approval `{approval_id}` was already used"),
+                None,
+                None,
+            ),
+            None,
+        ),
+        approvals::Status::Denied => (
+            deny_with(
+                base,
+                ReasonCode::ApprovalDenied,
+                format!(
+                    "approval `{approval_id}` was denied{}",
+                    a.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+                None,
+                None,
+            ),
+            None,
+        ),
+        approvals::Status::Expired => (
+            deny_with(
+                base,
+                ReasonCode::ApprovalExpired,
+                format!("approval `{approval_id}` expired"),
+                None,
+                None,
+            ),
+            None,
+        ),
+    };
+    let granted = decision.effect == Effect::Permit;
+    let body = dpr::decision_entry(call, &decision, peer, Some(approval_id), state.log.redact_keys());
+    let result = state.log.append_with_state(body, writes).await;
+    let reply = match result {
+        Ok(appended) => decision_json(&decision, appended.id.as_deref(), None),
+        Err(e) => {
+            if granted {
+                // Not recorded: the approval stays unused.
+                book.insert(approval_id.to_owned(), a);
+            }
+            decision_json(
+                &internal_error(decision, format!("the decision could not be recorded: {e}")),
+                None,
+                None,
+            )
+        }
+    };
+    drop(book);
+    state.approvals.changed.notify_waiters();
+    Ok(reply)
+}
+
 async fn decide(state: Arc<State>, params: Params<'static>, ext: Extensions) -> RpcResult {
     let (call, _) = parse_call(&params_object(&params)?)?;
     let peer = ext.get::<Peer>().copied();
     let loaded = state.policy.load_full();
     let decision = policy::decide(&loaded.policy, &call);
-    let decision = check_uid_pin(&loaded.policy, &call, peer, decision);
+    let decision = identity_mismatch(&loaded.policy, &call, peer, &decision).unwrap_or(decision);
     Ok(decision_json(&decision, None, None))
 }
 
@@ -252,7 +583,12 @@ fn required_id(map: &Map<String, Value>) -> Result<String, ErrorObjectOwned> {
 
 async fn action_get(state: Arc<State>, params: Params<'static>, _: Extensions) -> RpcResult {
     let id = required_id(&params_object(&params)?)?;
-    find_action(&state, &id)
+    let mut rec = find_action(&state, &id)?;
+    let status = action_state(&state, &rec);
+    if let Value::Object(m) = &mut rec {
+        m.insert("status".into(), json!(status));
+    }
+    Ok(rec)
 }
 
 async fn action_events(state: Arc<State>, params: Params<'static>, _: Extensions) -> RpcResult {
@@ -391,6 +727,255 @@ async fn log_checkpoint(state: Arc<State>, _: Params<'static>, _: Extensions) ->
     }))
 }
 
+fn approval_json(a: &Approval) -> Value {
+    serde_json::to_value(a).unwrap_or(Value::Null)
+}
+
+/// Resolves an approval id or a unique prefix of 8+ characters. The book's lock must be held.
+fn resolve_approval(book: &HashMap<String, Approval>, id: &str) -> Result<String, ErrorObjectOwned> {
+    if book.contains_key(id) {
+        return Ok(id.to_owned());
+    }
+    if id.len() >= 8 {
+        let matches: Vec<&String> = book.keys().filter(|k| k.starts_with(id)).collect();
+        match matches.as_slice() {
+            [one] => return Ok((*one).clone()),
+            [] => {}
+            many => {
+                let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                return Err(err(
+                    codes::CONFLICT,
+                    format!("approval id prefix `{id}` is ambiguous: {}", names.join(", ")),
+                ));
+            }
+        }
+    }
+    Err(err(codes::NOT_FOUND, format!("no approval `{id}`")))
+}
+
+fn approval_id_param(map: &Map<String, Value>) -> Result<String, ErrorObjectOwned> {
+    opt_string(map, "approval_id")?
+        .or(opt_string(map, "id")?)
+        .ok_or_else(|| invalid("missing field `approval_id`"))
+}
+
+async fn approval_list(state: Arc<State>, params: Params<'static>, _: Extensions) -> RpcResult {
+    let map = params_object(&params)?;
+    let all = match opt_string(&map, "status")?.as_deref() {
+        None | Some("pending") => false,
+        Some("all") => true,
+        Some(other) => return Err(invalid(format!("`status` `{other}` must be `pending` or `all`"))),
+    };
+    let mut book = state.approvals.by_id.lock().await;
+    let ids: Vec<String> = book.keys().cloned().collect();
+    for id in &ids {
+        expire_if_due(&state, &mut book, id).await?;
+    }
+    let mut list: Vec<&Approval> =
+        book.values().filter(|a| all || a.status == approvals::Status::Pending).collect();
+    list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(json!({ "approvals": list.iter().map(|a| approval_json(a)).collect::<Vec<_>>() }))
+}
+
+async fn approval_decide(
+    state: Arc<State>,
+    params: Params<'static>,
+    ext: Extensions,
+    approve: bool,
+) -> RpcResult {
+    let map = params_object(&params)?;
+    let id = approval_id_param(&map)?;
+    let reason = opt_string(&map, "reason")?;
+    let peer = ext.get::<Peer>().copied();
+    let policy = state.policy.load_full();
+    if !approvals::may_approve(peer, state.own_uid, &policy.policy.approvals) {
+        return Err(err(
+            codes::NOT_AUTHORIZED,
+            format!(
+                "not authorized: uid {} is not an approver (root, the daemon's uid {}, or `approvals.approvers`)",
+                peer.map_or_else(|| "unknown".to_owned(), |p| p.uid.to_string()),
+                state.own_uid
+            ),
+        ));
+    }
+    let mut book = state.approvals.by_id.lock().await;
+    let id = resolve_approval(&book, &id)?;
+    expire_if_due(&state, &mut book, &id).await?;
+    let Some(current) = book.get(&id).cloned() else {
+        return Err(err(codes::NOT_FOUND, format!("no approval `{id}`")));
+    };
+    if let (Some(req), Some(p)) = (current.requested_by, peer)
+        && req.pid == p.pid
+        && p.uid != 0
+    {
+        return Err(err(codes::NOT_AUTHORIZED, "not authorized: an agent cannot approve its own call"));
+    }
+    if current.status != approvals::Status::Pending {
+        return Err(err(codes::CONFLICT, format!("approval `{id}` is already {}", current.status.as_str())));
+    }
+    let mut next = current;
+    next.status = if approve { approvals::Status::Approved } else { approvals::Status::Denied };
+    next.decided_by = peer;
+    next.reason = reason;
+    let body = approvals::transition_entry(&next, peer);
+    state
+        .log
+        .append_with_state(body, Some(approvals::state_write(&next, false)))
+        .await
+        .map_err(|e| err(codes::INTERNAL_ERROR, format!("the decision could not be recorded: {e}")))?;
+    book.insert(id, next.clone());
+    drop(book);
+    state.approvals.changed.notify_waiters();
+    Ok(approval_json(&next))
+}
+
+async fn approval_wait(state: Arc<State>, params: Params<'static>, _: Extensions) -> RpcResult {
+    let map = params_object(&params)?;
+    let id = approval_id_param(&map)?;
+    let timeout = match map.get("timeout_seconds") {
+        None | Some(Value::Null) => 30.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|t| (0.0..=3600.0).contains(t))
+            .ok_or_else(|| invalid("`timeout_seconds` must be a number from 0 to 3600"))?,
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
+    loop {
+        let notified = state.approvals.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (current, id_full) = {
+            let mut book = state.approvals.by_id.lock().await;
+            let id_full = resolve_approval(&book, &id)?;
+            expire_if_due(&state, &mut book, &id_full).await?;
+            (book.get(&id_full).cloned(), id_full)
+        };
+        let Some(current) = current else {
+            return Err(err(codes::NOT_FOUND, format!("no approval `{id_full}`")));
+        };
+        if current.status != approvals::Status::Pending {
+            let mut v = approval_json(&current);
+            if let Value::Object(m) = &mut v {
+                m.insert("timed_out".into(), json!(false));
+            }
+            return Ok(v);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let mut v = approval_json(&current);
+            if let Value::Object(m) = &mut v {
+                m.insert("timed_out".into(), json!(true));
+            }
+            return Ok(v);
+        }
+        let until_expiry = current.expires_ms.saturating_sub(entry::now_ms()) + 5;
+        let wake = deadline.min(now + std::time::Duration::from_millis(until_expiry));
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+fn action_state(state: &State, rec: &Value) -> String {
+    let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+    if let Some(s) = state
+        .log
+        .state_get(&format!("action/{id}"))
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
+        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned))
+    {
+        return s;
+    }
+    match (rec.get("effect").and_then(Value::as_str), rec.get("reason_code").and_then(Value::as_str)) {
+        (Some("PERMIT"), Some("APPROVAL_GRANTED")) => "approved".into(),
+        (Some("PERMIT"), _) => "permitted".into(),
+        (Some("DEFER"), _) => "deferred".into(),
+        _ => "denied".into(),
+    }
+}
+
+async fn action_transition(
+    state: Arc<State>,
+    params: Params<'static>,
+    ext: Extensions,
+    start: bool,
+) -> RpcResult {
+    let map = params_object(&params)?;
+    let id = required_id(&map)?;
+    let (success, error, result) = if start {
+        (None, None, None)
+    } else {
+        let success = match map.get("success") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid("`success` must be true or false")),
+            None => return Err(invalid("missing field `success`")),
+        };
+        (Some(success), opt_string(&map, "error")?, map.get("result").cloned().filter(|v| !v.is_null()))
+    };
+    let peer = ext.get::<Peer>().copied();
+    let rec = find_action(&state, &id)?;
+    let action_id = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let caller_uid = rec.get("caller").and_then(|c| c.get("uid")).and_then(Value::as_u64);
+    let policy = state.policy.load_full();
+    let allowed = peer.is_some_and(|p| Some(u64::from(p.uid)) == caller_uid)
+        || approvals::may_approve(peer, state.own_uid, &policy.policy.approvals);
+    if !allowed {
+        return Err(err(
+            codes::NOT_AUTHORIZED,
+            "not authorized: only the agent's uid or an approver may report on this action",
+        ));
+    }
+    let _guard = state.action_lock.lock().await;
+    let current = action_state(&state, &rec);
+    let next = match (start, current.as_str(), success) {
+        (true, "permitted" | "approved", _) => "executing",
+        (false, "executing", Some(true)) => "succeeded",
+        (false, "executing", Some(false)) => "failed",
+        (true, other, _) => {
+            return Err(err(
+                codes::CONFLICT,
+                format!("action `{action_id}` is {other}: only a permitted or approved action can start"),
+            ));
+        }
+        (false, other, _) => {
+            return Err(err(
+                codes::CONFLICT,
+                format!("action `{action_id}` is {other}: only an executing action can report a result"),
+            ));
+        }
+    };
+    let mut fields =
+        json!({"action_id": action_id, "status": next, "agent_id": rec.get("agent_id"), "by": peer});
+    if let Value::Object(m) = &mut fields {
+        if let Some(e) = &error {
+            m.insert("error".into(), json!(e.chars().take(1024).collect::<String>()));
+        }
+        if let Some(r) = &result {
+            let text = canonical_json(r).map_err(|e| invalid(format!("`result`: {e}")))?;
+            m.insert("result_hash".into(), json!(faramesh_proto::canonical::sha256_hex(text.as_bytes())));
+            m.insert("result_size".into(), json!(text.len()));
+            let mut cut = text.len().min(1024);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.insert("result_summary".into(), json!(&text[..cut]));
+        }
+    }
+    let body = dpr::event_entry("action", fields);
+    let key = format!("action/{action_id}");
+    let value = json!({"status": next}).to_string().into_bytes();
+    let writes: StateWrites = Box::new(move |_, _| vec![(key, Some(value))]);
+    state
+        .log
+        .append_with_state(body, Some(writes))
+        .await
+        .map_err(|e| err(codes::INTERNAL_ERROR, format!("cannot record the transition: {e}")))?;
+    Ok(json!({"action_id": action_id, "status": next}))
+}
+
 /// Builds the method table.
 pub fn module(state: Arc<State>) -> Result<RpcModule<State>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::from_arc(state);
@@ -407,5 +992,11 @@ pub fn module(state: Arc<State>) -> Result<RpcModule<State>, jsonrpsee::core::Re
     m.register_async_method("action.events", |p, s, e| action_events(s, p, e))?;
     m.register_async_method("log.verify", |p, s, e| log_verify(s, p, e))?;
     m.register_async_method("log.checkpoint", |p, s, e| log_checkpoint(s, p, e))?;
+    m.register_async_method("approval.list", |p, s, e| approval_list(s, p, e))?;
+    m.register_async_method("approval.approve", |p, s, e| approval_decide(s, p, e, true))?;
+    m.register_async_method("approval.deny", |p, s, e| approval_decide(s, p, e, false))?;
+    m.register_async_method("approval.wait", |p, s, e| approval_wait(s, p, e))?;
+    m.register_async_method("action.start", |p, s, e| action_transition(s, p, e, true))?;
+    m.register_async_method("action.result", |p, s, e| action_transition(s, p, e, false))?;
     Ok(m)
 }

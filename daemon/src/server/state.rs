@@ -83,6 +83,14 @@ pub struct State {
     pub counts: Counts,
     /// Server limits.
     pub limits: Limits,
+    /// Pending and decided approvals.
+    pub approvals: super::approvals::Book,
+    /// Rate-limit buckets.
+    pub rate: super::limits::RateLimiter,
+    /// Budget counters (cache of the `budget/…` state rows).
+    pub budgets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Serializes action lifecycle transitions.
+    pub action_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for State {

@@ -1,0 +1,171 @@
+//! Pending approvals: created by a DEFER, decided by an approver, used once by the agent's
+//! resumed call. Every transition is a log entry written together with the approval's state row
+//! (`approval/<id>`), so approvals survive a restart.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{Mutex, Notify};
+
+use super::rpc::Peer;
+use crate::log::{Log, LogError, StateWrites, dpr};
+use crate::policy::{Approvals, Approver};
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for a person.
+    Pending,
+    /// Granted; the agent may resume once.
+    Approved,
+    /// Refused.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+    /// Granted and consumed by the resumed call.
+    Used,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+            Status::Used => "used",
+        }
+    }
+}
+
+/// One approval.
+///
+/// JSON: `{"approval_id", "action_id", "status", "agent_id", "tool", "operation",
+/// "request_hash", "rule_id", "reason_code", "created_at", "expires_at", "requested_by",
+/// "decided_by", "reason"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approval's id (32 hex characters, unguessable).
+    pub approval_id: String,
+    /// The DEFER decision's action id.
+    pub action_id: String,
+    /// Where it stands.
+    pub status: Status,
+    /// The calling agent.
+    pub agent_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The deferred call's `request_hash`: a resume must match it exactly.
+    pub request_hash: String,
+    /// The deciding rule.
+    pub rule_id: Option<String>,
+    /// `POLICY_DEFER`, `RISK_UPGRADE` or `BUDGET_EXCEEDED`.
+    pub reason_code: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// Milliseconds since the epoch of `expires_at`.
+    pub expires_ms: u64,
+    /// The connection that made the deferred call.
+    pub requested_by: Option<Peer>,
+    /// Who approved or denied it.
+    pub decided_by: Option<Peer>,
+    /// The approver's reason.
+    pub reason: Option<String>,
+}
+
+/// The state key of an approval.
+pub fn state_key(approval_id: &str) -> String {
+    format!("approval/{approval_id}")
+}
+
+/// All approvals, in memory, mirrored in the log's state table.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// Approvals by id. Transitions hold this lock across the log append.
+    pub by_id: Mutex<HashMap<String, Approval>>,
+    /// Woken on every transition (for `approval.wait`).
+    pub changed: Notify,
+}
+
+impl Book {
+    /// Loads the approvals stored with the log.
+    pub fn load(log: &Log) -> Result<Book, LogError> {
+        let mut by_id = HashMap::new();
+        for (_, value) in log.state_scan("approval/")? {
+            if let Ok(a) = serde_json::from_slice::<Approval>(&value) {
+                by_id.insert(a.approval_id.clone(), a);
+            }
+        }
+        Ok(Book { by_id: Mutex::new(by_id), changed: Notify::new() })
+    }
+}
+
+/// The state write for `approval`, as a closure for [`Log::append_with_state`]; `fill_action`
+/// sets the action id from the entry being written (for the DEFER decision itself).
+pub fn state_write(approval: &Approval, fill_action: bool) -> StateWrites {
+    let mut approval = approval.clone();
+    Box::new(move |_seq, id| {
+        if fill_action && let Some(id) = id {
+            approval.action_id = id.to_owned();
+        }
+        let bytes = serde_json::to_vec(&approval).unwrap_or_default();
+        vec![(state_key(&approval.approval_id), Some(bytes))]
+    })
+}
+
+/// The log entry for a transition.
+pub fn transition_entry(a: &Approval, by: Option<Peer>) -> serde_json::Map<String, serde_json::Value> {
+    dpr::event_entry(
+        "approval",
+        json!({
+            "approval_id": a.approval_id,
+            "action_id": a.action_id,
+            "status": a.status.as_str(),
+            "agent_id": a.agent_id,
+            "request_hash": a.request_hash,
+            "by": by,
+            "reason": a.reason,
+        }),
+    )
+}
+
+/// Supplementary group ids of a process, from `/proc/<pid>/status`.
+fn process_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the connection may approve or deny: root, the daemon's own uid, or a listed approver.
+pub fn may_approve(peer: Option<Peer>, own_uid: u32, approvals: &Approvals) -> bool {
+    let Some(peer) = peer else { return false };
+    if peer.uid == 0 || peer.uid == own_uid {
+        return true;
+    }
+    approvals.approvers.iter().any(|a| match a {
+        Approver::Uid(uid) => *uid == peer.uid,
+        Approver::Gid(gid) => *gid == peer.gid || process_groups(peer.pid).contains(gid),
+        Approver::User(name) => {
+            nix::unistd::User::from_name(name).ok().flatten().is_some_and(|u| u.uid.as_raw() == peer.uid)
+        }
+        Approver::Group(name) => nix::unistd::Group::from_name(name).ok().flatten().is_some_and(|g| {
+            let gid = g.gid.as_raw();
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid)).ok().flatten();
+            gid == peer.gid
+                || process_groups(peer.pid).contains(&gid)
+                || user.is_some_and(|u| g.mem.contains(&u.name))
+        }),
+    })
+}
