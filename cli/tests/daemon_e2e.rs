@@ -44,7 +44,33 @@ impl Daemon {
         d
     }
 
+    /// A daemon whose socket anyone on the host may connect to (for the non-approver test).
+    fn start_open(policy_text: &str) -> Daemon {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.join("run")).unwrap();
+        std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let policy = dir.join("policy.yaml");
+        std::fs::write(&policy, policy_text).unwrap();
+        let mut d = Daemon {
+            child: None,
+            socket: dir.join("run/faramesh.sock"),
+            state: dir.join("state"),
+            policy,
+            dir,
+            _dir: tmp,
+        };
+        d.spawn_with(&["--socket-mode", "666"]);
+        d
+    }
+
     fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&mut self, extra: &[&str]) {
         let child = Command::new(bin())
             .args(["serve", "--policy"])
             .arg(&self.policy)
@@ -52,6 +78,7 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state)
+            .args(extra)
             .env("FARAMESH_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -536,4 +563,266 @@ fn editing_the_policy_under_load_never_fails_a_call_and_every_dpr_names_its_poli
             (Some(hash.as_str()), Some(effect.as_str()))
         );
     }
+}
+
+const APPROVAL_POLICY: &str = "version: 1
+agents:
+  limited-bot:
+    rate_limit: { \"http/*\": \"2/second\" }
+  budget-bot:
+    budget: { max_calls: 2, per: day, on_exceed: deny }
+  pinned-bot:
+    uid: 12345
+rules:
+  - id: shell-approval
+    match: { tool: shell }
+    require_approval: true
+  - id: http-ok
+    match: { tool: http }
+    allow: true
+approvals:
+  expire_after: 60m
+";
+
+fn shell_call(cmd: &str) -> Value {
+    json!({"agent_id": "ops-bot", "tool": "shell", "operation": "exec", "args": {"cmd": cmd}})
+}
+
+fn with_approval(mut call: Value, approval_id: &str) -> Value {
+    call["approval_id"] = json!(approval_id);
+    call
+}
+
+const APPROVE_CHILD_ENV: &str = "FARAMESH_APPROVE_CHILD";
+
+/// Not a test on its own: run as another uid by `non_approvers_cannot_approve_or_deny`.
+#[test]
+fn approve_child() {
+    let Ok(spec) = std::env::var(APPROVE_CHILD_ENV) else { return };
+    let (socket, method, id) = {
+        let mut parts = spec.splitn(3, '|');
+        (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+    };
+    let mut c = Client::new(Path::new(&socket));
+    let reply = c.call(&method, json!({"approval_id": id, "reason": "not mine to give"}));
+    println!("REPLY\t{reply}");
+}
+
+#[test]
+fn non_approvers_cannot_approve_or_deny() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED non_approvers_cannot_approve_or_deny: needs root to run a client as uid 65534");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = Daemon::start_open(APPROVAL_POLICY);
+    let mut c = daemon.client();
+    let d = c.result("govern", shell_call("ls"));
+    assert_eq!(d["effect"], "DEFER");
+    let approval_id = d["approval_id"].as_str().unwrap().to_owned();
+    // Copy this test binary where uid 65534 can run it.
+    let exe_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for method in ["approval.approve", "approval.deny"] {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&exe)
+            .args(["approve_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(APPROVE_CHILD_ENV, format!("{}|{method}|{approval_id}", daemon.socket.display()))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line =
+            stdout.lines().find_map(|l| l.split_once("REPLY\t").map(|(_, r)| r)).unwrap_or_else(|| {
+                panic!("no reply from the non-root client: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+            });
+        let reply: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(reply["error"]["code"], -32001, "{method}: {reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains("uid 65534 is not an approver"));
+    }
+    let pending = c.result("approval.list", json!({}));
+    let listed = &pending["approvals"][0];
+    assert_eq!(
+        (listed["approval_id"].as_str(), listed["status"].as_str()),
+        (Some(approval_id.as_str()), Some("pending"))
+    );
+}
+
+#[test]
+fn approve_resume_once_and_only_for_the_same_call() {
+    let daemon = Daemon::start(APPROVAL_POLICY);
+    let mut agent = daemon.client();
+    let mut person = daemon.client();
+    let d = agent.result("govern", shell_call("ls -la"));
+    assert_eq!((d["effect"].as_str(), d["reason_code"].as_str()), (Some("DEFER"), Some("POLICY_DEFER")));
+    let approval_id = d["defer_token"].as_str().unwrap().to_owned();
+    assert_eq!(approval_id.len(), 32);
+    assert_eq!(d["structured_denial"]["resolution"]["approval_id"], approval_id.as_str());
+
+    // Before anyone decides, resuming is still a DEFER and waiting times out.
+    let r = agent.result("govern", with_approval(shell_call("ls -la"), &approval_id));
+    assert_eq!(r["effect"], "DEFER");
+    let w = agent.result("approval.wait", json!({"approval_id": approval_id, "timeout_seconds": 0.2}));
+    assert_eq!((w["status"].as_str(), w["timed_out"].as_bool()), (Some("pending"), Some(true)));
+
+    // A waiter is answered when a person approves.
+    let socket = daemon.socket.clone();
+    let id = approval_id.clone();
+    let waiter = std::thread::spawn(move || {
+        Client::new(&socket).result("approval.wait", json!({"approval_id": id, "timeout_seconds": 20}))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let a =
+        person.result("approval.approve", json!({"approval_id": &approval_id[..10], "reason": "looks fine"}));
+    assert_eq!(a["status"], "approved");
+    let w = waiter.join().unwrap();
+    assert_eq!((w["status"].as_str(), w["timed_out"].as_bool()), (Some("approved"), Some(false)));
+    let again = person.call("approval.deny", json!({"approval_id": approval_id}));
+    assert_eq!(again["error"]["code"], -32003);
+
+    // Changed arguments are denied; the exact call is granted once.
+    let changed = agent.result("govern", with_approval(shell_call("rm -rf /"), &approval_id));
+    assert_eq!(
+        (changed["effect"].as_str(), changed["reason_code"].as_str()),
+        (Some("DENY"), Some("APPROVAL_DENIED"))
+    );
+    let granted = agent.result("govern", with_approval(shell_call("ls -la"), &approval_id));
+    assert_eq!(
+        (granted["effect"].as_str(), granted["reason_code"].as_str()),
+        (Some("PERMIT"), Some("APPROVAL_GRANTED"))
+    );
+    let twice = agent.result("govern", with_approval(shell_call("ls -la"), &approval_id));
+    assert_eq!(
+        (twice["effect"].as_str(), twice["reason_code"].as_str()),
+        (Some("DENY"), Some("APPROVAL_DENIED"))
+    );
+
+    // The permitted action's lifecycle.
+    let action = granted["action_id"].as_str().unwrap().to_owned();
+    assert_eq!(agent.call("action.result", json!({"id": action, "success": true}))["error"]["code"], -32003);
+    assert_eq!(agent.result("action.start", json!({"id": action}))["status"], "executing");
+    assert_eq!(agent.call("action.start", json!({"id": action}))["error"]["code"], -32003);
+    let done = agent
+        .result("action.result", json!({"id": action, "success": true, "result": {"stdout": "total 0"}}));
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(agent.result("action.get", json!({"id": action}))["status"], "succeeded");
+    let events = agent.result("action.events", json!({"id": action}));
+    let statuses: Vec<&str> =
+        events["events"].as_array().unwrap().iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(statuses, vec!["executing", "succeeded"]);
+    // A deferred action cannot start.
+    let deferred = d["action_id"].as_str().unwrap();
+    assert_eq!(agent.call("action.start", json!({"id": deferred}))["error"]["code"], -32003);
+
+    // A denied approval denies the resume.
+    let d2 = agent.result("govern", shell_call("whoami"));
+    let id2 = d2["approval_id"].as_str().unwrap().to_owned();
+    person.result("approval.deny", json!({"approval_id": id2, "reason": "no"}));
+    let r2 = agent.result("govern", with_approval(shell_call("whoami"), &id2));
+    assert_eq!(r2["reason_code"], "APPROVAL_DENIED");
+
+    // Every transition is in the chain, and the chain verifies.
+    let mut daemon = daemon;
+    assert_eq!(daemon.stop().code(), Some(0));
+    let export = Command::new(bin()).arg("export").arg("--state-dir").arg(&daemon.state).output().unwrap();
+    let text = String::from_utf8_lossy(&export.stdout);
+    let approvals: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "approval")
+        .collect();
+    let transitions: Vec<(&str, &str)> = approvals
+        .iter()
+        .map(|v| (v["approval_id"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert!(transitions.contains(&(approval_id.as_str(), "approved")));
+    assert!(transitions.contains(&(id2.as_str(), "denied")));
+    assert!(text.contains("\"reason_code\":\"APPROVAL_GRANTED\""));
+    let v = Command::new(bin()).arg("verify-log").arg("--state-dir").arg(&daemon.state).output().unwrap();
+    assert_eq!(v.status.code(), Some(0));
+}
+
+#[test]
+fn approvals_expire_and_survive_a_restart() {
+    let policy = APPROVAL_POLICY.replace("expire_after: 60m", "expire_after: 1s");
+    let mut daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let d = c.result("govern", shell_call("uptime"));
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = c.result("govern", with_approval(shell_call("uptime"), &id));
+    assert_eq!((r["effect"].as_str(), r["reason_code"].as_str()), (Some("DENY"), Some("APPROVAL_EXPIRED")));
+    assert_eq!(c.call("approval.approve", json!({"approval_id": id}))["error"]["code"], -32003);
+
+    // With a longer expiry, a pending approval survives a restart and can then be approved.
+    std::fs::write(&daemon.policy, APPROVAL_POLICY).unwrap();
+    c.result("policy.reload", json!({}));
+    let d = c.result("govern", shell_call("df -h"));
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    drop(c);
+    assert_eq!(daemon.stop().code(), Some(0));
+    daemon.spawn();
+    let mut c = daemon.client();
+    let list = c.result("approval.list", json!({}));
+    assert!(list["approvals"].as_array().unwrap().iter().any(|a| a["approval_id"] == id.as_str()));
+    c.result("approval.approve", json!({"approval_id": id}));
+    let r = c.result("govern", with_approval(shell_call("df -h"), &id));
+    assert_eq!(r["reason_code"], "APPROVAL_GRANTED");
+}
+
+#[test]
+fn rate_limits_budgets_pinning_and_dry_runs() {
+    let mut daemon = Daemon::start(APPROVAL_POLICY);
+    let mut c = daemon.client();
+    let http = |agent: &str| json!({"agent_id": agent, "tool": "http", "operation": "get"});
+
+    // decide consumes nothing.
+    for _ in 0..10 {
+        assert_eq!(c.result("decide", http("limited-bot"))["effect"], "PERMIT");
+    }
+    assert_eq!(c.result("govern", http("limited-bot"))["effect"], "PERMIT");
+    assert_eq!(c.result("govern", http("limited-bot"))["effect"], "PERMIT");
+    let limited = c.result("govern", http("limited-bot"));
+    assert_eq!(
+        (limited["effect"].as_str(), limited["reason_code"].as_str()),
+        (Some("DENY"), Some("RATE_EXCEEDED"))
+    );
+    let resolution = &limited["structured_denial"]["resolution"];
+    assert_eq!(resolution["type"], "retry_after");
+    let wait = resolution["retry_after_seconds"].as_u64().unwrap();
+    assert!((1..=1).contains(&wait), "2/second leaves a bucket that refills within a second: {wait}");
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(
+        c.result("govern", http("limited-bot"))["effect"],
+        "PERMIT",
+        "waiting retry_after_seconds is enough"
+    );
+
+    // Budgets: two calls a day, then BUDGET_EXCEEDED until the next UTC midnight, across restarts.
+    assert_eq!(c.result("govern", http("budget-bot"))["effect"], "PERMIT");
+    assert_eq!(c.result("govern", http("budget-bot"))["effect"], "PERMIT");
+    let over = c.result("govern", http("budget-bot"));
+    assert_eq!(over["reason_code"], "BUDGET_EXCEEDED");
+    let resets_at = over["structured_denial"]["resolution"]["resets_at"].as_str().unwrap().to_owned();
+    assert!(resets_at.ends_with("T00:00:00.000Z"), "{resets_at}");
+    drop(c);
+    assert_eq!(daemon.stop().code(), Some(0));
+    daemon.spawn();
+    let mut c = daemon.client();
+    assert_eq!(
+        c.result("govern", http("budget-bot"))["reason_code"],
+        "BUDGET_EXCEEDED",
+        "day counters survive a restart"
+    );
+
+    // An agent id pinned to another uid cannot be claimed.
+    let pinned = c.result("govern", http("pinned-bot"));
+    assert_eq!(
+        (pinned["effect"].as_str(), pinned["reason_code"].as_str()),
+        (Some("DENY"), Some("AGENT_IDENTITY_MISMATCH"))
+    );
+    assert_eq!(c.result("decide", http("pinned-bot"))["reason_code"], "AGENT_IDENTITY_MISMATCH");
 }
