@@ -28,30 +28,23 @@ fn bin() -> &'static str {
 
 impl Daemon {
     fn start(policy_text: &str) -> Daemon {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_owned();
-        let policy = dir.join("policy.yaml");
-        std::fs::write(&policy, policy_text).unwrap();
-        let mut d = Daemon {
-            child: None,
-            socket: dir.join("run/faramesh.sock"),
-            state: dir.join("state"),
-            policy,
-            dir,
-            _dir: tmp,
-        };
-        d.spawn();
-        d
+        Daemon::new(policy_text, false)
     }
 
     /// A daemon whose socket anyone on the host may connect to (for the non-approver test).
     fn start_open(policy_text: &str) -> Daemon {
+        Daemon::new(policy_text, true)
+    }
+
+    fn new(policy_text: &str, open: bool) -> Daemon {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::create_dir(dir.join("run")).unwrap();
-        std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if open {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::create_dir(dir.join("run")).unwrap();
+            std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let policy = dir.join("policy.yaml");
         std::fs::write(&policy, policy_text).unwrap();
         let mut d = Daemon {
@@ -62,7 +55,7 @@ impl Daemon {
             dir,
             _dir: tmp,
         };
-        d.spawn_with(&["--socket-mode", "666"]);
+        d.spawn_with(if open { &["--socket-mode", "666"] } else { &[] });
         d
     }
 

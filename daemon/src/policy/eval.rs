@@ -387,7 +387,7 @@ fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: 
                 risk_rule.unwrap_or("?"),
                 rule.id
             );
-            defer(d, ReasonCode::RiskUpgrade, reason)
+            defer_decision(d, ReasonCode::RiskUpgrade, reason)
         }
         Effect::Permit => {
             d.effect = Effect::Permit;
@@ -410,12 +410,13 @@ fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: 
         }
         Effect::Defer => {
             let reason = described(format!("rule `{}` requires approval", rule.id));
-            defer(d, ReasonCode::PolicyDefer, reason)
+            defer_decision(d, ReasonCode::PolicyDefer, reason)
         }
     }
 }
 
-fn defer(mut d: Decision, code: ReasonCode, reason: String) -> Decision {
+/// Turns `d` into a DEFER with `code`, pending an approval the daemon fills in.
+pub fn defer_decision(mut d: Decision, code: ReasonCode, reason: String) -> Decision {
     d.effect = Effect::Defer;
     d.reason_code = code;
     d.structured_denial = Some(StructuredDenial {

@@ -191,20 +191,6 @@ fn deny_with(
     d
 }
 
-fn defer_with(mut d: Decision, code: ReasonCode, reason: String) -> Decision {
-    d.effect = Effect::Defer;
-    d.reason_code = code;
-    d.structured_denial = Some(StructuredDenial {
-        code,
-        rule_id: d.rule_id.clone(),
-        rule_ref: d.rule_ref.clone(),
-        human_message: reason.clone(),
-        resolution: Some(Resolution::PendingApproval { approval_id: None }),
-    });
-    d.reason = reason;
-    d
-}
-
 fn join_writes(a: Option<StateWrites>, b: Option<StateWrites>) -> Option<StateWrites> {
     match (a, b) {
         (None, None) => None,
@@ -331,7 +317,7 @@ async fn govern(state: Arc<State>, params: Params<'static>, ext: Extensions) -> 
                         );
                         let rule_id = Some(format!("agents.{}.budget", profile.name));
                         decision = if budget.on_exceed == Effect::Defer {
-                            let mut d = defer_with(decision, ReasonCode::BudgetExceeded, reason);
+                            let mut d = policy::defer_decision(decision, ReasonCode::BudgetExceeded, reason);
                             d.rule_id = rule_id;
                             d
                         } else {
@@ -468,7 +454,7 @@ async fn resume_call(
         }
         approvals::Status::Pending => {
             // Still waiting: the same approval, no new one.
-            let mut d = defer_with(
+            let mut d = policy::defer_decision(
                 base,
                 ReasonCode::PolicyDefer,
                 format!("approval `{approval_id}` is still pending"),
