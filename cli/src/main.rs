@@ -4,6 +4,7 @@
 mod client;
 mod daemon_cmd;
 mod log_cmd;
+mod ops_cmd;
 mod policy_cmd;
 
 use std::process::ExitCode;
@@ -40,6 +41,29 @@ enum Command {
     /// Stop the running daemon (SIGTERM: it finishes what is in flight first).
     #[command(after_help = "Example:\n  faramesh stop")]
     Stop(daemon_cmd::SocketArg),
+    /// List recorded decisions, newest first.
+    List(ops_cmd::ListArgs),
+    /// Show one recorded decision.
+    #[command(after_help = "Example:\n  faramesh get 3f9c2a7b")]
+    Get(ops_cmd::IdArgs),
+    /// Show an action's timeline (decision, approval, start, result).
+    #[command(after_help = "Example:\n  faramesh events 3f9c2a7b")]
+    Events(ops_cmd::IdArgs),
+    /// List pending approvals.
+    #[command(after_help = "Example:\n  faramesh pending")]
+    Pending(daemon_cmd::SocketArg),
+    /// Approve a pending approval (approvers only).
+    #[command(visible_alias = "allow")]
+    Approve(ops_cmd::DecideArgs),
+    /// Deny a pending approval (approvers only).
+    #[command(after_help = "Example:\n  faramesh deny 3f9c2a7b --reason \"not during the freeze\"")]
+    Deny(ops_cmd::DecideArgs),
+    /// Explain a recorded decision: the rules tried and why each earlier one did not match.
+    #[command(after_help = "Example:\n  faramesh explain 3f9c2a7b")]
+    Explain(ops_cmd::IdArgs),
+    /// Follow decisions and events live (Ctrl-C to stop).
+    #[command(after_help = "Example:\n  faramesh tail")]
+    Tail(daemon_cmd::SocketArg),
     /// Check, test and explain policy files offline.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -68,6 +92,14 @@ fn main() -> ExitCode {
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),
+        Command::List(a) => ops_cmd::list(a, cli.json),
+        Command::Get(a) => ops_cmd::get(a, cli.json),
+        Command::Events(a) => ops_cmd::events(a, cli.json),
+        Command::Pending(s) => ops_cmd::pending(&s, cli.json),
+        Command::Approve(a) => ops_cmd::decide_approval(a, true, cli.json),
+        Command::Deny(a) => ops_cmd::decide_approval(a, false, cli.json),
+        Command::Explain(a) => ops_cmd::explain(a, cli.json),
+        Command::Tail(s) => ops_cmd::tail(&s, cli.json),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),

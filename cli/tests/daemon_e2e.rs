@@ -819,3 +819,69 @@ fn rate_limits_budgets_pinning_and_dry_runs() {
     );
     assert_eq!(c.result("decide", http("pinned-bot"))["reason_code"], "AGENT_IDENTITY_MISMATCH");
 }
+
+#[test]
+fn operator_cli_pending_approve_explain_and_tail() {
+    let daemon = Daemon::start_open(APPROVAL_POLICY);
+    let sock = daemon.socket.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| Command::new(bin()).args(args).env("FARAMESH_SOCKET", &sock).output().unwrap();
+    let mut tail =
+        Command::new(bin()).arg("tail").env("FARAMESH_SOCKET", &sock).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = daemon.client();
+    let d = c.result("govern", shell_call("ls /srv"));
+    let approval_id = d["approval_id"].as_str().unwrap().to_owned();
+    let action_id = d["action_id"].as_str().unwrap().to_owned();
+
+    let pending = cli(&["pending"]);
+    let text = String::from_utf8_lossy(&pending.stdout);
+    assert!(text.starts_with("APPROVAL"), "{text}");
+    assert!(text.contains(&approval_id) && text.contains("shell/exec"), "{text}");
+
+    if nix::unistd::getuid().is_root() {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(bin())
+            .args(["approve", &approval_id[..8]])
+            .env("FARAMESH_SOCKET", &sock)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not authorized: uid 65534 is not an approver"), "{err}");
+        assert_eq!(
+            c.result("approval.list", json!({}))["approvals"][0]["status"],
+            "pending",
+            "still pending"
+        );
+    } else {
+        eprintln!("SKIPPED the non-approver part: needs root to run the CLI as uid 65534");
+    }
+    let ok = cli(&["approve", &approval_id[..8], "--reason", "fine"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(" approved (shell/exec by agent ops-bot)"));
+
+    let explain = cli(&["explain", &action_id[..8]]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("recorded  DEFER POLICY_DEFER"), "{text}");
+    assert!(text.contains("match shell-approval"), "{text}");
+    let listed = cli(&["list", "--agent", "ops-bot"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&action_id));
+    let missing = cli(&["get", "ffffffffffffffff"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no action `ffffffffffffffff`"));
+
+    // `tail` saw the decision made after it started.
+    std::thread::sleep(Duration::from_millis(300));
+    tail.kill().unwrap();
+    let out = tail.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("DEFER POLICY_DEFER shell/exec agent=ops-bot {action_id}")), "{text}");
+    assert!(text.contains(&format!("approved {approval_id}")), "{text}");
+
+    let down =
+        Command::new(bin()).arg("status").env("FARAMESH_SOCKET", "/nonexistent/x.sock").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("the daemon is not running on `/nonexistent/x.sock`")
+    );
+}

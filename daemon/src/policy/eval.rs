@@ -7,13 +7,13 @@ use faramesh_proto::{
     Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, canonical_json,
     is_identifier,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::model::{Cond, Policy, Profile, Rule, RuleSet, merge_visit};
 
 /// Where a considered rule came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// The agent's own rules (`agents.<name>.rules`).
@@ -26,7 +26,7 @@ pub enum Scope {
 ///
 /// JSON: `{"rule_id": "…", "rule_ref": "p.yaml:7", "scope": "global", "matched": false,
 /// "failed": "op: `get` does not match `post`"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// The rule's id.
     pub rule_id: String,
@@ -44,7 +44,7 @@ pub struct Step {
 ///
 /// JSON: `{"decision": {…}, "profile": "payments-bot" | null, "risk_rule": "…" | null,
 /// "steps": [Step…], "note": "…" | null}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The decision, identical to what [`decide`] returns.
     pub decision: Decision,

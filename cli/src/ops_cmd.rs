@@ -1,0 +1,287 @@
+//! Operator commands over the socket: `list`, `get`, `events`, `pending`, `approve`, `deny`,
+//! `explain`, `tail`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::client;
+use crate::daemon_cmd::SocketArg;
+
+fn s(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => "-".to_owned(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  faramesh list --agent payments-bot --status DENY --limit 20")]
+pub struct ListArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Only this effect (PERMIT, DENY, DEFER).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only this tool.
+    #[arg(long)]
+    tool: Option<String>,
+    /// Only decisions at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many (1-1000).
+    #[arg(long, default_value_t = 50)]
+    limit: u64,
+}
+
+pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
+    let params = json!({"effect": args.status, "agent_id": args.agent, "tool": args.tool, "since": args.since, "limit": args.limit});
+    let r = client::call(&args.socket.path(), "action.list", params)?;
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = r["actions"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            vec![
+                s(a, "id"),
+                s(a, "ts"),
+                s(a, "effect"),
+                s(a, "agent_id"),
+                format!("{}/{}", s(a, "tool"), s(a, "operation")),
+                s(a, "reason_code"),
+            ]
+        })
+        .collect();
+    table(&["ID", "TIME", "EFFECT", "AGENT", "TOOL", "REASON"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// The action id, or a unique prefix of 8 or more characters.
+    id: String,
+}
+
+pub fn get(args: IdArgs, json_out: bool) -> Result<ExitCode> {
+    let r = client::call(&args.socket.path(), "action.get", json!({"id": args.id}))?;
+    if json_out {
+        println!("{r}");
+    } else {
+        for key in [
+            "id",
+            "status",
+            "ts",
+            "agent_id",
+            "tool",
+            "operation",
+            "effect",
+            "reason_code",
+            "reason",
+            "rule_id",
+            "rule_ref",
+            "risk_level",
+            "approval_id",
+            "policy_hash",
+            "request_hash",
+            "caller",
+            "params",
+        ] {
+            println!("{key:<13} {}", s(&r, key));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn events(args: IdArgs, json_out: bool) -> Result<ExitCode> {
+    let r = client::call(&args.socket.path(), "action.events", json!({"id": args.id}))?;
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = r["events"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let what = match e["kind"].as_str() {
+                Some("decision") => format!("{} {}", s(e, "effect"), s(e, "reason_code")),
+                _ => s(e, "status"),
+            };
+            vec![s(e, "seq"), s(e, "ts"), s(e, "kind"), what]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "KIND", "WHAT"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
+    let r = client::call(&socket.path(), "approval.list", json!({}))?;
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = r["approvals"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            vec![
+                s(a, "approval_id"),
+                s(a, "agent_id"),
+                format!("{}/{}", s(a, "tool"), s(a, "operation")),
+                s(a, "rule_id"),
+                s(a, "expires_at"),
+            ]
+        })
+        .collect();
+    table(&["APPROVAL", "AGENT", "TOOL", "RULE", "EXPIRES"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  faramesh approve 3f9c2a7b --reason \"checked with the on-call\"")]
+pub struct DecideArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// The approval id, or a unique prefix of 8 or more characters.
+    id: String,
+    /// Why (recorded in the log).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Result<ExitCode> {
+    let method = if approve { "approval.approve" } else { "approval.deny" };
+    let r =
+        client::call(&args.socket.path(), method, json!({"approval_id": args.id, "reason": args.reason}))?;
+    if json_out {
+        println!("{r}");
+    } else {
+        println!(
+            "{} {} ({}/{} by agent {})",
+            s(&r, "approval_id"),
+            s(&r, "status"),
+            s(&r, "tool"),
+            s(&r, "operation"),
+            s(&r, "agent_id")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
+    let r = client::call(&args.socket.path(), "policy.explain", json!({"id": args.id}))?;
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let call: faramesh_proto::Call = serde_json::from_value(r["call"].clone())?;
+    let ex: faramesh_daemon::policy::Explanation = serde_json::from_value(r.clone())?;
+    let rec = &r["recorded"];
+    println!("action    {} ({})", s(rec, "id"), s(rec, "ts"));
+    println!(
+        "recorded  {} {} under policy {}",
+        s(rec, "effect"),
+        s(rec, "reason_code"),
+        s(rec, "policy_hash")
+    );
+    println!("caller    {}", s(rec, "caller"));
+    print!("{}", crate::policy_cmd::render_explanation(&call, &ex));
+    if rec.get("policy_hash") != r["decision"].get("policy_hash") {
+        println!(
+            "note      the policy changed since this decision; the trace above is under the current policy"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tail(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
+    let stream = client::connect(&socket.path())?;
+    stream.set_read_timeout(None)?;
+    let mut w = &stream;
+    w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"log.subscribe\"}\n")?;
+    let reader = BufReader::new(&stream);
+    let stdout = std::io::stdout();
+    for line in reader.lines() {
+        let line = line?;
+        let v: Value = serde_json::from_str(&line)?;
+        if let Some(e) = v.get("error") {
+            return Err(anyhow!("{}", s(e, "message")));
+        }
+        let Some(entry) = v.get("params").and_then(|p| p.get("result")) else { continue };
+        if v["method"] == "log.lagged" {
+            eprintln!("faramesh: fell behind, {} entries skipped", s(entry, "missed"));
+            continue;
+        }
+        let mut out = stdout.lock();
+        if json_out {
+            writeln!(out, "{entry}")?;
+        } else {
+            let what = match entry["kind"].as_str() {
+                Some("decision") => format!(
+                    "{} {} {}/{} agent={} {}",
+                    s(entry, "effect"),
+                    s(entry, "reason_code"),
+                    s(entry, "tool"),
+                    s(entry, "operation"),
+                    s(entry, "agent_id"),
+                    s(entry, "id")
+                ),
+                Some("approval" | "action") => format!(
+                    "{} {}",
+                    s(entry, "status"),
+                    entry
+                        .get("approval_id")
+                        .map_or_else(|| s(entry, "action_id"), |_| s(entry, "approval_id"))
+                ),
+                _ => String::new(),
+            };
+            writeln!(out, "{} {:>6} {:<9} {what}", s(entry, "ts"), s(entry, "seq"), s(entry, "kind"))?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
