@@ -6,10 +6,11 @@ mod daemon_cmd;
 mod log_cmd;
 mod ops_cmd;
 mod policy_cmd;
+mod setup_cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Exit codes: 0 ok, 1 error or failed check, 3 invalid policy.
 #[derive(Parser, Debug)]
@@ -64,6 +65,15 @@ enum Command {
     /// Follow decisions and events live (Ctrl-C to stop).
     #[command(after_help = "Example:\n  faramesh tail")]
     Tail(daemon_cmd::SocketArg),
+    /// Write a starting policy and its test cases (never overwrites without --force).
+    Init(setup_cmd::InitArgs),
+    /// Check the socket, permissions, policy, state dir, log and journald.
+    Doctor(setup_cmd::DoctorArgs),
+    /// Print a shell completion script.
+    Completions(setup_cmd::CompletionsArgs),
+    /// Re-decide a recorded call under the current policy and show what differs.
+    #[command(after_help = "Example:\n  faramesh replay 3f9c2a7b")]
+    Replay(ops_cmd::IdArgs),
     /// Check, test and explain policy files offline.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -100,6 +110,10 @@ fn main() -> ExitCode {
         Command::Deny(a) => ops_cmd::decide_approval(a, false, cli.json),
         Command::Explain(a) => ops_cmd::explain(a, cli.json),
         Command::Tail(s) => ops_cmd::tail(&s, cli.json),
+        Command::Init(a) => setup_cmd::init(a),
+        Command::Doctor(a) => setup_cmd::doctor(a, cli.json),
+        Command::Completions(a) => setup_cmd::completions(a, &mut Cli::command()),
+        Command::Replay(a) => ops_cmd::replay(a, cli.json),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),

@@ -285,3 +285,34 @@ pub fn tail(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn replay(args: IdArgs, json_out: bool) -> Result<ExitCode> {
+    let socket = args.socket.path();
+    let rec = client::call(&socket, "action.get", json!({"id": args.id}))?;
+    let call = json!({
+        "agent_id": rec["agent_id"], "tool": rec["tool"], "operation": rec["operation"],
+        "args": rec.get("params").cloned().unwrap_or_else(|| json!({})),
+        "context": rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
+    });
+    let now = client::call(&socket, "decide", call)?;
+    let fields = ["effect", "reason_code", "rule_id", "risk_level", "policy_hash"];
+    let changed: Vec<&str> = fields.iter().copied().filter(|f| rec.get(*f) != now.get(*f)).collect();
+    let decision_changed = changed.iter().any(|f| *f != "policy_hash");
+    if json_out {
+        println!("{}", json!({"id": rec["id"], "recorded": rec, "now": now, "changed": changed}));
+    } else {
+        println!("{:<12} {:<66} now", "", "recorded");
+        for f in fields {
+            let mark = if changed.contains(&f) { "*" } else { " " };
+            println!("{mark}{f:<11} {:<66} {}", s(&rec, f), s(&now, f));
+        }
+        if rec.get("params").is_some_and(|p| p.to_string().contains("[REDACTED]")) {
+            println!("note: redacted params were replayed as `[REDACTED]`");
+        }
+        println!(
+            "{}",
+            if decision_changed { "the decision would change" } else { "the decision would be the same" }
+        );
+    }
+    Ok(if decision_changed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}

@@ -32,6 +32,8 @@ pub enum PolicyCommand {
         /// The cases file: `cases: [{name, call, expect: {effect, reason_code?, rule_id?, risk_level?}}]`.
         cases: PathBuf,
     },
+    /// Compare two policies: rules added, removed, changed, and the calls whose decision changes.
+    Diff(DiffArgs),
     /// Decide one call and show every rule considered and why each earlier one did not match.
     #[command(
         after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'"
@@ -50,6 +52,7 @@ pub fn run(cmd: PolicyCommand, json_out: bool) -> Result<ExitCode> {
         PolicyCommand::Check { file } => check(&file, json_out),
         PolicyCommand::Test { file, cases } => test(&file, &cases, json_out),
         PolicyCommand::Explain { file, call } => explain(&file, &call, json_out),
+        PolicyCommand::Diff(args) => diff(args, json_out),
     }
 }
 
@@ -216,4 +219,147 @@ pub fn request_hash_lines() -> Result<ExitCode> {
     }
     stdout.flush()?;
     Ok(if any_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `faramesh policy diff OLD NEW`: rules added, removed and changed (by id), and with cases or
+/// a log, the calls whose decision would change.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 no decision changes, 2 some decision changes, 3 invalid policy.\n\nExamples:\n  faramesh policy diff old.yaml new.yaml --cases new.cases.yaml\n  faramesh policy diff old.yaml new.yaml --against-log --state-dir /var/lib/faramesh"
+)]
+pub struct DiffArgs {
+    /// The policy in force.
+    old: PathBuf,
+    /// The proposed policy.
+    new: PathBuf,
+    /// A cases file whose calls are decided under both.
+    #[arg(long)]
+    cases: Option<PathBuf>,
+    /// Decide every recorded call of the log under both (reads the log file: stop the daemon or
+    /// point `--state-dir` at a copy).
+    #[arg(long)]
+    against_log: bool,
+    #[command(flatten)]
+    state: crate::log_cmd::StateDir,
+}
+
+fn rules_by_id(p: &Policy) -> Vec<(String, serde_json::Value)> {
+    let v: serde_json::Value = serde_json::from_str(&p.normalized).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(rules) = v.get("rules").and_then(|r| r.as_array()) {
+        for r in rules {
+            out.push((r["id"].as_str().unwrap_or("?").to_owned(), r.clone()));
+        }
+    }
+    if let Some(agents) = v.get("agents").and_then(|a| a.as_object()) {
+        for (name, profile) in agents {
+            for r in profile.get("rules").and_then(|r| r.as_array()).map(Vec::as_slice).unwrap_or_default() {
+                out.push((r["id"].as_str().unwrap_or("?").to_owned(), r.clone()));
+            }
+            let mut rest = profile.clone();
+            if let Some(m) = rest.as_object_mut() {
+                m.remove("rules");
+            }
+            out.push((format!("agents.{name}"), rest));
+        }
+    }
+    out
+}
+
+pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
+    let old = match load(&args.old, json_out)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let new = match load(&args.new, json_out)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let (a, b) = (rules_by_id(&old), rules_by_id(&new));
+    let find = |list: &[(String, serde_json::Value)], id: &str| {
+        list.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
+    };
+    let mut changes = Vec::new();
+    for (id, _) in &a {
+        if find(&b, id).is_none() {
+            changes.push(("removed", id.clone()));
+        }
+    }
+    for (id, v) in &b {
+        match find(&a, id) {
+            None => changes.push(("added", id.clone())),
+            Some(old_v) if old_v != *v => changes.push(("changed", id.clone())),
+            Some(_) => {}
+        }
+    }
+    let mut calls: Vec<(String, faramesh_proto::Call)> = Vec::new();
+    if let Some(path) = &args.cases {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let parsed = cases::parse_cases(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        calls.extend(parsed.cases.iter().map(|c| (c.label().to_owned(), c.call.clone())));
+    }
+    if args.against_log {
+        let file = args.state.path()?.join("log.redb");
+        let mut buf = Vec::new();
+        faramesh_daemon::log::verify::offline::export(&file, &mut buf, 0).map_err(|e| anyhow::anyhow!(e))?;
+        for line in String::from_utf8_lossy(&buf).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if v["kind"] != "decision" {
+                continue;
+            }
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let mut call = faramesh_proto::Call::new(&text("agent_id"), &text("tool"), &text("operation"));
+            call.params = v.get("params").cloned().filter(|p| p.is_object()).unwrap_or_else(|| json!({}));
+            call.context = v.get("context").cloned().filter(|p| p.is_object()).unwrap_or_else(|| json!({}));
+            calls.push((format!("action {}", text("id")), call));
+        }
+    }
+    let mut changed_calls = Vec::new();
+    for (label, call) in &calls {
+        let (before, after) = (policy::decide(&old, call), policy::decide(&new, call));
+        if (before.effect, before.reason_code, &before.rule_id)
+            != (after.effect, after.reason_code, &after.rule_id)
+        {
+            changed_calls.push((label.clone(), call.clone(), before, after));
+        }
+    }
+    if json_out {
+        let rules: Vec<_> = changes.iter().map(|(k, id)| json!({"change": k, "rule_id": id})).collect();
+        let decisions: Vec<_> = changed_calls
+            .iter()
+            .map(|(l, c, b, a)| json!({"case": l, "call": c, "before": b, "after": a}))
+            .collect();
+        println!("{}", json!({"rules": rules, "decisions": decisions, "calls_checked": calls.len()}));
+    } else {
+        if changes.is_empty() {
+            println!("rules: no changes");
+        }
+        for (kind, id) in &changes {
+            let mark = match *kind {
+                "added" => "+",
+                "removed" => "-",
+                _ => "~",
+            };
+            println!("{mark} {kind:<8} {id}");
+        }
+        if !calls.is_empty() {
+            println!("{} of {} calls would be decided differently", changed_calls.len(), calls.len());
+        }
+        for (label, call, b, a) in &changed_calls {
+            println!(
+                "  {label}: {}/{} by {}: {} {} ({}) -> {} {} ({})",
+                call.tool,
+                call.operation,
+                call.agent_id,
+                b.effect.as_str(),
+                b.reason_code.as_str(),
+                b.rule_id.as_deref().unwrap_or("-"),
+                a.effect.as_str(),
+                a.reason_code.as_str(),
+                a.rule_id.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(if changed_calls.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }

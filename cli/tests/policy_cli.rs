@@ -121,3 +121,66 @@ fn request_hash_matches_the_published_vectors() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn policy_diff_lists_rule_changes_and_changed_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "rules:\n  - id: get\n    match: { tool: http, op: get }\n    allow: true\n  - id: gone\n    match: { tool: db }\n    deny: true\n";
+    let new = "rules:\n  - id: get\n    match: { tool: http, op: \"*\" }\n    allow: true\n  - id: fresh\n    match: { tool: shell }\n    require_approval: true\n";
+    let cases = "cases:\n  - name: post\n    call: { agent_id: a, tool: http, operation: post }\n    expect: { effect: DENY }\n  - name: get\n    call: { agent_id: a, tool: http, operation: get }\n    expect: { effect: PERMIT }\n";
+    for (name, text) in [("old.yaml", old), ("new.yaml", new), ("c.yaml", cases)] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = faramesh(&["policy", "diff", "old.yaml", "new.yaml", "--cases", "c.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stdout),
+        "- removed  gone\n~ changed  get\n+ added    fresh\n1 of 2 calls would be decided differently\n  post: http/post by a: DENY DEFAULT_DENY_NO_MATCH (-) -> PERMIT POLICY_PERMIT (get)\n"
+    );
+    let same = faramesh(&["policy", "diff", "old.yaml", "old.yaml"], dir.path());
+    assert_eq!((same.status.code(), text(&same.stdout)), (Some(0), "rules: no changes\n".to_owned()));
+}
+
+#[test]
+fn init_writes_a_tested_policy_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = faramesh(&["init"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let test =
+        faramesh(&["policy", "test", "policies/default.yaml", "policies/default.cases.yaml"], dir.path());
+    assert_eq!(test.status.code(), Some(0));
+    let again = faramesh(&["init"], dir.path());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("already exist; pass --force to overwrite"));
+    assert_eq!(faramesh(&["init", "--force"], dir.path()).status.code(), Some(0));
+}
+
+#[test]
+fn completions_and_help_with_examples() {
+    let out = faramesh(&["completions", "bash"], &repo());
+    assert!(text(&out.stdout).contains("_faramesh()"));
+    for cmd in [
+        "serve",
+        "dev",
+        "apply",
+        "status",
+        "stop",
+        "list",
+        "get",
+        "events",
+        "pending",
+        "approve",
+        "deny",
+        "explain",
+        "tail",
+        "replay",
+        "verify-log",
+        "export",
+        "init",
+        "doctor",
+        "completions",
+    ] {
+        let help = faramesh(&[cmd, "--help"], &repo());
+        assert!(text(&help.stdout).contains("Example"), "`faramesh {cmd} --help` has no example");
+    }
+}
