@@ -18,12 +18,15 @@ use clap::{CommandFactory, Parser, Subcommand};
     name = "faramesh",
     version,
     about = "Faramesh: the execution gate for AI agents' tool calls",
-    after_help = "Exit codes: 0 ok, 1 error (or a failing `policy test`), 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
+    after_help = "Exit codes: 0 ok; 1 error (and a failing `policy test`); 2 a decision that differs where the command reports one (`policy diff`, `replay`); 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Plain text even on a terminal (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +99,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ops_cmd::init_color(cli.no_color);
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),

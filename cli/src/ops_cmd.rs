@@ -19,6 +19,30 @@ fn s(v: &Value, key: &str) -> String {
     }
 }
 
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Colour on when stdout is a terminal, unless `--no-color` or `NO_COLOR` says otherwise.
+pub fn init_color(no_color: bool) {
+    use std::io::IsTerminal;
+    let on = !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `text` padded to `width`, coloured by what it says when colour is on.
+fn paint(text: &str, width: usize) -> String {
+    let padded = format!("{text:<width$}");
+    if !COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+        return padded;
+    }
+    let code = match text {
+        "PERMIT" | "approved" | "succeeded" | "ok" => "32",
+        "DENY" | "denied" | "failed" | "expired" | "FAIL" => "31",
+        "DEFER" | "pending" | "executing" => "33",
+        _ => return padded,
+    };
+    format!("\x1b[{code}m{padded}\x1b[0m")
+}
+
 /// Prints rows as aligned columns.
 fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -33,9 +57,10 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
-                out.push_str(c);
+                out.push_str(&paint(c, 0));
             } else {
-                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                out.push_str(&paint(c, widths[i]));
+                out.push_str("  ");
             }
         }
         println!("{}", out.trim_end());

@@ -885,3 +885,84 @@ fn operator_cli_pending_approve_explain_and_tail() {
         String::from_utf8_lossy(&down.stderr).contains("the daemon is not running on `/nonexistent/x.sock`")
     );
 }
+
+/// Snapshots of the text people read, against a real daemon. Ids, hashes, times and paths are
+/// replaced by placeholders.
+#[test]
+fn snapshots_of_operator_output() {
+    let daemon = Daemon::start(APPROVAL_POLICY);
+    let sock = daemon.socket.to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .env("FARAMESH_SOCKET", &sock)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let mut c = daemon.client();
+    let deferred = c.result("govern", shell_call("ls /srv"));
+    let permitted = c.result("govern", json!({"agent_id": "ops-bot", "tool": "http", "operation": "get", "args": {"url": "https://example.com", "api_key": "k"}}));
+    let action = permitted["action_id"].as_str().unwrap().to_owned();
+    c.result("action.start", json!({"id": action}));
+    c.result("action.result", json!({"id": action, "success": true, "result": {"status": 200}}));
+    let deferred_id = deferred["action_id"].as_str().unwrap().to_owned();
+
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"[0-9a-f]{64}", "[hash]");
+    settings.add_filter(r"[0-9a-f]{32}", "[approval]");
+    settings.add_filter(r"\b[0-9a-f]{16}\b", "[action]");
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "[time]");
+    settings.add_filter(r"/tmp/[^ :]*/policy\.yaml", "[policy]");
+    settings.add_filter(r"/[^ `]*/run/faramesh\.sock", "[socket]");
+    settings.add_filter(r#""pid":\d+"#, r#""pid":[pid]"#);
+    settings.add_filter(r"pid \d+", "pid [pid]");
+    settings.add_filter(r"/tmp/\.tmp\w+", "[tmp]");
+    settings.bind(|| {
+        insta::assert_snapshot!("list", run(&["list"]));
+        insta::assert_snapshot!("get", run(&["get", &action]));
+        insta::assert_snapshot!("events", run(&["events", &action]));
+        insta::assert_snapshot!("explain", run(&["explain", &deferred_id]));
+        insta::assert_snapshot!("pending", run(&["pending"]));
+        insta::assert_snapshot!("error_not_found", run(&["get", "ffffffffffffffff"]));
+        insta::assert_snapshot!("error_ambiguous_or_short", run(&["get", "abc"]));
+        insta::assert_snapshot!("error_no_approval", run(&["approve", "ffffffffffffffffffffffffffffffff"]));
+        let approval = deferred["approval_id"].as_str().unwrap();
+        assert!(
+            run(&["deny", approval, "--reason", "not now"]).contains(" denied (shell/exec by agent ops-bot)")
+        );
+        insta::assert_snapshot!("error_wrong_state", run(&["approve", approval]));
+        let down =
+            Command::new(bin()).arg("list").env("FARAMESH_SOCKET", "/nonexistent/x.sock").output().unwrap();
+        insta::assert_snapshot!("error_daemon_down", String::from_utf8_lossy(&down.stderr));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.yaml"), APPROVAL_POLICY).unwrap();
+    std::fs::write(
+        dir.path().join("new.yaml"),
+        APPROVAL_POLICY
+            .replace("require_approval: true", "deny: true")
+            .replace("id: http-ok", "id: http-read"),
+    )
+    .unwrap();
+    let diff = Command::new(bin())
+        .args(["policy", "diff", "old.yaml", "new.yaml", "--against-log", "--state-dir"])
+        .arg(&daemon.state)
+        .current_dir(dir.path())
+        .output();
+    // The daemon holds the log file: --against-log asks for it to be stopped (or a copy).
+    let diff_text = String::from_utf8_lossy(&diff.unwrap().stderr).into_owned();
+    let mut daemon = daemon;
+    daemon.stop();
+    let diff_after = Command::new(bin())
+        .args(["policy", "diff", "old.yaml", "new.yaml", "--against-log", "--state-dir"])
+        .arg(&daemon.state)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    settings.bind(|| {
+        insta::assert_snapshot!("policy_diff_log_in_use", diff_text);
+        insta::assert_snapshot!("policy_diff_against_log", String::from_utf8_lossy(&diff_after.stdout));
+    });
+}

@@ -40,6 +40,19 @@ impl Report {
     }
 }
 
+/// A readable message for a log file that cannot be opened read-only.
+pub fn open_error(path: &Path, e: &redb::DatabaseError) -> String {
+    // redb reports the lock as `DatabaseAlreadyOpen` or, from the file lock, as a storage error.
+    if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) || e.to_string().contains("already open") {
+        format!(
+            "`{}` is in use by a running daemon: stop it (`faramesh stop`), ask it (`faramesh status`), or work on a copy",
+            path.display()
+        )
+    } else {
+        format!("cannot open `{}`: {e}", path.display())
+    }
+}
+
 /// Verifies a log file on disk (a copy is fine) with only the public key.
 pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Report {
     let failed = |problem: String| Report {
@@ -52,8 +65,7 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
     };
     // A corrupted file must never verify; if the storage engine panics on it, report that.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let db =
-            ReadOnlyDatabase::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        let db = ReadOnlyDatabase::open(path).map_err(|e| open_error(path, &e))?;
         let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         Ok::<Report, String>(verify_txn(&txn, public, against))
     }));
@@ -195,8 +207,7 @@ pub mod offline {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, String>,
     ) -> Result<T, String> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let db =
-                ReadOnlyDatabase::open(path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            let db = ReadOnlyDatabase::open(path).map_err(|e| super::open_error(path, &e))?;
             let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             f(&txn)
         }));
