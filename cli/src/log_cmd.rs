@@ -82,6 +82,11 @@ fn read_arg_or_file(value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
+/// Whether an offline read failed because the daemon holds the log file.
+fn in_use(message: &str) -> bool {
+    message.contains("is in use by a running daemon")
+}
+
 fn key_of(dir: &Path) -> Result<LogKey> {
     let path = dir.join("log.key");
     if !path.exists() {
@@ -103,7 +108,13 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
         }
     };
     let against = args.against.as_deref().map(read_arg_or_file).transpose()?;
-    let report = log::verify_file(&file, &public, against.as_deref());
+    let mut report = log::verify_file(&file, &public, against.as_deref());
+    if args.file.is_none() && report.problem.as_deref().is_some_and(in_use) {
+        // The running daemon holds the file: it verifies its own log.
+        let r =
+            crate::client::call(&crate::client::default_socket(), "log.verify", json!({"against": against}))?;
+        report = serde_json::from_value(r)?;
+    }
     if json_out {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.ok {
@@ -132,7 +143,16 @@ pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
         }
         LogCommand::Checkpoint(state) => {
             let file = state.path()?.join("log.redb");
-            let cp = offline::latest_checkpoint(&file).map_err(|e| anyhow!(e))?;
+            let cp = match offline::latest_checkpoint(&file) {
+                Err(e) if in_use(&e) => crate::client::call(
+                    &crate::client::default_socket(),
+                    "log.checkpoint",
+                    json!({}),
+                )?["checkpoint"]
+                    .as_str()
+                    .map(str::to_owned),
+                other => other.map_err(|e| anyhow!(e))?,
+            };
             let Some(cp) = cp else { bail!("the log at `{}` has no checkpoint yet", file.display()) };
             if json_out {
                 println!("{}", json!({ "checkpoint": cp }));
@@ -154,7 +174,28 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let file = args.state.path()?.join("log.redb");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    offline::export(&file, &mut out, since).map_err(|e| anyhow!(e))?;
+    match offline::export(&file, &mut out, since) {
+        Err(e) if in_use(&e) => {
+            // The running daemon holds the file: page through its log over the socket.
+            let socket = crate::client::default_socket();
+            let stream = crate::client::connect(&socket)?;
+            let mut params = json!({"since": args.since, "limit": 5000});
+            loop {
+                let r = crate::client::call_on(&stream, "log.entries", params.clone())?;
+                let entries = r["entries"].as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    break;
+                }
+                for e in &entries {
+                    std::io::Write::write_all(&mut out, format!("{e}\n").as_bytes())?;
+                }
+                params = json!({"from_seq": r["next_seq"], "limit": 5000});
+            }
+        }
+        other => {
+            other.map_err(|e| anyhow!(e))?;
+        }
+    }
     std::io::Write::flush(&mut out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
 use super::keys::PublicKey;
@@ -15,7 +15,7 @@ use super::tables::{CHECKPOINTS, ENTRIES, META};
 ///
 /// JSON: `{"ok": false, "size": 120, "checkpoints": 57, "head_hash": "…",
 /// "first_bad_seq": 42, "problem": "entry 42: entry_hash does not match the entry's contents"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Whether everything checked out.
     pub ok: bool,

@@ -702,6 +702,33 @@ async fn log_verify(state: Arc<State>, params: Params<'static>, _: Extensions) -
     serde_json::to_value(report).map_err(|e| err(codes::INTERNAL_ERROR, e.to_string()))
 }
 
+async fn log_entries(state: Arc<State>, params: Params<'static>, _: Extensions) -> RpcResult {
+    let map = params_object(&params)?;
+    let internal = |e: crate::log::LogError| err(codes::INTERNAL_ERROR, e.to_string());
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => 1000,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| invalid("`limit` must be 1 to 10000"))? as usize,
+    };
+    let from_seq = match (map.get("from_seq"), opt_string(&map, "since")?) {
+        (Some(v), _) if !v.is_null() => {
+            v.as_u64().filter(|n| *n >= 1).ok_or_else(|| invalid("`from_seq` must be a positive integer"))?
+        }
+        (_, Some(since)) => {
+            let ms = entry::parse_rfc3339(&since)
+                .ok_or_else(|| invalid(format!("`since` `{since}` is not RFC 3339")))?;
+            state.log.first_seq_at_or_after(ms).map_err(internal)?
+        }
+        _ => 1,
+    };
+    let records = state.log.entries_from(from_seq, limit).map_err(internal)?;
+    let next_seq = from_seq + records.len() as u64;
+    let entries: Vec<Value> = records.iter().map(|r| record_value(r)).collect();
+    Ok(json!({"entries": entries, "next_seq": next_seq}))
+}
+
 async fn log_checkpoint(state: Arc<State>, _: Params<'static>, _: Extensions) -> RpcResult {
     let cp = state.log.latest_checkpoint().map_err(|e| err(codes::INTERNAL_ERROR, e.to_string()))?;
     let (size, head) = state.log.head();
@@ -978,6 +1005,7 @@ pub fn module(state: Arc<State>) -> Result<RpcModule<State>, jsonrpsee::core::Re
     m.register_async_method("action.events", |p, s, e| action_events(s, p, e))?;
     m.register_async_method("log.verify", |p, s, e| log_verify(s, p, e))?;
     m.register_async_method("log.checkpoint", |p, s, e| log_checkpoint(s, p, e))?;
+    m.register_async_method("log.entries", |p, s, e| log_entries(s, p, e))?;
     m.register_async_method("approval.list", |p, s, e| approval_list(s, p, e))?;
     m.register_async_method("approval.approve", |p, s, e| approval_decide(s, p, e, true))?;
     m.register_async_method("approval.deny", |p, s, e| approval_decide(s, p, e, false))?;
