@@ -43,6 +43,11 @@ fn paint(text: &str, width: usize) -> String {
     format!("\x1b[{code}m{padded}\x1b[0m")
 }
 
+/// The elements of the array `key` of `v` (none when it is missing).
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter()
+}
+
 /// Prints rows as aligned columns.
 fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -100,11 +105,7 @@ pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
         println!("{r}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = r["actions"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
+    let rows: Vec<Vec<String>> = items(&r, "actions")
         .map(|a| {
             vec![
                 s(a, "id"),
@@ -164,11 +165,7 @@ pub fn events(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         println!("{r}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = r["events"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
+    let rows: Vec<Vec<String>> = items(&r, "events")
         .map(|e| {
             let what = match e["kind"].as_str() {
                 Some("decision") => format!("{} {}", s(e, "effect"), s(e, "reason_code")),
@@ -187,11 +184,7 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         println!("{r}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = r["approvals"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
+    let rows: Vec<Vec<String>> = items(&r, "approvals")
         .map(|a| {
             vec![
                 s(a, "approval_id"),
