@@ -88,9 +88,6 @@ fn appends_are_chained_indexed_and_readable() {
     assert!(log.by_time(later, u64::MAX, 1000).unwrap().is_empty());
     assert_eq!(log.first_seq_at_or_after(later).unwrap(), 101);
     assert_eq!(log.first_seq_at_or_after(0).unwrap(), 1);
-    let pending = log.pending().unwrap();
-    assert!(pending.iter().all(|(id, _)| id.starts_with("apr-")));
-    assert!(!pending.is_empty());
     let mut out = Vec::new();
     assert_eq!(log.export(&mut out, 0).unwrap(), 100);
     let mut none = Vec::new();
@@ -103,14 +100,26 @@ fn appends_are_chained_indexed_and_readable() {
 }
 
 #[test]
-fn approval_entries_clear_pending() {
+fn state_rows_commit_with_their_entry_and_see_its_seq_and_id() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = new_log(dir.path());
-    log.append_blocking(body(3, "bot")).unwrap();
-    assert_eq!(log.pending().unwrap().len(), 1);
+    let write = |status: &'static str| -> faramesh_daemon::log::StateWrites {
+        Box::new(move |seq, id| {
+            let v = json!({"status": status, "seq": seq, "action_id": id});
+            vec![("approval/apr-3".to_owned(), Some(serde_json::to_vec(&v).unwrap()))]
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let appended = rt.block_on(log.append_with_state(body(3, "bot"), Some(write("pending")))).unwrap();
+    let pending = log.pending_approvals().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0, "apr-3");
+    assert_eq!(pending[0].1["seq"], appended.seq);
+    assert_eq!(pending[0].1["action_id"], appended.id.unwrap().as_str());
     let approval = json!({"kind": "approval", "approval_id": "apr-3", "status": "approved"});
-    log.append_blocking(approval.as_object().unwrap().clone()).unwrap();
-    assert!(log.pending().unwrap().is_empty());
+    rt.block_on(log.append_with_state(approval.as_object().unwrap().clone(), Some(write("approved"))))
+        .unwrap();
+    assert!(log.pending_approvals().unwrap().is_empty());
 }
 
 #[test]

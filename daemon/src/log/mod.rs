@@ -10,7 +10,7 @@ pub mod tables;
 pub mod verify;
 
 pub use keys::{Checkpoint, LogKey, PublicKey};
-pub use store::{ActionIds, Appended, Log, LogOptions, Opener, StateWrites, entry_count};
+pub use store::{ActionIds, Appended, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};
 
 /// What can go wrong with the log. Cloneable: one failed commit answers every caller in it.

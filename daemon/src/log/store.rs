@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
-use super::tables::{BY_AGENT, CHECKPOINTS, ENTRIES, META, PENDING, STATE};
+use super::tables::{BY_AGENT, CHECKPOINTS, ENTRIES, META, STATE};
 use super::{LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
@@ -76,26 +76,13 @@ struct IndexKeys {
     /// Decisions get an action id derived from their sequence number.
     assign_id: bool,
     agent: Option<String>,
-    pending_add: Option<String>,
-    pending_remove: Option<String>,
 }
 
 impl IndexKeys {
     fn of(body: &Map<String, Value>) -> IndexKeys {
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
         let kind = text("kind").unwrap_or_default();
-        let approval_id = text("approval_id");
-        let pending_add = approval_id
-            .clone()
-            .filter(|_| kind == "decision" && body.get("effect").and_then(Value::as_str) == Some("DEFER"));
-        let pending_remove = approval_id.filter(|_| {
-            kind == "approval"
-                && matches!(
-                    body.get("status").and_then(Value::as_str),
-                    Some("approved" | "denied" | "expired")
-                )
-        });
-        IndexKeys { assign_id: kind == "decision", agent: text("agent_id"), pending_add, pending_remove }
+        IndexKeys { assign_id: kind == "decision", agent: text("agent_id") }
     }
 }
 
@@ -359,21 +346,14 @@ impl Log {
         self.records(&seqs)
     }
 
-    /// Pending approvals: `(approval_id, record of the DEFER decision)`.
-    pub fn pending(&self) -> Result<Vec<(String, String)>, LogError> {
-        let ids = self.read(|txn| {
-            let t = txn.open_table(PENDING).map_err(storage)?;
-            let mut ids = Vec::new();
-            for item in t.iter().map_err(storage)? {
-                let (k, v) = item.map_err(storage)?;
-                ids.push((k.value().to_owned(), v.value()));
-            }
-            Ok(ids)
-        })?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, seq) in ids {
-            if let Some(record) = self.get(seq)? {
-                out.push((id, record));
+    /// Pending approvals: the `approval/<id>` state rows whose `status` is `pending`, as
+    /// `(approval_id, approval JSON)`.
+    pub fn pending_approvals(&self) -> Result<Vec<(String, Value)>, LogError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.state_scan("approval/")? {
+            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            if v.get("status").and_then(Value::as_str) == Some("pending") {
+                out.push((key.trim_start_matches("approval/").to_owned(), v));
             }
         }
         Ok(out)
@@ -459,7 +439,6 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(CHECKPOINTS).map_err(storage)?;
         txn.open_table(BY_AGENT).map_err(storage)?;
-        txn.open_table(PENDING).map_err(storage)?;
         txn.open_table(STATE).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
@@ -669,19 +648,12 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
     {
         let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
         let mut by_agent = txn.open_table(BY_AGENT).map_err(storage)?;
-        let mut pending = txn.open_table(PENDING).map_err(storage)?;
         let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(storage)?;
         let mut state = txn.open_table(STATE).map_err(storage)?;
         for p in prepared {
             entries.insert(p.seq, p.sealed.record.as_bytes()).map_err(storage)?;
             if let Some(agent) = &p.index.agent {
                 by_agent.insert((agent.as_str(), p.seq), ()).map_err(storage)?;
-            }
-            if let Some(a) = &p.index.pending_add {
-                pending.insert(a.as_str(), p.seq).map_err(storage)?;
-            }
-            if let Some(a) = &p.index.pending_remove {
-                pending.remove(a.as_str()).map_err(storage)?;
             }
             for (key, value) in &p.state {
                 match value {
@@ -694,11 +666,6 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
         checkpoints.insert(size, note).map_err(storage)?;
     }
     txn.commit().map_err(storage)
-}
-
-/// Number of entries in an open read transaction (for verification of copies).
-pub fn entry_count(txn: &ReadTransaction) -> Result<u64, LogError> {
-    txn.open_table(ENTRIES).map_err(storage)?.len().map_err(storage)
 }
 
 /// Action ids: a keyed 64-bit permutation of the sequence number, as 16 hex characters. They

@@ -8,8 +8,6 @@ pub const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries")
 pub const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
 /// `(agent_id, seq) → ()`.
 pub const BY_AGENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_agent");
-/// `approval_id → seq` of the DEFER decision, while the approval is pending.
-pub const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending");
 /// `log_id`, `format`.
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// Daemon state kept with the log, written in the same transaction as the entry that changes

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
@@ -63,17 +63,7 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         first_bad_seq: None,
         problem: Some(problem),
     };
-    // A corrupted file must never verify; if the storage engine panics on it, report that.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let db = ReadOnlyDatabase::open(path).map_err(|e| open_error(path, &e))?;
-        let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        Ok::<Report, String>(verify_txn(&txn, public, against))
-    }));
-    match result {
-        Ok(Ok(report)) => report,
-        Ok(Err(problem)) => failed(problem),
-        Err(_) => failed(format!("`{}` is corrupt (the storage engine could not read it)", path.display())),
-    }
+    offline::with_db(path, |txn| Ok(verify_txn(txn, public, against))).unwrap_or_else(failed)
 }
 
 /// Verifies the log visible in `txn`.
@@ -202,7 +192,9 @@ pub mod offline {
     use super::super::entry;
     use super::super::tables::{CHECKPOINTS, ENTRIES};
 
-    fn with_db<T>(
+    /// Runs `f` on a read transaction of the file. A corrupted file must never read as valid:
+    /// if the storage engine panics on it, that is reported as an error.
+    pub(super) fn with_db<T>(
         path: &Path,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, String>,
     ) -> Result<T, String> {
@@ -211,7 +203,9 @@ pub mod offline {
             let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
             f(&txn)
         }));
-        result.unwrap_or_else(|_| Err(format!("`{}` is corrupt", path.display())))
+        result.unwrap_or_else(|_| {
+            Err(format!("`{}` is corrupt (the storage engine could not read it)", path.display()))
+        })
     }
 
     /// The latest signed checkpoint in the file.
