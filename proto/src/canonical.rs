@@ -108,6 +108,27 @@ fn positional(ryu_text: &str) -> String {
     out
 }
 
+/// Checks that `value` has a canonical form (every number finite) without building the text:
+/// the cheap check for request validation.
+pub fn check_canonical(value: &Value) -> Result<(), CanonicalError> {
+    match value {
+        Value::Number(n) => {
+            let text = n.to_string();
+            if text.contains(['.', 'e', 'E']) {
+                let finite =
+                    text.parse::<f64>().map_err(|_| CanonicalError::BadNumber(text.clone()))?.is_finite();
+                if !finite {
+                    return Err(CanonicalError::NonFinite(text));
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(check_canonical),
+        Value::Object(map) => map.values().try_for_each(check_canonical),
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
+}
+
 /// SHA-256 (lower-case hex) of the canonical JSON of
 /// `{agent_id, tool, operation, params, context}`: the request's identity.
 pub fn request_hash(
@@ -274,6 +295,8 @@ mod tests {
             err.to_string(),
             "number `1e+400` is not finite: NaN and infinities are not allowed in canonical JSON"
         );
+        assert_eq!(check_canonical(&v), Err(err));
+        assert_eq!(check_canonical(&serde_json::json!({"a": [1, 2.5, "x"]})), Ok(()));
         assert_eq!(canonical_float(f64::NAN), None);
         assert_eq!(canonical_float(f64::NEG_INFINITY), None);
     }

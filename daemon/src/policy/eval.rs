@@ -274,15 +274,21 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
     let mut out =
         Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
     if let Err(message) = validate_call(call) {
-        out.decision = deny(out.decision, ReasonCode::InvalidRequest, message, None, None, None);
+        out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, message, None, None, None);
         out.note = Some("the request was refused before any rule was considered".into());
         return out;
     }
     match call.request_hash() {
         Ok(hash) => out.decision.request_hash = hash,
         Err(e) => {
-            out.decision =
-                deny(out.decision, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
+            out.decision = deny_decision(
+                out.decision,
+                ReasonCode::InvalidRequest,
+                format!("`params`: {e}"),
+                None,
+                None,
+                None,
+            );
             out.note = Some("the request was refused before any rule was considered".into());
             return out;
         }
@@ -310,7 +316,7 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
     let Some(rule) = matched else {
         let reason =
             format!("no rule matches `{}/{}`; calls no rule allows are denied", call.tool, call.operation);
-        out.decision = deny(
+        out.decision = deny_decision(
             out.decision,
             ReasonCode::DefaultDenyNoMatch,
             reason,
@@ -339,7 +345,8 @@ fn base(policy: &Policy) -> Decision {
     }
 }
 
-fn deny(
+/// Turns `d` into a DENY with `code`, naming the rule and what the agent can do about it.
+pub fn deny_decision(
     mut d: Decision,
     code: ReasonCode,
     reason: String,
@@ -364,7 +371,7 @@ fn deny(
 
 fn profile_denial(d: Decision, profile: &Profile, tool: &str) -> Decision {
     let rule_id = format!("agents.{}.tools", profile.name);
-    deny(
+    deny_decision(
         d,
         ReasonCode::ProfileDisallowsTool,
         format!("agent `{}` may not call tool `{tool}`", profile.name),
@@ -399,7 +406,7 @@ fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: 
         Effect::Deny => {
             let reason = described(format!("denied by rule `{}`", rule.id));
             let rule_id = Some(rule.id.clone());
-            deny(
+            deny_decision(
                 d,
                 ReasonCode::PolicyDeny,
                 reason,
@@ -488,11 +495,13 @@ impl Cond {
 pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
     let mut d = base(policy);
     if let Err(message) = validate_call(call) {
-        return deny(d, ReasonCode::InvalidRequest, message, None, None, None);
+        return deny_decision(d, ReasonCode::InvalidRequest, message, None, None, None);
     }
     match call.request_hash() {
         Ok(hash) => d.request_hash = hash,
-        Err(e) => return deny(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None),
+        Err(e) => {
+            return deny_decision(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
+        }
     }
     let ctx = CallCtx::new(call);
     let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
@@ -516,7 +525,7 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
                 "no rule matches `{}/{}`; calls no rule allows are denied",
                 call.tool, call.operation
             );
-            deny(
+            deny_decision(
                 d,
                 ReasonCode::DefaultDenyNoMatch,
                 reason,

@@ -110,6 +110,12 @@ struct Conn {
 }
 
 impl Conn {
+    /// An error reply, counted in `status`.
+    fn error(&self, id: &Value, code: i32, message: &str) -> String {
+        self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+        error_line(id, code, message)
+    }
+
     async fn handle_line(&self, raw: &[u8]) -> Option<String> {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
@@ -118,56 +124,44 @@ impl Conn {
         let text = match std::str::from_utf8(raw) {
             Ok(t) => t,
             Err(e) => {
-                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
                     "parse error: request is not valid UTF-8 (invalid byte at offset {})",
                     e.valid_up_to()
                 );
-                return Some(error_line(&Value::Null, codes::PARSE_ERROR, &msg));
+                return Some(self.error(&Value::Null, codes::PARSE_ERROR, &msg));
             }
         };
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
                 let detail = if e.to_string().contains("recursion limit") {
                     "JSON nested deeper than 128 levels".to_owned()
                 } else {
                     e.to_string()
                 };
-                return Some(error_line(&Value::Null, codes::PARSE_ERROR, &format!("parse error: {detail}")));
+                return Some(self.error(&Value::Null, codes::PARSE_ERROR, &format!("parse error: {detail}")));
             }
         };
         match value {
             Value::Array(items) if items.is_empty() => {
-                Some(error_line(&Value::Null, codes::INVALID_REQUEST, "invalid request: empty batch"))
+                Some(self.error(&Value::Null, codes::INVALID_REQUEST, "invalid request: empty batch"))
             }
             Value::Array(items) => {
                 let mut replies = Vec::new();
                 for item in items {
-                    if let Some(r) = self.handle_one(item).await {
+                    if let Some(r) = self.dispatch(item).await {
                         replies.push(r);
                     }
                 }
                 if replies.is_empty() { None } else { Some(format!("[{}]", replies.join(","))) }
             }
-            other => self.handle_one(other).await,
+            other => self.dispatch(other).await,
         }
-    }
-
-    async fn handle_one(&self, request: Value) -> Option<String> {
-        let reply = self.dispatch(request).await;
-        if let Some(r) = &reply
-            && r.contains("\"error\":{\"code\"")
-        {
-            self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        reply
     }
 
     async fn dispatch(&self, request: Value) -> Option<String> {
         let Value::Object(mut obj) = request else {
-            return Some(error_line(
+            return Some(self.error(
                 &Value::Null,
                 codes::INVALID_REQUEST,
                 "invalid request: expected an object",
@@ -177,25 +171,25 @@ impl Conn {
         let is_notification = id.is_none();
         let id = id.unwrap_or(Value::Null);
         if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
-            return Some(error_line(
+            return Some(self.error(
                 &Value::Null,
                 codes::INVALID_REQUEST,
                 "invalid request: `id` must be a string, number or null",
             ));
         }
         if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return Some(error_line(
+            return Some(self.error(
                 &id,
                 codes::INVALID_REQUEST,
                 "invalid request: `jsonrpc` must be \"2.0\"",
             ));
         }
         let Some(Value::String(method)) = obj.remove("method") else {
-            return Some(error_line(&id, codes::INVALID_REQUEST, "invalid request: missing `method`"));
+            return Some(self.error(&id, codes::INVALID_REQUEST, "invalid request: missing `method`"));
         };
         let params = obj.remove("params");
         if !matches!(params, None | Some(Value::Object(_) | Value::Array(_))) {
-            return Some(error_line(
+            return Some(self.error(
                 &id,
                 codes::INVALID_PARAMS,
                 "invalid params: `params` must be an object or an array",
@@ -208,7 +202,7 @@ impl Conn {
             if is_notification {
                 return None;
             }
-            return Some(error_line(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
+            return Some(self.error(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
         };
         let params_text = params.map(|p| p.to_string());
         let (call_id, patch_id) = match &id {
@@ -227,11 +221,14 @@ impl Conn {
             }
             MethodCallback::Sync(cb) => (cb)(call_id, params, usize::MAX, self.ext.clone()),
             _ => {
-                return Some(error_line(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
+                return Some(self.error(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
             }
         };
         if is_notification {
             return None;
+        }
+        if !response.is_success() {
+            self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
         }
         let (raw, _, _) = response.into_parts();
         if !patch_id {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, StructuredDenial, canonical_json};
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_json};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
 use serde_json::{Map, Value, json};
@@ -101,10 +101,10 @@ pub fn parse_call(map: &Map<String, Value>) -> Result<(Call, Option<String>), Er
         (None, None) => Value::Object(Map::new()),
     };
     let context = opt_object(map, "context")?.unwrap_or_else(|| Value::Object(Map::new()));
-    if let Err(e) = canonical_json(&args) {
+    if let Err(e) = faramesh_proto::canonical::check_canonical(&args) {
         return Err(invalid(format!("`args`: {e}")));
     }
-    if let Err(e) = canonical_json(&context) {
+    if let Err(e) = faramesh_proto::canonical::check_canonical(&context) {
         return Err(invalid(format!("`context`: {e}")));
     }
     let call = Call {
@@ -133,18 +133,9 @@ fn decision_json(d: &Decision, action_id: Option<&str>, approval_id: Option<&str
 }
 
 /// Fail closed: any internal problem turns the answer into DENY `INTERNAL_ERROR`.
-fn internal_error(mut d: Decision, why: String) -> Decision {
-    d.effect = Effect::Deny;
-    d.reason_code = ReasonCode::InternalError;
-    d.reason = why.clone();
-    d.structured_denial = Some(StructuredDenial {
-        code: ReasonCode::InternalError,
-        rule_id: d.rule_id.clone(),
-        rule_ref: d.rule_ref.clone(),
-        human_message: why,
-        resolution: None,
-    });
-    d
+fn internal_error(d: Decision, why: String) -> Decision {
+    let (rule_id, rule_ref) = (d.rule_id.clone(), d.rule_ref.clone());
+    policy::deny_decision(d, ReasonCode::InternalError, why, rule_id, rule_ref, None)
 }
 
 /// An agent id pinned to a uid may only be claimed by that uid.
@@ -168,27 +159,17 @@ fn identity_mismatch(
     Some(deny_with(d.clone(), ReasonCode::AgentIdentityMismatch, reason, Some(rule_id), None))
 }
 
+/// A DENY keeping the decision's rule unless `rule_id` names another.
 fn deny_with(
-    mut d: Decision,
+    d: Decision,
     code: ReasonCode,
     reason: String,
     rule_id: Option<String>,
     resolution: Option<Resolution>,
 ) -> Decision {
-    d.effect = Effect::Deny;
-    d.reason_code = code;
-    if rule_id.is_some() {
-        d.rule_id = rule_id;
-    }
-    d.structured_denial = Some(StructuredDenial {
-        code,
-        rule_id: d.rule_id.clone(),
-        rule_ref: d.rule_ref.clone(),
-        human_message: reason.clone(),
-        resolution,
-    });
-    d.reason = reason;
-    d
+    let rule_id = rule_id.or_else(|| d.rule_id.clone());
+    let rule_ref = d.rule_ref.clone();
+    policy::deny_decision(d, code, reason, rule_id, rule_ref, resolution)
 }
 
 fn join_writes(a: Option<StateWrites>, b: Option<StateWrites>) -> Option<StateWrites> {
