@@ -112,8 +112,6 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
 /// Runs the daemon in this process until SIGTERM or SIGINT (a second signal exits at once).
 pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
     init_logging(verbose);
-    // Check the policy before anything is bound or created.
-    server::load_policy(&config.policy_path).map_err(|e| anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
