@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use faramesh_daemon::log::{Log, LogKey, LogOptions, dpr, tables::ENTRIES};
+use faramesh_daemon::log::{
+    Log, LogKey, LogOptions, dpr,
+    tables::{BATCHES, Batch},
+};
 use faramesh_proto::Call;
 use redb::ReadableTable;
 use serde_json::json;
@@ -88,9 +91,13 @@ fn verify_pubkey_checkpoint_and_export() {
         let db = redb::Database::open(&copy).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut t = txn.open_table(ENTRIES).unwrap();
-            let rec = String::from_utf8(t.get(5).unwrap().unwrap().value().to_vec()).unwrap();
-            t.insert(5, rec.replace("\"PERMIT\"", "\"DENY\"").as_bytes()).unwrap();
+            // Written by one appender: batch 5 holds entry 5 alone.
+            let mut t = txn.open_table(BATCHES).unwrap();
+            let mut batch = Batch::decode(t.get(5).unwrap().unwrap().value()).unwrap();
+            let rec = String::from_utf8(batch.records[0].clone()).unwrap();
+            assert!(rec.contains("\"PERMIT\""));
+            batch.records[0] = rec.replace("\"PERMIT\"", "\"DENY\"").into_bytes();
+            t.insert(5, batch.to_bytes().as_slice()).unwrap();
         }
         txn.commit().unwrap();
     }

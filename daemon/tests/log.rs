@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use faramesh_daemon::log::tables::{CHECKPOINTS, ENTRIES};
+use faramesh_daemon::log::tables::{BATCHES, Batch};
 use faramesh_daemon::log::{Log, LogError, LogKey, LogOptions, entry, verify_file};
 use redb::backends::FileBackend;
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend};
@@ -48,11 +48,19 @@ fn written_log(dir: &Path, n: u64) -> (LogKey, String) {
     (key, cp)
 }
 
+/// Every stored record as `(seq, bytes)`, the seq computed from its batch's key.
 fn all_records(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let db = redb::ReadOnlyDatabase::open(path).unwrap();
     let txn = db.begin_read().unwrap();
-    let t = txn.open_table(ENTRIES).unwrap();
-    t.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value(), v.value().to_vec())).collect()
+    let t = txn.open_table(BATCHES).unwrap();
+    let mut out = Vec::new();
+    for row in t.iter().unwrap() {
+        let (k, v) = row.unwrap();
+        let batch = Batch::decode(v.value()).unwrap();
+        let first = k.value() + 1 - batch.records.len() as u64;
+        out.extend((first..).zip(batch.records));
+    }
+    out
 }
 
 #[test]
@@ -132,11 +140,32 @@ fn entries_that_cannot_be_canonical_are_refused_alone() {
     assert_eq!(log.append_blocking(body(1, "bot")).unwrap().seq, 1);
 }
 
-fn tamper(path: &Path, f: impl FnOnce(&redb::WriteTransaction)) {
+/// Rewrites the file's batches (key = last seq of the batch) through `f`.
+fn tamper(path: &Path, f: impl FnOnce(&mut BTreeMap<u64, Batch>)) {
     let db = Database::open(path).unwrap();
     let txn = db.begin_write().unwrap();
-    f(&txn);
+    {
+        let mut t = txn.open_table(BATCHES).unwrap();
+        let mut batches: BTreeMap<u64, Batch> = t
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(k, v)| (k.value(), Batch::decode(v.value()).unwrap()))
+            .collect();
+        f(&mut batches);
+        t.retain(|_, _| false).unwrap();
+        for (k, batch) in batches {
+            t.insert(k, batch.to_bytes().as_slice()).unwrap();
+        }
+    }
     txn.commit().unwrap();
+}
+
+/// The only record of a one-record batch (a log written by one appender has only those).
+fn only(batches: &mut BTreeMap<u64, Batch>, seq: u64) -> &mut Vec<u8> {
+    let batch = batches.get_mut(&seq).unwrap();
+    assert_eq!(batch.records.len(), 1);
+    &mut batch.records[0]
 }
 
 fn copy_of(dir: &Path, name: &str) -> PathBuf {
@@ -156,10 +185,11 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Editing one field.
     let edited = copy_of(dir.path(), "edited.redb");
-    tamper(&edited, |txn| {
-        let mut t = txn.open_table(ENTRIES).unwrap();
-        let rec = String::from_utf8(t.get(7).unwrap().unwrap().value().to_vec()).unwrap();
-        t.insert(7, rec.replace("\"effect\":\"DENY\"", "\"effect\":\"PERMIT\"").as_bytes()).unwrap();
+    tamper(&edited, |b| {
+        let rec = only(b, 7);
+        let text = String::from_utf8(rec.clone()).unwrap();
+        assert!(text.contains("\"effect\":\"DENY\""));
+        *rec = text.replace("\"effect\":\"DENY\"", "\"effect\":\"PERMIT\"").into_bytes();
     });
     let r = verify_file(&edited, &public, None);
     assert_eq!((r.ok, r.first_bad_seq), (false, Some(7)), "{r:?}");
@@ -167,8 +197,8 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Deleting an entry.
     let deleted = copy_of(dir.path(), "deleted.redb");
-    tamper(&deleted, |txn| {
-        txn.open_table(ENTRIES).unwrap().remove(12).unwrap();
+    tamper(&deleted, |b| {
+        b.remove(&12).unwrap();
     });
     let r = verify_file(&deleted, &public, None);
     assert_eq!(r.first_bad_seq, Some(12), "{r:?}");
@@ -176,12 +206,10 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Swapping two entries.
     let swapped = copy_of(dir.path(), "swapped.redb");
-    tamper(&swapped, |txn| {
-        let mut t = txn.open_table(ENTRIES).unwrap();
-        let a = t.get(15).unwrap().unwrap().value().to_vec();
-        let b = t.get(16).unwrap().unwrap().value().to_vec();
-        t.insert(15, b.as_slice()).unwrap();
-        t.insert(16, a.as_slice()).unwrap();
+    tamper(&swapped, |b| {
+        let a = only(b, 15).clone();
+        let c = std::mem::replace(only(b, 16), a);
+        *only(b, 15) = c;
     });
     let r = verify_file(&swapped, &public, None);
     assert_eq!(r.first_bad_seq, Some(15), "{r:?}");
@@ -189,18 +217,17 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Rewriting the chain after an edit (no key needed for blake3) is caught by the signatures.
     let forged = copy_of(dir.path(), "forged.redb");
-    tamper(&forged, |txn| {
-        let mut t = txn.open_table(ENTRIES).unwrap();
-        let mut prev = entry::open(t.get(19).unwrap().unwrap().value()).unwrap().entry_hash;
+    tamper(&forged, |b| {
+        let mut prev = entry::open(only(b, 19)).unwrap().entry_hash;
         for seq in 20..=30u64 {
-            let rec = entry::open(t.get(seq).unwrap().unwrap().value()).unwrap();
+            let rec = entry::open(only(b, seq)).unwrap();
             let mut body = rec.value.clone();
             if seq == 20 {
                 body.insert("effect".into(), json!("PERMIT"));
             }
             let sealed = entry::seal(&prev, body).unwrap();
             prev = sealed.entry_hash;
-            t.insert(seq, sealed.record.as_bytes()).unwrap();
+            *only(b, seq) = sealed.record.into_bytes();
         }
     });
     let r = verify_file(&forged, &public, None);
@@ -209,12 +236,9 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Truncating the tail together with its checkpoints: only a saved checkpoint can tell.
     let truncated = copy_of(dir.path(), "truncated.redb");
-    tamper(&truncated, |txn| {
-        let mut t = txn.open_table(ENTRIES).unwrap();
-        let mut c = txn.open_table(CHECKPOINTS).unwrap();
+    tamper(&truncated, |b| {
         for seq in 26..=30u64 {
-            t.remove(seq).unwrap();
-            c.remove(seq).unwrap();
+            b.remove(&seq).unwrap();
         }
     });
     assert!(verify_file(&truncated, &public, None).ok, "without a saved checkpoint a clean cut looks whole");
@@ -227,11 +251,23 @@ fn tampering_is_detected_at_the_right_sequence_number() {
 
     // Truncating entries but leaving their checkpoints is caught without help.
     let cut = copy_of(dir.path(), "cut.redb");
-    tamper(&cut, |txn| {
-        txn.open_table(ENTRIES).unwrap().remove(30).unwrap();
-    });
+    tamper(&cut, |b| b.get_mut(&30).unwrap().records.clear());
     let r = verify_file(&cut, &public, None);
     assert_eq!(r.first_bad_seq, Some(30), "{r:?}");
+    assert_eq!(
+        r.problem.as_deref(),
+        Some("entry 30 is missing: the signed checkpoint at size 30 covers 30 entries")
+    );
+
+    // A checkpoint moved to another batch names another size.
+    let moved = copy_of(dir.path(), "moved.redb");
+    tamper(&moved, |b| {
+        let note = b[&9].checkpoint.clone();
+        b.get_mut(&10).unwrap().checkpoint = note;
+    });
+    let r = verify_file(&moved, &public, None);
+    assert_eq!(r.first_bad_seq, Some(10), "{r:?}");
+    assert_eq!(r.problem.as_deref(), Some("checkpoint at size 10 names another log or size"));
 
     // A different key does not verify.
     let stranger = LogKey::from_seed(&[1u8; 32]).public();
@@ -450,4 +486,33 @@ fn sigkill_never_loses_acknowledged_entries() {
         assert!(verify_file(&dir.path().join("log.redb"), &key.public(), None).ok);
     }
     assert!(acked.len() > 200, "only {} appends were acknowledged across 20 runs", acked.len());
+}
+
+#[test]
+fn the_log_file_keeps_redbs_lock_and_has_its_growth_written_out() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, key) = new_log(dir.path());
+    for i in 1..=50 {
+        log.append_blocking(body(i, "bot")).unwrap();
+    }
+    let path = dir.path().join("log.redb");
+    // A second opener is refused while the log is open: the wrapper keeps redb's file lock.
+    let second = faramesh_daemon::log::open_db(&path);
+    assert!(second.is_err(), "a second open of a live log must fail");
+    // The space past redb's writes is allocated (written with zeros), not left as a hole.
+    let meta = std::fs::metadata(&path).unwrap();
+    let allocated = meta.blocks() * 512;
+    assert!(
+        allocated >= meta.len().min(faramesh_daemon::log::ZERO_AHEAD),
+        "allocated {allocated} of {} bytes",
+        meta.len()
+    );
+    log.close();
+    drop(log);
+    // Reopened: everything is there and verifies.
+    let log = Log::open(&path, key, LogOptions::default()).unwrap();
+    assert_eq!(log.head().0, 50);
+    assert!(log.verify(None).unwrap().ok);
+    assert_eq!(log.append_blocking(body(51, "bot")).unwrap().seq, 51);
 }

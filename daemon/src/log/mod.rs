@@ -4,11 +4,13 @@
 
 pub mod dpr;
 pub mod entry;
+mod file;
 pub mod keys;
 mod store;
 pub mod tables;
 pub mod verify;
 
+pub use file::{ZERO_AHEAD, ZeroFilledFile, open_db};
 pub use keys::{Checkpoint, LogKey, PublicKey};
 pub use store::{ActionIds, Appended, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};

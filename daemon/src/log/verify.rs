@@ -1,7 +1,7 @@
 //! Verification: recompute the chain from entry 1, check every stored checkpoint's signature and
 //! head, and optionally a checkpoint saved earlier (so cutting entries off the end is caught).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::path::Path;
 
 use redb::{ReadTransaction, ReadableTable};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
 use super::keys::PublicKey;
-use super::tables::{CHECKPOINTS, ENTRIES, META};
+use super::tables::{BATCHES, Batch, META};
 
 /// The outcome of a verification.
 ///
@@ -92,94 +92,129 @@ fn verify_inner(
     let log_id =
         meta.get("log_id").map_err(|e| e.to_string())?.map(|v| v.value().to_owned()).ok_or("no log id")?;
     let origin = format!("faramesh/{log_id}");
+    let given = match against {
+        None => None,
+        Some(note) => {
+            let cp = public.verify_checkpoint(note).map_err(|why| format!("the given checkpoint: {why}"))?;
+            if cp.origin != origin {
+                return Err(format!("the given checkpoint is for log `{}`, not `{origin}`", cp.origin));
+            }
+            Some(cp)
+        }
+    };
 
-    // Signed heads: size → head hash, from the stored checkpoints and the external one.
-    let mut signed: BTreeMap<u64, ([u8; 32], String)> = BTreeMap::new();
-    let checkpoints = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
-    for item in checkpoints.iter().map_err(|e| e.to_string())? {
-        let (k, v) = item.map_err(|e| format!("cannot read checkpoints: {e}"))?;
-        let size = k.value();
-        let cp = match public.verify_checkpoint(v.value()) {
-            Ok(cp) => cp,
-            Err(why) => return Ok(report.bad(size.max(1), format!("checkpoint at size {size}: {why}"))),
-        };
-        if cp.size != size || cp.origin != origin {
-            return Ok(
-                report.bad(size.max(1), format!("checkpoint at size {size} names another log or size"))
-            );
-        }
-        report.checkpoints += 1;
-        signed.insert(size, (cp.head_hash, format!("the signed checkpoint at size {size}")));
-    }
-    if let Some(note) = against {
-        let cp = public.verify_checkpoint(note).map_err(|why| format!("the given checkpoint: {why}"))?;
-        if cp.origin != origin {
-            return Err(format!("the given checkpoint is for log `{}`, not `{origin}`", cp.origin));
-        }
-        if let Some((hash, _)) = signed.get(&cp.size)
-            && *hash != cp.head_hash
-        {
-            return Ok(report.bad(
-                cp.size.max(1),
-                format!("the given checkpoint disagrees with the stored one at size {}", cp.size),
-            ));
-        }
-        signed.insert(cp.size, (cp.head_hash, format!("the given checkpoint (size {})", cp.size)));
-    }
-
-    let entries = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+    let batches = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+    let mut rows = batches.iter().map_err(|e| e.to_string())?;
+    // Records of the batches read so far and not yet checked, with the key and checkpoint of
+    // the batch each ends (on its last record); one record of look-ahead tells a swapped entry
+    // from a missing one.
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut queued_records = 0usize;
     let mut prev = GENESIS;
-    for (expected, item) in (1u64..).zip(entries.iter().map_err(|e| e.to_string())?) {
-        let (k, v) = match item {
-            Ok(kv) => kv,
-            Err(e) => return Ok(report.bad(expected, format!("entry {expected} cannot be read: {e}"))),
-        };
-        let seq = k.value();
-        if seq != expected {
-            return Ok(
-                report.bad(expected, format!("entry {expected} is missing (the next stored entry is {seq})"))
-            );
+    let mut expected = 1u64;
+    loop {
+        while queued_records < 2 {
+            let Some(row) = rows.next() else { break };
+            let (k, v) = match row {
+                Ok(kv) => kv,
+                Err(e) => return Ok(report.bad(expected, format!("entry {expected} cannot be read: {e}"))),
+            };
+            let key = k.value();
+            let batch = match Batch::decode(v.value()) {
+                Ok(b) => b,
+                Err(why) => return Ok(report.bad(expected, format!("the batch stored under {key}: {why}"))),
+            };
+            queued_records += batch.records.len();
+            queue.extend(batch.records.into_iter().map(|record| Pending::Record(record, key)));
+            queue.push_back(Pending::End(key, batch.checkpoint));
         }
-        let opened = match entry::open(v.value()) {
-            Ok(o) => o,
-            Err(why) => return Ok(report.bad(seq, format!("entry {seq}: {why}"))),
-        };
-        if opened.seq != seq {
-            return Ok(report.bad(
-                seq,
-                format!("entry {seq} holds the entry with seq {} (moved or swapped)", opened.seq),
-            ));
+        let Some(item) = queue.pop_front() else { break };
+        match item {
+            Pending::Record(record, key) => {
+                queued_records -= 1;
+                let seq = expected;
+                let opened = match entry::open(&record) {
+                    Ok(o) => o,
+                    Err(why) => return Ok(report.bad(seq, format!("entry {seq}: {why}"))),
+                };
+                if opened.seq != seq {
+                    let next_is_it = queue.iter().find_map(|p| match p {
+                        Pending::Record(r, _) => Some(entry::open(r).is_ok_and(|o| o.seq == seq)),
+                        _ => None,
+                    });
+                    let problem = if opened.seq > seq && next_is_it != Some(true) {
+                        format!("entry {seq} is missing (the next stored entry is {})", opened.seq)
+                    } else {
+                        format!("entry {seq} holds the entry with seq {} (moved or swapped)", opened.seq)
+                    };
+                    return Ok(report.bad(seq, problem));
+                }
+                if opened.prev_hash != prev {
+                    return Ok(
+                        report.bad(seq, format!("entry {seq}: prev_hash does not link to entry {}", seq - 1))
+                    );
+                }
+                if seq > key {
+                    return Ok(
+                        report.bad(seq, format!("entry {seq} is stored in the batch of entries up to {key}"))
+                    );
+                }
+                prev = opened.entry_hash;
+                if let Some(cp) = &given
+                    && cp.size == seq
+                    && cp.head_hash != prev
+                {
+                    return Ok(report
+                        .bad(seq, format!("entry {seq} does not match the given checkpoint (size {seq})")));
+                }
+                expected += 1;
+                report.size = seq;
+                report.head_hash = entry::hex(&prev);
+            }
+            Pending::End(key, note) => {
+                let size = expected - 1;
+                if key > size {
+                    return Ok(report.bad(
+                        expected,
+                        format!("entry {expected} is missing: the signed checkpoint at size {key} covers {key} entries"),
+                    ));
+                }
+                let at = key.max(1);
+                let cp = match public.verify_checkpoint(&note) {
+                    Ok(cp) => cp,
+                    Err(why) => return Ok(report.bad(at, format!("checkpoint at size {key}: {why}"))),
+                };
+                if cp.size != key || cp.origin != origin {
+                    return Ok(report.bad(at, format!("checkpoint at size {key} names another log or size")));
+                }
+                if cp.head_hash != prev {
+                    return Ok(report
+                        .bad(at, format!("entry {key} does not match the signed checkpoint at size {key}")));
+                }
+                report.checkpoints += 1;
+            }
         }
-        if opened.prev_hash != prev {
-            return Ok(report.bad(seq, format!("entry {seq}: prev_hash does not link to entry {}", seq - 1)));
-        }
-        prev = opened.entry_hash;
-        if let Some((hash, what)) = signed.get(&seq)
-            && *hash != prev
-        {
-            return Ok(report.bad(seq, format!("entry {seq} does not match {what}")));
-        }
-        report.size = seq;
-        report.head_hash = entry::hex(&prev);
     }
-    let size = report.size;
-    if let Some((&max_signed, (_, what))) = signed.iter().next_back() {
-        if max_signed > size {
-            return Ok(report.bad(
-                size + 1,
-                format!("entry {} is missing: {what} covers {max_signed} entries", size + 1),
-            ));
-        }
-        if max_signed < size {
-            return Ok(report.bad(
-                max_signed + 1,
-                format!("entry {} is not covered by any signed checkpoint", max_signed + 1),
-            ));
-        }
-    } else if size > 0 {
-        return Ok(report.bad(1, "entry 1 is not covered by any signed checkpoint".to_owned()));
+    if let Some(cp) = &given
+        && cp.size > report.size
+    {
+        let missing = report.size + 1;
+        return Ok(report.bad(
+            missing,
+            format!(
+                "entry {missing} is missing: the given checkpoint (size {}) covers {} entries",
+                cp.size, cp.size
+            ),
+        ));
     }
     Ok(report)
+}
+
+/// A unit of verification work: a record (with the key of its batch), or the end of a batch
+/// (its key and checkpoint).
+enum Pending {
+    Record(Vec<u8>, u64),
+    End(u64, String),
 }
 
 /// Reads a log file without the daemon: the latest checkpoint, or an export.
@@ -190,7 +225,7 @@ pub mod offline {
     use serde_json::Value;
 
     use super::super::entry;
-    use super::super::tables::{CHECKPOINTS, ENTRIES};
+    use super::super::tables::{BATCHES, Batch};
 
     /// Runs `f` on a read transaction of the file. A corrupted file must never read as valid:
     /// if the storage engine panics on it, that is reported as an error.
@@ -211,26 +246,33 @@ pub mod offline {
     /// The latest signed checkpoint in the file.
     pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, String> {
         with_db(path, |txn| {
-            let t = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
-            Ok(t.last().map_err(|e| e.to_string())?.map(|(_, v)| v.value().to_owned()))
+            let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+            match t.last().map_err(|e| e.to_string())? {
+                None => Ok(None),
+                Some((_, v)) => Ok(Some(Batch::decode(v.value())?.checkpoint)),
+            }
         })
     }
 
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, String> {
         with_db(path, |txn| {
-            let t = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+            let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut n = 0;
             for item in t.iter().map_err(|e| e.to_string())? {
-                let (_, v) = item.map_err(|e| e.to_string())?;
-                let record = String::from_utf8_lossy(v.value());
-                let keep = serde_json::from_str::<Value>(&record)
-                    .ok()
-                    .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
-                    .is_none_or(|ts| ts >= since_ms);
-                if keep {
-                    writeln!(out, "{record}").map_err(|e| e.to_string())?;
-                    n += 1;
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                let batch = Batch::decode(v.value())
+                    .map_err(|why| format!("the batch stored under {}: {why}", k.value()))?;
+                for record in &batch.records {
+                    let record = String::from_utf8_lossy(record);
+                    let keep = serde_json::from_str::<Value>(&record)
+                        .ok()
+                        .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
+                        .is_none_or(|ts| ts >= since_ms);
+                    if keep {
+                        writeln!(out, "{record}").map_err(|e| e.to_string())?;
+                        n += 1;
+                    }
                 }
             }
             Ok(n)
