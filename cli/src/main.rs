@@ -12,13 +12,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// Exit codes: 0 ok, 1 error or failed check, 3 invalid policy.
+/// Exit codes: 0 ok, 1 error, 2 a mismatch the command reports, 3 invalid policy.
 #[derive(Parser, Debug)]
 #[command(
     name = "faramesh",
     version,
     about = "Faramesh: the execution gate for AI agents' tool calls",
-    after_help = "Exit codes: 0 ok; 1 error (and a failing `policy test`); 2 a decision that differs where the command reports one (`policy diff`, `replay`); 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
+    after_help = "Exit codes: 0 ok; 1 error (including `verify-log` on a log that is not intact); 2 a mismatch where the command reports one (`policy test`: a case's decision differs; `policy diff`, `replay`: a decision would change); 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.

@@ -21,8 +21,8 @@ pub enum PolicyCommand {
         /// The policy file.
         file: PathBuf,
     },
-    /// Run a cases file against a policy. Exit 0 when every case holds, 1 otherwise, 3 when the
-    /// policy is invalid.
+    /// Run a cases file against a policy. Exit 0 when every case holds, 2 when any does not, 1
+    /// on an error (unreadable or malformed cases file), 3 when the policy is invalid.
     #[command(
         after_help = "Example:\n  faramesh policy test policies/default.yaml policies/default.cases.yaml"
     )]
@@ -128,7 +128,7 @@ fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode
     } else {
         println!("{} passed, {} failed", n - n_failed, n_failed);
     }
-    Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 fn explain(file: &PathBuf, call_text: &str, json_out: bool) -> Result<ExitCode> {

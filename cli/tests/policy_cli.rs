@@ -70,7 +70,7 @@ fn policy_test_passes_and_fails_with_expected_and_actual() {
     .unwrap();
     let policy = repo().join("policies/default.yaml");
     let out = faramesh(&["policy", "test", policy.to_str().unwrap(), "c.yaml"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a wrong decision is a mismatch (exit 2), not an error");
     assert_eq!(
         text(&out.stdout),
         "FAIL shell is allowed?: expected effect PERMIT (got DEFER); reason: Shell commands need a human's approval\n0 passed, 1 failed\n"
