@@ -21,22 +21,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn roundtrips(socket: &Path, line: &str, n: usize) -> Vec<f64> {
-    let stream = UnixStream::connect(socket).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut w = stream;
-    let mut reply = String::new();
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        w.write_all(line.as_bytes()).unwrap();
-        w.write_all(b"\n").unwrap();
-        reply.clear();
-        reader.read_line(&mut reply).unwrap();
-        lat.push(start.elapsed().as_secs_f64() * 1e6);
+/// One connection, sending a line and reading its reply.
+struct Conn {
+    reader: BufReader<UnixStream>,
+    w: UnixStream,
+    reply: String,
+}
+
+impl Conn {
+    fn new(socket: &Path) -> Conn {
+        let stream = UnixStream::connect(socket).unwrap();
+        Conn { reader: BufReader::new(stream.try_clone().unwrap()), w: stream, reply: String::new() }
     }
-    assert!(!reply.contains("\"error\""), "{reply}");
-    lat
+
+    /// One round trip, in microseconds.
+    fn roundtrip(&mut self, line: &str) -> f64 {
+        let start = Instant::now();
+        self.w.write_all(line.as_bytes()).unwrap();
+        self.w.write_all(b"\n").unwrap();
+        self.reply.clear();
+        self.reader.read_line(&mut self.reply).unwrap();
+        let us = start.elapsed().as_secs_f64() * 1e6;
+        assert!(!self.reply.contains("\"error\""), "{}", self.reply);
+        us
+    }
+}
+
+/// CPU time (user + system) this process has used, in microseconds (10 ms resolution).
+fn cpu_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after the name), in ticks of 10 ms.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks * 10_000.0
 }
 
 fn main() {
@@ -64,8 +82,6 @@ fn main() {
             });
         }
     });
-    let echo = median(roundtrips(&echo_path, DECIDE, 20_000));
-    println!("bench socket_echo_median {echo:.1} us");
 
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -84,12 +100,21 @@ fn main() {
     while UnixStream::connect(&socket).is_err() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let decide = median(roundtrips(&socket, DECIDE, 20_000));
+    // Echo and decide alternate, one request each, so both see the same machine.
+    let (mut echo_conn, mut decide_conn) = (Conn::new(&echo_path), Conn::new(&socket));
+    let (mut echo_lat, mut decide_lat) = (Vec::new(), Vec::new());
+    for _ in 0..20_000 {
+        echo_lat.push(echo_conn.roundtrip(DECIDE));
+        decide_lat.push(decide_conn.roundtrip(DECIDE));
+    }
+    let (echo, decide) = (median(echo_lat), median(decide_lat));
+    println!("bench socket_echo_median {echo:.1} us");
     println!("bench socket_decide_median {decide:.1} us");
     println!("bench socket_decide_vs_echo {:.2} x", decide / echo);
 
     for clients in [1usize, 32] {
         let run_for = Duration::from_secs(4);
+        let cpu_before = cpu_us();
         let start = Instant::now();
         let threads: Vec<_> = (0..clients)
             .map(|c| {
@@ -128,6 +153,11 @@ fn main() {
         let rate = total as f64 / start.elapsed().as_secs_f64();
         println!("bench socket_govern_{clients}_clients {rate:.0} decisions/s");
         println!("bench socket_govern_{clients}_clients_median {:.1} us", median(lat));
+        // Server and clients share this process and the machine's cores.
+        println!(
+            "bench socket_govern_{clients}_clients_cpu_per_decision {:.1} us",
+            (cpu_us() - cpu_before) / total as f64
+        );
     }
     let _ = stop_tx.send(());
     runtime.block_on(server).unwrap().unwrap();

@@ -330,34 +330,44 @@ impl Log {
         })
     }
 
+    /// Calls `f` on records newest first, at most `max_records` of them, until it returns
+    /// `false`.
+    pub fn newest_first(&self, max_records: usize, mut f: impl FnMut(&str) -> bool) -> Result<(), LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(BATCHES).map_err(storage)?;
+            let mut seen = 0usize;
+            for item in t.iter().map_err(storage)?.rev() {
+                let (k, v) = item.map_err(storage)?;
+                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?;
+                for record in batch.records.iter().rev() {
+                    if seen >= max_records || !f(&String::from_utf8_lossy(record)) {
+                        return Ok(());
+                    }
+                    seen += 1;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The newest `limit` records of `agent`, newest first. There is no index by agent (it
     /// would cost every commit more pages to write): this scans back from the newest entry
     /// until it has `limit` records or reaches the start.
     pub fn by_agent(&self, agent: &str, limit: usize) -> Result<Vec<String>, LogError> {
         let mut needle = String::from("\"agent_id\":");
         faramesh_proto::canonical::write_string(&mut needle, agent);
-        self.read(|txn| {
-            let t = txn.open_table(BATCHES).map_err(storage)?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(storage)?.rev() {
-                let (k, v) = item.map_err(storage)?;
-                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?;
-                for record in batch.records.into_iter().rev() {
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                    let text = String::from_utf8_lossy(&record);
-                    // A cheap filter, then the exact test (params may hold an `agent_id` key too).
-                    if text.contains(&needle)
-                        && serde_json::from_str::<Value>(&text)
-                            .is_ok_and(|v| v.get("agent_id").and_then(Value::as_str) == Some(agent))
-                    {
-                        out.push(text.into_owned());
-                    }
-                }
+        let mut out = Vec::new();
+        self.newest_first(usize::MAX, |text| {
+            // A cheap filter, then the exact test (params may hold an `agent_id` key too).
+            if text.contains(&needle)
+                && serde_json::from_str::<Value>(text)
+                    .is_ok_and(|v| v.get("agent_id").and_then(Value::as_str) == Some(agent))
+            {
+                out.push(text.to_owned());
             }
-            Ok(out)
-        })
+            out.len() < limit
+        })?;
+        Ok(out)
     }
 
     /// Pending approvals: the `approval/<id>` state rows whose `status` is `pending`, as

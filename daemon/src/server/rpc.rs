@@ -607,32 +607,19 @@ async fn action_list(state: Arc<State>, params: Params<'static>, _: Extensions) 
                     .is_some_and(|t| t >= s)
             })
     };
+    // Newest first, at most 100,000 entries back (there is no index by agent or tool: see
+    // docs/decision-log.md).
     let mut out = Vec::new();
-    if let Some(agent) = &agent {
-        for record in state.log.by_agent(agent, 10_000).map_err(internal)? {
-            let v = record_value(&record);
+    state
+        .log
+        .newest_first(100_000, |record| {
+            let v = record_value(record);
             if keep(&v) {
                 out.push(v);
-                if out.len() >= limit {
-                    break;
-                }
             }
-        }
-    } else {
-        let (size, _) = state.log.head();
-        let mut seq = size;
-        let mut scanned = 0;
-        while seq >= 1 && out.len() < limit && scanned < 100_000 {
-            if let Some(record) = state.log.get(seq).map_err(internal)? {
-                let v = record_value(&record);
-                if keep(&v) {
-                    out.push(v);
-                }
-            }
-            seq -= 1;
-            scanned += 1;
-        }
-    }
+            out.len() < limit
+        })
+        .map_err(internal)?;
     Ok(json!({ "actions": out }))
 }
 
