@@ -137,6 +137,12 @@ fn entries_that_cannot_be_canonical_are_refused_alone() {
     let mut bad = Map::new();
     bad.insert("x".into(), Value::Number(serde_json::Number::from_string_unchecked("1e999".into())));
     assert!(matches!(log.append_blocking(bad), Err(LogError::Invalid(_))));
+    let mut huge = body(0, "bot");
+    huge.insert("params".into(), json!({"blob": "x".repeat(17 << 20)}));
+    match log.append_blocking(huge) {
+        Err(LogError::Invalid(why)) => assert!(why.contains("byte limit of one log entry"), "{why}"),
+        other => panic!("a 17 MiB entry must be refused: {other:?}"),
+    }
     assert_eq!(log.append_blocking(body(1, "bot")).unwrap().seq, 1);
 }
 

@@ -55,6 +55,13 @@ pub struct PreparedBody {
     fields: Vec<(String, String)>,
 }
 
+impl PreparedBody {
+    /// About how many bytes the sealed record will take (the fields without the writer's).
+    pub fn approx_len(&self) -> usize {
+        self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum()
+    }
+}
+
 /// Fields the writer sets; removed from a body given to [`prepare`].
 pub const RESERVED: [&str; 4] = ["seq", "ts", "prev_hash", "entry_hash"];
 

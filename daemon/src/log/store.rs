@@ -25,6 +25,13 @@ pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send +
 /// Most entries committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// Largest entry (a request line is at most 1 MiB by default; an entry holds its params once).
+const MAX_ENTRY_BYTES: usize = 16 << 20;
+
+/// A batch stops taking entries once its records reach this size (far below the format's
+/// 4 GiB lengths).
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// Longest wait for concurrent appenders to re-queue before a commit. Only used when the last
 /// commit carried more than one entry, so a lone sequential appender never waits.
 const LINGER: Duration = Duration::from_micros(400);
@@ -93,6 +100,12 @@ fn job(
         body.remove("id");
     }
     let body = entry::prepare(body).map_err(LogError::Invalid)?;
+    if body.approx_len() > MAX_ENTRY_BYTES {
+        return Err(LogError::Invalid(format!(
+            "the entry takes {} bytes, over the {MAX_ENTRY_BYTES}-byte limit of one log entry",
+            body.approx_len()
+        )));
+    }
     let (reply, rx) = oneshot::channel();
     Ok((Job { body, index, state, reply }, rx))
 }
@@ -574,7 +587,7 @@ fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Sealer::new(shared);
         batch.add(first);
         let linger_until = std::time::Instant::now() + LINGER;
-        while batch.prepared.len() < MAX_BATCH {
+        while batch.prepared.len() < MAX_BATCH && batch.bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => batch.add(job),
                 Err(mpsc::error::TryRecvError::Empty)
@@ -654,6 +667,8 @@ struct Sealer<'a> {
     ts_ms: u64,
     ts: String,
     prepared: Vec<Prepared>,
+    /// Bytes of the records sealed so far.
+    bytes: usize,
 }
 
 impl<'a> Sealer<'a> {
@@ -661,7 +676,7 @@ impl<'a> Sealer<'a> {
         let (seq, prev) = shared.head.lock().map_or((0, GENESIS), |h| *h);
         // Never before the previous batch's: `ts` is monotonic in `seq`.
         let ts_ms = shared.last_ts_ms.lock().map_or(0, |t| *t).max(entry::now_ms());
-        Sealer { shared, seq, prev, ts_ms, ts: entry::rfc3339(ts_ms), prepared: Vec::new() }
+        Sealer { shared, seq, prev, ts_ms, ts: entry::rfc3339(ts_ms), prepared: Vec::new(), bytes: 0 }
     }
 
     fn add(&mut self, job: Job) {
@@ -670,6 +685,7 @@ impl<'a> Sealer<'a> {
         let id = job.index.assign_id.then(|| self.shared.ids.id_of(seq));
         let sealed = entry::seal_prepared(&self.prev, &job.body, seq, &self.ts, id.as_deref());
         self.prev = sealed.entry_hash;
+        self.bytes += sealed.record.len();
         let state = job.state.map(|f| f(seq, id.as_deref())).unwrap_or_default();
         self.prepared.push(Prepared { seq, id, state, sealed, reply: job.reply });
     }
