@@ -48,78 +48,117 @@ pub fn seal(prev: &[u8; 32], mut body: Map<String, Value>) -> Result<Sealed, Str
     Ok(Sealed { record, entry_hash })
 }
 
-/// A body whose top-level fields are already canonical JSON, sorted by key: the expensive part of
-/// sealing, done by the appender before the entry reaches the single writer.
+/// A body already in canonical form, with the places marked where the writer's fields go: the
+/// expensive part of sealing, done by the appender before the entry reaches the single writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedBody {
-    fields: Vec<(String, String)>,
+    /// The fields, canonical and sorted by key, each followed by a comma.
+    text: String,
+    /// Where each of [`WRITER_KEYS`] goes in `text`: before the first field whose key is not
+    /// less than it.
+    cuts: [usize; 5],
+    /// The span of the body's own `id` field, replaced when the writer assigns an id.
+    own_id: Option<(usize, usize)>,
 }
 
 impl PreparedBody {
     /// About how many bytes the sealed record will take (the fields without the writer's).
     pub fn approx_len(&self) -> usize {
-        self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum()
+        self.text.len()
+    }
+
+    /// Writes the object with `extra` fields (each `"key":value,`, in [`WRITER_KEYS`] order)
+    /// spliced in at their places.
+    fn assemble(&self, extra: [Option<&str>; 5]) -> String {
+        let len = self.text.len() + extra.iter().flatten().map(|f| f.len()).sum::<usize>();
+        let mut out = String::with_capacity(len + 2);
+        out.push('{');
+        let mut at = 0;
+        for (i, field) in extra.iter().enumerate() {
+            let Some(field) = field else { continue };
+            let cut = self.cuts[i];
+            out.push_str(self.text.get(at..cut).unwrap_or_default());
+            out.push_str(field);
+            at = cut;
+            if i == ID && self.own_id.is_some_and(|(start, _)| start == cut) {
+                at = self.own_id.map_or(at, |(_, end)| end);
+            }
+        }
+        out.push_str(self.text.get(at..).unwrap_or_default());
+        if out.ends_with(',') {
+            out.pop();
+        }
+        out.push('}');
+        out
     }
 }
 
 /// Fields the writer sets; removed from a body given to [`prepare`].
 pub const RESERVED: [&str; 4] = ["seq", "ts", "prev_hash", "entry_hash"];
 
-/// Canonicalizes each top-level field of `body` (without the reserved ones).
+/// Every field the writer may add, sorted (the order of canonical JSON).
+const WRITER_KEYS: [&str; 5] = ["entry_hash", "id", "prev_hash", "seq", "ts"];
+const ID: usize = 1;
+
+/// Canonicalizes `body` (without the reserved fields) and marks where the writer's go.
 pub fn prepare(mut body: Map<String, Value>) -> Result<PreparedBody, String> {
     for key in RESERVED {
         body.remove(key);
     }
     let mut fields = body
         .iter()
-        .map(|(k, v)| canonical_json(v).map(|text| (k.clone(), text)).map_err(|e| format!("`{k}`: {e}")))
+        .map(|(k, v)| canonical_json(v).map(|text| (k, text)).map_err(|e| format!("`{k}`: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(PreparedBody { fields })
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut text = String::with_capacity(fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    let mut cuts = [0usize; 5];
+    let mut own_id = None;
+    let mut next = 0;
+    for (key, value) in &fields {
+        while next < WRITER_KEYS.len() && WRITER_KEYS[next] <= key.as_str() {
+            cuts[next] = text.len();
+            next += 1;
+        }
+        let start = text.len();
+        faramesh_proto::canonical::write_string(&mut text, key);
+        text.push(':');
+        text.push_str(value);
+        text.push(',');
+        if key.as_str() == "id" {
+            own_id = Some((start, text.len()));
+        }
+    }
+    for cut in cuts.iter_mut().skip(next) {
+        *cut = text.len();
+    }
+    Ok(PreparedBody { text, cuts, own_id })
 }
 
-fn write_object(fields: &[(&str, &str)]) -> String {
-    let len: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut out = String::with_capacity(len + 2);
-    out.push('{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        faramesh_proto::canonical::write_string(&mut out, k);
-        out.push(':');
-        out.push_str(v);
-    }
-    out.push('}');
+/// `"key":value,` for a string value.
+fn string_field(key: &str, value: &str) -> String {
+    let mut out = String::with_capacity(key.len() + value.len() + 8);
+    out.push('"');
+    out.push_str(key);
+    out.push_str("\":");
+    faramesh_proto::canonical::write_string(&mut out, value);
+    out.push(',');
     out
 }
 
-/// Seals a prepared body as entry `seq` at time `ts` after `prev`: the same bytes as [`seal`]
-/// on the equivalent map.
+/// Seals a prepared body as entry `seq` at time `ts` after `prev` (with the writer's `id`, which
+/// replaces any the body has): the same bytes as [`seal`] on the equivalent map.
 pub fn seal_prepared(prev: &[u8; 32], body: &PreparedBody, seq: u64, ts: &str, id: Option<&str>) -> Sealed {
-    let seq_text = seq.to_string();
-    let mut ts_text = String::with_capacity(ts.len() + 2);
-    faramesh_proto::canonical::write_string(&mut ts_text, ts);
-    let mut id_text = String::new();
-    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(body.fields.len() + 5);
-    fields.extend(
-        body.fields.iter().filter(|(k, _)| id.is_none() || k != "id").map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    if let Some(id) = id {
-        faramesh_proto::canonical::write_string(&mut id_text, id);
-        fields.push(("id", &id_text));
-    }
-    fields.push(("seq", &seq_text));
-    fields.push(("ts", &ts_text));
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let canonical_body = write_object(&fields);
+    let seq_field = format!("\"seq\":{seq},");
+    let ts_field = string_field("ts", ts);
+    let id_field = id.map(|id| string_field("id", id));
+    let id_field = id_field.as_deref();
+    let canonical_body = body.assemble([None, id_field, None, Some(&seq_field), Some(&ts_field)]);
     let entry_hash = chain_hash(prev, canonical_body.as_bytes());
-    let prev_text = format!("\"{}\"", hex(prev));
-    let entry_text = format!("\"{}\"", hex(&entry_hash));
-    fields.push(("prev_hash", &prev_text));
-    fields.push(("entry_hash", &entry_text));
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    Sealed { record: write_object(&fields), entry_hash }
+    let prev_field = string_field("prev_hash", &hex(prev));
+    let entry_field = string_field("entry_hash", &hex(&entry_hash));
+    let record =
+        body.assemble([Some(&entry_field), id_field, Some(&prev_field), Some(&seq_field), Some(&ts_field)]);
+    Sealed { record, entry_hash }
 }
 
 /// A stored record, parsed and checked for internal consistency.
@@ -283,14 +322,29 @@ mod tests {
 
     #[test]
     fn sealing_a_prepared_body_gives_the_same_bytes() {
-        let body = json!({"kind": "decision", "z": [1.50, {"b": 1, "a": "é\n"}], "agent_id": "a", "seq": 99});
-        let map = body.as_object().unwrap().clone();
-        let prepared = prepare(map.clone()).unwrap();
-        let fast = seal_prepared(&[4u8; 32], &prepared, 7, "2026-11-21T22:01:29.123Z", None);
-        let mut full = map;
-        full.insert("seq".into(), json!(7));
-        full.insert("ts".into(), json!("2026-11-21T22:01:29.123Z"));
-        assert_eq!(fast, seal(&[4u8; 32], full).unwrap());
+        let ts = "2026-11-21T22:01:29.123Z";
+        let bodies = [
+            json!({"kind": "decision", "z": [1.50, {"b": 1, "a": "é\n"}], "agent_id": "a", "seq": 99}),
+            json!({}),
+            json!({"a": 1, "entry": 2, "f": 3, "i": 4, "id": "mine", "idx": 5, "p": 6, "prev": 7, "q": 8,
+                   "s": 9, "sequence": 10, "t": 11, "tz": 12, "z\"": 13, "ts": "dropped", "entry_hash": "x"}),
+            json!({"zzz": true}),
+            json!({"id": "only"}),
+        ];
+        for body in bodies {
+            let map = body.as_object().unwrap().clone();
+            let prepared = prepare(map.clone()).unwrap();
+            for id in [None, Some("00ff00ff00ff00ff")] {
+                let fast = seal_prepared(&[4u8; 32], &prepared, 7, ts, id);
+                let mut full = map.clone();
+                full.insert("seq".into(), json!(7));
+                full.insert("ts".into(), json!(ts));
+                if let Some(id) = id {
+                    full.insert("id".into(), json!(id));
+                }
+                assert_eq!(fast, seal(&[4u8; 32], full).unwrap(), "{body} with id {id:?}");
+            }
+        }
     }
 
     #[test]
