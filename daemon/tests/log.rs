@@ -522,3 +522,22 @@ fn the_log_file_keeps_redbs_lock_and_has_its_growth_written_out() {
     assert!(log.verify(None).unwrap().ok);
     assert_eq!(log.append_blocking(body(51, "bot")).unwrap().seq, 51);
 }
+
+#[test]
+fn a_log_in_another_format_is_refused_with_both_formats_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(faramesh_daemon::log::tables::META).unwrap();
+            meta.insert("log_id", "00112233445566778899aabbccddeeff").unwrap();
+            meta.insert("format", "1").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Log::open(&path, LogKey::from_seed(&[9u8; 32]), LogOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("format 1") && text.contains("format 2"), "{text}");
+}
