@@ -16,21 +16,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
-use super::tables::{BATCHES, Batch, FORMAT, META, STATE};
+use super::tables::{
+    BATCHES, Batch, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES, META, STATE,
+};
 use super::{LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
 pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
-
-/// Most entries committed in one transaction.
-const MAX_BATCH: usize = 4096;
-
-/// Largest entry (a request line is at most 1 MiB by default; an entry holds its params once).
-const MAX_ENTRY_BYTES: usize = 16 << 20;
-
-/// A batch stops taking entries once its records reach this size (far below the format's
-/// 4 GiB lengths).
-const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// Longest wait for concurrent appenders to re-queue before a commit. Only used when the last
 /// commit carried more than one entry, so a lone sequential appender never waits.
@@ -587,7 +579,7 @@ fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Sealer::new(shared);
         batch.add(first);
         let linger_until = std::time::Instant::now() + LINGER;
-        while batch.prepared.len() < MAX_BATCH && batch.bytes < MAX_BATCH_BYTES {
+        while batch.prepared.len() < MAX_BATCH_RECORDS && batch.bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => batch.add(job),
                 Err(mpsc::error::TryRecvError::Empty)

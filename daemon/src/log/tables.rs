@@ -13,8 +13,19 @@ pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 /// The value of `meta.format` this code writes and reads.
 pub const FORMAT: &str = "2";
 
-/// Largest batch value accepted when decoding (a corrupted length never allocates more).
-const MAX_BATCH_BYTES: usize = 1 << 30;
+/// Most records the writer puts in one batch.
+pub const MAX_BATCH_RECORDS: usize = 4096;
+
+/// Largest entry the writer accepts (a request line is at most 1 MiB by default; an entry
+/// holds its params once).
+pub const MAX_ENTRY_BYTES: usize = 16 << 20;
+
+/// The writer stops adding entries to a batch once its records reach this size.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Largest batch value accepted when decoding: what the writer can produce (one entry may
+/// take a batch past [`MAX_BATCH_BYTES`]), so a corrupted length never allocates more.
+const MAX_DECODED_BYTES: usize = MAX_BATCH_BYTES + MAX_ENTRY_BYTES + (1 << 20);
 
 /// The entries of one commit and the checkpoint signed over the log as of that commit.
 ///
@@ -50,14 +61,13 @@ impl Batch {
 
     /// Decodes a batch value, naming what is wrong with a malformed one.
     pub fn decode(bytes: &[u8]) -> Result<Batch, String> {
-        if bytes.len() > MAX_BATCH_BYTES {
-            return Err(format!("batch of {} bytes is over the {MAX_BATCH_BYTES}-byte limit", bytes.len()));
+        if bytes.len() > MAX_DECODED_BYTES {
+            return Err(format!("batch of {} bytes is over the {MAX_DECODED_BYTES}-byte limit", bytes.len()));
         }
         let mut at = 0usize;
         let n = read_len(bytes, &mut at)?;
-        // Every record takes at least its 4-byte length: a corrupted count cannot allocate much.
-        if n > bytes.len() / 4 {
-            return Err(format!("batch claims {n} records in {} bytes", bytes.len()));
+        if n > MAX_BATCH_RECORDS {
+            return Err(format!("batch claims {n} records, more than the {MAX_BATCH_RECORDS} of one commit"));
         }
         let mut records = Vec::with_capacity(n);
         for _ in 0..n {
