@@ -65,30 +65,19 @@ pub type StateWrites = Box<dyn FnOnce(u64, Option<&str>) -> Vec<(String, Option<
 
 struct Job {
     body: entry::PreparedBody,
-    index: IndexKeys,
+    /// A decision: the writer gives it an action id derived from its sequence number.
+    assign_id: bool,
     state: Option<StateWrites>,
     reply: oneshot::Sender<Result<Appended, LogError>>,
-}
-
-/// What the writer needs to know of an entry beyond its prepared body.
-struct IndexKeys {
-    /// Decisions get an action id derived from their sequence number.
-    assign_id: bool,
-}
-
-impl IndexKeys {
-    fn of(body: &Map<String, Value>) -> IndexKeys {
-        IndexKeys { assign_id: body.get("kind").and_then(Value::as_str) == Some("decision") }
-    }
 }
 
 fn job(
     body: Map<String, Value>,
     state: Option<StateWrites>,
 ) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
-    let index = IndexKeys::of(&body);
+    let assign_id = body.get("kind").and_then(Value::as_str) == Some("decision");
     let mut body = body;
-    if index.assign_id {
+    if assign_id {
         body.remove("id");
     }
     let body = entry::prepare(body).map_err(LogError::Invalid)?;
@@ -99,7 +88,7 @@ fn job(
         )));
     }
     let (reply, rx) = oneshot::channel();
-    Ok((Job { body, index, state, reply }, rx))
+    Ok((Job { body, assign_id, state, reply }, rx))
 }
 
 struct Shared {
@@ -143,8 +132,7 @@ impl Log {
     pub fn open_with(opener: Opener, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
         let db = opener().map_err(|e| LogError::Open(e.to_string()))?;
         let log_id = init_tables(&db)?;
-        let head = read_head(&db)?;
-        let last_ts = read_last_ts(&db)?;
+        let (head, last_ts) = read_tail(&db)?;
         let (committed, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
@@ -528,39 +516,30 @@ fn record_of(t: &impl ReadableTable<u64, &'static [u8]>, seq: u64) -> Result<Opt
     Ok(Some(String::from_utf8_lossy(record).into_owned()))
 }
 
-/// The last record stored, with its seq.
-fn last_record(db: &Database) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+/// `(size, hash of the last entry)` and the last entry's `ts` (0 for an empty log), from one
+/// read of the last batch.
+fn read_tail(db: &Database) -> Result<((u64, [u8; 32]), u64), LogError> {
     let txn = db.begin_read().map_err(storage)?;
     let t = txn.open_table(BATCHES).map_err(storage)?;
-    let Some((k, v)) = t.last().map_err(storage)? else { return Ok(None) };
-    let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?;
-    Ok(batch.records.into_iter().next_back().map(|r| (k.value(), r)))
-}
-
-/// The `ts` of the last entry (0 for an empty log).
-fn read_last_ts(db: &Database) -> Result<u64, LogError> {
-    Ok(last_record(db)?.and_then(|(_, r)| record_ts(&String::from_utf8_lossy(&r))).unwrap_or(0))
-}
-
-/// `(size, hash of the last entry)` read from the database.
-fn read_head(db: &Database) -> Result<(u64, [u8; 32]), LogError> {
-    match last_record(db)? {
-        None => Ok((0, GENESIS)),
-        Some((seq, record)) => {
-            let opened = entry::open(&record).map_err(|e| {
-                LogError::Open(format!(
-                    "the last log entry ({seq}) is corrupt: {e}; run `faramesh verify-log`"
-                ))
-            })?;
-            if opened.seq != seq {
-                return Err(LogError::Open(format!(
-                    "the last batch is stored under {seq} but ends with entry {}; run `faramesh verify-log`",
-                    opened.seq
-                )));
-            }
-            Ok((seq, opened.entry_hash))
-        }
+    let Some((k, v)) = t.last().map_err(storage)? else { return Ok(((0, GENESIS), 0)) };
+    let seq = k.value();
+    let batch = Batch::decode(v.value()).map_err(|e| corrupt(seq, &e))?;
+    let Some(record) = batch.records.last() else {
+        return Err(LogError::Open(format!(
+            "the last batch (stored under {seq}) holds no entries; run `faramesh verify-log`"
+        )));
+    };
+    let opened = entry::open(record).map_err(|e| {
+        LogError::Open(format!("the last log entry ({seq}) is corrupt: {e}; run `faramesh verify-log`"))
+    })?;
+    if opened.seq != seq {
+        return Err(LogError::Open(format!(
+            "the last batch is stored under {seq} but ends with entry {}; run `faramesh verify-log`",
+            opened.seq
+        )));
     }
+    let ts = record_ts(&String::from_utf8_lossy(record)).unwrap_or(0);
+    Ok(((seq, opened.entry_hash), ts))
 }
 
 fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
@@ -607,8 +586,7 @@ fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, LogErro
         return Ok(db);
     }
     let db = opener().map_err(|e| LogError::Storage(format!("cannot reopen the log: {e}")))?;
-    let head = read_head(&db)?;
-    let last_ts = read_last_ts(&db)?;
+    let (head, last_ts) = read_tail(&db)?;
     let db = Arc::new(db);
     if let Ok(mut h) = shared.head.lock() {
         *h = head;
@@ -674,7 +652,7 @@ impl<'a> Sealer<'a> {
     fn add(&mut self, job: Job) {
         self.seq += 1;
         let seq = self.seq;
-        let id = job.index.assign_id.then(|| self.shared.ids.id_of(seq));
+        let id = job.assign_id.then(|| self.shared.ids.id_of(seq));
         let sealed = entry::seal_prepared(&self.prev, &job.body, seq, &self.ts, id.as_deref());
         self.prev = sealed.entry_hash;
         self.bytes += sealed.record.len();
