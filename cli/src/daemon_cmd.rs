@@ -52,9 +52,87 @@ pub struct ServeArgs {
     /// Close connections idle for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Log at debug level.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// The optional HTTP(S) listener. Tokens come from the environment (`FARAMESH_TOKEN` for
+/// agents, `FARAMESH_APPROVER_TOKEN` for approvers) or a tokens file, never from the command line.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpArgs {
+    /// Also serve HTTP(S) on this address (e.g. 127.0.0.1:8443). Plain HTTP only on loopback.
+    #[arg(long, env = "FARAMESH_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// TLS certificate chain (PEM), with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// `self-signed`: generate a certificate once into the state dir and reuse it.
+    #[arg(long, value_name = "MODE", conflicts_with = "tls_cert")]
+    pub tls: Option<String>,
+    /// Tokens file (JSON; default `<state dir>/tokens.json` when present).
+    #[arg(long, env = "FARAMESH_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Largest HTTP request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub http_max_body_bytes: usize,
+    /// Seconds to read a request's headers (and the TLS handshake).
+    #[arg(long, default_value_t = 10)]
+    pub http_header_timeout: u64,
+    /// Seconds to read a request's body.
+    #[arg(long, default_value_t = 10)]
+    pub http_body_timeout: u64,
+    /// Most simultaneous HTTP connections.
+    #[arg(long, default_value_t = 1024)]
+    pub http_max_connections: usize,
+}
+
+fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::http::HttpConfig>> {
+    use server::http::{HttpConfig, HttpLimits, Tls};
+    let Some(listen) = args.listen.as_deref().filter(|l| !l.is_empty()) else {
+        if args.tls.is_some() || args.tls_cert.is_some() {
+            bail!("`--tls`/`--tls-cert` need `--listen ADDR`");
+        }
+        return Ok(None);
+    };
+    let listen = listen
+        .parse()
+        .map_err(|_| anyhow!("`--listen` `{listen}` is not an address like 127.0.0.1:8443 or [::1]:8443"))?;
+    let tls = match (&args.tls, &args.tls_cert, &args.tls_key) {
+        (Some(mode), _, _) if mode == "self-signed" => Tls::SelfSigned,
+        (Some(mode), _, _) => {
+            bail!("`--tls` `{mode}` must be `self-signed` (or give --tls-cert and --tls-key)")
+        }
+        (None, Some(cert), Some(key)) => Tls::Files { cert: absolute(cert), key: absolute(key) },
+        _ => Tls::None,
+    };
+    if args.http_max_body_bytes < 1024 {
+        bail!("`--http-max-body-bytes` must be at least 1024");
+    }
+    if args.http_max_connections == 0 {
+        bail!("`--http-max-connections` must be at least 1");
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let default_tokens = state_dir.join("tokens.json");
+    let tokens_file = args.tokens_file.clone().or_else(|| default_tokens.exists().then_some(default_tokens));
+    Ok(Some(HttpConfig {
+        listen,
+        tls,
+        agent_token: env("FARAMESH_TOKEN"),
+        approver_token: env("FARAMESH_APPROVER_TOKEN"),
+        tokens_file,
+        limits: HttpLimits {
+            max_body_bytes: args.http_max_body_bytes,
+            header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
+            body_timeout: Duration::from_secs(args.http_body_timeout.max(1)),
+            max_connections: args.http_max_connections,
+        },
+    }))
 }
 
 fn init_logging(verbose: bool) {
@@ -100,12 +178,15 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         ..Limits::default()
     };
+    let state_dir = absolute(&args.state.path()?);
+    let http = http_config_of(&args.http, &state_dir)?;
     Ok(Config {
         policy_path: policy,
         socket_path: absolute(&args.socket.path()),
-        state_dir: absolute(&args.state.path()?),
+        state_dir,
         socket_mode,
         limits,
+        http,
     })
 }
 
@@ -188,6 +269,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         max_line_bytes: 1 << 20,
         max_connections: 1024,
         idle_timeout: 300,
+        http: HttpArgs::default(),
         verbose: true,
     };
     let config = config_of(&serve, policy.clone())?;

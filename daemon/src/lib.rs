@@ -1,6 +1,8 @@
 //! `faramesh-daemon`: the library behind `faramesh serve`. The `policy` module decides calls
-//! (pure, no IO).
+//! (pure, no IO); `service` is the transport-free core both doors (`server::rpc` for the socket,
+//! `server::http` for HTTP) map onto.
 
 pub mod log;
 pub mod policy;
 pub mod server;
+pub mod service;

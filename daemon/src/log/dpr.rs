@@ -7,17 +7,52 @@ use serde_json::{Map, Value, json};
 
 use super::entry::redact;
 
-/// The peer credentials of the connection that caused an entry (SO_PEERCRED).
+/// Who caused an entry: a socket peer's kernel credentials (SO_PEERCRED), or an HTTP bearer
+/// token's identity (its name, never the token).
+///
+/// JSON: `{"uid": 1000, "gid": 1000, "pid": 4242}` or `{"token": "agent:ci-bot", "role": "agent"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Caller {
+    /// A Unix-socket peer.
+    Peer(PeerCred),
+    /// An HTTP caller, by token identity.
+    Token(TokenCaller),
+}
+
+/// Kernel peer credentials of a socket connection.
 ///
 /// JSON: `{"uid": 1000, "gid": 1000, "pid": 4242}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Caller {
+pub struct PeerCred {
     /// User id.
     pub uid: u32,
     /// Group id.
     pub gid: u32,
     /// Process id.
     pub pid: i32,
+}
+
+/// An HTTP caller: the token's name (from the tokens file) or `sha256:` and the first 12 hex
+/// characters of the token's SHA-256, and its role.
+///
+/// JSON: `{"token": "agent:ci-bot", "role": "agent"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCaller {
+    /// The token's identity (a name or a hash prefix).
+    pub token: String,
+    /// `agent` or `approver`.
+    pub role: String,
+}
+
+impl Caller {
+    /// The peer's uid, for socket callers.
+    pub fn uid(&self) -> Option<u32> {
+        match self {
+            Caller::Peer(p) => Some(p.uid),
+            Caller::Token(_) => None,
+        }
+    }
 }
 
 /// The daemon's version, written into every DPR as `runtime_version`.
@@ -128,7 +163,7 @@ mod tests {
             policy_hash: "ph".into(),
             structured_denial: None,
         };
-        let caller = Caller { uid: 1000, gid: 1000, pid: 42 };
+        let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
         let keys: Vec<String> =
             super::super::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();
         let body = decision_entry(&call, &decision, Some(caller), None, &keys);

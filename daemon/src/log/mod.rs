@@ -12,7 +12,7 @@ pub mod verify;
 
 pub use file::{ZERO_AHEAD, ZeroFilledFile, open_db};
 pub use keys::{Checkpoint, LogKey, PublicKey};
-pub use store::{ActionIds, Appended, Log, LogOptions, Opener, StateWrites};
+pub use store::{ActionIds, Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};
 
 /// What can go wrong with the log. Cloneable: one failed commit answers every caller in it.

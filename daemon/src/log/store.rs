@@ -28,13 +28,28 @@ pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send +
 /// commit carried more than one entry, so a lone sequential appender never waits.
 const LINGER: Duration = Duration::from_micros(400);
 
+/// Called by the writer after each commit attempt with the batch's record count, how long the
+/// commit took, and whether it succeeded (the daemon's metrics).
+pub type CommitObserver = Arc<dyn Fn(usize, Duration, bool) + Send + Sync>;
+
 /// Tunables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogOptions {
     /// Params keys whose values are redacted (substring, case-insensitive).
     pub redact_keys: Vec<String>,
     /// Appends that may wait in the queue before appenders themselves wait.
     pub queue_capacity: usize,
+    /// Told about every commit.
+    pub on_commit: Option<CommitObserver>,
+}
+
+impl std::fmt::Debug for LogOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogOptions")
+            .field("redact_keys", &self.redact_keys)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for LogOptions {
@@ -42,6 +57,7 @@ impl Default for LogOptions {
         LogOptions {
             redact_keys: entry::DEFAULT_REDACT_KEYS.iter().map(|s| (*s).to_owned()).collect(),
             queue_capacity: 8192,
+            on_commit: None,
         }
     }
 }
@@ -147,9 +163,17 @@ impl Log {
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("faramesh-log-writer".into())
-            .spawn(move || writer_loop(&writer_shared, &opener, rx))
+            .spawn({
+                let observer = options.on_commit.clone();
+                move || writer_loop(&writer_shared, &opener, rx, observer.as_ref())
+            })
             .map_err(|e| LogError::Open(format!("cannot start the log writer: {e}")))?;
         Ok(Log { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), options })
+    }
+
+    /// Appends waiting in the writer's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.lock().ok().and_then(|g| g.as_ref().map(|tx| tx.max_capacity() - tx.capacity())).unwrap_or(0)
     }
 
     /// The params keys redacted before storing.
@@ -542,7 +566,12 @@ fn read_tail(db: &Database) -> Result<((u64, [u8; 32]), u64), LogError> {
     Ok(((seq, opened.entry_hash), ts))
 }
 
-fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    shared: &Shared,
+    opener: &Opener,
+    mut rx: mpsc::Receiver<Job>,
+    observer: Option<&CommitObserver>,
+) {
     // How many appenders answered by the last commit came back: with several concurrent
     // appenders, waiting a moment for them to re-queue makes far fewer, larger commits.
     let mut last_batch = 1usize;
@@ -572,7 +601,12 @@ fn writer_loop(shared: &Shared, opener: &Opener, mut rx: mpsc::Receiver<Job>) {
             }
         }
         last_batch = batch.prepared.len();
-        if batch.commit(&db).is_err() {
+        let started = std::time::Instant::now();
+        let ok = batch.commit(&db).is_ok();
+        if let Some(observe) = observer {
+            observe(last_batch, started.elapsed(), ok);
+        }
+        if !ok {
             // The handle is poisoned after an I/O error: drop it; the next batch reopens.
             drop(db);
             poison(shared);

@@ -2,13 +2,13 @@
 //! resumed call. Every transition is a log entry written together with the approval's state row
 //! (`approval/<id>`), so approvals survive a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
-use super::rpc::Peer;
+use crate::log::dpr::{Caller, PeerCred};
 use crate::log::{Log, LogError, StateWrites, dpr};
 use crate::policy::{Approvals, Approver};
 
@@ -73,9 +73,9 @@ pub struct Approval {
     /// Milliseconds since the epoch of `expires_at`.
     pub expires_ms: u64,
     /// The connection that made the deferred call.
-    pub requested_by: Option<Peer>,
+    pub requested_by: Option<Caller>,
     /// Who approved or denied it.
-    pub decided_by: Option<Peer>,
+    pub decided_by: Option<Caller>,
     /// The approver's reason.
     pub reason: Option<String>,
 }
@@ -86,12 +86,21 @@ pub fn state_key(approval_id: &str) -> String {
 }
 
 /// All approvals, in memory, mirrored in the log's state table.
+///
+/// The lock is a plain mutex held only for map operations, never across a log commit: a
+/// transition [`claims`](Book::claim) the approval (others wanting it wait), appends its entry
+/// with no lock held, then [`releases`](Book::release) it with the new state.
 #[derive(Debug, Default)]
 pub struct Book {
-    /// Approvals by id. Transitions hold this lock across the log append.
-    pub by_id: Mutex<HashMap<String, Approval>>,
-    /// Woken on every transition (for `approval.wait`).
+    inner: std::sync::Mutex<Inner>,
+    /// Woken on every transition (for `approval.wait` and claimers).
     pub changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<String, Approval>,
+    busy: HashSet<String>,
 }
 
 impl Book {
@@ -103,7 +112,84 @@ impl Book {
                 by_id.insert(a.approval_id.clone(), a);
             }
         }
-        Ok(Book { by_id: Mutex::new(by_id), changed: Notify::new() })
+        Ok(Book {
+            inner: std::sync::Mutex::new(Inner { by_id, busy: HashSet::new() }),
+            changed: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another task panicked mid-update of a map; the map itself
+        // is still consistent (every update is a single insert or remove).
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The approval, as it stands now.
+    pub fn get(&self, id: &str) -> Option<Approval> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// Every approval.
+    pub fn all(&self) -> Vec<Approval> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
+    /// Adds a new approval (after its DEFER entry is committed).
+    pub fn insert(&self, a: Approval) {
+        self.lock().by_id.insert(a.approval_id.clone(), a);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves an id or a unique prefix of 8+ characters: `Err(None)` when unknown,
+    /// `Err(Some(ids))` when ambiguous.
+    pub fn resolve(&self, id: &str) -> Result<String, Option<Vec<String>>> {
+        let inner = self.lock();
+        if inner.by_id.contains_key(id) {
+            return Ok(id.to_owned());
+        }
+        if id.len() < 8 {
+            return Err(None);
+        }
+        let mut matches: Vec<String> = inner.by_id.keys().filter(|k| k.starts_with(id)).cloned().collect();
+        match matches.len() {
+            0 => Err(None),
+            1 => Ok(matches.remove(0)),
+            _ => {
+                matches.sort();
+                Err(Some(matches))
+            }
+        }
+    }
+
+    /// Takes the approval for a transition, waiting while another transition holds it.
+    /// `None` if there is no such approval. Must be followed by [`Book::release`].
+    pub async fn claim(&self, id: &str) -> Option<Approval> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                let current = inner.by_id.get(id).cloned()?;
+                if !inner.busy.contains(id) {
+                    inner.busy.insert(id.to_owned());
+                    return Some(current);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends a claim, storing `updated` if the transition was committed.
+    pub fn release(&self, id: &str, updated: Option<Approval>) {
+        {
+            let mut inner = self.lock();
+            inner.busy.remove(id);
+            if let Some(a) = updated {
+                inner.by_id.insert(id.to_owned(), a);
+            }
+        }
+        self.changed.notify_waiters();
     }
 }
 
@@ -121,7 +207,7 @@ pub fn state_write(approval: &Approval, fill_action: bool) -> StateWrites {
 }
 
 /// The log entry for a transition.
-pub fn transition_entry(a: &Approval, by: Option<Peer>) -> serde_json::Map<String, serde_json::Value> {
+pub fn transition_entry(a: &Approval, by: Option<&Caller>) -> serde_json::Map<String, serde_json::Value> {
     dpr::event_entry(
         "approval",
         json!({
@@ -148,9 +234,8 @@ fn process_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether the connection may approve or deny: root, the daemon's own uid, or a listed approver.
-pub fn may_approve(peer: Option<Peer>, own_uid: u32, approvals: &Approvals) -> bool {
-    let Some(peer) = peer else { return false };
+/// Whether a socket peer may approve or deny: root, the daemon's own uid, or a listed approver.
+pub fn may_approve(peer: PeerCred, own_uid: u32, approvals: &Approvals) -> bool {
     if peer.uid == 0 || peer.uid == own_uid {
         return true;
     }

@@ -1,21 +1,22 @@
 //! One client connection: newline-delimited JSON-RPC framing, limits, dispatch through the
-//! jsonrpsee `Methods` with the peer's credentials in `Extensions`, pipelined replies.
+//! method table (`rpc::method`) with the peer's credentials as the caller's identity, pipelined
+//! replies.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
-use jsonrpsee::types::{Id, Params};
-use jsonrpsee::{ConnectionId, Extensions, MethodCallback, Methods};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
-use super::rpc::{Peer, codes};
+use super::rpc::{self, codes};
 use super::state::State;
+use crate::log::dpr::PeerCred;
+use crate::service::{Identity, Service};
 
 /// A JSON-RPC error response line.
 pub fn error_line(id: &Value, code: i32, message: &str) -> String {
@@ -24,21 +25,13 @@ pub fn error_line(id: &Value, code: i32, message: &str) -> String {
 
 /// Serves one connection until the peer closes it, it idles out, breaks a limit, or the
 /// daemon shuts down.
-pub async fn serve(
-    stream: UnixStream,
-    conn_id: usize,
-    methods: Methods,
-    state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let peer = match stream.peer_cred() {
-        Ok(c) => Some(Peer { uid: c.uid(), gid: c.gid(), pid: c.pid().unwrap_or(0) }),
-        Err(_) => None,
+pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Receiver<bool>) {
+    let state = Arc::clone(service.state());
+    let _open = state.metrics.connection(super::metrics::Transport::Socket);
+    let who = match stream.peer_cred() {
+        Ok(c) => Identity::Peer(PeerCred { uid: c.uid(), gid: c.gid(), pid: c.pid().unwrap_or(0) }),
+        Err(_) => Identity::Unknown,
     };
-    let mut ext = Extensions::new();
-    if let Some(p) = peer {
-        ext.insert(p);
-    }
     let limits = state.limits.clone();
     let (read_half, write_half) = stream.into_split();
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limits.max_line_bytes);
@@ -46,7 +39,7 @@ pub async fn serve(
     let out = Arc::new(Out { half: Mutex::new(Some(write_half)) });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight_per_connection));
     let max_permits = u32::try_from(limits.max_in_flight_per_connection).unwrap_or(u32::MAX);
-    let conn = Conn { conn_id, methods, state: Arc::clone(&state), ext, out: Arc::clone(&out) };
+    let conn = Conn { service, state: Arc::clone(&state), who, out: Arc::clone(&out) };
     let conn = Arc::new(conn);
     loop {
         let idle = in_flight.available_permits() == limits.max_in_flight_per_connection;
@@ -114,10 +107,9 @@ impl Out {
 }
 
 struct Conn {
-    conn_id: usize,
-    methods: Methods,
+    service: Service,
     state: Arc<State>,
-    ext: Extensions,
+    who: Identity,
     out: Arc<Out>,
 }
 
@@ -199,58 +191,43 @@ impl Conn {
         let Some(Value::String(method)) = obj.remove("method") else {
             return Some(self.error(&id, codes::INVALID_REQUEST, "invalid request: missing `method`"));
         };
-        let params = obj.remove("params");
-        if !matches!(params, None | Some(Value::Object(_) | Value::Array(_))) {
-            return Some(self.error(
-                &id,
-                codes::INVALID_PARAMS,
-                "invalid params: `params` must be an object or an array",
-            ));
-        }
-        if method == "log.subscribe" {
-            return Some(self.subscribe(&id));
-        }
-        let Some(callback) = self.methods.method(&method) else {
-            if is_notification {
-                return None;
+        let params = match obj.remove("params") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(Value::Array(_)) => {
+                return Some(self.error(&id, codes::INVALID_PARAMS, "params must be an object"));
             }
-            return Some(self.error(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
-        };
-        let params_text = params.map(|p| p.to_string());
-        let (call_id, patch_id) = match &id {
-            Value::Number(n) => match n.as_u64() {
-                Some(u) => (Id::Number(u), false),
-                None => (Id::Null, true),
-            },
-            Value::String(s) => (Id::Str(s.clone().into()), false),
-            _ => (Id::Null, false),
-        };
-        let params = Params::new(params_text.as_deref());
-        let response = match callback {
-            MethodCallback::Async(cb) => {
-                (cb)(call_id, params.into_owned(), ConnectionId(self.conn_id), usize::MAX, self.ext.clone())
-                    .await
+            Some(_) => {
+                return Some(self.error(
+                    &id,
+                    codes::INVALID_PARAMS,
+                    "invalid params: `params` must be an object or an array",
+                ));
             }
-            MethodCallback::Sync(cb) => (cb)(call_id, params, usize::MAX, self.ext.clone()),
-            _ => {
+        };
+        let handler = match rpc::method(&method) {
+            Some(rpc::Method::Call(h)) => h,
+            Some(rpc::Method::Subscribe) => return Some(self.subscribe(&id)),
+            None if is_notification => return None,
+            None => {
                 return Some(self.error(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
             }
         };
+        let outcome = handler(self.service.clone(), params, self.who.clone()).await;
         if is_notification {
             return None;
         }
-        if !response.is_success() {
-            self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let (raw, _, _) = response.into_parts();
-        if !patch_id {
-            return Some(raw.get().to_owned());
-        }
-        let mut v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.insert("id".into(), id);
-        }
-        Some(v.to_string())
+        Some(match outcome {
+            Ok(result) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"),
+            Err(e) => {
+                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                let mut error = json!({"code": rpc::code_of(&e), "message": e.message});
+                if let (Some(field), Value::Object(m)) = (&e.field, &mut error) {
+                    m.insert("data".into(), json!({ "field": field }));
+                }
+                json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
+            }
+        })
     }
 
     /// `log.subscribe`: answers with a subscription id, then sends every committed entry as a

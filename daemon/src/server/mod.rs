@@ -6,7 +6,9 @@
 
 pub mod approvals;
 pub mod conn;
+pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod rpc;
 pub mod state;
 
@@ -39,6 +41,8 @@ pub struct Config {
     pub socket_mode: u32,
     /// Server limits.
     pub limits: Limits,
+    /// The optional HTTP(S) listener.
+    pub http: Option<http::HttpConfig>,
 }
 
 /// Why the daemon could not start.
@@ -53,6 +57,9 @@ pub enum ServerError {
     /// The socket cannot be bound.
     #[error("{0}")]
     Socket(String),
+    /// The HTTP listener cannot start (address, TLS, tokens).
+    #[error("{0}")]
+    Http(String),
 }
 
 /// Compiles the policy at `path` (the first check `serve` makes, before binding anything).
@@ -63,7 +70,7 @@ pub fn load_policy(path: &Path) -> Result<policy::Policy, ServerError> {
     policy::compile(&display, &text).map_err(|e| ServerError::Policy(e.to_string()))
 }
 
-fn private_dir(dir: &Path, what: &str) -> Result<(), ServerError> {
+pub(crate) fn private_dir(dir: &Path, what: &str) -> Result<(), ServerError> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .map_err(|e| ServerError::State(format!("cannot create {what} `{}`: {e}", dir.display())))?;
@@ -111,7 +118,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     private_dir(&config.state_dir, "state directory")?;
     let key = LogKey::load_or_create(&config.state_dir.join("log.key"))
         .map_err(|e| ServerError::State(e.to_string()))?;
-    let log = Log::open(&config.state_dir.join("log.redb"), key, LogOptions::default())
+    let metrics = Arc::new(metrics::Metrics::new());
+    let observer: crate::log::CommitObserver = {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |records, took, ok| metrics.observe_commit(records, took, ok))
+    };
+    let options = LogOptions { on_commit: Some(observer), ..LogOptions::default() };
+    let log = Log::open(&config.state_dir.join("log.redb"), key, options)
         .map_err(|e| ServerError::State(e.to_string()))?;
     let log = Arc::new(log);
     let book =
@@ -120,7 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let hash = policy.hash.clone();
     let n_rules = policy.n_rules();
-    let state = Arc::new(State {
+    let mut state = State {
         policy_path: config.policy_path.clone(),
         policy: ArcSwap::from_pointee(Loaded {
             policy,
@@ -130,17 +143,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         reloads: AtomicU64::new(0),
         log: Arc::clone(&log),
         socket_path: config.socket_path.clone(),
-        own_uid: std::fs::metadata(&config.state_dir)
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-            .unwrap_or(0),
+        own_uid: nix::unistd::getuid().as_raw(),
         started: Instant::now(),
         counts: state::Counts::default(),
         limits: config.limits.clone(),
         approvals: book,
         rate: limits::RateLimiter::default(),
         budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
-        action_lock: tokio::sync::Mutex::new(()),
-    });
+        metrics,
+        http: None,
+    };
+    // The HTTP listener binds before anything is recorded, so a bad address, certificate or
+    // token set stops the start cleanly.
+    let http_bound = match &config.http {
+        Some(http_config) => {
+            let bound = http::bind(http_config, &config.state_dir).await;
+            match bound {
+                Ok(l) => {
+                    state.http = Some(l.info.clone());
+                    Some(l)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&config.socket_path);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let state = Arc::new(state);
+    let service = crate::service::Service::new(Arc::clone(&state));
     let pid = std::process::id();
     let start = dpr::event_entry("daemon_start", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
     let load = dpr::event_entry(
@@ -153,31 +185,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .map_err(|e| ServerError::State(format!("cannot write the decision log: {e}")))?;
     }
 
-    let methods: jsonrpsee::Methods = rpc::module(Arc::clone(&state))
-        .map_err(|e| ServerError::State(format!("cannot register methods: {e}")))?
-        .into();
     let _watcher = spawn_reloader(Arc::clone(&state));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let http_task = http_bound.map(|l| {
+        let info = l.info.clone();
+        tracing::info!(url = %info.url, tls_fingerprint = ?info.tls_fingerprint, "HTTP listener is serving");
+        tokio::spawn(l.serve(service.clone(), stop_rx.clone(), config.limits.shutdown_grace))
+    });
     tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), policy_hash = %hash, "faramesh is serving");
     notify_systemd("READY=1");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut next_conn = 0usize;
+    let mut accept_failing = false;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let Ok((stream, _)) = accepted else { continue };
-        next_conn += 1;
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                accept_failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors (EMFILE) and the like: back off instead of spinning,
+                // and say so once per episode.
+                if !accept_failing {
+                    tracing::warn!(error = %e, "socket accept failed; backing off");
+                    accept_failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
-                let (methods, state, stop) = (methods.clone(), Arc::clone(&state), stop_rx.clone());
-                let conn_id = next_conn;
+                let (service, stop) = (service.clone(), stop_rx.clone());
                 tasks.spawn(async move {
-                    conn::serve(stream, conn_id, methods, state, stop).await;
+                    conn::serve(stream, service, stop).await;
                     drop(permit);
                 });
             }
@@ -205,6 +252,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(config.limits.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
+        if let Some(h) = http_task {
+            let _ = h.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -216,6 +266,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::error!(error = %e, "cannot record the stop");
     }
     let _ = std::fs::remove_file(&config.socket_path);
+    drop(service);
     drop(state);
     log.close();
     Ok(())

@@ -61,6 +61,18 @@ pub struct Counts {
     pub errors: AtomicU64,
 }
 
+impl Counts {
+    /// Counts one answered decision.
+    pub fn count(&self, d: &faramesh_proto::Decision) {
+        let counter = match d.effect {
+            faramesh_proto::Effect::Permit => &self.permit,
+            faramesh_proto::Effect::Deny => &self.deny,
+            faramesh_proto::Effect::Defer => &self.defer,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The daemon's shared state.
 pub struct State {
     /// The policy file being served.
@@ -89,8 +101,19 @@ pub struct State {
     pub rate: super::limits::RateLimiter,
     /// Budget counters (cache of the `budget/…` state rows).
     pub budgets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    /// Serializes action lifecycle transitions.
-    pub action_lock: tokio::sync::Mutex<()>,
+    /// Prometheus metrics.
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// The HTTP listener's address and TLS certificate fingerprint, when it runs.
+    pub http: Option<HttpInfo>,
+}
+
+/// What `status` says about the HTTP listener.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HttpInfo {
+    /// `http://…` or `https://…`.
+    pub url: String,
+    /// SHA-256 of the certificate (DER), `AB:CD:…`, for TLS.
+    pub tls_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for State {
@@ -123,6 +146,7 @@ impl State {
                 }));
                 self.last_error.store(Arc::new(None));
                 self.reloads.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reload(true);
                 if changed {
                     let body = dpr::event_entry(
                         "policy_load",
@@ -138,6 +162,7 @@ impl State {
             Err(message) => {
                 tracing::error!(error = %message, "policy reload failed; the last good policy keeps serving");
                 self.last_error.store(Arc::new(Some(message.clone())));
+                self.metrics.reload(false);
                 let body = dpr::event_entry(
                     "policy_reload_failed",
                     json!({"path": self.policy_path.display().to_string(), "error": message}),
@@ -172,6 +197,7 @@ impl State {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "socket": self.socket_path.display().to_string(),
+            "http": self.http,
             "policy": self.policy_status(),
             "counts": {
                 "permit": self.counts.permit.load(Ordering::Relaxed),

@@ -1,0 +1,926 @@
+//! The HTTP(S) door: `POST /v1/evaluate`, the v1 actions API of the published Python SDK,
+//! `GET /v1/events` (SSE), `/health`, `/ready`, `/metrics`. Routing by axum on hyper's HTTP/1
+//! server, TLS by rustls (ring). Every route is a thin mapping onto [`crate::service`]; the
+//! caller's identity is its bearer token's. See `docs/http.md`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use faramesh_proto::Effect;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::ServerError;
+use super::metrics::Transport;
+use crate::service::{
+    ActionStatus, ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError,
+    TokenIdentity, Transition,
+};
+
+/// How the listener does TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP (loopback addresses only).
+    None,
+    /// A certificate chain and key (PEM files).
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// A certificate generated once into `<state dir>/tls/` and reused.
+    SelfSigned,
+}
+
+/// Limits of the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Time to read a request's headers (and finish a TLS handshake) (default 10 s).
+    pub header_timeout: Duration,
+    /// Time to read a request's body (default 10 s).
+    pub body_timeout: Duration,
+    /// Most simultaneous connections (default 1024).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// What `--listen` needs.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS mode.
+    pub tls: Tls,
+    /// An agent token (`FARAMESH_TOKEN`), acting for any agent.
+    pub agent_token: Option<String>,
+    /// An approver token (`FARAMESH_APPROVER_TOKEN`).
+    pub approver_token: Option<String>,
+    /// A tokens file (JSON), default `<state dir>/tokens.json` when it exists.
+    pub tokens_file: Option<PathBuf>,
+    /// Limits.
+    pub limits: HttpLimits,
+}
+
+/// One configured token: the SHA-256 of its value and whom it identifies.
+#[derive(Debug, Clone)]
+struct TokenEntry {
+    sha256: [u8; 32],
+    identity: TokenIdentity,
+}
+
+/// The configured tokens, checked in constant time.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    entries: Vec<TokenEntry>,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn hash_name(digest: &[u8; 32]) -> String {
+    format!("sha256:{}", &faramesh_proto::canonical::to_hex(digest)[..12])
+}
+
+impl Tokens {
+    /// Reads the env tokens and the tokens file.
+    ///
+    /// Tokens file: a JSON array of `{"name", "role": "agent"|"approver", "token" or
+    /// "token_sha256", "agents": [..]?}`.
+    pub fn load(config: &HttpConfig) -> Result<Tokens, String> {
+        let mut entries = Vec::new();
+        for (token, role) in [(&config.agent_token, Role::Agent), (&config.approver_token, Role::Approver)] {
+            if let Some(t) = token.as_deref().filter(|t| !t.is_empty()) {
+                let digest = sha256(t.as_bytes());
+                entries.push(TokenEntry {
+                    sha256: digest,
+                    identity: TokenIdentity { name: hash_name(&digest), role, agents: None },
+                });
+            }
+        }
+        if let Some(path) = &config.tokens_file {
+            entries.extend(read_tokens_file(path)?);
+        }
+        if entries.is_empty() {
+            return Err(
+                "the HTTP listener needs at least one token: set FARAMESH_TOKEN (agents), FARAMESH_APPROVER_TOKEN \
+                 (approvers), or write a tokens file (docs/http.md)"
+                    .to_owned(),
+            );
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// The identity of a presented token, comparing against every configured token in
+    /// constant time.
+    pub fn identify(&self, presented: &str) -> Option<TokenIdentity> {
+        let digest = sha256(presented.as_bytes());
+        let mut found = None;
+        for e in &self.entries {
+            let diff = e.sha256.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 && found.is_none() {
+                found = Some(e.identity.clone());
+            }
+        }
+        found
+    }
+}
+
+fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, String> {
+    let display = path.display();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read tokens file `{display}`: {e}"))?;
+    let items: Vec<Value> =
+        serde_json::from_str(&text).map_err(|e| format!("tokens file `{display}`: {e}"))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = |k: &str| item.get(k).and_then(Value::as_str);
+        let at = format!("tokens file `{display}`: entry {}", i + 1);
+        let role = match field("role") {
+            Some("agent") => Role::Agent,
+            Some("approver") => Role::Approver,
+            other => return Err(format!("{at}: `role` must be `agent` or `approver`, not {other:?}")),
+        };
+        let digest = match (field("token"), field("token_sha256")) {
+            (Some(t), None) if !t.is_empty() => sha256(t.as_bytes()),
+            (None, Some(h)) => (0..h.len())
+                .step_by(2)
+                .map(|j| h.get(j..j + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| format!("{at}: `token_sha256` must be 64 hex characters"))?,
+            _ => return Err(format!("{at}: give one of `token` or `token_sha256`")),
+        };
+        let agents = match item.get("agents") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("{at}: `agents` must be a list of agent ids"))?,
+            ),
+            Some(_) => return Err(format!("{at}: `agents` must be a list of agent ids")),
+        };
+        let name = field("name").map_or_else(|| hash_name(&digest), |n| format!("{}:{n}", role.as_str()));
+        out.push(TokenEntry { sha256: digest, identity: TokenIdentity { name, role, agents } });
+    }
+    Ok(out)
+}
+
+/// An HTTP error reply: `{"error": {"code", "message", "field"?}, "detail": message}`.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
+        HttpError { status, code, message: message.into(), field: None }
+    }
+}
+
+impl From<ServiceError> for HttpError {
+    fn from(e: ServiceError) -> HttpError {
+        let (status, code) = match e.kind {
+            ErrorKind::InvalidParams => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_params"),
+            ErrorKind::NotAuthorized => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        HttpError { status, code, message: e.message, field: e.field }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let (Some(f), Value::Object(m)) = (&self.field, &mut error) {
+            m.insert("field".into(), json!(f));
+        }
+        let body = json!({"error": error, "detail": self.message});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+type HttpResult = Result<Response, HttpError>;
+
+#[derive(Clone)]
+struct App {
+    service: Service,
+    tokens: Arc<Tokens>,
+    limits: HttpLimits,
+}
+
+impl App {
+    /// The caller's identity from `Authorization: Bearer …`: 401 when missing or unknown.
+    fn who(&self, headers: &HeaderMap) -> Result<Identity, HttpError> {
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing bearer token: send `Authorization: Bearer <token>`",
+            ));
+        };
+        self.tokens
+            .identify(token)
+            .map(Identity::Token)
+            .ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown bearer token"))
+    }
+
+    /// Reads a JSON object body within the size and time limits.
+    async fn body(&self, body: Body, required: bool) -> Result<Map<String, Value>, HttpError> {
+        let limit = self.limits.max_body_bytes;
+        let read = tokio::time::timeout(self.limits.body_timeout, axum::body::to_bytes(body, limit)).await;
+        let bytes: Bytes = match read {
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("request body not received within {} s", self.limits.body_timeout.as_secs()),
+                ));
+            }
+            Ok(Err(_)) => {
+                return Err(HttpError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("request body over the {limit}-byte limit"),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) && !required {
+            return Ok(Map::new());
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => {
+                Err(HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"))
+            }
+            Err(e) => Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not JSON: {e}"),
+            )),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// The router.
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/v1/gate/decide", post(gate_decide))
+        .route("/v1/actions", post(submit_action).get(list_actions))
+        .route("/v1/actions/{id}", get(get_action))
+        .route("/v1/actions/{id}/events", get(action_events))
+        .route("/v1/actions/{id}/approval", post(approval))
+        .route("/v1/actions/{id}/start", post(start_action))
+        .route("/v1/actions/{id}/result", post(report_result))
+        .route("/v1/events", get(events))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn not_found(req: Request) -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn ready(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
+    app.who(&headers)?;
+    let state = app.service.state();
+    let writable = state.metrics.log_writable();
+    let body = json!({
+        "ready": writable,
+        "policy_hash": state.policy.load().policy.hash,
+        "log_writable": writable,
+    });
+    let status = if writable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(json_response(status, &body))
+}
+
+async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
+    app.who(&headers)?;
+    let state = app.service.state();
+    let pending =
+        state.approvals.all().iter().filter(|a| a.status == super::approvals::Status::Pending).count();
+    let text = state.metrics.render(pending, state.log.queue_depth());
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+async fn evaluate(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
+    let who = app.who(&headers)?;
+    let req = CallRequest::from_json(&app.body(body, true).await?)?;
+    let reply = app.service.govern(req, &who).await?;
+    Ok(json_response(StatusCode::OK, &reply.to_json()))
+}
+
+fn outcome(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Permit => "EXECUTE",
+        Effect::Deny => "HALT",
+        Effect::Defer => "ABSTAIN",
+    }
+}
+
+fn decision_word(effect: &str) -> &'static str {
+    match effect {
+        "PERMIT" => "allow",
+        "DEFER" => "require_approval",
+        _ => "deny",
+    }
+}
+
+async fn gate_decide(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
+    let who = app.who(&headers)?;
+    let req = CallRequest::from_json(&app.body(body, true).await?)?;
+    let reply = app.service.decide(&req, &who)?;
+    let mut v = reply.to_json();
+    if let Value::Object(m) = &mut v {
+        let d = &reply.decision;
+        m.insert("outcome".into(), json!(outcome(d.effect)));
+        m.insert("decision".into(), json!(decision_word(d.effect.as_str())));
+        m.insert("policy_version".into(), json!(d.policy_hash));
+        m.insert("runtime_version".into(), json!(crate::log::dpr::RUNTIME_VERSION));
+        m.insert("provenance_id".into(), Value::Null);
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// The v1 action object of a recorded action, as the published SDK reads it.
+fn v1_action(view: &ActionView, who: &Identity) -> Value {
+    let rec = &view.record;
+    let get = |k: &str| rec.get(k).cloned().unwrap_or(Value::Null);
+    let effect = rec.get("effect").and_then(Value::as_str).unwrap_or("DENY");
+    let effect_enum = match effect {
+        "PERMIT" => Effect::Permit,
+        "DEFER" => Effect::Defer,
+        _ => Effect::Deny,
+    };
+    let approver = matches!(who, Identity::Token(t) if t.role == Role::Approver);
+    let approval_id = get("approval_id");
+    json!({
+        "id": get("id"),
+        "agent_id": get("agent_id"),
+        "tool": get("tool"),
+        "operation": get("operation"),
+        "params": get("params"),
+        "context": rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
+        "status": view.status,
+        "decision": decision_word(effect),
+        "effect": effect,
+        "outcome": outcome(effect_enum),
+        "reason": get("reason"),
+        "reason_code": get("reason_code"),
+        "risk_level": get("risk_level"),
+        "rule_id": get("rule_id"),
+        "rule_ref": get("rule_ref"),
+        "request_hash": get("request_hash"),
+        "policy_hash": get("policy_hash"),
+        "policy_version": get("policy_hash"),
+        "runtime_version": get("runtime_version"),
+        "provenance_id": get("id"),
+        "approval_id": approval_id,
+        // Approval is authorized by the approver's bearer token; the id is shown only to them.
+        "approval_token": if approver && view.status == ActionStatus::PendingApproval { approval_id } else { Value::Null },
+        "caller": get("caller"),
+        "created_at": get("ts"),
+        "updated_at": get("ts"),
+    })
+}
+
+async fn submit_action(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
+    let who = app.who(&headers)?;
+    let req = CallRequest::from_json(&app.body(body, true).await?)?;
+    let call = req.call.clone();
+    let reply = app.service.govern(req, &who).await?;
+    let d = &reply.decision;
+    let status = match (d.effect, d.reason_code) {
+        (Effect::Permit, faramesh_proto::ReasonCode::ApprovalGranted) => ActionStatus::Approved,
+        (Effect::Permit, _) => ActionStatus::Allowed,
+        (Effect::Defer, _) => ActionStatus::PendingApproval,
+        (Effect::Deny, _) => ActionStatus::Denied,
+    };
+    let caller = who.caller();
+    let redacted = |v: &Value| crate::log::entry::redact(v, app.service.state().log.redact_keys());
+    let record = json!({
+        "id": reply.action_id,
+        "agent_id": call.agent_id,
+        "tool": call.tool,
+        "operation": call.operation,
+        "params": redacted(&call.params),
+        "context": redacted(&call.context),
+        "effect": d.effect.as_str(),
+        "reason": d.reason,
+        "reason_code": d.reason_code.as_str(),
+        "risk_level": d.risk_level.as_str(),
+        "rule_id": d.rule_id,
+        "rule_ref": d.rule_ref,
+        "request_hash": d.request_hash,
+        "policy_hash": d.policy_hash,
+        "runtime_version": crate::log::dpr::RUNTIME_VERSION,
+        "approval_id": reply.approval_id,
+        "caller": caller,
+        "ts": crate::log::entry::rfc3339(crate::log::entry::now_ms()),
+    });
+    let mut v = v1_action(&ActionView { record, status }, &who);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "structured_denial".into(),
+            serde_json::to_value(&d.structured_denial).unwrap_or(Value::Null),
+        );
+        m.insert("defer_token".into(), json!(reply.approval_id));
+    }
+    Ok(json_response(StatusCode::CREATED, &v))
+}
+
+fn query_map(q: HashMap<String, String>) -> Map<String, Value> {
+    q.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+}
+
+async fn list_actions(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let query = ListQuery::from_json(&query_map(q), 20)?;
+    let views = app.service.action_list(&query, &who)?;
+    let actions: Vec<Value> = views.iter().map(|v| v1_action(v, &who)).collect();
+    let next = (actions.len() == query.limit).then_some(query.offset + actions.len());
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next}),
+    ))
+}
+
+async fn get_action(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let view = app.service.find_action(&id, &who)?;
+    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+}
+
+/// The v1 name of a log entry's event.
+fn event_type(e: &Value) -> String {
+    let status = e.get("status").and_then(Value::as_str).unwrap_or_default();
+    match e.get("kind").and_then(Value::as_str).unwrap_or_default() {
+        "decision" => "decision_made".to_owned(),
+        "approval" => status.to_owned(),
+        "action" => match status {
+            "executing" => "started".to_owned(),
+            other => other.to_owned(),
+        },
+        other => other.to_owned(),
+    }
+}
+
+async fn action_events(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let (view, entries) = app.service.action_events(&id, &who)?;
+    let action_id = view.id().to_owned();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let created_at = e.get("ts").cloned().unwrap_or(Value::Null);
+        if i == 0 {
+            out.push(json!({"id": format!("{action_id}-created"), "action_id": action_id, "event_type": "created", "meta": {}, "created_at": created_at}));
+        }
+        let mut meta = e.clone();
+        if let Value::Object(m) = &mut meta {
+            for k in ["kind", "seq", "prev_hash", "entry_hash", "params", "context"] {
+                m.remove(k);
+            }
+            if i == 0 {
+                m.insert(
+                    "decision".into(),
+                    json!(decision_word(e.get("effect").and_then(Value::as_str).unwrap_or(""))),
+                );
+            }
+        }
+        out.push(json!({
+            "id": e.get("seq").map(|s| format!("seq-{s}")),
+            "action_id": action_id,
+            "event_type": event_type(e),
+            "meta": meta,
+            "created_at": created_at,
+        }));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+async fn approval(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: Body,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let body = app.body(body, true).await?;
+    let f = crate::service::Fields(&body);
+    let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
+    let reason = f.string("reason")?;
+    let given = f.string("token")?;
+    if matches!(&who, Identity::Token(t) if t.role != Role::Approver) {
+        return Err(ServiceError::not_authorized("not authorized: approving needs an approver token").into());
+    }
+    let view = app.service.find_action(&id, &who)?;
+    let Some(approval_id) = view.text("approval_id").filter(|_| view.text("effect") == Some("DEFER")) else {
+        return Err(ServiceError::conflict(format!(
+            "action `{}` is {}: it awaits no approval",
+            view.id(),
+            view.status.as_str()
+        ))
+        .into());
+    };
+    if given.as_deref().is_some_and(|t| t != approval_id) {
+        return Err(ServiceError::invalid("token", "`token` does not match this action's approval").into());
+    }
+    app.service.approval_decide(approval_id, approve, reason, &who).await?;
+    let view = app.service.find_action(view.id(), &who)?;
+    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+}
+
+async fn start_action(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let view = app.service.action_transition(&id, Transition::Start, &who).await?;
+    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+}
+
+async fn report_result(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: Body,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let t = Transition::result_from_json(&app.body(body, true).await?)?;
+    let view = app.service.action_transition(&id, t, &who).await?;
+    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+}
+
+/// An SSE frame for a log entry, if it passes the filters and the reader may see it.
+fn sse_frame(
+    app: &App,
+    who: &Identity,
+    record: &str,
+    agent: Option<&str>,
+    effect: Option<&str>,
+) -> Option<(u64, String)> {
+    let mut v: Value = serde_json::from_str(record).ok()?;
+    let seq = v.get("seq").and_then(Value::as_u64)?;
+    if agent.is_some_and(|a| v.get("agent_id").and_then(Value::as_str) != Some(a))
+        || effect.is_some_and(|e| v.get("effect").and_then(Value::as_str) != Some(e))
+    {
+        return None;
+    }
+    let readable = match who {
+        Identity::Token(t) if t.role == Role::Agent => {
+            v.get("kind").and_then(Value::as_str) != Some("policy_load") && app.service.may_read(who, &v)
+        }
+        _ => true,
+    };
+    if !readable {
+        return None;
+    }
+    let et = event_type(&v);
+    if let Value::Object(m) = &mut v {
+        m.insert("event_type".into(), json!(et));
+        if m.get("kind").and_then(Value::as_str) == Some("decision") {
+            let id = m.get("id").cloned().unwrap_or(Value::Null);
+            m.insert("action_id".into(), id);
+        }
+    }
+    Some((seq, format!("id: {seq}\ndata: {v}\n\n")))
+}
+
+async fn events(
+    AxState(app): AxState<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> HttpResult {
+    let who = app.who(&headers)?;
+    let agent = q.get("agent_id").or(q.get("agent")).cloned();
+    let effect = q.get("effect").map(|e| e.to_ascii_uppercase());
+    let last_id = match headers.get("last-event-id").map(|v| v.to_str().map(|s| s.trim().parse::<u64>())) {
+        None => None,
+        Some(Ok(Ok(n))) => Some(n),
+        Some(_) => {
+            return Err(HttpError {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_request",
+                message: "`Last-Event-ID` must be a sequence number".into(),
+                field: Some("Last-Event-ID".into()),
+            });
+        }
+    };
+    // Subscribe first, then replay: nothing committed in between is missed; duplicates are
+    // skipped by seq.
+    let mut live = app.service.state().log.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
+    tokio::spawn(async move {
+        let mut sent = last_id.unwrap_or(0);
+        let _ = tx.send(Ok(Bytes::from_static(b": faramesh events\n\n"))).await;
+        if let Some(from) = last_id {
+            let mut next = from + 1;
+            while let Ok((records, next_seq)) = app.service.entries(Some(next), None, 1000) {
+                if records.is_empty() {
+                    break;
+                }
+                for r in &records {
+                    if let Some((seq, frame)) =
+                        sse_frame(&app, &who, &r.to_string(), agent.as_deref(), effect.as_deref())
+                    {
+                        sent = sent.max(seq);
+                        if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                next = next_seq;
+            }
+            sent = sent.max(next.saturating_sub(1));
+        }
+        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(record) => {
+                        if let Some((seq, frame)) = sse_frame(&app, &who, &record, agent.as_deref(), effect.as_deref()) {
+                            if seq <= sent {
+                                continue;
+                            }
+                            sent = seq;
+                            if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let note = format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n");
+                        if tx.send(Ok(Bytes::from(note))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => {
+                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// The listener, bound and ready to serve.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tokens: Arc<Tokens>,
+    limits: HttpLimits,
+    /// What `status` shows.
+    pub info: super::state::HttpInfo,
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Loads or creates the self-signed certificate in `<state dir>/tls/`.
+fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(PathBuf, PathBuf), ServerError> {
+    let dir = state_dir.join("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !listen.ip().is_unspecified() && !is_loopback(listen) {
+        names.push(listen.ip().to_string());
+    }
+    let made = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| ServerError::Http(format!("cannot generate a self-signed certificate: {e}")))?;
+    super::private_dir(&dir, "TLS directory").map_err(|e| ServerError::Http(e.to_string()))?;
+    write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, made.cert.pem())
+        .map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", cert.display())))?;
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ServerError::Http(format!("cannot create `{}`: {e}", path.display())))?;
+    f.write_all(bytes).map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// `AB:CD:…` of the SHA-256 of the first certificate's DER.
+fn fingerprint(der: &[u8]) -> String {
+    sha256(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<(tokio_rustls::TlsAcceptor, String), ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServerError::Http(format!("cannot read certificate `{}`: {e}", cert.display())))?;
+    let first =
+        certs.first().ok_or_else(|| ServerError::Http(format!("no certificate in `{}`", cert.display())))?;
+    let print = fingerprint(first.as_ref());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Http(format!("cannot read private key `{}`: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Http(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Http(format!("TLS certificate and key do not fit: {e}")))?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), print))
+}
+
+/// Checks the configuration, loads tokens and TLS, and binds.
+pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, ServerError> {
+    if config.tls == Tls::None && !is_loopback(&config.listen) {
+        return Err(ServerError::Http(format!(
+            "refusing plain HTTP on `{}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed",
+            config.listen
+        )));
+    }
+    let tokens = Tokens::load(config).map_err(ServerError::Http)?;
+    let (tls, tls_fingerprint) = match &config.tls {
+        Tls::None => (None, None),
+        Tls::Files { cert, key } => {
+            let (a, p) = tls_acceptor(cert, key)?;
+            (Some(a), Some(p))
+        }
+        Tls::SelfSigned => {
+            let (cert, key) = self_signed(state_dir, &config.listen)?;
+            let (a, p) = tls_acceptor(&cert, &key)?;
+            (Some(a), Some(p))
+        }
+    };
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Http(format!("cannot listen on `{}`: {e}", config.listen)))?;
+    let local = tcp.local_addr().map_err(|e| ServerError::Http(e.to_string()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let info = super::state::HttpInfo { url: format!("{scheme}://{local}"), tls_fingerprint };
+    Ok(Listener { tcp, tls, tokens: Arc::new(tokens), limits: config.limits.clone(), info })
+}
+
+impl Listener {
+    /// Serves until `stop` turns true; connections then get the grace period to finish.
+    pub async fn serve(self, service: Service, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let Listener { tcp, tls, tokens, limits, .. } = self;
+        let app = App { service, tokens, limits: limits.clone() };
+        let router = router(app.clone());
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut backoff_logged = false;
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.changed() => break,
+                a = tcp.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => {
+                    backoff_logged = false;
+                    s
+                }
+                Err(e) => {
+                    if !backoff_logged {
+                        tracing::warn!(error = %e, "HTTP accept failed; backing off");
+                        backoff_logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                drop(stream); // over the connection cap
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let (router, tls, limits, app, stop) =
+                (router.clone(), tls.clone(), limits.clone(), app.clone(), stop.clone());
+            tasks.spawn(async move {
+                let _open = app.service.state().metrics.connection(Transport::Http);
+                match tls {
+                    None => serve_conn(stream, router, &limits, stop).await,
+                    Some(acceptor) => {
+                        // A handshake that fails or is too slow just closes the connection.
+                        if let Ok(Ok(tls_stream)) =
+                            tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                        {
+                            serve_conn(tls_stream, router, &limits, stop).await;
+                        }
+                    }
+                }
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(tcp);
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            tasks.abort_all();
+        }
+    }
+}
+
+async fn serve_conn<S>(io: S, router: Router, limits: &HttpLimits, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = &mut conn => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Typed requests of the service layer, read once from a JSON object (a JSON-RPC `params`
+//! object or an HTTP body): the one parser of each request, shared by every door. Errors name
+//! the field.
+
+use faramesh_proto::{Call, canonical};
+use serde_json::{Map, Value};
+
+use super::ServiceError;
+
+/// A JSON object's fields, with typed getters whose errors name the field.
+pub struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl Fields<'_> {
+    /// An optional string.
+    pub fn string(&self, key: &str) -> Result<Option<String>, ServiceError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ServiceError::invalid(key, format!("`{key}` must be a string"))),
+        }
+    }
+
+    /// An optional object.
+    pub fn object(&self, key: &str) -> Result<Option<Value>, ServiceError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(_) => Err(ServiceError::invalid(key, format!("`{key}` must be an object"))),
+        }
+    }
+
+    /// An optional unsigned integer within `range` (the message says the range).
+    pub fn uint(&self, key: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, ServiceError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let n = match v {
+                    Value::String(s) => s.parse::<u64>().ok(),
+                    other => other.as_u64(),
+                };
+                n.filter(|n| range.contains(n)).map(Some).ok_or_else(|| {
+                    ServiceError::invalid(
+                        key,
+                        format!("`{key}` must be {} to {}", range.start(), range.end()),
+                    )
+                })
+            }
+        }
+    }
+
+    /// An optional boolean.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ServiceError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ServiceError::invalid(key, format!("`{key}` must be true or false"))),
+        }
+    }
+
+    /// The action or approval id: `id` or `alt`.
+    pub fn id(&self, alt: &str) -> Result<String, ServiceError> {
+        self.string("id")?.or(self.string(alt)?).ok_or_else(|| ServiceError::missing("id"))
+    }
+}
+
+/// A call to decide (`govern`, `decide`, `POST /v1/evaluate`, `POST /v1/actions`,
+/// `POST /v1/gate/decide`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRequest {
+    /// The call.
+    pub call: Call,
+    /// Resume a deferred call with this approval.
+    pub approval_id: Option<String>,
+}
+
+impl CallRequest {
+    /// Reads `agent_id, tool, operation` (or `tool_id` `"tool/op"`), `args` or `params`,
+    /// `context`, `session_id`, `request_id`, `tags`, `principal`, `approval_id`. Accepts what
+    /// the published SDK also sends (`action_type`, `principal_token`, ignored).
+    pub fn from_json(map: &Map<String, Value>) -> Result<CallRequest, ServiceError> {
+        let f = Fields(map);
+        let agent_id = f.string("agent_id")?.ok_or_else(|| ServiceError::missing("agent_id"))?;
+        let tool_id = f.string("tool_id")?;
+        let split = tool_id.as_deref().and_then(|t| t.rsplit_once('/'));
+        let tool = match (f.string("tool")?, split) {
+            (Some(t), _) => t,
+            (None, Some((t, _))) => t.to_owned(),
+            (None, None) => tool_id
+                .clone()
+                .ok_or_else(|| ServiceError::invalid("tool", "missing field `tool` (or `tool_id`)"))?,
+        };
+        let operation = match (f.string("operation")?.or(f.string("op")?), split) {
+            (Some(o), _) => o,
+            (None, Some((_, o))) => o.to_owned(),
+            (None, None) => {
+                return Err(ServiceError::invalid(
+                    "operation",
+                    "missing field `operation` (or `tool_id` as `tool/operation`)",
+                ));
+            }
+        };
+        let args = match (f.object("args")?, f.object("params")?) {
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::invalid("args", "give `args` or `params`, not both"));
+            }
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => Value::Object(Map::new()),
+        };
+        let context = f.object("context")?.unwrap_or_else(|| Value::Object(Map::new()));
+        if let Err(e) = canonical::check_canonical(&args) {
+            let field = if map.contains_key("args") { "args" } else { "params" };
+            return Err(ServiceError::invalid(field, format!("`args`: {e}")));
+        }
+        if let Err(e) = canonical::check_canonical(&context) {
+            return Err(ServiceError::invalid("context", format!("`context`: {e}")));
+        }
+        let call = Call {
+            agent_id,
+            tool,
+            operation,
+            params: args,
+            context,
+            session_id: f.string("session_id")?,
+            request_id: f.string("request_id")?,
+            tags: map.get("tags").cloned().unwrap_or(Value::Null),
+            principal: map.get("principal").cloned().unwrap_or(Value::Null),
+        };
+        Ok(CallRequest { call, approval_id: f.string("approval_id")? })
+    }
+}
+
+/// Filters of an action listing (`action.list`, `GET /v1/actions`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    /// At most this many (1–1000).
+    pub limit: usize,
+    /// Skip this many matches first (paging).
+    pub offset: usize,
+    /// Only this agent.
+    pub agent_id: Option<String>,
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Only this effect (`PERMIT`, `DENY`, `DEFER`).
+    pub effect: Option<String>,
+    /// Only actions in this state.
+    pub status: Option<super::ActionStatus>,
+    /// Only decisions at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+}
+
+impl ListQuery {
+    /// Reads `limit` (default `default_limit`), `offset`, `agent_id` (or `agent`), `tool`,
+    /// `effect`, `status`, `since`.
+    pub fn from_json(map: &Map<String, Value>, default_limit: usize) -> Result<ListQuery, ServiceError> {
+        let f = Fields(map);
+        let since_ms =
+            match f.string("since")? {
+                Some(s) => Some(crate::log::entry::parse_rfc3339(&s).ok_or_else(|| {
+                    ServiceError::invalid("since", format!("`since` `{s}` is not RFC 3339"))
+                })?),
+                None => None,
+            };
+        let status = match f.string("status")? {
+            None => None,
+            Some(s) => Some(super::ActionStatus::parse(&s).ok_or_else(|| {
+                ServiceError::invalid(
+                    "status",
+                    format!("`status` `{s}` must be one of {}", super::ActionStatus::ALL_NAMES.join(", ")),
+                )
+            })?),
+        };
+        Ok(ListQuery {
+            limit: f.uint("limit", 1..=1000)?.map_or(default_limit, |n| n as usize),
+            offset: f.uint("offset", 0..=1_000_000)?.unwrap_or(0) as usize,
+            agent_id: f.string("agent_id")?.or(f.string("agent")?),
+            tool: f.string("tool")?,
+            effect: f.string("effect")?.map(|e| e.to_ascii_uppercase()),
+            status,
+            since_ms,
+        })
+    }
+}
+
+/// What an action lifecycle report says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// `action.start`: the tool is about to run.
+    Start,
+    /// `action.result`: it ran.
+    Result {
+        /// Whether it succeeded.
+        success: bool,
+        /// The error message, if it failed.
+        error: Option<String>,
+        /// What it returned (stored as a hash and a 1 KiB summary).
+        result: Option<Value>,
+    },
+}
+
+impl Transition {
+    /// Reads `success`, `error`, `result` of a result report.
+    pub fn result_from_json(map: &Map<String, Value>) -> Result<Transition, ServiceError> {
+        let f = Fields(map);
+        let success = f.boolean("success")?.ok_or_else(|| ServiceError::missing("success"))?;
+        Ok(Transition::Result {
+            success,
+            error: f.string("error")?,
+            result: map.get("result").cloned().filter(|v| !v.is_null()),
+        })
+    }
+}
