@@ -21,18 +21,21 @@ BIN="$ROOT/target/debug/faramesh"
 step "rust tests"
 cargo test --locked
 
-step "python venv with the published SDK (faramesh-sdk==0.3.3)"
+step "python venv with the published SDK (faramesh-sdk==0.3.3, pinned in tests/compat/requirements.txt)"
 VENV="$ROOT/.venv"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "faramesh-sdk==0.3.3"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
 
 step "request_hash against faramesh-sdk on generated payloads"
 "$VENV/bin/python" tests/compat/sdk_hash_compat.py "$BIN" 5000
 
 step "the published SDK (socket transport, GovernedToolSet) against the real daemon"
 "$VENV/bin/python" tests/compat/sdk_daemon_compat.py "$BIN"
+
+step "the published SDK's HTTP client and remote transport against the HTTPS listener"
+"$VENV/bin/python" tests/compat/sdk_http_compat.py "$BIN"
 
 step "policy tools on the bundled policies"
 for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do

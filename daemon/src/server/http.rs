@@ -486,7 +486,7 @@ async fn submit_action(AxState(app): AxState<App>, headers: HeaderMap, body: Bod
         );
         m.insert("defer_token".into(), json!(reply.approval_id));
     }
-    Ok(json_response(StatusCode::CREATED, &v))
+    Ok(json_response(StatusCode::OK, &v))
 }
 
 fn query_map(q: HashMap<String, String>) -> Map<String, Value> {
