@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|all]
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,37 @@ fi
 if [ "$what" = "socket" ] || [ "$what" = "all" ]; then
     mkdir -p target/bench-tmp
     BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench socket 2>/dev/null | grep '^bench '
+fi
+if [ "$what" = "http" ] || [ "$what" = "all" ]; then
+    # The HTTP listener under wrk (a native load generator, from Debian's packages), plain HTTP
+    # on loopback like the Python anchor (uvicorn), then socket `govern` at the same concurrency
+    # in the same run.
+    command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+    cargo build --release --locked --bin faramesh 2>/dev/null
+    dir="$(mktemp -d "$PWD/target/bench-http.XXXXXX")"
+    printf 'version: 1\nrules:\n  - id: http-get\n    match: { tool: http, op: get }\n    allow: true\n' >"$dir/policy.yaml"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    FARAMESH_TOKEN=bench-token FARAMESH_LOG=warn target/release/faramesh serve --policy "$dir/policy.yaml" \
+        --socket "$dir/s.sock" --state-dir "$dir/state" --listen "127.0.0.1:$port" &
+    pid=$!
+    trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+    for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
+    cat >"$dir/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"agent_id":"bench","tool":"http","operation":"get","params":{"url":"https://example.com"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-token"
+LUA
+    for route in gate/decide actions; do
+        for conns in 1 16; do
+            threads=$([ "$conns" = 1 ] && echo 1 || echo 2)
+            rps=$(wrk -t"$threads" -c"$conns" -d5s -s "$dir/post.lua" "http://127.0.0.1:$port/v1/$route" |
+                awk '/Requests\/sec/ {print $2}')
+            echo "bench http_${route//\//_}_${conns}_conns $rps requests/s"
+        done
+    done
+    kill $pid; wait $pid 2>/dev/null || true
+    mkdir -p target/bench-tmp
+    BENCH_DIR="$PWD/target/bench-tmp" BENCH_CLIENTS="1 16" cargo bench -p faramesh-bench --bench socket 2>/dev/null |
+        grep '^bench socket_govern'
 fi

@@ -92,6 +92,7 @@ fn main() {
         state_dir: dir.path().join("state"),
         socket_mode: 0o660,
         limits: Limits::default(),
+        http: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, async move {
@@ -112,7 +113,13 @@ fn main() {
     println!("bench socket_decide_median {decide:.1} us");
     println!("bench socket_decide_vs_echo {:.2} x", decide / echo);
 
-    for clients in [1usize, 32] {
+    // `BENCH_CLIENTS="1 16"` (scripts/bench.sh http) compares with HTTP at the same concurrency.
+    let client_counts: Vec<usize> = std::env::var("BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1 32".into())
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    for clients in client_counts {
         let run_for = Duration::from_secs(4);
         let cpu_before = cpu_us();
         let start = Instant::now();

@@ -275,6 +275,10 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let config = config_of(&serve, policy.clone())?;
     eprintln!("faramesh dev: serving {} (state in {})", policy.display(), dir.join("state").display());
     eprintln!("connect with:\n  export FARAMESH_SOCKET={}", socket.display());
+    eprintln!(
+        "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval from the \
+         uid that made the call is refused unless the policy sets `approvals: {{ allow_same_uid: true }}`"
+    );
     run_daemon(config, true)
 }
 
@@ -379,6 +383,12 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         s["uptime_seconds"]
     );
     println!("socket    {}", s["socket"].as_str().unwrap_or("?"));
+    if let Some(url) = s["http"]["url"].as_str() {
+        match s["http"]["tls_fingerprint"].as_str() {
+            Some(fp) => println!("http      {url} (certificate SHA-256 {fp})"),
+            None => println!("http      {url} (plain HTTP, loopback only)"),
+        }
+    }
     println!(
         "policy    {} ({} rules, {})",
         p["path"].as_str().unwrap_or("?"),

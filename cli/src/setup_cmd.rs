@@ -150,20 +150,47 @@ pub fn doctor(args: DoctorArgs, json_out: bool) -> Result<ExitCode> {
             format!("{} does not exist: the daemon creates it on first start", state.display()),
         ));
     }
+    if let Ok(s) = &status {
+        // Agents running as an approver's uid: the kernel uid is the trust boundary between an
+        // agent and the person approving its calls.
+        let daemon_uid = s["uid"].as_u64();
+        let recent = client::call(&socket, "action.list", json!({"limit": 200})).unwrap_or(Value::Null);
+        let agent_uids: std::collections::BTreeSet<u64> = recent["actions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["caller"]["uid"].as_u64()).collect())
+            .unwrap_or_default();
+        let shared: Vec<String> =
+            agent_uids.iter().filter(|u| **u == 0 || Some(**u) == daemon_uid).map(u64::to_string).collect();
+        let (ok, note) = if shared.is_empty() {
+            (true, "no recent agent call came from root or the daemon's uid".to_owned())
+        } else {
+            (
+                false,
+                format!(
+                    "agents call as uid {} which may also approve: run agents as another user (same-uid \
+                     approvals are refused unless `approvals.allow_same_uid`; root can approve anything)",
+                    shared.join(", ")
+                ),
+            )
+        };
+        checks.push(("approvers".into(), ok, note));
+    }
     let journald = Path::new("/run/systemd/journal/socket").exists();
     let note = if journald { "available".to_owned() } else { "not found: logs go to stderr".to_owned() };
     checks.push(("journald".into(), journald, note));
-    let all_ok = checks.iter().filter(|(name, _, _)| name != "journald").all(|(_, ok, _)| *ok);
+    // Warnings, not failures: journald (stderr works) and approvers (a set-up choice).
+    let warn_only = |name: &str| matches!(name, "journald" | "approvers");
+    let all_ok = checks.iter().filter(|(name, _, _)| !warn_only(name)).all(|(_, ok, _)| *ok);
     if json_out {
         let list: Vec<Value> =
             checks.iter().map(|(n, ok, m)| json!({"check": n, "ok": ok, "detail": m})).collect();
         println!("{}", json!({"ok": all_ok, "checks": list}));
     } else {
         for (name, ok, detail) in &checks {
-            let mark = match (ok, name.as_str()) {
+            let mark = match (ok, warn_only(name)) {
                 (true, _) => "ok  ",
-                (false, "journald") => "warn",
-                (false, _) => "FAIL",
+                (false, true) => "warn",
+                (false, false) => "FAIL",
             };
             println!("{mark} {name:<12} {detail}");
         }

@@ -588,17 +588,75 @@ fn with_approval(mut call: Value, approval_id: &str) -> Value {
 
 const APPROVE_CHILD_ENV: &str = "FARAMESH_APPROVE_CHILD";
 
-/// Not a test on its own: run as another uid by `non_approvers_cannot_approve_or_deny`.
+/// Not a test on its own: run as another uid by `non_approvers_cannot_approve_or_deny` and
+/// `same_uid_cannot_approve_unless_the_policy_allows_it` (spec: `socket|method|params JSON`).
 #[test]
 fn approve_child() {
     let Ok(spec) = std::env::var(APPROVE_CHILD_ENV) else { return };
-    let (socket, method, id) = {
+    let (socket, method, params) = {
         let mut parts = spec.splitn(3, '|');
         (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
     };
     let mut c = Client::new(Path::new(&socket));
-    let reply = c.call(&method, json!({"approval_id": id, "reason": "not mine to give"}));
+    let reply = c.call(&method, serde_json::from_str(&params).unwrap());
     println!("REPLY\t{reply}");
+}
+
+/// Runs one request as `uid` (through a copy of this test binary under setpriv); needs root.
+fn call_as_uid(uid: u32, socket: &Path, method: &str, params: Value) -> Value {
+    use std::os::unix::fs::PermissionsExt;
+    let exe_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"])
+        .arg(&exe)
+        .args(["approve_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(APPROVE_CHILD_ENV, format!("{}|{method}|{params}", socket.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.split_once("REPLY\t").map(|(_, r)| r)).unwrap_or_else(|| {
+        panic!("no reply from the uid {uid} client: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+    });
+    serde_json::from_str(line).unwrap()
+}
+
+/// Regression (issue #11): the only self-approval check compared pids, so an agent could approve
+/// its own deferred call from a second process of the same uid.
+#[test]
+fn same_uid_cannot_approve_unless_the_policy_allows_it() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!(
+            "SKIPPED same_uid_cannot_approve_unless_the_policy_allows_it: needs root to run clients as uid 65534"
+        );
+        return;
+    }
+    for allow in [false, true] {
+        let policy = format!(
+            "version: 1\nrules:\n  - id: shell-approval\n    match: {{ tool: shell }}\n    require_approval: true\n\
+             approvals:\n  approvers: [\"uid:65534\"]\n  allow_same_uid: {allow}\n"
+        );
+        let daemon = Daemon::start_open(&policy);
+        let d = call_as_uid(65534, &daemon.socket, "govern", shell_call("ls"));
+        assert_eq!(d["result"]["effect"], "DEFER", "{d}");
+        let id = d["result"]["approval_id"].as_str().unwrap().to_owned();
+        let reply = call_as_uid(65534, &daemon.socket, "approval.approve", json!({"approval_id": id}));
+        if allow {
+            assert_eq!(reply["result"]["status"], "approved", "{reply}");
+        } else {
+            assert_eq!(reply["error"]["code"], -32001, "{reply}");
+            let msg = reply["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("uid 65534 made this call") && msg.contains("allow_same_uid"), "{msg}");
+            // Root still may.
+            assert_eq!(
+                daemon.client().result("approval.approve", json!({"approval_id": id}))["status"],
+                "approved"
+            );
+        }
+    }
 }
 
 #[test]
@@ -624,7 +682,14 @@ fn non_approvers_cannot_approve_or_deny() {
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .arg(&exe)
             .args(["approve_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(APPROVE_CHILD_ENV, format!("{}|{method}|{approval_id}", daemon.socket.display()))
+            .env(
+                APPROVE_CHILD_ENV,
+                format!(
+                    "{}|{method}|{}",
+                    daemon.socket.display(),
+                    json!({"approval_id": approval_id, "reason": "not mine to give"})
+                ),
+            )
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -53,7 +53,7 @@ const RISK_KEYS: &[&str] = &["rules"];
 const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
 const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed"];
-const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid"];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -728,6 +728,7 @@ impl Loader<'_> {
                         )
                     })?;
                 }
+                "allow_same_uid" => approvals.allow_same_uid = self.flag(value, "`allow_same_uid`")?,
                 _ => {}
             }
         }
@@ -741,7 +742,13 @@ impl Loader<'_> {
                 Approver::Group(n) => format!("group:{n}"),
             })
             .collect();
-        let norm = json!({"approvers": approvers, "expire_after": approvals.expire_after_seconds});
+        let mut norm = json!({"approvers": approvers, "expire_after": approvals.expire_after_seconds});
+        // Only when set, so policies without it keep their hash.
+        if approvals.allow_same_uid
+            && let Value::Object(m) = &mut norm
+        {
+            m.insert("allow_same_uid".into(), Value::Bool(true));
+        }
         Ok((approvals, norm))
     }
 }

@@ -163,11 +163,14 @@ pub struct Approvals {
     pub approvers: Vec<Approver>,
     /// Seconds until a pending approval expires (default 15 minutes).
     pub expire_after_seconds: u64,
+    /// Whether an approver may decide a call made from their own uid (default false: the uid
+    /// is the trust boundary between agents and people; root may always).
+    pub allow_same_uid: bool,
 }
 
 impl Default for Approvals {
     fn default() -> Self {
-        Approvals { approvers: Vec::new(), expire_after_seconds: 900 }
+        Approvals { approvers: Vec::new(), expire_after_seconds: 900, allow_same_uid: false }
     }
 }
 

@@ -924,3 +924,74 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(agent: Option<&str>, approver: Option<&str>, file: Option<PathBuf>) -> HttpConfig {
+        HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: Tls::None,
+            agent_token: agent.map(str::to_owned),
+            approver_token: approver.map(str::to_owned),
+            tokens_file: file,
+            limits: HttpLimits::default(),
+        }
+    }
+
+    #[test]
+    fn tokens_identify_by_role_and_never_by_prefix() {
+        let t = Tokens::load(&config(Some("agent-secret"), Some("approver-secret"), None)).unwrap();
+        assert_eq!(t.identify("agent-secret").unwrap().role, Role::Agent);
+        assert_eq!(t.identify("approver-secret").unwrap().role, Role::Approver);
+        assert!(t.identify("agent-secre").is_none());
+        assert!(t.identify("agent-secret ").is_none());
+        assert!(t.identify("").is_none());
+        // The identity names a hash prefix, never the token.
+        let name = t.identify("agent-secret").unwrap().name;
+        assert!(name.starts_with("sha256:") && !name.contains("secret"), "{name}");
+    }
+
+    #[test]
+    fn a_listener_without_tokens_is_refused() {
+        let e = Tokens::load(&config(None, Some(""), None)).unwrap_err();
+        assert!(e.contains("needs at least one token"), "{e}");
+    }
+
+    #[test]
+    fn tokens_file_binds_agents_and_names_bad_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let hash = faramesh_proto::canonical::to_hex(&sha256(b"hashed"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"[{{"name":"ci","role":"agent","token":"t1","agents":["ci-bot"]}},
+                   {{"name":"alice","role":"approver","token_sha256":"{hash}"}}]"#
+            ),
+        )
+        .unwrap();
+        let t = Tokens::load(&config(None, None, Some(path.clone()))).unwrap();
+        let ci = t.identify("t1").unwrap();
+        assert_eq!((ci.name.as_str(), ci.agents), ("agent:ci", Some(vec!["ci-bot".to_owned()])));
+        assert_eq!(t.identify("hashed").unwrap().name, "approver:alice");
+        std::fs::write(&path, r#"[{"name":"x","role":"admin","token":"t"}]"#).unwrap();
+        let e = Tokens::load(&config(None, None, Some(path))).unwrap_err();
+        assert!(e.contains("entry 1: `role` must be `agent` or `approver`"), "{e}");
+    }
+
+    #[test]
+    fn service_errors_map_to_http_statuses() {
+        for (kind, status) in [
+            (ErrorKind::InvalidParams, StatusCode::UNPROCESSABLE_ENTITY),
+            (ErrorKind::NotAuthorized, StatusCode::FORBIDDEN),
+            (ErrorKind::NotFound, StatusCode::NOT_FOUND),
+            (ErrorKind::Conflict, StatusCode::CONFLICT),
+            (ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let e = HttpError::from(ServiceError { kind, message: "m".into(), field: None });
+            assert_eq!(e.status, status);
+        }
+    }
+}

@@ -190,6 +190,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
         tracing::info!(url = %info.url, tls_fingerprint = ?info.tls_fingerprint, "HTTP listener is serving");
+        // Printed whatever the log level: the operator needs the fingerprint to pin it.
+        match &info.tls_fingerprint {
+            Some(fp) => eprintln!("faramesh: serving {} (certificate SHA-256 {fp})", info.url),
+            None => eprintln!("faramesh: serving {} (plain HTTP, loopback only)", info.url),
+        }
         tokio::spawn(l.serve(service.clone(), stop_rx.clone(), config.limits.shutdown_grace))
     });
     tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), policy_hash = %hash, "faramesh is serving");

@@ -87,7 +87,8 @@ pub struct State {
     pub log: Arc<Log>,
     /// The socket path.
     pub socket_path: PathBuf,
-    /// The daemon's own uid (may approve, like root).
+    /// The daemon process's real uid (`getuid`), which may approve like root. (Not the owner of
+    /// the state dir: a root-owned daemon may serve a dir another user created.)
     pub own_uid: u32,
     /// When the daemon started.
     pub started: Instant,
@@ -195,6 +196,7 @@ impl State {
             "version": env!("CARGO_PKG_VERSION"),
             "runtime_version": dpr::RUNTIME_VERSION,
             "pid": std::process::id(),
+            "uid": self.own_uid,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "socket": self.socket_path.display().to_string(),
             "http": self.http,

@@ -726,16 +726,25 @@ impl Service {
         }
         let id = self.resolve_approval(id)?;
         self.with_approval(&id, async |current: Approval| {
-            let own = match (&current.requested_by, who) {
-                (Some(Caller::Peer(req)), Identity::Peer(p)) => req.pid == p.pid && p.uid != 0,
-                (Some(Caller::Token(req)), Identity::Token(t)) => req.token == t.name,
-                _ => false,
+            let allow_same_uid = self.state.policy.load().policy.approvals.allow_same_uid;
+            let refusal = match (&current.requested_by, who) {
+                // Root is beyond any gate on its host; everyone else is told apart by uid.
+                (_, Identity::Peer(p)) if p.uid == 0 => None,
+                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.pid == p.pid => {
+                    Some("not authorized: an agent cannot approve its own call".to_owned())
+                }
+                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.uid == p.uid && !allow_same_uid => Some(format!(
+                    "not authorized: uid {} made this call and may not approve it; approve from another uid or \
+                     root, or set `approvals: {{ allow_same_uid: true }}` in the policy",
+                    p.uid
+                )),
+                (Some(Caller::Token(req)), Identity::Token(t)) if req.token == t.name => {
+                    Some("not authorized: an agent cannot approve its own call".to_owned())
+                }
+                _ => None,
             };
-            if own {
-                return (
-                    None,
-                    Err(ServiceError::not_authorized("not authorized: an agent cannot approve its own call")),
-                );
+            if let Some(why) = refusal {
+                return (None, Err(ServiceError::not_authorized(why)));
             }
             if current.status != approvals::Status::Pending {
                 return (
