@@ -400,8 +400,8 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     }
     let c = &s["counts"];
     println!(
-        "decisions {} permit, {} deny, {} defer, {} errors",
-        c["permit"], c["deny"], c["defer"], c["errors"]
+        "decisions {} permit, {} deny, {} defer; errors: {} from clients, {} internal",
+        c["permit"], c["deny"], c["defer"], c["client_errors"], c["internal_errors"]
     );
     println!(
         "log       {} entries, head {}",

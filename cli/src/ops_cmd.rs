@@ -248,6 +248,9 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     );
     println!("caller    {}", s(rec, "caller"));
     print!("{}", crate::policy_cmd::render_explanation(&call, &ex));
+    if let Some(note) = not_from_policy(rec) {
+        println!("note      {note}");
+    }
     if rec.get("policy_hash") != r["decision"].get("policy_hash") {
         println!(
             "note      the policy changed since this decision; the trace above is under the current policy"
@@ -313,19 +316,48 @@ pub fn replay(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         "context": rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
     });
     let now = client::call(&socket, "decide", call)?;
-    let fields = ["effect", "reason_code", "rule_id", "risk_level", "policy_hash"];
-    let changed: Vec<&str> = fields.iter().copied().filter(|f| rec.get(*f) != now.get(*f)).collect();
+    // Compare like with like: a decision a person or the daemon's state made (an approval, a
+    // rate limit, a budget) is compared by the policy's part of it only.
+    let granted = rec["reason_code"] == "APPROVAL_GRANTED";
+    let policy_made = !matches!(
+        rec["reason_code"].as_str(),
+        Some(
+            "RATE_EXCEEDED"
+                | "BUDGET_EXCEEDED"
+                | "APPROVAL_DENIED"
+                | "APPROVAL_EXPIRED"
+                | "AGENT_IDENTITY_MISMATCH"
+                | "INTERNAL_ERROR"
+        )
+    );
+    let mut expected = rec.clone();
+    if granted {
+        // The policy deferred this call; a person approved it.
+        expected["effect"] = json!("DEFER");
+        expected["reason_code"] = now["reason_code"].clone();
+    }
+    let fields: &[&str] = if !policy_made {
+        &["policy_hash"]
+    } else if granted {
+        &["effect", "rule_id", "policy_hash"]
+    } else {
+        &["effect", "reason_code", "rule_id", "risk_level", "policy_hash"]
+    };
+    let changed: Vec<&str> = fields.iter().copied().filter(|f| expected.get(*f) != now.get(*f)).collect();
     let decision_changed = changed.iter().any(|f| *f != "policy_hash");
     if json_out {
         println!("{}", json!({"id": rec["id"], "recorded": rec, "now": now, "changed": changed}));
     } else {
         println!("{:<12} {:<66} now", "", "recorded");
-        for f in fields {
+        for f in ["effect", "reason_code", "rule_id", "risk_level", "policy_hash"] {
             let mark = if changed.contains(&f) { "*" } else { " " };
             println!("{mark}{f:<11} {:<66} {}", s(&rec, f), s(&now, f));
         }
         if rec.get("params").is_some_and(|p| p.to_string().contains("[REDACTED]")) {
             println!("note: redacted params were replayed as `[REDACTED]`");
+        }
+        if let Some(note) = not_from_policy(&rec) {
+            println!("note: {note}");
         }
         println!(
             "{}",
@@ -333,4 +365,27 @@ pub fn replay(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         );
     }
     Ok(if decision_changed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Why a recorded decision is not the policy's alone, for a note under `explain` and `replay`.
+fn not_from_policy(rec: &Value) -> Option<String> {
+    let code = rec["reason_code"].as_str()?;
+    match code {
+        "APPROVAL_GRANTED" => Some(format!(
+            "a person approved this call (approval {}): the policy's own decision was DEFER by `{}`; \
+             only that part is compared",
+            s(rec, "approval_id"),
+            s(rec, "rule_id")
+        )),
+        "RATE_EXCEEDED"
+        | "BUDGET_EXCEEDED"
+        | "APPROVAL_DENIED"
+        | "APPROVAL_EXPIRED"
+        | "AGENT_IDENTITY_MISMATCH"
+        | "INTERNAL_ERROR" => Some(format!(
+            "{code} came from the daemon's state at the time (limits, approvals, identity, faults), not \
+             from the policy: the policy alone cannot reproduce it"
+        )),
+        _ => None,
+    }
 }

@@ -109,7 +109,7 @@ fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode
     let mut n_failed = 0usize;
     let mut results = Vec::new();
     for case in &parsed.cases {
-        let decision = policy::decide(&p, &case.call);
+        let decision = policy::decide_request(&p, &case.call.request);
         let outcome = case.expect.check(&decision);
         if json_out {
             results.push(json!({"name": case.label(), "ok": outcome.is_ok(), "error": outcome.as_ref().err(), "decision": decision}));
@@ -136,13 +136,15 @@ fn explain(file: &PathBuf, call_text: &str, json_out: bool) -> Result<ExitCode> 
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let value: serde_json::Value = serde_json::from_str(call_text).context("`--call` is not valid JSON")?;
-    let call = cases::call_from_json(value).map_err(|e| anyhow::anyhow!("`--call`: {e}"))?;
-    let ex = policy::explain(&p, &call);
+    let value =
+        faramesh_proto::parse_strict(call_text.as_bytes()).map_err(|e| anyhow::anyhow!("`--call`: {e}"))?;
+    let req =
+        faramesh_proto::CallRequest::from_value(&value).map_err(|e| anyhow::anyhow!("`--call`: {e}"))?;
+    let ex = policy::explain_request(&p, &req);
     if json_out {
         println!("{}", serde_json::to_string_pretty(&ex)?);
     } else {
-        print!("{}", render_explanation(&call, &ex));
+        print!("{}", render_explanation(&req.call, &ex));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -193,22 +195,10 @@ pub fn request_hash_lines() -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str::<serde_json::Value>(&line)
+        let result = faramesh_proto::parse_strict(line.as_bytes())
             .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(|v| {
-                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-                let empty = serde_json::Value::Object(serde_json::Map::new());
-                let params = v.get("params").unwrap_or(&empty);
-                let context = v.get("context").unwrap_or(&empty);
-                faramesh_proto::request_hash(
-                    &text("agent_id"),
-                    &text("tool"),
-                    &text("operation"),
-                    params,
-                    context,
-                )
-                .map_err(|e| e.to_string())
-            });
+            .and_then(|v| faramesh_proto::CallRequest::from_value(&v).map_err(|e| e.to_string()))
+            .and_then(|req| req.call.request_hash().map_err(|e| e.to_string()));
         match result {
             Ok(hash) => writeln!(stdout, "{hash}")?,
             Err(e) => {
@@ -292,12 +282,12 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
             Some(_) => {}
         }
     }
-    let mut calls: Vec<(String, faramesh_proto::Call)> = Vec::new();
+    let mut calls: Vec<(String, faramesh_proto::CallRequest)> = Vec::new();
     if let Some(path) = &args.cases {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let parsed = cases::parse_cases(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        calls.extend(parsed.cases.iter().map(|c| (c.label().to_owned(), c.call.clone())));
+        calls.extend(parsed.cases.iter().map(|c| (c.label().to_owned(), c.call.request.clone())));
     }
     if args.against_log {
         let file = args.state.path()?.join("log.redb");
@@ -312,16 +302,17 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
             let mut call = faramesh_proto::Call::new(&text("agent_id"), &text("tool"), &text("operation"));
             call.params = v.get("params").cloned().filter(|p| p.is_object()).unwrap_or_else(|| json!({}));
             call.context = v.get("context").cloned().filter(|p| p.is_object()).unwrap_or_else(|| json!({}));
-            calls.push((format!("action {}", text("id")), call));
+            let req = faramesh_proto::CallRequest { call, approval_id: None, unknown_keys: Vec::new() };
+            calls.push((format!("action {}", text("id")), req));
         }
     }
     let mut changed_calls = Vec::new();
     for (label, call) in &calls {
-        let (before, after) = (policy::decide(&old, call), policy::decide(&new, call));
+        let (before, after) = (policy::decide_request(&old, call), policy::decide_request(&new, call));
         if (before.effect, before.reason_code, &before.rule_id)
             != (after.effect, after.reason_code, &after.rule_id)
         {
-            changed_calls.push((label.clone(), call.clone(), before, after));
+            changed_calls.push((label.clone(), call.call.clone(), before, after));
         }
     }
     if json_out {

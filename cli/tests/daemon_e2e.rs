@@ -182,13 +182,6 @@ fn corpus_files() -> Vec<PathBuf> {
     files
 }
 
-fn call_params(call: &faramesh_proto::Call) -> Value {
-    json!({
-        "agent_id": call.agent_id, "tool": call.tool, "operation": call.operation,
-        "args": call.params, "context": call.context,
-    })
-}
-
 #[test]
 fn the_corpus_holds_through_decide_and_govern() {
     let mut n = 0;
@@ -200,9 +193,9 @@ fn the_corpus_holds_through_decide_and_govern() {
             n += 1;
             let label = format!("{}: {}", file.display(), case.label());
             for method in ["decide", "govern"] {
-                let reply = c.call(method, call_params(&case.call));
+                let reply = c.call(method, case.call.json.clone());
                 if let Some(err) = reply.get("error") {
-                    // A call the socket refuses outright (params not an object) is never a PERMIT.
+                    // A call the socket refuses outright is never a PERMIT.
                     assert_eq!(
                         case.expect.reason_code,
                         Some(faramesh_proto::ReasonCode::InvalidRequest),
@@ -1030,4 +1023,50 @@ fn snapshots_of_operator_output() {
         insta::assert_snapshot!("policy_diff_log_in_use", diff_text);
         insta::assert_snapshot!("policy_diff_against_log", String::from_utf8_lossy(&diff_after.stdout));
     });
+}
+
+/// Regression (issue #11): `replay` of a call PERMITted after approval reported PERMIT → DEFER,
+/// a change that did not happen; it compares the policy's part (DEFER by the same rule).
+#[test]
+fn replay_and_explain_of_an_approved_call_compare_like_with_like() {
+    let daemon = Daemon::start(APPROVAL_POLICY);
+    let sock = daemon.socket.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| Command::new(bin()).args(args).env("FARAMESH_SOCKET", &sock).output().unwrap();
+    let mut c = daemon.client();
+    let d = c.result("govern", shell_call("uptime"));
+    let approval_id = d["approval_id"].as_str().unwrap().to_owned();
+    c.result("approval.approve", json!({"approval_id": approval_id}));
+    let granted = c.result("govern", with_approval(shell_call("uptime"), &approval_id));
+    assert_eq!(granted["reason_code"], "APPROVAL_GRANTED");
+    let id = granted["action_id"].as_str().unwrap();
+    let out = cli(&["replay", id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("the decision would be the same"), "{text}");
+    assert!(text.contains("a person approved this call"), "{text}");
+    let explained = String::from_utf8_lossy(&cli(&["explain", id]).stdout).into_owned();
+    assert!(explained.contains("the policy's own decision was DEFER by `shell-approval`"), "{explained}");
+    // A plain decision still reports a real change: edit the policy so the call is denied.
+    std::fs::write(&daemon.policy, APPROVAL_POLICY.replace("require_approval: true", "deny: true")).unwrap();
+    c.result("policy.reload", json!({}));
+    let out = cli(&["replay", id]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Regression (issue #11): `{"cmd":"rm -rf /","cmd":"ls"}` was PERMITted on the last value.
+#[test]
+fn duplicate_keys_are_refused_on_the_socket() {
+    let daemon = Daemon::start(POLICY);
+    let mut c = daemon.client();
+    let reply = c.raw(
+        br#"{"jsonrpc":"2.0","id":7,"method":"govern","params":{"agent_id":"a","tool":"http","operation":"get","args":{"cmd":"rm -rf /","cmd":"ls"}}}"#,
+    );
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(
+        reply["error"]["message"].as_str().unwrap().contains("duplicate key `params.args.cmd`"),
+        "{reply}"
+    );
+    // Nothing was recorded for it.
+    assert_eq!(c.result("action.list", json!({}))["actions"].as_array().unwrap().len(), 0);
 }

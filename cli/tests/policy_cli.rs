@@ -87,14 +87,24 @@ fn explain_lists_rules_considered_and_why_they_missed() {
     assert_eq!(lines[0], "call      shell/exec by agent a");
     assert_eq!(lines[1], "profile   none");
     assert_eq!(lines[2], "risk      low");
-    assert_eq!(lines[3], "rules considered: 2");
+    // Every rule before the deciding one, rules of other tools included (issue #11: "why didn't my
+    // deny rule fire?" is often a misspelled tool).
+    assert_eq!(lines[3], "rules considered: 4");
     assert_eq!(
         lines[4],
-        "  skip  shell-destructive  policies/default.yaml:24  pattern: params do not match `rm -rf|mkfs|shutdown|reboot|dd if=`"
+        "  skip  http-read          policies/default.yaml:14  tool: `shell` does not match `http`"
     );
-    assert_eq!(lines[5], "  match shell-approval     policies/default.yaml:29  all conditions hold");
+    assert_eq!(
+        lines[5],
+        "  skip  http-head          policies/default.yaml:19  tool: `shell` does not match `http`"
+    );
     assert_eq!(
         lines[6],
+        "  skip  shell-destructive  policies/default.yaml:24  pattern: params do not match `rm -rf|mkfs|shutdown|reboot|dd if=`"
+    );
+    assert_eq!(lines[7], "  match shell-approval     policies/default.yaml:29  all conditions hold");
+    assert_eq!(
+        lines[8],
         "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:29): Shell commands need a human's approval"
     );
 }
@@ -117,7 +127,7 @@ fn request_hash_matches_the_published_vectors() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         text(&out.stdout),
-        "aef18e9d0014c759d9e9b91d6eca27bf34ff52bde361123c64fd17272688b0b5\nerror: number `1e+999` is not finite: NaN and infinities are not allowed in canonical JSON\n"
+        "aef18e9d0014c759d9e9b91d6eca27bf34ff52bde361123c64fd17272688b0b5\nerror: `params`: number `1e+999` is not finite: NaN and infinities are not allowed in canonical JSON\n"
     );
     assert_eq!(out.status.code(), Some(1));
 }

@@ -1,8 +1,10 @@
 //! `faramesh-proto`: the wire types of Faramesh (calls, decisions, reason codes), canonical JSON
 //! and request hashing. Depends on serde and hashing only: no runtime, no storage.
 
+pub mod call;
 pub mod canonical;
 pub mod types;
 
+pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier};

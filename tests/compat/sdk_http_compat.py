@@ -259,6 +259,14 @@ def bad_input_checks(d):
         if field:
             ok = ok and reply["error"].get("field") == field
         check(f"bad input ({name}): {want}", ok, (status, reply))
+    dup = b'{"agent_id":"x","tool":"shell","operation":"run","params":{"cmd":"rm -rf /","cmd":"ls"}}'
+    status, reply = raw(d, "POST", "/v1/evaluate", dup, token=AGENT_TOKEN)
+    check("duplicate key: 400 naming the key path", status == 400 and reply["error"].get("field") == "params.cmd",
+          (status, reply))
+    status, reply = raw(d, "POST", "/v1/actions", {"agent_id": "x", "tool": "http", "operation": "get", "parms": {}},
+                        token=AGENT_TOKEN)
+    check("unknown call key: DENY INVALID_REQUEST naming it",
+          status == 200 and reply["reason_code"] == "INVALID_REQUEST" and "`parms`" in reply["reason"], (status, reply))
     big = json.dumps({"agent_id": "x", "tool": "http", "operation": "get", "params": {"pad": "x" * (2 << 20)}}).encode()
     status, reply = raw(d, "POST", "/v1/actions", big, token=AGENT_TOKEN)
     check("body over 1 MiB: 413", status == 413, status)

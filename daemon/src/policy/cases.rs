@@ -2,8 +2,8 @@
 //! risk_level?}}]`, the shape shared by `tests/corpus/*.yaml`, `faramesh policy test` and the
 //! example policies' cases files. A corpus file adds `policy:` (the policy text) beside `cases`.
 
-use faramesh_proto::{Call, Decision, Effect, ReasonCode, RiskLevel};
-use serde::Deserialize;
+use faramesh_proto::{CallRequest, Decision, Effect, ReasonCode, RiskLevel};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::yaml;
@@ -15,8 +15,10 @@ pub struct Case {
     /// A name for reports (default `case <n>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// The call, as on the wire.
-    pub call: Call,
+    /// The call, as on the wire, read by the daemon's own call reader (so a case says what a
+    /// request to the daemon would: an unknown key is DENY `INVALID_REQUEST` here too).
+    #[serde(deserialize_with = "case_call")]
+    pub call: CaseCall,
     /// The expected outcome.
     pub expect: Expect,
 }
@@ -107,7 +109,17 @@ impl Expect {
     }
 }
 
-/// Reads a JSON value into a call (used by `policy explain --call`).
-pub fn call_from_json(value: Value) -> Result<Call, String> {
-    serde_json::from_value(value).map_err(|e| e.to_string())
+/// A case's call: as written (to send to a daemon) and as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseCall {
+    /// The JSON as written in the case.
+    pub json: Value,
+    /// The request the daemon reads from it.
+    pub request: CallRequest,
+}
+
+fn case_call<'de, D: Deserializer<'de>>(d: D) -> Result<CaseCall, D::Error> {
+    let json = Value::deserialize(d)?;
+    let request = CallRequest::from_value(&json).map_err(serde::de::Error::custom)?;
+    Ok(CaseCall { json, request })
 }

@@ -52,7 +52,8 @@ pub struct Explanation {
     pub profile: Option<String>,
     /// The risk rule that set the risk level, if any.
     pub risk_rule: Option<String>,
-    /// Rules considered, in order (only those the index could not rule out by tool/operation).
+    /// Every rule before the deciding one and the deciding rule, in order, each with the first
+    /// condition that failed.
     pub steps: Vec<Step>,
     /// Why no rule was considered at all (invalid request, profile allow-list), if so.
     pub note: Option<String>,
@@ -61,6 +62,34 @@ pub struct Explanation {
 /// Decides `call` under `policy`. Never fails: anything wrong with the call is a DENY.
 pub fn decide(policy: &Policy, call: &Call) -> Decision {
     evaluate(policy, call, None).decision
+}
+
+/// Decides a request as read from the wire: a request with keys that are not call keys is DENY
+/// `INVALID_REQUEST` naming the key (daemon and offline tools alike); otherwise [`decide`].
+pub fn decide_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Decision {
+    match req.refusal() {
+        Some(why) => refuse(base(policy), &req.call, why),
+        None => decide(policy, &req.call),
+    }
+}
+
+/// [`explain`] for a request as read from the wire (see [`decide_request`]).
+pub fn explain_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Explanation {
+    match req.refusal() {
+        Some(why) => Explanation {
+            decision: refuse(base(policy), &req.call, why),
+            profile: None,
+            risk_rule: None,
+            steps: Vec::new(),
+            note: Some("the request was refused before any rule was considered".into()),
+        },
+        None => explain(policy, &req.call),
+    }
+}
+
+fn refuse(mut d: Decision, call: &Call, why: String) -> Decision {
+    d.request_hash = call.request_hash().unwrap_or_default();
+    deny_decision(d, ReasonCode::InvalidRequest, why, None, None, None)
 }
 
 /// Decides `call` and records every rule considered and the first failing condition of each.
@@ -247,7 +276,16 @@ fn first_match<'p>(
     mut steps: Option<&mut Vec<Step>>,
 ) -> Option<&'p Rule> {
     let mut found = None;
-    let lists = set.index.candidates(&ctx.call.tool, &ctx.call.operation);
+    // Deciding visits only the rules the index cannot rule out; explaining visits every rule up
+    // to the deciding one, in order, so "why didn't my rule fire?" is answered for a rule of
+    // another (perhaps misspelled) tool too. Both find the same rule (property-tested).
+    let every_rule: Vec<u32>;
+    let lists = if steps.is_some() {
+        every_rule = (0..u32::try_from(set.rules.len()).unwrap_or(u32::MAX)).collect();
+        [&every_rule[..], &[][..], &[][..], &[][..]]
+    } else {
+        set.index.candidates(&ctx.call.tool, &ctx.call.operation)
+    };
     merge_visit(lists, |idx| {
         let Some(rule) = set.rules.get(idx as usize) else { return false };
         let failure = rule.first_failure(ctx);

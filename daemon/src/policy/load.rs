@@ -29,7 +29,7 @@ pub struct PolicyError {
 
 const TOP_KEYS: &[&str] = &["version", "description", "rules", "risk", "agents", "approvals"];
 const RULE_KEYS: &[&str] =
-    &["id", "match", "allow", "deny", "require_approval", "effect", "description", "risk"];
+    &["id", "match", "allow", "deny", "require_approval", "effect", "description", "reason", "risk"];
 const MATCH_KEYS: &[&str] = &[
     "tool",
     "op",
@@ -278,8 +278,12 @@ impl Loader<'_> {
                         }
                     })
                 }
-                "description" => {
-                    description = Some(self.string(value, "`description`")?);
+                // `reason` is the seeds' name for the same text (govern-your-own-tool).
+                "description" | "reason" => {
+                    if description.is_some() {
+                        return Err(self.err(key.pos, "give `description` or `reason`, not both".to_owned()));
+                    }
+                    description = Some(self.string(value, &format!("`{}`", key.name))?);
                     None
                 }
                 "risk" => {
@@ -786,24 +790,5 @@ fn normalized_cond(cond: &Cond) -> Value {
 
 /// The allowed key closest to `input`, if it is close enough to be a likely typo.
 fn suggest<'a>(input: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .map(|cand| (levenshtein(input, cand), *cand))
-        .filter(|(d, cand)| *d <= 2.max(cand.len() / 4) && *d < cand.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, cand)| cand)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    faramesh_proto::call::suggest(input, allowed)
 }

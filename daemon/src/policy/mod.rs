@@ -8,8 +8,8 @@ mod model;
 pub mod yaml;
 
 pub use eval::{
-    Explanation, Scope, Shadowed, Step, decide, decide_linear, defer_decision, deny_decision, explain,
-    shadowed_rules, validate_call,
+    Explanation, Scope, Shadowed, Step, decide, decide_linear, decide_request, defer_decision, deny_decision,
+    explain, explain_request, shadowed_rules, validate_call,
 };
 pub use load::{PolicyError, compile, parse_duration};
 pub use model::{

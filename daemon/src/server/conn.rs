@@ -3,7 +3,6 @@
 //! replies.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
@@ -56,7 +55,7 @@ pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Re
                     "request line exceeds the {}-byte limit; closing the connection",
                     limits.max_line_bytes
                 );
-                state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                state.counts.error(false);
                 let _ = out.send(error_line(&Value::Null, codes::INVALID_REQUEST, &msg)).await;
                 break;
             }
@@ -116,7 +115,7 @@ struct Conn {
 impl Conn {
     /// An error reply, counted in `status`.
     fn error(&self, id: &Value, code: i32, message: &str) -> String {
-        self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+        self.state.counts.error(code == codes::INTERNAL_ERROR);
         error_line(id, code, message)
     }
 
@@ -135,13 +134,20 @@ impl Conn {
                 return Some(self.error(&Value::Null, codes::PARSE_ERROR, &msg));
             }
         };
-        let value: Value = match serde_json::from_str(text) {
+        let value: Value = match faramesh_proto::parse_strict(text.as_bytes()) {
             Ok(v) => v,
+            Err(faramesh_proto::StrictJsonError::DuplicateKey(path)) => {
+                // Parsers disagree on which value of a repeated key counts: refuse, never guess.
+                let id = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("id").cloned());
+                let msg = format!("invalid params: duplicate key `{path}`: a key may appear once per object");
+                return Some(self.error(&id.unwrap_or(Value::Null), codes::INVALID_PARAMS, &msg));
+            }
             Err(e) => {
-                let detail = if e.to_string().contains("recursion limit") {
+                let e = e.to_string();
+                let detail = if e.contains("recursion limit") {
                     "JSON nested deeper than 128 levels".to_owned()
                 } else {
-                    e.to_string()
+                    e
                 };
                 return Some(self.error(&Value::Null, codes::PARSE_ERROR, &format!("parse error: {detail}")));
             }
@@ -220,7 +226,7 @@ impl Conn {
         Some(match outcome {
             Ok(result) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"),
             Err(e) => {
-                self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
+                self.state.counts.error(e.kind == crate::service::ErrorKind::Internal);
                 let mut error = json!({"code": rpc::code_of(&e), "message": e.message});
                 if let (Some(field), Value::Object(m)) = (&e.field, &mut error) {
                     m.insert("data".into(), json!({ "field": field }));

@@ -208,6 +208,12 @@ impl HttpError {
     }
 }
 
+impl From<faramesh_proto::CallError> for HttpError {
+    fn from(e: faramesh_proto::CallError) -> HttpError {
+        HttpError::from(ServiceError::from(e))
+    }
+}
+
 impl From<ServiceError> for HttpError {
     fn from(e: ServiceError) -> HttpError {
         let (status, code) = match e.kind {
@@ -287,11 +293,17 @@ impl App {
         if bytes.iter().all(u8::is_ascii_whitespace) && !required {
             return Ok(Map::new());
         }
-        match serde_json::from_slice::<Value>(&bytes) {
+        match faramesh_proto::parse_strict(&bytes) {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => {
                 Err(HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"))
             }
+            Err(faramesh_proto::StrictJsonError::DuplicateKey(path)) => Err(HttpError {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_request",
+                message: format!("duplicate key `{path}`: a key may appear once per object"),
+                field: Some(path),
+            }),
             Err(e) => Err(HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",

@@ -57,11 +57,23 @@ pub struct Counts {
     pub deny: AtomicU64,
     /// DEFER answers.
     pub defer: AtomicU64,
-    /// Requests refused with a JSON-RPC error.
+    /// Requests refused with an error (both kinds below).
     pub errors: AtomicU64,
+    /// Of those, the client's mistakes: bad JSON, unknown method, bad params, unknown id,
+    /// wrong state, not authorized.
+    pub client_errors: AtomicU64,
+    /// Of those, faults inside the daemon.
+    pub internal_errors: AtomicU64,
 }
 
 impl Counts {
+    /// Counts one error reply; `internal` for a fault of the daemon's own.
+    pub fn error(&self, internal: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let kind = if internal { &self.internal_errors } else { &self.client_errors };
+        kind.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one answered decision.
     pub fn count(&self, d: &faramesh_proto::Decision) {
         let counter = match d.effect {
@@ -206,6 +218,8 @@ impl State {
                 "deny": self.counts.deny.load(Ordering::Relaxed),
                 "defer": self.counts.defer.load(Ordering::Relaxed),
                 "errors": self.counts.errors.load(Ordering::Relaxed),
+                "client_errors": self.counts.client_errors.load(Ordering::Relaxed),
+                "internal_errors": self.counts.internal_errors.load(Ordering::Relaxed),
             },
             "log": {"size": size, "head_hash": crate::log::entry::hex(&head), "origin": self.log.origin()},
         })

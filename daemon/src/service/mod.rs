@@ -10,7 +10,6 @@ pub mod request;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_json};
 use serde::{Serialize, Serializer};
@@ -89,6 +88,12 @@ impl ServiceError {
     /// Internal failure.
     pub fn internal(message: impl Into<String>) -> ServiceError {
         ServiceError::new(ErrorKind::Internal, message)
+    }
+}
+
+impl From<faramesh_proto::CallError> for ServiceError {
+    fn from(e: faramesh_proto::CallError) -> ServiceError {
+        ServiceError::invalid(&e.field, e.message)
     }
 }
 
@@ -435,11 +440,11 @@ impl Service {
     /// Decides a call and records it (durable before this returns).
     pub async fn govern(&self, req: CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
         Self::check_agent_binding(who, &req.call.agent_id)?;
-        let call = req.call;
+        let call = req.call.clone();
         let loaded = self.state.policy.load_full();
         let policy = &loaded.policy;
         let decide_started = std::time::Instant::now();
-        let mut decision = policy::decide(policy, &call);
+        let mut decision = policy::decide_request(policy, &req);
         self.state.metrics.observe_decide(decide_started.elapsed());
         let mut writes: Option<StateWrites> = None;
         let refused_early =
@@ -531,7 +536,7 @@ impl Service {
         Self::check_agent_binding(who, &req.call.agent_id)?;
         let loaded = self.state.policy.load_full();
         let started = std::time::Instant::now();
-        let decision = policy::decide(&loaded.policy, &req.call);
+        let decision = policy::decide_request(&loaded.policy, req);
         self.state.metrics.observe_decide(started.elapsed());
         let decision = identity_mismatch(&loaded.policy, &req.call, who, &decision).unwrap_or(decision);
         Ok(GovernReply { decision, action_id: None, approval_id: None })
@@ -1144,11 +1149,6 @@ impl Service {
             Ok(hash) => json!({"ok": true, "policy_hash": hash, "status": self.state.policy_status()}),
             Err(e) => json!({"ok": false, "error": e, "status": self.state.policy_status()}),
         }
-    }
-
-    /// Counts a request refused with an error (shown by `status`).
-    pub fn count_error(&self) {
-        self.state.counts.errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 

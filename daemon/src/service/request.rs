@@ -2,7 +2,7 @@
 //! object or an HTTP body): the one parser of each request, shared by every door. Errors name
 //! the field.
 
-use faramesh_proto::{Call, canonical};
+pub use faramesh_proto::CallRequest;
 use serde_json::{Map, Value};
 
 use super::ServiceError;
@@ -60,72 +60,6 @@ impl Fields<'_> {
     /// The action or approval id: `id` or `alt`.
     pub fn id(&self, alt: &str) -> Result<String, ServiceError> {
         self.string("id")?.or(self.string(alt)?).ok_or_else(|| ServiceError::missing("id"))
-    }
-}
-
-/// A call to decide (`govern`, `decide`, `POST /v1/evaluate`, `POST /v1/actions`,
-/// `POST /v1/gate/decide`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallRequest {
-    /// The call.
-    pub call: Call,
-    /// Resume a deferred call with this approval.
-    pub approval_id: Option<String>,
-}
-
-impl CallRequest {
-    /// Reads `agent_id, tool, operation` (or `tool_id` `"tool/op"`), `args` or `params`,
-    /// `context`, `session_id`, `request_id`, `tags`, `principal`, `approval_id`. Accepts what
-    /// the published SDK also sends (`action_type`, `principal_token`, ignored).
-    pub fn from_json(map: &Map<String, Value>) -> Result<CallRequest, ServiceError> {
-        let f = Fields(map);
-        let agent_id = f.string("agent_id")?.ok_or_else(|| ServiceError::missing("agent_id"))?;
-        let tool_id = f.string("tool_id")?;
-        let split = tool_id.as_deref().and_then(|t| t.rsplit_once('/'));
-        let tool = match (f.string("tool")?, split) {
-            (Some(t), _) => t,
-            (None, Some((t, _))) => t.to_owned(),
-            (None, None) => tool_id
-                .clone()
-                .ok_or_else(|| ServiceError::invalid("tool", "missing field `tool` (or `tool_id`)"))?,
-        };
-        let operation = match (f.string("operation")?.or(f.string("op")?), split) {
-            (Some(o), _) => o,
-            (None, Some((_, o))) => o.to_owned(),
-            (None, None) => {
-                return Err(ServiceError::invalid(
-                    "operation",
-                    "missing field `operation` (or `tool_id` as `tool/operation`)",
-                ));
-            }
-        };
-        let args = match (f.object("args")?, f.object("params")?) {
-            (Some(_), Some(_)) => {
-                return Err(ServiceError::invalid("args", "give `args` or `params`, not both"));
-            }
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => Value::Object(Map::new()),
-        };
-        let context = f.object("context")?.unwrap_or_else(|| Value::Object(Map::new()));
-        if let Err(e) = canonical::check_canonical(&args) {
-            let field = if map.contains_key("args") { "args" } else { "params" };
-            return Err(ServiceError::invalid(field, format!("`args`: {e}")));
-        }
-        if let Err(e) = canonical::check_canonical(&context) {
-            return Err(ServiceError::invalid("context", format!("`context`: {e}")));
-        }
-        let call = Call {
-            agent_id,
-            tool,
-            operation,
-            params: args,
-            context,
-            session_id: f.string("session_id")?,
-            request_id: f.string("request_id")?,
-            tags: map.get("tags").cloned().unwrap_or(Value::Null),
-            principal: map.get("principal").cloned().unwrap_or(Value::Null),
-        };
-        Ok(CallRequest { call, approval_id: f.string("approval_id")? })
     }
 }
 

@@ -1,0 +1,302 @@
+//! The one reader of a call: the daemon (socket and HTTP), the CLI's offline tools and the
+//! policy test-case format all turn JSON into a [`CallRequest`] here, so they cannot disagree on
+//! what a call says. Also the strict JSON reader every door uses: a duplicate key anywhere is
+//! refused (a tool whose parser keeps the first value would otherwise run a different call than
+//! the one decided).
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::types::Call;
+
+/// Every key a call may carry. `action_type` and `principal_token` are what the published
+/// Python SDK sends; they are accepted and not stored.
+pub const CALL_KEYS: &[&str] = &[
+    "agent_id",
+    "tool",
+    "tool_id",
+    "operation",
+    "op",
+    "args",
+    "params",
+    "context",
+    "session_id",
+    "request_id",
+    "tags",
+    "principal",
+    "approval_id",
+    "action_type",
+    "principal_token",
+];
+
+/// A call and how it was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRequest {
+    /// The call.
+    pub call: Call,
+    /// Resume a deferred call with this approval.
+    pub approval_id: Option<String>,
+    /// Keys that are not call keys, each with a suggestion where one is close: a call with any
+    /// is decided DENY `INVALID_REQUEST` (a misspelled `parms` must not be decided as `{}`).
+    pub unknown_keys: Vec<(String, Option<&'static str>)>,
+}
+
+/// A call field that is missing or has the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// The field at fault.
+    pub field: String,
+    /// One line for a person.
+    pub message: String,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> CallError {
+    CallError { field: field.to_owned(), message: message.into() }
+}
+
+fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, CallError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(key, format!("`{key}` must be a string"))),
+    }
+}
+
+fn object(map: &Map<String, Value>, key: &str) -> Result<Option<Value>, CallError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+        Some(_) => Err(bad(key, format!("`{key}` must be an object"))),
+    }
+}
+
+impl CallRequest {
+    /// Reads `agent_id, tool, operation` (or `tool_id` `"tool/op"`, or `op`), `args` or
+    /// `params`, `context`, `session_id`, `request_id`, `tags`, `principal`, `approval_id`.
+    pub fn from_json(map: &Map<String, Value>) -> Result<CallRequest, CallError> {
+        let agent_id = string(map, "agent_id")?.ok_or_else(|| bad("agent_id", "missing field `agent_id`"))?;
+        let tool_id = string(map, "tool_id")?;
+        let split = tool_id.as_deref().and_then(|t| t.rsplit_once('/'));
+        let tool = match (string(map, "tool")?, split) {
+            (Some(t), _) => t,
+            (None, Some((t, _))) => t.to_owned(),
+            (None, None) => {
+                tool_id.clone().ok_or_else(|| bad("tool", "missing field `tool` (or `tool_id`)"))?
+            }
+        };
+        let operation = match (string(map, "operation")?.or(string(map, "op")?), split) {
+            (Some(o), _) => o,
+            (None, Some((_, o))) => o.to_owned(),
+            (None, None) => {
+                return Err(bad("operation", "missing field `operation` (or `tool_id` as `tool/operation`)"));
+            }
+        };
+        let args = match (object(map, "args")?, object(map, "params")?) {
+            (Some(_), Some(_)) => return Err(bad("args", "give `args` or `params`, not both")),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => Value::Object(Map::new()),
+        };
+        let context = object(map, "context")?.unwrap_or_else(|| Value::Object(Map::new()));
+        if let Err(e) = crate::canonical::check_canonical(&args) {
+            let field = if map.contains_key("args") { "args" } else { "params" };
+            return Err(bad(field, format!("`{field}`: {e}")));
+        }
+        if let Err(e) = crate::canonical::check_canonical(&context) {
+            return Err(bad("context", format!("`context`: {e}")));
+        }
+        let mut unknown_keys: Vec<(String, Option<&'static str>)> = map
+            .keys()
+            .filter(|k| !CALL_KEYS.contains(&k.as_str()))
+            .map(|k| (k.clone(), suggest(k, CALL_KEYS)))
+            .collect();
+        unknown_keys.sort();
+        let call = Call {
+            agent_id,
+            tool,
+            operation,
+            params: args,
+            context,
+            session_id: string(map, "session_id")?,
+            request_id: string(map, "request_id")?,
+            tags: map.get("tags").cloned().unwrap_or(Value::Null),
+            principal: map.get("principal").cloned().unwrap_or(Value::Null),
+        };
+        Ok(CallRequest { call, approval_id: string(map, "approval_id")?, unknown_keys })
+    }
+
+    /// Reads a call from any JSON value (it must be an object).
+    pub fn from_value(value: &Value) -> Result<CallRequest, CallError> {
+        match value {
+            Value::Object(map) => CallRequest::from_json(map),
+            _ => Err(bad("call", "a call must be a JSON object")),
+        }
+    }
+
+    /// Why the request must be refused before deciding (unknown keys), if it must.
+    pub fn refusal(&self) -> Option<String> {
+        let (key, hint) = self.unknown_keys.first()?;
+        let hint = hint.map(|h| format!(", did you mean `{h}`?")).unwrap_or_default();
+        let more = match self.unknown_keys.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        Some(format!("unknown key `{key}` in the call{hint}{more}"))
+    }
+}
+
+/// The closest of `allowed` to a misspelled `input`, if one is close.
+pub fn suggest<'a>(input: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|cand| (levenshtein(input, cand), *cand))
+        .filter(|(d, cand)| *d <= 2.max(cand.len() / 4) && *d < cand.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, cand)| cand)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Why a JSON text was refused by [`parse_strict`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StrictJsonError {
+    /// Not JSON (serde_json's message).
+    #[error("{0}")]
+    Syntax(String),
+    /// The same key twice in one object; the dotted path of the second.
+    #[error("duplicate key `{0}`")]
+    DuplicateKey(String),
+}
+
+/// Parses JSON, refusing a duplicate key in any object at any depth.
+pub fn parse_strict(text: &[u8]) -> Result<Value, StrictJsonError> {
+    let value: Value = serde_json::from_slice(text).map_err(|e| StrictJsonError::Syntax(e.to_string()))?;
+    // Only objects with a key seen twice can differ from what serde_json kept; check the text.
+    let mut de = serde_json::Deserializer::from_slice(text);
+    DupCheck { path: String::new() }.deserialize(&mut de).map_err(|e| {
+        let msg = e.to_string();
+        match msg.strip_prefix(DUP_PREFIX) {
+            Some(rest) => {
+                StrictJsonError::DuplicateKey(rest.split(" at line").next().unwrap_or(rest).to_owned())
+            }
+            None => StrictJsonError::Syntax(msg),
+        }
+    })?;
+    Ok(value)
+}
+
+const DUP_PREFIX: &str = "duplicate key ";
+
+/// Walks a JSON document, failing on the first object key seen twice.
+struct DupCheck {
+    path: String,
+}
+
+impl DupCheck {
+    fn child(&self, key: &str) -> DupCheck {
+        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
+        DupCheck { path }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DupCheck {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DupCheck {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while seq.next_element_seed(self.child(&i.to_string()))?.is_some() {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.to_string()) {
+                let path = self.child(&key).path;
+                return Err(de::Error::custom(format!("{DUP_PREFIX}{path}")));
+            }
+            map.next_value_seed(self.child(&key))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        // Regression: `{"cmd":"rm -rf /","cmd":"ls"}` was decided on the last value.
+        let e = parse_strict(br#"{"params":{"args":{"cmd":"rm -rf /","cmd":"ls"}}}"#).unwrap_err();
+        assert_eq!(e, StrictJsonError::DuplicateKey("params.args.cmd".into()));
+        let e = parse_strict(br#"{"a":[{"x":1},{"y":1,"y":2}]}"#).unwrap_err();
+        assert_eq!(e.to_string(), "duplicate key `a.1.y`");
+        assert!(matches!(parse_strict(b"{nope"), Err(StrictJsonError::Syntax(_))));
+        let v = parse_strict(br#"{"n":1e2,"s":"x","k":{"a":[1,2,{"b":null}]}}"#).unwrap();
+        assert_eq!(v["k"]["a"][2], json!({"b": null}));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_a_suggestion() {
+        let req =
+            CallRequest::from_value(&json!({"agent_id": "a", "tool": "t", "operation": "o", "parms": {}}))
+                .unwrap();
+        assert_eq!(req.refusal().unwrap(), "unknown key `parms` in the call, did you mean `params`?");
+        let sdk = json!({"agent_id": "a", "tool": "t", "operation": "o", "tool_id": "t", "args": {},
+                         "action_type": "tool_call", "principal_token": ""});
+        assert_eq!(CallRequest::from_value(&sdk).unwrap().refusal(), None);
+    }
+
+    #[test]
+    fn tool_id_splits_and_fields_are_named() {
+        let req = CallRequest::from_value(&json!({"agent_id": "a", "tool_id": "http/get", "args": {"u": 1}}))
+            .unwrap();
+        assert_eq!((req.call.tool.as_str(), req.call.operation.as_str()), ("http", "get"));
+        let e =
+            CallRequest::from_value(&json!({"agent_id": "a", "tool": "t", "operation": "o", "params": 1}))
+                .unwrap_err();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("params", "`params` must be an object"));
+    }
+}
