@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use faramesh_daemon::server::{self, Config, Limits};
@@ -149,7 +152,15 @@ fn init_logging(verbose: bool) {
     }
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // No colour escapes in files (daemon.log) or pipes, whatever the flags.
+                .with_ansi(
+                    std::io::IsTerminal::is_terminal(&std::io::stderr())
+                        && std::env::var_os("NO_COLOR").is_none(),
+                ),
+        )
         .try_init();
 }
 
@@ -159,6 +170,32 @@ fn absolute(p: &Path) -> PathBuf {
     } else {
         std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
     }
+}
+
+/// Checks the policy before anything starts: a missing or unreadable file is an error (exit 1)
+/// from every command; a file that does not compile is an invalid policy (exit 3) from every command.
+fn precheck_policy(policy: &Path) -> Result<Option<ExitCode>> {
+    std::fs::read_to_string(policy).with_context(|| format!("cannot read policy `{}`", policy.display()))?;
+    if let Err(e) = server::load_policy(policy) {
+        eprintln!("error: {e}");
+        return Ok(Some(ExitCode::from(crate::policy_cmd::EXIT_INVALID_POLICY)));
+    }
+    Ok(None)
+}
+
+/// The longest path a Unix socket can be bound at (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn check_socket_path(socket: &Path) -> Result<()> {
+    let n = socket.as_os_str().len();
+    if n > MAX_SOCKET_PATH {
+        bail!(
+            "socket path `{}` is {n} bytes, over the {MAX_SOCKET_PATH}-byte limit of a Unix socket path; \
+             pass a shorter `--socket` (e.g. /tmp/faramesh.sock)",
+            socket.display()
+        );
+    }
+    Ok(())
 }
 
 fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
@@ -179,6 +216,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         ..Limits::default()
     };
     let state_dir = absolute(&args.state.path()?);
+    check_socket_path(&absolute(&args.socket.path()))?;
     let http = http_config_of(&args.http, &state_dir)?;
     Ok(Config {
         policy_path: policy,
@@ -228,7 +266,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let policy = args.policy.clone().ok_or_else(|| {
         anyhow!("no policy: pass `--policy FILE` or set FARAMESH_POLICY (try policies/default.yaml)")
     })?;
-    let config = config_of(&args, absolute(&policy))?;
+    let policy = absolute(&policy);
+    if let Some(code) = precheck_policy(&policy)? {
+        return Ok(code);
+    }
+    let config = config_of(&args, policy)?;
     run_daemon(config, args.verbose)
 }
 
@@ -245,9 +287,22 @@ pub struct DevArgs {
     pub dir: PathBuf,
 }
 
+/// Creates `dir` (and missing parents) mode 0700; an existing dir is left as it is.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))
+}
+
 pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let dir = absolute(&args.dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    private_dir(&dir)?;
     let policy = match args.policy {
         Some(p) => absolute(&p),
         None if Path::new("policies/default.yaml").exists() => absolute(Path::new("policies/default.yaml")),
@@ -272,13 +327,39 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         http: HttpArgs::default(),
         verbose: true,
     };
+    if let Some(code) = precheck_policy(&policy)? {
+        return Ok(code);
+    }
     let config = config_of(&serve, policy.clone())?;
-    eprintln!("faramesh dev: serving {} (state in {})", policy.display(), dir.join("state").display());
-    eprintln!("connect with:\n  export FARAMESH_SOCKET={}", socket.display());
-    eprintln!(
-        "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval from the \
-         uid that made the call is refused unless the policy sets `approvals: {{ allow_same_uid: true }}`"
-    );
+    if let Ok(s) = client::call(&socket, "status", json!({})) {
+        bail!(
+            "already running (pid {}) on `{}`; stop it with `faramesh stop --socket {}`",
+            s["pid"],
+            socket.display(),
+            socket.display()
+        );
+    }
+    eprintln!("faramesh dev: starting with {} (state in {})", policy.display(), dir.join("state").display());
+    // The connect line only once the daemon answers, so it is never a promise that fails.
+    let ready_socket = socket.clone();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if client::call(&ready_socket, "status", json!({})).is_ok() {
+                eprintln!(
+                    "faramesh dev: serving. Connect with:\n  export FARAMESH_SOCKET={}",
+                    ready_socket.display()
+                );
+                eprintln!(
+                    "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval \
+                     from the uid that made the call is refused unless the policy sets \
+                     `approvals: {{ allow_same_uid: true }}`"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
     run_daemon(config, true)
 }
 
@@ -296,11 +377,11 @@ pub struct ApplyArgs {
 
 pub fn apply(args: ApplyArgs, json_out: bool) -> Result<ExitCode> {
     let policy = absolute(&args.policy);
-    if let Err(e) = server::load_policy(&policy) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(crate::policy_cmd::EXIT_INVALID_POLICY));
+    if let Some(code) = precheck_policy(&policy)? {
+        return Ok(code);
     }
     let socket = absolute(&args.socket.path());
+    check_socket_path(&socket)?;
     let running = client::call(&socket, "policy.status", json!({}));
     let outcome = match running {
         Ok(status) => {
@@ -320,16 +401,15 @@ pub fn apply(args: ApplyArgs, json_out: bool) -> Result<ExitCode> {
         }
         Err(_) => {
             let state_dir = absolute(&args.state.path()?);
-            std::fs::create_dir_all(&state_dir)
-                .with_context(|| format!("cannot create `{}`", state_dir.display()))?;
+            private_dir(&state_dir)?;
             let log_path = state_dir.join("daemon.log");
             let log_file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&log_path)
                 .with_context(|| format!("cannot open `{}`", log_path.display()))?;
             let exe = std::env::current_exe().context("cannot find the faramesh binary")?;
-            use std::os::unix::process::CommandExt;
             let mut child = std::process::Command::new(exe)
                 .arg("serve")
                 .arg("--policy")

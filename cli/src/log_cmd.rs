@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use faramesh_daemon::log::{self, LogKey, PublicKey, verify::offline};
+use faramesh_daemon::log::verify::{OfflineError, offline};
+use faramesh_daemon::log::{self, LogKey, PublicKey};
 use serde_json::json;
 
 /// The state directory: `--state-dir`, `FARAMESH_STATE_DIR`, or `~/.faramesh/state`.
@@ -38,6 +39,8 @@ impl StateDir {
 pub struct VerifyArgs {
     #[command(flatten)]
     state: StateDir,
+    #[command(flatten)]
+    socket: crate::daemon_cmd::SocketArg,
     /// A log file to verify instead of the state dir's (a copy is fine).
     #[arg(long, requires = "pubkey")]
     file: Option<PathBuf>,
@@ -53,10 +56,19 @@ pub struct VerifyArgs {
 pub enum LogCommand {
     /// Print the public key that verifies this host's log.
     #[command(after_help = "Example:\n  faramesh log pubkey > faramesh.pub")]
-    Pubkey(StateDir),
+    Pubkey(LogDaemonArgs),
     /// Print the latest signed checkpoint (save it to check later that nothing was cut off).
     #[command(after_help = "Example:\n  faramesh log checkpoint > $(date +%F).checkpoint")]
-    Checkpoint(StateDir),
+    Checkpoint(LogDaemonArgs),
+}
+
+/// The state dir to read offline, and the daemon to ask when it holds the log.
+#[derive(Args, Debug)]
+pub struct LogDaemonArgs {
+    #[command(flatten)]
+    state: StateDir,
+    #[command(flatten)]
+    socket: crate::daemon_cmd::SocketArg,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +76,8 @@ pub enum LogCommand {
 pub struct ExportArgs {
     #[command(flatten)]
     state: StateDir,
+    #[command(flatten)]
+    socket: crate::daemon_cmd::SocketArg,
     /// Only entries at or after this time (RFC 3339, UTC).
     #[arg(long)]
     since: Option<String>,
@@ -82,9 +96,14 @@ fn read_arg_or_file(value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// Whether an offline read failed because the daemon holds the log file.
-fn in_use(message: &str) -> bool {
-    message.contains("is in use by a running daemon")
+/// An offline read's error for a person: when a daemon holds the file, how to proceed.
+pub(crate) fn offline_error(e: OfflineError) -> anyhow::Error {
+    match e {
+        OfflineError::InUse(_) => anyhow!(
+            "{e}: stop it (`faramesh stop`), ask it (`faramesh status`, or pass its `--socket`), or work on a copy"
+        ),
+        other => anyhow!(other),
+    }
 }
 
 fn key_of(dir: &Path) -> Result<LogKey> {
@@ -108,13 +127,15 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
         }
     };
     let against = args.against.as_deref().map(read_arg_or_file).transpose()?;
-    let mut report = log::verify_file(&file, &public, against.as_deref());
-    if args.file.is_none() && report.problem.as_deref().is_some_and(in_use) {
-        // The running daemon holds the file: it verifies its own log.
-        let r =
-            crate::client::call(&crate::client::default_socket(), "log.verify", json!({"against": against}))?;
-        report = serde_json::from_value(r)?;
-    }
+    let report = match offline::verify(&file, &public, against.as_deref()) {
+        Ok(report) => report,
+        Err(OfflineError::InUse(_)) if args.file.is_none() => {
+            // The running daemon holds the file: it verifies its own log.
+            let r = crate::client::call(&args.socket.path(), "log.verify", json!({"against": against}))?;
+            serde_json::from_value(r)?
+        }
+        Err(_) => log::verify_file(&file, &public, against.as_deref()),
+    };
     if json_out {
         println!("{}", serde_json::to_string(&report)?);
     } else if report.ok {
@@ -133,25 +154,35 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
 
 pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
     match cmd {
-        LogCommand::Pubkey(state) => {
-            let key = key_of(&state.path()?)?.public().to_text();
+        LogCommand::Pubkey(a) => {
+            let dir = a.state.path()?;
+            let key = match key_of(&dir) {
+                Ok(k) => k.public().to_text(),
+                // Another user's state dir (a system daemon's): ask the daemon.
+                Err(_) if a.socket.socket.is_some() => {
+                    let r = crate::client::call(&a.socket.path(), "log.checkpoint", json!({}))?;
+                    r["pubkey"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| anyhow!("the daemon sent no public key"))?
+                }
+                Err(e) => return Err(e),
+            };
             if json_out {
                 println!("{}", json!({ "pubkey": key }));
             } else {
                 println!("{key}");
             }
         }
-        LogCommand::Checkpoint(state) => {
-            let file = state.path()?.join("log.redb");
+        LogCommand::Checkpoint(a) => {
+            let file = a.state.path()?.join("log.redb");
             let cp = match offline::latest_checkpoint(&file) {
-                Err(e) if in_use(&e) => crate::client::call(
-                    &crate::client::default_socket(),
-                    "log.checkpoint",
-                    json!({}),
-                )?["checkpoint"]
-                    .as_str()
-                    .map(str::to_owned),
-                other => other.map_err(|e| anyhow!(e))?,
+                Err(OfflineError::InUse(_)) => {
+                    crate::client::call(&a.socket.path(), "log.checkpoint", json!({}))?["checkpoint"]
+                        .as_str()
+                        .map(str::to_owned)
+                }
+                other => other.map_err(offline_error)?,
             };
             let Some(cp) = cp else { bail!("the log at `{}` has no checkpoint yet", file.display()) };
             if json_out {
@@ -175,9 +206,9 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match offline::export(&file, &mut out, since) {
-        Err(e) if in_use(&e) => {
+        Err(OfflineError::InUse(_)) => {
             // The running daemon holds the file: page through its log over the socket.
-            let socket = crate::client::default_socket();
+            let socket = args.socket.path();
             let stream = crate::client::connect(&socket)?;
             let mut params = json!({"since": args.since, "limit": 5000});
             loop {
@@ -193,7 +224,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             }
         }
         other => {
-            other.map_err(|e| anyhow!(e))?;
+            other.map_err(offline_error)?;
         }
     }
     std::io::Write::flush(&mut out)?;

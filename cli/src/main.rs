@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand};
     name = "faramesh",
     version,
     about = "Faramesh: the execution gate for AI agents' tool calls",
-    after_help = "Exit codes: 0 ok; 1 error (including `verify-log` on a log that is not intact); 2 a mismatch where the command reports one (`policy test`: a case's decision differs; `policy diff`, `replay`: a decision would change); 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
+    after_help = "Exit codes: 0 ok; 1 error (including bad usage, and `verify-log` on a log that is not intact); 2 a mismatch where the command reports one (`policy test`: a case's decision differs; `policy diff`, `replay`: a decision would change); 3 invalid policy.\n\nExample:\n  faramesh policy check policies/default.yaml"
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -98,7 +98,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error (2 means "a mismatch", 3 "invalid policy").
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     ops_cmd::init_color(cli.no_color);
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
@@ -127,7 +134,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("faramesh: {err:#}");
+            eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
     }

@@ -81,8 +81,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
 pub struct ListArgs {
     #[command(flatten)]
     socket: SocketArg,
-    /// Only this effect (PERMIT, DENY, DEFER).
-    #[arg(long)]
+    /// Only this effect (PERMIT, DENY, DEFER) or action state (allowed, denied, pending_approval,
+    /// approved, executing, succeeded, failed).
+    #[arg(long, ignore_case = true, value_parser = [
+        "PERMIT", "DENY", "DEFER", "allowed", "denied", "pending_approval", "approved", "executing", "succeeded", "failed",
+    ])]
     status: Option<String>,
     /// Only this agent.
     #[arg(long)]
@@ -99,7 +102,12 @@ pub struct ListArgs {
 }
 
 pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
-    let params = json!({"effect": args.status, "agent_id": args.agent, "tool": args.tool, "since": args.since, "limit": args.limit});
+    let (effect, status) = match args.status.as_deref().map(str::to_ascii_uppercase) {
+        Some(e) if matches!(e.as_str(), "PERMIT" | "DENY" | "DEFER") => (Some(e), None),
+        Some(_) => (None, args.status.as_deref().map(str::to_ascii_lowercase)),
+        None => (None, None),
+    };
+    let params = json!({"effect": effect, "status": status, "agent_id": args.agent, "tool": args.tool, "since": args.since, "limit": args.limit});
     let r = client::call(&args.socket.path(), "action.list", params)?;
     if json_out {
         println!("{r}");

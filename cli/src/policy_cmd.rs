@@ -292,7 +292,8 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
     if args.against_log {
         let file = args.state.path()?.join("log.redb");
         let mut buf = Vec::new();
-        faramesh_daemon::log::verify::offline::export(&file, &mut buf, 0).map_err(|e| anyhow::anyhow!(e))?;
+        faramesh_daemon::log::verify::offline::export(&file, &mut buf, 0)
+            .map_err(crate::log_cmd::offline_error)?;
         for line in String::from_utf8_lossy(&buf).lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
             if v["kind"] != "decision" {

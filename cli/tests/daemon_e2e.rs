@@ -377,7 +377,8 @@ fn bad_configuration_exits_before_binding() {
         .arg(dir.path().join("state"))
         .output()
         .unwrap();
-    assert_eq!(invalid.status.code(), Some(1));
+    // An invalid policy exits 3 from every command (serve, dev, apply, policy check).
+    assert_eq!(invalid.status.code(), Some(3));
     let err = String::from_utf8_lossy(&invalid.stderr);
     assert!(err.contains("bad.yaml:3:5: unknown rule key `alow`, did you mean `allow`?"), "{err}");
     assert!(!socket.exists());
@@ -1069,4 +1070,70 @@ fn duplicate_keys_are_refused_on_the_socket() {
     );
     // Nothing was recorded for it.
     assert_eq!(c.result("action.list", json!({}))["actions"].as_array().unwrap().len(), 0);
+}
+
+/// Regression (issue #11): the socket fallback of `verify-log`, `export` and `log checkpoint`
+/// (used while the daemon holds the log) ignored `--socket` and asked the default socket.
+#[test]
+fn log_tools_fall_back_to_the_given_socket() {
+    let daemon = Daemon::start(POLICY);
+    daemon.client().result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&daemon.state)
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .env_remove("FARAMESH_SOCKET")
+            .env("HOME", &daemon.dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["verify-log"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+    let out = run(&["export"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(lines >= 3, "daemon_start, policy_load and the decision: {lines}");
+    let out = run(&["log", "checkpoint"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("faramesh/"));
+}
+
+/// Regression (issue #11): files and dirs a command creates are private to the daemon's user.
+#[test]
+fn state_files_are_private_whichever_command_creates_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let state = dir.path().join("new/state");
+    let socket = dir.path().join("run/faramesh.sock");
+    let out = Command::new(bin())
+        .args(["apply", "--policy"])
+        .arg(&policy)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let modes = [
+        mode(&state),
+        mode(socket.parent().unwrap()),
+        mode(&state.join("log.redb")),
+        mode(&state.join("log.key")),
+        mode(&state.join("daemon.log")),
+    ];
+    Command::new(bin()).arg("stop").arg("--socket").arg(&socket).output().unwrap();
+    assert_eq!(modes, [0o700, 0o700, 0o600, 0o600, 0o600]);
+    let log = std::fs::read_to_string(state.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("faramesh is serving") && !log.contains('\x1b'),
+        "colour escapes in a file: {log:?}"
+    );
 }

@@ -23,8 +23,13 @@ use redb::{BackendError, Builder, Database, DatabaseError, StorageBackend};
 pub const ZERO_AHEAD: u64 = 1 << 20;
 
 /// Opens (or creates) a log database on a [`ZeroFilledFile`].
+///
+/// A new file is created mode 0600 (whichever command creates it): the log holds every call's
+/// parameters, redacted or not.
 pub fn open_db(path: &Path) -> Result<Database, DatabaseError> {
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
     Builder::new().create_with_backend(ZeroFilledFile::new(file)?)
 }
 

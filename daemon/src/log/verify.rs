@@ -40,16 +40,24 @@ impl Report {
     }
 }
 
-/// A readable message for a log file that cannot be opened read-only.
-pub fn open_error(path: &Path, e: &redb::DatabaseError) -> String {
+/// Why a log file could not be read offline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfflineError {
+    /// A running daemon holds the file (redb's lock): ask the daemon, or read a copy.
+    #[error("`{}` is in use by a running daemon", .0.display())]
+    InUse(std::path::PathBuf),
+    /// Anything else (missing, unreadable, corrupt).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The error for a log file that cannot be opened read-only.
+pub fn open_error(path: &Path, e: &redb::DatabaseError) -> OfflineError {
     // redb reports the lock as `DatabaseAlreadyOpen` or, from the file lock, as a storage error.
     if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) || e.to_string().contains("already open") {
-        format!(
-            "`{}` is in use by a running daemon: stop it (`faramesh stop`), ask it (`faramesh status`), or work on a copy",
-            path.display()
-        )
+        OfflineError::InUse(path.to_owned())
     } else {
-        format!("cannot open `{}`: {e}", path.display())
+        OfflineError::Other(format!("cannot open `{}`: {e}", path.display()))
     }
 }
 
@@ -63,7 +71,7 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         first_bad_seq: None,
         problem: Some(problem),
     };
-    offline::with_db(path, |txn| Ok(verify_txn(txn, public, against))).unwrap_or_else(failed)
+    offline::verify(path, public, against).unwrap_or_else(|e| failed(e.to_string()))
 }
 
 /// Verifies the log visible in `txn`.
@@ -221,6 +229,7 @@ enum Pending {
 pub mod offline {
     use std::path::Path;
 
+    use super::{OfflineError, PublicKey, Report};
     use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable};
     use serde_json::Value;
 
@@ -232,19 +241,29 @@ pub mod offline {
     pub(super) fn with_db<T>(
         path: &Path,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, String>,
-    ) -> Result<T, String> {
+    ) -> Result<T, OfflineError> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = ReadOnlyDatabase::open(path).map_err(|e| super::open_error(path, &e))?;
-            let txn = db.begin_read().map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            f(&txn)
+            let txn = db
+                .begin_read()
+                .map_err(|e| OfflineError::Other(format!("cannot read `{}`: {e}", path.display())))?;
+            f(&txn).map_err(OfflineError::Other)
         }));
         result.unwrap_or_else(|_| {
-            Err(format!("`{}` is corrupt (the storage engine could not read it)", path.display()))
+            Err(OfflineError::Other(format!(
+                "`{}` is corrupt (the storage engine could not read it)",
+                path.display()
+            )))
         })
     }
 
+    /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).
+    pub fn verify(path: &Path, public: &PublicKey, against: Option<&str>) -> Result<Report, OfflineError> {
+        with_db(path, |txn| Ok(super::verify_txn(txn, public, against)))
+    }
+
     /// The latest signed checkpoint in the file.
-    pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, String> {
+    pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, OfflineError> {
         with_db(path, |txn| {
             let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             match t.last().map_err(|e| e.to_string())? {
@@ -255,7 +274,7 @@ pub mod offline {
     }
 
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
-    pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, String> {
+    pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, OfflineError> {
         with_db(path, |txn| {
             let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
             let mut n = 0;

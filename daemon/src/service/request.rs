@@ -108,7 +108,15 @@ impl ListQuery {
             offset: f.uint("offset", 0..=1_000_000)?.unwrap_or(0) as usize,
             agent_id: f.string("agent_id")?.or(f.string("agent")?),
             tool: f.string("tool")?,
-            effect: f.string("effect")?.map(|e| e.to_ascii_uppercase()),
+            effect: match f.string("effect")?.map(|e| e.to_ascii_uppercase()) {
+                Some(e) if !matches!(e.as_str(), "PERMIT" | "DENY" | "DEFER") => {
+                    return Err(ServiceError::invalid(
+                        "effect",
+                        format!("`effect` `{e}` must be PERMIT, DENY or DEFER"),
+                    ));
+                }
+                other => other,
+            },
             status,
             since_ms,
         })
