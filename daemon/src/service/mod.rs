@@ -1217,3 +1217,81 @@ fn resume_decision(base: &Decision, a: &Approval, approval_id: &str) -> (Decisio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Log, LogKey, LogOptions};
+    use crate::server::state::{Counts, Limits, Loaded};
+
+    fn service(dir: &std::path::Path, policy_text: &str) -> Service {
+        let policy = policy::compile("p.yaml", policy_text).unwrap();
+        let log =
+            Log::open(&dir.join("log.redb"), LogKey::from_seed(&[7u8; 32]), LogOptions::default()).unwrap();
+        let log = Arc::new(log);
+        let state = State {
+            policy_path: dir.join("p.yaml"),
+            policy: arc_swap::ArcSwap::from_pointee(Loaded { policy, loaded_at: String::new() }),
+            last_error: arc_swap::ArcSwap::from_pointee(None),
+            reloads: Default::default(),
+            approvals: approvals::Book::load(&log).unwrap(),
+            log,
+            socket_path: dir.join("s.sock"),
+            own_uid: 0,
+            started: std::time::Instant::now(),
+            counts: Counts::default(),
+            limits: Limits::default(),
+            rate: limits::RateLimiter::default(),
+            budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
+            metrics: Arc::default(),
+            http: None,
+        };
+        Service::new(Arc::new(state))
+    }
+
+    const BUDGET_POLICY: &str = "version: 1\nagents:\n  bot:\n    budget: { max_calls: 5, per: day, on_exceed: deny }\nrules:\n  - match: { tool: http }\n    allow: true\n";
+
+    fn call() -> CallRequest {
+        CallRequest::from_value(&json!({"agent_id": "bot", "tool": "http", "operation": "get"})).unwrap()
+    }
+
+    /// Regression (issue #11): a budget counter that could not be read counted from 0 (fail open).
+    #[tokio::test]
+    async fn an_unreadable_budget_counter_denies_and_stays_unloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), BUDGET_POLICY);
+        let loaded = s.state.policy.load_full();
+        let profile = loaded.policy.agents.get("bot").unwrap();
+        let budget = profile.budget.as_ref().unwrap();
+        let (period, _) = limits::period_of(budget, &call().call, entry::now_ms());
+        let key = limits::budget_key("bot", &period);
+        let garbage: StateWrites = Box::new(move |_, _| vec![(key, Some(b"not a number".to_vec()))]);
+        s.state.log.append_with_state(dpr::event_entry("test", json!({})), Some(garbage)).await.unwrap();
+
+        let who = Identity::Peer(PeerCred { uid: 1000, gid: 1000, pid: 1 });
+        for _ in 0..2 {
+            let reply = s.govern(call(), &who).await.unwrap();
+            assert_eq!(reply.decision.effect, Effect::Deny, "{:?}", reply.decision);
+            assert_eq!(reply.decision.reason_code, ReasonCode::InternalError);
+            assert!(reply.decision.reason.contains("unreadable"), "{}", reply.decision.reason);
+        }
+        assert!(
+            s.state.budgets.lock().unwrap().is_empty(),
+            "a counter that failed to load must not be cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_bound_to_an_agent_cannot_act_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), BUDGET_POLICY);
+        let who = Identity::Token(TokenIdentity {
+            name: "agent:a".into(),
+            role: Role::Agent,
+            agents: Some(vec!["a".into()]),
+        });
+        let e = s.govern(call(), &who).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotAuthorized);
+        assert!(s.decide(&call(), &who).is_err());
+    }
+}
