@@ -35,7 +35,7 @@ cargo test --locked
 
 if [ "$(id -u)" = 0 ]; then
     step "rust tests that need root (clients as another uid)"
-    cargo test --locked -p faramesh --test daemon_e2e -- --ignored --skip approve_child
+    cargo test --locked --test daemon_e2e -- --ignored --skip approve_child
 fi
 
 step "python venv with the published SDK (faramesh-sdk==0.3.3, pinned in tests/compat/requirements.txt)"

@@ -231,6 +231,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
 /// Runs the daemon in this process until SIGTERM or SIGINT (a second signal exits at once).
 pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
     init_logging(verbose);
+    let state_dir = config.state_dir.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -257,7 +258,19 @@ pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
                 std::process::exit(130);
             });
         };
-        server::run(config, shutdown).await.map_err(|e| anyhow!("{e}"))
+        // The library says what went wrong; the CLI adds what to do about it.
+        server::run(config, shutdown).await.map_err(|e| match &e {
+            server::ServerError::SocketInUse(p) => {
+                anyhow!("{e}; stop it first (`faramesh stop --socket {}`)", p.display())
+            }
+            server::ServerError::Log(faramesh_daemon::log::LogError::Open(_)) => {
+                anyhow!(
+                    "{e}; `faramesh verify-log --state-dir {}` names the first bad entry",
+                    state_dir.display()
+                )
+            }
+            _ => anyhow!("{e}"),
+        })
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -521,9 +521,7 @@ fn first_seq(last: u64, n: usize) -> u64 {
 }
 
 fn corrupt(key: u64, why: &str) -> LogError {
-    LogError::Storage(format!(
-        "the batch ending at entry {key} is corrupt ({why}); run `faramesh verify-log`"
-    ))
+    LogError::Storage(format!("the batch ending at entry {key} is corrupt ({why})"))
 }
 
 /// The record `seq` from the batches table.
@@ -549,16 +547,13 @@ fn read_tail(db: &Database) -> Result<((u64, [u8; 32]), u64), LogError> {
     let seq = k.value();
     let batch = Batch::decode(v.value()).map_err(|e| corrupt(seq, &e))?;
     let Some(record) = batch.records.last() else {
-        return Err(LogError::Open(format!(
-            "the last batch (stored under {seq}) holds no entries; run `faramesh verify-log`"
-        )));
+        return Err(LogError::Open(format!("the last batch (stored under {seq}) holds no entries")));
     };
-    let opened = entry::open(record).map_err(|e| {
-        LogError::Open(format!("the last log entry ({seq}) is corrupt: {e}; run `faramesh verify-log`"))
-    })?;
+    let opened = entry::open(record)
+        .map_err(|e| LogError::Open(format!("the last log entry ({seq}) is corrupt: {e}")))?;
     if opened.seq != seq {
         return Err(LogError::Open(format!(
-            "the last batch is stored under {seq} but ends with entry {}; run `faramesh verify-log`",
+            "the last batch is stored under {seq} but ends with entry {}",
             opened.seq
         )));
     }

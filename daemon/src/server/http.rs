@@ -594,23 +594,7 @@ async fn approval(
     let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
     let reason = f.string("reason")?;
     let given = f.string("token")?;
-    if matches!(&who, Identity::Token(t) if t.role != Role::Approver) {
-        return Err(ServiceError::not_authorized("not authorized: approving needs an approver token").into());
-    }
-    let view = app.service.find_action(&id, &who)?;
-    let Some(approval_id) = view.text("approval_id").filter(|_| view.text("effect") == Some("DEFER")) else {
-        return Err(ServiceError::conflict(format!(
-            "action `{}` is {}: it awaits no approval",
-            view.id(),
-            view.status.as_str()
-        ))
-        .into());
-    };
-    if given.as_deref().is_some_and(|t| t != approval_id) {
-        return Err(ServiceError::invalid("token", "`token` does not match this action's approval").into());
-    }
-    app.service.approval_decide(approval_id, approve, reason, &who).await?;
-    let view = app.service.find_action(view.id(), &who)?;
+    let view = app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?;
     Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
 }
 

@@ -57,6 +57,12 @@ pub enum ServerError {
     /// The socket cannot be bound.
     #[error("{0}")]
     Socket(String),
+    /// A live daemon already answers on the socket path.
+    #[error("another daemon is already listening on `{}`", .0.display())]
+    SocketInUse(PathBuf),
+    /// The decision log cannot be opened (locked, corrupt, unreadable).
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
     /// The HTTP listener cannot start (address, TLS, tokens).
     #[error("{0}")]
     Http(String),
@@ -87,10 +93,7 @@ fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServerError::Socket(format!(
-                "another daemon is already listening on `{}`; stop it first (faramesh stop)",
-                path.display()
-            )));
+            return Err(ServerError::SocketInUse(path.to_owned()));
         }
         std::fs::remove_file(path).map_err(|e| {
             ServerError::Socket(format!("cannot remove stale socket `{}`: {e}", path.display()))
@@ -124,8 +127,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Arc::new(move |records, took, ok| metrics.observe_commit(records, took, ok))
     };
     let options = LogOptions { on_commit: Some(observer), ..LogOptions::default() };
-    let log = Log::open(&config.state_dir.join("log.redb"), key, options)
-        .map_err(|e| ServerError::State(e.to_string()))?;
+    let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
     let book =
         approvals::Book::load(&log).map_err(|e| ServerError::State(format!("cannot read approvals: {e}")))?;

@@ -773,6 +773,40 @@ impl Service {
         .await?
     }
 
+    /// Approves or denies the pending approval of a deferred action, by the action's id (the v1
+    /// API and the dashboard). `approval_token`, when given, must be that approval's id.
+    pub async fn approve_action(
+        &self,
+        action_id: &str,
+        approve: bool,
+        reason: Option<String>,
+        approval_token: Option<&str>,
+        who: &Identity,
+    ) -> Result<ActionView, ServiceError> {
+        if !self.may_approve(who) {
+            return Err(ServiceError::not_authorized(format!(
+                "not authorized: {} may not approve or deny",
+                who.describe()
+            )));
+        }
+        let view = self.find_action(action_id, who)?;
+        let approval_id = match view.text("approval_id") {
+            Some(a) if view.text("effect") == Some("DEFER") => a.to_owned(),
+            _ => {
+                return Err(ServiceError::conflict(format!(
+                    "action `{}` is {}: it awaits no approval",
+                    view.id(),
+                    view.status.as_str()
+                )));
+            }
+        };
+        if approval_token.is_some_and(|t| t != approval_id) {
+            return Err(ServiceError::invalid("token", "`token` does not match this action's approval"));
+        }
+        self.approval_decide(&approval_id, approve, reason, who).await?;
+        self.find_action(view.id(), who)
+    }
+
     /// Waits until the approval is decided or expires, or `timeout` passes: `(approval,
     /// timed_out)`.
     pub async fn approval_wait(
