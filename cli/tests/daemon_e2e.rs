@@ -263,6 +263,11 @@ fn bad_input_gets_named_errors_and_never_stops_the_daemon() {
             "{tool:?}"
         );
     }
+    // Regression (issue #11): client mistakes are counted apart from internal errors.
+    let counts = good.result("status", json!({}))["counts"].clone();
+    assert!(counts["client_errors"].as_u64().unwrap() > 0, "{counts}");
+    assert_eq!(counts["internal_errors"], 0, "{counts}");
+    assert_eq!(counts["errors"], counts["client_errors"], "{counts}");
 }
 
 #[test]
