@@ -440,19 +440,19 @@ impl Service {
     /// Decides a call and records it (durable before this returns).
     pub async fn govern(&self, req: CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
         Self::check_agent_binding(who, &req.call.agent_id)?;
-        let call = req.call.clone();
         let loaded = self.state.policy.load_full();
         let policy = &loaded.policy;
         let decide_started = std::time::Instant::now();
         let mut decision = policy::decide_request(policy, &req);
         self.state.metrics.observe_decide(decide_started.elapsed());
+        let CallRequest { call, approval_id: resume, .. } = req;
         let mut writes: Option<StateWrites> = None;
         let refused_early =
             matches!(decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
         if !refused_early {
             if let Some(d) = identity_mismatch(policy, &call, who, &decision) {
                 decision = d;
-            } else if let Some(approval_id) = req.approval_id {
+            } else if let Some(approval_id) = resume {
                 return Ok(self.resume(&call, decision, &approval_id, who).await);
             } else if let Some(profile) = policy.agents.get(&call.agent_id) {
                 if let Err(hit) = self.state.rate.check(profile, &call) {
