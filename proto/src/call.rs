@@ -55,7 +55,8 @@ fn bad(field: &str, message: impl Into<String>) -> CallError {
     CallError { field: field.to_owned(), message: message.into() }
 }
 
-fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, CallError> {
+/// An optional string field (`null` counts as absent); the error names the field.
+pub fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, CallError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -63,7 +64,8 @@ fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, CallErr
     }
 }
 
-fn object(map: &Map<String, Value>, key: &str) -> Result<Option<Value>, CallError> {
+/// An optional object field (`null` counts as absent); the error names the field.
+pub fn object(map: &Map<String, Value>, key: &str) -> Result<Option<Value>, CallError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v.clone())),

@@ -41,16 +41,7 @@ rules:
     description: Deleting files is not allowed
 """
 
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    if cond:
-        RESULTS["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        RESULTS["failed"] += 1
-        print(f"FAIL {name} {detail}")
+from harness import RESULTS, check  # noqa: E402  (tests/compat/harness.py)
 
 
 def wait_for_socket(path, proc, timeout=20.0):

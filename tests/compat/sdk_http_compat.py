@@ -41,16 +41,7 @@ AGENT_TOKEN = "agent-token-0123456789"
 APPROVER_TOKEN = "approver-token-9876543210"
 BOUND_TOKEN = "bound-token-for-agent-a"
 
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def check(name, cond, detail=""):
-    if cond:
-        RESULTS["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        RESULTS["failed"] += 1
-        print(f"FAIL {name} {detail}")
+from harness import RESULTS, check  # noqa: E402  (tests/compat/harness.py)
 
 
 def free_port():

@@ -22,6 +22,12 @@ use redb::{BackendError, Builder, Database, DatabaseError, StorageBackend};
 /// How far past a write the file is filled with zeros.
 pub const ZERO_AHEAD: u64 = 1 << 20;
 
+/// Creates a new file readable and writable by its owner only (0600); fails if it exists.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
 /// Opens (or creates) a log database on a [`ZeroFilledFile`].
 ///
 /// A new file is created mode 0600 (whichever command creates it): the log holds every call's

@@ -5,7 +5,7 @@
 //! hash in base64, a blank line, then `— <name> <base64(key_id ‖ signature)>`.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -80,11 +80,7 @@ impl LogKey {
                 std::fs::File::open("/dev/urandom")
                     .and_then(|mut f| f.read_exact(&mut seed))
                     .map_err(|e| LogError::Key(format!("cannot read /dev/urandom: {e}")))?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
+                let mut file = super::create_private(path)
                     .map_err(|e| LogError::Key(format!("cannot create `{}`: {e}", path.display())))?;
                 file.write_all(&seed)
                     .and_then(|()| file.sync_all())

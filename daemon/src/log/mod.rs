@@ -10,7 +10,7 @@ mod store;
 pub mod tables;
 pub mod verify;
 
-pub use file::{ZERO_AHEAD, ZeroFilledFile, open_db};
+pub use file::{ZERO_AHEAD, ZeroFilledFile, create_private, open_db};
 pub use keys::{Checkpoint, LogKey, PublicKey};
 pub use store::{ActionIds, Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};

@@ -635,13 +635,7 @@ fn sse_frame(
     {
         return None;
     }
-    let readable = match who {
-        Identity::Token(t) if t.role == Role::Agent => {
-            v.get("kind").and_then(Value::as_str) != Some("policy_load") && app.service.may_read(who, &v)
-        }
-        _ => true,
-    };
-    if !readable {
+    if !app.service.may_read(who, &v) {
         return None;
     }
     let et = event_type(&v);
@@ -778,14 +772,9 @@ fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(PathBuf, PathBu
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ServerError::Http(format!("cannot create `{}`: {e}", path.display())))?;
-    f.write_all(bytes).map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", path.display())))
+    crate::log::create_private(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", path.display())))
 }
 
 /// `AB:CD:…` of the SHA-256 of the first certificate's DER.
@@ -852,26 +841,13 @@ impl Listener {
         let router = router(app.clone());
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut backoff_logged = false;
+        let mut backoff = super::AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 _ = stop.changed() => break,
                 a = tcp.accept() => a,
             };
-            let stream = match accepted {
-                Ok((s, _)) => {
-                    backoff_logged = false;
-                    s
-                }
-                Err(e) => {
-                    if !backoff_logged {
-                        tracing::warn!(error = %e, "HTTP accept failed; backing off");
-                        backoff_logged = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let Some((stream, _)) = backoff.check(accepted, "http").await else { continue };
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                 drop(stream); // over the connection cap
                 continue;

@@ -2,7 +2,7 @@
 //! commit latency, commit batch sizes, writer queue depth, reloads, pending approvals and open
 //! connections per transport.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,7 +57,6 @@ pub struct Metrics {
     pending_approvals: Gauge,
     queue_depth: Gauge,
     connections: Family<TransportLabels, Gauge>,
-    open_http: AtomicI64,
     last_commit_ok: std::sync::atomic::AtomicBool,
 }
 
@@ -126,7 +125,6 @@ impl Metrics {
             pending_approvals,
             queue_depth,
             connections,
-            open_http: AtomicI64::new(0),
             last_commit_ok: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -164,20 +162,12 @@ impl Metrics {
     /// A connection opened; the guard closes it.
     pub fn connection(&self, transport: Transport) -> ConnectionGuard<'_> {
         self.connections.get_or_create(&transport.label()).inc();
-        if transport == Transport::Http {
-            self.open_http.fetch_add(1, Ordering::Relaxed);
-        }
         ConnectionGuard { metrics: self, transport }
     }
 
     /// Whether the last log commit succeeded (`/ready`).
     pub fn log_writable(&self) -> bool {
         self.last_commit_ok.load(Ordering::Relaxed)
-    }
-
-    /// Open HTTP connections.
-    pub fn open_http(&self) -> i64 {
-        self.open_http.load(Ordering::Relaxed)
     }
 
     /// The text exposition, with the gauges read now.
@@ -202,8 +192,5 @@ pub struct ConnectionGuard<'a> {
 impl Drop for ConnectionGuard<'_> {
     fn drop(&mut self) {
         self.metrics.connections.get_or_create(&self.transport.label()).dec();
-        if self.transport == Transport::Http {
-            self.metrics.open_http.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }

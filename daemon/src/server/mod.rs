@@ -204,29 +204,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut accept_failing = false;
+    let mut accept_backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                accept_failing = false;
-                stream
-            }
-            Err(e) => {
-                // Out of file descriptors (EMFILE) and the like: back off instead of spinning,
-                // and say so once per episode.
-                if !accept_failing {
-                    tracing::warn!(error = %e, "socket accept failed; backing off");
-                    accept_failing = true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let Some((stream, _)) = accept_backoff.check(accepted, "socket").await else { continue };
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
                 let (service, stop) = (service.clone(), stop_rx.clone());
@@ -277,6 +262,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     drop(state);
     log.close();
     Ok(())
+}
+
+/// An accept loop's error handling: out of file descriptors (EMFILE) and the like back off
+/// instead of spinning, and are logged once per episode. Shared by the socket and HTTP listeners.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    failing: bool,
+}
+
+impl AcceptBackoff {
+    /// The accepted connection, or `None` after backing off from an error.
+    pub(crate) async fn check<T>(&mut self, accepted: std::io::Result<T>, listener: &str) -> Option<T> {
+        match accepted {
+            Ok(conn) => {
+                self.failing = false;
+                Some(conn)
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(error = %e, listener, "accept failed; backing off");
+                    self.failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                None
+            }
+        }
+    }
 }
 
 /// Watches the policy's directory (editors save by rename) and reloads on change, debounced.

@@ -874,9 +874,9 @@ impl Service {
         }
     }
 
-    /// Whether `who` may read (and report on) an action: socket peers and approver tokens read
-    /// everything; an agent token reads the actions of the agents it is bound to, or, unbound,
-    /// those it caused.
+    /// Whether `who` may read (and report on) an action, or see a log entry: socket peers and
+    /// approver tokens read everything; an agent token reads the entries of the agents it is
+    /// bound to, or, unbound, those it caused (so never daemon events such as `policy_load`).
     pub fn may_read(&self, who: &Identity, rec: &Value) -> bool {
         match who {
             Identity::Token(t) if t.role == Role::Agent => match &t.agents {

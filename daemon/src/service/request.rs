@@ -13,20 +13,7 @@ pub struct Fields<'a>(pub &'a Map<String, Value>);
 impl Fields<'_> {
     /// An optional string.
     pub fn string(&self, key: &str) -> Result<Option<String>, ServiceError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ServiceError::invalid(key, format!("`{key}` must be a string"))),
-        }
-    }
-
-    /// An optional object.
-    pub fn object(&self, key: &str) -> Result<Option<Value>, ServiceError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-            Some(_) => Err(ServiceError::invalid(key, format!("`{key}` must be an object"))),
-        }
+        Ok(faramesh_proto::call::string(self.0, key)?)
     }
 
     /// An optional unsigned integer within `range` (the message says the range).
