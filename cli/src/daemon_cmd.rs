@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use faramesh_daemon::log::LogError;
 use faramesh_daemon::server::{self, Config, Limits};
 use serde_json::{Value, json};
 
@@ -263,11 +264,17 @@ pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
             server::ServerError::SocketInUse(p) => {
                 anyhow!("{e}; stop it first (`faramesh stop --socket {}`)", p.display())
             }
-            server::ServerError::Log(faramesh_daemon::log::LogError::Open(_)) => {
+            server::ServerError::Log(log) if log.in_use() => {
+                anyhow!("{e}; another faramesh daemon holds this state dir (`faramesh status`)")
+            }
+            server::ServerError::Log(LogError::Corrupt { .. } | LogError::Open(_)) => {
                 anyhow!(
                     "{e}; `faramesh verify-log --state-dir {}` names the first bad entry",
                     state_dir.display()
                 )
+            }
+            server::ServerError::Log(LogError::Format { .. }) => {
+                anyhow!("{e}; export it with the version that wrote it (`faramesh export`)")
             }
             _ => anyhow!("{e}"),
         })

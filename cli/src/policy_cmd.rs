@@ -112,7 +112,7 @@ fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode
         let decision = policy::decide_request(&p, &case.call.request);
         let outcome = case.expect.check(&decision);
         if json_out {
-            results.push(json!({"name": case.label(), "ok": outcome.is_ok(), "error": outcome.as_ref().err(), "decision": decision}));
+            results.push(json!({"name": case.label(), "ok": outcome.is_ok(), "error": outcome.as_ref().err().map(ToString::to_string), "decision": decision}));
         } else if let Err(why) = &outcome {
             println!("FAIL {}: {why}", case.label());
         } else {

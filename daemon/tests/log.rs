@@ -90,10 +90,8 @@ fn appends_are_chained_indexed_and_readable() {
     assert_eq!(rec["params"]["password"], "hunter2", "the store keeps what it is given; DPRs redact first");
     assert_eq!(log.ids_with_prefix(&by_seq_20[..8], 10).unwrap(), vec![by_seq_20.clone()]);
     assert_eq!(log.get_by_id("0000000000000000").unwrap(), None);
-    assert_eq!(log.by_agent("agent-1", 5).unwrap().len(), 5);
-    assert_eq!(log.by_time(0, u64::MAX, 1000).unwrap().len(), 100);
+    assert_eq!(log.entries_from(1, 1000).unwrap().len(), 100);
     let later = entry::now_ms() + 3_600_000;
-    assert!(log.by_time(later, u64::MAX, 1000).unwrap().is_empty());
     assert_eq!(log.first_seq_at_or_after(later).unwrap(), 101);
     assert_eq!(log.first_seq_at_or_after(0).unwrap(), 1);
     let mut out = Vec::new();
@@ -140,7 +138,7 @@ fn entries_that_cannot_be_canonical_are_refused_alone() {
     let mut huge = body(0, "bot");
     huge.insert("params".into(), json!({"blob": "x".repeat(17 << 20)}));
     match log.append_blocking(huge) {
-        Err(LogError::Invalid(why)) => assert!(why.contains("byte limit of one log entry"), "{why}"),
+        Err(LogError::TooLarge { size, limit }) => assert!(size > limit && size > 17 << 20, "{size} {limit}"),
         other => panic!("a 17 MiB entry must be refused: {other:?}"),
     }
     assert_eq!(log.append_blocking(body(1, "bot")).unwrap().seq, 1);

@@ -5,6 +5,7 @@
 //! `prev_hash` and `entry_hash` fields. The stored record is the canonical JSON of the body plus
 //! both hashes (lower-case hex).
 
+use faramesh_proto::canonical::CanonicalError;
 use faramesh_proto::canonical_json;
 use serde_json::{Map, Value};
 
@@ -35,16 +36,16 @@ pub fn chain_hash(prev: &[u8; 32], canonical_body: &[u8]) -> [u8; 32] {
 }
 
 /// Seals `body` (which must already hold `seq`) after `prev`.
-pub fn seal(prev: &[u8; 32], mut body: Map<String, Value>) -> Result<Sealed, String> {
+pub fn seal(prev: &[u8; 32], mut body: Map<String, Value>) -> Result<Sealed, EntryError> {
     body.remove("prev_hash");
     body.remove("entry_hash");
     let body_value = Value::Object(body);
-    let canonical = canonical_json(&body_value).map_err(|e| e.to_string())?;
+    let canonical = canonical_json(&body_value)?;
     let entry_hash = chain_hash(prev, canonical.as_bytes());
-    let Value::Object(mut full) = body_value else { return Err("entry body is not an object".into()) };
+    let Value::Object(mut full) = body_value else { return Err(EntryError::NotObject) };
     full.insert("prev_hash".into(), Value::String(hex(prev)));
     full.insert("entry_hash".into(), Value::String(hex(&entry_hash)));
-    let record = canonical_json(&Value::Object(full)).map_err(|e| e.to_string())?;
+    let record = canonical_json(&Value::Object(full))?;
     Ok(Sealed { record, entry_hash })
 }
 
@@ -101,13 +102,17 @@ const WRITER_KEYS: [&str; 5] = ["entry_hash", "id", "prev_hash", "seq", "ts"];
 const ID: usize = 1;
 
 /// Canonicalizes `body` (without the reserved fields) and marks where the writer's go.
-pub fn prepare(mut body: Map<String, Value>) -> Result<PreparedBody, String> {
+pub fn prepare(mut body: Map<String, Value>) -> Result<PreparedBody, EntryError> {
     for key in RESERVED {
         body.remove(key);
     }
     let mut fields = body
         .iter()
-        .map(|(k, v)| canonical_json(v).map(|text| (k, text)).map_err(|e| format!("`{k}`: {e}")))
+        .map(|(k, v)| {
+            canonical_json(v)
+                .map(|text| (k, text))
+                .map_err(|source| EntryError::Field { field: k.clone(), source })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut text = String::with_capacity(fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
@@ -161,6 +166,41 @@ pub fn seal_prepared(prev: &[u8; 32], body: &PreparedBody, seq: u64, ts: &str, i
     Sealed { record, entry_hash }
 }
 
+/// Why an entry cannot be sealed, or a stored record does not check out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EntryError {
+    /// A value with no canonical form (a number that is not finite).
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    /// A field's value has no canonical form.
+    #[error("`{field}`: {source}")]
+    Field {
+        /// The top-level field.
+        field: String,
+        /// Why.
+        #[source]
+        source: CanonicalError,
+    },
+    /// The record's bytes are not UTF-8.
+    #[error("record is not UTF-8")]
+    NotUtf8,
+    /// The record is not JSON.
+    #[error("record is not JSON: {0}")]
+    NotJson(#[source] std::sync::Arc<serde_json::Error>),
+    /// The record is JSON but not the one canonical text of itself.
+    #[error("record is not in canonical form")]
+    NotCanonical,
+    /// The record or body is not a JSON object.
+    #[error("record is not an object")]
+    NotObject,
+    /// A required field (`seq`, `prev_hash`, `entry_hash`) is missing or malformed.
+    #[error("record has no valid `{0}`")]
+    Missing(&'static str),
+    /// `entry_hash` is not the hash of the record's body.
+    #[error("entry_hash does not match the entry's contents")]
+    HashMismatch,
+}
+
 /// A stored record, parsed and checked for internal consistency.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -177,29 +217,26 @@ pub struct Opened {
 /// Parses a record and checks that it is canonical and that its `entry_hash` is the hash of its
 /// body after its own `prev_hash`. Chain linkage (prev_hash = previous entry_hash) is the
 /// caller's to check.
-pub fn open(record: &[u8]) -> Result<Opened, String> {
-    let text = std::str::from_utf8(record).map_err(|_| "record is not UTF-8".to_owned())?;
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("record is not JSON: {e}"))?;
-    let recanonical = canonical_json(&value).map_err(|e| e.to_string())?;
+pub fn open(record: &[u8]) -> Result<Opened, EntryError> {
+    let text = std::str::from_utf8(record).map_err(|_| EntryError::NotUtf8)?;
+    let value: Value = serde_json::from_str(text).map_err(|e| EntryError::NotJson(std::sync::Arc::new(e)))?;
+    let recanonical = canonical_json(&value)?;
     if recanonical != text {
-        return Err("record is not in canonical form".into());
+        return Err(EntryError::NotCanonical);
     }
-    let Value::Object(map) = value else { return Err("record is not an object".into()) };
-    let seq = map.get("seq").and_then(Value::as_u64).ok_or("record has no numeric `seq`")?;
-    let field_hash = |name: &str| -> Result<[u8; 32], String> {
-        map.get(name)
-            .and_then(Value::as_str)
-            .and_then(unhex32)
-            .ok_or_else(|| format!("record has no valid `{name}`"))
+    let Value::Object(map) = value else { return Err(EntryError::NotObject) };
+    let seq = map.get("seq").and_then(Value::as_u64).ok_or(EntryError::Missing("seq"))?;
+    let field_hash = |name: &'static str| -> Result<[u8; 32], EntryError> {
+        map.get(name).and_then(Value::as_str).and_then(unhex32).ok_or(EntryError::Missing(name))
     };
     let prev_hash = field_hash("prev_hash")?;
     let entry_hash = field_hash("entry_hash")?;
     let mut body = map.clone();
     body.remove("prev_hash");
     body.remove("entry_hash");
-    let canonical = canonical_json(&Value::Object(body)).map_err(|e| e.to_string())?;
+    let canonical = canonical_json(&Value::Object(body))?;
     if chain_hash(&prev_hash, canonical.as_bytes()) != entry_hash {
-        return Err("entry_hash does not match the entry's contents".into());
+        return Err(EntryError::HashMismatch);
     }
     Ok(Opened { seq, prev_hash, entry_hash, value: map })
 }
@@ -352,9 +389,9 @@ mod tests {
         let body = json!({"seq": 3, "kind": "test", "effect": "DENY"}).as_object().unwrap().clone();
         let sealed = seal(&GENESIS, body).unwrap();
         let edited = sealed.record.replace("DENY", "PERMIT");
-        assert_eq!(open(edited.as_bytes()).unwrap_err(), "entry_hash does not match the entry's contents");
+        assert!(matches!(open(edited.as_bytes()).unwrap_err(), EntryError::HashMismatch));
         let spaced = sealed.record.replacen(':', ": ", 1);
-        assert_eq!(open(spaced.as_bytes()).unwrap_err(), "record is not in canonical form");
+        assert!(matches!(open(spaced.as_bytes()).unwrap_err(), EntryError::NotCanonical));
     }
 
     #[test]

@@ -58,20 +58,14 @@ impl LogKey {
             Ok(meta) => {
                 let mode = meta.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
-                    return Err(LogError::Key(format!(
-                        "`{}` has mode {mode:03o}: it must be readable by its owner only (chmod 600)",
-                        path.display()
-                    )));
+                    return Err(LogError::KeyMode { path: path.to_owned(), mode });
                 }
                 let mut seed = [0u8; 32];
-                let mut file = std::fs::File::open(path)
-                    .map_err(|e| LogError::Key(format!("cannot open `{}`: {e}", path.display())))?;
-                let n = file
-                    .read(&mut seed)
-                    .map_err(|e| LogError::Key(format!("cannot read `{}`: {e}", path.display())))?;
+                let mut file = std::fs::File::open(path).map_err(|e| LogError::io("open", path, e))?;
+                let n = file.read(&mut seed).map_err(|e| LogError::io("read", path, e))?;
                 let mut extra = [0u8; 1];
                 if n != 32 || file.read(&mut extra).unwrap_or(0) != 0 {
-                    return Err(LogError::Key(format!("`{}` is not a 32-byte ed25519 seed", path.display())));
+                    return Err(LogError::KeyNotSeed(path.to_owned()));
                 }
                 Ok(LogKey::from_seed(&seed))
             }
@@ -79,15 +73,14 @@ impl LogKey {
                 let mut seed = [0u8; 32];
                 std::fs::File::open("/dev/urandom")
                     .and_then(|mut f| f.read_exact(&mut seed))
-                    .map_err(|e| LogError::Key(format!("cannot read /dev/urandom: {e}")))?;
-                let mut file = super::create_private(path)
-                    .map_err(|e| LogError::Key(format!("cannot create `{}`: {e}", path.display())))?;
+                    .map_err(|e| LogError::io("read", Path::new("/dev/urandom"), e))?;
+                let mut file = super::create_private(path).map_err(|e| LogError::io("create", path, e))?;
                 file.write_all(&seed)
                     .and_then(|()| file.sync_all())
-                    .map_err(|e| LogError::Key(format!("cannot write `{}`: {e}", path.display())))?;
+                    .map_err(|e| LogError::io("write", path, e))?;
                 Ok(LogKey::from_seed(&seed))
             }
-            Err(e) => Err(LogError::Key(format!("cannot stat `{}`: {e}", path.display()))),
+            Err(e) => Err(LogError::io("stat", path, e)),
         }
     }
 
@@ -125,7 +118,7 @@ impl PublicKey {
 
     /// Parses the text form written by [`PublicKey::to_text`].
     pub fn from_text(text: &str) -> Result<PublicKey, LogError> {
-        let bad = |why: &str| LogError::Key(format!("public key `{}`: {why}", text.trim()));
+        let bad = |why: &'static str| LogError::PublicKey { text: text.trim().to_owned(), why };
         let mut parts = text.trim().splitn(3, '+');
         let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("expected `name+keyid+base64`"));
@@ -148,8 +141,8 @@ impl PublicKey {
     }
 
     /// Checks a signed note and returns its checkpoint.
-    pub fn verify_checkpoint(&self, note: &str) -> Result<Checkpoint, String> {
-        let (body, sigs) = note.split_once("\n\n").ok_or("checkpoint has no signature block")?;
+    pub fn verify_checkpoint(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        let (body, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed("no signature block"))?;
         let cp = Checkpoint::parse_body(body)?;
         let body_text = format!("{body}\n");
         for line in sigs.lines() {
@@ -162,16 +155,31 @@ impl PublicKey {
             if blob.len() != 68 || blob[..4] != self.key_id {
                 continue;
             }
-            let sig_bytes: [u8; 64] = blob[4..].try_into().map_err(|_| "bad signature length")?;
+            let sig_bytes: [u8; 64] =
+                blob[4..].try_into().map_err(|_| CheckpointError::Malformed("bad signature length"))?;
             let sig = Signature::from_bytes(&sig_bytes);
             return self
                 .key
                 .verify_strict(body_text.as_bytes(), &sig)
                 .map(|()| cp)
-                .map_err(|_| "checkpoint signature does not verify".to_owned());
+                .map_err(|_| CheckpointError::BadSignature);
         }
-        Err("checkpoint has no signature by this key".to_owned())
+        Err(CheckpointError::NotSignedByKey)
     }
+}
+
+/// Why a signed checkpoint note does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The note does not have the checkpoint's shape.
+    #[error("checkpoint is malformed: {0}")]
+    Malformed(&'static str),
+    /// The note carries a signature by this key that does not verify.
+    #[error("checkpoint signature does not verify")]
+    BadSignature,
+    /// No signature line is by this key.
+    #[error("checkpoint has no signature by this key")]
+    NotSignedByKey,
 }
 
 /// A checkpoint: the log's id, its size (entries) and the hash of entry `size`.
@@ -191,16 +199,19 @@ impl Checkpoint {
         format!("{}\n{}\n{}\n", self.origin, self.size, base64_encode(&self.head_hash))
     }
 
-    fn parse_body(body: &str) -> Result<Checkpoint, String> {
+    fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|l| !l.is_empty()).ok_or("checkpoint has no origin line")?;
-        let size =
-            lines.next().and_then(|l| l.parse::<u64>().ok()).ok_or("checkpoint size is not a number")?;
+        let origin =
+            lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError::Malformed("no origin line"))?;
+        let size = lines
+            .next()
+            .and_then(|l| l.parse::<u64>().ok())
+            .ok_or(CheckpointError::Malformed("the size is not a number"))?;
         let head = lines
             .next()
             .and_then(base64_decode)
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or("checkpoint head hash is not 32 bytes of base64")?;
+            .ok_or(CheckpointError::Malformed("the head hash is not 32 bytes of base64"))?;
         Ok(Checkpoint { origin: origin.to_owned(), size, head_hash: head })
     }
 }
@@ -276,9 +287,9 @@ mod tests {
         let public = PublicKey::from_text(&key.public().to_text()).unwrap();
         assert_eq!(public.verify_checkpoint(&note).unwrap(), cp);
         let forged = note.replace("\n42\n", "\n41\n");
-        assert_eq!(public.verify_checkpoint(&forged).unwrap_err(), "checkpoint signature does not verify");
+        assert_eq!(public.verify_checkpoint(&forged).unwrap_err(), CheckpointError::BadSignature);
         let other = LogKey::from_seed(&[8u8; 32]).public();
-        assert_eq!(other.verify_checkpoint(&note).unwrap_err(), "checkpoint has no signature by this key");
+        assert_eq!(other.verify_checkpoint(&note).unwrap_err(), CheckpointError::NotSignedByKey);
     }
 
     #[test]

@@ -17,9 +17,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::entry::{self, GENESIS};
 use super::keys::{Checkpoint, LogKey};
 use super::tables::{
-    BATCHES, Batch, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES, META, STATE,
+    BATCHES, Batch, BatchError, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES, META, STATE,
 };
-use super::{LogError, verify};
+use super::{Corruption, LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
 pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
@@ -98,10 +98,7 @@ fn job(
     }
     let body = entry::prepare(body).map_err(LogError::Invalid)?;
     if body.approx_len() > MAX_ENTRY_BYTES {
-        return Err(LogError::Invalid(format!(
-            "the entry takes {} bytes, over the {MAX_ENTRY_BYTES}-byte limit of one log entry",
-            body.approx_len()
-        )));
+        return Err(LogError::TooLarge { size: body.approx_len(), limit: MAX_ENTRY_BYTES });
     }
     let (reply, rx) = oneshot::channel();
     Ok((Job { body, assign_id, state, reply }, rx))
@@ -131,8 +128,8 @@ impl std::fmt::Debug for Log {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(e.to_string())
+fn storage(e: impl Into<redb::Error>) -> LogError {
+    LogError::storage(e)
 }
 
 impl Log {
@@ -146,7 +143,7 @@ impl Log {
 
     /// Opens the log through `opener` (tests pass a fault-injecting storage backend).
     pub fn open_with(opener: Opener, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
-        let db = opener().map_err(|e| LogError::Open(e.to_string()))?;
+        let db = opener().map_err(|e| LogError::Open(Arc::new(e)))?;
         let log_id = init_tables(&db)?;
         let (head, last_ts) = read_tail(&db)?;
         let (committed, _) = broadcast::channel(1024);
@@ -167,7 +164,7 @@ impl Log {
                 let observer = options.on_commit.clone();
                 move || writer_loop(&writer_shared, &opener, rx, observer.as_ref())
             })
-            .map_err(|e| LogError::Open(format!("cannot start the log writer: {e}")))?;
+            .map_err(|e| LogError::io("start the log writer", Path::new("faramesh-log-writer"), e))?;
         Ok(Log { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), options })
     }
 
@@ -243,13 +240,7 @@ impl Log {
     }
 
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, LogError>) -> Result<T, LogError> {
-        let db = self
-            .shared
-            .db
-            .read()
-            .ok()
-            .and_then(|g| g.clone())
-            .ok_or_else(|| LogError::Storage("the log is reopening after an I/O error".into()))?;
+        let db = self.shared.db.read().ok().and_then(|g| g.clone()).ok_or(LogError::Reopening)?;
         let txn = db.begin_read().map_err(storage)?;
         f(&txn)
     }
@@ -299,7 +290,7 @@ impl Log {
             let mut out = Vec::new();
             for item in t.range(from_seq..).map_err(storage)? {
                 let (k, v) = item.map_err(storage)?;
-                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?;
+                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?;
                 let first = first_seq(k.value(), batch.records.len());
                 for (seq, record) in (first..).zip(batch.records) {
                     if out.len() >= limit {
@@ -312,20 +303,6 @@ impl Log {
             }
             Ok(out)
         })
-    }
-
-    /// Records with `from_ms <= ts < to_ms`, oldest first, at most `limit`. `ts` never
-    /// decreases with `seq`, so this is a binary search then a scan.
-    pub fn by_time(&self, from_ms: u64, to_ms: u64, limit: usize) -> Result<Vec<String>, LogError> {
-        let first = self.first_seq_at_or_after(from_ms)?;
-        let mut out = Vec::new();
-        for record in self.entries_from(first, limit)? {
-            if record_ts(&record).is_some_and(|ts| ts >= to_ms) {
-                break;
-            }
-            out.push(record);
-        }
-        Ok(out)
     }
 
     /// The first sequence number whose `ts` is at or after `ms` (size + 1 when none is).
@@ -355,7 +332,7 @@ impl Log {
             let mut seen = 0usize;
             for item in t.iter().map_err(storage)?.rev() {
                 let (k, v) = item.map_err(storage)?;
-                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?;
+                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?;
                 for record in batch.records.iter().rev() {
                     if seen >= max_records || !f(&String::from_utf8_lossy(record)) {
                         return Ok(());
@@ -365,26 +342,6 @@ impl Log {
             }
             Ok(())
         })
-    }
-
-    /// The newest `limit` records of `agent`, newest first. There is no index by agent (it
-    /// would cost every commit more pages to write): this scans back from the newest entry
-    /// until it has `limit` records or reaches the start.
-    pub fn by_agent(&self, agent: &str, limit: usize) -> Result<Vec<String>, LogError> {
-        let mut needle = String::from("\"agent_id\":");
-        faramesh_proto::canonical::write_string(&mut needle, agent);
-        let mut out = Vec::new();
-        self.newest_first(usize::MAX, |text| {
-            // A cheap filter, then the exact test (params may hold an `agent_id` key too).
-            if text.contains(&needle)
-                && serde_json::from_str::<Value>(text)
-                    .is_ok_and(|v| v.get("agent_id").and_then(Value::as_str) == Some(agent))
-            {
-                out.push(text.to_owned());
-            }
-            out.len() < limit
-        })?;
-        Ok(out)
     }
 
     /// Pending approvals: the `approval/<id>` state rows whose `status` is `pending`, as
@@ -411,7 +368,8 @@ impl Log {
             }
             for record in &batch {
                 next += 1;
-                writeln!(out, "{record}").map_err(|e| LogError::Storage(format!("export: {e}")))?;
+                writeln!(out, "{record}")
+                    .map_err(|e| LogError::io("write", Path::new("(export output)"), e))?;
                 n += 1;
             }
         }
@@ -448,7 +406,7 @@ impl Log {
             match t.last().map_err(storage)? {
                 None => Ok(None),
                 Some((k, v)) => {
-                    Ok(Some(Batch::decode(v.value()).map_err(|e| corrupt(k.value(), &e))?.checkpoint))
+                    Ok(Some(Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?.checkpoint))
                 }
             }
         })
@@ -480,10 +438,7 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
         log_id = match existing {
             Some(id) => {
                 if format.as_deref() != Some(FORMAT) {
-                    return Err(LogError::Open(format!(
-                        "the log is in format {}, this version reads format {FORMAT}: export it with the version that wrote it",
-                        format.as_deref().unwrap_or("(none)")
-                    )));
+                    return Err(LogError::Format { found: format.unwrap_or_else(|| "(none)".into()) });
                 }
                 id
             }
@@ -504,7 +459,7 @@ fn random_hex(n: usize) -> Result<String, LogError> {
     let mut buf = vec![0u8; n];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| LogError::Open(format!("cannot read /dev/urandom: {e}")))?;
+        .map_err(|e| LogError::io("read", Path::new("/dev/urandom"), e))?;
     Ok(entry::hex(&buf))
 }
 
@@ -520,21 +475,22 @@ fn first_seq(last: u64, n: usize) -> u64 {
     (last + 1).saturating_sub(n as u64)
 }
 
-fn corrupt(key: u64, why: &str) -> LogError {
-    LogError::Storage(format!("the batch ending at entry {key} is corrupt ({why})"))
+fn corrupt(seq: u64, why: impl Into<Corruption>) -> LogError {
+    LogError::Corrupt { seq, source: why.into() }
 }
 
 /// The record `seq` from the batches table.
 fn record_of(t: &impl ReadableTable<u64, &'static [u8]>, seq: u64) -> Result<Option<String>, LogError> {
     let Some(item) = t.range(seq..).map_err(storage)?.next() else { return Ok(None) };
     let (k, v) = item.map_err(storage)?;
-    let n = Batch::count(v.value()).map_err(|e| corrupt(k.value(), &e))?;
+    let n = Batch::count(v.value()).map_err(|e| corrupt(k.value(), e))?;
     let first = first_seq(k.value(), n);
     if seq < first {
         return Ok(None);
     }
-    let index = usize::try_from(seq - first).map_err(|_| corrupt(k.value(), "index"))?;
-    let record = Batch::record_at(v.value(), index).map_err(|e| corrupt(k.value(), &e))?;
+    let index = usize::try_from(seq - first)
+        .map_err(|_| corrupt(k.value(), BatchError::NoRecord { index: usize::MAX, count: n }))?;
+    let record = Batch::record_at(v.value(), index).map_err(|e| corrupt(k.value(), e))?;
     Ok(Some(String::from_utf8_lossy(record).into_owned()))
 }
 
@@ -545,17 +501,11 @@ fn read_tail(db: &Database) -> Result<((u64, [u8; 32]), u64), LogError> {
     let t = txn.open_table(BATCHES).map_err(storage)?;
     let Some((k, v)) = t.last().map_err(storage)? else { return Ok(((0, GENESIS), 0)) };
     let seq = k.value();
-    let batch = Batch::decode(v.value()).map_err(|e| corrupt(seq, &e))?;
-    let Some(record) = batch.records.last() else {
-        return Err(LogError::Open(format!("the last batch (stored under {seq}) holds no entries")));
-    };
-    let opened = entry::open(record)
-        .map_err(|e| LogError::Open(format!("the last log entry ({seq}) is corrupt: {e}")))?;
+    let batch = Batch::decode(v.value()).map_err(|e| corrupt(seq, e))?;
+    let Some(record) = batch.records.last() else { return Err(corrupt(seq, Corruption::Empty)) };
+    let opened = entry::open(record).map_err(|e| corrupt(seq, e))?;
     if opened.seq != seq {
-        return Err(LogError::Open(format!(
-            "the last batch is stored under {seq} but ends with entry {}",
-            opened.seq
-        )));
+        return Err(corrupt(seq, Corruption::Misfiled(opened.seq)));
     }
     let ts = record_ts(&String::from_utf8_lossy(record)).unwrap_or(0);
     Ok(((seq, opened.entry_hash), ts))
@@ -614,7 +564,7 @@ fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Database>, LogErro
     if let Some(db) = shared.db.read().ok().and_then(|g| g.clone()) {
         return Ok(db);
     }
-    let db = opener().map_err(|e| LogError::Storage(format!("cannot reopen the log: {e}")))?;
+    let db = opener().map_err(storage)?;
     let (head, last_ts) = read_tail(&db)?;
     let db = Arc::new(db);
     if let Ok(mut h) = shared.head.lock() {

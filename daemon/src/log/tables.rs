@@ -60,14 +60,14 @@ impl Batch {
     }
 
     /// Decodes a batch value, naming what is wrong with a malformed one.
-    pub fn decode(bytes: &[u8]) -> Result<Batch, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Batch, BatchError> {
         if bytes.len() > MAX_DECODED_BYTES {
-            return Err(format!("batch of {} bytes is over the {MAX_DECODED_BYTES}-byte limit", bytes.len()));
+            return Err(BatchError::TooLarge(bytes.len()));
         }
         let mut at = 0usize;
         let n = read_len(bytes, &mut at)?;
         if n > MAX_BATCH_RECORDS {
-            return Err(format!("batch claims {n} records, more than the {MAX_BATCH_RECORDS} of one commit"));
+            return Err(BatchError::TooManyRecords(n));
         }
         let mut records = Vec::with_capacity(n);
         for _ in 0..n {
@@ -75,19 +75,18 @@ impl Batch {
         }
         let note = read_slice(bytes, &mut at)?;
         if at != bytes.len() {
-            return Err(format!("{} unexpected bytes after the checkpoint", bytes.len() - at));
+            return Err(BatchError::Trailing(bytes.len() - at));
         }
-        let checkpoint =
-            String::from_utf8(note.to_vec()).map_err(|_| "the checkpoint is not UTF-8".to_owned())?;
+        let checkpoint = String::from_utf8(note.to_vec()).map_err(|_| BatchError::CheckpointNotUtf8)?;
         Ok(Batch { records, checkpoint })
     }
 
     /// The `i`-th record without decoding the others' bytes into vectors.
-    pub fn record_at(bytes: &[u8], i: usize) -> Result<&[u8], String> {
+    pub fn record_at(bytes: &[u8], i: usize) -> Result<&[u8], BatchError> {
         let mut at = 0usize;
         let n = read_len(bytes, &mut at)?;
         if i >= n {
-            return Err(format!("record {i} of a batch of {n}"));
+            return Err(BatchError::NoRecord { index: i, count: n });
         }
         for _ in 0..i {
             read_slice(bytes, &mut at)?;
@@ -96,9 +95,37 @@ impl Batch {
     }
 
     /// The number of records in an encoded batch.
-    pub fn count(bytes: &[u8]) -> Result<usize, String> {
+    pub fn count(bytes: &[u8]) -> Result<usize, BatchError> {
         read_len(bytes, &mut 0)
     }
+}
+
+/// What is wrong with a stored batch value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Larger than any batch the writer stores.
+    #[error("batch of {0} bytes is over the {MAX_DECODED_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Claims more records than one commit carries.
+    #[error("batch claims {0} records, more than the {MAX_BATCH_RECORDS} of one commit")]
+    TooManyRecords(usize),
+    /// A length points past the end of the value.
+    #[error("batch is cut short")]
+    CutShort,
+    /// Bytes after the checkpoint.
+    #[error("{0} unexpected bytes after the checkpoint")]
+    Trailing(usize),
+    /// The checkpoint note is not text.
+    #[error("the checkpoint is not UTF-8")]
+    CheckpointNotUtf8,
+    /// A record index past the batch's end.
+    #[error("record {index} of a batch of {count}")]
+    NoRecord {
+        /// The index asked for.
+        index: usize,
+        /// The records in the batch.
+        count: usize,
+    },
 }
 
 fn push_len(out: &mut Vec<u8>, len: usize) {
@@ -106,17 +133,17 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-fn read_len(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
-    let end = at.checked_add(4).filter(|&e| e <= bytes.len()).ok_or("batch is cut short")?;
+fn read_len(bytes: &[u8], at: &mut usize) -> Result<usize, BatchError> {
+    let end = at.checked_add(4).filter(|&e| e <= bytes.len()).ok_or(BatchError::CutShort)?;
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[*at..end]);
     *at = end;
-    usize::try_from(u32::from_le_bytes(word)).map_err(|_| "length does not fit".to_owned())
+    usize::try_from(u32::from_le_bytes(word)).map_err(|_| BatchError::CutShort)
 }
 
-fn read_slice<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
+fn read_slice<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], BatchError> {
     let len = read_len(bytes, at)?;
-    let end = at.checked_add(len).filter(|&e| e <= bytes.len()).ok_or("batch is cut short")?;
+    let end = at.checked_add(len).filter(|&e| e <= bytes.len()).ok_or(BatchError::CutShort)?;
     let slice = &bytes[*at..end];
     *at = end;
     Ok(slice)
@@ -141,7 +168,7 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Batch::decode(&longer).unwrap_err().contains("unexpected bytes"));
+        assert!(matches!(Batch::decode(&longer).unwrap_err(), BatchError::Trailing(_)));
         let mut huge = bytes;
         huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Batch::decode(&huge).is_err());

@@ -2,14 +2,15 @@
 //! head, and optionally a checkpoint saved earlier (so cutting entries off the end is caught).
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
-use super::keys::PublicKey;
-use super::tables::{BATCHES, Batch, META};
+use super::keys::{CheckpointError, PublicKey};
+use super::tables::{BATCHES, Batch, BatchError, META};
 
 /// The outcome of a verification.
 ///
@@ -41,24 +42,70 @@ impl Report {
 }
 
 /// Why a log file could not be read offline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OfflineError {
     /// A running daemon holds the file (redb's lock): ask the daemon, or read a copy.
     #[error("`{}` is in use by a running daemon", .0.display())]
-    InUse(std::path::PathBuf),
-    /// Anything else (missing, unreadable, corrupt).
-    #[error("{0}")]
-    Other(String),
+    InUse(PathBuf),
+    /// The file cannot be opened (missing, unreadable, not a redb file).
+    #[error("cannot open `{}`: {source}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The storage engine's error.
+        #[source]
+        source: Arc<redb::DatabaseError>,
+    },
+    /// The storage engine could not read the file's contents.
+    #[error("cannot read `{}`: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The storage engine's error.
+        #[source]
+        source: Arc<redb::Error>,
+    },
+    /// The storage engine gave up on the file (it panicked reading it).
+    #[error("`{}` is corrupt (the storage engine could not read it)", .0.display())]
+    Unreadable(PathBuf),
+    /// A batch in the file does not decode.
+    #[error("the batch stored under entry {seq} is corrupt: {source}")]
+    Batch {
+        /// The batch's key.
+        seq: u64,
+        /// What is wrong.
+        #[source]
+        source: BatchError,
+    },
+    /// Writing the export failed.
+    #[error("cannot write the export: {0}")]
+    Write(#[source] Arc<std::io::Error>),
 }
 
 /// The error for a log file that cannot be opened read-only.
-pub fn open_error(path: &Path, e: &redb::DatabaseError) -> OfflineError {
-    // redb reports the lock as `DatabaseAlreadyOpen` or, from the file lock, as a storage error.
-    if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) || e.to_string().contains("already open") {
+pub fn open_error(path: &Path, e: redb::DatabaseError) -> OfflineError {
+    if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
         OfflineError::InUse(path.to_owned())
     } else {
-        OfflineError::Other(format!("cannot open `{}`: {e}", path.display()))
+        OfflineError::Open { path: path.to_owned(), source: Arc::new(e) }
     }
+}
+
+/// Why verification stopped before reading the entries.
+#[derive(Debug, thiserror::Error)]
+enum VerifyError {
+    #[error("the log cannot be read: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("the log has no id (not a faramesh log?)")]
+    NoLogId,
+    #[error("the given checkpoint: {0}")]
+    Given(#[source] CheckpointError),
+    #[error("the given checkpoint is for log `{given}`, not `{origin}`")]
+    OtherLog { given: String, origin: String },
+}
+
+fn read_err(e: impl Into<redb::Error>) -> VerifyError {
+    VerifyError::Storage(e.into())
 }
 
 /// Verifies a log file on disk (a copy is fine) with only the public key.
@@ -86,7 +133,7 @@ pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&st
     };
     match verify_inner(txn, public, against, report.clone()) {
         Ok(r) => r,
-        Err(problem) => Report { ok: false, problem: Some(problem), ..report },
+        Err(problem) => Report { ok: false, problem: Some(problem.to_string()), ..report },
     }
 }
 
@@ -95,24 +142,24 @@ fn verify_inner(
     public: &PublicKey,
     against: Option<&str>,
     mut report: Report,
-) -> Result<Report, String> {
-    let meta = txn.open_table(META).map_err(|e| format!("no log metadata: {e}"))?;
+) -> Result<Report, VerifyError> {
+    let meta = txn.open_table(META).map_err(read_err)?;
     let log_id =
-        meta.get("log_id").map_err(|e| e.to_string())?.map(|v| v.value().to_owned()).ok_or("no log id")?;
+        meta.get("log_id").map_err(read_err)?.map(|v| v.value().to_owned()).ok_or(VerifyError::NoLogId)?;
     let origin = format!("faramesh/{log_id}");
     let given = match against {
         None => None,
         Some(note) => {
-            let cp = public.verify_checkpoint(note).map_err(|why| format!("the given checkpoint: {why}"))?;
+            let cp = public.verify_checkpoint(note).map_err(VerifyError::Given)?;
             if cp.origin != origin {
-                return Err(format!("the given checkpoint is for log `{}`, not `{origin}`", cp.origin));
+                return Err(VerifyError::OtherLog { given: cp.origin, origin });
             }
             Some(cp)
         }
     };
 
-    let batches = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-    let mut rows = batches.iter().map_err(|e| e.to_string())?;
+    let batches = txn.open_table(BATCHES).map_err(read_err)?;
+    let mut rows = batches.iter().map_err(read_err)?;
     // Records of the batches read so far and not yet checked, with the key and checkpoint of
     // the batch each ends (on its last record); one record of look-ahead tells a swapped entry
     // from a missing one.
@@ -229,6 +276,8 @@ enum Pending {
 pub mod offline {
     use std::path::Path;
 
+    use std::sync::Arc;
+
     use super::{OfflineError, PublicKey, Report};
     use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable};
     use serde_json::Value;
@@ -240,48 +289,44 @@ pub mod offline {
     /// if the storage engine panics on it, that is reported as an error.
     pub(super) fn with_db<T>(
         path: &Path,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, String>,
+        f: impl FnOnce(&redb::ReadTransaction, &dyn Fn(redb::Error) -> OfflineError) -> Result<T, OfflineError>,
     ) -> Result<T, OfflineError> {
+        let read = |e: redb::Error| OfflineError::Read { path: path.to_owned(), source: Arc::new(e) };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let db = ReadOnlyDatabase::open(path).map_err(|e| super::open_error(path, &e))?;
-            let txn = db
-                .begin_read()
-                .map_err(|e| OfflineError::Other(format!("cannot read `{}`: {e}", path.display())))?;
-            f(&txn).map_err(OfflineError::Other)
+            let db = ReadOnlyDatabase::open(path).map_err(|e| super::open_error(path, e))?;
+            let txn = db.begin_read().map_err(|e| read(e.into()))?;
+            f(&txn, &read)
         }));
-        result.unwrap_or_else(|_| {
-            Err(OfflineError::Other(format!(
-                "`{}` is corrupt (the storage engine could not read it)",
-                path.display()
-            )))
-        })
+        result.unwrap_or_else(|_| Err(OfflineError::Unreadable(path.to_owned())))
     }
 
     /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).
     pub fn verify(path: &Path, public: &PublicKey, against: Option<&str>) -> Result<Report, OfflineError> {
-        with_db(path, |txn| Ok(super::verify_txn(txn, public, against)))
+        with_db(path, |txn, _| Ok(super::verify_txn(txn, public, against)))
     }
 
     /// The latest signed checkpoint in the file.
     pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, OfflineError> {
-        with_db(path, |txn| {
-            let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
-            match t.last().map_err(|e| e.to_string())? {
+        with_db(path, |txn, read| {
+            let t = txn.open_table(BATCHES).map_err(|e| read(e.into()))?;
+            match t.last().map_err(|e| read(e.into()))? {
                 None => Ok(None),
-                Some((_, v)) => Ok(Some(Batch::decode(v.value())?.checkpoint)),
+                Some((k, v)) => Batch::decode(v.value())
+                    .map(|b| Some(b.checkpoint))
+                    .map_err(|source| OfflineError::Batch { seq: k.value(), source }),
             }
         })
     }
 
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, OfflineError> {
-        with_db(path, |txn| {
-            let t = txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        with_db(path, |txn, read| {
+            let t = txn.open_table(BATCHES).map_err(|e| read(e.into()))?;
             let mut n = 0;
-            for item in t.iter().map_err(|e| e.to_string())? {
-                let (k, v) = item.map_err(|e| e.to_string())?;
+            for item in t.iter().map_err(|e| read(e.into()))? {
+                let (k, v) = item.map_err(|e| read(e.into()))?;
                 let batch = Batch::decode(v.value())
-                    .map_err(|why| format!("the batch stored under {}: {why}", k.value()))?;
+                    .map_err(|source| OfflineError::Batch { seq: k.value(), source })?;
                 for record in &batch.records {
                     let record = String::from_utf8_lossy(record);
                     let keep = serde_json::from_str::<Value>(&record)
@@ -289,7 +334,7 @@ pub mod offline {
                         .and_then(|v| v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339))
                         .is_none_or(|ts| ts >= since_ms);
                     if keep {
-                        writeln!(out, "{record}").map_err(|e| e.to_string())?;
+                        writeln!(out, "{record}").map_err(|e| OfflineError::Write(Arc::new(e)))?;
                         n += 1;
                     }
                 }

@@ -54,10 +54,32 @@ pub struct CaseFile {
     pub cases: Vec<Case>,
 }
 
+/// Why a cases file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CasesError {
+    /// Not YAML.
+    #[error("{line}:{col}: {message}")]
+    Yaml {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// YAML, but not a cases file (unknown key, wrong type).
+    #[error("{0}")]
+    Shape(#[source] serde_json::Error),
+}
+
 /// Parses a cases file.
-pub fn parse_cases(text: &str) -> Result<CaseFile, String> {
-    let root = yaml::parse(text).map_err(|e| format!("{}:{}: {}", e.pos.line, e.pos.col, e.message))?;
-    let mut file: CaseFile = serde_json::from_value(yaml::to_json(&root)).map_err(|e| e.to_string())?;
+pub fn parse_cases(text: &str) -> Result<CaseFile, CasesError> {
+    let root = yaml::parse(text).map_err(|e| CasesError::Yaml {
+        line: e.pos.line,
+        col: e.pos.col,
+        message: e.message,
+    })?;
+    let mut file: CaseFile = serde_json::from_value(yaml::to_json(&root)).map_err(CasesError::Shape)?;
     for (n, case) in file.cases.iter_mut().enumerate() {
         if case.name.is_none() {
             case.name = Some(format!("case {}", n + 1));
@@ -74,8 +96,8 @@ impl Case {
 }
 
 impl Expect {
-    /// `Ok` when the decision is what was expected, else `expected …, got …`.
-    pub fn check(&self, d: &Decision) -> Result<(), String> {
+    /// `Ok` when the decision is what was expected, else what differs.
+    pub fn check(&self, d: &Decision) -> Result<(), Mismatch> {
         let mut wrong = Vec::new();
         if self.effect != d.effect {
             wrong.push(format!("effect {} (got {})", self.effect.as_str(), d.effect.as_str()));
@@ -101,12 +123,18 @@ impl Expect {
                 wrong.push(format!("risk_level {} (got {})", risk.as_str(), d.risk_level.as_str()));
             }
         }
-        if wrong.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("expected {}; reason: {}", wrong.join(", "), d.reason))
-        }
+        if wrong.is_empty() { Ok(()) } else { Err(Mismatch { wrong, reason: d.reason.clone() }) }
     }
+}
+
+/// A decision that is not what a case expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {}; reason: {reason}", .wrong.join(", "))]
+pub struct Mismatch {
+    /// Each expected field that differs, with what was decided: `effect DENY (got PERMIT)`.
+    pub wrong: Vec<String>,
+    /// The decision's reason.
+    pub reason: String,
 }
 
 /// A case's call: as written (to send to a daemon) and as read.

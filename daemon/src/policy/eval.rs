@@ -4,7 +4,7 @@
 use std::cell::OnceCell;
 
 use faramesh_proto::{
-    Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, canonical_json,
+    Call, CallError, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, canonical_json,
     is_identifier,
 };
 use serde::{Deserialize, Serialize};
@@ -100,34 +100,41 @@ pub fn explain(policy: &Policy, call: &Call) -> Explanation {
     out
 }
 
-/// Checks the call's shape; the message names the field.
-pub fn validate_call(call: &Call) -> Result<(), String> {
+fn invalid(field: &str, message: String) -> CallError {
+    CallError { field: field.to_owned(), message }
+}
+
+/// Checks the call's shape; the error names the field.
+pub fn validate_call(call: &Call) -> Result<(), CallError> {
     if !is_identifier(&call.tool) {
-        return Err(format!(
-            "`tool` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)",
-            call.tool
+        return Err(invalid(
+            "tool",
+            format!("`tool` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)", call.tool),
         ));
     }
     if !is_identifier(&call.operation) {
-        return Err(format!(
-            "`operation` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)",
-            call.operation
+        return Err(invalid(
+            "operation",
+            format!(
+                "`operation` {:?} is not a valid identifier ([A-Za-z0-9_.:/-], 1-128 bytes)",
+                call.operation
+            ),
         ));
     }
     let agent_ok = !call.agent_id.is_empty()
         && call.agent_id.len() <= 128
         && call.agent_id.bytes().all(|b| b.is_ascii_graphic());
     if !agent_ok {
-        return Err(format!(
-            "`agent_id` {:?} must be 1-128 printable ASCII characters without spaces",
-            call.agent_id
+        return Err(invalid(
+            "agent_id",
+            format!("`agent_id` {:?} must be 1-128 printable ASCII characters without spaces", call.agent_id),
         ));
     }
     if !call.params.is_object() {
-        return Err("`params` must be a JSON object".to_owned());
+        return Err(invalid("params", "`params` must be a JSON object".to_owned()));
     }
     if !call.context.is_object() {
-        return Err("`context` must be a JSON object".to_owned());
+        return Err(invalid("context", "`context` must be a JSON object".to_owned()));
     }
     Ok(())
 }
@@ -311,8 +318,8 @@ fn first_match<'p>(
 fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Explanation {
     let mut out =
         Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
-    if let Err(message) = validate_call(call) {
-        out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, message, None, None, None);
+    if let Err(e) = validate_call(call) {
+        out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, e.message, None, None, None);
         out.note = Some("the request was refused before any rule was considered".into());
         return out;
     }
@@ -532,8 +539,8 @@ impl Cond {
 /// is benchmarked and tested against. Same answers as [`decide`], slower on large policies.
 pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
     let mut d = base(policy);
-    if let Err(message) = validate_call(call) {
-        return deny_decision(d, ReasonCode::InvalidRequest, message, None, None, None);
+    if let Err(e) = validate_call(call) {
+        return deny_decision(d, ReasonCode::InvalidRequest, e.message, None, None, None);
     }
     match call.request_hash() {
         Ok(hash) => d.request_hash = hash,

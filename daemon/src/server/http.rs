@@ -113,7 +113,7 @@ impl Tokens {
     ///
     /// Tokens file: a JSON array of `{"name", "role": "agent"|"approver", "token" or
     /// "token_sha256", "agents": [..]?}`.
-    pub fn load(config: &HttpConfig) -> Result<Tokens, String> {
+    pub fn load(config: &HttpConfig) -> Result<Tokens, ListenerError> {
         let mut entries = Vec::new();
         for (token, role) in [(&config.agent_token, Role::Agent), (&config.approver_token, Role::Approver)] {
             if let Some(t) = token.as_deref().filter(|t| !t.is_empty()) {
@@ -128,11 +128,7 @@ impl Tokens {
             entries.extend(read_tokens_file(path)?);
         }
         if entries.is_empty() {
-            return Err(
-                "the HTTP listener needs at least one token: set FARAMESH_TOKEN (agents), FARAMESH_APPROVER_TOKEN \
-                 (approvers), or write a tokens file (docs/http.md)"
-                    .to_owned(),
-            );
+            return Err(ListenerError::NoTokens);
         }
         Ok(Tokens { entries })
     }
@@ -152,20 +148,22 @@ impl Tokens {
     }
 }
 
-fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, String> {
-    let display = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read tokens file `{display}`: {e}"))?;
-    let items: Vec<Value> =
-        serde_json::from_str(&text).map_err(|e| format!("tokens file `{display}`: {e}"))?;
+fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ListenerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ListenerError::Io {
+        action: "read the tokens file",
+        path: path.to_owned(),
+        source,
+    })?;
+    let items: Vec<Value> = serde_json::from_str(&text)
+        .map_err(|source| ListenerError::TokensJson { path: path.to_owned(), source })?;
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let field = |k: &str| item.get(k).and_then(Value::as_str);
-        let at = format!("tokens file `{display}`: entry {}", i + 1);
+        let bad = |why: String| ListenerError::TokenEntry { path: path.to_owned(), entry: i + 1, why };
         let role = match field("role") {
             Some("agent") => Role::Agent,
             Some("approver") => Role::Approver,
-            other => return Err(format!("{at}: `role` must be `agent` or `approver`, not {other:?}")),
+            other => return Err(bad(format!("`role` must be `agent` or `approver`, not {other:?}"))),
         };
         let digest = match (field("token"), field("token_sha256")) {
             (Some(t), None) if !t.is_empty() => sha256(t.as_bytes()),
@@ -174,8 +172,8 @@ fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, String> {
                 .map(|j| h.get(j..j + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
                 .collect::<Option<Vec<u8>>>()
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                .ok_or_else(|| format!("{at}: `token_sha256` must be 64 hex characters"))?,
-            _ => return Err(format!("{at}: give one of `token` or `token_sha256`")),
+                .ok_or_else(|| bad("`token_sha256` must be 64 hex characters".into()))?,
+            _ => return Err(bad("give one of `token` or `token_sha256`".into())),
         };
         let agents = match item.get("agents") {
             None | Some(Value::Null) => None,
@@ -183,14 +181,89 @@ fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, String> {
                 a.iter()
                     .map(|v| v.as_str().map(str::to_owned))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("{at}: `agents` must be a list of agent ids"))?,
+                    .ok_or_else(|| bad("`agents` must be a list of agent ids".into()))?,
             ),
-            Some(_) => return Err(format!("{at}: `agents` must be a list of agent ids")),
+            Some(_) => return Err(bad("`agents` must be a list of agent ids".into())),
         };
         let name = field("name").map_or_else(|| hash_name(&digest), |n| format!("{}:{n}", role.as_str()));
         out.push(TokenEntry { sha256: digest, identity: TokenIdentity { name, role, agents } });
     }
     Ok(out)
+}
+
+/// Why the HTTP listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// No token is configured: nobody could use the listener.
+    #[error(
+        "the HTTP listener needs at least one token: set FARAMESH_TOKEN (agents), FARAMESH_APPROVER_TOKEN \
+         (approvers), or write a tokens file (docs/http.md)"
+    )]
+    NoTokens,
+    /// The tokens file is not a JSON array.
+    #[error("tokens file `{}`: {source}", .path.display())]
+    TokensJson {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An entry of the tokens file is malformed.
+    #[error("tokens file `{}`: entry {entry}: {why}", .path.display())]
+    TokenEntry {
+        /// The file.
+        path: PathBuf,
+        /// 1-based entry number.
+        entry: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// Plain HTTP asked for on an address other hosts can reach.
+    #[error(
+        "refusing plain HTTP on `{0}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed"
+    )]
+    PlainNotLoopback(SocketAddr),
+    /// A file (tokens, certificate, key) cannot be read or written.
+    #[error("cannot {action} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file does not hold what it should.
+    #[error("cannot read {what} `{}`: {source}", .path.display())]
+    Pem {
+        /// `certificate` or `private key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The PEM reader's error.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("no certificate in `{}`", .0.display())]
+    NoCertificate(PathBuf),
+    /// rustls refused the configuration (for example the key does not fit the certificate).
+    #[error("TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The self-signed certificate cannot be generated.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    SelfSigned(#[source] rcgen::Error),
+    /// The address cannot be bound.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An HTTP error reply: `{"error": {"code", "message", "field"?}, "detail": message}`.
@@ -761,20 +834,22 @@ fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(PathBuf, PathBu
     if !listen.ip().is_unspecified() && !is_loopback(listen) {
         names.push(listen.ip().to_string());
     }
-    let made = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| ServerError::Http(format!("cannot generate a self-signed certificate: {e}")))?;
-    super::private_dir(&dir, "TLS directory").map_err(|e| ServerError::Http(e.to_string()))?;
+    let made = rcgen::generate_simple_self_signed(names).map_err(ListenerError::SelfSigned)?;
+    super::private_dir(&dir)?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, made.cert.pem())
-        .map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", cert.display())))?;
+    std::fs::write(&cert, made.cert.pem()).map_err(|source| ListenerError::Io {
+        action: "write",
+        path: cert.clone(),
+        source,
+    })?;
     Ok((cert, key))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ListenerError> {
     use std::io::Write;
     crate::log::create_private(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| ServerError::Http(format!("cannot write `{}`: {e}", path.display())))
+        .map_err(|source| ListenerError::Io { action: "write", path: path.to_owned(), source })
 }
 
 /// `AB:CD:…` of the SHA-256 of the first certificate's DER.
@@ -782,36 +857,35 @@ fn fingerprint(der: &[u8]) -> String {
     sha256(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn tls_acceptor(cert: &Path, key: &Path) -> Result<(tokio_rustls::TlsAcceptor, String), ServerError> {
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<(tokio_rustls::TlsAcceptor, String), ListenerError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| ListenerError::Pem { what, path, source }
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ServerError::Http(format!("cannot read certificate `{}`: {e}", cert.display())))?;
-    let first =
-        certs.first().ok_or_else(|| ServerError::Http(format!("no certificate in `{}`", cert.display())))?;
+        .map_err(pem("certificate", cert))?;
+    let first = certs.first().ok_or_else(|| ListenerError::NoCertificate(cert.to_owned()))?;
     let print = fingerprint(first.as_ref());
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ServerError::Http(format!("cannot read private key `{}`: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem("private key", key))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Http(format!("TLS: {e}")))?
+        .map_err(ListenerError::Tls)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| ServerError::Http(format!("TLS certificate and key do not fit: {e}")))?;
+        .map_err(ListenerError::Tls)?;
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), print))
 }
 
 /// Checks the configuration, loads tokens and TLS, and binds.
 pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, ServerError> {
     if config.tls == Tls::None && !is_loopback(&config.listen) {
-        return Err(ServerError::Http(format!(
-            "refusing plain HTTP on `{}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed",
-            config.listen
-        )));
+        return Err(ListenerError::PlainNotLoopback(config.listen).into());
     }
-    let tokens = Tokens::load(config).map_err(ServerError::Http)?;
+    let tokens = Tokens::load(config)?;
     let (tls, tls_fingerprint) = match &config.tls {
         Tls::None => (None, None),
         Tls::Files { cert, key } => {
@@ -826,8 +900,8 @@ pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, Ser
     };
     let tcp = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| ServerError::Http(format!("cannot listen on `{}`: {e}", config.listen)))?;
-    let local = tcp.local_addr().map_err(|e| ServerError::Http(e.to_string()))?;
+        .map_err(|source| ListenerError::Listen { addr: config.listen, source })?;
+    let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let info = super::state::HttpInfo { url: format!("{scheme}://{local}"), tls_fingerprint };
     Ok(Listener { tcp, tls, tokens: Arc::new(tokens), limits: config.limits.clone(), info })
@@ -928,7 +1002,7 @@ mod tests {
     #[test]
     fn a_listener_without_tokens_is_refused() {
         let e = Tokens::load(&config(None, Some(""), None)).unwrap_err();
-        assert!(e.contains("needs at least one token"), "{e}");
+        assert!(matches!(e, ListenerError::NoTokens), "{e}");
     }
 
     #[test]
@@ -950,7 +1024,10 @@ mod tests {
         assert_eq!(t.identify("hashed").unwrap().name, "approver:alice");
         std::fs::write(&path, r#"[{"name":"x","role":"admin","token":"t"}]"#).unwrap();
         let e = Tokens::load(&config(None, None, Some(path))).unwrap_err();
-        assert!(e.contains("entry 1: `role` must be `agent` or `approver`"), "{e}");
+        assert!(
+            matches!(&e, ListenerError::TokenEntry { entry: 1, why, .. } if why.contains("`role` must be")),
+            "{e}"
+        );
     }
 
     #[test]

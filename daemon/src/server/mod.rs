@@ -48,40 +48,60 @@ pub struct Config {
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The policy is missing or invalid.
-    #[error("{0}")]
-    Policy(String),
-    /// The state dir, key or log cannot be used.
-    #[error("{0}")]
-    State(String),
-    /// The socket cannot be bound.
-    #[error("{0}")]
-    Socket(String),
+    /// The policy file cannot be read.
+    #[error("cannot read policy `{}`: {source}", .path.display())]
+    PolicyRead {
+        /// The policy file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy does not compile (file, line and column in the error).
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    /// A file or directory the daemon needs (state dir, socket, TLS files) cannot be used.
+    #[error("cannot {action} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done (`create the state directory`, `bind`, ...).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A live daemon already answers on the socket path.
     #[error("another daemon is already listening on `{}`", .0.display())]
     SocketInUse(PathBuf),
-    /// The decision log cannot be opened (locked, corrupt, unreadable).
+    /// The decision log cannot be opened or written (locked, corrupt, unreadable).
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
     /// The HTTP listener cannot start (address, TLS, tokens).
-    #[error("{0}")]
-    Http(String),
+    #[error(transparent)]
+    Http(#[from] http::ListenerError),
+}
+
+impl ServerError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> ServerError {
+        ServerError::Io { action, path: path.to_owned(), source }
+    }
 }
 
 /// Compiles the policy at `path` (the first check `serve` makes, before binding anything).
 pub fn load_policy(path: &Path) -> Result<policy::Policy, ServerError> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ServerError::Policy(format!("cannot read policy `{display}`: {e}")))?;
-    policy::compile(&display, &text).map_err(|e| ServerError::Policy(e.to_string()))
+        .map_err(|source| ServerError::PolicyRead { path: path.to_owned(), source })?;
+    Ok(policy::compile(&display, &text)?)
 }
 
-pub(crate) fn private_dir(dir: &Path, what: &str) -> Result<(), ServerError> {
+/// Creates `dir` (mode 0700) when missing.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), ServerError> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ServerError::State(format!("cannot create {what} `{}`: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| ServerError::io("create the directory", dir, e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| ServerError::State(format!("cannot chmod {what} `{}`: {e}", dir.display())))?;
+            .map_err(|e| ServerError::io("restrict the permissions of", dir, e))?;
     }
     Ok(())
 }
@@ -89,20 +109,17 @@ pub(crate) fn private_dir(dir: &Path, what: &str) -> Result<(), ServerError> {
 /// Binds the socket: refuses a path a live daemon answers on, replaces a stale file.
 fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        private_dir(dir, "socket directory").map_err(|e| ServerError::Socket(e.to_string()))?;
+        private_dir(dir)?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServerError::SocketInUse(path.to_owned()));
         }
-        std::fs::remove_file(path).map_err(|e| {
-            ServerError::Socket(format!("cannot remove stale socket `{}`: {e}", path.display()))
-        })?;
+        std::fs::remove_file(path).map_err(|e| ServerError::io("remove the stale socket", path, e))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| ServerError::Socket(format!("cannot bind `{}`: {e}", path.display())))?;
+    let listener = UnixListener::bind(path).map_err(|e| ServerError::io("bind the socket", path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| ServerError::Socket(format!("cannot chmod `{}`: {e}", path.display())))?;
+        .map_err(|e| ServerError::io("set the permissions of the socket", path, e))?;
     Ok(listener)
 }
 
@@ -118,9 +135,8 @@ fn notify_systemd(state: &str) {
 /// period), records the stop, and removes the socket.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let policy = load_policy(&config.policy_path)?;
-    private_dir(&config.state_dir, "state directory")?;
-    let key = LogKey::load_or_create(&config.state_dir.join("log.key"))
-        .map_err(|e| ServerError::State(e.to_string()))?;
+    private_dir(&config.state_dir)?;
+    let key = LogKey::load_or_create(&config.state_dir.join("log.key"))?;
     let metrics = Arc::new(metrics::Metrics::new());
     let observer: crate::log::CommitObserver = {
         let metrics = Arc::clone(&metrics);
@@ -129,8 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let options = LogOptions { on_commit: Some(observer), ..LogOptions::default() };
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
-    let book =
-        approvals::Book::load(&log).map_err(|e| ServerError::State(format!("cannot read approvals: {e}")))?;
+    let book = approvals::Book::load(&log)?;
     let listener = bind_socket(&config.socket_path, config.socket_mode)?;
 
     let hash = policy.hash.clone();
@@ -182,9 +197,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         json!({"path": config.policy_path.display().to_string(), "policy_hash": hash, "rules": n_rules}),
     );
     for body in [start, load] {
-        log.append(body)
-            .await
-            .map_err(|e| ServerError::State(format!("cannot write the decision log: {e}")))?;
+        log.append(body).await?;
     }
 
     let _watcher = spawn_reloader(Arc::clone(&state));

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
 use crate::log::{Log, dpr};
-use crate::policy::{self, Policy};
+use crate::policy::Policy;
 
 /// A compiled policy and where it came from.
 #[derive(Debug)]
@@ -138,16 +138,12 @@ impl std::fmt::Debug for State {
 impl State {
     /// Reloads the policy file: on success swaps it in and records a `policy_load` entry; on
     /// failure keeps the last good policy, records `policy_reload_failed` and remembers the error.
-    pub async fn reload(&self) -> Result<String, String> {
+    pub async fn reload(&self) -> Result<String, super::ServerError> {
         let path = self.policy_path.clone();
-        let display = path.display().to_string();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{display}: cannot read: {e}"))?;
-            policy::compile(&display, &text).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("reload task failed: {e}"))
-        .and_then(|r| r);
+        let compiled =
+            tokio::task::spawn_blocking(move || super::load_policy(&path)).await.unwrap_or_else(|e| {
+                Err(super::ServerError::io("reload", &self.policy_path, std::io::Error::other(e)))
+            });
         match compiled {
             Ok(policy) => {
                 let hash = policy.hash.clone();
@@ -172,7 +168,8 @@ impl State {
                 tracing::info!(policy_hash = %hash, rules = n_rules, "policy loaded");
                 Ok(hash)
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 tracing::error!(error = %message, "policy reload failed; the last good policy keeps serving");
                 self.last_error.store(Arc::new(Some(message.clone())));
                 self.metrics.reload(false);
@@ -183,7 +180,7 @@ impl State {
                 if let Err(e) = self.log.append(body).await {
                     tracing::error!(error = %e, "cannot record the failed reload");
                 }
-                Err(message)
+                Err(error)
             }
         }
     }

@@ -1181,7 +1181,7 @@ impl Service {
     pub async fn reload(&self) -> Value {
         match self.state.reload().await {
             Ok(hash) => json!({"ok": true, "policy_hash": hash, "status": self.state.policy_status()}),
-            Err(e) => json!({"ok": false, "error": e, "status": self.state.policy_status()}),
+            Err(e) => json!({"ok": false, "error": e.to_string(), "status": self.state.policy_status()}),
         }
     }
 }
