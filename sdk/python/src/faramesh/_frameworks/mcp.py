@@ -1,0 +1,29 @@
+"""An MCP client session whose `call_tool` asks the Faramesh daemon first (tool = the MCP tool's
+name, operation `invoke`, args = its arguments). Everything else is the session's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..governed import Governor
+
+
+class GovernedSession:
+    """Wraps an `mcp.ClientSession`: `await session.call_tool(name, arguments)` is governed."""
+
+    def __init__(self, session: Any, governor: Governor) -> None:
+        self._session = session
+        self._governor = governor
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        verdict = await self._governor.agate(name, arguments or {})
+        if not verdict.run:
+            return verdict.value
+        return await self._session.call_tool(name, arguments, *args, **kwargs)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._session, item)
+
+
+def wrap(session: Any, governor: Governor) -> GovernedSession:
+    return session if isinstance(session, GovernedSession) else GovernedSession(session, governor)

@@ -1,0 +1,388 @@
+"""The governance step every wrapped tool goes through, and `GovernedToolSet`.
+
+A governed tool asks the daemon before it runs: PERMIT runs it; DENY raises
+:class:`ToolDeniedException` (or calls `on_deny`); DEFER raises, blocks until a human decides
+(`on_defer="block"`), calls `on_defer`, or pauses the framework's run (`on_defer="interrupt"`,
+LangGraph and OpenAI Agents). Nothing runs on an error unless `fail_open=True`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from .canonical import request_hash
+from .errors import DaemonUnreachableError, FarameshTimeoutError, ToolDeniedException
+from .transport import Transport, auto_transport, default_transport
+
+log = logging.getLogger("faramesh")
+
+#: The only metadata keys forwarded to the daemon; anything else is dropped at the SDK boundary.
+METADATA_KEYS = ("principal", "session_id", "request_id", "tags")
+
+DeferCallback = Callable[[str | None, ToolDeniedException], Any]
+OnDefer = Union[Literal["raise", "block", "interrupt"], DeferCallback]
+OnDeny = Union[Literal["raise"], DeferCallback]
+
+
+def filter_metadata(*sources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`principal`, `session_id`, `request_id` and `tags` from the given mappings (later ones
+    win); every other key is dropped."""
+    out: dict[str, Any] = {}
+    for source in sources:
+        if not source:
+            continue
+        for key in METADATA_KEYS:
+            value = source.get(key)
+            if value is None:
+                continue
+            if key == "tags":
+                if isinstance(value, str):
+                    value = [value]
+                value = [str(t) for t in value]
+            elif key in ("session_id", "request_id"):
+                value = str(value)
+            out[key] = value
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON data: pydantic models and dataclasses become dicts, tuples lists, and
+    anything else its `str`."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return jsonable(dump())
+    if hasattr(value, "__dataclass_fields__"):
+        return jsonable(vars(value))
+    return str(value)
+
+
+@dataclass
+class Verdict:
+    """What a governed tool does: run (with the decision), or return `value` instead."""
+
+    run: bool
+    decision: dict[str, Any]
+    value: Any = None
+
+
+class Governor:
+    """The settings of a GovernedToolSet and the one governance step all adapters call."""
+
+    def __init__(
+        self,
+        agent_id: str | None,
+        transport: Transport | None = None,
+        on_defer: OnDefer = "raise",
+        on_deny: OnDeny = "raise",
+        timeout_seconds: float = 10.0,
+        fail_open: bool = False,
+        approval_timeout_seconds: float = 300.0,
+    ) -> None:
+        agent = agent_id or os.environ.get("FARAMESH_AGENT_ID")
+        if not agent:
+            raise ValueError("agent_id is required (or set FARAMESH_AGENT_ID)")
+        if on_defer not in ("raise", "block", "interrupt") and not callable(on_defer):
+            raise ValueError(f"on_defer must be 'raise', 'block', 'interrupt' or a callback, not {on_defer!r}")
+        if on_deny != "raise" and not callable(on_deny):
+            raise ValueError(f"on_deny must be 'raise' or a callback (denials never resolve), not {on_deny!r}")
+        if fail_open and os.environ.get("FARAMESH_ENV", "").lower() == "production":
+            raise ValueError("fail_open=True is refused when FARAMESH_ENV=production")
+        self.agent_id = agent
+        self._transport = transport
+        self.on_defer = on_defer
+        self.on_deny = on_deny
+        self.timeout_seconds = timeout_seconds
+        self.fail_open = fail_open
+        self.approval_timeout_seconds = approval_timeout_seconds
+        #: request_hash -> approval_id of calls paused in a framework's interrupt
+        self.paused: dict[str, str] = {}
+        if fail_open:
+            log.warning("faramesh: fail_open=True for agent %s: calls run when the daemon is unreachable", agent)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = (
+                default_transport() if self.timeout_seconds == 10.0 else auto_transport(self.timeout_seconds)
+            )
+        return self._transport
+
+    def call(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+        operation: str = "invoke",
+        approval_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The call the daemon is asked about."""
+        call: dict[str, Any] = {
+            "agent_id": self.agent_id,
+            "tool": tool,
+            "operation": operation,
+            "args": jsonable(dict(args)),
+            "context": {},
+        }
+        call.update(filter_metadata(metadata))
+        principal_token = os.environ.get("FARAMESH_PRINCIPAL_TOKEN")
+        if principal_token:
+            call["principal_token"] = principal_token
+        if approval_id:
+            call["approval_id"] = approval_id
+        return call
+
+    def hash_of(self, call: Mapping[str, Any]) -> str:
+        return request_hash(call["agent_id"], call["tool"], call["operation"], call["args"], call["context"])
+
+    def _logged(self, call: Mapping[str, Any], decision: dict[str, Any], started: float) -> dict[str, Any]:
+        log.info(
+            "faramesh: %s %s/%s -> %s %s in %.2f ms (action %s)",
+            call["agent_id"],
+            call["tool"],
+            call["operation"],
+            decision.get("effect"),
+            decision.get("reason_code"),
+            (time.perf_counter() - started) * 1000,
+            decision.get("action_id"),
+        )
+        return decision
+
+    def _failed_open(self, call: Mapping[str, Any], error: Exception) -> dict[str, Any]:
+        log.warning(
+            "faramesh: FAIL OPEN: %s/%s for %s runs without a decision: %s",
+            call["tool"],
+            call["operation"],
+            call["agent_id"],
+            error,
+        )
+        return {"effect": "PERMIT", "reason_code": "FAIL_OPEN", "reason": str(error), "action_id": None}
+
+    def ask(self, call: dict[str, Any]) -> dict[str, Any]:
+        """`govern` (fail-open only when configured)."""
+        started = time.perf_counter()
+        try:
+            return self._logged(call, self.transport.govern(call), started)
+        except (DaemonUnreachableError, FarameshTimeoutError) as e:
+            if self.fail_open:
+                return self._failed_open(call, e)
+            raise
+
+    async def aask(self, call: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return self._logged(call, await self.transport.agovern(call), started)
+        except (DaemonUnreachableError, FarameshTimeoutError) as e:
+            if self.fail_open:
+                return self._failed_open(call, e)
+            raise
+
+    def _denied(self, decision: dict[str, Any]) -> Verdict:
+        denial = ToolDeniedException.from_decision(decision)
+        if callable(self.on_deny):
+            return Verdict(False, decision, self.on_deny(denial.approval_id, denial))
+        raise denial
+
+    def _still_pending(self, decision: dict[str, Any]) -> ToolDeniedException:
+        denial = ToolDeniedException.from_decision(decision)
+        denial.human_message = (
+            f"approval {denial.approval_id} is still pending after {self.approval_timeout_seconds:g} s"
+        )
+        return denial
+
+    def settle(self, call: dict[str, Any], decision: dict[str, Any]) -> Verdict:
+        """Applies on_defer / on_deny to a decision (blocking for `on_defer="block"`)."""
+        effect = decision.get("effect")
+        if effect == "PERMIT":
+            return Verdict(True, decision)
+        if effect == "DEFER":
+            if self.on_defer == "block":
+                status = self.transport.wait_approval(decision, self.approval_timeout_seconds)
+                if status == "pending":
+                    raise self._still_pending(decision)
+                return self.settle(call, self.resume(call, decision))
+            denial = ToolDeniedException.from_decision(decision)
+            if callable(self.on_defer):
+                return Verdict(False, decision, self.on_defer(denial.approval_id, denial))
+            raise denial
+        return self._denied(decision)
+
+    async def asettle(self, call: dict[str, Any], decision: dict[str, Any]) -> Verdict:
+        effect = decision.get("effect")
+        if effect == "DEFER" and self.on_defer == "block":
+            status = await self.transport.await_approval(decision, self.approval_timeout_seconds)
+            if status == "pending":
+                raise self._still_pending(decision)
+            return await self.asettle(call, await self.aresume(call, decision))
+        return self.settle(call, decision)
+
+    def resume(self, call: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+        """Re-sends `call` with the approval id of a DEFER: PERMIT `APPROVAL_GRANTED` once
+        approved (the daemon checks the request hash), DENY once denied or expired."""
+        approval_id = decision.get("approval_id") or decision.get("defer_token")
+        return self.ask({**call, "approval_id": approval_id})
+
+    async def aresume(self, call: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+        approval_id = decision.get("approval_id") or decision.get("defer_token")
+        return await self.aask({**call, "approval_id": approval_id})
+
+    def gate(self, tool: str, args: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Verdict:
+        call = self.call(tool, args, metadata)
+        return self.settle(call, self.ask(call))
+
+    async def agate(self, tool: str, args: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Verdict:
+        call = self.call(tool, args, metadata)
+        return await self.asettle(call, await self.aask(call))
+
+
+def call_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a call to `fn`, by parameter name (as the daemon sees them)."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        param = bound.signature.parameters[name]
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None = None) -> Callable[..., Any]:
+    """A plain function (sync or async) governed under `name` (default: the function's name)."""
+    tool = name or getattr(fn, "__name__", None) or type(fn).__name__
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def governed_async(*args: Any, **kwargs: Any) -> Any:
+            verdict = await governor.agate(tool, call_arguments(fn, args, kwargs))
+            if not verdict.run:
+                return verdict.value
+            result = fn(*args, **kwargs)
+            return await result if isinstance(result, Awaitable) else result
+
+        governed_async.__faramesh_governed__ = True  # type: ignore[attr-defined]
+        return governed_async
+
+    @functools.wraps(fn)
+    def governed(*args: Any, **kwargs: Any) -> Any:
+        verdict = governor.gate(tool, call_arguments(fn, args, kwargs))
+        if not verdict.run:
+            return verdict.value
+        return fn(*args, **kwargs)
+
+    governed.__faramesh_governed__ = True  # type: ignore[attr-defined]
+    return governed
+
+
+def framework_of(tool: Any) -> str | None:
+    """`langchain`, `openai_agents`, `crewai`, `autogen`, or None (a plain callable), from the
+    tool's class hierarchy, without importing any framework."""
+    for cls in type(tool).__mro__:
+        module, name = cls.__module__, cls.__name__
+        if module.startswith("langchain_core.tools") and name == "BaseTool":
+            return "langchain"
+        if module.startswith("agents.tool") and name == "FunctionTool":
+            return "openai_agents"
+        if module.startswith("crewai.tools") and name == "BaseTool":
+            return "crewai"
+        if module.startswith("autogen_core.tools") and name == "BaseTool":
+            return "autogen"
+    return None
+
+
+def wrap_tool(tool: Any, governor: Governor, framework: str | None = None) -> Any:
+    """`tool` governed, as the same kind of object its framework expects."""
+    kind = framework or framework_of(tool)
+    if kind in ("langchain", "langgraph"):
+        from ._frameworks import langchain
+
+        return langchain.wrap(tool, governor)
+    if kind in ("openai_agents", "openai-agents", "openai"):
+        from ._frameworks import openai_agents
+
+        return openai_agents.wrap(tool, governor)
+    if kind == "crewai":
+        from ._frameworks import crewai
+
+        return crewai.wrap(tool, governor)
+    if kind == "autogen":
+        from ._frameworks import autogen
+
+        if framework_of(tool) == "autogen":
+            return autogen.wrap(tool, governor)
+        return govern_callable(tool, governor)
+    if kind == "mcp" or (kind is None and _is_mcp_session(tool)):
+        from ._frameworks import mcp
+
+        return mcp.wrap(tool, governor)
+    if callable(tool):
+        return govern_callable(tool, governor)
+    raise TypeError(
+        f"cannot govern {type(tool).__name__}: pass a LangChain, OpenAI Agents, CrewAI or AutoGen tool, "
+        "an MCP client session, or a callable"
+    )
+
+
+def _is_mcp_session(obj: Any) -> bool:
+    return any(cls.__module__.startswith("mcp.") and cls.__name__ == "ClientSession" for cls in type(obj).__mro__)
+
+
+class GovernedToolSet(list[Any]):
+    """Your tools, each asking the daemon before it runs; the list your framework expects.
+
+    Accepts LangChain `BaseTool`s and `@tool` functions, OpenAI Agents `function_tool`s, CrewAI
+    `BaseTool`s, AutoGen `FunctionTool`s and plain callables (named after the function), sync
+    and async. Each governed tool keeps the original's name, description and argument schema.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Any],
+        agent_id: str | None = None,
+        transport: Transport | None = None,
+        on_defer: OnDefer = "raise",
+        on_deny: OnDeny = "raise",
+        timeout_seconds: float = 10.0,
+        fail_open: bool = False,
+        approval_timeout_seconds: float = 300.0,
+    ) -> None:
+        self.governor = Governor(
+            agent_id,
+            transport=transport,
+            on_defer=on_defer,
+            on_deny=on_deny,
+            timeout_seconds=timeout_seconds,
+            fail_open=fail_open,
+            approval_timeout_seconds=approval_timeout_seconds,
+        )
+        super().__init__(wrap_tool(t, self.governor) for t in tools)
+
+    @property
+    def agent_id(self) -> str:
+        return self.governor.agent_id
+
+    def by_name(self, name: str) -> Any:
+        """The governed tool called `name`."""
+        for tool in self:
+            tool_name = getattr(tool, "name", None) or getattr(tool, "__name__", None)
+            if tool_name == name:
+                return tool
+        raise KeyError(name)

@@ -1,0 +1,620 @@
+"""How the SDK talks to the daemon: the Unix socket (JSON-RPC, one line a message) or HTTP(S).
+
+Both transports offer the same operations, so everything above them (GovernedToolSet, the
+functional API, the client class) is written once. Selection (:func:`auto_transport`), in the
+order the docs give: `FARAMESH_REMOTE_URL` (HTTPS `POST /v1/evaluate`), `FARAMESH_SOCKET`,
+`FARAMESH_BASE_URL` / `FARAMESH_URL` (the v1 API), then the default socket path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import itertools
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from .errors import (
+    ConflictError,
+    DaemonUnreachableError,
+    FarameshError,
+    FarameshTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+    UnauthorizedError,
+)
+
+log = logging.getLogger("faramesh")
+
+DEFAULT_SOCKET = "~/.faramesh/runtime/faramesh.sock"
+
+# Socket status names -> the v1 API's (docs/http.md).
+_V1_STATUS = {"permitted": "allowed", "deferred": "pending_approval"}
+_V1_DECISION = {"PERMIT": "allow", "DENY": "deny", "DEFER": "require_approval"}
+_OUTCOME = {"PERMIT": "EXECUTE", "DENY": "HALT", "DEFER": "ABSTAIN"}
+
+
+def v1_action(record: dict[str, Any]) -> dict[str, Any]:
+    """A socket DPR (from `action.get`/`action.list`) in the v1 action shape the HTTP API returns."""
+    out = dict(record)
+    action_id = record.get("action_id") or record.get("id")
+    out["id"] = action_id
+    out.setdefault("provenance_id", action_id)
+    status = str(record.get("status") or "")
+    out["status"] = _V1_STATUS.get(status, status)
+    effect = str(record.get("effect") or "")
+    out.setdefault("decision", _V1_DECISION.get(effect))
+    out.setdefault("outcome", _OUTCOME.get(effect))
+    return out
+
+
+class Transport(ABC):
+    """One connection to the daemon. Thread-safe; share one per process."""
+
+    #: "socket", "http" or "stub"
+    kind: str = ""
+    #: where it connects (a path or a URL), for messages
+    target: str = ""
+
+    @abstractmethod
+    def govern(self, call: dict[str, Any]) -> dict[str, Any]:
+        """Decide and record `call`; the decision (with `action_id`)."""
+
+    @abstractmethod
+    def decide(self, call: dict[str, Any]) -> dict[str, Any]:
+        """The decision for `call`, recorded nowhere."""
+
+    @abstractmethod
+    def wait_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        """Waits for the approval a DEFER `decision` created: `approved`, `denied`, `expired`, or
+        `pending` when `timeout_seconds` passed first."""
+
+    @abstractmethod
+    def get_action(self, action_id: str) -> dict[str, Any]:
+        """One action (v1 shape)."""
+
+    @abstractmethod
+    def list_actions(self, **filters: Any) -> list[dict[str, Any]]:
+        """Actions, newest first (v1 shape)."""
+
+    @abstractmethod
+    def decide_approval(self, action_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+        """Approves or denies the pending approval of an action (approver credentials only)."""
+
+    @abstractmethod
+    def start_action(self, action_id: str) -> dict[str, Any]:
+        """`allowed|approved -> executing`."""
+
+    @abstractmethod
+    def report_result(
+        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+    ) -> dict[str, Any]:
+        """`executing -> succeeded|failed`."""
+
+    def submit(self, call: dict[str, Any]) -> dict[str, Any]:
+        """`govern`, answered as a v1 action (`status`, `decision`, `id`, ...)."""
+        decision = self.govern(call)
+        action = {
+            "agent_id": call.get("agent_id"),
+            "tool": call.get("tool"),
+            "operation": call.get("operation"),
+            "params": call.get("args", {}),
+            "context": call.get("context", {}),
+            **decision,
+            "status": {"PERMIT": "allowed", "DENY": "denied", "DEFER": "pending_approval"}.get(
+                str(decision.get("effect")), "denied"
+            ),
+        }
+        if decision.get("reason_code") == "APPROVAL_GRANTED":
+            action["status"] = "approved"
+        return v1_action(action)
+
+    async def agovern(self, call: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`govern` without blocking the event loop."""
+        return await asyncio.to_thread(self.govern, call)
+
+    async def await_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        """:meth:`wait_approval` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_approval, decision, timeout_seconds)
+
+    def close(self) -> None:  # noqa: B027 (optional to override)
+        """Closes the connection (a later call reconnects)."""
+
+
+def _rpc_error(error: dict[str, Any], method: str) -> FarameshError:
+    code = error.get("code")
+    message = str(error.get("message") or "error")
+    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    if code == -32602:
+        return InvalidRequestError(message, field=(data or {}).get("field"))
+    if code == -32001:
+        return UnauthorizedError(message)
+    if code == -32002:
+        return NotFoundError(message)
+    if code == -32003:
+        return ConflictError(message)
+    if code == -32601:
+        return FarameshError(f"the daemon does not know `{method}` (older version?): {message}")
+    return FarameshError(f"{method}: {message} (code {code})")
+
+
+class _Connection:
+    """One socket connection with a reader thread that hands each reply to its waiter."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.settimeout(None)
+        self.pending: dict[int, Future[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        self.alive = True
+        self.reader = threading.Thread(target=self._read, name="faramesh-socket-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        why = "the daemon closed the connection"
+        try:
+            with self.sock.makefile("rb") as stream:
+                for line in stream:
+                    try:
+                        msg = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(msg, dict) or "id" not in msg:
+                        continue
+                    with self.lock:
+                        fut = self.pending.pop(msg["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+        except OSError as e:
+            why = f"connection lost: {e}"
+        self._fail(why)
+
+    def _fail(self, why: str) -> None:
+        with self.lock:
+            self.alive = False
+            waiting = list(self.pending.values())
+            self.pending.clear()
+        for fut in waiting:
+            if not fut.done():
+                fut.set_exception(DaemonUnreachableError(why))
+
+    def send(self, msg_id: int, line: bytes) -> Future[dict[str, Any]]:
+        fut: Future[dict[str, Any]] = Future()
+        with self.lock:
+            if not self.alive:
+                raise DaemonUnreachableError("connection closed")
+            self.pending[msg_id] = fut
+            try:
+                self.sock.sendall(line)
+            except OSError as e:
+                self.pending.pop(msg_id, None)
+                self.alive = False
+                raise DaemonUnreachableError(f"cannot send: {e}") from e
+        return fut
+
+    def forget(self, msg_id: int) -> None:
+        with self.lock:
+            self.pending.pop(msg_id, None)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class SocketTransport(Transport):
+    """JSON-RPC over the daemon's Unix socket: one persistent connection per transport, shared by
+    every thread (requests are pipelined and answered by id), reconnected after a daemon restart.
+    """
+
+    kind = "socket"
+
+    def __init__(self, path: str | None = None, timeout_seconds: float = 10.0) -> None:
+        self.path = os.path.expanduser(path or os.environ.get("FARAMESH_SOCKET") or DEFAULT_SOCKET)
+        self.target = self.path
+        self.timeout_seconds = timeout_seconds
+        self._conn: _Connection | None = None
+        self._connect_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._ever_connected = False
+
+    def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.alive:
+            return conn
+        with self._connect_lock:
+            conn = self._conn
+            if conn is not None and conn.alive:
+                return conn
+            if conn is not None:
+                conn.close()
+            try:
+                conn = _Connection(self.path, self.timeout_seconds)
+            except OSError as e:
+                raise DaemonUnreachableError(
+                    f"cannot reach the faramesh daemon at `{self.path}` ({e.strerror or e}); start it with "
+                    "`faramesh dev` or `faramesh serve`, or set FARAMESH_SOCKET to its socket"
+                ) from e
+            log.info("faramesh: %s socket %s", "reconnected to" if self._ever_connected else "connected to", self.path)
+            self._ever_connected = True
+            self._conn = conn
+            return conn
+
+    def _send(self, method: str, params: dict[str, Any]) -> tuple[_Connection, int, Future[dict[str, Any]]]:
+        msg_id = next(self._ids)
+        line = (json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}) + "\n").encode()
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                return conn, msg_id, conn.send(msg_id, line)
+            except DaemonUnreachableError:
+                if attempt == 2:
+                    raise
+                log.warning("faramesh: the socket connection broke; reconnecting")
+        raise DaemonUnreachableError(self.path)  # pragma: no cover
+
+    def call(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
+        """One JSON-RPC call; the `result`, or the mapped error. A connection lost before the
+        reply is retried once on a new connection."""
+        wait = self.timeout_seconds if timeout is None else timeout
+        for attempt in (1, 2):
+            conn, msg_id, fut = self._send(method, params)
+            try:
+                reply = fut.result(wait)
+            except FutureTimeout:
+                conn.forget(msg_id)
+                raise FarameshTimeoutError(
+                    f"the daemon at `{self.path}` did not answer `{method}` within {wait:g} s"
+                ) from None
+            except DaemonUnreachableError:
+                if attempt == 2:
+                    raise
+                log.warning("faramesh: lost the connection during `%s`; retrying once", method)
+                continue
+            if "error" in reply:
+                raise _rpc_error(reply["error"], method)
+            return reply.get("result")
+        raise DaemonUnreachableError(self.path)  # pragma: no cover
+
+    async def acall(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
+        """:meth:`call` for async code: waits on the reply without a thread."""
+        wait = self.timeout_seconds if timeout is None else timeout
+        for attempt in (1, 2):
+            conn, msg_id, fut = await asyncio.to_thread(self._send, method, params)
+            try:
+                reply = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            except asyncio.TimeoutError:
+                conn.forget(msg_id)
+                raise FarameshTimeoutError(
+                    f"the daemon at `{self.path}` did not answer `{method}` within {wait:g} s"
+                ) from None
+            except DaemonUnreachableError:
+                if attempt == 2:
+                    raise
+                continue
+            if "error" in reply:
+                raise _rpc_error(reply["error"], method)
+            return reply.get("result")
+        raise DaemonUnreachableError(self.path)  # pragma: no cover
+
+    def govern(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("govern", call))
+
+    async def agovern(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.acall("govern", call))
+
+    def decide(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("decide", call))
+
+    def _wait_params(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        approval_id = decision.get("approval_id") or decision.get("defer_token")
+        if not approval_id:
+            raise InvalidRequestError("the decision has no approval_id to wait for", field="approval_id")
+        return {"approval_id": approval_id, "timeout_seconds": max(0.0, min(timeout_seconds, 3600.0))}
+
+    def wait_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        params = self._wait_params(decision, timeout_seconds)
+        approval = self.call("approval.wait", params, timeout=timeout_seconds + self.timeout_seconds)
+        return "pending" if approval.get("timed_out") else str(approval.get("status"))
+
+    async def await_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        params = self._wait_params(decision, timeout_seconds)
+        approval = await self.acall("approval.wait", params, timeout=timeout_seconds + self.timeout_seconds)
+        return "pending" if approval.get("timed_out") else str(approval.get("status"))
+
+    def get_action(self, action_id: str) -> dict[str, Any]:
+        return v1_action(self.call("action.get", {"id": action_id}))
+
+    def list_actions(self, **filters: Any) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return [v1_action(a) for a in self.call("action.list", params).get("actions", [])]
+
+    def decide_approval(self, action_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+        action = self.call("action.get", {"id": action_id})
+        approval_id = action.get("approval_id")
+        if not approval_id:
+            raise ConflictError(f"action `{action_id}` awaits no approval")
+        params: dict[str, Any] = {"approval_id": approval_id}
+        if reason is not None:
+            params["reason"] = reason
+        result: dict[str, Any] = self.call("approval.approve" if approve else "approval.deny", params)
+        return result
+
+    def start_action(self, action_id: str) -> dict[str, Any]:
+        return dict(self.call("action.start", {"id": action_id}))
+
+    def report_result(
+        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"id": action_id, "success": success}
+        if result is not None:
+            params["result"] = result
+        if error is not None:
+            params["error"] = error
+        return dict(self.call("action.result", params))
+
+    def close(self) -> None:
+        with self._connect_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class HttpTransport(Transport):
+    """The daemon's HTTP(S) listener: `POST /v1/evaluate` to govern, the v1 actions API for the
+    rest. Keep-alive connections, one per thread. `cafile` (or `FARAMESH_CA_CERT`) trusts a
+    self-signed certificate, e.g. `<state dir>/tls/cert.pem`."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout_seconds: float = 10.0,
+        cafile: str | None = None,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidRequestError(f"`{url}` is not an http(s) URL", field="url")
+        self.url = url.rstrip("/")
+        self.target = self.url
+        self._parsed = parsed
+        self._prefix = parsed.path.rstrip("/")
+        self.token = token if token is not None else env_token()
+        self.timeout_seconds = timeout_seconds
+        self._ssl: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            self._ssl = ssl.create_default_context(cafile=cafile or os.environ.get("FARAMESH_CA_CERT") or None)
+        self._local = threading.local()
+
+    def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and not fresh:
+            return conn
+        if conn is not None:
+            conn.close()
+        host = self._parsed.hostname or "localhost"
+        if self._ssl is not None:
+            conn = http.client.HTTPSConnection(
+                host, self._parsed.port or 443, timeout=self.timeout_seconds, context=self._ssl
+            )
+        else:
+            conn = http.client.HTTPConnection(host, self._parsed.port or 80, timeout=self.timeout_seconds)
+        self._local.conn = conn
+        return conn
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One request; the JSON reply, or the mapped error."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):
+            conn = self._conn(fresh=attempt == 2)
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                status = resp.status
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise DaemonUnreachableError(f"cannot reach the faramesh daemon at {self.url}: {e}") from e
+            except TimeoutError as e:
+                conn.close()
+                self._local.conn = None
+                raise FarameshTimeoutError(f"{self.url}{path} did not answer within {self.timeout_seconds:g} s") from e
+            except ssl.SSLError as e:
+                conn.close()
+                self._local.conn = None
+                raise DaemonUnreachableError(
+                    f"TLS with {self.url} failed ({e}); for a self-signed certificate set FARAMESH_CA_CERT "
+                    "to the daemon's cert.pem"
+                ) from e
+            except OSError as e:
+                conn.close()
+                self._local.conn = None
+                raise DaemonUnreachableError(
+                    f"cannot reach the faramesh daemon at {self.url} ({e}); is `faramesh serve --listen` running?"
+                ) from e
+        try:
+            reply = json.loads(raw) if raw else None
+        except ValueError:
+            reply = None
+        if 200 <= status < 300:
+            return reply
+        raise _http_error(status, reply, f"{method} {path}")
+
+    def govern(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/evaluate", call))
+
+    def decide(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/gate/decide", call))
+
+    def submit(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/actions", call))
+
+    def wait_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        action_id = decision.get("action_id") or decision.get("id")
+        if not action_id:
+            raise InvalidRequestError("the decision has no action_id to wait on", field="action_id")
+        deadline = time.monotonic() + timeout_seconds
+        pause = 0.1
+        while True:
+            status = self.get_action(str(action_id)).get("status")
+            if status in ("approved", "executing", "succeeded", "failed"):
+                return "approved"
+            if status == "denied":
+                return "denied"
+            if time.monotonic() >= deadline:
+                return "pending"
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 1.0)
+
+    def get_action(self, action_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/actions/{urllib.parse.quote(action_id)}"))
+
+    def list_actions(self, **filters: Any) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        reply = self.request("GET", "/v1/actions" + (f"?{query}" if query else ""))
+        return list(reply.get("actions", []) if isinstance(reply, dict) else reply)
+
+    def decide_approval(self, action_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"approve": approve}
+        if reason is not None:
+            body["reason"] = reason
+        return dict(self.request("POST", f"/v1/actions/{urllib.parse.quote(action_id)}/approval", body))
+
+    def start_action(self, action_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/actions/{urllib.parse.quote(action_id)}/start", {}))
+
+    def report_result(
+        self, action_id: str, success: bool, result: Any = None, error: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": success}
+        if result is not None:
+            body["result"] = result
+        if error is not None:
+            body["error"] = error
+        return dict(self.request("POST", f"/v1/actions/{urllib.parse.quote(action_id)}/result", body))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _http_error(status: int, reply: Any, what: str) -> FarameshError:
+    err = reply.get("error") if isinstance(reply, dict) else None
+    message = str(err.get("message")) if isinstance(err, dict) else f"HTTP {status}"
+    field = err.get("field") if isinstance(err, dict) else None
+    if status == 401:
+        return UnauthorizedError(f"{what}: {message} (set FARAMESH_TOKEN or FARAMESH_API_KEY)")
+    if status == 403:
+        return UnauthorizedError(f"{what}: {message}")
+    if status == 404:
+        return NotFoundError(f"{what}: {message}")
+    if status == 409:
+        return ConflictError(f"{what}: {message}")
+    if status in (400, 413, 422):
+        return InvalidRequestError(f"{what}: {message}", field=field)
+    if status == 408:
+        return FarameshTimeoutError(f"{what}: {message}")
+    return FarameshError(f"{what}: HTTP {status}: {message}")
+
+
+def env_token() -> str | None:
+    """`FARAMESH_TOKEN`, else `FARAMESH_API_KEY`."""
+    return os.environ.get("FARAMESH_TOKEN") or os.environ.get("FARAMESH_API_KEY") or None
+
+
+def auto_transport(timeout_seconds: float = 10.0) -> Transport:
+    """The transport the environment names, in the documented order."""
+    env = os.environ
+    remote = env.get("FARAMESH_REMOTE_URL")
+    if remote:
+        return HttpTransport(remote, timeout_seconds=timeout_seconds)
+    sock = env.get("FARAMESH_SOCKET")
+    if sock:
+        return SocketTransport(sock, timeout_seconds=timeout_seconds)
+    base = env.get("FARAMESH_BASE_URL") or env.get("FARAMESH_URL")
+    if base:
+        return HttpTransport(base, timeout_seconds=timeout_seconds)
+    return SocketTransport(DEFAULT_SOCKET, timeout_seconds=timeout_seconds)
+
+
+_shared: dict[tuple[str | None, ...], Transport] = {}
+_shared_lock = threading.Lock()
+
+
+_configured: Transport | None = None
+
+
+def configure(
+    transport: Transport | None = None,
+    *,
+    base_url: str | None = None,
+    token: str | None = None,
+    socket_path: str | None = None,
+    timeout_seconds: float = 10.0,
+) -> Transport:
+    """Sets the transport every default (GovernedToolSet without `transport=`, the functional
+    API's socket fallback, `gate_decide`) uses, instead of the environment's."""
+    global _configured
+    if transport is None:
+        if base_url:
+            transport = HttpTransport(base_url, token=token, timeout_seconds=timeout_seconds)
+        else:
+            transport = SocketTransport(socket_path, timeout_seconds=timeout_seconds)
+    _configured = transport
+    return transport
+
+
+def default_transport() -> Transport:
+    """One shared transport per process for the current environment (so every governed tool
+    and the functional API use a single socket connection), or the one :func:`configure` set."""
+    if _configured is not None:
+        return _configured
+    env = os.environ
+    key = tuple(
+        env.get(k)
+        for k in (
+            "FARAMESH_REMOTE_URL",
+            "FARAMESH_SOCKET",
+            "FARAMESH_BASE_URL",
+            "FARAMESH_URL",
+            "FARAMESH_TOKEN",
+            "FARAMESH_API_KEY",
+            "FARAMESH_CA_CERT",
+        )
+    )
+    with _shared_lock:
+        transport = _shared.get(key)
+        if transport is None:
+            transport = auto_transport()
+            log.info("faramesh: using the %s transport to %s", transport.kind, transport.target)
+            _shared[key] = transport
+        return transport
