@@ -49,7 +49,7 @@ class GovernedTool(BaseTool):
         super().__init__(
             name=inner.name,
             description=inner.description,
-            args_schema=inner.args_schema,
+            args_schema=inner.args_schema if inner.args_schema is not None else inner.get_input_schema(),
             return_direct=inner.return_direct,
             response_format=inner.response_format,
             tags=inner.tags,
