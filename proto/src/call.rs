@@ -76,8 +76,18 @@ pub fn object(map: &Map<String, Value>, key: &str) -> Result<Option<Value>, Call
 impl CallRequest {
     /// Reads `agent_id, tool, operation` (or `tool_id` `"tool/op"`, or `op`), `args` or
     /// `params`, `context`, `session_id`, `request_id`, `tags`, `principal`, `approval_id`.
+    /// Without a top-level `agent_id`, a string `context.agent_id` names the agent (the v1
+    /// clients of the seeds send it there).
     pub fn from_json(map: &Map<String, Value>) -> Result<CallRequest, CallError> {
-        let agent_id = string(map, "agent_id")?.ok_or_else(|| bad("agent_id", "missing field `agent_id`"))?;
+        let agent_id = match string(map, "agent_id")? {
+            Some(a) => a,
+            None => map
+                .get("context")
+                .and_then(|c| c.get("agent_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad("agent_id", "missing field `agent_id`"))?,
+        };
         let tool_id = string(map, "tool_id")?;
         let split = tool_id.as_deref().and_then(|t| t.rsplit_once('/'));
         let tool = match (string(map, "tool")?, split) {
@@ -286,6 +296,11 @@ mod tests {
             CallRequest::from_value(&json!({"agent_id": "a", "tool": "t", "operation": "o", "parms": {}}))
                 .unwrap();
         assert_eq!(req.refusal().unwrap(), "unknown key `parms` in the call, did you mean `params`?");
+        let v1 = json!({"tool": "refund", "operation": "process", "params": {"amount": 150},
+                        "context": {"agent_id": "billing-bot"}});
+        assert_eq!(CallRequest::from_value(&v1).unwrap().call.agent_id, "billing-bot");
+        let nowhere = json!({"tool": "t", "operation": "o", "context": {"agent_id": 5}});
+        assert_eq!(CallRequest::from_value(&nowhere).unwrap_err().field, "agent_id");
         let sdk = json!({"agent_id": "a", "tool": "t", "operation": "o", "tool_id": "t", "args": {},
                          "action_type": "tool_call", "principal_token": ""});
         assert_eq!(CallRequest::from_value(&sdk).unwrap().refusal(), None);

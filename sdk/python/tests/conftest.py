@@ -54,6 +54,9 @@ rules:
   - id: http-get
     match: { tool: http, op: get }
     allow: true
+  - id: my-tool-ok
+    match: { tool: my_tool, op: "*" }
+    allow: true
 """
 
 AGENT_TOKEN = "agent-token-for-tests"

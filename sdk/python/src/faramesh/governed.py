@@ -279,6 +279,7 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
             return await result if isinstance(result, Awaitable) else result
 
         governed_async.__faramesh_governed__ = True  # type: ignore[attr-defined]
+        governed_async.__doc__ = fn.__doc__ or _default_doc(tool)
         return governed_async
 
     @functools.wraps(fn)
@@ -289,7 +290,13 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
         return fn(*args, **kwargs)
 
     governed.__faramesh_governed__ = True  # type: ignore[attr-defined]
+    governed.__doc__ = fn.__doc__ or _default_doc(tool)
     return governed
+
+
+def _default_doc(tool: str) -> str:
+    # Frameworks that turn functions into tools (LangGraph's ToolNode) require a description.
+    return f"The `{tool}` tool."
 
 
 def framework_of(tool: Any) -> str | None:
