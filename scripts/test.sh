@@ -54,6 +54,21 @@ step "the published SDK (socket transport, GovernedToolSet) against the real dae
 step "the published SDK's HTTP client and remote transport against the HTTPS listener"
 "$VENV/bin/python" tests/compat/sdk_http_compat.py "$BIN"
 
+step "python venv for our SDK (sdk/python; frameworks pinned in sdk/python/requirements-test.txt)"
+SDKVENV="$ROOT/.venv-sdk"
+if [ ! -x "$SDKVENV/bin/python" ]; then
+    python3 -m venv "$SDKVENV"
+fi
+"$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r sdk/python/requirements-test.txt
+"$SDKVENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
+
+step "our SDK: ruff, mypy --strict"
+(cd sdk/python && "$SDKVENV/bin/ruff" check src tests && "$SDKVENV/bin/ruff" format --check src tests && "$SDKVENV/bin/mypy")
+
+step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewAI, AutoGen, MCP, the seeds' snippets)"
+# Run from outside the source tree so the installed package is what is tested.
+(cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "policy tools on the bundled policies"
 for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do
     policy="${cases%.cases.yaml}.yaml"

@@ -85,8 +85,17 @@ class Daemon:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--policy", str(self.policy), "--socket", self.socket, "--state-dir", str(self.state)]
-            + self.args,
+            [
+                BIN,
+                "serve",
+                "--policy",
+                str(self.policy),
+                "--socket",
+                self.socket,
+                "--state-dir",
+                str(self.state),
+                *self.args,
+            ],
             env={**os.environ, **self.env},
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "daemon.log", "ab"),  # noqa: SIM115
@@ -135,7 +144,8 @@ class Daemon:
     def actions(self, **params: Any) -> list[dict[str, Any]]:
         import json
 
-        out = self.cli("list", "--json", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in params.items()), []))
+        flags = [part for k, v in params.items() for part in (f"--{k.replace('_', '-')}", str(v))]
+        out = self.cli("list", "--json", *flags)
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)
         return list(data["actions"] if isinstance(data, dict) else data)

@@ -269,6 +269,7 @@ def test_stub_transport_mapping_and_callable() -> None:
     with pytest.raises(ToolDeniedException) as err:
         GovernedToolSet([print], agent_id="a", transport=stub)[0]("no rule")
     assert err.value.code == "DEFAULT_DENY_NO_MATCH"
+
     def ls(path: str) -> str:
         return path
 

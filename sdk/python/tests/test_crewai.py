@@ -12,16 +12,16 @@ os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 os.environ.setdefault("CREWAI_TESTING", "true")  # no first-run "view your traces?" prompt
 
-import pytest  # noqa: E402
-from conftest import Daemon  # noqa: E402
-from crewai import Agent, Crew, Task  # noqa: E402
-from crewai.llms.base_llm import BaseLLM  # noqa: E402
-from crewai.tools import BaseTool  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
-from test_core import approve_when_pending  # noqa: E402
+import pytest
+from conftest import Daemon
+from crewai import Agent, Crew, Task
+from crewai.llms.base_llm import BaseLLM
+from crewai.tools import BaseTool
+from pydantic import BaseModel
+from test_core import approve_when_pending
 
-import faramesh  # noqa: E402
-from faramesh import GovernedToolSet  # noqa: E402
+import faramesh
+from faramesh import GovernedToolSet
 
 RAN: list[tuple[str, Any]] = []
 

@@ -1,5 +1,5 @@
 """`faramesh.integrations.govern` for one tool: AutoGen `FunctionTool`s and functions, an MCP
-client session (a real FastMCP server over the mcp package's in-memory transport)."""
+client (a real `MCPServer` connected in-process by the mcp package's `Client`)."""
 
 from __future__ import annotations
 
@@ -59,11 +59,11 @@ def test_autogen_plain_function_stays_a_function() -> None:
     assert RAN == []
 
 
-def test_mcp_client_session(sock_env: Daemon) -> None:
-    from mcp.server.fastmcp import FastMCP
-    from mcp.shared.memory import create_connected_server_and_client_session
+def test_mcp_client(sock_env: Daemon) -> None:
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
 
-    server = FastMCP("files")
+    server = MCPServer("files")
 
     @server.tool()
     def read_file(path: str) -> str:
@@ -76,8 +76,8 @@ def test_mcp_client_session(sock_env: Daemon) -> None:
         return "deleted"
 
     async def run() -> Any:
-        async with create_connected_server_and_client_session(server) as session:
-            governed = govern(session, agent_id="mcp-agent")
+        async with Client(server) as client:
+            governed = govern(client, agent_id="mcp-agent")
             listed = await governed.list_tools()
             assert {t.name for t in listed.tools} == {"read_file", "delete_file"}
             result = await governed.call_tool("read_file", {"path": "/b"})

@@ -99,7 +99,7 @@ def fresh(sock_env: Daemon) -> None:
 def test_governed_tools_keep_name_description_and_schema() -> None:
     tools = GovernedToolSet([read_file, RefundTool()], agent_id="lc-agent")
     assert all(isinstance(t, BaseTool) for t in tools)
-    for governed, original in zip(tools, [read_file, RefundTool()]):
+    for governed, original in zip(tools, [read_file, RefundTool()], strict=True):
         assert governed.name == original.name
         assert governed.description == original.description
         assert governed.tool_call_schema.model_json_schema() == original.tool_call_schema.model_json_schema()
@@ -151,7 +151,9 @@ def test_interrupt_pauses_and_resumes_after_approve(sock_env: Daemon) -> None:
     out = graph.invoke({"messages": [("user", "refund")]}, cfg)
     assert "__interrupt__" in out and RAN == []
     waiting = approvals(graph, cfg)
-    assert len(waiting) == 1 and waiting[0]["tool"] == "refund" and waiting[0]["args"] == {"order": "o-9", "amount": 500}
+    assert (
+        len(waiting) == 1 and waiting[0]["tool"] == "refund" and waiting[0]["args"] == {"order": "o-9", "amount": 500}
+    )
     approval_id = waiting[0]["approval_id"]
     assert resume_command(graph, cfg, timeout_seconds=0.2) is None, "nothing decided yet"
     sock_env.approve(approval_id)

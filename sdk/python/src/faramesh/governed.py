@@ -349,7 +349,10 @@ def wrap_tool(tool: Any, governor: Governor, framework: str | None = None) -> An
 
 
 def _is_mcp_session(obj: Any) -> bool:
-    return any(cls.__module__.startswith("mcp.") and cls.__name__ == "ClientSession" for cls in type(obj).__mro__)
+    """An `mcp` client: `ClientSession` (mcp 1.x and 2.x) or `Client` (mcp 2.x)."""
+    return any(
+        cls.__module__.startswith("mcp.") and cls.__name__ in ("ClientSession", "Client") for cls in type(obj).__mro__
+    )
 
 
 class GovernedToolSet(list[Any]):

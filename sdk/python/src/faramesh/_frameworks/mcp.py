@@ -1,4 +1,4 @@
-"""An MCP client session whose `call_tool` asks the Faramesh daemon first (tool = the MCP tool's
+"""An MCP client (`mcp.Client`, or a `ClientSession`) whose `call_tool` asks the Faramesh daemon first (tool = the MCP tool's
 name, operation `invoke`, args = its arguments). Everything else is the session's own."""
 
 from __future__ import annotations
