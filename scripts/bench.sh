@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|all]
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +47,13 @@ LUA
     mkdir -p target/bench-tmp
     BENCH_DIR="$PWD/target/bench-tmp" BENCH_CLIENTS="1 16" cargo bench -p faramesh-bench --bench socket 2>/dev/null |
         grep '^bench socket_govern'
+fi
+if [ "$what" = "sdk" ] || [ "$what" = "all" ]; then
+    # The Python SDK's overhead on a governed LangChain tool call, over the socket.
+    cargo build --release --locked --bin faramesh 2>/dev/null
+    venv="$PWD/.venv-sdk"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r sdk/python/requirements-test.txt
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
+    "$venv/bin/python" sdk/python/bench/bench_sdk.py "$PWD/target/release/faramesh" "${BENCH_N:-3000}"
 fi

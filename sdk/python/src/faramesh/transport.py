@@ -21,8 +21,6 @@ import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from .errors import (
@@ -36,6 +34,7 @@ from .errors import (
 )
 
 log = logging.getLogger("faramesh")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 DEFAULT_SOCKET = "~/.faramesh/runtime/faramesh.sock"
 
@@ -149,8 +148,24 @@ def _rpc_error(error: dict[str, Any], method: str) -> FarameshError:
     return FarameshError(f"{method}: {message} (code {code})")
 
 
+class _Slot:
+    """Where one request's reply (or the connection's failure) lands."""
+
+    __slots__ = ("error", "reply")
+
+    def __init__(self) -> None:
+        self.reply: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def done(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
 class _Connection:
-    """One socket connection with a reader thread that hands each reply to its waiter."""
+    """One socket connection shared by every thread. Requests are written under a lock and
+    answered by id. There is no reader thread: a caller waiting for its reply reads the socket
+    itself when nobody else is, handing other callers' replies to them, so a lone caller pays no
+    thread hand-off."""
 
     def __init__(self, path: str, timeout: float) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -160,57 +175,102 @@ class _Connection:
         except OSError:
             self.sock.close()
             raise
-        self.sock.settimeout(None)
-        self.pending: dict[int, Future[dict[str, Any]]] = {}
-        self.lock = threading.Lock()
+        self.pending: dict[int, _Slot] = {}
+        self.write_lock = threading.Lock()
+        self.state = threading.Condition()
+        self.reading = False
         self.alive = True
-        self.reader = threading.Thread(target=self._read, name="faramesh-socket-reader", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        why = "the daemon closed the connection"
-        try:
-            with self.sock.makefile("rb") as stream:
-                for line in stream:
-                    try:
-                        msg = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(msg, dict) or "id" not in msg:
-                        continue
-                    with self.lock:
-                        fut = self.pending.pop(msg["id"], None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-        except OSError as e:
-            why = f"connection lost: {e}"
-        self._fail(why)
+        self.buffer = bytearray()
 
     def _fail(self, why: str) -> None:
-        with self.lock:
+        with self.state:
             self.alive = False
             waiting = list(self.pending.values())
             self.pending.clear()
-        for fut in waiting:
-            if not fut.done():
-                fut.set_exception(DaemonUnreachableError(why))
+            for slot in waiting:
+                slot.error = why
+            self.state.notify_all()
 
-    def send(self, msg_id: int, line: bytes) -> Future[dict[str, Any]]:
-        fut: Future[dict[str, Any]] = Future()
-        with self.lock:
+    def send(self, msg_id: int, line: bytes) -> _Slot:
+        slot = _Slot()
+        with self.state:
             if not self.alive:
                 raise DaemonUnreachableError("connection closed")
-            self.pending[msg_id] = fut
+            self.pending[msg_id] = slot
+        with self.write_lock:
             try:
                 self.sock.sendall(line)
             except OSError as e:
-                self.pending.pop(msg_id, None)
-                self.alive = False
+                self._fail(f"cannot send: {e}")
                 raise DaemonUnreachableError(f"cannot send: {e}") from e
-        return fut
+        return slot
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(msg, dict) or "id" not in msg:
+            return
+        with self.state:
+            slot = self.pending.pop(msg["id"], None)
+            if slot is not None:
+                slot.reply = msg
+                self.state.notify_all()
+
+    def _read_until(self, slot: _Slot, deadline: float) -> None:
+        """Reads and dispatches replies until `slot` is answered or the deadline passes."""
+        while not slot.done():
+            newline = self.buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self.buffer[:newline])
+                del self.buffer[: newline + 1]
+                self._dispatch(line)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return
+            except OSError as e:
+                self._fail(f"connection lost: {e}")
+                return
+            if not chunk:
+                self._fail("the daemon closed the connection")
+                return
+            self.buffer += chunk
+
+    def wait(self, slot: _Slot, timeout: float) -> dict[str, Any] | None:
+        """The reply, or None when `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while not slot.done():
+            with self.state:
+                if slot.done():
+                    break
+                if self.reading or not self.alive:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self.state.wait(remaining)
+                    continue
+                self.reading = True
+            try:
+                self._read_until(slot, deadline)
+            finally:
+                with self.state:
+                    self.reading = False
+                    self.state.notify_all()
+            if not slot.done() and time.monotonic() >= deadline:
+                return None
+        if slot.error is not None:
+            raise DaemonUnreachableError(slot.error)
+        return slot.reply
 
     def forget(self, msg_id: int) -> None:
-        with self.lock:
+        with self.state:
             self.pending.pop(msg_id, None)
 
     def close(self) -> None:
@@ -257,9 +317,9 @@ class SocketTransport(Transport):
             self._conn = conn
             return conn
 
-    def _send(self, method: str, params: dict[str, Any]) -> tuple[_Connection, int, Future[dict[str, Any]]]:
+    def _send(self, method: str, params: dict[str, Any]) -> tuple[_Connection, int, _Slot]:
         msg_id = next(self._ids)
-        line = (json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}) + "\n").encode()
+        line = (_dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}) + "\n").encode()
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -275,44 +335,25 @@ class SocketTransport(Transport):
         reply is retried once on a new connection."""
         wait = self.timeout_seconds if timeout is None else timeout
         for attempt in (1, 2):
-            conn, msg_id, fut = self._send(method, params)
+            conn, msg_id, slot = self._send(method, params)
             try:
-                reply = fut.result(wait)
-            except FutureTimeout:
-                conn.forget(msg_id)
-                raise FarameshTimeoutError(
-                    f"the daemon at `{self.path}` did not answer `{method}` within {wait:g} s"
-                ) from None
+                reply = conn.wait(slot, wait)
             except DaemonUnreachableError:
                 if attempt == 2:
                     raise
                 log.warning("faramesh: lost the connection during `%s`; retrying once", method)
                 continue
+            if reply is None:
+                conn.forget(msg_id)
+                raise FarameshTimeoutError(f"the daemon at `{self.path}` did not answer `{method}` within {wait:g} s")
             if "error" in reply:
                 raise _rpc_error(reply["error"], method)
             return reply.get("result")
         raise DaemonUnreachableError(self.path)  # pragma: no cover
 
     async def acall(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
-        """:meth:`call` for async code: waits on the reply without a thread."""
-        wait = self.timeout_seconds if timeout is None else timeout
-        for attempt in (1, 2):
-            conn, msg_id, fut = await asyncio.to_thread(self._send, method, params)
-            try:
-                reply = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
-            except asyncio.TimeoutError:
-                conn.forget(msg_id)
-                raise FarameshTimeoutError(
-                    f"the daemon at `{self.path}` did not answer `{method}` within {wait:g} s"
-                ) from None
-            except DaemonUnreachableError:
-                if attempt == 2:
-                    raise
-                continue
-            if "error" in reply:
-                raise _rpc_error(reply["error"], method)
-            return reply.get("result")
-        raise DaemonUnreachableError(self.path)  # pragma: no cover
+        """:meth:`call` for async code, on a worker thread (the event loop never blocks)."""
+        return await asyncio.to_thread(self.call, method, params, timeout)
 
     def govern(self, call: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("govern", call))

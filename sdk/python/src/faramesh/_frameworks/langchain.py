@@ -89,8 +89,8 @@ class GovernedTool(BaseTool):
     def _verdict(self, args: dict[str, Any], config: RunnableConfig | None) -> Verdict:
         g = self._governor
         call = g.call(self.name, args, _metadata(config))
-        paused = g.paused.get(g.hash_of(call))
         if g.on_defer == "interrupt":
+            paused = g.paused.get(g.hash_of(call))
             decision = self._interrupt({"approval_id": paused}, call) if paused is not None else g.ask(call)
             while decision.get("effect") == "DEFER":
                 decision = self._interrupt(decision, call)

@@ -1,5 +1,6 @@
-"""An MCP client (`mcp.Client`, or a `ClientSession`) whose `call_tool` asks the Faramesh daemon first (tool = the MCP tool's
-name, operation `invoke`, args = its arguments). Everything else is the session's own."""
+"""An MCP client (`mcp.Client`, or a `ClientSession`) whose `call_tool` asks the Faramesh daemon
+first (tool = the MCP tool's name, operation `invoke`, args = its arguments). Everything else is
+the client's own."""
 
 from __future__ import annotations
 
