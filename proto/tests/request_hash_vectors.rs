@@ -11,7 +11,8 @@ fn shared_vectors_hash_as_recorded() {
     assert!(vectors.len() >= 10);
     for v in &vectors {
         let s = |k: &str| v[k].as_str().unwrap().to_owned();
-        let got = request_hash(&s("agent_id"), &s("tool"), &s("operation"), &v["params"], &v["context"]).unwrap();
+        let got =
+            request_hash(&s("agent_id"), &s("tool"), &s("operation"), &v["params"], &v["context"]).unwrap();
         assert_eq!(got, s("request_hash"), "vector for agent `{}`", s("agent_id"));
     }
 }
