@@ -69,6 +69,17 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 # Run from outside the source tree so the installed package is what is tested.
 (cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+# Screenshots land in target/dashboard/.
+(cd tests/dashboard && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "policy tools on the bundled policies"
 for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do
     policy="${cases%.cases.yaml}.yaml"

@@ -130,6 +130,7 @@ fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::ht
         agent_token: env("FARAMESH_TOKEN"),
         approver_token: env("FARAMESH_APPROVER_TOKEN"),
         tokens_file,
+        login_secret: None,
         limits: HttpLimits {
             max_body_bytes: args.http_max_body_bytes,
             header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
@@ -305,6 +306,19 @@ pub struct DevArgs {
     /// Where to keep the socket and state (default `./.faramesh`).
     #[arg(long, default_value = ".faramesh")]
     pub dir: PathBuf,
+    /// The dashboard and HTTP API address (plain HTTP, loopback only), or `off`.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: String,
+}
+
+/// `n` random bytes as hex, from the kernel.
+fn random_hex(n: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Creates `dir` (and missing parents) mode 0700; an existing dir is left as it is.
@@ -350,7 +364,31 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
     }
-    let config = config_of(&serve, policy.clone())?;
+    let mut config = config_of(&serve, policy.clone())?;
+    let login = if args.listen == "off" {
+        None
+    } else {
+        let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+            anyhow!("`--listen` `{}` is not an address like 127.0.0.1:8000 (or `off`)", args.listen)
+        })?;
+        if !listen.ip().is_loopback() {
+            bail!(
+                "`faramesh dev` serves plain HTTP on loopback only; use `faramesh serve --tls …` elsewhere"
+            );
+        }
+        let secret = random_hex(24)?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        config.http = Some(server::http::HttpConfig {
+            listen,
+            tls: server::http::Tls::None,
+            agent_token: env("FARAMESH_TOKEN"),
+            approver_token: env("FARAMESH_APPROVER_TOKEN"),
+            tokens_file: None,
+            login_secret: Some(secret.clone()),
+            limits: server::http::HttpLimits::default(),
+        });
+        Some(secret)
+    };
     if let Ok(s) = client::call(&socket, "status", json!({})) {
         bail!(
             "already running (pid {}) on `{}`; stop it with `faramesh stop --socket {}`",
@@ -365,11 +403,16 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     std::thread::spawn(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            if client::call(&ready_socket, "status", json!({})).is_ok() {
+            if let Ok(status) = client::call(&ready_socket, "status", json!({})) {
                 eprintln!(
                     "faramesh dev: serving. Connect with:\n  export FARAMESH_SOCKET={}",
                     ready_socket.display()
                 );
+                if let (Some(url), Some(secret)) = (status["http"]["url"].as_str(), login.as_deref()) {
+                    eprintln!(
+                        "dashboard (this link signs you in once, as an approver):\n  {url}/#login={secret}"
+                    );
+                }
                 eprintln!(
                     "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval \
                      from the uid that made the call is refused unless the policy sets \

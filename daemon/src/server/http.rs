@@ -83,6 +83,9 @@ pub struct HttpConfig {
     pub approver_token: Option<String>,
     /// A tokens file (JSON), default `<state dir>/tokens.json` when it exists.
     pub tokens_file: Option<PathBuf>,
+    /// A one-time secret that opens one approver session in the dashboard (`faramesh dev`'s
+    /// login link).
+    pub login_secret: Option<String>,
     /// Limits.
     pub limits: HttpLimits,
 }
@@ -127,7 +130,7 @@ impl Tokens {
         if let Some(path) = &config.tokens_file {
             entries.extend(read_tokens_file(path)?);
         }
-        if entries.is_empty() {
+        if entries.is_empty() && config.login_secret.is_none() {
             return Err(ListenerError::NoTokens);
         }
         Ok(Tokens { entries })
@@ -276,8 +279,12 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
         HttpError { status, code, message: message.into(), field: None }
+    }
+
+    pub(super) fn internal(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
 
@@ -315,21 +322,36 @@ impl IntoResponse for HttpError {
     }
 }
 
-type HttpResult = Result<Response, HttpError>;
+pub(super) type HttpResult = Result<Response, HttpError>;
 
 #[derive(Clone)]
-struct App {
-    service: Service,
-    tokens: Arc<Tokens>,
-    limits: HttpLimits,
+pub(super) struct App {
+    pub(super) service: Service,
+    pub(super) tokens: Arc<Tokens>,
+    pub(super) limits: HttpLimits,
+    pub(super) sessions: Arc<super::dashboard::Sessions>,
 }
 
 impl App {
-    /// The caller's identity from `Authorization: Bearer …`: 401 when missing or unknown.
-    fn who(&self, headers: &HeaderMap) -> Result<Identity, HttpError> {
+    /// The caller's identity from `Authorization: Bearer …`, else from a dashboard session
+    /// cookie: 401 when neither is there or known.
+    pub(super) fn who(&self, headers: &HeaderMap) -> Result<Identity, HttpError> {
+        self.identify(headers, false)
+    }
+
+    /// [`App::who`] for a state-changing request: a session cookie counts only with the
+    /// session's CSRF token (bearer tokens are not sent by browsers on their own).
+    pub(super) fn who_write(&self, headers: &HeaderMap) -> Result<Identity, HttpError> {
+        self.identify(headers, true)
+    }
+
+    fn identify(&self, headers: &HeaderMap, write: bool) -> Result<Identity, HttpError> {
         let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
         let Some(token) = token.filter(|t| !t.is_empty()) else {
+            if let Some(session) = self.sessions.identify(headers, write) {
+                return session.map(Identity::Token);
+            }
             return Err(HttpError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -343,7 +365,7 @@ impl App {
     }
 
     /// Reads a JSON object body within the size and time limits.
-    async fn body(&self, body: Body, required: bool) -> Result<Map<String, Value>, HttpError> {
+    pub(super) async fn body(&self, body: Body, required: bool) -> Result<Map<String, Value>, HttpError> {
         let limit = self.limits.max_body_bytes;
         let read = tokio::time::timeout(self.limits.body_timeout, axum::body::to_bytes(body, limit)).await;
         let bytes: Bytes = match read {
@@ -386,7 +408,7 @@ impl App {
     }
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
@@ -405,6 +427,7 @@ fn router(app: App) -> Router {
         .route("/v1/actions/{id}/start", post(start_action))
         .route("/v1/actions/{id}/result", post(report_result))
         .route("/v1/events", get(events))
+        .merge(super::dashboard::routes())
         .fallback(not_found)
         .with_state(app)
 }
@@ -449,7 +472,7 @@ async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
 }
 
 async fn evaluate(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let req = CallRequest::from_json(&app.body(body, true).await?)?;
     let reply = app.service.govern(req, &who).await?;
     Ok(json_response(StatusCode::OK, &reply.to_json()))
@@ -472,7 +495,7 @@ fn decision_word(effect: &str) -> &'static str {
 }
 
 async fn gate_decide(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let req = CallRequest::from_json(&app.body(body, true).await?)?;
     let reply = app.service.decide(&req, &who)?;
     let mut v = reply.to_json();
@@ -530,7 +553,7 @@ fn v1_action(view: &ActionView, who: &Identity) -> Value {
 }
 
 async fn submit_action(AxState(app): AxState<App>, headers: HeaderMap, body: Body) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let req = CallRequest::from_json(&app.body(body, true).await?)?;
     let call = req.call.clone();
     let reply = app.service.govern(req, &who).await?;
@@ -661,7 +684,7 @@ async fn approval(
     UrlPath(id): UrlPath<String>,
     body: Body,
 ) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let body = app.body(body, true).await?;
     let f = crate::service::Fields(&body);
     let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
@@ -676,7 +699,7 @@ async fn start_action(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let view = app.service.action_transition(&id, Transition::Start, &who).await?;
     Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
 }
@@ -687,7 +710,7 @@ async fn report_result(
     UrlPath(id): UrlPath<String>,
     body: Body,
 ) -> HttpResult {
-    let who = app.who(&headers)?;
+    let who = app.who_write(&headers)?;
     let t = Transition::result_from_json(&app.body(body, true).await?)?;
     let view = app.service.action_transition(&id, t, &who).await?;
     Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
@@ -815,6 +838,7 @@ pub struct Listener {
     tls: Option<tokio_rustls::TlsAcceptor>,
     tokens: Arc<Tokens>,
     limits: HttpLimits,
+    sessions: Arc<super::dashboard::Sessions>,
     /// What `status` shows.
     pub info: super::state::HttpInfo,
 }
@@ -904,14 +928,15 @@ pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, Ser
     let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let info = super::state::HttpInfo { url: format!("{scheme}://{local}"), tls_fingerprint };
-    Ok(Listener { tcp, tls, tokens: Arc::new(tokens), limits: config.limits.clone(), info })
+    let sessions = Arc::new(super::dashboard::Sessions::new(config.login_secret.clone(), tls.is_some()));
+    Ok(Listener { tcp, tls, tokens: Arc::new(tokens), limits: config.limits.clone(), sessions, info })
 }
 
 impl Listener {
     /// Serves until `stop` turns true; connections then get the grace period to finish.
     pub async fn serve(self, service: Service, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let Listener { tcp, tls, tokens, limits, .. } = self;
-        let app = App { service, tokens, limits: limits.clone() };
+        let Listener { tcp, tls, tokens, limits, sessions, .. } = self;
+        let app = App { service, tokens, limits: limits.clone(), sessions };
         let router = router(app.clone());
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let mut tasks = tokio::task::JoinSet::new();
@@ -977,6 +1002,7 @@ mod tests {
 
     fn config(agent: Option<&str>, approver: Option<&str>, file: Option<PathBuf>) -> HttpConfig {
         HttpConfig {
+            login_secret: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: Tls::None,
             agent_token: agent.map(str::to_owned),

@@ -6,6 +6,7 @@
 
 pub mod approvals;
 pub mod conn;
+mod dashboard;
 pub mod http;
 pub mod limits;
 pub mod metrics;

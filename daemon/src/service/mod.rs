@@ -961,9 +961,13 @@ impl Service {
                 })
                 && self.may_read(who, v)
         };
+        let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
         let mut out = Vec::new();
         let mut skipped = 0;
         self.state.log.newest_first(100_000, |record| {
+            if !matches_text(record) {
+                return true;
+            }
             let v = record_value(record);
             if keep(&v) {
                 let status = self.action_status(&v);

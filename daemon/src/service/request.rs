@@ -67,11 +67,13 @@ pub struct ListQuery {
     pub status: Option<super::ActionStatus>,
     /// Only decisions at or after this time (ms since the epoch).
     pub since_ms: Option<u64>,
+    /// Only records whose text contains this, ignoring case (the dashboard's search).
+    pub text: Option<String>,
 }
 
 impl ListQuery {
     /// Reads `limit` (default `default_limit`), `offset`, `agent_id` (or `agent`), `tool`,
-    /// `effect`, `status`, `since`.
+    /// `effect`, `status`, `since`, `q` (text search, at most 200 characters).
     pub fn from_json(map: &Map<String, Value>, default_limit: usize) -> Result<ListQuery, ServiceError> {
         let f = Fields(map);
         let since_ms =
@@ -106,6 +108,12 @@ impl ListQuery {
             },
             status,
             since_ms,
+            text: match f.string("q")? {
+                Some(q) if q.chars().count() > 200 => {
+                    return Err(ServiceError::invalid("q", "`q` is longer than 200 characters"));
+                }
+                q => q.filter(|q| !q.is_empty()).map(|q| q.to_lowercase()),
+            },
         })
     }
 }

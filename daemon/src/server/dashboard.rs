@@ -1,0 +1,266 @@
+//! The web dashboard: static assets embedded in the binary (served at `/` with a strict
+//! Content-Security-Policy), browser sessions (an `HttpOnly`, `SameSite=Strict` cookie plus a
+//! CSRF token on every state-changing request), and the two read routes the page needs beyond
+//! the v1 API: an action's explain trace and an overview of the daemon. See `docs/dashboard.md`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::http::{App, HttpError, HttpResult, json_response};
+use crate::service::{ExplainTarget, Role, TokenIdentity};
+
+const INDEX: &str = include_str!("dashboard/index.html");
+const APP_JS: &str = include_str!("dashboard/app.js");
+const APP_CSS: &str = include_str!("dashboard/app.css");
+
+/// The page may load only its own script and style, talk only to its own origin, and be framed
+/// by nobody.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                       img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The session cookie's name.
+pub const COOKIE: &str = "faramesh_session";
+/// The header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a browser session lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone)]
+struct Session {
+    csrf: String,
+    identity: TokenIdentity,
+    expires: Instant,
+}
+
+/// Browser sessions and the one-time login secret of `faramesh dev`.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+    login: Mutex<Option<String>>,
+    secure: bool,
+}
+
+impl Sessions {
+    /// Sessions; `login` is a one-time secret that opens one approver session; `secure` marks
+    /// the cookie `Secure` (TLS listeners).
+    pub fn new(login: Option<String>, secure: bool) -> Sessions {
+        Sessions { map: Mutex::new(HashMap::new()), login: Mutex::new(login), secure }
+    }
+
+    fn open(&self, identity: TokenIdentity) -> Result<(String, String), HttpError> {
+        let (id, csrf) = (random_hex(32)?, random_hex(32)?);
+        let mut map = self.map.lock().map_err(|_| HttpError::internal("session table poisoned"))?;
+        let now = Instant::now();
+        map.retain(|_, s| s.expires > now);
+        map.insert(id.clone(), Session { csrf: csrf.clone(), identity, expires: now + SESSION_TTL });
+        Ok((id, csrf))
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let id = cookie(headers, COOKIE)?;
+        let map = self.map.lock().ok()?;
+        map.get(&id).filter(|s| s.expires > Instant::now()).cloned()
+    }
+
+    /// The identity of a request authenticated by its session cookie; for a state-changing
+    /// request (`write`), only with the session's CSRF token in `X-CSRF-Token`. `None` when the
+    /// request has no live session cookie.
+    pub fn identify(&self, headers: &HeaderMap, write: bool) -> Option<Result<TokenIdentity, HttpError>> {
+        let session = self.session(headers)?;
+        if write {
+            let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) {
+                return Some(Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "missing or wrong CSRF token: send the session's token in `X-CSRF-Token`",
+                )));
+            }
+        }
+        Some(Ok(session.identity))
+    }
+
+    fn take_login(&self, given: &str) -> Result<(), HttpError> {
+        let mut login = self.login.lock().map_err(|_| HttpError::internal("login secret poisoned"))?;
+        match login.as_deref() {
+            Some(secret) if constant_time_eq(secret.as_bytes(), given.as_bytes()) => {
+                *login = None;
+                Ok(())
+            }
+            Some(_) => Err(HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown login link")),
+            None => Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this login link was already used (it works once): restart `faramesh dev` for a new one, or sign in with an approver token",
+            )),
+        }
+    }
+
+    fn cookie(&self, id: &str, max_age: u64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        line.split(';').find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    })
+}
+
+/// `n` random bytes, hex.
+pub(super) fn random_hex(n: usize) -> Result<String, HttpError> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| HttpError::internal(format!("cannot read /dev/urandom: {e}")))?;
+    Ok(faramesh_proto::canonical::to_hex(&buf))
+}
+
+/// The dashboard's routes (merged into the listener's router).
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/app.css", get(app_css))
+        .route("/v1/session", get(session_get).post(session_open).delete(session_close))
+        .route("/v1/actions/{id}/explain", get(explain))
+        .route("/v1/overview", get(overview))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut resp = Body::from(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX)
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+fn session_json(identity: &TokenIdentity, csrf: &str) -> Value {
+    json!({"name": identity.name, "role": identity.role.as_str(), "csrf": csrf})
+}
+
+/// `GET /v1/session`: the current session (its CSRF token), or 401.
+async fn session_get(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
+    let session = app.sessions.session(&headers).ok_or_else(|| {
+        HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no session: sign in with an approver token")
+    })?;
+    Ok(json_response(StatusCode::OK, &session_json(&session.identity, &session.csrf)))
+}
+
+/// `POST /v1/session` `{"login": secret}` (the one-time link of `faramesh dev`) or
+/// `{"token": approver token}`: sets the session cookie, returns the CSRF token.
+async fn session_open(AxState(app): AxState<App>, body: Body) -> HttpResult {
+    let body = app.body(body, true).await?;
+    let f = crate::service::Fields(&body);
+    let identity = if let Some(secret) = f.string("login")? {
+        app.sessions.take_login(&secret)?;
+        TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None }
+    } else if let Some(token) = f.string("token")? {
+        let identity = app
+            .tokens
+            .identify(&token)
+            .ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
+        if identity.role != Role::Approver {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the dashboard needs an approver token (an agent token cannot open a session)",
+            ));
+        }
+        identity
+    } else {
+        return Err(HttpError::from(crate::service::ServiceError::missing("token")));
+    };
+    let (id, csrf) = app.sessions.open(identity.clone())?;
+    let mut resp = json_response(StatusCode::OK, &session_json(&identity, &csrf));
+    let cookie = HeaderValue::from_str(&app.sessions.cookie(&id, SESSION_TTL.as_secs()))
+        .map_err(|_| HttpError::internal("cookie"))?;
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// `DELETE /v1/session`: signs out (CSRF token required).
+async fn session_close(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
+    app.who_write(&headers)?;
+    if let Some(id) = cookie(&headers, COOKIE)
+        && let Ok(mut map) = app.sessions.map.lock()
+    {
+        map.remove(&id);
+    }
+    let mut resp = json_response(StatusCode::OK, &json!({"signed_out": true}));
+    let expired =
+        HeaderValue::from_str(&app.sessions.cookie("", 0)).map_err(|_| HttpError::internal("cookie"))?;
+    resp.headers_mut().insert(header::SET_COOKIE, expired);
+    Ok(resp)
+}
+
+/// `GET /v1/actions/{id}/explain`: every rule tried under the current policy and why each
+/// earlier one did not match (`policy.explain` on the socket).
+async fn explain(AxState(app): AxState<App>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> HttpResult {
+    let who = app.who(&headers)?;
+    let explained = app.service.explain(ExplainTarget::Action(id), &who)?;
+    Ok(json_response(StatusCode::OK, &explained))
+}
+
+/// `GET /v1/overview`: the policy (path, hash, loaded at, last reload error), decision counts,
+/// and the log's latest signed checkpoint, verified with the log's public key.
+async fn overview(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
+    app.who(&headers)?;
+    let state = app.service.state();
+    let cp = app.service.checkpoint()?;
+    let note = cp.get("checkpoint").and_then(Value::as_str).unwrap_or_default();
+    let pubkey = cp.get("pubkey").and_then(Value::as_str).unwrap_or_default();
+    let verified = crate::log::PublicKey::from_text(pubkey)
+        .ok()
+        .and_then(|k| k.verify_checkpoint(note).ok())
+        .map(|c| c.size);
+    let status = state.status();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "version": status.get("version"),
+            "policy": state.policy_status(),
+            "counts": status.get("counts"),
+            "log": {
+                "size": cp.get("size"),
+                "head_hash": cp.get("head_hash"),
+                "checkpoint_verified": verified.is_some(),
+                "checkpoint_size": verified,
+            },
+        }),
+    ))
+}

@@ -1,0 +1,482 @@
+// The Faramesh dashboard. Plain JavaScript, no build step, no other host. Everything an agent
+// supplied is put on the page with textContent, never as HTML.
+"use strict";
+
+const PAGE = 50;
+const state = { csrf: null, offset: 0, next: null, open: null, source: null, refresh: null };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = String(v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const method = options.method || "GET";
+  const headers = { Accept: "application/json" };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const resp = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!resp.ok) {
+    const message = (data && data.error && data.error.message) || `HTTP ${resp.status}`;
+    const err = new Error(message);
+    err.status = resp.status;
+    throw err;
+  }
+  return data;
+}
+
+// ---- theme -------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+}
+
+function initTheme() {
+  let theme = null;
+  try {
+    theme = localStorage.getItem("faramesh-theme");
+  } catch (_) {
+    theme = null;
+  }
+  if (theme !== "light" && theme !== "dark") {
+    theme = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+  applyTheme(theme);
+  $("theme").addEventListener("click", () => {
+    const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    applyTheme(next);
+    try {
+      localStorage.setItem("faramesh-theme", next);
+    } catch (_) {
+      /* private mode: the choice lasts this page */
+    }
+  });
+}
+
+// ---- session -----------------------------------------------------------------------------
+
+async function signIn(body) {
+  const session = await api("/v1/session", { method: "POST", body });
+  state.csrf = session.csrf;
+  return session;
+}
+
+async function boot() {
+  initTheme();
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const login = hash.get("login");
+  if (login) {
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      await signIn({ login });
+      return start();
+    } catch (e) {
+      showLogin(e.message);
+      return;
+    }
+  }
+  try {
+    const session = await api("/v1/session");
+    state.csrf = session.csrf;
+    start();
+  } catch (_) {
+    showLogin("");
+  }
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("main").hidden = true;
+  $("login-error").textContent = message || "";
+  $("login-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      await signIn({ token: $("token").value });
+      $("token").value = "";
+      $("login").hidden = true;
+      start();
+    } catch (e) {
+      $("login-error").textContent = e.message;
+    }
+  };
+}
+
+function start() {
+  $("login").hidden = true;
+  $("main").hidden = false;
+  $("signout").hidden = false;
+  $("signout").onclick = async () => {
+    try {
+      await api("/v1/session", { method: "DELETE" });
+    } finally {
+      location.reload();
+    }
+  };
+  for (const id of ["f-status", "f-agent", "f-tool", "f-q"]) {
+    $(id).addEventListener(id === "f-status" ? "change" : "input", () => {
+      state.offset = 0;
+      scheduleRefresh(200);
+    });
+  }
+  $("newer").onclick = () => {
+    state.offset = Math.max(0, state.offset - PAGE);
+    loadPage();
+  };
+  $("older").onclick = () => {
+    if (state.next !== null) {
+      state.offset = state.next;
+      loadPage();
+    }
+  };
+  $("d-close").onclick = closeDrawer;
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") closeDrawer();
+  });
+  loadOverview();
+  loadPage();
+  listen();
+}
+
+// ---- header ------------------------------------------------------------------------------
+
+async function loadOverview() {
+  try {
+    const o = await api("/v1/overview");
+    const p = o.policy || {};
+    $("policy-path").textContent = p.path || "?";
+    $("policy-hash").textContent = p.policy_hash ? p.policy_hash.slice(0, 12) : "";
+    $("policy-hash").title = p.policy_hash || "";
+    $("policy-loaded").textContent = p.loaded_at ? `loaded ${fmtTime(p.loaded_at)}` : "";
+    $("policy-error").hidden = !p.last_error;
+    $("policy-error-text").textContent = p.last_error || "";
+    const log = o.log || {};
+    const integrity = $("log-integrity");
+    integrity.className = log.checkpoint_verified ? "good" : "bad";
+    integrity.textContent = log.checkpoint_verified
+      ? `✓ signed checkpoint verified at entry ${log.checkpoint_size} (${log.size} entries)`
+      : "✗ the latest checkpoint does not verify";
+    const c = o.counts || {};
+    $("count-permit").textContent = `${c.permit || 0} permit`;
+    $("count-deny").textContent = `${c.deny || 0} deny`;
+    $("count-defer").textContent = `${c.defer || 0} defer`;
+  } catch (e) {
+    $("log-integrity").textContent = e.message;
+  }
+}
+
+// ---- table -------------------------------------------------------------------------------
+
+function query() {
+  const params = new URLSearchParams({ limit: String(PAGE), offset: String(state.offset) });
+  const add = (k, id) => {
+    const v = $(id).value.trim();
+    if (v) params.set(k, v);
+  };
+  add("status", "f-status");
+  add("agent_id", "f-agent");
+  add("tool", "f-tool");
+  add("q", "f-q");
+  return params.toString();
+}
+
+function fmtTime(ts) {
+  if (!ts) return "";
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return String(ts);
+  return d.toLocaleString(undefined, { hour12: false });
+}
+
+function badge(kind, text) {
+  return el("span", { class: `badge ${kind}`, text });
+}
+
+function effectBadge(effect) {
+  return badge(String(effect || "").toLowerCase(), effect || "?");
+}
+
+function statusBadge(status) {
+  return badge(`st-${status}`, String(status || "").replace("_", " "));
+}
+
+async function loadPage() {
+  let data;
+  try {
+    data = await api(`/v1/actions?${query()}`);
+  } catch (e) {
+    if (e.status === 401) return showLogin("Your session ended: sign in again.");
+    $("range").textContent = e.message;
+    return;
+  }
+  const rows = $("rows");
+  rows.replaceChildren(
+    ...data.actions.map((a) =>
+      el(
+        "tr",
+        {
+          class: a.id === state.open ? "row selected" : "row",
+          "data-id": a.id,
+          tabindex: "0",
+          onclick: () => openDrawer(a.id),
+          onkeydown: (ev) => {
+            if (ev.key === "Enter") openDrawer(a.id);
+          },
+        },
+        el("td", { class: "time", text: fmtTime(a.created_at) }),
+        el("td", { class: "mono", text: a.agent_id }),
+        el("td", { class: "mono" }, el("span", { class: "tool", text: a.tool }), el("span", { class: "dim", text: ` / ${a.operation}` })),
+        el("td", {}, effectBadge(a.effect)),
+        el("td", { class: "mono small", text: a.reason_code }),
+        el("td", {}, badge(`risk-${a.risk_level}`, a.risk_level || "")),
+        el("td", {}, statusBadge(a.status)),
+      ),
+    ),
+  );
+  state.next = data.next_offset === null || data.next_offset === undefined ? null : data.next_offset;
+  $("empty").hidden = data.actions.length > 0;
+  $("newer").disabled = state.offset === 0;
+  $("older").disabled = state.next === null;
+  $("range").textContent = data.actions.length
+    ? `${state.offset + 1}–${state.offset + data.actions.length}`
+    : "";
+}
+
+function scheduleRefresh(ms) {
+  clearTimeout(state.refresh);
+  state.refresh = setTimeout(() => {
+    loadPage();
+    loadOverview();
+    if (state.open) openDrawer(state.open, true);
+  }, ms);
+}
+
+function listen() {
+  if (state.source) state.source.close();
+  const source = new EventSource("/v1/events");
+  state.source = source;
+  source.onopen = () => $("live").classList.add("on");
+  source.onerror = () => $("live").classList.remove("on");
+  source.onmessage = () => {
+    // New entries matter on the first page (newest first) and for an open drawer.
+    if (state.offset === 0 || state.open) scheduleRefresh(100);
+  };
+}
+
+// ---- drawer ------------------------------------------------------------------------------
+
+function closeDrawer() {
+  state.open = null;
+  $("drawer").hidden = true;
+  for (const r of document.querySelectorAll("tr.selected")) r.classList.remove("selected");
+}
+
+function section(title, ...children) {
+  return el("section", { class: "d-section" }, el("h3", { text: title }), ...children);
+}
+
+function kv(pairs) {
+  const dl = el("dl", { class: "kv" });
+  for (const [k, v] of pairs) {
+    if (v === null || v === undefined || v === "") continue;
+    dl.append(el("dt", { text: k }), el("dd", {}, v instanceof Node ? v : el("span", { class: "mono", text: String(v) })));
+  }
+  return dl;
+}
+
+function pre(value) {
+  return el("pre", { class: "json", text: JSON.stringify(value === undefined ? null : value, null, 2) });
+}
+
+function copyable(command) {
+  const button = el("button", { type: "button", class: "ghost small", text: "Copy" });
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(command);
+      button.textContent = "Copied";
+    } catch (_) {
+      button.textContent = "Select and copy";
+    }
+  });
+  return el("div", { class: "cmd" }, el("code", { text: command }), button);
+}
+
+function shellQuote(s) {
+  return `'${String(s).replace(/'/g, "'\\''")}'`;
+}
+
+function approvalNote(action, events) {
+  const decided = events.filter((e) => ["approved", "denied", "expired"].includes(e.event_type));
+  if (action.status === "pending_approval") return null;
+  if (!decided.length) return null;
+  const last = decided[decided.length - 1];
+  const meta = last.meta || {};
+  const by = meta.by || meta.decided_by;
+  const who = by ? ` by ${describeCaller(by)}` : "";
+  const why = meta.reason ? ` (${meta.reason})` : "";
+  return el("p", {
+    class: "note",
+    text: `No approval buttons: the approval was ${last.event_type}${who} at ${fmtTime(last.created_at)}${why}.`,
+  });
+}
+
+function describeCaller(c) {
+  if (!c || typeof c !== "object") return String(c || "");
+  if (c.token) return `${c.token} (${c.role || "token"})`;
+  if (c.uid !== undefined) return `uid ${c.uid}, gid ${c.gid}, pid ${c.pid}`;
+  return JSON.stringify(c);
+}
+
+function approvalForm(action) {
+  const reason = el("input", { id: "d-reason", type: "text", placeholder: "reason (optional)", autocomplete: "off" });
+  const message = el("p", { class: "error", role: "alert" });
+  const decide = async (approve) => {
+    message.textContent = "";
+    try {
+      const body = { approve };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      await api(`/v1/actions/${encodeURIComponent(action.id)}/approval`, { method: "POST", body });
+      scheduleRefresh(0);
+    } catch (e) {
+      message.textContent = e.message;
+      scheduleRefresh(0);
+    }
+  };
+  return el(
+    "div",
+    { class: "approve" },
+    reason,
+    el("button", { type: "button", id: "d-approve", class: "ok", text: "Approve", onclick: () => decide(true) }),
+    el("button", { type: "button", id: "d-deny", class: "danger", text: "Deny", onclick: () => decide(false) }),
+    message,
+  );
+}
+
+function explainList(ex) {
+  if (!ex) return el("p", { class: "dim", text: "No explanation available." });
+  const list = el("ol", { class: "steps" });
+  for (const s of ex.steps || []) {
+    list.append(
+      el(
+        "li",
+        { class: s.matched ? "step matched" : "step" },
+        el("span", { class: "mono", text: s.rule_id || "(rule)" }),
+        s.rule_ref ? el("span", { class: "dim mono", text: ` ${s.rule_ref}` }) : null,
+        el("span", { class: "why", text: s.matched ? " — matched" : ` — ${s.failed || "did not match"}` }),
+      ),
+    );
+  }
+  const parts = [list];
+  if (!(ex.steps || []).length) parts.unshift(el("p", { class: "dim", text: "No rule was tried." }));
+  if (ex.note) parts.push(el("p", { class: "dim", text: ex.note }));
+  const d = ex.decision || {};
+  parts.push(el("p", { class: "dim", text: `Under the current policy: ${d.effect || "?"} ${d.reason_code || ""}` }));
+  return el("div", {}, ...parts);
+}
+
+async function openDrawer(id, quiet) {
+  state.open = id;
+  for (const r of document.querySelectorAll("#rows tr")) r.classList.toggle("selected", r.dataset.id === id);
+  const drawer = $("drawer");
+  drawer.hidden = false;
+  if (!quiet) $("d-body").replaceChildren(el("p", { class: "dim", text: "Loading…" }));
+  let action, events, explained;
+  try {
+    [action, events, explained] = await Promise.all([
+      api(`/v1/actions/${encodeURIComponent(id)}`),
+      api(`/v1/actions/${encodeURIComponent(id)}/events`),
+      api(`/v1/actions/${encodeURIComponent(id)}/explain`).catch(() => null),
+    ]);
+  } catch (e) {
+    $("d-body").replaceChildren(el("p", { class: "error", text: e.message }));
+    return;
+  }
+  if (state.open !== id) return;
+  $("d-title").textContent = `${action.tool} / ${action.operation}`;
+  const origin = location.origin;
+  const commands = [
+    `faramesh get ${action.id}`,
+    `faramesh explain ${action.id}`,
+    `faramesh events ${action.id}`,
+  ];
+  if (action.status === "pending_approval" && action.approval_id) {
+    commands.push(`faramesh approve ${action.approval_id}`, `faramesh deny ${action.approval_id}`);
+  }
+  commands.push(`curl -H "Authorization: Bearer $FARAMESH_TOKEN" ${shellQuote(`${origin}/v1/actions/${action.id}`)}`);
+  if (action.status === "pending_approval") {
+    commands.push(
+      `curl -X POST -H "Authorization: Bearer $FARAMESH_APPROVER_TOKEN" -d '{"approve":true}' ${shellQuote(
+        `${origin}/v1/actions/${action.id}/approval`,
+      )}`,
+    );
+  }
+  const body = [
+    el(
+      "div",
+      { class: "d-status" },
+      effectBadge(action.effect),
+      statusBadge(action.status),
+      badge(`risk-${action.risk_level}`, `risk ${action.risk_level}`),
+    ),
+    action.status === "pending_approval" ? section("Decide", approvalForm(action)) : approvalNote(action, events),
+    section(
+      "Decision",
+      kv([
+        ["reason", action.reason],
+        ["reason code", action.reason_code],
+        ["rule", action.rule_id],
+        ["rule at", action.rule_ref],
+        ["action id", action.id],
+        ["approval id", action.approval_id],
+        ["request hash", action.request_hash],
+        ["policy hash", action.policy_hash],
+        ["decided", fmtTime(action.created_at)],
+      ]),
+    ),
+    section("Call", kv([["agent", action.agent_id], ["tool", action.tool], ["operation", action.operation]]), el("h4", { text: "params (as recorded, secrets redacted)" }), pre(action.params), el("h4", { text: "context" }), pre(action.context)),
+    section("Why: every rule tried", explainList(explained)),
+    section(
+      "Timeline",
+      el(
+        "ol",
+        { class: "timeline" },
+        ...events.map((e) =>
+          el(
+            "li",
+            {},
+            el("span", { class: "time", text: fmtTime(e.created_at) }),
+            el("span", { class: "event", text: e.event_type }),
+            e.meta && Object.keys(e.meta).length ? el("span", { class: "dim mono small", text: JSON.stringify(e.meta) }) : null,
+          ),
+        ),
+      ),
+    ),
+    section("Caller", el("p", { class: "mono", text: describeCaller(action.caller) })),
+    section("Commands", ...commands.map(copyable)),
+  ];
+  $("d-body").replaceChildren(...body.filter(Boolean));
+}
+
+document.addEventListener("DOMContentLoaded", boot);

@@ -1,0 +1,293 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright) against the real
+daemon started by `faramesh dev`, with agents using our Python SDK over the socket.
+
+Screenshots (table and drawer, light and dark) are written to target/dashboard/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from faramesh import GovernedToolSet, SocketTransport, ToolDeniedException
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+SHOTS = ROOT / "target" / "dashboard"
+
+POLICY = """
+version: 1
+approvals:
+  allow_same_uid: true   # the test approves from the same user; real deployments leave this false
+rules:
+  - id: read-ok
+    match: { tool: read_file, op: "*" }
+    allow: true
+    description: Reading files is fine
+  - id: shell-approval
+    match: { tool: shell, op: "*" }
+    require_approval: true
+    description: Shell commands need a human
+    risk: high
+  - id: no-delete
+    match: { tool: delete_file, op: "*" }
+    deny: true
+    description: Deleting files is not allowed
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Dev:
+    def __init__(self, tmp: Path) -> None:
+        (tmp / "policy.yaml").write_text(POLICY)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.socket = str(tmp / "dev" / "faramesh.sock")
+        self.log = open(tmp / "dev.log", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [BIN, "dev", "--dir", str(tmp / "dev"), "--policy", str(tmp / "policy.yaml"),
+             "--listen", f"127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+        )
+        deadline = time.time() + 30
+        self.login = ""
+        while time.time() < deadline and not self.login:
+            self.log.seek(0)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/#login=[0-9a-f]+)", self.log.read())
+            if found:
+                self.login = found.group(1)
+            elif self.proc.poll() is not None:
+                raise RuntimeError("faramesh dev exited")
+            time.sleep(0.05)
+        assert self.login, "faramesh dev printed no login link"
+
+    def agent(self, **kwargs: Any) -> GovernedToolSet:
+        ran = kwargs.pop("ran")
+
+        def read_file(path: str) -> str:
+            ran.append(("read_file", path))
+            return "contents"
+
+        def shell(cmd: str) -> str:
+            ran.append(("shell", cmd))
+            return f"ran {cmd}"
+
+        def delete_file(path: str) -> str:
+            ran.append(("delete_file", path))
+            return "deleted"
+
+        return GovernedToolSet([read_file, shell, delete_file], agent_id="dash-agent",
+                               transport=SocketTransport(self.socket), **kwargs)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[Dev]:
+    with tempfile.TemporaryDirectory(prefix="fm-dash-") as tmp:
+        d = Dev(Path(tmp))
+        try:
+            yield d
+        finally:
+            d.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def session(dev: Dev, browser: Browser) -> Iterator[tuple[BrowserContext, Page]]:
+    """One signed-in browser tab (the login link is used here, once)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+    page = context.new_page()
+    page.goto(dev.login)
+    expect(page.locator("#main")).to_be_visible()
+    assert "#login=" not in page.url, "the secret is removed from the address bar"
+    yield context, page
+    context.close()
+
+
+def row(page: Page, text: str) -> Any:
+    return page.locator("#rows tr", has_text=text).first
+
+
+def test_the_login_link_works_once(dev: Dev, browser: Browser, session: tuple[BrowserContext, Page]) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dev.login)
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#login-error")).to_contain_text("already used")
+    expect(page.locator("#main")).to_be_hidden()
+    context.close()
+
+
+def test_a_defer_appears_live_and_approve_lets_the_waiting_agent_run(
+    dev: Dev, session: tuple[BrowserContext, Page]
+) -> None:
+    _, page = session
+    page.evaluate("window.__no_reload = true")
+    ran: list[Any] = []
+    tools = dev.agent(ran=ran, on_defer="block", approval_timeout_seconds=60)
+    result: dict[str, Any] = {}
+
+    def agent() -> None:
+        try:
+            result["value"] = tools.by_name("shell")("uptime")
+        except Exception as e:  # reported below
+            result["error"] = e
+
+    t = threading.Thread(target=agent)
+    t.start()
+    pending = row(page, "pending approval")
+    expect(pending).to_be_visible()
+    expect(pending).to_contain_text("shell")
+    assert page.evaluate("window.__no_reload") is True, "the row arrived without a reload"
+    assert t.is_alive() and ran == [], "the agent is waiting"
+    pending.click()
+    expect(page.locator("#d-approve")).to_be_visible()
+    page.locator("#d-reason").fill("checked with on-call")
+    page.locator("#d-approve").click()
+    t.join(timeout=30)
+    assert result.get("value") == "ran uptime", result
+    assert ran == [("shell", "uptime")]
+    # The agent's resumed call is recorded PERMIT APPROVAL_GRANTED; the drawer shows why the
+    # buttons are gone.
+    expect(page.locator("#d-approve")).to_have_count(0)
+    expect(page.locator("#d-body .note")).to_contain_text("approved by dashboard:login-link")
+    granted = row(page, "APPROVAL_GRANTED")
+    expect(granted).to_contain_text("PERMIT")
+
+
+def test_a_denied_calls_drawer_shows_the_rule_and_the_explain_trace(
+    dev: Dev, session: tuple[BrowserContext, Page]
+) -> None:
+    _, page = session
+    ran: list[Any] = []
+    with pytest.raises(ToolDeniedException):
+        dev.agent(ran=ran).by_name("delete_file")("/etc/passwd")
+    denied = row(page, "delete_file")
+    expect(denied).to_contain_text("DENY")
+    denied.click()
+    body = page.locator("#d-body")
+    expect(body).to_contain_text("Deleting files is not allowed")
+    expect(body).to_contain_text("no-delete")
+    expect(body).to_contain_text("policy.yaml:")
+    steps = page.locator(".steps li")
+    expect(steps.first).to_contain_text("read-ok")
+    expect(steps.first).to_contain_text("tool: `delete_file` does not match `read_file`")
+    expect(page.locator(".steps li.matched")).to_contain_text("no-delete")
+    expect(body).to_contain_text("faramesh explain")
+    assert ran == []
+
+
+def test_agent_supplied_html_is_text(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
+    _, page = session
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    ran: list[Any] = []
+    payload = "<img src=x onerror=alert(1)>"
+    dev.agent(ran=ran).by_name("read_file")(payload)
+    r = row(page, "read_file")
+    expect(r).to_be_visible()
+    r.click()
+    expect(page.locator("#d-body pre.json").first).to_contain_text(payload)
+    assert page.locator("#drawer img").count() == 0
+    page.locator("#f-q").fill("onerror")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    page.locator("#f-q").fill("")
+    page.wait_for_timeout(300)
+    assert dialogs == []
+
+
+def request(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_approving_needs_the_session_cookie_and_the_csrf_token(
+    dev: Dev, session: tuple[BrowserContext, Page]
+) -> None:
+    context, page = session
+    decision = SocketTransport(dev.socket).govern(
+        {"agent_id": "dash-agent", "tool": "shell", "operation": "invoke", "args": {"cmd": "reboot"}}
+    )
+    assert decision["effect"] == "DEFER"
+    url = f"{dev.url}/v1/actions/{decision['action_id']}/approval"
+    cookie = next(c for c in context.cookies() if c["name"] == "faramesh_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    jar = {"Cookie": f"faramesh_session={cookie['value']}"}
+    assert request(url, "POST", {"approve": True}) == 401, "no cookie"
+    assert request(url, "POST", {"approve": True}, jar) == 403, "cookie without CSRF token"
+    assert request(url, "POST", {"approve": True}, {**jar, "X-CSRF-Token": "0" * 64}) == 403, "wrong CSRF token"
+    assert SocketTransport(dev.socket).get_action(decision["action_id"])["status"] == "pending_approval"
+    csp = urllib.request.urlopen(dev.url + "/", timeout=10).headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    # The page's own requests carry the token: deny it from the drawer.
+    page.locator("#f-status").select_option("pending_approval")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    r = row(page, "pending approval")
+    expect(r).to_contain_text("shell")
+    r.click()
+    page.locator("#d-deny").click()
+    expect(page.locator("#d-body .note")).to_contain_text("denied")
+    page.locator("#f-status").select_option("")
+
+
+def test_screenshots(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
+    _, page = session
+    ran: list[Any] = []
+    tools = dev.agent(ran=ran)
+    for path in ("/srv/app/config.yaml", "/var/log/syslog"):
+        tools.by_name("read_file")(path)
+    with pytest.raises(ToolDeniedException):
+        tools.by_name("shell")("df -h")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#d-close").click()
+    expect(row(page, "df -h").or_(row(page, "pending approval"))).to_be_visible()
+    for theme in ("light", "dark"):
+        page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+        page.screenshot(path=str(SHOTS / f"table-{theme}.png"))
+    row(page, "pending approval").click()
+    expect(page.locator("#d-approve")).to_be_visible()
+    for theme in ("light", "dark"):
+        page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+        page.screenshot(path=str(SHOTS / f"drawer-{theme}.png"))
+    row(page, "delete_file").click()
+    expect(page.locator(".steps li.matched")).to_be_visible()
+    page.evaluate("document.documentElement.dataset.theme = 'light'")
+    page.screenshot(path=str(SHOTS / "drawer-denied-light.png"))
+    assert all((SHOTS / f"{n}.png").stat().st_size > 10_000 for n in ("table-light", "table-dark", "drawer-light", "drawer-dark"))
