@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-
 from faramesh import GovernedToolSet, SocketTransport, ToolDeniedException
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
@@ -65,9 +64,19 @@ class Dev:
         self.socket = str(tmp / "dev" / "faramesh.sock")
         self.log = open(tmp / "dev.log", "w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [BIN, "dev", "--dir", str(tmp / "dev"), "--policy", str(tmp / "policy.yaml"),
-             "--listen", f"127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+            [
+                BIN,
+                "dev",
+                "--dir",
+                str(tmp / "dev"),
+                "--policy",
+                str(tmp / "policy.yaml"),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
         )
         deadline = time.time() + 30
         self.login = ""
@@ -96,8 +105,9 @@ class Dev:
             ran.append(("delete_file", path))
             return "deleted"
 
-        return GovernedToolSet([read_file, shell, delete_file], agent_id="dash-agent",
-                               transport=SocketTransport(self.socket), **kwargs)
+        return GovernedToolSet(
+            [read_file, shell, delete_file], agent_id="dash-agent", transport=SocketTransport(self.socket), **kwargs
+        )
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -162,7 +172,7 @@ def test_a_defer_appears_live_and_approve_lets_the_waiting_agent_run(
     def agent() -> None:
         try:
             result["value"] = tools.by_name("shell")("uptime")
-        except Exception as e:  # reported below
+        except Exception as e:  # noqa: BLE001 (reported below)
             result["error"] = e
 
     t = threading.Thread(target=agent)
@@ -230,7 +240,9 @@ def test_agent_supplied_html_is_text(dev: Dev, session: tuple[BrowserContext, Pa
 
 def request(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> int:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return int(resp.status)
@@ -238,9 +250,7 @@ def request(url: str, method: str = "GET", body: Any = None, headers: dict[str, 
         return int(e.code)
 
 
-def test_approving_needs_the_session_cookie_and_the_csrf_token(
-    dev: Dev, session: tuple[BrowserContext, Page]
-) -> None:
+def test_approving_needs_the_session_cookie_and_the_csrf_token(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     context, page = session
     decision = SocketTransport(dev.socket).govern(
         {"agent_id": "dash-agent", "tool": "shell", "operation": "invoke", "args": {"cmd": "reboot"}}
@@ -290,4 +300,7 @@ def test_screenshots(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     expect(page.locator(".steps li.matched")).to_be_visible()
     page.evaluate("document.documentElement.dataset.theme = 'light'")
     page.screenshot(path=str(SHOTS / "drawer-denied-light.png"))
-    assert all((SHOTS / f"{n}.png").stat().st_size > 10_000 for n in ("table-light", "table-dark", "drawer-light", "drawer-dark"))
+    assert all(
+        (SHOTS / f"{n}.png").stat().st_size > 10_000
+        for n in ("table-light", "table-dark", "drawer-light", "drawer-dark")
+    )
