@@ -1,0 +1,252 @@
+/**
+ * The governance step every wrapped tool goes through, and `governedTools`.
+ * PERMIT runs the tool; DENY throws ToolDeniedError (or calls onDeny); DEFER throws, waits for a
+ * human (`onDefer: "wait"`), or calls onDefer. Nothing runs on an error unless `failOpen`.
+ */
+import { requestHash } from "./canonical.js";
+import { DaemonUnreachableError, type Decision, FarameshTimeoutError, ToolDeniedError } from "./errors.js";
+import { log } from "./log.js";
+import { type Json, type Transport, autoTransport, defaultTransport } from "./transport.js";
+
+export type DenialCallback = (approvalId: string | null, denial: ToolDeniedError) => unknown;
+
+export interface GovernOptions {
+  /** Required (or FARAMESH_AGENT_ID). */
+  agentId?: string;
+  transport?: Transport;
+  onDefer?: "throw" | "wait" | DenialCallback;
+  onDeny?: "throw" | DenialCallback;
+  /** Cap on a daemon round trip (default 10 s). */
+  timeoutMs?: number;
+  /** How long `onDefer: "wait"` waits for a human (default 5 min). */
+  approvalTimeoutMs?: number;
+  /** Permit, with a warning, when the daemon is unreachable. Refused when FARAMESH_ENV=production. */
+  failOpen?: boolean;
+}
+
+/** The only metadata keys forwarded to the daemon. */
+export const METADATA_KEYS = ["principal", "session_id", "request_id", "tags"] as const;
+
+export function filterMetadata(...sources: (Json | undefined | null)[]): Json {
+  const out: Json = {};
+  for (const source of sources) {
+    if (!source || typeof source !== "object") continue;
+    for (const key of METADATA_KEYS) {
+      const value = source[key];
+      if (value === undefined || value === null) continue;
+      if (key === "tags") out[key] = (Array.isArray(value) ? value : [value]).map(String);
+      else if (key === "principal") out[key] = value;
+      else out[key] = String(value);
+    }
+  }
+  return out;
+}
+
+/** `value` as JSON data (undefined dropped, anything else not JSON becomes its string). */
+export function jsonable(value: unknown): unknown {
+  if (value === null || typeof value === "boolean" || typeof value === "number" || typeof value === "string") return value;
+  if (typeof value === "bigint") return value;
+  if (Array.isArray(value)) return value.map(jsonable);
+  if (typeof value === "object") {
+    const out: Json = {};
+    for (const [k, v] of Object.entries(value as Json)) if (v !== undefined) out[k] = jsonable(v);
+    return out;
+  }
+  return value === undefined ? null : String(value);
+}
+
+export type Verdict = { run: true; decision: Decision } | { run: false; decision: Decision; value: unknown };
+
+/** The settings of a governed tool set and the one governance step all adapters call. */
+export class Governor {
+  readonly agentId: string;
+  readonly onDefer: "throw" | "wait" | DenialCallback;
+  readonly onDeny: "throw" | DenialCallback;
+  readonly timeoutMs: number;
+  readonly approvalTimeoutMs: number;
+  readonly failOpen: boolean;
+  private explicit: Transport | undefined;
+
+  constructor(options: GovernOptions = {}) {
+    const agent = options.agentId ?? process.env["FARAMESH_AGENT_ID"];
+    if (!agent) throw new TypeError("agentId is required (or set FARAMESH_AGENT_ID)");
+    const onDefer = options.onDefer ?? "throw";
+    if (onDefer !== "throw" && onDefer !== "wait" && typeof onDefer !== "function") {
+      throw new TypeError(`onDefer must be "throw", "wait" or a callback, not ${String(onDefer)}`);
+    }
+    const onDeny = options.onDeny ?? "throw";
+    if (onDeny !== "throw" && typeof onDeny !== "function") {
+      throw new TypeError(`onDeny must be "throw" or a callback (denials never resolve), not ${String(onDeny)}`);
+    }
+    if (options.failOpen && (process.env["FARAMESH_ENV"] ?? "").toLowerCase() === "production") {
+      throw new TypeError("failOpen is refused when FARAMESH_ENV=production");
+    }
+    this.agentId = agent;
+    this.onDefer = onDefer;
+    this.onDeny = onDeny;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.approvalTimeoutMs = options.approvalTimeoutMs ?? 300_000;
+    this.failOpen = options.failOpen ?? false;
+    this.explicit = options.transport;
+    if (this.failOpen) log("warn", `faramesh: failOpen for agent ${agent}: calls run when the daemon is unreachable`);
+  }
+
+  get transport(): Transport {
+    this.explicit ??= this.timeoutMs === 10_000 ? defaultTransport() : autoTransport(this.timeoutMs);
+    return this.explicit;
+  }
+
+  call(tool: string, args: Json, metadata?: Json, approvalId?: string | null): Json {
+    const call: Json = {
+      agent_id: this.agentId,
+      tool,
+      operation: "invoke",
+      args: jsonable(args ?? {}),
+      context: {},
+      ...filterMetadata(metadata),
+    };
+    const principalToken = process.env["FARAMESH_PRINCIPAL_TOKEN"];
+    if (principalToken) call["principal_token"] = principalToken;
+    if (approvalId) call["approval_id"] = approvalId;
+    return call;
+  }
+
+  hashOf(call: Json): string {
+    return requestHash(String(call["agent_id"]), String(call["tool"]), String(call["operation"]), call["args"] as Json, call["context"] as Json);
+  }
+
+  async ask(call: Json): Promise<Decision> {
+    const started = performance.now();
+    try {
+      const d = await this.transport.govern(call);
+      log(
+        "info",
+        `faramesh: ${String(call["agent_id"])} ${String(call["tool"])}/${String(call["operation"])} -> ${d.effect} ${d.reason_code} in ${(performance.now() - started).toFixed(2)} ms (action ${String(d.action_id)})`,
+      );
+      return d;
+    } catch (e) {
+      if (this.failOpen && (e instanceof DaemonUnreachableError || e instanceof FarameshTimeoutError)) {
+        log("warn", `faramesh: FAIL OPEN: ${String(call["tool"])} for ${this.agentId} runs without a decision: ${e.message}`);
+        return { effect: "PERMIT", reason_code: "FAIL_OPEN", reason: e.message, action_id: null };
+      }
+      throw e;
+    }
+  }
+
+  async settle(call: Json, decision: Decision): Promise<Verdict> {
+    if (decision.effect === "PERMIT") return { run: true, decision };
+    if (decision.effect === "DEFER") {
+      if (this.onDefer === "wait") {
+        const status = await this.transport.waitApproval(decision, this.approvalTimeoutMs);
+        if (status === "pending") {
+          throw new ToolDeniedError(decision, `approval ${String(decision.approval_id)} is still pending after ${this.approvalTimeoutMs} ms`);
+        }
+        const resumed = await this.ask({ ...call, approval_id: decision.approval_id ?? decision.defer_token });
+        return this.settle(call, resumed);
+      }
+      const denial = new ToolDeniedError(decision);
+      if (typeof this.onDefer === "function") return { run: false, decision, value: await this.onDefer(denial.approvalId, denial) };
+      throw denial;
+    }
+    const denial = new ToolDeniedError(decision);
+    if (typeof this.onDeny === "function") return { run: false, decision, value: await this.onDeny(denial.approvalId, denial) };
+    throw denial;
+  }
+
+  async gate(tool: string, args: Json, metadata?: Json): Promise<Verdict> {
+    const call = this.call(tool, args, metadata);
+    return this.settle(call, await this.ask(call));
+  }
+}
+
+/** An onDeny / onDefer callback that hands the structured denial to the model as the tool's
+ * output (JSON text) instead of throwing. */
+export function reportDenial(_approvalId: string | null, denial: ToolDeniedError): string {
+  return JSON.stringify(denial.toJSON());
+}
+
+type AnyFn = (...args: never[]) => unknown;
+
+function isLangChainTool(t: unknown): t is { name: string; _call: (...a: unknown[]) => Promise<unknown> } {
+  return !!t && typeof t === "object" && typeof (t as Json)["_call"] === "function" && typeof (t as Json)["invoke"] === "function" && "lc_namespace" in (t as object);
+}
+
+function isOpenAIAgentsTool(t: unknown): t is { type: "function"; name: string; invoke: (ctx: unknown, input: string, details?: unknown) => Promise<unknown> } {
+  return !!t && typeof t === "object" && (t as Json)["type"] === "function" && typeof (t as Json)["invoke"] === "function" && "needsApproval" in (t as object);
+}
+
+function isAiSdkTool(t: unknown): t is { execute?: (input: unknown, options: unknown) => unknown } {
+  return !!t && typeof t === "object" && ("inputSchema" in (t as object) || "parameters" in (t as object)) && typeof (t as Json)["execute"] === "function";
+}
+
+/** One tool, governed, as the same kind of thing. `name` names AI SDK tools (their record key). */
+export function governTool<T>(tool: T, governor: Governor, name?: string): T {
+  if (isLangChainTool(tool)) {
+    const inner = tool._call.bind(tool);
+    const governed = Object.create(tool) as typeof tool;
+    governed._call = async (arg: unknown, runManager?: unknown, config?: unknown) => {
+      const cfg = (config ?? {}) as Json;
+      const args = arg && typeof arg === "object" ? (arg as Json) : { input: arg };
+      const verdict = await governor.gate(tool.name, args, { ...((cfg["configurable"] as Json) ?? {}), ...((cfg["metadata"] as Json) ?? {}) });
+      return verdict.run ? inner(arg, runManager, config) : verdict.value;
+    };
+    return governed as T;
+  }
+  if (isOpenAIAgentsTool(tool)) {
+    const inner = tool.invoke.bind(tool);
+    return {
+      ...tool,
+      invoke: async (ctx: unknown, input: string, details?: unknown) => {
+        let args: Json;
+        try {
+          const parsed: unknown = JSON.parse(input || "{}");
+          args = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Json) : { input: parsed };
+        } catch {
+          args = { input };
+        }
+        const context = (ctx as { context?: Json } | undefined)?.context;
+        const verdict = await governor.gate(tool.name, args, context && typeof context === "object" ? context : undefined);
+        return verdict.run ? inner(ctx, input, details) : verdict.value;
+      },
+    } as T;
+  }
+  if (isAiSdkTool(tool)) {
+    if (!name) throw new TypeError("an AI SDK tool is named by its key: pass the tools as a record");
+    const inner = tool.execute!.bind(tool);
+    return {
+      ...tool,
+      execute: async (input: unknown, options: unknown) => {
+        const args = input && typeof input === "object" ? (input as Json) : { input };
+        const ctx = (options as { experimental_context?: Json } | undefined)?.experimental_context;
+        const verdict = await governor.gate(name, args, ctx);
+        return verdict.run ? inner(input, options) : verdict.value;
+      },
+    } as T;
+  }
+  if (typeof tool === "function") {
+    const fn = tool as unknown as AnyFn;
+    const toolName = name ?? fn.name;
+    if (!toolName) throw new TypeError("a governed function needs a name (use a named function)");
+    const governed = async (...args: unknown[]) => {
+      const byName: Json = args.length === 1 && args[0] && typeof args[0] === "object" && !Array.isArray(args[0]) ? (args[0] as Json) : Object.fromEntries(args.map((a, i) => [`arg${i}`, a]));
+      const verdict = await governor.gate(toolName, byName);
+      return verdict.run ? (fn as (...a: unknown[]) => unknown)(...args) : verdict.value;
+    };
+    Object.defineProperty(governed, "name", { value: toolName });
+    return governed as unknown as T;
+  }
+  throw new TypeError("cannot govern this: pass a function, an AI SDK tool, a LangChain.js tool or an OpenAI Agents tool");
+}
+
+/**
+ * Your tools, each asking the daemon before it runs, in the shape your framework expects: an
+ * array (functions, LangChain.js tools, OpenAI Agents tools) stays an array; a record of AI SDK
+ * tools (`{ weather: tool({...}) }`) stays a record with the same keys.
+ */
+export function governedTools<const T extends readonly unknown[] | Record<string, unknown>>(tools: T, options: GovernOptions = {}): T {
+  const governor = new Governor(options);
+  if (Array.isArray(tools)) return tools.map((t) => governTool(t, governor)) as unknown as T;
+  const out: Record<string, unknown> = {};
+  for (const [key, t] of Object.entries(tools)) out[key] = governTool(t, governor, key);
+  return out as T;
+}

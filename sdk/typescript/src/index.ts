@@ -1,0 +1,42 @@
+/**
+ * @faramesh/sdk: every tool call an agent makes is decided by the Faramesh daemon before it runs.
+ *
+ *   import { governedTools } from "@faramesh/sdk";
+ *   const tools = governedTools({ weather, refund }, { agentId: "payments-bot" });
+ */
+export { canonicalJson, requestHash } from "./canonical.js";
+export {
+  ConflictError,
+  DaemonUnreachableError,
+  type Decision,
+  FarameshError,
+  FarameshTimeoutError,
+  InvalidRequestError,
+  NotFoundError,
+  type Resolution,
+  ToolDeniedError,
+  UnauthorizedError,
+} from "./errors.js";
+export {
+  type CallInput,
+  type ExecuteResult,
+  type GateDecision,
+  executeIfAllowed,
+  gateDecide,
+  getAction,
+  listActions,
+  reportResult,
+  startAction,
+  submitAction,
+} from "./client.js";
+export { type DenialCallback, type GovernOptions, Governor, governTool, governedTools, reportDenial } from "./governed.js";
+export { type Level, type Logger, setLogger } from "./log.js";
+export {
+  DEFAULT_SOCKET,
+  HttpTransport,
+  type Json,
+  SocketTransport,
+  type Transport,
+  autoTransport,
+  defaultTransport,
+} from "./transport.js";
