@@ -69,6 +69,9 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 # Run from outside the source tree so the installed package is what is tested.
 (cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
+(cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
+
 step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
 if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ]; then

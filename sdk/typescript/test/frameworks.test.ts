@@ -1,0 +1,271 @@
+// Real framework packages from npm in tool loops with scripted models (no network), governed by
+// the real daemon: the Vercel AI SDK (`ai`'s MockLanguageModelV3), LangChain.js (a scripted
+// BaseChatModel), OpenAI Agents JS (a scripted Model in the real Runner).
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { AIMessage, type BaseMessage, HumanMessage, ToolMessage } from "@langchain/core/messages";
+import type { ChatResult } from "@langchain/core/outputs";
+import { tool as lcTool } from "@langchain/core/tools";
+import { FakeChatModel } from "@langchain/core/utils/testing";
+import { Agent, Runner, Usage, tool as oaTool, setTracingDisabled } from "@openai/agents";
+import { generateText, stepCountIs, tool as aiTool } from "ai";
+import { MockLanguageModelV3 } from "ai/test";
+import { z } from "zod";
+
+import { SocketTransport, ToolDeniedError, governedTools, reportDenial } from "../src/index.js";
+import { Daemon } from "./helpers.js";
+
+setTracingDisabled(true);
+
+const daemon = new Daemon();
+let transport: SocketTransport;
+before(async () => {
+  await daemon.start();
+  transport = new SocketTransport(daemon.socket);
+});
+after(async () => {
+  transport.close();
+  await daemon.stop();
+});
+
+const usage = {
+  inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 },
+  outputTokens: { total: 1, text: 1, reasoning: 0 },
+};
+
+function toolCallTurn(name: string, input: Record<string, unknown>) {
+  return {
+    content: [{ type: "tool-call" as const, toolCallId: `call-${name}`, toolName: name, input: JSON.stringify(input) }],
+    finishReason: { unified: "tool-calls" as const, raw: "tool_calls" },
+    usage,
+    warnings: [],
+  };
+}
+
+const doneTurn = {
+  content: [{ type: "text" as const, text: "done" }],
+  finishReason: { unified: "stop" as const, raw: "stop" },
+  usage,
+  warnings: [],
+};
+
+describe("Vercel AI SDK", () => {
+  function aiTools(ran: string[], options: Record<string, unknown> = {}) {
+    return governedTools(
+      {
+        weather: aiTool({
+          description: "The weather in a city.",
+          inputSchema: z.object({ city: z.string() }),
+          execute: async ({ city }) => {
+            ran.push(`weather ${city}`);
+            return `sunny in ${city}`;
+          },
+        }),
+        delete_file: aiTool({
+          description: "Delete a file.",
+          inputSchema: z.object({ path: z.string() }),
+          execute: async ({ path }) => {
+            ran.push(`delete ${path}`);
+            return "deleted";
+          },
+        }),
+      },
+      { agentId: "ai-agent", transport, ...options },
+    );
+  }
+
+  it("keeps each tool's description and schema", () => {
+    const tools = aiTools([]);
+    assert.deepEqual(Object.keys(tools), ["weather", "delete_file"]);
+    assert.equal(tools.weather.description, "The weather in a city.");
+    assert.ok(tools.weather.inputSchema);
+  });
+
+  it("runs a permitted tool in generateText's loop", async () => {
+    const ran: string[] = [];
+    const result = await generateText({
+      model: new MockLanguageModelV3({ doGenerate: [toolCallTurn("weather", { city: "Oslo" }), doneTurn] }),
+      tools: aiTools(ran),
+      stopWhen: stepCountIs(3),
+      prompt: "weather?",
+    });
+    assert.equal(result.text, "done");
+    assert.deepEqual(ran, ["weather Oslo"]);
+    assert.equal(result.steps[0]?.toolResults[0]?.output, "sunny in Oslo");
+  });
+
+  it("never executes a denied tool; the model gets the structured denial", async () => {
+    const ran: string[] = [];
+    const result = await generateText({
+      model: new MockLanguageModelV3({ doGenerate: [toolCallTurn("delete_file", { path: "/" }), doneTurn] }),
+      tools: aiTools(ran, { onDeny: reportDenial }),
+      stopWhen: stepCountIs(3),
+      prompt: "clean up",
+    });
+    assert.deepEqual(ran, []);
+    const out = JSON.parse(String(result.steps[0]?.toolResults[0]?.output));
+    assert.equal(out.code, "POLICY_DENY");
+    assert.equal(out.rule_id, "no-delete");
+    assert.equal(result.text, "done");
+  });
+
+  it("a thrown denial becomes the SDK's tool error", async () => {
+    const ran: string[] = [];
+    const result = await generateText({
+      model: new MockLanguageModelV3({ doGenerate: [toolCallTurn("delete_file", { path: "/" }), doneTurn] }),
+      tools: aiTools(ran),
+      stopWhen: stepCountIs(3),
+      prompt: "clean up",
+    });
+    assert.deepEqual(ran, []);
+    const err = result.steps[0]?.content.find((c) => c.type === "tool-error");
+    assert.ok(err && err.type === "tool-error" && err.error instanceof ToolDeniedError && err.error.code === "POLICY_DENY");
+  });
+});
+
+/** A LangChain.js chat model that answers from a script. */
+class ScriptedChatModel extends FakeChatModel {
+  constructor(private readonly script: AIMessage[]) {
+    super({});
+  }
+  override async _generate(): Promise<ChatResult> {
+    const message = this.script.shift() ?? new AIMessage("done");
+    return { generations: [{ text: String(message.content), message }] };
+  }
+}
+
+describe("LangChain.js", () => {
+  function lcTools(ran: string[], options: Record<string, unknown> = {}) {
+    const readFile = lcTool(
+      async ({ path }: { path: string }) => {
+        ran.push(`read ${path}`);
+        return `contents of ${path}`;
+      },
+      { name: "read_file", description: "Read a file.", schema: z.object({ path: z.string() }) },
+    );
+    const deleteFile = lcTool(
+      async ({ path }: { path: string }) => {
+        ran.push(`delete ${path}`);
+        return "deleted";
+      },
+      { name: "delete_file", description: "Delete a file.", schema: z.object({ path: z.string() }) },
+    );
+    return { originals: [readFile, deleteFile], governed: governedTools([readFile, deleteFile], { agentId: "lc-agent", transport, ...options }) };
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async function loop(script: AIMessage[], tools: readonly { name: string; invoke: (input: any) => Promise<unknown> }[]): Promise<BaseMessage[]> {
+    const model = new ScriptedChatModel(script);
+    const messages: BaseMessage[] = [new HumanMessage("go")];
+    for (let turn = 0; turn < 4; turn++) {
+      const ai = (await model.invoke(messages)) as AIMessage;
+      messages.push(ai);
+      if (!ai.tool_calls?.length) break;
+      for (const call of ai.tool_calls) {
+        const t = tools.find((x) => x.name === call.name);
+        assert.ok(t, call.name);
+        messages.push((await t.invoke({ ...call, type: "tool_call" })) as ToolMessage);
+      }
+    }
+    return messages;
+  }
+
+  const calls = (name: string, args: Record<string, unknown>) => [
+    new AIMessage({ content: "", tool_calls: [{ name, args, id: `call-${name}`, type: "tool_call" }] }),
+    new AIMessage("done"),
+  ];
+
+  it("keeps name, description and schema", () => {
+    const { originals, governed } = lcTools([]);
+    governed.forEach((g, i) => {
+      assert.equal(g.name, originals[i]!.name);
+      assert.equal(g.description, originals[i]!.description);
+      assert.equal(g.schema, originals[i]!.schema);
+    });
+  });
+
+  it("runs a permitted tool in a tool loop", async () => {
+    const ran: string[] = [];
+    const messages = await loop(calls("read_file", { path: "/etc/hosts" }), lcTools(ran).governed);
+    const reply = messages.find((m) => m instanceof ToolMessage) as ToolMessage;
+    assert.equal(reply.content, "contents of /etc/hosts");
+    assert.deepEqual(ran, ["read /etc/hosts"]);
+  });
+
+  it("never executes a denied tool in a tool loop", async () => {
+    const ran: string[] = [];
+    const messages = await loop(calls("delete_file", { path: "/" }), lcTools(ran, { onDeny: reportDenial }).governed);
+    const reply = messages.find((m) => m instanceof ToolMessage) as ToolMessage;
+    assert.equal(JSON.parse(String(reply.content)).code, "POLICY_DENY");
+    assert.equal(String(messages.at(-1)?.content), "done");
+    assert.deepEqual(ran, []);
+    await assert.rejects(lcTools(ran).governed[1].invoke({ path: "/" }), ToolDeniedError);
+    assert.deepEqual(ran, []);
+  });
+});
+
+describe("OpenAI Agents JS", () => {
+  function oaTools(ran: string[], options: Record<string, unknown> = {}) {
+    const refund = oaTool({
+      name: "read_file",
+      description: "Read a file.",
+      parameters: z.object({ path: z.string() }),
+      execute: async ({ path }) => {
+        ran.push(`read ${path}`);
+        return `contents of ${path}`;
+      },
+    });
+    const del = oaTool({
+      name: "delete_file",
+      description: "Delete a file.",
+      parameters: z.object({ path: z.string() }),
+      execute: async ({ path }) => {
+        ran.push(`delete ${path}`);
+        return "deleted";
+      },
+    });
+    return { originals: [refund, del], governed: governedTools([refund, del], { agentId: "oa-agent", transport, ...options }) };
+  }
+
+  /** A model that answers from a script: each turn is a list of output items. */
+  function scripted(turns: unknown[][]) {
+    return {
+      async getResponse() {
+        return { usage: new Usage(), output: turns.shift() ?? [], responseId: "r" } as never;
+      },
+      // eslint-disable-next-line require-yield
+      async *getStreamedResponse(): AsyncIterable<never> {
+        throw new Error("not used");
+      },
+    };
+  }
+
+  const turns = (name: string, args: Record<string, unknown>) => [
+    [{ type: "function_call", callId: `call-${name}`, name, arguments: JSON.stringify(args), status: "completed" }],
+    [{ type: "message", role: "assistant", status: "completed", content: [{ type: "output_text", text: "done" }] }],
+  ];
+
+  it("keeps name, description and parameters", () => {
+    const { originals, governed } = oaTools([]);
+    governed.forEach((g, i) => {
+      assert.equal(g.name, originals[i]!.name);
+      assert.equal(g.description, originals[i]!.description);
+      assert.deepEqual(g.parameters, originals[i]!.parameters);
+    });
+  });
+
+  it("runs a permitted tool in the Runner and never a denied one", async () => {
+    const ran: string[] = [];
+    const { governed } = oaTools(ran, { onDeny: reportDenial });
+    const runner = new Runner();
+    const ok = await runner.run(new Agent({ name: "a", tools: [...governed], model: scripted(turns("read_file", { path: "/a" })) }), "read");
+    assert.equal(ok.finalOutput, "done");
+    assert.deepEqual(ran, ["read /a"]);
+    const denied = await runner.run(new Agent({ name: "a", tools: [...governed], model: scripted(turns("delete_file", { path: "/" })) }), "delete");
+    assert.equal(denied.finalOutput, "done");
+    assert.deepEqual(ran, ["read /a"]);
+    const outputs = JSON.stringify(denied.newItems.map((i) => i.toJSON()));
+    assert.match(outputs, /POLICY_DENY/);
+  });
+});
