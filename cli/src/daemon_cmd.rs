@@ -149,6 +149,9 @@ fn init_logging(verbose: bool) {
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(journald) = tracing_journald::layer()
     {
+        // Event fields become FARAMESH_<NAME> journal fields (FARAMESH_EFFECT=DENY, …).
+        let journald =
+            journald.with_field_prefix(Some("FARAMESH".into())).with_syslog_identifier("faramesh".into());
         let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
         return;
     }

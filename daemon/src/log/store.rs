@@ -112,6 +112,11 @@ struct Shared {
     head: Mutex<(u64, [u8; 32])>,
     last_ts_ms: Mutex<u64>,
     committed: broadcast::Sender<Arc<str>>,
+    /// When the log was opened (the origin of `busy_since_us`).
+    opened: std::time::Instant,
+    /// Microseconds after `opened` (plus one) at which the writer took the batch it is working
+    /// on; 0 while it waits for work. The systemd watchdog reads it.
+    busy_since_us: std::sync::atomic::AtomicU64,
 }
 
 /// The decision log: append (group-committed, durable), read, verify.
@@ -155,6 +160,8 @@ impl Log {
             head: Mutex::new(head),
             last_ts_ms: Mutex::new(last_ts),
             committed,
+            opened: std::time::Instant::now(),
+            busy_since_us: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_shared = Arc::clone(&shared);
@@ -166,6 +173,16 @@ impl Log {
             })
             .map_err(|e| LogError::io("start the log writer", Path::new("faramesh-log-writer"), e))?;
         Ok(Log { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), options })
+    }
+
+    /// How long the writer has been working on its current batch (`None` while it waits for
+    /// work): a commit that never ends (a hung disk) shows here.
+    pub fn writer_busy_for(&self) -> Option<Duration> {
+        let since = self.shared.busy_since_us.load(std::sync::atomic::Ordering::Relaxed);
+        (since != 0).then(|| {
+            let now = u64::try_from(self.shared.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+            Duration::from_micros(now.saturating_sub(since - 1))
+        })
     }
 
     /// Appends waiting in the writer's queue.
@@ -520,11 +537,27 @@ fn writer_loop(
     // How many appenders answered by the last commit came back: with several concurrent
     // appenders, waiting a moment for them to re-queue makes far fewer, larger commits.
     let mut last_batch = 1usize;
+    // A test hook for the systemd watchdog: while this file exists, the writer stalls on the
+    // batch it took (as if the disk hung). Unset in production.
+    let stall = std::env::var_os("FARAMESH_TEST_STALL_WRITER").map(std::path::PathBuf::from);
+    let busy = |on: bool| {
+        let v = if on {
+            u64::try_from(shared.opened.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+        } else {
+            0
+        };
+        shared.busy_since_us.store(v, std::sync::atomic::Ordering::Relaxed);
+    };
     while let Some(first) = rx.blocking_recv() {
+        busy(true);
+        while stall.as_deref().is_some_and(Path::exists) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let db = match current_db(shared, opener) {
             Ok(db) => db,
             Err(e) => {
                 let _ = first.reply.send(Err(e));
+                busy(false);
                 continue;
             }
         };
@@ -556,6 +589,7 @@ fn writer_loop(
             drop(db);
             poison(shared);
         }
+        busy(false);
     }
 }
 

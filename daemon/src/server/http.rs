@@ -904,10 +904,19 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<(tokio_rustls::TlsAcceptor, S
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), print))
 }
 
-/// Checks the configuration, loads tokens and TLS, and binds.
-pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, ServerError> {
-    if config.tls == Tls::None && !is_loopback(&config.listen) {
-        return Err(ListenerError::PlainNotLoopback(config.listen).into());
+/// Checks the configuration, loads tokens and TLS, and binds (or uses `passed`, a listening
+/// socket from systemd socket activation, whose own address then counts).
+pub async fn bind(
+    config: &HttpConfig,
+    state_dir: &Path,
+    passed: Option<std::net::TcpListener>,
+) -> Result<Listener, ServerError> {
+    let addr = match &passed {
+        Some(l) => l.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?,
+        None => config.listen,
+    };
+    if config.tls == Tls::None && !is_loopback(&addr) {
+        return Err(ListenerError::PlainNotLoopback(addr).into());
     }
     let tokens = Tokens::load(config)?;
     let (tls, tls_fingerprint) = match &config.tls {
@@ -917,15 +926,19 @@ pub async fn bind(config: &HttpConfig, state_dir: &Path) -> Result<Listener, Ser
             (Some(a), Some(p))
         }
         Tls::SelfSigned => {
-            let (cert, key) = self_signed(state_dir, &config.listen)?;
+            let (cert, key) = self_signed(state_dir, &addr)?;
             let (a, p) = tls_acceptor(&cert, &key)?;
             (Some(a), Some(p))
         }
     };
-    let tcp = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ListenerError::Listen { addr: config.listen, source })?;
-    let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?;
+    let tcp = match passed {
+        Some(l) => l
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(l))
+            .map_err(|source| ListenerError::Listen { addr, source })?,
+        None => TcpListener::bind(addr).await.map_err(|source| ListenerError::Listen { addr, source })?,
+    };
+    let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let info = super::state::HttpInfo { url: format!("{scheme}://{local}"), tls_fingerprint };
     let sessions = Arc::new(super::dashboard::Sessions::new(config.login_secret.clone(), tls.is_some()));

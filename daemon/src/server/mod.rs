@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod rpc;
 pub mod state;
+pub mod systemd;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -124,14 +125,6 @@ fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
-fn notify_systemd(state: &str) {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET")
-        && let Ok(sock) = std::os::unix::net::UnixDatagram::unbound()
-    {
-        let _ = sock.send_to(state.as_bytes(), PathBuf::from(path));
-    }
-}
-
 /// Runs the daemon until `shutdown` resolves, then drains in-flight requests (within the grace
 /// period), records the stop, and removes the socket.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -147,7 +140,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
     let book = approvals::Book::load(&log)?;
-    let listener = bind_socket(&config.socket_path, config.socket_mode)?;
+    // Sockets passed by systemd socket activation are used as they are; otherwise bind.
+    let mut activated_unix = None;
+    let mut activated_tcp = None;
+    for (sock, name) in systemd::listen_fds() {
+        match sock {
+            systemd::Activated::Unix(l) if activated_unix.is_none() => activated_unix = Some(l),
+            systemd::Activated::Tcp(l) if activated_tcp.is_none() => activated_tcp = Some(l),
+            _ => tracing::warn!(name, "ignoring an extra passed socket"),
+        }
+    }
+    let socket_activated = activated_unix.is_some();
+    let listener = match activated_unix {
+        Some(l) => {
+            l.set_nonblocking(true)
+                .map_err(|e| ServerError::io("use the passed socket", &config.socket_path, e))?;
+            tracing::info!("using the socket passed by systemd (socket activation)");
+            UnixListener::from_std(l)
+                .map_err(|e| ServerError::io("use the passed socket", &config.socket_path, e))?
+        }
+        None => bind_socket(&config.socket_path, config.socket_mode)?,
+    };
 
     let hash = policy.hash.clone();
     let n_rules = policy.n_rules();
@@ -175,14 +188,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // token set stops the start cleanly.
     let http_bound = match &config.http {
         Some(http_config) => {
-            let bound = http::bind(http_config, &config.state_dir).await;
+            let bound = http::bind(http_config, &config.state_dir, activated_tcp.take()).await;
             match bound {
                 Ok(l) => {
                     state.http = Some(l.info.clone());
                     Some(l)
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_file(&config.socket_path);
+                    if !socket_activated {
+                        let _ = std::fs::remove_file(&config.socket_path);
+                    }
                     return Err(e);
                 }
             }
@@ -214,7 +229,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(l.serve(service.clone(), stop_rx.clone(), config.limits.shutdown_grace))
     });
     tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), policy_hash = %hash, "faramesh is serving");
-    notify_systemd("READY=1");
+    systemd::notify(&format!("READY=1\nSTATUS={}", state.systemd_status()));
+    let heartbeat = Arc::new(systemd::Heartbeat::default());
+    heartbeat.beat();
+    let watchdog = systemd::watchdog_interval();
+    let _watchdog = watchdog.map(|iv| systemd::spawn_watchdog(iv, Arc::clone(&heartbeat), Arc::clone(&log)));
+    let _status = std::env::var_os("NOTIFY_SOCKET").map(|_| {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                systemd::notify(&format!("STATUS={}", state.systemd_status()));
+            }
+        })
+    });
+    let beat_every = watchdog.map_or(Duration::from_secs(1), |iv| (iv / 4).min(Duration::from_secs(1)));
+    let mut beat = tokio::time::interval(beat_every);
 
     let connections = Arc::new(Semaphore::new(config.limits.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
@@ -223,8 +255,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
+            _ = beat.tick() => {
+                heartbeat.beat();
+                continue;
+            }
             a = listener.accept() => a,
         };
+        heartbeat.beat();
         let Some((stream, _)) = accept_backoff.check(accepted, "socket").await else { continue };
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
@@ -253,7 +290,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     tracing::info!("shutting down: finishing requests in flight");
-    notify_systemd("STOPPING=1");
+    systemd::notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
     drop(listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(config.limits.shutdown_grace, async {
@@ -271,7 +308,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Err(e) = log.append(stop).await {
         tracing::error!(error = %e, "cannot record the stop");
     }
-    let _ = std::fs::remove_file(&config.socket_path);
+    if !socket_activated {
+        // A passed socket belongs to systemd, which keeps it for the next start.
+        let _ = std::fs::remove_file(&config.socket_path);
+    }
     drop(service);
     drop(state);
     log.close();

@@ -139,6 +139,13 @@ impl State {
     /// Reloads the policy file: on success swaps it in and records a `policy_load` entry; on
     /// failure keeps the last good policy, records `policy_reload_failed` and remembers the error.
     pub async fn reload(&self) -> Result<String, super::ServerError> {
+        super::systemd::reloading();
+        let result = self.reload_inner().await;
+        super::systemd::notify(&format!("READY=1\nSTATUS={}", self.systemd_status()));
+        result
+    }
+
+    async fn reload_inner(&self) -> Result<String, super::ServerError> {
         let path = self.policy_path.clone();
         let compiled =
             tokio::task::spawn_blocking(move || super::load_policy(&path)).await.unwrap_or_else(|e| {
@@ -196,6 +203,26 @@ impl State {
             "reloads": self.reloads.load(Ordering::Relaxed),
             "last_error": **self.last_error.load(),
         })
+    }
+
+    /// The one-line status systemd shows (`systemctl status`): "serving, policy c383edb1,
+    /// 1,204 decisions".
+    pub fn systemd_status(&self) -> String {
+        let c = &self.counts;
+        let n = c.permit.load(Ordering::Relaxed)
+            + c.deny.load(Ordering::Relaxed)
+            + c.defer.load(Ordering::Relaxed);
+        let hash = self.policy.load().policy.hash.clone();
+        let digits = n.to_string();
+        let mut grouped = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(ch);
+        }
+        let failed = if self.last_error.load().is_some() { " (last reload failed)" } else { "" };
+        format!("serving, policy {}{failed}, {grouped} decisions", hash.get(..8).unwrap_or(&hash))
     }
 
     /// `status`.

@@ -411,14 +411,17 @@ impl Service {
         };
         self.state.counts.count(&reply.decision);
         self.state.metrics.decision(reply.decision.effect.as_str(), reply.decision.reason_code.as_str());
+        // Under journald these are FARAMESH_EFFECT, FARAMESH_REASON, FARAMESH_AGENT, FARAMESH_TOOL,
+        // FARAMESH_ACTION_ID, FARAMESH_LATENCY_US (`journalctl FARAMESH_EFFECT=DENY`).
         tracing::info!(
             effect = reply.decision.effect.as_str(),
+            reason = reply.decision.reason_code.as_str(),
             agent = %call.agent_id,
             tool = %call.tool,
             operation = %call.operation,
-            reason_code = reply.decision.reason_code.as_str(),
-            commit_us = started.elapsed().as_micros() as u64,
-            "govern"
+            action_id = reply.action_id.as_deref().unwrap_or(""),
+            latency_us = started.elapsed().as_micros() as u64,
+            "decision"
         );
         reply
     }
