@@ -36,7 +36,42 @@ cargo test --locked
 if [ "$(id -u)" = 0 ]; then
     step "rust tests that need root (clients as another uid)"
     cargo test --locked --test daemon_e2e -- --ignored --skip approve_child
+    if [ ! -e /run/systemd/journal/socket ]; then
+        step "journald fields on the native protocol (root, no running journald: the test listens on its socket)"
+        cargo test --locked --test systemd -- --ignored
+    fi
 fi
+
+step "systemd units: systemd-analyze verify, and security exposure of faramesh.service (must be <= 2.0)"
+units="$(mktemp -d)"
+mkdir -p "$units/user" "$units/xdg" && chmod 700 "$units/xdg"
+cp systemd/faramesh.service systemd/faramesh.socket "$units/"
+cp systemd/user/faramesh.service systemd/user/faramesh.socket "$units/user/"
+sed -i "s|/usr/local/bin/faramesh|$BIN|" "$units/faramesh.service"
+sed -i "s|%h/.local/bin/faramesh|$BIN|" "$units/user/faramesh.service"
+systemd-analyze verify --man=no "$units/faramesh.socket" "$units/faramesh.service"
+XDG_RUNTIME_DIR="$units/xdg" systemd-analyze --user verify --man=no "$units/user/faramesh.socket" "$units/user/faramesh.service"
+systemd-analyze security --offline=yes systemd/faramesh.service | tail -n 1
+systemd-analyze security --offline=yes --threshold=20 systemd/faramesh.service >/dev/null
+rm -rf "$units"
+
+step "scripts/install.sh staged into a temporary root: idempotent, keeps an edited policy, uninstall keeps the state"
+stage="$(mktemp -d)"
+scripts/install.sh --destdir "$stage" --binary "$BIN" >/dev/null
+echo "# edited by the operator" >>"$stage/etc/faramesh/policy.yaml"
+scripts/install.sh --destdir "$stage" --binary "$BIN" >/dev/null
+grep -q "edited by the operator" "$stage/etc/faramesh/policy.yaml"
+for f in usr/local/bin/faramesh etc/systemd/system/faramesh.service etc/systemd/system/faramesh.socket etc/sysusers.d/faramesh.conf; do
+    test -e "$stage/$f" || { echo "install.sh did not install $f"; exit 1; }
+done
+mkdir -p "$stage/var/lib/faramesh" && touch "$stage/var/lib/faramesh/log.redb"
+scripts/install.sh --destdir "$stage" --uninstall >/dev/null
+test ! -e "$stage/usr/local/bin/faramesh" && test ! -e "$stage/etc/systemd/system/faramesh.service"
+test -e "$stage/var/lib/faramesh/log.redb" && test -e "$stage/etc/faramesh/policy.yaml"
+scripts/install.sh --destdir "$stage" --uninstall --purge >/dev/null
+test ! -e "$stage/var/lib/faramesh"
+rm -rf "$stage"
+echo "install.sh: ok"
 
 step "python venv with the published SDK (faramesh-sdk==0.3.3, pinned in tests/compat/requirements.txt)"
 VENV="$ROOT/.venv"

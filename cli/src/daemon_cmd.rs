@@ -446,6 +446,18 @@ pub fn apply(args: ApplyArgs, json_out: bool) -> Result<ExitCode> {
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
     }
+    // An installed, enabled unit serving this policy is driven through systemd.
+    if let Some(unit) = installed_unit().filter(|u| u.policy == policy) {
+        let running = client::call(&unit.socket, "status", json!({})).is_ok();
+        let outcome = apply_with_unit(&unit, running)?;
+        if json_out {
+            println!("{outcome}");
+        } else {
+            eprintln!("faramesh: {} ({})", outcome["action"].as_str().unwrap_or(""), policy.display());
+            println!("export FARAMESH_SOCKET={}", unit.socket.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let socket = absolute(&args.socket.path());
     check_socket_path(&socket)?;
     let running = client::call(&socket, "policy.status", json!({}));
@@ -575,4 +587,85 @@ pub fn stop(socket: &SocketArg) -> Result<ExitCode> {
     }
     eprintln!("faramesh: stopped (pid {pid})");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the installed systemd units run the daemon (scripts/install.sh).
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    /// `systemctl --user` units rather than system ones.
+    pub user: bool,
+    /// The policy the unit serves.
+    pub policy: PathBuf,
+    /// The socket the unit's daemon answers on.
+    pub socket: PathBuf,
+}
+
+impl Unit {
+    fn systemctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        let mut cmd = std::process::Command::new("systemctl");
+        if self.user {
+            cmd.arg("--user");
+        }
+        cmd.args(args).stdin(std::process::Stdio::null()).output()
+    }
+
+    /// `system` or `user`, for messages.
+    pub fn scope(&self) -> &'static str {
+        if self.user { "user" } else { "system" }
+    }
+}
+
+/// The installed and enabled faramesh unit (system first, then the user's), if any.
+pub(crate) fn installed_unit() -> Option<Unit> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let candidates = [
+        Unit {
+            user: false,
+            policy: "/etc/faramesh/policy.yaml".into(),
+            socket: "/run/faramesh/faramesh.sock".into(),
+        },
+        Unit {
+            user: true,
+            policy: home.join(".faramesh/policy.yaml"),
+            socket: home.join(".faramesh/runtime/faramesh.sock"),
+        },
+    ];
+    candidates.into_iter().find(|u| {
+        ["faramesh.socket", "faramesh.service"]
+            .iter()
+            .any(|name| u.systemctl(&["is-enabled", "--quiet", name]).is_ok_and(|o| o.status.success()))
+    })
+}
+
+/// `faramesh apply` through systemd: reload the running unit, or start it.
+fn apply_with_unit(unit: &Unit, running: bool) -> Result<Value> {
+    let action = if running { "reload" } else { "start" };
+    let units: &[&str] =
+        if running { &["faramesh.service"] } else { &["faramesh.socket", "faramesh.service"] };
+    let mut args = vec![action];
+    args.extend_from_slice(units);
+    let out = unit.systemctl(&args).context("cannot run systemctl")?;
+    if !out.status.success() {
+        bail!(
+            "`systemctl{} {}` failed: {}",
+            if unit.user { " --user" } else { "" },
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while client::call(&unit.socket, "status", json!({})).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the {} unit did not answer on `{}` within 15 s (`journalctl -u faramesh`)",
+                unit.scope(),
+                unit.socket.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let verb = if running { "reloaded" } else { "started" };
+    Ok(
+        json!({"action": format!("{verb} (systemd {} unit)", unit.scope()), "socket": unit.socket.display().to_string()}),
+    )
 }

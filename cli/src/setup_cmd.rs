@@ -76,6 +76,23 @@ fn writable(dir: &Path) -> bool {
 
 pub fn doctor(args: DoctorArgs, json_out: bool) -> Result<ExitCode> {
     let mut checks: Vec<(String, bool, String)> = Vec::new();
+    checks.push(match crate::daemon_cmd::installed_unit() {
+        Some(u) => (
+            "systemd".into(),
+            true,
+            format!(
+                "the {} unit faramesh.service is installed and enabled (policy {}, socket {}); `faramesh apply` reloads or starts it",
+                u.scope(),
+                u.policy.display(),
+                u.socket.display()
+            ),
+        ),
+        None => (
+            "systemd".into(),
+            true,
+            "no faramesh unit installed and enabled: `faramesh apply` starts a detached daemon (scripts/install.sh installs the units)".into(),
+        ),
+    });
     let socket = args.socket.path();
     let status = client::call(&socket, "status", json!({}));
     match &status {
