@@ -107,6 +107,9 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
 
+step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
+(cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
 if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ]; then

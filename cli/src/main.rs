@@ -4,6 +4,7 @@
 mod client;
 mod daemon_cmd;
 mod log_cmd;
+mod mcp_cmd;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
@@ -95,6 +96,9 @@ enum Command {
     Log(log_cmd::LogCommand),
     /// Write the decision log as JSON lines on stdout.
     Export(log_cmd::ExportArgs),
+    /// Put faramesh between an MCP client and an MCP server (stdio): every `tools/call` is
+    /// decided and recorded before the server sees it.
+    Mcp(mcp_cmd::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),
+        Command::Mcp(args) => mcp_cmd::mcp(args),
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),

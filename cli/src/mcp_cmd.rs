@@ -1,0 +1,466 @@
+//! `faramesh mcp`: a stdio proxy between an MCP client and an MCP server that asks the daemon
+//! about every `tools/call` before the server sees it. See `docs/mcp.md`.
+//!
+//! MCP's stdio transport is newline-delimited JSON-RPC. The proxy relays every line unchanged
+//! except `tools/call` requests (decided, then forwarded or answered) and, with
+//! `--hide-denied-tools`, `tools/list` results. It does not use the `rmcp` SDK: a typed SDK
+//! would re-serialize every message it relays and pin a protocol version, while the proxy needs
+//! to read exactly two methods and pass everything else through byte for byte.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::client;
+use crate::daemon_cmd::SocketArg;
+
+/// The longest line relayed (either way); longer ones are refused, not forwarded.
+const MAX_LINE: usize = 16 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DenyAs {
+    /// An MCP tool result with `isError: true` (the model can read it).
+    Result,
+    /// A JSON-RPC error.
+    Error,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example (in an MCP client's config, in place of the server's command):\n  \
+    faramesh mcp --agent-id ide-agent --tool-prefix files -- npx @modelcontextprotocol/server-filesystem /srv")]
+pub struct McpArgs {
+    /// The agent id every call is decided for.
+    #[arg(long)]
+    pub agent_id: String,
+    /// The `tool` the policy sees (default: the server's name from `initialize`); the MCP tool
+    /// name is the `operation`.
+    #[arg(long)]
+    pub tool_prefix: Option<String>,
+    /// How a denial is answered.
+    #[arg(long, value_enum, default_value_t = DenyAs::Result)]
+    pub deny_as: DenyAs,
+    /// DEFER: `answer` (at once, "pending approval <id>"; the model's retry of the same call
+    /// resumes it) or `wait[=SECONDS]` (hold the call until a human decides; default 300 s).
+    #[arg(long, default_value = "answer")]
+    pub defer: String,
+    /// Drop from `tools/list` the tools the policy denies outright for this agent.
+    #[arg(long)]
+    pub hide_denied_tools: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// The MCP server's command and arguments (after `--`).
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Defer {
+    Answer,
+    Wait(Duration),
+}
+
+fn parse_defer(s: &str) -> Result<Defer> {
+    match s {
+        "answer" => Ok(Defer::Answer),
+        "wait" => Ok(Defer::Wait(Duration::from_secs(300))),
+        _ => match s.strip_prefix("wait=").and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) if n > 0 && n <= 3600 => Ok(Defer::Wait(Duration::from_secs(n))),
+            _ => bail!("`--defer` `{s}` must be `answer`, `wait` or `wait=SECONDS` (1-3600)"),
+        },
+    }
+}
+
+/// What the proxy shares between its two relay directions.
+struct Shared {
+    args: McpArgs,
+    defer: Defer,
+    socket: PathBuf,
+    to_client: Mutex<std::io::Stdout>,
+    to_server: Mutex<Option<ChildStdin>>,
+    /// The server's name from its `initialize` result.
+    server_name: Mutex<Option<String>>,
+    /// The protocol version the server answered with (results built by the proxy follow it).
+    protocol: Mutex<Option<String>>,
+    /// Client request ids of `tools/list` in flight (to filter their results).
+    listing: Mutex<HashMap<String, ()>>,
+    /// request_hash of a deferred call -> its approval id (the retry resumes it).
+    pending: Mutex<HashMap<String, String>>,
+    /// The daemon's dashboard URL, for pending messages.
+    dashboard: Option<String>,
+}
+
+impl Shared {
+    fn send_client(&self, v: &Value) {
+        if let Ok(mut out) = self.to_client.lock() {
+            let _ = writeln!(out, "{v}");
+            let _ = out.flush();
+        }
+    }
+
+    fn send_server(&self, line: &str) -> bool {
+        let Ok(mut guard) = self.to_server.lock() else { return false };
+        let Some(stdin) = guard.as_mut() else { return false };
+        stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| stdin.write_all(b"\n"))
+            .and_then(|()| stdin.flush())
+            .is_ok()
+    }
+
+    fn tool(&self) -> String {
+        self.args
+            .tool_prefix
+            .clone()
+            .or_else(|| self.server_name.lock().ok().and_then(|n| n.clone()))
+            .unwrap_or_else(|| "mcp".into())
+    }
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+pub fn mcp(args: McpArgs) -> Result<ExitCode> {
+    let defer = parse_defer(&args.defer)?;
+    let socket = args.socket.path();
+    let dashboard = client::call(&socket, "status", json!({}))
+        .ok()
+        .and_then(|s| s["http"]["url"].as_str().map(str::to_owned));
+    let (program, rest) =
+        args.command.split_first().ok_or_else(|| anyhow!("give the MCP server's command after `--`"))?;
+    let mut child: Child = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start the MCP server `{program}`"))?;
+    let child_stdin = child.stdin.take();
+    let child_stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout from the MCP server"))?;
+    let shared = Arc::new(Shared {
+        args,
+        defer,
+        socket,
+        to_client: Mutex::new(std::io::stdout()),
+        to_server: Mutex::new(child_stdin),
+        server_name: Mutex::new(None),
+        protocol: Mutex::new(None),
+        listing: Mutex::new(HashMap::new()),
+        pending: Mutex::new(HashMap::new()),
+        dashboard,
+    });
+
+    // Server -> client.
+    let from_server = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || relay_server(&shared, child_stdout))
+    };
+    // Client -> server, until the client closes stdin.
+    {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            relay_client(&shared);
+            // The client is gone: close the server's stdin so it exits.
+            if let Ok(mut s) = shared.to_server.lock() {
+                s.take();
+            }
+        });
+    }
+    let _ = from_server.join();
+    // The server closed its stdout: wait for it (a server that lingers is stopped).
+    let status = wait_or_stop(&mut child)?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::from(1),
+    })
+}
+
+fn wait_or_stop(child: &mut Child) -> Result<std::process::ExitStatus> {
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    Ok(child.wait()?)
+}
+
+/// Reads one line of at most MAX_LINE bytes; `Ok(None)` at EOF, `Err(n)` for an over-long line
+/// (skipped up to its end).
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<Result<(), usize>>> {
+    buf.clear();
+    let n = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {
+        // Skip the rest of the line.
+        let mut skipped = buf.len();
+        loop {
+            let chunk = reader.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    skipped += i + 1;
+                    reader.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let len = chunk.len();
+                    skipped += len;
+                    reader.consume(len);
+                }
+            }
+        }
+        return Ok(Some(Err(skipped)));
+    }
+    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        buf.pop();
+    }
+    Ok(Some(Ok(())))
+}
+
+fn relay_client(shared: &Arc<Shared>) {
+    let mut reader = BufReader::new(std::io::stdin().lock());
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf) {
+            Ok(None) | Err(_) => return,
+            Ok(Some(Err(n))) => {
+                eprintln!("faramesh mcp: dropped a {n}-byte message from the client (over {MAX_LINE} bytes)");
+                shared.send_client(&json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("message over the proxy's {MAX_LINE}-byte limit")}}));
+            }
+            Ok(Some(Ok(()))) => {
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                    shared.send_client(&json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error: the proxy received a line that is not JSON"}}));
+                    continue;
+                };
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+                let id = msg.get("id").cloned();
+                match (method, id) {
+                    ("tools/call", Some(id)) => {
+                        let shared = Arc::clone(shared);
+                        std::thread::spawn(move || tools_call(&shared, id, msg, line));
+                    }
+                    ("tools/list", Some(id)) => {
+                        if shared.args.hide_denied_tools
+                            && let Ok(mut l) = shared.listing.lock()
+                        {
+                            l.insert(id_key(&id), ());
+                        }
+                        shared.send_server(&line);
+                    }
+                    _ => {
+                        shared.send_server(&line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
+    let mut reader = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf) {
+            Ok(None) | Err(_) => return,
+            Ok(Some(Err(n))) => {
+                eprintln!("faramesh mcp: dropped a {n}-byte message from the server (over {MAX_LINE} bytes)");
+            }
+            Ok(Some(Ok(()))) => {
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                let Ok(mut msg) = serde_json::from_str::<Value>(&line) else {
+                    eprintln!("faramesh mcp: dropped a line from the server that is not JSON");
+                    continue;
+                };
+                // `initialize` (up to 2025-11-25) or `server/discover` (2026-07-28 and later).
+                let name = msg
+                    .pointer("/result/serverInfo/name")
+                    .or_else(|| msg.pointer("/result/_meta/io.modelcontextprotocol~1serverInfo/name"))
+                    .and_then(Value::as_str);
+                if let Some(name) = name
+                    && let Ok(mut n) = shared.server_name.lock()
+                {
+                    *n = Some(name.to_owned());
+                }
+                if let Some(v) = msg.pointer("/result/protocolVersion").and_then(Value::as_str)
+                    && let Ok(mut p) = shared.protocol.lock()
+                {
+                    *p = Some(v.to_owned());
+                }
+                let listed = msg
+                    .get("id")
+                    .and_then(|id| shared.listing.lock().ok().and_then(|mut l| l.remove(&id_key(id))))
+                    .is_some();
+                if listed {
+                    hide_denied(shared, &mut msg);
+                    shared.send_client(&msg);
+                } else if let Ok(mut out) = shared.to_client.lock() {
+                    // Relayed byte for byte.
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
+}
+
+/// Drops from a `tools/list` result the tools the policy denies outright for this agent:
+/// `decide` with empty arguments is DENY (no rule permits the tool, the agent's profile excludes
+/// it, or a deny rule without conditions on the arguments). A tool some arguments could get
+/// through, or that needs approval, stays listed.
+fn hide_denied(shared: &Shared, msg: &mut Value) {
+    let tool = shared.tool();
+    let Some(tools) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return };
+    tools.retain(|t| {
+        let Some(name) = t.get("name").and_then(Value::as_str) else { return true };
+        let call = json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": {}});
+        match client::call(&shared.socket, "decide", call) {
+            Ok(d) => {
+                !(d["effect"] == "DENY"
+                    && matches!(
+                        d["reason_code"].as_str(),
+                        Some("PROFILE_DISALLOWS_TOOL" | "DEFAULT_DENY_NO_MATCH" | "POLICY_DENY")
+                    ))
+            }
+            Err(_) => true,
+        }
+    });
+}
+
+fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
+    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    // From 2026-07-28 each request names its protocol version in `_meta`.
+    if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
+        && let Ok(mut p) = shared.protocol.lock()
+    {
+        *p = Some(v.to_owned());
+    }
+    let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let arguments = match params.get("arguments") {
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        _ => Value::Object(Map::new()),
+    };
+    let tool = shared.tool();
+    let mut call =
+        json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": arguments});
+    let hash = faramesh_proto::request_hash(&shared.args.agent_id, &tool, &name, &arguments, &json!({}))
+        .unwrap_or_default();
+    if let Some(approval) = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned()) {
+        call["approval_id"] = json!(approval);
+    }
+    let decision = match client::call(&shared.socket, "govern", call.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            let text = format!(
+                "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
+                shared.socket.display()
+            );
+            return deny(shared, id, &text, json!({"effect": "DENY", "reason_code": "DAEMON_UNREACHABLE"}));
+        }
+    };
+    let decision = match (decision["effect"].as_str(), shared.defer) {
+        (Some("DEFER"), Defer::Wait(timeout)) => {
+            wait_and_resume(shared, &call, &decision, timeout).unwrap_or(decision)
+        }
+        _ => decision,
+    };
+    let summary = json!({
+        "effect": decision["effect"],
+        "reason_code": decision["reason_code"],
+        "rule_id": decision["rule_id"],
+        "rule_ref": decision["rule_ref"],
+        "action_id": decision["action_id"],
+        "approval_id": decision["approval_id"],
+    });
+    match decision["effect"].as_str() {
+        Some("PERMIT") => {
+            if let Ok(mut p) = shared.pending.lock() {
+                p.remove(&hash);
+            }
+            if !shared.send_server(&line) {
+                deny(shared, id, "the MCP server is gone", summary);
+            }
+        }
+        Some("DEFER") => {
+            let approval = decision["approval_id"].as_str().unwrap_or_default().to_owned();
+            if let Ok(mut p) = shared.pending.lock() {
+                p.insert(hash, approval.clone());
+            }
+            let at = shared.dashboard.as_deref().map(|u| format!(" or at {u}/")).unwrap_or_default();
+            let text = format!(
+                "pending approval {approval}: approve with `faramesh approve {approval}`{at}, then retry the same call ({})",
+                decision["reason"].as_str().unwrap_or("a human must approve")
+            );
+            deny(shared, id, &text, summary);
+        }
+        _ => {
+            if let Ok(mut p) = shared.pending.lock() {
+                p.remove(&hash);
+            }
+            let text = format!(
+                "Faramesh denied `{name}`: {} ({})",
+                decision["reason"].as_str().unwrap_or("denied"),
+                decision["reason_code"].as_str().unwrap_or("DENY")
+            );
+            deny(shared, id, &text, summary);
+        }
+    }
+}
+
+fn wait_and_resume(shared: &Shared, call: &Value, decision: &Value, timeout: Duration) -> Option<Value> {
+    let approval = decision["approval_id"].as_str()?;
+    let stream = std::os::unix::net::UnixStream::connect(&shared.socket).ok()?;
+    stream.set_read_timeout(Some(timeout + Duration::from_secs(10))).ok()?;
+    let waited = client::call_on(
+        &stream,
+        "approval.wait",
+        json!({"approval_id": approval, "timeout_seconds": timeout.as_secs()}),
+    )
+    .ok()?;
+    if waited["timed_out"] == true {
+        return None;
+    }
+    let mut resume = call.clone();
+    resume["approval_id"] = json!(approval);
+    client::call(&shared.socket, "govern", resume).ok()
+}
+
+/// Answers a refused `tools/call`: an `isError` tool result (default) or a JSON-RPC error.
+fn deny(shared: &Shared, id: Value, text: &str, faramesh: Value) {
+    let mut result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "structuredContent": {"faramesh": faramesh},
+    });
+    // Protocol 2026-07-28 and later tag every result with its `resultType`.
+    if shared.protocol.lock().ok().and_then(|p| p.clone()).is_some_and(|v| v.as_str() >= "2026-07-28") {
+        result["resultType"] = json!("complete");
+    }
+    let reply = match shared.args.deny_as {
+        DenyAs::Result => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        DenyAs::Error => json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32001, "message": text, "data": {"faramesh": faramesh}},
+        }),
+    };
+    shared.send_client(&reply);
+}

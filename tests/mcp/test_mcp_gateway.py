@@ -1,0 +1,197 @@
+"""`faramesh mcp` between the real `mcp` package's client and an MCP server (stdio), against the
+real daemon: permitted, denied and deferred calls, fail-closed, and garbage on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
+SERVER = str(Path(__file__).with_name("server.py"))
+
+POLICY = """
+version: 1
+approvals:
+  allow_same_uid: true   # the test approves from another process of the same user
+rules:
+  - id: mcp-read
+    match: { tool: files, op: read_file }
+    allow: true
+  - id: mcp-no-delete
+    match: { tool: files, op: delete_file }
+    deny: true
+    description: Deleting files over MCP is not allowed
+  - id: mcp-shell
+    match: { tool: files, op: run_shell }
+    require_approval: true
+    description: Shell commands need a human
+"""
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        (tmp / "policy.yaml").write_text(POLICY)
+        self.socket = str(tmp / "f.sock")
+        self.record = tmp / "received.jsonl"
+        self.record.touch()
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--policy", str(tmp / "policy.yaml"), "--socket", self.socket, "--state-dir", str(tmp / "state")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(self.socket)
+                break
+            except OSError:
+                assert time.time() < deadline, "daemon did not start"
+                time.sleep(0.05)
+
+    def params(self, *extra: str, sock: str | None = None) -> StdioServerParameters:
+        return StdioServerParameters(
+            command=BIN,
+            args=["mcp", "--agent-id", "mcp-agent", "--socket", sock or self.socket, *extra, "--", sys.executable, SERVER],
+            env={**os.environ, "RECORD": str(self.record)},
+        )
+
+    def received(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([BIN, *args, "--socket", self.socket], capture_output=True, text=True, check=True).stdout
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with tempfile.TemporaryDirectory(prefix="fm-mcp-") as tmp:
+        e = Env(Path(tmp))
+        try:
+            yield e
+        finally:
+            e.stop()
+
+
+def text(result: Any) -> str:
+    return " ".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+def test_permit_deny_and_defer_through_the_proxy(env: Env) -> None:
+    async def run() -> None:
+        async with Client(env.params()) as client:
+            listed = await client.list_tools()
+            assert {t.name for t in listed.tools} == {"read_file", "delete_file", "run_shell"}
+
+            ok = await client.call_tool("read_file", {"path": "/etc/hosts"})
+            assert not ok.is_error and text(ok) == "contents of /etc/hosts"
+
+            denied = await client.call_tool("delete_file", {"path": "/"})
+            assert denied.is_error
+            assert "Deleting files over MCP is not allowed" in text(denied)
+            info = denied.structured_content["faramesh"]
+            assert info["reason_code"] == "POLICY_DENY" and info["rule_id"] == "mcp-no-delete"
+
+            pending = await client.call_tool("run_shell", {"cmd": "uptime"})
+            assert pending.is_error and "pending approval" in text(pending)
+            approval_id = pending.structured_content["faramesh"]["approval_id"]
+            assert approval_id and f"faramesh approve {approval_id}" in text(pending)
+            still = await client.call_tool("run_shell", {"cmd": "uptime"})
+            assert still.is_error and approval_id in text(still), "not approved yet: still pending"
+
+            env.cli("approve", approval_id)  # another process
+            changed = await client.call_tool("run_shell", {"cmd": "reboot"})
+            assert changed.is_error and "pending approval" in text(changed), "changed arguments are a new call"
+            approved = await client.call_tool("run_shell", {"cmd": "uptime"})
+            assert not approved.is_error and text(approved) == "ran uptime"
+
+    asyncio.run(run())
+    received = env.received()
+    assert received == [
+        {"tool": "read_file", "args": {"path": "/etc/hosts"}},
+        {"tool": "run_shell", "args": {"cmd": "uptime"}},
+    ], "the server saw the permitted call and the approved retry only, once each"
+    log = json.loads(env.cli("list", "--json", "--agent", "mcp-agent", "--limit", "50"))
+    actions = log["actions"] if isinstance(log, dict) else log
+    ops = {(a["tool"], a["operation"], a["effect"]) for a in actions}
+    assert ("files", "read_file", "PERMIT") in ops
+    assert ("files", "delete_file", "DENY") in ops
+    assert ("files", "run_shell", "DEFER") in ops
+    assert any(a["reason_code"] == "APPROVAL_GRANTED" and a["operation"] == "run_shell" for a in actions)
+
+
+def test_deny_as_error_and_hidden_tools(env: Env) -> None:
+    before = len(env.received())
+
+    async def run() -> None:
+        async with Client(env.params("--deny-as", "error", "--tool-prefix", "files", "--hide-denied-tools")) as client:
+            listed = await client.list_tools()
+            assert {t.name for t in listed.tools} == {"read_file", "run_shell"}, "denied outright: hidden"
+            with pytest.raises(Exception) as err:
+                await client.call_tool("delete_file", {"path": "/"})
+            assert "Deleting files over MCP is not allowed" in str(err.value)
+
+    asyncio.run(run())
+    assert len(env.received()) == before
+
+
+def test_a_daemon_that_is_down_refuses_every_call(env: Env) -> None:
+    before = len(env.received())
+
+    async def run() -> None:
+        async with Client(env.params(sock=str(env.tmp / "missing.sock"))) as client:
+            r = await client.call_tool("read_file", {"path": "/x"})
+            assert r.is_error and "not reachable" in text(r) and "missing.sock" in text(r)
+
+    asyncio.run(run())
+    assert len(env.received()) == before, "fail closed: nothing reached the server"
+
+
+def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
+    proc = subprocess.Popen(
+        [BIN, "mcp", "--agent-id", "mcp-agent", "--socket", env.socket, "--", sys.executable, SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RECORD": str(env.record)},
+        text=True,
+    )
+    assert proc.stdin and proc.stdout
+
+    def send(obj: Any) -> None:
+        assert proc.stdin
+        proc.stdin.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+        proc.stdin.flush()
+
+    send("{not json")
+    assert json.loads(proc.stdout.readline())["error"]["code"] == -32700
+    send("x" * (17 << 20))
+    assert json.loads(proc.stdout.readline())["error"]["code"] == -32600
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+    assert json.loads(proc.stdout.readline())["result"]["serverInfo"]["name"] == "files"
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    send({"jsonrpc": "2.0", "id": 2, "method": "no/such/method"})
+    assert "error" in json.loads(proc.stdout.readline())
+    send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/ok"}}})
+    reply = json.loads(proc.stdout.readline())
+    assert reply["id"] == 3 and reply["result"]["content"][0]["text"] == "contents of /ok"
+    proc.stdin.close()
+    assert proc.wait(timeout=20) == 0, "closing stdin stops the server and the proxy"
