@@ -5,6 +5,7 @@ mod client;
 mod daemon_cmd;
 mod log_cmd;
 mod mcp_cmd;
+mod mcp_http;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;

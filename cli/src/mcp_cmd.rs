@@ -55,8 +55,14 @@ pub struct McpArgs {
     pub hide_denied_tools: bool,
     #[command(flatten)]
     pub socket: SocketArg,
-    /// The MCP server's command and arguments (after `--`).
-    #[arg(last = true, required = true, num_args = 1..)]
+    /// Streamable-HTTP mode: serve MCP clients on this address (loopback) ...
+    #[arg(long, requires = "upstream")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// ... and relay to this MCP endpoint (`http://host:port/mcp`).
+    #[arg(long, requires = "listen")]
+    pub upstream: Option<String>,
+    /// The MCP server's command and arguments (after `--`; stdio mode).
+    #[arg(last = true, num_args = 1..)]
     pub command: Vec<String>,
 }
 
@@ -78,8 +84,8 @@ fn parse_defer(s: &str) -> Result<Defer> {
 }
 
 /// What the proxy shares between its two relay directions.
-struct Shared {
-    args: McpArgs,
+pub(crate) struct Shared {
+    pub(crate) args: McpArgs,
     defer: Defer,
     socket: PathBuf,
     to_client: Mutex<std::io::Stdout>,
@@ -87,7 +93,7 @@ struct Shared {
     /// The server's name from its `initialize` result.
     server_name: Mutex<Option<String>>,
     /// The protocol version the server answered with (results built by the proxy follow it).
-    protocol: Mutex<Option<String>>,
+    pub(crate) protocol: Mutex<Option<String>>,
     /// Client request ids of `tools/list` in flight (to filter their results).
     listing: Mutex<HashMap<String, ()>>,
     /// request_hash of a deferred call -> its approval id (the retry resumes it).
@@ -133,6 +139,30 @@ pub fn mcp(args: McpArgs) -> Result<ExitCode> {
     let dashboard = client::call(&socket, "status", json!({}))
         .ok()
         .and_then(|s| s["http"]["url"].as_str().map(str::to_owned));
+    if let (Some(listen), Some(upstream)) = (args.listen, args.upstream.clone()) {
+        if !args.command.is_empty() {
+            bail!("give either a server command (stdio) or `--listen` and `--upstream` (HTTP), not both");
+        }
+        if !listen.ip().is_loopback() {
+            bail!("`--listen` must be a loopback address: the proxy has no authentication of its own");
+        }
+        let shared = Arc::new(Shared {
+            args,
+            defer,
+            socket,
+            to_client: Mutex::new(std::io::stdout()),
+            to_server: Mutex::new(None),
+            server_name: Mutex::new(None),
+            protocol: Mutex::new(None),
+            listing: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            dashboard,
+        });
+        return crate::mcp_http::serve(shared, listen, &upstream);
+    }
+    if args.command.is_empty() {
+        bail!("give the MCP server's command after `--` (stdio), or `--listen ADDR --upstream URL` (HTTP)");
+    }
     let (program, rest) =
         args.command.split_first().ok_or_else(|| anyhow!("give the MCP server's command after `--`"))?;
     let mut child: Child = Command::new(program)
@@ -347,6 +377,20 @@ fn hide_denied(shared: &Shared, msg: &mut Value) {
 
 fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    match gate(shared, &id, &params) {
+        Some(reply) => shared.send_client(&reply),
+        None => {
+            if !shared.send_server(&line) {
+                let gone = json!({"effect": "PERMIT", "reason_code": "SERVER_GONE"});
+                shared.send_client(&refusal(shared, id, "the MCP server is gone", gone));
+            }
+        }
+    }
+}
+
+/// Decides a `tools/call`: `None` to forward it, or the answer to send the client instead.
+pub(crate) fn gate(shared: &Shared, id: &Value, params: &Value) -> Option<Value> {
+    let id = id.clone();
     // From 2026-07-28 each request names its protocol version in `_meta`.
     if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
         && let Ok(mut p) = shared.protocol.lock()
@@ -373,7 +417,12 @@ fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
                 "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
                 shared.socket.display()
             );
-            return deny(shared, id, &text, json!({"effect": "DENY", "reason_code": "DAEMON_UNREACHABLE"}));
+            return Some(refusal(
+                shared,
+                id,
+                &text,
+                json!({"effect": "DENY", "reason_code": "DAEMON_UNREACHABLE"}),
+            ));
         }
     };
     let decision = match (decision["effect"].as_str(), shared.defer) {
@@ -395,9 +444,7 @@ fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
             if let Ok(mut p) = shared.pending.lock() {
                 p.remove(&hash);
             }
-            if !shared.send_server(&line) {
-                deny(shared, id, "the MCP server is gone", summary);
-            }
+            None
         }
         Some("DEFER") => {
             let approval = decision["approval_id"].as_str().unwrap_or_default().to_owned();
@@ -409,7 +456,7 @@ fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
                 "pending approval {approval}: approve with `faramesh approve {approval}`{at}, then retry the same call ({})",
                 decision["reason"].as_str().unwrap_or("a human must approve")
             );
-            deny(shared, id, &text, summary);
+            Some(refusal(shared, id, &text, summary))
         }
         _ => {
             if let Ok(mut p) = shared.pending.lock() {
@@ -420,7 +467,7 @@ fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
                 decision["reason"].as_str().unwrap_or("denied"),
                 decision["reason_code"].as_str().unwrap_or("DENY")
             );
-            deny(shared, id, &text, summary);
+            Some(refusal(shared, id, &text, summary))
         }
     }
 }
@@ -443,8 +490,8 @@ fn wait_and_resume(shared: &Shared, call: &Value, decision: &Value, timeout: Dur
     client::call(&shared.socket, "govern", resume).ok()
 }
 
-/// Answers a refused `tools/call`: an `isError` tool result (default) or a JSON-RPC error.
-fn deny(shared: &Shared, id: Value, text: &str, faramesh: Value) {
+/// The answer to a refused `tools/call`: an `isError` tool result (default) or a JSON-RPC error.
+fn refusal(shared: &Shared, id: Value, text: &str, faramesh: Value) -> Value {
     let mut result = json!({
         "content": [{"type": "text", "text": text}],
         "isError": true,
@@ -454,13 +501,12 @@ fn deny(shared: &Shared, id: Value, text: &str, faramesh: Value) {
     if shared.protocol.lock().ok().and_then(|p| p.clone()).is_some_and(|v| v.as_str() >= "2026-07-28") {
         result["resultType"] = json!("complete");
     }
-    let reply = match shared.args.deny_as {
+    match shared.args.deny_as {
         DenyAs::Result => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         DenyAs::Error => json!({
             "jsonrpc": "2.0",
             "id": id,
             "error": {"code": -32001, "message": text, "data": {"faramesh": faramesh}},
         }),
-    };
-    shared.send_client(&reply);
+    }
 }

@@ -36,4 +36,10 @@ def run_shell(cmd: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--http":
+        # Streamable HTTP on 127.0.0.1:PORT/mcp.
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")

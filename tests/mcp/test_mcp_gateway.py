@@ -195,3 +195,66 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
     assert reply["id"] == 3 and reply["result"]["content"][0]["text"] == "contents of /ok"
     proc.stdin.close()
     assert proc.wait(timeout=20) == 0, "closing stdin stops the server and the proxy"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 30
+    while True:
+        assert proc.poll() is None, "exited early"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            assert time.time() < deadline, f"nothing listens on {port}"
+            time.sleep(0.05)
+
+
+def test_the_same_over_streamable_http(env: Env) -> None:
+    server_port, proxy_port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, SERVER, "--http", str(server_port)],
+        env={**os.environ, "RECORD": str(env.record)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proxy = subprocess.Popen(
+        [BIN, "mcp", "--agent-id", "mcp-http-agent", "--tool-prefix", "files", "--socket", env.socket,
+         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(server_port, server)
+        wait_port(proxy_port, proxy)
+        before = len(env.received())
+
+        async def run() -> None:
+            async with Client(f"http://127.0.0.1:{proxy_port}/mcp") as client:
+                listed = await client.list_tools()
+                assert {t.name for t in listed.tools} == {"read_file", "delete_file", "run_shell"}
+                ok = await client.call_tool("read_file", {"path": "/http"})
+                assert not ok.is_error and text(ok) == "contents of /http"
+                denied = await client.call_tool("delete_file", {"path": "/"})
+                assert denied.is_error and denied.structured_content["faramesh"]["reason_code"] == "POLICY_DENY"
+                pending = await client.call_tool("run_shell", {"cmd": "w"})
+                approval_id = pending.structured_content["faramesh"]["approval_id"]
+                assert pending.is_error and approval_id
+                env.cli("approve", approval_id)
+                approved = await client.call_tool("run_shell", {"cmd": "w"})
+                assert not approved.is_error and text(approved) == "ran w"
+
+        asyncio.run(run())
+        assert env.received()[before:] == [
+            {"tool": "read_file", "args": {"path": "/http"}},
+            {"tool": "run_shell", "args": {"cmd": "w"}},
+        ]
+    finally:
+        for p in (proxy, server):
+            p.terminate()
+            p.wait(timeout=20)

@@ -1,0 +1,119 @@
+//! `faramesh mcp --listen ADDR --upstream URL`: the MCP gateway for streamable-HTTP servers.
+//! Every request is relayed to the upstream endpoint (responses, JSON or SSE, are streamed back
+//! unchanged), except a `tools/call`, which is decided first like in the stdio mode.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::mcp_cmd::{Shared, gate};
+
+/// The largest request body relayed.
+const MAX_BODY: usize = 16 << 20;
+
+#[derive(Clone)]
+struct Proxy {
+    shared: Arc<Shared>,
+    client: Client<HttpConnector, Body>,
+    upstream: Uri,
+}
+
+pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<ExitCode> {
+    let upstream: Uri = upstream.parse().map_err(|_| anyhow!("`--upstream` `{upstream}` is not a URL"))?;
+    if upstream.scheme_str() != Some("http") {
+        return Err(anyhow!("`--upstream` must be an http:// URL (a local MCP server); got `{upstream}`"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let app = Router::new().fallback(relay).with_state(Proxy { shared, client, upstream: upstream.clone() });
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
+        let local = listener.local_addr()?;
+        eprintln!("faramesh mcp: serving MCP clients on http://{local}/mcp, relaying to {upstream}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+                }
+            })
+            .await
+            .context("the HTTP proxy failed")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn json_reply(v: &Value) -> Response {
+    let mut resp = (StatusCode::OK, v.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn relay(State(p): State<Proxy>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body over the proxy's 16 MiB limit")
+                .into_response();
+        }
+    };
+    if parts.method == axum::http::Method::POST
+        && let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(&bytes)
+        && msg.get("method").and_then(Value::as_str) == Some("tools/call")
+        && let Some(id) = msg.get("id").cloned()
+    {
+        if let Some(v) = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok())
+            && let Ok(mut proto) = p.shared.protocol.lock()
+        {
+            *proto = Some(v.to_owned());
+        }
+        let params = msg.get("params").cloned().unwrap_or(Value::Null);
+        let shared = Arc::clone(&p.shared);
+        let verdict = tokio::task::spawn_blocking(move || gate(&shared, &id, &params)).await;
+        match verdict {
+            Ok(Some(reply)) => return json_reply(&reply),
+            Ok(None) => {}
+            Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the decision task failed").into_response(),
+        }
+    }
+    // Relay to the upstream endpoint, keeping the query.
+    let mut target = p.upstream.clone().into_parts();
+    if let Some(q) = parts.uri.query()
+        && let Some(pq) = target.path_and_query.as_ref()
+        && let Ok(joined) = format!("{}?{q}", pq.path()).parse()
+    {
+        target.path_and_query = Some(joined);
+    }
+    parts.uri = match Uri::from_parts(target) {
+        Ok(u) => u,
+        Err(_) => return (StatusCode::BAD_GATEWAY, "bad upstream URL").into_response(),
+    };
+    parts.headers.remove(header::HOST);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let upstream_req = axum::http::Request::from_parts(parts, Body::from(bytes));
+    match p.client.request(upstream_req).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("the MCP server at {} did not answer: {e}", p.upstream))
+            .into_response(),
+    }
+}
