@@ -10,6 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use faramesh_daemon::server::{self, Config, Limits};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const POLICY: &str =
@@ -55,6 +58,66 @@ fn cpu_us() -> f64 {
     // utime and stime are fields 14 and 15 of the line (11 and 12 after the name), in ticks of 10 ms.
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks * 10_000.0
+}
+
+/// CPU time of the server's own threads (tokio workers and the log writer), in microseconds.
+fn server_cpu_us() -> f64 {
+    let mut ticks = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !(comm.starts_with("tokio-rt-worker") || comm.starts_with("faramesh-log-wr")) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else { continue };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        ticks += fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    }
+    ticks * 10_000.0
+}
+
+/// The load generator: `clients` connections, each with one `govern` in flight at a time, all
+/// driven by one thread (a single-threaded async runtime), so the generator's own scheduling
+/// cost stays small next to the server's. Returns (decisions, latencies in µs).
+fn load(socket: &Path, clients: usize, run_for: Duration) -> (u64, Vec<f64>) {
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for c in 0..clients {
+                let socket = socket.clone();
+                tasks.spawn(async move {
+                    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = tokio::io::BufReader::new(r).lines();
+                    let (mut n, mut lat) = (0u64, Vec::new());
+                    while start.elapsed() < run_for {
+                        let line = format!(
+                            "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"govern\",\"params\":{{\"agent_id\":\"bench-{c}\",\"tool\":\"http\",\"operation\":\"get\",\"args\":{{\"n\":{n}}}}}}}\n"
+                        );
+                        let t = Instant::now();
+                        w.write_all(line.as_bytes()).await.unwrap();
+                        let reply = lines.next_line().await.unwrap().unwrap();
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        assert!(reply.contains("\"PERMIT\""), "{reply}");
+                        n += 1;
+                    }
+                    (n, lat)
+                });
+            }
+            let (mut total, mut lat) = (0, Vec::new());
+            while let Some(done) = tasks.join_next().await {
+                let (n, l) = done.unwrap();
+                total += n;
+                lat.extend(l);
+            }
+            (total, lat)
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 fn main() {
@@ -121,42 +184,9 @@ fn main() {
         .collect();
     for clients in client_counts {
         let run_for = Duration::from_secs(4);
-        let cpu_before = cpu_us();
+        let (cpu_before, server_before) = (cpu_us(), server_cpu_us());
         let start = Instant::now();
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let socket = socket.clone();
-                std::thread::spawn(move || {
-                    let stream = UnixStream::connect(&socket).unwrap();
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut w = stream;
-                    let mut reply = String::new();
-                    let mut n = 0u64;
-                    let mut lat = Vec::new();
-                    while start.elapsed() < run_for {
-                        let line = format!(
-                            r#"{{"jsonrpc":"2.0","id":{n},"method":"govern","params":{{"agent_id":"bench-{c}","tool":"http","operation":"get","args":{{"n":{n}}}}}}}"#
-                        );
-                        let t = Instant::now();
-                        w.write_all(line.as_bytes()).unwrap();
-                        w.write_all(b"\n").unwrap();
-                        reply.clear();
-                        reader.read_line(&mut reply).unwrap();
-                        lat.push(t.elapsed().as_secs_f64() * 1e6);
-                        assert!(reply.contains("\"PERMIT\""), "{reply}");
-                        n += 1;
-                    }
-                    (n, lat)
-                })
-            })
-            .collect();
-        let mut total = 0;
-        let mut lat = Vec::new();
-        for t in threads {
-            let (n, l) = t.join().unwrap();
-            total += n;
-            lat.extend(l);
-        }
+        let (total, lat) = load(&socket, clients, run_for);
         let rate = total as f64 / start.elapsed().as_secs_f64();
         println!("bench socket_govern_{clients}_clients {rate:.0} decisions/s");
         println!("bench socket_govern_{clients}_clients_median {:.1} us", median(lat));
@@ -164,6 +194,10 @@ fn main() {
         println!(
             "bench socket_govern_{clients}_clients_cpu_per_decision {:.1} us",
             (cpu_us() - cpu_before) / total as f64
+        );
+        println!(
+            "bench socket_govern_{clients}_clients_server_cpu_per_decision {:.1} us",
+            (server_cpu_us() - server_before) / total as f64
         );
     }
     let _ = stop_tx.send(());
