@@ -309,9 +309,10 @@ pub struct DevArgs {
     /// Where to keep the socket and state (default `./.faramesh`).
     #[arg(long, default_value = ".faramesh")]
     pub dir: PathBuf,
-    /// The dashboard and HTTP API address (plain HTTP, loopback only), or `off`.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub listen: String,
+    /// The dashboard and HTTP API address (plain HTTP, loopback only), or `off`
+    /// [default: 127.0.0.1:8000, skipped with a warning when that port is taken].
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 /// `n` random bytes as hex, from the kernel.
@@ -368,16 +369,25 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     let mut config = config_of(&serve, policy.clone())?;
-    let login = if args.listen == "off" {
+    let explicit = args.listen.is_some();
+    let wanted = args.listen.clone().unwrap_or_else(|| "127.0.0.1:8000".into());
+    let free = |addr: &std::net::SocketAddr| std::net::TcpListener::bind(addr).is_ok();
+    let login = if wanted == "off" {
         None
     } else {
-        let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
-            anyhow!("`--listen` `{}` is not an address like 127.0.0.1:8000 (or `off`)", args.listen)
-        })?;
+        let listen: std::net::SocketAddr = wanted
+            .parse()
+            .map_err(|_| anyhow!("`--listen` `{wanted}` is not an address like 127.0.0.1:8000 (or `off`)"))?;
         if !listen.ip().is_loopback() {
             bail!(
                 "`faramesh dev` serves plain HTTP on loopback only; use `faramesh serve --tls …` elsewhere"
             );
+        }
+        if !explicit && !free(&listen) {
+            eprintln!(
+                "faramesh dev: {listen} is in use, so the dashboard is off; pass `--listen 127.0.0.1:PORT` to serve it on another port"
+            );
+            return run_dev(config, policy, dir, socket, None);
         }
         let secret = random_hex(24)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -392,6 +402,17 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         });
         Some(secret)
     };
+    run_dev(config, policy, dir, socket, login)
+}
+
+/// The rest of `faramesh dev`: refuse a second one, print the connect lines once serving, run.
+fn run_dev(
+    config: Config,
+    policy: PathBuf,
+    dir: PathBuf,
+    socket: PathBuf,
+    login: Option<String>,
+) -> Result<ExitCode> {
     if let Ok(s) = client::call(&socket, "status", json!({})) {
         bail!(
             "already running (pid {}) on `{}`; stop it with `faramesh stop --socket {}`",
