@@ -377,7 +377,8 @@ fn hide_denied(shared: &Shared, msg: &mut Value) {
 
 fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
-    match gate(shared, &id, &params) {
+    let notify = |note: Value| shared.send_client(&note);
+    match gate(shared, &id, &params, Some(&notify)) {
         Some(reply) => shared.send_client(&reply),
         None => {
             if !shared.send_server(&line) {
@@ -389,7 +390,13 @@ fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
 }
 
 /// Decides a `tools/call`: `None` to forward it, or the answer to send the client instead.
-pub(crate) fn gate(shared: &Shared, id: &Value, params: &Value) -> Option<Value> {
+/// `progress` sends notifications to the client (stdio) while `--defer wait` holds the call.
+pub(crate) fn gate(
+    shared: &Shared,
+    id: &Value,
+    params: &Value,
+    progress: Option<&dyn Fn(Value)>,
+) -> Option<Value> {
     let id = id.clone();
     // From 2026-07-28 each request names its protocol version in `_meta`.
     if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
@@ -427,7 +434,26 @@ pub(crate) fn gate(shared: &Shared, id: &Value, params: &Value) -> Option<Value>
     };
     let decision = match (decision["effect"].as_str(), shared.defer) {
         (Some("DEFER"), Defer::Wait(timeout)) => {
-            wait_and_resume(shared, &call, &decision, timeout).unwrap_or(decision)
+            let token = params.pointer("/_meta/progressToken").cloned();
+            let tick = |waited: u64| {
+                if let (Some(send), Some(token)) = (progress, token.as_ref()) {
+                    send(json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {
+                            "progressToken": token,
+                            "progress": waited,
+                            "total": timeout.as_secs(),
+                            "message": format!(
+                                "waiting for approval {} ({waited} s): `faramesh approve {}`",
+                                decision["approval_id"].as_str().unwrap_or(""),
+                                decision["approval_id"].as_str().unwrap_or("")
+                            ),
+                        },
+                    }));
+                }
+            };
+            wait_and_resume(shared, &call, &decision, timeout, &tick).unwrap_or(decision)
         }
         _ => decision,
     };
@@ -472,18 +498,36 @@ pub(crate) fn gate(shared: &Shared, id: &Value, params: &Value) -> Option<Value>
     }
 }
 
-fn wait_and_resume(shared: &Shared, call: &Value, decision: &Value, timeout: Duration) -> Option<Value> {
+/// Holds a deferred call until its approval is decided (or `timeout`), in steps of 2 s with a
+/// `tick` (progress) after each undecided step; then re-asks with the approval id.
+fn wait_and_resume(
+    shared: &Shared,
+    call: &Value,
+    decision: &Value,
+    timeout: Duration,
+    tick: &dyn Fn(u64),
+) -> Option<Value> {
+    const STEP: u64 = 2;
     let approval = decision["approval_id"].as_str()?;
     let stream = std::os::unix::net::UnixStream::connect(&shared.socket).ok()?;
-    stream.set_read_timeout(Some(timeout + Duration::from_secs(10))).ok()?;
-    let waited = client::call_on(
-        &stream,
-        "approval.wait",
-        json!({"approval_id": approval, "timeout_seconds": timeout.as_secs()}),
-    )
-    .ok()?;
-    if waited["timed_out"] == true {
-        return None;
+    stream.set_read_timeout(Some(Duration::from_secs(STEP + 10))).ok()?;
+    let mut waited = 0u64;
+    loop {
+        let step = STEP.min(timeout.as_secs().saturating_sub(waited)).max(1);
+        let reply = client::call_on(
+            &stream,
+            "approval.wait",
+            json!({"approval_id": approval, "timeout_seconds": step}),
+        )
+        .ok()?;
+        waited += step;
+        if reply["timed_out"] != true {
+            break;
+        }
+        if waited >= timeout.as_secs() {
+            return None;
+        }
+        tick(waited);
     }
     let mut resume = call.clone();
     resume["approval_id"] = json!(approval);

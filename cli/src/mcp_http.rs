@@ -86,7 +86,7 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
         }
         let params = msg.get("params").cloned().unwrap_or(Value::Null);
         let shared = Arc::clone(&p.shared);
-        let verdict = tokio::task::spawn_blocking(move || gate(&shared, &id, &params)).await;
+        let verdict = tokio::task::spawn_blocking(move || gate(&shared, &id, &params, None)).await;
         match verdict {
             Ok(Some(reply)) => return json_reply(&reply),
             Ok(None) => {}

@@ -258,3 +258,23 @@ def test_the_same_over_streamable_http(env: Env) -> None:
         for p in (proxy, server):
             p.terminate()
             p.wait(timeout=20)
+
+
+def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> None:
+    before = len(env.received())
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+        if len(progress) == 1 and message:
+            approval_id = message.split("approval ", 1)[1].split(" ", 1)[0]
+            await asyncio.to_thread(env.cli, "approve", approval_id)  # another process
+
+    async def run() -> Any:
+        async with Client(env.params("--defer", "wait=60")) as client:
+            return await client.call_tool("run_shell", {"cmd": "held"}, progress_callback=on_progress)
+
+    result = asyncio.run(run())
+    assert not result.is_error and text(result) == "ran held", "held, then run once approved"
+    assert progress and "waiting for approval" in (progress[0][1] or "")
+    assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held"}}]
