@@ -70,15 +70,18 @@ pub struct McpArgs {
 enum Defer {
     Answer,
     Wait(Duration),
+    /// Send the user to the dashboard (MCP URL elicitation), then hold the call.
+    Elicit,
 }
 
 fn parse_defer(s: &str) -> Result<Defer> {
     match s {
         "answer" => Ok(Defer::Answer),
+        "elicit" => Ok(Defer::Elicit),
         "wait" => Ok(Defer::Wait(Duration::from_secs(300))),
         _ => match s.strip_prefix("wait=").and_then(|n| n.parse::<u64>().ok()) {
             Some(n) if n > 0 && n <= 3600 => Ok(Defer::Wait(Duration::from_secs(n))),
-            _ => bail!("`--defer` `{s}` must be `answer`, `wait` or `wait=SECONDS` (1-3600)"),
+            _ => bail!("`--defer` `{s}` must be `answer`, `wait`, `wait=SECONDS` (1-3600) or `elicit`"),
         },
     }
 }
@@ -375,12 +378,15 @@ fn hide_denied(shared: &Shared, msg: &mut Value) {
     });
 }
 
-fn tools_call(shared: &Arc<Shared>, id: Value, msg: Value, line: String) {
+fn tools_call(shared: &Arc<Shared>, id: Value, mut msg: Value, mut line: String) {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     let notify = |note: Value| shared.send_client(&note);
     match gate(shared, &id, &params, Some(&notify)) {
         Some(reply) => shared.send_client(&reply),
         None => {
+            if strip_elicitation(&mut msg) {
+                line = msg.to_string();
+            }
             if !shared.send_server(&line) {
                 let gone = json!({"effect": "PERMIT", "reason_code": "SERVER_GONE"});
                 shared.send_client(&refusal(shared, id, "the MCP server is gone", gone));
@@ -417,6 +423,12 @@ pub(crate) fn gate(
     if let Some(approval) = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned()) {
         call["approval_id"] = json!(approval);
     }
+    // The client's retry after a URL elicitation carries our request state: the approval id.
+    let elicited =
+        params.get("requestState").and_then(Value::as_str).and_then(|s| s.strip_prefix("faramesh:"));
+    if let Some(approval) = elicited {
+        call["approval_id"] = json!(approval);
+    }
     let decision = match client::call(&shared.socket, "govern", call.clone()) {
         Ok(d) => d,
         Err(e) => {
@@ -432,8 +444,23 @@ pub(crate) fn gate(
             ));
         }
     };
-    let decision = match (decision["effect"].as_str(), shared.defer) {
-        (Some("DEFER"), Defer::Wait(timeout)) => {
+    let hold = match shared.defer {
+        Defer::Wait(timeout) => Some(timeout),
+        Defer::Elicit if elicited.is_some() => Some(Duration::from_secs(300)),
+        _ => None,
+    };
+    if decision["effect"] == "DEFER"
+        && shared.defer == Defer::Elicit
+        && elicited.is_none()
+        && let Some(reply) = elicitation(shared, &id, params, &decision)
+    {
+        if let Ok(mut p) = shared.pending.lock() {
+            p.insert(hash, decision["approval_id"].as_str().unwrap_or_default().to_owned());
+        }
+        return Some(reply);
+    }
+    let decision = match (decision["effect"].as_str(), hold) {
+        (Some("DEFER"), Some(timeout)) => {
             let token = params.pointer("/_meta/progressToken").cloned();
             let tick = |waited: u64| {
                 if let (Some(send), Some(token)) = (progress, token.as_ref()) {
@@ -496,6 +523,57 @@ pub(crate) fn gate(
             Some(refusal(shared, id, &text, summary))
         }
     }
+}
+
+/// Removes the proxy's own elicitation round trip (`requestState` = `faramesh:…` and the
+/// `inputResponses` for it) from a retried `tools/call` before the server sees it. Returns
+/// whether anything was removed.
+pub(crate) fn strip_elicitation(msg: &mut Value) -> bool {
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else { return false };
+    let ours = params.get("requestState").and_then(Value::as_str).is_some_and(|s| s.starts_with("faramesh:"));
+    if ours {
+        params.remove("requestState");
+        params.remove("inputResponses");
+    }
+    ours
+}
+
+/// For `--defer elicit`: an `input_required` result (protocol 2026-07-28) whose URL elicitation
+/// sends the user to the dashboard's drawer for the deferred call; the client's retry carries
+/// `requestState` = `faramesh:<approval id>` and is then held until the approval is decided.
+/// `None` (answer as `--defer answer`) when the client did not declare URL elicitation, speaks
+/// an older protocol, or the daemon serves no dashboard.
+fn elicitation(shared: &Shared, id: &Value, params: &Value, decision: &Value) -> Option<Value> {
+    let version =
+        params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)?;
+    if version < "2026-07-28" {
+        return None;
+    }
+    params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities/elicitation")?;
+    let dashboard = shared.dashboard.as_deref()?;
+    let approval = decision["approval_id"].as_str()?;
+    let action = decision["action_id"].as_str().unwrap_or_default();
+    Some(json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "resultType": "input_required",
+            "inputRequests": {
+                "faramesh-approval": {
+                    "method": "elicitation/create",
+                    "params": {
+                        "mode": "url",
+                        "message": format!(
+                            "This call needs a human's approval ({}). Open the Faramesh dashboard to approve or deny it.",
+                            decision["reason"].as_str().unwrap_or("policy")
+                        ),
+                        "url": format!("{dashboard}/#action={action}"),
+                    },
+                },
+            },
+            "requestState": format!("faramesh:{approval}"),
+        },
+    }))
 }
 
 /// Holds a deferred call until its approval is decided (or `timeout`), in steps of 2 s with a

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::mcp_cmd::{Shared, gate};
+use crate::mcp_cmd::{Shared, gate, strip_elicitation};
 
 /// The largest request body relayed.
 const MAX_BODY: usize = 16 << 20;
@@ -74,6 +74,7 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                 .into_response();
         }
     };
+    let mut bytes = bytes;
     if parts.method == axum::http::Method::POST
         && let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(&bytes)
         && msg.get("method").and_then(Value::as_str) == Some("tools/call")
@@ -89,7 +90,12 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
         let verdict = tokio::task::spawn_blocking(move || gate(&shared, &id, &params, None)).await;
         match verdict {
             Ok(Some(reply)) => return json_reply(&reply),
-            Ok(None) => {}
+            Ok(None) => {
+                let mut msg = Value::Object(msg);
+                if strip_elicitation(&mut msg) {
+                    bytes = msg.to_string().into();
+                }
+            }
             Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the decision task failed").into_response(),
         }
     }

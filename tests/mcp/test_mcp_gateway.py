@@ -49,7 +49,16 @@ class Env:
         self.record = tmp / "received.jsonl"
         self.record.touch()
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--policy", str(tmp / "policy.yaml"), "--socket", self.socket, "--state-dir", str(tmp / "state")],
+            [
+                BIN,
+                "serve",
+                "--policy",
+                str(tmp / "policy.yaml"),
+                "--socket",
+                self.socket,
+                "--state-dir",
+                str(tmp / "state"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -66,7 +75,17 @@ class Env:
     def params(self, *extra: str, sock: str | None = None) -> StdioServerParameters:
         return StdioServerParameters(
             command=BIN,
-            args=["mcp", "--agent-id", "mcp-agent", "--socket", sock or self.socket, *extra, "--", sys.executable, SERVER],
+            args=[
+                "mcp",
+                "--agent-id",
+                "mcp-agent",
+                "--socket",
+                sock or self.socket,
+                *extra,
+                "--",
+                sys.executable,
+                SERVER,
+            ],
             env={**os.environ, "RECORD": str(self.record)},
         )
 
@@ -185,12 +204,30 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
     assert json.loads(proc.stdout.readline())["error"]["code"] == -32700
     send("x" * (17 << 20))
     assert json.loads(proc.stdout.readline())["error"]["code"] == -32600
-    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+    send(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        }
+    )
     assert json.loads(proc.stdout.readline())["result"]["serverInfo"]["name"] == "files"
     send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     send({"jsonrpc": "2.0", "id": 2, "method": "no/such/method"})
     assert "error" in json.loads(proc.stdout.readline())
-    send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/ok"}}})
+    send(
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "read_file", "arguments": {"path": "/ok"}},
+        }
+    )
     reply = json.loads(proc.stdout.readline())
     assert reply["id"] == 3 and reply["result"]["content"][0]["text"] == "contents of /ok"
     proc.stdin.close()
@@ -224,8 +261,20 @@ def test_the_same_over_streamable_http(env: Env) -> None:
         stderr=subprocess.DEVNULL,
     )
     proxy = subprocess.Popen(
-        [BIN, "mcp", "--agent-id", "mcp-http-agent", "--tool-prefix", "files", "--socket", env.socket,
-         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
+        [
+            BIN,
+            "mcp",
+            "--agent-id",
+            "mcp-http-agent",
+            "--tool-prefix",
+            "files",
+            "--socket",
+            env.socket,
+            "--listen",
+            f"127.0.0.1:{proxy_port}",
+            "--upstream",
+            f"http://127.0.0.1:{server_port}/mcp",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -278,3 +327,79 @@ def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> Non
     assert not result.is_error and text(result) == "ran held", "held, then run once approved"
     assert progress and "waiting for approval" in (progress[0][1] or "")
     assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held"}}]
+
+
+def test_defer_elicit_sends_the_user_to_the_dashboard_then_holds(tmp_path: Path) -> None:
+    from mcp_types import ElicitResult
+
+    port = free_port()
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    sock = str(tmp_path / "f.sock")
+    record = tmp_path / "received.jsonl"
+    record.touch()
+    daemon = subprocess.Popen(
+        [
+            BIN,
+            "serve",
+            "--policy",
+            str(tmp_path / "policy.yaml"),
+            "--socket",
+            sock,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env={**os.environ, "FARAMESH_APPROVER_TOKEN": "approver-secret"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    urls: list[str] = []
+    try:
+        wait_port(port, daemon)
+
+        def approve_latest() -> None:
+            out = subprocess.run(
+                [BIN, "pending", "--json", "--socket", sock], capture_output=True, text=True, check=True
+            )
+            pending = json.loads(out.stdout)
+            pending = pending.get("approvals", pending) if isinstance(pending, dict) else pending
+            subprocess.run(
+                [BIN, "approve", pending[-1]["approval_id"], "--socket", sock], check=True, capture_output=True
+            )
+
+        async def on_elicit(context: Any, params: Any) -> ElicitResult:
+            urls.append(params.url)
+            await asyncio.to_thread(approve_latest)  # the human, in another process
+            return ElicitResult(action="accept")
+
+        params = StdioServerParameters(
+            command=BIN,
+            args=[
+                "mcp",
+                "--agent-id",
+                "mcp-agent",
+                "--socket",
+                sock,
+                "--defer",
+                "elicit",
+                "--",
+                sys.executable,
+                SERVER,
+            ],
+            env={**os.environ, "RECORD": str(record)},
+        )
+
+        async def run() -> Any:
+            async with Client(params, elicitation_callback=on_elicit) as client:
+                return await client.call_tool("run_shell", {"cmd": "elicited"})
+
+        result = asyncio.run(run())
+        assert not result.is_error and text(result) == "ran elicited"
+        assert len(urls) == 1 and urls[0].startswith(f"http://127.0.0.1:{port}/#action=")
+        assert [json.loads(line) for line in record.read_text().splitlines()] == [
+            {"tool": "run_shell", "args": {"cmd": "elicited"}}
+        ]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)

@@ -3,7 +3,7 @@
 "use strict";
 
 const PAGE = 50;
-const state = { csrf: null, offset: 0, next: null, open: null, source: null, refresh: null };
+const state = { csrf: null, offset: 0, next: null, open: null, source: null, refresh: null, focus: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -89,6 +89,8 @@ async function boot() {
   initTheme();
   const hash = new URLSearchParams(location.hash.slice(1));
   const login = hash.get("login");
+  // `#action=<id>` (the MCP gateway's approval link) opens that action's drawer.
+  state.focus = hash.get("action");
   if (login) {
     history.replaceState(null, "", location.pathname + location.search);
     try {
@@ -159,6 +161,7 @@ function start() {
   loadOverview();
   loadPage();
   listen();
+  if (state.focus) openDrawer(state.focus);
 }
 
 // ---- header ------------------------------------------------------------------------------
