@@ -403,3 +403,31 @@ def test_defer_elicit_sends_the_user_to_the_dashboard_then_holds(tmp_path: Path)
     finally:
         daemon.terminate()
         daemon.wait(timeout=20)
+
+
+def test_garbage_from_the_server_is_dropped_and_relaying_goes_on(env: Env) -> None:
+    proc = subprocess.Popen(
+        [
+            BIN,
+            "mcp",
+            "--agent-id",
+            "mcp-agent",
+            "--socket",
+            env.socket,
+            "--",
+            sys.executable,
+            str(Path(__file__).with_name("garbage_server.py")),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin and proc.stdout
+    for i in (1, 2):
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}) + "\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) == {"jsonrpc": "2.0", "id": i, "result": {"echo": "ping"}}
+    proc.stdin.close()
+    assert proc.wait(timeout=20) == 0
+    assert proc.stderr and "not JSON" in proc.stderr.read()
