@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Close connections idle for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
+    /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub cache_size: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     /// Log at debug level.
@@ -218,6 +221,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         max_line_bytes: args.max_line_bytes,
         max_connections: args.max_connections,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        log_cache_bytes: usize::try_from(args.cache_size.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         ..Limits::default()
     };
     let state_dir = absolute(&args.state.path()?);
@@ -362,6 +366,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         max_line_bytes: 1 << 20,
         max_connections: 1024,
         idle_timeout: 300,
+        cache_size: 64,
         http: HttpArgs::default(),
         verbose: true,
     };

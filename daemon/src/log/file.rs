@@ -33,10 +33,19 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 /// A new file is created mode 0600 (whichever command creates it): the log holds every call's
 /// parameters, redacted or not.
 pub fn open_db(path: &Path) -> Result<Database, DatabaseError> {
+    open_db_with_cache(path, DEFAULT_CACHE_BYTES)
+}
+
+/// The page cache redb keeps in memory by default (its own default is 1 GiB, which a per-host
+/// sidecar should not grow into): 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// [`open_db`] with a page cache of `cache_bytes`.
+pub fn open_db_with_cache(path: &Path, cache_bytes: usize) -> Result<Database, DatabaseError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    Builder::new().create_with_backend(ZeroFilledFile::new(file)?)
+    Builder::new().set_cache_size(cache_bytes).create_with_backend(ZeroFilledFile::new(file)?)
 }
 
 /// redb's file backend, with zeros written ahead of growth (see the module docs).

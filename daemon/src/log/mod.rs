@@ -10,7 +10,9 @@ mod store;
 pub mod tables;
 pub mod verify;
 
-pub use file::{ZERO_AHEAD, ZeroFilledFile, create_private, open_db};
+pub use file::{
+    DEFAULT_CACHE_BYTES, ZERO_AHEAD, ZeroFilledFile, create_private, open_db, open_db_with_cache,
+};
 pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};
 pub use store::{ActionIds, Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};

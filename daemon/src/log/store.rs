@@ -41,6 +41,8 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Told about every commit.
     pub on_commit: Option<CommitObserver>,
+    /// redb's page cache (default [`super::DEFAULT_CACHE_BYTES`], 64 MiB).
+    pub cache_bytes: usize,
 }
 
 impl std::fmt::Debug for LogOptions {
@@ -58,6 +60,7 @@ impl Default for LogOptions {
             redact_keys: entry::DEFAULT_REDACT_KEYS.iter().map(|s| (*s).to_owned()).collect(),
             queue_capacity: 8192,
             on_commit: None,
+            cache_bytes: super::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -143,7 +146,8 @@ impl Log {
     /// [`ZeroFilledFile`]: super::ZeroFilledFile
     pub fn open(path: &Path, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
         let path: PathBuf = path.to_owned();
-        Log::open_with(Box::new(move || super::open_db(&path)), key, options)
+        let cache = options.cache_bytes;
+        Log::open_with(Box::new(move || super::open_db_with_cache(&path, cache)), key, options)
     }
 
     /// Opens the log through `opener` (tests pass a fault-injecting storage backend).

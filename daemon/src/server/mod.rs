@@ -136,7 +136,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let metrics = Arc::clone(&metrics);
         Arc::new(move |records, took, ok| metrics.observe_commit(records, took, ok))
     };
-    let options = LogOptions { on_commit: Some(observer), ..LogOptions::default() };
+    let options = LogOptions {
+        on_commit: Some(observer),
+        cache_bytes: config.limits.log_cache_bytes,
+        ..LogOptions::default()
+    };
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
     let book = approvals::Book::load(&log)?;

@@ -34,6 +34,8 @@ pub struct Limits {
     pub idle_timeout: std::time::Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: std::time::Duration,
+    /// The decision log's page cache in bytes (default 64 MiB; redb's own default is 1 GiB).
+    pub log_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             max_in_flight_per_connection: 64,
             idle_timeout: std::time::Duration::from_secs(300),
             shutdown_grace: std::time::Duration::from_secs(10),
+            log_cache_bytes: crate::log::DEFAULT_CACHE_BYTES,
         }
     }
 }
