@@ -197,7 +197,7 @@ pub fn parse_strict(text: &[u8]) -> Result<Value, StrictJsonError> {
     let value: Value = serde_json::from_slice(text).map_err(|e| StrictJsonError::Syntax(e.to_string()))?;
     // Only objects with a key seen twice can differ from what serde_json kept; check the text.
     let mut de = serde_json::Deserializer::from_slice(text);
-    DupCheck { path: String::new() }.deserialize(&mut de).map_err(|e| {
+    DupCheck { at: &Step::Root }.deserialize(&mut de).map_err(|e| {
         let msg = e.to_string();
         match msg.strip_prefix(DUP_PREFIX) {
             Some(rest) => {
@@ -211,26 +211,41 @@ pub fn parse_strict(text: &[u8]) -> Result<Value, StrictJsonError> {
 
 const DUP_PREFIX: &str = "duplicate key ";
 
-/// Walks a JSON document, failing on the first object key seen twice.
-struct DupCheck {
-    path: String,
+/// Where the walk is: a chain of keys and indexes, only turned into a `a.1.b` path when a
+/// duplicate is found (the walk allocates nothing on well-formed input with plain keys).
+enum Step<'p, 'de> {
+    Root,
+    Key(&'p Step<'p, 'de>, &'p std::borrow::Cow<'de, str>),
+    Index(&'p Step<'p, 'de>, usize),
 }
 
-impl DupCheck {
-    fn child(&self, key: &str) -> DupCheck {
-        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
-        DupCheck { path }
+impl Step<'_, '_> {
+    fn path(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Key(parent, key) => join(parent.path(), key),
+            Step::Index(parent, i) => join(parent.path(), &i.to_string()),
+        }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for DupCheck {
+fn join(parent: String, segment: &str) -> String {
+    if parent.is_empty() { segment.to_owned() } else { format!("{parent}.{segment}") }
+}
+
+/// Walks a JSON document, failing on the first object key seen twice.
+struct DupCheck<'p, 'de> {
+    at: &'p Step<'p, 'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for DupCheck<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for DupCheck {
+impl<'de> Visitor<'de> for DupCheck<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JSON")
@@ -255,19 +270,42 @@ impl<'de> Visitor<'de> for DupCheck {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
-        while seq.next_element_seed(self.child(&i.to_string()))?.is_some() {
+        loop {
+            let at = Step::Index(self.at, i);
+            if seq.next_element_seed(DupCheck { at: &at })?.is_none() {
+                return Ok(());
+            }
             i += 1;
         }
-        Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+        // Most objects are small: a linear scan of the keys seen beats hashing them; past 32
+        // keys a set keeps a huge object linear.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many: std::collections::HashSet<std::borrow::Cow<'de, str>> =
+            std::collections::HashSet::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key.to_string()) {
-                let path = self.child(&key).path;
+            let twice = if many.is_empty() && seen.len() < 32 {
+                seen.contains(&key)
+            } else {
+                if many.is_empty() {
+                    many.extend(seen.drain(..));
+                }
+                many.contains(&key)
+            };
+            if twice {
+                let path = Step::Key(self.at, &key).path();
                 return Err(de::Error::custom(format!("{DUP_PREFIX}{path}")));
             }
-            map.next_value_seed(self.child(&key))?;
+            {
+                let at = Step::Key(self.at, &key);
+                map.next_value_seed(DupCheck { at: &at })?;
+            }
+            if many.is_empty() {
+                seen.push(key);
+            } else {
+                many.insert(key);
+            }
         }
         Ok(())
     }
@@ -286,6 +324,13 @@ mod tests {
         let e = parse_strict(br#"{"a":[{"x":1},{"y":1,"y":2}]}"#).unwrap_err();
         assert_eq!(e.to_string(), "duplicate key `a.1.y`");
         assert!(matches!(parse_strict(b"{nope"), Err(StrictJsonError::Syntax(_))));
+        // A large object (past the linear scan) still finds its duplicate, wherever it is.
+        let mut big: String = (0..1000).map(|i| format!("\"k{i}\":{i},")).collect();
+        big.push_str("\"k7\":0");
+        let e = parse_strict(format!("{{\"o\":{{{big}}}}}").as_bytes()).unwrap_err();
+        assert_eq!(e, StrictJsonError::DuplicateKey("o.k7".into()));
+        let unique: String = (0..1000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
+        assert!(parse_strict(format!("{{{unique}}}").as_bytes()).is_ok());
         let v = parse_strict(br#"{"n":1e2,"s":"x","k":{"a":[1,2,{"b":null}]}}"#).unwrap();
         assert_eq!(v["k"]["a"][2], json!({"b": null}));
     }
