@@ -319,16 +319,6 @@ pub struct DevArgs {
     pub listen: Option<String>,
 }
 
-/// `n` random bytes as hex, from the kernel.
-fn random_hex(n: usize) -> Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("cannot read /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Creates `dir` (and missing parents) mode 0700; an existing dir is left as it is.
 fn private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -394,7 +384,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
             );
             return run_dev(config, policy, dir, socket, None);
         }
-        let secret = random_hex(24)?;
+        let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         config.http = Some(server::http::HttpConfig {
             listen,

@@ -36,6 +36,23 @@ pub fn open_db(path: &Path) -> Result<Database, DatabaseError> {
     open_db_with_cache(path, DEFAULT_CACHE_BYTES)
 }
 
+/// Fills `buf` from the kernel's random source (`/dev/urandom`): log ids, signing keys,
+/// session ids, login secrets. The one place the daemon and CLI draw randomness.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Read;
+    File::open(RANDOM_SOURCE)?.read_exact(buf)
+}
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; n];
+    random_bytes(&mut buf)?;
+    Ok(faramesh_proto::canonical::to_hex(&buf))
+}
+
+/// Where [`random_bytes`] reads from.
+pub const RANDOM_SOURCE: &str = "/dev/urandom";
+
 /// The page cache redb keeps in memory by default (its own default is 1 GiB, which a per-host
 /// sidecar should not grow into): 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;

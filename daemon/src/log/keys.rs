@@ -71,9 +71,8 @@ impl LogKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut f| f.read_exact(&mut seed))
-                    .map_err(|e| LogError::io("read", Path::new("/dev/urandom"), e))?;
+                super::random_bytes(&mut seed)
+                    .map_err(|e| LogError::io("read", Path::new(super::RANDOM_SOURCE), e))?;
                 let mut file = super::create_private(path).map_err(|e| LogError::io("create", path, e))?;
                 file.write_all(&seed)
                     .and_then(|()| file.sync_all())

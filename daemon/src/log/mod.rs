@@ -11,7 +11,8 @@ pub mod tables;
 pub mod verify;
 
 pub use file::{
-    DEFAULT_CACHE_BYTES, ZERO_AHEAD, ZeroFilledFile, create_private, open_db, open_db_with_cache,
+    DEFAULT_CACHE_BYTES, RANDOM_SOURCE, ZERO_AHEAD, ZeroFilledFile, create_private, open_db,
+    open_db_with_cache, random_bytes, random_hex,
 };
 pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};
 pub use store::{ActionIds, Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};

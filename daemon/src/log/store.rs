@@ -464,7 +464,8 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
                 id
             }
             None => {
-                let id = random_hex(16)?;
+                let id = super::random_hex(16)
+                    .map_err(|e| LogError::io("read", Path::new(super::RANDOM_SOURCE), e))?;
                 meta.insert("log_id", id.as_str()).map_err(storage)?;
                 meta.insert("format", FORMAT).map_err(storage)?;
                 id
@@ -473,15 +474,6 @@ fn init_tables(db: &Database) -> Result<String, LogError> {
     }
     txn.commit().map_err(storage)?;
     Ok(log_id)
-}
-
-fn random_hex(n: usize) -> Result<String, LogError> {
-    use std::io::Read;
-    let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| LogError::io("read", Path::new("/dev/urandom"), e))?;
-    Ok(entry::hex(&buf))
 }
 
 /// The `ts` of a record, in milliseconds.

@@ -57,7 +57,7 @@ impl Sessions {
     }
 
     fn open(&self, identity: TokenIdentity) -> Result<(String, String), HttpError> {
-        let (id, csrf) = (random_hex(32)?, random_hex(32)?);
+        let (id, csrf) = (random_token()?, random_token()?);
         let mut map = self.map.lock().map_err(|_| HttpError::internal("session table poisoned"))?;
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
@@ -124,14 +124,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
-/// `n` random bytes, hex.
-pub(super) fn random_hex(n: usize) -> Result<String, HttpError> {
-    use std::io::Read;
-    let mut buf = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| HttpError::internal(format!("cannot read /dev/urandom: {e}")))?;
-    Ok(faramesh_proto::canonical::to_hex(&buf))
+/// 256 random bits, hex (session ids, CSRF tokens).
+fn random_token() -> Result<String, HttpError> {
+    crate::log::random_hex(32).map_err(|e| HttpError::internal(format!("cannot read /dev/urandom: {e}")))
 }
 
 /// The dashboard's routes (merged into the listener's router).
