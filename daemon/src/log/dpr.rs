@@ -68,9 +68,8 @@ pub fn new_id() -> String {
     static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let key = KEY.get_or_init(|| {
-        use std::io::Read;
         let mut key = [0u8; 32];
-        if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).is_err() {
+        if super::random_bytes(&mut key).is_err() {
             // No /dev/urandom: still unique (time and pid), though guessable.
             let seed = format!("{}:{}", super::entry::now_ms(), std::process::id());
             key = *blake3::hash(seed.as_bytes()).as_bytes();
