@@ -116,7 +116,7 @@ impl Tokens {
     ///
     /// Tokens file: a JSON array of `{"name", "role": "agent"|"approver", "token" or
     /// "token_sha256", "agents": [..]?}`.
-    pub fn load(config: &HttpConfig) -> Result<Tokens, ListenerError> {
+    pub fn load(config: &HttpConfig) -> Result<Tokens, ServerError> {
         let mut entries = Vec::new();
         for (token, role) in [(&config.agent_token, Role::Agent), (&config.approver_token, Role::Approver)] {
             if let Some(t) = token.as_deref().filter(|t| !t.is_empty()) {
@@ -131,7 +131,7 @@ impl Tokens {
             entries.extend(read_tokens_file(path)?);
         }
         if entries.is_empty() && config.login_secret.is_none() {
-            return Err(ListenerError::NoTokens);
+            return Err(ListenerError::NoTokens.into());
         }
         Ok(Tokens { entries })
     }
@@ -151,18 +151,16 @@ impl Tokens {
     }
 }
 
-fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ListenerError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ListenerError::Io {
-        action: "read the tokens file",
-        path: path.to_owned(),
-        source,
-    })?;
+fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServerError::io("read the tokens file", path, e))?;
     let items: Vec<Value> = serde_json::from_str(&text)
         .map_err(|source| ListenerError::TokensJson { path: path.to_owned(), source })?;
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let field = |k: &str| item.get(k).and_then(Value::as_str);
-        let bad = |why: String| ListenerError::TokenEntry { path: path.to_owned(), entry: i + 1, why };
+        let bad = |why: String| {
+            ServerError::from(ListenerError::TokenEntry { path: path.to_owned(), entry: i + 1, why })
+        };
         let role = match field("role") {
             Some("agent") => Role::Agent,
             Some("approver") => Role::Approver,
@@ -227,17 +225,6 @@ pub enum ListenerError {
         "refusing plain HTTP on `{0}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed"
     )]
     PlainNotLoopback(SocketAddr),
-    /// A file (tokens, certificate, key) cannot be read or written.
-    #[error("cannot {action} `{}`: {source}", .path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A PEM file does not hold what it should.
     #[error("cannot read {what} `{}`: {source}", .path.display())]
     Pem {
@@ -861,19 +848,15 @@ fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(PathBuf, PathBu
     let made = rcgen::generate_simple_self_signed(names).map_err(ListenerError::SelfSigned)?;
     super::private_dir(&dir)?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, made.cert.pem()).map_err(|source| ListenerError::Io {
-        action: "write",
-        path: cert.clone(),
-        source,
-    })?;
+    std::fs::write(&cert, made.cert.pem()).map_err(|e| ServerError::io("write", &cert, e))?;
     Ok((cert, key))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ListenerError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     use std::io::Write;
     crate::log::create_private(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|source| ListenerError::Io { action: "write", path: path.to_owned(), source })
+        .map_err(|e| ServerError::io("write", path, e))
 }
 
 /// `AB:CD:…` of the SHA-256 of the first certificate's DER.
@@ -1041,7 +1024,7 @@ mod tests {
     #[test]
     fn a_listener_without_tokens_is_refused() {
         let e = Tokens::load(&config(None, Some(""), None)).unwrap_err();
-        assert!(matches!(e, ListenerError::NoTokens), "{e}");
+        assert!(matches!(e, ServerError::Http(ListenerError::NoTokens)), "{e}");
     }
 
     #[test]
@@ -1064,7 +1047,7 @@ mod tests {
         std::fs::write(&path, r#"[{"name":"x","role":"admin","token":"t"}]"#).unwrap();
         let e = Tokens::load(&config(None, None, Some(path))).unwrap_err();
         assert!(
-            matches!(&e, ListenerError::TokenEntry { entry: 1, why, .. } if why.contains("`role` must be")),
+            matches!(&e, ServerError::Http(ListenerError::TokenEntry { entry: 1, why, .. }) if why.contains("`role` must be")),
             "{e}"
         );
     }
