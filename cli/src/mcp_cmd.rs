@@ -106,6 +106,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The proxy's state for `args` (the server's stdin is set once the server runs).
+    fn new(args: McpArgs) -> Result<Shared> {
+        let defer = parse_defer(&args.defer)?;
+        let socket = args.socket.path();
+        let dashboard = client::call(&socket, "status", json!({}))
+            .ok()
+            .and_then(|s| s["http"]["url"].as_str().map(str::to_owned));
+        Ok(Shared {
+            args,
+            defer,
+            socket,
+            to_client: Mutex::new(std::io::stdout()),
+            to_server: Mutex::new(None),
+            server_name: Mutex::new(None),
+            protocol: Mutex::new(None),
+            listing: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            dashboard,
+        })
+    }
+
     fn send_client(&self, v: &Value) {
         if let Ok(mut out) = self.to_client.lock() {
             let _ = writeln!(out, "{v}");
@@ -137,37 +158,25 @@ fn id_key(id: &Value) -> String {
 }
 
 pub fn mcp(args: McpArgs) -> Result<ExitCode> {
-    let defer = parse_defer(&args.defer)?;
-    let socket = args.socket.path();
-    let dashboard = client::call(&socket, "status", json!({}))
-        .ok()
-        .and_then(|s| s["http"]["url"].as_str().map(str::to_owned));
-    if let (Some(listen), Some(upstream)) = (args.listen, args.upstream.clone()) {
-        if !args.command.is_empty() {
-            bail!("give either a server command (stdio) or `--listen` and `--upstream` (HTTP), not both");
+    let http = match (args.listen, args.upstream.clone()) {
+        (Some(listen), Some(upstream)) => {
+            if !args.command.is_empty() {
+                bail!("give either a server command (stdio) or `--listen` and `--upstream` (HTTP), not both");
+            }
+            if !listen.ip().is_loopback() {
+                bail!("`--listen` must be a loopback address: the proxy has no authentication of its own");
+            }
+            Some((listen, upstream))
         }
-        if !listen.ip().is_loopback() {
-            bail!("`--listen` must be a loopback address: the proxy has no authentication of its own");
-        }
-        let shared = Arc::new(Shared {
-            args,
-            defer,
-            socket,
-            to_client: Mutex::new(std::io::stdout()),
-            to_server: Mutex::new(None),
-            server_name: Mutex::new(None),
-            protocol: Mutex::new(None),
-            listing: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            dashboard,
-        });
+        _ => None,
+    };
+    let shared = Arc::new(Shared::new(args)?);
+    if let Some((listen, upstream)) = http {
         return crate::mcp_http::serve(shared, listen, &upstream);
     }
-    if args.command.is_empty() {
+    let Some((program, rest)) = shared.args.command.split_first() else {
         bail!("give the MCP server's command after `--` (stdio), or `--listen ADDR --upstream URL` (HTTP)");
-    }
-    let (program, rest) =
-        args.command.split_first().ok_or_else(|| anyhow!("give the MCP server's command after `--`"))?;
+    };
     let mut child: Child = Command::new(program)
         .args(rest)
         .stdin(Stdio::piped())
@@ -175,20 +184,10 @@ pub fn mcp(args: McpArgs) -> Result<ExitCode> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start the MCP server `{program}`"))?;
-    let child_stdin = child.stdin.take();
+    if let Ok(mut to_server) = shared.to_server.lock() {
+        *to_server = child.stdin.take();
+    }
     let child_stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout from the MCP server"))?;
-    let shared = Arc::new(Shared {
-        args,
-        defer,
-        socket,
-        to_client: Mutex::new(std::io::stdout()),
-        to_server: Mutex::new(child_stdin),
-        server_name: Mutex::new(None),
-        protocol: Mutex::new(None),
-        listing: Mutex::new(HashMap::new()),
-        pending: Mutex::new(HashMap::new()),
-        dashboard,
-    });
 
     // Server -> client.
     let from_server = {

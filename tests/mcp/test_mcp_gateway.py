@@ -41,6 +41,24 @@ rules:
 """
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 30
+    while True:
+        assert proc.poll() is None, "exited early"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            assert time.time() < deadline, f"nothing listens on {port}"
+            time.sleep(0.05)
+
+
 class Env:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -48,6 +66,8 @@ class Env:
         self.socket = str(tmp / "f.sock")
         self.record = tmp / "received.jsonl"
         self.record.touch()
+        # The daemon also serves its dashboard (pending messages and --defer elicit link to it).
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 BIN,
@@ -58,19 +78,14 @@ class Env:
                 self.socket,
                 "--state-dir",
                 str(tmp / "state"),
+                "--listen",
+                f"127.0.0.1:{self.port}",
             ],
+            env={**os.environ, "FARAMESH_APPROVER_TOKEN": "approver-secret"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 30
-        while True:
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.socket)
-                break
-            except OSError:
-                assert time.time() < deadline, "daemon did not start"
-                time.sleep(0.05)
+        wait_port(self.port, self.proc)
 
     def params(self, *extra: str, sock: str | None = None) -> StdioServerParameters:
         return StdioServerParameters(
@@ -234,24 +249,6 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
     assert proc.wait(timeout=20) == 0, "closing stdin stops the server and the proxy"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 30
-    while True:
-        assert proc.poll() is None, "exited early"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            assert time.time() < deadline, f"nothing listens on {port}"
-            time.sleep(0.05)
-
-
 def test_the_same_over_streamable_http(env: Env) -> None:
     server_port, proxy_port = free_port(), free_port()
     server = subprocess.Popen(
@@ -329,80 +326,30 @@ def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> Non
     assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held"}}]
 
 
-def test_defer_elicit_sends_the_user_to_the_dashboard_then_holds(tmp_path: Path) -> None:
+def test_defer_elicit_sends_the_user_to_the_dashboard_then_holds(env: Env) -> None:
     from mcp_types import ElicitResult
 
-    port = free_port()
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    sock = str(tmp_path / "f.sock")
-    record = tmp_path / "received.jsonl"
-    record.touch()
-    daemon = subprocess.Popen(
-        [
-            BIN,
-            "serve",
-            "--policy",
-            str(tmp_path / "policy.yaml"),
-            "--socket",
-            sock,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        env={**os.environ, "FARAMESH_APPROVER_TOKEN": "approver-secret"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    before = len(env.received())
     urls: list[str] = []
-    try:
-        wait_port(port, daemon)
 
-        def approve_latest() -> None:
-            out = subprocess.run(
-                [BIN, "pending", "--json", "--socket", sock], capture_output=True, text=True, check=True
-            )
-            pending = json.loads(out.stdout)
-            pending = pending.get("approvals", pending) if isinstance(pending, dict) else pending
-            subprocess.run(
-                [BIN, "approve", pending[-1]["approval_id"], "--socket", sock], check=True, capture_output=True
-            )
+    def approve_latest() -> None:
+        pending = json.loads(env.cli("pending", "--json"))
+        pending = pending.get("approvals", pending) if isinstance(pending, dict) else pending
+        env.cli("approve", pending[-1]["approval_id"])
 
-        async def on_elicit(context: Any, params: Any) -> ElicitResult:
-            urls.append(params.url)
-            await asyncio.to_thread(approve_latest)  # the human, in another process
-            return ElicitResult(action="accept")
+    async def on_elicit(context: Any, params: Any) -> ElicitResult:
+        urls.append(params.url)
+        await asyncio.to_thread(approve_latest)  # the human, in another process
+        return ElicitResult(action="accept")
 
-        params = StdioServerParameters(
-            command=BIN,
-            args=[
-                "mcp",
-                "--agent-id",
-                "mcp-agent",
-                "--socket",
-                sock,
-                "--defer",
-                "elicit",
-                "--",
-                sys.executable,
-                SERVER,
-            ],
-            env={**os.environ, "RECORD": str(record)},
-        )
+    async def run() -> Any:
+        async with Client(env.params("--defer", "elicit"), elicitation_callback=on_elicit) as client:
+            return await client.call_tool("run_shell", {"cmd": "elicited"})
 
-        async def run() -> Any:
-            async with Client(params, elicitation_callback=on_elicit) as client:
-                return await client.call_tool("run_shell", {"cmd": "elicited"})
-
-        result = asyncio.run(run())
-        assert not result.is_error and text(result) == "ran elicited"
-        assert len(urls) == 1 and urls[0].startswith(f"http://127.0.0.1:{port}/#action=")
-        assert [json.loads(line) for line in record.read_text().splitlines()] == [
-            {"tool": "run_shell", "args": {"cmd": "elicited"}}
-        ]
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
+    result = asyncio.run(run())
+    assert not result.is_error and text(result) == "ran elicited"
+    assert len(urls) == 1 and urls[0].startswith(f"http://127.0.0.1:{env.port}/#action=")
+    assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "elicited"}}]
 
 
 def test_garbage_from_the_server_is_dropped_and_relaying_goes_on(env: Env) -> None:
