@@ -3,7 +3,6 @@
  * PERMIT runs the tool; DENY throws ToolDeniedError (or calls onDeny); DEFER throws, waits for a
  * human (`onDefer: "wait"`), or calls onDefer. Nothing runs on an error unless `failOpen`.
  */
-import { requestHash } from "./canonical.js";
 import { DaemonUnreachableError, type Decision, FarameshTimeoutError, ToolDeniedError } from "./errors.js";
 import { log } from "./log.js";
 import { type Json, type Transport, autoTransport, defaultTransport } from "./transport.js";
@@ -109,10 +108,6 @@ export class Governor {
     if (principalToken) call["principal_token"] = principalToken;
     if (approvalId) call["approval_id"] = approvalId;
     return call;
-  }
-
-  hashOf(call: Json): string {
-    return requestHash(String(call["agent_id"]), String(call["tool"]), String(call["operation"]), call["args"] as Json, call["context"] as Json);
   }
 
   async ask(call: Json): Promise<Decision> {
