@@ -102,8 +102,9 @@ enum Command {
     Log(log_cmd::LogCommand),
     /// Write the decision log as JSON lines on stdout.
     Export(log_cmd::ExportArgs),
-    /// Put faramesh between an MCP client and an MCP server (stdio): every `tools/call` is
-    /// decided and recorded before the server sees it.
+    /// Put faramesh between an MCP client and an MCP server (stdio, or streamable HTTP with
+    /// `--listen`/`--upstream`): every `tools/call` is decided and recorded before the server
+    /// sees it.
     Mcp(mcp_cmd::McpArgs),
 }
 

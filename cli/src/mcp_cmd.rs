@@ -39,15 +39,16 @@ pub struct McpArgs {
     /// The agent id every call is decided for.
     #[arg(long)]
     pub agent_id: String,
-    /// The `tool` the policy sees (default: the server's name from `initialize`); the MCP tool
-    /// name is the `operation`.
+    /// The `tool` the policy sees (default: the server's name from its handshake in stdio mode,
+    /// `mcp` in HTTP mode); the MCP tool name is the `operation`.
     #[arg(long)]
     pub tool_prefix: Option<String>,
     /// How a denial is answered.
     #[arg(long, value_enum, default_value_t = DenyAs::Result)]
     pub deny_as: DenyAs,
     /// DEFER: `answer` (at once, "pending approval <id>"; the model's retry of the same call
-    /// resumes it) or `wait[=SECONDS]` (hold the call until a human decides; default 300 s).
+    /// resumes it), `wait[=SECONDS]` (hold the call until a human decides; default 300 s), or
+    /// `elicit` (send the user to the dashboard by MCP URL elicitation, then hold).
     #[arg(long, default_value = "answer")]
     pub defer: String,
     /// Drop from `tools/list` the tools the policy denies outright for this agent.
