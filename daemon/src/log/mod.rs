@@ -5,6 +5,8 @@
 pub mod dpr;
 pub mod entry;
 mod file;
+pub mod ids;
+pub mod index;
 pub mod keys;
 mod store;
 pub mod tables;
@@ -14,8 +16,9 @@ pub use file::{
     DEFAULT_CACHE_BYTES, RANDOM_SOURCE, ZERO_AHEAD, ZeroFilledFile, create_private, open_db,
     open_db_with_cache, random_bytes, random_hex,
 };
+pub use ids::ActionIds;
 pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};
-pub use store::{ActionIds, Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
+pub use store::{Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
 pub use verify::{Report, verify_file};
 
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ pub enum LogError {
     #[error("cannot open the decision log: {0}")]
     Open(#[source] Arc<redb::DatabaseError>),
     /// The file was written by a version with another record format.
-    #[error("the decision log is in format {found}, this version reads format {}", tables::FORMAT)]
+    #[error("the decision log is in format {found}, this version reads formats {}", tables::READS_FORMATS.join(" and "))]
     Format {
         /// The format the file declares (`(none)` when it declares none).
         found: String,

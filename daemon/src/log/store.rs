@@ -15,9 +15,12 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::entry::{self, GENESIS};
+use super::ids::{ActionIds, Scheme};
+use super::index::{self, Indexed, Keys, Pending};
 use super::keys::{Checkpoint, LogKey};
 use super::tables::{
-    BATCHES, Batch, BatchError, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES, META, STATE,
+    ACTION_EVENTS, BATCHES, Batch, BatchError, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES,
+    META, POSTINGS, READS_FORMATS, STATE, TERMS,
 };
 use super::{Corruption, LogError, verify};
 
@@ -86,6 +89,8 @@ struct Job {
     body: entry::PreparedBody,
     /// A decision: the writer gives it an action id derived from its sequence number.
     assign_id: bool,
+    /// What the entry adds to the query index.
+    keys: Keys,
     state: Option<StateWrites>,
     reply: oneshot::Sender<Result<Appended, LogError>>,
 }
@@ -95,6 +100,7 @@ fn job(
     state: Option<StateWrites>,
 ) -> Result<(Job, oneshot::Receiver<Result<Appended, LogError>>), LogError> {
     let assign_id = body.get("kind").and_then(Value::as_str) == Some("decision");
+    let keys = Keys::of(&body);
     let mut body = body;
     if assign_id {
         body.remove("id");
@@ -104,7 +110,7 @@ fn job(
         return Err(LogError::TooLarge { size: body.approx_len(), limit: MAX_ENTRY_BYTES });
     }
     let (reply, rx) = oneshot::channel();
-    Ok((Job { body, assign_id, state, reply }, rx))
+    Ok((Job { body, assign_id, keys, state, reply }, rx))
 }
 
 struct Shared {
@@ -113,6 +119,8 @@ struct Shared {
     origin: String,
     ids: ActionIds,
     head: Mutex<(u64, [u8; 32])>,
+    /// Index rows of committed entries not yet written to the index tables.
+    pending: Mutex<Pending>,
     last_ts_ms: Mutex<u64>,
     committed: broadcast::Sender<Arc<str>>,
     /// When the log was opened (the origin of `busy_since_us`).
@@ -153,15 +161,18 @@ impl Log {
     /// Opens the log through `opener` (tests pass a fault-injecting storage backend).
     pub fn open_with(opener: Opener, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
         let db = opener().map_err(|e| LogError::Open(Arc::new(e)))?;
-        let log_id = init_tables(&db)?;
+        let (log_id, scheme) = init_tables(&db)?;
+        let ids = ActionIds::new(&log_id, scheme);
+        index::catch_up(&db, &ids)?;
         let (head, last_ts) = read_tail(&db)?;
         let (committed, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
             key,
             origin: format!("faramesh/{log_id}"),
-            ids: ActionIds::new(&log_id),
+            ids,
             head: Mutex::new(head),
+            pending: Mutex::new(Pending::default()),
             last_ts_ms: Mutex::new(last_ts),
             committed,
             opened: std::time::Instant::now(),
@@ -282,26 +293,112 @@ impl Log {
         Ok(record.filter(|r| r.contains(&format!("\"id\":\"{id}\""))))
     }
 
+    /// The seq an action id stands for (whether or not that entry exists).
+    pub fn seq_of_id(&self, id: &str) -> Option<u64> {
+        self.shared.ids.seq_of(id)
+    }
+
     /// The action id of the decision stored as entry `seq`.
     pub fn action_id(&self, seq: u64) -> String {
         self.shared.ids.id_of(seq)
     }
 
     /// Action ids starting with `prefix` (at most `limit`), newest first, for unique-prefix
-    /// lookups. Ids are computed from sequence numbers, so this reads nothing from disk.
+    /// lookups. Ids are computed from sequence numbers, so this reads nothing from disk (see
+    /// `ids.rs` for what each id scheme costs).
     pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>, LogError> {
         let (size, _) = self.head();
-        let mut out = Vec::new();
-        for seq in (1..=size).rev() {
-            let id = self.shared.ids.id_of(seq);
-            if id.starts_with(prefix) {
-                out.push(id);
-                if out.len() >= limit {
-                    break;
+        let first = self.first_seq()?;
+        Ok(self
+            .shared
+            .ids
+            .with_prefix(prefix, first, size, limit)
+            .into_iter()
+            .map(|s| self.shared.ids.id_of(s))
+            .collect())
+    }
+
+    /// The first entry still in the log: 1, or the first kept after a prune.
+    pub fn first_seq(&self) -> Result<u64, LogError> {
+        self.read(|txn| {
+            let t = txn.open_table(BATCHES).map_err(storage)?;
+            let Some((k, v)) = t.first().map_err(storage)? else { return Ok(1) };
+            let plain = Batch::plain(v.value()).map_err(|e| corrupt(k.value(), e))?;
+            let n = Batch::count(&plain).map_err(|e| corrupt(k.value(), e))?;
+            Ok(first_seq(k.value(), n))
+        })
+    }
+
+    /// Entries in `lo..=hi`, newest first: those with `term` (from the index) or all of them,
+    /// calling `f(seq, record)` until it returns `false`.
+    pub fn scan_newest(
+        &self,
+        term: Option<&str>,
+        lo: u64,
+        hi: u64,
+        mut f: impl FnMut(u64, &str) -> bool,
+    ) -> Result<(), LogError> {
+        let Some(term) = term else {
+            return self.read(|txn| {
+                let t = txn.open_table(BATCHES).map_err(storage)?;
+                for item in t.range(lo..).map_err(storage)?.rev() {
+                    let (k, v) = item.map_err(storage)?;
+                    let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?;
+                    let first = first_seq(k.value(), batch.records.len());
+                    for (i, record) in batch.records.iter().enumerate().rev() {
+                        let seq = first + i as u64;
+                        if seq < lo {
+                            return Ok(());
+                        }
+                        if seq <= hi && !f(seq, &String::from_utf8_lossy(record)) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            });
+        };
+        // The pending rows first (taken before the read transaction begins: rows flushed after
+        // this are in the tables that transaction sees, and `indexed_through` tells which).
+        let pending = self.shared.pending.lock().map(|p| p.seqs_with(term, lo, hi, 0)).unwrap_or_default();
+        self.read(|txn| {
+            let through = index::indexed_through(txn)?;
+            let batches = txn.open_table(BATCHES).map_err(storage)?;
+            let mut reader = BatchReader::default();
+            for seq in pending.into_iter().filter(|&s| s > through) {
+                match reader.record(&batches, seq)? {
+                    Some(r) if !f(seq, &r) => return Ok(()),
+                    _ => {}
                 }
             }
-        }
-        Ok(out)
+            index::table_seqs(txn, term, lo, hi.min(through), |seq| {
+                Ok(match reader.record(&batches, seq)? {
+                    Some(r) => f(seq, &r),
+                    None => true,
+                })
+            })
+        })
+    }
+
+    /// Records of the events about the decision stored as entry `seq` (action lifecycle and
+    /// approval events), oldest first, from the index.
+    pub fn events_about(&self, seq: u64) -> Result<Vec<String>, LogError> {
+        let pending = self.shared.pending.lock().map(|p| p.events_of(seq, 0)).unwrap_or_default();
+        self.read(|txn| {
+            let through = index::indexed_through(txn)?;
+            let batches = txn.open_table(BATCHES).map_err(storage)?;
+            let mut reader = BatchReader::default();
+            let mut out = Vec::new();
+            let seqs = index::table_events(txn, seq)?
+                .into_iter()
+                .chain(pending.into_iter().filter(|&s| s > through));
+            for event in seqs {
+                if let Some(r) = reader.record(&batches, event)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Records from `from_seq` on, at most `limit`.
@@ -446,34 +543,80 @@ impl Drop for Log {
     }
 }
 
-/// Creates the tables and the log id on first open; returns the log id.
-fn init_tables(db: &Database) -> Result<String, LogError> {
+/// Creates the tables and the log id on first open, and upgrades a format-2 log to format 3
+/// (new tables; its batches stay as they are); returns the log id and its action id scheme.
+fn init_tables(db: &Database) -> Result<(String, Scheme), LogError> {
     let txn = db.begin_write().map_err(storage)?;
     let log_id;
+    let scheme;
     {
         txn.open_table(BATCHES).map_err(storage)?;
         txn.open_table(STATE).map_err(storage)?;
+        txn.open_table(TERMS).map_err(storage)?;
+        txn.open_table(POSTINGS).map_err(storage)?;
+        txn.open_table(ACTION_EVENTS).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
         let format = meta.get("format").map_err(storage)?.map(|v| v.value().to_owned());
-        log_id = match existing {
+        let ids = meta.get("ids").map_err(storage)?.map(|v| v.value().to_owned());
+        (log_id, scheme) = match existing {
             Some(id) => {
-                if format.as_deref() != Some(FORMAT) {
+                if !format.as_deref().is_some_and(|f| READS_FORMATS.contains(&f)) {
                     return Err(LogError::Format { found: format.unwrap_or_else(|| "(none)".into()) });
                 }
-                id
+                let Some(scheme) = Scheme::from_meta(ids.as_deref()) else {
+                    return Err(LogError::Format {
+                        found: format!("{} (action ids {})", FORMAT, ids.unwrap_or_default()),
+                    });
+                };
+                if format.as_deref() != Some(FORMAT) {
+                    meta.insert("format", FORMAT).map_err(storage)?;
+                }
+                (id, scheme)
             }
             None => {
                 let id = super::random_hex(16)
                     .map_err(|e| LogError::io("read", Path::new(super::RANDOM_SOURCE), e))?;
                 meta.insert("log_id", id.as_str()).map_err(storage)?;
                 meta.insert("format", FORMAT).map_err(storage)?;
-                id
+                meta.insert("ids", Scheme::Prefixed.as_str()).map_err(storage)?;
+                (id, Scheme::Prefixed)
             }
         };
     }
     txn.commit().map_err(storage)?;
-    Ok(log_id)
+    Ok((log_id, scheme))
+}
+
+/// Reads records by seq, keeping the last batch it decompressed (index hits cluster).
+#[derive(Default)]
+struct BatchReader {
+    /// `(first seq, last seq, plain batch)`.
+    cached: Option<(u64, u64, Vec<u8>)>,
+}
+
+impl BatchReader {
+    fn record(
+        &mut self,
+        t: &impl ReadableTable<u64, &'static [u8]>,
+        seq: u64,
+    ) -> Result<Option<String>, LogError> {
+        if !self.cached.as_ref().is_some_and(|(first, last, _)| (*first..=*last).contains(&seq)) {
+            let Some(item) = t.range(seq..).map_err(storage)?.next() else { return Ok(None) };
+            let (k, v) = item.map_err(storage)?;
+            let plain = Batch::plain(v.value()).map_err(|e| corrupt(k.value(), e))?.into_owned();
+            let n = Batch::count(&plain).map_err(|e| corrupt(k.value(), e))?;
+            self.cached = Some((first_seq(k.value(), n), k.value(), plain));
+        }
+        let Some((first, last, plain)) = &self.cached else { return Ok(None) };
+        if seq < *first {
+            return Ok(None);
+        }
+        let index = usize::try_from(seq - first)
+            .map_err(|_| corrupt(*last, BatchError::NoRecord { index: usize::MAX, count: 0 }))?;
+        let record = Batch::record_at(plain, index).map_err(|e| corrupt(*last, e))?;
+        Ok(Some(String::from_utf8_lossy(record).into_owned()))
+    }
 }
 
 /// The `ts` of a record, in milliseconds.
@@ -494,17 +637,7 @@ fn corrupt(seq: u64, why: impl Into<Corruption>) -> LogError {
 
 /// The record `seq` from the batches table.
 fn record_of(t: &impl ReadableTable<u64, &'static [u8]>, seq: u64) -> Result<Option<String>, LogError> {
-    let Some(item) = t.range(seq..).map_err(storage)?.next() else { return Ok(None) };
-    let (k, v) = item.map_err(storage)?;
-    let n = Batch::count(v.value()).map_err(|e| corrupt(k.value(), e))?;
-    let first = first_seq(k.value(), n);
-    if seq < first {
-        return Ok(None);
-    }
-    let index = usize::try_from(seq - first)
-        .map_err(|_| corrupt(k.value(), BatchError::NoRecord { index: usize::MAX, count: n }))?;
-    let record = Batch::record_at(v.value(), index).map_err(|e| corrupt(k.value(), e))?;
-    Ok(Some(String::from_utf8_lossy(record).into_owned()))
+    BatchReader::default().record(t, seq)
 }
 
 /// `(size, hash of the last entry)` and the last entry's `ts` (0 for an empty log), from one
@@ -632,6 +765,7 @@ fn poison(shared: &Shared) {
 struct Prepared {
     seq: u64,
     id: Option<String>,
+    indexed: Option<Indexed>,
     state: Vec<(String, Option<Vec<u8>>)>,
     sealed: entry::Sealed,
     reply: oneshot::Sender<Result<Appended, LogError>>,
@@ -666,7 +800,8 @@ impl<'a> Sealer<'a> {
         self.prev = sealed.entry_hash;
         self.bytes += sealed.record.len();
         let state = job.state.map(|f| f(seq, id.as_deref())).unwrap_or_default();
-        self.prepared.push(Prepared { seq, id, state, sealed, reply: job.reply });
+        let indexed = job.keys.row(seq, &self.shared.ids);
+        self.prepared.push(Prepared { seq, id, indexed, state, sealed, reply: job.reply });
     }
 
     /// Signs the checkpoint, commits, and answers every appender. `Err(())` when the
@@ -675,8 +810,27 @@ impl<'a> Sealer<'a> {
         let Sealer { shared, seq, prev, ts_ms, prepared, .. } = self;
         let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
         let note = shared.key.sign_checkpoint(&checkpoint);
-        match write_batch(db, &prepared, &note) {
+        // The index rows go to the tables with the commit that brings the pending ones to
+        // FLUSH_ROWS; until then they are kept in memory.
+        let new_rows = prepared.iter().filter(|p| p.indexed.is_some()).count();
+        let flush = shared.pending.lock().ok().and_then(|p| {
+            (p.rows.len() + new_rows >= index::FLUSH_ROWS).then(|| {
+                p.rows
+                    .iter()
+                    .cloned()
+                    .chain(prepared.iter().filter_map(|p| p.indexed.clone()))
+                    .collect::<Vec<_>>()
+            })
+        });
+        match write_batch(db, &prepared, &note, flush.as_deref().map(|rows| (rows, seq))) {
             Ok(()) => {
+                if let Ok(mut p) = shared.pending.lock() {
+                    if flush.is_some() {
+                        p.rows.clear();
+                    } else {
+                        p.rows.extend(prepared.iter().filter_map(|p| p.indexed.clone()));
+                    }
+                }
                 if let Ok(mut h) = shared.head.lock() {
                     *h = (seq, prev);
                 }
@@ -707,12 +861,21 @@ impl<'a> Sealer<'a> {
 
 /// One transaction: the batch row (records and checkpoint) and any state rows. Touching as few
 /// tables and pages as possible is what keeps a durable commit cheap.
-fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), LogError> {
+fn write_batch(
+    db: &Database,
+    prepared: &[Prepared],
+    note: &str,
+    index_rows: Option<(&[Indexed], u64)>,
+) -> Result<(), LogError> {
+    let size = prepared.last().map_or(0, |p| p.seq);
+    let plain = Batch::encode(prepared.iter().map(|p| p.sealed.record.as_bytes()), note);
+    let value = Batch::compress(&plain).map_err(|e| corrupt(size, e))?;
     let txn = db.begin_write().map_err(storage)?;
     {
-        let size = prepared.last().map_or(0, |p| p.seq);
-        let value = Batch::encode(prepared.iter().map(|p| p.sealed.record.as_bytes()), note);
         txn.open_table(BATCHES).map_err(storage)?.insert(size, value.as_slice()).map_err(storage)?;
+        if let Some((rows, through)) = index_rows {
+            index::write_rows(&txn, rows, through)?;
+        }
         if prepared.iter().any(|p| !p.state.is_empty()) {
             let mut state = txn.open_table(STATE).map_err(storage)?;
             for (key, value) in prepared.iter().flat_map(|p| &p.state) {
@@ -724,80 +887,4 @@ fn write_batch(db: &Database, prepared: &[Prepared], note: &str) -> Result<(), L
         }
     }
     txn.commit().map_err(storage)
-}
-
-/// Action ids: a keyed 64-bit permutation of the sequence number, as 16 hex characters. They
-/// look random (so any 8-character prefix is almost always unique) yet need no index: the id
-/// is computed from `seq`, and `seq` from the id.
-#[derive(Debug, Clone)]
-pub struct ActionIds {
-    keys: [u64; 4],
-}
-
-impl ActionIds {
-    /// The permutation for the log with this id.
-    pub fn new(log_id: &str) -> ActionIds {
-        let digest = blake3::hash(format!("faramesh action ids {log_id}").as_bytes());
-        let b = digest.as_bytes();
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        ActionIds { keys: [word(0), word(1), word(2), word(3)] }
-    }
-
-    fn round(key: u64, half: u32) -> u32 {
-        // A keyed mix (SplitMix64 finalizer); a Feistel network makes any round function a
-        // permutation.
-        let mut z = key ^ u64::from(half).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) as u32
-    }
-
-    /// The id of entry `seq`.
-    pub fn id_of(&self, seq: u64) -> String {
-        let (mut l, mut r) = ((seq >> 32) as u32, seq as u32);
-        for k in self.keys {
-            let next = l ^ Self::round(k, r);
-            l = r;
-            r = next;
-        }
-        format!("{:016x}", (u64::from(l) << 32) | u64::from(r))
-    }
-
-    /// The sequence number an id stands for, if it is well-formed.
-    pub fn seq_of(&self, id: &str) -> Option<u64> {
-        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return None;
-        }
-        let v = u64::from_str_radix(id, 16).ok()?;
-        let (mut l, mut r) = ((v >> 32) as u32, v as u32);
-        for k in self.keys.iter().rev() {
-            let prev = r ^ Self::round(*k, l);
-            r = l;
-            l = prev;
-        }
-        Some((u64::from(l) << 32) | u64::from(r))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ActionIds;
-
-    #[test]
-    fn action_ids_round_trip_and_look_random() {
-        let ids = ActionIds::new("abc");
-        let mut seen = std::collections::HashSet::new();
-        for seq in 1..5000u64 {
-            let id = ids.id_of(seq);
-            assert_eq!(id.len(), 16);
-            assert_eq!(ids.seq_of(&id), Some(seq));
-            assert!(seen.insert(id[..8].to_owned()), "8-character prefixes collide early at {seq}");
-        }
-        assert_ne!(ActionIds::new("other").id_of(1), ids.id_of(1));
-        assert_eq!(ids.seq_of("not-an-id"), None);
-    }
 }

@@ -4,14 +4,34 @@ use redb::TableDefinition;
 
 /// `last seq of the batch → batch` (see [`Batch`]): one row per commit.
 pub const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
-/// `log_id`, `format`.
+/// `log_id`, `format`, `ids` (the action id scheme, see `ids.rs`), `indexed_through`,
+/// `next_term`, and the prune marks (`pruned_*`, see `docs/decision-log.md`).
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// The query index's term numbers: `a:<agent_id>`, `t:<tool>`, `e:<effect>` → number.
+pub const TERMS: TableDefinition<&str, u64> = TableDefinition::new("terms");
+/// `term number << 64 | seq` for each decision with that term.
+pub const POSTINGS: TableDefinition<u128, ()> = TableDefinition::new("postings");
+/// `seq of a decision << 64 | seq of an event about its action`.
+pub const ACTION_EVENTS: TableDefinition<u128, ()> = TableDefinition::new("action_events");
 /// Daemon state kept with the log, written in the same transaction as the entry that changes
 /// it: `approval/<id>` (JSON), `action/<id>` (JSON), `budget/<agent>/<period>` (JSON count).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
-/// The value of `meta.format` this code writes and reads.
-pub const FORMAT: &str = "2";
+/// The value of `meta.format` this code writes. Format 3 stores each batch zstd-compressed and
+/// keeps the query index tables; a format-2 file is upgraded on open (its batches stay as they
+/// are and read as before: the two encodings cannot be confused, see [`Batch::plain`]).
+pub const FORMAT: &str = "3";
+
+/// Formats this code opens (older ones are upgraded in place by [`FORMAT`]'s rules).
+pub const READS_FORMATS: [&str; 2] = ["2", "3"];
+
+/// The first four bytes of a compressed batch value: a record count no plain batch can have.
+const COMPRESSED: [u8; 4] = [0xff; 4];
+/// The codec byte after [`COMPRESSED`]: zstd.
+const ZSTD: u8 = 1;
+/// zstd's level for batches: the fastest. Records are JSON with the same keys over and over, so
+/// even level 1 takes a batch to about a fifth of its size.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Most records the writer puts in one batch.
 pub const MAX_BATCH_RECORDS: usize = 4096;
@@ -29,9 +49,11 @@ const MAX_DECODED_BYTES: usize = MAX_BATCH_BYTES + MAX_ENTRY_BYTES + (1 << 20);
 
 /// The entries of one commit and the checkpoint signed over the log as of that commit.
 ///
-/// Encoding (all integers little-endian `u32`): the number of records `n`; `n` times the
+/// Plain encoding (all integers little-endian `u32`): the number of records `n`; `n` times the
 /// length of a record then its bytes (canonical JSON, UTF-8); the length of the checkpoint note
-/// then its bytes. Nothing may follow.
+/// then its bytes. Nothing may follow. Stored encoding (format 3): `ff ff ff ff`, the codec byte
+/// `01` (zstd), then one zstd frame of the plain encoding. Format 2 stored the plain encoding,
+/// which still reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// The records, in sequence order.
@@ -54,13 +76,43 @@ impl Batch {
         out
     }
 
-    /// This batch, encoded.
+    /// This batch, encoded (plain).
     pub fn to_bytes(&self) -> Vec<u8> {
         Batch::encode(self.records.iter().map(Vec::as_slice), &self.checkpoint)
     }
 
-    /// Decodes a batch value, naming what is wrong with a malformed one.
-    pub fn decode(bytes: &[u8]) -> Result<Batch, BatchError> {
+    /// The stored form of a plain encoding: compressed.
+    pub fn compress(plain: &[u8]) -> Result<Vec<u8>, BatchError> {
+        let mut out = Vec::with_capacity(plain.len() / 4 + 64);
+        out.extend_from_slice(&COMPRESSED);
+        out.push(ZSTD);
+        let frame = zstd::bulk::compress(plain, ZSTD_LEVEL).map_err(|e| BatchError::Codec(e.to_string()))?;
+        out.extend_from_slice(&frame);
+        Ok(out)
+    }
+
+    /// The plain encoding of a stored value (decompressed if it is compressed, as is if it is a
+    /// format-2 value), never larger than any batch the writer makes.
+    pub fn plain(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, BatchError> {
+        let Some(rest) = stored.strip_prefix(&COMPRESSED) else {
+            return Ok(std::borrow::Cow::Borrowed(stored));
+        };
+        match rest.split_first() {
+            Some((&ZSTD, frame)) => zstd::bulk::decompress(frame, MAX_DECODED_BYTES)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| BatchError::Codec(e.to_string())),
+            Some((&other, _)) => Err(BatchError::Codec(format!("unknown codec {other}"))),
+            None => Err(BatchError::CutShort),
+        }
+    }
+
+    /// Decodes a stored batch value (compressed or plain), naming what is wrong.
+    pub fn decode(stored: &[u8]) -> Result<Batch, BatchError> {
+        Batch::decode_plain(&Batch::plain(stored)?)
+    }
+
+    /// Decodes a plain encoding, naming what is wrong with a malformed one.
+    pub fn decode_plain(bytes: &[u8]) -> Result<Batch, BatchError> {
         if bytes.len() > MAX_DECODED_BYTES {
             return Err(BatchError::TooLarge(bytes.len()));
         }
@@ -81,7 +133,7 @@ impl Batch {
         Ok(Batch { records, checkpoint })
     }
 
-    /// The `i`-th record without decoding the others' bytes into vectors.
+    /// The `i`-th record of a plain encoding, without decoding the others' bytes into vectors.
     pub fn record_at(bytes: &[u8], i: usize) -> Result<&[u8], BatchError> {
         let mut at = 0usize;
         let n = read_len(bytes, &mut at)?;
@@ -94,7 +146,7 @@ impl Batch {
         read_slice(bytes, &mut at)
     }
 
-    /// The number of records in an encoded batch.
+    /// The number of records in a plain encoding.
     pub fn count(bytes: &[u8]) -> Result<usize, BatchError> {
         read_len(bytes, &mut 0)
     }
@@ -118,6 +170,9 @@ pub enum BatchError {
     /// The checkpoint note is not text.
     #[error("the checkpoint is not UTF-8")]
     CheckpointNotUtf8,
+    /// The compressed value does not decompress (or uses a codec this version does not know).
+    #[error("the batch does not decompress: {0}")]
+    Codec(String),
     /// A record index past the batch's end.
     #[error("record {index} of a batch of {count}")]
     NoRecord {
@@ -169,8 +224,20 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(Batch::decode(&longer).unwrap_err(), BatchError::Trailing(_)));
-        let mut huge = bytes;
-        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut huge = bytes.clone();
+        huge[0..3].copy_from_slice(&[0xff; 3]);
         assert!(Batch::decode(&huge).is_err());
+
+        // Stored compressed, the same batch comes back; damage to the frame is an error.
+        let stored = Batch::compress(&bytes).unwrap();
+        assert_eq!(&stored[..5], &[0xff, 0xff, 0xff, 0xff, 1]);
+        assert_eq!(Batch::decode(&stored).unwrap(), batch);
+        assert_eq!(Batch::plain(&stored).unwrap().as_ref(), bytes.as_slice());
+        for cut in 0..stored.len() {
+            assert!(Batch::decode(&stored[..cut]).is_err(), "compressed cut at {cut}");
+        }
+        let mut other_codec = stored.clone();
+        other_codec[4] = 9;
+        assert!(matches!(Batch::decode(&other_codec).unwrap_err(), BatchError::Codec(_)));
     }
 }

@@ -597,10 +597,13 @@ async fn list_actions(
     let query = ListQuery::from_json(&query_map(q), 20)?;
     let views = app.service.action_list(&query, &who)?;
     let actions: Vec<Value> = views.iter().map(|v| v1_action(v, &who)).collect();
-    let next = (actions.len() == query.limit).then_some(query.offset + actions.len());
+    let full = actions.len() == query.limit;
+    let next = full.then_some(query.offset + actions.len());
+    let next_cursor = views.last().filter(|_| full).map(ActionView::id);
     Ok(json_response(
         StatusCode::OK,
-        &json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next}),
+        &json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next,
+                "next_cursor": next_cursor}),
     ))
 }
 

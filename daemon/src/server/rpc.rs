@@ -160,8 +160,10 @@ async fn action_events(s: Service, p: Map<String, Value>, who: Identity) -> RpcR
 
 async fn action_list(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let q = ListQuery::from_json(&p, 50)?;
-    let actions: Vec<Value> = s.action_list(&q, &who)?.into_iter().map(|v| v.record).collect();
-    Ok(json!({ "actions": actions }))
+    let views = s.action_list(&q, &who)?;
+    let next_cursor = views.last().filter(|_| views.len() == q.limit).map(|v| v.id().to_owned());
+    let actions: Vec<Value> = views.into_iter().map(|v| v.record).collect();
+    Ok(json!({ "actions": actions, "next_cursor": next_cursor }))
 }
 
 async fn action_transition(s: Service, p: Map<String, Value>, who: Identity, start: bool) -> RpcResult {

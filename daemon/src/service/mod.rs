@@ -18,7 +18,12 @@ use serde_json::{Map, Value, json};
 pub use request::{CallRequest, Fields, ListQuery, Transition};
 
 use crate::log::dpr::{self, Caller, PeerCred};
+use crate::log::index::Term;
 use crate::log::{Appended, LogError, StateWrites, entry};
+
+/// Most entries an action listing reads when no indexed filter narrows it (a text search or a
+/// status alone): the newest ones.
+pub const UNINDEXED_SCAN: usize = 200_000;
 use crate::policy;
 use crate::server::approvals::{self, Approval};
 use crate::server::limits;
@@ -938,7 +943,7 @@ impl Service {
         let approval_id = view.text("approval_id").map(str::to_owned);
         let seq = view.record.get("seq").and_then(Value::as_u64).unwrap_or(0);
         let mut events = vec![view.record.clone()];
-        for record in self.state.log.entries_from(seq + 1, 10_000)? {
+        for record in self.state.log.events_about(seq)? {
             let v = record_value(&record);
             let about_action = v.get("action_id").and_then(Value::as_str) == Some(action_id.as_str());
             let about_approval = v.get("kind").and_then(Value::as_str) == Some("approval")
@@ -951,23 +956,56 @@ impl Service {
         Ok((view, events))
     }
 
-    /// Decisions, newest first, filtered (the newest 100,000 entries are searched: there is no
-    /// index by agent or tool yet).
+    /// Decisions, newest first, filtered. A filter by agent, tool or effect (and a status of
+    /// `pending_approval`) is answered from the log's index, through the whole log; time bounds
+    /// and the cursor narrow the range of entries read. A listing with none of those (only a
+    /// text search, a status, or nothing) reads the newest [`UNINDEXED_SCAN`] entries at most.
     pub fn action_list(&self, q: &ListQuery, who: &Identity) -> Result<Vec<ActionView>, ServiceError> {
+        let log = &self.state.log;
+        let (size, _) = log.head();
+        let mut lo = log.first_seq()?;
+        let mut hi = size;
+        if let Some(since) = q.since_ms {
+            lo = lo.max(log.first_seq_at_or_after(since)?);
+        }
+        if let Some(until) = q.until_ms {
+            hi = hi.min(log.first_seq_at_or_after(until)?.saturating_sub(1));
+        }
+        if let Some(cursor) = &q.cursor {
+            let seq = log.seq_of_id(cursor).ok_or_else(|| {
+                ServiceError::invalid(
+                    "cursor",
+                    format!("`cursor` `{cursor}` is not an action id of this log"),
+                )
+            })?;
+            hi = hi.min(seq.saturating_sub(1));
+        }
+        // The most selective indexed filter drives the scan; the others are checked per record.
+        let term = if let Some(a) = &q.agent_id {
+            Some(Term::Agent(a.clone()))
+        } else if let Some(t) = &q.tool {
+            Some(Term::Tool(t.clone()))
+        } else if let Some(e) = &q.effect {
+            Some(Term::Effect(e.clone()))
+        } else if q.status == Some(ActionStatus::PendingApproval) {
+            Some(Term::Effect("DEFER".into()))
+        } else {
+            None
+        };
+        if term.is_none() {
+            lo = lo.max(hi.saturating_sub(UNINDEXED_SCAN as u64 - 1));
+        }
         let keep = |v: &Value| {
             v.get("kind").and_then(Value::as_str) == Some("decision")
                 && q.tool.as_deref().is_none_or(|t| v.get("tool").and_then(Value::as_str) == Some(t))
                 && q.effect.as_deref().is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e))
                 && q.agent_id.as_deref().is_none_or(|a| v.get("agent_id").and_then(Value::as_str) == Some(a))
-                && q.since_ms.is_none_or(|s| {
-                    v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339).is_some_and(|t| t >= s)
-                })
                 && self.may_read(who, v)
         };
         let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
         let mut out = Vec::new();
         let mut skipped = 0;
-        self.state.log.newest_first(100_000, |record| {
+        log.scan_newest(term.as_ref().map(Term::key).as_deref(), lo, hi, |_, record| {
             if !matches_text(record) {
                 return true;
             }

@@ -67,22 +67,38 @@ pub struct ListQuery {
     pub status: Option<super::ActionStatus>,
     /// Only decisions at or after this time (ms since the epoch).
     pub since_ms: Option<u64>,
+    /// Only decisions before this time (ms since the epoch).
+    pub until_ms: Option<u64>,
+    /// Only decisions older than this action (its id: the `next_cursor` of the previous page).
+    pub cursor: Option<String>,
     /// Only records whose text contains this, ignoring case (the dashboard's search).
     pub text: Option<String>,
 }
 
 impl ListQuery {
     /// Reads `limit` (default `default_limit`), `offset`, `agent_id` (or `agent`), `tool`,
-    /// `effect`, `status`, `since`, `q` (text search, at most 200 characters).
+    /// `effect`, `status`, `since`, `until`, `cursor`, `q` (text search, at most 200 characters).
     pub fn from_json(map: &Map<String, Value>, default_limit: usize) -> Result<ListQuery, ServiceError> {
         let f = Fields(map);
-        let since_ms =
-            match f.string("since")? {
-                Some(s) => Some(crate::log::entry::parse_rfc3339(&s).ok_or_else(|| {
-                    ServiceError::invalid("since", format!("`since` `{s}` is not RFC 3339"))
-                })?),
-                None => None,
-            };
+        let time = |field: &str| -> Result<Option<u64>, ServiceError> {
+            match f.string(field)? {
+                Some(s) => Ok(Some(crate::log::entry::parse_rfc3339(&s).ok_or_else(|| {
+                    ServiceError::invalid(field, format!("`{field}` `{s}` is not RFC 3339"))
+                })?)),
+                None => Ok(None),
+            }
+        };
+        let since_ms = time("since")?;
+        let until_ms = time("until")?;
+        let cursor = f.string("cursor")?.filter(|c| !c.is_empty());
+        if let Some(c) = &cursor
+            && (c.len() != 16 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ServiceError::invalid(
+                "cursor",
+                format!("`cursor` `{c}` is not an action id (pass the `next_cursor` of the previous page)"),
+            ));
+        }
         let status = match f.string("status")? {
             None => None,
             Some(s) => Some(super::ActionStatus::parse(&s).ok_or_else(|| {
@@ -108,6 +124,8 @@ impl ListQuery {
             },
             status,
             since_ms,
+            until_ms,
+            cursor: cursor.map(|c| c.to_ascii_lowercase()),
             text: match f.string("q")? {
                 Some(q) if q.chars().count() > 200 => {
                     return Err(ServiceError::invalid("q", "`q` is longer than 200 characters"));
