@@ -1,5 +1,5 @@
-//! The decision log's query index, compressed batches and the upgrade from format 2, against a
-//! real redb file.
+//! The decision log's query index, compressed batches, the upgrade from format 2 and pruning,
+//! against a real redb file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use faramesh_daemon::log::index::{FLUSH_ROWS, Term};
 use faramesh_daemon::log::tables::{ACTION_EVENTS, BATCHES, Batch, META, POSTINGS, TERMS};
-use faramesh_daemon::log::{Log, LogKey, LogOptions};
+use faramesh_daemon::log::{Cut, Log, LogError, LogKey, LogOptions, prune, verify_file};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde_json::{Map, Value, json};
 
@@ -211,4 +211,174 @@ fn a_format_2_log_is_upgraded_on_open_and_keeps_its_ids() {
     let meta_format =
         db.begin_read().unwrap().open_table(META).unwrap().get("format").unwrap().unwrap().value().to_owned();
     assert_eq!(meta_format, "3");
+}
+
+fn file_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("log.redb")).unwrap().len()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn a_prune_needs_an_export_records_the_cut_shrinks_the_file_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 400); // 3,200 decisions
+    let size = log.head().0;
+    let rt = runtime();
+
+    // Nothing was exported: refused, and nothing changes.
+    let err = rt.block_on(log.prune(Cut::KeepLast(320), false, json!("test"))).unwrap_err();
+    assert!(matches!(err, LogError::NotExported { exported_through: 0, .. }), "{err}");
+    assert_eq!(log.first_seq().unwrap(), 1);
+    assert_eq!(log.head().0, size);
+
+    // Exported through the cut: allowed. A mark that does not join the first one does not move.
+    assert_eq!(log.mark_exported(100, size).unwrap(), 0);
+    assert_eq!(log.mark_exported(1, 2000).unwrap(), 2000);
+    assert_eq!(log.mark_exported(2001, size).unwrap(), size);
+    let plan = log.plan_prune(Cut::KeepLast(320)).unwrap();
+    assert!(plan.first_kept_seq <= size - 319, "whole batches: never more than asked {plan:?}");
+    assert!(plan.first_kept_seq > size - 400, "{plan:?}");
+    let before = file_len(dir.path());
+
+    // Appends go on while the prune runs.
+    let appender = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let seqs: Vec<u64> = (0..200)
+                .map(|_| log.append_blocking(decision("late", "tool-0", "PERMIT")).unwrap().seq)
+                .collect();
+            seqs.len()
+        })
+    };
+    let done = rt.block_on(log.prune(Cut::KeepLast(320), false, json!("test"))).unwrap();
+    assert_eq!(appender.join().unwrap(), 200);
+    assert_eq!(done.plan, plan);
+    assert!(done.batches > 0);
+    assert_eq!(log.first_seq().unwrap(), plan.first_kept_seq);
+    let after = file_len(dir.path());
+    // A small file keeps redb's fixed overhead; the soak bench measures a large one.
+    assert!(done.compacted && after * 4 < before * 3, "the file shrank: {before} → {after}");
+
+    // The prune entry says what happened; reads start at the first kept entry.
+    let prune: Value = serde_json::from_str(&log.get(done.entry_seq).unwrap().unwrap()).unwrap();
+    assert_eq!(prune["kind"], "prune");
+    assert_eq!(prune["first_kept_seq"], plan.first_kept_seq);
+    assert_eq!(prune["pruned_entries"], plan.entries);
+    assert_eq!(log.get(1).unwrap(), None);
+    assert_eq!(log.get_by_id(&log.action_id(5)).unwrap(), None);
+    assert!(log.ids_with_prefix(&log.action_id(5), 10).unwrap().is_empty());
+    let first = log.entries_from(1, 1).unwrap();
+    assert!(first[0].contains(&format!("\"seq\":{}", plan.first_kept_seq)));
+    let agent = by_index(&log, &Term::Agent("agent-2".into()), 1, log.head().0);
+    assert!(!agent.is_empty() && agent.iter().all(|&s| s >= plan.first_kept_seq));
+
+    let report = log.verify(None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.first_seq, plan.first_kept_seq);
+    assert_eq!(report.pruned_entries, plan.first_kept_seq - 1);
+    assert_eq!(report.pruned_at.as_deref(), prune["ts"].as_str());
+    let key = log.key().public();
+    Arc::try_unwrap(log).unwrap().close();
+    assert!(verify_file(&dir.path().join("log.redb"), &key, None).ok, "offline too");
+
+    // Reopened: it goes on from where it was.
+    let key = LogKey::load_or_create(&dir.path().join("log.key")).unwrap();
+    let log = Log::open(&dir.path().join("log.redb"), key, LogOptions::default()).unwrap();
+    log.append_blocking(decision("agent-1", "tool-1", "PERMIT")).unwrap();
+    assert!(log.verify(None).unwrap().ok);
+}
+
+/// Removes the batches stored under keys below `below`, behind the log's back.
+fn cut_batches(path: &Path, below: u64) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(BATCHES).unwrap().retain_in(..below, |_, _| false).unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_cut_that_was_not_recorded_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 100);
+    let public = log.key().public();
+    let size = log.head().0;
+    let rt = runtime();
+    let done = rt.block_on(log.prune(Cut::KeepLast(size / 2), true, json!("test"))).unwrap();
+    let kept = done.plan.first_kept_seq;
+    assert!(log.verify(None).unwrap().ok);
+    Arc::try_unwrap(log).unwrap().close();
+    let path = dir.path().join("log.redb");
+
+    // More removed than the prune recorded.
+    let copy = dir.path().join("more.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    cut_batches(&copy, kept + 40);
+    let report = verify_file(&copy, &public, None);
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_seq, Some(kept), "{report:?}");
+
+    // The prune mark edited to cover the extra cut.
+    let copy = dir.path().join("mark.redb");
+    std::fs::copy(&path, &copy).unwrap();
+    {
+        let db = Database::open(&copy).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut state = txn.open_table(faramesh_daemon::log::tables::STATE).unwrap();
+            let mut mark: Value =
+                serde_json::from_slice(state.get(prune::MARK).unwrap().unwrap().value()).unwrap();
+            mark["first_kept_seq"] = json!(kept + 40);
+            state.insert(prune::MARK, serde_json::to_vec(&mark).unwrap().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let report = verify_file(&copy, &public, None);
+    assert!(!report.ok && report.problem.as_deref().unwrap().contains("prune"), "{report:?}");
+
+    // A log never pruned, with its start cut off.
+    let other = tempfile::tempdir().unwrap();
+    let log = filled(other.path(), 20);
+    let public = log.key().public();
+    Arc::try_unwrap(log).unwrap().close();
+    cut_batches(&other.path().join("log.redb"), 30);
+    let report = verify_file(&other.path().join("log.redb"), &public, None);
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_seq, Some(1));
+    assert!(report.problem.as_deref().unwrap().contains("no prune was recorded"), "{report:?}");
+}
+
+#[test]
+fn a_prune_cut_short_resumes_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 50);
+    let size = log.head().0;
+    // What a prune records before it removes anything, as a crash would leave it.
+    let plan = log.plan_prune(Cut::KeepLast(100)).unwrap();
+    let anchor: Value = serde_json::from_str(&log.get(plan.first_kept_seq).unwrap().unwrap()).unwrap();
+    let anchor = anchor["prev_hash"].as_str().unwrap().to_owned();
+    let body = faramesh_daemon::log::dpr::event_entry(
+        "prune",
+        json!({"first_kept_seq": plan.first_kept_seq, "anchor_hash": anchor}),
+    );
+    let first_kept_seq = plan.first_kept_seq;
+    let writes: faramesh_daemon::log::StateWrites = Box::new(move |seq, _| {
+        let mark = prune::Mark { first_kept_seq, anchor_hash: anchor, seq };
+        vec![(prune::MARK.to_owned(), Some(serde_json::to_vec(&mark).unwrap()))]
+    });
+    runtime().block_on(log.append_with_state(body, Some(writes))).unwrap();
+    assert_eq!(log.first_seq().unwrap(), 1);
+    assert!(log.verify(None).unwrap().ok, "recorded, not yet carried out: still whole");
+    Arc::try_unwrap(log).unwrap().close();
+
+    let key = LogKey::load_or_create(&dir.path().join("log.key")).unwrap();
+    let log = Log::open(&dir.path().join("log.redb"), key, LogOptions::default()).unwrap();
+    // The writer finishes the prune in the background; an append queues behind it.
+    log.append_blocking(decision("after", "tool-0", "PERMIT")).unwrap();
+    assert_eq!(log.first_seq().unwrap(), first_kept_seq);
+    let report = log.verify(None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.size, size + 2);
 }

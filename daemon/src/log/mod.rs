@@ -8,6 +8,7 @@ mod file;
 pub mod ids;
 pub mod index;
 pub mod keys;
+pub mod prune;
 mod store;
 pub mod tables;
 pub mod verify;
@@ -18,7 +19,9 @@ pub use file::{
 };
 pub use ids::ActionIds;
 pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};
-pub use store::{Appended, CommitObserver, Log, LogOptions, Opener, StateWrites};
+pub use store::{
+    Appended, CommitObserver, Cut, Log, LogOptions, Opener, PruneOutcome, PrunePlan, PruneStats, StateWrites,
+};
 pub use verify::{Report, verify_file};
 
 use std::path::PathBuf;
@@ -97,6 +100,19 @@ pub enum LogError {
     /// The log is shut down.
     #[error("the decision log is closed")]
     Closed,
+    /// Another prune is being recorded or carried out.
+    #[error("a prune of the decision log is already running")]
+    PruneRunning,
+    /// A prune would remove entries that were never exported or archived.
+    #[error(
+        "entries up to {last_pruned} would be removed, but the log was exported or archived only through entry {exported_through}"
+    )]
+    NotExported {
+        /// The last entry the prune would remove.
+        last_pruned: u64,
+        /// How far the log was exported or archived.
+        exported_through: u64,
+    },
 }
 
 /// What is wrong with a stored batch.

@@ -133,9 +133,58 @@ struct Shared {
 /// The decision log: append (group-committed, durable), read, verify.
 pub struct Log {
     shared: Arc<Shared>,
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     options: LogOptions,
+    /// A prune is being recorded or carried out.
+    pruning: std::sync::atomic::AtomicBool,
+}
+
+/// Where a prune cuts the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Entries recorded before this time (ms since the epoch).
+    Before(u64),
+    /// All but the newest this many entries.
+    KeepLast(u64),
+}
+
+/// What a prune would remove: whole batches only, so the first kept entry is the first of its
+/// batch (never later than the cut asked for).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PrunePlan {
+    /// The first entry in the log now.
+    pub first_seq: u64,
+    /// The first entry that stays.
+    pub first_kept_seq: u64,
+    /// Entries that go (`first_kept_seq - first_seq`).
+    pub entries: u64,
+    /// The log's size now.
+    pub size: u64,
+    /// Every entry up to this one was exported or archived (0: none).
+    pub exported_through: u64,
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PruneOutcome {
+    /// The plan carried out.
+    pub plan: PrunePlan,
+    /// The seq of the `prune` entry that records the cut.
+    pub entry_seq: u64,
+    /// Batches removed.
+    pub batches: u64,
+    /// Whether the file was compacted.
+    pub compacted: bool,
+}
+
+/// Clears the pruning flag when dropped.
+struct PruneGuard<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for PruneGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -187,7 +236,23 @@ impl Log {
                 move || writer_loop(&writer_shared, &opener, rx, observer.as_ref())
             })
             .map_err(|e| LogError::io("start the log writer", Path::new("faramesh-log-writer"), e))?;
-        Ok(Log { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), options })
+        let log = Log {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            options,
+            pruning: std::sync::atomic::AtomicBool::new(false),
+        };
+        // A prune cut short (the daemon stopped or crashed) resumes now.
+        if let Some(mark) = log.prune_mark()?
+            && log.first_seq()? < mark.first_kept_seq
+        {
+            tracing::info!(first_kept_seq = mark.first_kept_seq, "resuming an unfinished prune");
+            if let Some(tx) = log.tx.lock().ok().and_then(|g| g.clone()) {
+                let _ = tx.try_send(Msg::Prune(PruneJob { first_kept: mark.first_kept_seq, reply: None }));
+            }
+        }
+        Ok(log)
     }
 
     /// How long the writer has been working on its current batch (`None` while it waits for
@@ -230,7 +295,7 @@ impl Log {
         self.shared.committed.subscribe()
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Job>, LogError> {
+    fn sender(&self) -> Result<mpsc::Sender<Msg>, LogError> {
         self.tx.lock().ok().and_then(|g| g.clone()).ok_or(LogError::Closed)
     }
 
@@ -249,15 +314,134 @@ impl Log {
         state: Option<StateWrites>,
     ) -> Result<Appended, LogError> {
         let (job, rx) = job(body, state)?;
-        self.sender()?.send(job).await.map_err(|_| LogError::Closed)?;
+        self.sender()?.send(Msg::Append(job)).await.map_err(|_| LogError::Closed)?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
     /// [`Log::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, body: Map<String, Value>) -> Result<Appended, LogError> {
         let (job, rx) = job(body, None)?;
-        self.sender()?.blocking_send(job).map_err(|_| LogError::Closed)?;
+        self.sender()?.blocking_send(Msg::Append(job)).map_err(|_| LogError::Closed)?;
         rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// The newest recorded prune, if any.
+    pub fn prune_mark(&self) -> Result<Option<super::prune::Mark>, LogError> {
+        Ok(self.state_get(super::prune::MARK)?.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// How far the log was exported or archived (every entry up to the seq returned; 0: none).
+    pub fn exported_through(&self) -> Result<u64, LogError> {
+        let row: Option<super::prune::Exported> =
+            self.state_get(super::prune::EXPORTED)?.and_then(|v| serde_json::from_slice(&v).ok());
+        Ok(row.map_or(0, |r| r.through_seq))
+    }
+
+    /// Records that entries `from_seq..=through_seq` were exported or archived. Only a range
+    /// that joins what was recorded before (or starts at the log's first entry) moves the mark:
+    /// the mark means every entry up to it. Returns the mark after.
+    pub fn mark_exported(&self, from_seq: u64, through_seq: u64) -> Result<u64, LogError> {
+        let current = self.exported_through()?;
+        let first = self.first_seq()?;
+        let through = through_seq.min(self.head().0);
+        if from_seq > current.max(first.saturating_sub(1)) + 1 || through <= current {
+            return Ok(current);
+        }
+        let db = self.shared.db.read().ok().and_then(|g| g.clone()).ok_or(LogError::Reopening)?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let row = super::prune::Exported { through_seq: through, ts: entry::rfc3339(entry::now_ms()) };
+            let bytes = serde_json::to_vec(&row).unwrap_or_default();
+            txn.open_table(STATE)
+                .map_err(storage)?
+                .insert(super::prune::EXPORTED, bytes.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(through)
+    }
+
+    /// What pruning at `cut` would remove.
+    pub fn plan_prune(&self, cut: Cut) -> Result<PrunePlan, LogError> {
+        let (size, _) = self.head();
+        let first_seq = self.first_seq()?;
+        let wanted = match cut {
+            Cut::Before(ms) => self.first_seq_at_or_after(ms)?,
+            Cut::KeepLast(n) => (size + 1).saturating_sub(n),
+        }
+        .max(first_seq);
+        // Whole batches: the batch holding `wanted` stays.
+        let first_kept_seq = if wanted > size {
+            size + 1
+        } else {
+            self.read(|txn| {
+                let t = txn.open_table(BATCHES).map_err(storage)?;
+                let Some(item) = t.range(wanted..).map_err(storage)?.next() else { return Ok(size + 1) };
+                let (k, v) = item.map_err(storage)?;
+                let plain = Batch::plain(v.value()).map_err(|e| corrupt(k.value(), e))?;
+                Ok(self::first_seq(k.value(), Batch::count(&plain).map_err(|e| corrupt(k.value(), e))?))
+            })?
+        }
+        .max(first_seq);
+        Ok(PrunePlan {
+            first_seq,
+            first_kept_seq,
+            entries: first_kept_seq - first_seq,
+            size,
+            exported_through: self.exported_through()?,
+        })
+    }
+
+    /// Prunes the log at `cut`: refuses (unless `force`) when entries that would go were never
+    /// exported or archived; records the cut as a `prune` entry (`by` names who asked), then
+    /// removes the batches while appends go on, and compacts the file.
+    pub async fn prune(&self, cut: Cut, force: bool, by: Value) -> Result<PruneOutcome, LogError> {
+        if self.pruning.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(LogError::PruneRunning);
+        }
+        let _guard = PruneGuard(&self.pruning);
+        let plan = self.plan_prune(cut)?;
+        if plan.entries == 0 {
+            return Ok(PruneOutcome { plan, entry_seq: 0, batches: 0, compacted: false });
+        }
+        if !force && plan.exported_through + 1 < plan.first_kept_seq {
+            return Err(LogError::NotExported {
+                last_pruned: plan.first_kept_seq - 1,
+                exported_through: plan.exported_through,
+            });
+        }
+        let anchor = match self.get(plan.first_kept_seq)? {
+            Some(record) => {
+                entry::open(record.as_bytes()).map_err(|e| corrupt(plan.first_kept_seq, e))?.prev_hash
+            }
+            None => self.head().1,
+        };
+        let anchor_hex = entry::hex(&anchor);
+        let body = super::dpr::event_entry(
+            "prune",
+            serde_json::json!({
+                "first_kept_seq": plan.first_kept_seq,
+                "anchor_hash": anchor_hex,
+                "pruned_from_seq": plan.first_seq,
+                "pruned_entries": plan.entries,
+                "exported_through": plan.exported_through,
+                "forced": force && plan.exported_through + 1 < plan.first_kept_seq,
+                "by": by,
+            }),
+        );
+        let first_kept_seq = plan.first_kept_seq;
+        let writes: StateWrites = Box::new(move |seq, _| {
+            let mark = super::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq };
+            vec![(super::prune::MARK.to_owned(), serde_json::to_vec(&mark).ok())]
+        });
+        let recorded = self.append_with_state(body, Some(writes)).await?;
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Msg::Prune(PruneJob { first_kept: first_kept_seq, reply: Some(reply) }))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let stats = rx.await.map_err(|_| LogError::Closed)??;
+        Ok(PruneOutcome { plan, entry_seq: recorded.seq, batches: stats.batches, compacted: stats.compacted })
     }
 
     /// Stops accepting appends, lets the writer commit what is queued, and waits for it.
@@ -657,49 +841,85 @@ fn read_tail(db: &Database) -> Result<((u64, [u8; 32]), u64), LogError> {
     Ok(((seq, opened.entry_hash), ts))
 }
 
-fn writer_loop(
-    shared: &Shared,
-    opener: &Opener,
-    mut rx: mpsc::Receiver<Job>,
-    observer: Option<&CommitObserver>,
-) {
-    // How many appenders answered by the last commit came back: with several concurrent
-    // appenders, waiting a moment for them to re-queue makes far fewer, larger commits.
-    let mut last_batch = 1usize;
-    // A test hook for the systemd watchdog: while this file exists, the writer stalls on the
-    // batch it took (as if the disk hung). Unset in production.
-    let stall = std::env::var_os("FARAMESH_TEST_STALL_WRITER").map(std::path::PathBuf::from);
-    let busy = |on: bool| {
+/// What the writer is asked to do.
+enum Msg {
+    Append(Job),
+    Prune(PruneJob),
+}
+
+/// Remove the batches before `first_kept` (already recorded by a `prune` entry), then compact.
+struct PruneJob {
+    first_kept: u64,
+    reply: Option<oneshot::Sender<Result<PruneStats, LogError>>>,
+}
+
+/// What a prune removed and reclaimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Batches (commits) removed.
+    pub batches: u64,
+    /// Entries removed.
+    pub entries: u64,
+    /// Whether the file was compacted afterwards.
+    pub compacted: bool,
+}
+
+/// The writer thread's state between messages.
+struct Writer<'a> {
+    shared: &'a Shared,
+    opener: &'a Opener,
+    observer: Option<&'a CommitObserver>,
+    /// How many appenders the last commit answered: with several concurrent appenders, waiting
+    /// a moment for them to re-queue makes far fewer, larger commits.
+    last_batch: usize,
+    /// A test hook for the systemd watchdog: while this file exists, the writer stalls on the
+    /// batch it took (as if the disk hung). Unset in production.
+    stall: Option<PathBuf>,
+}
+
+impl Writer<'_> {
+    fn busy(&self, on: bool) {
         let v = if on {
-            u64::try_from(shared.opened.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+            u64::try_from(self.shared.opened.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
         } else {
             0
         };
-        shared.busy_since_us.store(v, std::sync::atomic::Ordering::Relaxed);
-    };
-    while let Some(first) = rx.blocking_recv() {
-        busy(true);
-        while stall.as_deref().is_some_and(Path::exists) {
+        self.shared.busy_since_us.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Commits `first` and whatever appends queue up behind it; a prune request that arrives
+    /// meanwhile is returned for later.
+    fn append_round(&mut self, first: Job, rx: &mut mpsc::Receiver<Msg>) -> Option<PruneJob> {
+        self.busy(true);
+        while self.stall.as_deref().is_some_and(Path::exists) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let db = match current_db(shared, opener) {
+        let db = match current_db(self.shared, self.opener) {
             Ok(db) => db,
             Err(e) => {
                 let _ = first.reply.send(Err(e));
-                busy(false);
-                continue;
+                self.busy(false);
+                return None;
             }
         };
+        let mut deferred = None;
         // Each entry is sealed as it arrives, so the hashing overlaps waiting for the others.
-        let mut batch = Sealer::new(shared);
+        let mut batch = Sealer::new(self.shared);
         batch.add(first);
         let linger_until = std::time::Instant::now() + LINGER;
         while batch.prepared.len() < MAX_BATCH_RECORDS && batch.bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(job) => batch.add(job),
+                Ok(Msg::Append(job)) => batch.add(job),
+                Ok(Msg::Prune(p)) => {
+                    if deferred.is_some() {
+                        refuse_prune(p);
+                    } else {
+                        deferred = Some(p);
+                    }
+                }
                 Err(mpsc::error::TryRecvError::Empty)
-                    if last_batch > 1
-                        && batch.prepared.len() < last_batch
+                    if self.last_batch > 1
+                        && batch.prepared.len() < self.last_batch
                         && std::time::Instant::now() < linger_until =>
                 {
                     std::thread::sleep(Duration::from_micros(20));
@@ -707,18 +927,131 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        last_batch = batch.prepared.len();
+        self.last_batch = batch.prepared.len();
         let started = std::time::Instant::now();
         let ok = batch.commit(&db).is_ok();
-        if let Some(observe) = observer {
-            observe(last_batch, started.elapsed(), ok);
+        if let Some(observe) = self.observer {
+            observe(self.last_batch, started.elapsed(), ok);
         }
         if !ok {
             // The handle is poisoned after an I/O error: drop it; the next batch reopens.
             drop(db);
-            poison(shared);
+            poison(self.shared);
         }
-        busy(false);
+        self.busy(false);
+        deferred
+    }
+
+    /// Removes the batches before `first_kept` a chunk per transaction, committing the appends
+    /// that arrive between chunks, then removes their index rows and compacts the file.
+    fn prune(&mut self, first_kept: u64, rx: &mut mpsc::Receiver<Msg>) -> Result<PruneStats, LogError> {
+        let mut stats = PruneStats::default();
+        loop {
+            self.busy(true);
+            let db = current_db(self.shared, self.opener)?;
+            let chunk = super::prune::delete_batches(&db, first_kept, PRUNE_CHUNK_ENTRIES);
+            self.busy(false);
+            let (batches, entries) = match chunk {
+                Ok(removed) => removed,
+                Err(e) => {
+                    drop(db);
+                    poison(self.shared);
+                    return Err(e);
+                }
+            };
+            stats.batches += batches;
+            stats.entries += entries;
+            // Serve the appends that queued up while the chunk was deleted.
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    Msg::Append(job) => {
+                        if let Some(p) = self.append_round(job, rx) {
+                            refuse_prune(p);
+                        }
+                    }
+                    Msg::Prune(p) => refuse_prune(p),
+                }
+            }
+            if batches == 0 {
+                break;
+            }
+        }
+        self.busy(true);
+        let db = current_db(self.shared, self.opener)?;
+        let cleaned = super::prune::delete_index_and_state(&db, first_kept, &self.shared.ids);
+        drop(db);
+        self.busy(false);
+        cleaned?;
+        stats.compacted = compact(self.shared)?;
+        Ok(stats)
+    }
+}
+
+/// Entries removed per prune transaction: small enough that appends wait at most a few
+/// milliseconds between chunks.
+const PRUNE_CHUNK_ENTRIES: u64 = 20_000;
+
+fn refuse_prune(p: PruneJob) {
+    if let Some(reply) = p.reply {
+        let _ = reply.send(Err(LogError::PruneRunning));
+    }
+}
+
+/// Compacts the database file so the space of removed batches returns to the file system.
+/// Readers wait for the length of it (they block on the handle's lock); appends queue.
+fn compact(shared: &Shared) -> Result<bool, LogError> {
+    let Ok(mut slot) = shared.db.write() else { return Ok(false) };
+    let Some(mut handle) = slot.take() else { return Ok(false) };
+    // Readers that took a handle before the lock finish their read; none can start.
+    let mut tries = 0;
+    let owned = loop {
+        match Arc::try_unwrap(handle) {
+            Ok(inner) => break Some(inner),
+            Err(still_shared) if tries >= 10_000 => {
+                // A read that never ended: skip compaction this time (the space is reused).
+                *slot = Some(still_shared);
+                break None;
+            }
+            Err(still_shared) => {
+                tries += 1;
+                handle = still_shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    let Some(mut inner) = owned else { return Ok(false) };
+    let result = inner.compact();
+    *slot = Some(Arc::new(inner));
+    result.map_err(LogError::storage)
+}
+
+fn writer_loop(
+    shared: &Shared,
+    opener: &Opener,
+    mut rx: mpsc::Receiver<Msg>,
+    observer: Option<&CommitObserver>,
+) {
+    let mut writer = Writer {
+        shared,
+        opener,
+        observer,
+        last_batch: 1,
+        stall: std::env::var_os("FARAMESH_TEST_STALL_WRITER").map(PathBuf::from),
+    };
+    while let Some(msg) = rx.blocking_recv() {
+        let mut next = match msg {
+            Msg::Append(job) => writer.append_round(job, &mut rx),
+            Msg::Prune(p) => Some(p),
+        };
+        while let Some(p) = next.take() {
+            let result = writer.prune(p.first_kept, &mut rx);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the prune stopped; it resumes when the daemon next starts");
+            }
+            if let Some(reply) = p.reply {
+                let _ = reply.send(result);
+            }
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
 use super::keys::{CheckpointError, PublicKey};
-use super::tables::{BATCHES, Batch, BatchError, META};
+use super::prune::{MARK, Mark};
+use super::tables::{BATCHES, Batch, BatchError, META, STATE};
 
 /// The outcome of a verification.
 ///
@@ -30,6 +31,19 @@ pub struct Report {
     pub first_bad_seq: Option<u64>,
     /// What is wrong with it.
     pub problem: Option<String>,
+    /// The first entry in the log (1 unless it was pruned).
+    #[serde(default = "one")]
+    pub first_seq: u64,
+    /// Entries removed by prunes (`first_seq - 1`).
+    #[serde(default)]
+    pub pruned_entries: u64,
+    /// When the newest prune was recorded (its entry's `ts`).
+    #[serde(default)]
+    pub pruned_at: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Report {
@@ -117,6 +131,9 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         head_hash: entry::hex(&GENESIS),
         first_bad_seq: None,
         problem: Some(problem),
+        first_seq: 1,
+        pruned_entries: 0,
+        pruned_at: None,
     };
     offline::verify(path, public, against).unwrap_or_else(|e| failed(e.to_string()))
 }
@@ -130,6 +147,9 @@ pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&st
         head_hash: entry::hex(&GENESIS),
         first_bad_seq: None,
         problem: None,
+        first_seq: 1,
+        pruned_entries: 0,
+        pruned_at: None,
     };
     match verify_inner(txn, public, against, report.clone()) {
         Ok(r) => r,
@@ -159,14 +179,40 @@ fn verify_inner(
     };
 
     let batches = txn.open_table(BATCHES).map_err(read_err)?;
+    // A pruned log starts after entry 1: from the first kept entry, whose link back is
+    // checked against the anchor the newest prune recorded (below and at the end).
+    let mark: Option<Mark> = match txn.open_table(STATE) {
+        Ok(state) => state.get(MARK).map_err(read_err)?.and_then(|v| serde_json::from_slice(v.value()).ok()),
+        Err(_) => None,
+    };
+    let start = match batches.first().map_err(read_err)? {
+        None => None,
+        Some((k, v)) => match Batch::decode(v.value()) {
+            Ok(batch) => batch.records.first().map(|r| {
+                let first = (k.value() + 1).saturating_sub(batch.records.len() as u64);
+                (first, entry::open(r).map(|o| o.prev_hash).unwrap_or(GENESIS))
+            }),
+            Err(why) => return Ok(report.bad(1, format!("the batch stored under {}: {why}", k.value()))),
+        },
+    };
+    let mut prev = GENESIS;
+    let mut expected = 1u64;
+    if let Some((first, anchor)) = start
+        && first > 1
+    {
+        expected = first;
+        prev = anchor;
+        report.first_seq = first;
+        report.pruned_entries = first - 1;
+    }
+    // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts).
+    let mut newest_prune: Option<(u64, u64, String, String)> = None;
     let mut rows = batches.iter().map_err(read_err)?;
     // Records of the batches read so far and not yet checked, with the key and checkpoint of
     // the batch each ends (on its last record); one record of look-ahead tells a swapped entry
     // from a missing one.
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut queued_records = 0usize;
-    let mut prev = GENESIS;
-    let mut expected = 1u64;
     loop {
         while queued_records < 2 {
             let Some(row) = rows.next() else { break };
@@ -203,6 +249,27 @@ fn verify_inner(
                         format!("entry {seq} holds the entry with seq {} (moved or swapped)", opened.seq)
                     };
                     return Ok(report.bad(seq, problem));
+                }
+                if let Some(m) = &mark
+                    && m.first_kept_seq == seq
+                    && entry::hex(&opened.prev_hash) != m.anchor_hash
+                {
+                    return Ok(report.bad(
+                        seq,
+                        format!(
+                            "entry {seq} does not link to the anchor the prune at entry {} recorded",
+                            m.seq
+                        ),
+                    ));
+                }
+                if opened.value.get("kind").and_then(serde_json::Value::as_str) == Some("prune") {
+                    let field = |k: &str| opened.value.get(k).cloned().unwrap_or_default();
+                    newest_prune = Some((
+                        seq,
+                        field("first_kept_seq").as_u64().unwrap_or(0),
+                        field("anchor_hash").as_str().unwrap_or_default().to_owned(),
+                        field("ts").as_str().unwrap_or_default().to_owned(),
+                    ));
                 }
                 if opened.prev_hash != prev {
                     return Ok(
@@ -249,6 +316,37 @@ fn verify_inner(
                 report.checkpoints += 1;
             }
         }
+    }
+    // Entries missing at the start must be covered by the newest recorded prune, and the
+    // prune mark must be that entry's.
+    let kept_from = report.first_seq;
+    match (&newest_prune, &mark) {
+        (Some((seq, first_kept, anchor, ts)), Some(m)) => {
+            if m.seq != *seq || m.first_kept_seq != *first_kept || &m.anchor_hash != anchor {
+                return Ok(report
+                    .bad(*seq, format!("the prune mark does not match the prune recorded at entry {seq}")));
+            }
+            if kept_from > *first_kept {
+                return Ok(report.bad(
+                    *first_kept,
+                    format!(
+                        "entries {first_kept} to {} are missing: the prune at entry {seq} kept entries from {first_kept} on",
+                        kept_from - 1
+                    ),
+                ));
+            }
+            if kept_from > 1 {
+                report.pruned_at = Some(ts.clone());
+            }
+        }
+        (Some((seq, ..)), None) => {
+            return Ok(report.bad(*seq, format!("the prune recorded at entry {seq} has no prune mark")));
+        }
+        (None, _) if kept_from > 1 => {
+            return Ok(report
+                .bad(1, format!("entries 1 to {} are missing and no prune was recorded", kept_from - 1)));
+        }
+        (None, _) => {}
     }
     if let Some(cp) = &given
         && cp.size > report.size

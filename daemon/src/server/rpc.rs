@@ -7,7 +7,8 @@ use std::pin::Pin;
 use serde_json::{Map, Value, json};
 
 use crate::service::{
-    CallRequest, ErrorKind, ExplainTarget, Fields, Identity, ListQuery, Service, ServiceError, Transition,
+    CallRequest, ErrorKind, ExplainTarget, Fields, Identity, ListQuery, PruneRequest, Service, ServiceError,
+    Transition,
 };
 
 /// JSON-RPC error codes used on the socket.
@@ -82,6 +83,8 @@ pub fn method(name: &str) -> Option<Method> {
         "log.verify" => call!(log_verify),
         "log.checkpoint" => call!(log_checkpoint),
         "log.entries" => call!(log_entries),
+        "log.prune" => call!(log_prune),
+        "log.exported" => call!(log_exported),
         "log.subscribe" => Some(Method::Subscribe),
         _ => None,
     }
@@ -248,4 +251,16 @@ async fn log_entries(s: Service, p: Map<String, Value>, _: Identity) -> RpcResul
     };
     let (entries, next_seq) = s.entries(from_seq, f.string("since")?, limit)?;
     Ok(json!({"entries": entries, "next_seq": next_seq}))
+}
+
+async fn log_prune(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let req = PruneRequest::from_json(&p)?;
+    s.log_prune(req, &who).await
+}
+
+async fn log_exported(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    let through = f.uint("through_seq", 0..=u64::MAX)?.ok_or_else(|| ServiceError::missing("through_seq"))?;
+    let from = f.uint("from_seq", 1..=u64::MAX)?.unwrap_or(1);
+    s.log_exported(from, through, &who).await
 }

@@ -15,7 +15,7 @@ use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_j
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-pub use request::{CallRequest, Fields, ListQuery, Transition};
+pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
 use crate::log::dpr::{self, Caller, PeerCred};
 use crate::log::index::Term;
@@ -1205,9 +1205,58 @@ impl Service {
             }
             (None, None) => 1,
         };
-        let records = self.state.log.entries_from(from_seq, limit)?;
-        let next_seq = from_seq + records.len() as u64;
-        Ok((records.iter().map(|r| record_value(r)).collect(), next_seq))
+        let records: Vec<Value> =
+            self.state.log.entries_from(from_seq, limit)?.iter().map(|r| record_value(r)).collect();
+        // After a prune the first record may come after `from_seq`: continue after the last.
+        let next_seq =
+            records.last().and_then(|r| r.get("seq")).and_then(Value::as_u64).map_or(from_seq, |s| s + 1);
+        Ok((records, next_seq))
+    }
+
+    /// Whether `who` may prune the log or mark it exported: a socket peer running as the
+    /// daemon's user or as root (not an HTTP token: retention is an operator's act on the host).
+    fn may_manage_log(&self, who: &Identity) -> Result<(), ServiceError> {
+        match who {
+            Identity::Peer(p) if p.uid == 0 || p.uid == self.state.own_uid => Ok(()),
+            _ => Err(ServiceError::not_authorized(
+                "pruning the log and marking it exported need the daemon's user or root, on the socket",
+            )),
+        }
+    }
+
+    /// `log.prune`: plans (`dry_run`) or carries out a prune. See [`crate::log::Log::prune`].
+    pub async fn log_prune(&self, req: PruneRequest, who: &Identity) -> Result<Value, ServiceError> {
+        self.may_manage_log(who)?;
+        let log = &self.state.log;
+        if req.dry_run {
+            let plan = log.plan_prune(req.cut)?;
+            return Ok(json!({"dry_run": true, "plan": plan}));
+        }
+        let by = serde_json::to_value(who.caller()).unwrap_or(Value::Null);
+        let outcome = log.prune(req.cut, req.force, by).await.map_err(|e| match e {
+            LogError::NotExported { .. } => ServiceError::conflict(format!(
+                "{e}: export or archive them first (`faramesh export`, or `faramesh log prune --archive FILE`), or pass force"
+            )),
+            LogError::PruneRunning => ServiceError::conflict(e.to_string()),
+            other => ServiceError::from(other),
+        })?;
+        Ok(json!({"dry_run": false, "plan": outcome.plan, "entry_seq": outcome.entry_seq,
+                  "batches": outcome.batches, "compacted": outcome.compacted}))
+    }
+
+    /// `log.exported`: records that entries `from_seq..=through_seq` were exported.
+    pub async fn log_exported(
+        &self,
+        from_seq: u64,
+        through_seq: u64,
+        who: &Identity,
+    ) -> Result<Value, ServiceError> {
+        self.may_manage_log(who)?;
+        let log = Arc::clone(&self.state.log);
+        let through = tokio::task::spawn_blocking(move || log.mark_exported(from_seq, through_seq))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))??;
+        Ok(json!({"exported_through": through}))
     }
 
     /// The latest signed checkpoint, head and public key.

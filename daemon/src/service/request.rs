@@ -164,3 +164,43 @@ impl Transition {
         })
     }
 }
+
+/// A `log.prune` request: `before` (RFC 3339) or `keep_last` (entries), `force`, `dry_run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneRequest {
+    /// Where to cut.
+    pub cut: crate::log::Cut,
+    /// Prune entries that were never exported.
+    pub force: bool,
+    /// Only say what would be pruned.
+    pub dry_run: bool,
+}
+
+impl PruneRequest {
+    /// Reads the request; exactly one of `before` and `keep_last`.
+    pub fn from_json(map: &Map<String, Value>) -> Result<PruneRequest, ServiceError> {
+        let f = Fields(map);
+        let before = f.string("before")?;
+        let keep_last = f.uint("keep_last", 0..=u64::MAX)?;
+        let cut = match (before, keep_last) {
+            (Some(t), None) => {
+                crate::log::Cut::Before(crate::log::entry::parse_rfc3339(&t).ok_or_else(|| {
+                    ServiceError::invalid(
+                        "before",
+                        format!("`before` `{t}` is not RFC 3339 (2026-11-01T00:00:00Z)"),
+                    )
+                })?)
+            }
+            (None, Some(n)) => crate::log::Cut::KeepLast(n),
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::invalid("keep_last", "give `before` or `keep_last`, not both"));
+            }
+            (None, None) => return Err(ServiceError::missing("before")),
+        };
+        Ok(PruneRequest {
+            cut,
+            force: f.boolean("force")?.unwrap_or(false),
+            dry_run: f.boolean("dry_run")?.unwrap_or(false),
+        })
+    }
+}
