@@ -60,6 +60,35 @@ pub enum LogCommand {
     /// Print the latest signed checkpoint (save it to check later that nothing was cut off).
     #[command(after_help = "Example:\n  faramesh log checkpoint > $(date +%F).checkpoint")]
     Checkpoint(LogDaemonArgs),
+    /// Remove old entries (whole commits) that were exported or archived, recording the cut.
+    #[command(
+        after_help = "The cut is recorded in the log as a signed `prune` entry naming the first kept entry and the\nhash chained before it; `verify-log` checks the pruned log from there. Entries that were never\nexported (`faramesh export`) or archived (`--archive`) are kept unless you pass --force.\n\nExamples:\n  faramesh log prune --before 2026-09-01T00:00:00Z --archive /var/backups/faramesh-2026-08.jsonl\n  faramesh export > all.jsonl && faramesh log prune --keep-last 1000000\n  faramesh log prune --keep-last 100000 --dry-run"
+    )]
+    Prune(PruneArgs),
+}
+
+/// `faramesh log prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    state: StateDir,
+    #[command(flatten)]
+    socket: crate::daemon_cmd::SocketArg,
+    /// Remove entries recorded before this time (RFC 3339, UTC).
+    #[arg(long, value_name = "TIME", required_unless_present = "keep_last", conflicts_with = "keep_last")]
+    before: Option<String>,
+    /// Keep only the newest N entries.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u64>,
+    /// Write the entries to be removed to FILE (JSON lines, like `faramesh export`) first.
+    #[arg(long, value_name = "FILE")]
+    archive: Option<PathBuf>,
+    /// Remove entries even if they were never exported or archived.
+    #[arg(long)]
+    force: bool,
+    /// Only say what would be removed.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// The state dir to read offline, and the daemon to ask when it holds the log.
@@ -138,6 +167,16 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
     };
     if json_out {
         println!("{}", serde_json::to_string(&report)?);
+    } else if report.ok && report.pruned_entries > 0 {
+        println!(
+            "ok: entries {} to {} ({} before them pruned, recorded {}), {} signed checkpoints, head {}",
+            report.first_seq,
+            report.size,
+            report.pruned_entries,
+            report.pruned_at.as_deref().unwrap_or("?"),
+            report.checkpoints,
+            report.head_hash
+        );
     } else if report.ok {
         println!(
             "ok: {} entries, {} signed checkpoints, head {}",
@@ -154,6 +193,7 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
 
 pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
     match cmd {
+        LogCommand::Prune(a) => return prune(a, json_out),
         LogCommand::Pubkey(a) => {
             let dir = a.state.path()?;
             let key = match key_of(&dir) {
@@ -202,7 +242,8 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
         })?,
         None => 0,
     };
-    let file = args.state.path()?.join("log.redb");
+    let dir = args.state.path()?;
+    let file = dir.join("log.redb");
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match offline::export(&file, &mut out, since) {
@@ -211,6 +252,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             let socket = args.socket.path();
             let stream = crate::client::connect(&socket)?;
             let mut params = json!({"since": args.since, "limit": 5000});
+            let (mut first, mut last) = (None, 0);
             loop {
                 let r = crate::client::call_on(&stream, "log.entries", params.clone())?;
                 let entries = r["entries"].as_array().cloned().unwrap_or_default();
@@ -219,14 +261,215 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
                 }
                 for e in &entries {
                     std::io::Write::write_all(&mut out, format!("{e}\n").as_bytes())?;
+                    if let Some(seq) = e["seq"].as_u64() {
+                        first.get_or_insert(seq);
+                        last = seq;
+                    }
                 }
                 params = json!({"from_seq": r["next_seq"], "limit": 5000});
             }
+            std::io::Write::flush(&mut out)?;
+            if let Some(first) = first {
+                // Recorded so `faramesh log prune` knows these entries are kept elsewhere.
+                let marked = crate::client::call_on(
+                    &stream,
+                    "log.exported",
+                    json!({"from_seq": first, "through_seq": last}),
+                );
+                if let Err(e) = marked {
+                    eprintln!("note: the export was not recorded for `faramesh log prune`: {e}");
+                }
+            }
         }
-        other => {
-            other.map_err(offline_error)?;
+        Ok(written) => {
+            std::io::Write::flush(&mut out)?;
+            if let Some(first) = written.first_seq {
+                // Recorded (when this user may write the log) for `faramesh log prune`.
+                let marked = key_of(&dir).and_then(|key| {
+                    let log = log::Log::open(&file, key, log::LogOptions::default())?;
+                    Ok(log.mark_exported(first, written.last_seq)?)
+                });
+                if let Err(e) = marked {
+                    eprintln!("note: the export was not recorded for `faramesh log prune`: {e}");
+                }
+            }
         }
+        Err(e) => return Err(offline_error(e)),
     }
     std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a prune runs: the daemon holding the log (over the socket), or the file itself.
+enum Target {
+    Daemon(PathBuf),
+    File(Box<faramesh_daemon::log::Log>, tokio::runtime::Runtime),
+}
+
+impl Target {
+    fn open(dir: &Path, socket: PathBuf) -> Result<Target> {
+        let key = key_of(dir)?;
+        match log::Log::open(&dir.join("log.redb"), key, log::LogOptions::default()) {
+            Ok(log) => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok(Target::File(Box::new(log), rt))
+            }
+            Err(e) if e.in_use() => Ok(Target::Daemon(socket)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn prune(&self, params: serde_json::Value) -> Result<serde_json::Value> {
+        match self {
+            Target::Daemon(socket) => {
+                let stream = crate::client::connect(socket)?;
+                // Removing a large part of a large log and compacting it can take a while.
+                stream.set_read_timeout(None)?;
+                crate::client::call_on(&stream, "log.prune", params)
+            }
+            Target::File(log, rt) => {
+                let req = faramesh_daemon::service::PruneRequest::from_json(
+                    params.as_object().unwrap_or(&Default::default()),
+                )
+                .map_err(|e| anyhow!(e.message))?;
+                if req.dry_run {
+                    return Ok(json!({"dry_run": true, "plan": log.plan_prune(req.cut)?}));
+                }
+                let by = json!({"uid": nix::unistd::getuid().as_raw(), "offline": true});
+                let done = rt.block_on(log.prune(req.cut, req.force, by)).map_err(|e| match e {
+                    log::LogError::NotExported { .. } => anyhow!(
+                        "{e}: export or archive them first (`faramesh export`, or `--archive FILE`), or pass --force"
+                    ),
+                    other => other.into(),
+                })?;
+                Ok(json!({"dry_run": false, "plan": done.plan, "entry_seq": done.entry_seq,
+                          "batches": done.batches, "compacted": done.compacted}))
+            }
+        }
+    }
+
+    /// Writes entries `from..to` (exclusive) as JSON lines; returns how many.
+    fn write_entries(&self, from: u64, to: u64, out: &mut dyn std::io::Write) -> Result<u64> {
+        let mut next = from;
+        let mut n = 0;
+        while next < to {
+            let limit = (to - next).min(5000);
+            let records: Vec<String> = match self {
+                Target::Daemon(socket) => {
+                    let r = crate::client::call(
+                        socket,
+                        "log.entries",
+                        json!({"from_seq": next, "limit": limit}),
+                    )?;
+                    r["entries"]
+                        .as_array()
+                        .map(|a| a.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default()
+                }
+                Target::File(log, _) => log.entries_from(next, limit as usize)?,
+            };
+            if records.is_empty() {
+                break;
+            }
+            for record in &records {
+                let seq = serde_json::from_str::<serde_json::Value>(record)?["seq"].as_u64().unwrap_or(next);
+                if seq >= to {
+                    return Ok(n);
+                }
+                writeln!(out, "{record}")?;
+                n += 1;
+                next = seq + 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn mark_exported(&self, from: u64, through: u64) -> Result<u64> {
+        match self {
+            Target::Daemon(socket) => {
+                let r = crate::client::call(
+                    socket,
+                    "log.exported",
+                    json!({"from_seq": from, "through_seq": through}),
+                )?;
+                Ok(r["exported_through"].as_u64().unwrap_or(0))
+            }
+            Target::File(log, _) => Ok(log.mark_exported(from, through)?),
+        }
+    }
+}
+
+fn prune(args: PruneArgs, json_out: bool) -> Result<ExitCode> {
+    if let Some(t) = &args.before
+        && log::entry::parse_rfc3339(t).is_none()
+    {
+        bail!("`--before` `{t}` is not an RFC 3339 UTC time like 2026-11-01T00:00:00Z");
+    }
+    let dir = args.state.path()?;
+    let target = Target::open(&dir, args.socket.path())?;
+    let cut = match (&args.before, args.keep_last) {
+        (Some(t), _) => json!({"before": t}),
+        (None, Some(n)) => json!({"keep_last": n}),
+        (None, None) => bail!("give --before TIME or --keep-last N"),
+    };
+    let with = |extra: serde_json::Value| {
+        let mut p = cut.clone();
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            p.extend(extra.clone());
+        }
+        p
+    };
+    let planned = target.prune(with(json!({"dry_run": true})))?;
+    let plan = &planned["plan"];
+    let (first, kept) =
+        (plan["first_seq"].as_u64().unwrap_or(1), plan["first_kept_seq"].as_u64().unwrap_or(1));
+    let entries = kept.saturating_sub(first);
+    if args.dry_run || entries == 0 {
+        if json_out {
+            println!("{planned}");
+        } else if entries == 0 {
+            println!("nothing to prune: the log starts at entry {first}, and the cut keeps it");
+        } else {
+            println!(
+                "would prune {entries} entries ({first}–{}), keeping entry {kept} on of {}; exported through entry {}",
+                kept - 1,
+                plan["size"],
+                plan["exported_through"]
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(path) = &args.archive {
+        let file = log::create_private(path).with_context(|| {
+            format!("cannot create the archive `{}` (it must not exist yet)", path.display())
+        })?;
+        let mut out = std::io::BufWriter::new(file);
+        let written = target.write_entries(first, kept, &mut out)?;
+        let file =
+            out.into_inner().map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error()))?;
+        file.sync_all().with_context(|| format!("cannot sync `{}`", path.display()))?;
+        if written != entries {
+            bail!("the archive holds {written} entries, not the {entries} to prune: nothing was pruned");
+        }
+        target.mark_exported(first, kept - 1)?;
+        eprintln!("archived entries {first}–{} to {}", kept - 1, path.display());
+    }
+    // The cut the plan showed (and the archive holds), whatever was appended since.
+    let done = target.prune(json!({"before_seq": kept, "force": args.force}))?;
+    if json_out {
+        println!("{done}");
+    } else {
+        let p = &done["plan"];
+        println!(
+            "pruned {} entries ({}–{}) in {} commits; the log now starts at entry {}; the cut is recorded as entry {}{}",
+            p["entries"],
+            p["first_seq"],
+            p["first_kept_seq"].as_u64().unwrap_or(1).saturating_sub(1),
+            done["batches"],
+            p["first_kept_seq"],
+            done["entry_seq"],
+            if done["compacted"] == true { "; the file was compacted" } else { "" }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1135,3 +1135,130 @@ fn state_files_are_private_whichever_command_creates_them() {
         "colour escapes in a file: {log:?}"
     );
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).env_remove("FARAMESH_STATE_DIR").output().unwrap()
+}
+
+fn out_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn listing_pages_through_the_index_and_a_prune_runs_while_serving() {
+    let mut d = Daemon::start("rules:\n  - match: { tool: http }\n    allow: true\n");
+    let socket = d.socket.to_str().unwrap().to_owned();
+    let state = d.state.to_str().unwrap().to_owned();
+    // 600 decisions from two agents, pipelined on one connection 50 at a time (a reader that
+    // never reads would block the daemon's replies, and so its own writes).
+    let mut c = d.client();
+    for chunk in 0..12 {
+        for i in chunk * 50..(chunk + 1) * 50 {
+            let agent = if i % 3 == 0 { "agent-a" } else { "agent-b" };
+            let line = json!({"jsonrpc": "2.0", "id": i, "method": "govern",
+                              "params": {"agent_id": agent, "tool": "http", "operation": "get", "params": {"i": i}}});
+            c.send_raw(line.to_string().as_bytes());
+        }
+        for _ in 0..50 {
+            assert_eq!(c.read().unwrap()["result"]["effect"], "PERMIT");
+        }
+    }
+
+    // Every decision of agent-a, newest first, by cursor.
+    let page_all = |c: &mut Client| {
+        let mut seqs = Vec::new();
+        let mut cursor = Value::Null;
+        loop {
+            let r = c.result("action.list", json!({"agent_id": "agent-a", "limit": 60, "cursor": cursor}));
+            seqs.extend(r["actions"].as_array().unwrap().iter().map(|a| a["seq"].as_u64().unwrap()));
+            cursor = r["next_cursor"].clone();
+            if cursor.is_null() {
+                return seqs;
+            }
+        }
+    };
+    let seqs = page_all(&mut c);
+    assert_eq!(seqs.len(), 200);
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+    let bad = c.call("action.list", json!({"cursor": "not-an-id"}));
+    assert_eq!(bad["error"]["data"]["field"], "cursor", "{bad}");
+
+    // Never exported: the prune is refused and nothing is removed.
+    let refused = run(&["log", "prune", "--keep-last", "100", "--socket", &socket, "--state-dir", &state]);
+    assert_eq!(refused.status.code(), Some(1), "{}", out_text(&refused));
+    assert!(
+        out_text(&refused).contains("exported or archived only through entry 0"),
+        "{}",
+        out_text(&refused)
+    );
+    let dry =
+        run(&["log", "prune", "--keep-last", "100", "--dry-run", "--socket", &socket, "--state-dir", &state]);
+    assert!(out_text(&dry).starts_with("would prune "), "{}", out_text(&dry));
+
+    // With an archive, while another client keeps governing.
+    let socket_path = d.socket.clone();
+    let busy = std::thread::spawn(move || {
+        let mut c = Client::new(&socket_path);
+        (0..300)
+            .filter(|i| {
+                let r = c.result(
+                    "govern",
+                    json!({"agent_id": "agent-a", "tool": "http", "operation": "get", "params": {"late": i}}),
+                );
+                r["effect"] == "PERMIT"
+            })
+            .count()
+    });
+    let archive = d.dir.join("archive.jsonl");
+    let pruned = run(&[
+        "log",
+        "prune",
+        "--keep-last",
+        "100",
+        "--archive",
+        archive.to_str().unwrap(),
+        "--socket",
+        &socket,
+        "--state-dir",
+        &state,
+    ]);
+    assert_eq!(pruned.status.code(), Some(0), "{}", out_text(&pruned));
+    assert!(String::from_utf8_lossy(&pruned.stdout).starts_with("pruned "), "{}", out_text(&pruned));
+    assert_eq!(busy.join().unwrap(), 300, "every call during the prune was answered");
+    let archived = std::fs::read_to_string(&archive).unwrap();
+    let first_line: Value = serde_json::from_str(archived.lines().next().unwrap()).unwrap();
+    assert_eq!(first_line["seq"], 1);
+    let kept = archived.lines().count() as u64 + 1;
+    assert!(kept > 400, "whole commits removed, most of the log: kept from {kept}");
+
+    // The log verifies from its anchor and says what was pruned; listings start after the cut.
+    let verified = run(&["verify-log", "--socket", &socket, "--state-dir", &state]);
+    assert_eq!(verified.status.code(), Some(0), "{}", out_text(&verified));
+    assert!(out_text(&verified).contains(&format!("ok: entries {kept} to ")), "{}", out_text(&verified));
+    let seqs = page_all(&mut c);
+    assert!(!seqs.is_empty() && seqs.iter().all(|&s| s >= kept));
+    // A decision that is now only in the archive is no longer found.
+    let archived_id = archived
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["kind"] == "decision")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gone = c.call("action.get", json!({"id": archived_id}));
+    assert!(gone["error"]["message"].as_str().unwrap().contains("no action"), "{gone}");
+    let from_one = c.result("log.entries", json!({"from_seq": 1, "limit": 1}));
+    assert_eq!(from_one["entries"][0]["seq"], kept, "reading from entry 1 starts at the first kept");
+
+    // Stopped: the file verifies offline, and an export makes an offline prune possible.
+    d.stop();
+    let verified = run(&["verify-log", "--state-dir", &state]);
+    assert_eq!(verified.status.code(), Some(0), "{}", out_text(&verified));
+    let export = run(&["export", "--state-dir", &state]);
+    assert_eq!(export.status.code(), Some(0), "{}", out_text(&export));
+    let offline = run(&["log", "prune", "--keep-last", "10", "--state-dir", &state, "--socket", &socket]);
+    assert_eq!(offline.status.code(), Some(0), "{}", out_text(&offline));
+    let verified = run(&["verify-log", "--state-dir", &state]);
+    assert_eq!(verified.status.code(), Some(0), "{}", out_text(&verified));
+}

@@ -147,6 +147,8 @@ pub enum Cut {
     Before(u64),
     /// All but the newest this many entries.
     KeepLast(u64),
+    /// Entries before this seq (a plan's `first_kept_seq`, so what runs is what was shown).
+    BeforeSeq(u64),
 }
 
 /// What a prune would remove: whole batches only, so the first kept entry is the first of its
@@ -368,6 +370,7 @@ impl Log {
         let wanted = match cut {
             Cut::Before(ms) => self.first_seq_at_or_after(ms)?,
             Cut::KeepLast(n) => (size + 1).saturating_sub(n),
+            Cut::BeforeSeq(seq) => seq.min(size + 1),
         }
         .max(first_seq);
         // Whole batches: the batch holding `wanted` stays.

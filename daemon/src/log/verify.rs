@@ -398,6 +398,17 @@ pub mod offline {
         result.unwrap_or_else(|_| Err(OfflineError::Unreadable(path.to_owned())))
     }
 
+    /// What an export wrote.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Written {
+        /// Records written.
+        pub count: u64,
+        /// The seq of the first.
+        pub first_seq: Option<u64>,
+        /// The seq of the last.
+        pub last_seq: u64,
+    }
+
     /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).
     pub fn verify(path: &Path, public: &PublicKey, against: Option<&str>) -> Result<Report, OfflineError> {
         with_db(path, |txn, _| Ok(super::verify_txn(txn, public, against)))
@@ -416,16 +427,18 @@ pub mod offline {
         })
     }
 
-    /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
-    pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, OfflineError> {
+    /// Writes every record with `ts >= since_ms` as JSON lines; returns how many, and the seqs
+    /// of the first and last written.
+    pub fn export(path: &Path, out: &mut dyn std::io::Write, since_ms: u64) -> Result<Written, OfflineError> {
         with_db(path, |txn, read| {
             let t = txn.open_table(BATCHES).map_err(|e| read(e.into()))?;
-            let mut n = 0;
+            let mut written = Written::default();
             for item in t.iter().map_err(|e| read(e.into()))? {
                 let (k, v) = item.map_err(|e| read(e.into()))?;
                 let batch = Batch::decode(v.value())
                     .map_err(|source| OfflineError::Batch { seq: k.value(), source })?;
-                for record in &batch.records {
+                let first = (k.value() + 1).saturating_sub(batch.records.len() as u64);
+                for (seq, record) in (first..).zip(&batch.records) {
                     let record = String::from_utf8_lossy(record);
                     let keep = serde_json::from_str::<Value>(&record)
                         .ok()
@@ -433,11 +446,13 @@ pub mod offline {
                         .is_none_or(|ts| ts >= since_ms);
                     if keep {
                         writeln!(out, "{record}").map_err(|e| OfflineError::Write(Arc::new(e)))?;
-                        n += 1;
+                        written.count += 1;
+                        written.first_seq.get_or_insert(seq);
+                        written.last_seq = seq;
                     }
                 }
             }
-            Ok(n)
+            Ok(written)
         })
     }
 }

@@ -165,7 +165,8 @@ impl Transition {
     }
 }
 
-/// A `log.prune` request: `before` (RFC 3339) or `keep_last` (entries), `force`, `dry_run`.
+/// A `log.prune` request: `before` (RFC 3339), `keep_last` (entries) or `before_seq` (the
+/// first entry to keep, as a dry run planned it), `force`, `dry_run`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PruneRequest {
     /// Where to cut.
@@ -177,13 +178,14 @@ pub struct PruneRequest {
 }
 
 impl PruneRequest {
-    /// Reads the request; exactly one of `before` and `keep_last`.
+    /// Reads the request; exactly one of `before`, `keep_last` and `before_seq`.
     pub fn from_json(map: &Map<String, Value>) -> Result<PruneRequest, ServiceError> {
         let f = Fields(map);
         let before = f.string("before")?;
         let keep_last = f.uint("keep_last", 0..=u64::MAX)?;
-        let cut = match (before, keep_last) {
-            (Some(t), None) => {
+        let before_seq = f.uint("before_seq", 1..=u64::MAX)?;
+        let cut = match (before, keep_last, before_seq) {
+            (Some(t), None, None) => {
                 crate::log::Cut::Before(crate::log::entry::parse_rfc3339(&t).ok_or_else(|| {
                     ServiceError::invalid(
                         "before",
@@ -191,11 +193,15 @@ impl PruneRequest {
                     )
                 })?)
             }
-            (None, Some(n)) => crate::log::Cut::KeepLast(n),
-            (Some(_), Some(_)) => {
-                return Err(ServiceError::invalid("keep_last", "give `before` or `keep_last`, not both"));
+            (None, Some(n), None) => crate::log::Cut::KeepLast(n),
+            (None, None, Some(seq)) => crate::log::Cut::BeforeSeq(seq),
+            (None, None, None) => return Err(ServiceError::missing("before")),
+            _ => {
+                return Err(ServiceError::invalid(
+                    "keep_last",
+                    "give one of `before`, `keep_last` and `before_seq`, not several",
+                ));
             }
-            (None, None) => return Err(ServiceError::missing("before")),
         };
         Ok(PruneRequest {
             cut,
