@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|soak|all]
+# (`soak` is not part of `all`: it writes a million decisions; SOAK_N sets how many.)
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +57,12 @@ if [ "$what" = "sdk" ] || [ "$what" = "all" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r sdk/python/requirements-test.txt
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
     "$venv/bin/python" sdk/python/bench/bench_sdk.py "$PWD/target/release/faramesh" "${BENCH_N:-3000}"
+fi
+if [ "$what" = "soak" ]; then
+    # The long-running footprint: the release daemon's RSS, bytes per decision, indexed
+    # listings deep in history, a 90% prune while serving, verification.
+    cargo build --release --locked --bin faramesh 2>/dev/null
+    mkdir -p target/bench-tmp
+    FARAMESH_BIN="$PWD/target/release/faramesh" BENCH_DIR="$PWD/target/bench-tmp" \
+        cargo bench -p faramesh-bench --bench soak 2>/dev/null | grep -E '^(bench|soak) '
 fi
