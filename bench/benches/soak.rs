@@ -91,10 +91,15 @@ fn load(socket: &Path, from: u64, to: u64) {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -139,6 +144,9 @@ fn main() {
         .arg(&socket)
         .arg("--state-dir")
         .arg(&state)
+        .args(
+            std::env::var("SOAK_CACHE_MB").map(|mb| vec!["--cache-size".to_owned(), mb]).unwrap_or_default(),
+        )
         .env("FARAMESH_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -162,9 +170,10 @@ fn main() {
             rss_at_tenth = rss;
         }
         println!(
-            "soak {:>8} decisions: {rate:>7.0}/s, rss {:>6.1} MiB, file {:>7.1} MB ({:.0} B/decision, {:.0} B/decision allocated)",
+            "soak {:>8} decisions: {rate:>7.0}/s, rss {:>6.1} MiB (anon {:>6.1}), file {:>7.1} MB ({:.0} B/decision, {:.0} B/decision allocated)",
             k * step,
             rss as f64 / 1024.0,
+            status_kib(pid, "RssAnon:") as f64 / 1024.0,
             len as f64 / 1e6,
             len as f64 / (k * step) as f64,
             disk as f64 / (k * step) as f64,
@@ -191,14 +200,12 @@ fn main() {
         let r = c.call("action.list", json!({"agent_id": agent, "limit": 50}));
         newest.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(r["actions"].as_array().unwrap().len(), 50);
-        // A cursor from the first tenth of the log: the page before it is deep history.
-        let early =
-            c.call("action.list", json!({"agent_id": agent, "limit": 1, "until": "1970-01-02T00:00:00Z"}));
-        assert!(early["actions"].as_array().unwrap().is_empty());
-        let probe = c.call("log.entries", json!({"from_seq": 1 + q * (step / 50), "limit": 1}));
-        let probe_seq = probe["entries"][0]["seq"].as_u64().unwrap();
-        let cursor = c.call("action.list", json!({"limit": 1, "until": probe["entries"][0]["ts"]}));
-        let cursor = cursor["actions"][0]["id"].clone();
+        // A cursor in the first tenth of the log (a decision's id): the page before it is deep
+        // history.
+        let probe = c.call("log.entries", json!({"from_seq": 1000 + q * (step / 50), "limit": 10}));
+        let decision = probe["entries"].as_array().unwrap().iter().find(|e| e["kind"] == "decision").unwrap();
+        let probe_seq = decision["seq"].as_u64().unwrap();
+        let cursor = decision["id"].clone();
         let t = Instant::now();
         let r = c.call("action.list", json!({"agent_id": agent, "limit": 50, "cursor": cursor}));
         deep.push(t.elapsed().as_secs_f64() * 1e3);
@@ -214,8 +221,6 @@ fn main() {
 
     // Prune 90% while 4 clients keep governing.
     let (size_before, disk_before) = disk_bytes(&log_file);
-    let head = c.call("status", json!({}));
-    let _ = head;
     let keep = n / 10;
     c.call("log.exported", json!({"from_seq": 1, "through_seq": n}));
     let stop = Arc::new(AtomicBool::new(false));

@@ -57,7 +57,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_size: u64,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -356,7 +356,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         max_line_bytes: 1 << 20,
         max_connections: 1024,
         idle_timeout: 300,
-        cache_size: 64,
+        cache_size: 16,
         http: HttpArgs::default(),
         verbose: true,
     };

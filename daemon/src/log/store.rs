@@ -44,7 +44,7 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Told about every commit.
     pub on_commit: Option<CommitObserver>,
-    /// redb's page cache (default [`super::DEFAULT_CACHE_BYTES`], 64 MiB).
+    /// redb's page cache (default [`super::DEFAULT_CACHE_BYTES`], 16 MiB).
     pub cache_bytes: usize,
 }
 

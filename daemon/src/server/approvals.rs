@@ -85,13 +85,16 @@ pub fn state_key(approval_id: &str) -> String {
     format!("approval/{approval_id}")
 }
 
-/// All approvals, in memory, mirrored in the log's state table.
+/// The live approvals (pending, or approved and not yet used) in memory, every approval in the
+/// log's state table. An approval that ends (denied, expired, used) leaves memory and is read
+/// from the state table when asked for, so memory holds only what may still change.
 ///
 /// The lock is a plain mutex held only for map operations, never across a log commit: a
 /// transition [`claims`](Book::claim) the approval (others wanting it wait), appends its entry
 /// with no lock held, then [`releases`](Book::release) it with the new state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Book {
+    log: std::sync::Arc<Log>,
     inner: std::sync::Mutex<Inner>,
     /// Woken on every transition (for `approval.wait` and claimers).
     pub changed: Notify,
@@ -103,19 +106,50 @@ struct Inner {
     busy: HashSet<String>,
 }
 
+impl Status {
+    /// Whether the approval can still change (it stays in memory).
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Pending | Status::Approved)
+    }
+}
+
 impl Book {
-    /// Loads the approvals stored with the log.
-    pub fn load(log: &Log) -> Result<Book, LogError> {
+    /// Loads the live approvals stored with the log.
+    pub fn load(log: std::sync::Arc<Log>) -> Result<Book, LogError> {
         let mut by_id = HashMap::new();
         for (_, value) in log.state_scan("approval/")? {
-            if let Ok(a) = serde_json::from_slice::<Approval>(&value) {
+            if let Ok(a) = serde_json::from_slice::<Approval>(&value)
+                && a.status.is_live()
+            {
                 by_id.insert(a.approval_id.clone(), a);
             }
         }
         Ok(Book {
+            log,
             inner: std::sync::Mutex::new(Inner { by_id, busy: HashSet::new() }),
             changed: Notify::new(),
         })
+    }
+
+    /// An approval that ended, from the state table.
+    fn stored(&self, id: &str) -> Option<Approval> {
+        let bytes = self.log.state_get(&state_key(id)).ok().flatten()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Every approval, live or ended (the state table; a live one as it stands in memory).
+    pub fn everything(&self) -> Vec<Approval> {
+        let live = self.all();
+        let mut out: Vec<Approval> = self
+            .log
+            .state_scan("approval/")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<Approval>(&v).ok())
+            .filter(|a| !live.iter().any(|l| l.approval_id == a.approval_id))
+            .collect();
+        out.extend(live);
+        out
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -126,10 +160,11 @@ impl Book {
 
     /// The approval, as it stands now.
     pub fn get(&self, id: &str) -> Option<Approval> {
-        self.lock().by_id.get(id).cloned()
+        let live = self.lock().by_id.get(id).cloned();
+        live.or_else(|| self.stored(id))
     }
 
-    /// Every approval.
+    /// The live approvals (pending, or approved and unused).
     pub fn all(&self) -> Vec<Approval> {
         self.lock().by_id.values().cloned().collect()
     }
@@ -143,14 +178,25 @@ impl Book {
     /// Resolves an id or a unique prefix of 8+ characters: `Err(None)` when unknown,
     /// `Err(Some(ids))` when ambiguous.
     pub fn resolve(&self, id: &str) -> Result<String, Option<Vec<String>>> {
-        let inner = self.lock();
-        if inner.by_id.contains_key(id) {
+        if self.get(id).is_some() {
             return Ok(id.to_owned());
         }
         if id.len() < 8 {
             return Err(None);
         }
-        let mut matches: Vec<String> = inner.by_id.keys().filter(|k| k.starts_with(id)).cloned().collect();
+        let mut matches: Vec<String> = self
+            .log
+            .state_scan(&state_key(id))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix("approval/").map(str::to_owned))
+            .collect();
+        let inner = self.lock();
+        for k in inner.by_id.keys().filter(|k| k.starts_with(id)) {
+            if !matches.contains(k) {
+                matches.push(k.clone());
+            }
+        }
         match matches.len() {
             0 => Err(None),
             1 => Ok(matches.remove(0)),
@@ -170,7 +216,17 @@ impl Book {
             notified.as_mut().enable();
             {
                 let mut inner = self.lock();
-                let current = inner.by_id.get(id).cloned()?;
+                let current = match inner.by_id.get(id).cloned() {
+                    Some(a) => a,
+                    None => {
+                        // An approval that ended: still claimable (a transition on it is refused
+                        // by its status), read from the state table.
+                        drop(inner);
+                        let stored = self.stored(id)?;
+                        inner = self.lock();
+                        inner.by_id.get(id).cloned().unwrap_or(stored)
+                    }
+                };
                 if !inner.busy.contains(id) {
                     inner.busy.insert(id.to_owned());
                     return Some(current);
@@ -185,8 +241,15 @@ impl Book {
         {
             let mut inner = self.lock();
             inner.busy.remove(id);
-            if let Some(a) = updated {
-                inner.by_id.insert(id.to_owned(), a);
+            match updated {
+                Some(a) if a.status.is_live() => {
+                    inner.by_id.insert(id.to_owned(), a);
+                }
+                // Ended: its state row (committed with the transition) is the record.
+                Some(_) => {
+                    inner.by_id.remove(id);
+                }
+                None => {}
             }
         }
         self.changed.notify_waiters();

@@ -143,7 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
-    let book = approvals::Book::load(&log)?;
+    let book = approvals::Book::load(Arc::clone(&log))?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;
     let mut activated_tcp = None;

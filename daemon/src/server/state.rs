@@ -34,7 +34,7 @@ pub struct Limits {
     pub idle_timeout: std::time::Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: std::time::Duration,
-    /// The decision log's page cache in bytes (default 64 MiB; redb's own default is 1 GiB).
+    /// The decision log's page cache in bytes (default 16 MiB; redb's own default is 1 GiB).
     pub log_cache_bytes: usize,
 }
 

@@ -708,10 +708,8 @@ impl Service {
     /// Pending approvals (or all), oldest first.
     pub async fn approval_list(&self, all: bool) -> Result<Vec<Approval>, ServiceError> {
         self.expire_due().await?;
-        let mut list: Vec<Approval> = self
-            .state
-            .approvals
-            .all()
+        let book = &self.state.approvals;
+        let mut list: Vec<Approval> = if all { book.everything() } else { book.all() }
             .into_iter()
             .filter(|a| all || a.status == approvals::Status::Pending)
             .collect();
@@ -1362,7 +1360,7 @@ mod tests {
             policy: arc_swap::ArcSwap::from_pointee(Loaded { policy, loaded_at: String::new() }),
             last_error: arc_swap::ArcSwap::from_pointee(None),
             reloads: Default::default(),
-            approvals: approvals::Book::load(&log).unwrap(),
+            approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             log,
             socket_path: dir.join("s.sock"),
             own_uid: 0,
@@ -1421,5 +1419,38 @@ mod tests {
         let e = s.govern(call(), &who).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotAuthorized);
         assert!(s.decide(&call(), &who).is_err());
+    }
+
+    /// Memory holds only approvals that may still change; an ended one is read from the log's
+    /// state table (issue #18: a DEFER-heavy daemon must not grow without bound).
+    #[tokio::test]
+    async fn ended_approvals_leave_memory_and_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n");
+        let agent = Identity::Peer(PeerCred { uid: 1000, gid: 1000, pid: 1 });
+        let approver = Identity::Peer(PeerCred { uid: 0, gid: 0, pid: 2 });
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let reply = s.govern(call(), &agent).await.unwrap();
+            assert_eq!(reply.decision.effect, Effect::Defer);
+            ids.push(reply.approval_id.unwrap());
+        }
+        assert_eq!(s.state.approvals.all().len(), 3);
+        s.approval_decide(&ids[0], false, Some("no".into()), &approver).await.unwrap();
+        s.approval_decide(&ids[1], true, None, &approver).await.unwrap();
+        let live: Vec<String> = s.state.approvals.all().into_iter().map(|a| a.approval_id).collect();
+        assert!(!live.contains(&ids[0]), "a denied approval left memory");
+        assert!(live.contains(&ids[1]) && live.contains(&ids[2]), "approved-unused and pending stay");
+        let denied = s.state.approvals.get(&ids[0]).unwrap();
+        assert_eq!(denied.status, approvals::Status::Denied);
+        assert_eq!(s.resolve_approval(&ids[0][..10]).unwrap(), ids[0]);
+        assert_eq!(s.approval_list(true).await.unwrap().len(), 3);
+        assert_eq!(s.approval_list(false).await.unwrap().len(), 1);
+        // Deciding it again is refused by its stored status.
+        assert!(s.approval_decide(&ids[0], true, None, &approver).await.is_err());
+        // After a restart only the live ones are loaded.
+        let book = approvals::Book::load(Arc::clone(&s.state.log)).unwrap();
+        assert_eq!(book.all().len(), 2);
+        assert_eq!(book.get(&ids[0]).unwrap().status, approvals::Status::Denied);
     }
 }
