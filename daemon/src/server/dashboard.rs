@@ -33,6 +33,8 @@ pub const COOKIE: &str = "faramesh_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a browser session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most live browser sessions; opening one more ends the oldest.
+const MAX_SESSIONS: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -61,6 +63,11 @@ impl Sessions {
         let mut map = self.map.lock().map_err(|_| HttpError::internal("session table poisoned"))?;
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
         map.insert(id.clone(), Session { csrf: csrf.clone(), identity, expires: now + SESSION_TTL });
         Ok((id, csrf))
     }

@@ -116,7 +116,7 @@ pub struct State {
     /// Rate-limit buckets.
     pub rate: super::limits::RateLimiter,
     /// Budget counters (cache of the `budget/…` state rows).
-    pub budgets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    pub budgets: std::sync::Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
     /// Prometheus metrics.
     pub metrics: Arc<super::metrics::Metrics>,
     /// The HTTP listener's address and TLS certificate fingerprint, when it runs.

@@ -21,6 +21,9 @@ use crate::log::dpr::{self, Caller, PeerCred};
 use crate::log::index::Term;
 use crate::log::{Appended, LogError, StateWrites, entry};
 
+/// Budget counters kept in memory before those untouched for a minute are forgotten.
+const BUDGET_CACHE_ENTRIES: usize = 4096;
+
 /// Most entries an action listing reads when no indexed filter narrows it (a text search or a
 /// status alone): the newest ones.
 pub const UNINDEXED_SCAN: usize = 200_000;
@@ -562,7 +565,14 @@ impl Service {
         let Ok(mut counts) = self.state.budgets.lock() else {
             return Err(BudgetRefusal::Internal("budget counters unavailable".into()));
         };
-        let count = match counts.get_mut(&key) {
+        if counts.len() >= BUDGET_CACHE_ENTRIES && !counts.contains_key(&key) {
+            // The map is a cache of the stored counters: forget those untouched for a minute
+            // (their last increment is long durable, so a reload reads the true count).
+            let now = std::time::Instant::now();
+            counts
+                .retain(|_, (_, touched)| now.duration_since(*touched) < std::time::Duration::from_secs(60));
+        }
+        let entry = match counts.get_mut(&key) {
             Some(c) => c,
             None => {
                 // A stored count that cannot be read must not restart the budget from 0.
@@ -579,9 +589,11 @@ impl Service {
                         )));
                     }
                 };
-                counts.entry(key.clone()).or_insert(stored)
+                counts.entry(key.clone()).or_insert((stored, std::time::Instant::now()))
             }
         };
+        entry.1 = std::time::Instant::now();
+        let count = &mut entry.0;
         if *count >= budget.max_calls {
             return Err(BudgetRefusal::Exceeded(resets_at));
         }
@@ -1426,7 +1438,10 @@ mod tests {
     #[tokio::test]
     async fn ended_approvals_leave_memory_and_stay_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let s = service(dir.path(), "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n");
+        let s = service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
+        );
         let agent = Identity::Peer(PeerCred { uid: 1000, gid: 1000, pid: 1 });
         let approver = Identity::Peer(PeerCred { uid: 0, gid: 0, pid: 2 });
         let mut ids = Vec::new();
