@@ -156,6 +156,7 @@ fn main() {
         socket_mode: 0o660,
         limits: Limits::default(),
         http: None,
+        retention: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, async move {

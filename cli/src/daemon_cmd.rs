@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// Close connections idle for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
+    /// Prune entries older than this age (90d, 12h, 30m, 45s) on a timer: archived to
+    /// `--retention-archive` first, or only those `faramesh export` already wrote out.
+    #[arg(long, value_name = "AGE")]
+    pub retention: Option<String>,
+    /// Where retention archives entries before pruning them (JSON lines, one file per prune).
+    #[arg(long, value_name = "DIR", requires = "retention")]
+    pub retention_archive: Option<PathBuf>,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_size: u64,
@@ -227,6 +234,14 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
     let state_dir = absolute(&args.state.path()?);
     check_socket_path(&absolute(&args.socket.path()))?;
     let http = http_config_of(&args.http, &state_dir)?;
+    let retention = match &args.retention {
+        None => None,
+        Some(age) => Some(server::retention::Retention {
+            max_age: server::retention::parse_age(age)
+                .ok_or_else(|| anyhow!("`--retention` `{age}` is not an age like 90d, 12h, 30m or 45s"))?,
+            archive_dir: args.retention_archive.as_deref().map(absolute),
+        }),
+    };
     Ok(Config {
         policy_path: policy,
         socket_path: absolute(&args.socket.path()),
@@ -234,6 +249,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         socket_mode,
         limits,
         http,
+        retention,
     })
 }
 
@@ -357,6 +373,8 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         max_connections: 1024,
         idle_timeout: 300,
         cache_size: 16,
+        retention: None,
+        retention_archive: None,
         http: HttpArgs::default(),
         verbose: true,
     };

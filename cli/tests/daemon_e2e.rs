@@ -1262,3 +1262,53 @@ fn listing_pages_through_the_index_and_a_prune_runs_while_serving() {
     let verified = run(&["verify-log", "--state-dir", &state]);
     assert_eq!(verified.status.code(), Some(0), "{}", out_text(&verified));
 }
+
+#[test]
+fn retention_archives_then_prunes_old_entries_by_itself() {
+    let mut d = Daemon::start("rules:\n  - match: { tool: http }\n    allow: true\n");
+    let mut c = d.client();
+    for i in 0..20 {
+        c.result(
+            "govern",
+            json!({"agent_id": "old", "tool": "http", "operation": "get", "params": {"i": i}}),
+        );
+    }
+    drop(c);
+    d.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let archive = d.dir.join("archive");
+    d.spawn_with(&["--retention", "2s", "--retention-archive", archive.to_str().unwrap()]);
+    let mut c = d.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let r = c.result("log.verify", json!({}));
+        if r["first_seq"].as_u64().unwrap_or(1) > 1 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "retention did not prune: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["ok"], true, "{report}");
+    let pruned = report["pruned_entries"].as_u64().unwrap();
+    assert!(pruned >= 20, "the old decisions went: {report}");
+    let files: Vec<_> = std::fs::read_dir(&archive).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(name, format!("faramesh-log-1-{pruned}.jsonl"));
+    let lines: Vec<Value> = std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, pruned);
+    assert_eq!(lines.iter().filter(|l| l["agent_id"] == "old").count(), 20);
+    let bad = Command::new(bin())
+        .args(["serve", "--policy"])
+        .arg(&d.policy)
+        .args(["--socket", "/tmp/faramesh-retention-bad.sock", "--retention", "1w"])
+        .output()
+        .unwrap();
+    assert_ne!(bad.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("`--retention` `1w` is not an age like 90d"), "{err}");
+}

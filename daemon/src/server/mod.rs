@@ -10,6 +10,7 @@ mod dashboard;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod retention;
 pub mod rpc;
 pub mod state;
 pub mod systemd;
@@ -45,6 +46,8 @@ pub struct Config {
     pub limits: Limits,
     /// The optional HTTP(S) listener.
     pub http: Option<http::HttpConfig>,
+    /// Retention the daemon applies itself (`--retention`), if any.
+    pub retention: Option<retention::Retention>,
 }
 
 /// Why the daemon could not start.
@@ -221,6 +224,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let _watcher = spawn_reloader(Arc::clone(&state));
+    let retention = config.retention.clone().map(|r| retention::spawn(Arc::clone(&log), r));
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -315,6 +319,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if !socket_activated {
         // A passed socket belongs to systemd, which keeps it for the next start.
         let _ = std::fs::remove_file(&config.socket_path);
+    }
+    if let Some(r) = retention {
+        r.abort();
     }
     drop(service);
     drop(state);

@@ -1,0 +1,168 @@
+//! Retention the daemon applies itself (`--retention AGE [--retention-archive DIR]`): entries
+//! older than AGE are archived to DIR (when given) and pruned, on a timer. Without an archive
+//! directory only entries a `faramesh export` already wrote out are pruned: the daemon never
+//! discards what exists nowhere else.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::log::{Cut, Log, LogError, entry};
+
+/// The retention setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Entries older than this are pruned.
+    pub max_age: Duration,
+    /// Where entries are archived (JSON lines, one file per prune) before they go.
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl Retention {
+    /// How often the daemon looks: a quarter of the age, between 1 second and 1 hour.
+    pub fn interval(&self) -> Duration {
+        (self.max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+    }
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s`.
+pub fn parse_age(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit {
+        "d" => n.checked_mul(86_400)?,
+        "h" => n.checked_mul(3600)?,
+        "m" => n.checked_mul(60)?,
+        "s" => n,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}
+
+/// Why one round of retention did nothing or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    /// The log refused (not exported, a prune running, storage).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The archive could not be written.
+    #[error("cannot write the archive `{}`: {source}", .path.display())]
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One round: archive (if configured) and prune the entries older than the age. Returns the
+/// entries pruned.
+pub async fn apply(log: &Arc<Log>, r: &Retention) -> Result<u64, RetentionError> {
+    let cutoff = entry::now_ms().saturating_sub(u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX));
+    let plan = log.plan_prune(Cut::Before(cutoff))?;
+    if plan.entries == 0 {
+        return Ok(0);
+    }
+    if let Some(dir) = &r.archive_dir
+        && plan.exported_through + 1 < plan.first_kept_seq
+    {
+        let path = dir.join(format!("faramesh-log-{}-{}.jsonl", plan.first_seq, plan.first_kept_seq - 1));
+        let (log2, path2) = (Arc::clone(log), path.clone());
+        let (first, kept) = (plan.first_seq, plan.first_kept_seq);
+        tokio::task::spawn_blocking(move || archive(&log2, &path2, first, kept))
+            .await
+            .map_err(|e| RetentionError::Archive { path: path.clone(), source: std::io::Error::other(e) })?
+            .map_err(|source| RetentionError::Archive { path: path.clone(), source })?;
+        log.mark_exported(first, kept - 1)?;
+        tracing::info!(archive = %path.display(), entries = kept - first, "archived entries before pruning");
+    }
+    let done = log.prune(Cut::BeforeSeq(plan.first_kept_seq), false, json!({"retention": true})).await?;
+    tracing::info!(
+        entries = done.plan.entries,
+        first_kept_seq = done.plan.first_kept_seq,
+        entry_seq = done.entry_seq,
+        "retention pruned the log"
+    );
+    Ok(done.plan.entries)
+}
+
+/// Writes entries `first..kept` to a new private file, synced.
+fn archive(log: &Log, path: &std::path::Path, first: u64, kept: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = std::io::BufWriter::new(crate::log::create_private(path)?);
+    let mut next = first;
+    while next < kept {
+        let records = log.entries_from(next, 4096).map_err(std::io::Error::other)?;
+        if records.is_empty() {
+            break;
+        }
+        for record in records {
+            if next >= kept {
+                break;
+            }
+            writeln!(out, "{record}")?;
+            next += 1;
+        }
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    if next < kept {
+        return Err(std::io::Error::other(format!("entries {next} to {} could not be read", kept - 1)));
+    }
+    Ok(())
+}
+
+/// Applies retention now and then every [`Retention::interval`].
+pub fn spawn(log: Arc<Log>, r: Retention) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(r.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            tick.tick().await;
+            match apply(&log, &r).await {
+                Ok(_) => warned = false,
+                Err(RetentionError::Log(LogError::NotExported { last_pruned, exported_through })) => {
+                    if !warned {
+                        tracing::warn!(
+                            last_pruned,
+                            exported_through,
+                            "retention: old entries were never exported; set --retention-archive or run `faramesh export`"
+                        );
+                        warned = true;
+                    }
+                }
+                Err(RetentionError::Log(LogError::PruneRunning)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "retention failed; the log is unchanged past the last prune")
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("90d"), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_age("12h"), Some(Duration::from_secs(43_200)));
+        assert_eq!(parse_age("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_age("45s"), Some(Duration::from_secs(45)));
+        for bad in ["", "d", "0d", "-1d", "10", "10w", "1.5h"] {
+            assert_eq!(parse_age(bad), None, "{bad}");
+        }
+        let r = Retention { max_age: Duration::from_secs(90 * 86_400), archive_dir: None };
+        assert_eq!(r.interval(), Duration::from_secs(3600));
+        let r = Retention { max_age: Duration::from_secs(2), archive_dir: None };
+        assert_eq!(r.interval(), Duration::from_secs(1));
+    }
+}
