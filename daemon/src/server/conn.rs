@@ -4,18 +4,22 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
 use super::state::State;
 use crate::log::dpr::PeerCred;
 use crate::service::{Identity, Service};
+
+/// One request being handled: its reply line, if it gets one (notifications do not).
+type BoxedReply = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 /// A JSON-RPC error response line.
 pub fn error_line(id: &Value, code: i32, message: &str) -> String {
@@ -36,44 +40,58 @@ pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Re
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limits.max_line_bytes);
     let mut frames = FramedRead::new(read_half, codec);
     let out = Arc::new(Out { half: Mutex::new(Some(write_half)) });
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight_per_connection));
-    let max_permits = u32::try_from(limits.max_in_flight_per_connection).unwrap_or(u32::MAX);
     let conn = Conn { service, state: Arc::clone(&state), who, out: Arc::clone(&out) };
     let conn = Arc::new(conn);
+    // The requests of this connection run as futures of this one task: no task spawned per
+    // line and no wake-up hop between tasks, and replies that are ready together leave in one
+    // write. Replies may overtake each other (JSON-RPC ids pair them); requests still run
+    // concurrently with each other, up to the in-flight limit.
+    let mut pending: FuturesUnordered<BoxedReply> = FuturesUnordered::new();
+    let max_in_flight = limits.max_in_flight_per_connection.max(1);
     loop {
-        let idle = in_flight.available_permits() == limits.max_in_flight_per_connection;
-        let next = tokio::select! {
+        let idle = pending.is_empty();
+        let can_read = pending.len() < max_in_flight;
+        tokio::select! {
             _ = shutdown.changed() => break,
-            r = tokio::time::timeout(limits.idle_timeout, frames.next()) => r,
-        };
-        let frame = match next {
-            Err(_) if idle => break, // idle timeout
-            Err(_) => continue,
-            Ok(None) => break,
-            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
-                let msg = format!(
-                    "request line exceeds the {}-byte limit; closing the connection",
-                    limits.max_line_bytes
-                );
-                state.counts.error(false);
-                let _ = out.send(error_line(&Value::Null, codes::INVALID_REQUEST, &msg)).await;
-                break;
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                let mut ready: Vec<String> = reply.into_iter().collect();
+                // Every other reply that is ready now goes out with it.
+                while let Some(Some(more)) = pending.next().now_or_never() {
+                    ready.extend(more);
+                }
+                if !ready.is_empty() && out.send_all(ready).await.is_err() {
+                    break;
+                }
             }
-            Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(bytes))) => bytes,
-        };
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
-        let conn = Arc::clone(&conn);
-        tokio::spawn(async move {
-            if let Some(reply) = conn.handle_line(&frame).await {
-                let _ = conn.out.send(reply).await;
+            next = tokio::time::timeout(limits.idle_timeout, frames.next()), if can_read => {
+                let frame = match next {
+                    Err(_) if idle => break, // idle timeout
+                    Err(_) => continue,
+                    Ok(None) => break,
+                    Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+                        let msg = format!(
+                            "request line exceeds the {}-byte limit; closing the connection",
+                            limits.max_line_bytes
+                        );
+                        state.counts.error(false);
+                        let _ = out.send(error_line(&Value::Null, codes::INVALID_REQUEST, &msg)).await;
+                        break;
+                    }
+                    Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(bytes))) => bytes,
+                };
+                let conn = Arc::clone(&conn);
+                pending.push(Box::pin(async move { conn.handle_line(&frame).await }));
             }
-            drop(permit);
-        });
+        }
     }
     // Finish what is in flight, then close the writing side (subscriptions stop at their next
     // entry).
-    let _ = in_flight.acquire_many(max_permits).await;
+    while let Some(reply) = pending.next().await {
+        if let Some(reply) = reply {
+            let _ = out.send(reply).await;
+        }
+    }
     drop(conn);
     out.close().await;
 }
@@ -87,11 +105,20 @@ struct Out {
 
 impl Out {
     /// Writes `line` and a newline; `Err` once the connection is closed or broken.
-    async fn send(&self, mut line: String) -> Result<(), ()> {
-        line.push('\n');
+    async fn send(&self, line: String) -> Result<(), ()> {
+        self.send_all(vec![line]).await
+    }
+
+    /// Writes `lines`, each followed by a newline, in one write.
+    async fn send_all(&self, lines: Vec<String>) -> Result<(), ()> {
+        let mut buf = match <[String; 1]>::try_from(lines) {
+            Ok([one]) => one,
+            Err(many) => many.join("\n"),
+        };
+        buf.push('\n');
         let mut half = self.half.lock().await;
         let w = half.as_mut().ok_or(())?;
-        if w.write_all(line.as_bytes()).await.is_err() {
+        if w.write_all(buf.as_bytes()).await.is_err() {
             *half = None;
             return Err(());
         }
