@@ -308,7 +308,8 @@ enum Target {
 
 impl Target {
     fn open(dir: &Path, socket: PathBuf) -> Result<Target> {
-        let key = key_of(dir)?;
+        // Another user's state dir (a system daemon's): only the daemon can prune it.
+        let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(socket)) };
         match log::Log::open(&dir.join("log.redb"), key, log::LogOptions::default()) {
             Ok(log) => {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
