@@ -595,8 +595,12 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         "decisions {} permit, {} deny, {} defer; errors: {} from clients, {} internal",
         c["permit"], c["deny"], c["defer"], c["client_errors"], c["internal_errors"]
     );
+    let pruned = match s["log"]["first_seq"].as_u64() {
+        Some(first) if first > 1 => format!(" (entries before {first} pruned)"),
+        _ => String::new(),
+    };
     println!(
-        "log       {} entries, head {}",
+        "log       {} entries{pruned}, head {}",
         s["log"]["size"],
         s["log"]["head_hash"].as_str().unwrap_or("?")
     );

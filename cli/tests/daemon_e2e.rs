@@ -1235,6 +1235,9 @@ fn listing_pages_through_the_index_and_a_prune_runs_while_serving() {
     let verified = run(&["verify-log", "--socket", &socket, "--state-dir", &state]);
     assert_eq!(verified.status.code(), Some(0), "{}", out_text(&verified));
     assert!(out_text(&verified).contains(&format!("ok: entries {kept} to ")), "{}", out_text(&verified));
+    let status = run(&["status", "--socket", &socket]);
+    assert!(out_text(&status).contains(&format!("(entries before {kept} pruned)")), "{}", out_text(&status));
+    assert_eq!(c.result("status", json!({}))["log"]["first_seq"], kept);
     let seqs = page_all(&mut c);
     assert!(!seqs.is_empty() && seqs.iter().all(|&s| s >= kept));
     // A decision that is now only in the archive is no longer found.

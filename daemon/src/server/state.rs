@@ -248,7 +248,13 @@ impl State {
                 "client_errors": self.counts.client_errors.load(Ordering::Relaxed),
                 "internal_errors": self.counts.internal_errors.load(Ordering::Relaxed),
             },
-            "log": {"size": size, "head_hash": crate::log::entry::hex(&head), "origin": self.log.origin()},
+            "log": {
+                "size": size,
+                "head_hash": crate::log::entry::hex(&head),
+                "origin": self.log.origin(),
+                "first_seq": self.log.first_seq().ok(),
+                "exported_through": self.log.exported_through().ok(),
+            },
         })
     }
 }
