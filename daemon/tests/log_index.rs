@@ -382,3 +382,27 @@ fn a_prune_cut_short_resumes_on_open() {
     assert!(report.ok, "{report:?}");
     assert_eq!(report.size, size + 2);
 }
+
+#[test]
+fn a_prune_of_everything_keeps_the_prune_entry_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 10);
+    let size = log.head().0;
+    let rt = runtime();
+    // Other appends race the cut: the anchor must still be the last pruned entry's hash.
+    let appender = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                log.append_blocking(decision("late", "tool-0", "PERMIT")).unwrap();
+            }
+        })
+    };
+    let done = rt.block_on(log.prune(Cut::KeepLast(0), true, json!("test"))).unwrap();
+    appender.join().unwrap();
+    assert!(done.plan.first_kept_seq > size);
+    assert_eq!(log.first_seq().unwrap(), done.plan.first_kept_seq);
+    let report = log.verify(None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.pruned_entries, done.plan.first_kept_seq - 1);
+}

@@ -409,11 +409,12 @@ impl Log {
                 exported_through: plan.exported_through,
             });
         }
-        let anchor = match self.get(plan.first_kept_seq)? {
-            Some(record) => {
-                entry::open(record.as_bytes()).map_err(|e| corrupt(plan.first_kept_seq, e))?.prev_hash
-            }
-            None => self.head().1,
+        // The anchor is the hash of the last entry that goes: the `prev_hash` the first kept
+        // entry holds (or will hold, when the cut is at the head).
+        let last_pruned = plan.first_kept_seq - 1;
+        let anchor = match self.get(last_pruned)? {
+            Some(record) => entry::open(record.as_bytes()).map_err(|e| corrupt(last_pruned, e))?.entry_hash,
+            None => return Err(corrupt(last_pruned, Corruption::Empty)),
         };
         let anchor_hex = entry::hex(&anchor);
         let body = super::dpr::event_entry(
