@@ -69,13 +69,14 @@ pub enum LogCommand {
 
 /// `faramesh log prune`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("cut").required(true).args(["before", "keep_last"])))]
 pub struct PruneArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
     socket: crate::daemon_cmd::SocketArg,
     /// Remove entries recorded before this time (RFC 3339, UTC).
-    #[arg(long, value_name = "TIME", required_unless_present = "keep_last", conflicts_with = "keep_last")]
+    #[arg(long, value_name = "TIME")]
     before: Option<String>,
     /// Keep only the newest N entries.
     #[arg(long, value_name = "N")]
