@@ -1305,6 +1305,40 @@ fn retention_archives_then_prunes_old_entries_by_itself() {
         .collect();
     assert_eq!(lines.len() as u64, pruned);
     assert_eq!(lines.iter().filter(|l| l["agent_id"] == "old").count(), 20);
+
+    // The same from the policy's `retention:` section (no flags).
+    for i in 0..5 {
+        c.result(
+            "govern",
+            json!({"agent_id": "older", "tool": "http", "operation": "get", "params": {"i": i}}),
+        );
+    }
+    drop(c);
+    d.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let from_policy = d.dir.join("archive-from-policy");
+    std::fs::write(
+        &d.policy,
+        format!(
+            "retention:\n  max_age: 2s\n  archive_dir: {}\nrules:\n  - match: {{ tool: http }}\n    allow: true\n",
+            from_policy.display()
+        ),
+    )
+    .unwrap();
+    d.spawn();
+    let mut c = d.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.result("log.verify", json!({}));
+        if r["pruned_entries"].as_u64().unwrap_or(0) > pruned {
+            assert_eq!(r["ok"], true, "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the policy's retention did not prune: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let archived = std::fs::read_dir(&from_policy).unwrap().count();
+    assert_eq!(archived, 1);
     let bad = Command::new(bin())
         .args(["serve", "--policy"])
         .arg(&d.policy)

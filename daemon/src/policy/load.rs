@@ -27,7 +27,8 @@ pub struct PolicyError {
     pub message: String,
 }
 
-const TOP_KEYS: &[&str] = &["version", "description", "rules", "risk", "agents", "approvals"];
+const TOP_KEYS: &[&str] = &["version", "description", "rules", "risk", "agents", "approvals", "retention"];
+const RETENTION_KEYS: &[&str] = &["max_age", "archive_dir"];
 const RULE_KEYS: &[&str] =
     &["id", "match", "allow", "deny", "require_approval", "effect", "description", "reason", "risk"];
 const MATCH_KEYS: &[&str] = &[
@@ -154,6 +155,7 @@ impl Loader<'_> {
         let mut risk_rules = Vec::new();
         let mut agents = HashMap::new();
         let mut approvals = Approvals::default();
+        let mut retention = None;
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => match value.kind {
@@ -183,6 +185,11 @@ impl Loader<'_> {
                     approvals = a;
                     normalized.insert("approvals".into(), norm);
                 }
+                "retention" => {
+                    let (r, norm) = self.retention(value)?;
+                    retention = Some(r);
+                    normalized.insert("retention".into(), norm);
+                }
                 _ => {}
             }
         }
@@ -196,7 +203,40 @@ impl Loader<'_> {
             agents,
             risk_rules,
             approvals,
+            retention,
         })
+    }
+
+    fn retention(&self, node: &Node) -> Result<(crate::policy::Retention, Value), PolicyError> {
+        let entries = self.map(node, "`retention`")?;
+        self.check_keys(entries, RETENTION_KEYS, "retention")?;
+        let mut max_age = None;
+        let mut archive_dir = None;
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "max_age" => {
+                    let text = self.string(value, "`max_age`")?;
+                    max_age = Some(parse_duration(&text).ok_or_else(|| {
+                        self.err(value.pos, format!("`max_age` `{text}` must look like `90d` (s, m, h, d)"))
+                    })?);
+                }
+                "archive_dir" => {
+                    let dir = self.string(value, "`archive_dir`")?;
+                    if !dir.starts_with('/') {
+                        return Err(
+                            self.err(value.pos, format!("`archive_dir` `{dir}` must be an absolute path"))
+                        );
+                    }
+                    archive_dir = Some(dir);
+                }
+                _ => {}
+            }
+        }
+        let Some(max_age_seconds) = max_age else {
+            return Err(self.err(node.pos, "`retention` needs `max_age` (for example `max_age: 90d`)"));
+        };
+        let norm = json!({"max_age": max_age_seconds, "archive_dir": archive_dir});
+        Ok((crate::policy::Retention { max_age_seconds, archive_dir }, norm))
     }
 
     fn rules(&self, node: &Node, what: &str, agent: Option<&str>) -> Result<(RuleSet, Value), PolicyError> {

@@ -13,6 +13,6 @@ pub use eval::{
 };
 pub use load::{PolicyError, compile, parse_duration};
 pub use model::{
-    Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, RiskRule, Rule,
-    RuleSet,
+    Approvals, Approver, Budget, Cmp, Cond, NamePat, Period, Policy, Profile, RateLimit, Retention, RiskRule,
+    Rule, RuleSet,
 };

@@ -24,6 +24,18 @@ pub struct Policy {
     pub risk_rules: Vec<RiskRule>,
     /// Who may approve and how long a pending approval lives.
     pub approvals: Approvals,
+    /// How long the daemon keeps log entries (`retention:`), if the policy says.
+    pub retention: Option<Retention>,
+}
+
+/// The `retention:` section: the daemon prunes log entries older than `max_age`, archiving them
+/// to `archive_dir` first when it is set (else only entries already exported go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Seconds an entry is kept.
+    pub max_age_seconds: u64,
+    /// Where entries are archived before they are pruned.
+    pub archive_dir: Option<String>,
 }
 
 impl Policy {

@@ -224,7 +224,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let _watcher = spawn_reloader(Arc::clone(&state));
-    let retention = config.retention.clone().map(|r| retention::spawn(Arc::clone(&log), r));
+    let retention = retention::spawn(Arc::clone(&state), config.retention.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -320,9 +320,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // A passed socket belongs to systemd, which keeps it for the next start.
         let _ = std::fs::remove_file(&config.socket_path);
     }
-    if let Some(r) = retention {
-        r.abort();
-    }
+    retention.abort();
     drop(service);
     drop(state);
     log.close();

@@ -1,7 +1,8 @@
-//! Retention the daemon applies itself (`--retention AGE [--retention-archive DIR]`): entries
-//! older than AGE are archived to DIR (when given) and pruned, on a timer. Without an archive
-//! directory only entries a `faramesh export` already wrote out are pruned: the daemon never
-//! discards what exists nowhere else.
+//! Retention the daemon applies itself: `serve --retention AGE [--retention-archive DIR]`, or
+//! the policy's `retention: {max_age, archive_dir}` (the flags win; the policy's setting follows
+//! hot reloads). Entries older than AGE are archived to DIR (when given) and pruned, on a timer.
+//! Without an archive directory only entries a `faramesh export` already wrote out are pruned:
+//! the daemon never discards what exists nowhere else.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,18 +28,18 @@ impl Retention {
     }
 }
 
-/// Parses `90d`, `12h`, `30m`, `45s`.
+/// Parses `90d`, `12h`, `30m`, `45s` (the policy's durations).
 pub fn parse_age(text: &str) -> Option<Duration> {
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
-    let seconds = match unit {
-        "d" => n.checked_mul(86_400)?,
-        "h" => n.checked_mul(3600)?,
-        "m" => n.checked_mul(60)?,
-        "s" => n,
-        _ => return None,
-    };
-    Some(Duration::from_secs(seconds))
+    crate::policy::parse_duration(text).map(Duration::from_secs)
+}
+
+impl From<&crate::policy::Retention> for Retention {
+    fn from(r: &crate::policy::Retention) -> Retention {
+        Retention {
+            max_age: Duration::from_secs(r.max_age_seconds),
+            archive_dir: r.archive_dir.as_deref().map(PathBuf::from),
+        }
+    }
 }
 
 /// Why one round of retention did nothing or stopped.
@@ -118,14 +119,19 @@ fn archive(log: &Log, path: &std::path::Path, first: u64, kept: u64) -> std::io:
     Ok(())
 }
 
-/// Applies retention now and then every [`Retention::interval`].
-pub fn spawn(log: Arc<Log>, r: Retention) -> tokio::task::JoinHandle<()> {
+/// Applies retention now and then every [`Retention::interval`]: `flag` when given, else the
+/// current policy's setting (looked for again every minute while there is none).
+pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(r.interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let log = Arc::clone(&state.log);
         let mut warned = false;
         loop {
-            tick.tick().await;
+            let current =
+                flag.clone().or_else(|| state.policy.load().policy.retention.as_ref().map(Retention::from));
+            let Some(r) = current else {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            };
             match apply(&log, &r).await {
                 Ok(_) => warned = false,
                 Err(RetentionError::Log(LogError::NotExported { last_pruned, exported_through })) => {
@@ -143,6 +149,7 @@ pub fn spawn(log: Arc<Log>, r: Retention) -> tokio::task::JoinHandle<()> {
                     tracing::error!(error = %e, "retention failed; the log is unchanged past the last prune")
                 }
             }
+            tokio::time::sleep(r.interval()).await;
         }
     })
 }
@@ -164,5 +171,36 @@ mod tests {
         assert_eq!(r.interval(), Duration::from_secs(3600));
         let r = Retention { max_age: Duration::from_secs(2), archive_dir: None };
         assert_eq!(r.interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_policy_can_set_retention_and_bad_settings_name_the_field() {
+        let rules = "rules:\n  - match: { tool: http }\n    allow: true\n";
+        let p = crate::policy::compile(
+            "p.yaml",
+            &format!("retention:\n  max_age: 30d\n  archive_dir: /var/lib/faramesh/archive\n{rules}"),
+        )
+        .map_err(|e| e.to_string());
+        let r = p.as_ref().map(|p| p.retention.as_ref().map(Retention::from));
+        assert_eq!(
+            r,
+            Ok(Some(Retention {
+                max_age: Duration::from_secs(30 * 86_400),
+                archive_dir: Some(PathBuf::from("/var/lib/faramesh/archive"))
+            }))
+        );
+        let without = crate::policy::compile("p.yaml", rules).map_err(|e| e.to_string());
+        assert!(without.is_ok_and(|p| p.retention.is_none()));
+        for (text, says) in [
+            ("retention:\n  archive_dir: /a\n", "needs `max_age`"),
+            ("retention:\n  max_age: soon\n", "`max_age` `soon` must look like `90d`"),
+            ("retention:\n  max_age: 1d\n  archive_dir: rel/dir\n", "must be an absolute path"),
+            ("retention:\n  max_age: 1d\n  keep: 3\n", "unknown"),
+        ] {
+            let e = crate::policy::compile("p.yaml", &format!("{text}{rules}"))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert!(e.as_ref().is_err_and(|m| m.contains(says) && m.starts_with("p.yaml:")), "{text}: {e:?}");
+        }
     }
 }
