@@ -352,36 +352,24 @@ impl Target {
 
     /// Writes entries `from..to` (exclusive) as JSON lines; returns how many.
     fn write_entries(&self, from: u64, to: u64, out: &mut dyn std::io::Write) -> Result<u64> {
+        let socket = match self {
+            Target::File(log, _) => return Ok(log.export_range(out, from, to)?),
+            Target::Daemon(socket) => socket,
+        };
         let mut next = from;
         let mut n = 0;
         while next < to {
             let limit = (to - next).min(5000);
-            let records: Vec<String> = match self {
-                Target::Daemon(socket) => {
-                    let r = crate::client::call(
-                        socket,
-                        "log.entries",
-                        json!({"from_seq": next, "limit": limit}),
-                    )?;
-                    r["entries"]
-                        .as_array()
-                        .map(|a| a.iter().map(ToString::to_string).collect())
-                        .unwrap_or_default()
-                }
-                Target::File(log, _) => log.entries_from(next, limit as usize)?,
-            };
-            if records.is_empty() {
+            let r = crate::client::call(socket, "log.entries", json!({"from_seq": next, "limit": limit}))?;
+            let entries = r["entries"].as_array().cloned().unwrap_or_default();
+            if entries.is_empty() {
                 break;
             }
-            for record in &records {
-                let seq = serde_json::from_str::<serde_json::Value>(record)?["seq"].as_u64().unwrap_or(next);
-                if seq >= to {
-                    return Ok(n);
-                }
-                writeln!(out, "{record}")?;
+            for e in entries.iter().take_while(|e| e["seq"].as_u64().is_some_and(|s| s < to)) {
+                writeln!(out, "{e}")?;
                 n += 1;
-                next = seq + 1;
             }
+            next = r["next_seq"].as_u64().unwrap_or(to);
         }
         Ok(n)
     }

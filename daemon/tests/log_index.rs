@@ -272,6 +272,10 @@ fn a_prune_needs_an_export_records_the_cut_shrinks_the_file_and_verifies() {
     assert!(log.ids_with_prefix(&log.action_id(5), 10).unwrap().is_empty());
     let first = log.entries_from(1, 1).unwrap();
     assert!(first[0].contains(&format!("\"seq\":{}", plan.first_kept_seq)));
+    let mut exported = Vec::new();
+    let kept = log.head().0 - plan.first_kept_seq + 1;
+    assert_eq!(log.export(&mut exported, 0).unwrap(), kept, "an export of a pruned log starts at the cut");
+    assert_eq!(String::from_utf8(exported).unwrap().lines().count() as u64, kept);
     let agent = by_index(&log, &Term::Agent("agent-2".into()), 1, log.head().0);
     assert!(!agent.is_empty() && agent.iter().all(|&s| s >= plan.first_kept_seq));
 

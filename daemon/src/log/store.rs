@@ -587,6 +587,12 @@ impl Log {
 
     /// Records from `from_seq` on, at most `limit`.
     pub fn entries_from(&self, from_seq: u64, limit: usize) -> Result<Vec<String>, LogError> {
+        Ok(self.numbered_from(from_seq, limit)?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Records from `from_seq` on (after a prune, from the first kept), at most `limit`, with
+    /// their seqs.
+    pub fn numbered_from(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, String)>, LogError> {
         self.read(|txn| {
             let t = txn.open_table(BATCHES).map_err(storage)?;
             let mut out = Vec::new();
@@ -599,7 +605,7 @@ impl Log {
                         return Ok(out);
                     }
                     if seq >= from_seq {
-                        out.push(String::from_utf8_lossy(&record).into_owned());
+                        out.push((seq, String::from_utf8_lossy(&record).into_owned()));
                     }
                 }
             }
@@ -661,20 +667,30 @@ impl Log {
 
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(&self, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, LogError> {
+        self.export_range(out, self.first_seq_at_or_after(since_ms)?, u64::MAX)
+    }
+
+    /// Writes the records with `from_seq <= seq < to_seq` as JSON lines (an export, an archive
+    /// before a prune); returns how many.
+    pub fn export_range(
+        &self,
+        out: &mut dyn std::io::Write,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<u64, LogError> {
         let mut n = 0u64;
-        let mut next = self.first_seq_at_or_after(since_ms)?;
-        loop {
-            let batch = self.entries_from(next, 1024)?;
-            if batch.is_empty() {
-                return Ok(n);
-            }
-            for record in &batch {
-                next += 1;
+        let mut next = from_seq;
+        while next < to_seq {
+            let chunk = self.numbered_from(next, 1024)?;
+            let Some(&(last, _)) = chunk.last() else { break };
+            for (_, record) in chunk.iter().take_while(|(seq, _)| *seq < to_seq) {
                 writeln!(out, "{record}")
                     .map_err(|e| LogError::io("write", Path::new("(export output)"), e))?;
                 n += 1;
             }
+            next = last + 1;
         }
+        Ok(n)
     }
 
     /// A state row.

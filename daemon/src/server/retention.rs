@@ -92,29 +92,18 @@ pub async fn apply(log: &Arc<Log>, r: &Retention) -> Result<u64, RetentionError>
 
 /// Writes entries `first..kept` to a new private file, synced.
 fn archive(log: &Log, path: &std::path::Path, first: u64, kept: u64) -> std::io::Result<()> {
-    use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut out = std::io::BufWriter::new(crate::log::create_private(path)?);
-    let mut next = first;
-    while next < kept {
-        let records = log.entries_from(next, 4096).map_err(std::io::Error::other)?;
-        if records.is_empty() {
-            break;
-        }
-        for record in records {
-            if next >= kept {
-                break;
-            }
-            writeln!(out, "{record}")?;
-            next += 1;
-        }
-    }
+    let written = log.export_range(&mut out, first, kept).map_err(std::io::Error::other)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    if next < kept {
-        return Err(std::io::Error::other(format!("entries {next} to {} could not be read", kept - 1)));
+    if written != kept - first {
+        return Err(std::io::Error::other(format!(
+            "{written} of entries {first} to {} were written",
+            kept - 1
+        )));
     }
     Ok(())
 }
