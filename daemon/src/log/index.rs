@@ -118,19 +118,19 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Seqs of pending rows with `term`, in `lo..=hi` and after `through`, newest first.
-    pub fn seqs_with(&self, term: &str, lo: u64, hi: u64, through: u64) -> Vec<u64> {
+    /// Seqs of pending rows with `term`, in `lo..=hi`, newest first.
+    pub fn seqs_with(&self, term: &str, lo: u64, hi: u64) -> Vec<u64> {
         self.rows
             .iter()
             .rev()
-            .filter(|r| r.seq > through && (lo..=hi).contains(&r.seq) && r.terms.iter().any(|t| t == term))
+            .filter(|r| (lo..=hi).contains(&r.seq) && r.terms.iter().any(|t| t == term))
             .map(|r| r.seq)
             .collect()
     }
 
-    /// Seqs of pending events about entry `about`, after `through`, oldest first.
-    pub fn events_of(&self, about: u64, through: u64) -> Vec<u64> {
-        self.rows.iter().filter(|r| r.seq > through && r.about == Some(about)).map(|r| r.seq).collect()
+    /// Seqs of pending events about entry `about`, oldest first.
+    pub fn events_of(&self, about: u64) -> Vec<u64> {
+        self.rows.iter().filter(|r| r.about == Some(about)).map(|r| r.seq).collect()
     }
 }
 

@@ -544,7 +544,7 @@ impl Log {
         };
         // The pending rows first (taken before the read transaction begins: rows flushed after
         // this are in the tables that transaction sees, and `indexed_through` tells which).
-        let pending = self.shared.pending.lock().map(|p| p.seqs_with(term, lo, hi, 0)).unwrap_or_default();
+        let pending = self.shared.pending.lock().map(|p| p.seqs_with(term, lo, hi)).unwrap_or_default();
         self.read(|txn| {
             let through = index::indexed_through(txn)?;
             let batches = txn.open_table(BATCHES).map_err(storage)?;
@@ -567,7 +567,7 @@ impl Log {
     /// Records of the events about the decision stored as entry `seq` (action lifecycle and
     /// approval events), oldest first, from the index.
     pub fn events_about(&self, seq: u64) -> Result<Vec<String>, LogError> {
-        let pending = self.shared.pending.lock().map(|p| p.events_of(seq, 0)).unwrap_or_default();
+        let pending = self.shared.pending.lock().map(|p| p.events_of(seq)).unwrap_or_default();
         self.read(|txn| {
             let through = index::indexed_through(txn)?;
             let batches = txn.open_table(BATCHES).map_err(storage)?;
