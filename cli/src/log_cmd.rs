@@ -334,18 +334,13 @@ impl Target {
                     params.as_object().unwrap_or(&Default::default()),
                 )
                 .map_err(|e| anyhow!(e.message))?;
-                if req.dry_run {
-                    return Ok(json!({"dry_run": true, "plan": log.plan_prune(req.cut)?}));
-                }
-                let by = json!({"uid": nix::unistd::getuid().as_raw(), "offline": true});
-                let done = rt.block_on(log.prune(req.cut, req.force, by)).map_err(|e| match e {
-                    log::LogError::NotExported { .. } => anyhow!(
-                        "{e}: export or archive them first (`faramesh export`, or `--archive FILE`), or pass --force"
-                    ),
-                    other => other.into(),
-                })?;
-                Ok(json!({"dry_run": false, "plan": done.plan, "entry_seq": done.entry_seq,
-                          "batches": done.batches, "compacted": done.compacted}))
+                let outcome = if req.dry_run {
+                    log.dry_run_prune(req.cut)?
+                } else {
+                    let by = json!({"uid": nix::unistd::getuid().as_raw(), "offline": true});
+                    rt.block_on(log.prune(req.cut, req.force, by))?
+                };
+                Ok(serde_json::to_value(outcome)?)
             }
         }
     }
@@ -445,7 +440,13 @@ fn prune(args: PruneArgs, json_out: bool) -> Result<ExitCode> {
         eprintln!("archived entries {first}–{} to {}", kept - 1, path.display());
     }
     // The cut the plan showed (and the archive holds), whatever was appended since.
-    let done = target.prune(json!({"before_seq": kept, "force": args.force}))?;
+    let done = target.prune(json!({"before_seq": kept, "force": args.force})).map_err(|e| {
+        if e.to_string().contains("exported or archived only through") {
+            anyhow!("{e}\nhint: `faramesh export > FILE` first, or pass `--archive FILE` (or `--force` to discard them)")
+        } else {
+            e
+        }
+    })?;
     if json_out {
         println!("{done}");
     } else {

@@ -1282,15 +1282,7 @@ fn retention_archives_then_prunes_old_entries_by_itself() {
     let archive = d.dir.join("archive");
     d.spawn_with(&["--retention", "2s", "--retention-archive", archive.to_str().unwrap()]);
     let mut c = d.client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let report = loop {
-        let r = c.result("log.verify", json!({}));
-        if r["first_seq"].as_u64().unwrap_or(1) > 1 {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "retention did not prune: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let report = pruned_beyond(&mut c, 0);
     assert_eq!(report["ok"], true, "{report}");
     let pruned = report["pruned_entries"].as_u64().unwrap();
     assert!(pruned >= 20, "the old decisions went: {report}");
@@ -1327,16 +1319,8 @@ fn retention_archives_then_prunes_old_entries_by_itself() {
     .unwrap();
     d.spawn();
     let mut c = d.client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = c.result("log.verify", json!({}));
-        if r["pruned_entries"].as_u64().unwrap_or(0) > pruned {
-            assert_eq!(r["ok"], true, "{r}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the policy's retention did not prune: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let r = pruned_beyond(&mut c, pruned);
+    assert_eq!(r["ok"], true, "{r}");
     let archived = std::fs::read_dir(&from_policy).unwrap().count();
     assert_eq!(archived, 1);
     let bad = Command::new(bin())
@@ -1348,4 +1332,18 @@ fn retention_archives_then_prunes_old_entries_by_itself() {
     assert_ne!(bad.status.code(), Some(0));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("`--retention` `1w` is not an age like 90d"), "{err}");
+}
+
+/// The daemon's verification report once more than `entries` have been pruned (retention runs
+/// on its own timer), within 20 seconds.
+fn pruned_beyond(c: &mut Client, entries: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.result("log.verify", json!({}));
+        if r["pruned_entries"].as_u64().unwrap_or(0) > entries {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "retention did not prune past {entries} entries: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -263,7 +263,7 @@ fn a_prune_needs_an_export_records_the_cut_shrinks_the_file_and_verifies() {
     assert!(done.compacted && after * 4 < before * 3, "the file shrank: {before} → {after}");
 
     // The prune entry says what happened; reads start at the first kept entry.
-    let prune: Value = serde_json::from_str(&log.get(done.entry_seq).unwrap().unwrap()).unwrap();
+    let prune: Value = serde_json::from_str(&log.get(done.entry_seq.unwrap()).unwrap().unwrap()).unwrap();
     assert_eq!(prune["kind"], "prune");
     assert_eq!(prune["first_kept_seq"], plan.first_kept_seq);
     assert_eq!(prune["pruned_entries"], plan.entries);

@@ -105,7 +105,7 @@ pub enum LogError {
     PruneRunning,
     /// A prune would remove entries that were never exported or archived.
     #[error(
-        "entries up to {last_pruned} would be removed, but the log was exported or archived only through entry {exported_through}"
+        "entries up to {last_pruned} would be removed, but the log was exported or archived only through entry {exported_through}: export or archive them first, or force the prune"
     )]
     NotExported {
         /// The last entry the prune would remove.

@@ -163,13 +163,18 @@ pub struct PrunePlan {
     pub exported_through: u64,
 }
 
-/// What a prune did.
+/// What a prune did, or (a dry run) would do: the reply of `log.prune` and of
+/// `faramesh log prune --json`.
+///
+/// JSON: `{"dry_run": false, "plan": {…}, "entry_seq": 1000003, "batches": 10253, "compacted": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PruneOutcome {
+    /// Only planned: nothing was recorded or removed.
+    pub dry_run: bool,
     /// The plan carried out.
     pub plan: PrunePlan,
-    /// The seq of the `prune` entry that records the cut.
-    pub entry_seq: u64,
+    /// The seq of the `prune` entry that records the cut (none when nothing was pruned).
+    pub entry_seq: Option<u64>,
     /// Batches removed.
     pub batches: u64,
     /// Whether the file was compacted.
@@ -391,6 +396,17 @@ impl Log {
         })
     }
 
+    /// What pruning at `cut` would do, as a dry run's outcome.
+    pub fn dry_run_prune(&self, cut: Cut) -> Result<PruneOutcome, LogError> {
+        Ok(PruneOutcome {
+            dry_run: true,
+            plan: self.plan_prune(cut)?,
+            entry_seq: None,
+            batches: 0,
+            compacted: false,
+        })
+    }
+
     /// Prunes the log at `cut`: refuses (unless `force`) when entries that would go were never
     /// exported or archived; records the cut as a `prune` entry (`by` names who asked), then
     /// removes the batches while appends go on, and compacts the file.
@@ -401,7 +417,7 @@ impl Log {
         let _guard = PruneGuard(&self.pruning);
         let plan = self.plan_prune(cut)?;
         if plan.entries == 0 {
-            return Ok(PruneOutcome { plan, entry_seq: 0, batches: 0, compacted: false });
+            return Ok(PruneOutcome { dry_run: false, plan, entry_seq: None, batches: 0, compacted: false });
         }
         if !force && plan.exported_through + 1 < plan.first_kept_seq {
             return Err(LogError::NotExported {
@@ -441,7 +457,13 @@ impl Log {
             .await
             .map_err(|_| LogError::Closed)?;
         let stats = rx.await.map_err(|_| LogError::Closed)??;
-        Ok(PruneOutcome { plan, entry_seq: recorded.seq, batches: stats.batches, compacted: stats.compacted })
+        Ok(PruneOutcome {
+            dry_run: false,
+            plan,
+            entry_seq: Some(recorded.seq),
+            batches: stats.batches,
+            compacted: stats.compacted,
+        })
     }
 
     /// Stops accepting appends, lets the writer commit what is queued, and waits for it.

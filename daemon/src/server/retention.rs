@@ -84,7 +84,7 @@ pub async fn apply(log: &Arc<Log>, r: &Retention) -> Result<u64, RetentionError>
     tracing::info!(
         entries = done.plan.entries,
         first_kept_seq = done.plan.first_kept_seq,
-        entry_seq = done.entry_seq,
+        entry_seq = done.entry_seq.unwrap_or_default(),
         "retention pruned the log"
     );
     Ok(done.plan.entries)

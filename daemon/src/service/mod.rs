@@ -107,7 +107,11 @@ impl From<faramesh_proto::CallError> for ServiceError {
 
 impl From<LogError> for ServiceError {
     fn from(e: LogError) -> ServiceError {
-        ServiceError::internal(e.to_string())
+        match e {
+            // A prune refused for what the log holds, not a failure.
+            LogError::NotExported { .. } | LogError::PruneRunning => ServiceError::conflict(e.to_string()),
+            other => ServiceError::internal(other.to_string()),
+        }
     }
 }
 
@@ -1238,20 +1242,12 @@ impl Service {
     pub async fn log_prune(&self, req: PruneRequest, who: &Identity) -> Result<Value, ServiceError> {
         self.may_manage_log(who)?;
         let log = &self.state.log;
-        if req.dry_run {
-            let plan = log.plan_prune(req.cut)?;
-            return Ok(json!({"dry_run": true, "plan": plan}));
-        }
-        let by = serde_json::to_value(who.caller()).unwrap_or(Value::Null);
-        let outcome = log.prune(req.cut, req.force, by).await.map_err(|e| match e {
-            LogError::NotExported { .. } => ServiceError::conflict(format!(
-                "{e}: export or archive them first (`faramesh export`, or `faramesh log prune --archive FILE`), or pass force"
-            )),
-            LogError::PruneRunning => ServiceError::conflict(e.to_string()),
-            other => ServiceError::from(other),
-        })?;
-        Ok(json!({"dry_run": false, "plan": outcome.plan, "entry_seq": outcome.entry_seq,
-                  "batches": outcome.batches, "compacted": outcome.compacted}))
+        let outcome = if req.dry_run {
+            log.dry_run_prune(req.cut)?
+        } else {
+            log.prune(req.cut, req.force, serde_json::to_value(who.caller()).unwrap_or(Value::Null)).await?
+        };
+        serde_json::to_value(outcome).map_err(|e| ServiceError::internal(e.to_string()))
     }
 
     /// `log.exported`: records that entries `from_seq..=through_seq` were exported.
