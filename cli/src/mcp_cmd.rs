@@ -1,11 +1,12 @@
 //! `faramesh mcp`: a stdio proxy between an MCP client and an MCP server that asks the daemon
 //! about every `tools/call` before the server sees it. See `docs/mcp.md`.
 //!
-//! MCP's stdio transport is newline-delimited JSON-RPC. The proxy relays every line unchanged
-//! except `tools/call` requests (decided, then forwarded or answered) and, with
-//! `--hide-denied-tools`, `tools/list` results. It does not use the `rmcp` SDK: a typed SDK
-//! would re-serialize every message it relays and pin a protocol version, while the proxy needs
-//! to read exactly two methods and pass everything else through byte for byte.
+//! MCP's stdio transport is newline-delimited JSON-RPC. Every message, both ways, is parsed
+//! strictly and relayed as the proxy re-serializes it (`mcp_msg`), never as the bytes received;
+//! a `tools/call` is decided first (then forwarded or answered) and, with
+//! `--hide-denied-tools`, `tools/list` results are filtered. It does not use the `rmcp` SDK: a
+//! typed SDK would pin a protocol version, while the proxy needs to read exactly two methods
+//! and keep every other field as it came.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client;
 use crate::daemon_cmd::SocketArg;
+use crate::mcp_msg::{self, Message};
 
 /// The longest line relayed (either way); longer ones are refused, not forwarded.
 const MAX_LINE: usize = 16 << 20;
@@ -129,8 +131,9 @@ impl Shared {
     }
 
     fn send_client(&self, v: &Value) {
+        let line = mcp_msg::encode(v);
         if let Ok(mut out) = self.to_client.lock() {
-            let _ = writeln!(out, "{v}");
+            let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
     }
@@ -259,7 +262,8 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Op
         }
         return Ok(Some(Err(skipped)));
     }
-    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+    // The `\n` ends the line; anything else (a `\r` included) is for `mcp_msg::frame` to judge.
+    if buf.last() == Some(&b'\n') {
         buf.pop();
     }
     Ok(Some(Ok(())))
@@ -276,31 +280,28 @@ fn relay_client(shared: &Arc<Shared>) {
                 shared.send_client(&json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("message over the proxy's {MAX_LINE}-byte limit")}}));
             }
             Ok(Some(Ok(()))) => {
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                if line.trim().is_empty() {
+                if buf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
                     continue;
                 }
-                let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-                    shared.send_client(&json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error: the proxy received a line that is not JSON"}}));
-                    continue;
-                };
-                let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
-                let id = msg.get("id").cloned();
-                match (method, id) {
-                    ("tools/call", Some(id)) => {
-                        let shared = Arc::clone(shared);
-                        std::thread::spawn(move || tools_call(&shared, id, msg, line));
+                match mcp_msg::read(&buf) {
+                    Err(refusal) => {
+                        eprintln!("faramesh mcp: refused a message from the client: {}", refusal.message);
+                        shared.send_client(&refusal.to_json());
                     }
-                    ("tools/list", Some(id)) => {
+                    Ok(Message::ToolsCall { id, name, arguments, msg }) => {
+                        let shared = Arc::clone(shared);
+                        std::thread::spawn(move || tools_call(&shared, id, &name, &arguments, msg));
+                    }
+                    Ok(Message::ToolsList { id, msg }) => {
                         if shared.args.hide_denied_tools
                             && let Ok(mut l) = shared.listing.lock()
                         {
                             l.insert(id_key(&id), ());
                         }
-                        shared.send_server(&line);
+                        shared.send_server(&mcp_msg::encode_map(&msg));
                     }
-                    _ => {
-                        shared.send_server(&line);
+                    Ok(Message::Other(msg)) => {
+                        shared.send_server(&mcp_msg::encode_map(&msg));
                     }
                 }
             }
@@ -318,10 +319,15 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                 eprintln!("faramesh mcp: dropped a {n}-byte message from the server (over {MAX_LINE} bytes)");
             }
             Ok(Some(Ok(()))) => {
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                let Ok(mut msg) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("faramesh mcp: dropped a line from the server that is not JSON");
+                if buf.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
                     continue;
+                }
+                let mut msg = match mcp_msg::read(&buf) {
+                    Ok(m) => Value::Object(m.body().clone()),
+                    Err(refusal) => {
+                        eprintln!("faramesh mcp: dropped a message from the server: {}", refusal.message);
+                        continue;
+                    }
                 };
                 // `initialize` (up to 2025-11-25) or `server/discover` (2026-07-28 and later).
                 let name = msg
@@ -344,12 +350,9 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                     .is_some();
                 if listed {
                     hide_denied(shared, &mut msg);
-                    shared.send_client(&msg);
-                } else if let Ok(mut out) = shared.to_client.lock() {
-                    // Relayed byte for byte.
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
                 }
+                // Relayed as re-serialized, like every message.
+                shared.send_client(&msg);
             }
         }
     }
@@ -378,16 +381,21 @@ fn hide_denied(shared: &Shared, msg: &mut Value) {
     });
 }
 
-fn tools_call(shared: &Arc<Shared>, id: Value, mut msg: Value, mut line: String) {
+fn tools_call(
+    shared: &Arc<Shared>,
+    id: Value,
+    name: &str,
+    arguments: &Map<String, Value>,
+    msg: Map<String, Value>,
+) {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     let notify = |note: Value| shared.send_client(&note);
-    match gate(shared, &id, &params, Some(&notify)) {
+    match gate(shared, &id, name, arguments, &params, Some(&notify)) {
         Some(reply) => shared.send_client(&reply),
         None => {
-            if strip_elicitation(&mut msg) {
-                line = msg.to_string();
-            }
-            if !shared.send_server(&line) {
+            let mut msg = Value::Object(msg);
+            strip_elicitation(&mut msg);
+            if !shared.send_server(&mcp_msg::encode(&msg)) {
                 let gone = json!({"effect": "PERMIT", "reason_code": "SERVER_GONE"});
                 shared.send_client(&refusal(shared, id, "the MCP server is gone", gone));
             }
@@ -400,6 +408,8 @@ fn tools_call(shared: &Arc<Shared>, id: Value, mut msg: Value, mut line: String)
 pub(crate) fn gate(
     shared: &Shared,
     id: &Value,
+    name: &str,
+    arguments: &Map<String, Value>,
     params: &Value,
     progress: Option<&dyn Fn(Value)>,
 ) -> Option<Value> {
@@ -410,11 +420,9 @@ pub(crate) fn gate(
     {
         *p = Some(v.to_owned());
     }
-    let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let arguments = match params.get("arguments") {
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        _ => Value::Object(Map::new()),
-    };
+    // The name and arguments decided on are exactly those of the message forwarded.
+    let name = name.to_owned();
+    let arguments = Value::Object(arguments.clone());
     let tool = shared.tool();
     let mut call =
         json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": arguments});

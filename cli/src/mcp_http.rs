@@ -1,6 +1,9 @@
 //! `faramesh mcp --listen ADDR --upstream URL`: the MCP gateway for streamable-HTTP servers.
-//! Every request is relayed to the upstream endpoint (responses, JSON or SSE, are streamed back
-//! unchanged), except a `tools/call`, which is decided first like in the stdio mode.
+//! Every request body is parsed strictly and relayed as the proxy re-serializes it (`mcp_msg`),
+//! never as the bytes received; a body it cannot parse, a batch, or a `tools/call` it refuses
+//! is answered (HTTP 400 with a JSON-RPC error) and sent nowhere. A `tools/call` is decided
+//! first like in the stdio mode. Responses (JSON or SSE) stream back unchanged: they go to the
+//! client, and nothing in them reaches the server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::mcp_cmd::{Shared, gate, strip_elicitation};
+use crate::mcp_msg::{self, Message, Refusal};
 
 /// The largest request body relayed.
 const MAX_BODY: usize = 16 << 20;
@@ -60,7 +64,15 @@ pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<
 }
 
 fn json_reply(v: &Value) -> Response {
-    let mut resp = (StatusCode::OK, v.to_string()).into_response();
+    let mut resp = (StatusCode::OK, mcp_msg::encode(v)).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A refused request: HTTP 400 with the JSON-RPC error.
+fn refused(refusal: &Refusal) -> Response {
+    eprintln!("faramesh mcp: refused a request: {}", refusal.message);
+    let mut resp = (StatusCode::BAD_REQUEST, mcp_msg::encode(&refusal.to_json())).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
@@ -74,31 +86,49 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                 .into_response();
         }
     };
-    let mut bytes = bytes;
-    if parts.method == axum::http::Method::POST
-        && let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(&bytes)
-        && msg.get("method").and_then(Value::as_str) == Some("tools/call")
-        && let Some(id) = msg.get("id").cloned()
-    {
-        if let Some(v) = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok())
-            && let Ok(mut proto) = p.shared.protocol.lock()
-        {
-            *proto = Some(v.to_owned());
-        }
-        let params = msg.get("params").cloned().unwrap_or(Value::Null);
-        let shared = Arc::clone(&p.shared);
-        let verdict = tokio::task::spawn_blocking(move || gate(&shared, &id, &params, None)).await;
-        match verdict {
-            Ok(Some(reply)) => return json_reply(&reply),
-            Ok(None) => {
-                let mut msg = Value::Object(msg);
-                if strip_elicitation(&mut msg) {
-                    bytes = msg.to_string().into();
+    if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity") {
+        return refused(&Refusal {
+            id: Value::Null,
+            code: mcp_msg::INVALID_REQUEST,
+            message: "an encoded (compressed) request body is not relayed".into(),
+        });
+    }
+    // No body (GET opens the server's stream, DELETE ends a session): nothing to decide.
+    let bytes: axum::body::Bytes = if bytes.is_empty() {
+        bytes
+    } else {
+        let message = match mcp_msg::read_body(&bytes) {
+            Ok(m) => m,
+            Err(refusal) => return refused(&refusal),
+        };
+        match message {
+            Message::ToolsCall { id, name, arguments, msg } => {
+                if let Some(v) = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok())
+                    && let Ok(mut proto) = p.shared.protocol.lock()
+                {
+                    *proto = Some(v.to_owned());
+                }
+                let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                let shared = Arc::clone(&p.shared);
+                let verdict =
+                    tokio::task::spawn_blocking(move || gate(&shared, &id, &name, &arguments, &params, None))
+                        .await;
+                match verdict {
+                    Ok(Some(reply)) => return json_reply(&reply),
+                    Ok(None) => {
+                        let mut msg = Value::Object(msg);
+                        strip_elicitation(&mut msg);
+                        mcp_msg::encode(&msg).into()
+                    }
+                    Err(_) => {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "the decision task failed")
+                            .into_response();
+                    }
                 }
             }
-            Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "the decision task failed").into_response(),
+            other => mcp_msg::encode_map(other.body()).into(),
         }
-    }
+    };
     // Relay to the upstream endpoint, keeping the query.
     let mut target = p.upstream.clone().into_parts();
     if let Some(q) = parts.uri.query()
@@ -113,6 +143,9 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
     };
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::CONTENT_LENGTH);
+    if !bytes.is_empty() {
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     let upstream_req = axum::http::Request::from_parts(parts, Body::from(bytes));
     match p.client.request(upstream_req).await {
         Ok(resp) => {

@@ -377,4 +377,109 @@ def test_garbage_from_the_server_is_dropped_and_relaying_goes_on(env: Env) -> No
         assert json.loads(proc.stdout.readline()) == {"jsonrpc": "2.0", "id": i, "result": {"echo": "ping"}}
     proc.stdin.close()
     assert proc.wait(timeout=20) == 0
-    assert proc.stderr and "not JSON" in proc.stderr.read()
+    assert proc.stderr and "dropped a message from the server: parse error" in proc.stderr.read()
+
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+
+
+def test_smuggled_calls_never_reach_the_server(env: Env) -> None:
+    """Regression: the proxy decided on its parse and forwarded the raw line, so a call hidden
+    behind a carriage return, in a batch, without an id, or with array arguments reached the real
+    server undecided."""
+    proc = subprocess.Popen(
+        [BIN, "mcp", "--agent-id", "mcp-agent", "--socket", env.socket, "--", sys.executable, SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RECORD": str(env.record)},
+    )
+    assert proc.stdin and proc.stdout
+    before = len(env.received())
+
+    def send(raw: bytes) -> None:
+        assert proc.stdin
+        proc.stdin.write(raw + b"\n")
+        proc.stdin.flush()
+
+    def reply() -> dict[str, Any]:
+        assert proc.stdout
+        return json.loads(proc.stdout.readline())
+
+    send(json.dumps(INIT).encode())
+    assert reply()["result"]["serverInfo"]["name"] == "files"
+    send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    hidden = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                         "params": {"name": "delete_file", "arguments": {"path": "/cr"}}})
+    send(b'{"jsonrpc":"2.0","id":1,"method":"ping","x":\r' + hidden.encode() + b"\r}")
+    assert reply()["error"]["code"] == -32600
+    send(b"[" + hidden.encode() + b"]")
+    assert "batches" in reply()["error"]["message"]
+    send(json.dumps({"jsonrpc": "2.0", "method": "tools/call",
+                     "params": {"name": "delete_file", "arguments": {"path": "/noid"}}}).encode())
+    assert "without an `id`" in reply()["error"]["message"]
+    send(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                     "params": {"name": "delete_file", "arguments": ["/array"]}}).encode())
+    assert reply() == {"jsonrpc": "2.0", "id": 5, "error": {"code": -32602,
+                       "message": "`params.arguments` of `tools/call` must be an object"}}
+    # A permitted call still goes through, as the proxy re-serialized it.
+    send(json.dumps({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+                     "params": {"name": "read_file", "arguments": {"path": "/caf\u00e9"}}}).encode())
+    ok = reply()
+    assert ok["id"] == 6 and ok["result"]["content"][0]["text"] == "contents of /caf\u00e9"
+    proc.stdin.close()
+    assert proc.wait(timeout=20) == 0
+    assert env.received()[before:] == [{"tool": "read_file", "args": {"path": "/caf\u00e9"}}]
+
+
+def test_http_mode_refuses_what_it_cannot_parse(env: Env) -> None:
+    """Regression: HTTP mode forwarded bodies it could not parse (NaN, deep nesting) undecided."""
+    import urllib.error
+    import urllib.request
+
+    server_port, proxy_port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, SERVER, "--http", str(server_port)],
+        env={**os.environ, "RECORD": str(env.record)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proxy = subprocess.Popen(
+        [BIN, "mcp", "--agent-id", "mcp-http-agent", "--tool-prefix", "files", "--socket", env.socket,
+         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(server_port, server)
+        wait_port(proxy_port, proxy)
+        before = len(env.received())
+        deep = "[" * 300 + "]" * 300
+        bodies = [
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file",'
+            b'"arguments":{"path":"/nan"},"_meta":{"n":NaN}}}',
+            ('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file",'
+             '"arguments":{"path":"/deep"},"_meta":{"d":' + deep + "}}}").encode(),
+            b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}]',
+            b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_file","arguments":{}}}',
+        ]
+        for body in bodies:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{proxy_port}/mcp",
+                data=body,
+                headers={"content-type": "application/json", "accept": "application/json, text/event-stream"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code == 400
+            assert json.loads(err.value.read())["error"]["code"] in (-32700, -32600)
+        assert env.received()[before:] == []
+    finally:
+        for p in (proxy, server):
+            p.terminate()
+            p.wait(timeout=20)
