@@ -2,15 +2,18 @@
 //! resumed call. Every transition is a log entry written together with the approval's state row
 //! (`approval/<id>`), so approvals survive a restart.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::log::dpr::{Caller, PeerCred};
+use crate::log::dpr::Caller;
 use crate::log::{Log, LogError, StateWrites, dpr};
 use crate::policy::{Approvals, Approver};
+use crate::service::Peer;
+use crate::service::claims::{Claim, Claims};
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,11 +94,13 @@ pub fn state_key(approval_id: &str) -> String {
 ///
 /// The lock is a plain mutex held only for map operations, never across a log commit: a
 /// transition [`claims`](Book::claim) the approval (others wanting it wait), appends its entry
-/// with no lock held, then [`releases`](Book::release) it with the new state.
+/// with no lock held, then [`releases`](Book::release) it with the new state. The claim is a
+/// guard: dropped on any path, it frees the approval.
 #[derive(Debug)]
 pub struct Book {
     log: std::sync::Arc<Log>,
     inner: std::sync::Mutex<Inner>,
+    claims: Arc<Claims>,
     /// Woken on every transition (for `approval.wait` and claimers).
     pub changed: Notify,
 }
@@ -103,7 +108,6 @@ pub struct Book {
 #[derive(Debug, Default)]
 struct Inner {
     by_id: HashMap<String, Approval>,
-    busy: HashSet<String>,
 }
 
 impl Status {
@@ -126,7 +130,8 @@ impl Book {
         }
         Ok(Book {
             log,
-            inner: std::sync::Mutex::new(Inner { by_id, busy: HashSet::new() }),
+            inner: std::sync::Mutex::new(Inner { by_id }),
+            claims: Arc::default(),
             changed: Notify::new(),
         })
     }
@@ -208,39 +213,23 @@ impl Book {
     }
 
     /// Takes the approval for a transition, waiting while another transition holds it.
-    /// `None` if there is no such approval. Must be followed by [`Book::release`].
-    pub async fn claim(&self, id: &str) -> Option<Approval> {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                let current = match inner.by_id.get(id).cloned() {
-                    Some(a) => a,
-                    None => {
-                        // An approval that ended: still claimable (a transition on it is refused
-                        // by its status), read from the state table.
-                        drop(inner);
-                        let stored = self.stored(id)?;
-                        inner = self.lock();
-                        inner.by_id.get(id).cloned().unwrap_or(stored)
-                    }
-                };
-                if !inner.busy.contains(id) {
-                    inner.busy.insert(id.to_owned());
-                    return Some(current);
-                }
-            }
-            notified.await;
-        }
+    /// `None` if there is no such approval. End it with [`Book::release`] (dropping the claim
+    /// frees the approval unchanged).
+    pub async fn claim(&self, id: &str) -> Option<(Claim, Approval)> {
+        let claim = self.claims.claim(id).await;
+        // Under the claim nothing changes the approval: read it as it stands.
+        let current = self.lock().by_id.get(id).cloned();
+        // An approval that ended is still claimable (a transition on it is refused by its
+        // status), read from the state table.
+        let current = current.or_else(|| self.stored(id))?;
+        Some((claim, current))
     }
 
     /// Ends a claim, storing `updated` if the transition was committed.
-    pub fn release(&self, id: &str, updated: Option<Approval>) {
+    pub fn release(&self, claim: Claim, updated: Option<Approval>) {
         {
             let mut inner = self.lock();
-            inner.busy.remove(id);
+            let id = claim.id();
             match updated {
                 Some(a) if a.status.is_live() => {
                     inner.by_id.insert(id.to_owned(), a);
@@ -252,6 +241,7 @@ impl Book {
                 None => {}
             }
         }
+        drop(claim);
         self.changed.notify_waiters();
     }
 }
@@ -285,35 +275,20 @@ pub fn transition_entry(a: &Approval, by: Option<&Caller>) -> serde_json::Map<St
     )
 }
 
-/// Supplementary group ids of a process, from `/proc/<pid>/status`.
-fn process_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-        })
-        .unwrap_or_default()
-}
-
 /// Whether a socket peer may approve or deny: root, the daemon's own uid, or a listed approver.
-pub fn may_approve(peer: PeerCred, own_uid: u32, approvals: &Approvals) -> bool {
+/// Groups are the connection's own (read when it was accepted), never re-read by pid.
+pub fn may_approve(peer: &Peer, own_uid: u32, approvals: &Approvals) -> bool {
     if peer.uid == 0 || peer.uid == own_uid {
         return true;
     }
     approvals.approvers.iter().any(|a| match a {
         Approver::Uid(uid) => *uid == peer.uid,
-        Approver::Gid(gid) => *gid == peer.gid || process_groups(peer.pid).contains(gid),
+        Approver::Gid(gid) => peer.in_group(*gid),
         Approver::User(name) => {
             nix::unistd::User::from_name(name).ok().flatten().is_some_and(|u| u.uid.as_raw() == peer.uid)
         }
-        Approver::Group(name) => nix::unistd::Group::from_name(name).ok().flatten().is_some_and(|g| {
-            let gid = g.gid.as_raw();
-            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid)).ok().flatten();
-            gid == peer.gid
-                || process_groups(peer.pid).contains(&gid)
-                || user.is_some_and(|u| g.mem.contains(&u.name))
-        }),
+        Approver::Group(name) => {
+            nix::unistd::Group::from_name(name).ok().flatten().is_some_and(|g| peer.in_group(g.gid.as_raw()))
+        }
     })
 }

@@ -15,7 +15,6 @@ use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
 use super::state::State;
-use crate::log::dpr::PeerCred;
 use crate::service::{Identity, Service};
 
 /// One request being handled: its reply line, if it gets one (notifications do not).
@@ -31,10 +30,7 @@ pub fn error_line(id: &Value, code: i32, message: &str) -> String {
 pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Receiver<bool>) {
     let state = Arc::clone(service.state());
     let _open = state.metrics.connection(super::metrics::Transport::Socket);
-    let who = match stream.peer_cred() {
-        Ok(c) => Identity::Peer(PeerCred { uid: c.uid(), gid: c.gid(), pid: c.pid().unwrap_or(0) }),
-        Err(_) => Identity::Unknown,
-    };
+    let who = super::peercred::identity(&stream);
     let limits = state.limits.clone();
     let (read_half, write_half) = stream.into_split();
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limits.max_line_bytes);
@@ -268,11 +264,20 @@ impl Conn {
     fn subscribe(&self, id: &Value) -> String {
         let sub_id = crate::log::dpr::new_id();
         let mut rx = self.state.log.subscribe();
+        // Who may see what is decided once, by the core; entries are parsed only to check an
+        // entry for a caller that does not read everything.
+        let reader = self.service.reader(&self.who);
         let out = Arc::clone(&self.out);
         let sub = sub_id.clone();
         tokio::spawn(async move {
             loop {
                 let line = match rx.recv().await {
+                    Ok(record)
+                        if !reader.sees_everything()
+                            && !serde_json::from_str::<Value>(&record).is_ok_and(|v| reader.sees(&v)) =>
+                    {
+                        continue;
+                    }
                     Ok(record) => format!(
                         "{{\"jsonrpc\":\"2.0\",\"method\":\"log.entry\",\"params\":{{\"subscription\":\"{sub}\",\"result\":{record}}}}}"
                     ),

@@ -764,7 +764,7 @@ async fn events(
         let _ = tx.send(Ok(Bytes::from_static(b": faramesh events\n\n"))).await;
         if let Some(from) = last_id {
             let mut next = from + 1;
-            while let Ok((records, next_seq)) = app.service.entries(Some(next), None, 1000) {
+            while let Ok((records, next_seq)) = app.service.entries(Some(next), None, 1000, &who) {
                 if records.is_empty() {
                     break;
                 }

@@ -10,6 +10,7 @@ mod dashboard;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+mod peercred;
 pub mod retention;
 pub mod rpc;
 pub mod state;
@@ -178,6 +179,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             loaded_at: crate::log::entry::rfc3339(crate::log::entry::now_ms()),
         }),
         last_error: ArcSwap::from_pointee(None),
+        reload_lock: tokio::sync::Mutex::new(()),
         reloads: AtomicU64::new(0),
         log: Arc::clone(&log),
         socket_path: config.socket_path.clone(),

@@ -98,8 +98,8 @@ async fn policy_status(s: Service, _: Map<String, Value>, _: Identity) -> RpcRes
     Ok(s.state().policy_status())
 }
 
-async fn policy_reload(s: Service, _: Map<String, Value>, _: Identity) -> RpcResult {
-    Ok(s.reload().await)
+async fn policy_reload(s: Service, _: Map<String, Value>, who: Identity) -> RpcResult {
+    s.reload(&who).await
 }
 
 async fn log_checkpoint(s: Service, _: Map<String, Value>, _: Identity) -> RpcResult {
@@ -190,7 +190,7 @@ async fn policy_explain(s: Service, p: Map<String, Value>, who: Identity) -> Rpc
     s.explain(target, &who)
 }
 
-async fn approval_list(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult {
+async fn approval_list(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let all = match Fields(&p).string("status")?.as_deref() {
         None | Some("pending") => false,
         Some("all") => true,
@@ -201,7 +201,7 @@ async fn approval_list(s: Service, p: Map<String, Value>, _: Identity) -> RpcRes
             ));
         }
     };
-    Ok(json!({ "approvals": s.approval_list(all).await? }))
+    Ok(json!({ "approvals": s.approval_list(all, &who).await? }))
 }
 
 fn approval_id(p: &Map<String, Value>) -> Result<String, ServiceError> {
@@ -238,7 +238,7 @@ async fn log_verify(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult
     serde_json::to_value(report).map_err(|e| ServiceError::internal(e.to_string()))
 }
 
-async fn log_entries(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult {
+async fn log_entries(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let f = Fields(&p);
     let limit = f.uint("limit", 1..=10_000)?.unwrap_or(1000) as usize;
     let from_seq = match p.get("from_seq") {
@@ -249,7 +249,7 @@ async fn log_entries(s: Service, p: Map<String, Value>, _: Identity) -> RpcResul
         ),
         _ => None,
     };
-    let (entries, next_seq) = s.entries(from_seq, f.string("since")?, limit)?;
+    let (entries, next_seq) = s.entries(from_seq, f.string("since")?, limit, &who)?;
     Ok(json!({"entries": entries, "next_seq": next_seq}))
 }
 

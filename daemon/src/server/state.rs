@@ -96,6 +96,8 @@ pub struct State {
     pub policy: ArcSwap<Loaded>,
     /// The last reload error (`path:line:column: message`), cleared by a successful load.
     pub last_error: ArcSwap<Option<String>>,
+    /// Held by the reload in progress.
+    pub reload_lock: tokio::sync::Mutex<()>,
     /// Successful loads since start.
     pub reloads: AtomicU64,
     /// The decision log.
@@ -141,7 +143,11 @@ impl std::fmt::Debug for State {
 impl State {
     /// Reloads the policy file: on success swaps it in and records a `policy_load` entry; on
     /// failure keeps the last good policy, records `policy_reload_failed` and remembers the error.
+    ///
+    /// Reloads run one at a time (others wait their turn), and a failure that repeats the last
+    /// one (same error) is not recorded again: a flood of reload requests cannot grow the log.
     pub async fn reload(&self) -> Result<String, super::ServerError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
         super::systemd::reloading();
         let result = self.reload_inner().await;
         super::systemd::notify(&format!("READY=1\nSTATUS={}", self.systemd_status()));
@@ -181,8 +187,12 @@ impl State {
             Err(error) => {
                 let message = error.to_string();
                 tracing::error!(error = %message, "policy reload failed; the last good policy keeps serving");
+                let repeated = self.last_error.load().as_deref() == Some(message.as_str());
                 self.last_error.store(Arc::new(Some(message.clone())));
                 self.metrics.reload(false);
+                if repeated {
+                    return Err(error);
+                }
                 let body = dpr::event_entry(
                     "policy_reload_failed",
                     json!({"path": self.policy_path.display().to_string(), "error": message}),

@@ -6,9 +6,10 @@
 //! Every write goes through [`Service::commit`]; a decision whose entry cannot be committed is
 //! answered DENY `INTERNAL_ERROR` ([`Service::record`]). No lock is held across a commit.
 
+pub mod authz;
+pub mod claims;
 pub mod request;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_json};
@@ -145,11 +146,41 @@ pub struct TokenIdentity {
     pub agents: Option<Vec<String>>,
 }
 
+/// A Unix-socket peer as the kernel described it when the connection was accepted: its
+/// credentials (SO_PEERCRED) and supplementary groups (SO_PEERGROUPS). Never re-read later (a
+/// pid can be recycled by another process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// uid, primary gid and pid.
+    pub cred: PeerCred,
+    /// Supplementary group ids.
+    pub groups: Vec<u32>,
+}
+
+impl Peer {
+    /// A peer with no supplementary groups.
+    pub fn new(cred: PeerCred) -> Peer {
+        Peer { cred, groups: Vec::new() }
+    }
+
+    /// Whether the peer is in group `gid` (primary or supplementary).
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.cred.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+impl std::ops::Deref for Peer {
+    type Target = PeerCred;
+    fn deref(&self) -> &PeerCred {
+        &self.cred
+    }
+}
+
 /// Who is asking: the kernel's word for a socket peer, or a bearer token's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
-    /// A Unix-socket peer (SO_PEERCRED).
-    Peer(PeerCred),
+    /// A Unix-socket peer.
+    Peer(Peer),
     /// An HTTP caller.
     Token(TokenIdentity),
     /// A socket peer whose credentials could not be read.
@@ -160,7 +191,7 @@ impl Identity {
     /// As recorded in DPRs and approvals.
     pub fn caller(&self) -> Option<Caller> {
         match self {
-            Identity::Peer(p) => Some(Caller::Peer(*p)),
+            Identity::Peer(p) => Some(Caller::Peer(p.cred)),
             Identity::Token(t) => Some(Caller::Token(dpr::TokenCaller {
                 token: t.name.clone(),
                 role: t.role.as_str().to_owned(),
@@ -171,7 +202,7 @@ impl Identity {
 
     fn peer(&self) -> Option<PeerCred> {
         match self {
-            Identity::Peer(p) => Some(*p),
+            Identity::Peer(p) => Some(p.cred),
             _ => None,
         }
     }
@@ -308,7 +339,8 @@ impl ActionView {
 #[derive(Debug, Clone)]
 pub struct Service {
     state: Arc<State>,
-    busy_actions: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Action ids in a lifecycle transition.
+    action_claims: Arc<claims::Claims>,
 }
 
 /// Fail closed: any internal problem turns the answer into DENY `INTERNAL_ERROR`.
@@ -362,7 +394,7 @@ fn record_value(record: &str) -> Value {
 impl Service {
     /// The core over the daemon's state.
     pub fn new(state: Arc<State>) -> Service {
-        Service { state, busy_actions: Arc::default() }
+        Service { state, action_claims: Arc::default() }
     }
 
     /// The daemon's state (policy, log, counters).
@@ -619,28 +651,30 @@ impl Service {
     }
 
     /// Claims an approval, applies a due expiry, runs `f` (which may commit), releases it with
-    /// what `f` returns.
-    async fn with_approval<T>(
-        &self,
-        id: &str,
-        f: impl AsyncFnOnce(Approval) -> (Option<Approval>, T),
-    ) -> Result<T, ServiceError> {
-        let book = &self.state.approvals;
-        let Some(claimed) = book.claim(id).await else {
-            return Err(ServiceError::not_found(format!("no approval `{id}`")));
-        };
-        let before = claimed.clone();
-        let current = match self.expire_claimed(claimed).await {
-            Ok(a) => a,
-            Err(e) => {
-                book.release(id, None);
-                return Err(e);
-            }
-        };
-        let expired = (current != before).then(|| current.clone());
-        let (updated, out) = f(current).await;
-        book.release(id, updated.or(expired));
-        Ok(out)
+    /// what `f` returns. All of it runs in a task of its own ([`claims::detached`]): a caller
+    /// that goes away leaves no claim behind and no commit unapplied to memory.
+    async fn with_approval<T, F, Fut>(&self, id: &str, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Service, Approval) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Option<Approval>, T)> + Send + 'static,
+    {
+        let svc = self.clone();
+        let id = id.to_owned();
+        claims::detached(async move {
+            let book = &svc.state.approvals;
+            let Some((claim, claimed)) = book.claim(&id).await else {
+                return Err(ServiceError::not_found(format!("no approval `{id}`")));
+            };
+            let before = claimed.clone();
+            // On an error the claim is dropped: the approval is freed unchanged.
+            let current = svc.expire_claimed(claimed).await?;
+            let expired = (current != before).then(|| current.clone());
+            let (updated, out) = f(svc.clone(), current).await;
+            book.release(claim, updated.or(expired));
+            Ok(out)
+        })
+        .await
     }
 
     /// A call re-sent with `approval_id`: PERMIT `APPROVAL_GRANTED` only for an approved,
@@ -653,15 +687,18 @@ impl Service {
         who: &Identity,
     ) -> GovernReply {
         let base = Decision { rule_id: None, rule_ref: None, ..evaluated };
-        let outcome = self
-            .with_approval(approval_id, async |a: Approval| {
-                let (decision, used) = resume_decision(&base, &a, approval_id);
+        let outcome = {
+            let (base, call, who, approval_id) =
+                (base.clone(), call.clone(), who.clone(), approval_id.to_owned());
+            self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
+                let (decision, used) = resume_decision(&base, &a, &approval_id, &who);
                 let writes = used.as_ref().map(|u| approvals::state_write(u, false));
-                let reply = self.record(call, decision, who, Some(approval_id), None, writes).await;
+                let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
                 let committed = reply.action_id.is_some();
                 (used.filter(|_| committed), reply)
             })
-            .await;
+            .await
+        };
         match outcome {
             Ok(reply) => reply,
             Err(e) if e.kind == ErrorKind::NotFound => {
@@ -677,18 +714,6 @@ impl Service {
             Err(e) => {
                 self.record(call, internal_error(base, e.message), who, Some(approval_id), None, None).await
             }
-        }
-    }
-
-    /// Whether `who` may approve or deny.
-    fn may_approve(&self, who: &Identity) -> bool {
-        match who {
-            Identity::Peer(p) => {
-                let policy = self.state.policy.load();
-                approvals::may_approve(*p, self.state.own_uid, &policy.policy.approvals)
-            }
-            Identity::Token(t) => t.role == Role::Approver,
-            Identity::Unknown => false,
         }
     }
 
@@ -716,18 +741,21 @@ impl Service {
             .map(|a| a.approval_id)
             .collect();
         for id in due {
-            self.with_approval(&id, async |_| (None, ())).await?;
+            self.with_approval(&id, |_, _| async { (None, ()) }).await?;
         }
         Ok(())
     }
 
-    /// Pending approvals (or all), oldest first.
-    pub async fn approval_list(&self, all: bool) -> Result<Vec<Approval>, ServiceError> {
+    /// Pending approvals (or all), oldest first: those `who` may see (everything for those who
+    /// read everything, else the caller's own deferred calls).
+    pub async fn approval_list(&self, all: bool, who: &Identity) -> Result<Vec<Approval>, ServiceError> {
         self.expire_due().await?;
         let book = &self.state.approvals;
+        let everything = self.reads_everything(who);
         let mut list: Vec<Approval> = if all { book.everything() } else { book.all() }
             .into_iter()
             .filter(|a| all || a.status == approvals::Status::Pending)
+            .filter(|a| everything || authz::made_the_call(a, who))
             .collect();
         list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(list)
@@ -752,9 +780,10 @@ impl Service {
             }));
         }
         let id = self.resolve_approval(id)?;
-        self.with_approval(&id, async |current: Approval| {
-            let allow_same_uid = self.state.policy.load().policy.approvals.allow_same_uid;
-            let refusal = match (&current.requested_by, who) {
+        let who = who.clone();
+        self.with_approval(&id.clone(), move |svc: Service, current: Approval| async move {
+            let allow_same_uid = svc.state.policy.load().policy.approvals.allow_same_uid;
+            let refusal = match (&current.requested_by, &who) {
                 // Root is beyond any gate on its host; everyone else is told apart by uid.
                 (_, Identity::Peer(p)) if p.uid == 0 => None,
                 (Some(Caller::Peer(req)), Identity::Peer(p)) if req.pid == p.pid => {
@@ -787,7 +816,7 @@ impl Service {
             next.decided_by = who.caller();
             next.reason = reason;
             let body = approvals::transition_entry(&next, who.caller().as_ref());
-            match self.commit(body, Some(approvals::state_write(&next, false))).await {
+            match svc.commit(body, Some(approvals::state_write(&next, false))).await {
                 Ok(_) => (Some(next.clone()), Ok(next)),
                 Err(e) => (None, Err(e)),
             }
@@ -847,7 +876,7 @@ impl Service {
             };
             if current.status == approvals::Status::Pending && entry::now_ms() > current.expires_ms {
                 // Due: claim it so the expiry is recorded once.
-                current = self.with_approval(&id, async |a: Approval| (None, a)).await?;
+                current = self.with_approval(&id, |_, a: Approval| async move { (None, a) }).await?;
             }
             if current.status != approvals::Status::Pending {
                 return Ok((current, false));
@@ -893,24 +922,6 @@ impl Service {
                 }
             }
             _ => ActionStatus::Denied,
-        }
-    }
-
-    /// Whether `who` may read (and report on) an action, or see a log entry: socket peers and
-    /// approver tokens read everything; an agent token reads the entries of the agents it is
-    /// bound to, or, unbound, those it caused (so never daemon events such as `policy_load`).
-    pub fn may_read(&self, who: &Identity, rec: &Value) -> bool {
-        match who {
-            Identity::Token(t) if t.role == Role::Agent => match &t.agents {
-                Some(agents) => {
-                    let agent = rec.get("agent_id").and_then(Value::as_str).unwrap_or_default();
-                    agents.iter().any(|a| a == agent)
-                }
-                None => {
-                    rec.get("caller").and_then(|c| c.get("token")).and_then(Value::as_str) == Some(&t.name)
-                }
-            },
-            _ => true,
         }
     }
 
@@ -1009,12 +1020,13 @@ impl Service {
         if term.is_none() {
             lo = lo.max(hi.saturating_sub(UNINDEXED_SCAN as u64 - 1));
         }
+        let reader = self.reader(who);
         let keep = |v: &Value| {
             v.get("kind").and_then(Value::as_str) == Some("decision")
                 && q.tool.as_deref().is_none_or(|t| v.get("tool").and_then(Value::as_str) == Some(t))
                 && q.effect.as_deref().is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e))
                 && q.agent_id.as_deref().is_none_or(|a| v.get("agent_id").and_then(Value::as_str) == Some(a))
-                && self.may_read(who, v)
+                && reader.sees(v)
         };
         let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
         let mut out = Vec::new();
@@ -1063,21 +1075,14 @@ impl Service {
             ));
         }
         let action_id = view.id().to_owned();
-        {
-            let Ok(mut busy) = self.busy_actions.lock() else {
-                return Err(ServiceError::internal("action locks unavailable"));
-            };
-            if !busy.insert(action_id.clone()) {
-                return Err(ServiceError::conflict(format!(
-                    "action `{action_id}` is being updated; try again"
-                )));
-            }
-        }
-        let result = self.transition_claimed(&action_id, &view, transition, who).await;
-        if let Ok(mut busy) = self.busy_actions.lock() {
-            busy.remove(&action_id);
-        }
-        result
+        // Claimed (others wait) and carried out in a task of its own: a caller that goes away
+        // leaves neither a claim nor a half-applied transition behind.
+        let (svc, who) = (self.clone(), who.clone());
+        claims::detached(async move {
+            let _claim = svc.action_claims.claim(&action_id).await;
+            svc.transition_claimed(&action_id, &view, transition, &who).await
+        })
+        .await
     }
 
     async fn transition_claimed(
@@ -1135,8 +1140,9 @@ impl Service {
                 m.insert("approval_id".into(), json!(approval_id));
             }
             let body = dpr::event_entry("action", fields);
+            let (record, action_id) = (view.record.clone(), action_id.to_owned());
             return self
-                .with_approval(&approval_id, async |a: Approval| {
+                .with_approval(&approval_id, move |svc: Service, a: Approval| async move {
                     if a.status != approvals::Status::Approved || entry::now_ms() > a.expires_ms {
                         let why = if a.status == approvals::Status::Used {
                             "already used"
@@ -1153,8 +1159,8 @@ impl Service {
                     let mut used = a;
                     used.status = approvals::Status::Used;
                     let writes = join_writes(Some(action_row), Some(approvals::state_write(&used, false)));
-                    match self.commit(body, writes).await {
-                        Ok(_) => (Some(used), Ok(ActionView { record: view.record.clone(), status: next })),
+                    match svc.commit(body, writes).await {
+                        Ok(_) => (Some(used), Ok(ActionView { record, status: next })),
                         Err(e) => (None, Err(e)),
                     }
                 })
@@ -1202,12 +1208,14 @@ impl Service {
             .map_err(ServiceError::from)
     }
 
-    /// The log in order from `from_seq` (or the first entry at or after `since`).
+    /// The log in order from `from_seq` (or the first entry at or after `since`): of `limit`
+    /// entries read, those `who` may see.
     pub fn entries(
         &self,
         from_seq: Option<u64>,
         since: Option<String>,
         limit: usize,
+        who: &Identity,
     ) -> Result<(Vec<Value>, u64), ServiceError> {
         let from_seq = match (from_seq, since) {
             (Some(n), _) => n,
@@ -1224,18 +1232,9 @@ impl Service {
         // After a prune the first record may come after `from_seq`: continue after the last.
         let next_seq =
             records.last().and_then(|r| r.get("seq")).and_then(Value::as_u64).map_or(from_seq, |s| s + 1);
-        Ok((records, next_seq))
-    }
-
-    /// Whether `who` may prune the log or mark it exported: a socket peer running as the
-    /// daemon's user or as root (not an HTTP token: retention is an operator's act on the host).
-    fn may_manage_log(&self, who: &Identity) -> Result<(), ServiceError> {
-        match who {
-            Identity::Peer(p) if p.uid == 0 || p.uid == self.state.own_uid => Ok(()),
-            _ => Err(ServiceError::not_authorized(
-                "pruning the log and marking it exported need the daemon's user or root, on the socket",
-            )),
-        }
+        let reader = self.reader(who);
+        let visible = records.into_iter().filter(|r| reader.sees(r)).collect();
+        Ok((visible, next_seq))
     }
 
     /// `log.prune`: plans (`dry_run`) or carries out a prune. See [`crate::log::Log::prune`].
@@ -1277,12 +1276,13 @@ impl Service {
         }))
     }
 
-    /// Reloads the policy now.
-    pub async fn reload(&self) -> Value {
-        match self.state.reload().await {
+    /// Reloads the policy now (root, the daemon's uid or an approver).
+    pub async fn reload(&self, who: &Identity) -> Result<Value, ServiceError> {
+        self.may_reload(who)?;
+        Ok(match self.state.reload().await {
             Ok(hash) => json!({"ok": true, "policy_hash": hash, "status": self.state.policy_status()}),
             Err(e) => json!({"ok": false, "error": e.to_string(), "status": self.state.policy_status()}),
-        }
+        })
     }
 }
 
@@ -1301,9 +1301,23 @@ enum BudgetRefusal {
 }
 
 /// The decision for a resumed call, and the approval marked used when it is granted.
-fn resume_decision(base: &Decision, a: &Approval, approval_id: &str) -> (Decision, Option<Approval>) {
+fn resume_decision(
+    base: &Decision,
+    a: &Approval,
+    approval_id: &str,
+    who: &Identity,
+) -> (Decision, Option<Approval>) {
     let base = base.clone();
     let deny = |code, reason: String| (deny_with(base.clone(), code, reason, None, None), None);
+    if !authz::made_the_call(a, who) {
+        return deny(
+            ReasonCode::AgentIdentityMismatch,
+            format!(
+                "approval `{approval_id}` belongs to the caller that made the deferred call; {} may not resume it",
+                who.describe()
+            ),
+        );
+    }
     match a.status {
         approvals::Status::Approved if entry::now_ms() > a.expires_ms => {
             deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired before use"))
@@ -1367,6 +1381,7 @@ mod tests {
             policy_path: dir.join("p.yaml"),
             policy: arc_swap::ArcSwap::from_pointee(Loaded { policy, loaded_at: String::new() }),
             last_error: arc_swap::ArcSwap::from_pointee(None),
+            reload_lock: tokio::sync::Mutex::new(()),
             reloads: Default::default(),
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             log,
@@ -1402,7 +1417,7 @@ mod tests {
         let garbage: StateWrites = Box::new(move |_, _| vec![(key, Some(b"not a number".to_vec()))]);
         s.state.log.append_with_state(dpr::event_entry("test", json!({})), Some(garbage)).await.unwrap();
 
-        let who = Identity::Peer(PeerCred { uid: 1000, gid: 1000, pid: 1 });
+        let who = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));
         for _ in 0..2 {
             let reply = s.govern(call(), &who).await.unwrap();
             assert_eq!(reply.decision.effect, Effect::Deny, "{:?}", reply.decision);
@@ -1429,6 +1444,45 @@ mod tests {
         assert!(s.decide(&call(), &who).is_err());
     }
 
+    /// Regression: a second uid that resent the deferred call with the approval id (listed to it
+    /// by `approval.list`) took the PERMIT meant for the first, which then got "already used".
+    #[tokio::test]
+    async fn only_the_caller_that_asked_resumes_and_sees_its_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
+        );
+        let a = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        let b = Identity::Peer(Peer::new(PeerCred { uid: 1001, gid: 1001, pid: 11 }));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let deferred = s.govern(call(), &a).await.unwrap();
+        let id = deferred.approval_id.unwrap();
+        // B is not shown A's approval; A and the approver are.
+        assert!(s.approval_list(false, &b).await.unwrap().is_empty());
+        assert_eq!(s.approval_list(false, &a).await.unwrap().len(), 1);
+        assert_eq!(s.approval_list(false, &root).await.unwrap().len(), 1);
+        s.approval_decide(&id, true, None, &root).await.unwrap();
+        let mut resume = call();
+        resume.approval_id = Some(id.clone());
+        let stolen = s.govern(resume.clone(), &b).await.unwrap();
+        assert_eq!(
+            (stolen.decision.effect, stolen.decision.reason_code),
+            (Effect::Deny, ReasonCode::AgentIdentityMismatch)
+        );
+        assert!(stolen.decision.reason.contains("uid 1001 may not resume"), "{}", stolen.decision.reason);
+        // Root is no exception: only the caller that asked resumes.
+        assert_eq!(
+            s.govern(resume.clone(), &root).await.unwrap().decision.reason_code,
+            ReasonCode::AgentIdentityMismatch
+        );
+        let mine = s.govern(resume, &a).await.unwrap();
+        assert_eq!(
+            (mine.decision.effect, mine.decision.reason_code),
+            (Effect::Permit, ReasonCode::ApprovalGranted)
+        );
+    }
+
     /// Memory holds only approvals that may still change; an ended one is read from the log's
     /// state table (issue #18: a DEFER-heavy daemon must not grow without bound).
     #[tokio::test]
@@ -1438,8 +1492,8 @@ mod tests {
             dir.path(),
             "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
         );
-        let agent = Identity::Peer(PeerCred { uid: 1000, gid: 1000, pid: 1 });
-        let approver = Identity::Peer(PeerCred { uid: 0, gid: 0, pid: 2 });
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));
+        let approver = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 2 }));
         let mut ids = Vec::new();
         for _ in 0..3 {
             let reply = s.govern(call(), &agent).await.unwrap();
@@ -1455,8 +1509,8 @@ mod tests {
         let denied = s.state.approvals.get(&ids[0]).unwrap();
         assert_eq!(denied.status, approvals::Status::Denied);
         assert_eq!(s.resolve_approval(&ids[0][..10]).unwrap(), ids[0]);
-        assert_eq!(s.approval_list(true).await.unwrap().len(), 3);
-        assert_eq!(s.approval_list(false).await.unwrap().len(), 1);
+        assert_eq!(s.approval_list(true, &approver).await.unwrap().len(), 3);
+        assert_eq!(s.approval_list(false, &approver).await.unwrap().len(), 1);
         // Deciding it again is refused by its stored status.
         assert!(s.approval_decide(&ids[0], true, None, &approver).await.is_err());
         // After a restart only the live ones are loaded.

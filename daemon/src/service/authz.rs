@@ -1,0 +1,134 @@
+//! Every permission check, in one place, for every door. The doors pass the caller's
+//! [`Identity`]; nothing here knows which door it came through.
+//!
+//! | who | reads | approves | reloads the policy | manages the log |
+//! | --- | --- | --- | --- | --- |
+//! | root, the daemon's uid (socket) | everything | yes | yes | yes |
+//! | an approver (socket peer listed in `approvals.approvers`) | everything | yes | yes | no |
+//! | another socket peer | entries its uid caused | no | no | no |
+//! | an approver token (HTTP) | everything | yes | no | no |
+//! | an agent token (HTTP) | entries of its agents, or that it caused | no | no | no |
+//!
+//! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
+//! ids are listed only to those who read everything and to that caller.
+
+use serde_json::Value;
+
+use super::{Identity, Role, Service, ServiceError, approvals};
+use crate::log::dpr::Caller;
+use crate::server::approvals::Approval;
+
+impl Service {
+    /// Whether `who` may approve or deny.
+    pub fn may_approve(&self, who: &Identity) -> bool {
+        match who {
+            Identity::Peer(p) => {
+                let policy = self.state.policy.load();
+                approvals::may_approve(p, self.state.own_uid, &policy.policy.approvals)
+            }
+            Identity::Token(t) => t.role == Role::Approver,
+            Identity::Unknown => false,
+        }
+    }
+
+    /// Whether `who` reads every entry: root, the daemon's uid and approvers.
+    pub fn reads_everything(&self, who: &Identity) -> bool {
+        self.may_approve(who)
+    }
+
+    /// Whether `who` may read (and report on) an action, or see a log entry: those who read
+    /// everything; else an entry the caller caused (its uid on the socket, its token over HTTP)
+    /// or, for a token bound to agent ids, an entry of those agents. Daemon events (policy
+    /// loads, prunes) have no caller: only those who read everything see them.
+    pub fn may_read(&self, who: &Identity, rec: &Value) -> bool {
+        self.reads_everything(who) || owns(who, rec)
+    }
+
+    /// What `who` may see of the log: checked per entry only when it does not read everything
+    /// (the check is made once, not per entry).
+    pub fn reader(&self, who: &Identity) -> Reader {
+        if self.reads_everything(who) { Reader::All } else { Reader::Own(who.clone()) }
+    }
+
+    /// Whether `who` may reload the policy: root, the daemon's uid and approvers on the socket.
+    pub fn may_reload(&self, who: &Identity) -> Result<(), ServiceError> {
+        match who {
+            Identity::Peer(_) if self.may_approve(who) => Ok(()),
+            _ => Err(ServiceError::not_authorized(format!(
+                "not authorized: {} may not reload the policy (root, the daemon's uid {} or an approver may)",
+                who.describe(),
+                self.state.own_uid
+            ))),
+        }
+    }
+
+    /// Whether `who` may prune the log or mark it exported: a socket peer running as the
+    /// daemon's user or as root (not an HTTP token: retention is an operator's act on the host).
+    pub fn may_manage_log(&self, who: &Identity) -> Result<(), ServiceError> {
+        match who {
+            Identity::Peer(p) if p.uid == 0 || p.uid == self.state.own_uid => Ok(()),
+            _ => Err(ServiceError::not_authorized(
+                "pruning the log and marking it exported need the daemon's user or root, on the socket",
+            )),
+        }
+    }
+
+    /// Whether `who` sees `approval` listed (and its id): those who read everything, and the
+    /// caller that made the deferred call.
+    pub fn may_see_approval(&self, who: &Identity, approval: &Approval) -> bool {
+        self.reads_everything(who) || made_the_call(approval, who)
+    }
+}
+
+/// What a caller may see of the log, decided once per request or stream.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    /// Everything.
+    All,
+    /// What this caller owns.
+    Own(Identity),
+}
+
+impl Reader {
+    /// Whether the entry is visible.
+    pub fn sees(&self, rec: &Value) -> bool {
+        match self {
+            Reader::All => true,
+            Reader::Own(who) => owns(who, rec),
+        }
+    }
+
+    /// Whether every entry is visible (no need to parse an entry to check).
+    pub fn sees_everything(&self) -> bool {
+        matches!(self, Reader::All)
+    }
+}
+
+/// Whether the entry is the caller's own: caused by its uid (socket) or token (HTTP), or, for
+/// a token bound to agent ids, about one of those agents.
+fn owns(who: &Identity, rec: &Value) -> bool {
+    let caller = rec.get("caller");
+    match who {
+        Identity::Peer(p) => {
+            caller.and_then(|c| c.get("uid")).and_then(Value::as_u64) == Some(u64::from(p.uid))
+        }
+        Identity::Token(t) => match &t.agents {
+            Some(agents) if t.role == Role::Agent => {
+                let agent = rec.get("agent_id").and_then(Value::as_str).unwrap_or_default();
+                agents.iter().any(|a| a == agent)
+            }
+            _ => caller.and_then(|c| c.get("token")).and_then(Value::as_str) == Some(&t.name),
+        },
+        Identity::Unknown => false,
+    }
+}
+
+/// Whether `who` is the caller that made the deferred call: the same uid on the socket, the
+/// same token over HTTP. Only that caller may resume it.
+pub fn made_the_call(a: &Approval, who: &Identity) -> bool {
+    match (&a.requested_by, who) {
+        (Some(Caller::Peer(req)), Identity::Peer(p)) => req.uid == p.uid,
+        (Some(Caller::Token(req)), Identity::Token(t)) => req.token == t.name,
+        _ => false,
+    }
+}
