@@ -10,6 +10,7 @@ use faramesh_proto::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::command::{self, SimpleCommand};
 use super::model::{Cond, Policy, Profile, Rule, RuleSet, merge_visit};
 
 /// Where a considered rule came from.
@@ -143,11 +144,17 @@ pub fn validate_call(call: &Call) -> Result<(), CallError> {
 pub(crate) struct CallCtx<'a> {
     pub call: &'a Call,
     params_text: OnceCell<String>,
+    commands: OnceCell<Option<Result<Vec<SimpleCommand>, String>>>,
 }
 
 impl<'a> CallCtx<'a> {
     pub(crate) fn new(call: &'a Call) -> Self {
-        CallCtx { call, params_text: OnceCell::new() }
+        CallCtx { call, params_text: OnceCell::new(), commands: OnceCell::new() }
+    }
+
+    /// The call's command, normalized (read once): `None` without `cmd`/`command` in params.
+    fn commands(&self) -> &Option<Result<Vec<SimpleCommand>, String>> {
+        self.commands.get_or_init(|| command::from_params(&self.call.params))
     }
 
     fn params_text(&self) -> &str {
@@ -223,6 +230,18 @@ impl Cond {
                 string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m)
             }
             Cond::Branch(b) => string_check(ctx, "branch", self.key(), describe, |v| v == b, b),
+            Cond::Command(c) => {
+                let cmds = ctx.commands().as_ref().and_then(|r| r.as_ref().ok()).map(Vec::as_slice);
+                unless(c.holds(cmds), &|| match ctx.commands() {
+                    None => "command: params have no `cmd` or `command`".to_owned(),
+                    Some(Err(e)) => format!("command: {e}"),
+                    Some(Ok(cmds)) => {
+                        let programs: Vec<&str> = cmds.iter().map(|c| c.program.as_str()).collect();
+                        let how = if c.all { "not every command matches" } else { "no command matches" };
+                        format!("command: {how} (programs: {})", programs.join(", "))
+                    }
+                })
+            }
             Cond::Field(path, expected) => match ctx.lookup(path) {
                 None => fail(&|| format!("field: `{}` is missing", path.join("."))),
                 Some(actual) if !json_equal(actual, expected) => {
@@ -339,6 +358,11 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
         }
     }
     let ctx = CallCtx::new(call);
+    if let Some(reason) = unreadable_command(policy, &ctx) {
+        out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, reason, None, None, None);
+        out.note = Some("the request was refused before any rule was considered".into());
+        return out;
+    }
     let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
         Some(r) => (r.level, Some(r.name.clone())),
         None => (RiskLevel::Low, None),
@@ -373,6 +397,17 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
     };
     out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref());
     out
+}
+
+/// Why the call is refused before any rule: the policy matches commands and this call's
+/// command cannot be read strictly.
+fn unreadable_command(policy: &Policy, ctx: &CallCtx<'_>) -> Option<String> {
+    match ctx.commands() {
+        Some(Err(e)) if policy.uses_commands => {
+            Some(format!("{e}; this policy matches commands, and one it cannot read strictly is refused"))
+        }
+        _ => None,
+    }
 }
 
 /// The decision skeleton: DENY until something says otherwise.
@@ -549,6 +584,9 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
         }
     }
     let ctx = CallCtx::new(call);
+    if let Some(reason) = unreadable_command(policy, &ctx) {
+        return deny_decision(d, ReasonCode::InvalidRequest, reason, None, None, None);
+    }
     let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
         Some(r) => (r.level, Some(r.name.clone())),
         None => (RiskLevel::Low, None),

@@ -7,6 +7,7 @@ use faramesh_proto::{Effect, RiskLevel, canonical_json, is_identifier};
 use regex::RegexBuilder;
 use serde_json::{Map, Value, json};
 
+use super::command::{CommandCond, CommandMatch, Flag};
 use super::model::{
     Approvals, Approver, Budget, Cmp, Cond, Index, NamePat, Period, Policy, Profile, RateLimit, RiskRule,
     Rule, RuleSet,
@@ -49,7 +50,9 @@ const MATCH_KEYS: &[&str] = &[
     "branch",
     "field",
     "value",
+    "command",
 ];
+const COMMAND_KEYS: &[&str] = &["program", "flags", "args"];
 const RISK_KEYS: &[&str] = &["rules"];
 const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
@@ -195,7 +198,12 @@ impl Loader<'_> {
         }
         let normalized_text =
             canonical_json(&Value::Object(normalized)).map_err(|e| self.err(root.pos, e.to_string()))?;
+        let has_command = |conds: &[Cond]| conds.iter().any(|c| matches!(c, Cond::Command(_)));
+        let uses_commands = rules.rules.iter().any(|r| has_command(&r.conds))
+            || agents.values().any(|p| p.rules.rules.iter().any(|r| has_command(&r.conds)))
+            || risk_rules.iter().any(|r| has_command(&r.conds));
         Ok(Policy {
+            uses_commands,
             source: self.path.to_owned(),
             hash: faramesh_proto::canonical::sha256_hex(normalized_text.as_bytes()),
             normalized: normalized_text,
@@ -345,7 +353,7 @@ impl Loader<'_> {
                 effect = Some((e, key));
             }
         }
-        let Some(conds) = conds else {
+        let Some(mut conds) = conds else {
             return Err(self.err(node.pos, "rule has no `match`: say which calls it applies to"));
         };
         let Some((effect, _)) = effect else {
@@ -354,6 +362,12 @@ impl Loader<'_> {
                 "rule has no effect: set one of `allow`, `deny` or `require_approval` to true (or `effect`)",
             ));
         };
+        // A `command:` that allows holds only when every command of the call matches.
+        for c in &mut conds {
+            if let Cond::Command(cc) = c {
+                cc.all = effect == Effect::Permit;
+            }
+        }
         let id = id.unwrap_or_else(|| match agent {
             Some(a) => format!("{a}/rule-{n}"),
             None => format!("rule-{n}"),
@@ -480,12 +494,93 @@ impl Loader<'_> {
                     };
                     Cond::Field(path.split('.').map(str::to_owned).collect(), expected)
                 }
+                "command" => Cond::Command(self.command(value)?),
                 _ => continue, // `value` is read together with `field`
             };
             norm.insert(cond.key().to_owned(), normalized_cond(&cond));
             conds.push(cond);
         }
         Ok((conds, Value::Object(norm)))
+    }
+
+    /// `command:`: one matcher (a mapping) or a list of them (any).
+    fn command(&self, node: &Node) -> Result<CommandCond, PolicyError> {
+        let items: Vec<&Node> = match &node.kind {
+            Kind::Seq(items) if !items.is_empty() => items.iter().collect(),
+            Kind::Map(_) => vec![node],
+            other => {
+                return Err(self.err(
+                    node.pos,
+                    format!(
+                        "`command` must be a mapping (`{{ program: rm, flags: [\"-r|-R\"] }}`) or a non-empty list of them, found {}",
+                        other.describe()
+                    ),
+                ));
+            }
+        };
+        let mut matchers = Vec::with_capacity(items.len());
+        for item in items {
+            let entries = self.map(item, "a `command` matcher")?;
+            if entries.is_empty() {
+                return Err(self.err(item.pos, "a `command` matcher needs `program`, `flags` or `args`"));
+            }
+            self.check_keys(entries, COMMAND_KEYS, "command")?;
+            let mut m = CommandMatch { programs: Vec::new(), flags: Vec::new(), args: Vec::new() };
+            for (key, value) in entries {
+                let names = |what: &str| -> Result<Vec<(String, Pos)>, PolicyError> {
+                    match &value.kind {
+                        Kind::Str(s) => Ok(vec![(s.clone(), value.pos)]),
+                        Kind::Seq(list) if !list.is_empty() => {
+                            list.iter().map(|n| Ok((self.string(n, what)?, n.pos))).collect()
+                        }
+                        other => Err(self.err(
+                            value.pos,
+                            format!(
+                                "{what} must be a string or a non-empty list of strings, found {}",
+                                other.describe()
+                            ),
+                        )),
+                    }
+                };
+                match key.name.as_str() {
+                    "program" => {
+                        for (name, pos) in names("`program`")? {
+                            if name.is_empty()
+                                || name.contains('/')
+                                || !name.bytes().all(|b| b.is_ascii_graphic())
+                            {
+                                return Err(self.err(
+                                    pos,
+                                    format!("`program` `{name}` must be a program's name (its basename, printable ASCII; globs allowed)"),
+                                ));
+                            }
+                            m.programs.push(NamePat::new(&name));
+                        }
+                    }
+                    "flags" => {
+                        for (group, pos) in names("`flags`")? {
+                            let alternatives: Option<Vec<Flag>> = group.split('|').map(Flag::parse).collect();
+                            match alternatives {
+                                Some(a) if !a.is_empty() => m.flags.push(a),
+                                _ => {
+                                    return Err(self.err(
+                                        pos,
+                                        format!("`flags` entry `{group}` must be flags like `-r`, `--force` or alternatives `-r|-R|--recursive`"),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        for (arg, _) in names("`args`")? {
+                            m.args.push(NamePat::new(&arg));
+                        }
+                    }
+                }
+            }
+            matchers.push(m);
+        }
+        Ok(CommandCond { matchers, all: false })
     }
 
     /// A YAML value as JSON (for `field`/`value`).
@@ -825,6 +920,7 @@ fn normalized_cond(cond: &Cond) -> Value {
         Cond::Pattern(r) => json!(r.as_str()),
         Cond::Amount(_, bound) => serde_json::Number::from_f64(*bound).map_or(Value::Null, Value::Number),
         Cond::Field(path, value) => json!({"path": path.join("."), "value": value}),
+        Cond::Command(c) => Value::Array(c.matchers.iter().map(CommandMatch::to_json).collect()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! decide and explain calls. Pure: this module does no IO.
 
 pub mod cases;
+pub mod command;
 mod eval;
 mod load;
 mod model;

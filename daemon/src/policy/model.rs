@@ -26,6 +26,9 @@ pub struct Policy {
     pub approvals: Approvals,
     /// How long the daemon keeps log entries (`retention:`), if the policy says.
     pub retention: Option<Retention>,
+    /// Whether any rule or risk rule matches on `command:` (then a call whose command cannot
+    /// be read strictly is refused).
+    pub uses_commands: bool,
 }
 
 /// The `retention:` section: the daemon prunes log entries older than `max_age`, archiving them
@@ -337,6 +340,8 @@ pub enum Cond {
     Branch(String),
     /// `field` + `value`: the value at a dotted path equals `value`.
     Field(Vec<String>, Value),
+    /// `command`: the call's command, normalized, matches (see `policy::command`).
+    Command(super::command::CommandCond),
 }
 
 impl Cond {
@@ -355,6 +360,7 @@ impl Cond {
             Cond::Method(_) => "method",
             Cond::Branch(_) => "branch",
             Cond::Field(..) => "field",
+            Cond::Command(_) => "command",
         }
     }
 
