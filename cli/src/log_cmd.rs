@@ -65,6 +65,22 @@ pub enum LogCommand {
         after_help = "The cut is recorded in the log as a signed `prune` entry naming the first kept entry and the\nhash chained before it; `verify-log` checks the pruned log from there. Entries that were never\nexported (`faramesh export`) or archived (`--archive`) are kept unless you pass --force.\n\nExamples:\n  faramesh log prune --before 2026-09-01T00:00:00Z --archive /var/backups/faramesh-2026-08.jsonl\n  faramesh export > all.jsonl && faramesh log prune --keep-last 1000000\n  faramesh log prune --keep-last 100000 --dry-run"
     )]
     Prune(PruneArgs),
+    /// Write a consistent copy of the log file (through the daemon while it runs).
+    #[command(
+        after_help = "A file copied with `cp` while the daemon writes it can be torn; this copy is the log as of one\ncommit, and verifies like the original.\n\nExample:\n  faramesh log backup /var/backups/faramesh.redb && faramesh verify-log --file /var/backups/faramesh.redb --pubkey \"$(faramesh log pubkey)\""
+    )]
+    Backup(BackupArgs),
+}
+
+/// `faramesh log backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    state: StateDir,
+    #[command(flatten)]
+    socket: crate::daemon_cmd::SocketArg,
+    /// Where to write the copy (must not exist).
+    file: PathBuf,
 }
 
 /// `faramesh log prune`.
@@ -136,6 +152,37 @@ pub(crate) fn offline_error(e: OfflineError) -> anyhow::Error {
     }
 }
 
+/// The socket of the daemon that holds the log in `dir`: the daemon `--socket` (or the default
+/// socket) names, once it says it serves that state dir. Another daemon's log is never read in
+/// its place.
+pub(crate) fn daemon_holding(dir: &Path, socket: &crate::daemon_cmd::SocketArg) -> Result<PathBuf> {
+    let path = socket.path();
+    let status = crate::client::call(&path, "status", json!({})).map_err(|e| {
+        anyhow!(
+            "the log in `{}` is in use by another process and the daemon at `{}` does not answer ({e:#}): \
+             pass the `--socket` of the daemon started with `--state-dir {}`, or stop it to read the file",
+            dir.display(),
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let ours = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    match status["log"]["state_dir"].as_str() {
+        Some(theirs) if std::fs::canonicalize(theirs).unwrap_or_else(|_| PathBuf::from(theirs)) == ours => {
+            Ok(path)
+        }
+        theirs => bail!(
+            "the log in `{}` is in use, but the daemon at `{}` serves {}: pass the `--socket` of the daemon \
+             started with `--state-dir {}` (`faramesh status --socket …` says which state dir a daemon serves), \
+             or stop it to read the file",
+            dir.display(),
+            path.display(),
+            theirs.map_or_else(|| "another state dir".to_owned(), |t| format!("`{t}`")),
+            dir.display()
+        ),
+    }
+}
+
 fn key_of(dir: &Path) -> Result<LogKey> {
     let path = dir.join("log.key");
     if !path.exists() {
@@ -160,9 +207,24 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
     let report = match offline::verify(&file, &public, against.as_deref()) {
         Ok(report) => report,
         Err(OfflineError::InUse(_)) if args.file.is_none() => {
-            // The running daemon holds the file: it verifies its own log.
-            let r = crate::client::call(&args.socket.path(), "log.verify", json!({"against": against}))?;
-            serde_json::from_value(r)?
+            // The running daemon holds the file: it verifies its own log, and its newest signed
+            // checkpoint is checked here against the key (a given key is always checked here).
+            let socket = daemon_holding(&file_dir(&file), &args.socket)?;
+            let r = crate::client::call(&socket, "log.verify", json!({"against": against}))?;
+            let report: log::Report = serde_json::from_value(r)?;
+            let cp = crate::client::call(&socket, "log.checkpoint", json!({}))?;
+            signed_by(report, cp["checkpoint"].as_str(), &public)
+        }
+        Err(_) if args.file.is_some() => {
+            let mut report = log::verify_file(&file, &public, against.as_deref());
+            if !report.ok {
+                report.problem = Some(format!(
+                    "{}; if this file was copied while a daemon was writing it, the copy is torn, not \
+                     tampered: take a consistent copy with `faramesh log backup FILE`",
+                    report.problem.unwrap_or_default()
+                ));
+            }
+            report
         }
         Err(_) => log::verify_file(&file, &public, against.as_deref()),
     };
@@ -192,22 +254,90 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `faramesh log backup FILE`: the file itself while no daemon holds it, else a copy the daemon
+/// writes into its state dir, moved to FILE.
+fn backup(args: BackupArgs, json_out: bool) -> Result<ExitCode> {
+    if args.file.exists() {
+        bail!("`{}` exists: a backup is written to a new file", args.file.display());
+    }
+    let dir = args.state.path()?;
+    let batches = match offline::backup(&dir.join("log.redb"), &args.file) {
+        Ok(n) => n,
+        Err(OfflineError::InUse(_)) => {
+            let socket = daemon_holding(&dir, &args.socket)?;
+            let stream = crate::client::connect(&socket)?;
+            // A large log takes a while to copy.
+            stream.set_read_timeout(None)?;
+            let r = crate::client::call_on(&stream, "log.backup", json!({}))?;
+            let written =
+                PathBuf::from(r["path"].as_str().ok_or_else(|| anyhow!("the daemon named no file"))?);
+            std::fs::copy(&written, &args.file).with_context(|| {
+                format!("cannot copy `{}` to `{}`", written.display(), args.file.display())
+            })?;
+            std::fs::File::open(&args.file)?.sync_all()?;
+            let _ = std::fs::remove_file(&written);
+            r["batches"].as_u64().unwrap_or(0)
+        }
+        Err(e) => return Err(offline_error(e)),
+    };
+    if json_out {
+        println!("{}", json!({"file": args.file.display().to_string(), "batches": batches}));
+    } else {
+        println!("ok: a consistent copy of the log ({batches} commits) is in `{}`", args.file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state dir a log file is in.
+fn file_dir(file: &Path) -> PathBuf {
+    file.parent().map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+/// The daemon's report, failed unless its newest checkpoint (the one it signed for the head it
+/// reported) carries a valid signature by `public`.
+fn signed_by(mut report: log::Report, checkpoint: Option<&str>, public: &PublicKey) -> log::Report {
+    if !report.ok {
+        return report;
+    }
+    let problem = match checkpoint.map(|cp| public.verify_checkpoint(cp)) {
+        None if report.size == 0 => None,
+        None => Some("the daemon sent no signed checkpoint".to_owned()),
+        Some(Err(e)) => Some(format!("the log is not signed by the given key ({e})")),
+        Some(Ok(cp)) if cp.size > report.size => {
+            Some(format!("the checkpoint covers {} entries, the report {}", cp.size, report.size))
+        }
+        Some(Ok(_)) => None,
+    };
+    if let Some(p) = problem {
+        report.ok = false;
+        report.problem = Some(p);
+    }
+    report
+}
+
 pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
     match cmd {
         LogCommand::Prune(a) => return prune(a, json_out),
+        LogCommand::Backup(a) => return backup(a, json_out),
         LogCommand::Pubkey(a) => {
             let dir = a.state.path()?;
-            let key = match key_of(&dir) {
-                Ok(k) => k.public().to_text(),
-                // Another user's state dir (a system daemon's): ask the daemon.
-                Err(_) if a.socket.socket.is_some() => {
-                    let r = crate::client::call(&a.socket.path(), "log.checkpoint", json!({}))?;
-                    r["pubkey"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| anyhow!("the daemon sent no public key"))?
+            // `--socket` without `--state-dir` asks that daemon; otherwise the state dir's key, or
+            // the daemon holding that state dir when its key is not ours to read.
+            let from_daemon = |socket: PathBuf| -> Result<String> {
+                let r = crate::client::call(&socket, "log.checkpoint", json!({}))?;
+                r["pubkey"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("the daemon sent no public key"))
+            };
+            let key = if a.socket.socket.is_some() && a.state.state_dir.is_none() {
+                from_daemon(a.socket.path())?
+            } else {
+                match key_of(&dir) {
+                    Ok(k) => k.public().to_text(),
+                    Err(_) if a.socket.socket.is_some() => from_daemon(daemon_holding(&dir, &a.socket)?)?,
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             };
             if json_out {
                 println!("{}", json!({ "pubkey": key }));
@@ -219,7 +349,8 @@ pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
             let file = a.state.path()?.join("log.redb");
             let cp = match offline::latest_checkpoint(&file) {
                 Err(OfflineError::InUse(_)) => {
-                    crate::client::call(&a.socket.path(), "log.checkpoint", json!({}))?["checkpoint"]
+                    let socket = daemon_holding(&a.state.path()?, &a.socket)?;
+                    crate::client::call(&socket, "log.checkpoint", json!({}))?["checkpoint"]
                         .as_str()
                         .map(str::to_owned)
                 }
@@ -250,7 +381,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
     match offline::export(&file, &mut out, since) {
         Err(OfflineError::InUse(_)) => {
             // The running daemon holds the file: page through its log over the socket.
-            let socket = args.socket.path();
+            let socket = daemon_holding(&dir, &args.socket)?;
             let stream = crate::client::connect(&socket)?;
             let mut params = json!({"since": args.since, "limit": 5000});
             let (mut first, mut last) = (None, 0);
@@ -308,15 +439,15 @@ enum Target {
 }
 
 impl Target {
-    fn open(dir: &Path, socket: PathBuf) -> Result<Target> {
+    fn open(dir: &Path, socket: &crate::daemon_cmd::SocketArg) -> Result<Target> {
         // Another user's state dir (a system daemon's): only the daemon can prune it.
-        let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(socket)) };
+        let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(daemon_holding(dir, socket)?)) };
         match log::Log::open(&dir.join("log.redb"), key, log::LogOptions::default()) {
             Ok(log) => {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok(Target::File(Box::new(log), rt))
             }
-            Err(e) if e.in_use() => Ok(Target::Daemon(socket)),
+            Err(e) if e.in_use() => Ok(Target::Daemon(daemon_holding(dir, socket)?)),
             Err(e) => Err(e.into()),
         }
     }
@@ -391,7 +522,7 @@ fn prune(args: PruneArgs, json_out: bool) -> Result<ExitCode> {
         bail!("`--before` `{t}` is not an RFC 3339 UTC time like 2026-11-01T00:00:00Z");
     }
     let dir = args.state.path()?;
-    let target = Target::open(&dir, args.socket.path())?;
+    let target = Target::open(&dir, &args.socket)?;
     let cut = match (&args.before, args.keep_last) {
         (Some(t), _) => json!({"before": t}),
         (None, Some(n)) => json!({"keep_last": n}),

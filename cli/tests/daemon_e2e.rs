@@ -1576,3 +1576,82 @@ fn other_uids_read_only_their_own_and_cannot_resume_or_reload() {
     let reload = call_as_uid(65534, &daemon.socket, "policy.reload", json!({}));
     assert_eq!(reload["error"]["code"], -32001, "{reload}");
 }
+
+/// Regression: with an explicit `--state-dir` the log tools asked whatever daemon answered on
+/// the default socket when the file was locked, and reported on (or proposed pruning) another
+/// daemon's log; `verify-log --pubkey` with a wrong key said "ok" through the daemon; `log pubkey
+/// --socket X` ignored X when `~/.faramesh/state/log.key` existed.
+#[test]
+fn log_tools_answer_about_the_log_they_were_asked_about() {
+    let a = Daemon::start(POLICY);
+    let b = Daemon::start(POLICY);
+    for d in [&a, &b] {
+        d.client().result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+    }
+    let run_with = |args: &[&str], socket: &Path| {
+        Command::new(bin())
+            .args(args)
+            .env("FARAMESH_SOCKET", socket)
+            .env("HOME", &a.dir)
+            .env_remove("FARAMESH_STATE_DIR")
+            .output()
+            .unwrap()
+    };
+    let state_a = a.state.to_str().unwrap();
+    // B answers on the socket, A holds the state dir asked about: refused, naming both.
+    for args in [
+        vec!["verify-log", "--state-dir", state_a],
+        vec!["export", "--state-dir", state_a],
+        vec!["log", "checkpoint", "--state-dir", state_a],
+        vec!["log", "prune", "--state-dir", state_a, "--keep-last", "1", "--dry-run"],
+    ] {
+        let out = run_with(&args, &b.socket);
+        let text = out_text(&out);
+        assert!(!out.status.success(), "{args:?} answered about another daemon's log: {text}");
+        assert!(
+            text.contains("but the daemon at")
+                && text.contains(&b.state.canonicalize().unwrap().display().to_string()),
+            "{args:?}: {text}"
+        );
+    }
+    // Asking A about A works.
+    let out = run_with(&["verify-log", "--state-dir", state_a], &a.socket);
+    assert!(out.status.success() && out_text(&out).starts_with("ok: "), "{}", out_text(&out));
+    // A given key is checked by the CLI itself, also through the daemon.
+    let key_of = |d: &Daemon| {
+        let out = run_with(&["log", "pubkey", "--state-dir", d.state.to_str().unwrap()], &d.socket);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (key_a, key_b) = (key_of(&a), key_of(&b));
+    assert_ne!(key_a, key_b);
+    let out = run_with(&["verify-log", "--state-dir", state_a, "--pubkey", &key_b], &a.socket);
+    assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
+    assert!(out_text(&out).contains("not signed by the given key"), "{}", out_text(&out));
+    let out = run_with(&["verify-log", "--state-dir", state_a, "--pubkey", &key_a], &a.socket);
+    assert!(out.status.success(), "{}", out_text(&out));
+    // `log pubkey --socket B` asks B, even with a key in ~/.faramesh/state.
+    std::fs::create_dir_all(a.dir.join(".faramesh/state")).unwrap();
+    std::fs::copy(a.state.join("log.key"), a.dir.join(".faramesh/state/log.key")).unwrap();
+    let out = Command::new(bin())
+        .args(["log", "pubkey", "--socket"])
+        .arg(&b.socket)
+        .env("HOME", &a.dir)
+        .env_remove("FARAMESH_STATE_DIR")
+        .env_remove("FARAMESH_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), key_b, "{}", out_text(&out));
+    // A consistent online copy verifies with A's key, as of one commit.
+    let copy = a.dir.join("copy.redb");
+    let out = run_with(&["log", "backup", copy.to_str().unwrap(), "--state-dir", state_a], &a.socket);
+    assert!(out.status.success(), "{}", out_text(&out));
+    let out = run_with(&["verify-log", "--file", copy.to_str().unwrap(), "--pubkey", &key_a], &a.socket);
+    assert!(out.status.success() && out_text(&out).starts_with("ok: "), "{}", out_text(&out));
+    assert!(!a.state.join("backup.redb").exists(), "the daemon's copy is moved, not left behind");
+    // A file that does not read as a log says a torn copy is possible, and what to do.
+    let torn = a.dir.join("torn.redb");
+    std::fs::write(&torn, vec![7u8; 8192]).unwrap();
+    let out = run_with(&["verify-log", "--file", torn.to_str().unwrap(), "--pubkey", &key_a], &a.socket);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out_text(&out).contains("faramesh log backup"), "{}", out_text(&out));
+}

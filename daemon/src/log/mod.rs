@@ -2,6 +2,7 @@
 //! checkpoint after every commit, group commit, and offline verification.
 //! See `docs/decision-log.md` for the exact format.
 
+pub mod backup;
 pub mod dpr;
 pub mod entry;
 mod file;

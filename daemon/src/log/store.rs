@@ -752,6 +752,11 @@ impl Log {
         })
     }
 
+    /// Writes a consistent copy of the log to `dest` (a new file); returns the batches copied.
+    pub fn backup(&self, dest: &Path) -> Result<u64, LogError> {
+        self.read(|txn| super::backup::backup_txn(txn, dest).map_err(storage))
+    }
+
     /// Verifies the whole log (see [`verify::verify_txn`]).
     pub fn verify(&self, against: Option<&str>) -> Result<verify::Report, LogError> {
         let public = self.shared.key.public();

@@ -414,6 +414,11 @@ pub mod offline {
         with_db(path, |txn, _| Ok(super::verify_txn(txn, public, against)))
     }
 
+    /// Writes a consistent copy of the file to `dest` (see [`crate::log::backup`]).
+    pub fn backup(path: &Path, dest: &Path) -> Result<u64, OfflineError> {
+        with_db(path, |txn, read| super::super::backup::backup_txn(txn, dest).map_err(read))
+    }
+
     /// The latest signed checkpoint in the file.
     pub fn latest_checkpoint(path: &Path) -> Result<Option<String>, OfflineError> {
         with_db(path, |txn, read| {

@@ -183,6 +183,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         reloads: AtomicU64::new(0),
         log: Arc::clone(&log),
         socket_path: config.socket_path.clone(),
+        state_dir: std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone()),
         own_uid: nix::unistd::getuid().as_raw(),
         started: Instant::now(),
         counts: state::Counts::default(),

@@ -85,6 +85,7 @@ pub fn method(name: &str) -> Option<Method> {
         "log.entries" => call!(log_entries),
         "log.prune" => call!(log_prune),
         "log.exported" => call!(log_exported),
+        "log.backup" => call!(log_backup),
         "log.subscribe" => Some(Method::Subscribe),
         _ => None,
     }
@@ -263,4 +264,8 @@ async fn log_exported(s: Service, p: Map<String, Value>, who: Identity) -> RpcRe
     let through = f.uint("through_seq", 0..=u64::MAX)?.ok_or_else(|| ServiceError::missing("through_seq"))?;
     let from = f.uint("from_seq", 1..=u64::MAX)?.unwrap_or(1);
     s.log_exported(from, through, &who).await
+}
+
+async fn log_backup(s: Service, _: Map<String, Value>, who: Identity) -> RpcResult {
+    s.log_backup(&who).await
 }

@@ -104,6 +104,9 @@ pub struct State {
     pub log: Arc<Log>,
     /// The socket path.
     pub socket_path: PathBuf,
+    /// The state directory (absolute) whose log this daemon holds: tools asked about a state
+    /// dir check it is this one before trusting the daemon's answer.
+    pub state_dir: PathBuf,
     /// The daemon process's real uid (`getuid`), which may approve like root. (Not the owner of
     /// the state dir: a root-owned daemon may serve a dir another user created.)
     pub own_uid: u32,
@@ -259,6 +262,7 @@ impl State {
                 "internal_errors": self.counts.internal_errors.load(Ordering::Relaxed),
             },
             "log": {
+                "state_dir": self.state_dir.display().to_string(),
                 "size": size,
                 "head_hash": crate::log::entry::hex(&head),
                 "origin": self.log.origin(),

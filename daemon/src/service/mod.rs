@@ -1264,6 +1264,25 @@ impl Service {
         Ok(json!({"exported_through": through}))
     }
 
+    /// `log.backup`: a consistent copy of the log written to `backup.redb` in the state dir
+    /// (where the daemon may write); the operator's tool moves it where it was asked to.
+    pub async fn log_backup(&self, who: &Identity) -> Result<Value, ServiceError> {
+        self.may_manage_log(who)?;
+        let dest = self.state.state_dir.join("backup.redb");
+        match std::fs::remove_file(&dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ServiceError::internal(format!("cannot replace `{}`: {e}", dest.display())));
+            }
+            _ => {}
+        }
+        let log = Arc::clone(&self.state.log);
+        let path = dest.clone();
+        let batches = tokio::task::spawn_blocking(move || log.backup(&path))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))??;
+        Ok(json!({"path": dest.display().to_string(), "batches": batches}))
+    }
+
     /// The latest signed checkpoint, head and public key.
     pub fn checkpoint(&self) -> Result<Value, ServiceError> {
         let cp = self.state.log.latest_checkpoint()?;
@@ -1386,6 +1405,7 @@ mod tests {
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             log,
             socket_path: dir.join("s.sock"),
+            state_dir: dir.to_owned(),
             own_uid: 0,
             started: std::time::Instant::now(),
             counts: Counts::default(),
