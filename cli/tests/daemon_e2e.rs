@@ -1337,6 +1337,36 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A daemon that also serves HTTP on a free loopback port (approver token
+/// `approver-secret-0123456789`), with `extra` arguments.
+fn start_with_http(policy: &str, extra: &[&str]) -> (Daemon, u16) {
+    let mut daemon = Daemon::new(policy, false);
+    daemon.stop();
+    let port = free_port();
+    let child = Command::new(bin())
+        .args(["serve", "--policy"])
+        .arg(&daemon.policy)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--state-dir")
+        .arg(&daemon.state)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("FARAMESH_LOG", "warn")
+        .env("FARAMESH_APPROVER_TOKEN", "approver-secret-0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP listener did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (daemon, port)
+}
+
 /// Sends one HTTP/1.1 request and closes the connection without reading the answer.
 fn http_send_and_leave(port: u16, method: &str, path: &str, token: &str, body: &str) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -1356,29 +1386,7 @@ fn http_send_and_leave(port: u16, method: &str, path: &str, token: &str, body: &
 /// expired wedged approval hung `approval.list` for everyone).
 #[test]
 fn http_clients_that_disconnect_never_wedge_a_claim() {
-    let mut daemon = Daemon::new(APPROVAL_POLICY, false);
-    daemon.stop();
-    let port = free_port();
-    let child = Command::new(bin())
-        .args(["serve", "--policy"])
-        .arg(&daemon.policy)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--state-dir")
-        .arg(&daemon.state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("FARAMESH_LOG", "warn")
-        .env("FARAMESH_APPROVER_TOKEN", "approver-secret-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    daemon.child = Some(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTP listener did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (daemon, port) = start_with_http(APPROVAL_POLICY, &[]);
     let mut c = daemon.client();
     let token = "approver-secret-0123456789";
     // Deferred calls approved over HTTP by clients that leave at once.
@@ -1654,4 +1662,49 @@ fn log_tools_answer_about_the_log_they_were_asked_about() {
     let out = run_with(&["verify-log", "--file", torn.to_str().unwrap(), "--pubkey", &key_a], &a.socket);
     assert_eq!(out.status.code(), Some(1));
     assert!(out_text(&out).contains("faramesh log backup"), "{}", out_text(&out));
+}
+
+/// One keep-alive HTTP/1.1 request on `s`; returns the status code (the body is read and
+/// dropped, the connection stays open).
+fn http_get_keep_alive(s: &mut std::net::TcpStream, path: &str) -> u16 {
+    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    status.split_whitespace().nth(1).unwrap_or("0").parse().unwrap()
+}
+
+/// Regression: with `--http-max-connections` reached, idle keep-alive connections held every
+/// slot and new clients were dropped at once; the longest-idle connection now makes room.
+#[test]
+fn idle_keep_alive_connections_make_room_for_new_clients() {
+    let (_daemon, port) = start_with_http(POLICY, &["--http-max-connections", "2"]);
+    let mut idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            assert_eq!(http_get_keep_alive(&mut s, "/health"), 200);
+            s
+        })
+        .collect();
+    // Both slots are held by idle connections; a new client is still served.
+    for _ in 0..3 {
+        let mut fresh = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        fresh.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(http_get_keep_alive(&mut fresh, "/health"), 200);
+        idle.push(fresh);
+    }
 }

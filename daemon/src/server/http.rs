@@ -21,7 +21,7 @@ use faramesh_proto::Effect;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::ServerError;
 use super::metrics::Transport;
@@ -937,7 +937,7 @@ impl Listener {
         let Listener { tcp, tls, tokens, limits, sessions, .. } = self;
         let app = App { service, tokens, limits: limits.clone(), sessions };
         let router = router(app.clone());
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let slots = super::http_slots::Slots::new(limits.max_connections);
         let mut tasks = tokio::task::JoinSet::new();
         let mut backoff = super::AcceptBackoff::default();
         loop {
@@ -946,27 +946,26 @@ impl Listener {
                 a = tcp.accept() => a,
             };
             let Some((stream, _)) = backoff.check(accepted, "http").await else { continue };
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                drop(stream); // over the connection cap
-                continue;
-            };
             let _ = stream.set_nodelay(true);
-            let (router, tls, limits, app, stop) =
-                (router.clone(), tls.clone(), limits.clone(), app.clone(), stop.clone());
+            let (router, tls, limits, app, stop, slots) =
+                (router.clone(), tls.clone(), limits.clone(), app.clone(), stop.clone(), Arc::clone(&slots));
             tasks.spawn(async move {
+                // Over the connection cap with no idle connection to close: dropped.
+                let Some(slot) = slots.take().await else { return };
                 let _open = app.service.state().metrics.connection(Transport::Http);
+                let activity = Arc::clone(&slot.activity);
                 match tls {
-                    None => serve_conn(stream, router, &limits, stop).await,
+                    None => serve_conn(stream, router, &limits, stop, activity).await,
                     Some(acceptor) => {
                         // A handshake that fails or is too slow just closes the connection.
                         if let Ok(Ok(tls_stream)) =
                             tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                         {
-                            serve_conn(tls_stream, router, &limits, stop).await;
+                            serve_conn(tls_stream, router, &limits, stop, activity).await;
                         }
                     }
                 }
-                drop(permit);
+                drop(slot);
             });
             while tasks.try_join_next().is_some() {}
         }
@@ -977,11 +976,33 @@ impl Listener {
     }
 }
 
-async fn serve_conn<S>(io: S, router: Router, limits: &HttpLimits, mut stop: watch::Receiver<bool>)
-where
+async fn serve_conn<S>(
+    io: S,
+    router: Router,
+    limits: &HttpLimits,
+    mut stop: watch::Receiver<bool>,
+    activity: Arc<super::http_slots::Activity>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    use http_body_util::BodyExt;
+    let inner = hyper_util::service::TowerToHyperService::new(router);
+    let busy_on = Arc::clone(&activity);
+    // A request keeps its connection busy (never closed for a newcomer) until its response
+    // body, an event stream included, is done.
+    let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+        let busy = busy_on.begin();
+        let response = hyper::service::Service::call(&inner, req);
+        async move {
+            let response = response.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _held = &busy;
+                    frame
+                }))
+            }))
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
@@ -989,6 +1010,11 @@ where
     tokio::select! {
         _ = &mut conn => {}
         _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        () = activity.evict.notified() => {
+            // Idle and needed by a newcomer: close (anything in flight finishes first).
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod conn;
 mod dashboard;
 pub mod http;
+mod http_slots;
 pub mod limits;
 pub mod metrics;
 mod peercred;
