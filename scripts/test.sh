@@ -42,6 +42,24 @@ if [ "$(id -u)" = 0 ]; then
     fi
 fi
 
+step "fuzzing: each target for ${FUZZ_SECONDS:-15} s from its committed corpus (cargo-fuzz, libFuzzer; crashes land in fuzz/artifacts/)"
+if ! command -v cargo-fuzz >/dev/null; then
+    cargo install cargo-fuzz --locked --version 0.13.2 --quiet
+fi
+fuzz_corpus="$(mktemp -d)"
+for target in socket_line mcp_message policy_load log_batch; do
+    # New inputs go to a scratch copy: the committed corpus changes only by hand.
+    cp -r "fuzz/corpus/$target" "$fuzz_corpus/$target"
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none "$target" "$fuzz_corpus/$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-15}" -rss_limit_mb=4096 >"$fuzz_corpus/$target.log" 2>&1); then
+        tail -n 80 "$fuzz_corpus/$target.log"
+        echo "fuzz target $target failed: reproduce with (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none $target artifacts/$target/<file>)"
+        exit 1
+    fi
+    grep -E '^Done [0-9]+ runs' "$fuzz_corpus/$target.log" | sed "s/^/$target: /"
+done
+rm -rf "$fuzz_corpus"
+
 step "systemd units: systemd-analyze verify, and security exposure of faramesh.service (must be <= 2.0)"
 units="$(mktemp -d)"
 mkdir -p "$units/user" "$units/xdg" && chmod 700 "$units/xdg"

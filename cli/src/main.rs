@@ -11,7 +11,6 @@ mod daemon_cmd;
 mod log_cmd;
 mod mcp_cmd;
 mod mcp_http;
-mod mcp_msg;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;

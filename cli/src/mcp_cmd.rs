@@ -2,7 +2,7 @@
 //! about every `tools/call` before the server sees it. See `docs/mcp.md`.
 //!
 //! MCP's stdio transport is newline-delimited JSON-RPC. Every message, both ways, is parsed
-//! strictly and relayed as the proxy re-serializes it (`mcp_msg`), never as the bytes received;
+//! strictly and relayed as the proxy re-serializes it (`faramesh_proto::mcp`), never as the bytes received;
 //! a `tools/call` is decided first (then forwarded or answered) and, with
 //! `--hide-denied-tools`, `tools/list` results are filtered. It does not use the `rmcp` SDK: a
 //! typed SDK would pin a protocol version, while the proxy needs to read exactly two methods
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client;
 use crate::daemon_cmd::SocketArg;
-use crate::mcp_msg::{self, Message};
+use faramesh_proto::mcp::{self as mcp_msg, Message};
 
 /// The longest line relayed (either way); longer ones are refused, not forwarded.
 const MAX_LINE: usize = 16 << 20;

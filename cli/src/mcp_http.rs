@@ -1,5 +1,5 @@
 //! `faramesh mcp --listen ADDR --upstream URL`: the MCP gateway for streamable-HTTP servers.
-//! Every request body is parsed strictly and relayed as the proxy re-serializes it (`mcp_msg`),
+//! Every request body is parsed strictly and relayed as the proxy re-serializes it (`faramesh_proto::mcp`),
 //! never as the bytes received; a body it cannot parse, a batch, or a `tools/call` it refuses
 //! is answered (HTTP 400 with a JSON-RPC error) and sent nowhere. A `tools/call` is decided
 //! first like in the stdio mode. Responses (JSON or SSE) stream back unchanged: they go to the
@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::mcp_cmd::{Shared, gate, strip_elicitation};
-use crate::mcp_msg::{self, Message, Refusal};
+use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
 
 /// The largest request body relayed.
 const MAX_BODY: usize = 16 << 20;

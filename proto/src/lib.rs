@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod canonical;
+pub mod mcp;
 pub mod types;
 
 pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};

@@ -1,6 +1,6 @@
-//! The MCP gateway's one rule for reading and writing messages, shared by the stdio and HTTP
-//! modes: a message is relayed only as the proxy itself re-serializes what it parsed strictly,
-//! never as the bytes it received. Whatever another parser could read differently (a carriage
+//! The MCP gateway's (`faramesh mcp`) one rule for reading and writing messages, shared by the
+//! stdio and HTTP modes: a message is relayed only as the proxy itself re-serializes what it
+//! parsed strictly, never as the bytes it received. Whatever another parser could read differently (a carriage
 //! return or other separator inside a line, a duplicate key, a batch, invalid UTF-8, a number
 //! serde cannot hold, nesting deeper than 128 levels) is refused before any decision.
 //!
@@ -99,7 +99,7 @@ pub fn frame(line: &[u8]) -> Result<&str, Refusal> {
 
 /// Parses one message strictly: JSON with no duplicate key, a single object (no batch).
 pub fn parse(text: &str) -> Result<Message, Refusal> {
-    let value = faramesh_proto::parse_strict(text.as_bytes())
+    let value = crate::parse_strict(text.as_bytes())
         .map_err(|e| Refusal::new(Value::Null, PARSE_ERROR, format!("parse error: {e}")))?;
     let msg = match value {
         Value::Object(m) => m,
