@@ -118,7 +118,7 @@ fi
 step "our SDK: ruff, mypy --strict"
 (cd sdk/python && "$SDKVENV/bin/ruff" check src tests && "$SDKVENV/bin/ruff" format --check src tests && "$SDKVENV/bin/mypy")
 
-step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewAI, AutoGen, MCP, the seeds' snippets)"
+step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewAI, AutoGen, MCP, the upstream documentation's snippets)"
 # Run from outside the source tree so the installed package is what is tested.
 (cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 

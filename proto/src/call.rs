@@ -77,7 +77,7 @@ impl CallRequest {
     /// Reads `agent_id, tool, operation` (or `tool_id` `"tool/op"`, or `op`), `args` or
     /// `params`, `context`, `session_id`, `request_id`, `tags`, `principal`, `approval_id`.
     /// Without a top-level `agent_id`, a string `context.agent_id` names the agent (the v1
-    /// clients of the seeds send it there).
+    /// clients of the upstream Faramesh documentation send it there).
     pub fn from_json(map: &Map<String, Value>) -> Result<CallRequest, CallError> {
         let agent_id = match string(map, "agent_id")? {
             Some(a) => a,

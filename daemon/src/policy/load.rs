@@ -326,7 +326,7 @@ impl Loader<'_> {
                         }
                     })
                 }
-                // `reason` is the seeds' name for the same text (govern-your-own-tool).
+                // `reason` is the upstream Faramesh documentation's name for the same text (govern-your-own-tool).
                 "description" | "reason" => {
                     if description.is_some() {
                         return Err(self.err(key.pos, "give `description` or `reason`, not both".to_owned()));

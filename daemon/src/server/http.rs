@@ -498,7 +498,7 @@ async fn gate_decide(AxState(app): AxState<App>, headers: HeaderMap, body: Body)
 }
 
 /// The v1 action object of a recorded action, as the published SDK reads it.
-fn v1_action(view: &ActionView, who: &Identity) -> Value {
+fn v1_action(service: &crate::service::Service, view: &ActionView, who: &Identity) -> Value {
     let rec = &view.record;
     let get = |k: &str| rec.get(k).cloned().unwrap_or(Value::Null);
     let effect = rec.get("effect").and_then(Value::as_str).unwrap_or("DENY");
@@ -507,7 +507,6 @@ fn v1_action(view: &ActionView, who: &Identity) -> Value {
         "DEFER" => Effect::Defer,
         _ => Effect::Deny,
     };
-    let approver = matches!(who, Identity::Token(t) if t.role == Role::Approver);
     let approval_id = get("approval_id");
     json!({
         "id": get("id"),
@@ -531,8 +530,8 @@ fn v1_action(view: &ActionView, who: &Identity) -> Value {
         "runtime_version": get("runtime_version"),
         "provenance_id": get("id"),
         "approval_id": approval_id,
-        // Approval is authorized by the approver's bearer token; the id is shown only to them.
-        "approval_token": if approver && view.status == ActionStatus::PendingApproval { approval_id } else { Value::Null },
+        // Approval is authorized by the approver's bearer token; the core says who is shown the id.
+        "approval_token": if service.shows_approval_token(who, view) { approval_id } else { Value::Null },
         "caller": get("caller"),
         "created_at": get("ts"),
         "updated_at": get("ts"),
@@ -573,7 +572,7 @@ async fn submit_action(AxState(app): AxState<App>, headers: HeaderMap, body: Bod
         "caller": caller,
         "ts": crate::log::entry::rfc3339(crate::log::entry::now_ms()),
     });
-    let mut v = v1_action(&ActionView { record, status }, &who);
+    let mut v = v1_action(&app.service, &ActionView { record, status }, &who);
     if let Value::Object(m) = &mut v {
         m.insert(
             "structured_denial".into(),
@@ -596,7 +595,7 @@ async fn list_actions(
     let who = app.who(&headers)?;
     let query = ListQuery::from_json(&query_map(q), 20)?;
     let views = app.service.action_list(&query, &who)?;
-    let actions: Vec<Value> = views.iter().map(|v| v1_action(v, &who)).collect();
+    let actions: Vec<Value> = views.iter().map(|v| v1_action(&app.service, v, &who)).collect();
     let full = actions.len() == query.limit;
     let next = full.then_some(query.offset + actions.len());
     let next_cursor = views.last().filter(|_| full).map(ActionView::id);
@@ -614,7 +613,7 @@ async fn get_action(
 ) -> HttpResult {
     let who = app.who(&headers)?;
     let view = app.service.find_action(&id, &who)?;
-    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
 }
 
 /// The v1 name of a log entry's event.
@@ -681,7 +680,7 @@ async fn approval(
     let reason = f.string("reason")?;
     let given = f.string("token")?;
     let view = app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
 }
 
 async fn start_action(
@@ -691,7 +690,7 @@ async fn start_action(
 ) -> HttpResult {
     let who = app.who_write(&headers)?;
     let view = app.service.action_transition(&id, Transition::Start, &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
 }
 
 async fn report_result(
@@ -703,7 +702,7 @@ async fn report_result(
     let who = app.who_write(&headers)?;
     let t = Transition::result_from_json(&app.body(body, true).await?)?;
     let view = app.service.action_transition(&id, t, &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&view, &who)))
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
 }
 
 /// An SSE frame for a log entry, if it passes the filters and the reader may see it.

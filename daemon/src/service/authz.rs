@@ -73,6 +73,12 @@ impl Service {
         }
     }
 
+    /// Whether `who` is shown an action's `approval_token` (the v1 API's name for its approval
+    /// id, which the published SDK's `approve_action` reads): approvers, while it is pending.
+    pub fn shows_approval_token(&self, who: &Identity, view: &super::ActionView) -> bool {
+        view.status == super::ActionStatus::PendingApproval && self.may_approve(who)
+    }
+
     /// Whether `who` sees `approval` listed (and its id): those who read everything, and the
     /// caller that made the deferred call.
     pub fn may_see_approval(&self, who: &Identity, approval: &Approval) -> bool {

@@ -1,4 +1,4 @@
-"""The functional API of the seeds: `submit_action`, `get_action`, `list_actions`,
+"""The functional API of the upstream Faramesh documentation: `submit_action`, `get_action`, `list_actions`,
 `approve_action`, `reject_action`, `start_action`, `report_result`, `wait_for_completion`.
 
 Each call uses one :class:`~faramesh.sdk.client.ExecutionGovernorClient` made from the

@@ -96,8 +96,8 @@ class ExecutionGovernorClient:
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]:
-        """Reports the outcome. An action not yet started is started first (the seeds report
-        straight after an allowed submit)."""
+        """Reports the outcome. An action not yet started is started first (the upstream
+        Faramesh documentation reports straight after an allowed submit)."""
         status = self.transport.get_action(action_id).get("status")
         if status in ("allowed", "approved"):
             self.transport.start_action(action_id)
