@@ -77,7 +77,9 @@ pub struct ServeArgs {
 /// agents, `FARAMESH_APPROVER_TOKEN` for approvers) or a tokens file, never from the command line.
 #[derive(Args, Debug, Clone, Default)]
 pub struct HttpArgs {
-    /// Also serve HTTP(S) on this address (e.g. 127.0.0.1:8443). Plain HTTP only on loopback.
+    /// Also serve HTTP(S) on this address (e.g. 127.0.0.1:8443; plain HTTP only on loopback), or
+    /// `off`. `faramesh serve` with nothing configured serves 127.0.0.1:8000 (FARAMESH_HOST,
+    /// FARAMESH_PORT).
     #[arg(long, env = "FARAMESH_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
     /// TLS certificate chain (PEM), with --tls-key.
@@ -108,7 +110,7 @@ pub struct HttpArgs {
 
 fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::http::HttpConfig>> {
     use server::http::{HttpConfig, HttpLimits, Tls};
-    let Some(listen) = args.listen.as_deref().filter(|l| !l.is_empty()) else {
+    let Some(listen) = args.listen.as_deref().filter(|l| !l.is_empty() && *l != "off") else {
         if args.tls.is_some() || args.tls_cert.is_some() {
             bail!("`--tls`/`--tls-cert` need `--listen ADDR`");
         }
@@ -141,6 +143,7 @@ fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::ht
         approver_token: env("FARAMESH_APPROVER_TOKEN"),
         tokens_file,
         login_secret: None,
+        anonymous_agents: false,
         limits: HttpLimits {
             max_body_bytes: args.http_max_body_bytes,
             header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
@@ -250,6 +253,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         limits,
         http,
         retention,
+        single_user: false,
     })
 }
 
@@ -306,16 +310,148 @@ pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether systemd started this process (a service or socket activation): never the quickstart.
+fn under_systemd() -> bool {
+    ["INVOCATION_ID", "LISTEN_FDS", "NOTIFY_SOCKET"].iter().any(|k| std::env::var_os(k).is_some())
+}
+
+/// Whether any HTTP token is configured (env or a tokens file).
+fn tokens_configured(args: &HttpArgs, state_dir: &Path) -> bool {
+    let env = |k: &str| std::env::var(k).ok().is_some_and(|v| !v.is_empty());
+    env("FARAMESH_TOKEN")
+        || env("FARAMESH_APPROVER_TOKEN")
+        || args.tokens_file.is_some()
+        || state_dir.join("tokens.json").exists()
+}
+
+/// The policy of `serve`: `--policy` (or FARAMESH_POLICY), else `./policies/default.yaml`, else
+/// the bundled default written once into the config dir; with a note saying which.
+fn find_policy(given: Option<&Path>) -> Result<(PathBuf, Option<String>)> {
+    if let Some(p) = given {
+        return Ok((absolute(p), None));
+    }
+    let local = Path::new("policies/default.yaml");
+    if local.exists() {
+        let p = absolute(local);
+        let note = format!("policy {} (./policies/default.yaml; `--policy` for another)", p.display());
+        return Ok((p, Some(note)));
+    }
+    let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("faramesh"),
+        None => PathBuf::from(
+            std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --policy FILE"))?,
+        )
+        .join(".config/faramesh"),
+    };
+    private_dir(&config)?;
+    let p = config.join("policy.yaml");
+    if !p.exists() {
+        std::fs::write(&p, DEFAULT_POLICY).with_context(|| format!("cannot write `{}`", p.display()))?;
+    }
+    Ok((
+        p.clone(),
+        Some(format!("policy {} (the bundled default policy; edit it, or pass `--policy`)", p.display())),
+    ))
+}
+
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let policy = args.policy.clone().ok_or_else(|| {
-        anyhow!("no policy: pass `--policy FILE` or set FARAMESH_POLICY (try policies/default.yaml)")
-    })?;
-    let policy = absolute(&policy);
+    // Nothing configured (no policy, socket, state dir, listener or token given; not started by
+    // systemd): the upstream quickstart, `faramesh serve` alone. It serves the dashboard and API
+    // on loopback too, takes tokenless callers there as unauthenticated agents, runs in
+    // single-user mode, and prints a sign-in link. Anything configured keeps every default off.
+    let state_dir = absolute(&args.state.path()?);
+    let quickstart = args.policy.is_none()
+        && args.socket.socket.is_none()
+        && args.state.state_dir.is_none()
+        && args.http.listen.is_none()
+        && !tokens_configured(&args.http, &state_dir)
+        && !under_systemd();
+    let (policy, note) = find_policy(args.policy.as_deref())?;
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
     }
-    let config = config_of(&args, policy)?;
+    let mut config = config_of(&args, policy.clone())?;
+    if !quickstart {
+        return run_daemon(config, args.verbose);
+    }
+    if let Some(note) = note {
+        eprintln!("faramesh: {note}");
+    }
+    config.single_user = true;
+    let host =
+        std::env::var("FARAMESH_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into());
+    let port = std::env::var("FARAMESH_PORT").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "8000".into());
+    let wanted = format!("{host}:{port}");
+    let listen: std::net::SocketAddr = wanted.parse().map_err(|_| {
+        anyhow!("FARAMESH_HOST/FARAMESH_PORT `{wanted}` is not an address like 127.0.0.1:8000")
+    })?;
+    if !listen.ip().is_loopback() {
+        bail!(
+            "`faramesh serve` with nothing configured serves plain HTTP on loopback only, not `{listen}`; \
+             for another address pass `--listen ADDR` with TLS (`--tls self-signed`) and a token"
+        );
+    }
+    let login = if std::net::TcpListener::bind(listen).is_err() {
+        eprintln!(
+            "faramesh: {listen} is in use, so the dashboard is off; set FARAMESH_PORT or pass `--listen 127.0.0.1:PORT`"
+        );
+        None
+    } else {
+        let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
+        config.http = Some(server::http::HttpConfig {
+            listen,
+            tls: server::http::Tls::None,
+            agent_token: None,
+            approver_token: None,
+            tokens_file: None,
+            login_secret: Some(secret.clone()),
+            anonymous_agents: true,
+            limits: server::http::HttpLimits::default(),
+        });
+        Some(secret)
+    };
+    announce("faramesh", config.socket_path.clone(), login, true);
     run_daemon(config, args.verbose)
+}
+
+/// Prints, once the daemon answers, the line that points agents at it, the dashboard's sign-in
+/// link (when there is one) and how approving works here.
+fn announce(who: &'static str, socket: PathBuf, login: Option<String>, single_user: bool) {
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(status) = client::call(&socket, "status", json!({})) {
+                eprintln!("{who}: serving. Connect with:\n  export FARAMESH_SOCKET={}", socket.display());
+                if let (Some(url), Some(secret)) = (status["http"]["url"].as_str(), login.as_deref()) {
+                    eprintln!(
+                        "dashboard (this link signs you in once, as an approver):\n  {url}/#login={secret}\n\
+                         without a browser's JavaScript (or for curl -L -c cookies): {url}/login/{secret}\n\
+                         a fresh link any time: `faramesh dashboard`"
+                    );
+                    if status["http"]["anonymous_agents"] == true {
+                        eprintln!(
+                            "agents may call {url}/v1/actions without a token here (loopback only; set FARAMESH_TOKEN to require one)"
+                        );
+                    }
+                }
+                if single_user && status["single_user"] == true {
+                    eprintln!(
+                        "{}: `faramesh approve <id>` works from this user (set `approvals: {{ approvers: [...] }}` \
+                         in the policy, or run under systemd, for separate approvers)",
+                        faramesh_daemon::server::state::SINGLE_USER_NOTICE
+                    );
+                } else {
+                    eprintln!(
+                        "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval \
+                         from the uid that made the call is refused unless the policy sets \
+                         `approvals: {{ allow_same_uid: true }}`"
+                    );
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
 }
 
 #[derive(Args, Debug)]
@@ -382,6 +518,8 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     let mut config = config_of(&serve, policy.clone())?;
+    // Single-user unless a token says otherwise (the person at the terminal runs it all).
+    config.single_user = !tokens_configured(&HttpArgs::default(), &config.state_dir);
     let explicit = args.listen.is_some();
     let wanted = args.listen.clone().unwrap_or_else(|| "127.0.0.1:8000".into());
     let free = |addr: &std::net::SocketAddr| std::net::TcpListener::bind(addr).is_ok();
@@ -411,6 +549,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
             approver_token: env("FARAMESH_APPROVER_TOKEN"),
             tokens_file: None,
             login_secret: Some(secret.clone()),
+            anonymous_agents: false,
             limits: server::http::HttpLimits::default(),
         });
         Some(secret)
@@ -436,30 +575,8 @@ fn run_dev(
     }
     eprintln!("faramesh dev: starting with {} (state in {})", policy.display(), dir.join("state").display());
     // The connect line only once the daemon answers, so it is never a promise that fails.
-    let ready_socket = socket.clone();
-    std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            if let Ok(status) = client::call(&ready_socket, "status", json!({})) {
-                eprintln!(
-                    "faramesh dev: serving. Connect with:\n  export FARAMESH_SOCKET={}",
-                    ready_socket.display()
-                );
-                if let (Some(url), Some(secret)) = (status["http"]["url"].as_str(), login.as_deref()) {
-                    eprintln!(
-                        "dashboard (this link signs you in once, as an approver):\n  {url}/#login={secret}"
-                    );
-                }
-                eprintln!(
-                    "approve deferred calls with `faramesh approve <id>` from another user or as root: an approval \
-                     from the uid that made the call is refused unless the policy sets \
-                     `approvals: {{ allow_same_uid: true }}`"
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
+    let single_user = config.single_user;
+    announce("faramesh dev", socket, login, single_user);
     run_daemon(config, true)
 }
 
@@ -580,6 +697,12 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             Some(fp) => println!("http      {url} (certificate SHA-256 {fp})"),
             None => println!("http      {url} (plain HTTP, loopback only)"),
         }
+        if s["http"]["anonymous_agents"] == true {
+            println!("          tokenless callers are served as agents (loopback, no token configured)");
+        }
+    }
+    if let Some(notice) = s["notice"].as_str() {
+        println!("mode      {notice}");
     }
     println!(
         "policy    {} ({} rules, {})",
@@ -706,4 +829,33 @@ fn apply_with_unit(unit: &Unit, running: bool) -> Result<Value> {
     Ok(
         json!({"action": format!("{verb} (systemd {} unit)", unit.scope()), "socket": unit.socket.display().to_string()}),
     )
+}
+
+/// `faramesh dashboard`: a fresh one-time sign-in link to the daemon's dashboard (and a browser
+/// opened on it when there is one).
+pub fn dashboard(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
+    let r = client::call(&socket.path(), "dashboard.login", json!({}))?;
+    let Some(url) = r["url"].as_str() else {
+        bail!(
+            "the daemon serves no dashboard: start it with `--listen 127.0.0.1:8000` (or `faramesh serve` alone)"
+        );
+    };
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{url}");
+    eprintln!("this link signs you in once, as an approver, within 10 minutes");
+    let graphical = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if graphical {
+        let opener =
+            std::env::var("BROWSER").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| "xdg-open".into());
+        let _ = std::process::Command::new(opener)
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    Ok(ExitCode::SUCCESS)
 }

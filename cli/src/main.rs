@@ -72,6 +72,9 @@ enum Command {
     /// Explain a recorded decision: the rules tried and why each earlier one did not match.
     #[command(after_help = "Example:\n  faramesh explain 3f9c2a7b")]
     Explain(ops_cmd::IdArgs),
+    /// Print a fresh link that signs you in to the dashboard once (and open a browser on it).
+    #[command(after_help = "Example:\n  faramesh dashboard")]
+    Dashboard(daemon_cmd::SocketArg),
     /// Follow decisions and events live (Ctrl-C to stop).
     #[command(after_help = "Example:\n  faramesh tail")]
     Tail(daemon_cmd::SocketArg),
@@ -87,6 +90,17 @@ enum Command {
     /// Check, test and explain policy files offline.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// `policy test`, as the upstream Faramesh documentation spells it.
+    #[command(name = "policy-test", hide = true)]
+    PolicyTest {
+        /// The policy file.
+        file: std::path::PathBuf,
+        /// The cases file.
+        cases: std::path::PathBuf,
+    },
+    /// `policy diff`, as the upstream Faramesh documentation spells it.
+    #[command(name = "policy-diff", hide = true)]
+    PolicyDiff(policy_cmd::DiffArgs),
     /// Print the `request_hash` of calls read as JSON lines on stdin (one hash or error per line).
     #[command(
         name = "request-hash",
@@ -133,11 +147,16 @@ fn main() -> ExitCode {
         Command::Deny(a) => ops_cmd::decide_approval(a, false, cli.json),
         Command::Explain(a) => ops_cmd::explain(a, cli.json),
         Command::Tail(s) => ops_cmd::tail(&s, cli.json),
+        Command::Dashboard(s) => daemon_cmd::dashboard(&s, cli.json),
         Command::Init(a) => setup_cmd::init(a),
         Command::Doctor(a) => setup_cmd::doctor(a, cli.json),
         Command::Completions(a) => setup_cmd::completions(a, &mut Cli::command()),
         Command::Replay(a) => ops_cmd::replay(a, cli.json),
         Command::Policy(cmd) => policy_cmd::run(cmd, cli.json),
+        Command::PolicyTest { file, cases } => {
+            policy_cmd::run(policy_cmd::PolicyCommand::Test { file, cases }, cli.json)
+        }
+        Command::PolicyDiff(args) => policy_cmd::run(policy_cmd::PolicyCommand::Diff(args), cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),
         Command::Log(cmd) => log_cmd::run_log(cmd, cli.json),

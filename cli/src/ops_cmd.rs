@@ -119,13 +119,14 @@ pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
                 s(a, "id"),
                 s(a, "ts"),
                 s(a, "effect"),
+                s(a, "status"),
                 s(a, "agent_id"),
                 format!("{}/{}", s(a, "tool"), s(a, "operation")),
                 s(a, "reason_code"),
             ]
         })
         .collect();
-    table(&["ID", "TIME", "EFFECT", "AGENT", "TOOL", "REASON"], &rows);
+    table(&["ID", "TIME", "EFFECT", "STATUS", "AGENT", "TOOL", "REASON"], &rows);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,7 +134,8 @@ pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
 pub struct IdArgs {
     #[command(flatten)]
     socket: SocketArg,
-    /// The action id, or a unique prefix of 8 or more characters.
+    /// The action id, its approval's id (a deferred call), or a unique prefix of 8 or more
+    /// characters of either.
     id: String,
 }
 
@@ -212,7 +214,8 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
 pub struct DecideArgs {
     #[command(flatten)]
     socket: SocketArg,
-    /// The approval id, or a unique prefix of 8 or more characters.
+    /// The approval id (from `faramesh pending`), the deferred action's id (from `faramesh
+    /// list`), or a unique prefix of 8 or more characters of either.
     id: String,
     /// Why (recorded in the log).
     #[arg(long)]

@@ -1708,3 +1708,206 @@ fn idle_keep_alive_connections_make_room_for_new_clients() {
         idle.push(fresh);
     }
 }
+
+/// The operator approves what they see: the action id from `list` (or a prefix of it), as
+/// well as the approval id from `pending`; `get` takes either too; `list` shows the status.
+#[test]
+fn approve_takes_the_action_id_or_the_approval_id() {
+    let policy = format!("{POLICY}approvals:\n  allow_same_uid: true\n");
+    let daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let cli = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let first = c.result("govern", shell_call("ls"));
+    let (action, approval) =
+        (first["action_id"].as_str().unwrap().to_owned(), first["approval_id"].as_str().unwrap().to_owned());
+    // By the action's id prefix, as `faramesh list` shows it.
+    let listed = out_text(&cli(&["list"]));
+    assert!(listed.lines().next().unwrap().contains("STATUS"), "{listed}");
+    assert!(listed.contains(&action) && listed.contains("deferred"), "{listed}");
+    let out = cli(&["approve", &action[..10], "--reason", "seen in list"]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(out_text(&out).contains(&format!("{approval} approved")), "{}", out_text(&out));
+    // `get` by the approval id shows the action, now approved.
+    let got = out_text(&cli(&["get", &approval]));
+    assert!(got.contains(&action) && got.contains("approved"), "{got}");
+    // By the approval id, as `faramesh pending` shows it.
+    let second = c.result("govern", shell_call("pwd"));
+    let out = cli(&["deny", second["approval_id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    // An action that awaits no approval says so.
+    let permitted = c.result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+    let out = cli(&["approve", permitted["action_id"].as_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out_text(&out).contains("awaits no approval"), "{}", out_text(&out));
+    // Unknown ids name both kinds.
+    let out = cli(&["approve", "0123456789abcdef"]);
+    assert!(out_text(&out).contains("no approval or deferred action"), "{}", out_text(&out));
+}
+
+/// The upstream Faramesh documentation's spellings `policy-test` and `policy-diff`.
+#[test]
+fn policy_test_and_policy_diff_as_upstream_spells_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(bin())
+        .args(["policy-test", "policies/default.yaml", "policies/default.cases.yaml"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out_text(&out).contains("0 failed"), "{}", out_text(&out));
+    let out = Command::new(bin())
+        .args([
+            "policy-diff",
+            "policies/default.yaml",
+            "policies/examples/shell-safety.yaml",
+            "--cases",
+            "policies/default.cases.yaml",
+        ])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    // Rules and decisions change between the two: exit 2, as `policy diff` says.
+    assert_eq!(out.status.code(), Some(2), "{}", out_text(&out));
+    assert!(out_text(&out).contains("removed  shell-destructive"), "{}", out_text(&out));
+}
+
+/// One HTTP/1.1 request with `Connection: close`: the status, the header block and the body.
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// The upstream quickstart as written: `faramesh serve` with nothing configured finds (or
+/// writes) its policy, serves the dashboard and API on loopback, prints the socket line and a
+/// sign-in link that works without JavaScript, takes a tokenless `curl` as an unauthenticated
+/// agent that reads back its own action but lists nobody's, and `faramesh approve <action-id>`
+/// works from the same user (single-user mode, said by `status`).
+#[test]
+fn serve_with_nothing_configured_is_the_upstream_quickstart() {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let clean = |c: &mut Command| {
+        for k in [
+            "FARAMESH_POLICY",
+            "FARAMESH_SOCKET",
+            "FARAMESH_STATE_DIR",
+            "FARAMESH_LISTEN",
+            "FARAMESH_TOKEN",
+            "FARAMESH_APPROVER_TOKEN",
+            "FARAMESH_TOKENS_FILE",
+            "INVOCATION_ID",
+            "LISTEN_FDS",
+            "NOTIFY_SOCKET",
+            "XDG_CONFIG_HOME",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", home.path())
+            .env("FARAMESH_PORT", port.to_string())
+            .env("NO_COLOR", "1")
+            .current_dir(home.path());
+    };
+    let mut serve = Command::new(bin());
+    serve.arg("serve").env("FARAMESH_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+    clean(&mut serve);
+    let mut child = serve.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(String::new()));
+    {
+        let lines = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.lock().unwrap().contains("single-user mode") {
+        assert!(Instant::now() < deadline, "no start-up lines: {}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let printed = lines.lock().unwrap().clone();
+    let written = home.path().join(".config/faramesh/policy.yaml");
+    assert!(written.exists() && printed.contains(&written.display().to_string()), "{printed}");
+    assert!(printed.contains("export FARAMESH_SOCKET="), "{printed}");
+    let link = printed
+        .split_whitespace()
+        .find(|w| w.contains("/login/"))
+        .unwrap_or_else(|| panic!("no sign-in link: {printed}"))
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(bin());
+        c.args(args);
+        clean(&mut c);
+        c.output().unwrap()
+    };
+    // The upstream docs' tokenless curl: an unauthenticated agent, recorded as such.
+    let (status, _, body) = http_request(
+        port,
+        "POST",
+        "/v1/actions",
+        r#"{"agent_id":"demo","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let action: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(action["caller"]["token"], "anonymous:loopback", "{action}");
+    let id = action["id"].as_str().unwrap().to_owned();
+    assert_eq!(http_request(port, "GET", &format!("/v1/actions/{id}"), "").0, 200);
+    let (_, _, listed) = http_request(port, "GET", "/v1/actions", "");
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["actions"],
+        json!([]),
+        "tokenless callers list nothing"
+    );
+    assert_eq!(http_request(port, "GET", "/metrics", "").0, 200, "/metrics is open on loopback");
+    let (status, _, _) =
+        http_request(port, "POST", &format!("/v1/actions/{id}/approval"), r#"{"approve":true}"#);
+    assert_eq!(status, 403, "a tokenless caller never approves");
+    // The operator: status says single-user mode; approve by the action id from the curl.
+    let status_text = out_text(&cli(&["status"]));
+    assert!(status_text.contains("single-user mode") && status_text.contains("tokenless"), "{status_text}");
+    let approved = cli(&["approve", &id]);
+    assert!(approved.status.success() && out_text(&approved).contains("approved"), "{}", out_text(&approved));
+    // The sign-in link works once, without JavaScript: a cookie and a redirect to the dashboard.
+    let path = &link[link.find("/login/").unwrap()..];
+    let (status, head, _) = http_request(port, "GET", path, "");
+    assert_eq!(status, 303);
+    assert!(head.contains("set-cookie: faramesh_session=") && head.contains("location: /"), "{head}");
+    assert_eq!(http_request(port, "GET", path, "").0, 401, "a link signs in once");
+    // `faramesh dashboard` prints a fresh one.
+    let fresh = String::from_utf8_lossy(&cli(&["dashboard"]).stdout).trim().to_owned();
+    assert!(fresh.contains("/login/") && fresh != link, "{fresh}");
+    let fresh_path = &fresh[fresh.find("/login/").unwrap()..];
+    assert_eq!(http_request(port, "GET", fresh_path, "").0, 303);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Anything configured keeps the quickstart's defaults off: no listener, no tokenless agents.
+#[test]
+fn serve_with_its_flags_opens_no_http_listener() {
+    let daemon = Daemon::start(POLICY);
+    let status = daemon.client().result("status", json!({}));
+    assert_eq!(status["http"], Value::Null, "{status}");
+    assert_eq!(status["single_user"], false);
+}

@@ -16,6 +16,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::http::{App, HttpError, HttpResult, json_response};
+use crate::service::logins::{LinkRefused, LoginLinks, constant_time_eq};
 use crate::service::{ExplainTarget, Role, TokenIdentity};
 
 const INDEX: &str = include_str!("dashboard/index.html");
@@ -43,19 +44,19 @@ struct Session {
     expires: Instant,
 }
 
-/// Browser sessions and the one-time login secret of `faramesh dev`.
-#[derive(Debug, Default)]
+/// Browser sessions, opened by an approver token or a one-time sign-in link.
+#[derive(Debug)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    login: Mutex<Option<String>>,
+    links: std::sync::Arc<LoginLinks>,
     secure: bool,
 }
 
 impl Sessions {
-    /// Sessions; `login` is a one-time secret that opens one approver session; `secure` marks
-    /// the cookie `Secure` (TLS listeners).
-    pub fn new(login: Option<String>, secure: bool) -> Sessions {
-        Sessions { map: Mutex::new(HashMap::new()), login: Mutex::new(login), secure }
+    /// Sessions; `links` are the one-time sign-in links (each opens one approver session);
+    /// `secure` marks the cookie `Secure` (TLS listeners).
+    pub fn new(links: std::sync::Arc<LoginLinks>, secure: bool) -> Sessions {
+        Sessions { map: Mutex::new(HashMap::new()), links, secure }
     }
 
     fn open(&self, identity: TokenIdentity) -> Result<(String, String), HttpError> {
@@ -97,29 +98,20 @@ impl Sessions {
     }
 
     fn take_login(&self, given: &str) -> Result<(), HttpError> {
-        let mut login = self.login.lock().map_err(|_| HttpError::internal("login secret poisoned"))?;
-        match login.as_deref() {
-            Some(secret) if constant_time_eq(secret.as_bytes(), given.as_bytes()) => {
-                *login = None;
-                Ok(())
-            }
-            Some(_) => Err(HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown login link")),
-            None => Err(HttpError::new(
+        self.links.take(given).map_err(|why| match why {
+            LinkRefused::Unknown => HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown login link"),
+            LinkRefused::Spent => HttpError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this login link was already used (it works once): restart `faramesh dev` for a new one, or sign in with an approver token",
-            )),
-        }
+                "this login link was already used or has expired (it works once): `faramesh dashboard` prints a new one, or sign in with an approver token",
+            ),
+        })
     }
 
     fn cookie(&self, id: &str, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
         format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -143,6 +135,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
         .route("/v1/session", get(session_get).post(session_open).delete(session_close))
+        .route("/login/{secret}", get(login_link))
         .route("/v1/actions/{id}/explain", get(explain))
         .route("/v1/overview", get(overview))
 }
@@ -215,6 +208,23 @@ async fn session_open(AxState(app): AxState<App>, body: Body) -> HttpResult {
     Ok(resp)
 }
 
+/// `GET /login/{secret}`: the sign-in link without JavaScript (a browser, `curl -L -c jar`):
+/// uses the one-time secret, sets the session cookie and redirects to the dashboard.
+async fn login_link(AxState(app): AxState<App>, UrlPath(secret): UrlPath<String>) -> HttpResult {
+    app.sessions.take_login(&secret)?;
+    let identity = TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None };
+    let (id, _csrf) = app.sessions.open(identity)?;
+    let mut resp = (StatusCode::SEE_OTHER, "signed in: continue to /").into_response();
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_static("/"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let cookie = HeaderValue::from_str(&app.sessions.cookie(&id, SESSION_TTL.as_secs()))
+        .map_err(|_| HttpError::internal("cookie"))?;
+    h.insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
 /// `DELETE /v1/session`: signs out (CSRF token required).
 async fn session_close(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
     app.who_write(&headers)?;
@@ -255,6 +265,8 @@ async fn overview(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult 
         StatusCode::OK,
         &json!({
             "version": status.get("version"),
+            "notice": status.get("notice"),
+            "anonymous_agents": state.http.as_ref().is_some_and(|h| h.anonymous_agents),
             "policy": state.policy_status(),
             "counts": status.get("counts"),
             "log": {

@@ -83,9 +83,13 @@ pub struct HttpConfig {
     pub approver_token: Option<String>,
     /// A tokens file (JSON), default `<state dir>/tokens.json` when it exists.
     pub tokens_file: Option<PathBuf>,
-    /// A one-time secret that opens one approver session in the dashboard (`faramesh dev`'s
-    /// login link).
+    /// A one-time secret that opens one approver session in the dashboard (the sign-in link
+    /// printed at start).
     pub login_secret: Option<String>,
+    /// Tokenless callers are unauthenticated agents (loopback only; set when no token is
+    /// configured): they submit calls and read back their actions by id, never list, stream or
+    /// approve.
+    pub anonymous_agents: bool,
     /// Limits.
     pub limits: HttpLimits,
 }
@@ -130,7 +134,7 @@ impl Tokens {
         if let Some(path) = &config.tokens_file {
             entries.extend(read_tokens_file(path)?);
         }
-        if entries.is_empty() && config.login_secret.is_none() {
+        if entries.is_empty() && config.login_secret.is_none() && !config.anonymous_agents {
             return Err(ListenerError::NoTokens.into());
         }
         Ok(Tokens { entries })
@@ -317,6 +321,10 @@ pub(super) struct App {
     pub(super) tokens: Arc<Tokens>,
     pub(super) limits: HttpLimits,
     pub(super) sessions: Arc<super::dashboard::Sessions>,
+    /// Tokenless callers are unauthenticated agents (loopback, no token configured).
+    pub(super) anonymous: bool,
+    /// The listener is on loopback (`/metrics` is open there).
+    pub(super) loopback: bool,
 }
 
 impl App {
@@ -338,6 +346,9 @@ impl App {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             if let Some(session) = self.sessions.identify(headers, write) {
                 return session.map(Identity::Token);
+            }
+            if self.anonymous {
+                return Ok(Identity::Anonymous);
             }
             return Err(HttpError::new(
                 StatusCode::UNAUTHORIZED,
@@ -445,7 +456,10 @@ async fn ready(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
 }
 
 async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
-    app.who(&headers)?;
+    // Open on loopback (a local scraper needs no token); elsewhere a token is needed.
+    if !app.loopback {
+        app.who(&headers)?;
+    }
     let state = app.service.state();
     let pending =
         state.approvals.all().iter().filter(|a| a.status == super::approvals::Status::Pending).count();
@@ -707,8 +721,7 @@ async fn report_result(
 
 /// An SSE frame for a log entry, if it passes the filters and the reader may see it.
 fn sse_frame(
-    app: &App,
-    who: &Identity,
+    reader: &crate::service::authz::Reader,
     record: &str,
     agent: Option<&str>,
     effect: Option<&str>,
@@ -720,7 +733,7 @@ fn sse_frame(
     {
         return None;
     }
-    if !app.service.may_read(who, &v) {
+    if !reader.sees(&v) {
         return None;
     }
     let et = event_type(&v);
@@ -757,6 +770,8 @@ async fn events(
     // Subscribe first, then replay: nothing committed in between is missed; duplicates are
     // skipped by seq.
     let mut live = app.service.state().log.subscribe();
+    // Who sees what is decided once, by the core.
+    let reader = app.service.reader(&who);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
     tokio::spawn(async move {
         let mut sent = last_id.unwrap_or(0);
@@ -769,7 +784,7 @@ async fn events(
                 }
                 for r in &records {
                     if let Some((seq, frame)) =
-                        sse_frame(&app, &who, &r.to_string(), agent.as_deref(), effect.as_deref())
+                        sse_frame(&reader, &r.to_string(), agent.as_deref(), effect.as_deref())
                     {
                         sent = sent.max(seq);
                         if tx.send(Ok(Bytes::from(frame))).await.is_err() {
@@ -786,7 +801,7 @@ async fn events(
             tokio::select! {
                 r = live.recv() => match r {
                     Ok(record) => {
-                        if let Some((seq, frame)) = sse_frame(&app, &who, &record, agent.as_deref(), effect.as_deref()) {
+                        if let Some((seq, frame)) = sse_frame(&reader, &record, agent.as_deref(), effect.as_deref()) {
                             if seq <= sent {
                                 continue;
                             }
@@ -828,6 +843,8 @@ pub struct Listener {
     tokens: Arc<Tokens>,
     limits: HttpLimits,
     sessions: Arc<super::dashboard::Sessions>,
+    anonymous: bool,
+    loopback: bool,
     /// What `status` shows.
     pub info: super::state::HttpInfo,
 }
@@ -895,6 +912,7 @@ pub async fn bind(
     config: &HttpConfig,
     state_dir: &Path,
     passed: Option<std::net::TcpListener>,
+    links: Arc<crate::service::logins::LoginLinks>,
 ) -> Result<Listener, ServerError> {
     let addr = match &passed {
         Some(l) => l.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?,
@@ -903,7 +921,9 @@ pub async fn bind(
     if config.tls == Tls::None && !is_loopback(&addr) {
         return Err(ListenerError::PlainNotLoopback(addr).into());
     }
-    let tokens = Tokens::load(config)?;
+    // Unauthenticated agents only ever on loopback.
+    let anonymous = config.anonymous_agents && is_loopback(&addr);
+    let tokens = Tokens::load(&HttpConfig { anonymous_agents: anonymous, ..config.clone() })?;
     let (tls, tls_fingerprint) = match &config.tls {
         Tls::None => (None, None),
         Tls::Files { cert, key } => {
@@ -925,16 +945,32 @@ pub async fn bind(
     };
     let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let info = super::state::HttpInfo { url: format!("{scheme}://{local}"), tls_fingerprint };
-    let sessions = Arc::new(super::dashboard::Sessions::new(config.login_secret.clone(), tls.is_some()));
-    Ok(Listener { tcp, tls, tokens: Arc::new(tokens), limits: config.limits.clone(), sessions, info })
+    let info = super::state::HttpInfo {
+        url: format!("{scheme}://{local}"),
+        tls_fingerprint,
+        anonymous_agents: anonymous,
+    };
+    if let Some(secret) = &config.login_secret {
+        links.add_lasting(secret.clone());
+    }
+    let sessions = Arc::new(super::dashboard::Sessions::new(links, tls.is_some()));
+    Ok(Listener {
+        tcp,
+        tls,
+        tokens: Arc::new(tokens),
+        limits: config.limits.clone(),
+        sessions,
+        anonymous,
+        loopback: is_loopback(&local),
+        info,
+    })
 }
 
 impl Listener {
     /// Serves until `stop` turns true; connections then get the grace period to finish.
     pub async fn serve(self, service: Service, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let Listener { tcp, tls, tokens, limits, sessions, .. } = self;
-        let app = App { service, tokens, limits: limits.clone(), sessions };
+        let Listener { tcp, tls, tokens, limits, sessions, anonymous, loopback, .. } = self;
+        let app = App { service, tokens, limits: limits.clone(), sessions, anonymous, loopback };
         let router = router(app.clone());
         let slots = super::http_slots::Slots::new(limits.max_connections);
         let mut tasks = tokio::task::JoinSet::new();
@@ -1027,6 +1063,7 @@ mod tests {
     fn config(agent: Option<&str>, approver: Option<&str>, file: Option<PathBuf>) -> HttpConfig {
         HttpConfig {
             login_secret: None,
+            anonymous_agents: false,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: Tls::None,
             agent_token: agent.map(str::to_owned),

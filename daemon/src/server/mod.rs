@@ -50,6 +50,8 @@ pub struct Config {
     pub http: Option<http::HttpConfig>,
     /// Retention the daemon applies itself (`--retention`), if any.
     pub retention: Option<retention::Retention>,
+    /// Single-user mode (see `State::single_user`).
+    pub single_user: bool,
 }
 
 /// Why the daemon could not start.
@@ -181,6 +183,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }),
         last_error: ArcSwap::from_pointee(None),
         reload_lock: tokio::sync::Mutex::new(()),
+        logins: Arc::default(),
+        single_user: config.single_user,
         reloads: AtomicU64::new(0),
         log: Arc::clone(&log),
         socket_path: config.socket_path.clone(),
@@ -199,7 +203,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // token set stops the start cleanly.
     let http_bound = match &config.http {
         Some(http_config) => {
-            let bound = http::bind(http_config, &config.state_dir, activated_tcp.take()).await;
+            let bound =
+                http::bind(http_config, &config.state_dir, activated_tcp.take(), Arc::clone(&state.logins))
+                    .await;
             match bound {
                 Ok(l) => {
                     state.http = Some(l.info.clone());

@@ -86,6 +86,7 @@ pub fn method(name: &str) -> Option<Method> {
         "log.prune" => call!(log_prune),
         "log.exported" => call!(log_exported),
         "log.backup" => call!(log_backup),
+        "dashboard.login" => call!(dashboard_login),
         "log.subscribe" => Some(Method::Subscribe),
         _ => None,
     }
@@ -166,7 +167,7 @@ async fn action_list(s: Service, p: Map<String, Value>, who: Identity) -> RpcRes
     let q = ListQuery::from_json(&p, 50)?;
     let views = s.action_list(&q, &who)?;
     let next_cursor = views.last().filter(|_| views.len() == q.limit).map(|v| v.id().to_owned());
-    let actions: Vec<Value> = views.into_iter().map(|v| v.record).collect();
+    let actions: Vec<Value> = views.into_iter().map(action_json).collect();
     Ok(json!({ "actions": actions, "next_cursor": next_cursor }))
 }
 
@@ -268,4 +269,8 @@ async fn log_exported(s: Service, p: Map<String, Value>, who: Identity) -> RpcRe
 
 async fn log_backup(s: Service, _: Map<String, Value>, who: Identity) -> RpcResult {
     s.log_backup(&who).await
+}
+
+async fn dashboard_login(s: Service, _: Map<String, Value>, who: Identity) -> RpcResult {
+    s.dashboard_login(&who)
 }

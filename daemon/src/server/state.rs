@@ -98,6 +98,12 @@ pub struct State {
     pub last_error: ArcSwap<Option<String>>,
     /// Held by the reload in progress.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// One-time dashboard sign-in links.
+    pub logins: Arc<crate::service::logins::LoginLinks>,
+    /// Single-user mode (`faramesh dev`, or `faramesh serve` with nothing configured): the
+    /// person at the terminal runs the daemon and its agents as one uid, so that uid may approve
+    /// (while the policy lists no approvers). Never under systemd or with a token configured.
+    pub single_user: bool,
     /// Successful loads since start.
     pub reloads: AtomicU64,
     /// The decision log.
@@ -135,6 +141,8 @@ pub struct HttpInfo {
     pub url: String,
     /// SHA-256 of the certificate (DER), `AB:CD:…`, for TLS.
     pub tls_fingerprint: Option<String>,
+    /// Tokenless callers are served as unauthenticated agents (loopback, no token configured).
+    pub anonymous_agents: bool,
 }
 
 impl std::fmt::Debug for State {
@@ -143,7 +151,15 @@ impl std::fmt::Debug for State {
     }
 }
 
+/// What `status` and the dashboard say in single-user mode.
+pub const SINGLE_USER_NOTICE: &str = "single-user mode: agents of this user could approve their own calls";
+
 impl State {
+    /// Whether single-user mode applies now: configured so, and the policy lists no approvers.
+    pub fn single_user_now(&self) -> bool {
+        self.single_user && self.policy.load().policy.approvals.approvers.is_empty()
+    }
+
     /// Reloads the policy file: on success swaps it in and records a `policy_load` entry; on
     /// failure keeps the last good policy, records `policy_reload_failed` and remembers the error.
     ///
@@ -250,6 +266,8 @@ impl State {
             "pid": std::process::id(),
             "uid": self.own_uid,
             "uptime_seconds": self.started.elapsed().as_secs(),
+            "single_user": self.single_user_now(),
+            "notice": self.single_user_now().then_some(SINGLE_USER_NOTICE),
             "socket": self.socket_path.display().to_string(),
             "http": self.http,
             "policy": self.policy_status(),

@@ -8,13 +8,14 @@
 //! | another socket peer | entries its uid caused | no | no | no |
 //! | an approver token (HTTP) | everything | yes | no | no |
 //! | an agent token (HTTP) | entries of its agents, or that it caused | no | no | no |
+//! | a tokenless loopback caller (HTTP, no token configured) | its own actions by id; lists and streams nothing | no | no | no |
 //!
 //! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
 //! ids are listed only to those who read everything and to that caller.
 
 use serde_json::Value;
 
-use super::{Identity, Role, Service, ServiceError, approvals};
+use super::{ANONYMOUS, Identity, Role, Service, ServiceError, approvals};
 use crate::log::dpr::Caller;
 use crate::server::approvals::Approval;
 
@@ -27,7 +28,7 @@ impl Service {
                 approvals::may_approve(p, self.state.own_uid, &policy.policy.approvals)
             }
             Identity::Token(t) => t.role == Role::Approver,
-            Identity::Unknown => false,
+            Identity::Unknown | Identity::Anonymous => false,
         }
     }
 
@@ -47,7 +48,12 @@ impl Service {
     /// What `who` may see of the log: checked per entry only when it does not read everything
     /// (the check is made once, not per entry).
     pub fn reader(&self, who: &Identity) -> Reader {
-        if self.reads_everything(who) { Reader::All } else { Reader::Own(who.clone()) }
+        match who {
+            _ if self.reads_everything(who) => Reader::All,
+            // Tokenless callers cannot be told apart: none lists or streams another's actions.
+            Identity::Anonymous => Reader::Nothing,
+            _ => Reader::Own(who.clone()),
+        }
     }
 
     /// Whether `who` may reload the policy: root, the daemon's uid and approvers on the socket.
@@ -93,6 +99,8 @@ pub enum Reader {
     All,
     /// What this caller owns.
     Own(Identity),
+    /// Nothing (tokenless loopback callers: they read an action back by its id only).
+    Nothing,
 }
 
 impl Reader {
@@ -101,6 +109,7 @@ impl Reader {
         match self {
             Reader::All => true,
             Reader::Own(who) => owns(who, rec),
+            Reader::Nothing => false,
         }
     }
 
@@ -125,6 +134,7 @@ fn owns(who: &Identity, rec: &Value) -> bool {
             }
             _ => caller.and_then(|c| c.get("token")).and_then(Value::as_str) == Some(&t.name),
         },
+        Identity::Anonymous => caller.and_then(|c| c.get("token")).and_then(Value::as_str) == Some(ANONYMOUS),
         Identity::Unknown => false,
     }
 }
@@ -135,6 +145,7 @@ pub fn made_the_call(a: &Approval, who: &Identity) -> bool {
     match (&a.requested_by, who) {
         (Some(Caller::Peer(req)), Identity::Peer(p)) => req.uid == p.uid,
         (Some(Caller::Token(req)), Identity::Token(t)) => req.token == t.name,
+        (Some(Caller::Token(req)), Identity::Anonymous) => req.token == ANONYMOUS,
         _ => false,
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod claims;
+pub mod logins;
 pub mod request;
 
 use std::sync::Arc;
@@ -185,7 +186,13 @@ pub enum Identity {
     Token(TokenIdentity),
     /// A socket peer whose credentials could not be read.
     Unknown,
+    /// A tokenless HTTP caller on a loopback listener with no token configured: an agent that
+    /// submits calls and reads back its actions by id, never lists, streams or approves.
+    Anonymous,
 }
+
+/// How a tokenless loopback caller is recorded (`caller.token`).
+pub const ANONYMOUS: &str = "anonymous:loopback";
 
 impl Identity {
     /// As recorded in DPRs and approvals.
@@ -197,6 +204,10 @@ impl Identity {
                 role: t.role.as_str().to_owned(),
             })),
             Identity::Unknown => None,
+            Identity::Anonymous => Some(Caller::Token(dpr::TokenCaller {
+                token: ANONYMOUS.to_owned(),
+                role: "agent".to_owned(),
+            })),
         }
     }
 
@@ -212,6 +223,7 @@ impl Identity {
             Identity::Peer(p) => format!("uid {}", p.uid),
             Identity::Token(t) => format!("token `{}`", t.name),
             Identity::Unknown => "uid unknown".to_owned(),
+            Identity::Anonymous => "an unauthenticated loopback caller".to_owned(),
         }
     }
 }
@@ -575,6 +587,15 @@ impl Service {
                 reason: None,
             });
         }
+        if approval.is_some() {
+            // A new approval joins the book once its DEFER entry commits: that runs to the end
+            // even if the caller goes away, so a committed approval is never missing from memory.
+            let (svc, who) = (self.clone(), who.clone());
+            return claims::detached(async move {
+                Ok(svc.record(&call, decision, &who, None, approval, writes).await)
+            })
+            .await;
+        }
         Ok(self.record(&call, decision, who, None, approval, writes).await)
     }
 
@@ -718,14 +739,41 @@ impl Service {
     }
 
     /// Resolves an approval id or unique 8+ prefix.
+    /// Takes what a person copied from `pending`, `list` or the dashboard: an approval id, the
+    /// deferred action's id, or a unique prefix (8+ characters) of either.
     pub fn resolve_approval(&self, id: &str) -> Result<String, ServiceError> {
+        let by_action = || -> Result<Option<String>, ServiceError> {
+            let rec = match self.find_action_record(id) {
+                Ok(rec) => rec,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match rec.get("approval_id").and_then(Value::as_str) {
+                Some(a) if rec.get("effect").and_then(Value::as_str) == Some("DEFER") => {
+                    Ok(Some(a.to_owned()))
+                }
+                _ => Err(ServiceError::conflict(format!(
+                    "action `{}` is {}: it awaits no approval",
+                    rec.get("id").and_then(Value::as_str).unwrap_or(id),
+                    self.action_status(&rec).socket_name()
+                ))),
+            }
+        };
         match self.state.approvals.resolve(id) {
-            Ok(full) => Ok(full),
+            Ok(full) if full == id => Ok(full),
+            // A prefix: unique only if it names no other deferred action.
+            Ok(full) => match by_action() {
+                Ok(Some(other)) if other != full => Err(ServiceError::conflict(format!(
+                    "id prefix `{id}` is ambiguous: approval {full} and the action awaiting approval {other}"
+                ))),
+                _ => Ok(full),
+            },
             Err(Some(many)) => Err(ServiceError::conflict(format!(
                 "approval id prefix `{id}` is ambiguous: {}",
                 many.join(", ")
             ))),
-            Err(None) => Err(ServiceError::not_found(format!("no approval `{id}`"))),
+            Err(None) => by_action()?
+                .ok_or_else(|| ServiceError::not_found(format!("no approval or deferred action `{id}`"))),
         }
     }
 
@@ -782,7 +830,8 @@ impl Service {
         let id = self.resolve_approval(id)?;
         let who = who.clone();
         self.with_approval(&id.clone(), move |svc: Service, current: Approval| async move {
-            let allow_same_uid = svc.state.policy.load().policy.approvals.allow_same_uid;
+            let allow_same_uid =
+                svc.state.policy.load().policy.approvals.allow_same_uid || svc.state.single_user_now();
             let refusal = match (&current.requested_by, &who) {
                 // Root is beyond any gate on its host; everyone else is told apart by uid.
                 (_, Identity::Peer(p)) if p.uid == 0 => None,
@@ -936,7 +985,23 @@ impl Service {
         Ok(ActionView { record: rec, status })
     }
 
+    /// An action's DPR by action id or prefix, or by the id (or prefix) of its approval.
     fn find_record(&self, id: &str) -> Result<Value, ServiceError> {
+        match self.find_action_record(id) {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let Ok(approval) = self.state.approvals.resolve(id) else { return Err(e) };
+                let action = self.state.approvals.get(&approval).map(|a| a.action_id).unwrap_or_default();
+                match self.state.log.get_by_id(&action)? {
+                    Some(record) => Ok(record_value(&record)),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// An action's DPR by action id or a unique prefix of one.
+    fn find_action_record(&self, id: &str) -> Result<Value, ServiceError> {
         if let Some(record) = self.state.log.get_by_id(id)? {
             return Ok(record_value(&record));
         }
@@ -1066,7 +1131,8 @@ impl Service {
                     == Some(u64::from(p.uid))
                     || self.may_approve(who)
             }
-            Identity::Token(_) => true, // find_action checked that the token may read it
+            // find_action checked that the token (or tokenless caller) may read it
+            Identity::Token(_) | Identity::Anonymous => true,
             Identity::Unknown => false,
         };
         if !allowed {
@@ -1283,6 +1349,21 @@ impl Service {
         Ok(json!({"path": dest.display().to_string(), "batches": batches}))
     }
 
+    /// `dashboard.login`: a fresh one-time sign-in link secret (it opens an approver session),
+    /// for those who may approve.
+    pub fn dashboard_login(&self, who: &Identity) -> Result<Value, ServiceError> {
+        if !self.may_approve(who) {
+            return Err(ServiceError::not_authorized(format!(
+                "not authorized: {} may not sign in to the dashboard as an approver",
+                who.describe()
+            )));
+        }
+        let secret =
+            self.state.logins.mint().map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
+        let url = self.state.http.as_ref().map(|h| format!("{}/login/{secret}", h.url));
+        Ok(json!({"secret": secret, "url": url, "expires_in_seconds": 600}))
+    }
+
     /// The latest signed checkpoint, head and public key.
     pub fn checkpoint(&self) -> Result<Value, ServiceError> {
         let cp = self.state.log.latest_checkpoint()?;
@@ -1401,6 +1482,8 @@ mod tests {
             policy: arc_swap::ArcSwap::from_pointee(Loaded { policy, loaded_at: String::new() }),
             last_error: arc_swap::ArcSwap::from_pointee(None),
             reload_lock: tokio::sync::Mutex::new(()),
+            logins: Arc::default(),
+            single_user: false,
             reloads: Default::default(),
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             log,
@@ -1501,6 +1584,31 @@ mod tests {
             (mine.decision.effect, mine.decision.reason_code),
             (Effect::Permit, ReasonCode::ApprovalGranted)
         );
+    }
+
+    /// Regression: a DEFER whose caller went away mid-commit (an HTTP client that disconnected)
+    /// was committed, but its approval never joined the book, so `approval.list` missed it.
+    #[tokio::test]
+    async fn a_deferred_call_whose_caller_left_still_joins_the_book() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
+        );
+        let who = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        // Polled once, then dropped.
+        let gone = tokio::time::timeout(std::time::Duration::ZERO, s.govern(call(), &who)).await;
+        assert!(gone.is_err(), "the commit finished within one poll: nothing was dropped");
+        let mut listed = Vec::new();
+        for _ in 0..2000 {
+            listed = s.approval_list(false, &who).await.unwrap();
+            if !listed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(listed.len(), 1, "the committed DEFER's approval is not in the book");
+        assert!(!listed[0].action_id.is_empty());
     }
 
     /// Memory holds only approvals that may still change; an ended one is read from the log's
