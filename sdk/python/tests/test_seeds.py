@@ -477,3 +477,61 @@ def test_readme_govern_lines(env: Daemon) -> None:
     with pytest.raises(ToolDeniedException):
         ns["governed_fn"]("/")
     assert ran == ["read_file"]
+
+
+# ---- faramesh-core-readme-long.txt: the LangChain integration and the top-level imports ------
+
+LANGCHAIN = """
+from faramesh.sdk.client import ExecutionGovernorClient
+from faramesh.integrations.langchain.governed_tool import GovernedTool
+
+# Create Faramesh client
+client = ExecutionGovernorClient(URL)  # placeholder: "http://127.0.0.1:8000" = the daemon's URL
+
+# Wrap LangChain tool
+shell_tool = ShellTool()
+governed = GovernedTool(
+    tool=shell_tool,
+    client=client,
+    agent_id="my-langchain-agent"
+)
+"""
+
+
+def test_langchain_governed_tool_snippet(env: Daemon) -> None:
+    """`GovernedTool(tool=, client=, agent_id=)`: the wrapped tool runs only when allowed, and its
+    start and result are reported; a pending call raises and names its action."""
+    from langchain_core.tools import BaseTool as LcBaseTool
+
+    from faramesh import ToolDeniedException, approve_action, get_action, list_actions
+
+    ran: list[str] = []
+
+    class ShellTool(LcBaseTool):
+        name: str = "shell"
+        description: str = "Run shell commands."
+
+        def _run(self, commands: str) -> str:
+            ran.append(commands)
+            return f"ran {commands}"
+
+    class SearchDocs(LcBaseTool):
+        name: str = "search_docs"
+        description: str = "Search."
+
+        def _run(self, query: str) -> str:
+            ran.append(query)
+            return f"found {query}"
+
+    ns = run(LANGCHAIN, ShellTool=ShellTool, URL=env.url)
+    governed = ns["governed"]
+    assert isinstance(governed, LcBaseTool) and governed.name == "shell"
+    with pytest.raises(ToolDeniedException) as err:
+        governed.run("ls -la")  # the snippet's call: shell needs approval under this policy
+    assert err.value.code == "POLICY_DEFER" and err.value.action_id and ran == []
+    searched = ns["GovernedTool"](tool=SearchDocs(), client=ns["client"], agent_id="my-langchain-agent")
+    assert searched.run("faramesh") == "found faramesh"
+    done = [a for a in list_actions(limit=10) if a["tool"] == "search_docs"]
+    assert done and get_action(done[0]["id"])["status"] == "succeeded"
+    # The top-level functional imports of the upstream quickstart exist and are the SDK's.
+    assert callable(approve_action)

@@ -25,6 +25,21 @@ from .errors import (
 )
 from .gate import GateDecision, execute_if_allowed, gate_decide
 from .governed import GovernedToolSet
+
+# The functional API at the top level too, as the upstream Faramesh documentation imports it
+# (`from faramesh import submit_action, get_action, ...`).
+from .sdk import (
+    ExecutionGovernorClient,
+    approve_action,
+    deny_action,
+    get_action,
+    list_actions,
+    reject_action,
+    report_result,
+    start_action,
+    submit_action,
+    wait_for_completion,
+)
 from .transport import HttpTransport, SocketTransport, Transport, configure
 
 __version__ = "0.1.0"
@@ -40,6 +55,7 @@ __all__ = [
     "BudgetReset",
     "ConflictError",
     "DaemonUnreachableError",
+    "ExecutionGovernorClient",
     "FarameshError",
     "FarameshTimeoutError",
     "GateDecision",
@@ -54,10 +70,19 @@ __all__ = [
     "ToolDeniedException",
     "Transport",
     "UnauthorizedError",
+    "approve_action",
     "canonical_json",
     "configure",
+    "deny_action",
     "execute_if_allowed",
     "gate_decide",
+    "get_action",
+    "list_actions",
+    "reject_action",
     "report_denial",
+    "report_result",
     "request_hash",
+    "start_action",
+    "submit_action",
+    "wait_for_completion",
 ]

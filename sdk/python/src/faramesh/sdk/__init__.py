@@ -63,6 +63,11 @@ def reject_action(action_id: str, token: str | None = None, reason: str | None =
     return _default().reject_action(action_id, token=token, reason=reason)
 
 
+def deny_action(action_id: str, token: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    """Denies (approver credentials needed): `reject_action` as the upstream docs also call it."""
+    return reject_action(action_id, token=token, reason=reason)
+
+
 def start_action(action_id: str) -> dict[str, Any]:
     return _default().start_action(action_id)
 
@@ -78,6 +83,7 @@ def wait_for_completion(action_id: str, timeout: float = 60.0, poll_interval: fl
 __all__ = [
     "ExecutionGovernorClient",
     "approve_action",
+    "deny_action",
     "get_action",
     "list_actions",
     "reject_action",
