@@ -64,6 +64,10 @@ impl Daemon {
     }
 
     fn spawn_with(&mut self, extra: &[&str]) {
+        self.spawn_with_env(extra, &[]);
+    }
+
+    fn spawn_with_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let child = Command::new(bin())
             .args(["serve", "--policy"])
             .arg(&self.policy)
@@ -73,6 +77,7 @@ impl Daemon {
             .arg(&self.state)
             .args(extra)
             .env("FARAMESH_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1343,22 +1348,10 @@ fn start_with_http(policy: &str, extra: &[&str]) -> (Daemon, u16) {
     let mut daemon = Daemon::new(policy, false);
     daemon.stop();
     let port = free_port();
-    let child = Command::new(bin())
-        .args(["serve", "--policy"])
-        .arg(&daemon.policy)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--state-dir")
-        .arg(&daemon.state)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .env("FARAMESH_LOG", "warn")
-        .env("FARAMESH_APPROVER_TOKEN", "approver-secret-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    daemon.child = Some(child);
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = ["--listen", listen.as_str()].into_iter().chain(extra.iter().copied()).collect();
+    daemon.spawn_with_env(&args, &[("FARAMESH_APPROVER_TOKEN", "approver-secret-0123456789")]);
+    // The socket answers first; the HTTP listener binds just after.
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the HTTP listener did not start");

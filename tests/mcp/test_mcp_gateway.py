@@ -4,6 +4,7 @@ real daemon: permitted, denied and deferred calls, fail-closed, and garbage on b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -249,7 +250,10 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
     assert proc.wait(timeout=20) == 0, "closing stdin stops the server and the proxy"
 
 
-def test_the_same_over_streamable_http(env: Env) -> None:
+@contextlib.contextmanager
+def http_gateway(env: Env, agent_id: str) -> Iterator[int]:
+    """A real MCP server on streamable HTTP and `faramesh mcp --listen` in front of it: the
+    proxy's port."""
     server_port, proxy_port = free_port(), free_port()
     server = subprocess.Popen(
         [sys.executable, SERVER, "--http", str(server_port)],
@@ -258,26 +262,23 @@ def test_the_same_over_streamable_http(env: Env) -> None:
         stderr=subprocess.DEVNULL,
     )
     proxy = subprocess.Popen(
-        [
-            BIN,
-            "mcp",
-            "--agent-id",
-            "mcp-http-agent",
-            "--tool-prefix",
-            "files",
-            "--socket",
-            env.socket,
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "--upstream",
-            f"http://127.0.0.1:{server_port}/mcp",
-        ],
+        [BIN, "mcp", "--agent-id", agent_id, "--tool-prefix", "files", "--socket", env.socket,
+         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(server_port, server)
         wait_port(proxy_port, proxy)
+        yield proxy_port
+    finally:
+        for p in (proxy, server):
+            p.terminate()
+            p.wait(timeout=20)
+
+
+def test_the_same_over_streamable_http(env: Env) -> None:
+    with http_gateway(env, "mcp-http-agent") as proxy_port:
         before = len(env.received())
 
         async def run() -> None:
@@ -300,10 +301,6 @@ def test_the_same_over_streamable_http(env: Env) -> None:
             {"tool": "read_file", "args": {"path": "/http"}},
             {"tool": "run_shell", "args": {"cmd": "w"}},
         ]
-    finally:
-        for p in (proxy, server):
-            p.terminate()
-            p.wait(timeout=20)
 
 
 def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> None:
@@ -442,22 +439,7 @@ def test_http_mode_refuses_what_it_cannot_parse(env: Env) -> None:
     import urllib.error
     import urllib.request
 
-    server_port, proxy_port = free_port(), free_port()
-    server = subprocess.Popen(
-        [sys.executable, SERVER, "--http", str(server_port)],
-        env={**os.environ, "RECORD": str(env.record)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    proxy = subprocess.Popen(
-        [BIN, "mcp", "--agent-id", "mcp-http-agent", "--tool-prefix", "files", "--socket", env.socket,
-         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(server_port, server)
-        wait_port(proxy_port, proxy)
+    with http_gateway(env, "mcp-http-agent") as proxy_port:
         before = len(env.received())
         deep = "[" * 300 + "]" * 300
         bodies = [
@@ -479,7 +461,3 @@ def test_http_mode_refuses_what_it_cannot_parse(env: Env) -> None:
             assert err.value.code == 400
             assert json.loads(err.value.read())["error"]["code"] in (-32700, -32600)
         assert env.received()[before:] == []
-    finally:
-        for p in (proxy, server):
-            p.terminate()
-            p.wait(timeout=20)
