@@ -200,15 +200,22 @@ def test_a_daemon_that_is_down_refuses_every_call(env: Env) -> None:
     assert len(env.received()) == before, "fail closed: nothing reached the server"
 
 
-def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
+def stdio_proxy(env: Env, text: bool) -> subprocess.Popen[Any]:
+    """`faramesh mcp` in front of the real stdio server, driven by hand through its pipes."""
     proc = subprocess.Popen(
         [BIN, "mcp", "--agent-id", "mcp-agent", "--socket", env.socket, "--", sys.executable, SERVER],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RECORD": str(env.record)},
-        text=True,
+        text=text,
     )
+    assert proc.stdin and proc.stdout
+    return proc
+
+
+def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
+    proc = stdio_proxy(env, text=True)
     assert proc.stdin and proc.stdout
 
     def send(obj: Any) -> None:
@@ -389,13 +396,7 @@ def test_smuggled_calls_never_reach_the_server(env: Env) -> None:
     """Regression: the proxy decided on its parse and forwarded the raw line, so a call hidden
     behind a carriage return, in a batch, without an id, or with array arguments reached the real
     server undecided."""
-    proc = subprocess.Popen(
-        [BIN, "mcp", "--agent-id", "mcp-agent", "--socket", env.socket, "--", sys.executable, SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "RECORD": str(env.record)},
-    )
+    proc = stdio_proxy(env, text=False)
     assert proc.stdin and proc.stdout
     before = len(env.received())
 
