@@ -321,10 +321,9 @@ pub(super) struct App {
     pub(super) tokens: Arc<Tokens>,
     pub(super) limits: HttpLimits,
     pub(super) sessions: Arc<super::dashboard::Sessions>,
-    /// Tokenless callers are unauthenticated agents (loopback, no token configured).
+    /// Tokenless callers are unauthenticated agents (loopback, no token configured); `/metrics`
+    /// is open then too.
     pub(super) anonymous: bool,
-    /// The listener is on loopback (`/metrics` is open there).
-    pub(super) loopback: bool,
 }
 
 impl App {
@@ -456,8 +455,8 @@ async fn ready(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
 }
 
 async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
-    // Open on loopback (a local scraper needs no token); elsewhere a token is needed.
-    if !app.loopback {
+    // Open where tokenless loopback callers are served (the quickstart); else a token is needed.
+    if !app.anonymous {
         app.who(&headers)?;
     }
     let state = app.service.state();
@@ -844,7 +843,6 @@ pub struct Listener {
     limits: HttpLimits,
     sessions: Arc<super::dashboard::Sessions>,
     anonymous: bool,
-    loopback: bool,
     /// What `status` shows.
     pub info: super::state::HttpInfo,
 }
@@ -961,7 +959,6 @@ pub async fn bind(
         limits: config.limits.clone(),
         sessions,
         anonymous,
-        loopback: is_loopback(&local),
         info,
     })
 }
@@ -969,8 +966,8 @@ pub async fn bind(
 impl Listener {
     /// Serves until `stop` turns true; connections then get the grace period to finish.
     pub async fn serve(self, service: Service, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let Listener { tcp, tls, tokens, limits, sessions, anonymous, loopback, .. } = self;
-        let app = App { service, tokens, limits: limits.clone(), sessions, anonymous, loopback };
+        let Listener { tcp, tls, tokens, limits, sessions, anonymous, .. } = self;
+        let app = App { service, tokens, limits: limits.clone(), sessions, anonymous };
         let router = router(app.clone());
         let slots = super::http_slots::Slots::new(limits.max_connections);
         let mut tasks = tokio::task::JoinSet::new();
