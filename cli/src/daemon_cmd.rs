@@ -68,6 +68,11 @@ pub struct ServeArgs {
     pub cache_size: u64,
     #[command(flatten)]
     pub http: HttpArgs,
+    /// A demo: a fresh state dir with the demo policy, filled with a minute of three agents'
+    /// calls (every record marked demo), served like `faramesh serve` alone.
+    #[arg(long, env = "FARAMESH_DEMO", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
     /// Log at debug level.
     #[arg(long, short)]
     pub verbose: bool,
@@ -254,6 +259,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         http,
         retention,
         single_user: false,
+        demo: false,
     })
 }
 
@@ -366,6 +372,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         && args.http.listen.is_none()
         && !tokens_configured(&args.http, &state_dir)
         && !under_systemd();
+    if args.demo {
+        return serve_demo(&args);
+    }
     let (policy, note) = find_policy(args.policy.as_deref())?;
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
@@ -378,6 +387,36 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         eprintln!("faramesh: {note}");
     }
     config.single_user = true;
+    let login = quickstart_http(&mut config)?;
+    announce("faramesh", config.socket_path.clone(), login, true);
+    run_daemon(config, args.verbose)
+}
+
+/// `serve --demo`: the quickstart in a fresh state dir with the demo policy, and the demo's calls.
+fn serve_demo(args: &ServeArgs) -> Result<ExitCode> {
+    if args.policy.is_some() || args.socket.socket.is_some() || args.state.state_dir.is_some() {
+        bail!(
+            "a demo runs in a fresh state dir with its own policy and socket: leave out --policy, --socket and \
+             --state-dir (and FARAMESH_POLICY, FARAMESH_SOCKET, FARAMESH_STATE_DIR)"
+        );
+    }
+    let dir = crate::demo::fresh_dir()?;
+    let policy = dir.join("demo.yaml");
+    let mut config = config_of(args, policy.clone())?;
+    config.state_dir = dir.join("state");
+    config.socket_path = dir.join("faramesh.sock");
+    config.single_user = true;
+    config.demo = true;
+    eprintln!("faramesh demo: a fresh state dir {} with the demo policy {}", dir.display(), policy.display());
+    let login = if args.http.listen.as_deref() == Some("off") { None } else { quickstart_http(&mut config)? };
+    announce("faramesh demo", config.socket_path.clone(), login, true);
+    crate::demo::play_in_background(config.socket_path.clone());
+    run_daemon(config, args.verbose)
+}
+
+/// The quickstart's listener: `FARAMESH_HOST:FARAMESH_PORT` (127.0.0.1:8000), plain HTTP on
+/// loopback, tokenless agents, a sign-in link; skipped with a warning when the port is taken.
+fn quickstart_http(config: &mut Config) -> Result<Option<String>> {
     let host =
         std::env::var("FARAMESH_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into());
     let port = std::env::var("FARAMESH_PORT").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "8000".into());
@@ -391,27 +430,24 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
              for another address pass `--listen ADDR` with TLS (`--tls self-signed`) and a token"
         );
     }
-    let login = if std::net::TcpListener::bind(listen).is_err() {
+    if std::net::TcpListener::bind(listen).is_err() {
         eprintln!(
             "faramesh: {listen} is in use, so the dashboard is off; set FARAMESH_PORT or pass `--listen 127.0.0.1:PORT`"
         );
-        None
-    } else {
-        let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
-        config.http = Some(server::http::HttpConfig {
-            listen,
-            tls: server::http::Tls::None,
-            agent_token: None,
-            approver_token: None,
-            tokens_file: None,
-            login_secret: Some(secret.clone()),
-            anonymous_agents: true,
-            limits: server::http::HttpLimits::default(),
-        });
-        Some(secret)
-    };
-    announce("faramesh", config.socket_path.clone(), login, true);
-    run_daemon(config, args.verbose)
+        return Ok(None);
+    }
+    let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
+    config.http = Some(server::http::HttpConfig {
+        listen,
+        tls: server::http::Tls::None,
+        agent_token: None,
+        approver_token: None,
+        tokens_file: None,
+        login_secret: Some(secret.clone()),
+        anonymous_agents: true,
+        limits: server::http::HttpLimits::default(),
+    });
+    Ok(Some(secret))
 }
 
 /// Prints, once the daemon answers, the line that points agents at it, the dashboard's sign-in
@@ -512,6 +548,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         retention: None,
         retention_archive: None,
         http: HttpArgs::default(),
+        demo: false,
         verbose: true,
     };
     if let Some(code) = precheck_policy(&policy)? {
@@ -703,6 +740,9 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     }
     if let Some(notice) = s["notice"].as_str() {
         println!("mode      {notice}");
+    }
+    if s["demo"] == true {
+        println!("demo      a demo daemon: its state dir is fresh and every call in it is a demo call");
     }
     println!(
         "policy    {} ({} rules, {})",

@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod daemon_cmd;
+mod demo;
 mod log_cmd;
 mod mcp_cmd;
 mod mcp_http;

@@ -1904,3 +1904,66 @@ fn serve_with_its_flags_opens_no_http_listener() {
     assert_eq!(status["http"], Value::Null, "{status}");
     assert_eq!(status["single_user"], false);
 }
+
+/// `faramesh serve --demo`: a fresh state dir filled with the demo's calls (permits, denials by
+/// rule and by profile, a rate-limited burst, an approved and finished call, a pending refund),
+/// every record marked demo, and `status` saying it is a demo.
+#[test]
+fn serve_demo_fills_a_fresh_state_dir_with_marked_calls() {
+    let home = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(bin());
+    serve
+        .args(["serve", "--demo"])
+        .env("HOME", home.path())
+        .env("FARAMESH_PORT", free_port().to_string())
+        .env("FARAMESH_LOG", "warn")
+        .current_dir(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for k in ["FARAMESH_POLICY", "FARAMESH_SOCKET", "FARAMESH_STATE_DIR", "FARAMESH_LISTEN", "FARAMESH_TOKEN"]
+    {
+        serve.env_remove(k);
+    }
+    let mut child = serve.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut socket = None;
+    let mut dir = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(s) = line.trim().strip_prefix("export FARAMESH_SOCKET=") {
+            socket = Some(PathBuf::from(s));
+        }
+        if let Some(rest) = line.strip_prefix("faramesh demo: a fresh state dir ") {
+            dir = rest.split_whitespace().next().map(PathBuf::from);
+        }
+        if line.contains("the demo's calls are in") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let (socket, dir) = (socket.expect("no socket line"), dir.expect("no state dir line"));
+    let mut c = Client::new(&socket);
+    let status = c.result("status", json!({}));
+    assert_eq!((status["demo"].as_bool(), status["single_user"].as_bool()), (Some(true), Some(true)));
+    let actions = c.result("action.list", json!({"limit": 100}))["actions"].as_array().unwrap().clone();
+    let codes: std::collections::BTreeSet<&str> =
+        actions.iter().filter_map(|a| a["reason_code"].as_str()).collect();
+    for code in [
+        "POLICY_PERMIT",
+        "POLICY_DENY",
+        "RATE_EXCEEDED",
+        "PROFILE_DISALLOWS_TOOL",
+        "APPROVAL_GRANTED",
+        "POLICY_DEFER",
+    ] {
+        assert!(codes.contains(code), "no {code} in the demo: {codes:?}");
+    }
+    assert!(actions.iter().all(|a| a["context"]["demo"] == true), "a record not marked demo");
+    assert!(actions.iter().any(|a| a["status"] == "succeeded"), "no finished call");
+    assert_eq!(c.result("approval.list", json!({}))["approvals"].as_array().unwrap().len(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -266,6 +266,7 @@ async fn overview(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult 
         &json!({
             "version": status.get("version"),
             "notice": status.get("notice"),
+            "demo": status.get("demo"),
             "anonymous_agents": state.http.as_ref().is_some_and(|h| h.anonymous_agents),
             "policy": state.policy_status(),
             "counts": status.get("counts"),

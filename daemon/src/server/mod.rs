@@ -52,6 +52,8 @@ pub struct Config {
     pub retention: Option<retention::Retention>,
     /// Single-user mode (see `State::single_user`).
     pub single_user: bool,
+    /// A demo daemon (`faramesh serve --demo`): said by `status` and the dashboard.
+    pub demo: bool,
 }
 
 /// Why the daemon could not start.
@@ -185,6 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         reload_lock: tokio::sync::Mutex::new(()),
         logins: Arc::default(),
         single_user: config.single_user,
+        demo: config.demo,
         reloads: AtomicU64::new(0),
         log: Arc::clone(&log),
         socket_path: config.socket_path.clone(),

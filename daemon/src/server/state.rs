@@ -104,6 +104,8 @@ pub struct State {
     /// person at the terminal runs the daemon and its agents as one uid, so that uid may approve
     /// (while the policy lists no approvers). Never under systemd or with a token configured.
     pub single_user: bool,
+    /// A demo daemon (`faramesh serve --demo`).
+    pub demo: bool,
     /// Successful loads since start.
     pub reloads: AtomicU64,
     /// The decision log.
@@ -267,6 +269,7 @@ impl State {
             "uid": self.own_uid,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "single_user": self.single_user_now(),
+            "demo": self.demo,
             "notice": self.single_user_now().then_some(SINGLE_USER_NOTICE),
             "socket": self.socket_path.display().to_string(),
             "http": self.http,

@@ -1484,6 +1484,7 @@ mod tests {
             reload_lock: tokio::sync::Mutex::new(()),
             logins: Arc::default(),
             single_user: false,
+            demo: false,
             reloads: Default::default(),
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             log,

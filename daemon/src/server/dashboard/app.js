@@ -174,6 +174,7 @@ async function loadOverview() {
     $("policy-hash").textContent = p.policy_hash ? p.policy_hash.slice(0, 12) : "";
     $("policy-hash").title = p.policy_hash || "";
     $("policy-loaded").textContent = p.loaded_at ? `loaded ${fmtTime(p.loaded_at)}` : "";
+    $("demo-badge").hidden = o.demo !== true;
     const notes = [o.notice, o.anonymous_agents ? "agents may call without a token (loopback)" : null].filter(Boolean);
     $("mode").hidden = notes.length === 0;
     $("mode-text").textContent = notes.join("; ");
