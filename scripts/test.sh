@@ -115,6 +115,14 @@ fi
 "$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r sdk/python/requirements-test.txt
 "$SDKVENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
 
+step "the wheel: the faramesh binary and the Python SDK in one (maturin, a debug build here), in a fresh venv, running the upstream quickstart"
+"$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r tests/wheel/requirements.txt
+rm -rf target/wheels
+"$SDKVENV/bin/maturin" build --profile dev --locked --out target/wheels 2>&1 | tail -n 1
+python3 -m venv --clear "$ROOT/.venv-wheel"
+"$ROOT/.venv-wheel/bin/pip" install --quiet --disable-pip-version-check target/wheels/faramesh-*.whl
+"$ROOT/.venv-wheel/bin/python" tests/wheel/quickstart.py </dev/null
+
 step "our SDK: ruff, mypy --strict"
 (cd sdk/python && "$SDKVENV/bin/ruff" check src tests && "$SDKVENV/bin/ruff" format --check src tests && "$SDKVENV/bin/mypy")
 
