@@ -76,9 +76,8 @@ enum Command {
     /// Print a fresh link that signs you in to the dashboard once (and open a browser on it).
     #[command(after_help = "Example:\n  faramesh dashboard")]
     Dashboard(daemon_cmd::SocketArg),
-    /// Follow decisions and events live (Ctrl-C to stop).
-    #[command(after_help = "Example:\n  faramesh tail")]
-    Tail(daemon_cmd::SocketArg),
+    /// Show the last entries, then follow decisions and events live (Ctrl-C to stop).
+    Tail(ops_cmd::TailArgs),
     /// Write a starting policy and its test cases (never overwrites without --force).
     Init(setup_cmd::InitArgs),
     /// Check the socket, permissions, policy, state dir, log and journald.
@@ -147,7 +146,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => ops_cmd::decide_approval(a, true, cli.json),
         Command::Deny(a) => ops_cmd::decide_approval(a, false, cli.json),
         Command::Explain(a) => ops_cmd::explain(a, cli.json),
-        Command::Tail(s) => ops_cmd::tail(&s, cli.json),
+        Command::Tail(a) => ops_cmd::tail(a, cli.json),
         Command::Dashboard(s) => daemon_cmd::dashboard(&s, cli.json),
         Command::Init(a) => setup_cmd::init(a),
         Command::Doctor(a) => setup_cmd::doctor(a, cli.json),

@@ -270,13 +270,65 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn tail(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
-    let stream = client::connect(&socket.path())?;
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  faramesh tail -n 20")]
+pub struct TailArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Show the last N entries first (like `tail`), then follow.
+    #[arg(short = 'n', long = "lines", default_value_t = 10)]
+    lines: u64,
+}
+
+fn print_entry(out: &mut impl Write, entry: &Value, json_out: bool) -> Result<()> {
+    if json_out {
+        writeln!(out, "{entry}")?;
+        return Ok(());
+    }
+    let what = match entry["kind"].as_str() {
+        Some("decision") => format!(
+            "{} {} {}/{} agent={} {}",
+            s(entry, "effect"),
+            s(entry, "reason_code"),
+            s(entry, "tool"),
+            s(entry, "operation"),
+            s(entry, "agent_id"),
+            s(entry, "id")
+        ),
+        Some("approval" | "action") => format!(
+            "{} {}",
+            s(entry, "status"),
+            entry.get("approval_id").map_or_else(|| s(entry, "action_id"), |_| s(entry, "approval_id"))
+        ),
+        _ => String::new(),
+    };
+    writeln!(out, "{} {:>6} {:<9} {what}", s(entry, "ts"), s(entry, "seq"), s(entry, "kind"))?;
+    Ok(())
+}
+
+pub fn tail(args: TailArgs, json_out: bool) -> Result<ExitCode> {
+    let path = args.socket.path();
+    // Subscribe first, then show the last entries: nothing committed in between is missed, and
+    // what the subscription repeats is skipped by seq.
+    let stream = client::connect(&path)?;
     stream.set_read_timeout(None)?;
     let mut w = &stream;
     w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"log.subscribe\"}\n")?;
-    let reader = BufReader::new(&stream);
     let stdout = std::io::stdout();
+    let mut shown = 0u64;
+    if args.lines > 0 {
+        let size = client::call(&path, "status", json!({}))?["log"]["size"].as_u64().unwrap_or(0);
+        let from = size.saturating_sub(args.lines - 1).max(1);
+        let r =
+            client::call(&path, "log.entries", json!({"from_seq": from, "limit": args.lines.min(10_000)}))?;
+        let mut out = stdout.lock();
+        for entry in items(&r, "entries") {
+            print_entry(&mut out, entry, json_out)?;
+            shown = shown.max(entry["seq"].as_u64().unwrap_or(0));
+        }
+        out.flush()?;
+    }
+    let reader = BufReader::new(&stream);
     for line in reader.lines() {
         let line = line?;
         let v: Value = serde_json::from_str(&line)?;
@@ -288,31 +340,11 @@ pub fn tail(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             eprintln!("faramesh: fell behind, {} entries skipped", s(entry, "missed"));
             continue;
         }
-        let mut out = stdout.lock();
-        if json_out {
-            writeln!(out, "{entry}")?;
-        } else {
-            let what = match entry["kind"].as_str() {
-                Some("decision") => format!(
-                    "{} {} {}/{} agent={} {}",
-                    s(entry, "effect"),
-                    s(entry, "reason_code"),
-                    s(entry, "tool"),
-                    s(entry, "operation"),
-                    s(entry, "agent_id"),
-                    s(entry, "id")
-                ),
-                Some("approval" | "action") => format!(
-                    "{} {}",
-                    s(entry, "status"),
-                    entry
-                        .get("approval_id")
-                        .map_or_else(|| s(entry, "action_id"), |_| s(entry, "approval_id"))
-                ),
-                _ => String::new(),
-            };
-            writeln!(out, "{} {:>6} {:<9} {what}", s(entry, "ts"), s(entry, "seq"), s(entry, "kind"))?;
+        if entry["seq"].as_u64().is_some_and(|seq| seq <= shown) {
+            continue;
         }
+        let mut out = stdout.lock();
+        print_entry(&mut out, entry, json_out)?;
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)

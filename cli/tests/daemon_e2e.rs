@@ -1967,3 +1967,32 @@ fn serve_demo_fills_a_fresh_state_dir_with_marked_calls() {
     assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `faramesh tail` shows the last entries first, like `tail`, then follows (it looked hung).
+#[test]
+fn tail_shows_the_last_entries_then_follows() {
+    let daemon = Daemon::start(POLICY);
+    let mut c = daemon.client();
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let d = c.result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+            d["action_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut tail = Command::new(bin())
+        .args(["tail", "-n", "2"])
+        .env("FARAMESH_SOCKET", &daemon.socket)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(first.contains(&ids[1]) && second.contains(&ids[2]), "{first}\n{second}");
+    let next = c.result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+    let followed = lines.next().unwrap().unwrap();
+    assert!(followed.contains(next["action_id"].as_str().unwrap()), "{followed}");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
