@@ -21,7 +21,7 @@ pub fn identity(stream: &tokio::net::UnixStream) -> Identity {
                 tracing::warn!(error = %e, uid = cred.uid, "cannot read the peer's supplementary groups");
                 Vec::new()
             });
-            Identity::Peer(Peer { cred, groups })
+            Identity::Peer(Peer { cred, groups: groups.into() })
         }
         Err(_) => Identity::Unknown,
     }
@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(peer.uid, nix::unistd::getuid().as_raw());
         // The kernel's list for this process (what SO_PEERGROUPS reports for a socketpair).
         let mut ours: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
-        let mut got = peer.groups.clone();
+        let mut got = peer.groups.to_vec();
         ours.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, ours);

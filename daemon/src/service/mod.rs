@@ -154,14 +154,14 @@ pub struct TokenIdentity {
 pub struct Peer {
     /// uid, primary gid and pid.
     pub cred: PeerCred,
-    /// Supplementary group ids.
-    pub groups: Vec<u32>,
+    /// Supplementary group ids (shared: the identity is cloned for every request).
+    pub groups: Arc<[u32]>,
 }
 
 impl Peer {
     /// A peer with no supplementary groups.
     pub fn new(cred: PeerCred) -> Peer {
-        Peer { cred, groups: Vec::new() }
+        Peer { cred, groups: Arc::from([]) }
     }
 
     /// Whether the peer is in group `gid` (primary or supplementary).
