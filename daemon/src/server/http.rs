@@ -146,8 +146,7 @@ impl Tokens {
         let digest = sha256(presented.as_bytes());
         let mut found = None;
         for e in &self.entries {
-            let diff = e.sha256.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 && found.is_none() {
+            if crate::service::logins::constant_time_eq(&e.sha256, &digest) && found.is_none() {
                 found = Some(e.identity.clone());
             }
         }
@@ -321,8 +320,7 @@ pub(super) struct App {
     pub(super) tokens: Arc<Tokens>,
     pub(super) limits: HttpLimits,
     pub(super) sessions: Arc<super::dashboard::Sessions>,
-    /// Tokenless callers are unauthenticated agents (loopback, no token configured); `/metrics`
-    /// is open then too.
+    /// Tokenless callers are unauthenticated agents (loopback, no token configured).
     pub(super) anonymous: bool,
 }
 
@@ -455,10 +453,9 @@ async fn ready(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
 }
 
 async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
-    // Open where tokenless loopback callers are served (the quickstart); else a token is needed.
-    if !app.anonymous {
-        app.who(&headers)?;
-    }
+    // A token is needed, except where tokenless loopback callers are served (the quickstart),
+    // which `who` already answers for.
+    app.who(&headers)?;
     let state = app.service.state();
     let pending =
         state.approvals.all().iter().filter(|a| a.status == super::approvals::Status::Pending).count();

@@ -1330,17 +1330,14 @@ impl Service {
         Ok(json!({"exported_through": through}))
     }
 
-    /// `log.backup`: a consistent copy of the log written to `backup.redb` in the state dir
-    /// (where the daemon may write); the operator's tool moves it where it was asked to.
+    /// `log.backup`: a consistent copy of the log written to `backup-<random>.redb` in the state
+    /// dir (where the daemon may write); the operator's tool moves it where it was asked to.
     pub async fn log_backup(&self, who: &Identity) -> Result<Value, ServiceError> {
         self.may_manage_log(who)?;
-        let dest = self.state.state_dir.join("backup.redb");
-        match std::fs::remove_file(&dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ServiceError::internal(format!("cannot replace `{}`: {e}", dest.display())));
-            }
-            _ => {}
-        }
+        // A name of its own per backup: two at once never write (or remove) each other's file.
+        let suffix =
+            crate::log::random_hex(8).map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
+        let dest = self.state.state_dir.join(format!("backup-{suffix}.redb"));
         let log = Arc::clone(&self.state.log);
         let path = dest.clone();
         let batches = tokio::task::spawn_blocking(move || log.backup(&path))
