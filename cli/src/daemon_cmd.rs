@@ -332,7 +332,7 @@ fn tokens_configured(args: &HttpArgs, state_dir: &Path) -> bool {
 
 /// The policy of `serve`: `--policy` (or FARAMESH_POLICY), else `./policies/default.yaml`, else
 /// the bundled default written once into the config dir; with a note saying which.
-fn find_policy(given: Option<&Path>) -> Result<(PathBuf, Option<String>)> {
+fn find_policy(given: Option<&Path>, bundled_at: &Path) -> Result<(PathBuf, Option<String>)> {
     if let Some(p) = given {
         return Ok((absolute(p), None));
     }
@@ -342,22 +342,29 @@ fn find_policy(given: Option<&Path>) -> Result<(PathBuf, Option<String>)> {
         let note = format!("policy {} (./policies/default.yaml; `--policy` for another)", p.display());
         return Ok((p, Some(note)));
     }
-    let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        Some(d) => PathBuf::from(d).join("faramesh"),
+    if let Some(dir) = bundled_at.parent() {
+        private_dir(dir)?;
+    }
+    if !bundled_at.exists() {
+        std::fs::write(bundled_at, DEFAULT_POLICY)
+            .with_context(|| format!("cannot write `{}`", bundled_at.display()))?;
+    }
+    let note =
+        format!("policy {} (the bundled default policy; edit it, or pass `--policy`)", bundled_at.display());
+    Ok((bundled_at.to_owned(), Some(note)))
+}
+
+/// Where `serve` writes the bundled default policy: `$XDG_CONFIG_HOME/faramesh/policy.yaml`, else
+/// `~/.config/faramesh/policy.yaml`.
+fn config_policy_path() -> Result<PathBuf> {
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
         None => PathBuf::from(
             std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --policy FILE"))?,
         )
-        .join(".config/faramesh"),
+        .join(".config"),
     };
-    private_dir(&config)?;
-    let p = config.join("policy.yaml");
-    if !p.exists() {
-        std::fs::write(&p, DEFAULT_POLICY).with_context(|| format!("cannot write `{}`", p.display()))?;
-    }
-    Ok((
-        p.clone(),
-        Some(format!("policy {} (the bundled default policy; edit it, or pass `--policy`)", p.display())),
-    ))
+    Ok(dir.join("faramesh/policy.yaml"))
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
@@ -375,7 +382,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if args.demo {
         return serve_demo(&args);
     }
-    let (policy, note) = find_policy(args.policy.as_deref())?;
+    let (policy, note) = find_policy(args.policy.as_deref(), &config_policy_path()?)?;
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
     }
@@ -414,8 +421,7 @@ fn serve_demo(args: &ServeArgs) -> Result<ExitCode> {
     run_daemon(config, args.verbose)
 }
 
-/// The quickstart's listener: `FARAMESH_HOST:FARAMESH_PORT` (127.0.0.1:8000), plain HTTP on
-/// loopback, tokenless agents, a sign-in link; skipped with a warning when the port is taken.
+/// The quickstart's listener: `FARAMESH_HOST:FARAMESH_PORT` (127.0.0.1:8000), tokenless agents.
 fn quickstart_http(config: &mut Config) -> Result<Option<String>> {
     let host =
         std::env::var("FARAMESH_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into());
@@ -424,27 +430,41 @@ fn quickstart_http(config: &mut Config) -> Result<Option<String>> {
     let listen: std::net::SocketAddr = wanted.parse().map_err(|_| {
         anyhow!("FARAMESH_HOST/FARAMESH_PORT `{wanted}` is not an address like 127.0.0.1:8000")
     })?;
+    loopback_http(config, "faramesh", listen, false, true)
+}
+
+/// The listener of `dev`, the quickstart and the demo: plain HTTP on a loopback address, with a
+/// one-time sign-in link (returned); tokens from the environment, and with `anonymous` tokenless
+/// callers as agents. A default address (not `explicit`) that is taken is skipped with a warning.
+fn loopback_http(
+    config: &mut Config,
+    who: &str,
+    listen: std::net::SocketAddr,
+    explicit: bool,
+    anonymous: bool,
+) -> Result<Option<String>> {
     if !listen.ip().is_loopback() {
         bail!(
-            "`faramesh serve` with nothing configured serves plain HTTP on loopback only, not `{listen}`; \
-             for another address pass `--listen ADDR` with TLS (`--tls self-signed`) and a token"
+            "`{who}` serves plain HTTP on loopback only, not `{listen}`; for another address use \
+             `faramesh serve --listen ADDR --tls self-signed` with a token"
         );
     }
-    if std::net::TcpListener::bind(listen).is_err() {
+    if !explicit && std::net::TcpListener::bind(listen).is_err() {
         eprintln!(
-            "faramesh: {listen} is in use, so the dashboard is off; set FARAMESH_PORT or pass `--listen 127.0.0.1:PORT`"
+            "{who}: {listen} is in use, so the dashboard is off; pass `--listen 127.0.0.1:PORT` (or set FARAMESH_PORT) for another port"
         );
         return Ok(None);
     }
     let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     config.http = Some(server::http::HttpConfig {
         listen,
         tls: server::http::Tls::None,
-        agent_token: None,
-        approver_token: None,
+        agent_token: env("FARAMESH_TOKEN"),
+        approver_token: env("FARAMESH_APPROVER_TOKEN"),
         tokens_file: None,
         login_secret: Some(secret.clone()),
-        anonymous_agents: true,
+        anonymous_agents: anonymous,
         limits: server::http::HttpLimits::default(),
     });
     Ok(Some(secret))
@@ -523,18 +543,7 @@ fn private_dir(dir: &Path) -> Result<()> {
 pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let dir = absolute(&args.dir);
     private_dir(&dir)?;
-    let policy = match args.policy {
-        Some(p) => absolute(&p),
-        None if Path::new("policies/default.yaml").exists() => absolute(Path::new("policies/default.yaml")),
-        None => {
-            let p = dir.join("default.yaml");
-            if !p.exists() {
-                std::fs::write(&p, DEFAULT_POLICY)
-                    .with_context(|| format!("cannot write `{}`", p.display()))?;
-            }
-            p
-        }
-    };
+    let (policy, _) = find_policy(args.policy.as_deref(), &dir.join("default.yaml"))?;
     let socket = dir.join("faramesh.sock");
     let serve = ServeArgs {
         policy: Some(policy.clone()),
@@ -557,39 +566,14 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let mut config = config_of(&serve, policy.clone())?;
     // Single-user unless a token says otherwise (the person at the terminal runs it all).
     config.single_user = !tokens_configured(&HttpArgs::default(), &config.state_dir);
-    let explicit = args.listen.is_some();
     let wanted = args.listen.clone().unwrap_or_else(|| "127.0.0.1:8000".into());
-    let free = |addr: &std::net::SocketAddr| std::net::TcpListener::bind(addr).is_ok();
     let login = if wanted == "off" {
         None
     } else {
         let listen: std::net::SocketAddr = wanted
             .parse()
             .map_err(|_| anyhow!("`--listen` `{wanted}` is not an address like 127.0.0.1:8000 (or `off`)"))?;
-        if !listen.ip().is_loopback() {
-            bail!(
-                "`faramesh dev` serves plain HTTP on loopback only; use `faramesh serve --tls …` elsewhere"
-            );
-        }
-        if !explicit && !free(&listen) {
-            eprintln!(
-                "faramesh dev: {listen} is in use, so the dashboard is off; pass `--listen 127.0.0.1:PORT` to serve it on another port"
-            );
-            return run_dev(config, policy, dir, socket, None);
-        }
-        let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        config.http = Some(server::http::HttpConfig {
-            listen,
-            tls: server::http::Tls::None,
-            agent_token: env("FARAMESH_TOKEN"),
-            approver_token: env("FARAMESH_APPROVER_TOKEN"),
-            tokens_file: None,
-            login_secret: Some(secret.clone()),
-            anonymous_agents: false,
-            limits: server::http::HttpLimits::default(),
-        });
-        Some(secret)
+        loopback_http(&mut config, "faramesh dev", listen, args.listen.is_some(), false)?
     };
     run_dev(config, policy, dir, socket, login)
 }

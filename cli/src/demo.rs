@@ -62,16 +62,8 @@ fn play(socket: &Path) -> Result<()> {
     let stream = client::connect(socket)?;
     let govern = |c: Value| client::call_on(&stream, "govern", c);
     let pace = || std::thread::sleep(Duration::from_millis(40));
-    for url in [
-        "https://status.example.com",
-        "https://docs.example.com/refunds",
-        "https://api.example.com/orders/1042",
-    ] {
-        govern(call("support-bot", "http", "get", json!({"url": url})))?;
-        pace();
-    }
-    // A burst of searches: the fifth a minute is the last the rate limit lets through.
-    for q in [
+    // (agent, tool, operation, params): what each answers is up to the demo policy.
+    let searches = [
         "refund policy",
         "refund window",
         "chargeback",
@@ -79,34 +71,34 @@ fn play(socket: &Path) -> Result<()> {
         "store credit",
         "refund fees",
         "refund api",
-    ] {
-        govern(call("support-bot", "search_docs", "query", json!({"q": q})))?;
+    ];
+    let mut calls: Vec<(&str, &str, &str, Value)> = vec![
+        ("support-bot", "http", "get", json!({"url": "https://status.example.com"})),
+        ("support-bot", "http", "get", json!({"url": "https://docs.example.com/refunds"})),
+        ("support-bot", "http", "get", json!({"url": "https://api.example.com/orders/1042"})),
+    ];
+    // A burst of searches: the fifth a minute is the last the rate limit lets through.
+    calls.extend(searches.iter().map(|q| ("support-bot", "search_docs", "query", json!({"q": q}))));
+    calls.extend([
+        ("support-bot", "stripe", "refund", json!({"amount": 40, "currency": "usd", "charge": "ch_demo_1"})),
+        (
+            "support-bot",
+            "stripe",
+            "refund",
+            json!({"amount": 25000, "currency": "usd", "charge": "ch_demo_2"}),
+        ),
+        ("support-bot", "stripe", "create_charge", json!({"amount": 99, "currency": "usd"})),
+        ("ops-bot", "shell", "exec", json!({"cmd": "df -h"})),
+        ("ops-bot", "shell", "exec", json!({"cmd": "uptime"})),
+        ("ops-bot", "shell", "exec", json!({"cmd": "sudo rm -rf /var/lib/postgresql"})),
+        ("ops-bot", "stripe", "refund", json!({"amount": 10})),
+    ]);
+    for (agent, tool, operation, params) in calls {
+        govern(call(agent, tool, operation, params))?;
+        if tool != "search_docs" {
+            pace();
+        }
     }
-    pace();
-    govern(call(
-        "support-bot",
-        "stripe",
-        "refund",
-        json!({"amount": 40, "currency": "usd", "charge": "ch_demo_1"}),
-    ))?;
-    pace();
-    govern(call(
-        "support-bot",
-        "stripe",
-        "refund",
-        json!({"amount": 25000, "currency": "usd", "charge": "ch_demo_2"}),
-    ))?;
-    pace();
-    govern(call("support-bot", "stripe", "create_charge", json!({"amount": 99, "currency": "usd"})))?;
-    pace();
-    for cmd in ["df -h", "uptime"] {
-        govern(call("ops-bot", "shell", "exec", json!({"cmd": cmd})))?;
-        pace();
-    }
-    govern(call("ops-bot", "shell", "exec", json!({"cmd": "sudo rm -rf /var/lib/postgresql"})))?;
-    pace();
-    govern(call("ops-bot", "stripe", "refund", json!({"amount": 10})))?;
-    pace();
     // A restart a person approves; the agent resumes it, runs it and reports the result.
     let restart = call("ops-bot", "shell", "exec", json!({"cmd": "systemctl restart nginx"}));
     let deferred = govern(restart.clone())?;
@@ -129,12 +121,15 @@ fn play(socket: &Path) -> Result<()> {
         }
     }
     pace();
-    for url in ["https://arxiv.org/list/cs.AI/recent", "https://example.org/paper.pdf"] {
-        govern(call("research-bot", "http", "get", json!({"url": url})))?;
+    for (tool, params) in [
+        ("http", json!({"url": "https://arxiv.org/list/cs.AI/recent"})),
+        ("http", json!({"url": "https://example.org/paper.pdf"})),
+        ("shell", json!({"cmd": "ls ~"})),
+    ] {
+        let operation = if tool == "http" { "get" } else { "exec" };
+        govern(call("research-bot", tool, operation, params))?;
         pace();
     }
-    govern(call("research-bot", "shell", "exec", json!({"cmd": "ls ~"})))?;
-    pace();
     // Left pending: approve it from the dashboard or with `faramesh approve <action id>`.
     let pending = govern(call(
         "support-bot",
