@@ -34,7 +34,8 @@ impl Claims {
     }
 
     /// Whether `id` is claimed now.
-    pub fn is_claimed(&self, id: &str) -> bool {
+    #[cfg(test)]
+    fn is_claimed(&self, id: &str) -> bool {
         self.busy.lock().unwrap_or_else(PoisonError::into_inner).contains(id)
     }
 }
