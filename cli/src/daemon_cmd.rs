@@ -492,8 +492,8 @@ fn announce(who: &'static str, socket: PathBuf, login: Option<String>, single_us
                 }
                 if single_user && status["single_user"] == true {
                     eprintln!(
-                        "{}: `faramesh approve <id>` works from this user (set `approvals: {{ approvers: [...] }}` \
-                         in the policy, or run under systemd, for separate approvers)",
+                        "{}.\n`faramesh approve <id>` works from this user; to keep approvers apart from agents, \
+                         list them under `approvals: {{ approvers: [...] }}` in the policy, or run under systemd",
                         faramesh_daemon::server::state::SINGLE_USER_NOTICE
                     );
                 } else {
