@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use crate::client;
 use crate::log_cmd::StateDir;
 
-/// The bundled default policy (also in `policies/default.yaml`).
-const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
+use crate::setup_cmd::DEFAULT_POLICY;
 
 #[derive(Args, Debug, Clone)]
 pub struct SocketArg {
@@ -96,6 +95,12 @@ pub struct HttpArgs {
     /// `self-signed`: generate a certificate once into the state dir and reuse it.
     #[arg(long, value_name = "MODE", conflicts_with = "tls_cert")]
     pub tls: Option<String>,
+    /// Serve plain HTTP on a non-loopback address too (e.g. 0.0.0.0:8000 in a container whose
+    /// port the host publishes on its own loopback, or behind a proxy that terminates TLS).
+    /// Tokens are still required.
+    #[arg(long, env = "FARAMESH_PLAIN_HTTP", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub plain_http: bool,
     /// Tokens file (JSON; default `<state dir>/tokens.json` when present).
     #[arg(long, env = "FARAMESH_TOKENS_FILE", value_name = "FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -141,6 +146,7 @@ fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::ht
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let default_tokens = state_dir.join("tokens.json");
     let tokens_file = args.tokens_file.clone().or_else(|| default_tokens.exists().then_some(default_tokens));
+    let plain_beyond_loopback = args.plain_http && tls == Tls::None;
     Ok(Some(HttpConfig {
         listen,
         tls,
@@ -149,6 +155,7 @@ fn http_config_of(args: &HttpArgs, state_dir: &Path) -> Result<Option<server::ht
         tokens_file,
         login_secret: None,
         anonymous_agents: false,
+        plain_beyond_loopback,
         limits: HttpLimits {
             max_body_bytes: args.http_max_body_bytes,
             header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
@@ -465,6 +472,7 @@ fn loopback_http(
         tokens_file: None,
         login_secret: Some(secret.clone()),
         anonymous_agents: anonymous,
+        plain_beyond_loopback: false,
         limits: server::http::HttpLimits::default(),
     });
     Ok(Some(secret))
@@ -716,6 +724,9 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     if let Some(url) = s["http"]["url"].as_str() {
         match s["http"]["tls_fingerprint"].as_str() {
             Some(fp) => println!("http      {url} (certificate SHA-256 {fp})"),
+            None if s["http"]["loopback"] == false => {
+                println!("http      {url} (plain HTTP beyond loopback, --plain-http)")
+            }
             None => println!("http      {url} (plain HTTP, loopback only)"),
         }
         if s["http"]["anonymous_agents"] == true {

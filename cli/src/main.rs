@@ -7,6 +7,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
+mod container_cmd;
 mod daemon_cmd;
 mod demo;
 mod log_cmd;
@@ -80,6 +81,11 @@ enum Command {
     Tail(ops_cmd::TailArgs),
     /// Write a starting policy and its test cases (never overwrites without --force).
     Init(setup_cmd::InitArgs),
+    /// Write a Dockerfile, compose.yaml, tokens (.env) and the image's files next to a policy.
+    #[command(name = "init-docker")]
+    InitDocker(container_cmd::InitDockerArgs),
+    /// Ask the HTTP listener's `/health` (exit 0 when it answers 200; the image's healthcheck).
+    Health(container_cmd::HealthArgs),
     /// Check the socket, permissions, policy, state dir, log and journald.
     Doctor(setup_cmd::DoctorArgs),
     /// Print a shell completion script.
@@ -149,6 +155,8 @@ fn main() -> ExitCode {
         Command::Tail(a) => ops_cmd::tail(a, cli.json),
         Command::Dashboard(s) => daemon_cmd::dashboard(&s, cli.json),
         Command::Init(a) => setup_cmd::init(a),
+        Command::InitDocker(a) => container_cmd::init_docker(a),
+        Command::Health(a) => container_cmd::health(a),
         Command::Doctor(a) => setup_cmd::doctor(a, cli.json),
         Command::Completions(a) => setup_cmd::completions(a, &mut Cli::command()),
         Command::Replay(a) => ops_cmd::replay(a, cli.json),

@@ -12,7 +12,8 @@ use crate::client;
 use crate::daemon_cmd::SocketArg;
 use crate::log_cmd::StateDir;
 
-const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
+/// The bundled default policy (`policies/default.yaml`).
+pub(crate) const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
 const DEFAULT_CASES: &str = include_str!("../../policies/default.cases.yaml");
 
 #[derive(Args, Debug)]

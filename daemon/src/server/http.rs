@@ -90,6 +90,10 @@ pub struct HttpConfig {
     /// configured): they submit calls and read back their actions by id, never list, stream or
     /// approve.
     pub anonymous_agents: bool,
+    /// Plain HTTP on a non-loopback address (`--plain-http`): the operator says something else
+    /// keeps it private (a container port published on the host's loopback, a TLS-terminating
+    /// proxy). Tokens are still required; tokenless agents stay loopback-only.
+    pub plain_beyond_loopback: bool,
     /// Limits.
     pub limits: HttpLimits,
 }
@@ -225,7 +229,8 @@ pub enum ListenerError {
     },
     /// Plain HTTP asked for on an address other hosts can reach.
     #[error(
-        "refusing plain HTTP on `{0}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed"
+        "refusing plain HTTP on `{0}`: it is not a loopback address; use --tls-cert/--tls-key or --tls self-signed \
+         (or --plain-http when a proxy or the container's port mapping keeps it private)"
     )]
     PlainNotLoopback(SocketAddr),
     /// A PEM file does not hold what it should.
@@ -913,7 +918,7 @@ pub async fn bind(
         Some(l) => l.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?,
         None => config.listen,
     };
-    if config.tls == Tls::None && !is_loopback(&addr) {
+    if config.tls == Tls::None && !is_loopback(&addr) && !config.plain_beyond_loopback {
         return Err(ListenerError::PlainNotLoopback(addr).into());
     }
     // Unauthenticated agents only ever on loopback.
@@ -944,6 +949,7 @@ pub async fn bind(
         url: format!("{scheme}://{local}"),
         tls_fingerprint,
         anonymous_agents: anonymous,
+        loopback: is_loopback(&local),
     };
     if let Some(secret) = &config.login_secret {
         links.add_lasting(secret.clone());
@@ -1058,6 +1064,7 @@ mod tests {
         HttpConfig {
             login_secret: None,
             anonymous_agents: false,
+            plain_beyond_loopback: false,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: Tls::None,
             agent_token: agent.map(str::to_owned),
@@ -1078,6 +1085,23 @@ mod tests {
         // The identity names a hash prefix, never the token.
         let name = t.identify("agent-secret").unwrap().name;
         assert!(name.starts_with("sha256:") && !name.contains("secret"), "{name}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_beyond_loopback_only_when_asked_for_and_never_tokenless() {
+        let state = tempfile::tempdir().unwrap();
+        let links = Arc::new(crate::service::logins::LoginLinks::default());
+        let anywhere = HttpConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config(Some("agent-secret"), None, None) };
+        let e = bind(&anywhere, state.path(), None, Arc::clone(&links)).await.err().unwrap();
+        assert!(matches!(e, ServerError::Http(ListenerError::PlainNotLoopback(_))), "{e}");
+        assert!(e.to_string().contains("--plain-http"), "{e}");
+        let asked = HttpConfig { plain_beyond_loopback: true, anonymous_agents: true, ..anywhere.clone() };
+        let bound = bind(&asked, state.path(), None, Arc::clone(&links)).await.unwrap();
+        assert!(!bound.info.loopback && !bound.info.anonymous_agents, "{:?}", bound.info);
+        assert!(bound.info.url.starts_with("http://0.0.0.0:"), "{}", bound.info.url);
+        let tokenless = HttpConfig { agent_token: None, anonymous_agents: true, ..asked };
+        let e = bind(&tokenless, state.path(), None, links).await.err().unwrap();
+        assert!(matches!(e, ServerError::Http(ListenerError::NoTokens)), "{e}");
     }
 
     #[test]

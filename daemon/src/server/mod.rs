@@ -245,7 +245,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // Printed whatever the log level: the operator needs the fingerprint to pin it.
         match &info.tls_fingerprint {
             Some(fp) => eprintln!("faramesh: serving {} (certificate SHA-256 {fp})", info.url),
-            None => eprintln!("faramesh: serving {} (plain HTTP, loopback only)", info.url),
+            None if info.loopback => eprintln!("faramesh: serving {} (plain HTTP, loopback only)", info.url),
+            None => eprintln!(
+                "faramesh: serving {} (plain HTTP beyond loopback, --plain-http: tokens cross the network unencrypted \
+                 unless a proxy or the host's port mapping keeps them private)",
+                info.url
+            ),
         }
         tokio::spawn(l.serve(service.clone(), stop_rx.clone(), config.limits.shutdown_grace))
     });

@@ -145,6 +145,8 @@ pub struct HttpInfo {
     pub tls_fingerprint: Option<String>,
     /// Tokenless callers are served as unauthenticated agents (loopback, no token configured).
     pub anonymous_agents: bool,
+    /// The listener is on a loopback address.
+    pub loopback: bool,
 }
 
 impl std::fmt::Debug for State {
