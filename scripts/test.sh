@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 step() { printf '\n==> %s\n' "$*"; }
+# Debian packages the tests need, installed when missing (as root, or with sudo).
+apt_install() {
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 step "rust-version covers every locked dependency"
 python3 - <<'PY'
@@ -130,6 +136,12 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 # Run from outside the source tree so the installed package is what is tested.
 (cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "the README, top to bottom: every command in order, printing what the README shows (tests/readme/tour.py)"
+if ! command -v nc >/dev/null || ! command -v curl >/dev/null; then
+    apt_install netcat-openbsd curl
+fi
+python3 tests/readme/tour.py README.md "$BIN" "$SDKVENV/bin/python" </dev/null
+
 step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
 
@@ -138,22 +150,14 @@ step "the MCP gateway (faramesh mcp) between the real mcp package's client and s
 
 step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
 if ! command -v chromium >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    fi
+    apt_install chromium
 fi
 # Screenshots land in target/dashboard/.
 (cd tests/dashboard && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
 step "the container image (podman, FROM scratch): scripts/container-image.sh, and faramesh init-docker + podman-compose up"
 if ! command -v podman >/dev/null || ! command -v podman-compose >/dev/null || ! command -v runc >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman podman-compose runc >/dev/null
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman podman-compose runc >/dev/null
-    fi
+    apt_install podman podman-compose runc
 fi
 # This machine kind has no systemd and no rlimits to hand out: podman's settings for it, in a
 # file of our own (CONTAINERS_CONF) rather than /etc.
