@@ -1091,7 +1091,8 @@ mod tests {
     async fn plain_http_beyond_loopback_only_when_asked_for_and_never_tokenless() {
         let state = tempfile::tempdir().unwrap();
         let links = Arc::new(crate::service::logins::LoginLinks::default());
-        let anywhere = HttpConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config(Some("agent-secret"), None, None) };
+        let anywhere =
+            HttpConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config(Some("agent-secret"), None, None) };
         let e = bind(&anywhere, state.path(), None, Arc::clone(&links)).await.err().unwrap();
         assert!(matches!(e, ServerError::Http(ListenerError::PlainNotLoopback(_))), "{e}");
         assert!(e.to_string().contains("--plain-http"), "{e}");
