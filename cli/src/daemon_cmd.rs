@@ -206,7 +206,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// from every command; a file that does not compile is an invalid policy (exit 3) from every command.
 fn precheck_policy(policy: &Path) -> Result<Option<ExitCode>> {
     std::fs::read_to_string(policy).with_context(|| format!("cannot read policy `{}`", policy.display()))?;
-    if let Err(e) = server::load_policy(policy) {
+    if let Err(e) = faramesh_daemon::service::state::load_policy(policy) {
         eprintln!("error: {e}");
         return Ok(Some(ExitCode::from(crate::policy_cmd::EXIT_INVALID_POLICY)));
     }
@@ -251,8 +251,8 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
     let http = http_config_of(&args.http, &state_dir)?;
     let retention = match &args.retention {
         None => None,
-        Some(age) => Some(server::retention::Retention {
-            max_age: server::retention::parse_age(age)
+        Some(age) => Some(faramesh_daemon::service::retention::Retention {
+            max_age: faramesh_daemon::service::retention::parse_age(age)
                 .ok_or_else(|| anyhow!("`--retention` `{age}` is not an age like 90d, 12h, 30m or 45s"))?,
             archive_dir: args.retention_archive.as_deref().map(absolute),
         }),
@@ -502,7 +502,7 @@ fn announce(who: &'static str, socket: PathBuf, login: Option<String>, single_us
                     eprintln!(
                         "{}.\n`faramesh approve <id>` works from this user; to keep approvers apart from agents, \
                          list them under `approvals: {{ approvers: [...] }}` in the policy, or run under systemd",
-                        faramesh_daemon::server::state::SINGLE_USER_NOTICE
+                        faramesh_daemon::service::state::SINGLE_USER_NOTICE
                     );
                 } else {
                     eprintln!(

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
-use super::state::State;
+use crate::service::state::State;
 use crate::service::{Identity, Service};
 
 /// One request being handled: its reply line, if it gets one (notifications do not).
@@ -29,7 +29,7 @@ pub fn error_line(id: &Value, code: i32, message: &str) -> String {
 /// daemon shuts down.
 pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Receiver<bool>) {
     let state = Arc::clone(service.state());
-    let _open = state.metrics.connection(super::metrics::Transport::Socket);
+    let _open = state.metrics.connection(crate::service::metrics::Transport::Socket);
     let who = super::peercred::identity(&stream);
     let limits = state.limits.clone();
     let (read_half, write_half) = stream.into_split();

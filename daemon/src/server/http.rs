@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::ServerError;
-use super::metrics::Transport;
+use crate::service::metrics::Transport;
 use crate::service::{
     ActionStatus, ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError,
     TokenIdentity, Transition,
@@ -462,8 +462,12 @@ async fn metrics(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
     // which `who` already answers for.
     app.who(&headers)?;
     let state = app.service.state();
-    let pending =
-        state.approvals.all().iter().filter(|a| a.status == super::approvals::Status::Pending).count();
+    let pending = state
+        .approvals
+        .all()
+        .iter()
+        .filter(|a| a.status == crate::service::approvals::Status::Pending)
+        .count();
     let text = state.metrics.render(pending, state.log.queue_depth());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
@@ -846,7 +850,7 @@ pub struct Listener {
     sessions: Arc<super::dashboard::Sessions>,
     anonymous: bool,
     /// What `status` shows.
-    pub info: super::state::HttpInfo,
+    pub info: crate::service::state::HttpInfo,
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {
@@ -945,7 +949,7 @@ pub async fn bind(
     };
     let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let info = super::state::HttpInfo {
+    let info = crate::service::state::HttpInfo {
         url: format!("{scheme}://{local}"),
         tls_fingerprint,
         anonymous_agents: anonymous,

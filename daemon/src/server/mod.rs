@@ -4,18 +4,12 @@
 //! A request's path: listener (connection limit) → `conn::serve` (framing, limits) →
 //! `Methods` dispatch with the peer's credentials → `rpc` handler → reply.
 
-pub mod approvals;
 pub mod conn;
 mod dashboard;
 pub mod http;
 mod http_slots;
-pub mod limits;
-pub mod metrics;
 mod peercred;
-pub mod retention;
 pub mod rpc;
-pub mod state;
-pub mod systemd;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -30,8 +24,9 @@ use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::log::{Log, LogKey, LogOptions, dpr};
-use crate::policy;
-pub use state::{Limits, Loaded, State};
+pub use crate::service::state::{Limits, Loaded, State};
+use crate::service::{approvals, limits, metrics, retention, state};
+use crate::systemd;
 
 /// What `faramesh serve` needs.
 #[derive(Debug, Clone)]
@@ -59,18 +54,9 @@ pub struct Config {
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The policy file cannot be read.
-    #[error("cannot read policy `{}`: {source}", .path.display())]
-    PolicyRead {
-        /// The policy file.
-        path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The policy does not compile (file, line and column in the error).
+    /// The policy file cannot be read or does not compile (file, line and column in the error).
     #[error(transparent)]
-    Policy(#[from] policy::PolicyError),
+    Policy(#[from] crate::service::state::PolicyFileError),
     /// A file or directory the daemon needs (state dir, socket, TLS files) cannot be used.
     #[error("cannot {action} `{}`: {source}", .path.display())]
     Io {
@@ -97,14 +83,6 @@ impl ServerError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> ServerError {
         ServerError::Io { action, path: path.to_owned(), source }
     }
-}
-
-/// Compiles the policy at `path` (the first check `serve` makes, before binding anything).
-pub fn load_policy(path: &Path) -> Result<policy::Policy, ServerError> {
-    let display = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ServerError::PolicyRead { path: path.to_owned(), source })?;
-    Ok(policy::compile(&display, &text)?)
 }
 
 /// Creates `dir` (mode 0700) when missing.
@@ -137,7 +115,7 @@ fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
 /// Runs the daemon until `shutdown` resolves, then drains in-flight requests (within the grace
 /// period), records the stop, and removes the socket.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let policy = load_policy(&config.policy_path)?;
+    let policy = state::load_policy(&config.policy_path)?;
     private_dir(&config.state_dir)?;
     let key = LogKey::load_or_create(&config.state_dir.join("log.key"))?;
     let metrics = Arc::new(metrics::Metrics::new());

@@ -15,9 +15,9 @@
 
 use serde_json::Value;
 
+use super::approvals::Approval;
 use super::{ANONYMOUS, Identity, Role, Service, ServiceError, approvals};
 use crate::log::dpr::Caller;
-use crate::server::approvals::Approval;
 
 impl Service {
     /// Whether `who` may approve or deny.

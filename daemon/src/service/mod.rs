@@ -6,10 +6,15 @@
 //! Every write goes through [`Service::commit`]; a decision whose entry cannot be committed is
 //! answered DENY `INTERNAL_ERROR` ([`Service::record`]). No lock is held across a commit.
 
+pub mod approvals;
 pub mod authz;
 pub mod claims;
+pub mod limits;
 pub mod logins;
+pub mod metrics;
 pub mod request;
+pub mod retention;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -30,9 +35,8 @@ const BUDGET_CACHE_ENTRIES: usize = 4096;
 /// status alone): the newest ones.
 pub const UNINDEXED_SCAN: usize = 200_000;
 use crate::policy;
-use crate::server::approvals::{self, Approval};
-use crate::server::limits;
-use crate::server::state::State;
+use approvals::Approval;
+use state::State;
 
 /// What kind of failure a [`ServiceError`] is; each door maps it to its own code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1467,7 +1471,7 @@ fn resume_decision(
 mod tests {
     use super::*;
     use crate::log::{Log, LogKey, LogOptions};
-    use crate::server::state::{Counts, Limits, Loaded};
+    use crate::service::state::{Counts, Limits, Loaded};
 
     fn service(dir: &std::path::Path, policy_text: &str) -> Service {
         let policy = policy::compile("p.yaml", policy_text).unwrap();

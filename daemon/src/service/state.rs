@@ -1,7 +1,7 @@
 //! What the daemon holds while it runs: the loaded policy (swapped atomically on reload), the
 //! decision log, counters, and the configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -11,6 +11,30 @@ use serde_json::{Value, json};
 
 use crate::log::{Log, dpr};
 use crate::policy::Policy;
+
+/// Why a policy file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    /// The file cannot be read.
+    #[error("cannot read policy `{}`: {source}", .path.display())]
+    Read {
+        /// The policy file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy does not compile (file, line and column in the error).
+    #[error(transparent)]
+    Compile(#[from] crate::policy::PolicyError),
+}
+
+/// Reads and compiles a policy file.
+pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PolicyFileError::Read { path: path.to_owned(), source })?;
+    Ok(crate::policy::compile(&path.display().to_string(), &text)?)
+}
 
 /// A compiled policy and where it came from.
 #[derive(Debug)]
@@ -169,20 +193,19 @@ impl State {
     ///
     /// Reloads run one at a time (others wait their turn), and a failure that repeats the last
     /// one (same error) is not recorded again: a flood of reload requests cannot grow the log.
-    pub async fn reload(&self) -> Result<String, super::ServerError> {
+    pub async fn reload(&self) -> Result<String, PolicyFileError> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        super::systemd::reloading();
+        crate::systemd::reloading();
         let result = self.reload_inner().await;
-        super::systemd::notify(&format!("READY=1\nSTATUS={}", self.systemd_status()));
+        crate::systemd::notify(&format!("READY=1\nSTATUS={}", self.systemd_status()));
         result
     }
 
-    async fn reload_inner(&self) -> Result<String, super::ServerError> {
+    async fn reload_inner(&self) -> Result<String, PolicyFileError> {
         let path = self.policy_path.clone();
-        let compiled =
-            tokio::task::spawn_blocking(move || super::load_policy(&path)).await.unwrap_or_else(|e| {
-                Err(super::ServerError::io("reload", &self.policy_path, std::io::Error::other(e)))
-            });
+        let compiled = tokio::task::spawn_blocking(move || load_policy(&path)).await.unwrap_or_else(|e| {
+            Err(PolicyFileError::Read { path: self.policy_path.clone(), source: std::io::Error::other(e) })
+        });
         match compiled {
             Ok(policy) => {
                 let hash = policy.hash.clone();
