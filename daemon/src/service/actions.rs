@@ -1,0 +1,398 @@
+//! Actions: their status, lookups by id or prefix, timelines, listings, lifecycle transitions.
+
+use super::govern::join_writes;
+use super::*;
+
+/// Where an action stands.
+///
+/// JSON (v1 names): `allowed | denied | pending_approval | approved | executing | succeeded |
+/// failed`. The socket's `action.get` keeps its names `permitted` and `deferred` for the first
+/// and third ([`ActionStatus::socket_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionStatus {
+    /// PERMIT by a rule.
+    Allowed,
+    /// DENY, or a deferred call whose approval was denied or expired.
+    Denied,
+    /// DEFER, waiting for a person.
+    PendingApproval,
+    /// A person approved it (or it is the PERMIT `APPROVAL_GRANTED` of a resumed call).
+    Approved,
+    /// Started.
+    Executing,
+    /// Ran and succeeded.
+    Succeeded,
+    /// Ran and failed.
+    Failed,
+}
+
+impl ActionStatus {
+    /// Every v1 name, for error messages.
+    pub const ALL_NAMES: [&'static str; 7] =
+        ["allowed", "denied", "pending_approval", "approved", "executing", "succeeded", "failed"];
+
+    /// The v1 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Allowed => "allowed",
+            ActionStatus::Denied => "denied",
+            ActionStatus::PendingApproval => "pending_approval",
+            ActionStatus::Approved => "approved",
+            ActionStatus::Executing => "executing",
+            ActionStatus::Succeeded => "succeeded",
+            ActionStatus::Failed => "failed",
+        }
+    }
+
+    /// The socket's name (`permitted`, `deferred`, otherwise the v1 name).
+    pub fn socket_name(self) -> &'static str {
+        match self {
+            ActionStatus::Allowed => "permitted",
+            ActionStatus::PendingApproval => "deferred",
+            other => other.as_str(),
+        }
+    }
+
+    /// Reads a v1 or socket name.
+    pub fn parse(name: &str) -> Option<ActionStatus> {
+        Some(match name {
+            "allowed" | "permitted" => ActionStatus::Allowed,
+            "denied" => ActionStatus::Denied,
+            "pending_approval" | "deferred" => ActionStatus::PendingApproval,
+            "approved" => ActionStatus::Approved,
+            "executing" => ActionStatus::Executing,
+            "succeeded" => ActionStatus::Succeeded,
+            "failed" => ActionStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl Serialize for ActionStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An action as read from the log: its DPR and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionView {
+    /// The DPR as stored.
+    pub record: Value,
+    /// Its state now.
+    pub status: ActionStatus,
+}
+
+impl ActionView {
+    /// The action id.
+    pub fn id(&self) -> &str {
+        self.record.get("id").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// A text field of the DPR.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.record.get(key).and_then(Value::as_str)
+    }
+}
+
+pub(super) fn record_value(record: &str) -> Value {
+    serde_json::from_str(record).unwrap_or(Value::Null)
+}
+
+impl Service {
+    /// Where an action stands: its lifecycle row, else its decision (and, for a DEFER, its
+    /// approval).
+    pub fn action_status(&self, rec: &Value) -> ActionStatus {
+        let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+        if let Some(s) = self
+            .state
+            .log
+            .state_get(&format!("action/{id}"))
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
+            .and_then(|v| v.get("status").and_then(Value::as_str).and_then(ActionStatus::parse))
+        {
+            return s;
+        }
+        match (rec.get("effect").and_then(Value::as_str), rec.get("reason_code").and_then(Value::as_str)) {
+            (Some("PERMIT"), Some("APPROVAL_GRANTED")) => ActionStatus::Approved,
+            (Some("PERMIT"), _) => ActionStatus::Allowed,
+            (Some("DEFER"), _) => {
+                let approval =
+                    rec.get("approval_id").and_then(Value::as_str).and_then(|a| self.state.approvals.get(a));
+                match approval.map(|a| a.status) {
+                    Some(approvals::Status::Approved | approvals::Status::Used) => ActionStatus::Approved,
+                    Some(approvals::Status::Denied | approvals::Status::Expired) => ActionStatus::Denied,
+                    _ => ActionStatus::PendingApproval,
+                }
+            }
+            _ => ActionStatus::Denied,
+        }
+    }
+
+    /// Resolves an action id or a unique prefix of 8+ characters to its DPR, if `who` may read it.
+    pub fn find_action(&self, id: &str, who: &Identity) -> Result<ActionView, ServiceError> {
+        let rec = self.find_record(id)?;
+        if !self.may_read(who, &rec) {
+            // Not the caller's action: indistinguishable from an unknown one.
+            return Err(ServiceError::not_found(format!("no action `{id}`")));
+        }
+        let status = self.action_status(&rec);
+        Ok(ActionView { record: rec, status })
+    }
+
+    /// An action's DPR by action id or prefix, or by the id (or prefix) of its approval.
+    pub(super) fn find_record(&self, id: &str) -> Result<Value, ServiceError> {
+        match self.find_action_record(id) {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let Ok(approval) = self.state.approvals.resolve(id) else { return Err(e) };
+                let action = self.state.approvals.get(&approval).map(|a| a.action_id).unwrap_or_default();
+                match self.state.log.get_by_id(&action)? {
+                    Some(record) => Ok(record_value(&record)),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// An action's DPR by action id or a unique prefix of one.
+    pub(super) fn find_action_record(&self, id: &str) -> Result<Value, ServiceError> {
+        if let Some(record) = self.state.log.get_by_id(id)? {
+            return Ok(record_value(&record));
+        }
+        if id.len() < 8 {
+            return Err(ServiceError::not_found(format!(
+                "no action `{id}` (prefixes need 8 or more characters)"
+            )));
+        }
+        let matches = self.state.log.ids_with_prefix(&id.to_ascii_lowercase(), 10)?;
+        match matches.as_slice() {
+            [] => Err(ServiceError::not_found(format!("no action `{id}`"))),
+            [one] => self
+                .state
+                .log
+                .get_by_id(one)?
+                .map(|r| record_value(&r))
+                .ok_or_else(|| ServiceError::not_found(format!("no action `{id}`"))),
+            many => Err(ServiceError::conflict(format!(
+                "action id prefix `{id}` is ambiguous: {}",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// An action's decision and every later entry about it.
+    pub fn action_events(&self, id: &str, who: &Identity) -> Result<(ActionView, Vec<Value>), ServiceError> {
+        let view = self.find_action(id, who)?;
+        let action_id = view.id().to_owned();
+        let approval_id = view.text("approval_id").map(str::to_owned);
+        let seq = view.record.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let mut events = vec![view.record.clone()];
+        for record in self.state.log.events_about(seq)? {
+            let v = record_value(&record);
+            let about_action = v.get("action_id").and_then(Value::as_str) == Some(action_id.as_str());
+            let about_approval = v.get("kind").and_then(Value::as_str) == Some("approval")
+                && approval_id.is_some()
+                && v.get("approval_id").and_then(Value::as_str) == approval_id.as_deref();
+            if about_action || about_approval {
+                events.push(v);
+            }
+        }
+        Ok((view, events))
+    }
+
+    /// Decisions, newest first, filtered. A filter by agent, tool or effect (and a status of
+    /// `pending_approval`) is answered from the log's index, through the whole log; time bounds
+    /// and the cursor narrow the range of entries read. A listing with none of those (only a
+    /// text search, a status, or nothing) reads the newest [`UNINDEXED_SCAN`] entries at most.
+    pub fn action_list(&self, q: &ListQuery, who: &Identity) -> Result<Vec<ActionView>, ServiceError> {
+        let log = &self.state.log;
+        let (size, _) = log.head();
+        let mut lo = log.first_seq()?;
+        let mut hi = size;
+        if let Some(since) = q.since_ms {
+            lo = lo.max(log.first_seq_at_or_after(since)?);
+        }
+        if let Some(until) = q.until_ms {
+            hi = hi.min(log.first_seq_at_or_after(until)?.saturating_sub(1));
+        }
+        if let Some(cursor) = &q.cursor {
+            let seq = log.seq_of_id(cursor).ok_or_else(|| {
+                ServiceError::invalid(
+                    "cursor",
+                    format!("`cursor` `{cursor}` is not an action id of this log"),
+                )
+            })?;
+            hi = hi.min(seq.saturating_sub(1));
+        }
+        // The most selective indexed filter drives the scan; the others are checked per record.
+        let term = if let Some(a) = &q.agent_id {
+            Some(Term::Agent(a.clone()))
+        } else if let Some(t) = &q.tool {
+            Some(Term::Tool(t.clone()))
+        } else if let Some(e) = &q.effect {
+            Some(Term::Effect(e.clone()))
+        } else if q.status == Some(ActionStatus::PendingApproval) {
+            Some(Term::Effect("DEFER".into()))
+        } else {
+            None
+        };
+        if term.is_none() {
+            lo = lo.max(hi.saturating_sub(UNINDEXED_SCAN as u64 - 1));
+        }
+        let reader = self.reader(who);
+        let keep = |v: &Value| {
+            v.get("kind").and_then(Value::as_str) == Some("decision")
+                && q.tool.as_deref().is_none_or(|t| v.get("tool").and_then(Value::as_str) == Some(t))
+                && q.effect.as_deref().is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e))
+                && q.agent_id.as_deref().is_none_or(|a| v.get("agent_id").and_then(Value::as_str) == Some(a))
+                && reader.sees(v)
+        };
+        let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        log.scan_newest(term.as_ref().map(Term::key).as_deref(), lo, hi, |_, record| {
+            if !matches_text(record) {
+                return true;
+            }
+            let v = record_value(record);
+            if keep(&v) {
+                let status = self.action_status(&v);
+                if q.status.is_none_or(|s| s == status) {
+                    if skipped < q.offset {
+                        skipped += 1;
+                    } else {
+                        out.push(ActionView { record: v, status });
+                    }
+                }
+            }
+            out.len() < q.limit
+        })?;
+        Ok(out)
+    }
+
+    /// `action.start` / `action.result`: `allowed|approved → executing → succeeded|failed`.
+    /// Starting an approved deferred action uses its approval.
+    pub async fn action_transition(
+        &self,
+        id: &str,
+        transition: Transition,
+        who: &Identity,
+    ) -> Result<ActionView, ServiceError> {
+        let view = self.find_action(id, who)?;
+        let allowed = match who {
+            Identity::Peer(p) => {
+                view.record.get("caller").and_then(|c| c.get("uid")).and_then(Value::as_u64)
+                    == Some(u64::from(p.uid))
+                    || self.may_approve(who)
+            }
+            // find_action checked that the token (or tokenless caller) may read it
+            Identity::Token(_) | Identity::Anonymous => true,
+            Identity::Unknown => false,
+        };
+        if !allowed {
+            return Err(ServiceError::not_authorized(
+                "not authorized: only the agent's uid or an approver may report on this action",
+            ));
+        }
+        let action_id = view.id().to_owned();
+        // Claimed (others wait) and carried out in a task of its own: a caller that goes away
+        // leaves neither a claim nor a half-applied transition behind.
+        let (svc, who) = (self.clone(), who.clone());
+        claims::detached(async move {
+            let _claim = svc.action_claims.claim(&action_id).await;
+            svc.transition_claimed(&action_id, &view, transition, &who).await
+        })
+        .await
+    }
+
+    pub(super) async fn transition_claimed(
+        &self,
+        action_id: &str,
+        view: &ActionView,
+        transition: Transition,
+        who: &Identity,
+    ) -> Result<ActionView, ServiceError> {
+        // Re-read under the claim: another transition may have just committed.
+        let current = self.action_status(&view.record);
+        let is_deferred = view.text("effect") == Some("DEFER");
+        let next = match (&transition, current) {
+            (Transition::Start, ActionStatus::Allowed | ActionStatus::Approved) => ActionStatus::Executing,
+            (Transition::Result { success: true, .. }, ActionStatus::Executing) => ActionStatus::Succeeded,
+            (Transition::Result { success: false, .. }, ActionStatus::Executing) => ActionStatus::Failed,
+            (Transition::Start, other) => {
+                return Err(ServiceError::conflict(format!(
+                    "action `{action_id}` is {}: only a permitted or approved action can start",
+                    other.socket_name()
+                )));
+            }
+            (Transition::Result { .. }, other) => {
+                return Err(ServiceError::conflict(format!(
+                    "action `{action_id}` is {}: only an executing action can report a result",
+                    other.socket_name()
+                )));
+            }
+        };
+        let mut fields = json!({"action_id": action_id, "status": next.as_str(), "agent_id": view.record.get("agent_id"), "by": who.caller()});
+        if let (Value::Object(m), Transition::Result { error, result, .. }) = (&mut fields, &transition) {
+            if let Some(e) = error {
+                m.insert("error".into(), json!(e.chars().take(1024).collect::<String>()));
+            }
+            if let Some(r) = result {
+                let text = canonical_json(r)
+                    .map_err(|e| ServiceError::invalid("result", format!("`result`: {e}")))?;
+                m.insert("result_hash".into(), json!(faramesh_proto::canonical::sha256_hex(text.as_bytes())));
+                m.insert("result_size".into(), json!(text.len()));
+                let mut cut = text.len().min(1024);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                m.insert("result_summary".into(), json!(&text[..cut]));
+            }
+        }
+        let key = format!("action/{action_id}");
+        let value = json!({"status": next.as_str()}).to_string().into_bytes();
+        let action_row: StateWrites = Box::new(move |_, _| vec![(key, Some(value))]);
+        if matches!(transition, Transition::Start) && is_deferred {
+            // The v1 flow: a deferred action, once approved, is started in place; that uses the
+            // approval (once), like a resumed call would.
+            let approval_id = view.text("approval_id").unwrap_or_default().to_owned();
+            if let Value::Object(m) = &mut fields {
+                m.insert("approval_id".into(), json!(approval_id));
+            }
+            let body = dpr::event_entry("action", fields);
+            let (record, action_id) = (view.record.clone(), action_id.to_owned());
+            return self
+                .with_approval(&approval_id, move |svc: Service, a: Approval| async move {
+                    if a.status != approvals::Status::Approved || entry::now_ms() > a.expires_ms {
+                        let why = if a.status == approvals::Status::Used {
+                            "already used"
+                        } else {
+                            a.status.as_str()
+                        };
+                        return (
+                            None,
+                            Err(ServiceError::conflict(format!(
+                                "action `{action_id}`: its approval is {why}"
+                            ))),
+                        );
+                    }
+                    let mut used = a;
+                    used.status = approvals::Status::Used;
+                    let writes = join_writes(Some(action_row), Some(approvals::state_write(&used, false)));
+                    match svc.commit(body, writes).await {
+                        Ok(_) => (Some(used), Ok(ActionView { record, status: next })),
+                        Err(e) => (None, Err(e)),
+                    }
+                })
+                .await?;
+        }
+        let body = dpr::event_entry("action", fields);
+        self.commit(body, Some(action_row))
+            .await
+            .map_err(|e| ServiceError::internal(format!("cannot record the transition: {}", e.message)))?;
+        Ok(ActionView { record: view.record.clone(), status: next })
+    }
+}

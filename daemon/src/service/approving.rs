@@ -1,0 +1,249 @@
+//! The approval operations: list, approve or deny (by approval id or action id), wait, expire.
+
+use super::*;
+
+impl Service {
+    /// Marks a claimed pending approval whose time is up as expired (recorded).
+    pub(super) async fn expire_claimed(&self, a: Approval) -> Result<Approval, ServiceError> {
+        if a.status != approvals::Status::Pending || entry::now_ms() <= a.expires_ms {
+            return Ok(a);
+        }
+        let mut expired = a;
+        expired.status = approvals::Status::Expired;
+        let body = approvals::transition_entry(&expired, None);
+        self.commit(body, Some(approvals::state_write(&expired, false))).await?;
+        Ok(expired)
+    }
+
+    /// Claims an approval, applies a due expiry, runs `f` (which may commit), releases it with
+    /// what `f` returns. All of it runs in a task of its own ([`claims::detached`]): a caller
+    /// that goes away leaves no claim behind and no commit unapplied to memory.
+    pub(super) async fn with_approval<T, F, Fut>(&self, id: &str, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Service, Approval) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Option<Approval>, T)> + Send + 'static,
+    {
+        let svc = self.clone();
+        let id = id.to_owned();
+        claims::detached(async move {
+            let book = &svc.state.approvals;
+            let Some((claim, claimed)) = book.claim(&id).await else {
+                return Err(ServiceError::not_found(format!("no approval `{id}`")));
+            };
+            let before = claimed.clone();
+            // On an error the claim is dropped: the approval is freed unchanged.
+            let current = svc.expire_claimed(claimed).await?;
+            let expired = (current != before).then(|| current.clone());
+            let (updated, out) = f(svc.clone(), current).await;
+            book.release(claim, updated.or(expired));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Resolves an approval id or unique 8+ prefix.
+    /// Takes what a person copied from `pending`, `list` or the dashboard: an approval id, the
+    /// deferred action's id, or a unique prefix (8+ characters) of either.
+    pub fn resolve_approval(&self, id: &str) -> Result<String, ServiceError> {
+        let by_action = || -> Result<Option<String>, ServiceError> {
+            let rec = match self.find_action_record(id) {
+                Ok(rec) => rec,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match rec.get("approval_id").and_then(Value::as_str) {
+                Some(a) if rec.get("effect").and_then(Value::as_str) == Some("DEFER") => {
+                    Ok(Some(a.to_owned()))
+                }
+                _ => Err(ServiceError::conflict(format!(
+                    "action `{}` is {}: it awaits no approval",
+                    rec.get("id").and_then(Value::as_str).unwrap_or(id),
+                    self.action_status(&rec).socket_name()
+                ))),
+            }
+        };
+        match self.state.approvals.resolve(id) {
+            Ok(full) if full == id => Ok(full),
+            // A prefix: unique only if it names no other deferred action.
+            Ok(full) => match by_action() {
+                Ok(Some(other)) if other != full => Err(ServiceError::conflict(format!(
+                    "id prefix `{id}` is ambiguous: approval {full} and the action awaiting approval {other}"
+                ))),
+                _ => Ok(full),
+            },
+            Err(Some(many)) => Err(ServiceError::conflict(format!(
+                "approval id prefix `{id}` is ambiguous: {}",
+                many.join(", ")
+            ))),
+            Err(None) => by_action()?
+                .ok_or_else(|| ServiceError::not_found(format!("no approval or deferred action `{id}`"))),
+        }
+    }
+
+    /// Expires every pending approval whose time is up.
+    pub(super) async fn expire_due(&self) -> Result<(), ServiceError> {
+        let now = entry::now_ms();
+        let due: Vec<String> = self
+            .state
+            .approvals
+            .all()
+            .into_iter()
+            .filter(|a| a.status == approvals::Status::Pending && now > a.expires_ms)
+            .map(|a| a.approval_id)
+            .collect();
+        for id in due {
+            self.with_approval(&id, |_, _| async { (None, ()) }).await?;
+        }
+        Ok(())
+    }
+
+    /// Pending approvals (or all), oldest first: those `who` may see (everything for those who
+    /// read everything, else the caller's own deferred calls).
+    pub async fn approval_list(&self, all: bool, who: &Identity) -> Result<Vec<Approval>, ServiceError> {
+        self.expire_due().await?;
+        let book = &self.state.approvals;
+        let everything = self.reads_everything(who);
+        let mut list: Vec<Approval> = if all { book.everything() } else { book.all() }
+            .into_iter()
+            .filter(|a| all || a.status == approvals::Status::Pending)
+            .filter(|a| everything || authz::made_the_call(a, who))
+            .collect();
+        list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(list)
+    }
+
+    /// Approves or denies a pending approval.
+    pub async fn approval_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: Option<String>,
+        who: &Identity,
+    ) -> Result<Approval, ServiceError> {
+        if !self.may_approve(who) {
+            return Err(ServiceError::not_authorized(match who {
+                Identity::Token(t) => format!("not authorized: token `{}` is not an approver token", t.name),
+                other => format!(
+                    "not authorized: {} is not an approver (root, the daemon's uid {}, or `approvals.approvers`)",
+                    other.describe(),
+                    self.state.own_uid
+                ),
+            }));
+        }
+        let id = self.resolve_approval(id)?;
+        let who = who.clone();
+        self.with_approval(&id.clone(), move |svc: Service, current: Approval| async move {
+            let allow_same_uid =
+                svc.state.policy.load().policy.approvals.allow_same_uid || svc.state.single_user_now();
+            let refusal = match (&current.requested_by, &who) {
+                // Root is beyond any gate on its host; everyone else is told apart by uid.
+                (_, Identity::Peer(p)) if p.uid == 0 => None,
+                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.pid == p.pid => {
+                    Some("not authorized: an agent cannot approve its own call".to_owned())
+                }
+                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.uid == p.uid && !allow_same_uid => Some(format!(
+                    "not authorized: uid {} made this call and may not approve it; approve from another uid or \
+                     root, or set `approvals: {{ allow_same_uid: true }}` in the policy",
+                    p.uid
+                )),
+                (Some(Caller::Token(req)), Identity::Token(t)) if req.token == t.name => {
+                    Some("not authorized: an agent cannot approve its own call".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(why) = refusal {
+                return (None, Err(ServiceError::not_authorized(why)));
+            }
+            if current.status != approvals::Status::Pending {
+                return (
+                    None,
+                    Err(ServiceError::conflict(format!(
+                        "approval `{id}` is already {}",
+                        current.status.as_str()
+                    ))),
+                );
+            }
+            let mut next = current;
+            next.status = if approve { approvals::Status::Approved } else { approvals::Status::Denied };
+            next.decided_by = who.caller();
+            next.reason = reason;
+            let body = approvals::transition_entry(&next, who.caller().as_ref());
+            match svc.commit(body, Some(approvals::state_write(&next, false))).await {
+                Ok(_) => (Some(next.clone()), Ok(next)),
+                Err(e) => (None, Err(e)),
+            }
+        })
+        .await?
+    }
+
+    /// Approves or denies the pending approval of a deferred action, by the action's id (the v1
+    /// API and the dashboard). `approval_token`, when given, must be that approval's id.
+    pub async fn approve_action(
+        &self,
+        action_id: &str,
+        approve: bool,
+        reason: Option<String>,
+        approval_token: Option<&str>,
+        who: &Identity,
+    ) -> Result<ActionView, ServiceError> {
+        if !self.may_approve(who) {
+            return Err(ServiceError::not_authorized(format!(
+                "not authorized: {} may not approve or deny",
+                who.describe()
+            )));
+        }
+        let view = self.find_action(action_id, who)?;
+        let approval_id = match view.text("approval_id") {
+            Some(a) if view.text("effect") == Some("DEFER") => a.to_owned(),
+            _ => {
+                return Err(ServiceError::conflict(format!(
+                    "action `{}` is {}: it awaits no approval",
+                    view.id(),
+                    view.status.as_str()
+                )));
+            }
+        };
+        if approval_token.is_some_and(|t| t != approval_id) {
+            return Err(ServiceError::invalid("token", "`token` does not match this action's approval"));
+        }
+        self.approval_decide(&approval_id, approve, reason, who).await?;
+        self.find_action(view.id(), who)
+    }
+
+    /// Waits until the approval is decided or expires, or `timeout` passes: `(approval,
+    /// timed_out)`.
+    pub async fn approval_wait(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(Approval, bool), ServiceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let id = self.resolve_approval(id)?;
+        loop {
+            let notified = self.state.approvals.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(mut current) = self.state.approvals.get(&id) else {
+                return Err(ServiceError::not_found(format!("no approval `{id}`")));
+            };
+            if current.status == approvals::Status::Pending && entry::now_ms() > current.expires_ms {
+                // Due: claim it so the expiry is recorded once.
+                current = self.with_approval(&id, |_, a: Approval| async move { (None, a) }).await?;
+            }
+            if current.status != approvals::Status::Pending {
+                return Ok((current, false));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok((current, true));
+            }
+            let until_expiry = current.expires_ms.saturating_sub(entry::now_ms()) + 5;
+            let wake = deadline.min(now + std::time::Duration::from_millis(until_expiry));
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}

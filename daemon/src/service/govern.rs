@@ -1,0 +1,426 @@
+//! Deciding and recording a call: `govern` (the check order, budgets, resume of an approved call),
+//! `decide` (a decision that is not recorded), and turning a decision into the reply.
+
+use super::*;
+
+/// The answer to `govern` / `decide`.
+///
+/// JSON: the [`Decision`]'s fields plus `action_id` (the DPR id, `null` from `decide` or when
+/// nothing was recorded), `defer_token` and `approval_id` (the pending approval on DEFER).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GovernReply {
+    /// The decision.
+    pub decision: Decision,
+    /// The DPR's id.
+    pub action_id: Option<String>,
+    /// The pending approval's id (DEFER only).
+    pub approval_id: Option<String>,
+}
+
+impl GovernReply {
+    /// The reply object both doors send.
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.decision).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.insert("action_id".into(), json!(self.action_id));
+            map.insert("defer_token".into(), json!(self.approval_id));
+            map.insert("approval_id".into(), json!(self.approval_id));
+        }
+        v
+    }
+}
+
+/// Fail closed: any internal problem turns the answer into DENY `INTERNAL_ERROR`.
+pub(super) fn internal_error(d: Decision, why: String) -> Decision {
+    let (rule_id, rule_ref) = (d.rule_id.clone(), d.rule_ref.clone());
+    policy::deny_decision(d, ReasonCode::InternalError, why, rule_id, rule_ref, None)
+}
+
+/// A DENY keeping the decision's rule unless `rule_id` names another.
+pub(super) fn deny_with(
+    d: Decision,
+    code: ReasonCode,
+    reason: String,
+    rule_id: Option<String>,
+    resolution: Option<Resolution>,
+) -> Decision {
+    let rule_id = rule_id.or_else(|| d.rule_id.clone());
+    let rule_ref = d.rule_ref.clone();
+    policy::deny_decision(d, code, reason, rule_id, rule_ref, resolution)
+}
+
+/// An agent id pinned to a uid may only be claimed by that uid.
+pub(super) fn identity_mismatch(
+    policy: &policy::Policy,
+    call: &Call,
+    who: &Identity,
+    d: &Decision,
+) -> Option<Decision> {
+    let profile = policy.agents.get(&call.agent_id)?;
+    let pinned = profile.uid?;
+    if who.peer().is_some_and(|p| p.uid == pinned) {
+        return None;
+    }
+    let rule_id = format!("agents.{}.uid", profile.name);
+    let reason =
+        format!("caller {} may not act as agent `{}` (pinned to uid {pinned})", who.describe(), profile.name);
+    Some(deny_with(d.clone(), ReasonCode::AgentIdentityMismatch, reason, Some(rule_id), None))
+}
+
+pub(super) fn join_writes(a: Option<StateWrites>, b: Option<StateWrites>) -> Option<StateWrites> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(x), None) | (None, Some(x)) => Some(x),
+        (Some(x), Some(y)) => Some(Box::new(move |seq, id| {
+            let mut v = x(seq, id);
+            v.extend(y(seq, id));
+            v
+        })),
+    }
+}
+
+pub(super) enum BudgetRefusal {
+    Exceeded(Option<String>),
+    Internal(String),
+}
+
+/// The decision for a resumed call, and the approval marked used when it is granted.
+pub(super) fn resume_decision(
+    base: &Decision,
+    a: &Approval,
+    approval_id: &str,
+    who: &Identity,
+) -> (Decision, Option<Approval>) {
+    let base = base.clone();
+    let deny = |code, reason: String| (deny_with(base.clone(), code, reason, None, None), None);
+    if !authz::made_the_call(a, who) {
+        return deny(
+            ReasonCode::AgentIdentityMismatch,
+            format!(
+                "approval `{approval_id}` belongs to the caller that made the deferred call; {} may not resume it",
+                who.describe()
+            ),
+        );
+    }
+    match a.status {
+        approvals::Status::Approved if entry::now_ms() > a.expires_ms => {
+            deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired before use"))
+        }
+        approvals::Status::Approved if a.request_hash != base.request_hash => deny(
+            ReasonCode::ApprovalDenied,
+            format!("this call differs from the one approved by `{approval_id}` (request_hash mismatch)"),
+        ),
+        approvals::Status::Approved => {
+            let mut used = a.clone();
+            used.status = approvals::Status::Used;
+            let mut d = base;
+            d.effect = Effect::Permit;
+            d.reason_code = ReasonCode::ApprovalGranted;
+            d.reason = format!("approved by a person (approval `{approval_id}`)");
+            d.rule_id = a.rule_id.clone();
+            d.structured_denial = None;
+            (d, Some(used))
+        }
+        approvals::Status::Pending => {
+            // Still waiting: the same approval, no new one.
+            let mut d = policy::defer_decision(
+                base,
+                ReasonCode::PolicyDefer,
+                format!("approval `{approval_id}` is still pending"),
+            );
+            if let Some(denial) = d.structured_denial.as_mut() {
+                denial.resolution =
+                    Some(Resolution::PendingApproval { approval_id: Some(approval_id.to_owned()) });
+            }
+            (d, None)
+        }
+        approvals::Status::Used => {
+            deny(ReasonCode::ApprovalDenied, format!("approval `{approval_id}` was already used"))
+        }
+        approvals::Status::Denied => deny(
+            ReasonCode::ApprovalDenied,
+            format!(
+                "approval `{approval_id}` was denied{}",
+                a.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        ),
+        approvals::Status::Expired => {
+            deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired"))
+        }
+    }
+}
+
+impl Service {
+    /// Records a decision and turns it into the reply: DENY `INTERNAL_ERROR` (no action id) when
+    /// the entry cannot be committed. `approval` (a new pending one) is added to the book once
+    /// committed.
+    pub(super) async fn record(
+        &self,
+        call: &Call,
+        decision: Decision,
+        who: &Identity,
+        approval_ref: Option<&str>,
+        new_approval: Option<Approval>,
+        writes: Option<StateWrites>,
+    ) -> GovernReply {
+        let started = std::time::Instant::now();
+        let approval_id = new_approval.as_ref().map(|a| a.approval_id.clone());
+        let body = dpr::decision_entry(
+            call,
+            &decision,
+            who.caller(),
+            approval_ref.or(approval_id.as_deref()),
+            self.state.log.redact_keys(),
+        );
+        let writes = join_writes(writes, new_approval.as_ref().map(|a| approvals::state_write(a, true)));
+        let reply = match self.commit(body, writes).await {
+            Ok(appended) => {
+                if let Some(mut a) = new_approval {
+                    a.action_id = appended.id.clone().unwrap_or_default();
+                    self.state.approvals.insert(a);
+                }
+                let keep_approval = decision.effect == Effect::Defer;
+                let approval_id =
+                    if keep_approval { approval_id.or(approval_ref.map(str::to_owned)) } else { None };
+                GovernReply { decision, action_id: appended.id, approval_id }
+            }
+            Err(e) => GovernReply {
+                decision: internal_error(decision, e.message),
+                action_id: None,
+                approval_id: None,
+            },
+        };
+        self.state.counts.count(&reply.decision);
+        self.state.metrics.decision(reply.decision.effect.as_str(), reply.decision.reason_code.as_str());
+        // Under journald these are FARAMESH_EFFECT, FARAMESH_REASON, FARAMESH_AGENT, FARAMESH_TOOL,
+        // FARAMESH_ACTION_ID, FARAMESH_LATENCY_US (`journalctl FARAMESH_EFFECT=DENY`).
+        tracing::info!(
+            effect = reply.decision.effect.as_str(),
+            reason = reply.decision.reason_code.as_str(),
+            agent = %call.agent_id,
+            tool = %call.tool,
+            operation = %call.operation,
+            action_id = reply.action_id.as_deref().unwrap_or(""),
+            latency_us = started.elapsed().as_micros() as u64,
+            "decision"
+        );
+        reply
+    }
+
+    /// A token bound to agent ids may act only for them.
+    pub(super) fn check_agent_binding(who: &Identity, agent_id: &str) -> Result<(), ServiceError> {
+        if let Identity::Token(t) = who
+            && let Some(agents) = &t.agents
+            && !agents.iter().any(|a| a == agent_id)
+        {
+            return Err(ServiceError::not_authorized(format!(
+                "not authorized: token `{}` may not act for agent `{agent_id}`",
+                t.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Decides a call and records it (durable before this returns).
+    pub async fn govern(&self, req: CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
+        Self::check_agent_binding(who, &req.call.agent_id)?;
+        let loaded = self.state.policy.load_full();
+        let policy = &loaded.policy;
+        let decide_started = std::time::Instant::now();
+        let mut decision = policy::decide_request(policy, &req);
+        self.state.metrics.observe_decide(decide_started.elapsed());
+        let CallRequest { call, approval_id: resume, .. } = req;
+        let mut writes: Option<StateWrites> = None;
+        let refused_early =
+            matches!(decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
+        if !refused_early {
+            if let Some(d) = identity_mismatch(policy, &call, who, &decision) {
+                decision = d;
+            } else if let Some(approval_id) = resume {
+                return Ok(self.resume(&call, decision, &approval_id, who).await);
+            } else if let Some(profile) = policy.agents.get(&call.agent_id) {
+                if let Err(hit) = self.state.rate.check(profile, &call) {
+                    let reason = format!(
+                        "rate limit `{}` exceeded for agent `{}`; retry in {} s",
+                        hit.key, profile.name, hit.retry_after_seconds
+                    );
+                    let resolution = Resolution::RetryAfter { retry_after_seconds: hit.retry_after_seconds };
+                    decision = deny_with(
+                        decision,
+                        ReasonCode::RateExceeded,
+                        reason,
+                        Some(format!("agents.{}.rate_limit", profile.name)),
+                        Some(resolution),
+                    );
+                } else if let Some(budget) = &profile.budget {
+                    match self.budget_check(profile, budget, &call) {
+                        Ok(w) => writes = Some(w),
+                        Err(BudgetRefusal::Internal(why)) => decision = internal_error(decision, why),
+                        Err(BudgetRefusal::Exceeded(resets_at)) => {
+                            let reason = format!(
+                                "budget of {} calls for agent `{}` is used up{}",
+                                budget.max_calls,
+                                profile.name,
+                                resets_at.as_ref().map(|r| format!(" until {r}")).unwrap_or_default()
+                            );
+                            let rule_id = Some(format!("agents.{}.budget", profile.name));
+                            decision = if budget.on_exceed == Effect::Defer {
+                                let mut d =
+                                    policy::defer_decision(decision, ReasonCode::BudgetExceeded, reason);
+                                d.rule_id = rule_id;
+                                d
+                            } else {
+                                let resolution =
+                                    Resolution::BudgetReset { resets_at: resets_at.unwrap_or_default() };
+                                deny_with(
+                                    decision,
+                                    ReasonCode::BudgetExceeded,
+                                    reason,
+                                    rule_id,
+                                    Some(resolution),
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let mut approval = None;
+        if decision.effect == Effect::Defer {
+            let approval_id = dpr::new_id();
+            let now = entry::now_ms();
+            let expires_ms = now + policy.approvals.expire_after_seconds * 1000;
+            if let Some(denial) = decision.structured_denial.as_mut() {
+                denial.resolution =
+                    Some(Resolution::PendingApproval { approval_id: Some(approval_id.clone()) });
+            }
+            approval = Some(Approval {
+                approval_id,
+                action_id: String::new(),
+                status: approvals::Status::Pending,
+                agent_id: call.agent_id.clone(),
+                tool: call.tool.clone(),
+                operation: call.operation.clone(),
+                request_hash: decision.request_hash.clone(),
+                rule_id: decision.rule_id.clone(),
+                reason_code: decision.reason_code.as_str().to_owned(),
+                created_at: entry::rfc3339(now),
+                expires_at: entry::rfc3339(expires_ms),
+                expires_ms,
+                requested_by: who.caller(),
+                decided_by: None,
+                reason: None,
+            });
+        }
+        if approval.is_some() {
+            // A new approval joins the book once its DEFER entry commits: that runs to the end
+            // even if the caller goes away, so a committed approval is never missing from memory.
+            let (svc, who) = (self.clone(), who.clone());
+            return claims::detached(async move {
+                Ok(svc.record(&call, decision, &who, None, approval, writes).await)
+            })
+            .await;
+        }
+        Ok(self.record(&call, decision, who, None, approval, writes).await)
+    }
+
+    /// The same decision as [`Service::govern`], written nowhere.
+    pub fn decide(&self, req: &CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
+        Self::check_agent_binding(who, &req.call.agent_id)?;
+        let loaded = self.state.policy.load_full();
+        let started = std::time::Instant::now();
+        let decision = policy::decide_request(&loaded.policy, req);
+        self.state.metrics.observe_decide(started.elapsed());
+        let decision = identity_mismatch(&loaded.policy, &req.call, who, &decision).unwrap_or(decision);
+        Ok(GovernReply { decision, action_id: None, approval_id: None })
+    }
+
+    /// Counts the call against the agent's budget.
+    pub(super) fn budget_check(
+        &self,
+        profile: &policy::Profile,
+        budget: &policy::Budget,
+        call: &Call,
+    ) -> Result<StateWrites, BudgetRefusal> {
+        let (period, resets_at) = limits::period_of(budget, call, entry::now_ms());
+        let key = limits::budget_key(&profile.name, &period);
+        let Ok(mut counts) = self.state.budgets.lock() else {
+            return Err(BudgetRefusal::Internal("budget counters unavailable".into()));
+        };
+        if counts.len() >= BUDGET_CACHE_ENTRIES && !counts.contains_key(&key) {
+            // The map is a cache of the stored counters: forget those untouched for a minute
+            // (their last increment is long durable, so a reload reads the true count).
+            let now = std::time::Instant::now();
+            counts
+                .retain(|_, (_, touched)| now.duration_since(*touched) < std::time::Duration::from_secs(60));
+        }
+        let entry = match counts.get_mut(&key) {
+            Some(c) => c,
+            None => {
+                // A stored count that cannot be read must not restart the budget from 0.
+                let stored = match self.state.log.state_get(&key) {
+                    Ok(None) => 0,
+                    Ok(Some(bytes)) => {
+                        String::from_utf8(bytes).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(
+                            || BudgetRefusal::Internal(format!("budget counter `{key}` is unreadable")),
+                        )?
+                    }
+                    Err(e) => {
+                        return Err(BudgetRefusal::Internal(format!(
+                            "cannot read budget counter `{key}`: {e}"
+                        )));
+                    }
+                };
+                counts.entry(key.clone()).or_insert((stored, std::time::Instant::now()))
+            }
+        };
+        entry.1 = std::time::Instant::now();
+        let count = &mut entry.0;
+        if *count >= budget.max_calls {
+            return Err(BudgetRefusal::Exceeded(resets_at));
+        }
+        *count += 1;
+        let value = count.to_string().into_bytes();
+        Ok(Box::new(move |_, _| vec![(key, Some(value))]))
+    }
+
+    /// A call re-sent with `approval_id`: PERMIT `APPROVAL_GRANTED` only for an approved,
+    /// unexpired, unused approval of exactly this call.
+    pub(super) async fn resume(
+        &self,
+        call: &Call,
+        evaluated: Decision,
+        approval_id: &str,
+        who: &Identity,
+    ) -> GovernReply {
+        let base = Decision { rule_id: None, rule_ref: None, ..evaluated };
+        let outcome = {
+            let (base, call, who, approval_id) =
+                (base.clone(), call.clone(), who.clone(), approval_id.to_owned());
+            self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
+                let (decision, used) = resume_decision(&base, &a, &approval_id, &who);
+                let writes = used.as_ref().map(|u| approvals::state_write(u, false));
+                let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
+                let committed = reply.action_id.is_some();
+                (used.filter(|_| committed), reply)
+            })
+            .await
+        };
+        match outcome {
+            Ok(reply) => reply,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let d = deny_with(
+                    base,
+                    ReasonCode::ApprovalDenied,
+                    format!("unknown approval `{approval_id}`"),
+                    None,
+                    None,
+                );
+                self.record(call, d, who, Some(approval_id), None, None).await
+            }
+            Err(e) => {
+                self.record(call, internal_error(base, e.message), who, Some(approval_id), None, None).await
+            }
+        }
+    }
+}

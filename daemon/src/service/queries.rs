@@ -1,0 +1,91 @@
+//! Read-only questions: explain a decision, verify the log, read entries, the newest checkpoint.
+
+use super::actions::record_value;
+use super::*;
+
+/// What `policy.explain` explains.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExplainTarget {
+    /// A recorded action, by id or prefix.
+    Action(String),
+    /// A hypothetical call.
+    Call(Box<Call>),
+}
+
+impl Service {
+    /// Explains a recorded action (under the current policy) or a hypothetical call.
+    pub fn explain(&self, target: ExplainTarget, who: &Identity) -> Result<Value, ServiceError> {
+        let loaded = self.state.policy.load_full();
+        let (call, recorded) = match target {
+            ExplainTarget::Action(id) => {
+                let view = self.find_action(&id, who)?;
+                let rec = view.record;
+                let text = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                let mut call = Call::new(&text("agent_id"), &text("tool"), &text("operation"));
+                call.params = rec.get("params").cloned().unwrap_or_else(|| json!({}));
+                call.context =
+                    rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                (call, Some(rec))
+            }
+            ExplainTarget::Call(call) => (*call, None),
+        };
+        let explanation = policy::explain(&loaded.policy, &call);
+        let mut v = serde_json::to_value(&explanation).map_err(|e| ServiceError::internal(e.to_string()))?;
+        if let Value::Object(m) = &mut v {
+            m.insert("call".into(), serde_json::to_value(&call).unwrap_or(Value::Null));
+            m.insert("recorded".into(), recorded.unwrap_or(Value::Null));
+            m.insert("policy_path".into(), json!(self.state.policy_path.display().to_string()));
+        }
+        Ok(v)
+    }
+
+    /// Verifies the whole log (off the async runtime).
+    pub async fn verify(&self, against: Option<String>) -> Result<crate::log::Report, ServiceError> {
+        let log = Arc::clone(&self.state.log);
+        tokio::task::spawn_blocking(move || log.verify(against.as_deref()))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(ServiceError::from)
+    }
+
+    /// The log in order from `from_seq` (or the first entry at or after `since`): of `limit`
+    /// entries read, those `who` may see.
+    pub fn entries(
+        &self,
+        from_seq: Option<u64>,
+        since: Option<String>,
+        limit: usize,
+        who: &Identity,
+    ) -> Result<(Vec<Value>, u64), ServiceError> {
+        let from_seq = match (from_seq, since) {
+            (Some(n), _) => n,
+            (None, Some(since)) => {
+                let ms = entry::parse_rfc3339(&since).ok_or_else(|| {
+                    ServiceError::invalid("since", format!("`since` `{since}` is not RFC 3339"))
+                })?;
+                self.state.log.first_seq_at_or_after(ms)?
+            }
+            (None, None) => 1,
+        };
+        let records: Vec<Value> =
+            self.state.log.entries_from(from_seq, limit)?.iter().map(|r| record_value(r)).collect();
+        // After a prune the first record may come after `from_seq`: continue after the last.
+        let next_seq =
+            records.last().and_then(|r| r.get("seq")).and_then(Value::as_u64).map_or(from_seq, |s| s + 1);
+        let reader = self.reader(who);
+        let visible = records.into_iter().filter(|r| reader.sees(r)).collect();
+        Ok((visible, next_seq))
+    }
+
+    /// The latest signed checkpoint, head and public key.
+    pub fn checkpoint(&self) -> Result<Value, ServiceError> {
+        let cp = self.state.log.latest_checkpoint()?;
+        let (size, head) = self.state.log.head();
+        Ok(json!({
+            "checkpoint": cp,
+            "size": size,
+            "head_hash": entry::hex(&head),
+            "pubkey": self.state.log.key().public().to_text(),
+        }))
+    }
+}
