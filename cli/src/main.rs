@@ -1,5 +1,5 @@
-//! `faramesh`: the one binary. Policy tools work offline; the daemon and its socket clients
-//! arrive with later commands.
+//! `faramesh`: the one binary. `serve` runs the daemon; every other command is a client of its
+//! socket or an offline tool (policy, log). Each command lives in a `*_cmd.rs` module.
 
 /// mimalloc instead of glibc malloc: allocation was ~10% of the CPU per durable decision
 /// (docs/performance.md).

@@ -4,8 +4,8 @@ use redb::TableDefinition;
 
 /// `last seq of the batch → batch` (see [`Batch`]): one row per commit.
 pub const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
-/// `log_id`, `format`, `ids` (the action id scheme, see `ids.rs`), `indexed_through`,
-/// `next_term`, and the prune marks (`pruned_*`, see `docs/decision-log.md`).
+/// `log_id`, `format`, `ids` (the action id scheme, see `ids.rs`), `indexed_through` and
+/// `next_term` (the query index). The prune and export marks live in [`STATE`].
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The query index's term numbers: `a:<agent_id>`, `t:<tool>`, `e:<effect>` → number.
 pub const TERMS: TableDefinition<&str, u64> = TableDefinition::new("terms");
@@ -14,7 +14,8 @@ pub const POSTINGS: TableDefinition<u128, ()> = TableDefinition::new("postings")
 /// `seq of a decision << 64 | seq of an event about its action`.
 pub const ACTION_EVENTS: TableDefinition<u128, ()> = TableDefinition::new("action_events");
 /// Daemon state kept with the log, written in the same transaction as the entry that changes
-/// it: `approval/<id>` (JSON), `action/<id>` (JSON), `budget/<agent>/<period>` (JSON count).
+/// it: `approval/<id>` (JSON), `action/<id>` (JSON), `budget/<agent>/<period>` (JSON count),
+/// `log/prune` (the newest prune's cut) and `log/exported` (how far the log was exported).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 /// The value of `meta.format` this code writes. Format 3 stores each batch zstd-compressed and
