@@ -117,15 +117,16 @@ fn state_rows_commit_with_their_entry_and_see_its_seq_and_id() {
     };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let appended = rt.block_on(log.append_with_state(body(3, "bot"), Some(write("pending")))).unwrap();
-    let pending = log.pending_approvals().unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].0, "apr-3");
-    assert_eq!(pending[0].1["seq"], appended.seq);
-    assert_eq!(pending[0].1["action_id"], appended.id.unwrap().as_str());
+    let row = |key: &str| -> Value { serde_json::from_slice(&log.state_get(key).unwrap().unwrap()).unwrap() };
+    assert_eq!(log.state_scan("approval/").unwrap().len(), 1);
+    let pending = row("approval/apr-3");
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["seq"], appended.seq);
+    assert_eq!(pending["action_id"], appended.id.unwrap().as_str());
     let approval = json!({"kind": "approval", "approval_id": "apr-3", "status": "approved"});
     rt.block_on(log.append_with_state(approval.as_object().unwrap().clone(), Some(write("approved"))))
         .unwrap();
-    assert!(log.pending_approvals().unwrap().is_empty());
+    assert_eq!(row("approval/apr-3")["status"], "approved");
 }
 
 #[test]

@@ -654,39 +654,6 @@ impl Log {
         })
     }
 
-    /// Calls `f` on records newest first, at most `max_records` of them, until it returns
-    /// `false`.
-    pub fn newest_first(&self, max_records: usize, mut f: impl FnMut(&str) -> bool) -> Result<(), LogError> {
-        self.read(|txn| {
-            let t = txn.open_table(BATCHES).map_err(storage)?;
-            let mut seen = 0usize;
-            for item in t.iter().map_err(storage)?.rev() {
-                let (k, v) = item.map_err(storage)?;
-                let batch = Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?;
-                for record in batch.records.iter().rev() {
-                    if seen >= max_records || !f(&String::from_utf8_lossy(record)) {
-                        return Ok(());
-                    }
-                    seen += 1;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Pending approvals: the `approval/<id>` state rows whose `status` is `pending`, as
-    /// `(approval_id, approval JSON)`.
-    pub fn pending_approvals(&self) -> Result<Vec<(String, Value)>, LogError> {
-        let mut out = Vec::new();
-        for (key, bytes) in self.state_scan("approval/")? {
-            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
-            if v.get("status").and_then(Value::as_str) == Some("pending") {
-                out.push((key.trim_start_matches("approval/").to_owned(), v));
-            }
-        }
-        Ok(out)
-    }
-
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(&self, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, LogError> {
         self.export_range(out, self.first_seq_at_or_after(since_ms)?, u64::MAX)
