@@ -13,23 +13,10 @@ use faramesh_daemon::log::LogError;
 use faramesh_daemon::server::{self, Config, Limits};
 use serde_json::{Value, json};
 
+use crate::args::{SocketArg, StateDir};
 use crate::client;
-use crate::log_cmd::StateDir;
 
 use crate::setup_cmd::DEFAULT_POLICY;
-
-#[derive(Args, Debug, Clone)]
-pub struct SocketArg {
-    /// The daemon's socket (default `~/.faramesh/runtime/faramesh.sock`).
-    #[arg(long, env = "FARAMESH_SOCKET")]
-    pub socket: Option<PathBuf>,
-}
-
-impl SocketArg {
-    pub fn path(&self) -> PathBuf {
-        self.socket.clone().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(client::default_socket)
-    }
-}
 
 #[derive(Args, Debug)]
 #[command(
@@ -208,7 +195,7 @@ fn precheck_policy(policy: &Path) -> Result<Option<ExitCode>> {
     std::fs::read_to_string(policy).with_context(|| format!("cannot read policy `{}`", policy.display()))?;
     if let Err(e) = faramesh_daemon::service::state::load_policy(policy) {
         eprintln!("error: {e}");
-        return Ok(Some(ExitCode::from(crate::policy_cmd::EXIT_INVALID_POLICY)));
+        return Ok(Some(ExitCode::from(crate::args::EXIT_INVALID_POLICY)));
     }
     Ok(None)
 }

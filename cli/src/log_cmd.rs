@@ -10,27 +10,7 @@ use faramesh_daemon::log::verify::{OfflineError, offline};
 use faramesh_daemon::log::{self, LogKey, PublicKey};
 use serde_json::json;
 
-/// The state directory: `--state-dir`, `FARAMESH_STATE_DIR`, or `~/.faramesh/state`.
-#[derive(Args, Debug, Clone)]
-pub struct StateDir {
-    /// The daemon's state directory (holds `log.redb` and `log.key`).
-    #[arg(long, env = "FARAMESH_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-}
-
-impl StateDir {
-    /// The directory, defaulting to `~/.faramesh/state`.
-    pub fn path(&self) -> Result<PathBuf> {
-        match &self.state_dir {
-            Some(p) => Ok(p.clone()),
-            None => {
-                let home =
-                    std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --state-dir"))?;
-                Ok(PathBuf::from(home).join(".faramesh/state"))
-            }
-        }
-    }
-}
+use crate::args::{SocketArg, StateDir};
 
 #[derive(Args, Debug)]
 #[command(
@@ -40,7 +20,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
-    socket: crate::daemon_cmd::SocketArg,
+    socket: SocketArg,
     /// A log file to verify instead of the state dir's (a copy is fine).
     #[arg(long, requires = "pubkey")]
     file: Option<PathBuf>,
@@ -78,7 +58,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
-    socket: crate::daemon_cmd::SocketArg,
+    socket: SocketArg,
     /// Where to write the copy (must not exist).
     file: PathBuf,
 }
@@ -90,7 +70,7 @@ pub struct PruneArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
-    socket: crate::daemon_cmd::SocketArg,
+    socket: SocketArg,
     /// Remove entries recorded before this time (RFC 3339, UTC).
     #[arg(long, value_name = "TIME")]
     before: Option<String>,
@@ -114,7 +94,7 @@ pub struct LogDaemonArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
-    socket: crate::daemon_cmd::SocketArg,
+    socket: SocketArg,
 }
 
 #[derive(Args, Debug)]
@@ -123,7 +103,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     state: StateDir,
     #[command(flatten)]
-    socket: crate::daemon_cmd::SocketArg,
+    socket: SocketArg,
     /// Only entries at or after this time (RFC 3339, UTC).
     #[arg(long)]
     since: Option<String>,
@@ -155,7 +135,7 @@ pub(crate) fn offline_error(e: OfflineError) -> anyhow::Error {
 /// The socket of the daemon that holds the log in `dir`: the daemon `--socket` (or the default
 /// socket) names, once it says it serves that state dir. Another daemon's log is never read in
 /// its place.
-pub(crate) fn daemon_holding(dir: &Path, socket: &crate::daemon_cmd::SocketArg) -> Result<PathBuf> {
+pub(crate) fn daemon_holding(dir: &Path, socket: &SocketArg) -> Result<PathBuf> {
     let path = socket.path();
     let status = crate::client::call(&path, "status", json!({})).map_err(|e| {
         anyhow!(
@@ -439,7 +419,7 @@ enum Target {
 }
 
 impl Target {
-    fn open(dir: &Path, socket: &crate::daemon_cmd::SocketArg) -> Result<Target> {
+    fn open(dir: &Path, socket: &SocketArg) -> Result<Target> {
         // Another user's state dir (a system daemon's): only the daemon can prune it.
         let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(daemon_holding(dir, socket)?)) };
         match log::Log::open(&dir.join("log.redb"), key, log::LogOptions::default()) {

@@ -6,6 +6,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod args;
 mod client;
 mod container_cmd;
 mod daemon_cmd;
@@ -50,10 +51,10 @@ enum Command {
     Apply(daemon_cmd::ApplyArgs),
     /// Show what the running daemon is doing.
     #[command(after_help = "Example:\n  faramesh status")]
-    Status(daemon_cmd::SocketArg),
+    Status(args::SocketArg),
     /// Stop the running daemon (SIGTERM: it finishes what is in flight first).
     #[command(after_help = "Example:\n  faramesh stop")]
-    Stop(daemon_cmd::SocketArg),
+    Stop(args::SocketArg),
     /// List recorded decisions, newest first.
     List(ops_cmd::ListArgs),
     /// Show one recorded decision.
@@ -64,7 +65,7 @@ enum Command {
     Events(ops_cmd::IdArgs),
     /// List pending approvals.
     #[command(after_help = "Example:\n  faramesh pending")]
-    Pending(daemon_cmd::SocketArg),
+    Pending(args::SocketArg),
     /// Approve a pending approval (approvers only).
     #[command(visible_alias = "allow")]
     Approve(ops_cmd::DecideArgs),
@@ -76,7 +77,7 @@ enum Command {
     Explain(ops_cmd::IdArgs),
     /// Print a fresh link that signs you in to the dashboard once (and open a browser on it).
     #[command(after_help = "Example:\n  faramesh dashboard")]
-    Dashboard(daemon_cmd::SocketArg),
+    Dashboard(args::SocketArg),
     /// Show the last entries, then follow decisions and events live (Ctrl-C to stop).
     Tail(ops_cmd::TailArgs),
     /// Write a starting policy and its test cases (never overwrites without --force).

@@ -19,8 +19,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
+use crate::args::SocketArg;
 use crate::client;
-use crate::daemon_cmd::SocketArg;
 use faramesh_proto::mcp::{self as mcp_msg, Message};
 
 /// The longest line relayed (either way); longer ones are refused, not forwarded.

@@ -8,8 +8,9 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::args::EXIT_MISMATCH;
+use crate::args::SocketArg;
 use crate::client;
-use crate::daemon_cmd::SocketArg;
 
 fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
@@ -407,7 +408,7 @@ pub fn replay(args: IdArgs, json_out: bool) -> Result<ExitCode> {
             if decision_changed { "the decision would change" } else { "the decision would be the same" }
         );
     }
-    Ok(if decision_changed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if decision_changed { ExitCode::from(EXIT_MISMATCH) } else { ExitCode::SUCCESS })
 }
 
 /// Why a recorded decision is not the policy's alone, for a note under `explain` and `replay`.

@@ -9,8 +9,7 @@ use clap::Subcommand;
 use faramesh_daemon::policy::{self, Explanation, Policy, cases};
 use serde_json::json;
 
-/// Exit code for an invalid policy.
-pub const EXIT_INVALID_POLICY: u8 = 3;
+use crate::args::{EXIT_INVALID_POLICY, EXIT_MISMATCH};
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -128,7 +127,7 @@ fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode
     } else {
         println!("{} passed, {} failed", n - n_failed, n_failed);
     }
-    Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISMATCH) })
 }
 
 fn explain(file: &PathBuf, call_text: &str, json_out: bool) -> Result<ExitCode> {
@@ -230,7 +229,7 @@ pub struct DiffArgs {
     #[arg(long)]
     against_log: bool,
     #[command(flatten)]
-    state: crate::log_cmd::StateDir,
+    state: crate::args::StateDir,
 }
 
 fn rules_by_id(p: &Policy) -> Vec<(String, serde_json::Value)> {
@@ -353,5 +352,5 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if changed_calls.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if changed_calls.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISMATCH) })
 }

@@ -8,9 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::args::SocketArg;
+use crate::args::StateDir;
 use crate::client;
-use crate::daemon_cmd::SocketArg;
-use crate::log_cmd::StateDir;
 
 /// The bundled default policy (`policies/default.yaml`).
 pub(crate) const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
