@@ -12,8 +12,7 @@ mod container_cmd;
 mod daemon_cmd;
 mod demo;
 mod log_cmd;
-mod mcp_cmd;
-mod mcp_http;
+mod mcp;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
@@ -126,7 +125,7 @@ enum Command {
     /// Put faramesh between an MCP client and an MCP server (stdio, or streamable HTTP with
     /// `--listen`/`--upstream`): every `tools/call` is decided and recorded before the server
     /// sees it.
-    Mcp(mcp_cmd::McpArgs),
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,7 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),
-        Command::Mcp(args) => mcp_cmd::mcp(args),
+        Command::Mcp(args) => mcp::mcp(args),
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),

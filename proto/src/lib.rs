@@ -8,4 +8,6 @@ pub mod types;
 
 pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
-pub use types::{Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier};
+pub use types::{
+    Call, Decision, Effect, GovernAnswer, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier,
+};

@@ -263,6 +263,28 @@ pub struct Decision {
     pub structured_denial: Option<StructuredDenial>,
 }
 
+/// The socket's answer to `govern` and `decide` (and the HTTP `/v1/gate/decide`): the
+/// [`Decision`]'s fields, flattened, plus the ids the daemon assigned.
+///
+/// JSON: `{"effect": "DEFER", …the decision's fields…, "action_id": "…16 hex…", "approval_id":
+/// "…32 hex…", "defer_token": "…"}`; `action_id` is `null` when nothing was recorded (`decide`),
+/// `approval_id` and `defer_token` are `null` unless the call waits for an approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GovernAnswer {
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The recorded action's id.
+    #[serde(default)]
+    pub action_id: Option<String>,
+    /// The pending approval (DEFER).
+    #[serde(default)]
+    pub approval_id: Option<String>,
+    /// The upstream SDK's name for the approval id.
+    #[serde(default)]
+    pub defer_token: Option<String>,
+}
+
 /// Whether `name` is a valid tool or operation identifier: 1–128 bytes of `[A-Za-z0-9_.:/-]`.
 ///
 /// Anything else (whitespace, zero-width characters, look-alike letters, NUL) is refused, never

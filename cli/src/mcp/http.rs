@@ -20,7 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::mcp_cmd::{Shared, gate, strip_elicitation};
+use super::Shared;
+use super::gate::{gate, strip_elicitation};
 use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
 
 /// The largest request body relayed.

@@ -1,0 +1,268 @@
+//! The decision step both modes share: a `tools/call` is decided by the daemon (and held, or
+//! answered, while it waits for a person) before anything reaches the server.
+
+use std::time::Duration;
+
+use faramesh_proto::{Effect, GovernAnswer, ReasonCode};
+use serde_json::{Map, Value, json};
+
+use super::{Defer, DenyAs, Shared};
+
+/// Drops from a `tools/list` result the tools the policy denies outright for this agent:
+/// `decide` with empty arguments is DENY (no rule permits the tool, the agent's profile excludes
+/// it, or a deny rule without conditions on the arguments). A tool some arguments could get
+/// through, or that needs approval, stays listed.
+pub(super) fn hide_denied(shared: &Shared, msg: &mut Value) {
+    let tool = shared.tool();
+    let Some(tools) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return };
+    tools.retain(|t| {
+        let Some(name) = t.get("name").and_then(Value::as_str) else { return true };
+        let call = json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": {}});
+        match shared.daemon.decision("decide", call) {
+            Ok(d) => {
+                !(d.decision.effect == Effect::Deny
+                    && matches!(
+                        d.decision.reason_code,
+                        ReasonCode::ProfileDisallowsTool
+                            | ReasonCode::DefaultDenyNoMatch
+                            | ReasonCode::PolicyDeny
+                    ))
+            }
+            Err(_) => true,
+        }
+    });
+}
+
+/// Decides a `tools/call`: `None` to forward it, or the answer to send the client instead.
+/// `progress` sends notifications to the client (stdio) while `--defer wait` holds the call.
+pub(crate) fn gate(
+    shared: &Shared,
+    id: &Value,
+    name: &str,
+    arguments: &Map<String, Value>,
+    params: &Value,
+    progress: Option<&dyn Fn(Value)>,
+) -> Option<Value> {
+    let id = id.clone();
+    // From 2026-07-28 each request names its protocol version in `_meta`.
+    if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
+        && let Ok(mut p) = shared.protocol.lock()
+    {
+        *p = Some(v.to_owned());
+    }
+    // The name and arguments decided on are exactly those of the message forwarded.
+    let name = name.to_owned();
+    let arguments = Value::Object(arguments.clone());
+    let tool = shared.tool();
+    let mut call =
+        json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": arguments});
+    let hash = faramesh_proto::request_hash(&shared.args.agent_id, &tool, &name, &arguments, &json!({}))
+        .unwrap_or_default();
+    if let Some(approval) = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned()) {
+        call["approval_id"] = json!(approval);
+    }
+    // The client's retry after a URL elicitation carries our request state: the approval id.
+    let elicited =
+        params.get("requestState").and_then(Value::as_str).and_then(|s| s.strip_prefix("faramesh:"));
+    if let Some(approval) = elicited {
+        call["approval_id"] = json!(approval);
+    }
+    let decision = match shared.daemon.decision("govern", call.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            let text = format!(
+                "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
+                shared.daemon.socket().display()
+            );
+            return Some(refusal(
+                shared,
+                id,
+                &text,
+                json!({"effect": "DENY", "reason_code": "DAEMON_UNREACHABLE"}),
+            ));
+        }
+    };
+    let hold = match shared.defer {
+        Defer::Wait(timeout) => Some(timeout),
+        Defer::Elicit if elicited.is_some() => Some(Duration::from_secs(300)),
+        _ => None,
+    };
+    if decision.decision.effect == Effect::Defer
+        && shared.defer == Defer::Elicit
+        && elicited.is_none()
+        && let Some(reply) = elicitation(shared, &id, params, &decision)
+    {
+        if let Ok(mut p) = shared.pending.lock() {
+            p.insert(hash, decision.approval_id.clone().unwrap_or_default());
+        }
+        return Some(reply);
+    }
+    let decision = match (decision.decision.effect, hold) {
+        (Effect::Defer, Some(timeout)) => {
+            let token = params.pointer("/_meta/progressToken").cloned();
+            let approval = decision.approval_id.clone().unwrap_or_default();
+            let tick = |waited: u64| {
+                if let (Some(send), Some(token)) = (progress, token.as_ref()) {
+                    send(json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {
+                            "progressToken": token,
+                            "progress": waited,
+                            "total": timeout.as_secs(),
+                            "message": format!(
+                                "waiting for approval {approval} ({waited} s): `faramesh approve {approval}`"
+                            ),
+                        },
+                    }));
+                }
+            };
+            wait_and_resume(shared, &call, &decision, timeout, &tick).unwrap_or(decision)
+        }
+        _ => decision,
+    };
+    let summary = json!({
+        "effect": decision.decision.effect,
+        "reason_code": decision.decision.reason_code,
+        "rule_id": decision.decision.rule_id,
+        "rule_ref": decision.decision.rule_ref,
+        "action_id": decision.action_id,
+        "approval_id": decision.approval_id,
+    });
+    match decision.decision.effect {
+        Effect::Permit => {
+            if let Ok(mut p) = shared.pending.lock() {
+                p.remove(&hash);
+            }
+            None
+        }
+        Effect::Defer => {
+            let approval = decision.approval_id.clone().unwrap_or_default();
+            if let Ok(mut p) = shared.pending.lock() {
+                p.insert(hash, approval.clone());
+            }
+            let at = shared.dashboard.as_deref().map(|u| format!(" or at {u}/")).unwrap_or_default();
+            let text = format!(
+                "pending approval {approval}: approve with `faramesh approve {approval}`{at}, then retry the same call ({})",
+                decision.decision.reason
+            );
+            Some(refusal(shared, id, &text, summary))
+        }
+        Effect::Deny => {
+            if let Ok(mut p) = shared.pending.lock() {
+                p.remove(&hash);
+            }
+            let code = serde_json::to_value(decision.decision.reason_code).unwrap_or_default();
+            let text = format!(
+                "Faramesh denied `{name}`: {} ({})",
+                decision.decision.reason,
+                code.as_str().unwrap_or("DENY")
+            );
+            Some(refusal(shared, id, &text, summary))
+        }
+    }
+}
+
+/// Removes the proxy's own elicitation round trip (`requestState` = `faramesh:…` and the
+/// `inputResponses` for it) from a retried `tools/call` before the server sees it. Returns
+/// whether anything was removed.
+pub(crate) fn strip_elicitation(msg: &mut Value) -> bool {
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else { return false };
+    let ours = params.get("requestState").and_then(Value::as_str).is_some_and(|s| s.starts_with("faramesh:"));
+    if ours {
+        params.remove("requestState");
+        params.remove("inputResponses");
+    }
+    ours
+}
+
+/// For `--defer elicit`: an `input_required` result (protocol 2026-07-28) whose URL elicitation
+/// sends the user to the dashboard's drawer for the deferred call; the client's retry carries
+/// `requestState` = `faramesh:<approval id>` and is then held until the approval is decided.
+/// `None` (answer as `--defer answer`) when the client did not declare URL elicitation, speaks
+/// an older protocol, or the daemon serves no dashboard.
+fn elicitation(shared: &Shared, id: &Value, params: &Value, decision: &GovernAnswer) -> Option<Value> {
+    let version =
+        params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)?;
+    if version < "2026-07-28" {
+        return None;
+    }
+    params.pointer("/_meta/io.modelcontextprotocol~1clientCapabilities/elicitation")?;
+    let dashboard = shared.dashboard.as_deref()?;
+    let approval = decision.approval_id.as_deref()?;
+    let action = decision.action_id.as_deref().unwrap_or_default();
+    Some(json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "resultType": "input_required",
+            "inputRequests": {
+                "faramesh-approval": {
+                    "method": "elicitation/create",
+                    "params": {
+                        "mode": "url",
+                        "message": format!(
+                            "This call needs a human's approval ({}). Open the Faramesh dashboard to approve or deny it.",
+                            decision.decision.reason
+                        ),
+                        "url": format!("{dashboard}/#action={action}"),
+                    },
+                },
+            },
+            "requestState": format!("faramesh:{approval}"),
+        },
+    }))
+}
+
+/// Holds a deferred call until its approval is decided (or `timeout`), in steps of 2 s with a
+/// `tick` (progress) after each undecided step; then re-asks with the approval id.
+fn wait_and_resume(
+    shared: &Shared,
+    call: &Value,
+    decision: &GovernAnswer,
+    timeout: Duration,
+    tick: &dyn Fn(u64),
+) -> Option<GovernAnswer> {
+    const STEP: u64 = 2;
+    let approval = decision.approval_id.as_deref()?;
+    let mut waited = 0u64;
+    loop {
+        let step = STEP.min(timeout.as_secs().saturating_sub(waited)).max(1);
+        let reply = shared
+            .daemon
+            .call("approval.wait", json!({"approval_id": approval, "timeout_seconds": step}))
+            .ok()?;
+        waited += step;
+        if reply["timed_out"] != true {
+            break;
+        }
+        if waited >= timeout.as_secs() {
+            return None;
+        }
+        tick(waited);
+    }
+    let mut resume = call.clone();
+    resume["approval_id"] = json!(approval);
+    shared.daemon.decision("govern", resume).ok()
+}
+
+/// The answer to a refused `tools/call`: an `isError` tool result (default) or a JSON-RPC error.
+pub(super) fn refusal(shared: &Shared, id: Value, text: &str, faramesh: Value) -> Value {
+    let mut result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "structuredContent": {"faramesh": faramesh},
+    });
+    // Protocol 2026-07-28 and later tag every result with its `resultType`.
+    if shared.protocol.lock().ok().and_then(|p| p.clone()).is_some_and(|v| v.as_str() >= "2026-07-28") {
+        result["resultType"] = json!("complete");
+    }
+    match shared.args.deny_as {
+        DenyAs::Result => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        DenyAs::Error => json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32001, "message": text, "data": {"faramesh": faramesh}},
+        }),
+    }
+}
