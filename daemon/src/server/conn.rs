@@ -15,7 +15,7 @@ use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
 use crate::service::state::State;
-use crate::service::{Identity, Service};
+use crate::service::{Identity, Seen, Service};
 
 /// One request being handled: its reply line, if it gets one (notifications do not).
 type BoxedReply = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
@@ -263,30 +263,21 @@ impl Conn {
     /// `log.entry` notification until the connection closes.
     fn subscribe(&self, id: &Value) -> String {
         let sub_id = crate::log::dpr::new_id();
-        let mut rx = self.state.log.subscribe();
-        // Who may see what is decided once, by the core; entries are parsed only to check an
-        // entry for a caller that does not read everything.
-        let reader = self.service.reader(&self.who);
+        // Who may see what is decided by the core; this only relays.
+        let mut entries = self.service.subscribe(&self.who);
         let out = Arc::clone(&self.out);
         let sub = sub_id.clone();
         tokio::spawn(async move {
-            loop {
-                let line = match rx.recv().await {
-                    Ok(record)
-                        if !reader.sees_everything()
-                            && !serde_json::from_str::<Value>(&record).is_ok_and(|v| reader.sees(&v)) =>
-                    {
-                        continue;
-                    }
-                    Ok(record) => format!(
+            while let Some(seen) = entries.next().await {
+                let line = match seen {
+                    Seen::Entry(record) => format!(
                         "{{\"jsonrpc\":\"2.0\",\"method\":\"log.entry\",\"params\":{{\"subscription\":\"{sub}\",\"result\":{record}}}}}"
                     ),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => json!({
+                    Seen::Lagged(n) => json!({
                         "jsonrpc": "2.0", "method": "log.lagged",
                         "params": {"subscription": sub, "result": {"missed": n}}
                     })
                     .to_string(),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 };
                 if out.send(line).await.is_err() {
                     break;

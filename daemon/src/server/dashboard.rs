@@ -16,8 +16,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::http::{App, HttpError, HttpResult, json_response};
-use crate::service::logins::{LinkRefused, LoginLinks, constant_time_eq};
-use crate::service::{ExplainTarget, Role, TokenIdentity};
+use crate::service::logins::{LinkRefused, constant_time_eq};
+use crate::service::{ExplainTarget, TokenIdentity};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -48,15 +48,13 @@ struct Session {
 #[derive(Debug)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
-    links: std::sync::Arc<LoginLinks>,
     secure: bool,
 }
 
 impl Sessions {
-    /// Sessions; `links` are the one-time sign-in links (each opens one approver session);
-    /// `secure` marks the cookie `Secure` (TLS listeners).
-    pub fn new(links: std::sync::Arc<LoginLinks>, secure: bool) -> Sessions {
-        Sessions { map: Mutex::new(HashMap::new()), links, secure }
+    /// Sessions; `secure` marks the cookie `Secure` (TLS listeners).
+    pub fn new(secure: bool) -> Sessions {
+        Sessions { map: Mutex::new(HashMap::new()), secure }
     }
 
     fn open(&self, identity: TokenIdentity) -> Result<(String, String), HttpError> {
@@ -97,21 +95,22 @@ impl Sessions {
         Some(Ok(session.identity))
     }
 
-    fn take_login(&self, given: &str) -> Result<(), HttpError> {
-        self.links.take(given).map_err(|why| match why {
-            LinkRefused::Unknown => HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown login link"),
-            LinkRefused::Spent => HttpError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this login link was already used or has expired (it works once): `faramesh dashboard` prints a new one, or sign in with an approver token",
-            ),
-        })
-    }
-
     fn cookie(&self, id: &str, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
         format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
+}
+
+/// Signs in with a one-time link: the core says whom it opens a session as.
+fn sign_in(app: &App, given: &str) -> Result<TokenIdentity, HttpError> {
+    app.service.sign_in_with_link(given).map_err(|why| match why {
+        LinkRefused::Unknown => HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown login link"),
+        LinkRefused::Spent => HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this login link was already used or has expired (it works once): `faramesh dashboard` prints a new one, or sign in with an approver token",
+        ),
+    })
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -182,20 +181,13 @@ async fn session_open(AxState(app): AxState<App>, body: Body) -> HttpResult {
     let body = app.body(body, true).await?;
     let f = crate::service::Fields(&body);
     let identity = if let Some(secret) = f.string("login")? {
-        app.sessions.take_login(&secret)?;
-        TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None }
+        sign_in(&app, &secret)?
     } else if let Some(token) = f.string("token")? {
         let identity = app
             .tokens
             .identify(&token)
             .ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))?;
-        if identity.role != Role::Approver {
-            return Err(HttpError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the dashboard needs an approver token (an agent token cannot open a session)",
-            ));
-        }
+        app.service.may_open_session(&identity)?;
         identity
     } else {
         return Err(HttpError::from(crate::service::ServiceError::missing("token")));
@@ -211,8 +203,7 @@ async fn session_open(AxState(app): AxState<App>, body: Body) -> HttpResult {
 /// `GET /login/{secret}`: the sign-in link without JavaScript (a browser, `curl -L -c jar`):
 /// uses the one-time secret, sets the session cookie and redirects to the dashboard.
 async fn login_link(AxState(app): AxState<App>, UrlPath(secret): UrlPath<String>) -> HttpResult {
-    app.sessions.take_login(&secret)?;
-    let identity = TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None };
+    let identity = sign_in(&app, &secret)?;
     let (id, _csrf) = app.sessions.open(identity)?;
     let mut resp = (StatusCode::SEE_OTHER, "signed in: continue to /").into_response();
     let h = resp.headers_mut();

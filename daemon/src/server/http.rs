@@ -24,10 +24,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::ServerError;
+use crate::service::Seen;
 use crate::service::metrics::Transport;
 use crate::service::{
-    ActionStatus, ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError,
-    TokenIdentity, Transition,
+    ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError, TokenIdentity,
+    Transition,
 };
 
 /// How the listener does TLS.
@@ -563,35 +564,8 @@ async fn submit_action(AxState(app): AxState<App>, headers: HeaderMap, body: Bod
     let call = req.call.clone();
     let reply = app.service.govern(req, &who).await?;
     let d = &reply.decision;
-    let status = match (d.effect, d.reason_code) {
-        (Effect::Permit, faramesh_proto::ReasonCode::ApprovalGranted) => ActionStatus::Approved,
-        (Effect::Permit, _) => ActionStatus::Allowed,
-        (Effect::Defer, _) => ActionStatus::PendingApproval,
-        (Effect::Deny, _) => ActionStatus::Denied,
-    };
-    let caller = who.caller();
-    let redacted = |v: &Value| crate::log::entry::redact(v, app.service.state().log.redact_keys());
-    let record = json!({
-        "id": reply.action_id,
-        "agent_id": call.agent_id,
-        "tool": call.tool,
-        "operation": call.operation,
-        "params": redacted(&call.params),
-        "context": redacted(&call.context),
-        "effect": d.effect.as_str(),
-        "reason": d.reason,
-        "reason_code": d.reason_code.as_str(),
-        "risk_level": d.risk_level.as_str(),
-        "rule_id": d.rule_id,
-        "rule_ref": d.rule_ref,
-        "request_hash": d.request_hash,
-        "policy_hash": d.policy_hash,
-        "runtime_version": crate::log::dpr::RUNTIME_VERSION,
-        "approval_id": reply.approval_id,
-        "caller": caller,
-        "ts": crate::log::entry::rfc3339(crate::log::entry::now_ms()),
-    });
-    let mut v = v1_action(&app.service, &ActionView { record, status }, &who);
+    let view = app.service.decided_view(&call, &reply, &who);
+    let mut v = v1_action(&app.service, &view, &who);
     if let Value::Object(m) = &mut v {
         m.insert(
             "structured_denial".into(),
@@ -725,20 +699,12 @@ async fn report_result(
 }
 
 /// An SSE frame for a log entry, if it passes the filters and the reader may see it.
-fn sse_frame(
-    reader: &crate::service::authz::Reader,
-    record: &str,
-    agent: Option<&str>,
-    effect: Option<&str>,
-) -> Option<(u64, String)> {
+fn sse_frame(record: &str, agent: Option<&str>, effect: Option<&str>) -> Option<(u64, String)> {
     let mut v: Value = serde_json::from_str(record).ok()?;
     let seq = v.get("seq").and_then(Value::as_u64)?;
     if agent.is_some_and(|a| v.get("agent_id").and_then(Value::as_str) != Some(a))
         || effect.is_some_and(|e| v.get("effect").and_then(Value::as_str) != Some(e))
     {
-        return None;
-    }
-    if !reader.sees(&v) {
         return None;
     }
     let et = event_type(&v);
@@ -774,9 +740,8 @@ async fn events(
     };
     // Subscribe first, then replay: nothing committed in between is missed; duplicates are
     // skipped by seq.
-    let mut live = app.service.state().log.subscribe();
-    // Who sees what is decided once, by the core.
-    let reader = app.service.reader(&who);
+    // Who sees what is decided by the core (the replay and the live stream alike).
+    let mut live = app.service.subscribe(&who);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
     tokio::spawn(async move {
         let mut sent = last_id.unwrap_or(0);
@@ -788,8 +753,7 @@ async fn events(
                     break;
                 }
                 for r in &records {
-                    if let Some((seq, frame)) =
-                        sse_frame(&reader, &r.to_string(), agent.as_deref(), effect.as_deref())
+                    if let Some((seq, frame)) = sse_frame(&r.to_string(), agent.as_deref(), effect.as_deref())
                     {
                         sent = sent.max(seq);
                         if tx.send(Ok(Bytes::from(frame))).await.is_err() {
@@ -804,9 +768,9 @@ async fn events(
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         loop {
             tokio::select! {
-                r = live.recv() => match r {
-                    Ok(record) => {
-                        if let Some((seq, frame)) = sse_frame(&reader, &record, agent.as_deref(), effect.as_deref()) {
+                r = live.next() => match r {
+                    Some(Seen::Entry(record)) => {
+                        if let Some((seq, frame)) = sse_frame(&record, agent.as_deref(), effect.as_deref()) {
                             if seq <= sent {
                                 continue;
                             }
@@ -816,13 +780,13 @@ async fn events(
                             }
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    Some(Seen::Lagged(n)) => {
                         let note = format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n");
                         if tx.send(Ok(Bytes::from(note))).await.is_err() {
                             return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    None => return,
                 },
                 _ = keepalive.tick() => {
                     if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
@@ -958,7 +922,7 @@ pub async fn bind(
     if let Some(secret) = &config.login_secret {
         links.add_lasting(secret.clone());
     }
-    let sessions = Arc::new(super::dashboard::Sessions::new(links, tls.is_some()));
+    let sessions = Arc::new(super::dashboard::Sessions::new(tls.is_some()));
     Ok(Listener {
         tcp,
         tls,

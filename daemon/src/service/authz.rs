@@ -16,7 +16,7 @@
 use serde_json::Value;
 
 use super::approvals::Approval;
-use super::{ANONYMOUS, Identity, Role, Service, ServiceError, approvals};
+use super::{ANONYMOUS, Identity, Role, Service, ServiceError, TokenIdentity, approvals};
 use crate::log::dpr::Caller;
 
 impl Service {
@@ -30,6 +30,23 @@ impl Service {
             Identity::Token(t) => t.role == Role::Approver,
             Identity::Unknown | Identity::Anonymous => false,
         }
+    }
+
+    /// Whether a token may open a dashboard session: approvers only (the dashboard approves).
+    pub fn may_open_session(&self, token: &TokenIdentity) -> Result<(), ServiceError> {
+        if token.role == Role::Approver {
+            return Ok(());
+        }
+        Err(ServiceError::not_authorized(
+            "the dashboard needs an approver token (an agent token cannot open a session)",
+        ))
+    }
+
+    /// The identity a one-time sign-in link opens a dashboard session as (it was printed to, or
+    /// asked for by, someone who may approve), once.
+    pub fn sign_in_with_link(&self, secret: &str) -> Result<TokenIdentity, super::logins::LinkRefused> {
+        self.state.logins.take(secret)?;
+        Ok(TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None })
     }
 
     /// Whether `who` reads every entry: root, the daemon's uid and approvers.

@@ -33,7 +33,7 @@ pub use actions::{ActionStatus, ActionView};
 pub use error::{ErrorKind, ServiceError};
 pub use govern::GovernReply;
 pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
-pub use queries::ExplainTarget;
+pub use queries::{ExplainTarget, Seen, Subscription};
 pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
 use crate::log::dpr::{self, Caller, PeerCred};

@@ -1,7 +1,44 @@
 //! Read-only questions: explain a decision, verify the log, read entries, the newest checkpoint.
 
 use super::actions::record_value;
+use super::authz::Reader;
 use super::*;
+
+/// A live stream of the committed entries one caller may see (`log.subscribe`, the HTTP event
+/// stream): the doors relay what it yields and decide nothing.
+pub struct Subscription {
+    rx: tokio::sync::broadcast::Receiver<Arc<str>>,
+    reader: Reader,
+}
+
+/// What a [`Subscription`] yields.
+pub enum Seen {
+    /// A committed entry (its JSON record) the caller may see.
+    Entry(Arc<str>),
+    /// This many entries went by while the reader was too slow.
+    Lagged(u64),
+}
+
+impl Subscription {
+    /// The next visible entry, or a note of missed ones; `None` once the log is closed.
+    pub async fn next(&mut self) -> Option<Seen> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.rx.recv().await {
+                Ok(record) => {
+                    // Entries are parsed only to check them for a caller that does not read everything.
+                    if self.reader.sees_everything()
+                        || serde_json::from_str::<Value>(&record).is_ok_and(|v| self.reader.sees(&v))
+                    {
+                        return Some(Seen::Entry(record));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => return Some(Seen::Lagged(n)),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
 
 /// What `policy.explain` explains.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +112,11 @@ impl Service {
         let reader = self.reader(who);
         let visible = records.into_iter().filter(|r| reader.sees(r)).collect();
         Ok((visible, next_seq))
+    }
+
+    /// Every entry committed from now on that `who` may see.
+    pub fn subscribe(&self, who: &Identity) -> Subscription {
+        Subscription { rx: self.state.log.subscribe(), reader: self.reader(who) }
     }
 
     /// The latest signed checkpoint, head and public key.
