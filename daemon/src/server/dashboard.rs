@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::http::{App, HttpError, HttpResult, json_response};
+use super::http::{App, Caller, HttpError, HttpResult, JsonObject, Writer, json_response};
 use crate::service::logins::{LinkRefused, constant_time_eq};
 use crate::service::{ExplainTarget, TokenIdentity};
 
@@ -177,8 +177,7 @@ async fn session_get(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResu
 
 /// `POST /v1/session` `{"login": secret}` (the one-time link of `faramesh dev`) or
 /// `{"token": approver token}`: sets the session cookie, returns the CSRF token.
-async fn session_open(AxState(app): AxState<App>, body: Body) -> HttpResult {
-    let body = app.body(body, true).await?;
+async fn session_open(AxState(app): AxState<App>, JsonObject(body): JsonObject) -> HttpResult {
     let f = crate::service::Fields(&body);
     let identity = if let Some(secret) = f.string("login")? {
         sign_in(&app, &secret)?
@@ -217,8 +216,7 @@ async fn login_link(AxState(app): AxState<App>, UrlPath(secret): UrlPath<String>
 }
 
 /// `DELETE /v1/session`: signs out (CSRF token required).
-async fn session_close(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
-    app.who_write(&headers)?;
+async fn session_close(AxState(app): AxState<App>, _: Writer, headers: HeaderMap) -> HttpResult {
     if let Some(id) = cookie(&headers, COOKIE)
         && let Ok(mut map) = app.sessions.map.lock()
     {
@@ -233,16 +231,18 @@ async fn session_close(AxState(app): AxState<App>, headers: HeaderMap) -> HttpRe
 
 /// `GET /v1/actions/{id}/explain`: every rule tried under the current policy and why each
 /// earlier one did not match (`policy.explain` on the socket).
-async fn explain(AxState(app): AxState<App>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> HttpResult {
-    let who = app.who(&headers)?;
+async fn explain(
+    AxState(app): AxState<App>,
+    Caller(who): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
     let explained = app.service.explain(ExplainTarget::Action(id), &who)?;
     Ok(json_response(StatusCode::OK, &explained))
 }
 
 /// `GET /v1/overview`: the policy (path, hash, loaded at, last reload error), decision counts,
 /// and the log's latest signed checkpoint, verified with the log's public key.
-async fn overview(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResult {
-    app.who(&headers)?;
+async fn overview(AxState(app): AxState<App>, _: Caller) -> HttpResult {
     let state = app.service.state();
     let cp = app.service.checkpoint()?;
     let note = cp.get("checkpoint").and_then(Value::as_str).unwrap_or_default();

@@ -1,0 +1,181 @@
+//! What every route shares: the listener's state, the caller's identity (bearer token or
+//! dashboard session), the strict JSON body, and errors as JSON responses.
+
+use super::*;
+
+/// An HTTP error reply: `{"error": {"code", "message", "field"?}, "detail": message}`.
+#[derive(Debug)]
+pub struct HttpError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) field: Option<String>,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
+        HttpError { status, code, message: message.into(), field: None }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl From<faramesh_proto::CallError> for HttpError {
+    fn from(e: faramesh_proto::CallError) -> HttpError {
+        HttpError::from(ServiceError::from(e))
+    }
+}
+
+impl From<ServiceError> for HttpError {
+    fn from(e: ServiceError) -> HttpError {
+        let (status, code) = match e.kind {
+            ErrorKind::InvalidParams => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_params"),
+            ErrorKind::NotAuthorized => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        HttpError { status, code, message: e.message, field: e.field }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let (Some(f), Value::Object(m)) = (&self.field, &mut error) {
+            m.insert("field".into(), json!(f));
+        }
+        let body = json!({"error": error, "detail": self.message});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub(crate) type HttpResult = Result<Response, HttpError>;
+
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) service: Service,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) limits: HttpLimits,
+    pub(crate) sessions: Arc<crate::server::dashboard::Sessions>,
+    /// Tokenless callers are unauthenticated agents (loopback, no token configured).
+    pub(crate) anonymous: bool,
+}
+
+impl App {
+    /// The caller's identity from `Authorization: Bearer …`, else from a dashboard session
+    /// cookie (with its CSRF token for a state-changing request, `write`): 401 when neither is
+    /// there or known. Handlers take it as [`Caller`] or [`Writer`].
+    fn identify(&self, headers: &HeaderMap, write: bool) -> Result<Identity, HttpError> {
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            if let Some(session) = self.sessions.identify(headers, write) {
+                return session.map(Identity::Token);
+            }
+            if self.anonymous {
+                return Ok(Identity::Anonymous);
+            }
+            return Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing bearer token: send `Authorization: Bearer <token>`",
+            ));
+        };
+        self.tokens
+            .identify(token)
+            .map(Identity::Token)
+            .ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown bearer token"))
+    }
+
+    /// Reads a JSON object body within the size and time limits.
+    async fn body(&self, body: Body) -> Result<Map<String, Value>, HttpError> {
+        let limit = self.limits.max_body_bytes;
+        let read = tokio::time::timeout(self.limits.body_timeout, axum::body::to_bytes(body, limit)).await;
+        let bytes: Bytes = match read {
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("request body not received within {} s", self.limits.body_timeout.as_secs()),
+                ));
+            }
+            Ok(Err(_)) => {
+                return Err(HttpError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("request body over the {limit}-byte limit"),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        match faramesh_proto::parse_strict(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => {
+                Err(HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"))
+            }
+            Err(faramesh_proto::StrictJsonError::DuplicateKey(path)) => Err(HttpError {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_request",
+                message: format!("duplicate key `{path}`: a key may appear once per object"),
+                field: Some(path),
+            }),
+            Err(e) => Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not JSON: {e}"),
+            )),
+        }
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// The caller of a request that reads: its bearer token's identity, else its dashboard
+/// session's (401 when neither is there or known).
+pub(crate) struct Caller(pub(crate) Identity);
+
+/// The caller of a request that changes state: as [`Caller`], but a session cookie counts only
+/// with the session's CSRF token (browsers never send bearer tokens by themselves).
+pub(crate) struct Writer(pub(crate) Identity);
+
+/// A JSON object body, read strictly (no duplicate key) within the size and time limits.
+pub(crate) struct JsonObject(pub(crate) Map<String, Value>);
+
+impl axum::extract::FromRequestParts<App> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &App,
+    ) -> Result<Self, HttpError> {
+        app.identify(&parts.headers, false).map(Caller)
+    }
+}
+
+impl axum::extract::FromRequestParts<App> for Writer {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &App,
+    ) -> Result<Self, HttpError> {
+        app.identify(&parts.headers, true).map(Writer)
+    }
+}
+
+impl axum::extract::FromRequest<App> for JsonObject {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, app: &App) -> Result<Self, HttpError> {
+        app.body(req.into_body()).await.map(JsonObject)
+    }
+}

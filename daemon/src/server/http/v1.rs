@@ -1,0 +1,290 @@
+//! The routes: the v1 actions API of the published Python SDK, `/v1/evaluate`,
+//! `/v1/gate/decide`, `/health`, `/ready`, `/metrics`; each a thin mapping onto the core.
+
+use super::sse::events;
+use super::*;
+
+/// The router.
+pub(super) fn router(app: App) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/v1/gate/decide", post(gate_decide))
+        .route("/v1/actions", post(submit_action).get(list_actions))
+        .route("/v1/actions/{id}", get(get_action))
+        .route("/v1/actions/{id}/events", get(action_events))
+        .route("/v1/actions/{id}/approval", post(approval))
+        .route("/v1/actions/{id}/start", post(start_action))
+        .route("/v1/actions/{id}/result", post(report_result))
+        .route("/v1/events", get(events))
+        .merge(crate::server::dashboard::routes())
+        .fallback(not_found)
+        .with_state(app)
+}
+
+pub(super) async fn not_found(req: Request) -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+pub(super) async fn health() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+pub(super) async fn ready(AxState(app): AxState<App>, _: Caller) -> HttpResult {
+    let state = app.service.state();
+    let writable = state.metrics.log_writable();
+    let body = json!({
+        "ready": writable,
+        "policy_hash": state.policy.load().policy.hash,
+        "log_writable": writable,
+    });
+    let status = if writable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(json_response(status, &body))
+}
+
+pub(super) async fn metrics(AxState(app): AxState<App>, _: Caller) -> HttpResult {
+    // A token is needed, except where tokenless loopback callers are served (the quickstart),
+    // which `Caller` already answers for.
+    let state = app.service.state();
+    let pending = state
+        .approvals
+        .all()
+        .iter()
+        .filter(|a| a.status == crate::service::approvals::Status::Pending)
+        .count();
+    let text = state.metrics.render(pending, state.log.queue_depth());
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+pub(super) async fn evaluate(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let req = CallRequest::from_json(&body)?;
+    let reply = app.service.govern(req, &who).await?;
+    Ok(json_response(StatusCode::OK, &reply.to_json()))
+}
+
+pub(super) fn outcome(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Permit => "EXECUTE",
+        Effect::Deny => "HALT",
+        Effect::Defer => "ABSTAIN",
+    }
+}
+
+pub(super) fn decision_word(effect: &str) -> &'static str {
+    match effect {
+        "PERMIT" => "allow",
+        "DEFER" => "require_approval",
+        _ => "deny",
+    }
+}
+
+pub(super) async fn gate_decide(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let req = CallRequest::from_json(&body)?;
+    let reply = app.service.decide(&req, &who)?;
+    let mut v = reply.to_json();
+    if let Value::Object(m) = &mut v {
+        let d = &reply.decision;
+        m.insert("outcome".into(), json!(outcome(d.effect)));
+        m.insert("decision".into(), json!(decision_word(d.effect.as_str())));
+        m.insert("policy_version".into(), json!(d.policy_hash));
+        m.insert("runtime_version".into(), json!(crate::log::dpr::RUNTIME_VERSION));
+        m.insert("provenance_id".into(), Value::Null);
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// The v1 action object of a recorded action, as the published SDK reads it.
+pub(super) fn v1_action(service: &crate::service::Service, view: &ActionView, who: &Identity) -> Value {
+    let rec = &view.record;
+    let get = |k: &str| rec.get(k).cloned().unwrap_or(Value::Null);
+    let effect = rec.get("effect").and_then(Value::as_str).unwrap_or("DENY");
+    let effect_enum = match effect {
+        "PERMIT" => Effect::Permit,
+        "DEFER" => Effect::Defer,
+        _ => Effect::Deny,
+    };
+    let approval_id = get("approval_id");
+    json!({
+        "id": get("id"),
+        "agent_id": get("agent_id"),
+        "tool": get("tool"),
+        "operation": get("operation"),
+        "params": get("params"),
+        "context": rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
+        "status": view.status,
+        "decision": decision_word(effect),
+        "effect": effect,
+        "outcome": outcome(effect_enum),
+        "reason": get("reason"),
+        "reason_code": get("reason_code"),
+        "risk_level": get("risk_level"),
+        "rule_id": get("rule_id"),
+        "rule_ref": get("rule_ref"),
+        "request_hash": get("request_hash"),
+        "policy_hash": get("policy_hash"),
+        "policy_version": get("policy_hash"),
+        "runtime_version": get("runtime_version"),
+        "provenance_id": get("id"),
+        "approval_id": approval_id,
+        // Approval is authorized by the approver's bearer token; the core says who is shown the id.
+        "approval_token": if service.shows_approval_token(who, view) { approval_id } else { Value::Null },
+        "caller": get("caller"),
+        "created_at": get("ts"),
+        "updated_at": get("ts"),
+    })
+}
+
+pub(super) async fn submit_action(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let req = CallRequest::from_json(&body)?;
+    let call = req.call.clone();
+    let reply = app.service.govern(req, &who).await?;
+    let d = &reply.decision;
+    let view = app.service.decided_view(&call, &reply, &who);
+    let mut v = v1_action(&app.service, &view, &who);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "structured_denial".into(),
+            serde_json::to_value(&d.structured_denial).unwrap_or(Value::Null),
+        );
+        m.insert("defer_token".into(), json!(reply.approval_id));
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+pub(super) fn query_map(q: HashMap<String, String>) -> Map<String, Value> {
+    q.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+}
+
+pub(super) async fn list_actions(
+    AxState(app): AxState<App>,
+    Caller(who): Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> HttpResult {
+    let query = ListQuery::from_json(&query_map(q), 20)?;
+    let views = app.service.action_list(&query, &who)?;
+    let actions: Vec<Value> = views.iter().map(|v| v1_action(&app.service, v, &who)).collect();
+    let full = actions.len() == query.limit;
+    let next = full.then_some(query.offset + actions.len());
+    let next_cursor = views.last().filter(|_| full).map(ActionView::id);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next,
+                "next_cursor": next_cursor}),
+    ))
+}
+
+pub(super) async fn get_action(
+    AxState(app): AxState<App>,
+    Caller(who): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let view = app.service.find_action(&id, &who)?;
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+}
+
+/// The v1 name of a log entry's event.
+pub(super) fn event_type(e: &Value) -> String {
+    let status = e.get("status").and_then(Value::as_str).unwrap_or_default();
+    match e.get("kind").and_then(Value::as_str).unwrap_or_default() {
+        "decision" => "decision_made".to_owned(),
+        "approval" => status.to_owned(),
+        "action" => match status {
+            "executing" => "started".to_owned(),
+            other => other.to_owned(),
+        },
+        other => other.to_owned(),
+    }
+}
+
+pub(super) async fn action_events(
+    AxState(app): AxState<App>,
+    Caller(who): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let (view, entries) = app.service.action_events(&id, &who)?;
+    let action_id = view.id().to_owned();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let created_at = e.get("ts").cloned().unwrap_or(Value::Null);
+        if i == 0 {
+            out.push(json!({"id": format!("{action_id}-created"), "action_id": action_id, "event_type": "created", "meta": {}, "created_at": created_at}));
+        }
+        let mut meta = e.clone();
+        if let Value::Object(m) = &mut meta {
+            for k in ["kind", "seq", "prev_hash", "entry_hash", "params", "context"] {
+                m.remove(k);
+            }
+            if i == 0 {
+                m.insert(
+                    "decision".into(),
+                    json!(decision_word(e.get("effect").and_then(Value::as_str).unwrap_or(""))),
+                );
+            }
+        }
+        out.push(json!({
+            "id": e.get("seq").map(|s| format!("seq-{s}")),
+            "action_id": action_id,
+            "event_type": event_type(e),
+            "meta": meta,
+            "created_at": created_at,
+        }));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+pub(super) async fn approval(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    UrlPath(id): UrlPath<String>,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let f = crate::service::Fields(&body);
+    let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
+    let reason = f.string("reason")?;
+    let given = f.string("token")?;
+    let view = app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?;
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+}
+
+pub(super) async fn start_action(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let view = app.service.action_transition(&id, Transition::Start, &who).await?;
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+}
+
+pub(super) async fn report_result(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    UrlPath(id): UrlPath<String>,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let t = Transition::result_from_json(&body)?;
+    let view = app.service.action_transition(&id, t, &who).await?;
+    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+}
