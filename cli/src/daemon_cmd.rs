@@ -524,14 +524,7 @@ pub struct DevArgs {
 
 /// Creates `dir` (and missing parents) mode 0700; an existing dir is left as it is.
 fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    faramesh_daemon::log::create_private_dir(dir)
         .with_context(|| format!("cannot create `{}`", dir.display()))
 }
 

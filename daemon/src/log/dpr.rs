@@ -41,8 +41,30 @@ pub struct PeerCred {
 pub struct TokenCaller {
     /// The token's identity (a name or a hash prefix).
     pub token: String,
+    /// What the token may do.
+    pub role: Role,
+}
+
+/// What an HTTP bearer token may do.
+///
+/// JSON: `"agent"` or `"approver"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Evaluate calls and read (and report on) its own actions.
+    Agent,
+    /// Approve and deny, and read everything.
+    Approver,
+}
+
+impl Role {
     /// `agent` or `approver`.
-    pub role: String,
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Approver => "approver",
+        }
+    }
 }
 
 impl Caller {

@@ -28,6 +28,17 @@ pub fn create_private(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
+/// Creates `dir` and its missing parents mode 0700 (set at creation, not changed after); an
+/// existing directory is left as it is. The one way the daemon and the CLI make state, socket
+/// and TLS directories.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Opens (or creates) a log database on a [`ZeroFilledFile`].
 ///
 /// A new file is created mode 0600 (whichever command creates it): the log holds every call's

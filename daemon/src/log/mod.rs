@@ -15,8 +15,8 @@ pub mod tables;
 pub mod verify;
 
 pub use file::{
-    DEFAULT_CACHE_BYTES, RANDOM_SOURCE, ZERO_AHEAD, ZeroFilledFile, create_private, open_db,
-    open_db_with_cache, random_bytes, random_hex,
+    DEFAULT_CACHE_BYTES, RANDOM_SOURCE, ZERO_AHEAD, ZeroFilledFile, create_private, create_private_dir,
+    open_db, open_db_with_cache, random_bytes, random_hex,
 };
 pub use ids::ActionIds;
 pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};

@@ -87,14 +87,9 @@ impl ServerError {
     }
 }
 
-/// Creates `dir` (mode 0700) when missing.
+/// Creates `dir` (and missing parents) mode 0700 when missing.
 pub(crate) fn private_dir(dir: &Path) -> Result<(), ServerError> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| ServerError::io("create the directory", dir, e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| ServerError::io("restrict the permissions of", dir, e))?;
-    }
-    Ok(())
+    crate::log::create_private_dir(dir).map_err(|e| ServerError::io("create the directory", dir, e))
 }
 
 /// Binds the socket: refuses a path a live daemon answers on, replaces a stale file.

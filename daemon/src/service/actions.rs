@@ -266,8 +266,8 @@ impl Service {
             Some(Term::Agent(a.clone()))
         } else if let Some(t) = &q.tool {
             Some(Term::Tool(t.clone()))
-        } else if let Some(e) = &q.effect {
-            Some(Term::Effect(e.clone()))
+        } else if let Some(e) = q.effect {
+            Some(Term::Effect(e.as_str().to_owned()))
         } else if q.status == Some(ActionStatus::PendingApproval) {
             Some(Term::Effect("DEFER".into()))
         } else {
@@ -280,7 +280,7 @@ impl Service {
         let keep = |v: &Value| {
             v.get("kind").and_then(Value::as_str) == Some("decision")
                 && q.tool.as_deref().is_none_or(|t| v.get("tool").and_then(Value::as_str) == Some(t))
-                && q.effect.as_deref().is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e))
+                && q.effect.is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e.as_str()))
                 && q.agent_id.as_deref().is_none_or(|a| v.get("agent_id").and_then(Value::as_str) == Some(a))
                 && reader.sees(v)
         };

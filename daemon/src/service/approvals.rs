@@ -67,8 +67,8 @@ pub struct Approval {
     pub request_hash: String,
     /// The deciding rule.
     pub rule_id: Option<String>,
-    /// `POLICY_DEFER`, `RISK_UPGRADE` or `BUDGET_EXCEEDED`.
-    pub reason_code: String,
+    /// Why the call was deferred (`POLICY_DEFER`, `RISK_UPGRADE` or `BUDGET_EXCEEDED`).
+    pub reason_code: faramesh_proto::ReasonCode,
     /// When it was created (RFC 3339).
     pub created_at: String,
     /// When it expires (RFC 3339).

@@ -303,7 +303,7 @@ impl Service {
                 operation: call.operation.clone(),
                 request_hash: decision.request_hash.clone(),
                 rule_id: decision.rule_id.clone(),
-                reason_code: decision.reason_code.as_str().to_owned(),
+                reason_code: decision.reason_code,
                 created_at: entry::rfc3339(now),
                 expires_at: entry::rfc3339(expires_ms),
                 expires_ms,

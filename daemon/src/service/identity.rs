@@ -3,24 +3,7 @@
 
 use super::*;
 
-/// What an HTTP bearer token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Evaluate calls and read (and report on) its own actions.
-    Agent,
-    /// Approve and deny, and read everything.
-    Approver,
-}
-
-impl Role {
-    /// `agent` or `approver`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Approver => "approver",
-        }
-    }
-}
+pub use crate::log::dpr::Role;
 
 /// An HTTP caller, identified by its token (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +68,13 @@ impl Identity {
     pub fn caller(&self) -> Option<Caller> {
         match self {
             Identity::Peer(p) => Some(Caller::Peer(p.cred)),
-            Identity::Token(t) => Some(Caller::Token(dpr::TokenCaller {
-                token: t.name.clone(),
-                role: t.role.as_str().to_owned(),
-            })),
+            Identity::Token(t) => {
+                Some(Caller::Token(dpr::TokenCaller { token: t.name.clone(), role: t.role }))
+            }
             Identity::Unknown => None,
-            Identity::Anonymous => Some(Caller::Token(dpr::TokenCaller {
-                token: ANONYMOUS.to_owned(),
-                role: "agent".to_owned(),
-            })),
+            Identity::Anonymous => {
+                Some(Caller::Token(dpr::TokenCaller { token: ANONYMOUS.to_owned(), role: Role::Agent }))
+            }
         }
     }
 

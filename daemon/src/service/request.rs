@@ -3,6 +3,7 @@
 //! the field.
 
 pub use faramesh_proto::CallRequest;
+use faramesh_proto::Effect;
 use serde_json::{Map, Value};
 
 use super::ServiceError;
@@ -61,8 +62,8 @@ pub struct ListQuery {
     pub agent_id: Option<String>,
     /// Only this tool.
     pub tool: Option<String>,
-    /// Only this effect (`PERMIT`, `DENY`, `DEFER`).
-    pub effect: Option<String>,
+    /// Only this effect.
+    pub effect: Option<Effect>,
     /// Only actions in this state.
     pub status: Option<super::ActionStatus>,
     /// Only decisions at or after this time (ms since the epoch).
@@ -114,13 +115,18 @@ impl ListQuery {
             agent_id: f.string("agent_id")?.or(f.string("agent")?),
             tool: f.string("tool")?,
             effect: match f.string("effect")?.map(|e| e.to_ascii_uppercase()) {
-                Some(e) if !matches!(e.as_str(), "PERMIT" | "DENY" | "DEFER") => {
-                    return Err(ServiceError::invalid(
-                        "effect",
-                        format!("`effect` `{e}` must be PERMIT, DENY or DEFER"),
-                    ));
-                }
-                other => other,
+                None => None,
+                Some(e) => Some(match e.as_str() {
+                    "PERMIT" => Effect::Permit,
+                    "DENY" => Effect::Deny,
+                    "DEFER" => Effect::Defer,
+                    _ => {
+                        return Err(ServiceError::invalid(
+                            "effect",
+                            format!("`effect` `{e}` must be PERMIT, DENY or DEFER"),
+                        ));
+                    }
+                }),
             },
             status,
             since_ms,
