@@ -8,11 +8,9 @@ import functools
 import inspect
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 # faramesh-sdk 0.3.3's GovernedToolSet calls functools.iscoroutinefunction, which Python 3.11
 # lacks (added in 3.12). Alias that one name; nothing in the package is changed.
@@ -41,21 +39,7 @@ rules:
     description: Deleting files is not allowed
 """
 
-from harness import RESULTS, check  # noqa: E402  (tests/compat/harness.py)
-
-
-def wait_for_socket(path, proc, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited with {proc.returncode}")
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(path)
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("daemon did not start")
+from harness import RESULTS, check, wait_socket  # noqa: E402  (tests/compat/harness.py)
 
 
 def main():
@@ -69,7 +53,7 @@ def main():
     proc = subprocess.Popen([binary, "serve", "--policy", policy, "--socket", sock, "--state-dir", state],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for_socket(sock, proc)
+        wait_socket(sock, proc, timeout=20)
         os.environ["FARAMESH_SOCKET"] = sock
         os.environ.pop("FARAMESH_REMOTE_URL", None)
         transport = detect_transport()

@@ -41,13 +41,7 @@ AGENT_TOKEN = "agent-token-0123456789"
 APPROVER_TOKEN = "approver-token-9876543210"
 BOUND_TOKEN = "bound-token-for-agent-a"
 
-from harness import RESULTS, check  # noqa: E402  (tests/compat/harness.py)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import RESULTS, check, free_port, wait_port  # noqa: E402  (tests/compat/harness.py)
 
 
 class Daemon:
@@ -71,16 +65,11 @@ class Daemon:
             [self.binary, "serve", "--policy", self.policy, "--socket", self.sock, "--state-dir", self.state,
              "--listen", f"127.0.0.1:{self.port}", "--tls", "self-signed"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.proc.stderr.read().decode()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("daemon did not start")
+        try:
+            wait_port(self.port, self.proc, timeout=20)
+        except RuntimeError as e:
+            stderr = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            raise RuntimeError(f"{e}: {stderr}") from None
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:

@@ -12,22 +12,19 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh_testd import free_port  # noqa: E402
 
 import pytest
 
 BIN = os.environ["FARAMESH_BIN"]
 IMAGE = os.environ.get("FARAMESH_IMAGE", "localhost/faramesh-ci:test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,8 +24,8 @@ import pytest
 from faramesh import GovernedToolSet, SocketTransport, ToolDeniedException
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh_testd import BIN, ROOT, free_port  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
 SHOTS = ROOT / "target" / "dashboard"
 
@@ -48,12 +48,6 @@ rules:
     deny: true
     description: Deleting files is not allowed
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Dev:

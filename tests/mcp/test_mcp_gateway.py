@@ -7,11 +7,9 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh_testd import BIN, Daemon, free_port, wait_port  # noqa: E402
+
 SERVER = str(Path(__file__).with_name("server.py"))
 
 POLICY = """
@@ -42,51 +41,16 @@ rules:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 30
-    while True:
-        assert proc.poll() is None, "exited early"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            assert time.time() < deadline, f"nothing listens on {port}"
-            time.sleep(0.05)
-
-
 class Env:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        (tmp / "policy.yaml").write_text(POLICY)
-        self.socket = str(tmp / "f.sock")
         self.record = tmp / "received.jsonl"
         self.record.touch()
         # The daemon also serves its dashboard (pending messages and --defer elicit link to it).
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                BIN,
-                "serve",
-                "--policy",
-                str(tmp / "policy.yaml"),
-                "--socket",
-                self.socket,
-                "--state-dir",
-                str(tmp / "state"),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
-            env={**os.environ, "FARAMESH_APPROVER_TOKEN": "approver-secret"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port, self.proc)
+        self.daemon = Daemon.serve(tmp, POLICY, listen=True, env={"FARAMESH_APPROVER_TOKEN": "approver-secret"})
+        self.socket = self.daemon.socket
+        assert self.daemon.port is not None
+        self.port = self.daemon.port
 
     def params(self, *extra: str, sock: str | None = None) -> StdioServerParameters:
         return StdioServerParameters(
@@ -109,11 +73,12 @@ class Env:
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([BIN, *args, "--socket", self.socket], capture_output=True, text=True, check=True).stdout
+        done = self.daemon.cli(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
+        self.daemon.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh_testd import free_port  # noqa: E402
 
 FOREVER = re.compile(r"^(faramesh (serve|dev)\b|cargo run (--release )?-- dev\b|faramesh tail\b)")
 HEX = re.compile(r"\b[0-9a-f]{8,64}\b")
@@ -296,12 +298,6 @@ def line_pattern(want: str, home: str) -> tuple[re.Pattern[str], list[str | None
         at = m.end()
     parts.append(re.escape(want[at:]))
     return re.compile("".join(parts)), ids
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

@@ -16,12 +16,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh_testd import free_port  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -29,12 +31,6 @@ RESULTS = {"passed": 0, "failed": 0}
 def check(name: str, ok: bool, detail: object = "") -> None:
     RESULTS["passed" if ok else "failed"] += 1
     print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f" {detail}"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict, bytes]:

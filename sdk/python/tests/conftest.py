@@ -1,25 +1,22 @@
 """Fixtures: the real `faramesh` binary on a temporary socket and state dir (and, for the HTTP
-tests, its HTTPS listener with a self-signed certificate). Nothing of ours is mocked.
-
-The binary is `$FARAMESH_BIN`, else `target/debug/faramesh` of this checkout.
+tests, its HTTPS listener with a self-signed certificate), started by the test suites' shared
+`tests/pylib/faramesh_testd.py`. Nothing of ours is mocked.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = os.environ.get("FARAMESH_BIN") or str(ROOT / "target" / "debug" / "faramesh")
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "pylib"))
+from faramesh_testd import BIN, ROOT, Daemon
+
+__all__ = ["BIN", "ROOT", "Daemon"]
 
 POLICY = """
 version: 1
@@ -63,105 +60,9 @@ AGENT_TOKEN = "agent-token-for-tests"
 APPROVER_TOKEN = "approver-token-for-tests"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Daemon:
-    """A running `faramesh serve`."""
-
-    dir: Path
-    socket: str
-    state: Path
-    policy: Path
-    url: str | None = None
-    cert: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                BIN,
-                "serve",
-                "--policy",
-                str(self.policy),
-                "--socket",
-                self.socket,
-                "--state-dir",
-                str(self.state),
-                *self.args,
-            ],
-            env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "daemon.log", "ab"),  # noqa: SIM115
-        )
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {(self.dir / 'daemon.log').read_text()}")
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.socket)
-                if self.url is None or self._http_up():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("daemon did not start")
-
-    def _http_up(self) -> bool:
-        port = int(str(self.url).rsplit(":", 1)[1])
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The operator's CLI against this daemon (another process)."""
-        return subprocess.run(
-            [BIN, *args, "--socket", self.socket], capture_output=True, text=True, timeout=30, check=False
-        )
-
-    def approve(self, approval_id: str) -> None:
-        out = self.cli("approve", approval_id)
-        assert out.returncode == 0, out.stderr
-
-    def deny(self, approval_id: str) -> None:
-        out = self.cli("deny", approval_id)
-        assert out.returncode == 0, out.stderr
-
-    def actions(self, **params: Any) -> list[dict[str, Any]]:
-        import json
-
-        flags = [part for k, v in params.items() for part in (f"--{k.replace('_', '-')}", str(v))]
-        out = self.cli("list", "--json", *flags)
-        assert out.returncode == 0, out.stderr
-        data = json.loads(out.stdout)
-        return list(data["actions"] if isinstance(data, dict) else data)
-
-
 def make_daemon(tmp: Path, http: bool = False, policy: str = POLICY) -> Daemon:
-    (tmp / "policy.yaml").write_text(policy)
-    d = Daemon(dir=tmp, socket=str(tmp / "f.sock"), state=tmp / "state", policy=tmp / "policy.yaml")
-    if http:
-        port = free_port()
-        d.url = f"https://127.0.0.1:{port}"
-        d.args = ["--listen", f"127.0.0.1:{port}", "--tls", "self-signed"]
-        d.env = {"FARAMESH_TOKEN": AGENT_TOKEN, "FARAMESH_APPROVER_TOKEN": APPROVER_TOKEN}
-        d.cert = str(d.state / "tls" / "cert.pem")
-    d.start()
-    return d
+    env = {"FARAMESH_TOKEN": AGENT_TOKEN, "FARAMESH_APPROVER_TOKEN": APPROVER_TOKEN} if http else None
+    return Daemon.serve(tmp, policy, listen=http, tls=http, env=env)
 
 
 @pytest.fixture(autouse=True)
