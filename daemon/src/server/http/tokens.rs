@@ -63,43 +63,41 @@ impl Tokens {
     }
 }
 
+/// One entry of the tokens file, as written.
+#[derive(serde::Deserialize)]
+struct FileEntry {
+    name: Option<String>,
+    role: Role,
+    token: Option<String>,
+    token_sha256: Option<String>,
+    agents: Option<Vec<String>>,
+}
+
 pub(super) fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ServerError> {
     let text = std::fs::read_to_string(path).map_err(|e| ServerError::io("read the tokens file", path, e))?;
     let items: Vec<Value> = serde_json::from_str(&text)
         .map_err(|source| ListenerError::TokensJson { path: path.to_owned(), source })?;
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let field = |k: &str| item.get(k).and_then(Value::as_str);
+    for (i, item) in items.into_iter().enumerate() {
         let bad = |why: String| {
             ServerError::from(ListenerError::TokenEntry { path: path.to_owned(), entry: i + 1, why })
         };
-        let role = match field("role") {
-            Some("agent") => Role::Agent,
-            Some("approver") => Role::Approver,
-            other => return Err(bad(format!("`role` must be `agent` or `approver`, not {other:?}"))),
-        };
-        let digest = match (field("token"), field("token_sha256")) {
+        let role_given = item.get("role").cloned();
+        let entry: FileEntry = serde_json::from_value(item).map_err(|e| match e.to_string() {
+            why if why.contains("variant") || why.contains("`role`") => {
+                bad(format!("`role` must be `agent` or `approver`, not {role_given:?}"))
+            }
+            why => bad(why),
+        })?;
+        let digest = match (entry.token.as_deref(), entry.token_sha256.as_deref()) {
             (Some(t), None) if !t.is_empty() => sha256(t.as_bytes()),
-            (None, Some(h)) => (0..h.len())
-                .step_by(2)
-                .map(|j| h.get(j..j + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                .collect::<Option<Vec<u8>>>()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            (None, Some(h)) => crate::log::entry::unhex32(&h.to_ascii_lowercase())
                 .ok_or_else(|| bad("`token_sha256` must be 64 hex characters".into()))?,
             _ => return Err(bad("give one of `token` or `token_sha256`".into())),
         };
-        let agents = match item.get("agents") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .map(|v| v.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("`agents` must be a list of agent ids".into()))?,
-            ),
-            Some(_) => return Err(bad("`agents` must be a list of agent ids".into())),
-        };
-        let name = field("name").map_or_else(|| hash_name(&digest), |n| format!("{}:{n}", role.as_str()));
-        out.push(TokenEntry { sha256: digest, identity: TokenIdentity { name, role, agents } });
+        let role = entry.role;
+        let name = entry.name.map_or_else(|| hash_name(&digest), |n| format!("{}:{n}", role.as_str()));
+        out.push(TokenEntry { sha256: digest, identity: TokenIdentity { name, role, agents: entry.agents } });
     }
     Ok(out)
 }
