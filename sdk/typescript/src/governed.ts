@@ -65,6 +65,7 @@ export class Governor {
   readonly approvalTimeoutMs: number;
   readonly failOpen: boolean;
   private explicit: Transport | undefined;
+  private readonly ownTimeout: boolean;
 
   constructor(options: GovernOptions = {}) {
     const agent = options.agentId ?? process.env["FARAMESH_AGENT_ID"];
@@ -84,6 +85,7 @@ export class Governor {
     this.onDefer = onDefer;
     this.onDeny = onDeny;
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.ownTimeout = options.timeoutMs !== undefined;
     this.approvalTimeoutMs = options.approvalTimeoutMs ?? 300_000;
     this.failOpen = options.failOpen ?? false;
     this.explicit = options.transport;
@@ -91,7 +93,8 @@ export class Governor {
   }
 
   get transport(): Transport {
-    this.explicit ??= this.timeoutMs === 10_000 ? defaultTransport() : autoTransport(this.timeoutMs);
+    // No timeout given: the process's shared transport; a timeout: a transport of its own.
+    this.explicit ??= this.ownTimeout ? autoTransport(this.timeoutMs) : defaultTransport();
     return this.explicit;
   }
 

@@ -87,7 +87,7 @@ class Governor:
         transport: Transport | None = None,
         on_defer: OnDefer = "raise",
         on_deny: OnDeny = "raise",
-        timeout_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
         fail_open: bool = False,
         approval_timeout_seconds: float = 300.0,
     ) -> None:
@@ -104,6 +104,8 @@ class Governor:
         self._transport = transport
         self.on_defer = on_defer
         self.on_deny = on_deny
+        #: None: the process's shared transport for the environment (10 s per call); a number:
+        #: a transport of this governor's own with that timeout.
         self.timeout_seconds = timeout_seconds
         self.fail_open = fail_open
         self.approval_timeout_seconds = approval_timeout_seconds
@@ -116,7 +118,7 @@ class Governor:
     def transport(self) -> Transport:
         if self._transport is None:
             self._transport = (
-                default_transport() if self.timeout_seconds == 10.0 else auto_transport(self.timeout_seconds)
+                default_transport() if self.timeout_seconds is None else auto_transport(self.timeout_seconds)
             )
         return self._transport
 
@@ -370,7 +372,7 @@ class GovernedToolSet(list[Any]):
         transport: Transport | None = None,
         on_defer: OnDefer = "raise",
         on_deny: OnDeny = "raise",
-        timeout_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
         fail_open: bool = False,
         approval_timeout_seconds: float = 300.0,
     ) -> None:

@@ -23,7 +23,7 @@ def govern(
     transport: Transport | None = None,
     on_defer: OnDefer = "raise",
     on_deny: OnDeny = "raise",
-    timeout_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
     fail_open: bool = False,
     approval_timeout_seconds: float = 300.0,
 ) -> Any:
