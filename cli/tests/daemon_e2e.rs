@@ -1487,6 +1487,22 @@ fn a_flood_of_reloads_of_a_broken_policy_does_not_grow_the_log() {
     assert_eq!(failed, 2);
 }
 
+/// This test binary, copied once where any uid may execute it (the clients of
+/// [`call_as_uid_in_groups`]).
+fn client_copy() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.path().join("client");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    });
+    dir.path().join("client")
+}
+
 /// Runs one request as `uid` with these supplementary groups (`None`: none), like
 /// [`call_as_uid`]; needs root.
 fn call_as_uid_in_groups(
@@ -1496,24 +1512,31 @@ fn call_as_uid_in_groups(
     method: &str,
     params: Value,
 ) -> Value {
-    use std::os::unix::fs::PermissionsExt;
-    let exe_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = exe_dir.path().join("client");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = client_copy();
     let groups = match groups {
         Some(g) => vec!["--groups".to_owned(), g.to_owned()],
         None => vec!["--clear-groups".to_owned()],
     };
-    let out = Command::new("setpriv")
-        .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string()])
-        .args(&groups)
-        .arg(&exe)
-        .args(["approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(APPROVE_CHILD_ENV, format!("{}|{method}|{params}", socket.display()))
-        .output()
-        .unwrap();
+    let run = || {
+        Command::new("setpriv")
+            .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string()])
+            .args(&groups)
+            .arg(&exe)
+            .args(["approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(APPROVE_CHILD_ENV, format!("{}|{method}|{params}", socket.display()))
+            .output()
+            .unwrap()
+    };
+    // A process another test thread forks while the copy is being written inherits its write
+    // descriptor until it execs; executing the copy then fails with ETXTBSY for a moment.
+    let mut out = run();
+    for _ in 0..20 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = run();
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().find_map(|l| l.split_once("REPLY\t").map(|(_, r)| r)).unwrap_or_else(|| {
         panic!("no reply from the uid {uid} client: {stdout} {}", String::from_utf8_lossy(&out.stderr))
