@@ -111,6 +111,17 @@ export function listActions(
   return transport.listActions(filters);
 }
 
+/** Approves an action's pending approval (approver credentials: root, the daemon's uid or a
+ * listed approver over the socket; an approver token over HTTP). */
+export function approveAction(id: string, reason?: string, transport: Transport = defaultTransport()): Promise<Json> {
+  return transport.decideApproval(id, true, reason);
+}
+
+/** Denies an action's pending approval (approver credentials, as for `approveAction`). */
+export function denyAction(id: string, reason?: string, transport: Transport = defaultTransport()): Promise<Json> {
+  return transport.decideApproval(id, false, reason);
+}
+
 export function startAction(id: string, transport: Transport = defaultTransport()): Promise<Json> {
   return transport.startAction(id);
 }

@@ -21,6 +21,8 @@ export {
   type CallInput,
   type ExecuteResult,
   type GateDecision,
+  approveAction,
+  denyAction,
   executeIfAllowed,
   gateDecide,
   getAction,

@@ -120,6 +120,14 @@ export class StubTransport implements Transport {
     return this.getAction(String(d.action_id));
   }
 
+  async decideApproval(id: string, approve: boolean): Promise<Json> {
+    const a = this.actions.get(id);
+    if (!a) throw new NotFoundError(`no action \`${id}\``);
+    const approvalId = String(a["approval_id"]);
+    this.settle(approvalId, approve ? "approved" : "denied");
+    return { approval_id: approvalId, status: approve ? "approved" : "denied" };
+  }
+
   async startAction(id: string): Promise<Json> {
     this.status(id, "executing");
     return { action_id: id, status: "executing" };

@@ -37,6 +37,8 @@ export interface Transport {
   getAction(id: string): Promise<Json>;
   listActions(filters?: Json): Promise<Json[]>;
   submitAction(call: Json): Promise<Json>;
+  /** Approves or denies the pending approval of an action (approver credentials only). */
+  decideApproval(id: string, approve: boolean, reason?: string): Promise<Json>;
   startAction(id: string): Promise<Json>;
   reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json>;
   close(): void;
@@ -254,6 +256,15 @@ export class SocketTransport implements Transport {
     return v1Action({ ...call, params: call["args"], ...d, status });
   }
 
+  async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {
+    const action = (await this.call("action.get", { id })) as Json;
+    const approvalId = action["approval_id"];
+    if (!approvalId) throw new ConflictError(`action \`${id}\` awaits no approval`);
+    const params: Json = { approval_id: approvalId };
+    if (reason !== undefined) params["reason"] = reason;
+    return (await this.call(approve ? "approval.approve" : "approval.deny", params)) as Json;
+  }
+
   async startAction(id: string): Promise<Json> {
     return (await this.call("action.start", { id })) as Json;
   }
@@ -392,6 +403,12 @@ export class HttpTransport implements Transport {
 
   async submitAction(call: Json): Promise<Json> {
     return (await this.request("POST", "/v1/actions", call)) as Json;
+  }
+
+  async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {
+    const body: Json = { approve };
+    if (reason !== undefined) body["reason"] = reason;
+    return (await this.request("POST", `/v1/actions/${encodeURIComponent(id)}/approval`, body)) as Json;
   }
 
   async startAction(id: string): Promise<Json> {

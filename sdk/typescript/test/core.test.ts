@@ -11,14 +11,17 @@ import {
   SocketTransport,
   ToolDeniedError,
   UnauthorizedError,
+  approveAction,
+  denyAction,
   executeIfAllowed,
+  submitAction,
   gateDecide,
   governedTools,
   reportDenial,
   requestHash,
 } from "../src/index.js";
 import { StubTransport } from "../src/testing.js";
-import { AGENT_TOKEN, BIN, Daemon, POLICY, ROOT } from "./helpers.js";
+import { AGENT_TOKEN, APPROVER_TOKEN, BIN, Daemon, POLICY, ROOT } from "./helpers.js";
 
 function tools(transport: SocketTransport | HttpTransport, ran: string[], options: Record<string, unknown> = {}) {
   async function read_file({ path }: { path: string }) {
@@ -126,6 +129,18 @@ describe("against the real daemon over the socket", () => {
     assert.deepEqual(r.result, { got: "/x" });
     assert.equal((await transport.getAction(String(r.actionId)))["status"], "succeeded");
   });
+
+  it("approveAction and denyAction decide an action's pending approval (this process's uid approves here)", async () => {
+    const call = { agentId: "ts-agent", tool: "shell", operation: "exec" };
+    const first = await submitAction({ ...call, params: { cmd: "ls" } }, transport);
+    assert.equal(first["status"], "pending_approval");
+    assert.equal((await approveAction(String(first["id"]), "looked fine", transport))["status"], "approved");
+    assert.equal((await transport.getAction(String(first["id"])))["status"], "approved");
+    const second = await submitAction({ ...call, params: { cmd: "whoami" } }, transport);
+    assert.equal((await denyAction(String(second["id"]), undefined, transport))["status"], "denied");
+    assert.equal((await transport.getAction(String(second["id"])))["status"], "denied");
+    await assert.rejects(approveAction(String(second["id"]), undefined, transport), /awaits no approval|not pending|denied/);
+  });
 });
 
 describe("daemon restarts and failures", () => {
@@ -186,6 +201,18 @@ describe("over HTTPS", () => {
       (e: unknown) => e instanceof DaemonUnreachableError && /FARAMESH_CA_CERT/.test(e.message),
     );
     t.close();
+  });
+
+  it("approveAction needs the approver token over HTTPS", async () => {
+    const agent = new HttpTransport(String(daemon.url), { token: AGENT_TOKEN, ca: String(daemon.cert) });
+    const approver = new HttpTransport(String(daemon.url), { token: APPROVER_TOKEN, ca: String(daemon.cert) });
+    const action = await submitAction({ agentId: "ts-agent", tool: "shell", operation: "exec", params: { cmd: "ls" } }, agent);
+    assert.equal(action["status"], "pending_approval");
+    await assert.rejects(approveAction(String(action["id"]), undefined, agent), /may not approve/);
+    const decided = await approveAction(String(action["id"]), "ok", approver);
+    assert.equal(decided["status"], "approved");
+    agent.close();
+    approver.close();
   });
 });
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 export const BIN = process.env["FARAMESH_BIN"] || join(ROOT, "target", "debug", "faramesh");
 export const AGENT_TOKEN = "ts-agent-token";
+export const APPROVER_TOKEN = "ts-approver-token";
 
 export const POLICY = `
 version: 1
@@ -74,7 +75,7 @@ export class Daemon {
       args.push("--listen", `127.0.0.1:${port}`, "--tls", "self-signed");
     }
     const log = openSync(join(this.dir, "daemon.log"), "a");
-    this.proc = spawn(BIN, args, { stdio: ["ignore", "ignore", log], env: { ...process.env, FARAMESH_TOKEN: AGENT_TOKEN } });
+    this.proc = spawn(BIN, args, { stdio: ["ignore", "ignore", log], env: { ...process.env, FARAMESH_TOKEN: AGENT_TOKEN, FARAMESH_APPROVER_TOKEN: APPROVER_TOKEN } });
     for (let i = 0; i < 400; i++) {
       if (await answers(this.socket)) return this;
       await new Promise((r) => setTimeout(r, 50));
