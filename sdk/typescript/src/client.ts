@@ -1,7 +1,7 @@
 /** Decide-only checks, execute-if-allowed, and the v1 actions client. */
 import type { Decision } from "./errors.js";
 import { jsonable } from "./governed.js";
-import { type Json, type Transport, defaultTransport } from "./transport.js";
+import { type Json, type Transport, V1_OUTCOME, defaultTransport } from "./transport.js";
 
 export interface CallInput {
   agentId?: string;
@@ -11,7 +11,6 @@ export interface CallInput {
   context?: Json;
 }
 
-const OUTCOME: Record<string, string> = { PERMIT: "EXECUTE", DENY: "HALT", DEFER: "ABSTAIN" };
 
 /** The call body; `agentId` defaults to `context.agent_id`, then FARAMESH_AGENT_ID. */
 export function buildCall(input: CallInput): Json {
@@ -38,7 +37,7 @@ export interface GateDecision {
 
 function gateDecision(d: Decision): GateDecision {
   return {
-    outcome: (OUTCOME[d.effect] ?? "HALT") as GateDecision["outcome"],
+    outcome: (V1_OUTCOME[d.effect] ?? "HALT") as GateDecision["outcome"],
     effect: d.effect,
     reasonCode: d.reason_code,
     reason: d.reason ?? null,

@@ -48,6 +48,8 @@ export const DEFAULT_SOCKET = join(homedir(), ".faramesh", "runtime", "faramesh.
 
 const V1_STATUS: Record<string, string> = { permitted: "allowed", deferred: "pending_approval" };
 const V1_DECISION: Record<string, string> = { PERMIT: "allow", DENY: "deny", DEFER: "require_approval" };
+/** The upstream SDK's `outcome` of each effect. */
+export const V1_OUTCOME: Record<string, string> = { PERMIT: "EXECUTE", DENY: "HALT", DEFER: "ABSTAIN" };
 
 /** A socket DPR in the v1 action shape the HTTP API returns. */
 export function v1Action(record: Json): Json {
@@ -56,8 +58,10 @@ export function v1Action(record: Json): Json {
   return {
     ...record,
     id,
+    provenance_id: record["provenance_id"] ?? id,
     status: V1_STATUS[status] ?? status,
     decision: record["decision"] ?? V1_DECISION[String(record["effect"])],
+    outcome: record["outcome"] ?? V1_OUTCOME[String(record["effect"])],
   };
 }
 

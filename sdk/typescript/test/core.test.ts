@@ -134,6 +134,9 @@ describe("against the real daemon over the socket", () => {
     const call = { agentId: "ts-agent", tool: "shell", operation: "exec" };
     const first = await submitAction({ ...call, params: { cmd: "ls" } }, transport);
     assert.equal(first["status"], "pending_approval");
+    // The v1 shape of both SDKs: the upstream SDK's provenance_id and outcome too.
+    assert.equal(first["provenance_id"], first["id"]);
+    assert.equal(first["outcome"], "ABSTAIN");
     assert.equal((await approveAction(String(first["id"]), "looked fine", transport))["status"], "approved");
     assert.equal((await transport.getAction(String(first["id"])))["status"], "approved");
     const second = await submitAction({ ...call, params: { cmd: "whoami" } }, transport);
