@@ -132,7 +132,8 @@ impl Service {
     }
 
     /// The view of an action `govern` just decided, before any transition: its status from the
-    /// decision, its record as the DPR holds it (redacted), without reading the log back.
+    /// decision, its record as the DPR holds it (built by `dpr::decision_entry`, redacted),
+    /// without reading the log back.
     pub fn decided_view(&self, call: &Call, reply: &GovernReply, who: &Identity) -> ActionView {
         let d = &reply.decision;
         let status = match (d.effect, d.reason_code) {
@@ -141,27 +142,18 @@ impl Service {
             (Effect::Defer, _) => ActionStatus::PendingApproval,
             (Effect::Deny, _) => ActionStatus::Denied,
         };
-        let redacted = |v: &Value| entry::redact(v, self.state.log.redact_keys());
-        let record = json!({
-            "id": reply.action_id,
-            "agent_id": call.agent_id,
-            "tool": call.tool,
-            "operation": call.operation,
-            "params": redacted(&call.params),
-            "context": redacted(&call.context),
-            "effect": d.effect.as_str(),
-            "reason": d.reason,
-            "reason_code": d.reason_code.as_str(),
-            "risk_level": d.risk_level.as_str(),
-            "rule_id": d.rule_id,
-            "rule_ref": d.rule_ref,
-            "request_hash": d.request_hash,
-            "policy_hash": d.policy_hash,
-            "runtime_version": dpr::RUNTIME_VERSION,
-            "approval_id": reply.approval_id,
-            "caller": who.caller(),
-            "ts": entry::rfc3339(entry::now_ms()),
-        });
+        // The record as the DPR was written (the same function built it), with the id and time
+        // the log gave it.
+        let mut record = dpr::decision_entry(
+            call,
+            d,
+            who.caller(),
+            reply.approval_id.as_deref(),
+            self.state.log.redact_keys(),
+        );
+        record.insert("id".into(), json!(reply.action_id));
+        record.insert("ts".into(), json!(entry::rfc3339(entry::now_ms())));
+        let record = Value::Object(record);
         ActionView { record, status }
     }
 
