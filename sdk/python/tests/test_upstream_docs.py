@@ -1,9 +1,9 @@
-"""Every Python snippet of the SDK seeds (`shared/seeds/python-sdk-quick.txt`,
-`python-sdk-governedtoolset.txt`, `govern-your-own-tool.txt`, `faramesh-readme.txt`), run as
-written against the real daemon's HTTPS listener with the env vars the seeds name
+"""Every Python snippet of the upstream Faramesh documentation (the Python SDK's quick start and
+GovernedToolSet pages, "govern your own tool", the README), run as written against the real
+daemon's HTTPS listener with the env vars that documentation names
 (`FARAMESH_URL`, `FARAMESH_API_KEY`; `FARAMESH_CA_CERT` trusts the self-signed certificate).
 
-The seed files lost their line breaks and indentation; the snippets below restore them and
+The copies of those pages lost their line breaks and indentation; the snippets below restore them and
 change nothing else, except placeholders, each marked `# placeholder:` with what it stands for.
 """
 
@@ -35,7 +35,7 @@ def env(https_daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Daemon:
 
 def run(snippet: str, **names: Any) -> dict[str, Any]:
     namespace: dict[str, Any] = dict(names)
-    exec(compile(textwrap.dedent(snippet), "<seed snippet>", "exec"), namespace)
+    exec(compile(textwrap.dedent(snippet), "<upstream snippet>", "exec"), namespace)
     return namespace
 
 
@@ -83,7 +83,7 @@ def my_executor(params):
     return {"result": "ok"}
 result = execute_if_allowed(
     agent_id="my-agent",
-    tool=TOOL,  # placeholder: the seed's "shell" (deferred here), and "http" (permitted)
+    tool=TOOL,  # placeholder: the documentation's "shell" (deferred here), and "http" (permitted)
     operation=OPERATION,
     params={"cmd": "ls -la"},
     executor=my_executor
@@ -400,7 +400,7 @@ def test_govern_your_own_tool(env: Daemon, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_govern_your_own_tool_curl_body(env: Daemon) -> None:
-    """The seed's curl: agent_id inside context, the v1 route, then a result report."""
+    """The documentation's curl: agent_id inside context, the v1 route, then a result report."""
     assert env.url and env.cert
     host, port = env.url.removeprefix("https://").split(":")
     conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=env.cert))
