@@ -86,8 +86,9 @@ pub fn spawn_watchdog(
         loop {
             tick.tick().await;
             let accept_age = heartbeat.accept_loop_age();
-            let writer_stuck = log.writer_busy_for().is_some_and(|d| d >= every);
-            if accept_age < every && !writer_stuck {
+            let writer_busy = log.writer_busy_for();
+            let writer_stuck = writer_busy.is_some_and(|d| d >= every);
+            if healthy(accept_age, writer_busy, every) {
                 notify("WATCHDOG=1");
                 if quiet {
                     tracing::info!("watchdog: healthy again, pinging");
@@ -103,6 +104,12 @@ pub fn spawn_watchdog(
             }
         }
     })
+}
+
+/// Whether the watchdog pings: the accept loop turned within `every`, and the log writer is
+/// idle or has been on its current commit for less than `every` (a hung disk stops the pings).
+fn healthy(accept_loop_age: Duration, writer_busy_for: Option<Duration>, every: Duration) -> bool {
+    accept_loop_age < every && writer_busy_for.is_none_or(|d| d < every)
 }
 
 /// A socket passed by socket activation.
@@ -157,4 +164,19 @@ pub fn listen_fds() -> Vec<(Activated, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_pings_only_while_the_accept_loop_turns_and_no_commit_hangs() {
+        let every = Duration::from_millis(200);
+        let ms = Duration::from_millis;
+        assert!(healthy(ms(10), None, every));
+        assert!(healthy(ms(10), Some(ms(150)), every), "a commit in progress is fine");
+        assert!(!healthy(ms(10), Some(ms(200)), every), "a commit as long as the interval is stuck");
+        assert!(!healthy(ms(250), None, every), "a stalled accept loop");
+    }
 }

@@ -362,6 +362,77 @@ impl StorageBackend for FaultyBackend {
     }
 }
 
+/// A file backend whose syncs hang while `hang` is set (a disk that stopped answering).
+#[derive(Debug)]
+struct HangingBackend {
+    inner: FileBackend,
+    hang: Arc<AtomicBool>,
+}
+
+impl StorageBackend for HangingBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        while self.hang.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.inner.close()
+    }
+}
+
+/// The systemd watchdog stops pinging while a commit hangs: it reads `writer_busy_for`.
+#[test]
+fn a_commit_that_hangs_shows_as_a_busy_writer_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let hang = Arc::new(AtomicBool::new(false));
+    let opener_hang = Arc::clone(&hang);
+    let opener = Box::new(move || {
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        Builder::new().create_with_backend(HangingBackend {
+            inner: FileBackend::new(file)?,
+            hang: Arc::clone(&opener_hang),
+        })
+    });
+    let log = Arc::new(Log::open_with(opener, LogKey::from_seed(&[4u8; 32]), LogOptions::default()).unwrap());
+    assert_eq!(log.append_blocking(body(1, "bot")).unwrap().seq, 1);
+    assert_eq!(log.writer_busy_for(), None, "an idle writer is not busy");
+    hang.store(true, Ordering::SeqCst);
+    let appending = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || log.append_blocking(body(2, "bot")))
+    };
+    let waited = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let busy = log.writer_busy_for().expect("the writer is on the hung commit");
+    assert!(busy >= std::time::Duration::from_millis(250) && busy <= waited.elapsed(), "{busy:?}");
+    hang.store(false, Ordering::SeqCst);
+    assert_eq!(appending.join().unwrap().unwrap().seq, 2);
+    let mut idle = false;
+    for _ in 0..200 {
+        if log.writer_busy_for().is_none() {
+            idle = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(idle, "the writer still counts as busy after the commit ended");
+}
+
 #[test]
 fn storage_faults_fail_their_batch_only_and_the_chain_continues() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,9 +33,6 @@ pub(super) struct Writer<'a> {
     shared: &'a Shared,
     opener: &'a Opener,
     observer: Option<&'a CommitObserver>,
-    /// A test hook for the systemd watchdog: while this file exists, the writer stalls on the
-    /// batch it took (as if the disk hung). Unset in production.
-    stall: Option<PathBuf>,
 }
 
 impl Writer<'_> {
@@ -52,9 +49,6 @@ impl Writer<'_> {
     /// meanwhile is returned for later.
     fn append_round(&mut self, first: Job, rx: &mut mpsc::Receiver<Msg>) -> Option<PruneJob> {
         self.busy(true);
-        while self.stall.as_deref().is_some_and(Path::exists) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
         let db = match current_db(self.shared, self.opener) {
             Ok(db) => db,
             Err(e) => {
@@ -189,12 +183,7 @@ pub(super) fn writer_loop(
     mut rx: mpsc::Receiver<Msg>,
     observer: Option<&CommitObserver>,
 ) {
-    let mut writer = Writer {
-        shared,
-        opener,
-        observer,
-        stall: std::env::var_os("FARAMESH_TEST_STALL_WRITER").map(PathBuf::from),
-    };
+    let mut writer = Writer { shared, opener, observer };
     while let Some(msg) = rx.blocking_recv() {
         let mut next = match msg {
             Msg::Append(job) => writer.append_round(job, &mut rx),
