@@ -321,11 +321,13 @@ fn flipped_bytes_never_verify_changed_data() {
     assert!(n_detected > 0, "no flip was detected at all");
 }
 
-/// A file backend whose writes and syncs fail while `fail` is set (a full or broken disk).
+/// A file backend whose writes and syncs fail while `fail` is set (a full or broken disk), and
+/// whose syncs hang while `hang` is set (a disk that stopped answering).
 #[derive(Debug)]
 struct FaultyBackend {
     inner: FileBackend,
     fail: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
 }
 
 impl FaultyBackend {
@@ -350,42 +352,14 @@ impl StorageBackend for FaultyBackend {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-    fn close(&self) -> std::io::Result<()> {
-        self.inner.close()
-    }
-}
-
-/// A file backend whose syncs hang while `hang` is set (a disk that stopped answering).
-#[derive(Debug)]
-struct HangingBackend {
-    inner: FileBackend,
-    hang: Arc<AtomicBool>,
-}
-
-impl StorageBackend for HangingBackend {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
         while self.hang.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        self.check()?;
         self.inner.sync_data()
     }
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
         self.inner.write(offset, data)
     }
     fn close(&self) -> std::io::Result<()> {
@@ -403,8 +377,9 @@ fn a_commit_that_hangs_shows_as_a_busy_writer_until_it_ends() {
     let opener = Box::new(move || {
         let file =
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        Builder::new().create_with_backend(HangingBackend {
+        Builder::new().create_with_backend(FaultyBackend {
             inner: FileBackend::new(file)?,
+            fail: Arc::new(AtomicBool::new(false)),
             hang: Arc::clone(&opener_hang),
         })
     });
@@ -450,6 +425,7 @@ fn storage_faults_fail_their_batch_only_and_the_chain_continues() {
         Builder::new().create_with_backend(FaultyBackend {
             inner: FileBackend::new(file)?,
             fail: Arc::clone(&opener_fail),
+            hang: Arc::new(AtomicBool::new(false)),
         })
     });
     let key = LogKey::from_seed(&[3u8; 32]);

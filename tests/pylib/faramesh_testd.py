@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,35 +29,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
-    """Waits until something accepts on 127.0.0.1:`port`; fails if `proc` exits first."""
+def _wait(connect: Callable[[], None], proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
     deadline = time.time() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode} before listening on {port}")
+            raise RuntimeError(f"exited {proc.returncode} before {what}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            connect()
+            return
         except OSError:
             if time.time() > deadline:
-                raise RuntimeError(f"nothing listens on {port}") from None
+                raise RuntimeError(f"not {what} after {timeout:g} s") from None
             time.sleep(0.05)
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Waits until something accepts on 127.0.0.1:`port`; fails if `proc` exits first."""
+
+    def connect() -> None:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+
+    _wait(connect, proc, timeout, f"listening on {port}")
 
 
 def wait_socket(path: str, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
     """Waits until the daemon accepts on its Unix socket; fails if it exits first."""
-    deadline = time.time() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited {proc.returncode} before serving {path}")
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(path)
-            return
-        except OSError:
-            if time.time() > deadline:
-                raise RuntimeError(f"the daemon did not start on {path}") from None
-            time.sleep(0.05)
+
+    def connect() -> None:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+
+    _wait(connect, proc, timeout, f"serving {path}")
 
 
 @dataclass
