@@ -157,6 +157,8 @@ fn main() {
         limits: Limits::default(),
         http: None,
         retention: None,
+        single_user: false,
+        demo: false,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, async move {
