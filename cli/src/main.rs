@@ -11,6 +11,7 @@ mod client;
 mod container_cmd;
 mod daemon_cmd;
 mod demo;
+mod hook_cmd;
 mod log_cmd;
 mod mcp;
 mod ops_cmd;
@@ -86,6 +87,11 @@ enum Command {
     InitDocker(container_cmd::InitDockerArgs),
     /// Ask the HTTP listener's `/health` (exit 0 when it answers 200; the image's healthcheck).
     Health(container_cmd::HealthArgs),
+    /// A coding agent's tool-call hook (`faramesh hook claude-code`), and `hook install HOST`.
+    #[command(
+        after_help = "Examples:\n  faramesh hook install claude-code\n  echo '{\"hook_event_name\":\"PreToolUse\",\"tool_name\":\"Bash\",\"tool_input\":{\"command\":\"ls\"}}' | faramesh hook claude-code"
+    )]
+    Hook(hook_cmd::HookArgs),
     /// Check the socket, permissions, policy, state dir, log and journald.
     Doctor(setup_cmd::DoctorArgs),
     /// Print a shell completion script.
@@ -157,6 +163,7 @@ fn main() -> ExitCode {
         Command::Init(a) => setup_cmd::init(a),
         Command::InitDocker(a) => container_cmd::init_docker(a),
         Command::Health(a) => container_cmd::health(a),
+        Command::Hook(a) => hook_cmd::hook(a),
         Command::Doctor(a) => setup_cmd::doctor(a, cli.json),
         Command::Completions(a) => setup_cmd::completions(a, &mut Cli::command()),
         Command::Replay(a) => ops_cmd::replay(a, cli.json),

@@ -2024,3 +2024,115 @@ fn tail_shows_the_last_entries_then_follows() {
     let _ = tail.kill();
     let _ = tail.wait();
 }
+
+/// `faramesh hook claude-code` answers each documented payload in Claude Code's own format, from
+/// the real daemon's decisions: deny, ask (DEFER), allow; `PostToolUse` records the outcome; a
+/// payload it cannot read and a daemon it cannot reach block the call (exit 2, reason on stderr).
+#[test]
+fn claude_code_hook_contract() {
+    let policy = "version: 1\nrules:\n\
+        \x20 - id: shell-destructive\n    match: { tool: shell, command: [{ program: rm, flags: [\"-r|-R|--recursive\", \"-f|--force\"] }] }\n    deny: true\n    description: Destructive shell commands are never run\n\
+        \x20 - id: shell-approval\n    match: { tool: shell }\n    require_approval: true\n    description: Shell commands need a person\n\
+        \x20 - id: reads\n    match: { tool: file, op: read, path_starts_with: /home/me/demo/ }\n    allow: true\n";
+    let daemon = Daemon::start(policy);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/claude-code");
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let hook = |fixture: &str, socket: &Path| {
+        let mut child = Command::new(bin())
+            .args(["hook", "claude-code", "--socket"])
+            .arg(socket)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = std::fs::read(fixtures.join(fixture)).unwrap_or_else(|_| fixture.as_bytes().to_vec());
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let decision = |fixture: &str| {
+        let out = hook(fixture, &daemon.socket);
+        assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["hookSpecificOutput"]["hookEventName"], "PreToolUse", "{v}");
+        let o = &v["hookSpecificOutput"];
+        (
+            o["permissionDecision"].as_str().unwrap().to_owned(),
+            o["permissionDecisionReason"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (d, why) = decision("pre-bash-rm.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("shell-destructive") && why.contains("never run"), "{why}");
+    let (d, why) = decision("pre-bash-ls.json");
+    assert_eq!(d, "ask");
+    assert!(why.contains("approval"), "{why}");
+    let (d, why) = decision("pre-mcp.json");
+    assert_eq!(d, "deny", "no rule for github/create_issue: {why}");
+    assert!(why.contains("DEFAULT_DENY_NO_MATCH"), "{why}");
+    let (d, _) = decision("pre-read.json");
+    assert_eq!(d, "allow");
+    let post = hook("post-read.json", &daemon.socket);
+    assert!(post.status.success(), "{}", String::from_utf8_lossy(&post.stderr));
+
+    // Every call is in the log as the host sent it, with the host and session in its context.
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 10}));
+    let actions = listed["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 4, "{listed}");
+    let read = actions.iter().find(|a| a["tool"] == "file").unwrap();
+    assert_eq!(read["status"], "succeeded", "PostToolUse reported the outcome: {read}");
+    let rec = c.result("action.get", json!({"id": read["id"]}));
+    assert_eq!(rec["context"]["host"], "claude-code", "{rec}");
+    assert_eq!(rec["context"]["session_id"], "abc123", "{rec}");
+    assert_eq!(rec["params"]["path"], "/home/me/demo/README.md", "{rec}");
+    assert!(actions.iter().any(|a| a["tool"] == "github" && a["operation"] == "create_issue"), "{listed}");
+
+    // Fail closed.
+    let garbage = hook("{\"hook_event_name\":", &daemon.socket);
+    assert_eq!(garbage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("not JSON"));
+    let gone = hook("pre-read.json", &daemon.dir.join("missing.sock"));
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not reachable"), "{gone:?}");
+    assert!(gone.stdout.is_empty(), "nothing a host could read as allow");
+}
+
+/// `faramesh hook install claude-code` merges its hooks into a settings file idempotently,
+/// keeping the user's own, and `--uninstall` gives the file back as it was.
+#[test]
+fn claude_code_hook_install_round_trips_the_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = json!({
+        "model": "opus",
+        "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "./lint.sh"}]}]}
+    });
+    std::fs::write(&settings, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+    let install = |extra: &[&str]| {
+        let out = Command::new(bin())
+            .args(["hook", "install", "claude-code", "--settings"])
+            .arg(&settings)
+            .args(extra)
+            .env_remove("FARAMESH_SOCKET")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(install(&[]).contains("installed"));
+    assert!(install(&[]).contains("already installed"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(v["model"], "opus");
+    let pre = v["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(pre.len(), 2, "{v}");
+    assert_eq!(pre[0]["hooks"][0]["command"], "./lint.sh");
+    assert!(pre[1]["hooks"][0]["command"].as_str().unwrap().ends_with("hook claude-code"), "{v}");
+    assert!(v["hooks"]["PostToolUse"].is_array() && v["hooks"]["PostToolUseFailure"].is_array(), "{v}");
+    assert!(install(&["--uninstall"]).contains("removed"));
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(back, original);
+}

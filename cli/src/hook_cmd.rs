@@ -1,0 +1,502 @@
+//! `faramesh hook HOST`: a coding agent's tool-call hook, answered by the daemon (`docs/hooks.md`).
+//!
+//! The host runs the hook as a process per tool call with the call as JSON on stdin; the hook
+//! asks the daemon (`govern`, recorded like every call) and answers in the host's own format.
+//! Anything it cannot read, and a daemon it cannot reach, is a refusal (exit 2, the reason on
+//! stderr), never an exit the host could read as "allow".
+//!
+//! Hosts: `claude-code` (`PreToolUse`, `PostToolUse`, `PostToolUseFailure`).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use faramesh_proto::{Effect, GovernAnswer};
+use serde_json::{Map, Value, json};
+
+use crate::args::SocketArg;
+use crate::client;
+
+/// The longest hook payload read from stdin.
+const MAX_PAYLOAD: u64 = 4 << 20;
+/// A tool's response larger than this is recorded by its size only.
+const MAX_RESULT_BYTES: usize = 16 << 10;
+/// The exit code Claude Code reads as "block this call" (the reason on stderr).
+const EXIT_BLOCK: u8 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Host {
+    /// Claude Code (`PreToolUse`, `PostToolUse`, `PostToolUseFailure` command hooks).
+    ClaudeCode,
+}
+
+impl Host {
+    fn name(self) -> &'static str {
+        match self {
+            Host::ClaudeCode => "claude-code",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HookArgs {
+    #[command(subcommand)]
+    command: Option<HookCommand>,
+    /// The host whose hook payload is on stdin.
+    #[arg(value_enum)]
+    host: Option<Host>,
+    /// The agent id calls are decided for (default: the host's name).
+    #[arg(long)]
+    agent_id: Option<String>,
+    /// DEFER: `ask` (the host asks its user; the decision is recorded) or `wait[=SECONDS]` (hold
+    /// the call until a person approves or denies it in Faramesh; default 120 s).
+    #[arg(long, default_value = "ask")]
+    defer: String,
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
+#[derive(Subcommand, Debug)]
+enum HookCommand {
+    /// Write the hook into the host's settings (idempotent; other hooks and settings are kept).
+    Install(InstallArgs),
+}
+
+#[derive(Args, Debug)]
+struct InstallArgs {
+    #[arg(value_enum)]
+    host: Host,
+    /// The user's settings (`~/.claude/settings.json`) instead of the project's
+    /// (`.claude/settings.json` in the current directory).
+    #[arg(long)]
+    user: bool,
+    /// The project's settings (the default).
+    #[arg(long, conflicts_with = "user")]
+    project: bool,
+    /// Remove the hook instead.
+    #[arg(long)]
+    uninstall: bool,
+    /// The settings file to edit (instead of the host's default).
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+}
+
+pub fn hook(args: HookArgs) -> Result<ExitCode> {
+    if let Some(HookCommand::Install(install)) = args.command {
+        return self::install(&install);
+    }
+    let Some(host) = args.host else {
+        bail!("name the host: `faramesh hook claude-code` (or `faramesh hook install claude-code`)");
+    };
+    let defer = parse_defer(&args.defer)?;
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().take(MAX_PAYLOAD).read_to_string(&mut text) {
+        return Ok(block(&format!("Faramesh could not read the hook payload: {e}")));
+    }
+    let payload: Map<String, Value> = match faramesh_proto::parse_strict(text.as_bytes()) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Ok(block("Faramesh refused the call: the hook payload is not a JSON object")),
+        Err(e) => {
+            return Ok(block(&format!("Faramesh refused the call: the hook payload is not JSON ({e})")));
+        }
+    };
+    let agent = args.agent_id.unwrap_or_else(|| host.name().to_owned());
+    let socket = args.socket.path();
+    match host {
+        Host::ClaudeCode => claude_code(&payload, &agent, &socket, defer),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Defer {
+    Ask,
+    Wait(Duration),
+}
+
+fn parse_defer(s: &str) -> Result<Defer> {
+    match s {
+        "ask" => Ok(Defer::Ask),
+        "wait" => Ok(Defer::Wait(Duration::from_secs(120))),
+        _ => match s.strip_prefix("wait=").and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) if (1..=3600).contains(&n) => Ok(Defer::Wait(Duration::from_secs(n))),
+            _ => bail!("`--defer` `{s}` must be `ask`, `wait` or `wait=SECONDS` (1-3600)"),
+        },
+    }
+}
+
+/// A refusal the host cannot read as "allow": the reason on stderr, exit 2.
+fn block(reason: &str) -> ExitCode {
+    eprintln!("{reason}");
+    ExitCode::from(EXIT_BLOCK)
+}
+
+/// The call the policy sees for a Claude Code tool: `Bash` → `shell`/`exec` (the command in
+/// `command`), `Read` → `file`/`read`, `Write` → `file`/`write`, `Edit`, `MultiEdit` and
+/// `NotebookEdit` → `file`/`edit`, `Glob` and `Grep` → `file`/`search` (each with the absolute
+/// `path`), `WebFetch` → `http`/`get` (with `url`), `mcp__server__tool` → `server`/`tool` (as
+/// `faramesh mcp --tool-prefix server` names it), any other tool → its own name, `invoke`.
+pub(crate) fn claude_code_call(
+    tool_name: &str,
+    input: &Map<String, Value>,
+) -> (String, String, Map<String, Value>) {
+    let mut args = input.clone();
+    let path_from = |args: &mut Map<String, Value>, key: &str| {
+        if let Some(p) = input.get(key).filter(|p| p.is_string()) {
+            args.insert("path".into(), p.clone());
+        }
+    };
+    let (tool, op) = match tool_name {
+        "Bash" => ("shell", "exec"),
+        "Read" => {
+            path_from(&mut args, "file_path");
+            ("file", "read")
+        }
+        "Write" => {
+            path_from(&mut args, "file_path");
+            ("file", "write")
+        }
+        "Edit" | "MultiEdit" => {
+            path_from(&mut args, "file_path");
+            ("file", "edit")
+        }
+        "NotebookEdit" => {
+            path_from(&mut args, "notebook_path");
+            ("file", "edit")
+        }
+        "Glob" | "Grep" => ("file", "search"),
+        "WebFetch" => ("http", "get"),
+        other => {
+            if let Some((server, tool)) = other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+                return (server.to_owned(), tool.to_owned(), args);
+            }
+            return (other.to_owned(), "invoke".to_owned(), args);
+        }
+    };
+    (tool.to_owned(), op.to_owned(), args)
+}
+
+fn claude_code(payload: &Map<String, Value>, agent: &str, socket: &Path, defer: Defer) -> Result<ExitCode> {
+    let text = |k: &str| payload.get(k).and_then(Value::as_str);
+    let Some(event) = text("hook_event_name") else {
+        return Ok(block("Faramesh refused the call: the hook payload has no `hook_event_name`"));
+    };
+    let Some(tool_name) = text("tool_name") else {
+        return Ok(block("Faramesh refused the call: the hook payload has no `tool_name`"));
+    };
+    let input = match payload.get("tool_input") {
+        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Ok(block("Faramesh refused the call: `tool_input` is not an object")),
+    };
+    let (tool, operation, args) = claude_code_call(tool_name, &input);
+    let mut context = Map::new();
+    context.insert("host".into(), json!("claude-code"));
+    context.insert("host_tool".into(), json!(tool_name));
+    for key in ["session_id", "cwd", "tool_use_id"] {
+        if let Some(v) = payload.get(key).filter(|v| v.is_string()) {
+            context.insert(key.into(), v.clone());
+        }
+    }
+    let call =
+        json!({"agent_id": agent, "tool": tool, "operation": operation, "args": args, "context": context});
+    match event {
+        "PreToolUse" => pre_tool_use(socket, call, defer),
+        "PostToolUse" | "PostToolUseFailure" => post_tool_use(socket, payload, event == "PostToolUse"),
+        other => Ok(block(&format!(
+            "Faramesh: `faramesh hook claude-code` answers PreToolUse and PostToolUse, not `{other}`"
+        ))),
+    }
+}
+
+fn unreachable(socket: &Path, e: &anyhow::Error) -> ExitCode {
+    block(&format!(
+        "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
+        socket.display()
+    ))
+}
+
+fn pre_tool_use(socket: &Path, call: Value, defer: Defer) -> Result<ExitCode> {
+    let answer = match govern(socket, &call) {
+        Ok(a) => a,
+        Err(e) => return Ok(unreachable(socket, &e)),
+    };
+    let answer = match (answer.decision.effect, defer) {
+        (Effect::Defer, Defer::Wait(timeout)) => {
+            wait_and_resume(socket, &call, &answer, timeout).unwrap_or(answer)
+        }
+        _ => answer,
+    };
+    let d = &answer.decision;
+    let code = serde_json::to_value(d.reason_code).unwrap_or_default();
+    let code = code.as_str().unwrap_or("DENY");
+    let rule = d.rule_id.as_deref().map(|r| format!(", rule {r}")).unwrap_or_default();
+    let (decision, reason) = match d.effect {
+        Effect::Permit => ("allow", format!("Faramesh: allowed ({code}{rule})")),
+        Effect::Deny => ("deny", format!("Faramesh denied this call: {} ({code}{rule})", d.reason)),
+        Effect::Defer => {
+            let approval = answer.approval_id.as_deref().unwrap_or("?");
+            let reason = match defer {
+                Defer::Ask => format!(
+                    "Faramesh: this call needs a person's approval ({}). Approving here runs it; it is recorded as approval {approval}",
+                    d.reason
+                ),
+                Defer::Wait(t) => format!(
+                    "Faramesh: approval {approval} was not decided within {} s ({}): approve it with `faramesh approve {approval}` or in the dashboard, then retry",
+                    t.as_secs(),
+                    d.reason
+                ),
+            };
+            (if defer == Defer::Ask { "ask" } else { "deny" }, reason)
+        }
+    };
+    if d.effect == Effect::Permit
+        && let (Some(action), Some(id)) = (answer.action_id.as_deref(), tool_use_id(&call))
+    {
+        remember(id, action);
+    }
+    println!(
+        "{}",
+        json!({"hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": decision,
+            "permissionDecisionReason": reason,
+        }})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn govern(socket: &Path, call: &Value) -> Result<GovernAnswer> {
+    Ok(serde_json::from_value(client::call(socket, "govern", call.clone())?)?)
+}
+
+/// Holds a deferred call until its approval is decided (or `timeout`), then re-asks with the
+/// approval id.
+fn wait_and_resume(
+    socket: &Path,
+    call: &Value,
+    answer: &GovernAnswer,
+    timeout: Duration,
+) -> Option<GovernAnswer> {
+    let approval = answer.approval_id.as_deref()?;
+    let stream = client::connect(socket).ok()?;
+    stream.set_read_timeout(Some(timeout + Duration::from_secs(10))).ok()?;
+    let reply = client::call_on(
+        &stream,
+        "approval.wait",
+        json!({"approval_id": approval, "timeout_seconds": timeout.as_secs()}),
+    )
+    .ok()?;
+    if reply["timed_out"] == true {
+        return None;
+    }
+    let mut resume = call.clone();
+    resume["approval_id"] = json!(approval);
+    govern(socket, &resume).ok()
+}
+
+fn tool_use_id(call: &Value) -> Option<&str> {
+    call.pointer("/context/tool_use_id")
+        .and_then(Value::as_str)
+        .filter(|id| faramesh_proto::is_identifier(id))
+}
+
+/// Where the hook keeps the action id of a permitted call until its `PostToolUse` reports the
+/// outcome: `$XDG_RUNTIME_DIR/faramesh-hooks/` (else `~/.faramesh/runtime/hooks/`), mode 0700.
+fn pending_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("faramesh-hooks"),
+        None => {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+            home.join(".faramesh/runtime/hooks")
+        }
+    }
+}
+
+fn remember(tool_use_id: &str, action_id: &str) {
+    let dir = pending_dir();
+    if faramesh_daemon::log::create_private_dir(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(tool_use_id), action_id);
+    }
+}
+
+fn post_tool_use(socket: &Path, payload: &Map<String, Value>, success: bool) -> Result<ExitCode> {
+    let Some(id) =
+        payload.get("tool_use_id").and_then(Value::as_str).filter(|id| faramesh_proto::is_identifier(id))
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let file = pending_dir().join(id);
+    let Ok(action) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
+    let _ = std::fs::remove_file(&file);
+    let response = payload.get("tool_response").cloned().unwrap_or(Value::Null);
+    let text = response.to_string();
+    let result = if text.len() <= MAX_RESULT_BYTES {
+        response
+    } else {
+        json!({"truncated": true, "bytes": text.len()})
+    };
+    let mut report = json!({"id": action.trim(), "success": success, "result": result});
+    if !success {
+        report["error"] = payload.get("error").cloned().unwrap_or_else(|| json!("the tool failed"));
+    }
+    // The outcome is a record, not a decision: a daemon that went away meanwhile is reported
+    // on stderr and does not fail the (already run) tool.
+    let started = client::call(socket, "action.start", json!({"id": action.trim()}));
+    if let Err(e) = started.and_then(|_| client::call(socket, "action.result", report)) {
+        eprintln!("faramesh: could not record the outcome of action {}: {e:#}", action.trim());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hook entries `install` writes, by event.
+const CLAUDE_EVENTS: [&str; 3] = ["PreToolUse", "PostToolUse", "PostToolUseFailure"];
+
+fn install(args: &InstallArgs) -> Result<ExitCode> {
+    let path = match (&args.settings, args.user) {
+        (Some(p), _) => p.clone(),
+        (None, true) => PathBuf::from(
+            std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --settings FILE"))?,
+        )
+        .join(".claude/settings.json"),
+        (None, false) => PathBuf::from(".claude/settings.json"),
+    };
+    let mut settings: Map<String, Value> = match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => Map::new(),
+        Ok(text) => match faramesh_proto::parse_strict(text.as_bytes()) {
+            Ok(Value::Object(m)) => m,
+            _ => bail!("`{}` is not a JSON object: fix it or pass --settings FILE", path.display()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let command = hook_command(args.host)?;
+    let changed =
+        if args.uninstall { remove_hooks(&mut settings) } else { add_hooks(&mut settings, &command)? };
+    if changed {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&Value::Object(settings))? + "\n";
+        std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    let what = match (args.uninstall, changed) {
+        (false, true) => format!("installed `{command}` for PreToolUse, PostToolUse and PostToolUseFailure"),
+        (false, false) => "already installed".to_owned(),
+        (true, true) => "removed the faramesh hooks".to_owned(),
+        (true, false) => "no faramesh hook to remove".to_owned(),
+    };
+    println!("{}: {what}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command the host runs: `faramesh hook HOST`, with the socket when `FARAMESH_SOCKET` is
+/// set (the host may not pass the environment on), and this binary's path when `faramesh` on
+/// PATH is another one.
+fn hook_command(host: Host) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find this faramesh binary")?;
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("faramesh")).find(|p| p.is_file()));
+    let same = on_path.and_then(|p| std::fs::canonicalize(p).ok()) == std::fs::canonicalize(&exe).ok();
+    let program = if same { "faramesh".to_owned() } else { shell_quote(&exe.display().to_string()) };
+    let mut command = format!("{program} hook {}", host.name());
+    if let Some(socket) = std::env::var_os("FARAMESH_SOCKET").filter(|s| !s.is_empty()) {
+        command.push_str(&format!(" --socket {}", shell_quote(&PathBuf::from(socket).display().to_string())));
+    }
+    Ok(command)
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether a hook entry (`{"type": "command", "command": …}`) is one of ours.
+fn is_ours(hook: &Value) -> bool {
+    hook.get("command").and_then(Value::as_str).is_some_and(|c| c.contains(" hook claude-code"))
+}
+
+fn add_hooks(settings: &mut Map<String, Value>, command: &str) -> Result<bool> {
+    let hooks = settings.entry("hooks").or_insert_with(|| json!({}));
+    let Some(hooks) = hooks.as_object_mut() else { bail!("`hooks` in the settings is not an object") };
+    let mut changed = false;
+    for event in CLAUDE_EVENTS {
+        let list = hooks.entry(event).or_insert_with(|| json!([]));
+        let Some(list) = list.as_array_mut() else { bail!("`hooks.{event}` in the settings is not a list") };
+        let present = list
+            .iter()
+            .any(|m| m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(is_ours)));
+        if !present {
+            list.push(
+                json!({"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 600}]}),
+            );
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+fn remove_hooks(settings: &mut Map<String, Value>) -> bool {
+    let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else { return false };
+    let mut changed = false;
+    for event in CLAUDE_EVENTS {
+        let Some(list) = hooks.get_mut(event).and_then(Value::as_array_mut) else { continue };
+        for matcher in list.iter_mut() {
+            if let Some(hs) = matcher.get_mut("hooks").and_then(Value::as_array_mut) {
+                let before = hs.len();
+                hs.retain(|h| !is_ours(h));
+                changed |= hs.len() != before;
+            }
+        }
+        list.retain(|m| m.get("hooks").and_then(Value::as_array).is_none_or(|hs| !hs.is_empty()));
+        if list.is_empty() {
+            hooks.remove(event);
+        }
+    }
+    if hooks.is_empty() {
+        settings.remove("hooks");
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_code_tools_map_to_policy_tools() {
+        let input = |v: Value| v.as_object().cloned().unwrap();
+        let (t, o, a) = claude_code_call("Bash", &input(json!({"command": "rm -rf /", "description": "x"})));
+        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
+        let (t, o, a) =
+            claude_code_call("Edit", &input(json!({"file_path": "/etc/hosts", "old_string": "a"})));
+        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/etc/hosts")));
+        let (t, o, _) = claude_code_call("WebFetch", &input(json!({"url": "https://example.com"})));
+        assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
+        let (t, o, _) = claude_code_call("mcp__github__create_issue", &Map::new());
+        assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
+        let (t, o, _) = claude_code_call("Task", &Map::new());
+        assert_eq!((t.as_str(), o.as_str()), ("Task", "invoke"));
+    }
+
+    #[test]
+    fn install_is_idempotent_keeps_other_hooks_and_uninstall_restores() {
+        let original = json!({
+            "model": "x",
+            "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "lint.sh"}]}]}
+        });
+        let mut s = original.as_object().cloned().unwrap();
+        assert!(add_hooks(&mut s, "faramesh hook claude-code").unwrap());
+        assert!(!add_hooks(&mut s, "faramesh hook claude-code").unwrap(), "a second install changes nothing");
+        assert_eq!(s["hooks"]["PreToolUse"].as_array().unwrap().len(), 2);
+        assert_eq!(s["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "faramesh hook claude-code");
+        assert!(remove_hooks(&mut s));
+        assert_eq!(Value::Object(s), original);
+    }
+}
