@@ -352,6 +352,28 @@ fn post_tool_use(socket: &Path, payload: &Map<String, Value>, success: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// For `faramesh doctor`: which hosts' settings run this hook (the project's and the user's).
+pub(crate) fn wired_hosts() -> String {
+    let mut files = vec![PathBuf::from(".claude/settings.json")];
+    if let Some(home) = std::env::var_os("HOME") {
+        files.push(PathBuf::from(home).join(".claude/settings.json"));
+    }
+    let wired: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(f).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some_and(
+                |v| v.pointer("/hooks/PreToolUse").and_then(Value::as_array).is_some_and(|l| runs_ours(l)),
+            )
+        })
+        .map(|f| format!("Claude Code ({})", f.display()))
+        .collect();
+    if wired.is_empty() {
+        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code`)".into()
+    } else {
+        format!("the faramesh hook is wired into {}", wired.join(", "))
+    }
+}
+
 /// The hook entries `install` writes, by event.
 const CLAUDE_EVENTS: [&str; 3] = ["PreToolUse", "PostToolUse", "PostToolUseFailure"];
 
@@ -417,6 +439,11 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Whether one of an event's matcher entries runs our hook.
+fn runs_ours(list: &[Value]) -> bool {
+    list.iter().any(|m| m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(is_ours)))
+}
+
 /// Whether a hook entry (`{"type": "command", "command": …}`) is one of ours.
 fn is_ours(hook: &Value) -> bool {
     hook.get("command").and_then(Value::as_str).is_some_and(|c| c.contains(" hook claude-code"))
@@ -429,10 +456,7 @@ fn add_hooks(settings: &mut Map<String, Value>, command: &str) -> Result<bool> {
     for event in CLAUDE_EVENTS {
         let list = hooks.entry(event).or_insert_with(|| json!([]));
         let Some(list) = list.as_array_mut() else { bail!("`hooks.{event}` in the settings is not a list") };
-        let present = list
-            .iter()
-            .any(|m| m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(is_ours)));
-        if !present {
+        if !runs_ours(list) {
             list.push(
                 json!({"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 600}]}),
             );
