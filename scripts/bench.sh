@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|soak|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|hook|soak|all]
 # (`soak` is not part of `all`: it writes a million decisions; SOAK_N sets how many.)
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
@@ -15,6 +15,34 @@ fi
 if [ "$what" = "socket" ] || [ "$what" = "all" ]; then
     mkdir -p target/bench-tmp
     BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench socket 2>/dev/null | grep '^bench '
+fi
+if [ "$what" = "hook" ] || [ "$what" = "all" ]; then
+    # `faramesh hook claude-code` end to end, as Claude Code runs it: a process per tool call,
+    # the payload on stdin, one `govern` over the socket (recorded), the answer on stdout.
+    cargo build --release --locked --bin faramesh 2>/dev/null
+    dir="$(mktemp -d "$PWD/target/bench-hook.XXXXXX")"
+    printf 'version: 1\nrules:\n  - id: reads\n    match: { tool: file, op: read }\n    allow: true\n' >"$dir/policy.yaml"
+    FARAMESH_LOG=warn target/release/faramesh serve --policy "$dir/policy.yaml" --socket "$dir/s.sock" \
+        --state-dir "$dir/state" &
+    hook_pid=$!
+    for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
+    python3 - "$dir/s.sock" <<'PY'
+import json, statistics, subprocess, sys, time
+payload = json.dumps({"session_id": "bench", "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Read",
+                      "tool_input": {"file_path": "/tmp/x"}, "tool_use_id": "toolu_bench"}).encode()
+times = []
+for _ in range(500):
+    t = time.perf_counter()
+    out = subprocess.run(["target/release/faramesh", "hook", "claude-code", "--socket", sys.argv[1]],
+                         input=payload, capture_output=True, check=True)
+    times.append((time.perf_counter() - t) * 1e6)
+    assert b'"allow"' in out.stdout, out
+times.sort()
+print(f"bench hook_claude_code_median {statistics.median(times):.0f} us")
+print(f"bench hook_claude_code_p99 {times[int(len(times) * 0.99)]:.0f} us")
+PY
+    kill "$hook_pid"; wait "$hook_pid" 2>/dev/null || true
+    rm -rf "$dir"
 fi
 if [ "$what" = "http" ] || [ "$what" = "all" ]; then
     # The HTTP listener under wrk (a native load generator, from Debian's packages), plain HTTP
