@@ -31,12 +31,43 @@ const EXIT_BLOCK: u8 = 2;
 pub enum Host {
     /// Claude Code (`PreToolUse`, `PostToolUse`, `PostToolUseFailure` command hooks).
     ClaudeCode,
+    /// Gemini CLI (`BeforeTool`, `AfterTool` command hooks).
+    GeminiCli,
 }
 
 impl Host {
     fn name(self) -> &'static str {
         match self {
             Host::ClaudeCode => "claude-code",
+            Host::GeminiCli => "gemini-cli",
+        }
+    }
+
+    /// The events `install` wires; the first is the one before the tool runs.
+    fn events(self) -> &'static [&'static str] {
+        match self {
+            Host::ClaudeCode => &["PreToolUse", "PostToolUse", "PostToolUseFailure"],
+            Host::GeminiCli => &["BeforeTool", "AfterTool"],
+        }
+    }
+
+    /// The settings file, relative to the project or the home directory.
+    fn settings(self) -> &'static str {
+        match self {
+            Host::ClaudeCode => ".claude/settings.json",
+            Host::GeminiCli => ".gemini/settings.json",
+        }
+    }
+
+    /// One hook entry running `command` (Claude Code's timeout is in seconds, Gemini CLI's in ms).
+    fn entry(self, command: &str) -> Value {
+        match self {
+            Host::ClaudeCode => {
+                json!({"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 600}]})
+            }
+            Host::GeminiCli => json!({"matcher": "*", "hooks": [
+                {"name": "faramesh", "type": "command", "command": command, "timeout": 600_000}
+            ]}),
         }
     }
 }
@@ -52,8 +83,9 @@ pub struct HookArgs {
     /// The agent id calls are decided for (default: the host's name).
     #[arg(long)]
     agent_id: Option<String>,
-    /// DEFER: `ask` (the host asks its user; the decision is recorded) or `wait[=SECONDS]` (hold
-    /// the call until a person approves or denies it in Faramesh; default 120 s).
+    /// DEFER: `ask` (the host asks its user where it can, Claude Code; elsewhere the call is
+    /// refused with how to approve it, and the same call retried after approval runs) or
+    /// `wait[=SECONDS]` (hold the call until a person decides in Faramesh; default 120 s).
     #[arg(long, default_value = "ask")]
     defer: String,
     #[command(flatten)]
@@ -70,8 +102,8 @@ enum HookCommand {
 struct InstallArgs {
     #[arg(value_enum)]
     host: Host,
-    /// The user's settings (`~/.claude/settings.json`) instead of the project's
-    /// (`.claude/settings.json` in the current directory).
+    /// The user's settings (`~/.claude/settings.json`, `~/.gemini/settings.json`) instead of
+    /// the project's (`.claude/settings.json`, `.gemini/settings.json` in the current directory).
     #[arg(long)]
     user: bool,
     /// The project's settings (the default).
@@ -106,15 +138,15 @@ pub fn hook(args: HookArgs) -> Result<ExitCode> {
     };
     let agent = args.agent_id.unwrap_or_else(|| host.name().to_owned());
     let socket = args.socket.path();
-    match host {
-        Host::ClaudeCode => claude_code(&payload, &agent, &socket, defer),
-    }
+    on_event(host, &payload, &agent, &socket, defer)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Defer {
     Ask,
     Wait(Duration),
+    /// Refused with how to approve; the retry carries the approval (hosts that cannot ask).
+    Refuse,
 }
 
 fn parse_defer(s: &str) -> Result<Defer> {
@@ -179,7 +211,13 @@ pub(crate) fn claude_code_call(
     (tool.to_owned(), op.to_owned(), args)
 }
 
-fn claude_code(payload: &Map<String, Value>, agent: &str, socket: &Path, defer: Defer) -> Result<ExitCode> {
+fn on_event(
+    host: Host,
+    payload: &Map<String, Value>,
+    agent: &str,
+    socket: &Path,
+    defer: Defer,
+) -> Result<ExitCode> {
     let text = |k: &str| payload.get(k).and_then(Value::as_str);
     let Some(event) = text("hook_event_name") else {
         return Ok(block("Faramesh refused the call: the hook payload has no `hook_event_name`"));
@@ -192,24 +230,98 @@ fn claude_code(payload: &Map<String, Value>, agent: &str, socket: &Path, defer: 
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Ok(block("Faramesh refused the call: `tool_input` is not an object")),
     };
-    let (tool, operation, args) = claude_code_call(tool_name, &input);
+    let (tool, operation, args) = match host {
+        Host::ClaudeCode => claude_code_call(tool_name, &input),
+        Host::GeminiCli => gemini_call(tool_name, &input),
+    };
+    // The context holds what stays the same when the call is retried (the request hash covers
+    // it), never the host's id of one tool call.
     let mut context = Map::new();
-    context.insert("host".into(), json!("claude-code"));
+    context.insert("host".into(), json!(host.name()));
     context.insert("host_tool".into(), json!(tool_name));
-    for key in ["session_id", "cwd", "tool_use_id"] {
+    for key in ["session_id", "cwd"] {
         if let Some(v) = payload.get(key).filter(|v| v.is_string()) {
             context.insert(key.into(), v.clone());
         }
     }
     let call =
         json!({"agent_id": agent, "tool": tool, "operation": operation, "args": args, "context": context});
-    match event {
-        "PreToolUse" => pre_tool_use(socket, call, defer),
-        "PostToolUse" | "PostToolUseFailure" => post_tool_use(socket, payload, event == "PostToolUse"),
-        other => Ok(block(&format!(
-            "Faramesh: `faramesh hook claude-code` answers PreToolUse and PostToolUse, not `{other}`"
-        ))),
+    let key = call_key(payload, &call);
+    let events = host.events();
+    if event == events[0] {
+        return before(host, socket, call, &key, defer);
     }
+    if events[1..].contains(&event) {
+        let failed = event == "PostToolUseFailure"
+            || payload.get("tool_response").and_then(|r| r.get("error")).is_some_and(|e| !e.is_null());
+        return after(host, socket, payload, &key, !failed);
+    }
+    Ok(block(&format!(
+        "Faramesh: `faramesh hook {}` answers {}, not `{event}`",
+        host.name(),
+        events.join(", ")
+    )))
+}
+
+/// What names one tool call between its before and after events: the host's id for it when it
+/// gives one (Claude Code's `tool_use_id`), else the call's request hash.
+fn call_key(payload: &Map<String, Value>, call: &Value) -> String {
+    match payload.get("tool_use_id").and_then(Value::as_str).filter(|id| faramesh_proto::is_identifier(id)) {
+        Some(id) => id.to_owned(),
+        None => format!("call-{}", request_hash(call)),
+    }
+}
+
+fn request_hash(call: &Value) -> String {
+    let field = |k: &str| call.get(k).and_then(Value::as_str).unwrap_or_default();
+    faramesh_proto::request_hash(
+        field("agent_id"),
+        field("tool"),
+        field("operation"),
+        call.get("args").unwrap_or(&Value::Null),
+        call.get("context").unwrap_or(&Value::Null),
+    )
+    .unwrap_or_default()
+}
+
+/// The call Gemini CLI's tool becomes: `run_shell_command` → `shell`/`exec` (the command in
+/// `command`), `read_file` and `read_many_files` → `file`/`read`, `write_file` → `file`/`write`,
+/// `replace` → `file`/`edit`, `list_directory`, `glob` and `search_file_content` →
+/// `file`/`search` (each with `path`), `web_fetch` → `http`/`get` (`url`: the first URL in its
+/// prompt), `mcp__server__tool` → `server`/`tool`, any other tool → its own name, `invoke`.
+pub(crate) fn gemini_call(
+    tool_name: &str,
+    input: &Map<String, Value>,
+) -> (String, String, Map<String, Value>) {
+    let mut args = input.clone();
+    let first = |keys: &[&str]| keys.iter().find_map(|k| input.get(*k).filter(|v| v.is_string()).cloned());
+    let (tool, op, path) = match tool_name {
+        "run_shell_command" => ("shell", "exec", None),
+        "read_file" => ("file", "read", first(&["absolute_path", "file_path", "path"])),
+        "read_many_files" => ("file", "read", None),
+        "write_file" => ("file", "write", first(&["file_path", "absolute_path", "path"])),
+        "replace" => ("file", "edit", first(&["file_path", "absolute_path", "path"])),
+        "list_directory" | "glob" | "search_file_content" => ("file", "search", first(&["path", "dir_path"])),
+        "web_fetch" => {
+            let url = input.get("prompt").and_then(Value::as_str).and_then(|p| {
+                p.split_whitespace().find(|w| w.starts_with("https://") || w.starts_with("http://"))
+            });
+            if let Some(url) = url {
+                args.insert("url".into(), json!(url.trim_end_matches(['.', ',', ')', '"', '\''])));
+            }
+            ("http", "get", None)
+        }
+        other => {
+            if let Some((server, tool)) = other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+                return (server.to_owned(), tool.to_owned(), args);
+            }
+            return (other.to_owned(), "invoke".to_owned(), args);
+        }
+    };
+    if let Some(path) = path {
+        args.insert("path".into(), path);
+    }
+    (tool.to_owned(), op.to_owned(), args)
 }
 
 fn unreachable(socket: &Path, e: &anyhow::Error) -> ExitCode {
@@ -219,11 +331,17 @@ fn unreachable(socket: &Path, e: &anyhow::Error) -> ExitCode {
     ))
 }
 
-fn pre_tool_use(socket: &Path, call: Value, defer: Defer) -> Result<ExitCode> {
+fn before(host: Host, socket: &Path, mut call: Value, key: &str, defer: Defer) -> Result<ExitCode> {
+    // A call refused as pending before is retried with its approval: once approved, it runs.
+    let waiting = pending_dir().join(format!("approval-{}", request_hash(&call)));
+    if let Ok(approval) = std::fs::read_to_string(&waiting) {
+        call["approval_id"] = json!(approval.trim());
+    }
     let answer = match govern(socket, &call) {
         Ok(a) => a,
         Err(e) => return Ok(unreachable(socket, &e)),
     };
+    let defer = if defer == Defer::Ask && host != Host::ClaudeCode { Defer::Refuse } else { defer };
     let answer = match (answer.decision.effect, defer) {
         (Effect::Defer, Defer::Wait(timeout)) => {
             wait_and_resume(socket, &call, &answer, timeout).unwrap_or(answer)
@@ -249,23 +367,36 @@ fn pre_tool_use(socket: &Path, call: Value, defer: Defer) -> Result<ExitCode> {
                     t.as_secs(),
                     d.reason
                 ),
+                Defer::Refuse => format!(
+                    "Faramesh: this call waits for a person's approval ({}): approve it with `faramesh approve {approval}` or in the dashboard, then retry the same call",
+                    d.reason
+                ),
             };
+            if defer != Defer::Ask {
+                remember(&waiting, approval);
+            }
             (if defer == Defer::Ask { "ask" } else { "deny" }, reason)
         }
     };
-    if d.effect == Effect::Permit
-        && let (Some(action), Some(id)) = (answer.action_id.as_deref(), tool_use_id(&call))
-    {
-        remember(id, action);
+    if d.effect != Effect::Defer {
+        let _ = std::fs::remove_file(&waiting);
     }
-    println!(
-        "{}",
-        json!({"hookSpecificOutput": {
+    if d.effect == Effect::Permit
+        && let Some(action) = answer.action_id.as_deref()
+    {
+        remember(&pending_dir().join(key), action);
+    }
+    let out = match host {
+        Host::ClaudeCode => json!({"hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": decision,
             "permissionDecisionReason": reason,
-        }})
-    );
+        }}),
+        Host::GeminiCli => {
+            json!({"decision": if decision == "allow" { "allow" } else { "deny" }, "reason": reason})
+        }
+    };
+    println!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -298,14 +429,9 @@ fn wait_and_resume(
     govern(socket, &resume).ok()
 }
 
-fn tool_use_id(call: &Value) -> Option<&str> {
-    call.pointer("/context/tool_use_id")
-        .and_then(Value::as_str)
-        .filter(|id| faramesh_proto::is_identifier(id))
-}
-
-/// Where the hook keeps the action id of a permitted call until its `PostToolUse` reports the
-/// outcome: `$XDG_RUNTIME_DIR/faramesh-hooks/` (else `~/.faramesh/runtime/hooks/`), mode 0700.
+/// Where the hook keeps, between a tool call's events, the action id of a permitted call (until
+/// its outcome is reported) and the approval of a refused one (until it is retried):
+/// `$XDG_RUNTIME_DIR/faramesh-hooks/` (else `~/.faramesh/runtime/hooks/`), mode 0700.
 fn pending_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d).join("faramesh-hooks"),
@@ -316,20 +442,24 @@ fn pending_dir() -> PathBuf {
     }
 }
 
-fn remember(tool_use_id: &str, action_id: &str) {
-    let dir = pending_dir();
-    if faramesh_daemon::log::create_private_dir(&dir).is_ok() {
-        let _ = std::fs::write(dir.join(tool_use_id), action_id);
+fn remember(file: &Path, id: &str) {
+    if faramesh_daemon::log::create_private_dir(&pending_dir()).is_ok() {
+        let _ = std::fs::write(file, id);
     }
 }
 
-fn post_tool_use(socket: &Path, payload: &Map<String, Value>, success: bool) -> Result<ExitCode> {
-    let Some(id) =
-        payload.get("tool_use_id").and_then(Value::as_str).filter(|id| faramesh_proto::is_identifier(id))
-    else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let file = pending_dir().join(id);
+fn after(
+    host: Host,
+    socket: &Path,
+    payload: &Map<String, Value>,
+    key: &str,
+    success: bool,
+) -> Result<ExitCode> {
+    // Gemini CLI parses stdout as JSON: an empty object changes nothing.
+    if host == Host::GeminiCli {
+        println!("{{}}");
+    }
+    let file = pending_dir().join(key);
     let Ok(action) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
     let _ = std::fs::remove_file(&file);
     let response = payload.get("tool_response").cloned().unwrap_or(Value::Null);
@@ -354,28 +484,30 @@ fn post_tool_use(socket: &Path, payload: &Map<String, Value>, success: bool) -> 
 
 /// For `faramesh doctor`: which hosts' settings run this hook (the project's and the user's).
 pub(crate) fn wired_hosts() -> String {
-    let mut files = vec![PathBuf::from(".claude/settings.json")];
-    if let Some(home) = std::env::var_os("HOME") {
-        files.push(PathBuf::from(home).join(".claude/settings.json"));
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut wired = Vec::new();
+    for host in [Host::ClaudeCode, Host::GeminiCli] {
+        let mut files = vec![PathBuf::from(host.settings())];
+        files.extend(home.as_ref().map(|h| h.join(host.settings())));
+        let first = format!("/hooks/{}", host.events()[0]);
+        for f in files {
+            let runs = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|v| {
+                    v.pointer(&first).and_then(Value::as_array).is_some_and(|l| runs_ours(host, l))
+                });
+            if runs {
+                wired.push(format!("{} ({})", host.name(), f.display()));
+            }
+        }
     }
-    let wired: Vec<String> = files
-        .iter()
-        .filter(|f| {
-            std::fs::read_to_string(f).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some_and(
-                |v| v.pointer("/hooks/PreToolUse").and_then(Value::as_array).is_some_and(|l| runs_ours(l)),
-            )
-        })
-        .map(|f| format!("Claude Code ({})", f.display()))
-        .collect();
     if wired.is_empty() {
-        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code`)".into()
+        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli`)".into()
     } else {
         format!("the faramesh hook is wired into {}", wired.join(", "))
     }
 }
-
-/// The hook entries `install` writes, by event.
-const CLAUDE_EVENTS: [&str; 3] = ["PreToolUse", "PostToolUse", "PostToolUseFailure"];
 
 fn install(args: &InstallArgs) -> Result<ExitCode> {
     let path = match (&args.settings, args.user) {
@@ -383,8 +515,8 @@ fn install(args: &InstallArgs) -> Result<ExitCode> {
         (None, true) => PathBuf::from(
             std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --settings FILE"))?,
         )
-        .join(".claude/settings.json"),
-        (None, false) => PathBuf::from(".claude/settings.json"),
+        .join(args.host.settings()),
+        (None, false) => PathBuf::from(args.host.settings()),
     };
     let mut settings: Map<String, Value> = match std::fs::read_to_string(&path) {
         Ok(text) if text.trim().is_empty() => Map::new(),
@@ -396,8 +528,11 @@ fn install(args: &InstallArgs) -> Result<ExitCode> {
         Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
     };
     let command = hook_command(args.host)?;
-    let changed =
-        if args.uninstall { remove_hooks(&mut settings) } else { add_hooks(&mut settings, &command)? };
+    let changed = if args.uninstall {
+        remove_hooks(args.host, &mut settings)
+    } else {
+        add_hooks(args.host, &mut settings, &command)?
+    };
     if changed {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
@@ -406,7 +541,7 @@ fn install(args: &InstallArgs) -> Result<ExitCode> {
         std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
     let what = match (args.uninstall, changed) {
-        (false, true) => format!("installed `{command}` for PreToolUse, PostToolUse and PostToolUseFailure"),
+        (false, true) => format!("installed `{command}` for {}", args.host.events().join(", ")),
         (false, false) => "already installed".to_owned(),
         (true, true) => "removed the faramesh hooks".to_owned(),
         (true, false) => "no faramesh hook to remove".to_owned(),
@@ -439,42 +574,42 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Whether one of an event's matcher entries runs our hook.
-fn runs_ours(list: &[Value]) -> bool {
-    list.iter().any(|m| m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(is_ours)))
+/// Whether one of an event's matcher entries runs our hook for `host`.
+fn runs_ours(host: Host, list: &[Value]) -> bool {
+    list.iter().any(|m| {
+        m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(|h| is_ours(host, h)))
+    })
 }
 
-/// Whether a hook entry (`{"type": "command", "command": …}`) is one of ours.
-fn is_ours(hook: &Value) -> bool {
-    hook.get("command").and_then(Value::as_str).is_some_and(|c| c.contains(" hook claude-code"))
+/// Whether a hook entry (`{"type": "command", "command": …}`) is ours for `host`.
+fn is_ours(host: Host, hook: &Value) -> bool {
+    hook.get("command").and_then(Value::as_str).is_some_and(|c| c.contains(&format!(" hook {}", host.name())))
 }
 
-fn add_hooks(settings: &mut Map<String, Value>, command: &str) -> Result<bool> {
+fn add_hooks(host: Host, settings: &mut Map<String, Value>, command: &str) -> Result<bool> {
     let hooks = settings.entry("hooks").or_insert_with(|| json!({}));
     let Some(hooks) = hooks.as_object_mut() else { bail!("`hooks` in the settings is not an object") };
     let mut changed = false;
-    for event in CLAUDE_EVENTS {
+    for &event in host.events() {
         let list = hooks.entry(event).or_insert_with(|| json!([]));
         let Some(list) = list.as_array_mut() else { bail!("`hooks.{event}` in the settings is not a list") };
-        if !runs_ours(list) {
-            list.push(
-                json!({"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 600}]}),
-            );
+        if !runs_ours(host, list) {
+            list.push(host.entry(command));
             changed = true;
         }
     }
     Ok(changed)
 }
 
-fn remove_hooks(settings: &mut Map<String, Value>) -> bool {
+fn remove_hooks(host: Host, settings: &mut Map<String, Value>) -> bool {
     let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else { return false };
     let mut changed = false;
-    for event in CLAUDE_EVENTS {
+    for &event in host.events() {
         let Some(list) = hooks.get_mut(event).and_then(Value::as_array_mut) else { continue };
         for matcher in list.iter_mut() {
             if let Some(hs) = matcher.get_mut("hooks").and_then(Value::as_array_mut) {
                 let before = hs.len();
-                hs.retain(|h| !is_ours(h));
+                hs.retain(|h| !is_ours(host, h));
                 changed |= hs.len() != before;
             }
         }
@@ -510,17 +645,43 @@ mod tests {
     }
 
     #[test]
+    fn gemini_cli_tools_map_to_policy_tools() {
+        let input = |v: Value| v.as_object().cloned().unwrap();
+        let (t, o, a) = gemini_call("run_shell_command", &input(json!({"command": "rm -rf /"})));
+        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
+        let (t, o, a) = gemini_call("read_file", &input(json!({"absolute_path": "/etc/passwd"})));
+        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "read", &json!("/etc/passwd")));
+        let (t, o, a) = gemini_call("replace", &input(json!({"file_path": "/a", "old_string": "x"})));
+        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/a")));
+        let (t, o, a) =
+            gemini_call("web_fetch", &input(json!({"prompt": "Summarize https://example.com/a."})));
+        assert_eq!((t.as_str(), o.as_str(), &a["url"]), ("http", "get", &json!("https://example.com/a")));
+        let (t, o, _) = gemini_call("mcp__github__create_issue", &Map::new());
+        assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
+    }
+
+    #[test]
     fn install_is_idempotent_keeps_other_hooks_and_uninstall_restores() {
         let original = json!({
             "model": "x",
             "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "lint.sh"}]}]}
         });
         let mut s = original.as_object().cloned().unwrap();
-        assert!(add_hooks(&mut s, "faramesh hook claude-code").unwrap());
-        assert!(!add_hooks(&mut s, "faramesh hook claude-code").unwrap(), "a second install changes nothing");
+        assert!(add_hooks(Host::ClaudeCode, &mut s, "faramesh hook claude-code").unwrap());
+        let again = add_hooks(Host::ClaudeCode, &mut s, "faramesh hook claude-code").unwrap();
+        assert!(!again, "a second install changes nothing");
         assert_eq!(s["hooks"]["PreToolUse"].as_array().unwrap().len(), 2);
         assert_eq!(s["hooks"]["PostToolUse"][0]["hooks"][0]["command"], "faramesh hook claude-code");
-        assert!(remove_hooks(&mut s));
+        assert!(remove_hooks(Host::ClaudeCode, &mut s));
+        assert_eq!(Value::Object(s), original);
+
+        let original = json!({"general": {"vimMode": true}});
+        let mut s = original.as_object().cloned().unwrap();
+        assert!(add_hooks(Host::GeminiCli, &mut s, "faramesh hook gemini-cli").unwrap());
+        let entry = &s["hooks"]["BeforeTool"][0]["hooks"][0];
+        assert_eq!((&entry["name"], &entry["timeout"]), (&json!("faramesh"), &json!(600_000)));
+        assert!(s["hooks"]["AfterTool"].is_array() && s["hooks"].get("PreToolUse").is_none());
+        assert!(remove_hooks(Host::GeminiCli, &mut s));
         assert_eq!(Value::Object(s), original);
     }
 }

@@ -2136,3 +2136,76 @@ fn claude_code_hook_install_round_trips_the_settings_file() {
     let back: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(back, original);
 }
+
+/// `faramesh hook gemini-cli` answers Gemini CLI's `BeforeTool` with `decision`/`reason`. It has
+/// no "ask": a DEFER is refused with how to approve, and the same call retried after
+/// `faramesh approve` runs. `AfterTool` records the outcome; bad input and no daemon block (exit 2).
+#[test]
+fn gemini_cli_hook_contract() {
+    let policy = "version: 1\napprovals:\n  allow_same_uid: true\nrules:\n\
+        \x20 - id: shell-destructive\n    match: { tool: shell, command: [{ program: rm, flags: [\"-r|-R|--recursive\", \"-f|--force\"] }] }\n    deny: true\n    description: Destructive shell commands are never run\n\
+        \x20 - id: shell-approval\n    match: { tool: shell }\n    require_approval: true\n    description: Shell commands need a person\n\
+        \x20 - id: reads\n    match: { tool: file, op: read, path_starts_with: /home/me/demo/ }\n    allow: true\n";
+    let daemon = Daemon::start(policy);
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/gemini-cli");
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let hook = |fixture: &str, socket: &Path| {
+        let mut child = Command::new(bin())
+            .args(["hook", "gemini-cli", "--socket"])
+            .arg(socket)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = std::fs::read(fixtures.join(fixture)).unwrap_or_else(|_| fixture.as_bytes().to_vec());
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let decision = |fixture: &str| {
+        let out = hook(fixture, &daemon.socket);
+        assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["decision"].as_str().unwrap().to_owned(), v["reason"].as_str().unwrap().to_owned())
+    };
+    let (d, why) = decision("before-shell-rm.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("shell-destructive"), "{why}");
+    let (d, deferred_why) = decision("before-shell-ls.json");
+    assert_eq!(d, "deny", "Gemini CLI cannot ask: a DEFER is refused with how to approve");
+    assert!(deferred_why.contains("faramesh approve"), "{deferred_why}");
+    let (d, _) = decision("before-read.json");
+    assert_eq!(d, "allow");
+    let after = hook("after-read.json", &daemon.socket);
+    assert!(after.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&after.stdout).unwrap(),
+        json!({}),
+        "stdout is JSON for Gemini CLI"
+    );
+
+    // A person approves the deferred call; the same call retried then runs, and only once.
+    let approval = deferred_why.split("faramesh approve ").nth(1).and_then(|r| r.split('`').next()).unwrap();
+    let ok =
+        Command::new(bin()).args(["approve", approval, "--socket"]).arg(&daemon.socket).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let (d, why) = decision("before-shell-ls.json");
+    assert_eq!(d, "allow", "the retry after approval runs: {why}");
+    assert!(why.contains("APPROVAL_GRANTED"), "{why}");
+
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 20}));
+    let read = listed["actions"].as_array().unwrap().iter().find(|a| a["tool"] == "file").cloned().unwrap();
+    assert_eq!(read["status"], "succeeded", "AfterTool reported the outcome: {read}");
+    let rec = c.result("action.get", json!({"id": read["id"]}));
+    assert_eq!(rec["context"]["host"], "gemini-cli", "{rec}");
+    assert_eq!(rec["params"]["path"], "/home/me/demo/README.md", "{rec}");
+
+    let garbage = hook("[1,2]", &daemon.socket);
+    assert_eq!(garbage.status.code(), Some(2));
+    let gone = hook("before-read.json", &daemon.dir.join("missing.sock"));
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(gone.stdout.is_empty(), "nothing a host could read as allow");
+}
