@@ -2025,33 +2025,39 @@ fn tail_shows_the_last_entries_then_follows() {
     let _ = tail.wait();
 }
 
+/// The policy the hook contract tests decide by (the approving CLI runs as the test's uid).
+const HOOK_POLICY: &str = "version: 1\napprovals:\n  allow_same_uid: true\nrules:\n\
+    \x20 - id: shell-destructive\n    match: { tool: shell, command: [{ program: rm, flags: [\"-r|-R|--recursive\", \"-f|--force\"] }] }\n    deny: true\n    description: Destructive shell commands are never run\n\
+    \x20 - id: shell-approval\n    match: { tool: shell }\n    require_approval: true\n    description: Shell commands need a person\n\
+    \x20 - id: reads\n    match: { tool: file, op: read, path_starts_with: /home/me/demo/ }\n    allow: true\n";
+
+/// Runs `faramesh hook HOST` with `fixture` (a file of `tests/hooks/HOST/`, else the text
+/// itself) on stdin, as the host would.
+fn run_hook(host: &str, runtime: &Path, socket: &Path, fixture: &str) -> std::process::Output {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks").join(host).join(fixture);
+    let input = std::fs::read(file).unwrap_or_else(|_| fixture.as_bytes().to_vec());
+    let mut child = Command::new(bin())
+        .args(["hook", host, "--socket"])
+        .arg(socket)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `faramesh hook claude-code` answers each documented payload in Claude Code's own format, from
 /// the real daemon's decisions: deny, ask (DEFER), allow; `PostToolUse` records the outcome; a
 /// payload it cannot read and a daemon it cannot reach block the call (exit 2, reason on stderr).
 #[test]
 fn claude_code_hook_contract() {
-    let policy = "version: 1\nrules:\n\
-        \x20 - id: shell-destructive\n    match: { tool: shell, command: [{ program: rm, flags: [\"-r|-R|--recursive\", \"-f|--force\"] }] }\n    deny: true\n    description: Destructive shell commands are never run\n\
-        \x20 - id: shell-approval\n    match: { tool: shell }\n    require_approval: true\n    description: Shell commands need a person\n\
-        \x20 - id: reads\n    match: { tool: file, op: read, path_starts_with: /home/me/demo/ }\n    allow: true\n";
-    let daemon = Daemon::start(policy);
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/claude-code");
+    let daemon = Daemon::start(HOOK_POLICY);
     let runtime = daemon.dir.join("xdg");
     std::fs::create_dir(&runtime).unwrap();
-    let hook = |fixture: &str, socket: &Path| {
-        let mut child = Command::new(bin())
-            .args(["hook", "claude-code", "--socket"])
-            .arg(socket)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = std::fs::read(fixtures.join(fixture)).unwrap_or_else(|_| fixture.as_bytes().to_vec());
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let hook = |fixture: &str, socket: &Path| run_hook("claude-code", &runtime, socket, fixture);
     let decision = |fixture: &str| {
         let out = hook(fixture, &daemon.socket);
         assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
@@ -2142,28 +2148,10 @@ fn claude_code_hook_install_round_trips_the_settings_file() {
 /// `faramesh approve` runs. `AfterTool` records the outcome; bad input and no daemon block (exit 2).
 #[test]
 fn gemini_cli_hook_contract() {
-    let policy = "version: 1\napprovals:\n  allow_same_uid: true\nrules:\n\
-        \x20 - id: shell-destructive\n    match: { tool: shell, command: [{ program: rm, flags: [\"-r|-R|--recursive\", \"-f|--force\"] }] }\n    deny: true\n    description: Destructive shell commands are never run\n\
-        \x20 - id: shell-approval\n    match: { tool: shell }\n    require_approval: true\n    description: Shell commands need a person\n\
-        \x20 - id: reads\n    match: { tool: file, op: read, path_starts_with: /home/me/demo/ }\n    allow: true\n";
-    let daemon = Daemon::start(policy);
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/gemini-cli");
+    let daemon = Daemon::start(HOOK_POLICY);
     let runtime = daemon.dir.join("xdg");
     std::fs::create_dir(&runtime).unwrap();
-    let hook = |fixture: &str, socket: &Path| {
-        let mut child = Command::new(bin())
-            .args(["hook", "gemini-cli", "--socket"])
-            .arg(socket)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = std::fs::read(fixtures.join(fixture)).unwrap_or_else(|_| fixture.as_bytes().to_vec());
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let hook = |fixture: &str, socket: &Path| run_hook("gemini-cli", &runtime, socket, fixture);
     let decision = |fixture: &str| {
         let out = hook(fixture, &daemon.socket);
         assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
