@@ -24,8 +24,14 @@ use crate::client;
 const MAX_PAYLOAD: u64 = 4 << 20;
 /// A tool's response larger than this is recorded by its size only.
 const MAX_RESULT_BYTES: usize = 16 << 10;
-/// The exit code Claude Code reads as "block this call" (the reason on stderr).
-const EXIT_BLOCK: u8 = 2;
+/// The exit code Claude Code and Gemini CLI read as "block this call" (the reason on stderr).
+pub(crate) const EXIT_BLOCK: u8 = 2;
+
+/// Whether these command-line arguments run a hook (`faramesh [FLAGS] hook …`, not `hook install`).
+pub(crate) fn is_hook_run(args: impl Iterator<Item = String>) -> bool {
+    let mut rest = args.skip(1).skip_while(|a| a.starts_with('-'));
+    rest.next().as_deref() == Some("hook") && rest.next().as_deref() != Some("install")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Host {
@@ -121,6 +127,11 @@ pub fn hook(args: HookArgs) -> Result<ExitCode> {
     if let Some(HookCommand::Install(install)) = args.command {
         return self::install(&install);
     }
+    // Every way this can fail blocks the call (exit 2): the hosts read other exits as "carry on".
+    run(args).or_else(|e| Ok(block(&format!("Faramesh refused the call: {e:#}"))))
+}
+
+fn run(args: HookArgs) -> Result<ExitCode> {
     let Some(host) = args.host else {
         bail!("name the host: `faramesh hook claude-code` (or `faramesh hook install claude-code`)");
     };
@@ -627,6 +638,15 @@ fn remove_hooks(host: Host, settings: &mut Map<String, Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hook_run_is_told_from_its_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>().into_iter();
+        assert!(is_hook_run(args(&["faramesh", "hook", "claude-code"])));
+        assert!(is_hook_run(args(&["faramesh", "--json", "hook", "cursor"])));
+        assert!(!is_hook_run(args(&["faramesh", "hook", "install", "claude-code"])));
+        assert!(!is_hook_run(args(&["faramesh", "list"])));
+    }
 
     #[test]
     fn claude_code_tools_map_to_policy_tools() {

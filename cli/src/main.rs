@@ -140,7 +140,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            // A coding agent's hook that cannot even parse its arguments must block the call:
+            // its hosts read any exit but 0 and 2 as "carry on".
+            return ExitCode::from(if hook_cmd::is_hook_run(std::env::args()) {
+                hook_cmd::EXIT_BLOCK
+            } else {
+                1
+            });
         }
     };
     ops_cmd::init_color(cli.no_color);

@@ -2104,6 +2104,11 @@ fn claude_code_hook_contract() {
     assert_eq!(gone.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("not reachable"), "{gone:?}");
     assert!(gone.stdout.is_empty(), "nothing a host could read as allow");
+    // A misconfigured hook blocks too: the hosts read any exit but 0 and 2 as "carry on".
+    for bad in [&["hook", "claude-code", "--defer", "bogus"][..], &["hook", "cursor"], &["hook"]] {
+        let out = Command::new(bin()).args(bad).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 /// `faramesh hook install claude-code` merges its hooks into a settings file idempotently,
