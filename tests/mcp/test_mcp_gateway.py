@@ -223,7 +223,7 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
 
 
 @contextlib.contextmanager
-def http_gateway(env: Env, agent_id: str) -> Iterator[int]:
+def http_gateway(env: Env, agent_id: str, *extra: str) -> Iterator[int]:
     """A real MCP server on streamable HTTP and `faramesh mcp --listen` in front of it: the
     proxy's port."""
     server_port, proxy_port = free_port(), free_port()
@@ -235,7 +235,7 @@ def http_gateway(env: Env, agent_id: str) -> Iterator[int]:
     )
     proxy = subprocess.Popen(
         [BIN, "mcp", "--agent-id", agent_id, "--tool-prefix", "files", "--socket", env.socket,
-         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp"],
+         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -247,6 +247,19 @@ def http_gateway(env: Env, agent_id: str) -> Iterator[int]:
         for p in (proxy, server):
             p.terminate()
             p.wait(timeout=20)
+
+
+def test_hidden_tools_over_streamable_http(env: Env) -> None:
+    with http_gateway(env, "mcp-http-hide", "--hide-denied-tools") as proxy_port:
+
+        async def run() -> None:
+            async with Client(f"http://127.0.0.1:{proxy_port}/mcp") as client:
+                listed = await client.list_tools()
+                assert {t.name for t in listed.tools} == {"read_file", "run_shell"}, "denied outright: hidden"
+                ok = await client.call_tool("read_file", {"path": "/hidden-test"})
+                assert not ok.is_error
+
+        asyncio.run(run())
 
 
 def test_the_same_over_streamable_http(env: Env) -> None:

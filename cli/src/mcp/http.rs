@@ -94,6 +94,8 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
             message: "an encoded (compressed) request body is not relayed".into(),
         });
     }
+    // The id of a `tools/list` whose answer `--hide-denied-tools` filters.
+    let mut listing: Option<Value> = None;
     // No body (GET opens the server's stream, DELETE ends a session): nothing to decide.
     let bytes: axum::body::Bytes = if bytes.is_empty() {
         bytes
@@ -127,6 +129,12 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                     }
                 }
             }
+            Message::ToolsList { id, msg } => {
+                if p.shared.args.hide_denied_tools {
+                    listing = Some(id);
+                }
+                mcp_msg::encode_map(&msg).into()
+            }
             other => mcp_msg::encode_map(other.body()).into(),
         }
     };
@@ -151,9 +159,77 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
     match p.client.request(upstream_req).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            Response::from_parts(parts, Body::new(body))
+            match listing {
+                Some(id) => filter_listing(&p, parts, Body::new(body), id).await,
+                None => Response::from_parts(parts, Body::new(body)),
+            }
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("the MCP server at {} did not answer: {e}", p.upstream))
             .into_response(),
+    }
+}
+
+/// `--hide-denied-tools`: the server's answer to a `tools/list` (JSON, or an event stream
+/// carrying it), read whole and relayed with the tools the policy denies outright removed
+/// (`gate::hide_denied`, as in stdio mode). An answer it cannot read is refused, not relayed.
+async fn filter_listing(
+    p: &Proxy,
+    mut parts: axum::http::response::Parts,
+    body: Body,
+    id: Value,
+) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::BAD_GATEWAY, "the MCP server's tools/list answer is over 16 MiB")
+            .into_response();
+    };
+    let stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let shared = Arc::clone(&p.shared);
+    let filtered = tokio::task::spawn_blocking(move || {
+        let hide = |mut msg: Value| {
+            if msg.get("id") == Some(&id) {
+                super::gate::hide_denied(&shared, &mut msg);
+            }
+            mcp_msg::encode(&msg)
+        };
+        let text = std::str::from_utf8(&bytes).ok()?;
+        if !stream {
+            return Some(hide(serde_json::from_str(text).ok()?));
+        }
+        let text = text.replace("\r\n", "\n");
+        // Server-sent events: each event's `data` lines hold one JSON-RPC message.
+        let mut out = String::new();
+        for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+            let mut data = Vec::new();
+            for line in event.lines() {
+                match line.strip_prefix("data:") {
+                    Some(d) => data.push(d.strip_prefix(' ').unwrap_or(d)),
+                    None => {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+            if !data.is_empty() {
+                out.push_str("data: ");
+                out.push_str(&hide(serde_json::from_str(&data.join("\n")).ok()?));
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        Some(out)
+    })
+    .await;
+    match filtered {
+        Ok(Some(text)) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(text))
+        }
+        _ => {
+            (StatusCode::BAD_GATEWAY, "the MCP server's tools/list answer could not be read").into_response()
+        }
     }
 }
