@@ -206,6 +206,10 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             ]
         })
         .collect();
+    if rows.is_empty() {
+        println!("no approvals are waiting");
+        return Ok(ExitCode::SUCCESS);
+    }
     table(&["APPROVAL", "AGENT", "TOOL", "RULE", "EXPIRES"], &rows);
     Ok(ExitCode::SUCCESS)
 }

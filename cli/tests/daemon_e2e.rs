@@ -906,6 +906,8 @@ fn operator_cli_pending_approve_explain_and_tail() {
     let ok = cli(&["approve", &approval_id[..8], "--reason", "fine"]);
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains(" approved (shell/exec by agent ops-bot)"));
+    let none = cli(&["pending"]);
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "no approvals are waiting\n", "an empty table says so");
 
     let explain = cli(&["explain", &action_id[..8]]);
     let text = String::from_utf8_lossy(&explain.stdout);
