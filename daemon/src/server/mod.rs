@@ -3,7 +3,7 @@
 //!
 //! A request's path: listener (connection limit) → `conn::serve` (framing, limits) → the method
 //! table `rpc::method` with the peer's credentials as an `Identity` → the core's `Service` →
-//! reply. The HTTP door (`http.rs`) and the dashboard (`dashboard.rs`) map onto the same
+//! reply. The HTTP door (`http/`) and the dashboard (`dashboard.rs`) map onto the same
 //! `Service`.
 
 pub mod conn;
