@@ -182,44 +182,58 @@ fn block(reason: &str) -> ExitCode {
 /// `NotebookEdit` → `file`/`edit`, `Glob` and `Grep` → `file`/`search` (each with the absolute
 /// `path`), `WebFetch` → `http`/`get` (with `url`), `mcp__server__tool` → `server`/`tool` (as
 /// `faramesh mcp --tool-prefix server` names it), any other tool → its own name, `invoke`.
-pub(crate) fn claude_code_call(
-    tool_name: &str,
-    input: &Map<String, Value>,
-) -> (String, String, Map<String, Value>) {
+pub(crate) fn claude_code_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
+    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
+        "Bash" => ("shell", "exec", &[]),
+        "Read" => ("file", "read", &["file_path"]),
+        "Write" => ("file", "write", &["file_path"]),
+        "Edit" | "MultiEdit" => ("file", "edit", &["file_path"]),
+        "NotebookEdit" => ("file", "edit", &["notebook_path"]),
+        "Glob" | "Grep" => ("file", "search", &["path"]),
+        "WebFetch" => ("http", "get", &[]),
+        other => return Ok(by_name(other, input)),
+    };
+    with_path(tool, op, input, paths)
+}
+
+/// A host tool read as a policy call: `(tool, operation, args)`, or why it cannot be decided on.
+pub(crate) type Mapped = Result<(String, String, Map<String, Value>), String>;
+
+/// A tool with no policy name of its own: an MCP tool (`mcp__server__tool` → `server`/`tool`,
+/// as `faramesh mcp --tool-prefix server` names it), else its own name, `invoke`.
+fn by_name(name: &str, input: &Map<String, Value>) -> (String, String, Map<String, Value>) {
+    match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+        Some((server, tool)) => (server.to_owned(), tool.to_owned(), input.clone()),
+        None => (name.to_owned(), "invoke".to_owned(), input.clone()),
+    }
+}
+
+/// The call with `path` set to the file the tool acts on, read from `keys` (and an existing
+/// `path`). Two different paths in one input are refused: the policy must decide on the file
+/// the tool will use, and the hook cannot know which one that is.
+fn with_path(tool: &str, op: &str, input: &Map<String, Value>, keys: &[&str]) -> Mapped {
     let mut args = input.clone();
-    let path_from = |args: &mut Map<String, Value>, key: &str| {
-        if let Some(p) = input.get(key).filter(|p| p.is_string()) {
-            args.insert("path".into(), p.clone());
+    let mut found: Vec<&Value> = keys.iter().chain(["path"].iter()).filter_map(|k| input.get(*k)).collect();
+    found.dedup();
+    match found.as_slice() {
+        [] => {}
+        [one] if !keys.is_empty() => {
+            args.insert("path".into(), (*one).clone());
         }
-    };
-    let (tool, op) = match tool_name {
-        "Bash" => ("shell", "exec"),
-        "Read" => {
-            path_from(&mut args, "file_path");
-            ("file", "read")
+        [_] => {}
+        _ => {
+            return Err(format!(
+                "`{tool}` input names more than one path ({}): the hook cannot tell which file the tool uses",
+                keys.iter()
+                    .chain(["path"].iter())
+                    .filter(|k| input.contains_key(**k))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
-        "Write" => {
-            path_from(&mut args, "file_path");
-            ("file", "write")
-        }
-        "Edit" | "MultiEdit" => {
-            path_from(&mut args, "file_path");
-            ("file", "edit")
-        }
-        "NotebookEdit" => {
-            path_from(&mut args, "notebook_path");
-            ("file", "edit")
-        }
-        "Glob" | "Grep" => ("file", "search"),
-        "WebFetch" => ("http", "get"),
-        other => {
-            if let Some((server, tool)) = other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
-                return (server.to_owned(), tool.to_owned(), args);
-            }
-            return (other.to_owned(), "invoke".to_owned(), args);
-        }
-    };
-    (tool.to_owned(), op.to_owned(), args)
+    }
+    Ok((tool.to_owned(), op.to_owned(), args))
 }
 
 fn on_event(
@@ -241,9 +255,13 @@ fn on_event(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Ok(block("Faramesh refused the call: `tool_input` is not an object")),
     };
-    let (tool, operation, args) = match host {
+    let mapped = match host {
         Host::ClaudeCode => claude_code_call(tool_name, &input),
         Host::GeminiCli => gemini_call(tool_name, &input),
+    };
+    let (tool, operation, args) = match mapped {
+        Ok(call) => call,
+        Err(why) => return Ok(block(&format!("Faramesh refused the call: {why}"))),
     };
     // The context holds what stays the same when the call is retried (the request hash covers
     // it), never the host's id of one tool call.
@@ -300,39 +318,41 @@ fn request_hash(call: &Value) -> String {
 /// `replace` → `file`/`edit`, `list_directory`, `glob` and `search_file_content` →
 /// `file`/`search` (each with `path`), `web_fetch` → `http`/`get` (`url`: the first URL in its
 /// prompt), `mcp__server__tool` → `server`/`tool`, any other tool → its own name, `invoke`.
-pub(crate) fn gemini_call(
-    tool_name: &str,
-    input: &Map<String, Value>,
-) -> (String, String, Map<String, Value>) {
-    let mut args = input.clone();
-    let first = |keys: &[&str]| keys.iter().find_map(|k| input.get(*k).filter(|v| v.is_string()).cloned());
-    let (tool, op, path) = match tool_name {
-        "run_shell_command" => ("shell", "exec", None),
-        "read_file" => ("file", "read", first(&["absolute_path", "file_path", "path"])),
-        "read_many_files" => ("file", "read", None),
-        "write_file" => ("file", "write", first(&["file_path", "absolute_path", "path"])),
-        "replace" => ("file", "edit", first(&["file_path", "absolute_path", "path"])),
-        "list_directory" | "glob" | "search_file_content" => ("file", "search", first(&["path", "dir_path"])),
+pub(crate) fn gemini_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
+    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
+        "run_shell_command" => ("shell", "exec", &[]),
+        "read_file" => ("file", "read", &["absolute_path", "file_path"]),
+        "read_many_files" => ("file", "read", &[]),
+        "write_file" => ("file", "write", &["file_path", "absolute_path"]),
+        "replace" => ("file", "edit", &["file_path", "absolute_path"]),
+        "list_directory" | "glob" | "search_file_content" => ("file", "search", &["dir_path"]),
         "web_fetch" => {
-            let url = input.get("prompt").and_then(Value::as_str).and_then(|p| {
-                p.split_whitespace().find(|w| w.starts_with("https://") || w.starts_with("http://"))
-            });
-            if let Some(url) = url {
-                args.insert("url".into(), json!(url.trim_end_matches(['.', ',', ')', '"', '\''])));
+            // web_fetch fetches every URL in its prompt: one call is decided on one URL.
+            let prompt = input.get("prompt").and_then(Value::as_str).unwrap_or_default();
+            let mut urls: Vec<&str> = prompt
+                .split_whitespace()
+                .filter(|w| w.starts_with("https://") || w.starts_with("http://"))
+                .map(|u| u.trim_end_matches(['.', ',', ')', '"', '\'']))
+                .collect();
+            urls.dedup();
+            let mut args = input.clone();
+            match urls.as_slice() {
+                [] => {}
+                [url] => {
+                    args.insert("url".into(), json!(url));
+                }
+                _ => {
+                    return Err(format!(
+                        "`web_fetch` asks for {} URLs in one call: Faramesh decides one URL per call",
+                        urls.len()
+                    ));
+                }
             }
-            ("http", "get", None)
+            return Ok(("http".into(), "get".into(), args));
         }
-        other => {
-            if let Some((server, tool)) = other.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
-                return (server.to_owned(), tool.to_owned(), args);
-            }
-            return (other.to_owned(), "invoke".to_owned(), args);
-        }
+        other => return Ok(by_name(other, input)),
     };
-    if let Some(path) = path {
-        args.insert("path".into(), path);
-    }
-    (tool.to_owned(), op.to_owned(), args)
+    with_path(tool, op, input, paths)
 }
 
 fn unreachable(socket: &Path, e: &anyhow::Error) -> ExitCode {
@@ -651,33 +671,44 @@ mod tests {
     #[test]
     fn claude_code_tools_map_to_policy_tools() {
         let input = |v: Value| v.as_object().cloned().unwrap();
-        let (t, o, a) = claude_code_call("Bash", &input(json!({"command": "rm -rf /", "description": "x"})));
+        let (t, o, a) =
+            claude_code_call("Bash", &input(json!({"command": "rm -rf /", "description": "x"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
         let (t, o, a) =
-            claude_code_call("Edit", &input(json!({"file_path": "/etc/hosts", "old_string": "a"})));
+            claude_code_call("Edit", &input(json!({"file_path": "/etc/hosts", "old_string": "a"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/etc/hosts")));
-        let (t, o, _) = claude_code_call("WebFetch", &input(json!({"url": "https://example.com"})));
+        let (t, o, _) = claude_code_call("WebFetch", &input(json!({"url": "https://example.com"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
-        let (t, o, _) = claude_code_call("mcp__github__create_issue", &Map::new());
+        let (t, o, _) = claude_code_call("mcp__github__create_issue", &Map::new()).unwrap();
         assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
-        let (t, o, _) = claude_code_call("Task", &Map::new());
+        let (t, o, _) = claude_code_call("Task", &Map::new()).unwrap();
         assert_eq!((t.as_str(), o.as_str()), ("Task", "invoke"));
+        let two = input(json!({"file_path": "/etc/hosts", "path": "/tmp/x"}));
+        assert!(claude_code_call("Edit", &two).is_err(), "the hook cannot tell which file Edit writes");
     }
 
     #[test]
     fn gemini_cli_tools_map_to_policy_tools() {
         let input = |v: Value| v.as_object().cloned().unwrap();
-        let (t, o, a) = gemini_call("run_shell_command", &input(json!({"command": "rm -rf /"})));
+        let (t, o, a) = gemini_call("run_shell_command", &input(json!({"command": "rm -rf /"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
-        let (t, o, a) = gemini_call("read_file", &input(json!({"absolute_path": "/etc/passwd"})));
+        let (t, o, a) = gemini_call("read_file", &input(json!({"absolute_path": "/etc/passwd"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "read", &json!("/etc/passwd")));
-        let (t, o, a) = gemini_call("replace", &input(json!({"file_path": "/a", "old_string": "x"})));
+        let (t, o, a) =
+            gemini_call("replace", &input(json!({"file_path": "/a", "old_string": "x"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/a")));
         let (t, o, a) =
-            gemini_call("web_fetch", &input(json!({"prompt": "Summarize https://example.com/a."})));
+            gemini_call("web_fetch", &input(json!({"prompt": "Summarize https://example.com/a."}))).unwrap();
         assert_eq!((t.as_str(), o.as_str(), &a["url"]), ("http", "get", &json!("https://example.com/a")));
-        let (t, o, _) = gemini_call("mcp__github__create_issue", &Map::new());
+        let (t, o, _) = gemini_call("mcp__github__create_issue", &Map::new()).unwrap();
         assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
+        // The policy decides on the file the tool uses: two different paths are refused.
+        let two = input(json!({"absolute_path": "/etc/shadow", "file_path": "/home/me/ok"}));
+        assert!(gemini_call("read_file", &two).unwrap_err().contains("more than one path"));
+        let same = input(json!({"absolute_path": "/a", "path": "/a"}));
+        assert_eq!(gemini_call("read_file", &same).unwrap().2["path"], "/a");
+        let urls = input(json!({"prompt": "Compare https://a.example/x and https://b.example/y"}));
+        assert!(gemini_call("web_fetch", &urls).unwrap_err().contains("2 URLs"));
     }
 
     #[test]
