@@ -414,6 +414,9 @@ mod tests {
         let ci = t.identify("t1").unwrap();
         assert_eq!((ci.name.as_str(), ci.agents), ("agent:ci", Some(vec!["ci-bot".to_owned()])));
         assert_eq!(t.identify("hashed").unwrap().name, "approver:alice");
+        std::fs::write(&path, r#"[{"name":"x","role":"agent","token":"t","agent":["a"]}]"#).unwrap();
+        let e = Tokens::load(&config(None, None, Some(path.clone()))).unwrap_err();
+        assert!(e.to_string().contains("unknown field `agent`"), "a misspelled `agents` is refused: {e}");
         std::fs::write(&path, r#"[{"name":"x","role":"admin","token":"t"}]"#).unwrap();
         let e = Tokens::load(&config(None, None, Some(path))).unwrap_err();
         assert!(

@@ -63,8 +63,10 @@ impl Tokens {
     }
 }
 
-/// One entry of the tokens file, as written.
+/// One entry of the tokens file, as written. An unknown key is an error: a misspelled
+/// `agents` would otherwise leave a token unbound, able to act for any agent.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileEntry {
     name: Option<String>,
     role: Role,
@@ -82,13 +84,11 @@ pub(super) fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ServerErr
         let bad = |why: String| {
             ServerError::from(ListenerError::TokenEntry { path: path.to_owned(), entry: i + 1, why })
         };
-        let role_given = item.get("role").cloned();
-        let entry: FileEntry = serde_json::from_value(item).map_err(|e| match e.to_string() {
-            why if why.contains("variant") || why.contains("`role`") => {
-                bad(format!("`role` must be `agent` or `approver`, not {role_given:?}"))
-            }
-            why => bad(why),
-        })?;
+        match item.get("role").and_then(Value::as_str) {
+            Some("agent" | "approver") => {}
+            other => return Err(bad(format!("`role` must be `agent` or `approver`, not {other:?}"))),
+        }
+        let entry: FileEntry = serde_json::from_value(item).map_err(|e| bad(e.to_string()))?;
         let digest = match (entry.token.as_deref(), entry.token_sha256.as_deref()) {
             (Some(t), None) if !t.is_empty() => sha256(t.as_bytes()),
             (None, Some(h)) => crate::log::entry::unhex32(&h.to_ascii_lowercase())
