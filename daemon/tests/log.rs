@@ -387,14 +387,26 @@ fn a_commit_that_hangs_shows_as_a_busy_writer_until_it_ends() {
     assert_eq!(log.append_blocking(body(1, "bot")).unwrap().seq, 1);
     assert_eq!(log.writer_busy_for(), None, "an idle writer is not busy");
     hang.store(true, Ordering::SeqCst);
+    // Taken before the append is sent: the writer's busy time can only start after it.
+    let waited = std::time::Instant::now();
     let appending = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || log.append_blocking(body(2, "bot")))
     };
-    let waited = std::time::Instant::now();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let busy = log.writer_busy_for().expect("the writer is on the hung commit");
-    assert!(busy >= std::time::Duration::from_millis(250) && busy <= waited.elapsed(), "{busy:?}");
+    // Wait (bounded) until the writer is on the hung commit, then see its busy time grow.
+    let mut first = None;
+    for _ in 0..1000 {
+        first = log.writer_busy_for();
+        if first.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let first = first.expect("the writer is on the hung commit");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let busy = log.writer_busy_for().expect("the writer is still on the hung commit");
+    assert!(busy >= first + std::time::Duration::from_millis(200), "{first:?} then {busy:?}");
+    assert!(busy <= waited.elapsed(), "busy {busy:?} is longer than the append has existed");
     hang.store(false, Ordering::SeqCst);
     assert_eq!(appending.join().unwrap().unwrap().seq, 2);
     let mut idle = false;
