@@ -161,13 +161,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lower-case hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    s
+    hex::encode(bytes)
 }
 
 fn write_value(out: &mut String, value: &Value) -> Result<(), CanonicalError> {

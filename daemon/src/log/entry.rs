@@ -249,14 +249,11 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses exactly 64 lower-case hex characters (upper case is refused: the stored text must be
 /// the one form that was hashed).
 pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -289,57 +286,28 @@ pub fn now_ms() -> u64 {
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-21T22:01:29.123Z` (fixed width, so text order is
-/// time order).
+/// time order). Past year 9999 (not a time the clock gives) it writes the latest one.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let nanos = i128::from(ms) * 1_000_000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 
-/// Parses what [`rfc3339`] writes (and the same without milliseconds) back to milliseconds.
+/// Parses an RFC 3339 time (what [`rfc3339`] writes, with or without fractional seconds, any
+/// offset) to milliseconds since the Unix epoch; `None` for anything else or a time before 1970.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    let num =
-        |r: std::ops::Range<usize>| -> Option<i64> { std::str::from_utf8(b.get(r)?).ok()?.parse().ok() };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let millis = match b.get(19) {
-        Some(b'.') => num(20..23)?,
-        Some(b'Z') => 0,
-        _ => return None,
-    };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec;
-    u64::try_from(secs * 1000 + millis).ok()
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[cfg(test)]
@@ -406,6 +374,15 @@ mod tests {
     }
 
     #[test]
+    fn hashes_read_back_only_in_the_form_that_was_written() {
+        let h = *blake3::hash(b"x").as_bytes();
+        assert_eq!(unhex32(&hex(&h)), Some(h));
+        assert_eq!(unhex32(&hex(&h).to_ascii_uppercase()), None);
+        assert_eq!(unhex32(&hex(&h)[..62]), None);
+        assert_eq!(unhex32(&format!("{}zz", &hex(&h)[..62])), None);
+    }
+
+    #[test]
     fn timestamps_round_trip() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_298_489_123), "2026-11-21T22:01:29.123Z");
@@ -414,6 +391,9 @@ mod tests {
             assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
         }
         assert_eq!(parse_rfc3339("2026-11-21T22:01:29Z"), Some(1_795_298_489_000));
+        assert_eq!(parse_rfc3339("2026-11-21T23:01:29.5+01:00"), Some(1_795_298_489_500));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

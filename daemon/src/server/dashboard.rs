@@ -96,8 +96,14 @@ impl Sessions {
     }
 
     fn cookie(&self, id: &str, max_age: u64) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+        cookie::Cookie::build((COOKIE, id))
+            .path("/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Strict)
+            .max_age(cookie::time::Duration::seconds(i64::try_from(max_age).unwrap_or(i64::MAX)))
+            .secure(self.secure)
+            .build()
+            .to_string()
     }
 }
 
@@ -115,10 +121,7 @@ fn sign_in(app: &App, given: &str) -> Result<TokenIdentity, HttpError> {
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-        line.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
+        cookie::Cookie::split_parse(line).flatten().find(|c| c.name() == name).map(|c| c.value().to_owned())
     })
 }
 
@@ -269,4 +272,23 @@ async fn overview(AxState(app): AxState<App>, _: Caller) -> HttpResult {
             },
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_strict_and_read_back_by_name() {
+        let set = Sessions::new(true).cookie("abc", 60);
+        for part in ["faramesh_session=abc", "Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=60", "Secure"] {
+            assert!(set.split("; ").any(|p| p == part), "{part} missing from {set}");
+        }
+        assert!(!Sessions::new(false).cookie("abc", 60).contains("Secure"));
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "theme=dark; other_session=zzz".parse().unwrap());
+        headers.append(header::COOKIE, "x=1;faramesh_session=abc; y=2".parse().unwrap());
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&headers, "missing"), None);
+    }
 }
