@@ -192,12 +192,13 @@ pub enum StrictJsonError {
     DuplicateKey(String),
 }
 
-/// Parses JSON, refusing a duplicate key in any object at any depth.
+/// Parses JSON, refusing a duplicate key in any object at any depth, in one pass that builds
+/// the value as it reads (serde_json's own limits still hold: 128 levels of nesting, no lone
+/// surrogate, UTF-8 only, nothing after the value).
 pub fn parse_strict(text: &[u8]) -> Result<Value, StrictJsonError> {
-    let value: Value = serde_json::from_slice(text).map_err(|e| StrictJsonError::Syntax(e.to_string()))?;
-    // Only objects with a key seen twice can differ from what serde_json kept; check the text.
     let mut de = serde_json::Deserializer::from_slice(text);
-    DupCheck { at: &Step::Root }.deserialize(&mut de).map_err(|e| {
+    let value = Strict { at: &Step::Root }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    value.map_err(|e| {
         let msg = e.to_string();
         match msg.strip_prefix(DUP_PREFIX) {
             Some(rest) => {
@@ -205,21 +206,23 @@ pub fn parse_strict(text: &[u8]) -> Result<Value, StrictJsonError> {
             }
             None => StrictJsonError::Syntax(msg),
         }
-    })?;
-    Ok(value)
+    })
 }
 
 const DUP_PREFIX: &str = "duplicate key ";
 
+/// The key serde_json (with `arbitrary_precision`) uses to hand a number over as its text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// Where the walk is: a chain of keys and indexes, only turned into a `a.1.b` path when a
-/// duplicate is found (the walk allocates nothing on well-formed input with plain keys).
-enum Step<'p, 'de> {
+/// duplicate is found (nothing is allocated for it on well-formed input).
+enum Step<'p> {
     Root,
-    Key(&'p Step<'p, 'de>, &'p std::borrow::Cow<'de, str>),
-    Index(&'p Step<'p, 'de>, usize),
+    Key(&'p Step<'p>, &'p str),
+    Index(&'p Step<'p>, usize),
 }
 
-impl Step<'_, '_> {
+impl Step<'_> {
     fn path(&self) -> String {
         match self {
             Step::Root => String::new(),
@@ -233,81 +236,74 @@ fn join(parent: String, segment: &str) -> String {
     if parent.is_empty() { segment.to_owned() } else { format!("{parent}.{segment}") }
 }
 
-/// Walks a JSON document, failing on the first object key seen twice.
-struct DupCheck<'p, 'de> {
-    at: &'p Step<'p, 'de>,
+/// Reads one JSON value, failing on the first object key seen twice.
+struct Strict<'p> {
+    at: &'p Step<'p>,
 }
 
-impl<'de> DeserializeSeed<'de> for DupCheck<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for DupCheck<'_, 'de> {
-    type Value = ();
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JSON")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(|| E::custom("a number that is not finite"))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         loop {
-            let at = Step::Index(self.at, i);
-            if seq.next_element_seed(DupCheck { at: &at })?.is_none() {
-                return Ok(());
+            let at = Step::Index(self.at, items.len());
+            match seq.next_element_seed(Strict { at: &at })? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
             }
-            i += 1;
         }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Most objects are small: a linear scan of the keys seen beats hashing them; past 32
-        // keys a set keeps a huge object linear.
-        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
-        let mut many: std::collections::HashSet<std::borrow::Cow<'de, str>> =
-            std::collections::HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let twice = if many.is_empty() && seen.len() < 32 {
-                seen.contains(&key)
-            } else {
-                if many.is_empty() {
-                    many.extend(seen.drain(..));
-                }
-                many.contains(&key)
-            };
-            if twice {
+            if out.is_empty() && key == NUMBER_TOKEN {
+                // A number, as its exact text: kept as written (`arbitrary_precision`).
+                let text: String = map.next_value()?;
+                let n: serde_json::Number = text.parse().map_err(de::Error::custom)?;
+                return Ok(Value::Number(n));
+            }
+            if out.contains_key(key.as_ref()) {
                 let path = Step::Key(self.at, &key).path();
                 return Err(de::Error::custom(format!("{DUP_PREFIX}{path}")));
             }
-            {
+            let value = {
                 let at = Step::Key(self.at, &key);
-                map.next_value_seed(DupCheck { at: &at })?;
-            }
-            if many.is_empty() {
-                seen.push(key);
-            } else {
-                many.insert(key);
-            }
+                map.next_value_seed(Strict { at: &at })?
+            };
+            out.insert(key.into_owned(), value);
         }
-        Ok(())
+        Ok(Value::Object(out))
     }
 }
 
@@ -333,6 +329,35 @@ mod tests {
         assert!(parse_strict(format!("{{{unique}}}").as_bytes()).is_ok());
         let v = parse_strict(br#"{"n":1e2,"s":"x","k":{"a":[1,2,{"b":null}]}}"#).unwrap();
         assert_eq!(v["k"]["a"][2], json!({"b": null}));
+    }
+
+    #[test]
+    fn the_one_pass_reads_what_serde_json_reads() {
+        let samples: &[&[u8]] = &[
+            br#"{"a":1.000000000000000000001,"b":-0,"c":18446744073709551616,"d":1e400,"e":[]}"#,
+            br#"[true,false,null,"\u00e9\ud83d\ude00",{"":{}},-12,0.5]"#,
+            br#"  {"n":{"$serde_json::private::Number":"x"}}  "#,
+            b"\"text\"",
+            b"42",
+        ];
+        for text in samples {
+            let ours = parse_strict(text);
+            let theirs: Result<Value, _> = serde_json::from_slice(text);
+            match (ours, theirs) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{}", String::from_utf8_lossy(text));
+                    assert_eq!(a.to_string(), b.to_string());
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{}: ours {a:?}, serde_json {b:?}", String::from_utf8_lossy(text)),
+            }
+        }
+        assert_eq!(parse_strict(br#"{"a":1.50}"#).unwrap()["a"].to_string(), "1.50");
+        for bad in [&b"{} {}"[..], b"[1,]", b"{\"a\":NaN}", b"\"\\ud800\"", b"\xff", b""] {
+            assert!(matches!(parse_strict(bad), Err(StrictJsonError::Syntax(_))), "{bad:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(parse_strict(deep.as_bytes()), Err(StrictJsonError::Syntax(_))));
     }
 
     #[test]

@@ -138,6 +138,27 @@ pub fn request_hash(
     params: &Value,
     context: &Value,
 ) -> Result<String, CanonicalError> {
+    request_hashes(agent_id, tool, operation, params, context).map(|h| h.request_hash)
+}
+
+/// The two hashes of a call, from one canonical rendering of its params.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHashes {
+    /// [`request_hash`].
+    pub request_hash: String,
+    /// SHA-256 (lower-case hex) of the canonical JSON of `params` alone (the DPR's
+    /// `params_hash`).
+    pub params_hash: String,
+}
+
+/// [`request_hash`] and the params' own hash, canonicalizing the params once.
+pub fn request_hashes(
+    agent_id: &str,
+    tool: &str,
+    operation: &str,
+    params: &Value,
+    context: &Value,
+) -> Result<RequestHashes, CanonicalError> {
     let mut out = String::with_capacity(128);
     // Keys in code point order: agent_id, context, operation, params, tool.
     out.push_str("{\"agent_id\":");
@@ -147,11 +168,13 @@ pub fn request_hash(
     out.push_str(",\"operation\":");
     write_string(&mut out, operation);
     out.push_str(",\"params\":");
+    let start = out.len();
     write_value(&mut out, params)?;
+    let params_hash = sha256_hex(out[start..].as_bytes());
     out.push_str(",\"tool\":");
     write_string(&mut out, tool);
     out.push('}');
-    Ok(sha256_hex(out.as_bytes()))
+    Ok(RequestHashes { request_hash: sha256_hex(out.as_bytes()), params_hash })
 }
 
 /// SHA-256 of `bytes` as lower-case hex.
@@ -301,6 +324,10 @@ mod tests {
         );
         assert_eq!(check_canonical(&v), Err(err));
         assert_eq!(check_canonical(&serde_json::json!({"a": [1, 2.5, "x"]})), Ok(()));
+        let (params, context) = (serde_json::json!({"b": 1.50, "a": "x"}), serde_json::json!({}));
+        let both = request_hashes("a", "t", "o", &params, &context).unwrap();
+        assert_eq!(both.request_hash, request_hash("a", "t", "o", &params, &context).unwrap());
+        assert_eq!(both.params_hash, sha256_hex(canonical_json(&params).unwrap().as_bytes()));
         assert_eq!(canonical_float(f64::NAN), None);
         assert_eq!(canonical_float(f64::NEG_INFINITY), None);
     }

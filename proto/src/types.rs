@@ -172,13 +172,12 @@ impl Call {
 
     /// The call's `request_hash` (see [`crate::canonical::request_hash`]).
     pub fn request_hash(&self) -> Result<String, crate::canonical::CanonicalError> {
-        crate::canonical::request_hash(
-            &self.agent_id,
-            &self.tool,
-            &self.operation,
-            &self.params,
-            &self.context,
-        )
+        self.hashes().map(|h| h.request_hash)
+    }
+
+    /// The call's `request_hash` and `params_hash`, from one canonical rendering of its params.
+    pub fn hashes(&self) -> Result<crate::canonical::RequestHashes, crate::canonical::CanonicalError> {
+        crate::canonical::request_hashes(&self.agent_id, &self.tool, &self.operation, &self.params, &self.context)
     }
 }
 
@@ -261,6 +260,10 @@ pub struct Decision {
     pub policy_hash: String,
     /// For DENY and DEFER: code, rule and what to do.
     pub structured_denial: Option<StructuredDenial>,
+    /// SHA-256 of the canonical params, computed with `request_hash` (empty when the call
+    /// could not be hashed); written into the DPR, not part of the answer.
+    #[serde(skip)]
+    pub params_hash: String,
 }
 
 /// The socket's answer to `govern` and `decide` (and the HTTP `/v1/gate/decide`): the

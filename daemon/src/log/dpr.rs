@@ -113,9 +113,12 @@ pub fn decision_entry(
     approval_id: Option<&str>,
     redact_keys: &[String],
 ) -> Map<String, Value> {
-    let params_hash = canonical_json(&call.params)
-        .map(|c| faramesh_proto::canonical::sha256_hex(c.as_bytes()))
-        .unwrap_or_default();
+    // Computed with the request hash when the policy decided; computed here otherwise.
+    let params_hash = if decision.params_hash.is_empty() {
+        canonical_json(&call.params).map(|c| faramesh_proto::canonical::sha256_hex(c.as_bytes())).unwrap_or_default()
+    } else {
+        decision.params_hash.clone()
+    };
     let body = json!({
         "kind": "decision",
         "agent_id": call.agent_id,
@@ -183,6 +186,7 @@ mod tests {
             request_hash: call.request_hash().unwrap(),
             policy_hash: "ph".into(),
             structured_denial: None,
+            params_hash: String::new(),
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
         let keys: Vec<String> =

@@ -89,7 +89,9 @@ pub fn explain_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Ex
 }
 
 fn refuse(mut d: Decision, call: &Call, why: String) -> Decision {
-    d.request_hash = call.request_hash().unwrap_or_default();
+    if let Ok(h) = call.hashes() {
+        (d.request_hash, d.params_hash) = (h.request_hash, h.params_hash);
+    }
     deny_decision(d, ReasonCode::InvalidRequest, why, None, None, None)
 }
 
@@ -342,8 +344,8 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
         out.note = Some("the request was refused before any rule was considered".into());
         return out;
     }
-    match call.request_hash() {
-        Ok(hash) => out.decision.request_hash = hash,
+    match call.hashes() {
+        Ok(h) => (out.decision.request_hash, out.decision.params_hash) = (h.request_hash, h.params_hash),
         Err(e) => {
             out.decision = deny_decision(
                 out.decision,
@@ -422,6 +424,7 @@ fn base(policy: &Policy) -> Decision {
         request_hash: String::new(),
         policy_hash: policy.hash.clone(),
         structured_denial: None,
+        params_hash: String::new(),
     }
 }
 
@@ -577,8 +580,8 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
     if let Err(e) = validate_call(call) {
         return deny_decision(d, ReasonCode::InvalidRequest, e.message, None, None, None);
     }
-    match call.request_hash() {
-        Ok(hash) => d.request_hash = hash,
+    match call.hashes() {
+        Ok(h) => (d.request_hash, d.params_hash) = (h.request_hash, h.params_hash),
         Err(e) => {
             return deny_decision(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
         }
