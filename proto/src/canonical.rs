@@ -170,7 +170,7 @@ pub fn request_hashes(
     out.push_str(",\"params\":");
     let start = out.len();
     write_value(&mut out, params)?;
-    let params_hash = sha256_hex(out[start..].as_bytes());
+    let params_hash = sha256_hex(&out.as_bytes()[start..]);
     out.push_str(",\"tool\":");
     write_string(&mut out, tool);
     out.push('}');
