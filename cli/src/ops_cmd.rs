@@ -145,26 +145,13 @@ pub fn get(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     if json_out {
         println!("{r}");
     } else {
-        for key in [
-            "id",
-            "status",
-            "ts",
-            "agent_id",
-            "tool",
-            "operation",
-            "effect",
-            "reason_code",
-            "reason",
-            "rule_id",
-            "rule_ref",
-            "risk_level",
-            "approval_id",
-            "policy_hash",
-            "request_hash",
-            "caller",
-            "params",
-        ] {
-            println!("{key:<13} {}", s(&r, key));
+        let rec = faramesh_daemon::log::dpr::DecisionRecord::parse(&r.to_string())
+            .ok_or_else(|| anyhow!("the daemon answered something that is not a decision record"))?;
+        for (i, (key, value)) in rec.rows().into_iter().enumerate() {
+            println!("{key:<13} {value}");
+            if i == 0 {
+                println!("{:<13} {}", "status", s(&r, "status"));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

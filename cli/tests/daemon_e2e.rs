@@ -2204,3 +2204,64 @@ fn gemini_cli_hook_contract() {
     assert_eq!(gone.status.code(), Some(2));
     assert!(gone.stdout.is_empty(), "nothing a host could read as allow");
 }
+
+/// The v1 action object is built once, by the daemon: the socket's `action.submit` and
+/// `"format": "v1"` answer exactly what the HTTP API answers for the same action and caller
+/// class (the SDKs' socket transports map nothing).
+#[test]
+fn the_socket_answers_the_same_v1_actions_as_http() {
+    let (daemon, port) = start_with_http(POLICY, &[]);
+    let mut c = daemon.client();
+    let submitted = c.result(
+        "action.submit",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "params": {"cmd": "ls"}}),
+    );
+    assert_eq!(
+        (&submitted["status"], &submitted["decision"], &submitted["outcome"]),
+        (&json!("pending_approval"), &json!("require_approval"), &json!("ABSTAIN")),
+        "{submitted}"
+    );
+    assert_eq!(submitted["defer_token"], submitted["approval_id"]);
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let by_socket = c.result("action.get", json!({"id": id, "format": "v1"}));
+    let http = |method: &str, path: &str| -> Value {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer approver-secret-0123456789\r\n\
+             connection: close\r\ncontent-length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+    // The socket peer here is root or the daemon's uid, which read everything; whether it is
+    // shown the approval token depends on whether it may approve (root may, the daemon's own
+    // uid may not by default), so that one field is compared on its own.
+    let mut by_http = http("GET", &format!("/v1/actions/{id}"));
+    assert_eq!(by_http["approval_token"], submitted["approval_id"], "an approver token sees it");
+    let mut same = by_socket.clone();
+    for v in [&mut same, &mut by_http] {
+        v.as_object_mut().unwrap().remove("approval_token");
+    }
+    assert_eq!(same, by_http);
+    let listed = c.result("action.list", json!({"format": "v1", "limit": 5}));
+    assert_eq!(listed["actions"][0], by_socket);
+    // The socket's own shape stays the default.
+    assert_eq!(c.result("action.get", json!({"id": id}))["status"], "deferred");
+    let bad = c.call("action.get", json!({"id": id, "format": "xml"}));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("`format`"), "{bad}");
+    // A permitted action, started and finished over the socket in the v1 shape.
+    let allowed = c.result(
+        "action.submit",
+        json!({"agent_id": "bot", "tool": "http", "operation": "get", "params": {"url": "https://x"}}),
+    );
+    let aid = allowed["id"].as_str().unwrap().to_owned();
+    assert_eq!(allowed["status"], "allowed");
+    assert_eq!(c.result("action.start", json!({"id": aid, "format": "v1"}))["status"], "executing");
+    let done = c.result("action.result", json!({"id": aid, "success": true, "format": "v1"}));
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done, http("GET", &format!("/v1/actions/{aid}")));
+}

@@ -1,9 +1,9 @@
 //! Entry bodies: decision provenance records (DPRs) and the events around them. These are the
 //! only shapes the daemon writes; `docs/decision-log.md` lists their fields.
 
-use faramesh_proto::{Call, Decision, canonical_json};
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, RiskLevel, canonical_json};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::entry::redact;
 
@@ -103,9 +103,196 @@ pub fn new_id() -> String {
     faramesh_proto::canonical::to_hex(&hash.as_bytes()[..16])
 }
 
-/// The body of a decision entry (a DPR). The log's writer adds the action id (`id`) with the
-/// sequence number; params are stored redacted by key name and always hashed (`params_hash`,
-/// SHA-256 of their canonical JSON).
+/// A decision entry (a DPR): the one typed record the core, the doors, the CLI and the
+/// dashboard read. The log adds `seq`, `id`, `ts`, `prev_hash` and `entry_hash` when it seals
+/// the body [`decision_entry`] builds (they are left out of a body not yet sealed).
+///
+/// JSON (`docs/decision-log.md`): `{"kind": "decision", "seq": 7, "id": "…", "ts": "…",
+/// "agent_id": "…", "tool": "…", "operation": "…", "effect": "DENY", "reason_code": "…", …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Always `decision`.
+    pub kind: String,
+    /// The entry's sequence number.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+    /// The action id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// When it was recorded (RFC 3339, milliseconds, UTC).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ts: String,
+    /// The previous entry's hash.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prev_hash: String,
+    /// This entry's hash.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entry_hash: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The operation.
+    pub operation: String,
+    /// The call's `request_hash`.
+    pub request_hash: String,
+    /// PERMIT, DENY or DEFER.
+    pub effect: Effect,
+    /// Why, as a code.
+    pub reason_code: ReasonCode,
+    /// Why, for a person.
+    pub reason: String,
+    /// The deciding rule.
+    pub rule_id: Option<String>,
+    /// `path:line` of the deciding rule.
+    pub rule_ref: Option<String>,
+    /// The call's risk.
+    pub risk_level: RiskLevel,
+    /// The policy that decided.
+    pub policy_hash: String,
+    /// `faramesh/<version>` of the daemon that decided.
+    pub runtime_version: String,
+    /// Who asked.
+    pub caller: Option<Caller>,
+    /// The call's session id.
+    pub session_id: Option<String>,
+    /// The call's request id.
+    pub request_id: Option<String>,
+    /// The call's tags.
+    #[serde(default)]
+    pub tags: Value,
+    /// For a DEFER (or a resumed call), its approval.
+    pub approval_id: Option<String>,
+    /// The params, redacted by key name.
+    pub params: Value,
+    /// SHA-256 of the params' canonical JSON (before redaction).
+    pub params_hash: String,
+    /// The call's context, redacted by key name.
+    #[serde(default)]
+    pub context: Value,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl DecisionRecord {
+    /// The record of `decision` about `call` (not yet sealed: no seq, id or time). Params are
+    /// redacted by key name and always hashed.
+    pub fn new(
+        call: &Call,
+        decision: &Decision,
+        caller: Option<Caller>,
+        approval_id: Option<&str>,
+        redact_keys: &[String],
+    ) -> DecisionRecord {
+        // Computed with the request hash when the policy decided; computed here otherwise.
+        let params_hash = if decision.params_hash.is_empty() {
+            canonical_json(&call.params)
+                .map(|c| faramesh_proto::canonical::sha256_hex(c.as_bytes()))
+                .unwrap_or_default()
+        } else {
+            decision.params_hash.clone()
+        };
+        DecisionRecord {
+            kind: "decision".into(),
+            seq: 0,
+            id: String::new(),
+            ts: String::new(),
+            prev_hash: String::new(),
+            entry_hash: String::new(),
+            agent_id: call.agent_id.clone(),
+            tool: call.tool.clone(),
+            operation: call.operation.clone(),
+            request_hash: decision.request_hash.clone(),
+            effect: decision.effect,
+            reason_code: decision.reason_code,
+            reason: decision.reason.clone(),
+            rule_id: decision.rule_id.clone(),
+            rule_ref: decision.rule_ref.clone(),
+            risk_level: decision.risk_level,
+            policy_hash: decision.policy_hash.clone(),
+            runtime_version: RUNTIME_VERSION.into(),
+            caller,
+            session_id: call.session_id.clone(),
+            request_id: call.request_id.clone(),
+            tags: call.tags.clone(),
+            approval_id: approval_id.map(str::to_owned),
+            params: redact(&call.params, redact_keys),
+            params_hash,
+            context: redact(&call.context, redact_keys),
+        }
+    }
+
+    /// Reads a stored entry; `None` for an entry that is not a decision.
+    pub fn parse(record: &str) -> Option<DecisionRecord> {
+        serde_json::from_str::<DecisionRecord>(record).ok().filter(|r| r.kind == "decision")
+    }
+
+    /// The record as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The fields a person reads first, in order, as text (`faramesh get`; `-` for none).
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        vec![
+            ("id", self.id.clone()),
+            ("ts", self.ts.clone()),
+            ("agent_id", self.agent_id.clone()),
+            ("tool", self.tool.clone()),
+            ("operation", self.operation.clone()),
+            ("effect", self.effect.as_str().into()),
+            ("reason_code", self.reason_code.as_str().into()),
+            ("reason", self.reason.clone()),
+            ("rule_id", opt(&self.rule_id)),
+            ("rule_ref", opt(&self.rule_ref)),
+            ("risk_level", self.risk_level.as_str().into()),
+            ("approval_id", opt(&self.approval_id)),
+            ("policy_hash", self.policy_hash.clone()),
+            ("request_hash", self.request_hash.clone()),
+            ("caller", self.caller.as_ref().and_then(|c| serde_json::to_string(c).ok()).unwrap_or_else(|| "-".into())),
+            ("params", self.params.to_string()),
+        ]
+    }
+
+    /// The call it decided (params and context as recorded, so redacted).
+    pub fn call(&self) -> Call {
+        let mut call = Call::new(&self.agent_id, &self.tool, &self.operation);
+        call.params = if self.params.is_object() { self.params.clone() } else { Value::Object(Map::new()) };
+        call.context = if self.context.is_object() { self.context.clone() } else { Value::Object(Map::new()) };
+        call.session_id.clone_from(&self.session_id);
+        call.request_id.clone_from(&self.request_id);
+        call.tags = self.tags.clone();
+        call
+    }
+}
+
+/// The fields every entry may carry that say whose it is: enough to decide who may read it,
+/// without reading the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EntryHead {
+    /// `decision`, `approval`, `action`, ...
+    #[serde(default)]
+    pub kind: String,
+    /// Who caused it (decisions).
+    #[serde(default)]
+    pub caller: Option<Caller>,
+    /// The agent it is about.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+impl EntryHead {
+    /// Reads the head of a stored entry (an entry that does not parse has an empty head, which
+    /// nobody but an all-reader owns).
+    pub fn parse(record: &str) -> EntryHead {
+        serde_json::from_str(record).unwrap_or_default()
+    }
+}
+
+/// The body of a decision entry (a DPR), as the log's writer takes it: see [`DecisionRecord`].
 pub fn decision_entry(
     call: &Call,
     decision: &Decision,
@@ -113,36 +300,7 @@ pub fn decision_entry(
     approval_id: Option<&str>,
     redact_keys: &[String],
 ) -> Map<String, Value> {
-    // Computed with the request hash when the policy decided; computed here otherwise.
-    let params_hash = if decision.params_hash.is_empty() {
-        canonical_json(&call.params).map(|c| faramesh_proto::canonical::sha256_hex(c.as_bytes())).unwrap_or_default()
-    } else {
-        decision.params_hash.clone()
-    };
-    let body = json!({
-        "kind": "decision",
-        "agent_id": call.agent_id,
-        "tool": call.tool,
-        "operation": call.operation,
-        "request_hash": decision.request_hash,
-        "effect": decision.effect.as_str(),
-        "reason_code": decision.reason_code.as_str(),
-        "reason": decision.reason,
-        "rule_id": decision.rule_id,
-        "rule_ref": decision.rule_ref,
-        "risk_level": decision.risk_level.as_str(),
-        "policy_hash": decision.policy_hash,
-        "runtime_version": RUNTIME_VERSION,
-        "caller": caller,
-        "session_id": call.session_id,
-        "request_id": call.request_id,
-        "tags": call.tags,
-        "approval_id": approval_id,
-        "params": redact(&call.params, redact_keys),
-        "params_hash": params_hash,
-        "context": redact(&call.context, redact_keys),
-    });
-    into_map(body)
+    into_map(DecisionRecord::new(call, decision, caller, approval_id, redact_keys).to_json())
 }
 
 /// The body of an event entry: `{"kind": kind, ...fields}`. Kinds: `approval` (approval_id,
@@ -169,7 +327,7 @@ fn into_map(v: Value) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faramesh_proto::{Effect, ReasonCode, RiskLevel};
+    use serde_json::json;
 
     #[test]
     fn dprs_hold_the_design_fields_and_redact_secrets() {
@@ -222,6 +380,21 @@ mod tests {
         let expected_hash =
             faramesh_proto::canonical::sha256_hex(canonical_json(&call.params).unwrap().as_bytes());
         assert_eq!(body["params_hash"], expected_hash.as_str());
+        // The body has exactly these fields (the log adds seq, id, ts and the hashes).
+        assert_eq!(body.len(), 21, "{:?}", body.keys().collect::<Vec<_>>());
+        // A sealed record reads back as the same typed record; an event is not a decision.
+        let mut sealed = body.clone();
+        sealed.insert("seq".into(), json!(9));
+        sealed.insert("id".into(), json!("abc"));
+        sealed.insert("ts".into(), json!("2026-12-02T10:00:00.000Z"));
+        let text = Value::Object(sealed.clone()).to_string();
+        let rec = DecisionRecord::parse(&text).unwrap();
+        assert_eq!((rec.seq, rec.id.as_str(), rec.effect), (9, "abc", Effect::Deny));
+        assert_eq!(rec.to_json(), Value::Object(sealed));
+        assert_eq!(rec.call().agent_id, "bot");
+        assert!(DecisionRecord::parse(r#"{"kind":"approval","approval_id":"x"}"#).is_none());
+        let head = EntryHead::parse(&text);
+        assert_eq!((head.kind.as_str(), head.caller.and_then(|c| c.uid())), ("decision", Some(1000)));
         assert_eq!(new_id().len(), 32);
         assert_ne!(new_id(), new_id());
     }

@@ -71,6 +71,7 @@ pub fn method(name: &str) -> Option<Method> {
         "policy.status" => call!(policy_status),
         "policy.reload" => call!(policy_reload),
         "policy.explain" => call!(policy_explain),
+        "action.submit" => call!(action_submit),
         "action.get" => call!(action_get),
         "action.list" => call!(action_list),
         "action.events" => call!(action_events),
@@ -134,19 +135,25 @@ async fn decide(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     Ok(s.decide(&req, &who)?.to_json())
 }
 
-/// An action's DPR with its status (socket names).
-fn action_json(view: crate::service::ActionView) -> Value {
-    let status = view.status.socket_name();
-    let mut rec = view.record;
-    if let Value::Object(m) = &mut rec {
-        m.insert("status".into(), json!(status));
+/// Whether the caller asked for actions in the v1 shape (`"format": "v1"`) rather than the
+/// socket's (the DPR with its status; the default, `"format": "dpr"`).
+fn wants_v1(p: &Map<String, Value>) -> Result<bool, ServiceError> {
+    match Fields(p).string("format")?.as_deref() {
+        None | Some("dpr") => Ok(false),
+        Some("v1") => Ok(true),
+        Some(other) => Err(ServiceError::invalid("format", format!("`format` must be `dpr` or `v1`, not `{other}`"))),
     }
-    rec
+}
+
+async fn action_submit(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let req = CallRequest::from_json(&p)?;
+    s.submit(req, &who).await
 }
 
 async fn action_get(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let id = Fields(&p).id("action_id")?;
-    Ok(action_json(s.find_action(&id, &who)?))
+    let view = s.find_action(&id, &who)?;
+    Ok(if wants_v1(&p)? { s.v1_action(&view, &who) } else { view.socket_json() })
 }
 
 async fn action_events(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
@@ -165,16 +172,22 @@ async fn action_events(s: Service, p: Map<String, Value>, who: Identity) -> RpcR
 
 async fn action_list(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let q = ListQuery::from_json(&p, 50)?;
+    let v1 = wants_v1(&p)?;
     let views = s.action_list(&q, &who)?;
     let next_cursor = views.last().filter(|_| views.len() == q.limit).map(|v| v.id().to_owned());
-    let actions: Vec<Value> = views.into_iter().map(action_json).collect();
+    let actions: Vec<Value> =
+        views.iter().map(|v| if v1 { s.v1_action(v, &who) } else { v.socket_json() }).collect();
     Ok(json!({ "actions": actions, "next_cursor": next_cursor }))
 }
 
 async fn action_transition(s: Service, p: Map<String, Value>, who: Identity, start: bool) -> RpcResult {
     let id = Fields(&p).id("action_id")?;
     let t = if start { Transition::Start } else { Transition::result_from_json(&p)? };
+    let v1 = wants_v1(&p)?;
     let view = s.action_transition(&id, t, &who).await?;
+    if v1 {
+        return Ok(s.v1_action(&view, &who));
+    }
     Ok(json!({"action_id": view.id(), "status": view.status.socket_name()}))
 }
 

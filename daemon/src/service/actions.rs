@@ -78,7 +78,7 @@ impl Serialize for ActionStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionView {
     /// The DPR as stored.
-    pub record: Value,
+    pub record: DecisionRecord,
     /// Its state now.
     pub status: ActionStatus,
 }
@@ -86,12 +86,16 @@ pub struct ActionView {
 impl ActionView {
     /// The action id.
     pub fn id(&self) -> &str {
-        self.record.get("id").and_then(Value::as_str).unwrap_or_default()
+        &self.record.id
     }
 
-    /// A text field of the DPR.
-    pub fn text(&self, key: &str) -> Option<&str> {
-        self.record.get(key).and_then(Value::as_str)
+    /// The DPR with its status under `status` (the socket's names: [`ActionStatus::socket_name`]).
+    pub fn socket_json(&self) -> Value {
+        let mut rec = self.record.to_json();
+        if let Value::Object(m) = &mut rec {
+            m.insert("status".into(), json!(self.status.socket_name()));
+        }
+        rec
     }
 }
 
@@ -99,15 +103,20 @@ pub(super) fn record_value(record: &str) -> Value {
     serde_json::from_str(record).unwrap_or(Value::Null)
 }
 
+/// A stored decision, or an internal error: an entry the log found under an action id is
+/// always a decision.
+fn decision(record: &str) -> Result<DecisionRecord, ServiceError> {
+    DecisionRecord::parse(record).ok_or_else(|| ServiceError::internal("the entry under this action id is not a decision"))
+}
+
 impl Service {
     /// Where an action stands: its lifecycle row, else its decision (and, for a DEFER, its
     /// approval).
-    pub fn action_status(&self, rec: &Value) -> ActionStatus {
-        let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+    pub fn action_status(&self, rec: &DecisionRecord) -> ActionStatus {
         if let Some(s) = self
             .state
             .log
-            .state_get(&format!("action/{id}"))
+            .state_get(&format!("action/{}", rec.id))
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
@@ -115,19 +124,18 @@ impl Service {
         {
             return s;
         }
-        match (rec.get("effect").and_then(Value::as_str), rec.get("reason_code").and_then(Value::as_str)) {
-            (Some("PERMIT"), Some("APPROVAL_GRANTED")) => ActionStatus::Approved,
-            (Some("PERMIT"), _) => ActionStatus::Allowed,
-            (Some("DEFER"), _) => {
-                let approval =
-                    rec.get("approval_id").and_then(Value::as_str).and_then(|a| self.state.approvals.get(a));
+        match (rec.effect, rec.reason_code) {
+            (Effect::Permit, ReasonCode::ApprovalGranted) => ActionStatus::Approved,
+            (Effect::Permit, _) => ActionStatus::Allowed,
+            (Effect::Defer, _) => {
+                let approval = rec.approval_id.as_deref().and_then(|a| self.state.approvals.get(a));
                 match approval.map(|a| a.status) {
                     Some(approvals::Status::Approved | approvals::Status::Used) => ActionStatus::Approved,
                     Some(approvals::Status::Denied | approvals::Status::Expired) => ActionStatus::Denied,
                     _ => ActionStatus::PendingApproval,
                 }
             }
-            _ => ActionStatus::Denied,
+            (Effect::Deny, _) => ActionStatus::Denied,
         }
     }
 
@@ -144,23 +152,22 @@ impl Service {
         };
         // The record as the DPR was written (the same function built it), with the id and time
         // the log gave it.
-        let mut record = dpr::decision_entry(
+        let mut record = DecisionRecord::new(
             call,
             d,
             who.caller(),
             reply.approval_id.as_deref(),
             self.state.log.redact_keys(),
         );
-        record.insert("id".into(), json!(reply.action_id));
-        record.insert("ts".into(), json!(entry::rfc3339(entry::now_ms())));
-        let record = Value::Object(record);
+        record.id = reply.action_id.clone().unwrap_or_default();
+        record.ts = entry::rfc3339(entry::now_ms());
         ActionView { record, status }
     }
 
     /// Resolves an action id or a unique prefix of 8+ characters to its DPR, if `who` may read it.
     pub fn find_action(&self, id: &str, who: &Identity) -> Result<ActionView, ServiceError> {
         let rec = self.find_record(id)?;
-        if !self.may_read(who, &rec) {
+        if !self.may_read(who, rec.caller.as_ref(), &rec.agent_id) {
             // Not the caller's action: indistinguishable from an unknown one.
             return Err(ServiceError::not_found(format!("no action `{id}`")));
         }
@@ -169,13 +176,13 @@ impl Service {
     }
 
     /// An action's DPR by action id or prefix, or by the id (or prefix) of its approval.
-    pub(super) fn find_record(&self, id: &str) -> Result<Value, ServiceError> {
+    pub(super) fn find_record(&self, id: &str) -> Result<DecisionRecord, ServiceError> {
         match self.find_action_record(id) {
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let Ok(approval) = self.state.approvals.resolve(id) else { return Err(e) };
                 let action = self.state.approvals.get(&approval).map(|a| a.action_id).unwrap_or_default();
                 match self.state.log.get_by_id(&action)? {
-                    Some(record) => Ok(record_value(&record)),
+                    Some(record) => decision(&record),
                     None => Err(e),
                 }
             }
@@ -184,9 +191,9 @@ impl Service {
     }
 
     /// An action's DPR by action id or a unique prefix of one.
-    pub(super) fn find_action_record(&self, id: &str) -> Result<Value, ServiceError> {
+    pub(super) fn find_action_record(&self, id: &str) -> Result<DecisionRecord, ServiceError> {
         if let Some(record) = self.state.log.get_by_id(id)? {
-            return Ok(record_value(&record));
+            return decision(&record);
         }
         if id.len() < 8 {
             return Err(ServiceError::not_found(format!(
@@ -196,12 +203,10 @@ impl Service {
         let matches = self.state.log.ids_with_prefix(&id.to_ascii_lowercase(), 10)?;
         match matches.as_slice() {
             [] => Err(ServiceError::not_found(format!("no action `{id}`"))),
-            [one] => self
-                .state
-                .log
-                .get_by_id(one)?
-                .map(|r| record_value(&r))
-                .ok_or_else(|| ServiceError::not_found(format!("no action `{id}`"))),
+            [one] => match self.state.log.get_by_id(one)? {
+                Some(r) => decision(&r),
+                None => Err(ServiceError::not_found(format!("no action `{id}`"))),
+            },
             many => Err(ServiceError::conflict(format!(
                 "action id prefix `{id}` is ambiguous: {}",
                 many.join(", ")
@@ -213,9 +218,9 @@ impl Service {
     pub fn action_events(&self, id: &str, who: &Identity) -> Result<(ActionView, Vec<Value>), ServiceError> {
         let view = self.find_action(id, who)?;
         let action_id = view.id().to_owned();
-        let approval_id = view.text("approval_id").map(str::to_owned);
-        let seq = view.record.get("seq").and_then(Value::as_u64).unwrap_or(0);
-        let mut events = vec![view.record.clone()];
+        let approval_id = view.record.approval_id.clone();
+        let seq = view.record.seq;
+        let mut events = vec![view.record.to_json()];
         for record in self.state.log.events_about(seq)? {
             let v = record_value(&record);
             let about_action = v.get("action_id").and_then(Value::as_str) == Some(action_id.as_str());
@@ -269,12 +274,11 @@ impl Service {
             lo = lo.max(hi.saturating_sub(UNINDEXED_SCAN as u64 - 1));
         }
         let reader = self.reader(who);
-        let keep = |v: &Value| {
-            v.get("kind").and_then(Value::as_str) == Some("decision")
-                && q.tool.as_deref().is_none_or(|t| v.get("tool").and_then(Value::as_str) == Some(t))
-                && q.effect.is_none_or(|e| v.get("effect").and_then(Value::as_str) == Some(e.as_str()))
-                && q.agent_id.as_deref().is_none_or(|a| v.get("agent_id").and_then(Value::as_str) == Some(a))
-                && reader.sees(v)
+        let keep = |r: &DecisionRecord| {
+            q.tool.as_deref().is_none_or(|t| r.tool == t)
+                && q.effect.is_none_or(|e| r.effect == e)
+                && q.agent_id.as_deref().is_none_or(|a| r.agent_id == a)
+                && reader.sees(r.caller.as_ref(), Some(&r.agent_id))
         };
         let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
         let mut out = Vec::new();
@@ -283,8 +287,7 @@ impl Service {
             if !matches_text(record) {
                 return true;
             }
-            let v = record_value(record);
-            if keep(&v) {
+            if let Some(v) = DecisionRecord::parse(record).filter(|r| keep(r)) {
                 let status = self.action_status(&v);
                 if q.status.is_none_or(|s| s == status) {
                     if skipped < q.offset {
@@ -310,9 +313,7 @@ impl Service {
         let view = self.find_action(id, who)?;
         let allowed = match who {
             Identity::Peer(p) => {
-                view.record.get("caller").and_then(|c| c.get("uid")).and_then(Value::as_u64)
-                    == Some(u64::from(p.uid))
-                    || self.may_approve(who)
+                view.record.caller.as_ref().and_then(Caller::uid) == Some(p.uid) || self.may_approve(who)
             }
             // find_action checked that the token (or tokenless caller) may read it
             Identity::Token(_) | Identity::Anonymous => true,
@@ -343,7 +344,7 @@ impl Service {
     ) -> Result<ActionView, ServiceError> {
         // Re-read under the claim: another transition may have just committed.
         let current = self.action_status(&view.record);
-        let is_deferred = view.text("effect") == Some("DEFER");
+        let is_deferred = view.record.effect == Effect::Defer;
         let next = match (&transition, current) {
             (Transition::Start, ActionStatus::Allowed | ActionStatus::Approved) => ActionStatus::Executing,
             (Transition::Result { success: true, .. }, ActionStatus::Executing) => ActionStatus::Succeeded,
@@ -361,7 +362,7 @@ impl Service {
                 )));
             }
         };
-        let mut fields = json!({"action_id": action_id, "status": next.as_str(), "agent_id": view.record.get("agent_id"), "by": who.caller()});
+        let mut fields = json!({"action_id": action_id, "status": next.as_str(), "agent_id": view.record.agent_id, "by": who.caller()});
         if let (Value::Object(m), Transition::Result { error, result, .. }) = (&mut fields, &transition) {
             if let Some(e) = error {
                 m.insert("error".into(), json!(e.chars().take(1024).collect::<String>()));
@@ -384,7 +385,7 @@ impl Service {
         if matches!(transition, Transition::Start) && is_deferred {
             // The v1 flow: a deferred action, once approved, is started in place; that uses the
             // approval (once), like a resumed call would.
-            let approval_id = view.text("approval_id").unwrap_or_default().to_owned();
+            let approval_id = view.record.approval_id.clone().unwrap_or_default();
             if let Value::Object(m) = &mut fields {
                 m.insert("approval_id".into(), json!(approval_id));
             }

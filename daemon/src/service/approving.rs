@@ -52,13 +52,11 @@ impl Service {
                 Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            match rec.get("approval_id").and_then(Value::as_str) {
-                Some(a) if rec.get("effect").and_then(Value::as_str) == Some("DEFER") => {
-                    Ok(Some(a.to_owned()))
-                }
+            match &rec.approval_id {
+                Some(a) if rec.effect == Effect::Defer => Ok(Some(a.clone())),
                 _ => Err(ServiceError::conflict(format!(
                     "action `{}` is {}: it awaits no approval",
-                    rec.get("id").and_then(Value::as_str).unwrap_or(id),
+                    rec.id,
                     self.action_status(&rec).socket_name()
                 ))),
             }
@@ -194,8 +192,8 @@ impl Service {
             )));
         }
         let view = self.find_action(action_id, who)?;
-        let approval_id = match view.text("approval_id") {
-            Some(a) if view.text("effect") == Some("DEFER") => a.to_owned(),
+        let approval_id = match &view.record.approval_id {
+            Some(a) if view.record.effect == Effect::Defer => a.clone(),
             _ => {
                 return Err(ServiceError::conflict(format!(
                     "action `{}` is {}: it awaits no approval",

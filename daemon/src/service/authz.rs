@@ -13,11 +13,9 @@
 //! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
 //! ids are listed only to those who read everything and to that caller.
 
-use serde_json::Value;
-
 use super::approvals::Approval;
 use super::{ANONYMOUS, Identity, Role, Service, ServiceError, TokenIdentity, approvals};
-use crate::log::dpr::Caller;
+use crate::log::dpr::{Caller, EntryHead};
 
 impl Service {
     /// Whether `who` may approve or deny.
@@ -58,8 +56,8 @@ impl Service {
     /// everything; else an entry the caller caused (its uid on the socket, its token over HTTP)
     /// or, for a token bound to agent ids, an entry of those agents. Daemon events (policy
     /// loads, prunes) have no caller: only those who read everything see them.
-    pub fn may_read(&self, who: &Identity, rec: &Value) -> bool {
-        self.reads_everything(who) || owns(who, rec)
+    pub fn may_read(&self, who: &Identity, caller: Option<&Caller>, agent_id: &str) -> bool {
+        self.reads_everything(who) || owns(who, caller, Some(agent_id))
     }
 
     /// What `who` may see of the log: checked per entry only when it does not read everything
@@ -121,11 +119,23 @@ pub enum Reader {
 }
 
 impl Reader {
-    /// Whether the entry is visible.
-    pub fn sees(&self, rec: &Value) -> bool {
+    /// Whether an entry caused by `caller` (about `agent_id`) is visible.
+    pub fn sees(&self, caller: Option<&Caller>, agent_id: Option<&str>) -> bool {
         match self {
             Reader::All => true,
-            Reader::Own(who) => owns(who, rec),
+            Reader::Own(who) => owns(who, caller, agent_id),
+            Reader::Nothing => false,
+        }
+    }
+
+    /// Whether a stored entry is visible (its head is read only when it must be).
+    pub fn sees_entry(&self, record: &str) -> bool {
+        match self {
+            Reader::All => true,
+            Reader::Own(_) => {
+                let head = EntryHead::parse(record);
+                self.sees(head.caller.as_ref(), head.agent_id.as_deref())
+            }
             Reader::Nothing => false,
         }
     }
@@ -138,20 +148,18 @@ impl Reader {
 
 /// Whether the entry is the caller's own: caused by its uid (socket) or token (HTTP), or, for
 /// a token bound to agent ids, about one of those agents.
-fn owns(who: &Identity, rec: &Value) -> bool {
-    let caller = rec.get("caller");
+fn owns(who: &Identity, caller: Option<&Caller>, agent_id: Option<&str>) -> bool {
+    let token = match caller {
+        Some(Caller::Token(t)) => Some(t.token.as_str()),
+        _ => None,
+    };
     match who {
-        Identity::Peer(p) => {
-            caller.and_then(|c| c.get("uid")).and_then(Value::as_u64) == Some(u64::from(p.uid))
-        }
+        Identity::Peer(p) => caller.and_then(Caller::uid) == Some(p.uid),
         Identity::Token(t) => match &t.agents {
-            Some(agents) if t.role == Role::Agent => {
-                let agent = rec.get("agent_id").and_then(Value::as_str).unwrap_or_default();
-                agents.iter().any(|a| a == agent)
-            }
-            _ => caller.and_then(|c| c.get("token")).and_then(Value::as_str) == Some(&t.name),
+            Some(agents) if t.role == Role::Agent => agent_id.is_some_and(|agent| agents.iter().any(|a| a == agent)),
+            _ => token == Some(t.name.as_str()),
         },
-        Identity::Anonymous => caller.and_then(|c| c.get("token")).and_then(Value::as_str) == Some(ANONYMOUS),
+        Identity::Anonymous => token == Some(ANONYMOUS),
         Identity::Unknown => false,
     }
 }

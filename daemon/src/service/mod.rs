@@ -22,6 +22,7 @@ mod queries;
 pub mod request;
 pub mod retention;
 pub mod state;
+pub mod v1;
 
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
 pub use queries::{ExplainTarget, Seen, Subscription};
 pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
-use crate::log::dpr::{self, Caller, PeerCred};
+use crate::log::dpr::{self, Caller, DecisionRecord, PeerCred};
 use crate::log::index::Term;
 use crate::log::{Appended, LogError, StateWrites, entry};
 

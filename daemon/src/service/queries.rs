@@ -27,9 +27,7 @@ impl Subscription {
             match self.rx.recv().await {
                 Ok(record) => {
                     // Entries are parsed only to check them for a caller that does not read everything.
-                    if self.reader.sees_everything()
-                        || serde_json::from_str::<Value>(&record).is_ok_and(|v| self.reader.sees(&v))
-                    {
+                    if self.reader.sees_entry(&record) {
                         return Some(Seen::Entry(record));
                     }
                 }
@@ -56,13 +54,7 @@ impl Service {
         let (call, recorded) = match target {
             ExplainTarget::Action(id) => {
                 let view = self.find_action(&id, who)?;
-                let rec = view.record;
-                let text = |k: &str| rec.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                let mut call = Call::new(&text("agent_id"), &text("tool"), &text("operation"));
-                call.params = rec.get("params").cloned().unwrap_or_else(|| json!({}));
-                call.context =
-                    rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
-                (call, Some(rec))
+                (view.record.call(), Some(view.record.to_json()))
             }
             ExplainTarget::Call(call) => (*call, None),
         };
@@ -104,13 +96,14 @@ impl Service {
             }
             (None, None) => 1,
         };
-        let records: Vec<Value> =
-            self.state.log.entries_from(from_seq, limit)?.iter().map(|r| record_value(r)).collect();
+        let records = self.state.log.entries_from(from_seq, limit)?;
         // After a prune the first record may come after `from_seq`: continue after the last.
-        let next_seq =
-            records.last().and_then(|r| r.get("seq")).and_then(Value::as_u64).map_or(from_seq, |s| s + 1);
+        let next_seq = records
+            .last()
+            .and_then(|r| record_value(r).get("seq").and_then(Value::as_u64))
+            .map_or(from_seq, |s| s + 1);
         let reader = self.reader(who);
-        let visible = records.into_iter().filter(|r| reader.sees(r)).collect();
+        let visible = records.iter().filter(|r| reader.sees_entry(r)).map(|r| record_value(r)).collect();
         Ok((visible, next_seq))
     }
 

@@ -6,7 +6,7 @@
  */
 import { requestHash } from "./canonical.js";
 import { type Decision, NotFoundError } from "./errors.js";
-import { type Json, type Transport, v1Action } from "./transport.js";
+import { type Json, type Transport, V1_OUTCOME } from "./transport.js";
 
 type Effect = "permit" | "deny" | "defer";
 export type StubRule = Record<string, Effect> | ((call: Json) => Effect | Partial<Decision>);
@@ -75,7 +75,24 @@ export class StubTransport implements Transport {
     d.defer_token = d.effect === "DEFER" ? d.approval_id ?? null : null;
     d.action_id = `stub${String(++this.n).padStart(12, "0")}`;
     const out = this.withDenial(d);
-    this.actions.set(d.action_id, { ...call, ...out, status: d.effect === "PERMIT" ? "permitted" : d.effect === "DEFER" ? "deferred" : "denied" });
+    const status =
+      d.reason_code === "APPROVAL_GRANTED"
+        ? "approved"
+        : ({ PERMIT: "allowed", DENY: "denied", DEFER: "pending_approval" } as const)[d.effect];
+    // Kept in the v1 action shape the daemon answers with.
+    this.actions.set(d.action_id, {
+      id: d.action_id,
+      agent_id: call["agent_id"],
+      tool: call["tool"],
+      operation: call["operation"],
+      params: call["args"] ?? {},
+      context: call["context"] ?? {},
+      ...out,
+      status,
+      decision: ({ PERMIT: "allow", DENY: "deny", DEFER: "require_approval" } as const)[d.effect],
+      outcome: V1_OUTCOME[d.effect],
+      provenance_id: d.action_id,
+    });
     return out;
   }
 
@@ -95,6 +112,7 @@ export class StubTransport implements Transport {
   private settle(approvalId: string, status: string): void {
     if (this.approvals.get(approvalId) !== "pending") throw new NotFoundError(`no pending approval \`${approvalId}\``);
     this.approvals.set(approvalId, status);
+    for (const a of this.actions.values()) if (a["approval_id"] === approvalId) a["status"] = status;
   }
 
   async waitApproval(decision: Decision, timeoutMs: number): Promise<string> {
@@ -108,11 +126,11 @@ export class StubTransport implements Transport {
   async getAction(id: string): Promise<Json> {
     const a = this.actions.get(id);
     if (!a) throw new NotFoundError(`no action \`${id}\``);
-    return v1Action(a);
+    return { ...a };
   }
 
   async listActions(): Promise<Json[]> {
-    return [...this.actions.values()].reverse().map(v1Action);
+    return [...this.actions.values()].reverse().map((a) => ({ ...a }));
   }
 
   async submitAction(call: Json): Promise<Json> {
@@ -130,12 +148,12 @@ export class StubTransport implements Transport {
 
   async startAction(id: string): Promise<Json> {
     this.status(id, "executing");
-    return { action_id: id, status: "executing" };
+    return this.getAction(id);
   }
 
   async reportResult(id: string, success: boolean): Promise<Json> {
     this.status(id, success ? "succeeded" : "failed");
-    return { action_id: id, status: success ? "succeeded" : "failed" };
+    return this.getAction(id);
   }
 
   private status(id: string, status: string): void {

@@ -46,24 +46,8 @@ export interface Transport {
 
 export const DEFAULT_SOCKET = join(homedir(), ".faramesh", "runtime", "faramesh.sock");
 
-const V1_STATUS: Record<string, string> = { permitted: "allowed", deferred: "pending_approval" };
-const V1_DECISION: Record<string, string> = { PERMIT: "allow", DENY: "deny", DEFER: "require_approval" };
 /** The upstream SDK's `outcome` of each effect. */
 export const V1_OUTCOME: Record<string, string> = { PERMIT: "EXECUTE", DENY: "HALT", DEFER: "ABSTAIN" };
-
-/** A socket DPR in the v1 action shape the HTTP API returns. */
-export function v1Action(record: Json): Json {
-  const id = (record["action_id"] ?? record["id"]) as string | undefined;
-  const status = String(record["status"] ?? "");
-  return {
-    ...record,
-    id,
-    provenance_id: record["provenance_id"] ?? id,
-    status: V1_STATUS[status] ?? status,
-    decision: record["decision"] ?? V1_DECISION[String(record["effect"])],
-    outcome: record["outcome"] ?? V1_OUTCOME[String(record["effect"])],
-  };
-}
 
 function rpcError(error: Json, method: string): Error {
   const code = error["code"];
@@ -242,22 +226,18 @@ export class SocketTransport implements Transport {
   }
 
   async getAction(id: string): Promise<Json> {
-    return v1Action((await this.call("action.get", { id })) as Json);
+    return (await this.call("action.get", { id, format: "v1" })) as Json;
   }
 
   async listActions(filters: Json = {}): Promise<Json[]> {
     const params = Object.fromEntries(Object.entries(filters).filter(([, v]) => v !== undefined && v !== null));
-    const reply = (await this.call("action.list", params)) as Json;
-    return ((reply["actions"] ?? []) as Json[]).map(v1Action);
+    const reply = (await this.call("action.list", { ...params, format: "v1" })) as Json;
+    return (reply["actions"] ?? []) as Json[];
   }
 
   async submitAction(call: Json): Promise<Json> {
-    const d = await this.govern(call);
-    const status =
-      d.reason_code === "APPROVAL_GRANTED"
-        ? "approved"
-        : ({ PERMIT: "allowed", DENY: "denied", DEFER: "pending_approval" } as const)[d.effect];
-    return v1Action({ ...call, params: call["args"], ...d, status });
+    // The daemon answers with the v1 action, as POST /v1/actions does.
+    return (await this.call("action.submit", call)) as Json;
   }
 
   async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {
@@ -270,11 +250,11 @@ export class SocketTransport implements Transport {
   }
 
   async startAction(id: string): Promise<Json> {
-    return (await this.call("action.start", { id })) as Json;
+    return (await this.call("action.start", { id, format: "v1" })) as Json;
   }
 
   async reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json> {
-    const params: Json = { id, success };
+    const params: Json = { id, success, format: "v1" };
     if (result !== undefined) params["result"] = result;
     if (error !== undefined) params["error"] = error;
     return (await this.call("action.result", params)) as Json;

@@ -77,80 +77,13 @@ pub(super) async fn evaluate(
     Ok(json_response(StatusCode::OK, &reply.to_json()))
 }
 
-pub(super) fn outcome(effect: Effect) -> &'static str {
-    match effect {
-        Effect::Permit => "EXECUTE",
-        Effect::Deny => "HALT",
-        Effect::Defer => "ABSTAIN",
-    }
-}
-
-pub(super) fn decision_word(effect: &str) -> &'static str {
-    match effect {
-        "PERMIT" => "allow",
-        "DEFER" => "require_approval",
-        _ => "deny",
-    }
-}
-
 pub(super) async fn gate_decide(
     AxState(app): AxState<App>,
     Writer(who): Writer,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
     let req = CallRequest::from_json(&body)?;
-    let reply = app.service.decide(&req, &who)?;
-    let mut v = reply.to_json();
-    if let Value::Object(m) = &mut v {
-        let d = &reply.decision;
-        m.insert("outcome".into(), json!(outcome(d.effect)));
-        m.insert("decision".into(), json!(decision_word(d.effect.as_str())));
-        m.insert("policy_version".into(), json!(d.policy_hash));
-        m.insert("runtime_version".into(), json!(crate::log::dpr::RUNTIME_VERSION));
-        m.insert("provenance_id".into(), Value::Null);
-    }
-    Ok(json_response(StatusCode::OK, &v))
-}
-
-/// The v1 action object of a recorded action, as the published SDK reads it.
-pub(super) fn v1_action(service: &crate::service::Service, view: &ActionView, who: &Identity) -> Value {
-    let rec = &view.record;
-    let get = |k: &str| rec.get(k).cloned().unwrap_or(Value::Null);
-    let effect = rec.get("effect").and_then(Value::as_str).unwrap_or("DENY");
-    let effect_enum = match effect {
-        "PERMIT" => Effect::Permit,
-        "DEFER" => Effect::Defer,
-        _ => Effect::Deny,
-    };
-    let approval_id = get("approval_id");
-    json!({
-        "id": get("id"),
-        "agent_id": get("agent_id"),
-        "tool": get("tool"),
-        "operation": get("operation"),
-        "params": get("params"),
-        "context": rec.get("context").cloned().filter(Value::is_object).unwrap_or_else(|| json!({})),
-        "status": view.status,
-        "decision": decision_word(effect),
-        "effect": effect,
-        "outcome": outcome(effect_enum),
-        "reason": get("reason"),
-        "reason_code": get("reason_code"),
-        "risk_level": get("risk_level"),
-        "rule_id": get("rule_id"),
-        "rule_ref": get("rule_ref"),
-        "request_hash": get("request_hash"),
-        "policy_hash": get("policy_hash"),
-        "policy_version": get("policy_hash"),
-        "runtime_version": get("runtime_version"),
-        "provenance_id": get("id"),
-        "approval_id": approval_id,
-        // Approval is authorized by the approver's bearer token; the core says who is shown the id.
-        "approval_token": if service.shows_approval_token(who, view) { approval_id } else { Value::Null },
-        "caller": get("caller"),
-        "created_at": get("ts"),
-        "updated_at": get("ts"),
-    })
+    Ok(json_response(StatusCode::OK, &app.service.v1_decide(&req, &who)?))
 }
 
 pub(super) async fn submit_action(
@@ -159,19 +92,7 @@ pub(super) async fn submit_action(
     JsonObject(body): JsonObject,
 ) -> HttpResult {
     let req = CallRequest::from_json(&body)?;
-    let call = req.call.clone();
-    let reply = app.service.govern(req, &who).await?;
-    let d = &reply.decision;
-    let view = app.service.decided_view(&call, &reply, &who);
-    let mut v = v1_action(&app.service, &view, &who);
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            "structured_denial".into(),
-            serde_json::to_value(&d.structured_denial).unwrap_or(Value::Null),
-        );
-        m.insert("defer_token".into(), json!(reply.approval_id));
-    }
-    Ok(json_response(StatusCode::OK, &v))
+    Ok(json_response(StatusCode::OK, &app.service.submit(req, &who).await?))
 }
 
 pub(super) fn query_map(q: HashMap<String, String>) -> Map<String, Value> {
@@ -185,7 +106,7 @@ pub(super) async fn list_actions(
 ) -> HttpResult {
     let query = ListQuery::from_json(&query_map(q), 20)?;
     let views = app.service.action_list(&query, &who)?;
-    let actions: Vec<Value> = views.iter().map(|v| v1_action(&app.service, v, &who)).collect();
+    let actions: Vec<Value> = views.iter().map(|v| app.service.v1_action(v, &who)).collect();
     let full = actions.len() == query.limit;
     let next = full.then_some(query.offset + actions.len());
     let next_cursor = views.last().filter(|_| full).map(ActionView::id);
@@ -202,7 +123,7 @@ pub(super) async fn get_action(
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
     let view = app.service.find_action(&id, &who)?;
-    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
 
 /// The v1 name of a log entry's event.
@@ -240,7 +161,11 @@ pub(super) async fn action_events(
             if i == 0 {
                 m.insert(
                     "decision".into(),
-                    json!(decision_word(e.get("effect").and_then(Value::as_str).unwrap_or(""))),
+                    json!(
+                        e.get("effect")
+                            .and_then(|v| serde_json::from_value::<Effect>(v.clone()).ok())
+                            .map_or("deny", crate::service::v1::decision_word)
+                    ),
                 );
             }
         }
@@ -266,7 +191,7 @@ pub(super) async fn approval(
     let reason = f.string("reason")?;
     let given = f.string("token")?;
     let view = app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
 
 pub(super) async fn start_action(
@@ -275,7 +200,7 @@ pub(super) async fn start_action(
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
     let view = app.service.action_transition(&id, Transition::Start, &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
 
 pub(super) async fn report_result(
@@ -286,5 +211,5 @@ pub(super) async fn report_result(
 ) -> HttpResult {
     let t = Transition::result_from_json(&body)?;
     let view = app.service.action_transition(&id, t, &who).await?;
-    Ok(json_response(StatusCode::OK, &v1_action(&app.service, &view, &who)))
+    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }

@@ -18,11 +18,13 @@ from typing import Any, Union
 
 from .canonical import request_hash
 from .errors import NotFoundError
-from .transport import Transport, v1_action
+from .transport import Transport
 
 Rule = Union[Mapping[str, str], Callable[[dict[str, Any]], str | dict[str, Any]]]
 
 _CODES = {"PERMIT": "POLICY_PERMIT", "DENY": "POLICY_DENY", "DEFER": "POLICY_DEFER"}
+_DECISION = {"PERMIT": "allow", "DENY": "deny", "DEFER": "require_approval"}
+_OUTCOME = {"PERMIT": "EXECUTE", "DENY": "HALT", "DEFER": "ABSTAIN"}
 
 
 class StubTransport(Transport):
@@ -107,12 +109,29 @@ class StubTransport(Transport):
             d["defer_token"] = d["approval_id"] if d["effect"] == "DEFER" else None
             d["action_id"] = action_id
             d["structured_denial"] = self._denial(d)
+            status = {"PERMIT": "allowed", "DEFER": "pending_approval"}.get(d["effect"], "denied")
+            if d["reason_code"] == "APPROVAL_GRANTED":
+                status = "approved"
+            # Kept in the v1 action shape the daemon answers with.
             self._actions[action_id] = {
-                **call,
+                "id": action_id,
+                "agent_id": call.get("agent_id"),
+                "tool": call.get("tool"),
+                "operation": call.get("operation"),
+                "params": call.get("args", call.get("params", {})),
+                "context": call.get("context", {}),
                 **d,
-                "status": {"PERMIT": "permitted", "DEFER": "deferred"}.get(d["effect"], "denied"),
+                "status": status,
+                "decision": _DECISION[d["effect"]],
+                "outcome": _OUTCOME[d["effect"]],
+                "provenance_id": action_id,
             }
             return dict(d)
+
+    def submit(self, call: dict[str, Any]) -> dict[str, Any]:
+        action_id = self.govern(call)["action_id"]
+        with self._lock:
+            return dict(self._actions[action_id])
 
     def decide(self, call: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -151,11 +170,11 @@ class StubTransport(Transport):
         with self._lock:
             if action_id not in self._actions:
                 raise NotFoundError(f"no action `{action_id}`")
-            return v1_action(self._actions[action_id])
+            return dict(self._actions[action_id])
 
     def list_actions(self, **filters: Any) -> list[dict[str, Any]]:
         with self._lock:
-            actions = [v1_action(a) for a in reversed(self._actions.values())]
+            actions = [dict(a) for a in reversed(self._actions.values())]
         for key in ("agent_id", "tool", "status", "effect"):
             if filters.get(key) is not None:
                 actions = [a for a in actions if a.get(key) == filters[key]]
@@ -169,7 +188,7 @@ class StubTransport(Transport):
     def start_action(self, action_id: str) -> dict[str, Any]:
         with self._lock:
             self._actions[action_id]["status"] = "executing"
-        return {"action_id": action_id, "status": "executing"}
+            return dict(self._actions[action_id])
 
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
@@ -177,7 +196,7 @@ class StubTransport(Transport):
         status = "succeeded" if success else "failed"
         with self._lock:
             self._actions[action_id]["status"] = status
-        return {"action_id": action_id, "status": status}
+            return dict(self._actions[action_id])
 
 
 __all__ = ["StubTransport"]

@@ -38,26 +38,6 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 DEFAULT_SOCKET = "~/.faramesh/runtime/faramesh.sock"
 
-# Socket status names -> the v1 API's (docs/http.md).
-_V1_STATUS = {"permitted": "allowed", "deferred": "pending_approval"}
-_V1_DECISION = {"PERMIT": "allow", "DENY": "deny", "DEFER": "require_approval"}
-_OUTCOME = {"PERMIT": "EXECUTE", "DENY": "HALT", "DEFER": "ABSTAIN"}
-
-
-def v1_action(record: dict[str, Any]) -> dict[str, Any]:
-    """A socket DPR (from `action.get`/`action.list`) in the v1 action shape the HTTP API returns."""
-    out = dict(record)
-    action_id = record.get("action_id") or record.get("id")
-    out["id"] = action_id
-    out.setdefault("provenance_id", action_id)
-    status = str(record.get("status") or "")
-    out["status"] = _V1_STATUS.get(status, status)
-    effect = str(record.get("effect") or "")
-    out.setdefault("decision", _V1_DECISION.get(effect))
-    out.setdefault("outcome", _OUTCOME.get(effect))
-    return out
-
-
 class Transport(ABC):
     """One connection to the daemon. Thread-safe; share one per process."""
 
@@ -101,23 +81,10 @@ class Transport(ABC):
     ) -> dict[str, Any]:
         """`executing -> succeeded|failed`."""
 
+    @abstractmethod
     def submit(self, call: dict[str, Any]) -> dict[str, Any]:
-        """`govern`, answered as a v1 action (`status`, `decision`, `id`, ...)."""
-        decision = self.govern(call)
-        action = {
-            "agent_id": call.get("agent_id"),
-            "tool": call.get("tool"),
-            "operation": call.get("operation"),
-            "params": call.get("args", {}),
-            "context": call.get("context", {}),
-            **decision,
-            "status": {"PERMIT": "allowed", "DENY": "denied", "DEFER": "pending_approval"}.get(
-                str(decision.get("effect")), "denied"
-            ),
-        }
-        if decision.get("reason_code") == "APPROVAL_GRANTED":
-            action["status"] = "approved"
-        return v1_action(action)
+        """Decide and record `call`, answered as the v1 action it became (`status`,
+        `decision`, `id`, ...): the daemon builds that shape on both doors."""
 
     async def agovern(self, call: dict[str, Any]) -> dict[str, Any]:
         """:meth:`govern` without blocking the event loop."""
@@ -380,12 +347,16 @@ class SocketTransport(Transport):
         approval = await self.acall("approval.wait", params, timeout=timeout_seconds + self.timeout_seconds)
         return "pending" if approval.get("timed_out") else str(approval.get("status"))
 
+    def submit(self, call: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("action.submit", call))
+
     def get_action(self, action_id: str) -> dict[str, Any]:
-        return v1_action(self.call("action.get", {"id": action_id}))
+        return dict(self.call("action.get", {"id": action_id, "format": "v1"}))
 
     def list_actions(self, **filters: Any) -> list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
-        return [v1_action(a) for a in self.call("action.list", params).get("actions", [])]
+        params["format"] = "v1"
+        return list(self.call("action.list", params).get("actions", []))
 
     def decide_approval(self, action_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
         action = self.call("action.get", {"id": action_id})
@@ -399,12 +370,12 @@ class SocketTransport(Transport):
         return result
 
     def start_action(self, action_id: str) -> dict[str, Any]:
-        return dict(self.call("action.start", {"id": action_id}))
+        return dict(self.call("action.start", {"id": action_id, "format": "v1"}))
 
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"id": action_id, "success": success}
+        params: dict[str, Any] = {"id": action_id, "success": success, "format": "v1"}
         if result is not None:
             params["result"] = result
         if error is not None:

@@ -1,0 +1,128 @@
+//! The v1 action object: what the published Python SDK (and ours) read for an action. The one
+//! mapping from a [`DecisionRecord`] and its status to that shape, served by `/v1/actions` over
+//! HTTP and by the socket's `action.submit` and `action.*` with `"format": "v1"`.
+
+use super::*;
+
+/// `EXECUTE`, `HALT` or `ABSTAIN` (the upstream documentation's outcome words).
+pub fn outcome(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Permit => "EXECUTE",
+        Effect::Deny => "HALT",
+        Effect::Defer => "ABSTAIN",
+    }
+}
+
+/// `allow`, `deny` or `require_approval`.
+pub fn decision_word(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Permit => "allow",
+        Effect::Defer => "require_approval",
+        Effect::Deny => "deny",
+    }
+}
+
+/// An action in the v1 shape.
+///
+/// JSON: `{"id", "agent_id", "tool", "operation", "params", "context", "status",
+/// "decision", "effect", "outcome", "reason", "reason_code", "risk_level", "rule_id",
+/// "rule_ref", "request_hash", "policy_hash", "policy_version", "runtime_version",
+/// "provenance_id", "approval_id", "approval_token", "caller", "created_at", "updated_at"}`
+/// (`docs/http.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct V1Action<'a> {
+    id: &'a str,
+    agent_id: &'a str,
+    tool: &'a str,
+    operation: &'a str,
+    params: &'a Value,
+    context: Value,
+    status: ActionStatus,
+    decision: &'static str,
+    effect: Effect,
+    outcome: &'static str,
+    reason: &'a str,
+    reason_code: ReasonCode,
+    risk_level: faramesh_proto::RiskLevel,
+    rule_id: Option<&'a str>,
+    rule_ref: Option<&'a str>,
+    request_hash: &'a str,
+    policy_hash: &'a str,
+    policy_version: &'a str,
+    runtime_version: &'a str,
+    provenance_id: &'a str,
+    approval_id: Option<&'a str>,
+    /// The approval id again, for those who may approve it while it is pending (the published
+    /// SDK's `approve_action` reads it).
+    approval_token: Option<&'a str>,
+    caller: Option<&'a Caller>,
+    created_at: &'a str,
+    updated_at: &'a str,
+}
+
+impl Service {
+    /// `view` in the v1 shape, as `who` may see it.
+    pub fn v1_action(&self, view: &ActionView, who: &Identity) -> Value {
+        let r = &view.record;
+        let v = V1Action {
+            id: &r.id,
+            agent_id: &r.agent_id,
+            tool: &r.tool,
+            operation: &r.operation,
+            params: &r.params,
+            context: if r.context.is_object() { r.context.clone() } else { json!({}) },
+            status: view.status,
+            decision: decision_word(r.effect),
+            effect: r.effect,
+            outcome: outcome(r.effect),
+            reason: &r.reason,
+            reason_code: r.reason_code,
+            risk_level: r.risk_level,
+            rule_id: r.rule_id.as_deref(),
+            rule_ref: r.rule_ref.as_deref(),
+            request_hash: &r.request_hash,
+            policy_hash: &r.policy_hash,
+            policy_version: &r.policy_hash,
+            runtime_version: &r.runtime_version,
+            provenance_id: &r.id,
+            approval_id: r.approval_id.as_deref(),
+            approval_token: r.approval_id.as_deref().filter(|_| self.shows_approval_token(who, view)),
+            caller: r.caller.as_ref(),
+            created_at: &r.ts,
+            updated_at: &r.ts,
+        };
+        serde_json::to_value(v).unwrap_or(Value::Null)
+    }
+
+    /// Decides and records `req` (as `govern`) and answers the v1 action it became, with the
+    /// decision's `structured_denial` and `defer_token`: `POST /v1/actions`, `action.submit`.
+    pub async fn submit(&self, req: CallRequest, who: &Identity) -> Result<Value, ServiceError> {
+        let call = req.call.clone();
+        let reply = self.govern(req, who).await?;
+        let view = self.decided_view(&call, &reply, who);
+        let mut v = self.v1_action(&view, who);
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "structured_denial".into(),
+                serde_json::to_value(&reply.decision.structured_denial).unwrap_or(Value::Null),
+            );
+            m.insert("defer_token".into(), json!(reply.approval_id));
+        }
+        Ok(v)
+    }
+
+    /// What `decide` answers, with the v1 words added (`/v1/gate/decide`).
+    pub fn v1_decide(&self, req: &CallRequest, who: &Identity) -> Result<Value, ServiceError> {
+        let reply = self.decide(req, who)?;
+        let mut v = reply.to_json();
+        if let Value::Object(m) = &mut v {
+            let d = &reply.decision;
+            m.insert("outcome".into(), json!(outcome(d.effect)));
+            m.insert("decision".into(), json!(decision_word(d.effect)));
+            m.insert("policy_version".into(), json!(d.policy_hash));
+            m.insert("runtime_version".into(), json!(dpr::RUNTIME_VERSION));
+            m.insert("provenance_id".into(), Value::Null);
+        }
+        Ok(v)
+    }
+}
