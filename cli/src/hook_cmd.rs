@@ -5,7 +5,8 @@
 //! Anything it cannot read, and a daemon it cannot reach, is a refusal (exit 2, the reason on
 //! stderr), never an exit the host could read as "allow".
 //!
-//! Hosts: `claude-code` (`PreToolUse`, `PostToolUse`, `PostToolUseFailure`).
+//! Hosts: `claude-code`, `gemini-cli`, `cursor`, `copilot-cli`; each one's payload is read into
+//! an [`Incoming`] call, and the answer written in the host's own format.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -39,33 +40,66 @@ pub enum Host {
     ClaudeCode,
     /// Gemini CLI (`BeforeTool`, `AfterTool` command hooks).
     GeminiCli,
+    /// Cursor (`beforeShellExecution`, `beforeMCPExecution`, `beforeReadFile`,
+    /// `afterShellExecution`, `afterMCPExecution`).
+    Cursor,
+    /// GitHub Copilot CLI (`preToolUse`, `postToolUse`).
+    CopilotCli,
 }
+
+/// Every host, for `doctor`.
+const HOSTS: [Host; 4] = [Host::ClaudeCode, Host::GeminiCli, Host::Cursor, Host::CopilotCli];
 
 impl Host {
     fn name(self) -> &'static str {
         match self {
             Host::ClaudeCode => "claude-code",
             Host::GeminiCli => "gemini-cli",
+            Host::Cursor => "cursor",
+            Host::CopilotCli => "copilot-cli",
         }
     }
 
-    /// The events `install` wires; the first is the one before the tool runs.
+    /// The events `install` wires; those before the tool runs come first.
     fn events(self) -> &'static [&'static str] {
         match self {
             Host::ClaudeCode => &["PreToolUse", "PostToolUse", "PostToolUseFailure"],
             Host::GeminiCli => &["BeforeTool", "AfterTool"],
+            Host::Cursor => &[
+                "beforeShellExecution",
+                "beforeMCPExecution",
+                "beforeReadFile",
+                "afterShellExecution",
+                "afterMCPExecution",
+            ],
+            Host::CopilotCli => &["preToolUse", "postToolUse"],
         }
     }
 
-    /// The settings file, relative to the project or the home directory.
+    /// The settings file, relative to the project or the home directory (Copilot CLI reads
+    /// every file in the repository's `.github/hooks/`: this one is ours alone).
     fn settings(self) -> &'static str {
         match self {
             Host::ClaudeCode => ".claude/settings.json",
             Host::GeminiCli => ".gemini/settings.json",
+            Host::Cursor => ".cursor/hooks.json",
+            Host::CopilotCli => ".github/hooks/faramesh.json",
         }
     }
 
-    /// One hook entry running `command` (Claude Code's timeout is in seconds, Gemini CLI's in ms).
+    /// Whether the host can ask its user about a call (Claude Code's `ask`, Cursor's `ask`
+    /// for shell commands and MCP tools).
+    fn can_ask(self, event: &str) -> bool {
+        match self {
+            Host::ClaudeCode => true,
+            Host::Cursor => event != "beforeReadFile",
+            Host::GeminiCli | Host::CopilotCli => false,
+        }
+    }
+
+    /// One hook entry running `command` (Claude Code's timeout is in seconds, Gemini CLI's in
+    /// ms; Cursor's entries are bare commands, told to block when the hook fails; Copilot
+    /// CLI's name the shell).
     fn entry(self, command: &str) -> Value {
         match self {
             Host::ClaudeCode => {
@@ -74,7 +108,15 @@ impl Host {
             Host::GeminiCli => json!({"matcher": "*", "hooks": [
                 {"name": "faramesh", "type": "command", "command": command, "timeout": 600_000}
             ]}),
+            Host::Cursor => json!({"command": command, "failClosed": true}),
+            Host::CopilotCli => json!({"type": "command", "bash": command, "timeoutSec": 600}),
         }
+    }
+
+    /// Whether the host's hook entries are flat (`[{command}]`) rather than matchers holding
+    /// `hooks` lists.
+    fn flat_entries(self) -> bool {
+        matches!(self, Host::Cursor | Host::CopilotCli)
     }
 }
 
@@ -108,8 +150,9 @@ enum HookCommand {
 struct InstallArgs {
     #[arg(value_enum)]
     host: Host,
-    /// The user's settings (`~/.claude/settings.json`, `~/.gemini/settings.json`) instead of
-    /// the project's (`.claude/settings.json`, `.gemini/settings.json` in the current directory).
+    /// The user's settings (`~/.claude/settings.json`, `~/.gemini/settings.json`,
+    /// `~/.cursor/hooks.json`) instead of the project's (the same paths in the current
+    /// directory; Copilot CLI: `.github/hooks/faramesh.json`, project only).
     #[arg(long)]
     user: bool,
     /// The project's settings (the default).
@@ -128,7 +171,8 @@ pub fn hook(args: HookArgs) -> Result<ExitCode> {
         return self::install(&install);
     }
     // Every way this can fail blocks the call (exit 2): the hosts read other exits as "carry on".
-    run(args).or_else(|e| Ok(block(&format!("Faramesh refused the call: {e:#}"))))
+    let host = args.host;
+    run(args).or_else(|e| Ok(block(host, &format!("Faramesh refused the call: {e:#}"))))
 }
 
 fn run(args: HookArgs) -> Result<ExitCode> {
@@ -138,13 +182,18 @@ fn run(args: HookArgs) -> Result<ExitCode> {
     let defer = parse_defer(&args.defer)?;
     let mut text = String::new();
     if let Err(e) = std::io::stdin().take(MAX_PAYLOAD).read_to_string(&mut text) {
-        return Ok(block(&format!("Faramesh could not read the hook payload: {e}")));
+        return Ok(block(Some(host), &format!("Faramesh could not read the hook payload: {e}")));
     }
     let payload: Map<String, Value> = match faramesh_proto::parse_strict(text.as_bytes()) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return Ok(block("Faramesh refused the call: the hook payload is not a JSON object")),
+        Ok(_) => {
+            return Ok(block(Some(host), "Faramesh refused the call: the hook payload is not a JSON object"));
+        }
         Err(e) => {
-            return Ok(block(&format!("Faramesh refused the call: the hook payload is not JSON ({e})")));
+            return Ok(block(
+                Some(host),
+                &format!("Faramesh refused the call: the hook payload is not JSON ({e})"),
+            ));
         }
     };
     let agent = args.agent_id.unwrap_or_else(|| host.name().to_owned());
@@ -171,9 +220,21 @@ fn parse_defer(s: &str) -> Result<Defer> {
     }
 }
 
-/// A refusal the host cannot read as "allow": the reason on stderr, exit 2.
-fn block(reason: &str) -> ExitCode {
+/// A refusal the host cannot read as "allow": the reason on stderr, exit 2; for Cursor also
+/// its deny answer on stdout, and for Copilot CLI its deny answer with exit 0 (the form its
+/// documentation gives for blocking a call).
+fn block(host: Option<Host>, reason: &str) -> ExitCode {
     eprintln!("{reason}");
+    match host {
+        Some(Host::Cursor) => {
+            println!("{}", json!({"permission": "deny", "user_message": reason, "agent_message": reason}));
+        }
+        Some(Host::CopilotCli) => {
+            println!("{}", json!({"permissionDecision": "deny", "permissionDecisionReason": reason}));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     ExitCode::from(EXIT_BLOCK)
 }
 
@@ -236,6 +297,187 @@ fn with_path(tool: &str, op: &str, input: &Map<String, Value>, keys: &[&str]) ->
     Ok((tool.to_owned(), op.to_owned(), args))
 }
 
+/// A hook payload, read: the call the policy sees, and what the host said about it.
+struct Incoming {
+    /// The host's event name.
+    event: String,
+    /// The host's name for the tool.
+    host_tool: String,
+    /// The policy's call, or why the payload cannot be decided on.
+    mapped: Mapped,
+    /// The host's id for this one tool call (Claude Code's `tool_use_id`), when it gives one.
+    call_id: Option<String>,
+    /// What the call's context records besides the host: session and working directory (and
+    /// for Cursor's MCP calls, the server).
+    context: Map<String, Value>,
+    /// For an event after the tool ran: how it went.
+    outcome: Option<Outcome>,
+}
+
+/// How a tool call went, as the host reported it.
+struct Outcome {
+    success: bool,
+    result: Value,
+    error: Option<Value>,
+}
+
+/// Reads the payload of `host`'s hook.
+fn read_incoming(host: Host, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    let text = |k: &str| payload.get(k).and_then(Value::as_str);
+    let mut context = Map::new();
+    let mut keep = |key: &str, v: Option<&Value>| {
+        if let Some(v) = v.filter(|v| v.is_string()) {
+            context.insert(key.into(), v.clone());
+        }
+    };
+    match host {
+        Host::ClaudeCode | Host::GeminiCli => {
+            let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
+            if !host.events().contains(&event) {
+                return Err(format!(
+                    "`faramesh hook {}` answers {}, not `{event}`",
+                    host.name(),
+                    host.events().join(", ")
+                ));
+            }
+            let tool_name = text("tool_name").ok_or("the hook payload has no `tool_name`")?;
+            let input = object_input(payload.get("tool_input"), "tool_input")?;
+            keep("session_id", payload.get("session_id"));
+            keep("cwd", payload.get("cwd"));
+            let mapped = match host {
+                Host::ClaudeCode => claude_code_call(tool_name, &input),
+                _ => gemini_call(tool_name, &input),
+            };
+            let outcome = (event != host.events()[0]).then(|| {
+                let response = payload.get("tool_response").cloned().unwrap_or(Value::Null);
+                let failed =
+                    event == "PostToolUseFailure" || response.get("error").is_some_and(|e| !e.is_null());
+                let error =
+                    failed.then(|| payload.get("error").cloned().unwrap_or_else(|| json!("the tool failed")));
+                Outcome { success: !failed, result: response, error }
+            });
+            let call_id = text("tool_use_id").map(str::to_owned);
+            Ok(Incoming {
+                event: event.into(),
+                host_tool: tool_name.into(),
+                mapped,
+                call_id,
+                context,
+                outcome,
+            })
+        }
+        Host::Cursor => {
+            let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
+            keep("session_id", payload.get("conversation_id"));
+            keep("cwd", payload.get("cwd").or_else(|| payload.get("workspace_roots").and_then(|r| r.get(0))));
+            let (host_tool, mapped) = match event {
+                "beforeShellExecution" | "afterShellExecution" => {
+                    let command = text("command").ok_or("the hook payload has no `command`")?;
+                    let mut args = Map::new();
+                    args.insert("command".into(), json!(command));
+                    ("Shell".to_owned(), Ok(("shell".to_owned(), "exec".to_owned(), args)))
+                }
+                "beforeMCPExecution" | "afterMCPExecution" => {
+                    let name = text("tool_name").ok_or("the hook payload has no `tool_name`")?;
+                    let input = object_input(payload.get("tool_input"), "tool_input")?;
+                    keep("mcp_server", payload.get("url").or_else(|| payload.get("command")));
+                    (name.to_owned(), Ok(cursor_mcp_call(name, input)))
+                }
+                "beforeReadFile" => {
+                    // The file's content (and attachments) are not part of the call.
+                    let path = text("file_path").ok_or("the hook payload has no `file_path`")?;
+                    let mut args = Map::new();
+                    args.insert("path".into(), json!(path));
+                    ("Read".to_owned(), Ok(("file".to_owned(), "read".to_owned(), args)))
+                }
+                other => {
+                    return Err(format!(
+                        "`faramesh hook cursor` answers {}, not `{other}`",
+                        host.events().join(", ")
+                    ));
+                }
+            };
+            let outcome = event.starts_with("after").then(|| {
+                let failed = payload.get("exit_code").and_then(Value::as_i64).is_some_and(|c| c != 0);
+                let result = payload
+                    .get("output")
+                    .or_else(|| payload.get("result_json"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let error = failed.then(|| json!(format!("exit code {}", payload["exit_code"])));
+                Outcome { success: !failed, result, error }
+            });
+            Ok(Incoming { event: event.into(), host_tool, mapped, call_id: None, context, outcome })
+        }
+        Host::CopilotCli => {
+            // Copilot CLI names no event: a payload with the tool's result is `postToolUse`.
+            let tool_name = text("toolName").ok_or("the hook payload has no `toolName`")?;
+            let input = object_input(payload.get("toolArgs"), "toolArgs")?;
+            keep("cwd", payload.get("cwd"));
+            let outcome = payload.get("toolResult").map(|r| {
+                let kind = r.get("resultType").and_then(Value::as_str).unwrap_or("failure");
+                let text = r.get("textResultForLlm").cloned().unwrap_or(Value::Null);
+                let success = kind == "success";
+                Outcome { success, error: (!success).then(|| json!(format!("{kind}: {text}"))), result: text }
+            });
+            let event = if outcome.is_some() { "postToolUse" } else { "preToolUse" };
+            let mapped = copilot_call(tool_name, &input);
+            Ok(Incoming {
+                event: event.into(),
+                host_tool: tool_name.into(),
+                mapped,
+                call_id: None,
+                context,
+                outcome,
+            })
+        }
+    }
+}
+
+/// A tool's input: an object, absent, or (Cursor's MCP and Copilot CLI's calls) an object
+/// written as a JSON string, read strictly.
+fn object_input(v: Option<&Value>, key: &str) -> Result<Map<String, Value>, String> {
+    match v {
+        Some(Value::Object(m)) => Ok(m.clone()),
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(Map::new()),
+        Some(Value::String(s)) => match faramesh_proto::parse_strict(s.as_bytes()) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(format!("`{key}` is not a JSON object")),
+            Err(e) => Err(format!("`{key}` is not JSON ({e})")),
+        },
+        Some(_) => Err(format!("`{key}` is not an object")),
+    }
+}
+
+/// Cursor's MCP tool: `MCP:server:tool` → `server`/`tool`, `mcp__server__tool` likewise, a bare
+/// tool name → `mcp`/`tool` (as `faramesh mcp` names tools in HTTP mode).
+fn cursor_mcp_call(name: &str, input: Map<String, Value>) -> (String, String, Map<String, Value>) {
+    if let Some((server, tool)) = name.strip_prefix("MCP:").and_then(|rest| rest.split_once(':')) {
+        return (server.to_owned(), tool.to_owned(), input);
+    }
+    match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+        Some((server, tool)) => (server.to_owned(), tool.to_owned(), input),
+        None => ("mcp".to_owned(), name.to_owned(), input),
+    }
+}
+
+/// The call GitHub Copilot CLI's tool becomes: `bash` → `shell`/`exec` (the command in
+/// `command`), `view` → `file`/`read`, `create` → `file`/`write`, `edit` → `file`/`edit` (each
+/// with `path`), `web_fetch` → `http`/`get` (`url`), `mcp__server__tool` → `server`/`tool`, any
+/// other tool → its own name, `invoke`.
+pub(crate) fn copilot_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
+    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
+        "bash" => ("shell", "exec", &[]),
+        "view" => ("file", "read", &["file_path"]),
+        "create" => ("file", "write", &["file_path"]),
+        "edit" => ("file", "edit", &["file_path"]),
+        "web_fetch" => ("http", "get", &[]),
+        other => return Ok(by_name(other, input)),
+    };
+    with_path(tool, op, input, paths)
+}
+
 fn on_event(
     host: Host,
     payload: &Map<String, Value>,
@@ -243,59 +485,32 @@ fn on_event(
     socket: &Path,
     defer: Defer,
 ) -> Result<ExitCode> {
-    let text = |k: &str| payload.get(k).and_then(Value::as_str);
-    let Some(event) = text("hook_event_name") else {
-        return Ok(block("Faramesh refused the call: the hook payload has no `hook_event_name`"));
+    let incoming = match read_incoming(host, payload) {
+        Ok(i) => i,
+        Err(why) => return Ok(block(Some(host), &format!("Faramesh refused the call: {why}"))),
     };
-    let Some(tool_name) = text("tool_name") else {
-        return Ok(block("Faramesh refused the call: the hook payload has no `tool_name`"));
-    };
-    let input = match payload.get("tool_input") {
-        Some(Value::Object(m)) => m.clone(),
-        None | Some(Value::Null) => Map::new(),
-        Some(_) => return Ok(block("Faramesh refused the call: `tool_input` is not an object")),
-    };
-    let mapped = match host {
-        Host::ClaudeCode => claude_code_call(tool_name, &input),
-        Host::GeminiCli => gemini_call(tool_name, &input),
-    };
-    let (tool, operation, args) = match mapped {
+    let (tool, operation, args) = match incoming.mapped {
         Ok(call) => call,
-        Err(why) => return Ok(block(&format!("Faramesh refused the call: {why}"))),
+        Err(why) => return Ok(block(Some(host), &format!("Faramesh refused the call: {why}"))),
     };
     // The context holds what stays the same when the call is retried (the request hash covers
     // it), never the host's id of one tool call.
-    let mut context = Map::new();
+    let mut context = incoming.context;
     context.insert("host".into(), json!(host.name()));
-    context.insert("host_tool".into(), json!(tool_name));
-    for key in ["session_id", "cwd"] {
-        if let Some(v) = payload.get(key).filter(|v| v.is_string()) {
-            context.insert(key.into(), v.clone());
-        }
-    }
+    context.insert("host_tool".into(), json!(incoming.host_tool));
     let call =
         json!({"agent_id": agent, "tool": tool, "operation": operation, "args": args, "context": context});
-    let key = call_key(payload, &call);
-    let events = host.events();
-    if event == events[0] {
-        return before(host, socket, call, &key, defer);
+    let key = call_key(incoming.call_id.as_deref(), &call);
+    match incoming.outcome {
+        None => before(host, &incoming.event, socket, call, &key, defer),
+        Some(outcome) => after(host, socket, &key, outcome),
     }
-    if events[1..].contains(&event) {
-        let failed = event == "PostToolUseFailure"
-            || payload.get("tool_response").and_then(|r| r.get("error")).is_some_and(|e| !e.is_null());
-        return after(host, socket, payload, &key, !failed);
-    }
-    Ok(block(&format!(
-        "Faramesh: `faramesh hook {}` answers {}, not `{event}`",
-        host.name(),
-        events.join(", ")
-    )))
 }
 
 /// What names one tool call between its before and after events: the host's id for it when it
 /// gives one (Claude Code's `tool_use_id`), else the call's request hash.
-fn call_key(payload: &Map<String, Value>, call: &Value) -> String {
-    match payload.get("tool_use_id").and_then(Value::as_str).filter(|id| faramesh_proto::is_identifier(id)) {
+fn call_key(call_id: Option<&str>, call: &Value) -> String {
+    match call_id.filter(|id| faramesh_proto::is_identifier(id)) {
         Some(id) => id.to_owned(),
         None => format!("call-{}", request_hash(call)),
     }
@@ -355,14 +570,24 @@ pub(crate) fn gemini_call(tool_name: &str, input: &Map<String, Value>) -> Mapped
     with_path(tool, op, input, paths)
 }
 
-fn unreachable(socket: &Path, e: &anyhow::Error) -> ExitCode {
-    block(&format!(
-        "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
-        socket.display()
-    ))
+fn unreachable(host: Host, socket: &Path, e: &anyhow::Error) -> ExitCode {
+    block(
+        Some(host),
+        &format!(
+            "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
+            socket.display()
+        ),
+    )
 }
 
-fn before(host: Host, socket: &Path, mut call: Value, key: &str, defer: Defer) -> Result<ExitCode> {
+fn before(
+    host: Host,
+    event: &str,
+    socket: &Path,
+    mut call: Value,
+    key: &str,
+    defer: Defer,
+) -> Result<ExitCode> {
     // A call refused as pending before is retried with its approval: once approved, it runs.
     let waiting = pending_dir().join(format!("approval-{}", request_hash(&call)));
     if let Ok(approval) = std::fs::read_to_string(&waiting) {
@@ -370,9 +595,9 @@ fn before(host: Host, socket: &Path, mut call: Value, key: &str, defer: Defer) -
     }
     let answer = match govern(socket, &call) {
         Ok(a) => a,
-        Err(e) => return Ok(unreachable(socket, &e)),
+        Err(e) => return Ok(unreachable(host, socket, &e)),
     };
-    let defer = if defer == Defer::Ask && host != Host::ClaudeCode { Defer::Refuse } else { defer };
+    let defer = if defer == Defer::Ask && !host.can_ask(event) { Defer::Refuse } else { defer };
     let answer = match (answer.decision.effect, defer) {
         (Effect::Defer, Defer::Wait(timeout)) => {
             wait_and_resume(socket, &call, &answer, timeout).unwrap_or(answer)
@@ -426,6 +651,8 @@ fn before(host: Host, socket: &Path, mut call: Value, key: &str, defer: Defer) -
         Host::GeminiCli => {
             json!({"decision": if decision == "allow" { "allow" } else { "deny" }, "reason": reason})
         }
+        Host::Cursor => json!({"permission": decision, "user_message": reason, "agent_message": reason}),
+        Host::CopilotCli => json!({"permissionDecision": decision, "permissionDecisionReason": reason}),
     };
     println!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -479,30 +706,24 @@ fn remember(file: &Path, id: &str) {
     }
 }
 
-fn after(
-    host: Host,
-    socket: &Path,
-    payload: &Map<String, Value>,
-    key: &str,
-    success: bool,
-) -> Result<ExitCode> {
-    // Gemini CLI parses stdout as JSON: an empty object changes nothing.
-    if host == Host::GeminiCli {
+fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitCode> {
+    // Gemini CLI parses stdout as JSON, and Cursor reads an answer to every event: an empty
+    // object changes nothing.
+    if matches!(host, Host::GeminiCli | Host::Cursor) {
         println!("{{}}");
     }
     let file = pending_dir().join(key);
     let Ok(action) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
     let _ = std::fs::remove_file(&file);
-    let response = payload.get("tool_response").cloned().unwrap_or(Value::Null);
-    let text = response.to_string();
+    let text = outcome.result.to_string();
     let result = if text.len() <= MAX_RESULT_BYTES {
-        response
+        outcome.result
     } else {
         json!({"truncated": true, "bytes": text.len()})
     };
-    let mut report = json!({"id": action.trim(), "success": success, "result": result});
-    if !success {
-        report["error"] = payload.get("error").cloned().unwrap_or_else(|| json!("the tool failed"));
+    let mut report = json!({"id": action.trim(), "success": outcome.success, "result": result});
+    if let Some(error) = outcome.error {
+        report["error"] = error;
     }
     // The outcome is a record, not a decision: a daemon that went away meanwhile is reported
     // on stderr and does not fail the (already run) tool.
@@ -517,7 +738,7 @@ fn after(
 pub(crate) fn wired_hosts() -> String {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut wired = Vec::new();
-    for host in [Host::ClaudeCode, Host::GeminiCli] {
+    for host in HOSTS {
         let mut files = vec![PathBuf::from(host.settings())];
         files.extend(home.as_ref().map(|h| h.join(host.settings())));
         let first = format!("/hooks/{}", host.events()[0]);
@@ -534,13 +755,18 @@ pub(crate) fn wired_hosts() -> String {
         }
     }
     if wired.is_empty() {
-        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli`)".into()
+        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli|cursor|copilot-cli`)".into()
     } else {
         format!("the faramesh hook is wired into {}", wired.join(", "))
     }
 }
 
 fn install(args: &InstallArgs) -> Result<ExitCode> {
+    if args.user && args.host == Host::CopilotCli && args.settings.is_none() {
+        bail!(
+            "GitHub Copilot CLI reads hooks from the repository's `.github/hooks/` folder: run `faramesh hook install copilot-cli` in the repository (or pass --settings FILE)"
+        );
+    }
     let path = match (&args.settings, args.user) {
         (Some(p), _) => p.clone(),
         (None, true) => PathBuf::from(
@@ -564,7 +790,11 @@ fn install(args: &InstallArgs) -> Result<ExitCode> {
     } else {
         add_hooks(args.host, &mut settings, &command)?
     };
-    if changed {
+    // Copilot CLI's hook file is ours alone: with our hooks gone, nothing is left to keep.
+    let ours_alone = args.host == Host::CopilotCli && args.settings.is_none();
+    if changed && args.uninstall && ours_alone && settings.keys().all(|k| k == "version") {
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove `{}`", path.display()))?;
+    } else if changed {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
         }
@@ -605,19 +835,28 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Whether one of an event's matcher entries runs our hook for `host`.
+/// Whether one of an event's entries runs our hook for `host`.
 fn runs_ours(host: Host, list: &[Value]) -> bool {
+    if host.flat_entries() {
+        return list.iter().any(|h| is_ours(host, h));
+    }
     list.iter().any(|m| {
         m.get("hooks").and_then(Value::as_array).is_some_and(|hs| hs.iter().any(|h| is_ours(host, h)))
     })
 }
 
-/// Whether a hook entry (`{"type": "command", "command": …}`) is ours for `host`.
+/// Whether a hook entry (`{"type": "command", "command": …}`; Copilot CLI's `bash`) is ours
+/// for `host`.
 fn is_ours(host: Host, hook: &Value) -> bool {
-    hook.get("command").and_then(Value::as_str).is_some_and(|c| c.contains(&format!(" hook {}", host.name())))
+    let key = if host == Host::CopilotCli { "bash" } else { "command" };
+    hook.get(key).and_then(Value::as_str).is_some_and(|c| c.contains(&format!(" hook {}", host.name())))
 }
 
 fn add_hooks(host: Host, settings: &mut Map<String, Value>, command: &str) -> Result<bool> {
+    if host.flat_entries() {
+        // Cursor's hooks.json and Copilot CLI's hook files carry a format version.
+        settings.entry("version").or_insert_with(|| json!(1));
+    }
     let hooks = settings.entry("hooks").or_insert_with(|| json!({}));
     let Some(hooks) = hooks.as_object_mut() else { bail!("`hooks` in the settings is not an object") };
     let mut changed = false;
@@ -637,7 +876,12 @@ fn remove_hooks(host: Host, settings: &mut Map<String, Value>) -> bool {
     let mut changed = false;
     for &event in host.events() {
         let Some(list) = hooks.get_mut(event).and_then(Value::as_array_mut) else { continue };
-        for matcher in list.iter_mut() {
+        if host.flat_entries() {
+            let before = list.len();
+            list.retain(|h| !is_ours(host, h));
+            changed |= list.len() != before;
+        }
+        for matcher in list.iter_mut().filter(|_| !host.flat_entries()) {
             if let Some(hs) = matcher.get_mut("hooks").and_then(Value::as_array_mut) {
                 let before = hs.len();
                 hs.retain(|h| !is_ours(host, h));
@@ -712,6 +956,29 @@ mod tests {
     }
 
     #[test]
+    fn cursor_and_copilot_tools_map_to_policy_tools() {
+        let input = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).0, "github");
+        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).1, "create_issue");
+        assert_eq!(cursor_mcp_call("query", Map::new()).0, "mcp");
+        let (t, o, a) = copilot_call("bash", &input(json!({"command": "ls", "description": "x"}))).unwrap();
+        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("ls")));
+        let (t, o, a) = copilot_call("create", &input(json!({"path": "/a", "file_text": "x"}))).unwrap();
+        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "write", &json!("/a")));
+        let (t, o, _) = copilot_call("web_fetch", &input(json!({"url": "https://x"}))).unwrap();
+        assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
+        assert_eq!(copilot_call("report_intent", &Map::new()).unwrap().1, "invoke");
+        // Inputs written as JSON text are read strictly.
+        assert_eq!(object_input(Some(&json!("{\"a\":1}")), "toolArgs").unwrap()["a"], 1);
+        assert!(
+            object_input(Some(&json!("{\"a\":1,\"a\":2}")), "toolArgs").unwrap_err().contains("duplicate")
+        );
+        assert!(object_input(Some(&json!("[1]")), "toolArgs").unwrap_err().contains("not a JSON object"));
+        assert!(object_input(Some(&json!(5)), "tool_input").is_err());
+        assert!(object_input(None, "tool_input").unwrap().is_empty());
+    }
+
+    #[test]
     fn install_is_idempotent_keeps_other_hooks_and_uninstall_restores() {
         let original = json!({
             "model": "x",
@@ -733,6 +1000,18 @@ mod tests {
         assert_eq!((&entry["name"], &entry["timeout"]), (&json!("faramesh"), &json!(600_000)));
         assert!(s["hooks"]["AfterTool"].is_array() && s["hooks"].get("PreToolUse").is_none());
         assert!(remove_hooks(Host::GeminiCli, &mut s));
+        assert_eq!(Value::Object(s), original);
+
+        let original = json!({"version": 1, "hooks": {"beforeShellExecution": [{"command": "./audit.sh"}]}});
+        let mut s = original.as_object().cloned().unwrap();
+        assert!(add_hooks(Host::Cursor, &mut s, "faramesh hook cursor").unwrap());
+        assert!(!add_hooks(Host::Cursor, &mut s, "faramesh hook cursor").unwrap());
+        assert_eq!(s["hooks"]["beforeShellExecution"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            s["hooks"]["beforeReadFile"][0],
+            json!({"command": "faramesh hook cursor", "failClosed": true})
+        );
+        assert!(remove_hooks(Host::Cursor, &mut s));
         assert_eq!(Value::Object(s), original);
     }
 }

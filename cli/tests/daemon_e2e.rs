@@ -2265,3 +2265,201 @@ fn the_socket_answers_the_same_v1_actions_as_http() {
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done, http("GET", &format!("/v1/actions/{aid}")));
 }
+
+/// The hook policy with `git` commands allowed (for the hosts whose after-events are tested on
+/// a shell command).
+fn hook_policy_with_git() -> String {
+    HOOK_POLICY.replacen(
+        "rules:\n",
+        "rules:\n  - id: shell-git\n    match: { tool: shell, command: [{ program: git }] }\n    allow: true\n",
+        1,
+    )
+}
+
+/// `faramesh hook cursor` answers Cursor's `beforeShellExecution`, `beforeMCPExecution` and
+/// `beforeReadFile` with `permission` (and Cursor's own `ask` for a DEFER of a shell command),
+/// records `afterShellExecution` as the outcome, and blocks what it cannot read (exit 2 and a
+/// deny answer).
+#[test]
+fn cursor_hook_contract() {
+    let daemon = Daemon::start(&hook_policy_with_git());
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let hook = |fixture: &str, socket: &Path| run_hook("cursor", &runtime, socket, fixture);
+    let decision = |fixture: &str| {
+        let out = hook(fixture, &daemon.socket);
+        assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["user_message"], v["agent_message"], "{v}");
+        (v["permission"].as_str().unwrap().to_owned(), v["agent_message"].as_str().unwrap().to_owned())
+    };
+    let (d, why) = decision("before-shell-rm.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("shell-destructive"), "{why}");
+    let (d, why) = decision("before-shell-ls.json");
+    assert_eq!(d, "ask", "Cursor asks its user about a DEFER of a shell command: {why}");
+    let (d, _) = decision("before-read.json");
+    assert_eq!(d, "allow");
+    let (d, why) = decision("before-read-secret.json");
+    assert_eq!(d, "deny", "{why}");
+    let (d, why) = decision("before-mcp.json");
+    assert_eq!(d, "deny", "{why}");
+    assert!(why.contains("DEFAULT_DENY_NO_MATCH"), "{why}");
+    let (d, _) = decision("before-shell-git.json");
+    assert_eq!(d, "allow");
+    let after = hook("after-shell-git.json", &daemon.socket);
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&after.stdout).unwrap(), json!({}));
+
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 20}));
+    let actions = listed["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 6, "{listed}");
+    let git = actions.iter().find(|a| a["rule_id"] == "shell-git").unwrap();
+    assert_eq!(git["status"], "succeeded", "afterShellExecution reported the outcome: {git}");
+    let rec = c.result("action.get", json!({"id": git["id"]}));
+    assert_eq!(rec["params"], json!({"command": "git status"}), "{rec}");
+    assert_eq!(
+        (&rec["context"]["host"], &rec["context"]["session_id"], &rec["context"]["cwd"]),
+        (&json!("cursor"), &json!("conv-7"), &json!("/home/me/demo")),
+        "{rec}"
+    );
+    let read = actions.iter().find(|a| a["tool"] == "file" && a["effect"] == "DENY").unwrap();
+    let rec = c.result("action.get", json!({"id": read["id"]}));
+    assert_eq!(rec["params"], json!({"path": "/home/me/.ssh/id_ed25519"}), "no file content: {rec}");
+    let mcp = actions.iter().find(|a| a["tool"] == "mcp").unwrap();
+    let rec = c.result("action.get", json!({"id": mcp["id"]}));
+    assert_eq!((&rec["operation"], &rec["params"]["repo"]), (&json!("create_issue"), &json!("me/demo")));
+    assert_eq!(rec["context"]["mcp_server"], "npx @modelcontextprotocol/server-github", "{rec}");
+
+    // Fail closed: both of Cursor's ways to block.
+    for (input, socket, says) in [
+        ("{\"hook_event_name\":", daemon.socket.clone(), "not JSON"),
+        (
+            r#"{"hook_event_name":"beforeMCPExecution","tool_name":"x","tool_input":"{\"a\":1,\"a\":2}"}"#,
+            daemon.socket.clone(),
+            "duplicate key",
+        ),
+        (
+            r#"{"hook_event_name":"beforeTabFileRead","file_path":"/x"}"#,
+            daemon.socket.clone(),
+            "not `beforeTabFileRead`",
+        ),
+        ("before-read.json", daemon.dir.join("missing.sock"), "not reachable"),
+    ] {
+        let out = hook(input, &socket);
+        assert_eq!(out.status.code(), Some(2), "{input}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{input}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["permission"], "deny", "{input}: {v}");
+    }
+}
+
+/// `faramesh hook copilot-cli` answers GitHub Copilot CLI's `preToolUse` with
+/// `permissionDecision`; a DEFER is refused with how to approve and the retry after approval
+/// runs; `postToolUse` (the payload with `toolResult`) records the outcome.
+#[test]
+fn copilot_cli_hook_contract() {
+    let daemon = Daemon::start(HOOK_POLICY);
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let hook = |fixture: &str, socket: &Path| run_hook("copilot-cli", &runtime, socket, fixture);
+    let decision = |fixture: &str| {
+        let out = hook(fixture, &daemon.socket);
+        assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["permissionDecision"].as_str().unwrap().to_owned(),
+            v["permissionDecisionReason"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (d, why) = decision("pre-bash-rm.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("shell-destructive"), "{why}");
+    let (d, deferred_why) = decision("pre-bash-ls.json");
+    assert_eq!(d, "deny", "a DEFER is refused with how to approve: {deferred_why}");
+    let approval = deferred_why.split("faramesh approve ").nth(1).and_then(|r| r.split('`').next()).unwrap();
+    let ok =
+        Command::new(bin()).args(["approve", approval, "--socket"]).arg(&daemon.socket).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let (d, why) = decision("pre-bash-ls.json");
+    assert_eq!(d, "allow", "the retry after approval runs: {why}");
+    let (d, _) = decision("pre-view.json");
+    assert_eq!(d, "allow");
+    let post = hook("post-view.json", &daemon.socket);
+    assert!(post.status.success(), "{}", String::from_utf8_lossy(&post.stderr));
+
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 20, "tool": "file"}));
+    let read = &listed["actions"][0];
+    assert_eq!(read["status"], "succeeded", "postToolUse reported the outcome: {read}");
+    let rec = c.result("action.get", json!({"id": read["id"]}));
+    assert_eq!(
+        (&rec["context"]["host"], &rec["context"]["host_tool"]),
+        (&json!("copilot-cli"), &json!("view"))
+    );
+    assert_eq!(rec["params"]["path"], "/home/me/demo/README.md", "{rec}");
+
+    // Fail closed, in the form Copilot CLI documents for blocking: a deny answer.
+    for (input, socket) in [
+        ("[1]", daemon.socket.clone()),
+        (r#"{"toolName":"bash","toolArgs":"rm -rf /"}"#, daemon.socket.clone()),
+        ("pre-view.json", daemon.dir.join("missing.sock")),
+    ] {
+        let out = hook(input, &socket);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["permissionDecision"], "deny", "{input}: {v}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+}
+
+/// `hook install` for Cursor (`.cursor/hooks.json`, flat entries told to block on failure) and
+/// Copilot CLI (`.github/hooks/faramesh.json`, a file of its own) round-trips.
+#[test]
+fn cursor_and_copilot_hook_install_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("FARAMESH_SOCKET")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cursor = dir.path().join(".cursor/hooks.json");
+    std::fs::create_dir_all(cursor.parent().unwrap()).unwrap();
+    let original = json!({"version": 1, "hooks": {"afterFileEdit": [{"command": "./format.sh"}]}});
+    std::fs::write(&cursor, original.to_string()).unwrap();
+    let (code, out, err) = run_in(&["hook", "install", "cursor"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("installed"), "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&cursor).unwrap()).unwrap();
+    let entry = &v["hooks"]["beforeShellExecution"][0];
+    assert!(entry["command"].as_str().unwrap().ends_with("hook cursor"), "{v}");
+    assert_eq!(entry["failClosed"], true);
+    assert_eq!(v["hooks"]["afterFileEdit"], original["hooks"]["afterFileEdit"]);
+    assert!(run_in(&["hook", "install", "cursor"]).1.contains("already installed"));
+    let (_, doctor, _) = run_in(&["doctor"]);
+    assert!(doctor.contains("cursor (.cursor/hooks.json)"), "{doctor}");
+    run_in(&["hook", "install", "cursor", "--uninstall"]);
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&cursor).unwrap()).unwrap();
+    assert_eq!(back, original);
+
+    let (code, _, err) = run_in(&["hook", "install", "copilot-cli"]);
+    assert_eq!(code, Some(0), "{err}");
+    let file = dir.path().join(".github/hooks/faramesh.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    assert!(v["hooks"]["preToolUse"][0]["bash"].as_str().unwrap().ends_with("hook copilot-cli"), "{v}");
+    assert!(v["hooks"]["postToolUse"].is_array(), "{v}");
+    run_in(&["hook", "install", "copilot-cli", "--uninstall"]);
+    assert!(!file.exists(), "the file was ours alone");
+    let (code, _, err) = run_in(&["hook", "install", "copilot-cli", "--user"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains(".github/hooks"), "{err}");
+}

@@ -263,7 +263,9 @@ impl<'de> Visitor<'de> for Strict<'_> {
         Ok(Value::from(n))
     }
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(|| E::custom("a number that is not finite"))
+        serde_json::Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
     }
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
         Ok(Value::String(s.to_owned()))

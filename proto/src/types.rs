@@ -177,7 +177,13 @@ impl Call {
 
     /// The call's `request_hash` and `params_hash`, from one canonical rendering of its params.
     pub fn hashes(&self) -> Result<crate::canonical::RequestHashes, crate::canonical::CanonicalError> {
-        crate::canonical::request_hashes(&self.agent_id, &self.tool, &self.operation, &self.params, &self.context)
+        crate::canonical::request_hashes(
+            &self.agent_id,
+            &self.tool,
+            &self.operation,
+            &self.params,
+            &self.context,
+        )
     }
 }
 

@@ -252,7 +252,13 @@ impl DecisionRecord {
             ("approval_id", opt(&self.approval_id)),
             ("policy_hash", self.policy_hash.clone()),
             ("request_hash", self.request_hash.clone()),
-            ("caller", self.caller.as_ref().and_then(|c| serde_json::to_string(c).ok()).unwrap_or_else(|| "-".into())),
+            (
+                "caller",
+                self.caller
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok())
+                    .unwrap_or_else(|| "-".into()),
+            ),
             ("params", self.params.to_string()),
         ]
     }
@@ -261,7 +267,8 @@ impl DecisionRecord {
     pub fn call(&self) -> Call {
         let mut call = Call::new(&self.agent_id, &self.tool, &self.operation);
         call.params = if self.params.is_object() { self.params.clone() } else { Value::Object(Map::new()) };
-        call.context = if self.context.is_object() { self.context.clone() } else { Value::Object(Map::new()) };
+        call.context =
+            if self.context.is_object() { self.context.clone() } else { Value::Object(Map::new()) };
         call.session_id.clone_from(&self.session_id);
         call.request_id.clone_from(&self.request_id);
         call.tags = self.tags.clone();

@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn the_session_cookie_is_strict_and_read_back_by_name() {
         let set = Sessions::new(true).cookie("abc", 60);
-        for part in ["faramesh_session=abc", "Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=60", "Secure"] {
+        for part in ["faramesh_session=abc", "Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=60", "Secure"]
+        {
             assert!(set.split("; ").any(|p| p == part), "{part} missing from {set}");
         }
         assert!(!Sessions::new(false).cookie("abc", 60).contains("Secure"));

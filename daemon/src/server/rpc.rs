@@ -141,7 +141,9 @@ fn wants_v1(p: &Map<String, Value>) -> Result<bool, ServiceError> {
     match Fields(p).string("format")?.as_deref() {
         None | Some("dpr") => Ok(false),
         Some("v1") => Ok(true),
-        Some(other) => Err(ServiceError::invalid("format", format!("`format` must be `dpr` or `v1`, not `{other}`"))),
+        Some(other) => {
+            Err(ServiceError::invalid("format", format!("`format` must be `dpr` or `v1`, not `{other}`")))
+        }
     }
 }
 

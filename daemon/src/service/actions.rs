@@ -106,7 +106,8 @@ pub(super) fn record_value(record: &str) -> Value {
 /// A stored decision, or an internal error: an entry the log found under an action id is
 /// always a decision.
 fn decision(record: &str) -> Result<DecisionRecord, ServiceError> {
-    DecisionRecord::parse(record).ok_or_else(|| ServiceError::internal("the entry under this action id is not a decision"))
+    DecisionRecord::parse(record)
+        .ok_or_else(|| ServiceError::internal("the entry under this action id is not a decision"))
 }
 
 impl Service {

@@ -156,7 +156,9 @@ fn owns(who: &Identity, caller: Option<&Caller>, agent_id: Option<&str>) -> bool
     match who {
         Identity::Peer(p) => caller.and_then(Caller::uid) == Some(p.uid),
         Identity::Token(t) => match &t.agents {
-            Some(agents) if t.role == Role::Agent => agent_id.is_some_and(|agent| agents.iter().any(|a| a == agent)),
+            Some(agents) if t.role == Role::Agent => {
+                agent_id.is_some_and(|agent| agents.iter().any(|a| a == agent))
+            }
             _ => token == Some(t.name.as_str()),
         },
         Identity::Anonymous => token == Some(ANONYMOUS),
