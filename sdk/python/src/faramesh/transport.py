@@ -38,6 +38,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 DEFAULT_SOCKET = "~/.faramesh/runtime/faramesh.sock"
 
+
 class Transport(ABC):
     """One connection to the daemon. Thread-safe; share one per process."""
 
