@@ -145,6 +145,9 @@ python3 tests/readme/tour.py README.md "$BIN" "$SDKVENV/bin/python" </dev/null
 step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
 
+step "the OpenCode plugin (faramesh hook install opencode), loaded as OpenCode loads it, against the real daemon"
+FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
+
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
 (cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 

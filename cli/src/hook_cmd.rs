@@ -45,10 +45,18 @@ pub enum Host {
     Cursor,
     /// GitHub Copilot CLI (`preToolUse`, `postToolUse`).
     CopilotCli,
+    /// OpenCode (its `tool.execute.before` and `tool.execute.after` plugin hooks, through the
+    /// plugin `hook install opencode` writes).
+    Opencode,
 }
 
 /// Every host, for `doctor`.
-const HOSTS: [Host; 4] = [Host::ClaudeCode, Host::GeminiCli, Host::Cursor, Host::CopilotCli];
+const HOSTS: [Host; 5] = [Host::ClaudeCode, Host::GeminiCli, Host::Cursor, Host::CopilotCli, Host::Opencode];
+
+/// The OpenCode plugin `hook install opencode` writes (its command filled in).
+const OPENCODE_PLUGIN: &str = include_str!("../../integrations/opencode/faramesh.js");
+/// The line that marks the plugin file as ours.
+const OPENCODE_MARKER: &str = "// Faramesh for OpenCode:";
 
 impl Host {
     fn name(self) -> &'static str {
@@ -57,6 +65,7 @@ impl Host {
             Host::GeminiCli => "gemini-cli",
             Host::Cursor => "cursor",
             Host::CopilotCli => "copilot-cli",
+            Host::Opencode => "opencode",
         }
     }
 
@@ -73,6 +82,7 @@ impl Host {
                 "afterMCPExecution",
             ],
             Host::CopilotCli => &["preToolUse", "postToolUse"],
+            Host::Opencode => &["tool.execute.before", "tool.execute.after"],
         }
     }
 
@@ -84,6 +94,7 @@ impl Host {
             Host::GeminiCli => ".gemini/settings.json",
             Host::Cursor => ".cursor/hooks.json",
             Host::CopilotCli => ".github/hooks/faramesh.json",
+            Host::Opencode => ".opencode/plugins/faramesh.js",
         }
     }
 
@@ -93,7 +104,7 @@ impl Host {
         match self {
             Host::ClaudeCode => true,
             Host::Cursor => event != "beforeReadFile",
-            Host::GeminiCli | Host::CopilotCli => false,
+            Host::GeminiCli | Host::CopilotCli | Host::Opencode => false,
         }
     }
 
@@ -110,6 +121,7 @@ impl Host {
             ]}),
             Host::Cursor => json!({"command": command, "failClosed": true}),
             Host::CopilotCli => json!({"type": "command", "bash": command, "timeoutSec": 600}),
+            Host::Opencode => json!({"command": command}),
         }
     }
 
@@ -233,6 +245,7 @@ fn block(host: Option<Host>, reason: &str) -> ExitCode {
             println!("{}", json!({"permissionDecision": "deny", "permissionDecisionReason": reason}));
             return ExitCode::SUCCESS;
         }
+        Some(Host::Opencode) => println!("{}", json!({"decision": "deny", "reason": reason})),
         _ => {}
     }
     ExitCode::from(EXIT_BLOCK)
@@ -409,6 +422,34 @@ fn read_incoming(host: Host, payload: &Map<String, Value>) -> Result<Incoming, S
             });
             Ok(Incoming { event: event.into(), host_tool, mapped, call_id: None, context, outcome })
         }
+        Host::Opencode => {
+            let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
+            if !host.events().contains(&event) {
+                return Err(format!(
+                    "`faramesh hook opencode` answers {}, not `{event}`",
+                    host.events().join(", ")
+                ));
+            }
+            let tool_name = text("tool").ok_or("the hook payload has no `tool`")?;
+            let input = object_input(payload.get("args"), "args")?;
+            keep("session_id", payload.get("sessionID"));
+            keep("cwd", payload.get("directory"));
+            let outcome = (event == "tool.execute.after").then(|| {
+                let error = payload.get("error").filter(|e| !e.is_null()).cloned();
+                let result = payload.get("output").cloned().unwrap_or(Value::Null);
+                Outcome { success: error.is_none(), result, error }
+            });
+            let mapped = opencode_call(tool_name, &input);
+            let call_id = text("callID").map(str::to_owned);
+            Ok(Incoming {
+                event: event.into(),
+                host_tool: tool_name.into(),
+                mapped,
+                call_id,
+                context,
+                outcome,
+            })
+        }
         Host::CopilotCli => {
             // Copilot CLI names no event: a payload with the tool's result is `postToolUse`.
             let tool_name = text("toolName").ok_or("the hook payload has no `toolName`")?;
@@ -473,6 +514,24 @@ pub(crate) fn copilot_call(tool_name: &str, input: &Map<String, Value>) -> Mappe
         "create" => ("file", "write", &["file_path"]),
         "edit" => ("file", "edit", &["file_path"]),
         "web_fetch" => ("http", "get", &[]),
+        other => return Ok(by_name(other, input)),
+    };
+    with_path(tool, op, input, paths)
+}
+
+/// The call OpenCode's tool becomes: `bash` → `shell`/`exec` (the command in `command`),
+/// `read` → `file`/`read`, `write` → `file`/`write`, `edit`, `multiedit` and `patch` →
+/// `file`/`edit` (each with `path`), `glob`, `grep` and `list` → `file`/`search`, `webfetch` →
+/// `http`/`get` (`url`), `mcp__server__tool` → `server`/`tool`, any other tool → its own name,
+/// `invoke`.
+pub(crate) fn opencode_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
+    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
+        "bash" => ("shell", "exec", &[]),
+        "read" => ("file", "read", &["filePath"]),
+        "write" => ("file", "write", &["filePath"]),
+        "edit" | "multiedit" | "patch" => ("file", "edit", &["filePath"]),
+        "glob" | "grep" | "list" => ("file", "search", &[]),
+        "webfetch" => ("http", "get", &[]),
         other => return Ok(by_name(other, input)),
     };
     with_path(tool, op, input, paths)
@@ -653,6 +712,7 @@ fn before(
         }
         Host::Cursor => json!({"permission": decision, "user_message": reason, "agent_message": reason}),
         Host::CopilotCli => json!({"permissionDecision": decision, "permissionDecisionReason": reason}),
+        Host::Opencode => json!({"decision": decision, "reason": reason}),
     };
     println!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -709,7 +769,7 @@ fn remember(file: &Path, id: &str) {
 fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitCode> {
     // Gemini CLI parses stdout as JSON, and Cursor reads an answer to every event: an empty
     // object changes nothing.
-    if matches!(host, Host::GeminiCli | Host::Cursor) {
+    if matches!(host, Host::GeminiCli | Host::Cursor | Host::Opencode) {
         println!("{{}}");
     }
     let file = pending_dir().join(key);
@@ -742,7 +802,19 @@ pub(crate) fn wired_hosts() -> String {
         let mut files = vec![PathBuf::from(host.settings())];
         files.extend(home.as_ref().map(|h| h.join(host.settings())));
         let first = format!("/hooks/{}", host.events()[0]);
+        if host == Host::Opencode {
+            let config = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()).map(PathBuf::from);
+            let config = config.or_else(|| home.as_ref().map(|h| h.join(".config")));
+            files.truncate(1);
+            files.extend(config.map(|c| c.join("opencode/plugins/faramesh.js")));
+        }
         for f in files {
+            if host == Host::Opencode {
+                if std::fs::read_to_string(&f).is_ok_and(|t| t.starts_with(OPENCODE_MARKER)) {
+                    wired.push(format!("{} ({})", host.name(), f.display()));
+                }
+                continue;
+            }
             let runs = std::fs::read_to_string(&f)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -755,13 +827,16 @@ pub(crate) fn wired_hosts() -> String {
         }
     }
     if wired.is_empty() {
-        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli|cursor|copilot-cli`)".into()
+        "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli|cursor|copilot-cli|opencode`)".into()
     } else {
         format!("the faramesh hook is wired into {}", wired.join(", "))
     }
 }
 
 fn install(args: &InstallArgs) -> Result<ExitCode> {
+    if args.host == Host::Opencode {
+        return install_opencode(args);
+    }
     if args.user && args.host == Host::CopilotCli && args.settings.is_none() {
         bail!(
             "GitHub Copilot CLI reads hooks from the repository's `.github/hooks/` folder: run `faramesh hook install copilot-cli` in the repository (or pass --settings FILE)"
@@ -815,16 +890,73 @@ fn install(args: &InstallArgs) -> Result<ExitCode> {
 /// set (the host may not pass the environment on), and this binary's path when `faramesh` on
 /// PATH is another one.
 fn hook_command(host: Host) -> Result<String> {
+    Ok(hook_argv(host)?.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))
+}
+
+/// [`hook_command`] as an argument list.
+fn hook_argv(host: Host) -> Result<Vec<String>> {
     let exe = std::env::current_exe().context("cannot find this faramesh binary")?;
     let on_path = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("faramesh")).find(|p| p.is_file()));
     let same = on_path.and_then(|p| std::fs::canonicalize(p).ok()) == std::fs::canonicalize(&exe).ok();
-    let program = if same { "faramesh".to_owned() } else { shell_quote(&exe.display().to_string()) };
-    let mut command = format!("{program} hook {}", host.name());
+    let program = if same { "faramesh".to_owned() } else { exe.display().to_string() };
+    let mut argv = vec![program, "hook".to_owned(), host.name().to_owned()];
     if let Some(socket) = std::env::var_os("FARAMESH_SOCKET").filter(|s| !s.is_empty()) {
-        command.push_str(&format!(" --socket {}", shell_quote(&PathBuf::from(socket).display().to_string())));
+        argv.push("--socket".to_owned());
+        argv.push(PathBuf::from(socket).display().to_string());
     }
-    Ok(command)
+    Ok(argv)
+}
+
+/// `hook install opencode`: writes the plugin file (its command filled in) where OpenCode loads
+/// plugins from, or removes it; a file there that is not ours is left alone.
+fn install_opencode(args: &InstallArgs) -> Result<ExitCode> {
+    let path = match (&args.settings, args.user) {
+        (Some(p), _) => p.clone(),
+        (None, true) => {
+            let config = std::env::var_os("XDG_CONFIG_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+                .ok_or_else(|| anyhow!("HOME is not set: pass --settings FILE"))?;
+            config.join("opencode/plugins/faramesh.js")
+        }
+        (None, false) => PathBuf::from(Host::Opencode.settings()),
+    };
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    if existing.as_deref().is_some_and(|t| !t.starts_with(OPENCODE_MARKER)) {
+        bail!(
+            "`{}` exists and is not the Faramesh plugin: move it away or pass --settings FILE",
+            path.display()
+        );
+    }
+    let what = if args.uninstall {
+        if existing.is_some() {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove `{}`", path.display()))?;
+            "removed the faramesh plugin"
+        } else {
+            "no faramesh plugin to remove"
+        }
+    } else {
+        let argv = serde_json::to_string(&hook_argv(Host::Opencode)?)?;
+        let default = r#"/* faramesh:command */ ["faramesh", "hook", "opencode"]"#;
+        let text = OPENCODE_PLUGIN.replacen(default, &format!("/* faramesh:command */ {argv}"), 1);
+        if existing.as_deref() == Some(text.as_str()) {
+            "already installed"
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+            }
+            std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+            "installed the faramesh plugin (tool.execute.before, tool.execute.after)"
+        }
+    };
+    println!("{}: {what}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn shell_quote(s: &str) -> String {
@@ -968,6 +1100,11 @@ mod tests {
         let (t, o, _) = copilot_call("web_fetch", &input(json!({"url": "https://x"}))).unwrap();
         assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
         assert_eq!(copilot_call("report_intent", &Map::new()).unwrap().1, "invoke");
+        let (t, o, a) = opencode_call("edit", &input(json!({"filePath": "/a", "oldString": "x"}))).unwrap();
+        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/a")));
+        let (t, o, a) = opencode_call("bash", &input(json!({"command": "ls"}))).unwrap();
+        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("ls")));
+        assert_eq!(opencode_call("webfetch", &Map::new()).unwrap().0, "http");
         // Inputs written as JSON text are read strictly.
         assert_eq!(object_input(Some(&json!("{\"a\":1}")), "toolArgs").unwrap()["a"], 1);
         assert!(

@@ -2462,4 +2462,21 @@ fn cursor_and_copilot_hook_install_round_trip() {
     let (code, _, err) = run_in(&["hook", "install", "copilot-cli", "--user"]);
     assert_ne!(code, Some(0));
     assert!(err.contains(".github/hooks"), "{err}");
+
+    // OpenCode: a plugin file of ours, listed by doctor, removed by --uninstall; a file of
+    // someone else's at that path is left alone.
+    let plugin = dir.path().join(".opencode/plugins/faramesh.js");
+    let (code, out, err) = run_in(&["hook", "install", "opencode"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("installed"), "{out}");
+    let text = std::fs::read_to_string(&plugin).unwrap();
+    assert!(text.contains("tool.execute.before") && text.contains("\"hook\",\"opencode\""), "{text}");
+    assert!(run_in(&["hook", "install", "opencode"]).1.contains("already installed"));
+    assert!(run_in(&["doctor"]).1.contains("opencode (.opencode/plugins/faramesh.js)"));
+    run_in(&["hook", "install", "opencode", "--uninstall"]);
+    assert!(!plugin.exists());
+    std::fs::write(&plugin, "export const Mine = async () => ({});\n").unwrap();
+    let (code, _, err) = run_in(&["hook", "install", "opencode"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not the Faramesh plugin"), "{err}");
 }
