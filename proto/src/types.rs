@@ -51,6 +51,9 @@ pub enum ReasonCode {
     RateExceeded,
     /// The agent's call budget for the period is used up.
     BudgetExceeded,
+    /// The MCP tool is quarantined: its definition is new or changed since an operator trusted
+    /// it, or its description holds text aimed at the model.
+    McpToolQuarantined,
     /// A human approved this exact call.
     ApprovalGranted,
     /// A human denied this call.
@@ -77,6 +80,7 @@ impl ReasonCode {
             ReasonCode::RiskUpgrade => "RISK_UPGRADE",
             ReasonCode::RateExceeded => "RATE_EXCEEDED",
             ReasonCode::BudgetExceeded => "BUDGET_EXCEEDED",
+            ReasonCode::McpToolQuarantined => "MCP_TOOL_QUARANTINED",
             ReasonCode::ApprovalGranted => "APPROVAL_GRANTED",
             ReasonCode::ApprovalDenied => "APPROVAL_DENIED",
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",

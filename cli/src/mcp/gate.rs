@@ -6,7 +6,7 @@ use std::time::Duration;
 use faramesh_proto::{Effect, GovernAnswer, ReasonCode};
 use serde_json::{Map, Value, json};
 
-use super::{Defer, DenyAs, Shared};
+use super::{Defer, DenyAs, Quarantine, Shared};
 
 /// Drops from a `tools/list` result the tools the policy denies outright for this agent:
 /// `decide` with empty arguments is DENY (no rule permits the tool, the agent's profile excludes
@@ -17,7 +17,7 @@ pub(super) fn hide_denied(shared: &Shared, msg: &mut Value) {
     let Some(tools) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return };
     tools.retain(|t| {
         let Some(name) = t.get("name").and_then(Value::as_str) else { return true };
-        let call = json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": {}});
+        let call = json!({"agent_id": shared.agent(), "tool": tool, "operation": name, "args": {}});
         match shared.daemon.decision("decide", call) {
             Ok(d) => {
                 !(d.decision.effect == Effect::Deny
@@ -31,6 +31,64 @@ pub(super) fn hide_denied(shared: &Shared, msg: &mut Value) {
             Err(_) => true,
         }
     });
+}
+
+/// What the proxy does with every `tools/list` result it relays: reports the tools to the
+/// daemon (which pins new definitions and quarantines changed, new or suspicious ones), puts a
+/// notice in place of a quarantined tool's description (so text aimed at the model never reaches
+/// it), and, with `--hide-denied-tools`, drops the tools the policy denies outright. A server
+/// that is refused (its tool prefix belongs to another server) gets its listing emptied, and
+/// every call of it is refused.
+pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
+    let Some(tools) = msg.pointer("/result/tools").and_then(Value::as_array).cloned() else { return };
+    let server_name = shared.server_name.lock().ok().and_then(|n| n.clone());
+    let report = json!({
+        "server": shared.tool(),
+        "server_name": server_name,
+        "tools": tools,
+        "quarantine": if shared.args.quarantine == Quarantine::Deny { "deny" } else { "defer" },
+    });
+    match shared.daemon.call("mcp.tools", report) {
+        Ok(answer) => {
+            let quarantined: std::collections::HashMap<String, String> = answer["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["status"] == "quarantined")
+                .filter_map(|t| {
+                    Some((t["name"].as_str()?.to_owned(), t["reason"].as_str().unwrap_or("").to_owned()))
+                })
+                .collect();
+            if let Some(list) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) {
+                for t in list.iter_mut() {
+                    let Some(name) = t.get("name").and_then(Value::as_str).map(str::to_owned) else {
+                        continue;
+                    };
+                    if let Some(why) = quarantined.get(&name) {
+                        t["description"] = json!(format!(
+                            "[quarantined by Faramesh: {why}; calls wait for an operator: `faramesh mcp trust --server {} --tool {name}`]",
+                            shared.tool()
+                        ));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            eprintln!("faramesh mcp: the daemon refused this server's tools: {text}");
+            if text.contains("already used by MCP server")
+                && let Ok(mut r) = shared.refused.lock()
+            {
+                *r = Some(text);
+                if let Some(list) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) {
+                    list.clear();
+                }
+            }
+        }
+    }
+    if shared.args.hide_denied_tools {
+        hide_denied(shared, msg);
+    }
 }
 
 /// Decides a `tools/call`: `None` to forward it, or the answer to send the client instead.
@@ -50,13 +108,21 @@ pub(crate) fn gate(
     {
         *p = Some(v.to_owned());
     }
+    if let Some(why) = shared.refused.lock().ok().and_then(|r| r.clone()) {
+        let text = format!("Faramesh refused the call: {why}");
+        return Some(refusal(
+            shared,
+            id,
+            &text,
+            json!({"effect": "DENY", "reason_code": "MCP_SERVER_REFUSED"}),
+        ));
+    }
     // The name and arguments decided on are exactly those of the message forwarded.
     let name = name.to_owned();
     let arguments = Value::Object(arguments.clone());
     let tool = shared.tool();
-    let mut call =
-        json!({"agent_id": shared.args.agent_id, "tool": tool, "operation": name, "args": arguments});
-    let hash = faramesh_proto::request_hash(&shared.args.agent_id, &tool, &name, &arguments, &json!({}))
+    let mut call = json!({"agent_id": shared.agent(), "tool": tool, "operation": name, "args": arguments});
+    let hash = faramesh_proto::request_hash(shared.agent(), &tool, &name, &arguments, &json!({}))
         .unwrap_or_default();
     if let Some(approval) = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned()) {
         call["approval_id"] = json!(approval);

@@ -94,7 +94,7 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
             message: "an encoded (compressed) request body is not relayed".into(),
         });
     }
-    // The id of a `tools/list` whose answer `--hide-denied-tools` filters.
+    // The id of a `tools/list` whose answer is reported to the daemon (and filtered).
     let mut listing: Option<Value> = None;
     // No body (GET opens the server's stream, DELETE ends a session): nothing to decide.
     let bytes: axum::body::Bytes = if bytes.is_empty() {
@@ -130,9 +130,7 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                 }
             }
             Message::ToolsList { id, msg } => {
-                if p.shared.args.hide_denied_tools {
-                    listing = Some(id);
-                }
+                listing = Some(id);
                 mcp_msg::encode_map(&msg).into()
             }
             other => mcp_msg::encode_map(other.body()).into(),
@@ -191,7 +189,7 @@ async fn filter_listing(
     let filtered = tokio::task::spawn_blocking(move || {
         let hide = |mut msg: Value| {
             if msg.get("id") == Some(&id) {
-                super::gate::hide_denied(&shared, &mut msg);
+                super::gate::on_listing(&shared, &mut msg);
             }
             mcp_msg::encode(&msg)
         };

@@ -30,6 +30,14 @@ use crate::args::SocketArg;
 use daemon::Daemon;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Quarantine {
+    /// DEFER: a person may approve one call; `faramesh mcp trust` trusts the tool.
+    Defer,
+    /// DENY until an operator trusts the tool.
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DenyAs {
     /// An MCP tool result with `isError: true` (the model can read it).
     Result,
@@ -40,10 +48,13 @@ pub enum DenyAs {
 #[derive(Args, Debug)]
 #[command(after_help = "Example (in an MCP client's config, in place of the server's command):\n  \
     faramesh mcp --agent-id ide-agent --tool-prefix files -- npx @modelcontextprotocol/server-filesystem /srv")]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct McpArgs {
+    #[command(subcommand)]
+    pub action: Option<McpCommand>,
     /// The agent id every call is decided for.
-    #[arg(long)]
-    pub agent_id: String,
+    #[arg(long, required = true)]
+    pub agent_id: Option<String>,
     /// The `tool` the policy sees (default: the server's name from its handshake in stdio mode,
     /// `mcp` in HTTP mode); the MCP tool name is the `operation`.
     #[arg(long)]
@@ -59,6 +70,10 @@ pub struct McpArgs {
     /// Drop from `tools/list` the tools the policy denies outright for this agent.
     #[arg(long)]
     pub hide_denied_tools: bool,
+    /// A quarantined tool's calls (a definition that changed since it was trusted, a new tool,
+    /// or a description aimed at the model): `defer` (wait for a person) or `deny`.
+    #[arg(long, value_enum, default_value_t = Quarantine::Defer)]
+    pub quarantine: Quarantine,
     #[command(flatten)]
     pub socket: SocketArg,
     /// Streamable-HTTP mode: serve MCP clients on this address (loopback) ...
@@ -70,6 +85,90 @@ pub struct McpArgs {
     /// The MCP server's command and arguments (after `--`; stdio mode).
     #[arg(last = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// The pinned tool definitions (`docs/mcp.md#pinned-tools`).
+#[derive(clap::Subcommand, Debug)]
+pub enum McpCommand {
+    /// Trust the definitions last listed of a server's quarantined tools (approvers only).
+    Trust(TrustArgs),
+    /// List the pinned tools: trusted or quarantined, and why.
+    Pins(PinsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// The server: the `tool` the policy sees for it (its `--tool-prefix`, or its name).
+    #[arg(long)]
+    server: String,
+    /// Only this tool (default: every quarantined tool of the server).
+    #[arg(long)]
+    tool: Option<String>,
+    /// Also let another server take this name (after a server was renamed or replaced).
+    #[arg(long)]
+    rebind: bool,
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
+#[derive(Args, Debug)]
+pub struct PinsArgs {
+    /// Only this server's tools.
+    #[arg(long)]
+    server: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
+fn trust(args: &TrustArgs) -> Result<ExitCode> {
+    let mut params = json!({"server": args.server, "rebind": args.rebind});
+    if let Some(t) = &args.tool {
+        params["tool"] = json!(t);
+    }
+    let r = crate::client::call(&args.socket.path(), "mcp.trust", params)?;
+    let trusted: Vec<&str> =
+        r["trusted"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if trusted.is_empty() {
+        println!("no quarantined tool of `{}` to trust", args.server);
+    } else {
+        println!("trusted {}", trusted.join(", "));
+    }
+    if args.rebind {
+        println!(
+            "`{}` may now be used by another server (the next one to list its tools under it)",
+            args.server
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pins(args: &PinsArgs) -> Result<ExitCode> {
+    let mut params = json!({});
+    if let Some(s) = &args.server {
+        params["server"] = json!(s);
+    }
+    let r = crate::client::call(&args.socket.path(), "mcp.pins", params)?;
+    if args.json {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pins = r["pins"].as_array().cloned().unwrap_or_default();
+    if pins.is_empty() {
+        println!(
+            "no MCP tools pinned yet (`faramesh mcp` pins a server's tools the first time it lists them)"
+        );
+    }
+    for p in pins {
+        let name = format!("{}/{}", p["server"].as_str().unwrap_or(""), p["tool"].as_str().unwrap_or(""));
+        match p["status"].as_str() {
+            Some("quarantined") => println!("{name:<40} quarantined: {}", p["reason"].as_str().unwrap_or("")),
+            _ => println!("{name:<40} trusted"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,6 +209,8 @@ pub(crate) struct Shared {
     pub(crate) pending: Mutex<HashMap<String, String>>,
     /// The daemon's dashboard URL, for pending messages.
     pub(crate) dashboard: Option<String>,
+    /// Why every call of this server is refused (its tool prefix belongs to another server).
+    pub(crate) refused: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -130,6 +231,7 @@ impl Shared {
             listing: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             dashboard,
+            refused: Mutex::new(None),
         })
     }
 
@@ -151,6 +253,11 @@ impl Shared {
             .is_ok()
     }
 
+    /// The agent id every call is decided for.
+    pub(crate) fn agent(&self) -> &str {
+        self.args.agent_id.as_deref().unwrap_or_default()
+    }
+
     pub(crate) fn tool(&self) -> String {
         self.args
             .tool_prefix
@@ -162,6 +269,11 @@ impl Shared {
 
 /// `faramesh mcp`: the stdio proxy around a server command, or the streamable-HTTP proxy.
 pub fn mcp(args: McpArgs) -> Result<ExitCode> {
+    match &args.action {
+        Some(McpCommand::Trust(t)) => return trust(t),
+        Some(McpCommand::Pins(p)) => return pins(p),
+        None => {}
+    }
     let http = match (args.listen, args.upstream.clone()) {
         (Some(listen), Some(upstream)) => {
             if !args.command.is_empty() {

@@ -10,7 +10,7 @@ use faramesh_proto::mcp::{self as mcp_msg, Message};
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::gate::{gate, hide_denied, refusal, strip_elicitation};
+use super::gate::{gate, on_listing, refusal, strip_elicitation};
 
 /// The longest line relayed (either way); longer ones are refused, not forwarded.
 const MAX_LINE: usize = 16 << 20;
@@ -136,9 +136,7 @@ fn relay_client(shared: &Arc<Shared>) {
                         std::thread::spawn(move || tools_call(&shared, id, &name, &arguments, msg));
                     }
                     Ok(Message::ToolsList { id, msg }) => {
-                        if shared.args.hide_denied_tools
-                            && let Ok(mut l) = shared.listing.lock()
-                        {
+                        if let Ok(mut l) = shared.listing.lock() {
                             l.insert(id_key(&id), ());
                         }
                         shared.send_server(&mcp_msg::encode_map(&msg));
@@ -192,7 +190,7 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                     .and_then(|id| shared.listing.lock().ok().and_then(|mut l| l.remove(&id_key(id))))
                     .is_some();
                 if listed {
-                    hide_denied(shared, &mut msg);
+                    on_listing(shared, &mut msg);
                 }
                 // Relayed as re-serialized, like every message.
                 shared.send_client(&msg);

@@ -128,6 +128,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);
     let book = approvals::Book::load(Arc::clone(&log))?;
+    let mcp_pins = crate::service::mcp_pins::Pins::load(&log)?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;
     let mut activated_tcp = None;
@@ -172,6 +173,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         counts: state::Counts::default(),
         limits: config.limits.clone(),
         approvals: book,
+        mcp_pins,
         rate: limits::RateLimiter::default(),
         budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
         metrics,

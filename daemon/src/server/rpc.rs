@@ -88,6 +88,9 @@ pub fn method(name: &str) -> Option<Method> {
         "log.exported" => call!(log_exported),
         "log.backup" => call!(log_backup),
         "dashboard.login" => call!(dashboard_login),
+        "mcp.tools" => call!(mcp_tools),
+        "mcp.trust" => call!(mcp_trust),
+        "mcp.pins" => call!(mcp_pins),
         "log.subscribe" => Some(Method::Subscribe),
         _ => None,
     }
@@ -273,6 +276,63 @@ async fn log_entries(s: Service, p: Map<String, Value>, who: Identity) -> RpcRes
 async fn log_prune(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let req = PruneRequest::from_json(&p)?;
     s.log_prune(req, &who).await
+}
+
+async fn mcp_tools(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    let server = f.string("server")?.ok_or_else(|| ServiceError::missing("server"))?;
+    let server_name = f.string("server_name")?;
+    let tools = match p.get("tools") {
+        Some(Value::Array(t)) => t.clone(),
+        _ => {
+            return Err(ServiceError::invalid(
+                "tools",
+                "`tools` must be the list a `tools/list` result holds",
+            ));
+        }
+    };
+    let deny = match f.string("quarantine")?.as_deref() {
+        None | Some("defer") => false,
+        Some("deny") => true,
+        Some(other) => {
+            return Err(ServiceError::invalid(
+                "quarantine",
+                format!("`quarantine` must be `defer` or `deny`, not `{other}`"),
+            ));
+        }
+    };
+    let statuses = s.mcp_tools(&server, server_name.as_deref(), &tools, deny, &who).await?;
+    Ok(json!({ "tools": statuses }))
+}
+
+async fn mcp_trust(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    let server = f.string("server")?.ok_or_else(|| ServiceError::missing("server"))?;
+    let tool = f.string("tool")?;
+    let rebind = f.boolean("rebind")?.unwrap_or(false);
+    let trusted = s.mcp_trust(&server, tool.as_deref(), rebind, &who).await?;
+    Ok(json!({ "trusted": trusted, "rebound": rebind }))
+}
+
+async fn mcp_pins(s: Service, p: Map<String, Value>, _who: Identity) -> RpcResult {
+    let server = Fields(&p).string("server")?;
+    let pins: Vec<Value> = s
+        .state()
+        .mcp_pins
+        .all()
+        .into_iter()
+        .filter(|(k, _)| server.as_deref().is_none_or(|sv| k.split_once('/').is_some_and(|(a, _)| a == sv)))
+        .map(|(k, pin)| {
+            let (server, tool) = k.split_once('/').unwrap_or((&k, ""));
+            let mut v = serde_json::to_value(&pin).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("server".into(), json!(server));
+                m.insert("tool".into(), json!(tool));
+            }
+            v
+        })
+        .collect();
+    Ok(json!({ "pins": pins }))
 }
 
 async fn log_exported(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {

@@ -234,6 +234,9 @@ impl Service {
         let refused_early =
             matches!(decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
         if !refused_early {
+            if let Some(d) = self.quarantine(&call, &decision) {
+                decision = d;
+            }
             if let Some(d) = identity_mismatch(policy, &call, who, &decision) {
                 decision = d;
             } else if let Some(approval_id) = resume {
@@ -331,6 +334,10 @@ impl Service {
         let started = std::time::Instant::now();
         let decision = policy::decide_request(&loaded.policy, req);
         self.state.metrics.observe_decide(started.elapsed());
+        let decision = match decision.reason_code {
+            ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool => decision,
+            _ => self.quarantine(&req.call, &decision).unwrap_or(decision),
+        };
         let decision = identity_mismatch(&loaded.policy, &req.call, who, &decision).unwrap_or(decision);
         Ok(GovernReply { decision, action_id: None, approval_id: None })
     }

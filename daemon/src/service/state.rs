@@ -150,6 +150,8 @@ pub struct State {
     pub limits: Limits,
     /// Pending and decided approvals.
     pub approvals: super::approvals::Book,
+    /// Pinned MCP tool definitions.
+    pub mcp_pins: super::mcp_pins::Pins,
     /// Rate-limit buckets.
     pub rate: super::limits::RateLimiter,
     /// Budget counters (cache of the `budget/…` state rows).

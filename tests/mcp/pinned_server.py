@@ -1,0 +1,34 @@
+"""An MCP server whose tool definitions the test changes between runs: `lookup`'s description
+comes from $LOOKUP_DESCRIPTION, and $EXTRA_TOOL=1 adds a tool. Records the calls it receives in
+$RECORD (one JSON line each), like server.py. Its name (from $SERVER_NAME, default "pinned") is
+what the proxy binds the tool prefix to."""
+
+import json
+import os
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer(os.environ.get("SERVER_NAME", "pinned"))
+
+
+def record(tool: str, **args: object) -> None:
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(json.dumps({"tool": tool, "args": args}) + "\n")
+
+
+@server.tool(description=os.environ.get("LOOKUP_DESCRIPTION", "Look a word up in the dictionary."))
+def lookup(word: str) -> str:
+    record("lookup", word=word)
+    return f"{word}: a word"
+
+
+if os.environ.get("EXTRA_TOOL") == "1":
+
+    @server.tool(description="Send an email.")
+    def send_email(to: str, body: str) -> str:
+        record("send_email", to=to, body=body)
+        return "sent"
+
+
+if __name__ == "__main__":
+    server.run("stdio")
