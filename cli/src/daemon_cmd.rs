@@ -733,6 +733,19 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         "decisions {} permit, {} deny, {} defer; errors: {} from clients, {} internal",
         c["permit"], c["deny"], c["defer"], c["client_errors"], c["internal_errors"]
     );
+    let n = &s["notifications"];
+    if n["channels"].as_array().is_some_and(|c| !c.is_empty()) {
+        let channels: Vec<&str> =
+            n["channels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        println!(
+            "notify    {}: {} delivered, {} failed, {} waiting{}",
+            channels.join(", "),
+            n["delivered"],
+            n["failed"],
+            n["waiting"],
+            n["last_error"].as_str().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+        );
+    }
     let pruned = match s["log"]["first_seq"].as_u64() {
         Some(first) if first > 1 => format!(" (entries before {first} pruned)"),
         _ => String::new(),

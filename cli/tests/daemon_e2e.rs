@@ -2480,3 +2480,199 @@ fn cursor_and_copilot_hook_install_round_trip() {
     assert_ne!(code, Some(0));
     assert!(err.contains("not the Faramesh plugin"), "{err}");
 }
+
+/// A webhook receiver on loopback: records each request (headers lower-cased, body) and answers
+/// 503 while `failing` is set, 200 otherwise.
+/// Requests received: headers and body.
+type Received = Arc<Mutex<Vec<(HashMap<String, String>, String)>>>;
+
+struct Receiver {
+    port: u16,
+    got: Received,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, f) = (Arc::clone(&got), Arc::clone(&failing));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = HashMap::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0);
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let n: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0u8; n];
+                let _ = reader.read_exact(&mut body);
+                g.lock().unwrap().push((headers, String::from_utf8_lossy(&body).into_owned()));
+                let status = if f.load(std::sync::atomic::Ordering::SeqCst) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let mut stream = stream;
+                let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Receiver { port, got, failing }
+    }
+
+    /// The bodies received so far, parsed, with their headers.
+    fn received(&self) -> Vec<(HashMap<String, String>, Value)> {
+        self.got.lock().unwrap().iter().map(|(h, b)| (h.clone(), serde_json::from_str(b).unwrap())).collect()
+    }
+
+    /// Waits (bounded) until `pred` holds of what was received.
+    fn wait_for(&self, what: &str, pred: impl Fn(&[(HashMap<String, String>, Value)]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred(&self.received()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", self.received());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Notifications leave from an outbox committed with the decision: a DEFER, a high-risk DENY
+/// and the approval's outcome each reach the webhook, signed per Standard Webhooks, retried
+/// while the receiver fails (same `webhook-id` each time), and one queued before a SIGKILL is
+/// delivered after the restart.
+#[test]
+fn notifications_are_signed_retried_and_survive_a_sigkill() {
+    let receiver = Receiver::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("webhook.secret");
+    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    let policy = format!(
+        "version: 1\napprovals:\n  allow_same_uid: true\nnotifications:\n  channels:\n    ops:\n      type: webhook\n      url: http://127.0.0.1:{}/hook\n      secret_file: {}\n  on_defer: [ops]\n  on_deny: [ops]\nrules:\n  - id: shell\n    match: {{ tool: shell }}\n    require_approval: true\n  - id: no-payments\n    match: {{ tool: payments }}\n    deny: true\n    risk: high\n",
+        receiver.port,
+        secret_file.display()
+    );
+    receiver.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let deferred = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "ls -la"}}),
+    );
+    assert_eq!(deferred["effect"], "DEFER");
+    // Failing twice, then accepted: three deliveries of one notification, one id.
+    receiver.wait_for("two failed attempts", |r| r.len() >= 2);
+    receiver.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    receiver.wait_for("the delivery after the receiver recovered", |r| r.len() >= 3);
+    let got = receiver.received();
+    let ids: std::collections::HashSet<&String> = got.iter().map(|(h, _)| &h["webhook-id"]).collect();
+    assert_eq!(ids.len(), 1, "retries carry the same webhook-id: {got:?}");
+    let (headers, body) = got.last().unwrap();
+    assert_eq!(body["type"], "approval.requested");
+    assert_eq!(body["data"]["action_id"], deferred["action_id"]);
+    assert_eq!(body["data"]["approval_id"], deferred["approval_id"]);
+    assert_eq!(body["data"]["summary"], "cmd: ls -la");
+    assert_eq!(body["data"]["rule_id"], "shell");
+    // The signature is the Standard Webhooks HMAC of `id.timestamp.body` with the secret.
+    let raw = receiver.got.lock().unwrap().last().unwrap().1.clone();
+    let timestamp: u64 = headers["webhook-timestamp"].parse().unwrap();
+    let expected = faramesh_daemon::service::notify::sign(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        &headers["webhook-id"],
+        timestamp,
+        &raw,
+    )
+    .unwrap();
+    assert_eq!(headers["webhook-signature"], expected);
+
+    // A high-risk DENY and the approval's outcome.
+    let denied = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "payments", "operation": "refund", "args": {"amount": 150}}),
+    );
+    assert_eq!(denied["effect"], "DENY");
+    receiver.wait_for("the deny notice", |r| r.iter().any(|(_, b)| b["type"] == "decision.denied"));
+    let approval = deferred["approval_id"].as_str().unwrap();
+    c.result("approval.approve", json!({"approval_id": approval}));
+    receiver.wait_for("the approval's outcome", |r| {
+        r.iter().any(|(_, b)| b["type"] == "approval.decided" && b["data"]["status"] == "approved")
+    });
+
+    // Queued, then the daemon is killed before it can deliver: delivered after the restart.
+    receiver.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = receiver.received().len();
+    let second = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "uptime"}}),
+    );
+    receiver.wait_for("an attempt at the second DEFER", |r| r.len() > before);
+    daemon.kill9();
+    receiver.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    daemon.spawn();
+    receiver.wait_for("the second DEFER delivered after the restart", |r| {
+        r.iter()
+            .any(|(_, b)| b["data"]["action_id"] == second["action_id"] && b["type"] == "approval.requested")
+            && r.len() > before + 1
+    });
+    // Every delivery is recorded; `status` counts them.
+    let mut c = daemon.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let entries = c.result("log.entries", json!({"from_seq": 1, "limit": 500}));
+        let delivered = entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "notification" && e["status"] == "delivered")
+            .count();
+        if delivered >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every delivery was recorded: {entries}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = c.result("status", json!({}));
+    assert_eq!(status["notifications"]["waiting"], 0, "{status}");
+    assert_eq!(status["notifications"]["channels"], json!(["ops"]));
+}
+
+/// A pending approval is reminded on its channels every `remind_every`, and escalated once to
+/// `escalate_to` after `escalate_after`; Slack channels get a Block Kit message.
+#[test]
+fn pending_approvals_are_reminded_and_escalated() {
+    let receiver = Receiver::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let (secret, slack) = (secrets.path().join("secret"), secrets.path().join("slack-url"));
+    std::fs::write(&secret, "a plain secret").unwrap();
+    std::fs::write(&slack, format!("http://127.0.0.1:{}/slack\n", receiver.port)).unwrap();
+    let policy = format!(
+        "version: 1\nnotifications:\n  channels:\n    ops:\n      type: webhook\n      url: http://127.0.0.1:{}/hook\n      secret_file: {}\n    pager:\n      type: slack\n      url_file: {}\n  on_defer: [ops]\n  remind_every: 1s\n  escalate_after: 2s\n  escalate_to: [pager]\nrules:\n  - id: shell\n    match: {{ tool: shell }}\n    require_approval: true\n",
+        receiver.port,
+        secret.display(),
+        slack.display()
+    );
+    let daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let deferred = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "ls"}}),
+    );
+    receiver.wait_for("a reminder and an escalation", |r| {
+        r.iter().any(|(_, b)| b["type"] == "approval.reminder")
+            && r.iter().any(|(_, b)| b["text"].as_str().is_some_and(|t| t.contains("Escalated")))
+    });
+    let got = receiver.received();
+    let reminder = got.iter().find(|(_, b)| b["type"] == "approval.reminder").unwrap();
+    assert_eq!(reminder.1["data"]["approval_id"], deferred["approval_id"]);
+    let escalations: Vec<_> = got.iter().filter(|(h, _)| !h.contains_key("webhook-id")).collect();
+    assert_eq!(escalations.len(), 1, "escalated once, to Slack (unsigned Block Kit): {got:?}");
+    assert!(escalations[0].1["blocks"].is_array(), "{:?}", escalations[0]);
+}

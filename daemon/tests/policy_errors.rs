@@ -30,7 +30,7 @@ fn unknown_rule_key_far_from_any_lists_the_choices() {
     let text = "rules:\n  - match: { tool: x }\n    allow: true\n    colour: red\n";
     assert_eq!(
         error_of(text),
-        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk)"
+        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk, notify)"
     );
 }
 
@@ -143,4 +143,44 @@ fn rule_ref_is_path_and_line() {
     let p = compile("pol.yaml", "version: 1\nrules:\n  - match: { tool: x }\n    allow: true\n\n  - id: second\n    match: { tool: y }\n    deny: true\n").unwrap();
     assert_eq!(p.rules.rules[0].rule_ref, "pol.yaml:3");
     assert_eq!(p.rules.rules[1].rule_ref, "pol.yaml:6");
+}
+
+#[test]
+fn notification_channels_are_checked_where_they_are_named() {
+    let head = "notifications:\n  channels:\n    ops:\n      type: webhook\n      url: https://hooks.example.com/f\n      secret_env: HOOK_SECRET\n";
+    assert_eq!(
+        error_of(&format!("{head}  on_defer: [opps]\n")),
+        "p.yaml:7:14: channel `opps` is not defined in `notifications.channels`"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "rules:\n  - match: {{ tool: x }}\n    require_approval: true\n    notify: [pager]\n{head}"
+        )),
+        "p.yaml:4:14: `notify` names channel `pager`, which `notifications.channels` does not define"
+    );
+    assert_eq!(
+        error_of(
+            "notifications:\n  channels:\n    team:\n      type: slack\n      url: https://hooks.slack.com/services/T/B/X\n"
+        ),
+        "p.yaml:5:7: a Slack webhook URL is a secret: give `url_env` or `url_file`, not `url`"
+    );
+    assert_eq!(
+        error_of(
+            "notifications:\n  channels:\n    ops:\n      type: webhook\n      url: https://x.example/h\n"
+        ),
+        "p.yaml:4:7: webhook channel `ops` needs `secret_env` or `secret_file` (its deliveries are signed)"
+    );
+    assert_eq!(
+        error_of("notifications:\n  channels:\n    ops:\n      type: pager\n"),
+        "p.yaml:4:13: channel `type` `pager` must be `webhook` or `slack`"
+    );
+    // A valid one compiles, and rules keep their hash when they name no channel.
+    let ok = format!(
+        "{head}  on_defer: [ops]\n  remind_every: 10m\nrules:\n  - match: {{ tool: x }}\n    require_approval: true\n    notify: [ops]\n"
+    );
+    let policy = compile("p.yaml", &ok).unwrap();
+    assert_eq!(policy.notifications.on_defer, vec!["ops".to_owned()]);
+    assert_eq!(policy.rules.rules[0].notify, vec!["ops".to_owned()]);
+    let plain = "rules:\n  - match: { tool: x }\n    require_approval: true\n";
+    assert_eq!(compile("p.yaml", plain).unwrap().hash, compile("p.yaml", plain).unwrap().hash);
 }

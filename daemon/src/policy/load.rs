@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::command::{CommandCond, CommandMatch, Flag};
 use super::model::{
-    Approvals, Approver, Budget, Cmp, Cond, Index, NamePat, Period, Policy, Profile, RateLimit, RiskRule,
-    Rule, RuleSet,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Index, NamePat, Notifications, Period,
+    Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
 };
 use super::yaml::{self, Key, Kind, Node, Pos};
 
@@ -28,10 +28,24 @@ pub struct PolicyError {
     pub message: String,
 }
 
-const TOP_KEYS: &[&str] = &["version", "description", "rules", "risk", "agents", "approvals", "retention"];
+const TOP_KEYS: &[&str] =
+    &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications"];
+const NOTIFICATION_KEYS: &[&str] =
+    &["channels", "on_defer", "on_deny", "deny_min_risk", "remind_every", "escalate_after", "escalate_to"];
+const CHANNEL_KEYS: &[&str] = &["type", "url", "url_env", "url_file", "secret_env", "secret_file"];
 const RETENTION_KEYS: &[&str] = &["max_age", "archive_dir"];
-const RULE_KEYS: &[&str] =
-    &["id", "match", "allow", "deny", "require_approval", "effect", "description", "reason", "risk"];
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "match",
+    "allow",
+    "deny",
+    "require_approval",
+    "effect",
+    "description",
+    "reason",
+    "risk",
+    "notify",
+];
 const MATCH_KEYS: &[&str] = &[
     "tool",
     "op",
@@ -64,13 +78,15 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compiles policy `text` read from `path` (shown in errors and `rule_ref`).
 pub fn compile(path: &str, text: &str) -> Result<Policy, PolicyError> {
-    let loader = Loader { path };
+    let loader = Loader { path, notify_refs: std::cell::RefCell::default() };
     let root = yaml::parse(text).map_err(|e| loader.err(e.pos, e.message))?;
     loader.policy(&root)
 }
 
 struct Loader<'a> {
     path: &'a str,
+    /// Channel names rules refer to with `notify:`, checked once `notifications:` is read.
+    notify_refs: std::cell::RefCell<Vec<(String, Pos)>>,
 }
 
 type Entries = [(Key, Node)];
@@ -159,6 +175,7 @@ impl Loader<'_> {
         let mut agents = HashMap::new();
         let mut approvals = Approvals::default();
         let mut retention = None;
+        let mut notifications = Notifications::default();
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => match value.kind {
@@ -193,7 +210,22 @@ impl Loader<'_> {
                     retention = Some(r);
                     normalized.insert("retention".into(), norm);
                 }
+                "notifications" => {
+                    let (n, norm) = self.notifications(value)?;
+                    notifications = n;
+                    normalized.insert("notifications".into(), norm);
+                }
                 _ => {}
+            }
+        }
+        for (name, pos) in self.notify_refs.borrow().iter() {
+            if !notifications.channels.contains_key(name) {
+                return Err(self.err(
+                    *pos,
+                    format!(
+                        "`notify` names channel `{name}`, which `notifications.channels` does not define"
+                    ),
+                ));
             }
         }
         let normalized_text =
@@ -212,7 +244,170 @@ impl Loader<'_> {
             risk_rules,
             approvals,
             retention,
+            notifications,
         })
+    }
+
+    /// A list of channel names (each must be defined in `channels`, checked by the caller).
+    fn channel_names(&self, node: &Node, what: &str) -> Result<Vec<(String, Pos)>, PolicyError> {
+        let mut out = Vec::new();
+        for item in self.seq(node, what)? {
+            out.push((self.string(item, &format!("a channel name in {what}"))?, item.pos));
+        }
+        Ok(out)
+    }
+
+    fn notifications(&self, node: &Node) -> Result<(Notifications, Value), PolicyError> {
+        let entries = self.map(node, "`notifications`")?;
+        self.check_keys(entries, NOTIFICATION_KEYS, "notifications")?;
+        let mut n = Notifications::default();
+        let mut refs: Vec<(String, Pos)> = Vec::new();
+        let mut norm_channels = Map::new();
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "channels" => {
+                    for (name, def) in self.map(value, "`notifications.channels`")? {
+                        if !is_identifier(&name.name) {
+                            return Err(self.err(
+                                name.pos,
+                                format!(
+                                    "channel name `{}` must be letters, digits, `_`, `-` or `.`",
+                                    name.name
+                                ),
+                            ));
+                        }
+                        let (channel, norm) = self.channel(&name.name, def)?;
+                        n.channels.insert(name.name.clone(), channel);
+                        norm_channels.insert(name.name.clone(), norm);
+                    }
+                }
+                "on_defer" => {
+                    let list = self.channel_names(value, "`on_defer`")?;
+                    n.on_defer = list.iter().map(|(c, _)| c.clone()).collect();
+                    refs.extend(list);
+                }
+                "on_deny" => {
+                    let list = self.channel_names(value, "`on_deny`")?;
+                    n.on_deny = list.iter().map(|(c, _)| c.clone()).collect();
+                    refs.extend(list);
+                }
+                "escalate_to" => {
+                    let list = self.channel_names(value, "`escalate_to`")?;
+                    n.escalate_to = list.iter().map(|(c, _)| c.clone()).collect();
+                    refs.extend(list);
+                }
+                "deny_min_risk" => n.deny_min_risk = self.risk_level(value, "`deny_min_risk`")?,
+                "remind_every" | "escalate_after" => {
+                    let text = self.string(value, &format!("`{}`", key.name))?;
+                    let secs = parse_duration(&text).ok_or_else(|| {
+                        self.err(
+                            value.pos,
+                            format!("`{}` `{text}` must look like `10m` (s, m, h, d)", key.name),
+                        )
+                    })?;
+                    if key.name == "remind_every" {
+                        n.remind_every_seconds = Some(secs);
+                    } else {
+                        n.escalate_after_seconds = Some(secs);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (name, pos) in &refs {
+            if !n.channels.contains_key(name) {
+                return Err(
+                    self.err(*pos, format!("channel `{name}` is not defined in `notifications.channels`"))
+                );
+            }
+        }
+        if n.escalate_after_seconds.is_some() == n.escalate_to.is_empty() {
+            return Err(self.err(node.pos, "`escalate_after` and `escalate_to` go together"));
+        }
+        let norm = json!({
+            "channels": norm_channels,
+            "on_defer": n.on_defer,
+            "on_deny": n.on_deny,
+            "deny_min_risk": n.deny_min_risk.as_str(),
+            "remind_every": n.remind_every_seconds,
+            "escalate_after": n.escalate_after_seconds,
+            "escalate_to": n.escalate_to,
+        });
+        Ok((n, norm))
+    }
+
+    fn channel(&self, name: &str, node: &Node) -> Result<(Channel, Value), PolicyError> {
+        let entries = self.map(node, &format!("channel `{name}`"))?;
+        self.check_keys(entries, CHANNEL_KEYS, "channel")?;
+        let mut kind = None;
+        let mut url = None;
+        let mut secret = None;
+        let mut norm = Map::new();
+        for (key, value) in entries {
+            let text = self.string(value, &format!("`{}`", key.name))?;
+            norm.insert(key.name.clone(), json!(text));
+            match key.name.as_str() {
+                "type" => {
+                    kind = Some(match text.as_str() {
+                        "webhook" => ChannelKind::Webhook,
+                        "slack" => ChannelKind::Slack,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!("channel `type` `{text}` must be `webhook` or `slack`"),
+                            ));
+                        }
+                    });
+                }
+                "url" | "url_env" | "url_file" => {
+                    if url.is_some() {
+                        return Err(self.err(key.pos, "give one of `url`, `url_env` or `url_file`"));
+                    }
+                    if key.name == "url" && !(text.starts_with("http://") || text.starts_with("https://")) {
+                        return Err(self
+                            .err(value.pos, format!("`url` `{text}` must start with http:// or https://")));
+                    }
+                    url = Some((key.name.clone(), text, key.pos));
+                }
+                "secret_env" | "secret_file" => {
+                    if secret.is_some() {
+                        return Err(self.err(key.pos, "give one of `secret_env` or `secret_file`"));
+                    }
+                    secret = Some(if key.name == "secret_env" {
+                        SecretRef::Env(text)
+                    } else {
+                        SecretRef::File(text)
+                    });
+                }
+                _ => {}
+            }
+        }
+        let Some(kind) = kind else {
+            return Err(self.err(node.pos, format!("channel `{name}` needs a `type` (`webhook` or `slack`)")));
+        };
+        let Some((how, text, pos)) = url else {
+            return Err(self.err(node.pos, format!("channel `{name}` needs `url`, `url_env` or `url_file`")));
+        };
+        let url = match how.as_str() {
+            // A Slack webhook URL is itself the secret: never in the policy file.
+            "url" if kind == ChannelKind::Slack => {
+                return Err(
+                    self.err(pos, "a Slack webhook URL is a secret: give `url_env` or `url_file`, not `url`")
+                );
+            }
+            "url" => SecretRef::Literal(text),
+            "url_env" => SecretRef::Env(text),
+            _ => SecretRef::File(text),
+        };
+        if kind == ChannelKind::Webhook && secret.is_none() {
+            return Err(self.err(
+                node.pos,
+                format!(
+                    "webhook channel `{name}` needs `secret_env` or `secret_file` (its deliveries are signed)"
+                ),
+            ));
+        }
+        Ok((Channel { kind, url, secret }, Value::Object(norm)))
     }
 
     fn retention(&self, node: &Node) -> Result<(crate::policy::Retention, Value), PolicyError> {
@@ -281,8 +476,15 @@ impl Loader<'_> {
         let mut effect: Option<(Effect, &Key)> = None;
         let mut description = None;
         let mut risk = None;
+        let mut notify = Vec::new();
         for (key, value) in entries {
             let this_effect = match key.name.as_str() {
+                "notify" => {
+                    let list = self.channel_names(value, "`notify`")?;
+                    notify = list.iter().map(|(c, _)| c.clone()).collect();
+                    self.notify_refs.borrow_mut().extend(list);
+                    None
+                }
                 "id" => {
                     let text = self.string(value, "`id`")?;
                     if text.trim().is_empty() || text.len() > 128 {
@@ -380,13 +582,19 @@ impl Loader<'_> {
             Cond::Op(p) => Some(p.clone()),
             _ => None,
         });
-        let norm = json!({
+        let mut norm = json!({
             "id": id,
             "match": match_norm,
             "effect": effect.as_str(),
             "description": description,
             "risk": risk.map(RiskLevel::as_str),
         });
+        // Only when set, so policies without it keep their hash.
+        if !notify.is_empty()
+            && let Value::Object(m) = &mut norm
+        {
+            m.insert("notify".into(), json!(notify));
+        }
         let rule = Rule {
             id,
             rule_ref: self.rule_ref(node.pos),
@@ -394,6 +602,7 @@ impl Loader<'_> {
             effect,
             description,
             risk,
+            notify,
             tool: tool.unwrap_or(NamePat::Any),
             op: op.unwrap_or(NamePat::Any),
         };

@@ -26,9 +26,91 @@ pub struct Policy {
     pub approvals: Approvals,
     /// How long the daemon keeps log entries (`retention:`), if the policy says.
     pub retention: Option<Retention>,
+    /// Where approvals and notices are announced (`notifications:`).
+    pub notifications: Notifications,
     /// Whether any rule or risk rule matches on `command:` (then a call whose command cannot
     /// be read strictly is refused).
     pub uses_commands: bool,
+}
+
+/// The `notifications:` section (`docs/notifications.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notifications {
+    /// Named channels.
+    pub channels: std::collections::BTreeMap<String, Channel>,
+    /// Channels every DEFER is announced on (unless its rule names its own with `notify:`).
+    pub on_defer: Vec<String>,
+    /// Channels a DENY of a call at or above `deny_min_risk` is announced on.
+    pub on_deny: Vec<String>,
+    /// The lowest risk a DENY notice is sent for (default high).
+    pub deny_min_risk: RiskLevel,
+    /// Resend a reminder of a pending approval this often (seconds).
+    pub remind_every_seconds: Option<u64>,
+    /// After this long pending (seconds), also announce it on `escalate_to`.
+    pub escalate_after_seconds: Option<u64>,
+    /// The channels an escalation goes to.
+    pub escalate_to: Vec<String>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            channels: std::collections::BTreeMap::new(),
+            on_defer: Vec::new(),
+            on_deny: Vec::new(),
+            deny_min_risk: RiskLevel::High,
+            remind_every_seconds: None,
+            escalate_after_seconds: None,
+            escalate_to: Vec::new(),
+        }
+    }
+}
+
+/// A notification channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// What it speaks.
+    pub kind: ChannelKind,
+    /// Where it posts.
+    pub url: SecretRef,
+    /// The Standard Webhooks signing secret (webhooks).
+    pub secret: Option<SecretRef>,
+}
+
+/// A channel's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A JSON POST signed per the Standard Webhooks specification.
+    Webhook,
+    /// A Slack incoming webhook (Block Kit message).
+    Slack,
+}
+
+/// A value the policy names but does not hold: a literal (non-secret URLs only), an
+/// environment variable or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// Given in the policy (a webhook URL).
+    Literal(String),
+    /// Read from this environment variable of the daemon.
+    Env(String),
+    /// Read from this file (trailing whitespace trimmed).
+    File(String),
+}
+
+impl SecretRef {
+    /// The value, read now.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Literal(v) => Ok(v.clone()),
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+            }
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim_end().to_owned())
+                .map_err(|e| format!("cannot read `{path}`: {e}")),
+        }
+    }
 }
 
 /// The `retention:` section: the daemon prunes log entries older than `max_age`, archiving them
@@ -71,6 +153,8 @@ pub struct Rule {
     pub description: Option<String>,
     /// The rule's own `risk:`, overriding the risk rules.
     pub risk: Option<RiskLevel>,
+    /// Channels its DEFERs are announced on instead of `notifications.on_defer` (`notify:`).
+    pub notify: Vec<String>,
     pub(crate) tool: NamePat,
     pub(crate) op: NamePat,
 }

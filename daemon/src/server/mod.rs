@@ -174,6 +174,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         limits: config.limits.clone(),
         approvals: book,
         mcp_pins,
+        outbox: Default::default(),
+        outbox_wake: Default::default(),
         rate: limits::RateLimiter::default(),
         budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
         metrics,
@@ -215,6 +217,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let _watcher = spawn_reloader(Arc::clone(&state));
     let retention = retention::spawn(Arc::clone(&state), config.retention.clone());
+    // Notifications: the sender delivers what the outbox holds (including what a previous run
+    // queued and did not deliver).
+    let outbox_stop = tokio_util::sync::CancellationToken::new();
+    let outbox = {
+        let (svc, stop) = (service.clone(), outbox_stop.clone());
+        tokio::spawn(async move { svc.run_outbox(stop).await })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -316,6 +325,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = std::fs::remove_file(&config.socket_path);
     }
     retention.abort();
+    outbox_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), outbox).await;
     drop(service);
     drop(state);
     log.close();

@@ -11,7 +11,12 @@ impl Service {
         let mut expired = a;
         expired.status = approvals::Status::Expired;
         let body = approvals::transition_entry(&expired, None);
-        self.commit(body, Some(approvals::state_write(&expired, false))).await?;
+        let notes = self.approval_notes(&expired);
+        let queued = notes.len();
+        let writes =
+            govern::join_writes(Some(approvals::state_write(&expired, false)), notify::writes(notes, false));
+        self.commit(body, writes).await?;
+        self.queued_notes(queued);
         Ok(expired)
     }
 
@@ -167,8 +172,15 @@ impl Service {
             next.decided_by = who.caller();
             next.reason = reason;
             let body = approvals::transition_entry(&next, who.caller().as_ref());
-            match svc.commit(body, Some(approvals::state_write(&next, false))).await {
-                Ok(_) => (Some(next.clone()), Ok(next)),
+            let notes = svc.approval_notes(&next);
+            let queued = notes.len();
+            let writes =
+                govern::join_writes(Some(approvals::state_write(&next, false)), notify::writes(notes, false));
+            match svc.commit(body, writes).await {
+                Ok(_) => {
+                    svc.queued_notes(queued);
+                    (Some(next.clone()), Ok(next))
+                }
                 Err(e) => (None, Err(e)),
             }
         })

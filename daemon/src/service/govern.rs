@@ -173,8 +173,13 @@ impl Service {
             self.state.log.redact_keys(),
         );
         let writes = join_writes(writes, new_approval.as_ref().map(|a| approvals::state_write(a, true)));
+        // Notifications are queued in the same commit as the decision that causes them.
+        let notes = self.decision_notes(call, &decision, new_approval.as_ref());
+        let queued = notes.len();
+        let writes = join_writes(writes, notify::writes(notes, true));
         let reply = match self.commit(body, writes).await {
             Ok(appended) => {
+                self.queued_notes(queued);
                 if let Some(mut a) = new_approval {
                     a.action_id = appended.id.clone().unwrap_or_default();
                     self.state.approvals.insert(a);

@@ -19,6 +19,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabels {
     transport: &'static str,
 }
@@ -57,6 +62,9 @@ pub struct Metrics {
     pending_approvals: Gauge,
     queue_depth: Gauge,
     connections: Family<TransportLabels, Gauge>,
+    notifications: Family<NotificationLabels, Counter>,
+    outbox_waiting: Gauge,
+    outbox_oldest_seconds: Gauge,
     last_commit_ok: std::sync::atomic::AtomicBool,
 }
 
@@ -113,8 +121,28 @@ impl Metrics {
         for t in [Transport::Socket, Transport::Http] {
             connections.get_or_create(&t.label()).set(0);
         }
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications queued, delivered and given up (failed), by status",
+            notifications.clone(),
+        );
+        for status in ["queued", "delivered", "failed"] {
+            notifications.get_or_create(&NotificationLabels { status }).inc_by(0);
+        }
+        let outbox_waiting = Gauge::default();
+        registry.register("outbox_waiting", "Notifications waiting in the outbox", outbox_waiting.clone());
+        let outbox_oldest_seconds = Gauge::default();
+        registry.register(
+            "outbox_oldest_seconds",
+            "Age of the oldest notification waiting in the outbox",
+            outbox_oldest_seconds.clone(),
+        );
         Metrics {
             registry,
+            notifications,
+            outbox_waiting,
+            outbox_oldest_seconds,
             decisions,
             decide_seconds,
             commit_seconds,
@@ -132,6 +160,17 @@ impl Metrics {
     /// One answered decision.
     pub fn decision(&self, effect: &'static str, reason_code: &'static str) {
         self.decisions.get_or_create(&DecisionLabels { effect, reason_code }).inc();
+    }
+
+    /// A notification queued, delivered or failed.
+    pub fn notification(&self, status: &'static str) {
+        self.notifications.get_or_create(&NotificationLabels { status }).inc();
+    }
+
+    /// The outbox as the sender last saw it.
+    pub fn outbox(&self, waiting: u64, oldest_ms: u64) {
+        self.outbox_waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.outbox_oldest_seconds.set(i64::try_from(oldest_ms / 1000).unwrap_or(i64::MAX));
     }
 
     /// One policy evaluation.

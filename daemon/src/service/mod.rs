@@ -19,6 +19,7 @@ pub mod limits;
 pub mod logins;
 pub mod mcp_pins;
 pub mod metrics;
+pub mod notify;
 mod queries;
 pub mod request;
 pub mod retention;
@@ -107,6 +108,8 @@ mod tests {
             reloads: Default::default(),
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             mcp_pins: mcp_pins::Pins::load(&log).unwrap(),
+            outbox: Default::default(),
+            outbox_wake: Default::default(),
             log,
             socket_path: dir.join("s.sock"),
             state_dir: dir.to_owned(),

@@ -152,6 +152,10 @@ pub struct State {
     pub approvals: super::approvals::Book,
     /// Pinned MCP tool definitions.
     pub mcp_pins: super::mcp_pins::Pins,
+    /// Notification outbox counters.
+    pub outbox: super::notify::OutboxStats,
+    /// Wakes the outbox sender when a commit queued notifications.
+    pub outbox_wake: tokio::sync::Notify,
     /// Rate-limit buckets.
     pub rate: super::limits::RateLimiter,
     /// Budget counters (cache of the `budget/…` state rows).
@@ -308,6 +312,15 @@ impl State {
                 "errors": self.counts.errors.load(Ordering::Relaxed),
                 "client_errors": self.counts.client_errors.load(Ordering::Relaxed),
                 "internal_errors": self.counts.internal_errors.load(Ordering::Relaxed),
+            },
+            "notifications": {
+                "channels": self.policy.load().policy.notifications.channels.keys().collect::<Vec<_>>(),
+                "queued": self.outbox.queued.load(Ordering::Relaxed),
+                "delivered": self.outbox.delivered.load(Ordering::Relaxed),
+                "failed": self.outbox.failed.load(Ordering::Relaxed),
+                "waiting": self.outbox.waiting.load(Ordering::Relaxed),
+                "oldest_seconds": self.outbox.oldest_ms.load(Ordering::Relaxed) / 1000,
+                "last_error": self.outbox.last_error.lock().ok().and_then(|e| e.clone()),
             },
             "log": {
                 "state_dir": self.state_dir.display().to_string(),
