@@ -69,6 +69,8 @@ enum Command {
     /// Approve a pending approval (approvers only).
     #[command(visible_alias = "allow")]
     Approve(ops_cmd::DecideArgs),
+    /// List live grants, or revoke one (`faramesh approve ID --grant 30m` makes them).
+    Grants(ops_cmd::GrantsArgs),
     /// Deny a pending approval (approvers only).
     #[command(after_help = "Example:\n  faramesh deny 3f9c2a7b --reason \"not during the freeze\"")]
     Deny(ops_cmd::DecideArgs),
@@ -166,6 +168,7 @@ fn main() -> ExitCode {
         Command::Pending(s) => ops_cmd::pending(&s, cli.json),
         Command::Approve(a) => ops_cmd::decide_approval(a, true, cli.json),
         Command::Deny(a) => ops_cmd::decide_approval(a, false, cli.json),
+        Command::Grants(a) => ops_cmd::grants(a, cli.json),
         Command::Explain(a) => ops_cmd::explain(a, cli.json),
         Command::Tail(a) => ops_cmd::tail(a, cli.json),
         Command::Dashboard(s) => daemon_cmd::dashboard(&s, cli.json),

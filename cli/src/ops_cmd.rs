@@ -212,12 +212,39 @@ pub struct DecideArgs {
     /// Why (recorded in the log).
     #[arg(long)]
     reason: Option<String>,
+    /// Approve, and let the agent make the same tool/operation call without asking for this
+    /// long (`30m`, `2h`; at most `24h`): a grant, listed by `faramesh grants`.
+    #[arg(long, value_name = "DURATION")]
+    grant: Option<String>,
+    /// With `--grant`: only calls with the same arguments.
+    #[arg(long, requires = "grant")]
+    same_args: bool,
 }
 
 pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Result<ExitCode> {
     let method = if approve { "approval.approve" } else { "approval.deny" };
-    let r =
-        client::call(&args.socket.path(), method, json!({"approval_id": args.id, "reason": args.reason}))?;
+    let mut params = json!({"approval_id": args.id, "reason": args.reason});
+    if let Some(d) = &args.grant {
+        if !approve {
+            return Err(anyhow!("`--grant` goes with `approve`, not `deny`"));
+        }
+        let secs = faramesh_daemon::policy::parse_duration(d)
+            .ok_or_else(|| anyhow!("`--grant` `{d}` must look like `30m` or `2h`"))?;
+        params["grant_minutes"] = json!(secs.div_ceil(60));
+        params["grant_same_args"] = json!(args.same_args);
+    }
+    let r = client::call(&args.socket.path(), method, params)?;
+    if !json_out && let Some(g) = r.get("grant").filter(|g| g.is_object()) {
+        println!(
+            "grant {}: agent {} may call {}/{}{} without asking until {}",
+            s(g, "id"),
+            s(g, "agent_id"),
+            s(g, "tool"),
+            s(g, "operation"),
+            if g["request_hash"].is_string() { " (these arguments only)" } else { "" },
+            s(g, "expires_at")
+        );
+    }
     if json_out {
         println!("{r}");
     } else {
@@ -423,4 +450,62 @@ fn not_from_policy(rec: &Value) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  faramesh grants\n  faramesh grants revoke grant_3f9c2a7b...")]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    #[command(subcommand)]
+    action: Option<GrantsAction>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum GrantsAction {
+    /// End a grant now.
+    Revoke {
+        /// The grant's id (from `faramesh grants`).
+        id: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// `faramesh grants [revoke ID]`.
+pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
+    let path = args.socket.path();
+    if let Some(GrantsAction::Revoke { id, socket }) = args.action {
+        let r = client::call(&socket.path(), "grant.revoke", json!({"id": id}))?;
+        if json_out {
+            println!("{r}");
+        } else {
+            println!("revoked {id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = client::call(&path, "grant.list", json!({}))?;
+    if json_out {
+        println!("{r}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let grants = r["grants"].as_array().cloned().unwrap_or_default();
+    if grants.is_empty() {
+        println!("no grants are live (`faramesh approve ID --grant 30m` makes one)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = grants
+        .iter()
+        .map(|g| {
+            vec![
+                s(g, "id"),
+                s(g, "agent_id"),
+                format!("{}/{}", s(g, "tool"), s(g, "operation")),
+                if g["request_hash"].is_string() { "same args".into() } else { "any args".into() },
+                s(g, "expires_at"),
+            ]
+        })
+        .collect();
+    table(&["ID", "AGENT", "TOOL", "SCOPE", "UNTIL"], &rows);
+    Ok(ExitCode::SUCCESS)
 }

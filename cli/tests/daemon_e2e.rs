@@ -2676,3 +2676,83 @@ fn pending_approvals_are_reminded_and_escalated() {
     assert_eq!(escalations.len(), 1, "escalated once, to Slack (unsigned Block Kit): {got:?}");
     assert!(escalations[0].1["blocks"].is_array(), "{:?}", escalations[0]);
 }
+
+/// `faramesh approve ID --grant 30m` approves and lets the agent make the same tool/operation
+/// call for 30 minutes (`GRANT_APPLIED`), `--same-args` only with the same arguments; a grant
+/// never turns a DENY into PERMIT, is listed and revocable, and survives a restart.
+#[test]
+fn grants_allow_what_would_be_deferred_and_nothing_more() {
+    let policy = "version: 1\napprovals:\n  allow_same_uid: true\nrules:\n  - id: shell\n    match: { tool: shell }\n    require_approval: true\n  - id: http\n    match: { tool: http }\n    require_approval: true\n  - id: no-payments\n    match: { tool: payments }\n    deny: true\n";
+    let mut daemon = Daemon::start(policy);
+    let mut c = daemon.client();
+    let call = |c: &mut Client, agent: &str, tool: &str, args: Value| {
+        c.result("govern", json!({"agent_id": agent, "tool": tool, "operation": "exec", "args": args}))
+    };
+    let socket = daemon.socket.clone();
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin()).args(args).arg("--socket").arg(&socket).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = call(&mut c, "bot", "shell", json!({"cmd": "ls"}));
+    assert_eq!(first["effect"], "DEFER");
+    let said = cli(&["approve", first["action_id"].as_str().unwrap(), "--grant", "30m"]);
+    assert!(said.contains("may call shell/exec without asking until"), "{said}");
+    let other_args = call(&mut c, "bot", "shell", json!({"cmd": "uptime"}));
+    assert_eq!(
+        (&other_args["effect"], &other_args["reason_code"]),
+        (&json!("PERMIT"), &json!("GRANT_APPLIED"))
+    );
+    assert!(other_args["rule_id"].as_str().unwrap().starts_with("grant:grant_"), "{other_args}");
+    assert_eq!(call(&mut c, "other-bot", "shell", json!({"cmd": "ls"}))["effect"], "DEFER", "another agent");
+
+    // Same arguments only.
+    let fetch = call(&mut c, "bot", "http", json!({"url": "https://a.example"}));
+    cli(&["approve", fetch["approval_id"].as_str().unwrap(), "--grant", "1h", "--same-args"]);
+    assert_eq!(
+        call(&mut c, "bot", "http", json!({"url": "https://a.example"}))["reason_code"],
+        "GRANT_APPLIED"
+    );
+    assert_eq!(call(&mut c, "bot", "http", json!({"url": "https://b.example"}))["effect"], "DEFER");
+
+    // A grant never bypasses a DENY rule.
+    let g = c.result(
+        "grant.create",
+        json!({"agent_id": "bot", "tool": "payments", "operation": "exec", "minutes": 10}),
+    );
+    assert!(g["id"].as_str().unwrap().starts_with("grant_"));
+    assert_eq!(call(&mut c, "bot", "payments", json!({"amount": 5}))["effect"], "DENY");
+    let bad = c.call(
+        "grant.create",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "minutes": 100000}),
+    );
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // Listed, survives a restart, revocable.
+    let listed = cli(&["grants"]);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("grant_")).count(), 3, "{listed}");
+    daemon.stop();
+    daemon.spawn();
+    let mut c = daemon.client();
+    assert_eq!(
+        call(&mut c, "bot", "shell", json!({"cmd": "id"}))["reason_code"],
+        "GRANT_APPLIED",
+        "kept across a restart"
+    );
+    let shell_grant = c.result("grant.list", json!({}))["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["tool"] == "shell")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(cli(&["grants", "revoke", &shell_grant]).contains("revoked"));
+    assert_eq!(call(&mut c, "bot", "shell", json!({"cmd": "id"}))["effect"], "DEFER", "revoked");
+    let entries = c.result("log.entries", json!({"from_seq": 1, "limit": 500}));
+    let kinds: Vec<&str> =
+        entries["entries"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "grant").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| **k == "grant_revoked").count(), 1);
+}

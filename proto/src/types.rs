@@ -56,6 +56,8 @@ pub enum ReasonCode {
     McpToolQuarantined,
     /// A human approved this exact call.
     ApprovalGranted,
+    /// An approver's live grant allows what the policy would defer.
+    GrantApplied,
     /// A human denied this call.
     ApprovalDenied,
     /// The approval expired before anyone decided.
@@ -82,6 +84,7 @@ impl ReasonCode {
             ReasonCode::BudgetExceeded => "BUDGET_EXCEEDED",
             ReasonCode::McpToolQuarantined => "MCP_TOOL_QUARANTINED",
             ReasonCode::ApprovalGranted => "APPROVAL_GRANTED",
+            ReasonCode::GrantApplied => "GRANT_APPLIED",
             ReasonCode::ApprovalDenied => "APPROVAL_DENIED",
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",
             ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",

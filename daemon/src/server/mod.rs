@@ -129,6 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let log = Arc::new(log);
     let book = approvals::Book::load(Arc::clone(&log))?;
     let mcp_pins = crate::service::mcp_pins::Pins::load(&log)?;
+    let grants = crate::service::grants::Grants::load(&log)?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;
     let mut activated_tcp = None;
@@ -174,6 +175,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         limits: config.limits.clone(),
         approvals: book,
         mcp_pins,
+        grants,
         outbox: Default::default(),
         outbox_wake: Default::default(),
         rate: limits::RateLimiter::default(),

@@ -88,6 +88,9 @@ pub fn method(name: &str) -> Option<Method> {
         "log.exported" => call!(log_exported),
         "log.backup" => call!(log_backup),
         "dashboard.login" => call!(dashboard_login),
+        "grant.create" => call!(grant_create),
+        "grant.list" => call!(grant_list),
+        "grant.revoke" => call!(grant_revoke),
         "mcp.tools" => call!(mcp_tools),
         "mcp.trust" => call!(mcp_trust),
         "mcp.pins" => call!(mcp_pins),
@@ -231,9 +234,52 @@ fn approval_id(p: &Map<String, Value>) -> Result<String, ServiceError> {
 
 async fn approval_decide(s: Service, p: Map<String, Value>, who: Identity, approve: bool) -> RpcResult {
     let id = approval_id(&p)?;
-    let reason = Fields(&p).string("reason")?;
+    let f = Fields(&p);
+    let reason = f.string("reason")?;
+    if let Some(minutes) = f.uint("grant_minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)? {
+        if !approve {
+            return Err(ServiceError::invalid(
+                "grant_minutes",
+                "a grant comes with an approval, not a denial",
+            ));
+        }
+        let same_args = f.boolean("grant_same_args")?.unwrap_or(false);
+        let (a, grant) = s.approve_with_grant(&id, minutes, same_args, reason, &who).await?;
+        let mut v = serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))?;
+        v["grant"] = serde_json::to_value(grant).unwrap_or(Value::Null);
+        return Ok(v);
+    }
     let a = s.approval_decide(&id, approve, reason, &who).await?;
     serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))
+}
+
+async fn grant_create(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    let need =
+        |k: &str| -> Result<String, ServiceError> { f.string(k)?.ok_or_else(|| ServiceError::missing(k)) };
+    let req = crate::service::grants::GrantRequest {
+        agent_id: need("agent_id")?,
+        tool: need("tool")?,
+        operation: need("operation")?,
+        request_hash: f.string("request_hash")?,
+        minutes: f
+            .uint("minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?
+            .ok_or_else(|| ServiceError::missing("minutes"))?,
+        approval_id: None,
+        reason: f.string("reason")?,
+    };
+    let g = s.grant_create(req, &who).await?;
+    serde_json::to_value(g).map_err(|e| ServiceError::internal(e.to_string()))
+}
+
+async fn grant_list(s: Service, _: Map<String, Value>, who: Identity) -> RpcResult {
+    Ok(json!({ "grants": s.grant_list(&who)? }))
+}
+
+async fn grant_revoke(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let id = Fields(&p).string("id")?.ok_or_else(|| ServiceError::missing("id"))?;
+    let g = s.grant_revoke(&id, &who).await?;
+    Ok(json!({ "revoked": g }))
 }
 
 async fn approval_wait(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult {

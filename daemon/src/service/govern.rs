@@ -242,6 +242,9 @@ impl Service {
             if let Some(d) = self.quarantine(&call, &decision) {
                 decision = d;
             }
+            if let Some(d) = self.granted(&call, &decision) {
+                decision = d;
+            }
             if let Some(d) = identity_mismatch(policy, &call, who, &decision) {
                 decision = d;
             } else if let Some(approval_id) = resume {
@@ -343,6 +346,7 @@ impl Service {
             ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool => decision,
             _ => self.quarantine(&req.call, &decision).unwrap_or(decision),
         };
+        let decision = self.granted(&req.call, &decision).unwrap_or(decision);
         let decision = identity_mismatch(&loaded.policy, &req.call, who, &decision).unwrap_or(decision);
         Ok(GovernReply { decision, action_id: None, approval_id: None })
     }

@@ -14,6 +14,7 @@ pub mod authz;
 pub mod claims;
 mod error;
 mod govern;
+pub mod grants;
 mod identity;
 pub mod limits;
 pub mod logins;
@@ -108,6 +109,7 @@ mod tests {
             reloads: Default::default(),
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             mcp_pins: mcp_pins::Pins::load(&log).unwrap(),
+            grants: grants::Grants::load(&log).unwrap(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             log,

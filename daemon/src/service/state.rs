@@ -152,6 +152,8 @@ pub struct State {
     pub approvals: super::approvals::Book,
     /// Pinned MCP tool definitions.
     pub mcp_pins: super::mcp_pins::Pins,
+    /// Live grants.
+    pub grants: super::grants::Grants,
     /// Notification outbox counters.
     pub outbox: super::notify::OutboxStats,
     /// Wakes the outbox sender when a commit queued notifications.

@@ -19,6 +19,8 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/actions/{id}/start", post(start_action))
         .route("/v1/actions/{id}/result", post(report_result))
         .route("/v1/events", get(events))
+        .route("/v1/grants", get(list_grants).post(create_grant))
+        .route("/v1/grants/{id}", axum::routing::delete(revoke_grant))
         .merge(crate::server::dashboard::routes())
         .fallback(not_found)
         .with_state(app)
@@ -190,8 +192,65 @@ pub(super) async fn approval(
     let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
     let reason = f.string("reason")?;
     let given = f.string("token")?;
-    let view = app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?;
+    let grant = f.uint("grant_minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?;
+    let view = match grant {
+        None => app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?,
+        Some(_) if !approve => {
+            return Err(ServiceError::invalid(
+                "grant_minutes",
+                "a grant comes with an approval, not a denial",
+            )
+            .into());
+        }
+        Some(minutes) => {
+            let approval = app.service.resolve_approval(&id)?;
+            if given.as_deref().is_some_and(|t| t != approval) {
+                return Err(
+                    ServiceError::invalid("token", "`token` does not match this action's approval").into()
+                );
+            }
+            let same_args = f.boolean("grant_same_args")?.unwrap_or(false);
+            let (a, _) = app.service.approve_with_grant(&approval, minutes, same_args, reason, &who).await?;
+            app.service.find_action(&a.action_id, &who)?
+        }
+    };
     Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
+}
+
+pub(super) async fn list_grants(AxState(app): AxState<App>, Caller(who): Caller) -> HttpResult {
+    Ok(json_response(StatusCode::OK, &json!({"grants": app.service.grant_list(&who)?})))
+}
+
+pub(super) async fn create_grant(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let f = crate::service::Fields(&body);
+    let need =
+        |k: &str| -> Result<String, ServiceError> { f.string(k)?.ok_or_else(|| ServiceError::missing(k)) };
+    let req = crate::service::grants::GrantRequest {
+        agent_id: need("agent_id")?,
+        tool: need("tool")?,
+        operation: need("operation")?,
+        request_hash: f.string("request_hash")?,
+        minutes: f
+            .uint("minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?
+            .ok_or_else(|| ServiceError::missing("minutes"))?,
+        approval_id: None,
+        reason: f.string("reason")?,
+    };
+    let g = app.service.grant_create(req, &who).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(g).unwrap_or(Value::Null)))
+}
+
+pub(super) async fn revoke_grant(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    UrlPath(id): UrlPath<String>,
+) -> HttpResult {
+    let g = app.service.grant_revoke(&id, &who).await?;
+    Ok(json_response(StatusCode::OK, &json!({"revoked": g})))
 }
 
 pub(super) async fn start_action(
