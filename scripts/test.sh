@@ -151,6 +151,10 @@ FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
 (cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "notifications: a webhook (standardwebhooks verifies it), Slack (Block Kit via slack_sdk), email (aiosmtpd), a 30 s outage and a SIGKILL"
+"$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r tests/notifications/requirements.txt
+(cd tests/notifications && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
 if ! command -v chromium >/dev/null; then
     apt_install chromium

@@ -172,7 +172,19 @@ fn notification_channels_are_checked_where_they_are_named() {
     );
     assert_eq!(
         error_of("notifications:\n  channels:\n    ops:\n      type: pager\n"),
-        "p.yaml:4:13: channel `type` `pager` must be `webhook` or `slack`"
+        "p.yaml:4:13: channel `type` `pager` must be `webhook`, `slack` or `email`"
+    );
+    assert_eq!(
+        error_of(
+            "notifications:\n  channels:\n    mail:\n      type: email\n      smtp: mail.example.com:25\n      tls: none\n      from: f@example.com\n      to: [a@example.com]\n"
+        ),
+        "p.yaml:6:12: `tls: none` is only for a mail server on a loopback address (the message and any password would cross the network in clear)"
+    );
+    assert_eq!(
+        error_of(
+            "notifications:\n  channels:\n    mail:\n      type: email\n      smtp: mail.example.com\n      from: f@example.com\n"
+        ),
+        "p.yaml:4:7: email channel `mail` needs `to` (a list of addresses)"
     );
     // A valid one compiles, and rules keep their hash when they name no channel.
     let ok = format!(

@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::command::{CommandCond, CommandMatch, Flag};
 use super::model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Index, NamePat, Notifications, Period,
-    Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, Index, NamePat,
+    Notifications, Period, Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
 };
 use super::yaml::{self, Key, Kind, Node, Pos};
 
@@ -32,7 +32,22 @@ const TOP_KEYS: &[&str] =
     &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications"];
 const NOTIFICATION_KEYS: &[&str] =
     &["channels", "on_defer", "on_deny", "deny_min_risk", "remind_every", "escalate_after", "escalate_to"];
-const CHANNEL_KEYS: &[&str] = &["type", "url", "url_env", "url_file", "secret_env", "secret_file"];
+const CHANNEL_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "url_env",
+    "url_file",
+    "secret_env",
+    "secret_file",
+    "smtp",
+    "tls",
+    "from",
+    "to",
+    "username_env",
+    "username_file",
+    "password_env",
+    "password_file",
+];
 const RETENTION_KEYS: &[&str] = &["max_age", "archive_dir"];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -342,8 +357,24 @@ impl Loader<'_> {
         let mut kind = None;
         let mut url = None;
         let mut secret = None;
+        let (mut smtp, mut tls, mut from, mut to, mut username, mut password) =
+            (None, None, None, Vec::new(), None, None);
         let mut norm = Map::new();
+        let secret_ref = |key: &str, text: String| {
+            if key.ends_with("_env") { SecretRef::Env(text) } else { SecretRef::File(text) }
+        };
         for (key, value) in entries {
+            if key.name == "to" {
+                for item in self.seq(value, "`to`")? {
+                    let addr = self.string(item, "an address in `to`")?;
+                    if !addr.contains('@') {
+                        return Err(self.err(item.pos, format!("`{addr}` is not an email address")));
+                    }
+                    to.push(addr);
+                }
+                norm.insert("to".into(), json!(to));
+                continue;
+            }
             let text = self.string(value, &format!("`{}`", key.name))?;
             norm.insert(key.name.clone(), json!(text));
             match key.name.as_str() {
@@ -351,10 +382,11 @@ impl Loader<'_> {
                     kind = Some(match text.as_str() {
                         "webhook" => ChannelKind::Webhook,
                         "slack" => ChannelKind::Slack,
+                        "email" => ChannelKind::Email,
                         _ => {
                             return Err(self.err(
                                 value.pos,
-                                format!("channel `type` `{text}` must be `webhook` or `slack`"),
+                                format!("channel `type` `{text}` must be `webhook`, `slack` or `email`"),
                             ));
                         }
                     });
@@ -373,18 +405,75 @@ impl Loader<'_> {
                     if secret.is_some() {
                         return Err(self.err(key.pos, "give one of `secret_env` or `secret_file`"));
                     }
-                    secret = Some(if key.name == "secret_env" {
-                        SecretRef::Env(text)
-                    } else {
-                        SecretRef::File(text)
-                    });
+                    secret = Some(secret_ref(&key.name, text));
                 }
+                "smtp" => {
+                    let (host, port) = match text.rsplit_once(':') {
+                        Some((h, p)) => (h.to_owned(), p.parse::<u16>().ok()),
+                        None => (text.clone(), Some(587)),
+                    };
+                    let Some(port) = port.filter(|_| !host.is_empty()) else {
+                        return Err(
+                            self.err(value.pos, format!("`smtp` `{text}` must be `host` or `host:port`"))
+                        );
+                    };
+                    smtp = Some((host, port, value.pos));
+                }
+                "tls" => {
+                    tls = Some((
+                        match text.as_str() {
+                            "starttls" => EmailTls::Starttls,
+                            "tls" => EmailTls::Tls,
+                            "none" => EmailTls::None,
+                            _ => {
+                                return Err(self.err(
+                                    value.pos,
+                                    format!("`tls` `{text}` must be `starttls`, `tls` or `none`"),
+                                ));
+                            }
+                        },
+                        value.pos,
+                    ));
+                }
+                "from" => {
+                    if !text.contains('@') {
+                        return Err(self.err(value.pos, format!("`from` `{text}` is not an email address")));
+                    }
+                    from = Some(text);
+                }
+                "username_env" | "username_file" => username = Some(secret_ref(&key.name, text)),
+                "password_env" | "password_file" => password = Some(secret_ref(&key.name, text)),
                 _ => {}
             }
         }
         let Some(kind) = kind else {
-            return Err(self.err(node.pos, format!("channel `{name}` needs a `type` (`webhook` or `slack`)")));
+            return Err(self
+                .err(node.pos, format!("channel `{name}` needs a `type` (`webhook`, `slack` or `email`)")));
         };
+        if kind == ChannelKind::Email {
+            let Some((host, port, smtp_pos)) = smtp else {
+                return Err(self.err(node.pos, format!("email channel `{name}` needs `smtp` (`host:port`)")));
+            };
+            let Some(from) = from else {
+                return Err(self.err(node.pos, format!("email channel `{name}` needs `from`")));
+            };
+            if to.is_empty() {
+                return Err(
+                    self.err(node.pos, format!("email channel `{name}` needs `to` (a list of addresses)"))
+                );
+            }
+            let tls_mode = tls.map_or(EmailTls::Starttls, |(t, _)| t);
+            let loopback =
+                host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if tls_mode == EmailTls::None && !loopback {
+                return Err(self.err(
+                    tls.map_or(smtp_pos, |(_, p)| p),
+                    "`tls: none` is only for a mail server on a loopback address (the message and any password would cross the network in clear)",
+                ));
+            }
+            let email = Email { host, port, tls: tls_mode, from, to, username, password };
+            return Ok((Channel { kind, url: None, secret: None, email: Some(email) }, Value::Object(norm)));
+        }
         let Some((how, text, pos)) = url else {
             return Err(self.err(node.pos, format!("channel `{name}` needs `url`, `url_env` or `url_file`")));
         };
@@ -407,7 +496,7 @@ impl Loader<'_> {
                 ),
             ));
         }
-        Ok((Channel { kind, url, secret }, Value::Object(norm)))
+        Ok((Channel { kind, url: Some(url), secret, email: None }, Value::Object(norm)))
     }
 
     fn retention(&self, node: &Node) -> Result<(crate::policy::Retention, Value), PolicyError> {

@@ -71,10 +71,42 @@ impl Default for Notifications {
 pub struct Channel {
     /// What it speaks.
     pub kind: ChannelKind,
-    /// Where it posts.
-    pub url: SecretRef,
+    /// Where it posts (webhooks, Slack).
+    pub url: Option<SecretRef>,
     /// The Standard Webhooks signing secret (webhooks).
     pub secret: Option<SecretRef>,
+    /// The mail server and addresses (email).
+    pub email: Option<Email>,
+}
+
+/// An email channel's server and addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// The SMTP server's host.
+    pub host: String,
+    /// Its port (default 587).
+    pub port: u16,
+    /// How the connection is protected.
+    pub tls: EmailTls,
+    /// The sender.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// The SMTP user, if the server wants one.
+    pub username: Option<SecretRef>,
+    /// Its password.
+    pub password: Option<SecretRef>,
+}
+
+/// How an email channel protects its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTls {
+    /// STARTTLS, required (the default).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// None: only for a server on a loopback address.
+    None,
 }
 
 /// A channel's format.
@@ -84,6 +116,8 @@ pub enum ChannelKind {
     Webhook,
     /// A Slack incoming webhook (Block Kit message).
     Slack,
+    /// Email over SMTP.
+    Email,
 }
 
 /// A value the policy names but does not hold: a literal (non-secret URLs only), an

@@ -403,7 +403,12 @@ impl Client {
 
     /// Posts `note` to `channel` in its format; `Err` with why it was not delivered.
     pub async fn deliver(&self, channel: &Channel, note: &Note) -> Result<(), String> {
-        let url = channel.url.read()?;
+        if let Some(email) = &channel.email {
+            return tokio::time::timeout(DELIVERY_TIMEOUT * 3, send_email(email, note))
+                .await
+                .map_err(|_| format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs() * 3))?;
+        }
+        let url = channel.url.as_ref().ok_or("the channel has no URL")?.read()?;
         let (body, headers) = match channel.kind {
             ChannelKind::Webhook => {
                 let secret = channel.secret.as_ref().ok_or("the webhook has no secret")?.read()?;
@@ -417,7 +422,7 @@ impl Client {
                 ];
                 (body, headers)
             }
-            ChannelKind::Slack => (slack_body(note).to_string(), Vec::new()),
+            ChannelKind::Slack | ChannelKind::Email => (slack_body(note).to_string(), Vec::new()),
         };
         tokio::time::timeout(DELIVERY_TIMEOUT, self.post(&url, body, headers))
             .await
@@ -470,6 +475,77 @@ where
     });
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok(resp.status())
+}
+
+/// Sends `note` as a plain-text email (its id as the Message-ID, for deduplication).
+async fn send_email(email: &crate::policy::Email, note: &Note) -> Result<(), String> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let (subject, text) = email_text(note);
+    let mut message = lettre::Message::builder()
+        .from(email.from.parse().map_err(|e| format!("`from`: {e}"))?)
+        .subject(subject)
+        .message_id(Some(format!("<{}@faramesh>", note.id)))
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    for to in &email.to {
+        message = message.to(to.parse().map_err(|e| format!("`to` `{to}`: {e}"))?);
+    }
+    let message = message.body(text).map_err(|e| e.to_string())?;
+    let builder = match email.tls {
+        crate::policy::EmailTls::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&email.host)
+        }
+        crate::policy::EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&email.host),
+        crate::policy::EmailTls::None => {
+            Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host))
+        }
+    };
+    let mut builder = builder.map_err(|e| e.to_string())?.port(email.port).timeout(Some(DELIVERY_TIMEOUT));
+    if let (Some(user), Some(password)) = (&email.username, &email.password) {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.read()?,
+            password.read()?,
+        ));
+    }
+    builder.build().send(message).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// An email's subject and body for `note`.
+pub fn email_text(note: &Note) -> (String, String) {
+    let d = &note.data;
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let call = format!("{} -> {}/{}", s("agent_id"), s("tool"), s("operation"));
+    let subject = match note.event.as_str() {
+        "approval.requested" => format!("[Faramesh] Approval needed: {call}"),
+        "approval.decided" => format!("[Faramesh] Approval {}: {call}", s("status")),
+        "approval.reminder" => format!("[Faramesh] Still waiting for approval: {call}"),
+        "approval.escalated" => format!("[Faramesh] Escalated, still waiting for approval: {call}"),
+        _ => format!("[Faramesh] Denied: {call}"),
+    };
+    let mut lines = vec![subject.trim_start_matches("[Faramesh] ").to_owned(), String::new()];
+    for (label, key) in [
+        ("Call", "summary"),
+        ("Why", "reason"),
+        ("Rule", "rule_id"),
+        ("Risk", "risk_level"),
+        ("Approval", "approval_id"),
+        ("Expires", "expires_at"),
+        ("Action", "action_id"),
+    ] {
+        let v = s(key);
+        if !v.is_empty() {
+            lines.push(format!("{label}: {v}"));
+        }
+    }
+    let approval = s("approval_id");
+    if note.event != "approval.decided" && !approval.is_empty() {
+        lines.push(String::new());
+        lines.push(format!("Approve: faramesh approve {approval}"));
+        lines.push(format!("Deny:    faramesh deny {approval}"));
+    }
+    if !s("link").is_empty() {
+        lines.push(format!("Open:    {}", s("link")));
+    }
+    (subject, lines.join("\n") + "\n")
 }
 
 /// The Standard Webhooks signature: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`,
