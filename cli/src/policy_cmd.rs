@@ -33,6 +33,13 @@ pub enum PolicyCommand {
     },
     /// Compare two policies: rules added, removed, changed, and the calls whose decision changes.
     Diff(DiffArgs),
+    /// "Allow always": the rule that would allow a recorded call (its agent, tool and
+    /// operation), printed as YAML to place after every deny rule, or appended to a suggestions
+    /// file. Nothing edits the live policy.
+    #[command(
+        after_help = "Examples:\n  faramesh policy suggest 3f9c2a7b\n  faramesh policy suggest 3f9c2a7b --write policies/suggestions.yaml"
+    )]
+    Suggest(SuggestArgs),
     /// Decide one call and show every rule considered and why each earlier one did not match.
     #[command(
         after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'"
@@ -52,6 +59,7 @@ pub fn run(cmd: PolicyCommand, json_out: bool) -> Result<ExitCode> {
         PolicyCommand::Test { file, cases } => test(&file, &cases, json_out),
         PolicyCommand::Explain { file, call } => explain(&file, &call, json_out),
         PolicyCommand::Diff(args) => diff(args, json_out),
+        PolicyCommand::Suggest(args) => suggest(&args),
     }
 }
 
@@ -353,4 +361,88 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
         }
     }
     Ok(if changed_calls.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISMATCH) })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SuggestArgs {
+    /// The recorded action (its id, its approval's id, or a unique 8+ prefix).
+    id: String,
+    /// Append the rule to this file (created if missing) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Allow every agent, not only the one that made the call.
+    #[arg(long)]
+    any_agent: bool,
+    #[command(flatten)]
+    socket: crate::args::SocketArg,
+}
+
+/// The suggested rule for a recorded decision, as YAML (a list item), or why there is none.
+pub(crate) fn suggested_rule(
+    rec: &faramesh_daemon::log::dpr::DecisionRecord,
+    any_agent: bool,
+) -> std::result::Result<String, String> {
+    use faramesh_proto::{Effect, ReasonCode};
+    if rec.effect == Effect::Deny && rec.reason_code == ReasonCode::PolicyDeny {
+        return Err(format!(
+            "action {} was denied by rule `{}`: a suggestion never overrides a deny rule (change that rule if it is wrong)",
+            rec.id,
+            rec.rule_id.as_deref().unwrap_or("?")
+        ));
+    }
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut id = format!("allow-{}-{}", rec.tool, rec.operation);
+    let mut matched = format!("tool: {}, op: {}", q(&rec.tool), q(&rec.operation));
+    if !any_agent {
+        id = format!("allow-{}-{}-{}", rec.agent_id, rec.tool, rec.operation);
+        matched = format!("agent_id: {}, {matched}", q(&rec.agent_id));
+    }
+    let id: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let text = format!(
+        "# Suggested by `faramesh policy suggest {action}` from action {action} ({effect} {code}, {ts}).\n\
+         # Place it after every deny rule (the first matching rule wins), then `faramesh apply`.\n\
+         - id: {id}\n  match: {{ {matched} }}\n  allow: true\n  description: {desc}\n",
+        action = rec.id,
+        effect = rec.effect.as_str(),
+        code = rec.reason_code.as_str(),
+        ts = rec.ts,
+        desc = q(&format!("Allowed always after action {}", rec.id)),
+    );
+    // The suggestion is checked by the policy compiler before anyone sees it.
+    let policy_text = format!(
+        "version: 1\nrules:\n{}",
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    policy::compile("suggestion.yaml", &policy_text)
+        .map_err(|e| format!("internal: the suggestion does not compile: {e}"))?;
+    Ok(text)
+}
+
+fn suggest(args: &SuggestArgs) -> Result<ExitCode> {
+    let r = crate::client::call(&args.socket.path(), "action.get", json!({"id": args.id}))?;
+    let rec = faramesh_daemon::log::dpr::DecisionRecord::parse(&r.to_string())
+        .ok_or_else(|| anyhow::anyhow!("the daemon answered something that is not a decision record"))?;
+    let text = match suggested_rule(&rec, args.any_agent) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("faramesh: {why}");
+            return Ok(ExitCode::from(EXIT_MISMATCH));
+        }
+    };
+    match &args.write {
+        None => print!("{text}"),
+        Some(file) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .with_context(|| format!("cannot open `{}`", file.display()))?;
+            f.write_all(format!("\n{text}").as_bytes())
+                .with_context(|| format!("cannot write `{}`", file.display()))?;
+            println!("appended the suggested rule to {} (the live policy is unchanged)", file.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2756,3 +2756,52 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     assert_eq!(kinds.iter().filter(|k| **k == "grant").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "grant_revoked").count(), 1);
 }
+
+/// `faramesh policy suggest ID` ("allow always") proposes the rule that would allow a recorded
+/// call, which compiles and, placed after the deny rules, allows it; it refuses to override a
+/// deny rule, and `--write` appends to a file without touching the live policy.
+#[test]
+fn policy_suggest_proposes_a_rule_and_never_overrides_a_deny() {
+    let policy = "version: 1\nrules:\n  - id: no-payments\n    match: { tool: payments }\n    deny: true\n  - id: shell\n    match: { tool: shell }\n    require_approval: true\n";
+    let daemon = Daemon::start(policy);
+    let mut c = daemon.client();
+    let deferred = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "ls"}}),
+    );
+    let denied =
+        c.result("govern", json!({"agent_id": "bot", "tool": "payments", "operation": "refund", "args": {}}));
+    let run =
+        |args: &[&str]| Command::new(bin()).args(args).arg("--socket").arg(&daemon.socket).output().unwrap();
+    let out = run(&["policy", "suggest", deferred["action_id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rule = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(rule.contains("- id: allow-bot-shell-exec") && rule.contains("allow: true"), "{rule}");
+    // Placed after the deny rules (here: at the end), it allows the call.
+    let with = format!("{policy}{}", rule.lines().map(|l| format!("  {l}\n")).collect::<String>());
+    let compiled = faramesh_daemon::policy::compile(
+        "p.yaml",
+        &with.replace("  - id: shell\n    match: { tool: shell }\n    require_approval: true\n", ""),
+    )
+    .unwrap();
+    let call = faramesh_proto::Call {
+        params: json!({"cmd": "ls"}),
+        ..faramesh_proto::Call::new("bot", "shell", "exec")
+    };
+    assert_eq!(faramesh_daemon::policy::decide(&compiled, &call).effect, faramesh_proto::Effect::Permit);
+    let refused = run(&["policy", "suggest", denied["action_id"].as_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("never overrides a deny rule"));
+    let file = daemon.dir.join("suggestions.yaml");
+    let out = run(&[
+        "policy",
+        "suggest",
+        deferred["action_id"].as_str().unwrap(),
+        "--any-agent",
+        "--write",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(std::fs::read_to_string(&file).unwrap().contains("- id: allow-shell-exec"));
+    assert_eq!(std::fs::read_to_string(&daemon.policy).unwrap(), policy, "the live policy is unchanged");
+}
