@@ -41,5 +41,17 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--http":
         # Streamable HTTP on 127.0.0.1:PORT/mcp.
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif len(sys.argv) > 4 and sys.argv[1] == "--https":
+        # The same over TLS: `--https PORT CERT KEY`.
+        import uvicorn
+
+        uvicorn.run(
+            server.streamable_http_app(),
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            ssl_certfile=sys.argv[3],
+            ssl_keyfile=sys.argv[4],
+            log_level="warning",
+        )
     else:
         server.run("stdio")

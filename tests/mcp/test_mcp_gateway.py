@@ -222,20 +222,45 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
     assert proc.wait(timeout=20) == 0, "closing stdin stops the server and the proxy"
 
 
+def tls_files(env: Env) -> tuple[str, str, str]:
+    """A private CA and a certificate it issued for 127.0.0.1 (openssl): `(ca, cert, key)`."""
+    ca, ca_key = env.tmp / "ca.pem", env.tmp / "ca-key.pem"
+    cert, key, csr = env.tmp / "upstream-cert.pem", env.tmp / "upstream-key.pem", env.tmp / "upstream.csr"
+    ext = env.tmp / "upstream.ext"
+    if not cert.exists():
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+        run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=test CA")
+        run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+        ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "1", "-extfile", str(ext))
+    return str(ca), str(cert), str(key)
+
+
 @contextlib.contextmanager
-def http_gateway(env: Env, agent_id: str, *extra: str) -> Iterator[int]:
-    """A real MCP server on streamable HTTP and `faramesh mcp --listen` in front of it: the
-    proxy's port."""
+def http_gateway(env: Env, agent_id: str, *extra: str, https: bool = False, trust: bool = True) -> Iterator[int]:
+    """A real MCP server on streamable HTTP (or HTTPS with a private CA) and `faramesh mcp
+    --listen` in front of it: the proxy's port."""
     server_port, proxy_port = free_port(), free_port()
+    serve = ["--http", str(server_port)]
+    proxy_env = dict(os.environ)
+    if https:
+        ca, cert, key = tls_files(env)
+        serve = ["--https", str(server_port), cert, key]
+        if trust:
+            proxy_env["SSL_CERT_FILE"] = ca
     server = subprocess.Popen(
-        [sys.executable, SERVER, "--http", str(server_port)],
+        [sys.executable, SERVER, *serve],
         env={**os.environ, "RECORD": str(env.record)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    scheme = "https" if https else "http"
     proxy = subprocess.Popen(
         [BIN, "mcp", "--agent-id", agent_id, "--tool-prefix", "files", "--socket", env.socket,
-         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"http://127.0.0.1:{server_port}/mcp", *extra],
+         "--listen", f"127.0.0.1:{proxy_port}", "--upstream", f"{scheme}://127.0.0.1:{server_port}/mcp", *extra],
+        env=proxy_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -306,6 +331,48 @@ def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> Non
     assert not result.is_error and text(result) == "ran held", "held, then run once approved"
     assert progress and "waiting for approval" in (progress[0][1] or "")
     assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held"}}]
+
+
+def test_defer_wait_over_streamable_http_streams_progress(env: Env) -> None:
+    with http_gateway(env, "mcp-http-wait", "--defer", "wait=60") as proxy_port:
+        before = len(env.received())
+        progress: list[tuple[float, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, message))
+            if len(progress) == 1 and message:
+                approval_id = message.split("approval ", 1)[1].split(" ", 1)[0]
+                await asyncio.to_thread(env.cli, "approve", approval_id)  # another process
+
+        async def run() -> Any:
+            async with Client(f"http://127.0.0.1:{proxy_port}/mcp") as client:
+                return await client.call_tool("run_shell", {"cmd": "held-http"}, progress_callback=on_progress)
+
+        result = asyncio.run(run())
+        assert not result.is_error and text(result) == "ran held-http", "held, then run once approved"
+        assert progress and "waiting for approval" in (progress[0][1] or "")
+        assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held-http"}}]
+
+
+def test_an_https_upstream_is_relayed_and_its_certificate_checked(env: Env) -> None:
+    with http_gateway(env, "mcp-https", https=True) as proxy_port:
+
+        async def run() -> None:
+            async with Client(f"http://127.0.0.1:{proxy_port}/mcp") as client:
+                ok = await client.call_tool("read_file", {"path": "/tls"})
+                assert not ok.is_error and text(ok) == "contents of /tls"
+
+        asyncio.run(run())
+    before = len(env.received())
+    with http_gateway(env, "mcp-https-untrusted", https=True, trust=False) as proxy_port:
+
+        async def refused() -> None:
+            async with Client(f"http://127.0.0.1:{proxy_port}/mcp") as client:
+                await client.call_tool("read_file", {"path": "/untrusted"})
+
+        with pytest.raises(BaseException):
+            asyncio.run(refused())
+    assert len(env.received()) == before, "an upstream whose certificate is not trusted gets nothing"
 
 
 def test_defer_elicit_sends_the_user_to_the_dashboard_then_holds(env: Env) -> None:

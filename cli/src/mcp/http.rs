@@ -17,6 +17,9 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+/// http:// or https:// (rustls with ring and the web PKI roots) upstreams.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
@@ -30,21 +33,27 @@ const MAX_BODY: usize = 16 << 20;
 #[derive(Clone)]
 struct Proxy {
     shared: Arc<Shared>,
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     upstream: Uri,
 }
 
 pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<ExitCode> {
     let upstream: Uri = upstream.parse().map_err(|_| anyhow!("`--upstream` `{upstream}` is not a URL"))?;
-    if upstream.scheme_str() != Some("http") {
-        return Err(anyhow!("`--upstream` must be an http:// URL (a local MCP server); got `{upstream}`"));
+    if !matches!(upstream.scheme_str(), Some("http" | "https")) {
+        return Err(anyhow!("`--upstream` must be an http:// or https:// URL; got `{upstream}`"));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let tls = rustls_client_config()?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         let app = Router::new().fallback(relay).with_state(Proxy { shared, client, upstream: upstream.clone() });
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
@@ -64,6 +73,30 @@ pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<
     })
 }
 
+/// TLS for https:// upstreams: ring, the web PKI roots, and the certificates in
+/// `SSL_CERT_FILE` when it is set (a private CA).
+fn rustls_client_config() -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        let path = std::path::PathBuf::from(file);
+        for cert in CertificateDer::pem_file_iter(&path)
+            .with_context(|| format!("cannot read SSL_CERT_FILE `{}`", path.display()))?
+        {
+            let cert =
+                cert.with_context(|| format!("SSL_CERT_FILE `{}` holds a bad certificate", path.display()))?;
+            roots.add(cert).with_context(|| format!("SSL_CERT_FILE `{}`", path.display()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 fn json_reply(v: &Value) -> Response {
     let mut resp = (StatusCode::OK, mcp_msg::encode(v)).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -79,7 +112,7 @@ fn refused(refusal: &Refusal) -> Response {
 }
 
 async fn relay(State(p): State<Proxy>, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -112,6 +145,19 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                     *proto = Some(v.to_owned());
                 }
                 let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                // A call `--defer wait` may hold, from a client that reads event streams and
+                // asked for progress: answered as an event stream, progress first.
+                let streams = parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/event-stream"));
+                if streams
+                    && matches!(p.shared.defer, super::Defer::Wait(_))
+                    && params.pointer("/_meta/progressToken").is_some()
+                {
+                    return held_call(p, parts, id, name, arguments, msg, params);
+                }
                 let shared = Arc::clone(&p.shared);
                 let verdict =
                     tokio::task::spawn_blocking(move || gate(&shared, &id, &name, &arguments, &params, None))
@@ -137,6 +183,17 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
         }
     };
     // Relay to the upstream endpoint, keeping the query.
+    forward(&p, parts, bytes, listing).await
+}
+
+/// Sends a request the proxy decided on (re-serialized) to the upstream, and relays the answer
+/// (a `tools/list` answer is reported to the daemon first).
+async fn forward(
+    p: &Proxy,
+    mut parts: axum::http::request::Parts,
+    bytes: axum::body::Bytes,
+    listing: Option<Value>,
+) -> Response {
     let mut target = p.upstream.clone().into_parts();
     if let Some(q) = parts.uri.query()
         && let Some(pq) = target.path_and_query.as_ref()
@@ -158,13 +215,71 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             match listing {
-                Some(id) => filter_listing(&p, parts, Body::new(body), id).await,
+                Some(id) => filter_listing(p, parts, Body::new(body), id).await,
                 None => Response::from_parts(parts, Body::new(body)),
             }
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("the MCP server at {} did not answer: {e}", p.upstream))
             .into_response(),
     }
+}
+
+/// A `tools/call` held while it waits for a person, answered as an event stream: progress
+/// notifications while it waits, then the answer (the refusal, or the server's answer once it is
+/// permitted and forwarded).
+fn held_call(
+    p: Proxy,
+    parts: axum::http::request::Parts,
+    id: Value,
+    name: String,
+    arguments: serde_json::Map<String, Value>,
+    msg: serde_json::Map<String, Value>,
+    params: Value,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(16);
+    let event = |v: &Value| format!("event: message\ndata: {}\n\n", mcp_msg::encode(v));
+    tokio::spawn(async move {
+        let shared = Arc::clone(&p.shared);
+        let progress_tx = tx.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            let send = |note: Value| {
+                let _ = progress_tx.blocking_send(Ok(event(&note)));
+            };
+            gate(&shared, &id, &name, &arguments, &params, Some(&send))
+        })
+        .await;
+        let last = match verdict {
+            Ok(Some(reply)) => event(&reply),
+            Ok(None) => {
+                let mut msg = Value::Object(msg);
+                strip_elicitation(&mut msg);
+                let resp = forward(&p, parts, mcp_msg::encode(&msg).into(), None).await;
+                let is_stream = resp
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with("text/event-stream"));
+                match axum::body::to_bytes(resp.into_body(), MAX_BODY).await {
+                    // The server's own event stream is passed on as it came; a JSON answer becomes
+                    // one event.
+                    Ok(b) if is_stream => String::from_utf8_lossy(&b).into_owned(),
+                    Ok(b) => match serde_json::from_slice::<Value>(&b) {
+                        Ok(v) => event(&v),
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                }
+            }
+            Err(_) => return,
+        };
+        let _ = tx.send(Ok(last)).await;
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 /// `--hide-denied-tools`: the server's answer to a `tools/list` (JSON, or an event stream
