@@ -79,7 +79,8 @@ pub struct McpArgs {
     /// Streamable-HTTP mode: serve MCP clients on this address (loopback) ...
     #[arg(long, requires = "upstream")]
     pub listen: Option<std::net::SocketAddr>,
-    /// ... and relay to this MCP endpoint (`http://host:port/mcp`).
+    /// ... and relay to this MCP endpoint (`http://host:port/mcp` or `https://…`; a private CA
+    /// in `SSL_CERT_FILE`).
     #[arg(long, requires = "listen")]
     pub upstream: Option<String>,
     /// The MCP server's command and arguments (after `--`; stdio mode).
