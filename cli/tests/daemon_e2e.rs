@@ -2264,6 +2264,11 @@ fn the_socket_answers_the_same_v1_actions_as_http() {
     let done = c.result("action.result", json!({"id": aid, "success": true, "format": "v1"}));
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done, http("GET", &format!("/v1/actions/{aid}")));
+    let timeline = c.result("action.events", json!({"id": aid, "format": "v1"}));
+    assert_eq!(timeline, http("GET", &format!("/v1/actions/{aid}/events")));
+    let kinds: Vec<&str> =
+        timeline.as_array().unwrap().iter().filter_map(|e| e["event_type"].as_str()).collect();
+    assert_eq!(kinds, ["created", "decision_made", "started", "succeeded"]);
 }
 
 /// The hook policy with `git` commands allowed (for the hosts whose after-events are tested on

@@ -166,6 +166,9 @@ async fn action_get(s: Service, p: Map<String, Value>, who: Identity) -> RpcResu
 
 async fn action_events(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let id = Fields(&p).id("action_id")?;
+    if wants_v1(&p)? {
+        return Ok(Value::Array(s.v1_events(&id, &who)?));
+    }
     let (view, events) = s.action_events(&id, &who)?;
     // The socket's timeline is the decision and the lifecycle entries naming its action id.
     let action_id = view.id().to_owned();

@@ -126,3 +126,51 @@ impl Service {
         Ok(v)
     }
 }
+
+/// The v1 name of a log entry's event: `decision_made`, the approval's status, `started`,
+/// `succeeded`, `failed`, or the entry's kind.
+pub fn event_type(e: &Value) -> String {
+    let status = e.get("status").and_then(Value::as_str).unwrap_or_default();
+    match e.get("kind").and_then(Value::as_str).unwrap_or_default() {
+        "decision" => "decision_made".to_owned(),
+        "approval" => status.to_owned(),
+        "action" => match status {
+            "executing" => "started".to_owned(),
+            other => other.to_owned(),
+        },
+        other => other.to_owned(),
+    }
+}
+
+impl Service {
+    /// An action's timeline in the v1 shape (`GET /v1/actions/{id}/events`, `action.events`
+    /// with `"format": "v1"`): `created`, `decision_made`, then each later entry about it.
+    pub fn v1_events(&self, id: &str, who: &Identity) -> Result<Vec<Value>, ServiceError> {
+        let (view, entries) = self.action_events(id, who)?;
+        let action_id = view.id().to_owned();
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let created_at = e.get("ts").cloned().unwrap_or(Value::Null);
+            if i == 0 {
+                out.push(json!({"id": format!("{action_id}-created"), "action_id": action_id, "event_type": "created", "meta": {}, "created_at": created_at}));
+            }
+            let mut meta = e.clone();
+            if let Value::Object(m) = &mut meta {
+                for k in ["kind", "seq", "prev_hash", "entry_hash", "params", "context"] {
+                    m.remove(k);
+                }
+                if i == 0 {
+                    m.insert("decision".into(), json!(decision_word(view.record.effect)));
+                }
+            }
+            out.push(json!({
+                "id": e.get("seq").map(|s| format!("seq-{s}")),
+                "action_id": action_id,
+                "event_type": event_type(e),
+                "meta": meta,
+                "created_at": created_at,
+            }));
+        }
+        Ok(out)
+    }
+}

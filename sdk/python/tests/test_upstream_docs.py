@@ -372,6 +372,10 @@ def test_govern_your_own_tool(env: Daemon, capsys: pytest.CaptureFixture[str]) -
 
     [small] = list_actions(agent_id="billing-bot", tool="refund", limit=1)
     assert small["status"] == "succeeded" and small["params"] == {"amount": 50, "customer_id": "c-1"}
+    from faramesh.sdk.client import ExecutionGovernorClient
+
+    timeline = [e["event_type"] for e in ExecutionGovernorClient().get_events(small["id"])]
+    assert timeline == ["created", "decision_made", "started", "succeeded"], timeline
 
     # A large refund waits for a human; a denial (by an approver, another client) ends it.
     approver = {"FARAMESH_API_KEY": APPROVER_TOKEN}

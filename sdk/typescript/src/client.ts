@@ -1,7 +1,8 @@
 /** Decide-only checks, execute-if-allowed, and the v1 actions client. */
 import type { Decision } from "./errors.js";
 import { jsonable } from "./governed.js";
-import { type Json, type Transport, V1_OUTCOME, defaultTransport } from "./transport.js";
+import { FarameshTimeoutError, UnauthorizedError } from "./errors.js";
+import { HttpTransport, type Json, type Transport, V1_OUTCOME, defaultTransport } from "./transport.js";
 
 export interface CallInput {
   agentId?: string;
@@ -134,4 +135,109 @@ export async function reportResult(
   const status = (await transport.getAction(id))["status"];
   if (status === "allowed" || status === "approved") await transport.startAction(id);
   return transport.reportResult(id, outcome.success, jsonable(outcome.result), outcome.error);
+}
+
+/** The action's timeline: `created`, `decision_made`, then approvals, start and result. */
+export function getEvents(id: string, transport: Transport = defaultTransport()): Promise<Json[]> {
+  return transport.getEvents(id);
+}
+
+/** What `ExecutionGovernorClient.submitAction` takes: the upstream SDK's spelling
+ * (`context.agent_id`, or `agent_id`) as well as ours (`agentId`). */
+export interface ActionInput {
+  tool: string;
+  operation: string;
+  params?: Json;
+  context?: Json;
+  agentId?: string;
+  agent_id?: string;
+}
+
+const TERMINAL = new Set(["succeeded", "failed", "denied"]);
+
+/**
+ * The upstream SDK's class-based client of the action API: `new ExecutionGovernorClient(url)`
+ * talks HTTP(S) to that daemon (token from `apiKey`, else `FARAMESH_API_KEY`/`FARAMESH_TOKEN`);
+ * without a URL, `FARAMESH_URL`, else the environment's transport (the socket). The same
+ * concepts as the Python SDK's `ExecutionGovernorClient`, in this language's spelling.
+ */
+export class ExecutionGovernorClient {
+  readonly transport: Transport;
+
+  constructor(baseUrl?: string, apiKey?: string, options: { transport?: Transport; timeoutMs?: number } = {}) {
+    const url = baseUrl ?? process.env["FARAMESH_URL"] ?? process.env["FARAMESH_BASE_URL"];
+    if (options.transport) this.transport = options.transport;
+    else if (url) {
+      const token = apiKey ?? process.env["FARAMESH_API_KEY"];
+      this.transport = new HttpTransport(url, { ...(token ? { token } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
+    } else this.transport = defaultTransport();
+  }
+
+  /** Decides and records an action; the v1 action (`id`, `status`, `decision`, `risk_level`, ...). */
+  submitAction(input: ActionInput): Promise<Json> {
+    const { agent_id, ...rest } = input;
+    return this.transport.submitAction(buildCall({ ...rest, ...(rest.agentId ?? agent_id ? { agentId: rest.agentId ?? agent_id } : {}) }));
+  }
+
+  getAction(id: string): Promise<Json> {
+    return this.transport.getAction(id);
+  }
+
+  listActions(filters: { status?: string; limit?: number; agent_id?: string; tool?: string; offset?: number } = {}): Promise<Json[]> {
+    return this.transport.listActions(filters);
+  }
+
+  /** The action's timeline. */
+  getEvents(id: string): Promise<Json[]> {
+    return this.transport.getEvents(id);
+  }
+
+  private async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {
+    try {
+      return await this.transport.decideApproval(id, approve, reason);
+    } catch (e) {
+      if (e instanceof UnauthorizedError) {
+        throw new UnauthorizedError(`${e.message}; approving takes an approver token (FARAMESH_APPROVER_TOKEN on the daemon) or an approver's uid on the socket`);
+      }
+      throw e;
+    }
+  }
+
+  approveAction(id: string, reason?: string): Promise<Json> {
+    return this.decideApproval(id, true, reason);
+  }
+
+  rejectAction(id: string, reason?: string): Promise<Json> {
+    return this.decideApproval(id, false, reason);
+  }
+
+  startAction(id: string): Promise<Json> {
+    return this.transport.startAction(id);
+  }
+
+  /** Reports the outcome; an action still `allowed` or `approved` is started first. */
+  reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json> {
+    return reportResult(id, { success, ...(result !== undefined ? { result } : {}), ...(error !== undefined ? { error } : {}) }, this.transport);
+  }
+
+  /** Polls until the action is `succeeded`, `failed` or `denied`. */
+  async waitForCompletion(id: string, timeoutMs = 60_000, pollMs = 1_000): Promise<Json> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const action = await this.transport.getAction(id);
+      if (TERMINAL.has(String(action["status"]))) return action;
+      if (Date.now() >= deadline) throw new FarameshTimeoutError(`action ${id} is still \`${String(action["status"])}\` after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  /** What the gate would decide, recorded nowhere. */
+  gateDecide(input: ActionInput): Promise<GateDecision> {
+    const { agent_id, ...rest } = input;
+    return gateDecide({ ...rest, ...(rest.agentId ?? agent_id ? { agentId: rest.agentId ?? agent_id } : {}) }, this.transport);
+  }
+
+  close(): void {
+    this.transport.close();
+  }
 }

@@ -18,7 +18,9 @@ export {
   UnauthorizedError,
 } from "./errors.js";
 export {
+  type ActionInput,
   type CallInput,
+  ExecutionGovernorClient,
   type ExecuteResult,
   type GateDecision,
   approveAction,
@@ -26,6 +28,7 @@ export {
   executeIfAllowed,
   gateDecide,
   getAction,
+  getEvents,
   listActions,
   reportResult,
   startAction,

@@ -146,6 +146,15 @@ export class StubTransport implements Transport {
     return { approval_id: approvalId, status: approve ? "approved" : "denied" };
   }
 
+  async getEvents(id: string): Promise<Json[]> {
+    const a = await this.getAction(id);
+    const at = new Date().toISOString();
+    return [
+      { id: `${id}-created`, action_id: id, event_type: "created", meta: {}, created_at: at },
+      { id: `${id}-decided`, action_id: id, event_type: "decision_made", meta: { decision: a["decision"] }, created_at: at },
+    ];
+  }
+
   async startAction(id: string): Promise<Json> {
     this.status(id, "executing");
     return this.getAction(id);

@@ -41,6 +41,8 @@ export interface Transport {
   decideApproval(id: string, approve: boolean, reason?: string): Promise<Json>;
   startAction(id: string): Promise<Json>;
   reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json>;
+  /** The action's timeline (v1 events: `created`, `decision_made`, `approved`, `started`, ...). */
+  getEvents(id: string): Promise<Json[]>;
   close(): void;
 }
 
@@ -253,6 +255,10 @@ export class SocketTransport implements Transport {
     return (await this.call("action.start", { id, format: "v1" })) as Json;
   }
 
+  async getEvents(id: string): Promise<Json[]> {
+    return (await this.call("action.events", { id, format: "v1" })) as Json[];
+  }
+
   async reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json> {
     const params: Json = { id, success, format: "v1" };
     if (result !== undefined) params["result"] = result;
@@ -397,6 +403,10 @@ export class HttpTransport implements Transport {
 
   async startAction(id: string): Promise<Json> {
     return (await this.request("POST", `/v1/actions/${encodeURIComponent(id)}/start`, {})) as Json;
+  }
+
+  async getEvents(id: string): Promise<Json[]> {
+    return (await this.request("GET", `/v1/actions/${encodeURIComponent(id)}/events`)) as Json[];
   }
 
   async reportResult(id: string, success: boolean, result?: unknown, error?: string): Promise<Json> {

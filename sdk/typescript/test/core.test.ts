@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 
 import {
   DaemonUnreachableError,
+  ExecutionGovernorClient,
   HttpTransport,
   InvalidRequestError,
   SocketTransport,
@@ -216,6 +217,36 @@ describe("over HTTPS", () => {
     assert.equal(decided["status"], "approved");
     agent.close();
     approver.close();
+  });
+  it("the upstream Node.js snippet: ExecutionGovernorClient, submitAction, getEvents", async () => {
+    process.env["FARAMESH_CA_CERT"] = String(daemon.cert);
+    try {
+      const client = new ExecutionGovernorClient(String(daemon.url), AGENT_TOKEN);
+      const action = await client.submitAction({
+        tool: "shell",
+        operation: "run",
+        params: { cmd: "echo 'Hello World'" },
+        context: { agent_id: "my-agent" },
+      });
+      assert.equal(action["status"], "pending_approval");
+      assert.equal(action["risk_level"], "low");
+      const events = await client.getEvents(String(action["id"]));
+      assert.deepEqual(events.map((e) => e["event_type"]), ["created", "decision_made"]);
+      const approver = new ExecutionGovernorClient(String(daemon.url), APPROVER_TOKEN);
+      await assert.rejects(client.approveAction(String(action["id"])), /approver token/);
+      assert.equal((await approver.approveAction(String(action["id"]), "ok"))["status"], "approved");
+      await client.reportResult(String(action["id"]), true, { out: "Hello World" });
+      const done = await client.waitForCompletion(String(action["id"]), 5_000, 50);
+      assert.equal(done["status"], "succeeded");
+      const timeline = (await client.getEvents(String(action["id"]))).map((e) => e["event_type"]);
+      assert.deepEqual(timeline, ["created", "decision_made", "approved", "started", "succeeded"]);
+      // Over the socket (no URL), the same objects.
+      const local = new ExecutionGovernorClient(undefined, undefined, { transport: new SocketTransport(daemon.socket) });
+      assert.deepEqual(await local.getEvents(String(action["id"])), await client.getEvents(String(action["id"])));
+      for (const c of [client, approver, local]) c.close();
+    } finally {
+      delete process.env["FARAMESH_CA_CERT"];
+    }
   });
 });
 

@@ -10,7 +10,7 @@ const require = createRequire(import.meta.url);
 describe("CommonJS", () => {
   it("require() gives the same API as import", () => {
     const cjs = require("@faramesh/sdk") as typeof esm;
-    for (const name of ["governedTools", "governTool", "gateDecide", "submitAction", "approveAction", "SocketTransport", "HttpTransport", "ToolDeniedError"]) {
+    for (const name of ["governedTools", "governTool", "gateDecide", "submitAction", "approveAction", "SocketTransport", "HttpTransport", "ToolDeniedError", "ExecutionGovernorClient", "getEvents"]) {
       assert.equal(typeof (cjs as Record<string, unknown>)[name], "function", name);
     }
     assert.ok(require.resolve("@faramesh/sdk").includes(`dist${"/"}cjs${"/"}`), require.resolve("@faramesh/sdk"));

@@ -1,8 +1,8 @@
 //! `GET /v1/events`: the log's entries the caller may see, as server-sent events, replayed from
 //! `Last-Event-ID` and then live.
 
-use super::v1::event_type;
 use super::*;
+use crate::service::v1::event_type;
 
 /// An SSE frame for a log entry, if it passes the filters and the reader may see it.
 pub(super) fn sse_frame(record: &str, agent: Option<&str>, effect: Option<&str>) -> Option<(u64, String)> {

@@ -128,58 +128,12 @@ pub(super) async fn get_action(
     Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
 
-/// The v1 name of a log entry's event.
-pub(super) fn event_type(e: &Value) -> String {
-    let status = e.get("status").and_then(Value::as_str).unwrap_or_default();
-    match e.get("kind").and_then(Value::as_str).unwrap_or_default() {
-        "decision" => "decision_made".to_owned(),
-        "approval" => status.to_owned(),
-        "action" => match status {
-            "executing" => "started".to_owned(),
-            other => other.to_owned(),
-        },
-        other => other.to_owned(),
-    }
-}
-
 pub(super) async fn action_events(
     AxState(app): AxState<App>,
     Caller(who): Caller,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    let (view, entries) = app.service.action_events(&id, &who)?;
-    let action_id = view.id().to_owned();
-    let mut out = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let created_at = e.get("ts").cloned().unwrap_or(Value::Null);
-        if i == 0 {
-            out.push(json!({"id": format!("{action_id}-created"), "action_id": action_id, "event_type": "created", "meta": {}, "created_at": created_at}));
-        }
-        let mut meta = e.clone();
-        if let Value::Object(m) = &mut meta {
-            for k in ["kind", "seq", "prev_hash", "entry_hash", "params", "context"] {
-                m.remove(k);
-            }
-            if i == 0 {
-                m.insert(
-                    "decision".into(),
-                    json!(
-                        e.get("effect")
-                            .and_then(|v| serde_json::from_value::<Effect>(v.clone()).ok())
-                            .map_or("deny", crate::service::v1::decision_word)
-                    ),
-                );
-            }
-        }
-        out.push(json!({
-            "id": e.get("seq").map(|s| format!("seq-{s}")),
-            "action_id": action_id,
-            "event_type": event_type(e),
-            "meta": meta,
-            "created_at": created_at,
-        }));
-    }
-    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+    Ok(json_response(StatusCode::OK, &Value::Array(app.service.v1_events(&id, &who)?)))
 }
 
 pub(super) async fn approval(

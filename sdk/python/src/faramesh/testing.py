@@ -185,6 +185,18 @@ class StubTransport(Transport):
         self._settle(approval_id, "approved" if approve else "denied")
         return {"approval_id": approval_id, "status": "approved" if approve else "denied", "reason": reason}
 
+    def get_events(self, action_id: str) -> list[dict[str, Any]]:
+        action = self.get_action(action_id)
+        return [
+            {"id": f"{action_id}-created", "action_id": action_id, "event_type": "created", "meta": {}},
+            {
+                "id": f"{action_id}-decided",
+                "action_id": action_id,
+                "event_type": "decision_made",
+                "meta": {"decision": action.get("decision")},
+            },
+        ]
+
     def start_action(self, action_id: str) -> dict[str, Any]:
         with self._lock:
             self._actions[action_id]["status"] = "executing"

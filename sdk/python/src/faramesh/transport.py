@@ -77,6 +77,10 @@ class Transport(ABC):
         """`allowed|approved -> executing`."""
 
     @abstractmethod
+    def get_events(self, action_id: str) -> list[dict[str, Any]]:
+        """The action's timeline (v1 events: `created`, `decision_made`, `approved`, `started`, ...)."""
+
+    @abstractmethod
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]:
@@ -373,6 +377,9 @@ class SocketTransport(Transport):
     def start_action(self, action_id: str) -> dict[str, Any]:
         return dict(self.call("action.start", {"id": action_id, "format": "v1"}))
 
+    def get_events(self, action_id: str) -> list[dict[str, Any]]:
+        return list(self.call("action.events", {"id": action_id, "format": "v1"}))
+
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None
     ) -> dict[str, Any]:
@@ -522,6 +529,9 @@ class HttpTransport(Transport):
 
     def start_action(self, action_id: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/v1/actions/{urllib.parse.quote(action_id)}/start", {}))
+
+    def get_events(self, action_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/actions/{urllib.parse.quote(action_id)}/events"))
 
     def report_result(
         self, action_id: str, success: bool, result: Any = None, error: str | None = None

@@ -74,6 +74,10 @@ class ExecutionGovernorClient:
         """Actions, newest first."""
         return self.transport.list_actions(status=status, limit=limit, agent_id=agent_id, tool=tool, offset=offset)
 
+    def get_events(self, action_id: str) -> list[dict[str, Any]]:
+        """The action's timeline: `created`, `decision_made`, then approvals, start and result."""
+        return self.transport.get_events(action_id)
+
     def _decide(self, action_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
         try:
             return self.transport.decide_approval(action_id, approve, reason)
