@@ -302,7 +302,7 @@ def _default_doc(tool: str) -> str:
 
 
 def framework_of(tool: Any) -> str | None:
-    """`langchain`, `openai_agents`, `crewai`, `autogen`, or None (a plain callable), from the
+    """`langchain`, `openai_agents`, `crewai`, `autogen`, `anthropic`, or None (a plain callable), from the
     tool's class hierarchy, without importing any framework."""
     for cls in type(tool).__mro__:
         module, name = cls.__module__, cls.__name__
@@ -314,6 +314,8 @@ def framework_of(tool: Any) -> str | None:
             return "crewai"
         if module.startswith("autogen_core.tools") and name == "BaseTool":
             return "autogen"
+        if module.startswith("anthropic.lib.tools") and name in ("BetaFunctionTool", "BetaAsyncFunctionTool"):
+            return "anthropic"
     return None
 
 
@@ -338,6 +340,10 @@ def wrap_tool(tool: Any, governor: Governor, framework: str | None = None) -> An
         if framework_of(tool) == "autogen":
             return autogen.wrap(tool, governor)
         return govern_callable(tool, governor)
+    if kind == "anthropic":
+        from ._frameworks import anthropic
+
+        return anthropic.wrap(tool, governor)
     if kind == "mcp" or (kind is None and _is_mcp_session(tool)):
         from ._frameworks import mcp
 
@@ -345,7 +351,7 @@ def wrap_tool(tool: Any, governor: Governor, framework: str | None = None) -> An
     if callable(tool):
         return govern_callable(tool, governor)
     raise TypeError(
-        f"cannot govern {type(tool).__name__}: pass a LangChain, OpenAI Agents, CrewAI or AutoGen tool, "
+        f"cannot govern {type(tool).__name__}: pass a LangChain, OpenAI Agents, CrewAI, AutoGen or Anthropic tool, "
         "an MCP client session, or a callable"
     )
 
