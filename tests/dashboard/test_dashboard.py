@@ -271,6 +271,58 @@ def test_approving_needs_the_session_cookie_and_the_csrf_token(dev: Dev, session
     page.locator("#f-status").select_option("")
 
 
+def test_the_queue_approves_in_bulk_and_grants(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
+    _, page = session
+    ran: list[Any] = []
+    tools = dev.agent(ran=ran)
+    for cmd in ("make test", "make lint", "make docs"):
+        with pytest.raises(ToolDeniedException):
+            tools.by_name("shell")(cmd)
+    queue = page.locator("#queue")
+    expect(queue).to_be_visible()
+    rows = page.locator("#queue-rows tr")
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_contain_text("cmd: make test")  # oldest first, with its arguments
+    expect(rows.first.locator(".age")).to_contain_text(" s")
+    expect(rows.first.locator(".expires")).to_contain_text("in ")
+    expect(page.locator("#rows tr", has_text="make lint").first).to_contain_text("cmd: make lint")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("document.documentElement.dataset.theme = 'light'")
+    page.screenshot(path=str(SHOTS / "queue-light.png"))
+
+    # Two selected, approved with one reason: each recorded on its own.
+    page.locator("#queue-rows tr", has_text="make test").locator("input.pick").check()
+    page.locator("#queue-rows tr", has_text="make lint").locator("input.pick").check()
+    expect(page.locator("#bulk-approve")).to_have_text("Approve 2 selected")
+    page.locator("#bulk-reason").fill("release checklist")
+    page.locator("#bulk-approve").click()
+    expect(rows).to_have_count(1)
+    approvals = json.loads(dev_cli(dev, "pending", "--json"))
+    approvals = approvals.get("approvals", approvals) if isinstance(approvals, dict) else approvals
+    assert [a["tool"] for a in approvals] == ["shell"] and len(approvals) == 1
+    log = json.loads(dev_cli(dev, "list", "--json", "--status", "approved", "--limit", "10"))
+    approved = log["actions"] if isinstance(log, dict) else log
+    assert {a["params"]["cmd"] for a in approved} >= {"make test", "make lint"}
+
+    # The last one approved with a 30-minute grant: the agent's next shell call runs without asking.
+    rows.first.locator("button.grant").click()
+    expect(queue).to_be_hidden()
+    expect(page.locator("#grants")).to_be_visible()
+    expect(page.locator("#grant-list li")).to_contain_text("dash-agent → shell/invoke")
+    assert tools.by_name("shell")("make clean") == "ran make clean"
+    page.locator("#grant-list button").click()
+    expect(page.locator("#grants")).to_be_hidden()
+    with pytest.raises(ToolDeniedException):
+        tools.by_name("shell")("make clean")  # revoked: it asks again
+    expect(rows).to_have_count(1)
+
+
+def dev_cli(dev: Dev, *args: str) -> str:
+    out = subprocess.run([BIN, *args, "--socket", dev.socket], capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_screenshots(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     _, page = session
     ran: list[Any] = []

@@ -24,10 +24,11 @@ pub fn decision_word(effect: Effect) -> &'static str {
 
 /// An action in the v1 shape.
 ///
-/// JSON: `{"id", "agent_id", "tool", "operation", "params", "context", "status",
+/// JSON: `{"id", "agent_id", "tool", "operation", "params", "summary", "context", "status",
 /// "decision", "effect", "outcome", "reason", "reason_code", "risk_level", "rule_id",
 /// "rule_ref", "request_hash", "policy_hash", "policy_version", "runtime_version",
-/// "provenance_id", "approval_id", "approval_token", "caller", "created_at", "updated_at"}`
+/// "provenance_id", "approval_id", "approval_token", "approval_expires_at", "caller",
+/// "created_at", "updated_at"}`
 /// (`docs/http.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct V1Action<'a> {
@@ -36,6 +37,8 @@ pub struct V1Action<'a> {
     tool: &'a str,
     operation: &'a str,
     params: &'a Value,
+    /// A one-line summary of the arguments (the command, URL, path or amount).
+    summary: String,
     context: Value,
     status: ActionStatus,
     decision: &'static str,
@@ -55,6 +58,8 @@ pub struct V1Action<'a> {
     /// The approval id again, for those who may approve it while it is pending (the published
     /// SDK's `approve_action` reads it).
     approval_token: Option<&'a str>,
+    /// When its pending approval expires.
+    approval_expires_at: Option<String>,
     caller: Option<&'a Caller>,
     created_at: &'a str,
     updated_at: &'a str,
@@ -70,6 +75,7 @@ impl Service {
             tool: &r.tool,
             operation: &r.operation,
             params: &r.params,
+            summary: super::notify::summary(&r.params),
             context: if r.context.is_object() { r.context.clone() } else { json!({}) },
             status: view.status,
             decision: decision_word(r.effect),
@@ -87,6 +93,12 @@ impl Service {
             provenance_id: &r.id,
             approval_id: r.approval_id.as_deref(),
             approval_token: r.approval_id.as_deref().filter(|_| self.shows_approval_token(who, view)),
+            approval_expires_at: r
+                .approval_id
+                .as_deref()
+                .filter(|_| view.status == ActionStatus::PendingApproval)
+                .and_then(|a| self.state.approvals.get(a))
+                .map(|a| a.expires_at),
             caller: r.caller.as_ref(),
             created_at: &r.ts,
             updated_at: &r.ts,

@@ -3,7 +3,18 @@
 "use strict";
 
 const PAGE = 50;
-const state = { csrf: null, offset: 0, next: null, open: null, source: null, refresh: null, focus: null };
+const state = {
+  csrf: null,
+  // Paging by cursor: the cursors of the pages before this one (newest first), and the next.
+  cursors: [],
+  cursor: null,
+  next: null,
+  open: null,
+  source: null,
+  refresh: null,
+  focus: null,
+  selected: new Set(),
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -140,19 +151,32 @@ function start() {
   };
   for (const id of ["f-status", "f-agent", "f-tool", "f-q"]) {
     $(id).addEventListener(id === "f-status" ? "change" : "input", () => {
-      state.offset = 0;
+      state.cursors = [];
+      state.cursor = null;
       scheduleRefresh(200);
     });
   }
   $("newer").onclick = () => {
-    state.offset = Math.max(0, state.offset - PAGE);
+    state.cursor = state.cursors.pop() || null;
     loadPage();
   };
   $("older").onclick = () => {
     if (state.next !== null) {
-      state.offset = state.next;
+      state.cursors.push(state.cursor);
+      state.cursor = state.next;
       loadPage();
     }
+  };
+  $("bulk-approve").onclick = () => decideMany([...state.selected], true);
+  $("bulk-deny").onclick = () => decideMany([...state.selected], false);
+  $("queue-all").onchange = (ev) => {
+    for (const box of document.querySelectorAll("#queue-rows input.pick")) {
+      box.checked = ev.target.checked;
+      const id = box.closest("tr").dataset.id;
+      if (ev.target.checked) state.selected.add(id);
+      else state.selected.delete(id);
+    }
+    syncBulk();
   };
   $("d-close").onclick = closeDrawer;
   document.addEventListener("keydown", (ev) => {
@@ -160,6 +184,8 @@ function start() {
   });
   loadOverview();
   loadPage();
+  loadQueue();
+  loadGrants();
   listen();
   if (state.focus) openDrawer(state.focus);
 }
@@ -198,7 +224,8 @@ async function loadOverview() {
 // ---- table -------------------------------------------------------------------------------
 
 function query() {
-  const params = new URLSearchParams({ limit: String(PAGE), offset: String(state.offset) });
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  if (state.cursor) params.set("cursor", state.cursor);
   const add = (k, id) => {
     const v = $(id).value.trim();
     if (v) params.set(k, v);
@@ -255,6 +282,7 @@ async function loadPage() {
         el("td", { class: "time", text: fmtTime(a.created_at) }),
         el("td", { class: "mono", text: a.agent_id }),
         el("td", { class: "mono" }, el("span", { class: "tool", text: a.tool }), el("span", { class: "dim", text: ` / ${a.operation}` })),
+        el("td", { class: "mono small summary", text: a.summary || "", title: a.summary || "" }),
         el("td", {}, effectBadge(a.effect)),
         el("td", { class: "mono small", text: a.reason_code }),
         el("td", {}, badge(`risk-${a.risk_level}`, a.risk_level || "")),
@@ -262,19 +290,154 @@ async function loadPage() {
       ),
     ),
   );
-  state.next = data.next_offset === null || data.next_offset === undefined ? null : data.next_offset;
+  state.next = data.next_cursor || null;
   $("empty").hidden = data.actions.length > 0;
-  $("newer").disabled = state.offset === 0;
+  $("newer").disabled = state.cursors.length === 0;
   $("older").disabled = state.next === null;
-  $("range").textContent = data.actions.length
-    ? `${state.offset + 1}–${state.offset + data.actions.length}`
-    : "";
+  const first = state.cursors.length * PAGE;
+  $("range").textContent = data.actions.length ? `${first + 1}–${first + data.actions.length}` : "";
+}
+
+// ---- the approval queue and grants ---------------------------------------------------------
+
+function ago(ts) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(ts).getTime()) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function until(ts) {
+  if (!ts) return "";
+  const s = Math.round((new Date(ts).getTime() - Date.now()) / 1000);
+  if (s <= 0) return "expired";
+  return s < 60 ? `in ${s} s` : `in ${Math.ceil(s / 60)} min`;
+}
+
+async function decideMany(ids, approve, extra = {}) {
+  const reason = $("bulk-reason").value.trim();
+  $("queue-error").textContent = "";
+  const failed = [];
+  // One request per action: each decision is recorded on its own.
+  for (const id of ids) {
+    const body = { approve, ...extra };
+    if (reason) body.reason = reason;
+    try {
+      await api(`/v1/actions/${encodeURIComponent(id)}/approval`, { method: "POST", body });
+      state.selected.delete(id);
+    } catch (e) {
+      failed.push(`${id.slice(0, 8)}: ${e.message}`);
+    }
+  }
+  if (failed.length) $("queue-error").textContent = failed.join("; ");
+  scheduleRefresh(0);
+}
+
+function syncBulk() {
+  const n = state.selected.size;
+  $("bulk-approve").disabled = n === 0;
+  $("bulk-deny").disabled = n === 0;
+  $("bulk-approve").textContent = n ? `Approve ${n} selected` : "Approve selected";
+  $("bulk-deny").textContent = n ? `Deny ${n} selected` : "Deny selected";
+}
+
+async function loadQueue() {
+  let data;
+  try {
+    data = await api("/v1/actions?status=pending_approval&limit=100");
+  } catch (_) {
+    return;
+  }
+  const pending = data.actions.slice().reverse(); // oldest first: the longest wait on top
+  const ids = new Set(pending.map((a) => a.id));
+  for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
+  $("queue").hidden = pending.length === 0;
+  $("queue-count").textContent = String(pending.length);
+  $("queue-rows").replaceChildren(
+    ...pending.map((a) =>
+      el(
+        "tr",
+        { class: "queue-row", "data-id": a.id },
+        el(
+          "td",
+          {},
+          el("input", {
+            type: "checkbox",
+            class: "pick",
+            "aria-label": `select ${a.id}`,
+            checked: state.selected.has(a.id),
+            onchange: (ev) => {
+              if (ev.target.checked) state.selected.add(a.id);
+              else state.selected.delete(a.id);
+              syncBulk();
+            },
+          }),
+        ),
+        el("td", { class: "mono", text: a.agent_id }),
+        el(
+          "td",
+          { class: "mono", onclick: () => openDrawer(a.id) },
+          el("span", { class: "tool", text: `${a.tool} / ${a.operation}` }),
+          el("span", { class: "dim small", text: a.summary ? `  ${a.summary}` : "" }),
+        ),
+        el("td", { class: "mono small", text: a.rule_id || "" }),
+        el("td", { class: "age", text: ago(a.created_at) }),
+        el("td", { class: "expires", text: until(a.approval_expires_at) }),
+        el(
+          "td",
+          { class: "queue-actions" },
+          el("button", { type: "button", class: "ok small", text: "Approve", onclick: () => decideMany([a.id], true) }),
+          el("button", {
+            type: "button",
+            class: "ghost small grant",
+            text: "Approve + 30 min",
+            title: "approve, and let this agent make the same tool/operation call without asking for 30 minutes",
+            onclick: () => decideMany([a.id], true, { grant_minutes: 30 }),
+          }),
+          el("button", { type: "button", class: "danger small", text: "Deny", onclick: () => decideMany([a.id], false) }),
+        ),
+      ),
+    ),
+  );
+  $("queue-all").checked = pending.length > 0 && pending.every((a) => state.selected.has(a.id));
+  syncBulk();
+}
+
+async function loadGrants() {
+  let data;
+  try {
+    data = await api("/v1/grants");
+  } catch (_) {
+    return;
+  }
+  $("grants").hidden = data.grants.length === 0;
+  $("grant-list").replaceChildren(
+    ...data.grants.map((g) =>
+      el(
+        "li",
+        { class: "grant-item" },
+        el("span", { class: "mono", text: `${g.agent_id} → ${g.tool}/${g.operation}` }),
+        el("span", { class: "dim", text: ` ${g.request_hash ? "same arguments" : "any arguments"}, ${until(g.expires_at)}` }),
+        el("button", {
+          type: "button",
+          class: "ghost small",
+          text: "Revoke",
+          onclick: async () => {
+            await api(`/v1/grants/${encodeURIComponent(g.id)}`, { method: "DELETE" });
+            scheduleRefresh(0);
+          },
+        }),
+      ),
+    ),
+  );
 }
 
 function scheduleRefresh(ms) {
   clearTimeout(state.refresh);
   state.refresh = setTimeout(() => {
     loadPage();
+    loadQueue();
+    loadGrants();
     loadOverview();
     if (state.open) openDrawer(state.open, true);
   }, ms);
@@ -287,8 +450,8 @@ function listen() {
   source.onopen = () => $("live").classList.add("on");
   source.onerror = () => $("live").classList.remove("on");
   source.onmessage = () => {
-    // New entries matter on the first page (newest first) and for an open drawer.
-    if (state.offset === 0 || state.open) scheduleRefresh(100);
+    // New entries matter for the queue, the first page (newest first) and an open drawer.
+    scheduleRefresh(100);
   };
 }
 
