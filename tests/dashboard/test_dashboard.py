@@ -47,6 +47,10 @@ rules:
     match: { tool: delete_file, op: "*" }
     deny: true
     description: Deleting files is not allowed
+  - id: no-payments
+    match: { tool: payments, op: "*" }
+    deny: true
+    description: No payments from this agent (a rule that never fires here)
 """
 
 
@@ -315,6 +319,30 @@ def test_the_queue_approves_in_bulk_and_grants(dev: Dev, session: tuple[BrowserC
     with pytest.raises(ToolDeniedException):
         tools.by_name("shell")("make clean")  # revoked: it asks again
     expect(rows).to_have_count(1)
+
+
+def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
+    _, page = session
+    ran: list[Any] = []
+    dev.agent(ran=ran).by_name("read_file")("/srv/overview")
+    page.reload()
+    overview = page.locator("#overview")
+    expect(overview).to_be_visible()
+    expect(page.locator("#ov-chart svg rect.bar.permit").first).to_be_visible()
+    expect(page.locator("#ov-agents")).to_contain_text("dash-agent")
+    expect(page.locator("#ov-tools")).to_contain_text("read_file/invoke")
+    never = page.locator("#ov-rules tr", has_text="no-payments")
+    expect(never).to_have_class(re.compile(r"\bnever\b"))
+    expect(never).to_contain_text("never fired")
+    fired = page.locator("#ov-rules tr", has_text="read-ok")
+    expect(fired).not_to_have_class(re.compile(r"\bnever\b"))
+    page.locator("#ov-window").select_option("day")
+    expect(page.locator("#ov-caption")).to_contain_text("15 minutes")
+    expect(page.locator("#ov-total")).to_contain_text("decisions")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for theme in ("light", "dark"):
+        page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+        overview.screenshot(path=str(SHOTS / f"overview-{theme}.png"))
 
 
 def dev_cli(dev: Dev, *args: str) -> str:

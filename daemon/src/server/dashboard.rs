@@ -140,6 +140,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/login/{secret}", get(login_link))
         .route("/v1/actions/{id}/explain", get(explain))
         .route("/v1/overview", get(overview))
+        .route("/v1/stats", get(stats))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -241,6 +242,22 @@ async fn explain(
 ) -> HttpResult {
     let explained = app.service.explain(ExplainTarget::Action(id), &who)?;
     Ok(json_response(StatusCode::OK, &explained))
+}
+
+/// `GET /v1/stats?window=hour|day`: decisions over time by effect, top agents and tools, and
+/// each rule's hits (`Service::stats`).
+async fn stats(
+    AxState(app): AxState<App>,
+    Caller(who): Caller,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> HttpResult {
+    let window = match q.get("window").map(String::as_str) {
+        None => crate::service::stats::Window::Hour,
+        Some(w) => crate::service::stats::Window::parse(w).ok_or_else(|| {
+            crate::service::ServiceError::invalid("window", format!("`window` must be `hour` or `day`, not `{w}`"))
+        })?,
+    };
+    Ok(json_response(StatusCode::OK, &app.service.stats(window, &who)?))
 }
 
 /// `GET /v1/overview`: the policy (path, hash, loaded at, last reload error), decision counts,

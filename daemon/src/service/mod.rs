@@ -25,6 +25,7 @@ mod queries;
 pub mod request;
 pub mod retention;
 pub mod state;
+pub mod stats;
 pub mod v1;
 
 use std::sync::Arc;

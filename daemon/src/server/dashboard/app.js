@@ -182,7 +182,9 @@ function start() {
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape") closeDrawer();
   });
+  $("ov-window").onchange = () => loadStats();
   loadOverview();
+  loadStats();
   loadPage();
   loadQueue();
   loadGrants();
@@ -296,6 +298,77 @@ async function loadPage() {
   $("older").disabled = state.next === null;
   const first = state.cursors.length * PAGE;
   $("range").textContent = data.actions.length ? `${first + 1}–${first + data.actions.length}` : "";
+}
+
+// ---- the overview: decisions over time, top agents and tools, rule hits ----------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function chart(buckets, bucketSeconds) {
+  const W = 640;
+  const H = 150;
+  const n = Math.max(1, buckets.length);
+  const max = Math.max(1, ...buckets.map((b) => b.PERMIT + b.DENY + b.DEFER));
+  const bw = W / n;
+  const bars = [];
+  buckets.forEach((b, i) => {
+    let y = H;
+    for (const effect of ["PERMIT", "DENY", "DEFER"]) {
+      const h = (b[effect] / max) * (H - 10);
+      if (h > 0) {
+        y -= h;
+        bars.push(
+          svg(
+            "rect",
+            { x: i * bw + 0.5, y, width: Math.max(1, bw - 1), height: h, class: `bar ${effect.toLowerCase()}` },
+            svg("title", {}, document.createTextNode(`${fmtTime(b.start)}: ${b[effect]} ${effect}`)),
+          ),
+        );
+      }
+    }
+  });
+  const axis = svg("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" });
+  const top = svg("text", { x: 2, y: 10, class: "tick" }, document.createTextNode(`${max} per ${bucketSeconds / 60} min`));
+  return svg("svg", { viewBox: `0 0 ${W} ${H + 2}`, class: "ov-svg", role: "img", "aria-label": "decisions over time by effect" }, axis, ...bars, top);
+}
+
+async function loadStats() {
+  let data;
+  try {
+    data = await api(`/v1/stats?window=${encodeURIComponent($("ov-window").value)}`);
+  } catch (_) {
+    return;
+  }
+  $("ov-chart").replaceChildren(chart(data.buckets, data.bucket_seconds));
+  $("ov-total").textContent = `${data.decisions} decisions${data.truncated ? " (the newest, capped)" : ""}`;
+  $("ov-caption").textContent = data.window === "hour" ? "each bar a minute" : "each bar 15 minutes";
+  const list = (id, items) =>
+    $(id).replaceChildren(
+      ...(items.length ? items : [{ name: "none yet", count: "" }]).map((t) =>
+        el("li", {}, el("span", { class: "mono", text: t.name }), el("span", { class: "dim", text: t.count === "" ? "" : `  ${t.count}` })),
+      ),
+    );
+  list("ov-agents", data.agents);
+  list("ov-tools", data.tools);
+  $("ov-rules").replaceChildren(
+    ...data.rules.map((r) =>
+      el(
+        "tr",
+        { class: r.hits === 0 ? "rule never" : "rule" },
+        el("td", { class: "mono", text: r.id }),
+        el("td", {}, badge(String(r.effect).toLowerCase(), r.effect)),
+        el("td", { class: "hits", text: r.hits === 0 ? "never fired" : String(r.hits) }),
+        el("td", { class: "mono dim small", text: r.rule_ref }),
+      ),
+    ),
+  );
 }
 
 // ---- the approval queue and grants ---------------------------------------------------------
@@ -438,6 +511,7 @@ function scheduleRefresh(ms) {
     loadPage();
     loadQueue();
     loadGrants();
+    loadStats();
     loadOverview();
     if (state.open) openDrawer(state.open, true);
   }, ms);

@@ -1,0 +1,124 @@
+//! The dashboard's overview: decisions over time by effect, the busiest agents and tools, and
+//! how often each rule of the policy in force decided (rules that never did stand out).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+
+/// The most decisions an overview reads (the newest ones in its window).
+pub const STATS_SCAN_LIMIT: usize = 200_000;
+
+/// An overview window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last hour, by minute.
+    Hour,
+    /// The last day, by 15 minutes.
+    Day,
+}
+
+impl Window {
+    /// `hour` or `day`.
+    pub fn parse(text: &str) -> Option<Window> {
+        match text {
+            "hour" => Some(Window::Hour),
+            "day" => Some(Window::Day),
+            _ => None,
+        }
+    }
+
+    fn span_ms(self) -> u64 {
+        match self {
+            Window::Hour => 3_600_000,
+            Window::Day => 86_400_000,
+        }
+    }
+
+    fn bucket_ms(self) -> u64 {
+        match self {
+            Window::Hour => 60_000,
+            Window::Day => 900_000,
+        }
+    }
+}
+
+impl Service {
+    /// Decisions in `window` (to those who read everything): `{window, bucket_seconds, buckets:
+    /// [{start, PERMIT, DENY, DEFER}], agents: [{name, count}], tools: [...], rules: [{id,
+    /// rule_ref, hits}], decisions, truncated}`.
+    pub fn stats(&self, window: Window, who: &Identity) -> Result<Value, ServiceError> {
+        if !self.reads_everything(who) {
+            return Err(ServiceError::not_authorized(format!(
+                "not authorized: {} may not read the overview",
+                who.describe()
+            )));
+        }
+        let log = &self.state.log;
+        let now = entry::now_ms();
+        let bucket = window.bucket_ms();
+        let start = (now.saturating_sub(window.span_ms()) / bucket + 1) * bucket;
+        let n_buckets = usize::try_from((now - start) / bucket + 1).unwrap_or(1);
+        let lo = log.first_seq_at_or_after(start)?.max(log.first_seq()?);
+        let (hi, _) = log.head();
+        let mut counts = vec![[0u64; 3]; n_buckets];
+        let mut agents: HashMap<String, u64> = HashMap::new();
+        let mut tools: HashMap<String, u64> = HashMap::new();
+        let mut rules: HashMap<String, u64> = HashMap::new();
+        let (mut seen, mut truncated) = (0usize, false);
+        log.scan_newest(None, lo, hi, |_, record| {
+            if let Some(d) = DecisionRecord::parse(record) {
+                let ts = entry::parse_rfc3339(&d.ts).unwrap_or(now);
+                if ts >= start {
+                    let i = usize::try_from((ts - start) / bucket).unwrap_or(0).min(n_buckets - 1);
+                    let e = match d.effect {
+                        Effect::Permit => 0,
+                        Effect::Deny => 1,
+                        Effect::Defer => 2,
+                    };
+                    counts[i][e] += 1;
+                    *agents.entry(d.agent_id).or_default() += 1;
+                    *tools.entry(format!("{}/{}", d.tool, d.operation)).or_default() += 1;
+                    if let Some(r) = d.rule_id {
+                        *rules.entry(r).or_default() += 1;
+                    }
+                }
+                seen += 1;
+            }
+            truncated = seen >= STATS_SCAN_LIMIT;
+            !truncated
+        })?;
+        let top = |m: HashMap<String, u64>| -> Vec<Value> {
+            let mut v: Vec<(String, u64)> = m.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.into_iter().take(8).map(|(name, count)| json!({"name": name, "count": count})).collect()
+        };
+        // Every rule of the policy in force, in policy order, with its hits in the window.
+        let loaded = self.state.policy.load();
+        let policy = &loaded.policy;
+        let mut listed: BTreeMap<usize, Value> = BTreeMap::new();
+        let all_rules = policy.rules.rules.iter().chain(policy.agents.values().flat_map(|p| p.rules.rules.iter()));
+        for (i, r) in all_rules.enumerate() {
+            listed.insert(
+                i,
+                json!({"id": r.id, "rule_ref": r.rule_ref, "effect": r.effect.as_str(), "hits": rules.get(&r.id).copied().unwrap_or(0)}),
+            );
+        }
+        let buckets: Vec<Value> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({"start": entry::rfc3339(start + i as u64 * bucket), "PERMIT": c[0], "DENY": c[1], "DEFER": c[2]})
+            })
+            .collect();
+        Ok(json!({
+            "window": match window { Window::Hour => "hour", Window::Day => "day" },
+            "bucket_seconds": bucket / 1000,
+            "buckets": buckets,
+            "agents": top(agents),
+            "tools": top(tools),
+            "rules": listed.into_values().collect::<Vec<_>>(),
+            "decisions": seen,
+            "truncated": truncated,
+        }))
+    }
+}
