@@ -151,6 +151,15 @@ FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
 (cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "Google ADK agents governed by the plugin and before_tool_callback (its own venv: google-adk pins differ)"
+ADKVENV="$ROOT/.venv-adk"
+if [ ! -x "$ADKVENV/bin/python" ]; then
+    python3 -m venv "$ADKVENV"
+fi
+"$ADKVENV/bin/pip" install --quiet --disable-pip-version-check -r tests/adk/requirements.txt
+"$ADKVENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
+(cd tests/adk && FARAMESH_BIN="$BIN" "$ADKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "notifications: a webhook (standardwebhooks verifies it), Slack (Block Kit via slack_sdk), email (aiosmtpd), a 30 s outage and a SIGKILL"
 "$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r tests/notifications/requirements.txt
 (cd tests/notifications && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
