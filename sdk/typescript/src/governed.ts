@@ -13,7 +13,7 @@ export interface GovernOptions {
   /** Required (or FARAMESH_AGENT_ID). */
   agentId?: string;
   transport?: Transport;
-  onDefer?: "throw" | "wait" | DenialCallback;
+  onDefer?: "throw" | "wait" | "interrupt" | DenialCallback;
   onDeny?: "throw" | DenialCallback;
   /** Cap on a daemon round trip (default 10 s). */
   timeoutMs?: number;
@@ -59,7 +59,7 @@ export type Verdict = { run: true; decision: Decision } | { run: false; decision
 /** The settings of a governed tool set and the one governance step all adapters call. */
 export class Governor {
   readonly agentId: string;
-  readonly onDefer: "throw" | "wait" | DenialCallback;
+  readonly onDefer: "throw" | "wait" | "interrupt" | DenialCallback;
   readonly onDeny: "throw" | DenialCallback;
   readonly timeoutMs: number;
   readonly approvalTimeoutMs: number;
@@ -71,8 +71,8 @@ export class Governor {
     const agent = options.agentId ?? process.env["FARAMESH_AGENT_ID"];
     if (!agent) throw new TypeError("agentId is required (or set FARAMESH_AGENT_ID)");
     const onDefer = options.onDefer ?? "throw";
-    if (onDefer !== "throw" && onDefer !== "wait" && typeof onDefer !== "function") {
-      throw new TypeError(`onDefer must be "throw", "wait" or a callback, not ${String(onDefer)}`);
+    if (onDefer !== "throw" && onDefer !== "wait" && onDefer !== "interrupt" && typeof onDefer !== "function") {
+      throw new TypeError(`onDefer must be "throw", "wait", "interrupt" or a callback, not ${String(onDefer)}`);
     }
     const onDeny = options.onDeny ?? "throw";
     if (onDeny !== "throw" && typeof onDeny !== "function") {
@@ -177,6 +177,97 @@ function isAiSdkTool(t: unknown): t is { execute?: (input: unknown, options: unk
   return !!t && typeof t === "object" && ("inputSchema" in (t as object) || "parameters" in (t as object)) && typeof (t as Json)["execute"] === "function";
 }
 
+/** Tool call id -> the governor and DEFER decision of a call paused in an OpenAI Agents run. */
+export const PAUSED = new Map<string, { governor: Governor; decision: Decision }>();
+
+function parseInput(input: string): Json {
+  try {
+    const parsed: unknown = JSON.parse(input || "{}");
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Json) : { input: parsed };
+  } catch {
+    return { input };
+  }
+}
+
+/**
+ * `onDefer: "interrupt"` for OpenAI Agents JS: the tool's `needsApproval` asks the daemon, and a
+ * DEFER becomes the SDK's own tool-approval interruption, which `settle(result)` approves or
+ * rejects in the run state from the daemon's approval (a person's `faramesh approve`). When the
+ * run resumes, the tool re-asks the daemon with the approval id and runs only on PERMIT
+ * `APPROVAL_GRANTED`. A DENY never runs the tool (it throws, or calls `onDeny`).
+ */
+function pausingOpenAIAgentsTool(
+  tool: { type: "function"; name: string; invoke: (ctx: unknown, input: string, details?: unknown) => Promise<unknown> },
+  governor: Governor,
+): unknown {
+  const inner = tool.invoke.bind(tool);
+  // call id -> the call and the decision needsApproval made, used once by the invocation
+  const asked = new Map<string, { call: Json; decision: Decision }>();
+  const contextOf = (ctx: unknown): Json | undefined => {
+    const c = (ctx as { context?: Json } | undefined)?.context;
+    return c && typeof c === "object" ? c : undefined;
+  };
+  return {
+    ...tool,
+    needsApproval: async (ctx: unknown, input: unknown, callId?: string) => {
+      const args = input && typeof input === "object" ? (input as Json) : parseInput(String(input ?? ""));
+      const call = governor.call(tool.name, args, contextOf(ctx));
+      const decision = await governor.ask(call);
+      if (callId) asked.set(callId, { call, decision });
+      if (decision.effect === "DEFER" && callId) {
+        PAUSED.set(callId, { governor, decision });
+        return true;
+      }
+      return false;
+    },
+    invoke: async (ctx: unknown, input: string, details?: unknown) => {
+      const callId = (details as { toolCall?: { callId?: string } } | undefined)?.toolCall?.callId;
+      const paused = callId ? PAUSED.get(callId) : undefined;
+      const seen = callId ? asked.get(callId) : undefined;
+      if (callId) asked.delete(callId);
+      let verdict: Verdict;
+      if (paused && seen) {
+        // Resumed after settle() approved it: the daemon must agree (the approval, used once).
+        PAUSED.delete(callId!);
+        const resumed = await governor.ask({ ...seen.call, approval_id: paused.decision.approval_id ?? paused.decision.defer_token });
+        verdict = await governor.settle(seen.call, resumed.effect === "DEFER" ? { ...resumed, effect: "DENY" } : resumed);
+      } else if (seen) {
+        verdict = await governor.settle(seen.call, seen.decision);
+      } else {
+        verdict = await governor.gate(tool.name, parseInput(input), contextOf(ctx));
+      }
+      return verdict.run ? inner(ctx, input, details) : verdict.value;
+    },
+  };
+}
+
+/**
+ * For a run paused by `onDefer: "interrupt"`: waits (up to `timeoutMs` each) for the daemon's
+ * approval of each of Faramesh's interruptions, approves or rejects it in the run's state, and
+ * returns the state to resume with (`runner.run(agent, state)`). Other interruptions, and
+ * approvals still pending at the timeout, are left as they are.
+ */
+export async function settle<S extends { approve(item: never): void; reject(item: never, options?: { message?: string }): void }>(
+  result: { state: S; interruptions: unknown[] },
+  timeoutMs = 300_000,
+): Promise<S> {
+  const state = result.state;
+  for (const item of result.interruptions) {
+    const callId = (item as { rawItem?: { callId?: string } }).rawItem?.callId;
+    const paused = callId ? PAUSED.get(callId) : undefined;
+    if (!paused) continue;
+    const status = await paused.governor.transport.waitApproval(paused.decision, timeoutMs);
+    if (status === "approved") state.approve(item as never);
+    else if (status === "denied" || status === "expired") {
+      PAUSED.delete(callId!);
+      state.reject(item as never, {
+        message: `Faramesh: approval ${String(paused.decision.approval_id)} was ${status}; the tool did not run.`,
+      });
+    }
+  }
+  return state;
+}
+
 /** One tool, governed, as the same kind of thing. `name` names AI SDK tools (their record key). */
 export function governTool<T>(tool: T, governor: Governor, name?: string): T {
   if (isLangChainTool(tool)) {
@@ -189,6 +280,10 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
       return verdict.run ? inner(arg, runManager, config) : verdict.value;
     };
     return governed as T;
+  }
+  if (isOpenAIAgentsTool(tool) && governor.onDefer === "interrupt") return pausingOpenAIAgentsTool(tool, governor) as T;
+  if (governor.onDefer === "interrupt") {
+    throw new TypeError('onDefer: "interrupt" pauses OpenAI Agents runs; other tools take "throw", "wait" or a callback');
   }
   if (isOpenAIAgentsTool(tool)) {
     const inner = tool.invoke.bind(tool);

@@ -13,7 +13,7 @@ import { generateText, stepCountIs, tool as aiTool } from "ai";
 import { MockLanguageModelV3 } from "ai/test";
 import { z } from "zod";
 
-import { SocketTransport, ToolDeniedError, governedTools, reportDenial } from "../src/index.js";
+import { SocketTransport, ToolDeniedError, governedTools, reportDenial, settle } from "../src/index.js";
 import { Daemon } from "./helpers.js";
 
 setTracingDisabled(true);
@@ -267,5 +267,55 @@ describe("OpenAI Agents JS", () => {
     assert.deepEqual(ran, ["read /a"]);
     const outputs = JSON.stringify(denied.newItems.map((i) => i.toJSON()));
     assert.match(outputs, /POLICY_DENY/);
+  });
+  it('onDefer: "interrupt" pauses the run until a person approves in Faramesh, then runs it once', async () => {
+    const ran: string[] = [];
+    const shell = oaTool({
+      name: "shell",
+      description: "Run a shell command.",
+      parameters: z.object({ cmd: z.string() }),
+      execute: async ({ cmd }) => {
+        ran.push(cmd);
+        return `ran ${cmd}`;
+      },
+    });
+    const [governed] = governedTools([shell], { agentId: "oa-interrupt", transport, onDefer: "interrupt" });
+    const agent = new Agent({ name: "ops", tools: [governed!], model: scripted(turns("shell", { cmd: "uptime" })) });
+    const runner = new Runner();
+    const approving = daemon.decideWhenPending("shell", true); // a person, in another process
+    const first = await runner.run(agent, "check the load");
+    assert.equal(first.interruptions?.length, 1, "paused at the tool call");
+    assert.deepEqual(ran, [], "nothing ran while paused");
+    const state = await settle(first, 20_000);
+    await approving;
+    const resumed = await runner.run(agent, state);
+    assert.equal(resumed.finalOutput, "done");
+    assert.deepEqual(ran, ["uptime"], "ran once, after approval");
+    const actions = await transport.listActions({ agent_id: "oa-interrupt" });
+    assert.ok(actions.some((a) => a["reason_code"] === "APPROVAL_GRANTED"), JSON.stringify(actions));
+  });
+
+  it('onDefer: "interrupt" and a denial: the run goes on without the tool', async () => {
+    const ran: string[] = [];
+    const shell = oaTool({
+      name: "shell",
+      description: "Run a shell command.",
+      parameters: z.object({ cmd: z.string() }),
+      execute: async ({ cmd }) => {
+        ran.push(cmd);
+        return `ran ${cmd}`;
+      },
+    });
+    const [governed] = governedTools([shell], { agentId: "oa-interrupt-deny", transport, onDefer: "interrupt" });
+    const agent = new Agent({ name: "ops", tools: [governed!], model: scripted(turns("shell", { cmd: "reboot" })) });
+    const runner = new Runner();
+    const denying = daemon.decideWhenPending("shell", false);
+    const first = await runner.run(agent, "reboot");
+    const state = await settle(first, 20_000);
+    await denying;
+    const resumed = await runner.run(agent, state);
+    assert.equal(resumed.finalOutput, "done");
+    assert.deepEqual(ran, []);
+    assert.match(JSON.stringify(resumed.newItems.map((i) => i.toJSON())), /was denied; the tool did not run/);
   });
 });
