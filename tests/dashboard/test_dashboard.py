@@ -277,6 +277,8 @@ def test_approving_needs_the_session_cookie_and_the_csrf_token(dev: Dev, session
 
 def test_the_queue_approves_in_bulk_and_grants(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     _, page = session
+    page.keyboard.press("Escape")  # a drawer an earlier test opened
+    expect(page.locator("#drawer")).to_be_hidden()
     ran: list[Any] = []
     tools = dev.agent(ran=ran)
     for cmd in ("make test", "make lint", "make docs"):
@@ -323,6 +325,7 @@ def test_the_queue_approves_in_bulk_and_grants(dev: Dev, session: tuple[BrowserC
 
 def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     _, page = session
+    page.keyboard.press("Escape")
     ran: list[Any] = []
     dev.agent(ran=ran).by_name("read_file")("/srv/overview")
     page.reload()
@@ -360,7 +363,7 @@ def test_screenshots(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     with pytest.raises(ToolDeniedException):
         tools.by_name("shell")("df -h")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#d-close").click()
+    page.keyboard.press("Escape")  # closes the drawer if one is open
     expect(row(page, "df -h").or_(row(page, "pending approval"))).to_be_visible()
     for theme in ("light", "dark"):
         page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")

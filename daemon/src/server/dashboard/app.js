@@ -313,7 +313,7 @@ function svg(tag, attrs, ...children) {
 
 function chart(buckets, bucketSeconds) {
   const W = 640;
-  const H = 150;
+  const H = 110;
   const n = Math.max(1, buckets.length);
   const max = Math.max(1, ...buckets.map((b) => b.PERMIT + b.DENY + b.DEFER));
   const bw = W / n;
