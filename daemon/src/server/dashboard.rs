@@ -254,7 +254,10 @@ async fn stats(
     let window = match q.get("window").map(String::as_str) {
         None => crate::service::stats::Window::Hour,
         Some(w) => crate::service::stats::Window::parse(w).ok_or_else(|| {
-            crate::service::ServiceError::invalid("window", format!("`window` must be `hour` or `day`, not `{w}`"))
+            crate::service::ServiceError::invalid(
+                "window",
+                format!("`window` must be `hour` or `day`, not `{w}`"),
+            )
         })?,
     };
     Ok(json_response(StatusCode::OK, &app.service.stats(window, &who)?))

@@ -257,21 +257,7 @@ async fn approval_decide(s: Service, p: Map<String, Value>, who: Identity, appro
 }
 
 async fn grant_create(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
-    let f = Fields(&p);
-    let need =
-        |k: &str| -> Result<String, ServiceError> { f.string(k)?.ok_or_else(|| ServiceError::missing(k)) };
-    let req = crate::service::grants::GrantRequest {
-        agent_id: need("agent_id")?,
-        tool: need("tool")?,
-        operation: need("operation")?,
-        request_hash: f.string("request_hash")?,
-        minutes: f
-            .uint("minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?
-            .ok_or_else(|| ServiceError::missing("minutes"))?,
-        approval_id: None,
-        reason: f.string("reason")?,
-    };
-    let g = s.grant_create(req, &who).await?;
+    let g = s.grant_create(crate::service::grants::GrantRequest::from_json(&p)?, &who).await?;
     serde_json::to_value(g).map_err(|e| ServiceError::internal(e.to_string()))
 }
 

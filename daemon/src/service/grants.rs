@@ -115,6 +115,28 @@ pub struct GrantRequest {
     pub reason: Option<String>,
 }
 
+impl GrantRequest {
+    /// Reads `grant.create`'s params (`POST /v1/grants`'s body): `{agent_id, tool, operation,
+    /// minutes, request_hash?, reason?}`, errors naming the field.
+    pub fn from_json(p: &Map<String, Value>) -> Result<GrantRequest, ServiceError> {
+        let f = Fields(p);
+        let need = |k: &str| -> Result<String, ServiceError> {
+            f.string(k)?.ok_or_else(|| ServiceError::missing(k))
+        };
+        Ok(GrantRequest {
+            agent_id: need("agent_id")?,
+            tool: need("tool")?,
+            operation: need("operation")?,
+            request_hash: f.string("request_hash")?,
+            minutes: f
+                .uint("minutes", 1..=MAX_GRANT_MINUTES)?
+                .ok_or_else(|| ServiceError::missing("minutes"))?,
+            approval_id: None,
+            reason: f.string("reason")?,
+        })
+    }
+}
+
 impl Service {
     /// The PERMIT a live grant gives a DEFER of the policy (`None` when no grant applies).
     pub(super) fn granted(&self, call: &Call, decision: &Decision) -> Option<Decision> {

@@ -96,7 +96,8 @@ impl Service {
         let loaded = self.state.policy.load();
         let policy = &loaded.policy;
         let mut listed: BTreeMap<usize, Value> = BTreeMap::new();
-        let all_rules = policy.rules.rules.iter().chain(policy.agents.values().flat_map(|p| p.rules.rules.iter()));
+        let all_rules =
+            policy.rules.rules.iter().chain(policy.agents.values().flat_map(|p| p.rules.rules.iter()));
         for (i, r) in all_rules.enumerate() {
             listed.insert(
                 i,

@@ -268,9 +268,8 @@ describe("OpenAI Agents JS", () => {
     const outputs = JSON.stringify(denied.newItems.map((i) => i.toJSON()));
     assert.match(outputs, /POLICY_DENY/);
   });
-  it('onDefer: "interrupt" pauses the run until a person approves in Faramesh, then runs it once', async () => {
-    const ran: string[] = [];
-    const shell = oaTool({
+  function shellTool(ran: string[]) {
+    return oaTool({
       name: "shell",
       description: "Run a shell command.",
       parameters: z.object({ cmd: z.string() }),
@@ -279,6 +278,11 @@ describe("OpenAI Agents JS", () => {
         return `ran ${cmd}`;
       },
     });
+  }
+
+  it('onDefer: "interrupt" pauses the run until a person approves in Faramesh, then runs it once', async () => {
+    const ran: string[] = [];
+    const shell = shellTool(ran);
     const [governed] = governedTools([shell], { agentId: "oa-interrupt", transport, onDefer: "interrupt" });
     const agent = new Agent({ name: "ops", tools: [governed!], model: scripted(turns("shell", { cmd: "uptime" })) });
     const runner = new Runner();
@@ -297,15 +301,7 @@ describe("OpenAI Agents JS", () => {
 
   it('onDefer: "interrupt" and a denial: the run goes on without the tool', async () => {
     const ran: string[] = [];
-    const shell = oaTool({
-      name: "shell",
-      description: "Run a shell command.",
-      parameters: z.object({ cmd: z.string() }),
-      execute: async ({ cmd }) => {
-        ran.push(cmd);
-        return `ran ${cmd}`;
-      },
-    });
+    const shell = shellTool(ran);
     const [governed] = governedTools([shell], { agentId: "oa-interrupt-deny", transport, onDefer: "interrupt" });
     const agent = new Agent({ name: "ops", tools: [governed!], model: scripted(turns("shell", { cmd: "reboot" })) });
     const runner = new Runner();

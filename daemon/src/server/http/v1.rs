@@ -180,21 +180,7 @@ pub(super) async fn create_grant(
     Writer(who): Writer,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let f = crate::service::Fields(&body);
-    let need =
-        |k: &str| -> Result<String, ServiceError> { f.string(k)?.ok_or_else(|| ServiceError::missing(k)) };
-    let req = crate::service::grants::GrantRequest {
-        agent_id: need("agent_id")?,
-        tool: need("tool")?,
-        operation: need("operation")?,
-        request_hash: f.string("request_hash")?,
-        minutes: f
-            .uint("minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?
-            .ok_or_else(|| ServiceError::missing("minutes"))?,
-        approval_id: None,
-        reason: f.string("reason")?,
-    };
-    let g = app.service.grant_create(req, &who).await?;
+    let g = app.service.grant_create(crate::service::grants::GrantRequest::from_json(&body)?, &who).await?;
     Ok(json_response(StatusCode::OK, &serde_json::to_value(g).unwrap_or(Value::Null)))
 }
 
