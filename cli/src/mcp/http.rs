@@ -251,6 +251,11 @@ fn held_call(
         let last = match verdict {
             Ok(Some(reply)) => event(&reply),
             Ok(None) => {
+                // A client that went away while the call was held gets nothing run for it.
+                if tx.is_closed() {
+                    eprintln!("faramesh mcp: the client left while its call waited; the call was not sent");
+                    return;
+                }
                 let mut msg = Value::Object(msg);
                 strip_elicitation(&mut msg);
                 let resp = forward(&p, parts, mcp_msg::encode(&msg).into(), None).await;
