@@ -331,6 +331,7 @@ def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[
     page.reload()
     overview = page.locator("#overview")
     expect(overview).to_be_visible()
+    expect(page.locator("#notify-trouble")).to_be_hidden()  # no channel, nothing undelivered
     expect(page.locator("#ov-chart svg rect.bar.permit").first).to_be_visible()
     expect(page.locator("#ov-agents")).to_contain_text("dash-agent")
     expect(page.locator("#ov-tools")).to_contain_text("read_file/invoke")

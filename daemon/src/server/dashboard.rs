@@ -284,6 +284,7 @@ async fn overview(AxState(app): AxState<App>, _: Caller) -> HttpResult {
             "anonymous_agents": state.http.as_ref().is_some_and(|h| h.anonymous_agents),
             "policy": state.policy_status(),
             "counts": status.get("counts"),
+            "notifications": status.get("notifications"),
             "log": {
                 "size": cp.get("size"),
                 "head_hash": cp.get("head_hash"),

@@ -208,6 +208,20 @@ async function loadOverview() {
     $("mode-text").textContent = notes.join("; ");
     $("policy-error").hidden = !p.last_error;
     $("policy-error-text").textContent = p.last_error || "";
+    // Deliveries that failed, or that have waited over a minute, are said in the header.
+    const n = o.notifications || {};
+    const late = (n.waiting || 0) > 0 && (n.oldest_seconds || 0) >= 60;
+    const trouble = (n.failed || 0) > 0 || late;
+    $("notify-trouble").hidden = !trouble;
+    $("notify-trouble-text").textContent = trouble
+      ? [
+          n.failed ? `${n.failed} not delivered` : null,
+          late ? `${n.waiting} waiting, the oldest ${Math.round(n.oldest_seconds / 60)} min` : null,
+          n.last_error ? `last error: ${n.last_error}` : null,
+        ]
+          .filter(Boolean)
+          .join("; ")
+      : "";
     const log = o.log || {};
     const integrity = $("log-integrity");
     integrity.className = log.checkpoint_verified ? "good" : "bad";
