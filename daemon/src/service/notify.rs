@@ -357,7 +357,7 @@ impl Service {
                 }
             }
         }
-        let waiting = (rows.len() - done) as u64;
+        let waiting = rows.len().saturating_sub(done) as u64;
         stats.waiting.store(waiting, Ordering::Relaxed);
         self.state.metrics.outbox(waiting, if waiting == 0 { 0 } else { oldest });
         wait

@@ -57,7 +57,7 @@ impl Service {
         let now = entry::now_ms();
         let bucket = window.bucket_ms();
         let start = (now.saturating_sub(window.span_ms()) / bucket + 1) * bucket;
-        let n_buckets = usize::try_from((now - start) / bucket + 1).unwrap_or(1);
+        let n_buckets = usize::try_from(now.saturating_sub(start) / bucket + 1).unwrap_or(1);
         let lo = log.first_seq_at_or_after(start)?.max(log.first_seq()?);
         let (hi, _) = log.head();
         let mut counts = vec![[0u64; 3]; n_buckets];
@@ -69,7 +69,7 @@ impl Service {
             if let Some(d) = DecisionRecord::parse(record) {
                 let ts = entry::parse_rfc3339(&d.ts).unwrap_or(now);
                 if ts >= start {
-                    let i = usize::try_from((ts - start) / bucket).unwrap_or(0).min(n_buckets - 1);
+                    let i = usize::try_from(ts.saturating_sub(start) / bucket).unwrap_or(0).min(n_buckets.saturating_sub(1));
                     let e = match d.effect {
                         Effect::Permit => 0,
                         Effect::Deny => 1,
