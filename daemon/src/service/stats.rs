@@ -69,7 +69,9 @@ impl Service {
             if let Some(d) = DecisionRecord::parse(record) {
                 let ts = entry::parse_rfc3339(&d.ts).unwrap_or(now);
                 if ts >= start {
-                    let i = usize::try_from(ts.saturating_sub(start) / bucket).unwrap_or(0).min(n_buckets.saturating_sub(1));
+                    let i = usize::try_from(ts.saturating_sub(start) / bucket)
+                        .unwrap_or(0)
+                        .min(n_buckets.saturating_sub(1));
                     let e = match d.effect {
                         Effect::Permit => 0,
                         Effect::Deny => 1,
