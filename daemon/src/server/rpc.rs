@@ -237,23 +237,13 @@ fn approval_id(p: &Map<String, Value>) -> Result<String, ServiceError> {
 
 async fn approval_decide(s: Service, p: Map<String, Value>, who: Identity, approve: bool) -> RpcResult {
     let id = approval_id(&p)?;
-    let f = Fields(&p);
-    let reason = f.string("reason")?;
-    if let Some(minutes) = f.uint("grant_minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)? {
-        if !approve {
-            return Err(ServiceError::invalid(
-                "grant_minutes",
-                "a grant comes with an approval, not a denial",
-            ));
-        }
-        let same_args = f.boolean("grant_same_args")?.unwrap_or(false);
-        let (a, grant) = s.approve_with_grant(&id, minutes, same_args, reason, &who).await?;
-        let mut v = serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))?;
-        v["grant"] = serde_json::to_value(grant).unwrap_or(Value::Null);
-        return Ok(v);
+    let answer = crate::service::grants::ApprovalAnswer::from_json(&p, Some(approve))?;
+    let (a, grant) = s.answer_approval(&id, answer, &who).await?;
+    let mut v = serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))?;
+    if let Some(g) = grant {
+        v["grant"] = serde_json::to_value(g).unwrap_or(Value::Null);
     }
-    let a = s.approval_decide(&id, approve, reason, &who).await?;
-    serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))
+    Ok(v)
 }
 
 async fn grant_create(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {

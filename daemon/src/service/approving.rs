@@ -192,8 +192,7 @@ impl Service {
     pub async fn approve_action(
         &self,
         action_id: &str,
-        approve: bool,
-        reason: Option<String>,
+        answer: grants::ApprovalAnswer,
         approval_token: Option<&str>,
         who: &Identity,
     ) -> Result<ActionView, ServiceError> {
@@ -217,7 +216,7 @@ impl Service {
         if approval_token.is_some_and(|t| t != approval_id) {
             return Err(ServiceError::invalid("token", "`token` does not match this action's approval"));
         }
-        self.approval_decide(&approval_id, approve, reason, who).await?;
+        self.answer_approval(&approval_id, answer, who).await?;
         self.find_action(view.id(), who)
     }
 

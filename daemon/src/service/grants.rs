@@ -115,6 +115,42 @@ pub struct GrantRequest {
     pub reason: Option<String>,
 }
 
+/// A person's answer to a pending approval, as both doors read it: `approve` (or the method says
+/// it), `reason`, and `grant_minutes` with `grant_same_args` to also make a grant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalAnswer {
+    /// Approve, or deny.
+    pub approve: bool,
+    /// Why (recorded).
+    pub reason: Option<String>,
+    /// Also grant the agent the same tool/operation for these minutes (only these arguments
+    /// when the flag is set).
+    pub grant: Option<(u64, bool)>,
+}
+
+impl ApprovalAnswer {
+    /// Reads an answer from `p`; `approve` when the method says it (`approval.approve`), else
+    /// the `approve` field. A grant with a denial is refused, naming `grant_minutes`.
+    pub fn from_json(p: &Map<String, Value>, approve: Option<bool>) -> Result<ApprovalAnswer, ServiceError> {
+        let f = Fields(p);
+        let approve = match approve {
+            Some(a) => a,
+            None => f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?,
+        };
+        let grant = match f.uint("grant_minutes", 1..=MAX_GRANT_MINUTES)? {
+            Some(_) if !approve => {
+                return Err(ServiceError::invalid(
+                    "grant_minutes",
+                    "a grant comes with an approval, not a denial",
+                ));
+            }
+            Some(m) => Some((m, f.boolean("grant_same_args")?.unwrap_or(false))),
+            None => None,
+        };
+        Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant })
+    }
+}
+
 impl GrantRequest {
     /// Reads `grant.create`'s params (`POST /v1/grants`'s body): `{agent_id, tool, operation,
     /// minutes, request_hash?, reason?}`, errors naming the field.
@@ -201,6 +237,22 @@ impl Service {
             g.insert(grant.id.clone(), grant.clone());
         }
         Ok(grant)
+    }
+
+    /// Answers a pending approval (approves or denies it, and makes the grant it asks for).
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        answer: ApprovalAnswer,
+        who: &Identity,
+    ) -> Result<(Approval, Option<Grant>), ServiceError> {
+        match answer.grant {
+            Some((minutes, same_args)) if answer.approve => {
+                let (a, g) = self.approve_with_grant(id, minutes, same_args, answer.reason, who).await?;
+                Ok((a, Some(g)))
+            }
+            _ => Ok((self.approval_decide(id, answer.approve, answer.reason, who).await?, None)),
+        }
     }
 
     /// Approves a pending approval and grants its agent the same tool and operation (only the

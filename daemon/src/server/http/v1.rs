@@ -142,32 +142,9 @@ pub(super) async fn approval(
     UrlPath(id): UrlPath<String>,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let f = crate::service::Fields(&body);
-    let approve = f.boolean("approve")?.ok_or_else(|| ServiceError::missing("approve"))?;
-    let reason = f.string("reason")?;
-    let given = f.string("token")?;
-    let grant = f.uint("grant_minutes", 1..=crate::service::grants::MAX_GRANT_MINUTES)?;
-    let view = match grant {
-        None => app.service.approve_action(&id, approve, reason, given.as_deref(), &who).await?,
-        Some(_) if !approve => {
-            return Err(ServiceError::invalid(
-                "grant_minutes",
-                "a grant comes with an approval, not a denial",
-            )
-            .into());
-        }
-        Some(minutes) => {
-            let approval = app.service.resolve_approval(&id)?;
-            if given.as_deref().is_some_and(|t| t != approval) {
-                return Err(
-                    ServiceError::invalid("token", "`token` does not match this action's approval").into()
-                );
-            }
-            let same_args = f.boolean("grant_same_args")?.unwrap_or(false);
-            let (a, _) = app.service.approve_with_grant(&approval, minutes, same_args, reason, &who).await?;
-            app.service.find_action(&a.action_id, &who)?
-        }
-    };
+    let answer = crate::service::grants::ApprovalAnswer::from_json(&body, None)?;
+    let given = crate::service::Fields(&body).string("token")?;
+    let view = app.service.approve_action(&id, answer, given.as_deref(), &who).await?;
     Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
 
