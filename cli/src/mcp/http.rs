@@ -264,15 +264,20 @@ fn held_call(
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|t| t.starts_with("text/event-stream"));
-                match axum::body::to_bytes(resp.into_body(), MAX_BODY).await {
-                    // The server's own event stream is passed on as it came; a JSON answer becomes
-                    // one event.
-                    Ok(b) if is_stream => String::from_utf8_lossy(&b).into_owned(),
-                    Ok(b) => match serde_json::from_slice::<Value>(&b) {
-                        Ok(v) => event(&v),
-                        Err(_) => return,
-                    },
-                    Err(_) => return,
+                // The server's answer is read and re-written message by message (its event stream
+                // as events, a JSON answer as one event); one it cannot read ends the stream.
+                let Ok(b) = axum::body::to_bytes(resp.into_body(), MAX_BODY).await else { return };
+                let reencoded = if is_stream {
+                    reencode(&b, true, |v| mcp_msg::encode(&v))
+                } else {
+                    reencode(&b, false, |v| event(&v))
+                };
+                match reencoded {
+                    Some(text) => text,
+                    None => {
+                        eprintln!("faramesh mcp: dropped an answer from the server that is not JSON-RPC");
+                        return;
+                    }
                 }
             }
             Err(_) => return,
@@ -287,9 +292,42 @@ fn held_call(
     resp
 }
 
-/// `--hide-denied-tools`: the server's answer to a `tools/list` (JSON, or an event stream
-/// carrying it), read whole and relayed with the tools the policy denies outright removed
-/// (`gate::hide_denied`, as in stdio mode). An answer it cannot read is refused, not relayed.
+/// The server's answer read strictly and written again message by message: one JSON-RPC message
+/// (`stream` false: `each`'s text is the body) or an event stream whose events' `data` lines each
+/// hold one (re-written as `data: <each>`; the events' other fields kept). `None` when any of it
+/// is not UTF-8 or not JSON.
+fn reencode(bytes: &[u8], stream: bool, mut each: impl FnMut(Value) -> String) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !stream {
+        return Some(each(faramesh_proto::parse_strict(text.as_bytes()).ok()?));
+    }
+    let text = text.replace("\r\n", "\n");
+    let mut out = String::new();
+    for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        let mut data = Vec::new();
+        for line in event.lines() {
+            match line.strip_prefix("data:") {
+                Some(d) => data.push(d.strip_prefix(' ').unwrap_or(d)),
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        if !data.is_empty() {
+            out.push_str("data: ");
+            out.push_str(&each(faramesh_proto::parse_strict(data.join("\n").as_bytes()).ok()?));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// The server's answer to a `tools/list` (JSON, or an event stream carrying it), read whole and
+/// relayed as `gate::on_listing` leaves it (tools reported to the daemon and pinned, quarantined
+/// descriptions replaced, denied tools dropped with `--hide-denied-tools`), as in stdio mode. An
+/// answer it cannot read is refused, not relayed.
 async fn filter_listing(
     p: &Proxy,
     mut parts: axum::http::response::Parts,
@@ -313,32 +351,7 @@ async fn filter_listing(
             }
             mcp_msg::encode(&msg)
         };
-        let text = std::str::from_utf8(&bytes).ok()?;
-        if !stream {
-            return Some(hide(serde_json::from_str(text).ok()?));
-        }
-        let text = text.replace("\r\n", "\n");
-        // Server-sent events: each event's `data` lines hold one JSON-RPC message.
-        let mut out = String::new();
-        for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
-            let mut data = Vec::new();
-            for line in event.lines() {
-                match line.strip_prefix("data:") {
-                    Some(d) => data.push(d.strip_prefix(' ').unwrap_or(d)),
-                    None => {
-                        out.push_str(line);
-                        out.push('\n');
-                    }
-                }
-            }
-            if !data.is_empty() {
-                out.push_str("data: ");
-                out.push_str(&hide(serde_json::from_str(&data.join("\n")).ok()?));
-                out.push('\n');
-            }
-            out.push('\n');
-        }
-        Some(out)
+        reencode(&bytes, stream, hide)
     })
     .await;
     match filtered {
