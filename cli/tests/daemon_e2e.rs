@@ -2732,6 +2732,10 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
         json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "minutes": 100000}),
     );
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let pending = call(&mut c, "bot", "http", json!({"url": "https://c.example"}));
+    let deny_with_grant =
+        c.call("approval.deny", json!({"approval_id": pending["approval_id"], "grant_minutes": 5}));
+    assert_eq!(deny_with_grant["error"]["data"]["field"], "grant_minutes", "{deny_with_grant}");
 
     // Listed, survives a restart, revocable.
     let listed = cli(&["grants"]);
