@@ -2,8 +2,9 @@
 //! Every request body is parsed strictly and relayed as the proxy re-serializes it (`faramesh_proto::mcp`),
 //! never as the bytes received; a body it cannot parse, a batch, or a `tools/call` it refuses
 //! is answered (HTTP 400 with a JSON-RPC error) and sent nowhere. A `tools/call` is decided
-//! first like in the stdio mode. Responses (JSON or SSE) stream back unchanged: they go to the
-//! client, and nothing in them reaches the server.
+//! first like in the stdio mode. The answers the proxy acts on (to `tools/list`, and to a call
+//! held while it waits for a person) are read strictly and re-written message by message; other
+//! responses (JSON or SSE) stream back unchanged: they go to the client only.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
