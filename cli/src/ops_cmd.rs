@@ -501,7 +501,11 @@ pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
                 s(g, "id"),
                 s(g, "agent_id"),
                 format!("{}/{}", s(g, "tool"), s(g, "operation")),
-                if g["request_hash"].is_string() { "same args".into() } else { "any args".into() },
+                match (g["request_hash"].is_string(), g["summary"].as_str()) {
+                    (true, Some(summary)) if !summary.is_empty() => format!("only {summary}"),
+                    (true, _) => "same args".into(),
+                    _ => "any args".into(),
+                },
                 s(g, "expires_at"),
             ]
         })

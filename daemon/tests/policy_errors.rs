@@ -186,6 +186,17 @@ fn notification_channels_are_checked_where_they_are_named() {
         ),
         "p.yaml:4:7: email channel `mail` needs `to` (a list of addresses)"
     );
+    assert_eq!(
+        error_of(&format!("{head}      attempts: 0\n")),
+        "p.yaml:7:17: `attempts` must be a whole number from 1 to 20, found 0"
+    );
+    assert_eq!(
+        error_of(&format!("{head}      attempts: 2.5\n")),
+        "p.yaml:7:17: `attempts` must be a whole number from 1 to 20, found 2.5"
+    );
+    let tried = compile("p.yaml", &format!("{head}      attempts: 3\n")).unwrap();
+    assert_eq!(tried.notifications.channels["ops"].attempts, 3);
+    assert_eq!(compile("p.yaml", head).unwrap().notifications.channels["ops"].attempts, 8);
     // A valid one compiles, and rules keep their hash when they name no channel.
     let ok = format!(
         "{head}  on_defer: [ops]\n  remind_every: 10m\nrules:\n  - match: {{ tool: x }}\n    require_approval: true\n    notify: [ops]\n"

@@ -55,8 +55,8 @@ rules:
 
 
 class Dev:
-    def __init__(self, tmp: Path) -> None:
-        (tmp / "policy.yaml").write_text(POLICY)
+    def __init__(self, tmp: Path, policy: str = POLICY) -> None:
+        (tmp / "policy.yaml").write_text(policy)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.socket = str(tmp / "dev" / "faramesh.sock")
@@ -323,6 +323,34 @@ def test_the_queue_approves_in_bulk_and_grants(dev: Dev, session: tuple[BrowserC
     expect(rows).to_have_count(1)
 
 
+def test_the_drawer_approves_with_a_grant_for_the_same_arguments(
+    dev: Dev, session: tuple[BrowserContext, Page]
+) -> None:
+    _, page = session
+    page.keyboard.press("Escape")
+    ran: list[Any] = []
+    tools = dev.agent(ran=ran)
+    with pytest.raises(ToolDeniedException):
+        tools.by_name("shell")("git status")
+    row(page, "git status").click()
+    expect(page.locator("#d-approve")).to_be_visible()
+    page.locator("#d-grant").select_option("15")
+    page.locator("#d-grant-same").check()
+    page.locator("#d-reason").fill("read-only git")
+    page.locator("#d-approve").click()
+    expect(page.locator("#grant-list li", has_text="git status")).to_be_visible()
+    grants = json.loads(dev_cli(dev, "grants", "--json"))
+    grants = grants.get("grants", grants) if isinstance(grants, dict) else grants
+    mine = [g for g in grants if g.get("summary") == "cmd: git status"]
+    assert len(mine) == 1 and mine[0]["request_hash"], grants
+    # The same arguments run without asking; other arguments still ask.
+    assert tools.by_name("shell")("git status") == "ran git status"
+    with pytest.raises(ToolDeniedException):
+        tools.by_name("shell")("git push")
+    page.locator("#grant-list li", has_text="git status").locator("button").click()
+    expect(page.locator("#grant-list li", has_text="git status")).to_have_count(0)
+
+
 def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     _, page = session
     page.keyboard.press("Escape")
@@ -347,6 +375,43 @@ def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[
     for theme in ("light", "dark"):
         page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
         overview.screenshot(path=str(SHOTS / f"overview-{theme}.png"))
+
+
+def test_the_header_warns_when_notifications_are_not_delivered(browser: Browser) -> None:
+    # A webhook channel whose receiver is not there, tried once: the DEFER's notification fails.
+    dead = free_port()
+    policy = POLICY.replace(
+        "rules:",
+        f"""notifications:
+  channels:
+    ops:
+      type: webhook
+      url: http://127.0.0.1:{dead}/hook
+      secret_env: FM_TEST_WEBHOOK_SECRET
+      attempts: 1
+  on_defer: [ops]
+rules:""",
+        1,
+    )
+    os.environ["FM_TEST_WEBHOOK_SECRET"] = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    with tempfile.TemporaryDirectory(prefix="fm-dash-notify-") as tmp:
+        d = Dev(Path(tmp), policy)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+        try:
+            page = context.new_page()
+            page.goto(d.login)
+            expect(page.locator("#main")).to_be_visible()
+            expect(page.locator("#notify-trouble")).to_be_hidden()
+            with pytest.raises(ToolDeniedException):
+                d.agent(ran=[]).by_name("shell")("make deploy")
+            expect(page.locator("#notify-trouble")).to_be_visible(timeout=20_000)
+            expect(page.locator("#notify-trouble-text")).to_contain_text("1 not delivered")
+            expect(page.locator("#notify-trouble-text")).to_contain_text("ops:")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "notifications-failing-light.png"))
+        finally:
+            context.close()
+            d.stop()
 
 
 def dev_cli(dev: Dev, *args: str) -> str:

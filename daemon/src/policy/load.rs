@@ -32,8 +32,12 @@ const TOP_KEYS: &[&str] =
     &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications"];
 const NOTIFICATION_KEYS: &[&str] =
     &["channels", "on_defer", "on_deny", "deny_min_risk", "remind_every", "escalate_after", "escalate_to"];
+/// How many times a notification is tried by default, and at most.
+pub const DEFAULT_CHANNEL_ATTEMPTS: u32 = 8;
+const MAX_CHANNEL_ATTEMPTS: u32 = 20;
 const CHANNEL_KEYS: &[&str] = &[
     "type",
+    "attempts",
     "url",
     "url_env",
     "url_file",
@@ -359,6 +363,7 @@ impl Loader<'_> {
         let mut secret = None;
         let (mut smtp, mut tls, mut from, mut to, mut username, mut password) =
             (None, None, None, Vec::new(), None, None);
+        let mut attempts = DEFAULT_CHANNEL_ATTEMPTS;
         let mut norm = Map::new();
         let secret_ref = |key: &str, text: String| {
             if key.ends_with("_env") { SecretRef::Env(text) } else { SecretRef::File(text) }
@@ -373,6 +378,20 @@ impl Loader<'_> {
                     to.push(addr);
                 }
                 norm.insert("to".into(), json!(to));
+                continue;
+            }
+            if key.name == "attempts" {
+                let n = self.number(value, "`attempts`")?;
+                if n.fract() != 0.0 || !(1.0..=f64::from(MAX_CHANNEL_ATTEMPTS)).contains(&n) {
+                    return Err(self.err(
+                        value.pos,
+                        format!(
+                            "`attempts` must be a whole number from 1 to {MAX_CHANNEL_ATTEMPTS}, found {n}"
+                        ),
+                    ));
+                }
+                attempts = n as u32;
+                norm.insert("attempts".into(), json!(attempts));
                 continue;
             }
             let text = self.string(value, &format!("`{}`", key.name))?;
@@ -472,7 +491,10 @@ impl Loader<'_> {
                 ));
             }
             let email = Email { host, port, tls: tls_mode, from, to, username, password };
-            return Ok((Channel { kind, url: None, secret: None, email: Some(email) }, Value::Object(norm)));
+            return Ok((
+                Channel { kind, url: None, secret: None, email: Some(email), attempts },
+                Value::Object(norm),
+            ));
         }
         let Some((how, text, pos)) = url else {
             return Err(self.err(node.pos, format!("channel `{name}` needs `url`, `url_env` or `url_file`")));
@@ -496,7 +518,7 @@ impl Loader<'_> {
                 ),
             ));
         }
-        Ok((Channel { kind, url: Some(url), secret, email: None }, Value::Object(norm)))
+        Ok((Channel { kind, url: Some(url), secret, email: None, attempts }, Value::Object(norm)))
     }
 
     fn retention(&self, node: &Node) -> Result<(crate::policy::Retention, Value), PolicyError> {

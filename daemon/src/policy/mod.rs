@@ -12,7 +12,7 @@ pub use eval::{
     Explanation, Scope, Shadowed, Step, decide, decide_linear, decide_request, defer_decision, deny_decision,
     explain, explain_request, shadowed_rules, validate_call,
 };
-pub use load::{PolicyError, compile, parse_duration};
+pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
     Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, NamePat, Notifications,
     Period, Policy, Profile, RateLimit, Retention, RiskRule, Rule, RuleSet, SecretRef,

@@ -77,6 +77,8 @@ pub struct Channel {
     pub secret: Option<SecretRef>,
     /// The mail server and addresses (email).
     pub email: Option<Email>,
+    /// How many times one notification is tried before it is recorded as failed (1..=20).
+    pub attempts: u32,
 }
 
 /// An email channel's server and addresses.

@@ -43,6 +43,10 @@ pub struct Grant {
     pub approval_id: Option<String>,
     /// Why, as the approver said.
     pub reason: Option<String>,
+    /// A one-line summary of the arguments it is limited to (same-arguments grants made with
+    /// an approval), for people reading the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl Grant {
@@ -113,6 +117,8 @@ pub struct GrantRequest {
     pub approval_id: Option<String>,
     /// Why.
     pub reason: Option<String>,
+    /// What the arguments were, in one line (with `request_hash`).
+    pub summary: Option<String>,
 }
 
 /// A person's answer to a pending approval, as both doors read it: `approve` (or the method says
@@ -169,6 +175,7 @@ impl GrantRequest {
                 .ok_or_else(|| ServiceError::missing("minutes"))?,
             approval_id: None,
             reason: f.string("reason")?,
+            summary: None,
         })
     }
 }
@@ -216,6 +223,7 @@ impl Service {
             }
         }
         let expires_ms = entry::now_ms() + req.minutes * 60_000;
+        let summary = req.summary.filter(|_| req.request_hash.is_some());
         let grant = Grant {
             id: format!("grant_{}", dpr::new_id()),
             agent_id: req.agent_id,
@@ -227,6 +235,7 @@ impl Service {
             created_by: who.caller(),
             approval_id: req.approval_id,
             reason: req.reason,
+            summary,
         };
         let row = (format!("grant/{}", grant.id), serde_json::to_vec(&grant).ok());
         let body = dpr::event_entry("grant", serde_json::to_value(&grant).unwrap_or(Value::Null));
@@ -272,6 +281,11 @@ impl Service {
             ));
         }
         let a = self.approval_decide(id, true, reason.clone(), who).await?;
+        let summary = if same_args {
+            self.find_action_record(&a.action_id).ok().map(|r| super::notify::summary(&r.params))
+        } else {
+            None
+        };
         let grant = self
             .grant_create(
                 GrantRequest {
@@ -282,6 +296,7 @@ impl Service {
                     minutes,
                     approval_id: Some(a.approval_id.clone()),
                     reason,
+                    summary,
                 },
                 who,
             )

@@ -5,7 +5,7 @@
 //! its log entry. The sender task delivers each row at least once: due rows are posted (a
 //! Standard Webhooks signed JSON POST, or a Slack Block Kit message), retried with exponential
 //! backoff, and removed with a `notification` entry saying `delivered` or, after
-//! [`MAX_ATTEMPTS`], `failed`. A SIGKILL between the commit and the delivery, a receiver that is
+//! its channel's `attempts` (8 unless the policy says otherwise), `failed`. A SIGKILL between the commit and the delivery, a receiver that is
 //! down, or a restart loses nothing: the rows are still there. Each delivery carries the row's id
 //! (`webhook-id`), so receivers can drop duplicates.
 
@@ -20,8 +20,6 @@ use std::collections::HashMap;
 
 use crate::policy::{Channel, ChannelKind};
 
-/// Attempts before a notification is given up (and recorded as failed).
-pub const MAX_ATTEMPTS: u32 = 8;
 /// The first retry waits this long; each later one twice as long, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -324,7 +322,10 @@ impl Service {
             }
             let tries = attempts.get(key).map_or(0, |(n, _)| *n) + 1;
             let policy = self.state.policy.load();
-            let result = match policy.policy.notifications.channels.get(&note.channel) {
+            let channel = policy.policy.notifications.channels.get(&note.channel);
+            // A channel a reload removed keeps the default tries: the next reload may bring it back.
+            let limit = channel.map_or(crate::policy::DEFAULT_CHANNEL_ATTEMPTS, |c| c.attempts);
+            let result = match channel {
                 Some(channel) => client.deliver(channel, &note).await,
                 None => Err(format!("channel `{}` is no longer in the policy", note.channel)),
             };
@@ -342,7 +343,7 @@ impl Service {
                     if let Ok(mut e) = stats.last_error.lock() {
                         *e = Some(format!("{}: {why}", note.channel));
                     }
-                    if tries >= MAX_ATTEMPTS {
+                    if tries >= limit {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
                         self.state.metrics.notification("failed");
                         let fields = json!({"id": note.id, "channel": note.channel, "event": note.event, "status": "failed", "attempts": tries, "error": why});

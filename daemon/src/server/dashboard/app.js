@@ -361,7 +361,7 @@ async function loadStats() {
     return;
   }
   $("ov-chart").replaceChildren(chart(data.buckets, data.bucket_seconds));
-  $("ov-total").textContent = `${data.decisions} decisions${data.truncated ? " (the newest, capped)" : ""}`;
+  $("ov-total").textContent = `${data.decisions} ${data.decisions === 1 ? "decision" : "decisions"}${data.truncated ? " (the newest, capped)" : ""}`;
   $("ov-caption").textContent = data.window === "hour" ? "each bar a minute" : "each bar 15 minutes";
   const list = (id, items) =>
     $(id).replaceChildren(
@@ -504,7 +504,10 @@ async function loadGrants() {
         "li",
         { class: "grant-item" },
         el("span", { class: "mono", text: `${g.agent_id} → ${g.tool}/${g.operation}` }),
-        el("span", { class: "dim", text: ` ${g.request_hash ? "same arguments" : "any arguments"}, ${until(g.expires_at)}` }),
+        el("span", {
+          class: "dim",
+          text: ` ${g.request_hash ? `only ${g.summary || "the same arguments"}` : "any arguments"}, ends ${until(g.expires_at)}`,
+        }),
         el("button", {
           type: "button",
           class: "ghost small",
@@ -610,11 +613,29 @@ function describeCaller(c) {
 function approvalForm(action) {
   const reason = el("input", { id: "d-reason", type: "text", placeholder: "reason (optional)", autocomplete: "off" });
   const message = el("p", { class: "error", role: "alert" });
+  // A grant rides on an approval: the same agent may then make the same tool/operation call
+  // (optionally with the same arguments) for this long without asking. Never with a denial.
+  const grant = el(
+    "select",
+    { id: "d-grant", title: "after approving, allow this agent the same call without asking for…" },
+    ...[
+      ["", "no grant"],
+      ["15", "15 min"],
+      ["30", "30 min"],
+      ["60", "1 hour"],
+      ["480", "8 hours"],
+    ].map(([value, text]) => el("option", { value, text })),
+  );
+  const sameArgs = el("input", { id: "d-grant-same", type: "checkbox" });
   const decide = async (approve) => {
     message.textContent = "";
     try {
       const body = { approve };
       if (reason.value.trim()) body.reason = reason.value.trim();
+      if (approve && grant.value) {
+        body.grant_minutes = Number(grant.value);
+        if (sameArgs.checked) body.grant_same_args = true;
+      }
       await api(`/v1/actions/${encodeURIComponent(action.id)}/approval`, { method: "POST", body });
       scheduleRefresh(0);
     } catch (e) {
@@ -628,6 +649,13 @@ function approvalForm(action) {
     reason,
     el("button", { type: "button", id: "d-approve", class: "ok", text: "Approve", onclick: () => decide(true) }),
     el("button", { type: "button", id: "d-deny", class: "danger", text: "Deny", onclick: () => decide(false) }),
+    el(
+      "div",
+      { class: "grant-opts" },
+      el("label", { for: "d-grant", text: "and allow the same call for " }),
+      grant,
+      el("label", {}, sameArgs, " with the same arguments only"),
+    ),
     message,
   );
 }
