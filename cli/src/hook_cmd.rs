@@ -826,6 +826,20 @@ pub(crate) fn wired_hosts() -> String {
             }
         }
     }
+    // OpenClaw loads the @faramesh/openclaw plugin (docs/hooks.md#openclaw).
+    let openclaw =
+        std::env::var_os("OPENCLAW_CONFIG_PATH").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| {
+            let state = std::env::var_os("OPENCLAW_STATE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+            state.or_else(|| home.as_ref().map(|h| h.join(".openclaw"))).map(|d| d.join("openclaw.json"))
+        });
+    if let Some(f) = openclaw
+        && std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v.pointer("/plugins/entries/faramesh/enabled") == Some(&Value::Bool(true)))
+    {
+        wired.push(format!("openclaw (the faramesh plugin, {})", f.display()));
+    }
     if wired.is_empty() {
         "no coding agent runs the faramesh hook here (`faramesh hook install claude-code|gemini-cli|cursor|copilot-cli|opencode`)".into()
     } else {

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
-from faramesh_testd import Daemon  # noqa: E402
+from faramesh_testd import BIN, Daemon  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OPENCLAW = HERE / "node_modules" / ".bin" / "openclaw"
@@ -168,6 +168,8 @@ def oc() -> Iterator[OpenClaw]:
             assert "Installed plugin: faramesh" in installed.stdout + installed.stderr
             assert claw.read()["plugins"]["entries"]["faramesh"]["enabled"] is True
             claw.plugin_config(waitForApprovalMs=0)
+            doctor = subprocess.run([BIN, "doctor", "--socket", daemon.socket], env=claw.env, capture_output=True, text=True, timeout=60, check=False)
+            assert f"openclaw (the faramesh plugin, {claw.config})" in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr
             yield claw
         finally:
             daemon.stop()

@@ -177,7 +177,7 @@ function isAiSdkTool(t: unknown): t is { execute?: (input: unknown, options: unk
   return !!t && typeof t === "object" && ("inputSchema" in (t as object) || "parameters" in (t as object)) && typeof (t as Json)["execute"] === "function";
 }
 
-/** Tool call id -> the governor and DEFER decision of a call paused in an OpenAI Agents run. */
+/** Tool call id -> the governor and DEFER decision of a call paused in an OpenAI Agents run or an AI SDK tool loop. */
 export const PAUSED = new Map<string, { governor: Governor; decision: Decision }>();
 
 function parseInput(input: string): Json {
@@ -268,6 +268,93 @@ export async function settle<S extends { approve(item: never): void; reject(item
   return state;
 }
 
+/**
+ * `onDefer: "interrupt"` for the Vercel AI SDK: the tool's `needsApproval` asks the daemon, and a
+ * DEFER becomes the SDK's own `tool-approval-request` (generateText stops there);
+ * `settleApprovals(result)` answers it from the daemon's approval (a person's `faramesh
+ * approve`) as the `tool` message to send back. When the next `generateText` executes the
+ * approved call, the tool re-asks the daemon with the approval id and runs only on PERMIT
+ * `APPROVAL_GRANTED`. A DENY never runs the tool (it throws, or calls `onDeny`).
+ */
+function pausingAiSdkTool(tool: { execute?: (input: unknown, options: unknown) => unknown }, governor: Governor, name: string): unknown {
+  const inner = tool.execute!.bind(tool);
+  const asked = new Map<string, { call: Json; decision: Decision }>();
+  const argsOf = (input: unknown): Json => (input && typeof input === "object" && !Array.isArray(input) ? (input as Json) : { input });
+  const contextOf = (options: unknown): Json | undefined => {
+    const c = (options as { experimental_context?: unknown } | undefined)?.experimental_context;
+    return c && typeof c === "object" ? (c as Json) : undefined;
+  };
+  return {
+    ...tool,
+    needsApproval: async (input: unknown, options: { toolCallId?: string; experimental_context?: unknown }) => {
+      // The SDK asks again when it executes an answered approval: the call is already paused.
+      if (options?.toolCallId && PAUSED.has(options.toolCallId)) return true;
+      const call = governor.call(name, argsOf(input), contextOf(options));
+      const decision = await governor.ask(call);
+      const callId = options?.toolCallId;
+      if (callId) asked.set(callId, { call, decision });
+      if (decision.effect === "DEFER" && callId) {
+        PAUSED.set(callId, { governor, decision });
+        return true;
+      }
+      return false;
+    },
+    execute: async (input: unknown, options: unknown) => {
+      const callId = (options as { toolCallId?: string } | undefined)?.toolCallId;
+      const paused = callId ? PAUSED.get(callId) : undefined;
+      const seen = callId ? asked.get(callId) : undefined;
+      if (callId) asked.delete(callId);
+      let verdict: Verdict;
+      if (paused) {
+        // Approved by settleApprovals(): the daemon must agree (the approval, used once).
+        PAUSED.delete(callId!);
+        const call = seen?.call ?? governor.call(name, argsOf(input), contextOf(options));
+        const resumed = await governor.ask({ ...call, approval_id: paused.decision.approval_id ?? paused.decision.defer_token });
+        verdict = await governor.settle(call, resumed.effect === "DEFER" ? { ...resumed, effect: "DENY" } : resumed);
+      } else if (seen) {
+        verdict = await governor.settle(seen.call, seen.decision);
+      } else {
+        verdict = await governor.gate(name, argsOf(input), contextOf(options));
+      }
+      return verdict.run ? inner(input, options) : verdict.value;
+    },
+  };
+}
+
+/**
+ * For a `generateText` result stopped by `onDefer: "interrupt"`: waits (up to `timeoutMs` each)
+ * for the daemon's approval of each of Faramesh's `tool-approval-request`s and returns the
+ * `tool` message answering them (`tool-approval-response`, approved or not, with the reason),
+ * to append after `result.response.messages` before calling `generateText` again. Other
+ * approval requests, and approvals still pending at the timeout, are left out (unanswered).
+ */
+export async function settleApprovals(
+  result: { content: readonly unknown[] },
+  timeoutMs = 300_000,
+): Promise<{ role: "tool"; content: { type: "tool-approval-response"; approvalId: string; approved: boolean; reason?: string }[] }> {
+  const content: { type: "tool-approval-response"; approvalId: string; approved: boolean; reason?: string }[] = [];
+  for (const part of result.content) {
+    const p = part as { type?: string; approvalId?: string; toolCall?: { toolCallId?: string } };
+    if (p.type !== "tool-approval-request" || !p.approvalId) continue;
+    const callId = p.toolCall?.toolCallId;
+    const paused = callId ? PAUSED.get(callId) : undefined;
+    if (!paused) continue;
+    const status = await paused.governor.transport.waitApproval(paused.decision, timeoutMs);
+    if (status === "approved") {
+      content.push({ type: "tool-approval-response", approvalId: p.approvalId, approved: true, reason: `Faramesh approval ${String(paused.decision.approval_id)}` });
+    } else if (status === "denied" || status === "expired") {
+      PAUSED.delete(callId!);
+      content.push({
+        type: "tool-approval-response",
+        approvalId: p.approvalId,
+        approved: false,
+        reason: `Faramesh: approval ${String(paused.decision.approval_id)} was ${status}; the tool did not run.`,
+      });
+    }
+  }
+  return { role: "tool", content };
+}
+
 /** One tool, governed, as the same kind of thing. `name` names AI SDK tools (their record key). */
 export function governTool<T>(tool: T, governor: Governor, name?: string): T {
   if (isLangChainTool(tool)) {
@@ -282,8 +369,12 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
     return governed as T;
   }
   if (isOpenAIAgentsTool(tool) && governor.onDefer === "interrupt") return pausingOpenAIAgentsTool(tool, governor) as T;
+  if (isAiSdkTool(tool) && governor.onDefer === "interrupt") {
+    if (!name) throw new TypeError("an AI SDK tool is named by its key: pass the tools as a record");
+    return pausingAiSdkTool(tool, governor, name) as T;
+  }
   if (governor.onDefer === "interrupt") {
-    throw new TypeError('onDefer: "interrupt" pauses OpenAI Agents runs; other tools take "throw", "wait" or a callback');
+    throw new TypeError('onDefer: "interrupt" pauses OpenAI Agents runs and AI SDK tool loops; other tools take "throw", "wait" or a callback');
   }
   if (isOpenAIAgentsTool(tool)) {
     const inner = tool.invoke.bind(tool);

@@ -34,7 +34,7 @@ export {
   startAction,
   submitAction,
 } from "./client.js";
-export { type DenialCallback, type GovernOptions, Governor, governTool, governedTools, reportDenial, settle } from "./governed.js";
+export { type DenialCallback, type GovernOptions, Governor, governTool, governedTools, reportDenial, settle, settleApprovals } from "./governed.js";
 export { type Level, type Logger, setLogger } from "./log.js";
 export {
   DEFAULT_SOCKET,

@@ -9,11 +9,11 @@ import type { ChatResult } from "@langchain/core/outputs";
 import { tool as lcTool } from "@langchain/core/tools";
 import { FakeChatModel } from "@langchain/core/utils/testing";
 import { Agent, Runner, Usage, tool as oaTool, setTracingDisabled } from "@openai/agents";
-import { generateText, stepCountIs, tool as aiTool } from "ai";
+import { type ModelMessage, generateText, stepCountIs, tool as aiTool } from "ai";
 import { MockLanguageModelV3 } from "ai/test";
 import { z } from "zod";
 
-import { SocketTransport, ToolDeniedError, governedTools, reportDenial, settle } from "../src/index.js";
+import { SocketTransport, ToolDeniedError, governedTools, reportDenial, settle, settleApprovals } from "../src/index.js";
 import { Daemon } from "./helpers.js";
 
 setTracingDisabled(true);
@@ -121,6 +121,99 @@ describe("Vercel AI SDK", () => {
     assert.deepEqual(ran, []);
     const err = result.steps[0]?.content.find((c) => c.type === "tool-error");
     assert.ok(err && err.type === "tool-error" && err.error instanceof ToolDeniedError && err.error.code === "POLICY_DENY");
+  });
+});
+
+describe("Vercel AI SDK tool approval (onDefer: \"interrupt\")", () => {
+  function shellTools(ran: string[], agentId: string) {
+    return governedTools(
+      {
+        shell: aiTool({
+          description: "Run a shell command.",
+          inputSchema: z.object({ cmd: z.string() }),
+          execute: async ({ cmd }) => {
+            ran.push(cmd);
+            return `ran ${cmd}`;
+          },
+        }),
+      },
+      { agentId, transport, onDefer: "interrupt" },
+    );
+  }
+
+  it("a DEFER is the SDK's own approval request, answered from Faramesh's approval; the call then runs once", async () => {
+    const ran: string[] = [];
+    const tools = shellTools(ran, "ai-interrupt");
+    const model = new MockLanguageModelV3({ doGenerate: [toolCallTurn("shell", { cmd: "uptime" }), doneTurn] });
+    const messages: ModelMessage[] = [{ role: "user", content: "check the load" }];
+    const approving = daemon.decideWhenPending("shell", true); // a person, in another process
+    const first = await generateText({ model, tools, messages, stopWhen: stepCountIs(3) });
+    const request = first.content.find((c) => c.type === "tool-approval-request");
+    assert.ok(request, "stopped at the SDK's tool approval request");
+    assert.deepEqual(ran, [], "nothing ran while waiting");
+    const answer = await settleApprovals(first, 20_000);
+    await approving;
+    assert.deepEqual(
+      answer.content.map((c) => [c.approvalId, c.approved]),
+      [[request.approvalId, true]],
+    );
+    messages.push(...first.response.messages, answer);
+    const second = await generateText({ model, tools, messages, stopWhen: stepCountIs(3) });
+    assert.equal(second.text, "done");
+    assert.deepEqual(ran, ["uptime"], "ran once, after approval");
+    const actions = await transport.listActions({ agent_id: "ai-interrupt" });
+    assert.ok(actions.some((a) => a["reason_code"] === "APPROVAL_GRANTED"), JSON.stringify(actions));
+  });
+
+  it("a denial in Faramesh is the SDK's denied approval: the tool never runs and the model is told", async () => {
+    const ran: string[] = [];
+    const tools = shellTools(ran, "ai-interrupt-deny");
+    const model = new MockLanguageModelV3({ doGenerate: [toolCallTurn("shell", { cmd: "reboot" }), doneTurn] });
+    const messages: ModelMessage[] = [{ role: "user", content: "reboot" }];
+    const denying = daemon.decideWhenPending("shell", false);
+    const first = await generateText({ model, tools, messages, stopWhen: stepCountIs(3) });
+    const answer = await settleApprovals(first, 20_000);
+    await denying;
+    assert.equal(answer.content[0]?.approved, false);
+    messages.push(...first.response.messages, answer);
+    const second = await generateText({ model, tools, messages, stopWhen: stepCountIs(3) });
+    assert.equal(second.text, "done");
+    assert.deepEqual(ran, []);
+    const prompt = JSON.stringify(model.doGenerateCalls.at(-1)?.prompt);
+    assert.match(prompt, /was denied; the tool did not run/, "the model saw why");
+    const actions = await transport.listActions({ agent_id: "ai-interrupt-deny" });
+    assert.deepEqual(
+      actions.map((a) => a["status"]),
+      ["denied"],
+      "one decision, denied by the person: the resumed loop asked nothing again",
+    );
+  });
+
+  it("a permitted call needs no approval and runs in the same loop", async () => {
+    const ran: string[] = [];
+    const tools = governedTools(
+      {
+        weather: aiTool({
+          description: "The weather in a city.",
+          inputSchema: z.object({ city: z.string() }),
+          execute: async ({ city }) => {
+            ran.push(city);
+            return `sunny in ${city}`;
+          },
+        }),
+      },
+      { agentId: "ai-interrupt-permit", transport, onDefer: "interrupt" },
+    );
+    const result = await generateText({
+      model: new MockLanguageModelV3({ doGenerate: [toolCallTurn("weather", { city: "Oslo" }), doneTurn] }),
+      tools,
+      prompt: "weather?",
+      stopWhen: stepCountIs(3),
+    });
+    assert.equal(result.text, "done");
+    assert.deepEqual(ran, ["Oslo"]);
+    const actions = await transport.listActions({ agent_id: "ai-interrupt-permit" });
+    assert.equal(actions.length, 1, "one decision for one call");
   });
 });
 
