@@ -159,6 +159,9 @@ oc_pack="$(mktemp -d)"
     "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 rm -rf "$oc_pack"
 
+step "decisions leaving the host: OTLP/HTTP to a receiver decoding with opentelemetry-proto, an outage and SIGKILLs, verify-export"
+(cd tests/fleet && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
+
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"
 (cd tests/mcp && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 

@@ -49,6 +49,14 @@ pub struct ServeArgs {
     /// Where retention archives entries before pruning them (JSON lines, one file per prune).
     #[arg(long, value_name = "DIR", requires = "retention")]
     pub retention_archive: Option<PathBuf>,
+    /// Ship every log entry as an OTLP log record to this URL (`…/v1/logs`, http/protobuf);
+    /// without it, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT (docs/fleet.md).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Export destinations retention must wait for (`otlp`): no prune removes an entry they
+    /// have not acknowledged.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub export_required: Vec<String>,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_size: u64,
@@ -244,6 +252,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
             archive_dir: args.retention_archive.as_deref().map(absolute),
         }),
     };
+    let export = export_of(args.otlp_endpoint.as_deref(), &args.export_required)?;
     Ok(Config {
         policy_path: policy,
         socket_path: absolute(&args.socket.path()),
@@ -254,7 +263,30 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         retention,
         single_user: false,
         demo: false,
+        export,
     })
+}
+
+/// The export destinations the flags and the OpenTelemetry variables configure.
+fn export_of(
+    otlp_flag: Option<&str>,
+    required: &[String],
+) -> Result<Vec<faramesh_daemon::service::fleet::Spec>> {
+    use faramesh_daemon::service::fleet::{Kind, Otlp, Spec};
+    let mut out = Vec::new();
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(o) = Otlp::from_env(otlp_flag, &env).map_err(|e| anyhow!(e))? {
+        out.push(Spec { name: "otlp".into(), kind: Kind::Otlp(o), required: false });
+    }
+    for name in required {
+        match out.iter_mut().find(|d| &d.name == name) {
+            Some(d) => d.required = true,
+            None => bail!(
+                "`--export-required {name}`: no export destination `{name}` is configured (otlp needs --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)"
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// Runs the daemon in this process until SIGTERM or SIGINT (a second signal exits at once).
@@ -544,6 +576,8 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         cache_size: 16,
         retention: None,
         retention_archive: None,
+        otlp_endpoint: None,
+        export_required: Vec::new(),
         http: HttpArgs::default(),
         demo: false,
         verbose: true,
@@ -744,6 +778,19 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             n["failed"],
             n["waiting"],
             n["last_error"].as_str().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+        );
+    }
+    for d in s["export"].as_array().into_iter().flatten() {
+        println!(
+            "export    {} {}{}: through entry {} of {}, {} behind ({} s){}",
+            d["name"].as_str().unwrap_or("?"),
+            d["target"].as_str().unwrap_or("?"),
+            if d["required"] == true { " (required: retention waits for it)" } else { "" },
+            d["cursor"],
+            d["head"],
+            d["lag_entries"],
+            d["lag_seconds"],
+            d["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
         );
     }
     let pruned = match s["log"]["first_seq"].as_u64() {

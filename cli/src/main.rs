@@ -11,6 +11,7 @@ mod client;
 mod container_cmd;
 mod daemon_cmd;
 mod demo;
+mod fleet_cmd;
 mod hook_cmd;
 mod log_cmd;
 mod mcp;
@@ -125,6 +126,10 @@ enum Command {
     /// checkpoint saved earlier.
     #[command(name = "verify-log")]
     VerifyLog(log_cmd::VerifyArgs),
+    /// Check an export destination's copy of the log against this host's chain: every entry
+    /// present, each equal to what the chain commits to; names missing or altered ranges.
+    #[command(name = "verify-export")]
+    VerifyExport(fleet_cmd::VerifyExportArgs),
     /// The log's public key and checkpoints.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
         Command::PolicyDiff(args) => policy_cmd::run(policy_cmd::PolicyCommand::Diff(args), cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),
+        Command::VerifyExport(args) => fleet_cmd::verify_export(args, cli.json),
         Command::Log(cmd) => log_cmd::run_log(cmd, cli.json),
         Command::Export(args) => log_cmd::export(args),
     };

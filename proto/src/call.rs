@@ -24,6 +24,7 @@ pub const CALL_KEYS: &[&str] = &[
     "request_id",
     "tags",
     "principal",
+    "traceparent",
     "approval_id",
     "action_type",
     "principal_token",
@@ -133,6 +134,17 @@ impl CallRequest {
             request_id: string(map, "request_id")?,
             tags: map.get("tags").cloned().unwrap_or(Value::Null),
             principal: map.get("principal").cloned().unwrap_or(Value::Null),
+            traceparent: match string(map, "traceparent")? {
+                Some(t) if !is_traceparent(&t) => {
+                    return Err(bad(
+                        "traceparent",
+                        format!(
+                            "`traceparent` `{t}` is not a W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`)"
+                        ),
+                    ));
+                }
+                t => t,
+            },
         };
         Ok(CallRequest { call, approval_id: string(map, "approval_id")?, unknown_keys })
     }
@@ -155,6 +167,18 @@ impl CallRequest {
         };
         Some(format!("unknown key `{key}` in the call{hint}{more}"))
     }
+}
+
+/// Whether `text` is a W3C Trace Context `traceparent` this daemon records: version `00`, a
+/// 32-hex trace id and a 16-hex parent id that are not all zeros, 2-hex flags (lower case).
+pub fn is_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts.as_slice(), [v, trace, parent, flags]
+        if *v == "00" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
+            && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
 }
 
 /// The closest of `allowed` to a misspelled `input`, if one is close.
@@ -313,6 +337,30 @@ impl<'de> Visitor<'de> for Strict<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_traceparent_is_kept_out_of_the_request_hash_and_checked() {
+        let base = json!({"agent_id": "a", "tool": "http", "operation": "get"});
+        let mut traced = base.clone();
+        traced["traceparent"] = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let plain = CallRequest::from_value(&base).unwrap();
+        let with = CallRequest::from_value(&traced).unwrap();
+        assert_eq!(
+            with.call.traceparent.as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(plain.call.request_hash().unwrap(), with.call.request_hash().unwrap());
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "nope",
+        ] {
+            traced["traceparent"] = json!(bad);
+            let e = CallRequest::from_value(&traced).unwrap_err();
+            assert_eq!(e.field, "traceparent", "{bad}");
+        }
+    }
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {

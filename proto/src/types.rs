@@ -125,7 +125,8 @@ impl RiskLevel {
 /// ```json
 /// {"agent_id": "payments-bot", "tool": "stripe", "operation": "refund",
 ///  "params": {"amount": 50}, "context": {"branch": "main"},
-///  "session_id": "s-1", "request_id": "r-1", "tags": ["prod"], "principal": null}
+///  "session_id": "s-1", "request_id": "r-1", "tags": ["prod"], "principal": null,
+///  "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 /// ```
 /// `params` and `context` default to `{}`; the other optional fields to `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +156,11 @@ pub struct Call {
     /// Who the agent acts for (any JSON value).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub principal: Value,
+    /// The W3C `traceparent` of the agent's span that made the call, recorded in the DPR and
+    /// set on exported records (not part of the request hash: a retry from another span is the
+    /// same call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -174,6 +180,7 @@ impl Call {
             request_id: None,
             tags: Value::Null,
             principal: Value::Null,
+            traceparent: None,
         }
     }
 

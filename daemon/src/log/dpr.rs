@@ -161,6 +161,9 @@ pub struct DecisionRecord {
     /// The call's tags.
     #[serde(default)]
     pub tags: Value,
+    /// The W3C `traceparent` the agent passed (absent when none was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// For a DEFER (or a resumed call), its approval.
     pub approval_id: Option<String>,
     /// The params, redacted by key name.
@@ -217,6 +220,7 @@ impl DecisionRecord {
             session_id: call.session_id.clone(),
             request_id: call.request_id.clone(),
             tags: call.tags.clone(),
+            traceparent: call.traceparent.clone(),
             approval_id: approval_id.map(str::to_owned),
             params: redact(&call.params, redact_keys),
             params_hash,
@@ -272,6 +276,7 @@ impl DecisionRecord {
         call.session_id.clone_from(&self.session_id);
         call.request_id.clone_from(&self.request_id);
         call.tags = self.tags.clone();
+        call.traceparent.clone_from(&self.traceparent);
         call
     }
 }

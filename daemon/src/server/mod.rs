@@ -51,6 +51,8 @@ pub struct Config {
     pub single_user: bool,
     /// A demo daemon (`faramesh serve --demo`): said by `status` and the dashboard.
     pub demo: bool,
+    /// Where the log's entries are exported (`docs/fleet.md`).
+    pub export: Vec<crate::service::fleet::Spec>,
 }
 
 /// Why the daemon could not start.
@@ -178,6 +180,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         grants,
         outbox: Default::default(),
         outbox_wake: Default::default(),
+        destinations: Arc::new(
+            config
+                .export
+                .iter()
+                .map(|d| {
+                    Arc::new(crate::service::fleet::Destination::new(&d.name, d.kind.clone(), d.required))
+                })
+                .collect(),
+        ),
         rate: limits::RateLimiter::default(),
         budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
         metrics,
@@ -226,6 +237,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let (svc, stop) = (service.clone(), outbox_stop.clone());
         tokio::spawn(async move { svc.run_outbox(stop).await })
     };
+    // Export: each destination's sender ships what follows its cursor.
+    let export_tasks: Vec<_> = state
+        .destinations
+        .iter()
+        .map(|d| {
+            tracing::info!(destination = %d.name, target = %d.target(), required = d.required, "exporting the log");
+            tokio::spawn(Arc::clone(d).run(Arc::clone(&log), Arc::clone(&state.destinations), outbox_stop.clone()))
+        })
+        .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -329,6 +349,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     retention.abort();
     outbox_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), outbox).await;
+    for task in export_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     drop(service);
     drop(state);
     log.close();

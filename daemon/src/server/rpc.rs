@@ -84,6 +84,7 @@ pub fn method(name: &str) -> Option<Method> {
         "log.verify" => call!(log_verify),
         "log.checkpoint" => call!(log_checkpoint),
         "log.entries" => call!(log_entries),
+        "export.rewind" => call!(export_rewind),
         "log.prune" => call!(log_prune),
         "log.exported" => call!(log_exported),
         "log.backup" => call!(log_backup),
@@ -296,6 +297,16 @@ async fn log_entries(s: Service, p: Map<String, Value>, who: Identity) -> RpcRes
     };
     let (entries, next_seq) = s.entries(from_seq, f.string("since")?, limit, &who)?;
     Ok(json!({"entries": entries, "next_seq": next_seq}))
+}
+
+async fn export_rewind(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    let name = f.string("name")?.ok_or_else(|| ServiceError::missing("name"))?;
+    let to_seq = p
+        .get("to_seq")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ServiceError::invalid("to_seq", "`to_seq` must be a non-negative integer"))?;
+    s.export_rewind(&name, to_seq, &who)
 }
 
 async fn log_prune(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {

@@ -19,6 +19,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NotificationLabels {
     status: &'static str,
 }
@@ -65,6 +70,10 @@ pub struct Metrics {
     notifications: Family<NotificationLabels, Counter>,
     outbox_waiting: Gauge,
     outbox_oldest_seconds: Gauge,
+    export_cursor: Family<DestinationLabels, Gauge>,
+    export_lag_entries: Family<DestinationLabels, Gauge>,
+    export_lag_seconds: Family<DestinationLabels, Gauge>,
+    export_errors: Family<DestinationLabels, Gauge>,
     last_commit_ok: std::sync::atomic::AtomicBool,
 }
 
@@ -138,8 +147,36 @@ impl Metrics {
             "Age of the oldest notification waiting in the outbox",
             outbox_oldest_seconds.clone(),
         );
+        let export_cursor = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "export_cursor",
+            "The last log entry each export destination acknowledged",
+            export_cursor.clone(),
+        );
+        let export_lag_entries = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "export_lag_entries",
+            "Log entries not yet acknowledged by each export destination",
+            export_lag_entries.clone(),
+        );
+        let export_lag_seconds = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "export_lag_seconds",
+            "Age of the oldest entry each export destination has not acknowledged",
+            export_lag_seconds.clone(),
+        );
+        let export_errors = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "export_errors",
+            "Batches an export destination did not acknowledge since the daemon started",
+            export_errors.clone(),
+        );
         Metrics {
             registry,
+            export_cursor,
+            export_lag_entries,
+            export_lag_seconds,
+            export_errors,
             notifications,
             outbox_waiting,
             outbox_oldest_seconds,
@@ -207,6 +244,16 @@ impl Metrics {
     /// Whether the last log commit succeeded (`/ready`).
     pub fn log_writable(&self) -> bool {
         self.last_commit_ok.load(Ordering::Relaxed)
+    }
+
+    /// An export destination's cursor, lag and errors (from its `status`), for the next render.
+    pub fn export(&self, status: &serde_json::Value) {
+        let labels = DestinationLabels { destination: status["name"].as_str().unwrap_or("?").to_owned() };
+        let n = |k: &str| i64::try_from(status[k].as_u64().unwrap_or(0)).unwrap_or(i64::MAX);
+        self.export_cursor.get_or_create(&labels).set(n("cursor"));
+        self.export_lag_entries.get_or_create(&labels).set(n("lag_entries"));
+        self.export_lag_seconds.get_or_create(&labels).set(n("lag_seconds"));
+        self.export_errors.get_or_create(&labels).set(n("errors"));
     }
 
     /// The text exposition, with the gauges read now.

@@ -13,6 +13,7 @@ mod approving;
 pub mod authz;
 pub mod claims;
 mod error;
+pub mod fleet;
 mod govern;
 pub mod grants;
 mod identity;
@@ -113,6 +114,7 @@ mod tests {
             grants: grants::Grants::load(&log).unwrap(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
+            destinations: Default::default(),
             log,
             socket_path: dir.join("s.sock"),
             state_dir: dir.to_owned(),

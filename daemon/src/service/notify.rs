@@ -431,6 +431,17 @@ impl Client {
     }
 
     async fn post(&self, url: &str, body: String, headers: Vec<(&str, String)>) -> Result<(), String> {
+        self.post_bytes(url, "application/json", bytes::Bytes::from(body), headers).await
+    }
+
+    /// POSTs `body` as `content_type`; `Ok` on a 2xx answer.
+    pub async fn post_bytes(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+        headers: Vec<(&str, String)>,
+    ) -> Result<(), String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -445,12 +456,12 @@ impl Client {
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let mut req = hyper::Request::post(path)
             .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .header(hyper::header::USER_AGENT, crate::log::dpr::RUNTIME_VERSION);
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body))).map_err(|e| e.to_string())?;
+        let req = req.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
         let status = if https {
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| format!("bad host: {e}"))?;

@@ -158,6 +158,8 @@ pub struct State {
     pub outbox: super::notify::OutboxStats,
     /// Wakes the outbox sender when a commit queued notifications.
     pub outbox_wake: tokio::sync::Notify,
+    /// Export destinations (`docs/fleet.md`).
+    pub destinations: Arc<Vec<Arc<super::fleet::Destination>>>,
     /// Rate-limit buckets.
     pub rate: super::limits::RateLimiter,
     /// Budget counters (cache of the `budget/…` state rows).
@@ -332,6 +334,7 @@ impl State {
                 "first_seq": self.log.first_seq().ok(),
                 "exported_through": self.log.exported_through().ok(),
             },
+            "export": self.destinations.iter().map(|d| d.status(&self.log)).collect::<Vec<_>>(),
         })
     }
 }

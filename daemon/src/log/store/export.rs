@@ -36,6 +36,19 @@ impl Log {
         Ok(through)
     }
 
+    /// Writes one state row on the caller's thread (an export destination's cursor): a row no
+    /// entry depends on, so it needs no place in the chain. Not fsynced by itself (the next
+    /// commit of the log makes it durable): losing it after a crash only sends again what was
+    /// sent, which the destinations take as duplicates.
+    pub fn state_put_lazy(&self, key: &str, value: &[u8]) -> Result<(), LogError> {
+        let db = self.shared.db.read().ok().and_then(|g| g.clone()).ok_or(LogError::Reopening)?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(redb::Durability::None).map_err(storage)?;
+        txn.open_table(STATE).map_err(storage)?.insert(key, value).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(())
+    }
+
     /// Writes every record with `ts >= since_ms` as JSON lines; returns how many.
     pub fn export(&self, out: &mut dyn std::io::Write, since_ms: u64) -> Result<u64, LogError> {
         self.export_range(out, self.first_seq_at_or_after(since_ms)?, u64::MAX)

@@ -150,6 +150,9 @@ pub struct Log {
     options: LogOptions,
     /// A prune is being recorded or carried out.
     pruning: std::sync::atomic::AtomicBool,
+    /// The first entry a prune must keep (a required export destination has not acknowledged
+    /// it yet); `u64::MAX`: no hold.
+    prune_hold: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Log {
@@ -207,6 +210,7 @@ impl Log {
             writer: Mutex::new(Some(writer)),
             options,
             pruning: std::sync::atomic::AtomicBool::new(false),
+            prune_hold: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
         // A prune cut short (the daemon stopped or crashed) resumes now.
         if let Some(mark) = log.prune_mark()?

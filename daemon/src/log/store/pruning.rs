@@ -28,6 +28,10 @@ pub struct PrunePlan {
     pub size: u64,
     /// Every entry up to this one was exported or archived (0: none).
     pub exported_through: u64,
+    /// The first entry a required export destination still needs, when that kept the cut
+    /// earlier than asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_for_export: Option<u64>,
 }
 
 /// What a prune did, or (a dry run) would do: the reply of `log.prune` and of
@@ -73,6 +77,10 @@ impl Log {
             Cut::BeforeSeq(seq) => seq.min(size + 1),
         }
         .max(first_seq);
+        // A required export destination that has not acknowledged an entry keeps it.
+        let hold = self.prune_hold.load(std::sync::atomic::Ordering::SeqCst);
+        let held_for_export = (wanted > hold).then_some(hold);
+        let wanted = wanted.min(hold).max(first_seq);
         // Whole batches: the batch holding `wanted` stays.
         let first_kept_seq = if wanted > size {
             size + 1
@@ -92,7 +100,14 @@ impl Log {
             entries: first_kept_seq - first_seq,
             size,
             exported_through: self.exported_through()?,
+            held_for_export,
         })
+    }
+
+    /// Keeps every entry from `first_needed` on through any prune (`None`: no hold). Set by the
+    /// export senders from the lowest cursor of the destinations marked required.
+    pub fn set_prune_hold(&self, first_needed: Option<u64>) {
+        self.prune_hold.store(first_needed.unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// What pruning at `cut` would do, as a dry run's outcome.

@@ -60,6 +60,9 @@ pub(super) async fn metrics(AxState(app): AxState<App>, _: Caller) -> HttpResult
         .iter()
         .filter(|a| a.status == crate::service::approvals::Status::Pending)
         .count();
+    for d in state.destinations.iter() {
+        state.metrics.export(&d.status(&state.log));
+    }
     let text = state.metrics.render(pending, state.log.queue_depth());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
@@ -72,9 +75,10 @@ pub(super) async fn metrics(AxState(app): AxState<App>, _: Caller) -> HttpResult
 pub(super) async fn evaluate(
     AxState(app): AxState<App>,
     Writer(who): Writer,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = CallRequest::from_json(&body)?;
+    let req = call_request(&headers, body)?;
     let reply = app.service.govern(req, &who).await?;
     Ok(json_response(StatusCode::OK, &reply.to_json()))
 }
@@ -82,19 +86,34 @@ pub(super) async fn evaluate(
 pub(super) async fn gate_decide(
     AxState(app): AxState<App>,
     Writer(who): Writer,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = CallRequest::from_json(&body)?;
+    let req = call_request(&headers, body)?;
     Ok(json_response(StatusCode::OK, &app.service.v1_decide(&req, &who)?))
 }
 
 pub(super) async fn submit_action(
     AxState(app): AxState<App>,
     Writer(who): Writer,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = CallRequest::from_json(&body)?;
+    let req = call_request(&headers, body)?;
     Ok(json_response(StatusCode::OK, &app.service.submit(req, &who).await?))
+}
+
+/// The call in `body`; a W3C `traceparent` header is its `traceparent` when the body has none.
+fn call_request(
+    headers: &axum::http::HeaderMap,
+    mut body: Map<String, Value>,
+) -> Result<CallRequest, HttpError> {
+    if !body.contains_key("traceparent")
+        && let Some(t) = headers.get("traceparent").and_then(|v| v.to_str().ok())
+    {
+        body.insert("traceparent".into(), Value::String(t.trim().to_owned()));
+    }
+    Ok(CallRequest::from_json(&body)?)
 }
 
 pub(super) fn query_map(q: HashMap<String, String>) -> Map<String, Value> {

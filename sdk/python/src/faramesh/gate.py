@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._trace import add_traceparent
 from .transport import Transport, default_transport
 
 _OUTCOME = {"PERMIT": "EXECUTE", "DENY": "HALT", "DEFER": "ABSTAIN"}
@@ -74,6 +75,7 @@ def build_call(
     principal_token = os.environ.get("FARAMESH_PRINCIPAL_TOKEN")
     if principal_token:
         call["principal_token"] = principal_token
+    add_traceparent(call)
     return call
 
 

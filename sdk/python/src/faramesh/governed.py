@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from ._trace import add_traceparent
 from .canonical import request_hash
 from .errors import DaemonUnreachableError, FarameshTimeoutError, ToolDeniedException
 from .transport import Transport, auto_transport, default_transport
@@ -24,7 +25,7 @@ from .transport import Transport, auto_transport, default_transport
 log = logging.getLogger("faramesh")
 
 #: The only metadata keys forwarded to the daemon; anything else is dropped at the SDK boundary.
-METADATA_KEYS = ("principal", "session_id", "request_id", "tags")
+METADATA_KEYS = ("principal", "session_id", "request_id", "tags", "traceparent")
 
 DeferCallback = Callable[[str | None, ToolDeniedException], Any]
 OnDefer = Union[Literal["raise", "block", "interrupt"], DeferCallback]
@@ -46,7 +47,7 @@ def filter_metadata(*sources: Mapping[str, Any] | None) -> dict[str, Any]:
                 if isinstance(value, str):
                     value = [value]
                 value = [str(t) for t in value]
-            elif key in ("session_id", "request_id"):
+            elif key in ("session_id", "request_id", "traceparent"):
                 value = str(value)
             out[key] = value
     return out
@@ -144,6 +145,7 @@ class Governor:
             call["principal_token"] = principal_token
         if approval_id:
             call["approval_id"] = approval_id
+        add_traceparent(call)
         return call
 
     def hash_of(self, call: Mapping[str, Any]) -> str:

@@ -1,0 +1,704 @@
+//! Decisions leaving the host (`docs/fleet.md`): each export destination (an OpenTelemetry
+//! collector over OTLP/HTTP) has a cursor in the log's state, `export/<name>`, the last `seq` it
+//! acknowledged. Its sender task reads the committed entries after the cursor, ships them in
+//! batches, and moves the cursor only after the destination answered 2xx: a receiver that is
+//! down, a SIGKILL or a restart loses nothing (a batch sent but not acknowledged is sent again;
+//! every record carries the log id and `seq`, so a duplicate is harmless). A destination marked
+//! required holds retention: no prune removes an entry it has not acknowledged.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::log::{Log, entry};
+
+/// Entries per batch sent.
+pub const BATCH: usize = 512;
+/// The longest wait between retries of a destination that fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where OTLP logs go, from the standard variables or `serve --otlp-endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// The logs URL (`…/v1/logs`).
+    pub endpoint: String,
+    /// Extra request headers (authentication), from `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS`.
+    pub headers: Vec<(String, String)>,
+    /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `service.name`).
+    pub resource: Vec<(String, String)>,
+}
+
+impl Otlp {
+    /// The OTLP destination the environment (and `--otlp-endpoint`, which wins) configure, if
+    /// any: `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT` with
+    /// `/v1/logs` appended; headers from `OTEL_EXPORTER_OTLP_LOGS_HEADERS` or
+    /// `OTEL_EXPORTER_OTLP_HEADERS`; `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`.
+    pub fn from_env(
+        flag: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Otlp>, String> {
+        let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let endpoint =
+            match (flag, var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), var("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+                (Some(f), _, _) => f.to_owned(),
+                (None, Some(logs), _) => logs,
+                (None, None, Some(base)) => format!("{}/v1/logs", base.trim_end_matches('/')),
+                (None, None, None) => return Ok(None),
+            };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!("the OTLP endpoint `{endpoint}` must start with http:// or https://"));
+        }
+        let protocol = var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        if let Some(p) = protocol.filter(|p| p != "http/protobuf") {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL `{p}` is not supported: Faramesh sends OTLP logs as http/protobuf"
+            ));
+        }
+        let headers = pairs(
+            &var("OTEL_EXPORTER_OTLP_LOGS_HEADERS")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"))
+                .unwrap_or_default(),
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        )?;
+        let mut resource =
+            pairs(&var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default(), "OTEL_RESOURCE_ATTRIBUTES")?;
+        let service = var("OTEL_SERVICE_NAME")
+            .or_else(|| resource.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()))
+            .unwrap_or_else(|| "faramesh".into());
+        resource.retain(|(k, _)| k != "service.name");
+        resource.insert(0, ("service.name".into(), service));
+        Ok(Some(Otlp { endpoint, headers, resource }))
+    }
+}
+
+/// `k=v,k2=v2` (values percent-decoded), as the OpenTelemetry variables write them.
+fn pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!("{what}: `{item}` is not `key=value`"));
+        };
+        out.push((k.trim().to_owned(), percent_decode(v.trim())));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a destination is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// OTLP/HTTP logs, protobuf.
+    Otlp(Otlp),
+}
+
+/// A configured destination (`serve`'s flags and the OpenTelemetry variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Its name (`otlp`).
+    pub name: String,
+    /// Where it goes.
+    pub kind: Kind,
+    /// Retention waits for it.
+    pub required: bool,
+}
+
+/// One export destination and what its sender has seen.
+#[derive(Debug)]
+pub struct Destination {
+    /// `otlp`: names its cursor row (`export/otlp`).
+    pub name: String,
+    /// Where it goes.
+    pub kind: Kind,
+    /// Retention waits for it.
+    pub required: bool,
+    last_error: Mutex<Option<String>>,
+    last_ok_ms: AtomicU64,
+    errors: AtomicU64,
+    shipped: AtomicU64,
+}
+
+impl Destination {
+    /// A destination named `name`.
+    pub fn new(name: &str, kind: Kind, required: bool) -> Destination {
+        Destination {
+            name: name.to_owned(),
+            kind,
+            required,
+            last_error: Mutex::new(None),
+            last_ok_ms: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            shipped: AtomicU64::new(0),
+        }
+    }
+
+    fn cursor_key(&self) -> String {
+        format!("export/{}", self.name)
+    }
+
+    /// The last `seq` the destination acknowledged (0: none).
+    pub fn cursor(&self, log: &Log) -> u64 {
+        log.state_get(&self.cursor_key())
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
+            .and_then(|v| v["acked_seq"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Where it sends, without secrets (headers are not shown).
+    pub fn target(&self) -> String {
+        match &self.kind {
+            Kind::Otlp(o) => o.endpoint.clone(),
+        }
+    }
+
+    /// The destination's line in `status`: cursor, lag in entries and seconds, last error.
+    pub fn status(&self, log: &Log) -> Value {
+        let cursor = self.cursor(log);
+        let head = log.head().0;
+        let oldest = (cursor < head)
+            .then(|| log.get(cursor.max(log.first_seq().unwrap_or(1).saturating_sub(1)) + 1).ok().flatten())
+            .flatten()
+            .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+            .and_then(|v| v["ts"].as_str().and_then(entry::parse_rfc3339));
+        let lag_seconds = oldest.map_or(0, |ts| entry::now_ms().saturating_sub(ts) / 1000);
+        let last_ok = self.last_ok_ms.load(Ordering::Relaxed);
+        json!({
+            "name": self.name,
+            "kind": match self.kind { Kind::Otlp(_) => "otlp" },
+            "target": self.target(),
+            "required": self.required,
+            "cursor": cursor,
+            "head": head,
+            "lag_entries": head.saturating_sub(cursor),
+            "lag_seconds": lag_seconds,
+            "shipped": self.shipped.load(Ordering::Relaxed),
+            "errors": self.errors.load(Ordering::Relaxed),
+            "last_ok": (last_ok > 0).then(|| entry::rfc3339(last_ok)),
+            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    /// Ships `records` (`(seq, record)`, in order); `Ok` once the destination acknowledged them.
+    async fn ship(
+        &self,
+        client: &super::notify::Client,
+        log: &Log,
+        records: &[(u64, String)],
+    ) -> Result<(), String> {
+        match &self.kind {
+            Kind::Otlp(o) => {
+                let log_id = log.origin().trim_start_matches("faramesh/");
+                let body = otlp_request(o, log_id, records).encode_to_vec();
+                let headers: Vec<(&str, String)> =
+                    o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    client.post_bytes(&o.endpoint, "application/x-protobuf", body.into(), headers),
+                )
+                .await
+                .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+            }
+        }
+    }
+
+    /// The sender: ships what follows the cursor until `stop`, retrying with backoff.
+    pub async fn run(
+        self: Arc<Self>,
+        log: Arc<Log>,
+        all: Arc<Vec<Arc<Destination>>>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let client = super::notify::Client::new();
+        let mut committed = log.subscribe();
+        let mut backoff = Duration::from_secs(1);
+        hold_retention(&log, &all);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let cursor = self.cursor(&log);
+            let head = log.head().0;
+            if cursor >= head {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = committed.recv() => {}
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            let from = cursor + 1;
+            let batch = {
+                let log = Arc::clone(&log);
+                tokio::task::spawn_blocking(move || log.numbered_from(from, BATCH)).await
+            };
+            let batch = match batch {
+                Ok(Ok(b)) if !b.is_empty() => b,
+                Ok(Ok(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    self.failed(&format!("cannot read the log: {e}"));
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.failed(&format!("cannot read the log: {e}"));
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            let last = batch.last().map_or(cursor, |(s, _)| *s);
+            match self.ship(&client, &log, &batch).await {
+                Ok(()) => {
+                    let row = json!({"acked_seq": last, "ts": entry::rfc3339(entry::now_ms())}).to_string();
+                    let (key, l) = (self.cursor_key(), Arc::clone(&log));
+                    let saved =
+                        tokio::task::spawn_blocking(move || l.state_put_lazy(&key, row.as_bytes())).await;
+                    if let Ok(Err(e)) = saved {
+                        self.failed(&format!("cannot save the cursor: {e}"));
+                    }
+                    self.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.last_ok_ms.store(entry::now_ms(), Ordering::Relaxed);
+                    if let Ok(mut e) = self.last_error.lock() {
+                        *e = None;
+                    }
+                    backoff = Duration::from_secs(1);
+                    hold_retention(&log, &all);
+                }
+                Err(why) => {
+                    self.failed(&why);
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        tracing::warn!(destination = %self.name, error = %why, "export batch not acknowledged");
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(why.to_owned());
+        }
+    }
+}
+
+/// Keeps, through any prune, every entry a required destination has not acknowledged.
+pub fn hold_retention(log: &Log, all: &[Arc<Destination>]) {
+    let lowest = all.iter().filter(|d| d.required).map(|d| d.cursor(log) + 1).min();
+    log.set_prune_hold(lowest);
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn text(s: &str) -> any_value::Value {
+    any_value::Value::StringValue(s.to_owned())
+}
+
+/// The OTLP request for `records`: one log record per entry, its body the exact stored record
+/// (so a copy can be checked against the chain), attributes under `faramesh.*`.
+pub fn otlp_request(o: &Otlp, log_id: &str, records: &[(u64, String)]) -> ExportLogsServiceRequest {
+    let now_ns = entry::now_ms().saturating_mul(1_000_000);
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let mut resource: Vec<KeyValue> = o.resource.iter().map(|(k, v)| kv(k, text(v))).collect();
+    if !o.resource.iter().any(|(k, _)| k == "host.name") {
+        resource.push(kv("host.name", text(&host)));
+    }
+    resource.push(kv("faramesh.log_id", text(log_id)));
+    let log_records = records.iter().map(|(seq, record)| log_record(*seq, record, log_id, now_ns)).collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource { attributes: resource, ..Default::default() }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "faramesh".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The attributes of one entry: `faramesh.seq`, `faramesh.entry_hash`, `faramesh.kind`, and
+/// for a decision the agent, tool, operation, effect, reason code, rule, risk, action id,
+/// request hash and policy hash.
+fn log_record(seq: u64, record: &str, log_id: &str, now_ns: u64) -> LogRecord {
+    let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = s("kind");
+    let mut attributes = vec![
+        kv("faramesh.log_id", text(log_id)),
+        kv("faramesh.seq", any_value::Value::IntValue(i64::try_from(seq).unwrap_or(i64::MAX))),
+        kv("faramesh.entry_hash", text(&s("entry_hash"))),
+        kv("faramesh.kind", text(&kind)),
+    ];
+    let mut severity = SeverityNumber::Info;
+    let mut severity_text = kind.clone();
+    if kind == "decision" {
+        for (attr, field) in [
+            ("faramesh.agent_id", "agent_id"),
+            ("faramesh.tool", "tool"),
+            ("faramesh.operation", "operation"),
+            ("faramesh.effect", "effect"),
+            ("faramesh.reason_code", "reason_code"),
+            ("faramesh.rule_id", "rule_id"),
+            ("faramesh.risk_level", "risk_level"),
+            ("faramesh.action_id", "id"),
+            ("faramesh.request_hash", "request_hash"),
+            ("faramesh.policy_hash", "policy_hash"),
+        ] {
+            if let Some(value) = v.get(field).and_then(Value::as_str) {
+                attributes.push(kv(attr, text(value)));
+            }
+        }
+        severity_text = s("effect");
+        severity = match severity_text.as_str() {
+            "DENY" => SeverityNumber::Warn,
+            _ => SeverityNumber::Info,
+        };
+    }
+    let (trace_id, span_id, flags) =
+        v.get("traceparent").and_then(Value::as_str).and_then(trace_parts).unwrap_or_default();
+    let ts_ns =
+        v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339).map_or(0, |ms| ms * 1_000_000);
+    LogRecord {
+        time_unix_nano: ts_ns,
+        observed_time_unix_nano: now_ns,
+        severity_number: severity as i32,
+        severity_text,
+        body: Some(AnyValue { value: Some(text(record)) }),
+        attributes,
+        flags,
+        trace_id,
+        span_id,
+        event_name: format!("faramesh.{kind}"),
+        ..Default::default()
+    }
+}
+
+/// A traceparent's trace id (16 bytes), span id (8 bytes) and flags.
+fn trace_parts(t: &str) -> Option<(Vec<u8>, Vec<u8>, u32)> {
+    if !faramesh_proto::call::is_traceparent(t) {
+        return None;
+    }
+    let mut parts = t.split('-').skip(1);
+    let trace = hex::decode(parts.next()?).ok()?;
+    let span = hex::decode(parts.next()?).ok()?;
+    let flags = u32::from_str_radix(parts.next()?, 16).ok()?;
+    Some((trace, span, flags))
+}
+
+/// How a destination's copy compares with the host's log (`faramesh verify-export`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Comparison {
+    /// The range checked (`first..=through`).
+    pub first: u64,
+    /// The last entry checked.
+    pub through: u64,
+    /// Entries of the range present and equal to the host's.
+    pub present: u64,
+    /// Extra copies of entries (harmless: at least once).
+    pub duplicates: u64,
+    /// Ranges of the host's entries the copy lacks, `[from, to]`.
+    pub missing: Vec<(u64, u64)>,
+    /// Entries whose copy is not what the chain commits to, with why.
+    pub altered: Vec<(u64, String)>,
+}
+
+impl Comparison {
+    /// Nothing missing, nothing altered.
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.altered.is_empty()
+    }
+
+    /// The first entry to send again (the lowest missing or altered one).
+    pub fn resend_from(&self) -> Option<u64> {
+        self.missing.iter().map(|m| m.0).chain(self.altered.iter().map(|a| a.0)).min()
+    }
+}
+
+/// Compares a destination's copy (`(seq, record)`, any order, duplicates allowed) with the
+/// host's entries `first..=through` (`host`: seq → the `entry_hash` the host's chain holds). A
+/// copy is altered when its record is not canonical, its `entry_hash` is not the hash of its
+/// contents, its `prev_hash` does not link to the previous entry, or its hash is not the
+/// host's; duplicates must all be intact.
+pub fn compare(
+    copies: &[(u64, String)],
+    host: &std::collections::BTreeMap<u64, String>,
+    first: u64,
+    through: u64,
+) -> Comparison {
+    use std::collections::BTreeMap;
+    let mut cmp = Comparison { first, through, ..Comparison::default() };
+    let mut seen: BTreeMap<u64, Result<entry::Opened, String>> = BTreeMap::new();
+    let mut altered: BTreeMap<u64, String> = BTreeMap::new();
+    for (seq, record) in copies {
+        if *seq < first || *seq > through {
+            continue;
+        }
+        let opened = entry::open(record.as_bytes()).map_err(|e| e.to_string()).and_then(|o| {
+            if o.seq == *seq { Ok(o) } else { Err(format!("the record holds entry {}", o.seq)) }
+        });
+        match seen.get(seq) {
+            None => {
+                seen.insert(*seq, opened);
+            }
+            Some(prev) => {
+                cmp.duplicates += 1;
+                let same = matches!((prev, &opened), (Ok(a), Ok(b)) if a.entry_hash == b.entry_hash);
+                if !same {
+                    let why = opened.err().unwrap_or_else(|| "two different copies".into());
+                    altered.entry(*seq).or_insert(why);
+                }
+            }
+        }
+    }
+    let mut gap: Option<(u64, u64)> = None;
+    for seq in first..=through {
+        let Some(copy) = seen.get(&seq) else {
+            if host.contains_key(&seq) || seq > host.keys().next_back().copied().unwrap_or(0) {
+                gap = Some(gap.map_or((seq, seq), |(a, _)| (a, seq)));
+            }
+            continue;
+        };
+        if let Some(g) = gap.take() {
+            cmp.missing.push(g);
+        }
+        match copy {
+            Err(why) => {
+                altered.entry(seq).or_insert_with(|| why.clone());
+            }
+            Ok(o) => {
+                let hash = entry::hex(&o.entry_hash);
+                if host.get(&seq).is_some_and(|h| *h != hash) {
+                    altered.entry(seq).or_insert_with(|| "differs from the host's entry".into());
+                } else if let Some(Ok(prev)) = seen.get(&(seq.wrapping_sub(1))).filter(|_| seq > first)
+                    && prev.entry_hash != o.prev_hash
+                {
+                    altered.entry(seq).or_insert_with(|| "does not link to the entry before it".into());
+                } else if !altered.contains_key(&seq) {
+                    cmp.present += 1;
+                }
+            }
+        }
+    }
+    if let Some(g) = gap {
+        cmp.missing.push(g);
+    }
+    cmp.altered = altered.into_iter().collect();
+    cmp
+}
+
+/// The records an OpenTelemetry Collector's file exporter wrote (OTLP/JSON, one export request
+/// per line) for the log `log_id`: `(seq, record)` from each log record's `faramesh.seq` and body.
+pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut out = Vec::new();
+    let attr = |attrs: &Value, key: &str| -> Option<Value> {
+        attrs.as_array()?.iter().find(|a| a["key"] == key).map(|a| a["value"].clone())
+    };
+    let int = |v: &Value| {
+        v["intValue"].as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| v["intValue"].as_u64())
+    };
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let req: Value = serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        for rl in req["resourceLogs"].as_array().into_iter().flatten() {
+            let id = attr(&rl["resource"]["attributes"], "faramesh.log_id");
+            if id.as_ref().and_then(|v| v["stringValue"].as_str()) != Some(log_id) {
+                continue;
+            }
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    let Some(seq) = attr(&r["attributes"], "faramesh.seq").as_ref().and_then(int) else {
+                        continue;
+                    };
+                    let body = r["body"]["stringValue"].as_str().unwrap_or_default().to_owned();
+                    out.push((seq, body));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl super::Service {
+    /// `export.rewind`: sends a destination everything after `to_seq` again (the daemon's user
+    /// and root only).
+    pub fn export_rewind(
+        &self,
+        name: &str,
+        to_seq: u64,
+        who: &super::Identity,
+    ) -> Result<Value, super::ServiceError> {
+        self.may_manage_log(who)?;
+        let d = self
+            .state
+            .destinations
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| super::ServiceError::not_found(format!("no export destination `{name}`")))?;
+        let was = d.cursor(&self.state.log);
+        let to = to_seq.min(was);
+        let row =
+            json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
+        self.state.log.state_put_lazy(&d.cursor_key(), row.as_bytes())?;
+        hold_retention(&self.state.log, &self.state.destinations);
+        tracing::info!(destination = %name, from = was, to, "export cursor rewound");
+        Ok(json!({"name": name, "cursor": to, "was": was}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn the_standard_variables_configure_otlp() {
+        assert_eq!(Otlp::from_env(None, &env(&[])).unwrap(), None);
+        let o = Otlp::from_env(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc, x-tenant=7"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=gate"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(
+            o.headers,
+            vec![("authorization".into(), "Bearer abc".into()), ("x-tenant".into(), "7".into())]
+        );
+        assert_eq!(o.resource[0], ("service.name".to_owned(), "gate".to_owned()));
+        let logs = Otlp::from_env(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+                ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://b/logs"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(logs.endpoint, "https://b/logs");
+        let flag = Otlp::from_env(Some("http://c:4318/v1/logs"), &env(&[("OTEL_SERVICE_NAME", "edge")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((flag.endpoint.as_str(), flag.resource[0].1.as_str()), ("http://c:4318/v1/logs", "edge"));
+        let grpc = Otlp::from_env(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ]),
+        );
+        assert!(grpc.unwrap_err().contains("http/protobuf"));
+        let bad = Otlp::from_env(
+            None,
+            &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_EXPORTER_OTLP_HEADERS", "nokey")]),
+        );
+        assert!(bad.unwrap_err().contains("`nokey` is not `key=value`"));
+    }
+
+    #[test]
+    fn a_decision_becomes_a_log_record_with_its_trace() {
+        let record = r#"{"agent_id":"bot","effect":"DENY","entry_hash":"ab","id":"a1","kind":"decision","reason_code":"POLICY_DENY","seq":7,"tool":"shell","operation":"exec","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","ts":"2026-12-02T10:00:00.000Z"}"#;
+        let o = Otlp {
+            endpoint: "http://x/v1/logs".into(),
+            headers: vec![],
+            resource: vec![("service.name".into(), "faramesh".into())],
+        };
+        let req = otlp_request(&o, "logid", &[(7, record.to_owned())]);
+        let bytes = req.encode_to_vec();
+        let back = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+        let r = &back.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(r.severity_text, "DENY");
+        assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
+        assert_eq!(hex::encode(&r.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex::encode(&r.span_id), "00f067aa0ba902b7");
+        assert_eq!(r.flags, 1);
+        assert_eq!(r.event_name, "faramesh.decision");
+        assert_eq!(r.time_unix_nano, entry::parse_rfc3339("2026-12-02T10:00:00.000Z").unwrap() * 1_000_000);
+        let attr = |k: &str| {
+            r.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()).and_then(|v| v.value)
+        };
+        assert_eq!(attr("faramesh.seq"), Some(any_value::Value::IntValue(7)));
+        assert_eq!(attr("faramesh.tool"), Some(text("shell")));
+        assert_eq!(attr("faramesh.action_id"), Some(text("a1")));
+        assert_eq!(r.body.clone().and_then(|b| b.value), Some(text(record)));
+    }
+
+    #[test]
+    fn a_copy_is_compared_entry_by_entry_with_the_chain() {
+        let mut prev = entry::GENESIS;
+        let mut records = Vec::new();
+        let mut host = std::collections::BTreeMap::new();
+        for seq in 1..=10u64 {
+            let mut body = serde_json::Map::new();
+            body.insert("seq".into(), json!(seq));
+            body.insert("kind".into(), json!("daemon_start"));
+            let sealed = entry::seal(&prev, body).unwrap();
+            prev = sealed.entry_hash;
+            host.insert(seq, entry::hex(&sealed.entry_hash));
+            records.push((seq, sealed.record));
+        }
+        let mut copy = records.clone();
+        copy.push(records[3].clone()); // a duplicate: harmless
+        let c = compare(&copy, &host, 1, 10);
+        assert!(c.ok(), "{c:?}");
+        assert_eq!((c.present, c.duplicates), (10, 1));
+        // Two gone, one edited.
+        let mut copy: Vec<_> = records.iter().filter(|(s, _)| *s != 4 && *s != 5).cloned().collect();
+        copy[6].1 = copy[6].1.replace("daemon_start", "daemon_stop");
+        let c = compare(&copy, &host, 1, 10);
+        assert_eq!(c.missing, vec![(4, 5)]);
+        assert_eq!(c.altered.iter().map(|a| a.0).collect::<Vec<_>>(), vec![9]);
+        assert!(c.altered[0].1.contains("entry_hash does not match"), "{:?}", c.altered);
+        assert_eq!(c.resend_from(), Some(4));
+        // The tail not there yet.
+        let c = compare(&records[..8], &host, 1, 10);
+        assert_eq!(c.missing, vec![(9, 10)]);
+    }
+}
