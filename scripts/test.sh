@@ -159,7 +159,10 @@ oc_pack="$(mktemp -d)"
     "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 rm -rf "$oc_pack"
 
-step "decisions leaving the host: OTLP/HTTP to a receiver decoding with opentelemetry-proto, an outage and SIGKILLs, verify-export"
+step "decisions leaving the host: OTLP/HTTP (a receiver decoding with opentelemetry-proto) and PostgreSQL (Debian's server), outages and SIGKILLs, verify-export, fleet"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null; then
+    apt_install postgresql
+fi
 (cd tests/fleet && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
 step "the MCP gateway (faramesh mcp) between the real mcp package's client and server"

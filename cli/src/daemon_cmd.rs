@@ -53,8 +53,12 @@ pub struct ServeArgs {
     /// without it, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT (docs/fleet.md).
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
-    /// Export destinations retention must wait for (`otlp`): no prune removes an entry they
-    /// have not acknowledged.
+    /// Also write every log entry into PostgreSQL (`postgres://user:password@host/db`, add
+    /// `?sslmode=require` for TLS; the tables are created if missing).
+    #[arg(long, env = "FARAMESH_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// Export destinations retention must wait for (`otlp`, `postgres`): no prune removes an
+    /// entry they have not acknowledged.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub export_required: Vec<String>,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
@@ -252,7 +256,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
             archive_dir: args.retention_archive.as_deref().map(absolute),
         }),
     };
-    let export = export_of(args.otlp_endpoint.as_deref(), &args.export_required)?;
+    let export = export_of(args.otlp_endpoint.as_deref(), args.postgres.as_deref(), &args.export_required)?;
     Ok(Config {
         policy_path: policy,
         socket_path: absolute(&args.socket.path()),
@@ -270,6 +274,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
 /// The export destinations the flags and the OpenTelemetry variables configure.
 fn export_of(
     otlp_flag: Option<&str>,
+    postgres: Option<&str>,
     required: &[String],
 ) -> Result<Vec<faramesh_daemon::service::fleet::Spec>> {
     use faramesh_daemon::service::fleet::{Kind, Otlp, Spec};
@@ -278,11 +283,15 @@ fn export_of(
     if let Some(o) = Otlp::from_env(otlp_flag, &env).map_err(|e| anyhow!(e))? {
         out.push(Spec { name: "otlp".into(), kind: Kind::Otlp(o), required: false });
     }
+    if let Some(url) = postgres.filter(|u| !u.is_empty()) {
+        faramesh_daemon::service::fleet_pg::check_url(url).map_err(|e| anyhow!("`--postgres`: {e}"))?;
+        out.push(Spec { name: "postgres".into(), kind: Kind::Postgres(url.to_owned()), required: false });
+    }
     for name in required {
         match out.iter_mut().find(|d| &d.name == name) {
             Some(d) => d.required = true,
             None => bail!(
-                "`--export-required {name}`: no export destination `{name}` is configured (otlp needs --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)"
+                "`--export-required {name}`: no export destination `{name}` is configured (otlp needs --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT, postgres --postgres)"
             ),
         }
     }
@@ -577,6 +586,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         retention: None,
         retention_archive: None,
         otlp_endpoint: None,
+        postgres: None,
         export_required: Vec::new(),
         http: HttpArgs::default(),
         demo: false,

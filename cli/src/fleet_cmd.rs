@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use faramesh_daemon::service::fleet::{compare, otlp_file_records};
+use faramesh_daemon::service::fleet_pg;
 use serde_json::{Value, json};
 
 use crate::args::SocketArg;
@@ -17,11 +18,14 @@ use crate::client;
     after_help = "Examples:\n  faramesh verify-export otlp --file /var/lib/otelcol/faramesh.jsonl\n  faramesh verify-export otlp --file copy.jsonl --rewind   # and send what is missing again"
 )]
 pub struct VerifyExportArgs {
-    /// The destination (`otlp`).
+    /// The destination (`otlp` or `postgres`).
     destination: String,
-    /// The copy: the JSON-lines file an OpenTelemetry Collector's file exporter wrote.
+    /// The copy: the JSON-lines file an OpenTelemetry Collector's file exporter wrote (otlp).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// The fleet database (postgres).
+    #[arg(long, env = "FARAMESH_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
+    url: Option<String>,
     /// Check entries up to this one (default: what the destination acknowledged, else the log's head).
     #[arg(long, value_name = "SEQ")]
     through: Option<u64>,
@@ -56,7 +60,16 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
                 std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             otlp_file_records(&text, &log_id).map_err(|e| anyhow!("{}: {e}", file.display()))?
         }
-        other => bail!("no export destination kind `{other}` (otlp)"),
+        "postgres" => {
+            let url = args.url.as_deref().ok_or_else(|| {
+                anyhow!("`verify-export postgres` needs `--url` (or FARAMESH_POSTGRES_URL)")
+            })?;
+            runtime()?.block_on(async {
+                let client = fleet_pg::connect(url).await.map_err(|e| anyhow!(e))?;
+                fleet_pg::records(&client, &log_id, first, through).await.map_err(|e| anyhow!(e))
+            })?
+        }
+        other => bail!("no export destination kind `{other}` (otlp, postgres)"),
     };
     // The host's chain: seq -> entry_hash, read over the socket.
     let mut host = BTreeMap::new();
@@ -121,4 +134,133 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
         }
     }
     Ok(if c.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Create the tables (the daemon also creates them when it first connects).
+    #[command(
+        name = "init-db",
+        after_help = "Example:\n  faramesh fleet init-db --url postgres://faramesh@db/fleet"
+    )]
+    InitDb(FleetDb),
+    /// Decisions of every host, newest first.
+    #[command(after_help = "Example:\n  faramesh fleet list --effect deny --limit 20")]
+    List(FleetList),
+    /// DEFERs of every host still waiting for a person.
+    Pending(FleetList),
+    /// One decision (an action id or a prefix of 8 or more characters), from whichever host made it.
+    Get {
+        /// The action id.
+        id: String,
+        #[command(flatten)]
+        db: FleetDb,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FleetDb {
+    /// The fleet database.
+    #[arg(long, env = "FARAMESH_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
+    url: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetList {
+    #[command(flatten)]
+    db: FleetDb,
+    /// One host's decisions (its host name).
+    #[arg(long)]
+    host: Option<String>,
+    /// One agent's.
+    #[arg(long)]
+    agent: Option<String>,
+    /// One tool's.
+    #[arg(long)]
+    tool: Option<String>,
+    /// permit, deny or defer.
+    #[arg(long)]
+    effect: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+}
+
+pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let url = match &cmd {
+            FleetCommand::InitDb(db) | FleetCommand::Get { db, .. } => db.url.clone(),
+            FleetCommand::List(l) | FleetCommand::Pending(l) => l.db.url.clone(),
+        };
+        let client = fleet_pg::connect(&url).await.map_err(|e| anyhow!(e))?;
+        let filter = |l: &FleetList, pending: bool| fleet_pg::FleetFilter {
+            host: l.host.clone(),
+            agent_id: l.agent.clone(),
+            tool: l.tool.clone(),
+            effect: l.effect.clone(),
+            action_id: None,
+            pending,
+            limit: l.limit,
+        };
+        let rows = match &cmd {
+            FleetCommand::InitDb(_) => {
+                client.batch_execute(fleet_pg::SCHEMA).await.map_err(|e| anyhow!("{e}"))?;
+                println!(
+                    "ok: the faramesh_hosts, faramesh_entries and faramesh_checkpoints tables are there"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            FleetCommand::List(l) => fleet_pg::decisions(&client, &filter(l, false)).await,
+            FleetCommand::Pending(l) => fleet_pg::decisions(&client, &filter(l, true)).await,
+            FleetCommand::Get { id, .. } => {
+                if id.len() < 8 {
+                    bail!("give 8 or more characters of the action id");
+                }
+                let f = fleet_pg::FleetFilter { action_id: Some(id.clone()), limit: 2, ..Default::default() };
+                fleet_pg::decisions(&client, &f).await
+            }
+        }
+        .map_err(|e| anyhow!(e))?;
+        if let FleetCommand::Get { id, .. } = &cmd {
+            match rows.as_slice() {
+                [one] => println!(
+                    "{}",
+                    if json_out { one.to_string() } else { serde_json::to_string_pretty(one)? }
+                ),
+                [] => bail!("no decision `{id}` in the fleet database"),
+                _ => bail!("action id prefix `{id}` is ambiguous: give more characters"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if json_out {
+            println!("{}", json!({"actions": rows}));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if rows.is_empty() {
+            println!("no decisions match");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").to_owned();
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    s(r, "host"),
+                    s(r, "log_id").chars().take(8).collect(),
+                    s(r, "id").chars().take(16).collect(),
+                    s(r, "ts"),
+                    s(r, "effect"),
+                    s(r, "agent_id"),
+                    format!("{}/{}", s(r, "tool"), s(r, "operation")),
+                    s(r, "reason_code"),
+                ]
+            })
+            .collect();
+        crate::ops_cmd::table(&["HOST", "LOG", "ID", "TIME", "EFFECT", "AGENT", "TOOL", "REASON"], &table);
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -130,6 +130,9 @@ enum Command {
     /// present, each equal to what the chain commits to; names missing or altered ranges.
     #[command(name = "verify-export")]
     VerifyExport(fleet_cmd::VerifyExportArgs),
+    /// Decisions of every host, from the fleet's PostgreSQL database (docs/fleet.md).
+    #[command(subcommand)]
+    Fleet(fleet_cmd::FleetCommand),
     /// The log's public key and checkpoints.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),
         Command::VerifyExport(args) => fleet_cmd::verify_export(args, cli.json),
+        Command::Fleet(cmd) => fleet_cmd::fleet(cmd, cli.json),
         Command::Log(cmd) => log_cmd::run_log(cmd, cli.json),
         Command::Export(args) => log_cmd::export(args),
     };

@@ -117,6 +117,8 @@ fn percent_decode(s: &str) -> String {
 pub enum Kind {
     /// OTLP/HTTP logs, protobuf.
     Otlp(Otlp),
+    /// PostgreSQL tables (`postgres://…`).
+    Postgres(String),
 }
 
 /// A configured destination (`serve`'s flags and the OpenTelemetry variables).
@@ -143,6 +145,8 @@ pub struct Destination {
     last_ok_ms: AtomicU64,
     errors: AtomicU64,
     shipped: AtomicU64,
+    /// The PostgreSQL connection, kept between batches (dropped after an error).
+    pg: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl Destination {
@@ -156,6 +160,7 @@ impl Destination {
             last_ok_ms: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             shipped: AtomicU64::new(0),
+            pg: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -177,6 +182,7 @@ impl Destination {
     pub fn target(&self) -> String {
         match &self.kind {
             Kind::Otlp(o) => o.endpoint.clone(),
+            Kind::Postgres(url) => super::fleet_pg::redacted(url),
         }
     }
 
@@ -193,7 +199,7 @@ impl Destination {
         let last_ok = self.last_ok_ms.load(Ordering::Relaxed);
         json!({
             "name": self.name,
-            "kind": match self.kind { Kind::Otlp(_) => "otlp" },
+            "kind": match self.kind { Kind::Otlp(_) => "otlp", Kind::Postgres(_) => "postgres" },
             "target": self.target(),
             "required": self.required,
             "cursor": cursor,
@@ -226,6 +232,34 @@ impl Destination {
                 )
                 .await
                 .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+            }
+            Kind::Postgres(url) => {
+                let mut conn = self.pg.lock().await;
+                let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                    if conn.is_none() {
+                        let client = super::fleet_pg::connect(url).await?;
+                        client.batch_execute(super::fleet_pg::SCHEMA).await.map_err(|e| e.to_string())?;
+                        *conn = Some(client);
+                    }
+                    let client = conn.as_mut().ok_or("not connected")?;
+                    let log_id = log.origin().trim_start_matches("faramesh/");
+                    let host = nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_default();
+                    let checkpoint = log.latest_checkpoint().ok().flatten().and_then(|c| {
+                        let size = c.lines().nth(1)?.trim().parse::<u64>().ok()?;
+                        Some((size, c))
+                    });
+                    let key = log.key().public().to_text();
+                    super::fleet_pg::write_batch(client, log_id, &host, &key, checkpoint, records).await
+                })
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())));
+                if result.is_err() {
+                    *conn = None;
+                }
+                result
             }
         }
     }

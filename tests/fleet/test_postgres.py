@@ -1,0 +1,222 @@
+"""Decisions leaving the host into PostgreSQL (Debian's server, started here on a free port in a
+temporary directory), at least once across an outage of the database and SIGKILLs of the daemon;
+`faramesh verify-export postgres` names deleted and edited rows; `faramesh fleet` reads every
+host's decisions in one place.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from faramesh import SocketTransport  # noqa: E402
+from faramesh_testd import BIN, Daemon, free_port  # noqa: E402
+
+POLICY = """version: 1
+approvals:
+  allow_same_uid: true
+rules:
+  - id: reads
+    match: { tool: http, op: get }
+    allow: true
+  - id: refunds-need-a-person
+    match: { tool: stripe, op: refund }
+    require_approval: true
+  - id: no-shell
+    match: { tool: shell }
+    deny: true
+"""
+
+
+def pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    assert found or shutil.which(name), f"PostgreSQL's {name} is not installed (scripts/test.sh installs postgresql)"
+    return found[-1] if found else str(shutil.which(name))
+
+
+class Postgres:
+    """A throwaway PostgreSQL server: trust authentication on 127.0.0.1, superuser `faramesh`."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "pg"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.url = f"postgres://faramesh@127.0.0.1:{self.port}/postgres"
+        # PostgreSQL refuses to run as root: then it runs as the `postgres` user.
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            os.chmod(root, 0o755)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.run(pg_bin("initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "faramesh", "--no-sync")
+
+    def run(self, *argv: str) -> None:
+        out = subprocess.run([*self.as_user, *argv], capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.run(pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self.run(pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def sql(self, query: str) -> str:
+        out = subprocess.run(["psql", self.url, "-At", "-v", "ON_ERROR_STOP=1", "-c", query], capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Postgres]:
+    with tempfile.TemporaryDirectory(prefix="fm-pg-") as t:
+        server = Postgres(Path(t))
+        server.start()
+        try:
+            yield server
+        finally:
+            try:
+                server.stop()
+            except AssertionError:
+                pass
+
+
+def govern_many(daemon: Daemon, n: int, start: int, agent: str = "fleet-bot") -> None:
+    transport = SocketTransport(daemon.socket)
+    try:
+        for i in range(start, start + n):
+            d = transport.govern({"agent_id": agent, "tool": "http", "operation": "get", "args": {"url": f"https://example.com/{i}"}, "context": {}})
+            assert d["effect"] == "PERMIT", d
+    finally:
+        transport.close()
+
+
+def status(daemon: Daemon) -> dict[str, Any]:
+    out = daemon.cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def wait_shipped(daemon: Daemon, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while True:
+        s = status(daemon)
+        (dest,) = s["export"]
+        if dest["cursor"] == s["log"]["size"]:
+            return s
+        assert time.time() < deadline, dest
+        time.sleep(0.2)
+
+
+def fleet(pg: Postgres, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BIN, "fleet", *args, "--url", pg.url], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_an_outage_and_two_sigkills_lose_nothing_and_edits_are_named(pg: Postgres, tmp_path: Path) -> None:
+    daemon = Daemon.serve(tmp_path, POLICY, args=["--postgres", pg.url, "--export-required", "postgres"])
+    try:
+        govern_many(daemon, 500, 0)
+        wait_shipped(daemon)
+        pg.stop()  # the database is down for a stretch
+        govern_many(daemon, 500, 500)
+        (dest,) = status(daemon)["export"]
+        assert dest["lag_entries"] > 0 and dest["last_error"], dest
+        assert dest["target"] == pg.url  # no password here to hide
+        assert daemon.proc is not None
+        daemon.proc.kill()
+        daemon.proc.wait()
+        daemon.start()
+        govern_many(daemon, 500, 1000)
+        pg.start()
+        time.sleep(0.5)
+        daemon.proc.kill()
+        daemon.proc.wait()
+        daemon.start()
+        govern_many(daemon, 500, 1500)
+        s = wait_shipped(daemon)
+        log_id = s["log"]["origin"].removeprefix("faramesh/")
+        head = s["log"]["size"]
+        assert pg.sql(f"SELECT count(*), min(seq), max(seq) FROM faramesh_entries WHERE log_id = '{log_id}'") == f"{head}|1|{head}"
+        assert pg.sql(f"SELECT count(*) FROM faramesh_entries WHERE log_id = '{log_id}' AND kind = 'decision'") == "2000"
+        assert int(pg.sql(f"SELECT count(*) FROM faramesh_checkpoints WHERE log_id = '{log_id}'")) >= 1
+        assert pg.sql(f"SELECT public_key LIKE 'faramesh-log+%' FROM faramesh_hosts WHERE log_id = '{log_id}'") == "t"
+
+        ok = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout.startswith(f"ok: entries 1 to {head} of log {log_id}"), ok.stdout
+
+        # A row deleted and another edited: verify-export names both.
+        pg.sql(f"DELETE FROM faramesh_entries WHERE log_id = '{log_id}' AND seq = 700")
+        pg.sql(f"UPDATE faramesh_entries SET record = replace(record, '\"PERMIT\"', '\"DENY\"') WHERE log_id = '{log_id}' AND seq = 900")
+        bad = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert bad.returncode == 1, bad.stdout
+        assert "missing: entry 700" in bad.stdout, bad.stdout
+        assert "altered: entry 900: entry_hash does not match" in bad.stdout, bad.stdout
+
+        # Rewound, the daemon writes them again: the deleted row comes back (the edited one is
+        # left as it is, idempotent on (log_id, seq): delete it to have it rewritten).
+        pg.sql(f"DELETE FROM faramesh_entries WHERE log_id = '{log_id}' AND seq = 900")
+        fixed = daemon.cli("verify-export", "postgres", "--url", pg.url, "--rewind")
+        assert "rewound" in fixed.stdout, fixed.stdout
+        wait_shipped(daemon)
+        again = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert again.returncode == 0, again.stdout
+    finally:
+        daemon.stop()
+
+
+def test_fleet_reads_every_hosts_decisions(pg: Postgres, tmp_path: Path) -> None:
+    hosts = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        hosts.append(Daemon.serve(tmp_path / name, POLICY, args=["--postgres", pg.url]))
+    try:
+        govern_many(hosts[0], 3, 0, agent="agent-a")
+        govern_many(hosts[1], 2, 0, agent="agent-b")
+        t = SocketTransport(hosts[1].socket)
+        deferred = t.govern({"agent_id": "agent-b", "tool": "stripe", "operation": "refund", "args": {"amount": 40}, "context": {}})
+        denied = t.govern({"agent_id": "agent-a", "tool": "shell", "operation": "exec", "args": {"cmd": "ls"}, "context": {}})
+        t.close()
+        assert (deferred["effect"], denied["effect"]) == ("DEFER", "DENY")
+        for h in hosts:
+            wait_shipped(h)
+        listed = json.loads(fleet(pg, "list", "--json").stdout)["actions"]
+        assert {a["agent_id"] for a in listed} >= {"agent-a", "agent-b"}
+        assert len({a["log_id"] for a in listed}) >= 2, "two hosts' logs in one place"
+        pending = json.loads(fleet(pg, "pending", "--json").stdout)["actions"]
+        assert [p["id"] for p in pending if p["agent_id"] == "agent-b"] == [deferred["action_id"]]
+        denies = json.loads(fleet(pg, "list", "--effect", "deny", "--agent", "agent-a", "--json").stdout)["actions"]
+        assert [d["id"] for d in denies] == [denied["action_id"]]
+        got = fleet(pg, "get", deferred["action_id"][:12], "--json")
+        assert json.loads(got.stdout)["tool"] == "stripe", got.stdout + got.stderr
+        text = fleet(pg, "list", "--limit", "5")
+        assert text.returncode == 0 and "HOST" in text.stdout and "agent-" in text.stdout, text.stdout + text.stderr
+        # Approved on host b: no longer pending anywhere.
+        hosts[1].approve(deferred["approval_id"])
+        wait_shipped(hosts[1])
+        pending = json.loads(fleet(pg, "pending", "--json").stdout)["actions"]
+        assert all(p["id"] != deferred["action_id"] for p in pending)
+    finally:
+        for h in hosts:
+            h.stop()
+
+
+def test_init_db_creates_the_tables(pg: Postgres) -> None:
+    out = fleet(pg, "init-db")
+    assert out.returncode == 0, out.stderr
+    assert "faramesh_entries" in out.stdout
+    assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'faramesh_%'") == "3"
