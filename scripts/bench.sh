@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|http|sdk|hook|soak|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|export|http|sdk|hook|soak|all]
 # (`soak` is not part of `all`: it writes a million decisions; SOAK_N sets how many.)
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
@@ -11,6 +11,26 @@ fi
 if [ "$what" = "log" ] || [ "$what" = "all" ]; then
     mkdir -p target/bench-tmp
     BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench log 2>/dev/null | grep '^bench '
+fi
+if [ "$what" = "export" ] || [ "$what" = "all" ]; then
+    # `socket` with every entry also shipped over OTLP/HTTP to a sink on loopback (it answers
+    # 200 to each batch), then the exporter's lag when the load stops.
+    mkdir -p target/bench-tmp
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 - "$port" <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Sink(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+    sink=$!
+    BENCH_OTLP="http://127.0.0.1:$port/v1/logs" BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench socket 2>/dev/null |
+        grep -E '^bench (socket_govern_[0-9]+_clients |export_)' | sed 's/^bench /bench with_export /'
+    kill "$sink"
 fi
 if [ "$what" = "socket" ] || [ "$what" = "all" ]; then
     mkdir -p target/bench-tmp

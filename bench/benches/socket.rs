@@ -159,6 +159,20 @@ fn main() {
         retention: None,
         single_user: false,
         demo: false,
+        // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
+        export: std::env::var("BENCH_OTLP")
+            .ok()
+            .map(|url| faramesh_daemon::service::fleet::Spec {
+                name: "otlp".into(),
+                kind: faramesh_daemon::service::fleet::Kind::Otlp(faramesh_daemon::service::fleet::Otlp {
+                    endpoint: url,
+                    headers: Vec::new(),
+                    resource: vec![("service.name".into(), "faramesh-bench".into())],
+                }),
+                required: false,
+            })
+            .into_iter()
+            .collect(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, async move {
@@ -202,6 +216,21 @@ fn main() {
             "bench socket_govern_{clients}_clients_server_cpu_per_decision {:.1} us",
             (server_cpu_us() - server_before) / total as f64
         );
+    }
+    if std::env::var("BENCH_OTLP").is_ok() {
+        // How far behind the exporter is when the load stops, and how long it takes to catch up.
+        let mut status = Conn::new(&socket);
+        let lag = |c: &mut Conn| {
+            c.roundtrip(r#"{"jsonrpc":"2.0","id":1,"method":"status","params":{}}"#);
+            let v: serde_json::Value = serde_json::from_str(&c.reply).unwrap();
+            v["result"]["export"][0]["lag_entries"].as_u64().unwrap()
+        };
+        println!("bench export_lag_at_end {} entries", lag(&mut status));
+        let start = Instant::now();
+        while lag(&mut status) > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("bench export_catch_up {:.2} s", start.elapsed().as_secs_f64());
     }
     let _ = stop_tx.send(());
     runtime.block_on(server).unwrap().unwrap();

@@ -26,6 +26,11 @@ pub const BATCH: usize = 512;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often an advancing cursor is written to its row (a crash sends at most this much again).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long a sender that was idle waits after a commit for more (one batch, not one request
+/// per commit).
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Where OTLP logs go, from the standard variables or `serve --otlp-endpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +152,9 @@ pub struct Destination {
     shipped: AtomicU64,
     /// The PostgreSQL connection, kept between batches (dropped after an error).
     pg: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// The cursor in memory (`u64::MAX` until read from its row): saved to the row at most
+    /// every [`SAVE_EVERY`], when the sender goes idle, and when it stops.
+    acked: AtomicU64,
 }
 
 impl Destination {
@@ -161,6 +169,7 @@ impl Destination {
             errors: AtomicU64::new(0),
             shipped: AtomicU64::new(0),
             pg: tokio::sync::Mutex::new(None),
+            acked: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -170,6 +179,14 @@ impl Destination {
 
     /// The last `seq` the destination acknowledged (0: none).
     pub fn cursor(&self, log: &Log) -> u64 {
+        match self.acked.load(Ordering::SeqCst) {
+            u64::MAX => self.saved_cursor(log),
+            n => n,
+        }
+    }
+
+    /// The cursor as its row holds it (what a restart starts from).
+    fn saved_cursor(&self, log: &Log) -> u64 {
         log.state_get(&self.cursor_key())
             .ok()
             .flatten()
@@ -274,17 +291,27 @@ impl Destination {
         let client = super::notify::Client::new();
         let mut committed = log.subscribe();
         let mut backoff = Duration::from_secs(1);
+        self.acked.store(self.saved_cursor(&log), Ordering::SeqCst);
+        let mut saved = (self.cursor(&log), std::time::Instant::now());
         hold_retention(&log, &all);
         loop {
             if stop.is_cancelled() {
+                self.save(&log, &mut saved, true).await;
                 return;
             }
             let cursor = self.cursor(&log);
             let head = log.head().0;
             if cursor >= head {
+                self.save(&log, &mut saved, true).await;
                 tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = committed.recv() => {}
+                    () = stop.cancelled() => {}
+                    _ = committed.recv() => {
+                        // A few more commits make one batch rather than a request each.
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(LINGER) => {}
+                        }
+                    }
                     () = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
@@ -314,13 +341,9 @@ impl Destination {
             let last = batch.last().map_or(cursor, |(s, _)| *s);
             match self.ship(&client, &log, &batch).await {
                 Ok(()) => {
-                    let row = json!({"acked_seq": last, "ts": entry::rfc3339(entry::now_ms())}).to_string();
-                    let (key, l) = (self.cursor_key(), Arc::clone(&log));
-                    let saved =
-                        tokio::task::spawn_blocking(move || l.state_put_lazy(&key, row.as_bytes())).await;
-                    if let Ok(Err(e)) = saved {
-                        self.failed(&format!("cannot save the cursor: {e}"));
-                    }
+                    // Only forward: a rewind meanwhile wins.
+                    let _ = self.acked.compare_exchange(cursor, last, Ordering::SeqCst, Ordering::SeqCst);
+                    self.save(&log, &mut saved, false).await;
                     self.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.last_ok_ms.store(entry::now_ms(), Ordering::Relaxed);
                     if let Ok(mut e) = self.last_error.lock() {
@@ -328,16 +351,39 @@ impl Destination {
                     }
                     backoff = Duration::from_secs(1);
                     hold_retention(&log, &all);
+                    if batch.len() < BATCH / 4 {
+                        // Caught up: let the next commits gather into one batch.
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(LINGER) => {}
+                        }
+                    }
                 }
                 Err(why) => {
                     self.failed(&why);
                     tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => {}
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+    }
+
+    /// Writes the cursor to its row when it moved and `now` (idle, stopping) or [`SAVE_EVERY`]
+    /// has passed since the last write.
+    async fn save(&self, log: &Arc<Log>, saved: &mut (u64, std::time::Instant), now: bool) {
+        let cursor = self.cursor(log);
+        if cursor == saved.0 || !(now || saved.1.elapsed() >= SAVE_EVERY) {
+            return;
+        }
+        let row = json!({"acked_seq": cursor, "ts": entry::rfc3339(entry::now_ms())}).to_string();
+        let (key, l) = (self.cursor_key(), Arc::clone(log));
+        match tokio::task::spawn_blocking(move || l.state_put_lazy(&key, row.as_bytes())).await {
+            Ok(Ok(())) => *saved = (cursor, std::time::Instant::now()),
+            Ok(Err(e)) => self.failed(&format!("cannot save the cursor: {e}")),
+            Err(e) => self.failed(&format!("cannot save the cursor: {e}")),
         }
     }
 
@@ -614,6 +660,9 @@ impl super::Service {
         let row =
             json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
         self.state.log.state_put_lazy(&d.cursor_key(), row.as_bytes())?;
+        if d.acked.load(Ordering::SeqCst) != u64::MAX {
+            d.acked.store(to, Ordering::SeqCst);
+        }
         hold_retention(&self.state.log, &self.state.destinations);
         tracing::info!(destination = %name, from = was, to, "export cursor rewound");
         Ok(json!({"name": name, "cursor": to, "was": was}))

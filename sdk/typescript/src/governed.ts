@@ -24,7 +24,7 @@ export interface GovernOptions {
 }
 
 /** The only metadata keys forwarded to the daemon. */
-export const METADATA_KEYS = ["principal", "session_id", "request_id", "tags"] as const;
+export const METADATA_KEYS = ["principal", "session_id", "request_id", "tags", "traceparent"] as const;
 
 export function filterMetadata(...sources: (Json | undefined | null)[]): Json {
   const out: Json = {};
