@@ -402,6 +402,15 @@ pub fn hold_retention(log: &Log, all: &[Arc<Destination>]) {
     log.set_prune_hold(lowest);
 }
 
+/// This host's name (read once).
+fn host_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+    })
+    .clone()
+}
+
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
@@ -414,7 +423,7 @@ fn text(s: &str) -> any_value::Value {
 /// (so a copy can be checked against the chain), attributes under `faramesh.*`.
 pub fn otlp_request(o: &Otlp, log_id: &str, records: &[(u64, String)]) -> ExportLogsServiceRequest {
     let now_ns = entry::now_ms().saturating_mul(1_000_000);
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let host = host_name();
     let mut resource: Vec<KeyValue> = o.resource.iter().map(|(k, v)| kv(k, text(v))).collect();
     if !o.resource.iter().any(|(k, _)| k == "host.name") {
         resource.push(kv("host.name", text(&host)));
@@ -438,48 +447,77 @@ pub fn otlp_request(o: &Otlp, log_id: &str, records: &[(u64, String)]) -> Export
     }
 }
 
+/// The fields of a stored record a log record carries, read without building the whole value
+/// (params and context are skipped, not copied).
+#[derive(serde::Deserialize, Default)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ts: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entry_hash: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    traceparent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    agent_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    operation: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    effect: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reason_code: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    rule_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    risk_level: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request_hash: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    policy_hash: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The attributes of one entry: `faramesh.seq`, `faramesh.entry_hash`, `faramesh.kind`, and
 /// for a decision the agent, tool, operation, effect, reason code, rule, risk, action id,
 /// request hash and policy hash.
 fn log_record(seq: u64, record: &str, log_id: &str, now_ns: u64) -> LogRecord {
-    let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let kind = s("kind");
-    let mut attributes = vec![
-        kv("faramesh.log_id", text(log_id)),
-        kv("faramesh.seq", any_value::Value::IntValue(i64::try_from(seq).unwrap_or(i64::MAX))),
-        kv("faramesh.entry_hash", text(&s("entry_hash"))),
-        kv("faramesh.kind", text(&kind)),
-    ];
+    let h: Head<'_> = serde_json::from_str(record).unwrap_or_default();
+    let kind = h.kind.as_deref().unwrap_or_default();
+    let mut attributes = Vec::with_capacity(14);
+    attributes.push(kv("faramesh.log_id", text(log_id)));
+    attributes.push(kv("faramesh.seq", any_value::Value::IntValue(i64::try_from(seq).unwrap_or(i64::MAX))));
+    attributes.push(kv("faramesh.entry_hash", text(h.entry_hash.as_deref().unwrap_or_default())));
+    attributes.push(kv("faramesh.kind", text(kind)));
     let mut severity = SeverityNumber::Info;
-    let mut severity_text = kind.clone();
+    let mut severity_text = kind.to_owned();
     if kind == "decision" {
-        for (attr, field) in [
-            ("faramesh.agent_id", "agent_id"),
-            ("faramesh.tool", "tool"),
-            ("faramesh.operation", "operation"),
-            ("faramesh.effect", "effect"),
-            ("faramesh.reason_code", "reason_code"),
-            ("faramesh.rule_id", "rule_id"),
-            ("faramesh.risk_level", "risk_level"),
-            ("faramesh.action_id", "id"),
-            ("faramesh.request_hash", "request_hash"),
-            ("faramesh.policy_hash", "policy_hash"),
+        for (attr, value) in [
+            ("faramesh.agent_id", &h.agent_id),
+            ("faramesh.tool", &h.tool),
+            ("faramesh.operation", &h.operation),
+            ("faramesh.effect", &h.effect),
+            ("faramesh.reason_code", &h.reason_code),
+            ("faramesh.rule_id", &h.rule_id),
+            ("faramesh.risk_level", &h.risk_level),
+            ("faramesh.action_id", &h.id),
+            ("faramesh.request_hash", &h.request_hash),
+            ("faramesh.policy_hash", &h.policy_hash),
         ] {
-            if let Some(value) = v.get(field).and_then(Value::as_str) {
+            if let Some(value) = value.as_deref() {
                 attributes.push(kv(attr, text(value)));
             }
         }
-        severity_text = s("effect");
-        severity = match severity_text.as_str() {
-            "DENY" => SeverityNumber::Warn,
-            _ => SeverityNumber::Info,
-        };
+        severity_text = h.effect.as_deref().unwrap_or_default().to_owned();
+        if severity_text == "DENY" {
+            severity = SeverityNumber::Warn;
+        }
     }
-    let (trace_id, span_id, flags) =
-        v.get("traceparent").and_then(Value::as_str).and_then(trace_parts).unwrap_or_default();
-    let ts_ns =
-        v.get("ts").and_then(Value::as_str).and_then(entry::parse_rfc3339).map_or(0, |ms| ms * 1_000_000);
+    let (trace_id, span_id, flags) = h.traceparent.as_deref().and_then(trace_parts).unwrap_or_default();
+    let ts_ns = h.ts.as_deref().and_then(entry::parse_rfc3339).map_or(0, |ms| ms * 1_000_000);
     LogRecord {
         time_unix_nano: ts_ns,
         observed_time_unix_nano: now_ns,
