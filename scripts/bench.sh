@@ -17,7 +17,8 @@ if [ "$what" = "export" ] || [ "$what" = "all" ]; then
     # 200 to each batch), then the exporter's lag when the load stops.
     mkdir -p target/bench-tmp
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    python3 - "$port" <<'PY' &
+    # The sink stands for a collector on another machine: it runs at the lowest priority here.
+    nice -n 19 python3 - "$port" <<'PY' &
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Sink(BaseHTTPRequestHandler):

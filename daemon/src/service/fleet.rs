@@ -239,8 +239,9 @@ impl Destination {
     ) -> Result<(), String> {
         match &self.kind {
             Kind::Otlp(o) => {
-                let log_id = log.origin().trim_start_matches("faramesh/");
-                let body = otlp_request(o, log_id, records).encode_to_vec();
+                let log_id = log.origin().trim_start_matches("faramesh/").to_owned();
+                let (o2, records) = (o.clone(), records.to_vec());
+                let body = background(move || otlp_request(&o2, &log_id, &records).encode_to_vec()).await?;
                 let headers: Vec<(&str, String)> =
                     o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 tokio::time::timeout(
@@ -260,10 +261,7 @@ impl Destination {
                     }
                     let client = conn.as_mut().ok_or("not connected")?;
                     let log_id = log.origin().trim_start_matches("faramesh/");
-                    let host = nix::unistd::gethostname()
-                        .ok()
-                        .and_then(|h| h.into_string().ok())
-                        .unwrap_or_default();
+                    let host = host_name();
                     let checkpoint = log.latest_checkpoint().ok().flatten().and_then(|c| {
                         let size = c.lines().nth(1)?.trim().parse::<u64>().ok()?;
                         Some((size, c))
@@ -319,7 +317,7 @@ impl Destination {
             let from = cursor + 1;
             let batch = {
                 let log = Arc::clone(&log);
-                tokio::task::spawn_blocking(move || log.numbered_from(from, BATCH)).await
+                background(move || log.numbered_from(from, BATCH)).await
             };
             let batch = match batch {
                 Ok(Ok(b)) if !b.is_empty() => b,
@@ -393,6 +391,47 @@ impl Destination {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(why.to_owned());
         }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the exporters' own thread, at a lower CPU priority (nice 10) than the threads
+/// that decide: under full load the decisions go first and the export catches up after.
+async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    static WORKER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new().name("faramesh-export".into()).spawn(move || {
+            lower_priority();
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the export thread");
+        }
+        Mutex::new(tx)
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    worker
+        .lock()
+        .map_err(|_| "the export thread is gone".to_owned())?
+        .send(job)
+        .map_err(|_| "the export thread is gone".to_owned())?;
+    rx.await.map_err(|_| "the export thread is gone".to_owned())
+}
+
+/// Lowers this thread's scheduling priority to nice 10 (best effort).
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; they change only this thread's niceness.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "the export thread keeps its priority");
     }
 }
 
