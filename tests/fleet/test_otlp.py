@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,8 +27,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faramesh import GovernedToolSet, SocketTransport  # noqa: E402
 from faramesh_testd import BIN, Daemon, free_port  # noqa: E402
+from fleet_helpers import govern_many, outage_and_two_sigkills, status, wait_shipped  # noqa: E402
 
 POLICY = """version: 1
 rules:
@@ -126,58 +127,15 @@ def setup() -> Iterator[tuple[Path, Receiver, Daemon]]:
             receiver.stop()
 
 
-def status(daemon: Daemon) -> dict[str, Any]:
-    out = daemon.cli("status", "--json")
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
-
-
-def govern_many(daemon: Daemon, n: int, start: int) -> None:
-    transport = SocketTransport(daemon.socket)
-    try:
-        for i in range(start, start + n):
-            d = transport.govern({"agent_id": "fleet-bot", "tool": "http", "operation": "get", "args": {"url": f"https://example.com/{i}"}, "context": {}})
-            assert d["effect"] == "PERMIT", d
-    finally:
-        transport.close()
-
-
-def wait_shipped(daemon: Daemon, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while True:
-        s = status(daemon)
-        (otlp,) = s["export"]
-        if otlp["cursor"] == s["log"]["size"] and otlp["lag_entries"] == 0:
-            return s
-        assert time.time() < deadline, otlp
-        time.sleep(0.2)
-
-
 def verify(daemon: Daemon, file: Path, *more: str) -> subprocess.CompletedProcess[str]:
     return daemon.cli("verify-export", "otlp", "--file", str(file), *more)
 
 
 def test_an_outage_and_two_sigkills_lose_nothing_and_verify_export_proves_it(setup: tuple[Path, Receiver, Daemon]) -> None:
     tmp, receiver, daemon = setup
-    govern_many(daemon, 500, 0)
-    receiver.stop()  # the collector is down for a stretch
-    govern_many(daemon, 500, 500)
-    s = status(daemon)
-    (otlp,) = s["export"]
-    assert otlp["lag_entries"] > 0 and otlp["last_error"], otlp
+    (otlp,) = status(daemon)["export"]
     assert otlp["required"] is True
-    assert daemon.proc is not None
-    daemon.proc.kill()  # SIGKILL while entries wait to be shipped
-    daemon.proc.wait()
-    daemon.start()
-    govern_many(daemon, 500, 1000)
-    receiver.start()
-    time.sleep(0.3)
-    daemon.proc.kill()  # and again, while it catches up
-    daemon.proc.wait()
-    daemon.start()
-    govern_many(daemon, 500, 1500)
-    s = wait_shipped(daemon)
+    s = outage_and_two_sigkills(daemon, receiver.stop, receiver.start)
     log_id = s["log"]["origin"].removeprefix("faramesh/")
     head = s["log"]["size"]
     assert head >= 2000

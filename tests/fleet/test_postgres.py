@@ -14,16 +14,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faramesh import SocketTransport  # noqa: E402
 from faramesh_testd import BIN, Daemon, free_port  # noqa: E402
+from fleet_helpers import govern_many, outage_and_two_sigkills, status, wait_shipped  # noqa: E402
 
 POLICY = """version: 1
 approvals:
@@ -95,33 +95,6 @@ def pg() -> Iterator[Postgres]:
                 pass
 
 
-def govern_many(daemon: Daemon, n: int, start: int, agent: str = "fleet-bot") -> None:
-    transport = SocketTransport(daemon.socket)
-    try:
-        for i in range(start, start + n):
-            d = transport.govern({"agent_id": agent, "tool": "http", "operation": "get", "args": {"url": f"https://example.com/{i}"}, "context": {}})
-            assert d["effect"] == "PERMIT", d
-    finally:
-        transport.close()
-
-
-def status(daemon: Daemon) -> dict[str, Any]:
-    out = daemon.cli("status", "--json")
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
-
-
-def wait_shipped(daemon: Daemon, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while True:
-        s = status(daemon)
-        (dest,) = s["export"]
-        if dest["cursor"] == s["log"]["size"]:
-            return s
-        assert time.time() < deadline, dest
-        time.sleep(0.2)
-
-
 def fleet(pg: Postgres, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([BIN, "fleet", *args, "--url", pg.url], capture_output=True, text=True, timeout=60, check=False)
 
@@ -129,25 +102,9 @@ def fleet(pg: Postgres, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_outage_and_two_sigkills_lose_nothing_and_edits_are_named(pg: Postgres, tmp_path: Path) -> None:
     daemon = Daemon.serve(tmp_path, POLICY, args=["--postgres", pg.url, "--export-required", "postgres"])
     try:
-        govern_many(daemon, 500, 0)
-        wait_shipped(daemon)
-        pg.stop()  # the database is down for a stretch
-        govern_many(daemon, 500, 500)
         (dest,) = status(daemon)["export"]
-        assert dest["lag_entries"] > 0 and dest["last_error"], dest
         assert dest["target"] == pg.url  # no password here to hide
-        assert daemon.proc is not None
-        daemon.proc.kill()
-        daemon.proc.wait()
-        daemon.start()
-        govern_many(daemon, 500, 1000)
-        pg.start()
-        time.sleep(0.5)
-        daemon.proc.kill()
-        daemon.proc.wait()
-        daemon.start()
-        govern_many(daemon, 500, 1500)
-        s = wait_shipped(daemon)
+        s = outage_and_two_sigkills(daemon, pg.stop, pg.start)
         log_id = s["log"]["origin"].removeprefix("faramesh/")
         head = s["log"]["size"]
         assert pg.sql(f"SELECT count(*), min(seq), max(seq) FROM faramesh_entries WHERE log_id = '{log_id}'") == f"{head}|1|{head}"
