@@ -306,7 +306,7 @@ async fn export_rewind(s: Service, p: Map<String, Value>, who: Identity) -> RpcR
         .get("to_seq")
         .and_then(Value::as_u64)
         .ok_or_else(|| ServiceError::invalid("to_seq", "`to_seq` must be a non-negative integer"))?;
-    s.export_rewind(&name, to_seq, &who)
+    s.export_rewind(&name, to_seq, &who).await
 }
 
 async fn log_prune(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {

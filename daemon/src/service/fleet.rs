@@ -468,7 +468,7 @@ pub fn otlp_request(o: &Otlp, log_id: &str, records: &[(u64, String)]) -> Export
         resource.push(kv("host.name", text(&host)));
     }
     resource.push(kv("faramesh.log_id", text(log_id)));
-    let log_records = records.iter().map(|(seq, record)| log_record(*seq, record, log_id, now_ns)).collect();
+    let log_records = records.iter().map(|(seq, record)| log_record(*seq, record, now_ns)).collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource { attributes: resource, ..Default::default() }),
@@ -523,11 +523,10 @@ struct Head<'a> {
 /// The attributes of one entry: `faramesh.seq`, `faramesh.entry_hash`, `faramesh.kind`, and
 /// for a decision the agent, tool, operation, effect, reason code, rule, risk, action id,
 /// request hash and policy hash.
-fn log_record(seq: u64, record: &str, log_id: &str, now_ns: u64) -> LogRecord {
+fn log_record(seq: u64, record: &str, now_ns: u64) -> LogRecord {
     let h: Head<'_> = serde_json::from_str(record).unwrap_or_default();
     let kind = h.kind.as_deref().unwrap_or_default();
-    let mut attributes = Vec::with_capacity(14);
-    attributes.push(kv("faramesh.log_id", text(log_id)));
+    let mut attributes = Vec::with_capacity(13);
     attributes.push(kv("faramesh.seq", any_value::Value::IntValue(i64::try_from(seq).unwrap_or(i64::MAX))));
     attributes.push(kv("faramesh.entry_hash", text(h.entry_hash.as_deref().unwrap_or_default())));
     attributes.push(kv("faramesh.kind", text(kind)));
@@ -719,7 +718,7 @@ pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>,
 impl super::Service {
     /// `export.rewind`: sends a destination everything after `to_seq` again (the daemon's user
     /// and root only).
-    pub fn export_rewind(
+    pub async fn export_rewind(
         &self,
         name: &str,
         to_seq: u64,
@@ -736,7 +735,11 @@ impl super::Service {
         let to = to_seq.min(was);
         let row =
             json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
-        self.state.log.state_put_lazy(&d.cursor_key(), row.as_bytes())?;
+        // A write transaction waits for the log writer's: off the async workers.
+        let (key, log) = (d.cursor_key(), Arc::clone(&self.state.log));
+        tokio::task::spawn_blocking(move || log.state_put_lazy(&key, row.as_bytes()))
+            .await
+            .map_err(|e| super::ServiceError::internal(e.to_string()))??;
         if d.acked.load(Ordering::SeqCst) != u64::MAX {
             d.acked.store(to, Ordering::SeqCst);
         }

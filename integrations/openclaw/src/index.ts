@@ -187,6 +187,9 @@ const approvals = {
   },
 };
 
+/** Permitted calls whose outcome is awaited, at most (the oldest is forgotten first). */
+const MAX_OPEN_ACTIONS = 10_000;
+
 /** Outcomes larger than this are recorded as their size only. */
 const MAX_RESULT_BYTES = 64 * 1024;
 
@@ -230,7 +233,12 @@ export function createFaramesh(config: FarameshPluginConfig, openclawConfig: unk
     if (d.effect === "PERMIT") {
       approvals.delete(hash);
       const id = event.toolCallId ?? ctx.toolCallId;
-      if (id && d.action_id) actions.set(id, d.action_id);
+      if (id && d.action_id) {
+        // A lower-priority hook may still block the call, and then no after_tool_call comes:
+        // keep the newest outcomes-to-record only, so a long-lived Gateway does not grow.
+        if (actions.size >= MAX_OPEN_ACTIONS) actions.delete(actions.keys().next().value as string);
+        actions.set(id, d.action_id);
+      }
       return undefined;
     }
     if (d.effect === "DEFER") {
