@@ -112,9 +112,30 @@ impl Batch {
             return Ok(std::borrow::Cow::Borrowed(stored));
         };
         match rest.split_first() {
-            Some((&ZSTD, frame)) => zstd::bulk::decompress(frame, MAX_DECODED_BYTES)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| BatchError::Codec(e.to_string())),
+            Some((&ZSTD, frame)) => {
+                // One decompression context per thread, and an output sized from the frame's
+                // header (the writer records it) rather than the largest batch allowed.
+                thread_local! {
+                    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                let capacity = zstd::zstd_safe::get_frame_content_size(frame)
+                    .ok()
+                    .flatten()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map_or(MAX_DECODED_BYTES, |n| n.min(MAX_DECODED_BYTES));
+                DECOMPRESSOR
+                    .with(|cell| {
+                        let mut slot = cell.borrow_mut();
+                        let decompressor = match slot.as_mut() {
+                            Some(d) => d,
+                            None => slot.insert(zstd::bulk::Decompressor::new()?),
+                        };
+                        decompressor.decompress(frame, capacity)
+                    })
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|e| BatchError::Codec(e.to_string()))
+            }
             Some((&other, _)) => Err(BatchError::Codec(format!("unknown codec {other}"))),
             None => Err(BatchError::CutShort),
         }

@@ -11,11 +11,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use serde_json::{Value, json};
 
 use crate::log::{Log, entry};
@@ -235,13 +230,15 @@ impl Destination {
         &self,
         client: &super::notify::Client,
         log: &Log,
-        records: &[(u64, String)],
+        records: &[(u64, Arc<str>)],
     ) -> Result<(), String> {
         match &self.kind {
             Kind::Otlp(o) => {
                 let log_id = log.origin().trim_start_matches("faramesh/").to_owned();
                 let (o2, records) = (o.clone(), records.to_vec());
-                let body = background(move || otlp_request(&o2, &log_id, &records).encode_to_vec()).await?;
+                let body =
+                    background(move || super::fleet_otlp::otlp_body(&o2, &log_id, &host_name(), &records))
+                        .await?;
                 let headers: Vec<(&str, String)> =
                     o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 tokio::time::timeout(
@@ -279,7 +276,9 @@ impl Destination {
         }
     }
 
-    /// The sender: ships what follows the cursor until `stop`, retrying with backoff.
+    /// The sender: ships what follows the cursor until `stop`, retrying with backoff. Entries
+    /// committed while it keeps up come from the log's stream of commits (`tail`); after an
+    /// outage, a restart or a rewind it reads them back from the log.
     pub async fn run(
         self: Arc<Self>,
         log: Arc<Log>,
@@ -288,6 +287,7 @@ impl Destination {
     ) {
         let client = super::notify::Client::new();
         let mut committed = log.subscribe();
+        let mut tail = std::collections::VecDeque::new();
         let mut backoff = Duration::from_secs(1);
         self.acked.store(self.saved_cursor(&log), Ordering::SeqCst);
         let mut saved = (self.cursor(&log), std::time::Instant::now());
@@ -297,43 +297,51 @@ impl Destination {
                 self.save(&log, &mut saved, true).await;
                 return;
             }
+            drain(&mut committed, &mut tail);
             let cursor = self.cursor(&log);
             let head = log.head().0;
             if cursor >= head {
                 self.save(&log, &mut saved, true).await;
                 tokio::select! {
                     () = stop.cancelled() => {}
-                    _ = committed.recv() => {
+                    got = committed.recv() => {
+                        keep(&mut tail, got);
                         // A few more commits make one batch rather than a request each.
-                        tokio::select! {
-                            () = stop.cancelled() => {}
-                            () = tokio::time::sleep(LINGER) => {}
-                        }
+                        gather(&mut committed, &mut tail, &stop).await;
                     }
                     () = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
             }
-            let from = cursor + 1;
-            let batch = {
+            while tail.front().is_some_and(|(seq, _)| *seq <= cursor) {
+                tail.pop_front();
+            }
+            let batch = if tail.front().is_some_and(|(seq, _)| *seq == cursor + 1) {
+                tail.iter().take(BATCH).cloned().collect()
+            } else {
+                let from = cursor + 1;
                 let log = Arc::clone(&log);
-                background(move || log.numbered_from(from, BATCH)).await
-            };
-            let batch = match batch {
-                Ok(Ok(b)) if !b.is_empty() => b,
-                Ok(Ok(_)) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    self.failed(&format!("cannot read the log: {e}"));
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.failed(&format!("cannot read the log: {e}"));
-                    tokio::time::sleep(backoff).await;
-                    continue;
+                let read = background(move || {
+                    log.numbered_from(from, BATCH)
+                        .map(|b| b.into_iter().map(|(seq, r)| (seq, Arc::<str>::from(r))).collect::<Vec<_>>())
+                })
+                .await;
+                match read {
+                    Ok(Ok(b)) if !b.is_empty() => b,
+                    Ok(Ok(_)) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        self.failed(&format!("cannot read the log: {e}"));
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.failed(&format!("cannot read the log: {e}"));
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
                 }
             };
             let last = batch.last().map_or(cursor, |(s, _)| *s);
@@ -351,10 +359,7 @@ impl Destination {
                     hold_retention(&log, &all);
                     if batch.len() < BATCH / 4 {
                         // Caught up: let the next commits gather into one batch.
-                        tokio::select! {
-                            () = stop.cancelled() => {}
-                            () = tokio::time::sleep(LINGER) => {}
-                        }
+                        gather(&mut committed, &mut tail, &stop).await;
                     }
                 }
                 Err(why) => {
@@ -391,6 +396,63 @@ impl Destination {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(why.to_owned());
         }
+    }
+}
+
+/// The most committed entries a sender keeps in memory ahead of its cursor; beyond that it
+/// reads them back from the log.
+const TAIL: usize = 4 * BATCH;
+
+type Committed = (u64, Arc<str>);
+
+/// Waits up to [`LINGER`] for a batch's worth of commits, taking them from the stream every
+/// 10 ms (the stream holds the last 1,024 only; a sender that missed some reads them back).
+async fn gather(
+    rx: &mut tokio::sync::broadcast::Receiver<Committed>,
+    tail: &mut std::collections::VecDeque<Committed>,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    let until = tokio::time::Instant::now() + LINGER;
+    while tokio::time::Instant::now() < until && tail.len() < BATCH && !stop.is_cancelled() {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        drain(rx, tail);
+    }
+}
+
+/// Moves what the log committed since the last look into `tail`.
+fn drain(
+    rx: &mut tokio::sync::broadcast::Receiver<Committed>,
+    tail: &mut std::collections::VecDeque<Committed>,
+) {
+    loop {
+        match rx.try_recv() {
+            Ok(c) => keep(tail, Ok(c)),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => tail.clear(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Adds one committed entry to `tail`, which holds consecutive entries only: a gap (entries
+/// that went by unseen) empties it, and those entries are read back from the log.
+fn keep(
+    tail: &mut std::collections::VecDeque<Committed>,
+    got: Result<Committed, tokio::sync::broadcast::error::RecvError>,
+) {
+    match got {
+        Ok(c) => {
+            if tail.back().is_some_and(|(seq, _)| *seq + 1 != c.0) {
+                tail.clear();
+            }
+            tail.push_back(c);
+            if tail.len() > TAIL {
+                tail.pop_front();
+            }
+        }
+        Err(_) => tail.clear(),
     }
 }
 
@@ -448,139 +510,6 @@ fn host_name() -> String {
         nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
     })
     .clone()
-}
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
-}
-
-fn text(s: &str) -> any_value::Value {
-    any_value::Value::StringValue(s.to_owned())
-}
-
-/// The OTLP request for `records`: one log record per entry, its body the exact stored record
-/// (so a copy can be checked against the chain), attributes under `faramesh.*`.
-pub fn otlp_request(o: &Otlp, log_id: &str, records: &[(u64, String)]) -> ExportLogsServiceRequest {
-    let now_ns = entry::now_ms().saturating_mul(1_000_000);
-    let host = host_name();
-    let mut resource: Vec<KeyValue> = o.resource.iter().map(|(k, v)| kv(k, text(v))).collect();
-    if !o.resource.iter().any(|(k, _)| k == "host.name") {
-        resource.push(kv("host.name", text(&host)));
-    }
-    resource.push(kv("faramesh.log_id", text(log_id)));
-    let log_records = records.iter().map(|(seq, record)| log_record(*seq, record, now_ns)).collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource { attributes: resource, ..Default::default() }),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "faramesh".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                log_records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-/// The fields of a stored record a log record carries, read without building the whole value
-/// (params and context are skipped, not copied).
-#[derive(serde::Deserialize, Default)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    ts: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    entry_hash: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    traceparent: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    agent_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    operation: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    effect: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reason_code: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    rule_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    risk_level: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    request_hash: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    policy_hash: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The attributes of one entry: `faramesh.seq`, `faramesh.entry_hash`, `faramesh.kind`, and
-/// for a decision the agent, tool, operation, effect, reason code, rule, risk, action id,
-/// request hash and policy hash.
-fn log_record(seq: u64, record: &str, now_ns: u64) -> LogRecord {
-    let h: Head<'_> = serde_json::from_str(record).unwrap_or_default();
-    let kind = h.kind.as_deref().unwrap_or_default();
-    let mut attributes = Vec::with_capacity(13);
-    attributes.push(kv("faramesh.seq", any_value::Value::IntValue(i64::try_from(seq).unwrap_or(i64::MAX))));
-    attributes.push(kv("faramesh.entry_hash", text(h.entry_hash.as_deref().unwrap_or_default())));
-    attributes.push(kv("faramesh.kind", text(kind)));
-    let mut severity = SeverityNumber::Info;
-    let mut severity_text = kind.to_owned();
-    if kind == "decision" {
-        for (attr, value) in [
-            ("faramesh.agent_id", &h.agent_id),
-            ("faramesh.tool", &h.tool),
-            ("faramesh.operation", &h.operation),
-            ("faramesh.effect", &h.effect),
-            ("faramesh.reason_code", &h.reason_code),
-            ("faramesh.rule_id", &h.rule_id),
-            ("faramesh.risk_level", &h.risk_level),
-            ("faramesh.action_id", &h.id),
-            ("faramesh.request_hash", &h.request_hash),
-            ("faramesh.policy_hash", &h.policy_hash),
-        ] {
-            if let Some(value) = value.as_deref() {
-                attributes.push(kv(attr, text(value)));
-            }
-        }
-        severity_text = h.effect.as_deref().unwrap_or_default().to_owned();
-        if severity_text == "DENY" {
-            severity = SeverityNumber::Warn;
-        }
-    }
-    let (trace_id, span_id, flags) = h.traceparent.as_deref().and_then(trace_parts).unwrap_or_default();
-    let ts_ns = h.ts.as_deref().and_then(entry::parse_rfc3339).map_or(0, |ms| ms * 1_000_000);
-    LogRecord {
-        time_unix_nano: ts_ns,
-        observed_time_unix_nano: now_ns,
-        severity_number: severity as i32,
-        severity_text,
-        body: Some(AnyValue { value: Some(text(record)) }),
-        attributes,
-        flags,
-        trace_id,
-        span_id,
-        event_name: format!("faramesh.{kind}"),
-        ..Default::default()
-    }
-}
-
-/// A traceparent's trace id (16 bytes), span id (8 bytes) and flags.
-fn trace_parts(t: &str) -> Option<(Vec<u8>, Vec<u8>, u32)> {
-    if !faramesh_proto::call::is_traceparent(t) {
-        return None;
-    }
-    let mut parts = t.split('-').skip(1);
-    let trace = hex::decode(parts.next()?).ok()?;
-    let span = hex::decode(parts.next()?).ok()?;
-    let flags = u32::from_str_radix(parts.next()?, 16).ok()?;
-    Some((trace, span, flags))
 }
 
 /// How a destination's copy compares with the host's log (`faramesh verify-export`).
@@ -803,34 +732,6 @@ mod tests {
             &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_EXPORTER_OTLP_HEADERS", "nokey")]),
         );
         assert!(bad.unwrap_err().contains("`nokey` is not `key=value`"));
-    }
-
-    #[test]
-    fn a_decision_becomes_a_log_record_with_its_trace() {
-        let record = r#"{"agent_id":"bot","effect":"DENY","entry_hash":"ab","id":"a1","kind":"decision","reason_code":"POLICY_DENY","seq":7,"tool":"shell","operation":"exec","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","ts":"2026-12-02T10:00:00.000Z"}"#;
-        let o = Otlp {
-            endpoint: "http://x/v1/logs".into(),
-            headers: vec![],
-            resource: vec![("service.name".into(), "faramesh".into())],
-        };
-        let req = otlp_request(&o, "logid", &[(7, record.to_owned())]);
-        let bytes = req.encode_to_vec();
-        let back = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
-        let r = &back.resource_logs[0].scope_logs[0].log_records[0];
-        assert_eq!(r.severity_text, "DENY");
-        assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
-        assert_eq!(hex::encode(&r.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(hex::encode(&r.span_id), "00f067aa0ba902b7");
-        assert_eq!(r.flags, 1);
-        assert_eq!(r.event_name, "faramesh.decision");
-        assert_eq!(r.time_unix_nano, entry::parse_rfc3339("2026-12-02T10:00:00.000Z").unwrap() * 1_000_000);
-        let attr = |k: &str| {
-            r.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()).and_then(|v| v.value)
-        };
-        assert_eq!(attr("faramesh.seq"), Some(any_value::Value::IntValue(7)));
-        assert_eq!(attr("faramesh.tool"), Some(text("shell")));
-        assert_eq!(attr("faramesh.action_id"), Some(text("a1")));
-        assert_eq!(r.body.clone().and_then(|b| b.value), Some(text(record)));
     }
 
     #[test]

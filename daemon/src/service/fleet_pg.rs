@@ -107,7 +107,7 @@ pub async fn write_batch(
     host: &str,
     public_key: &str,
     checkpoint: Option<(u64, String)>,
-    records: &[(u64, String)],
+    records: &[(u64, std::sync::Arc<str>)],
 ) -> Result<(), String> {
     let err = |e: tokio_postgres::Error| e.to_string();
     let txn = client.transaction().await.map_err(err)?;
@@ -128,6 +128,7 @@ pub async fn write_batch(
         .await
         .map_err(err)?;
     for (seq, record) in records {
+        let record: &str = record;
         let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         let kind = s("kind").unwrap_or_default();
@@ -150,7 +151,7 @@ pub async fn write_batch(
                 &s("rule_id"),
                 &s("approval_id"),
                 &s("traceparent"),
-                record,
+                &record,
             ],
         )
         .await

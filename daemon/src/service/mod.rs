@@ -14,6 +14,7 @@ pub mod authz;
 pub mod claims;
 mod error;
 pub mod fleet;
+mod fleet_otlp;
 pub mod fleet_pg;
 mod govern;
 pub mod grants;

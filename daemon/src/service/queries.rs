@@ -7,7 +7,7 @@ use super::*;
 /// A live stream of the committed entries one caller may see (`log.subscribe`, the HTTP event
 /// stream): the doors relay what it yields and decide nothing.
 pub struct Subscription {
-    rx: tokio::sync::broadcast::Receiver<Arc<str>>,
+    rx: tokio::sync::broadcast::Receiver<(u64, Arc<str>)>,
     reader: Reader,
 }
 
@@ -25,7 +25,7 @@ impl Subscription {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match self.rx.recv().await {
-                Ok(record) => {
+                Ok((_, record)) => {
                     // Entries are parsed only to check them for a caller that does not read everything.
                     if self.reader.sees_entry(&record) {
                         return Some(Seen::Entry(record));

@@ -134,7 +134,7 @@ struct Shared {
     /// Index rows of committed entries not yet written to the index tables.
     pending: Mutex<Pending>,
     last_ts_ms: Mutex<u64>,
-    committed: broadcast::Sender<Arc<str>>,
+    committed: broadcast::Sender<(u64, Arc<str>)>,
     /// When the log was opened (the origin of `busy_since_us`).
     opened: std::time::Instant,
     /// Microseconds after `opened` (plus one) at which the writer took the batch it is working
@@ -259,8 +259,8 @@ impl Log {
         self.shared.head.lock().map_or((0, GENESIS), |h| *h)
     }
 
-    /// A stream of committed records, in order.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    /// A stream of committed records with their `seq`, in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<(u64, Arc<str>)> {
         self.shared.committed.subscribe()
     }
 

@@ -203,7 +203,11 @@ impl Log {
                         return Ok(out);
                     }
                     if seq >= from_seq {
-                        out.push((seq, String::from_utf8_lossy(&record).into_owned()));
+                        out.push((
+                            seq,
+                            String::from_utf8(record)
+                                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                        ));
                     }
                 }
             }

@@ -318,7 +318,7 @@ impl<'a> Sealer<'a> {
                 }
                 for p in prepared {
                     let record: Arc<str> = Arc::from(p.sealed.record.as_str());
-                    let _ = shared.committed.send(Arc::clone(&record));
+                    let _ = shared.committed.send((p.seq, Arc::clone(&record)));
                     let _ = p.reply.send(Ok(Appended {
                         seq: p.seq,
                         entry_hash: p.sealed.entry_hash,
