@@ -168,6 +168,7 @@ fn main() {
                     endpoint: url,
                     headers: Vec::new(),
                     resource: vec![("service.name".into(), "faramesh-bench".into())],
+                    ..Default::default()
                 }),
                 required: false,
             })

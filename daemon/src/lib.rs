@@ -7,3 +7,4 @@ pub mod policy;
 pub mod server;
 pub mod service;
 pub mod systemd;
+pub mod tls;

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,10 +46,12 @@ rules:
 
 
 class Receiver:
-    """An OTLP/HTTP logs endpoint: protobuf in, OTLP/JSON lines out (one request per line)."""
+    """An OTLP/HTTP logs endpoint: protobuf in, OTLP/JSON lines out (one request per line).
+    With `tls` (`(ca, cert, key)`), HTTPS that requires a client certificate the CA issued."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, tls: tuple[str, str, str] | None = None) -> None:
         self.out = out
+        self.tls = tls
         self.port = free_port()
         self.server: ThreadingHTTPServer | None = None
         self.records: list[dict[str, Any]] = []  # seq, log_id, trace_id, span_id, attributes
@@ -94,6 +98,13 @@ class Receiver:
                 self.wfile.write(answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            ctx.load_verify_locations(ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -127,6 +138,17 @@ def setup() -> Iterator[tuple[Path, Receiver, Daemon]]:
             receiver.stop()
 
 
+def without_first(line: str, n: int) -> str:
+    """A request (an OTLP/JSON line) without its copies of entries 1 to `n`."""
+    req = json.loads(line)
+    for rl in req["resourceLogs"]:
+        for sl in rl["scopeLogs"]:
+            sl["logRecords"] = [
+                r for r in sl["logRecords"] if int(next(a["value"]["intValue"] for a in r["attributes"] if a["key"] == "faramesh.seq")) > n
+            ]
+    return json.dumps(req)
+
+
 def verify(daemon: Daemon, file: Path, *more: str) -> subprocess.CompletedProcess[str]:
     return daemon.cli("verify-export", "otlp", "--file", str(file), *more)
 
@@ -153,16 +175,15 @@ def test_an_outage_and_two_sigkills_lose_nothing_and_verify_export_proves_it(set
     lines = receiver.out.read_text().splitlines()
     edited = tmp / "edited.jsonl"
     edited.write_text("\n".join(line.replace('example.com/100\\"', 'example.org/100\\"') for line in lines) + "\n")
-    dropped = [line for line in lines if f'"stringValue": "{log_id}"' in line]
     assert edited.read_text() != receiver.out.read_text()  # one decision's URL changed
     bad = verify(daemon, edited)
     assert bad.returncode == 1, bad.stdout
     assert "altered: entry" in bad.stdout and "entry_hash does not match" in bad.stdout, bad.stdout
     short = tmp / "short.jsonl"
-    short.write_text("\n".join(dropped[5:]) + "\n")  # the first requests never arrived
+    short.write_text("\n".join(without_first(line, 10) for line in lines) + "\n")  # entries 1-10 never arrived
     missing = verify(daemon, short, "--json")
     report = json.loads(missing.stdout)
-    assert missing.returncode == 1 and report["ok"] is False and report["missing"][0][0] == 1, report
+    assert missing.returncode == 1 and report["ok"] is False and report["missing"] == [[1, 10]], report
 
     # --rewind: the daemon sends them again, and the live copy stays complete.
     rewind = verify(daemon, short, "--rewind")
@@ -220,3 +241,90 @@ def test_the_standard_variables_are_checked_at_start(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported" in out.stderr, out.stderr
+
+
+def pki(tmp: Path) -> dict[str, str]:
+    """A private CA (openssl) and two certificates it issued: the collector's for 127.0.0.1 and
+    a client's."""
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    f = {n: str(tmp / f"{n}.pem") for n in ("ca", "ca-key", "server", "server-key", "client", "client-key")}
+    run("req", "-x509", *ec, "-keyout", f["ca-key"], "-out", f["ca"], "-days", "1", "-subj", "/CN=fleet test CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        csr, extfile = tmp / f"{name}.csr", tmp / f"{name}.ext"
+        extfile.write_text(f"{ext}\nbasicConstraints=CA:FALSE\n")
+        run("req", *ec, "-keyout", f[f"{name}-key"], "-out", str(csr), "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", str(csr), "-CA", f["ca"], "-CAkey", f["ca-key"], "-CAcreateserial",
+            "-out", f[name], "-days", "1", "-extfile", str(extfile))
+    return f
+
+
+def wait_error(daemon: Daemon, timeout: float = 30) -> dict[str, Any]:
+    """The destination's status once a batch failed."""
+    deadline = time.time() + timeout
+    while True:
+        (dest,) = status(daemon)["export"]
+        if dest["errors"] > 0:
+            return dict(dest)
+        assert time.time() < deadline, dest
+        time.sleep(0.2)
+
+
+def test_https_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
+    f = pki(tmp_path)
+    receiver = Receiver(tmp_path / "collector.jsonl", tls=(f["ca"], f["server"], f["server-key"]))
+    receiver.start()
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://127.0.0.1:{receiver.port}"}
+    mtls = {
+        **endpoint,
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": f["ca"],
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": f["client"],
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": f["client-key"],
+    }
+    daemons = []
+    try:
+        # Trusting the CA and presenting the client certificate: everything arrives.
+        (tmp_path / "ok").mkdir()
+        ok = Daemon.serve(tmp_path / "ok", POLICY, env=mtls)
+        daemons.append(ok)
+        govern_many(ok, 20, 0)
+        s = wait_shipped(ok)
+        log_id = s["log"]["origin"].removeprefix("faramesh/")
+        assert receiver.seqs(log_id) == set(range(1, s["log"]["size"] + 1))
+
+        # The collector's CA not trusted: the certificate is refused, nothing is acknowledged.
+        (tmp_path / "untrusted").mkdir()
+        untrusted = Daemon.serve(tmp_path / "untrusted", POLICY, env=endpoint)
+        daemons.append(untrusted)
+        govern_many(untrusted, 3, 0)
+        dest = wait_error(untrusted)
+        assert dest["cursor"] == 0 and "UnknownIssuer" in dest["last_error"], dest
+
+        # The CA trusted but no client certificate: the collector refuses the connection.
+        (tmp_path / "anonymous").mkdir()
+        anonymous = Daemon.serve(tmp_path / "anonymous", POLICY, env={**endpoint, "OTEL_EXPORTER_OTLP_CERTIFICATE": f["ca"]})
+        daemons.append(anonymous)
+        govern_many(anonymous, 3, 0)
+        dest = wait_error(anonymous)
+        assert dest["cursor"] == 0 and "CertificateRequired" in dest["last_error"], dest
+        for d in (untrusted, anonymous):
+            assert not receiver.seqs(status(d)["log"]["origin"].removeprefix("faramesh/")), "nothing got through"
+    finally:
+        for d in daemons:
+            d.stop()
+        receiver.stop()
+
+
+def test_a_client_certificate_without_its_key_stops_the_start(tmp_path: Path) -> None:
+    f = pki(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    out = subprocess.run(
+        [BIN, "serve", "--policy", str(tmp_path / "policy.yaml"), "--socket", str(tmp_path / "s.sock"), "--state-dir", str(tmp_path / "st"), "--listen", "off"],
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:1", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": f["client"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without its pair" in out.stderr, out.stderr

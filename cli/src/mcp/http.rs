@@ -77,25 +77,10 @@ pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<
 /// TLS for https:// upstreams: ring, the web PKI roots, and the certificates in
 /// `SSL_CERT_FILE` when it is set (a private CA).
 fn rustls_client_config() -> Result<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
-        let path = std::path::PathBuf::from(file);
-        for cert in CertificateDer::pem_file_iter(&path)
-            .with_context(|| format!("cannot read SSL_CERT_FILE `{}`", path.display()))?
-        {
-            let cert =
-                cert.with_context(|| format!("SSL_CERT_FILE `{}` holds a bad certificate", path.display()))?;
-            roots.add(cert).with_context(|| format!("SSL_CERT_FILE `{}`", path.display()))?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .context("TLS setup")?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let ca = std::env::var_os("SSL_CERT_FILE")
+        .filter(|f| !f.is_empty())
+        .map(|f| faramesh_daemon::tls::PemFile::new("SSL_CERT_FILE", f));
+    faramesh_daemon::tls::client_config(ca.as_ref(), None).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn json_reply(v: &Value) -> Response {

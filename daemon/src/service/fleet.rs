@@ -28,7 +28,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_millis(100);
 
 /// Where OTLP logs go, from the standard variables or `serve --otlp-endpoint`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Otlp {
     /// The logs URL (`…/v1/logs`).
     pub endpoint: String,
@@ -36,6 +36,11 @@ pub struct Otlp {
     pub headers: Vec<(String, String)>,
     /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `service.name`).
     pub resource: Vec<(String, String)>,
+    /// A private CA to trust besides the web PKI (`OTEL_EXPORTER_OTLP_[LOGS_]CERTIFICATE`).
+    pub ca: Option<crate::tls::PemFile>,
+    /// A client certificate and its key for mutual TLS
+    /// (`OTEL_EXPORTER_OTLP_[LOGS_]CLIENT_CERTIFICATE`, `…_CLIENT_KEY`).
+    pub identity: Option<(crate::tls::PemFile, crate::tls::PemFile)>,
 }
 
 impl Otlp {
@@ -77,7 +82,36 @@ impl Otlp {
             .unwrap_or_else(|| "faramesh".into());
         resource.retain(|(k, _)| k != "service.name");
         resource.insert(0, ("service.name".into(), service));
-        Ok(Some(Otlp { endpoint, headers, resource }))
+        // The logs-specific variable wins over the general one, file by file.
+        let file = |name: &str| {
+            let logs = format!("OTEL_EXPORTER_OTLP_LOGS_{name}");
+            let general = format!("OTEL_EXPORTER_OTLP_{name}");
+            var(&logs)
+                .map(|p| crate::tls::PemFile::new(&logs, p))
+                .or_else(|| var(&general).map(|p| crate::tls::PemFile::new(&general, p)))
+        };
+        let ca = file("CERTIFICATE");
+        let identity = match (file("CLIENT_CERTIFICATE"), file("CLIENT_KEY")) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(f), None) | (None, Some(f)) => {
+                return Err(format!(
+                    "{} is set without its pair: mutual TLS needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                    f.setting
+                ));
+            }
+        };
+        let o = Otlp { endpoint, headers, resource, ca, identity };
+        // The files are read now, so a wrong one stops the start rather than every batch.
+        o.client()?;
+        Ok(Some(o))
+    }
+
+    /// The HTTP client for this destination: the web PKI roots, the private CA and the client
+    /// certificate when configured.
+    pub fn client(&self) -> Result<super::notify::Client, String> {
+        let identity = self.identity.as_ref().map(|(c, k)| (c, k));
+        Ok(super::notify::Client::with_config(crate::tls::client_config(self.ca.as_ref(), identity)?))
     }
 }
 
@@ -228,7 +262,7 @@ impl Destination {
     /// Ships `records` (`(seq, record)`, in order); `Ok` once the destination acknowledged them.
     async fn ship(
         &self,
-        client: &super::notify::Client,
+        client: &Result<super::notify::Client, String>,
         log: &Log,
         records: &[(u64, Arc<str>)],
     ) -> Result<(), String> {
@@ -239,6 +273,7 @@ impl Destination {
                 let body =
                     background(move || super::fleet_otlp::otlp_body(&o2, &log_id, &host_name(), &records))
                         .await?;
+                let client = client.as_ref().map_err(Clone::clone)?;
                 let headers: Vec<(&str, String)> =
                     o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 tokio::time::timeout(
@@ -285,7 +320,11 @@ impl Destination {
         all: Arc<Vec<Arc<Destination>>>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        let client = super::notify::Client::new();
+        // Checked at start (`Otlp::from_env`); a file that went bad since fails each batch.
+        let client = match &self.kind {
+            Kind::Otlp(o) => o.client(),
+            Kind::Postgres(_) => Ok(super::notify::Client::new()),
+        };
         let mut committed = log.subscribe();
         let mut tail = std::collections::VecDeque::new();
         let mut backoff = Duration::from_secs(1);
@@ -732,6 +771,44 @@ mod tests {
             &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_EXPORTER_OTLP_HEADERS", "nokey")]),
         );
         assert!(bad.unwrap_err().contains("`nokey` is not `key=value`"));
+    }
+
+    #[test]
+    fn tls_files_come_from_the_standard_variables_and_are_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["collector.test".into()]).unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, ca.cert.pem()).unwrap();
+        std::fs::write(&key_path, ca.signing_key.serialize_pem()).unwrap();
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let vars = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), "https://collector.test:4318".to_owned()),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE".to_owned(), "/nowhere/general.pem".to_owned()),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE".to_owned(), path(&ca_path)),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE".to_owned(), path(&cert_path)),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY".to_owned(), path(&key_path)),
+        ];
+        let env = |vars: Vec<(String, String)>| {
+            move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        let o = Otlp::from_env(None, &env(vars.clone())).unwrap().unwrap();
+        // The logs variable wins over the general one.
+        assert_eq!(o.ca, Some(crate::tls::PemFile::new("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", &ca_path)));
+        let (cert, key) = o.identity.clone().unwrap();
+        assert_eq!((cert.path, key.setting.as_str()), (cert_path.clone(), "OTEL_EXPORTER_OTLP_CLIENT_KEY"));
+
+        // A CA file that is not there stops the start, naming the variable.
+        let mut gone = vars.clone();
+        gone.retain(|(k, _)| k != "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE");
+        let e = Otlp::from_env(None, &env(gone)).unwrap_err();
+        assert!(e.starts_with("OTEL_EXPORTER_OTLP_CERTIFICATE `/nowhere/general.pem`"), "{e}");
+        // A client certificate without its key.
+        let mut half = vars.clone();
+        half.retain(|(k, _)| k != "OTEL_EXPORTER_OTLP_CLIENT_KEY");
+        let e = Otlp::from_env(None, &env(half)).unwrap_err();
+        assert!(e.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without its pair"), "{e}");
     }
 
     #[test]

@@ -227,6 +227,7 @@ mod tests {
             endpoint: "http://x/v1/logs".into(),
             headers: vec![],
             resource: vec![("service.name".into(), "faramesh".into())],
+            ..Default::default()
         };
         let records = [(7, Arc::from(decision)), (8, Arc::from(event)), (9, Arc::from("not json"))];
         let bytes = otlp_body(&o, "logid", "h1", &records);
@@ -316,11 +317,7 @@ mod tests {
     fn large_values_and_seqs_keep_their_lengths() {
         let big =
             format!(r#"{{"kind":"decision","effect":"PERMIT","tool":"{}","seq":1}}"#, "t".repeat(70_000));
-        let o = Otlp {
-            endpoint: String::new(),
-            headers: vec![],
-            resource: vec![("host.name".into(), "x".into())],
-        };
+        let o = Otlp { resource: vec![("host.name".into(), "x".into())], ..Default::default() };
         let bytes = otlp_body(&o, "l", "ignored", &[(u64::MAX, Arc::from(big.as_str()))]);
         let back = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
         let r = &back.resource_logs[0].scope_logs[0].log_records[0];

@@ -3,8 +3,6 @@
 //! and public key (`faramesh_hosts`). The same tables serve `faramesh fleet` and
 //! `faramesh verify-export postgres`.
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 /// The tables, created (if missing) by the daemon when it connects and by `faramesh fleet
@@ -49,22 +47,10 @@ CREATE TABLE IF NOT EXISTS faramesh_checkpoints (
 /// TLS for PostgreSQL (`sslmode=require` in the URL): the web PKI roots and, when set,
 /// `PGSSLROOTCERT` (a PEM file of the server's CA).
 fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    if let Some(path) = std::env::var_os("PGSSLROOTCERT").filter(|p| !p.is_empty()) {
-        let certs = CertificateDer::pem_file_iter(&path)
-            .map_err(|e| format!("PGSSLROOTCERT {}: {e}", path.to_string_lossy()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("PGSSLROOTCERT {}: {e}", path.to_string_lossy()))?;
-            roots.add(cert).map_err(|e| format!("PGSSLROOTCERT {}: {e}", path.to_string_lossy()))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let ca = std::env::var_os("PGSSLROOTCERT")
+        .filter(|p| !p.is_empty())
+        .map(|p| crate::tls::PemFile::new("PGSSLROOTCERT", p));
+    let config = crate::tls::client_config(ca.as_ref(), None)?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 

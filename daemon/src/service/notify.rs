@@ -374,7 +374,8 @@ impl Service {
     }
 }
 
-/// Posts notifications over HTTP or HTTPS (rustls with the Mozilla roots).
+/// Posts notifications (and OTLP batches) over HTTP or HTTPS (rustls with the Mozilla roots,
+/// see [`crate::tls`]).
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
 }
@@ -388,17 +389,16 @@ impl Default for Client {
 impl Client {
     /// A client trusting the web PKI roots.
     pub fn new() -> Client {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let config = config.unwrap_or_else(|_| {
+        let config = crate::tls::client_config(None, None).unwrap_or_else(|_| {
             rustls::ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         });
+        Client::with_config(config)
+    }
+
+    /// A client with its own TLS configuration (a private CA, a client certificate).
+    pub fn with_config(config: rustls::ClientConfig) -> Client {
         Client { tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)) }
     }
 
@@ -481,12 +481,24 @@ async fn send<T>(
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| causes(&e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| causes(&e))?;
     Ok(resp.status())
+}
+
+/// An error with its causes (`connection error: received fatal alert: CertificateRequired`).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Sends `note` as a plain-text email (its id as the Message-ID, for deduplication).
