@@ -497,8 +497,9 @@ fn keep(
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `f` on the exporters' own thread, at a lower CPU priority (nice 10) than the threads
-/// that decide: under full load the decisions go first and the export catches up after.
+/// Runs `f` (reading back and encoding batches) on the exporters' own thread, in the idle
+/// scheduling class ([`lower_priority`]): under full load the decisions go first and the
+/// export catches up after.
 async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     static WORKER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
     let worker = WORKER.get_or_init(|| {
@@ -526,9 +527,16 @@ async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     rx.await.map_err(|_| "the export thread is gone".to_owned())
 }
 
-/// Lowers this thread's scheduling priority to nice 10 (best effort).
+/// Puts this thread in the idle scheduling class (`SCHED_IDLE`): it runs on CPU time the
+/// decisions leave, so under full load they go first and the export catches up in the gaps
+/// (the fsyncs leave some even then). Where that is refused, nice 10. Best effort.
 #[allow(unsafe_code)]
 fn lower_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
     // SAFETY: gettid and setpriority take no pointers; they change only this thread's niceness.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
     if rc != 0 {
