@@ -229,18 +229,24 @@ def test_a_traceparent_from_the_python_sdk_is_on_the_exported_record(setup: tupl
     assert json.loads(rec["body"])["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
-def test_the_standard_variables_are_checked_at_start(tmp_path: Path) -> None:
+def refused_start(tmp_path: Path, env: dict[str, str]) -> str:
+    """`faramesh serve` with `env` added, expected to refuse to start: its stderr."""
     (tmp_path / "policy.yaml").write_text(POLICY)
     out = subprocess.run(
         [BIN, "serve", "--policy", str(tmp_path / "policy.yaml"), "--socket", str(tmp_path / "s.sock"), "--state-dir", str(tmp_path / "st"), "--listen", "off"],
-        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    assert out.returncode != 0
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported" in out.stderr, out.stderr
+    assert out.returncode != 0, out.stderr
+    return out.stderr
+
+
+def test_the_standard_variables_are_checked_at_start(tmp_path: Path) -> None:
+    err = refused_start(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported" in err, err
 
 
 def pki(tmp: Path) -> dict[str, str]:
@@ -317,14 +323,5 @@ def test_https_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> Non
 
 def test_a_client_certificate_without_its_key_stops_the_start(tmp_path: Path) -> None:
     f = pki(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    out = subprocess.run(
-        [BIN, "serve", "--policy", str(tmp_path / "policy.yaml"), "--socket", str(tmp_path / "s.sock"), "--state-dir", str(tmp_path / "st"), "--listen", "off"],
-        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:1", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": f["client"]},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert out.returncode != 0
-    assert "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without its pair" in out.stderr, out.stderr
+    err = refused_start(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:1", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": f["client"]})
+    assert "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without its pair" in err, err
