@@ -234,8 +234,11 @@ class Tour:
     def start_background(self, text: str, cmd: Command) -> None:
         log = self.home / f"bg-{len(self.background)}.log"
         with open(log, "w") as out:
+            # Ctrl-C as at a terminal, even where this test run was started with SIGINT ignored
+            # (a background job of a non-interactive shell), which children would inherit.
             proc = subprocess.Popen(["bash", "-c", self.shell(f"exec {text}")], env=self.env,
-                                    stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                    stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         is_tail = text.startswith("faramesh tail")
         deadline = time.time() + (3 if is_tail else 60)
         why: str | None = "nothing printed"
