@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faramesh import GovernedToolSet, SocketTransport  # noqa: E402
-from faramesh_testd import BIN, Daemon, free_port  # noqa: E402
+from faramesh_testd import BIN, Daemon, free_port, pki  # noqa: E402
 from fleet_helpers import govern_many, outage_and_two_sigkills, status, wait_shipped  # noqa: E402
 
 POLICY = """version: 1
@@ -247,22 +247,6 @@ def refused_start(tmp_path: Path, env: dict[str, str]) -> str:
 def test_the_standard_variables_are_checked_at_start(tmp_path: Path) -> None:
     err = refused_start(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported" in err, err
-
-
-def pki(tmp: Path) -> dict[str, str]:
-    """A private CA (openssl) and two certificates it issued: the collector's for 127.0.0.1 and
-    a client's."""
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    f = {n: str(tmp / f"{n}.pem") for n in ("ca", "ca-key", "server", "server-key", "client", "client-key")}
-    run("req", "-x509", *ec, "-keyout", f["ca-key"], "-out", f["ca"], "-days", "1", "-subj", "/CN=fleet test CA")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        csr, extfile = tmp / f"{name}.csr", tmp / f"{name}.ext"
-        extfile.write_text(f"{ext}\nbasicConstraints=CA:FALSE\n")
-        run("req", *ec, "-keyout", f[f"{name}-key"], "-out", str(csr), "-subj", f"/CN={name}")
-        run("x509", "-req", "-in", str(csr), "-CA", f["ca"], "-CAkey", f["ca-key"], "-CAcreateserial",
-            "-out", f[name], "-days", "1", "-extfile", str(extfile))
-    return f
 
 
 def wait_error(daemon: Daemon, timeout: float = 30) -> dict[str, Any]:

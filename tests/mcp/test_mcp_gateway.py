@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
-from faramesh_testd import BIN, Daemon, free_port, wait_port  # noqa: E402
+from faramesh_testd import BIN, Daemon, free_port, pki, wait_port  # noqa: E402
 
 SERVER = str(Path(__file__).with_name("server.py"))
 
@@ -223,19 +223,9 @@ def test_garbage_from_the_client_does_not_crash_the_proxy(env: Env) -> None:
 
 
 def tls_files(env: Env) -> tuple[str, str, str]:
-    """A private CA and a certificate it issued for 127.0.0.1 (openssl): `(ca, cert, key)`."""
-    ca, ca_key = env.tmp / "ca.pem", env.tmp / "ca-key.pem"
-    cert, key, csr = env.tmp / "upstream-cert.pem", env.tmp / "upstream-key.pem", env.tmp / "upstream.csr"
-    ext = env.tmp / "upstream.ext"
-    if not cert.exists():
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-        run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=test CA")
-        run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-        ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-out", str(cert), "-days", "1", "-extfile", str(ext))
-    return str(ca), str(cert), str(key)
+    """A private CA and a certificate it issued for 127.0.0.1: `(ca, cert, key)`."""
+    f = pki(env.tmp)
+    return f["ca"], f["server"], f["server-key"]
 
 
 @contextlib.contextmanager

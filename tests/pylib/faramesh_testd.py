@@ -154,3 +154,21 @@ class Daemon:
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)
         return list(data["actions"] if isinstance(data, dict) else data)
+
+
+def pki(tmp: Path) -> dict[str, str]:
+    """A private CA (openssl) and two certificates it issued, in `tmp` (made once): a server's
+    for 127.0.0.1 and a client's. Keys `ca`, `server`, `server-key`, `client`, `client-key`."""
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    f = {n: str(tmp / f"{n}.pem") for n in ("ca", "ca-key", "server", "server-key", "client", "client-key")}
+    if all(Path(p).exists() for p in f.values()):
+        return f
+    run("req", "-x509", *ec, "-keyout", f["ca-key"], "-out", f["ca"], "-days", "1", "-subj", "/CN=test CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        csr, extfile = tmp / f"{name}.csr", tmp / f"{name}.ext"
+        extfile.write_text(f"{ext}\nbasicConstraints=CA:FALSE\n")
+        run("req", *ec, "-keyout", f[f"{name}-key"], "-out", str(csr), "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", str(csr), "-CA", f["ca"], "-CAkey", f["ca-key"], "-CAcreateserial",
+            "-out", f[name], "-days", "1", "-extfile", str(extfile))
+    return f

@@ -344,7 +344,10 @@ impl Destination {
                 tokio::select! {
                     () = stop.cancelled() => {}
                     got = committed.recv() => {
-                        keep(&mut tail, got);
+                        match got {
+                            Ok(c) => keep(&mut tail, c),
+                            Err(_) => tail.clear(),
+                        }
                         // A few more commits make one batch rather than a request each.
                         gather(&mut committed, &mut tail, &stop).await;
                     }
@@ -365,15 +368,10 @@ impl Destination {
                         .map(|b| b.into_iter().map(|(seq, r)| (seq, Arc::<str>::from(r))).collect::<Vec<_>>())
                 })
                 .await;
-                match read {
-                    Ok(Ok(b)) if !b.is_empty() => b,
-                    Ok(Ok(_)) => {
+                match read.and_then(|r| r.map_err(|e| e.to_string())) {
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    Ok(Err(e)) => {
-                        self.failed(&format!("cannot read the log: {e}"));
-                        tokio::time::sleep(backoff).await;
                         continue;
                     }
                     Err(e) => {
@@ -468,7 +466,7 @@ fn drain(
 ) {
     loop {
         match rx.try_recv() {
-            Ok(c) => keep(tail, Ok(c)),
+            Ok(c) => keep(tail, c),
             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => tail.clear(),
             Err(_) => return,
         }
@@ -477,21 +475,13 @@ fn drain(
 
 /// Adds one committed entry to `tail`, which holds consecutive entries only: a gap (entries
 /// that went by unseen) empties it, and those entries are read back from the log.
-fn keep(
-    tail: &mut std::collections::VecDeque<Committed>,
-    got: Result<Committed, tokio::sync::broadcast::error::RecvError>,
-) {
-    match got {
-        Ok(c) => {
-            if tail.back().is_some_and(|(seq, _)| *seq + 1 != c.0) {
-                tail.clear();
-            }
-            tail.push_back(c);
-            if tail.len() > TAIL {
-                tail.pop_front();
-            }
-        }
-        Err(_) => tail.clear(),
+fn keep(tail: &mut std::collections::VecDeque<Committed>, c: Committed) {
+    if tail.back().is_some_and(|(seq, _)| *seq + 1 != c.0) {
+        tail.clear();
+    }
+    tail.push_back(c);
+    if tail.len() > TAIL {
+        tail.pop_front();
     }
 }
 
