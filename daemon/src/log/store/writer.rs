@@ -35,14 +35,21 @@ pub(super) struct Writer<'a> {
     observer: Option<&'a CommitObserver>,
 }
 
-impl Writer<'_> {
-    fn busy(&self, on: bool) {
+impl Shared {
+    /// Marks the writer busy from now (`on`) or waiting for work.
+    fn set_busy(&self, on: bool) {
         let v = if on {
-            u64::try_from(self.shared.opened.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+            u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
         } else {
             0
         };
-        self.shared.busy_since_us.store(v, std::sync::atomic::Ordering::Relaxed);
+        self.busy_since_us.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Writer<'_> {
+    fn busy(&self, on: bool) {
+        self.shared.set_busy(on);
     }
 
     /// Commits `first` and whatever appends queue up behind it; a prune request that arrives
@@ -301,7 +308,11 @@ impl<'a> Sealer<'a> {
                     .collect::<Vec<_>>()
             })
         });
-        match write_batch(db, &prepared, &note, flush.as_deref().map(|rows| (rows, seq))) {
+        let written = write_batch(db, &prepared, &note, flush.as_deref().map(|rows| (rows, seq)));
+        // Done with the file before anyone hears back: an appender that got its answer never
+        // sees the writer still busy with its commit.
+        shared.set_busy(false);
+        match written {
             Ok(()) => {
                 if let Ok(mut p) = shared.pending.lock() {
                     if flush.is_some() {
