@@ -276,7 +276,14 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         s(rec, "reason_code"),
         s(rec, "policy_hash")
     );
-    println!("caller    {}", s(rec, "caller"));
+    // Keys in one order whichever way the daemon found the record (stored or in memory).
+    let caller = match rec.get("caller") {
+        Some(Value::Object(m)) => {
+            serde_json::to_string(&m.iter().collect::<std::collections::BTreeMap<_, _>>())?
+        }
+        _ => s(rec, "caller"),
+    };
+    println!("caller    {caller}");
     print!("{}", crate::policy_cmd::render_explanation(&call, &ex));
     if let Some(note) = not_from_policy(rec) {
         println!("note      {note}");
