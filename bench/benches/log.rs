@@ -26,6 +26,7 @@ fn sample_body(i: u64) -> serde_json::Map<String, serde_json::Value> {
         request_hash: call.request_hash().unwrap(),
         policy_hash: "0".repeat(64),
         structured_denial: None,
+        provenance: None,
         params_hash: String::new(),
     };
     dpr::decision_entry(&call, &decision, None, None, &[])

@@ -219,6 +219,28 @@ pub struct DecideArgs {
     /// With `--grant`: only calls with the same arguments.
     #[arg(long, requires = "grant")]
     same_args: bool,
+    /// With `--grant`: every caller, not only the one that made this call (its uid or token,
+    /// and its session). Never the approver's own calls.
+    #[arg(long, requires = "grant")]
+    any_caller: bool,
+}
+
+/// Whom a grant covers, for people: `uid 1000 in session s-1`, `token agent:bot`, `any caller`.
+fn covers_text(g: &Value) -> String {
+    let c = &g["covers"];
+    let who = if c["any_caller"] == true {
+        "any caller".to_owned()
+    } else if let Some(uid) = c["uid"].as_u64() {
+        format!("uid {uid}")
+    } else if let Some(t) = c["token"].as_str() {
+        format!("token {t}")
+    } else {
+        "no one".to_owned()
+    };
+    match c["session_id"].as_str() {
+        Some(sid) => format!("{who} in session {sid}"),
+        None => who,
+    }
 }
 
 pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Result<ExitCode> {
@@ -232,13 +254,15 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             .ok_or_else(|| anyhow!("`--grant` `{d}` must look like `30m` or `2h`"))?;
         params["grant_minutes"] = json!(secs.div_ceil(60));
         params["grant_same_args"] = json!(args.same_args);
+        params["grant_any_caller"] = json!(args.any_caller);
     }
     let r = client::call(&args.socket.path(), method, params)?;
     if !json_out && let Some(g) = r.get("grant").filter(|g| g.is_object()) {
         println!(
-            "grant {}: agent {} may call {}/{}{} without asking until {}",
+            "grant {}: agent {} ({}) may call {}/{}{} without asking until {}",
             s(g, "id"),
             s(g, "agent_id"),
+            covers_text(g),
             s(g, "tool"),
             s(g, "operation"),
             if g["request_hash"].is_string() { " (these arguments only)" } else { "" },
@@ -507,6 +531,7 @@ pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
             vec![
                 s(g, "id"),
                 s(g, "agent_id"),
+                covers_text(g),
                 format!("{}/{}", s(g, "tool"), s(g, "operation")),
                 match (g["request_hash"].is_string(), g["summary"].as_str()) {
                     (true, Some(summary)) if !summary.is_empty() => format!("only {summary}"),
@@ -517,6 +542,6 @@ pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
             ]
         })
         .collect();
-    table(&["ID", "AGENT", "TOOL", "SCOPE", "UNTIL"], &rows);
+    table(&["ID", "AGENT", "CALLER", "TOOL", "SCOPE", "UNTIL"], &rows);
     Ok(ExitCode::SUCCESS)
 }

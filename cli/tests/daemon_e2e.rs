@@ -2703,6 +2703,7 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     assert_eq!(first["effect"], "DEFER");
     let said = cli(&["approve", first["action_id"].as_str().unwrap(), "--grant", "30m"]);
     assert!(said.contains("may call shell/exec without asking until"), "{said}");
+    assert!(said.contains("(uid "), "whom it covers: {said}");
     let other_args = call(&mut c, "bot", "shell", json!({"cmd": "uptime"}));
     assert_eq!(
         (&other_args["effect"], &other_args["reason_code"]),
@@ -2723,13 +2724,13 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     // A grant never bypasses a DENY rule.
     let g = c.result(
         "grant.create",
-        json!({"agent_id": "bot", "tool": "payments", "operation": "exec", "minutes": 10}),
+        json!({"agent_id": "bot", "tool": "payments", "operation": "exec", "minutes": 10, "any_caller": true}),
     );
     assert!(g["id"].as_str().unwrap().starts_with("grant_"));
     assert_eq!(call(&mut c, "bot", "payments", json!({"amount": 5}))["effect"], "DENY");
     let bad = c.call(
         "grant.create",
-        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "minutes": 100000}),
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "minutes": 100000, "any_caller": true}),
     );
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
     let pending = call(&mut c, "bot", "http", json!({"url": "https://c.example"}));
@@ -2814,3 +2815,5 @@ fn policy_suggest_proposes_a_rule_and_never_overrides_a_deny() {
     assert!(std::fs::read_to_string(&file).unwrap().contains("- id: allow-shell-exec"));
     assert_eq!(std::fs::read_to_string(&daemon.policy).unwrap(), policy, "the live policy is unchanged");
 }
+#[path = "daemon_e2e/provenance.rs"]
+mod provenance;

@@ -3,6 +3,7 @@
 //! `server::http` for HTTP) map onto.
 
 pub mod log;
+pub mod permit;
 pub mod policy;
 pub mod server;
 pub mod service;

@@ -9,5 +9,6 @@ pub mod types;
 pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{
-    Call, Decision, Effect, GovernAnswer, ReasonCode, Resolution, RiskLevel, StructuredDenial, is_identifier,
+    Call, Decision, Effect, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution, RiskLevel,
+    StructuredDenial, is_identifier,
 };

@@ -64,6 +64,10 @@ pub enum ReasonCode {
     ApprovalExpired,
     /// The caller's uid may not claim this agent id (the profile pins another uid).
     AgentIdentityMismatch,
+    /// The call carries a shell line the command reader could not resolve (a variable, glob or
+    /// substitution in command position, an inline interpreter, an unknown wrapper): no allow
+    /// rule and no grant covers it.
+    CommandUnresolved,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,
     /// Something inside the daemon failed (policy missing, log unwritable): fail closed.
@@ -88,6 +92,7 @@ impl ReasonCode {
             ReasonCode::ApprovalDenied => "APPROVAL_DENIED",
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",
             ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",
+            ReasonCode::CommandUnresolved => "COMMAND_UNRESOLVED",
             ReasonCode::InvalidRequest => "INVALID_REQUEST",
             ReasonCode::InternalError => "INTERNAL_ERROR",
         }
@@ -280,10 +285,54 @@ pub struct Decision {
     pub policy_hash: String,
     /// For DENY and DEFER: code, rule and what to do.
     pub structured_denial: Option<StructuredDenial>,
+    /// For PERMIT: where it came from (an allow rule, an approval, a grant); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     /// SHA-256 of the canonical params, computed with `request_hash` (empty when the call
     /// could not be hashed); written into the DPR, not part of the answer.
     #[serde(skip)]
     pub params_hash: String,
+}
+
+/// What a PERMIT was built from: the only three things that can allow a call.
+///
+/// JSON: `{"kind": "rule", "id": "allow-reads"}`, `{"kind": "approval", "id": "…32 hex…",
+/// "by": {"uid": 0, "gid": 0, "pid": 77}}` or `{"kind": "grant", "id": "grant_…", "by":
+/// {"token": "approver:alice", "role": "approver"}}`; `by` is the person's caller record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `rule`, `approval` or `grant`.
+    pub kind: ProvenanceKind,
+    /// The rule's id, the approval's id or the grant's id.
+    pub id: String,
+    /// Who approved or granted (absent for a rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<serde_json::Value>,
+}
+
+/// The kinds of [`Provenance`].
+///
+/// JSON: `"rule"`, `"approval"` or `"grant"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvenanceKind {
+    /// An allow rule matched a call the gate fully read.
+    Rule,
+    /// A person other than the requester approved this exact call.
+    Approval,
+    /// A person other than the requester granted this requester the tool and operation.
+    Grant,
+}
+
+impl ProvenanceKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvenanceKind::Rule => "rule",
+            ProvenanceKind::Approval => "approval",
+            ProvenanceKind::Grant => "grant",
+        }
+    }
 }
 
 /// The socket's answer to `govern` and `decide` (and the HTTP `/v1/gate/decide`): the

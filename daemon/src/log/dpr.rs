@@ -166,6 +166,9 @@ pub struct DecisionRecord {
     pub traceparent: Option<String>,
     /// For a DEFER (or a resumed call), its approval.
     pub approval_id: Option<String>,
+    /// For a PERMIT: the rule, approval or grant it was built from (and who decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<faramesh_proto::Provenance>,
     /// The params, redacted by key name.
     pub params: Value,
     /// SHA-256 of the params' canonical JSON (before redaction).
@@ -222,6 +225,7 @@ impl DecisionRecord {
             tags: call.tags.clone(),
             traceparent: call.traceparent.clone(),
             approval_id: approval_id.map(str::to_owned),
+            provenance: decision.provenance.clone(),
             params: redact(&call.params, redact_keys),
             params_hash,
             context: redact(&call.context, redact_keys),
@@ -356,6 +360,7 @@ mod tests {
             request_hash: call.request_hash().unwrap(),
             policy_hash: "ph".into(),
             structured_denial: None,
+            provenance: None,
             params_hash: String::new(),
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });

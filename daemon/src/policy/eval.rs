@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::command::{self, SimpleCommand};
 use super::model::{Cond, Policy, Profile, Rule, RuleSet, merge_visit};
+use crate::permit::{FullyRead, Permit};
 
 /// Where a considered rule came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,7 +398,8 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
         );
         return out;
     };
-    out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref());
+    let read = FullyRead::of_command(ctx.commands().as_ref());
+    out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref(), read);
     out
 }
 
@@ -424,6 +426,7 @@ fn base(policy: &Policy) -> Decision {
         request_hash: String::new(),
         policy_hash: policy.hash.clone(),
         structured_denial: None,
+        provenance: None,
         params_hash: String::new(),
     }
 }
@@ -464,7 +467,13 @@ fn profile_denial(d: Decision, profile: &Profile, tool: &str) -> Decision {
     )
 }
 
-fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: Option<&str>) -> Decision {
+fn from_rule(
+    mut d: Decision,
+    rule: &Rule,
+    computed_risk: RiskLevel,
+    risk_rule: Option<&str>,
+    read: Result<FullyRead, String>,
+) -> Decision {
     let risk = rule.risk.unwrap_or(computed_risk);
     d.risk_level = risk;
     d.rule_id = Some(rule.id.clone());
@@ -479,13 +488,19 @@ fn from_rule(mut d: Decision, rule: &Rule, computed_risk: RiskLevel, risk_rule: 
             );
             defer_decision(d, ReasonCode::RiskUpgrade, reason)
         }
-        Effect::Permit => {
-            d.effect = Effect::Permit;
-            d.reason_code = ReasonCode::PolicyPermit;
-            d.reason = described(format!("allowed by rule `{}`", rule.id));
-            d.structured_denial = None;
-            d
-        }
+        Effect::Permit => match read {
+            Ok(read) => {
+                Permit::rule(&rule.id, described(format!("allowed by rule `{}`", rule.id)), read).apply(d)
+            }
+            Err(part) => {
+                let reason = format!(
+                    "rule `{}` allows this call, but its command line cannot be read with certainty ({part}): \
+                     a person must approve it",
+                    rule.id
+                );
+                defer_decision(d, ReasonCode::CommandUnresolved, reason)
+            }
+        },
         Effect::Deny => {
             let reason = described(format!("denied by rule `{}`", rule.id));
             let rule_id = Some(rule.id.clone());
@@ -605,7 +620,10 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
     let agent_rules = profile.map_or(&[][..], |p| p.rules.rules.as_slice());
     let hit = agent_rules.iter().chain(policy.rules.rules.iter()).find(|r| r.first_failure(&ctx).is_none());
     match hit {
-        Some(rule) => from_rule(d, rule, risk, risk_rule.as_deref()),
+        Some(rule) => {
+            let read = FullyRead::of_command(ctx.commands().as_ref());
+            from_rule(d, rule, risk, risk_rule.as_deref(), read)
+        }
         None => {
             let reason = format!(
                 "no rule matches `{}/{}`; calls no rule allows are denied",

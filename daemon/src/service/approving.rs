@@ -137,24 +137,13 @@ impl Service {
         let id = self.resolve_approval(id)?;
         let who = who.clone();
         self.with_approval(&id.clone(), move |svc: Service, current: Approval| async move {
-            let allow_same_uid =
-                svc.state.policy.load().policy.approvals.allow_same_uid || svc.state.single_user_now();
-            let refusal = match (&current.requested_by, &who) {
-                // Root is beyond any gate on its host; everyone else is told apart by uid.
-                (_, Identity::Peer(p)) if p.uid == 0 => None,
-                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.pid == p.pid => {
-                    Some("not authorized: an agent cannot approve its own call".to_owned())
-                }
-                (Some(Caller::Peer(req)), Identity::Peer(p)) if req.uid == p.uid && !allow_same_uid => Some(format!(
-                    "not authorized: uid {} made this call and may not approve it; approve from another uid or \
-                     root, or set `approvals: {{ allow_same_uid: true }}` in the policy",
-                    p.uid
-                )),
-                (Some(Caller::Token(req)), Identity::Token(t)) if req.token == t.name => {
-                    Some("not authorized: an agent cannot approve its own call".to_owned())
-                }
-                _ => None,
-            };
+            let refusal = crate::permit::distinct(
+                current.requested_by.as_ref(),
+                who.caller().as_ref(),
+                svc.same_uid_ok(),
+            )
+            .err()
+            .map(|why| format!("not authorized: {why}"));
             if let Some(why) = refusal {
                 return (None, Err(ServiceError::not_authorized(why)));
             }

@@ -18,6 +18,29 @@ use super::{ANONYMOUS, Identity, Role, Service, ServiceError, TokenIdentity, app
 use crate::log::dpr::{Caller, EntryHead};
 
 impl Service {
+    /// Whether one uid may approve (or grant) calls its own uid made, from another process: when
+    /// the policy says so (`approvals.allow_same_uid`) or the daemon runs for a single user.
+    pub fn same_uid_ok(&self) -> bool {
+        self.state.policy.load().policy.approvals.allow_same_uid || self.state.single_user_now()
+    }
+
+    /// Why `who` may not make a grant covering `covers` (its own calls), if so: the rules of
+    /// approving apply to grants in full (see [`crate::permit::distinct`]).
+    pub fn self_grant(&self, covers: &crate::permit::Covers, who: &Identity) -> Option<String> {
+        match who {
+            Identity::Peer(p) if p.uid == 0 => None,
+            Identity::Peer(p) if covers.uid == Some(p.uid) && !self.same_uid_ok() => Some(format!(
+                "not authorized: uid {} may not grant calls of its own uid; grant from another uid or root, \
+                 or set `approvals: {{ allow_same_uid: true }}` in the policy",
+                p.uid
+            )),
+            Identity::Token(t) if covers.token.as_deref() == Some(t.name.as_str()) => {
+                Some(format!("not authorized: token `{}` may not grant its own calls", t.name))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `who` may approve or deny.
     pub fn may_approve(&self, who: &Identity) -> bool {
         match who {

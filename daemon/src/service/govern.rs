@@ -2,6 +2,7 @@
 //! `decide` (a decision that is not recorded), and turning a decision into the reply.
 
 use super::*;
+use crate::permit::Permit;
 
 /// The answer to `govern` / `decide`.
 ///
@@ -15,6 +16,24 @@ pub struct GovernReply {
     pub action_id: Option<String>,
     /// The pending approval's id (DEFER only).
     pub approval_id: Option<String>,
+    /// For `decide` (a dry run): the side effects `govern` would have applied.
+    pub not_applied: Option<Vec<&'static str>>,
+}
+
+/// Whether the stages apply their side effects (`govern`) or only report them (`decide`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Take rate-limit tokens, count budgets.
+    Apply,
+    /// Touch nothing; list what would have been applied.
+    DryRun,
+}
+
+/// What the stages decided, and the state they write with it.
+pub(super) struct Staged {
+    pub(super) decision: Decision,
+    pub(super) writes: Option<StateWrites>,
+    pub(super) not_applied: Vec<&'static str>,
 }
 
 impl GovernReply {
@@ -25,6 +44,9 @@ impl GovernReply {
             map.insert("action_id".into(), json!(self.action_id));
             map.insert("defer_token".into(), json!(self.approval_id));
             map.insert("approval_id".into(), json!(self.approval_id));
+            if let Some(not_applied) = &self.not_applied {
+                map.insert("not_applied".into(), json!(not_applied));
+            }
         }
         v
     }
@@ -90,6 +112,7 @@ pub(super) fn resume_decision(
     a: &Approval,
     approval_id: &str,
     who: &Identity,
+    same_uid_ok: bool,
 ) -> (Decision, Option<Approval>) {
     let base = base.clone();
     let deny = |code, reason: String| (deny_with(base.clone(), code, reason, None, None), None);
@@ -111,15 +134,23 @@ pub(super) fn resume_decision(
             format!("this call differs from the one approved by `{approval_id}` (request_hash mismatch)"),
         ),
         approvals::Status::Approved => {
-            let mut used = a.clone();
-            used.status = approvals::Status::Used;
-            let mut d = base;
-            d.effect = Effect::Permit;
-            d.reason_code = ReasonCode::ApprovalGranted;
-            d.reason = format!("approved by a person (approval `{approval_id}`)");
-            d.rule_id = a.rule_id.clone();
-            d.structured_denial = None;
-            (d, Some(used))
+            match Permit::approval(
+                approval_id,
+                a.rule_id.clone(),
+                a.requested_by.as_ref(),
+                a.decided_by.as_ref(),
+                same_uid_ok,
+            ) {
+                Ok(permit) => {
+                    let mut used = a.clone();
+                    used.status = approvals::Status::Used;
+                    (permit.apply(base), Some(used))
+                }
+                Err(why) => deny(
+                    ReasonCode::ApprovalDenied,
+                    format!("approval `{approval_id}` does not allow this call: {why}"),
+                ),
+            }
         }
         approvals::Status::Pending => {
             // Still waiting: the same approval, no new one.
@@ -164,6 +195,8 @@ impl Service {
         writes: Option<StateWrites>,
     ) -> GovernReply {
         let started = std::time::Instant::now();
+        // The last check: a PERMIT without its provenance is refused, never recorded as one.
+        let decision = crate::permit::checked(decision);
         let approval_id = new_approval.as_ref().map(|a| a.approval_id.clone());
         let body = dpr::decision_entry(
             call,
@@ -187,12 +220,13 @@ impl Service {
                 let keep_approval = decision.effect == Effect::Defer;
                 let approval_id =
                     if keep_approval { approval_id.or(approval_ref.map(str::to_owned)) } else { None };
-                GovernReply { decision, action_id: appended.id, approval_id }
+                GovernReply { decision, action_id: appended.id, approval_id, not_applied: None }
             }
             Err(e) => GovernReply {
                 decision: internal_error(decision, e.message),
                 action_id: None,
                 approval_id: None,
+                not_applied: None,
             },
         };
         self.state.counts.count(&reply.decision);
@@ -226,76 +260,134 @@ impl Service {
         Ok(())
     }
 
+    /// The checks every call goes through, in this order (each marked by its name below):
+    /// `policy`, `mcp_quarantine`, `grant`, `agent_identity`, `resume`, `rate_limit`, `budget`; for `govern` (`Mode::Apply`:
+    /// a rate-limit token is taken, a budget counted) and `decide` (`Mode::DryRun`: the same
+    /// checks, their side effects reported in `not_applied` instead). A call that resumes an
+    /// approval stops at `resume`: `govern` claims and uses the approval, `decide` only reads it.
+    pub(super) fn run_stages(
+        &self,
+        policy: &policy::Policy,
+        req: &CallRequest,
+        who: &Identity,
+        mode: Mode,
+    ) -> Staged {
+        let call = &req.call;
+        let mut out =
+            Staged { decision: policy::decide_request(policy, req), writes: None, not_applied: Vec::new() };
+        let refused_early =
+            matches!(out.decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
+        if refused_early {
+            return out;
+        }
+        // mcp_quarantine
+        if let Some(d) = self.quarantine(call, &out.decision) {
+            out.decision = d;
+        }
+        // grant
+        if let Some(d) = self.granted(call, &out.decision, who) {
+            out.decision = d;
+        }
+        // agent_identity
+        if let Some(d) = identity_mismatch(policy, call, who, &out.decision) {
+            out.decision = d;
+            return out;
+        }
+        // resume
+        if let Some(approval_id) = &req.approval_id {
+            if mode == Mode::DryRun {
+                let base = Decision { rule_id: None, rule_ref: None, ..out.decision.clone() };
+                out.decision = match self.state.approvals.get(approval_id) {
+                    Some(a) => {
+                        let (d, used) = resume_decision(&base, &a, approval_id, who, self.same_uid_ok());
+                        if used.is_some() {
+                            out.not_applied.push("approval_used");
+                        }
+                        d
+                    }
+                    None => deny_with(
+                        base,
+                        ReasonCode::ApprovalDenied,
+                        format!("unknown approval `{approval_id}`"),
+                        None,
+                        None,
+                    ),
+                };
+            }
+            return out;
+        }
+        let Some(profile) = policy.agents.get(&call.agent_id) else {
+            return out;
+        };
+        // rate_limit
+        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply) {
+            let reason = format!(
+                "rate limit `{}` exceeded for agent `{}`; retry in {} s",
+                hit.key, profile.name, hit.retry_after_seconds
+            );
+            let resolution = Resolution::RetryAfter { retry_after_seconds: hit.retry_after_seconds };
+            out.decision = deny_with(
+                out.decision,
+                ReasonCode::RateExceeded,
+                reason,
+                Some(format!("agents.{}.rate_limit", profile.name)),
+                Some(resolution),
+            );
+            return out;
+        }
+        if mode == Mode::DryRun
+            && profile.rate_limits.iter().any(|l| l.tool.matches(&call.tool) && l.op.matches(&call.operation))
+        {
+            out.not_applied.push("rate_limit");
+        }
+        // budget
+        if let Some(budget) = &profile.budget {
+            match self.budget_check(profile, budget, call, mode == Mode::Apply) {
+                Ok(w) if mode == Mode::Apply => out.writes = Some(w),
+                Ok(_) => out.not_applied.push("budget"),
+                Err(BudgetRefusal::Internal(why)) => out.decision = internal_error(out.decision, why),
+                Err(BudgetRefusal::Exceeded(resets_at)) => {
+                    let reason = format!(
+                        "budget of {} calls for agent `{}` is used up{}",
+                        budget.max_calls,
+                        profile.name,
+                        resets_at.as_ref().map(|r| format!(" until {r}")).unwrap_or_default()
+                    );
+                    let rule_id = Some(format!("agents.{}.budget", profile.name));
+                    out.decision = if budget.on_exceed == Effect::Defer {
+                        let mut d = policy::defer_decision(out.decision, ReasonCode::BudgetExceeded, reason);
+                        d.rule_id = rule_id;
+                        d
+                    } else {
+                        let resolution = Resolution::BudgetReset { resets_at: resets_at.unwrap_or_default() };
+                        deny_with(out.decision, ReasonCode::BudgetExceeded, reason, rule_id, Some(resolution))
+                    };
+                }
+            }
+        }
+        out
+    }
+
     /// Decides a call and records it (durable before this returns).
     pub async fn govern(&self, req: CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
         Self::check_agent_binding(who, &req.call.agent_id)?;
         let loaded = self.state.policy.load_full();
         let policy = &loaded.policy;
         let decide_started = std::time::Instant::now();
-        let mut decision = policy::decide_request(policy, &req);
+        let Staged { decision, writes, .. } = self.run_stages(policy, &req, who, Mode::Apply);
         self.state.metrics.observe_decide(decide_started.elapsed());
         let CallRequest { call, approval_id: resume, .. } = req;
-        let mut writes: Option<StateWrites> = None;
-        let refused_early =
-            matches!(decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
-        if !refused_early {
-            if let Some(d) = self.quarantine(&call, &decision) {
-                decision = d;
-            }
-            if let Some(d) = self.granted(&call, &decision) {
-                decision = d;
-            }
-            if let Some(d) = identity_mismatch(policy, &call, who, &decision) {
-                decision = d;
-            } else if let Some(approval_id) = resume {
-                return Ok(self.resume(&call, decision, &approval_id, who).await);
-            } else if let Some(profile) = policy.agents.get(&call.agent_id) {
-                if let Err(hit) = self.state.rate.check(profile, &call) {
-                    let reason = format!(
-                        "rate limit `{}` exceeded for agent `{}`; retry in {} s",
-                        hit.key, profile.name, hit.retry_after_seconds
-                    );
-                    let resolution = Resolution::RetryAfter { retry_after_seconds: hit.retry_after_seconds };
-                    decision = deny_with(
-                        decision,
-                        ReasonCode::RateExceeded,
-                        reason,
-                        Some(format!("agents.{}.rate_limit", profile.name)),
-                        Some(resolution),
-                    );
-                } else if let Some(budget) = &profile.budget {
-                    match self.budget_check(profile, budget, &call) {
-                        Ok(w) => writes = Some(w),
-                        Err(BudgetRefusal::Internal(why)) => decision = internal_error(decision, why),
-                        Err(BudgetRefusal::Exceeded(resets_at)) => {
-                            let reason = format!(
-                                "budget of {} calls for agent `{}` is used up{}",
-                                budget.max_calls,
-                                profile.name,
-                                resets_at.as_ref().map(|r| format!(" until {r}")).unwrap_or_default()
-                            );
-                            let rule_id = Some(format!("agents.{}.budget", profile.name));
-                            decision = if budget.on_exceed == Effect::Defer {
-                                let mut d =
-                                    policy::defer_decision(decision, ReasonCode::BudgetExceeded, reason);
-                                d.rule_id = rule_id;
-                                d
-                            } else {
-                                let resolution =
-                                    Resolution::BudgetReset { resets_at: resets_at.unwrap_or_default() };
-                                deny_with(
-                                    decision,
-                                    ReasonCode::BudgetExceeded,
-                                    reason,
-                                    rule_id,
-                                    Some(resolution),
-                                )
-                            };
-                        }
-                    }
-                }
-            }
+        if let Some(approval_id) = resume
+            && !matches!(
+                decision.reason_code,
+                ReasonCode::InvalidRequest
+                    | ReasonCode::ProfileDisallowsTool
+                    | ReasonCode::AgentIdentityMismatch
+            )
+        {
+            return Ok(self.resume(&call, decision, &approval_id, who).await);
         }
+        let mut decision = decision;
         let mut approval = None;
         if decision.effect == Effect::Defer {
             let approval_id = dpr::new_id();
@@ -335,20 +427,21 @@ impl Service {
         Ok(self.record(&call, decision, who, None, approval, writes).await)
     }
 
-    /// The same decision as [`Service::govern`], written nowhere.
+    /// The same decision as [`Service::govern`], through the same stages, written nowhere: what
+    /// `govern` would have applied is listed in `not_applied` (`rate_limit`, `budget`,
+    /// `approval_used`, `approval_created`).
     pub fn decide(&self, req: &CallRequest, who: &Identity) -> Result<GovernReply, ServiceError> {
         Self::check_agent_binding(who, &req.call.agent_id)?;
         let loaded = self.state.policy.load_full();
         let started = std::time::Instant::now();
-        let decision = policy::decide_request(&loaded.policy, req);
+        let Staged { decision, mut not_applied, .. } =
+            self.run_stages(&loaded.policy, req, who, Mode::DryRun);
         self.state.metrics.observe_decide(started.elapsed());
-        let decision = match decision.reason_code {
-            ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool => decision,
-            _ => self.quarantine(&req.call, &decision).unwrap_or(decision),
-        };
-        let decision = self.granted(&req.call, &decision).unwrap_or(decision);
-        let decision = identity_mismatch(&loaded.policy, &req.call, who, &decision).unwrap_or(decision);
-        Ok(GovernReply { decision, action_id: None, approval_id: None })
+        let decision = crate::permit::checked(decision);
+        if decision.effect == Effect::Defer && req.approval_id.is_none() {
+            not_applied.push("approval_created");
+        }
+        Ok(GovernReply { decision, action_id: None, approval_id: None, not_applied: Some(not_applied) })
     }
 
     /// Counts the call against the agent's budget.
@@ -357,6 +450,7 @@ impl Service {
         profile: &policy::Profile,
         budget: &policy::Budget,
         call: &Call,
+        apply: bool,
     ) -> Result<StateWrites, BudgetRefusal> {
         let (period, resets_at) = limits::period_of(budget, call, entry::now_ms());
         let key = limits::budget_key(&profile.name, &period);
@@ -395,6 +489,9 @@ impl Service {
         if *count >= budget.max_calls {
             return Err(BudgetRefusal::Exceeded(resets_at));
         }
+        if !apply {
+            return Ok(Box::new(|_, _| Vec::new()));
+        }
         *count += 1;
         let value = count.to_string().into_bytes();
         Ok(Box::new(move |_, _| vec![(key, Some(value))]))
@@ -414,7 +511,8 @@ impl Service {
             let (base, call, who, approval_id) =
                 (base.clone(), call.clone(), who.clone(), approval_id.to_owned());
             self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
-                let (decision, used) = resume_decision(&base, &a, &approval_id, &who);
+                let same_uid_ok = svc.same_uid_ok();
+                let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok);
                 let writes = used.as_ref().map(|u| approvals::state_write(u, false));
                 let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
                 let committed = reply.action_id.is_some();

@@ -1,11 +1,15 @@
-//! Grants: "approve, and allow this agent the same tool and operation (optionally only the same
-//! arguments) for N minutes" (`docs/notifications.md#grants`).
+//! Grants: "approve, and allow this caller the same tool and operation (optionally only the
+//! same arguments) for N minutes" (`docs/notifications.md#grants`).
 //!
-//! A grant is created by an approver (with an approval, or on its own), recorded as a signed
-//! `grant` entry with its `grant/<id>` state row, listed and revocable. `govern` applies a live
-//! grant only to a DEFER of the policy (`POLICY_DEFER`, `RISK_UPGRADE`): it never turns a DENY,
-//! a quarantined MCP tool, a rate limit or a budget into PERMIT. The PERMIT says which grant
-//! (`GRANT_APPLIED`, rule `grant:<id>`).
+//! A grant is an approval of future calls, so the rules of approving hold for it in full: it is
+//! made by an approver who is not the caller it covers (not its process, uid or token), and it
+//! covers only the caller of the approved call (its uid or token, and its session when the call
+//! had one), unless the approver widens it to any caller explicitly; even then it never covers
+//! the grantor's own calls. It is recorded as a signed `grant` entry with its `grant/<id>` state
+//! row, listed and revocable. `govern` applies a live grant only to a DEFER of the policy
+//! (`POLICY_DEFER`, `RISK_UPGRADE`): it never turns a DENY, an unresolved command line, a
+//! quarantined MCP tool, a rate limit or a budget into PERMIT. The PERMIT is made by
+//! [`crate::permit::Permit::grant`] and says which grant (`GRANT_APPLIED`, rule `grant:<id>`).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -13,14 +17,16 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::permit::{Covers, Permit};
 
 /// The longest a grant may last: a day.
 pub const MAX_GRANT_MINUTES: u64 = 24 * 60;
 
 /// One grant (a state row, and `grant.list`'s items).
 ///
-/// JSON: `{"id", "agent_id", "tool", "operation", "request_hash": "…"|null, "expires_at",
-/// "expires_ms", "created_by", "approval_id", "reason"}`.
+/// JSON: `{"id", "agent_id", "tool", "operation", "request_hash": "…"|null, "covers": {"uid":
+/// 1000, "session_id": "s-1"} | {"token": "…"} | {"any_caller": true}, "expires_at", "expires_ms",
+/// "created_by", "approval_id", "reason"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     /// `grant_` and 32 hex characters.
@@ -33,6 +39,9 @@ pub struct Grant {
     pub operation: String,
     /// Only calls with this request hash (the same arguments and context), when set.
     pub request_hash: Option<String>,
+    /// Whose calls it covers (a grant without it covers no one).
+    #[serde(default)]
+    pub covers: Covers,
     /// When it ends (RFC 3339).
     pub expires_at: String,
     /// When it ends (ms since the epoch).
@@ -50,7 +59,9 @@ pub struct Grant {
 }
 
 impl Grant {
-    fn covers(&self, call: &Call, request_hash: &str, now: u64) -> bool {
+    /// Whether it is live and names this agent, tool, operation (and arguments); whether it
+    /// covers the caller is [`Permit::grant`]'s to say.
+    fn applies_to(&self, call: &Call, request_hash: &str, now: u64) -> bool {
         now < self.expires_ms
             && self.agent_id == call.agent_id
             && self.tool == call.tool
@@ -77,14 +88,14 @@ impl Grants {
         Ok(Grants { by_id: RwLock::new(by_id) })
     }
 
-    /// The live grant covering `call`, if any.
-    fn covering(&self, call: &Call, request_hash: &str) -> Option<Grant> {
-        let grants = self.by_id.read().ok()?;
+    /// The live grants naming `call`'s agent, tool and operation (and arguments).
+    fn naming(&self, call: &Call, request_hash: &str) -> Vec<Grant> {
+        let Ok(grants) = self.by_id.read() else { return Vec::new() };
         if grants.is_empty() {
-            return None;
+            return Vec::new();
         }
         let now = entry::now_ms();
-        grants.values().find(|g| g.covers(call, request_hash, now)).cloned()
+        grants.values().filter(|g| g.applies_to(call, request_hash, now)).cloned().collect()
     }
 
     /// Live grants, soonest to end first.
@@ -111,6 +122,8 @@ pub struct GrantRequest {
     pub operation: String,
     /// Only this request hash (the same arguments), when set.
     pub request_hash: Option<String>,
+    /// Whose calls it covers.
+    pub covers: Covers,
     /// How long (1 to [`MAX_GRANT_MINUTES`]).
     pub minutes: u64,
     /// The approval it comes with.
@@ -122,16 +135,27 @@ pub struct GrantRequest {
 }
 
 /// A person's answer to a pending approval, as both doors read it: `approve` (or the method says
-/// it), `reason`, and `grant_minutes` with `grant_same_args` to also make a grant.
+/// it), `reason`, and `grant_minutes` with `grant_same_args` (only these arguments) and
+/// `grant_any_caller` (every caller, not only the one that made the call) to also make a grant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalAnswer {
     /// Approve, or deny.
     pub approve: bool,
     /// Why (recorded).
     pub reason: Option<String>,
-    /// Also grant the agent the same tool/operation for these minutes (only these arguments
-    /// when the flag is set).
-    pub grant: Option<(u64, bool)>,
+    /// Also grant the caller the same tool/operation for these minutes.
+    pub grant: Option<GrantScope>,
+}
+
+/// What a grant made with an approval covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantScope {
+    /// How long (1 to [`MAX_GRANT_MINUTES`]).
+    pub minutes: u64,
+    /// Only calls with the approved call's arguments.
+    pub same_args: bool,
+    /// Every caller rather than only the one that made the approved call.
+    pub any_caller: bool,
 }
 
 impl ApprovalAnswer {
@@ -150,7 +174,17 @@ impl ApprovalAnswer {
                     "a grant comes with an approval, not a denial",
                 ));
             }
-            Some(m) => Some((m, f.boolean("grant_same_args")?.unwrap_or(false))),
+            Some(minutes) => Some(GrantScope {
+                minutes,
+                same_args: f.boolean("grant_same_args")?.unwrap_or(false),
+                any_caller: f.boolean("grant_any_caller")?.unwrap_or(false),
+            }),
+            None if f.0.contains_key("grant_same_args") || f.0.contains_key("grant_any_caller") => {
+                return Err(ServiceError::invalid(
+                    "grant_minutes",
+                    "`grant_same_args` and `grant_any_caller` go with `grant_minutes`",
+                ));
+            }
             None => None,
         };
         Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant })
@@ -159,13 +193,29 @@ impl ApprovalAnswer {
 
 impl GrantRequest {
     /// Reads `grant.create`'s params (`POST /v1/grants`'s body): `{agent_id, tool, operation,
-    /// minutes, request_hash?, reason?}`, errors naming the field.
+    /// minutes, request_hash?, reason?}` and whom it covers: `uid` (a socket caller) or `token`
+    /// (an HTTP token's name), optionally with `session_id`, or `any_caller: true`; errors naming
+    /// the field.
     pub fn from_json(p: &Map<String, Value>) -> Result<GrantRequest, ServiceError> {
         let f = Fields(p);
         let need = |k: &str| -> Result<String, ServiceError> {
             f.string(k)?.ok_or_else(|| ServiceError::missing(k))
         };
+        let covers = Covers {
+            uid: f.uint("uid", 0..=u64::from(u32::MAX))?.and_then(|u| u32::try_from(u).ok()),
+            token: f.string("token")?,
+            session_id: f.string("session_id")?,
+            any_caller: f.boolean("any_caller")?.unwrap_or(false),
+        };
+        if !covers.is_well_formed() {
+            return Err(ServiceError::invalid(
+                "uid",
+                "a grant names whom it covers: one of `uid` (a socket caller), `token` (an HTTP token's \
+                 name) or `any_caller: true`",
+            ));
+        }
         Ok(GrantRequest {
+            covers,
             agent_id: need("agent_id")?,
             tool: need("tool")?,
             operation: need("operation")?,
@@ -181,24 +231,38 @@ impl GrantRequest {
 }
 
 impl Service {
-    /// The PERMIT a live grant gives a DEFER of the policy (`None` when no grant applies).
-    pub(super) fn granted(&self, call: &Call, decision: &Decision) -> Option<Decision> {
+    /// The PERMIT a live grant gives a DEFER of the policy (`None` when no grant applies): a
+    /// grant naming the call's agent, tool and operation, made by someone other than `who`, that
+    /// covers `who` (and the call's session when the grant is bound to one).
+    pub(super) fn granted(&self, call: &Call, decision: &Decision, who: &Identity) -> Option<Decision> {
         if decision.effect != Effect::Defer
             || !matches!(decision.reason_code, ReasonCode::PolicyDefer | ReasonCode::RiskUpgrade)
         {
             return None;
         }
-        let grant = self.state.grants.covering(call, &decision.request_hash)?;
-        let mut d = decision.clone();
-        d.effect = Effect::Permit;
-        d.reason_code = ReasonCode::GrantApplied;
-        d.reason = format!(
-            "allowed by grant {} until {} (it would otherwise need approval: {})",
-            grant.id, grant.expires_at, decision.reason
-        );
-        d.rule_id = Some(format!("grant:{}", grant.id));
-        d.structured_denial = None;
-        Some(d)
+        let grants = self.state.grants.naming(call, &decision.request_hash);
+        if grants.is_empty() {
+            return None;
+        }
+        let requester = who.caller();
+        let same_uid_ok = self.same_uid_ok();
+        grants.iter().find_map(|g| {
+            let reason = format!(
+                "allowed by grant {} until {} (it would otherwise need approval: {})",
+                g.id, g.expires_at, decision.reason
+            );
+            Permit::grant(
+                &g.id,
+                g.created_by.as_ref(),
+                &g.covers,
+                requester.as_ref(),
+                call.session_id.as_deref(),
+                same_uid_ok,
+                reason,
+            )
+            .ok()
+            .map(|p| p.apply(decision.clone()))
+        })
     }
 
     /// Creates a grant (approvers only), recorded as a `grant` entry.
@@ -215,6 +279,15 @@ impl Service {
                 format!("a grant lasts 1 to {MAX_GRANT_MINUTES} minutes, not {}", req.minutes),
             ));
         }
+        if !req.covers.is_well_formed() {
+            return Err(ServiceError::invalid(
+                "uid",
+                "a grant names whom it covers: one of `uid`, `token` or `any_caller: true`",
+            ));
+        }
+        if let Some(why) = self.self_grant(&req.covers, who) {
+            return Err(ServiceError::not_authorized(why));
+        }
         for (field, value) in
             [("agent_id", &req.agent_id), ("tool", &req.tool), ("operation", &req.operation)]
         {
@@ -230,6 +303,7 @@ impl Service {
             tool: req.tool,
             operation: req.operation,
             request_hash: req.request_hash,
+            covers: req.covers,
             expires_at: entry::rfc3339(expires_ms),
             expires_ms,
             created_by: who.caller(),
@@ -256,36 +330,60 @@ impl Service {
         who: &Identity,
     ) -> Result<(Approval, Option<Grant>), ServiceError> {
         match answer.grant {
-            Some((minutes, same_args)) if answer.approve => {
-                let (a, g) = self.approve_with_grant(id, minutes, same_args, answer.reason, who).await?;
+            Some(scope) if answer.approve => {
+                let (a, g) = self.approve_with_grant(id, scope, answer.reason, who).await?;
                 Ok((a, Some(g)))
             }
             _ => Ok((self.approval_decide(id, answer.approve, answer.reason, who).await?, None)),
         }
     }
 
-    /// Approves a pending approval and grants its agent the same tool and operation (only the
-    /// same arguments with `same_args`) for `minutes`.
+    /// Approves a pending approval and grants the caller that made it (every caller with
+    /// `any_caller`) the same tool and operation (only the same arguments with `same_args`) for
+    /// `minutes`.
     pub async fn approve_with_grant(
         &self,
         id: &str,
-        minutes: u64,
-        same_args: bool,
+        scope: GrantScope,
         reason: Option<String>,
         who: &Identity,
     ) -> Result<(Approval, Grant), ServiceError> {
+        let GrantScope { minutes, same_args, any_caller } = scope;
         if !(1..=MAX_GRANT_MINUTES).contains(&minutes) {
             return Err(ServiceError::invalid(
                 "grant_minutes",
                 format!("a grant lasts 1 to {MAX_GRANT_MINUTES} minutes, not {minutes}"),
             ));
         }
-        let a = self.approval_decide(id, true, reason.clone(), who).await?;
-        let summary = if same_args {
-            self.find_action_record(&a.action_id).ok().map(|r| super::notify::summary(&r.params))
+        // The approved call's record says who made it and in which session; without it there
+        // is no one to bind the grant to, so nothing is approved.
+        let id = self.resolve_approval(id)?;
+        let pending = self
+            .state
+            .approvals
+            .get(&id)
+            .ok_or_else(|| ServiceError::not_found(format!("no approval `{id}`")))?;
+        let record = self.find_action_record(&pending.action_id).map_err(|e| {
+            ServiceError::internal(format!(
+                "the deferred call of approval `{id}` cannot be read: {}",
+                e.message
+            ))
+        })?;
+        let covers = if any_caller {
+            Covers::any()
         } else {
-            None
+            Covers::caller(record.caller.as_ref(), record.session_id.as_deref())
         };
+        if !covers.is_well_formed() {
+            return Err(ServiceError::conflict(format!(
+                "approval `{id}` has no recorded caller to grant to; approve it without a grant"
+            )));
+        }
+        if let Some(why) = self.self_grant(&covers, who) {
+            return Err(ServiceError::not_authorized(why));
+        }
+        let a = self.approval_decide(&id, true, reason.clone(), who).await?;
+        let summary = same_args.then(|| super::notify::summary(&record.params));
         let grant = self
             .grant_create(
                 GrantRequest {
@@ -293,6 +391,7 @@ impl Service {
                     tool: a.tool.clone(),
                     operation: a.operation.clone(),
                     request_hash: same_args.then(|| a.request_hash.clone()),
+                    covers,
                     minutes,
                     approval_id: Some(a.approval_id.clone()),
                     reason,

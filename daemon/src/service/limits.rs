@@ -32,9 +32,9 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one token from every limit of `profile` that matches the call, or reports the first
-    /// limit without a token (taking nothing).
-    pub fn check(&self, profile: &Profile, call: &Call) -> Result<(), RateHit> {
+    /// Takes one token from every limit of `profile` that matches the call (only looks when
+    /// `take` is false), or reports the first limit without a token (taking nothing).
+    pub fn check(&self, profile: &Profile, call: &Call, take: bool) -> Result<(), RateHit> {
         let matching: Vec<_> = profile
             .rate_limits
             .iter()
@@ -62,9 +62,11 @@ impl RateLimiter {
                 return Err(RateHit { key: limit.key.clone(), retry_after_seconds: wait as u64 });
             }
         }
-        for limit in &matching {
-            if let Some(b) = buckets.get_mut(&(profile.name.clone(), limit.key.clone())) {
-                b.tokens -= 1.0;
+        if take {
+            for limit in &matching {
+                if let Some(b) = buckets.get_mut(&(profile.name.clone(), limit.key.clone())) {
+                    b.tokens -= 1.0;
+                }
             }
         }
         Ok(())

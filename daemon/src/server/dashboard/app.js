@@ -478,7 +478,8 @@ async function loadQueue() {
             type: "button",
             class: "ghost small grant",
             text: "Approve + 30 min",
-            title: "approve, and let this agent make the same tool/operation call without asking for 30 minutes",
+            title:
+              "approve, and let the caller that made this call (same uid or token, same session) make the same tool/operation call without asking for 30 minutes",
             onclick: () => decideMany([a.id], true, { grant_minutes: 30 }),
           }),
           el("button", { type: "button", class: "danger small", text: "Deny", onclick: () => decideMany([a.id], false) }),
@@ -504,6 +505,7 @@ async function loadGrants() {
         "li",
         { class: "grant-item" },
         el("span", { class: "mono", text: `${g.agent_id} → ${g.tool}/${g.operation}` }),
+        el("span", { class: g.covers && g.covers.any_caller ? "warn covers" : "covers", text: ` for ${coversText(g.covers)}` }),
         el("span", {
           class: "dim",
           text: ` ${g.request_hash ? `only ${g.summary || "the same arguments"}` : "any arguments"}, ends ${until(g.expires_at)}`,
@@ -520,6 +522,17 @@ async function loadGrants() {
       ),
     ),
   );
+}
+
+// Whom a grant covers: the caller of the approved call, or any caller when the approver
+// widened it (shown as such).
+function coversText(c) {
+  if (!c) return "no one";
+  let who = "no one";
+  if (c.any_caller) who = "ANY caller";
+  else if (c.uid !== undefined) who = `uid ${c.uid}`;
+  else if (c.token !== undefined) who = `token ${c.token}`;
+  return c.session_id ? `${who} in session ${c.session_id}` : who;
 }
 
 function scheduleRefresh(ms) {
@@ -613,8 +626,9 @@ function describeCaller(c) {
 function approvalForm(action) {
   const reason = el("input", { id: "d-reason", type: "text", placeholder: "reason (optional)", autocomplete: "off" });
   const message = el("p", { class: "error", role: "alert" });
-  // A grant rides on an approval: the same agent may then make the same tool/operation call
-  // (optionally with the same arguments) for this long without asking. Never with a denial.
+  // A grant rides on an approval: the caller that made this call (its uid or token, and its
+  // session) may then make the same tool/operation call (optionally with the same arguments) for
+  // this long without asking; "any caller" widens it. Never with a denial.
   const grant = el(
     "select",
     { id: "d-grant", title: "after approving, allow this agent the same call without asking for…" },
@@ -627,6 +641,7 @@ function approvalForm(action) {
     ].map(([value, text]) => el("option", { value, text })),
   );
   const sameArgs = el("input", { id: "d-grant-same", type: "checkbox" });
+  const anyCaller = el("input", { id: "d-grant-any", type: "checkbox" });
   const decide = async (approve) => {
     message.textContent = "";
     try {
@@ -635,6 +650,7 @@ function approvalForm(action) {
       if (approve && grant.value) {
         body.grant_minutes = Number(grant.value);
         if (sameArgs.checked) body.grant_same_args = true;
+        if (anyCaller.checked) body.grant_any_caller = true;
       }
       await api(`/v1/actions/${encodeURIComponent(action.id)}/approval`, { method: "POST", body });
       scheduleRefresh(0);
@@ -655,6 +671,7 @@ function approvalForm(action) {
       el("label", { for: "d-grant", text: "and allow the same call for " }),
       grant,
       el("label", {}, sameArgs, " with the same arguments only"),
+      el("label", { title: "by default a grant covers only the caller that made this call (its uid or token, and session)" }, anyCaller, " for any caller, not only this one"),
     ),
     message,
   );
