@@ -1593,6 +1593,14 @@ fn other_uids_read_only_their_own_and_cannot_resume_or_reload() {
     let pending = root.result("govern", shell_call("echo pending"));
     let theirs = call_as_uid(65534, &daemon.socket, "approval.list", json!({}));
     assert!(!theirs["result"].to_string().contains(pending["approval_id"].as_str().unwrap()), "{theirs}");
+    // Nor does waiting on root's approval tell 65534 anything (approval_wait_hidden_from_non_reader).
+    let waited = call_as_uid(
+        65534,
+        &daemon.socket,
+        "approval.wait",
+        json!({"approval_id": pending["approval_id"], "timeout_seconds": 0}),
+    );
+    assert_eq!(waited["error"]["code"], -32002, "{waited}");
     // Root may not resume 65534's approved call; 65534 may.
     let stolen = root.result("govern", with_approval(shell_call("id"), &approval));
     assert_eq!(stolen["reason_code"], "AGENT_IDENTITY_MISMATCH", "{stolen}");

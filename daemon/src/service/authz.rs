@@ -11,7 +11,7 @@
 //! | a tokenless loopback caller (HTTP, no token configured) | an action a tokenless caller made, named by its full id; lists, streams, explains and overviews nothing | no | no | no |
 //!
 //! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
-//! ids are listed only to those who read everything and to that caller.
+//! ids are listed (and waited on) only by those who read everything and by that caller.
 
 use super::approvals::Approval;
 use super::{ANONYMOUS, Identity, Role, Service, ServiceError, TokenIdentity, approvals};

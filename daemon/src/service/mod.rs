@@ -274,6 +274,36 @@ mod tests {
         );
     }
 
+    /// Regression: `approval.wait` answered any socket peer that knew (or guessed a prefix of)
+    /// an approval id with the whole approval, which `approval.list` hides from it.
+    #[tokio::test]
+    async fn approval_wait_hidden_from_non_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
+        );
+        let a = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        let b = Identity::Peer(Peer::new(PeerCred { uid: 1001, gid: 1001, pid: 11 }));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let deferred = s.govern(call(), &a).await.unwrap();
+        let id = deferred.approval_id.unwrap();
+        let action = deferred.action_id.unwrap();
+        let now = std::time::Duration::ZERO;
+        for name in [id.as_str(), &id[..10], action.as_str(), &action[..8]] {
+            let e = s.approval_wait(name, now, &b).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound, "{name}: {e:?}");
+            assert_eq!(e.message, format!("no approval `{name}`"), "nothing more is told");
+        }
+        // The caller that asked and those who read everything wait on it.
+        let (mine, timed_out) = s.approval_wait(&id, now, &a).await.unwrap();
+        assert!(timed_out && mine.approval_id == id);
+        assert_eq!(s.approval_wait(&action, now, &root).await.unwrap().0.approval_id, id);
+        s.approval_decide(&id, true, None, &root).await.unwrap();
+        assert_eq!(s.approval_wait(&id, now, &b).await.unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(s.approval_wait(&id, now, &a).await.unwrap().0.status, approvals::Status::Approved);
+    }
+
     /// Regression: a DEFER whose caller went away mid-commit (an HTTP client that disconnected)
     /// was committed, but its approval never joined the book, so `approval.list` missed it.
     #[tokio::test]
