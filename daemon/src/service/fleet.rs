@@ -683,7 +683,7 @@ pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>,
 
 impl super::Service {
     /// `export.rewind`: sends a destination everything after `to_seq` again (the daemon's user
-    /// and root only).
+    /// and root only), recorded as an `export_rewind` entry.
     pub async fn export_rewind(
         &self,
         name: &str,
@@ -701,11 +701,14 @@ impl super::Service {
         let to = to_seq.min(was);
         let row =
             json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
-        // A write transaction waits for the log writer's: off the async workers.
-        let (key, log) = (d.cursor_key(), Arc::clone(&self.state.log));
-        tokio::task::spawn_blocking(move || log.state_put_lazy(&key, row.as_bytes()))
-            .await
-            .map_err(|e| super::ServiceError::internal(e.to_string()))??;
+        // Recorded: who sent which destination back from where to where, with the cursor's row
+        // in the same commit.
+        let body = crate::log::dpr::event_entry(
+            "export_rewind",
+            json!({"destination": name, "from_seq": was, "to_seq": to, "by": who.caller()}),
+        );
+        let key = d.cursor_key();
+        self.commit(body, Some(Box::new(move |_, _| vec![(key, Some(row.into_bytes()))]))).await?;
         if d.acked.load(Ordering::SeqCst) != u64::MAX {
             d.acked.store(to, Ordering::SeqCst);
         }
