@@ -51,6 +51,8 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
         .find(|d| d["name"] == args.destination.as_str())
         .and_then(|d| d["cursor"].as_u64());
     let through = args.through.or(cursor).unwrap_or(head).min(head);
+    let mut flagged = BTreeMap::new();
+    let mut problems = Vec::new();
     let copies = match args.destination.as_str() {
         "otlp" => {
             let file = args.file.as_ref().ok_or_else(|| {
@@ -64,10 +66,41 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
             let url = args.url.as_deref().ok_or_else(|| {
                 anyhow!("`verify-export postgres` needs `--url` (or FARAMESH_POSTGRES_URL)")
             })?;
-            runtime()?.block_on(async {
+            let (rows, host_row) = runtime()?.block_on(async {
                 let client = fleet_pg::connect(url).await.map_err(|e| anyhow!(e))?;
-                fleet_pg::records(&client, &log_id, first, through).await.map_err(|e| anyhow!(e))
-            })?
+                let rows = fleet_pg::rows(&client, &log_id, first, through).await.map_err(|e| anyhow!(e))?;
+                let host_row = fleet_pg::host_row(&client, &log_id).await.map_err(|e| anyhow!(e))?;
+                anyhow::Ok((rows, host_row))
+            })?;
+            // Every column beside a record must be what the record says.
+            for row in &rows {
+                let wrong = fleet_pg::Columns::of(&row.record).differences(&row.columns);
+                if !wrong.is_empty() {
+                    flagged.insert(row.seq, format!("column {}", wrong.join(", column ")));
+                }
+            }
+            // The host row: this host's name and the log's public key.
+            let name = status["host"].as_str().unwrap_or_default();
+            let key = client::call(&socket, "log.checkpoint", json!({}))?["pubkey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match host_row {
+                None if !rows.is_empty() => problems.push(format!("no faramesh_hosts row for log {log_id}")),
+                None => {}
+                Some((host, public_key)) => {
+                    if host != name {
+                        problems
+                            .push(format!("faramesh_hosts: `host` is `{host}` where this host is `{name}`"));
+                    }
+                    if public_key != key {
+                        problems.push(format!(
+                            "faramesh_hosts: `public_key` is `{public_key}` where the log's key is `{key}`"
+                        ));
+                    }
+                }
+            }
+            rows.into_iter().map(|r| (r.seq, r.record)).collect()
         }
         other => bail!("no export destination kind `{other}` (otlp, postgres)"),
     };
@@ -90,7 +123,8 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
         }
         next = n;
     }
-    let c = compare(&copies, &host, first, through);
+    let mut c = compare(&copies, &flagged, &host, first, through);
+    c.problems = problems;
     let mut rewound = Value::Null;
     if args.rewind
         && let Some(from) = c.resend_from()
@@ -121,16 +155,26 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
         for (seq, why) in &c.altered {
             println!("  altered: entry {seq}: {why}");
         }
+        for why in &c.problems {
+            println!("  altered: {why}");
+        }
+        let copy = if args.destination == "postgres" { "--url …" } else { "--file …" };
         match (&rewound, c.resend_from()) {
             (Value::Object(r), _) => println!(
                 "  rewound: the daemon sends entries after {} again",
                 r.get("cursor").unwrap_or(&Value::Null)
             ),
             (_, Some(from)) => println!(
-                "  resend them: faramesh verify-export {} --file … --rewind (entries from {from} on)",
+                "  resend them: faramesh verify-export {} {copy} --rewind (entries from {from} on)",
                 args.destination
             ),
             _ => {}
+        }
+        if args.destination == "postgres" && !c.altered.is_empty() {
+            println!(
+                "  PostgreSQL keeps a row it has: delete the altered rows (faramesh_entries, this log id and seq) \
+                 before they are sent again"
+            );
         }
     }
     Ok(if c.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -1367,7 +1367,7 @@ fn http_send_and_leave(port: u16, method: &str, path: &str, token: &str, body: &
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {token}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -1593,6 +1593,14 @@ fn other_uids_read_only_their_own_and_cannot_resume_or_reload() {
     let pending = root.result("govern", shell_call("echo pending"));
     let theirs = call_as_uid(65534, &daemon.socket, "approval.list", json!({}));
     assert!(!theirs["result"].to_string().contains(pending["approval_id"].as_str().unwrap()), "{theirs}");
+    // Nor does waiting on root's approval tell 65534 anything (approval_wait_hidden_from_non_reader).
+    let waited = call_as_uid(
+        65534,
+        &daemon.socket,
+        "approval.wait",
+        json!({"approval_id": pending["approval_id"], "timeout_seconds": 0}),
+    );
+    assert_eq!(waited["error"]["code"], -32002, "{waited}");
     // Root may not resume 65534's approved call; 65534 may.
     let stolen = root.result("govern", with_approval(shell_call("id"), &approval));
     assert_eq!(stolen["reason_code"], "AGENT_IDENTITY_MISMATCH", "{stolen}");
@@ -1690,7 +1698,8 @@ fn log_tools_answer_about_the_log_they_were_asked_about() {
 /// One keep-alive HTTP/1.1 request on `s`; returns the status code (the body is read and
 /// dropped, the connection stays open).
 fn http_get_keep_alive(s: &mut std::net::TcpStream, path: &str) -> u16 {
-    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").unwrap();
+    let port = s.peer_addr().unwrap().port();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n").unwrap();
     let mut reader = BufReader::new(s.try_clone().unwrap());
     let mut status = String::new();
     reader.read_line(&mut status).unwrap();
@@ -1803,15 +1812,27 @@ fn policy_test_and_policy_diff_as_upstream_spells_them() {
 
 /// One HTTP/1.1 request with `Connection: close`: the status, the header block and the body.
 fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let host = format!("127.0.0.1:{port}");
+    http_exact(port, method, path, &[("host", &host), ("content-type", "application/json")], body)
+}
+
+/// One HTTP/1.1 request with exactly these headers (and `Connection: close`, `Content-Length`):
+/// the status, the header block (lower case) and the body.
+fn http_exact(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str(&format!("connection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(text.as_bytes()).unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -1819,16 +1840,44 @@ fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
-/// The upstream quickstart as written: `faramesh serve` with nothing configured finds (or
-/// writes) its policy, serves the dashboard and API on loopback, prints the socket line and a
-/// sign-in link that works without JavaScript, takes a tokenless `curl` as an unauthenticated
-/// agent that reads back its own action but lists nobody's, and `faramesh approve <action-id>`
-/// works from the same user (single-user mode, said by `status`).
-#[test]
-fn serve_with_nothing_configured_is_the_upstream_quickstart() {
-    let home = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let clean = |c: &mut Command| {
+/// `faramesh serve` with nothing configured (the upstream quickstart), in a fresh HOME, on a
+/// free port: tokenless loopback callers are agents. Stopped when dropped.
+struct Quickstart {
+    child: Child,
+    home: tempfile::TempDir,
+    port: u16,
+    /// What it printed on stderr so far.
+    lines: Arc<Mutex<String>>,
+}
+
+impl Quickstart {
+    fn start() -> Quickstart {
+        let home = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut serve = Command::new(bin());
+        serve.arg("serve").env("FARAMESH_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        Quickstart::clean(&mut serve, home.path(), port);
+        let mut child = serve.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(String::new()));
+        {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push_str(&format!("{line}\n"));
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !lines.lock().unwrap().contains("single-user mode") {
+            assert!(Instant::now() < deadline, "no start-up lines: {}", lines.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Quickstart { child, home, port, lines }
+    }
+
+    /// Nothing configured: no variable that would turn the quickstart off.
+    fn clean(c: &mut Command, home: &Path, port: u16) {
         for k in [
             "FARAMESH_POLICY",
             "FARAMESH_SOCKET",
@@ -1844,32 +1893,70 @@ fn serve_with_nothing_configured_is_the_upstream_quickstart() {
         ] {
             c.env_remove(k);
         }
-        c.env("HOME", home.path())
-            .env("FARAMESH_PORT", port.to_string())
-            .env("NO_COLOR", "1")
-            .current_dir(home.path());
-    };
-    let mut serve = Command::new(bin());
-    serve.arg("serve").env("FARAMESH_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
-    clean(&mut serve);
-    let mut child = serve.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(String::new()));
-    {
-        let lines = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
+        c.env("HOME", home).env("FARAMESH_PORT", port.to_string()).env("NO_COLOR", "1").current_dir(home);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lines.lock().unwrap().contains("single-user mode") {
-        assert!(Instant::now() < deadline, "no start-up lines: {}", lines.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
+
+    /// The CLI, as the same user with the same HOME.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(bin());
+        c.args(args);
+        Quickstart::clean(&mut c, self.home.path(), self.port);
+        c.output().unwrap()
     }
-    let printed = lines.lock().unwrap().clone();
-    let written = home.path().join(".config/faramesh/policy.yaml");
+
+    /// The daemon's socket, as printed.
+    fn client(&self) -> Client {
+        let printed = self.lines.lock().unwrap().clone();
+        let socket = printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("export FARAMESH_SOCKET="))
+            .unwrap_or_else(|| panic!("no socket line: {printed}"))
+            .to_owned();
+        Client::new(Path::new(&socket))
+    }
+
+    /// A tokenless `POST /v1/actions` of a shell call (DEFER under the default policy): its id.
+    fn submit(&self) -> String {
+        let (status, _, body) = http_request(
+            self.port,
+            "POST",
+            "/v1/actions",
+            r#"{"agent_id":"demo","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The actions recorded so far (as the operator on the socket sees them).
+    fn recorded(&self) -> Vec<Value> {
+        self.client().result("action.list", json!({"limit": 100}))["actions"].as_array().unwrap().clone()
+    }
+
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream quickstart as written: `faramesh serve` with nothing configured finds (or
+/// writes) its policy, serves the dashboard and API on loopback, prints the socket line and a
+/// sign-in link that works without JavaScript, takes a tokenless `curl` as an unauthenticated
+/// agent that reads back its own action but lists nobody's, and `faramesh approve <action-id>`
+/// works from the same user (single-user mode, said by `status`).
+#[test]
+fn serve_with_nothing_configured_is_the_upstream_quickstart() {
+    let q = Quickstart::start();
+    let port = q.port;
+    let printed = q.lines.lock().unwrap().clone();
+    let written = q.home.path().join(".config/faramesh/policy.yaml");
     assert!(written.exists() && printed.contains(&written.display().to_string()), "{printed}");
     assert!(printed.contains("export FARAMESH_SOCKET="), "{printed}");
     let link = printed
@@ -1877,12 +1964,6 @@ fn serve_with_nothing_configured_is_the_upstream_quickstart() {
         .find(|w| w.contains("/login/"))
         .unwrap_or_else(|| panic!("no sign-in link: {printed}"))
         .to_owned();
-    let cli = |args: &[&str]| {
-        let mut c = Command::new(bin());
-        c.args(args);
-        clean(&mut c);
-        c.output().unwrap()
-    };
     // The upstream docs' tokenless curl: an unauthenticated agent, recorded as such.
     let (status, _, body) = http_request(
         port,
@@ -1906,9 +1987,9 @@ fn serve_with_nothing_configured_is_the_upstream_quickstart() {
         http_request(port, "POST", &format!("/v1/actions/{id}/approval"), r#"{"approve":true}"#);
     assert_eq!(status, 403, "a tokenless caller never approves");
     // The operator: status says single-user mode; approve by the action id from the curl.
-    let status_text = out_text(&cli(&["status"]));
+    let status_text = out_text(&q.cli(&["status"]));
     assert!(status_text.contains("single-user mode") && status_text.contains("tokenless"), "{status_text}");
-    let approved = cli(&["approve", &id]);
+    let approved = q.cli(&["approve", &id]);
     assert!(approved.status.success() && out_text(&approved).contains("approved"), "{}", out_text(&approved));
     // The sign-in link works once, without JavaScript: a cookie and a redirect to the dashboard.
     let path = &link[link.find("/login/").unwrap()..];
@@ -1917,13 +1998,182 @@ fn serve_with_nothing_configured_is_the_upstream_quickstart() {
     assert!(head.contains("set-cookie: faramesh_session=") && head.contains("location: /"), "{head}");
     assert_eq!(http_request(port, "GET", path, "").0, 401, "a link signs in once");
     // `faramesh dashboard` prints a fresh one.
-    let fresh = String::from_utf8_lossy(&cli(&["dashboard"]).stdout).trim().to_owned();
+    let fresh = String::from_utf8_lossy(&q.cli(&["dashboard"]).stdout).trim().to_owned();
     assert!(fresh.contains("/login/") && fresh != link, "{fresh}");
     let fresh_path = &fresh[fresh.find("/login/").unwrap()..];
     assert_eq!(http_request(port, "GET", fresh_path, "").0, 303);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    q.stop();
+}
+
+/// The JSON error of a refused request names `field` (a header) and says `words`.
+fn assert_refused(reply: &(u16, String, String), status: u16, field: &str, words: &str) {
+    assert_eq!(reply.0, status, "{reply:?}");
+    let v: Value = serde_json::from_str(&reply.2).unwrap_or_else(|_| panic!("not JSON: {reply:?}"));
+    assert_eq!(v["error"]["field"], field, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(words), "{v}");
+}
+
+/// Regression: the quickstart's listener served any `Host`, so a web page on a name its owner
+/// points at 127.0.0.1 (DNS rebinding) could submit calls and read the answers as the page's
+/// own origin. Only loopback names with the listener's port are served now.
+#[test]
+fn dns_rebinding_host_is_refused() {
+    let q = Quickstart::start();
+    let port = q.port;
+    let call = r#"{"agent_id":"demo","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#;
+    let json = ("content-type", "application/json");
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".into(),
+        "127.0.0.1".into(),
+        format!("127.0.0.1:{}", port + 1),
+    ] {
+        let reply = http_exact(port, "POST", "/v1/actions", &[("host", &host), json], call);
+        assert_refused(&reply, 421, "Host", &format!("`Host: {host}` is not served here"));
+        let page = http_exact(port, "GET", "/", &[("host", &host)], "");
+        assert_eq!(page.0, 421, "the dashboard page too: {page:?}");
+    }
+    assert_refused(&http_exact(port, "GET", "/health", &[], ""), 421, "Host", "no `Host` header");
+    // An absolute request target names the host too.
+    let target = format!("http://evil.example:{port}/v1/actions");
+    let reply = http_exact(port, "POST", &target, &[("host", &format!("127.0.0.1:{port}")), json], call);
+    assert_refused(&reply, 421, "Host", "evil.example");
+    assert!(q.recorded().is_empty(), "nothing was submitted: {:?}", q.recorded());
+    // The loopback names, with the port, are served.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let reply = http_exact(port, "POST", "/v1/actions", &[("host", &host), json], call);
+        assert_eq!(reply.0, 200, "{host}: {reply:?}");
+    }
+    assert_eq!(q.recorded().len(), 3);
+}
+
+/// Regression: a web page on any site could POST `text/plain` (a form or `fetch` with no
+/// preflight) to the quickstart's `/v1/actions` and create a pending call. Bodies must be
+/// declared JSON.
+#[test]
+fn cross_site_text_plain_post_is_refused() {
+    let q = Quickstart::start();
+    let port = q.port;
+    let host = format!("127.0.0.1:{port}");
+    let call = r#"{"agent_id":"demo","tool":"shell","operation":"exec","params":{"cmd":"rm -rf ~"}}"#;
+    for ct in
+        ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+    {
+        let reply = http_exact(port, "POST", "/v1/actions", &[("host", &host), ("content-type", ct)], call);
+        assert_refused(&reply, 415, "Content-Type", &format!("`Content-Type: {ct}`"));
+    }
+    let none = http_exact(port, "POST", "/v1/evaluate", &[("host", &host)], call);
+    assert_refused(&none, 415, "Content-Type", "no `Content-Type`");
+    // A route without a body refuses one that is not JSON as well.
+    let start = http_exact(
+        port,
+        "POST",
+        "/v1/actions/0123456789abcdef/start",
+        &[("host", &host), ("content-type", "text/plain")],
+        "x",
+    );
+    assert_refused(&start, 415, "Content-Type", "text/plain");
+    assert!(q.recorded().is_empty(), "no call was recorded: {:?}", q.recorded());
+    assert!(q.client().result("approval.list", json!({}))["approvals"].as_array().unwrap().is_empty());
+}
+
+/// Regression: a state-changing request from another site's page (its `Origin`) was served.
+/// Only the server's own origin (the dashboard's) may change state from a browser.
+#[test]
+fn foreign_origin_post_is_refused() {
+    let q = Quickstart::start();
+    let port = q.port;
+    let host = format!("127.0.0.1:{port}");
+    let call = r#"{"agent_id":"demo","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#;
+    let json = ("content-type", "application/json");
+    for origin in [
+        "http://evil.example",
+        "null",
+        &format!("http://localhost:{port}"),
+        &format!("https://evil.example:{port}"),
+    ] {
+        let reply =
+            http_exact(port, "POST", "/v1/actions", &[("host", &host), ("origin", origin), json], call);
+        assert_refused(&reply, 403, "Origin", &format!("`Origin: {origin}` is not this server's"));
+    }
+    let fetched = http_exact(
+        port,
+        "POST",
+        "/v1/actions",
+        &[("host", &host), ("sec-fetch-site", "cross-site"), json],
+        call,
+    );
+    assert_refused(&fetched, 403, "Sec-Fetch-Site", "cross-site");
+    let signed_out =
+        http_exact(port, "DELETE", "/v1/session", &[("host", &host), ("origin", "http://evil.example")], "");
+    assert_refused(&signed_out, 403, "Origin", "evil.example");
+    assert!(q.recorded().is_empty(), "nothing was submitted: {:?}", q.recorded());
+    // The dashboard's own origin, and no origin at all (curl, the SDKs), are served.
+    let own = format!("http://{host}");
+    let reply = http_exact(
+        port,
+        "POST",
+        "/v1/actions",
+        &[("host", &host), ("origin", &own), ("sec-fetch-site", "same-origin"), json],
+        call,
+    );
+    assert_eq!(reply.0, 200, "{reply:?}");
+    assert_eq!(http_exact(port, "POST", "/v1/actions", &[("host", &host), json], call).0, 200);
+    // Reads from another origin are no write (and a browser keeps their answers from the page).
+    assert_eq!(
+        http_exact(port, "GET", "/health", &[("host", &host), ("origin", "http://evil.example")], "").0,
+        200
+    );
+}
+
+/// Regression: a tokenless caller read `/v1/overview` (every agent's decision counts, the policy,
+/// the log's checkpoint).
+#[test]
+fn unauthenticated_caller_cannot_read_overview() {
+    let q = Quickstart::start();
+    let reply = http_request(q.port, "GET", "/v1/overview", "");
+    assert_eq!(reply.0, 403, "{reply:?}");
+    assert!(reply.2.contains("may not read the overview"), "{reply:?}");
+    assert_eq!(http_request(q.port, "GET", "/v1/stats", "").0, 403);
+}
+
+/// Regression: a tokenless caller read the explanation of calls it did not make, and found
+/// actions by an id prefix (any other tokenless caller's, in a few billion guesses). It reads an
+/// action by the full id its submission answered, and never an explanation.
+#[test]
+fn unauthenticated_caller_reads_only_its_action_by_full_id() {
+    let q = Quickstart::start();
+    let port = q.port;
+    let id = q.submit();
+    let mine = http_request(port, "GET", &format!("/v1/actions/{id}"), "");
+    assert_eq!(mine.0, 200, "{mine:?}");
+    assert_eq!(http_request(port, "GET", &format!("/v1/actions/{id}/events"), "").0, 200);
+    let prefix = http_request(port, "GET", &format!("/v1/actions/{}", &id[..8]), "");
+    assert_eq!(prefix.0, 404, "{prefix:?}");
+    assert!(prefix.2.contains("full id"), "{prefix:?}");
+    assert_eq!(http_request(port, "GET", &format!("/v1/actions/{}/events", &id[..12]), "").0, 404);
+    // Nor by its approval's id.
+    let approval =
+        q.client().result("action.get", json!({"id": id}))["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(http_request(port, "GET", &format!("/v1/actions/{approval}"), "").0, 404);
+    // No explanation, of its own call or of another's (the operator's on the socket).
+    let explained = http_request(port, "GET", &format!("/v1/actions/{id}/explain"), "");
+    assert_eq!(explained.0, 403, "{explained:?}");
+    let theirs = q.client().result(
+        "govern",
+        json!({"agent_id": "ops", "tool": "http", "operation": "get", "args": {"url": "https://example.com"}}),
+    )["action_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(http_request(port, "GET", &format!("/v1/actions/{theirs}/explain"), "").0, 403);
+    assert_eq!(
+        http_request(port, "GET", &format!("/v1/actions/{theirs}"), "").0,
+        404,
+        "not a tokenless caller's"
+    );
+    // Starting takes the full id too.
+    assert_eq!(http_request(port, "POST", &format!("/v1/actions/{}/start", &id[..8]), "").0, 404);
 }
 
 /// Anything configured keeps the quickstart's defaults off: no listener, no tokenless agents.
@@ -2228,7 +2478,7 @@ fn the_socket_answers_the_same_v1_actions_as_http() {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer approver-secret-0123456789\r\n\
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer approver-secret-0123456789\r\n\
              connection: close\r\ncontent-length: 0\r\n\r\n"
         )
         .unwrap();

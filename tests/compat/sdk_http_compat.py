@@ -92,8 +92,9 @@ def raw(d, method, path, body=None, token=None, headers=None):
     h = dict(headers or {})
     if token:
         h["Authorization"] = f"Bearer {token}"
-    if body is not None and not isinstance(body, bytes):
-        body = json.dumps(body).encode()
+    if body is not None:
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
         h.setdefault("Content-Type", "application/json")
     conn.request(method, path, body=body, headers=h)
     resp = conn.getresponse()

@@ -136,6 +136,62 @@ def test_an_outage_and_two_sigkills_lose_nothing_and_edits_are_named(pg: Postgre
         daemon.stop()
 
 
+def test_edited_effect_column_fails_verify_export(pg: Postgres, tmp_path: Path) -> None:
+    """Regression: rows whose `effect`, `agent_id` or host columns were edited still verified,
+    while `fleet list --effect deny` and `fleet pending` answered from the edited columns."""
+    daemon = Daemon.serve(tmp_path, POLICY, args=["--postgres", pg.url])
+    try:
+        govern_many(daemon, 3, 0, agent="edit-bot")
+        t = SocketTransport(daemon.socket)
+        denied = t.govern({"agent_id": "edit-bot", "tool": "shell", "operation": "exec", "args": {"cmd": "ls"}, "context": {}})
+        deferred = t.govern({"agent_id": "edit-bot", "tool": "stripe", "operation": "refund", "args": {"amount": 9}, "context": {}})
+        t.close()
+        assert (denied["effect"], deferred["effect"]) == ("DENY", "DEFER")
+        log_id = wait_shipped(daemon)["log"]["origin"].removeprefix("faramesh/")
+        ok = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+        def seq_of(action_id: str) -> int:
+            return int(pg.sql(f"SELECT seq FROM faramesh_entries WHERE log_id = '{log_id}' AND action_id = '{action_id}'"))
+
+        deny_seq, defer_seq = seq_of(denied["action_id"]), seq_of(deferred["action_id"])
+        # The columns say PERMIT and another agent; the signed records are untouched.
+        pg.sql(f"UPDATE faramesh_entries SET effect = 'PERMIT', agent_id = 'someone-else' WHERE log_id = '{log_id}' AND seq = {deny_seq}")
+        pg.sql(f"UPDATE faramesh_entries SET effect = 'PERMIT' WHERE log_id = '{log_id}' AND seq = {defer_seq}")
+        pg.sql(f"UPDATE faramesh_hosts SET host = 'elsewhere' WHERE log_id = '{log_id}'")
+
+        bad = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        out = bad.stdout
+        assert f"altered: entry {deny_seq}: column `agent_id` is `someone-else` where the record says `edit-bot`" in out, out
+        assert f"column `effect` is `PERMIT` where the record says `DENY`" in out, out
+        assert f"altered: entry {defer_seq}: column `effect` is `PERMIT` where the record says `DEFER`" in out, out
+        assert "faramesh_hosts: `host` is `elsewhere`" in out, out
+        # The hint names the database, not a file.
+        assert "faramesh verify-export postgres --url … --rewind" in out and "--file" not in out, out
+        as_json = json.loads(daemon.cli("verify-export", "postgres", "--url", pg.url, "--json").stdout)
+        assert not as_json["ok"] and [a[0] for a in as_json["altered"]] == [deny_seq, defer_seq], as_json
+
+        # fleet reads the records: the DENY is still a DENY of edit-bot, the DEFER still pending.
+        denies = json.loads(fleet(pg, "list", "--effect", "deny", "--agent", "edit-bot", "--json").stdout)["actions"]
+        assert [(d["id"], d["effect"], d["agent_id"]) for d in denies] == [(denied["action_id"], "DENY", "edit-bot")]
+        assert json.loads(fleet(pg, "list", "--agent", "someone-else", "--json").stdout)["actions"] == []
+        pending = json.loads(fleet(pg, "pending", "--json").stdout)["actions"]
+        assert [p["id"] for p in pending if p["agent_id"] == "edit-bot"] == [deferred["action_id"]]
+        got = json.loads(fleet(pg, "get", denied["action_id"], "--json").stdout)
+        assert got["effect"] == "DENY", got
+
+        # Deleted and sent again (the host row with them), the copy verifies.
+        pg.sql(f"DELETE FROM faramesh_entries WHERE log_id = '{log_id}' AND seq IN ({deny_seq}, {defer_seq})")
+        fixed = daemon.cli("verify-export", "postgres", "--url", pg.url, "--rewind")
+        assert "rewound" in fixed.stdout, fixed.stdout
+        wait_shipped(daemon)
+        again = daemon.cli("verify-export", "postgres", "--url", pg.url)
+        assert again.returncode == 0, again.stdout
+    finally:
+        daemon.stop()
+
+
 def test_fleet_reads_every_hosts_decisions(pg: Postgres, tmp_path: Path) -> None:
     hosts = []
     for name in ("a", "b"):

@@ -35,7 +35,8 @@ def check(name: str, ok: bool, detail: object = "") -> None:
 
 def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request(method, path, body=json.dumps(body) if body is not None else None)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     resp = conn.getresponse()
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
 

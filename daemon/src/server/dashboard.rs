@@ -264,8 +264,10 @@ async fn stats(
 }
 
 /// `GET /v1/overview`: the policy (path, hash, loaded at, last reload error), decision counts,
-/// and the log's latest signed checkpoint, verified with the log's public key.
-async fn overview(AxState(app): AxState<App>, _: Caller) -> HttpResult {
+/// and the log's latest signed checkpoint, verified with the log's public key (those who read
+/// everything).
+async fn overview(AxState(app): AxState<App>, Caller(who): Caller) -> HttpResult {
+    app.service.may_read_overview(&who)?;
     let state = app.service.state();
     let cp = app.service.checkpoint()?;
     let note = cp.get("checkpoint").and_then(Value::as_str).unwrap_or_default();

@@ -262,7 +262,7 @@ async fn grant_revoke(s: Service, p: Map<String, Value>, who: Identity) -> RpcRe
     Ok(json!({ "revoked": g }))
 }
 
-async fn approval_wait(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult {
+async fn approval_wait(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
     let id = approval_id(&p)?;
     let timeout = match p.get("timeout_seconds") {
         None | Some(Value::Null) => 30.0,
@@ -270,7 +270,7 @@ async fn approval_wait(s: Service, p: Map<String, Value>, _: Identity) -> RpcRes
             ServiceError::invalid("timeout_seconds", "`timeout_seconds` must be a number from 0 to 3600")
         })?,
     };
-    let (a, timed_out) = s.approval_wait(&id, std::time::Duration::from_secs_f64(timeout)).await?;
+    let (a, timed_out) = s.approval_wait(&id, std::time::Duration::from_secs_f64(timeout), &who).await?;
     let mut v = serde_json::to_value(a).map_err(|e| ServiceError::internal(e.to_string()))?;
     if let Value::Object(m) = &mut v {
         m.insert("timed_out".into(), json!(timed_out));

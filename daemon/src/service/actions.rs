@@ -166,8 +166,21 @@ impl Service {
     }
 
     /// Resolves an action id or a unique prefix of 8+ characters to its DPR, if `who` may read it.
+    /// A tokenless caller names it by its full id only ([`Service::names_actions_in_full`]).
     pub fn find_action(&self, id: &str, who: &Identity) -> Result<ActionView, ServiceError> {
-        let rec = self.find_record(id)?;
+        let rec = if self.names_actions_in_full(who) {
+            match self.state.log.get_by_id(id)? {
+                Some(record) => decision(&record)?,
+                None => {
+                    return Err(ServiceError::not_found(format!(
+                        "no action `{id}` (a caller without a token names an action by its full id, as its \
+                         submission answered)"
+                    )));
+                }
+            }
+        } else {
+            self.find_record(id)?
+        };
         if !self.may_read(who, rec.caller.as_ref(), &rec.agent_id) {
             // Not the caller's action: indistinguishable from an unknown one.
             return Err(ServiceError::not_found(format!("no action `{id}`")));

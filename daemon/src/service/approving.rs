@@ -210,14 +210,27 @@ impl Service {
     }
 
     /// Waits until the approval is decided or expires, or `timeout` passes: `(approval,
-    /// timed_out)`.
+    /// timed_out)`. Only for those who may see it listed ([`Service::may_see_approval`]: those
+    /// who read everything, and the caller that made the deferred call); to anyone else it is
+    /// absent, as an unknown id is.
     pub async fn approval_wait(
         &self,
         id: &str,
         timeout: std::time::Duration,
+        who: &Identity,
     ) -> Result<(Approval, bool), ServiceError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let id = self.resolve_approval(id)?;
+        let hidden = || ServiceError::not_found(format!("no approval `{id}`"));
+        let everything = self.reads_everything(who);
+        let id = match self.resolve_approval(id) {
+            Ok(full) => full,
+            Err(e) if everything => return Err(e),
+            // Ambiguous prefixes and actions that await nothing say nothing to others.
+            Err(_) => return Err(hidden()),
+        };
+        if !everything && !self.state.approvals.get(&id).is_some_and(|a| self.may_see_approval(who, &a)) {
+            return Err(hidden());
+        }
         loop {
             let notified = self.state.approvals.changed.notified();
             tokio::pin!(notified);

@@ -8,10 +8,10 @@
 //! | another socket peer | entries its uid caused | no | no | no |
 //! | an approver token (HTTP) | everything | yes | no | no |
 //! | an agent token (HTTP) | entries of its agents, or that it caused | no | no | no |
-//! | a tokenless loopback caller (HTTP, no token configured) | its own actions by id; lists and streams nothing | no | no | no |
+//! | a tokenless loopback caller (HTTP, no token configured) | an action a tokenless caller made, named by its full id; lists, streams, explains and overviews nothing | no | no | no |
 //!
 //! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
-//! ids are listed only to those who read everything and to that caller.
+//! ids are listed (and waited on) only by those who read everything and by that caller.
 
 use super::approvals::Approval;
 use super::{ANONYMOUS, Identity, Role, Service, ServiceError, TokenIdentity, approvals};
@@ -91,6 +91,39 @@ impl Service {
             // Tokenless callers cannot be told apart: none lists or streams another's actions.
             Identity::Anonymous => Reader::Nothing,
             _ => Reader::Own(who.clone()),
+        }
+    }
+
+    /// Whether `who` names actions by their full id only: a tokenless loopback caller. Tokenless
+    /// callers cannot be told apart, so what makes an action one's own is the id its submission
+    /// answered: never a prefix (which could be guessed in a few billion tries) or its
+    /// approval's id.
+    pub fn names_actions_in_full(&self, who: &Identity) -> bool {
+        matches!(who, Identity::Anonymous)
+    }
+
+    /// Whether `who` may read the daemon's overview (the policy's path and hash, every agent's
+    /// decision counts, the log's checkpoint): those who read everything.
+    pub fn may_read_overview(&self, who: &Identity) -> Result<(), ServiceError> {
+        if self.reads_everything(who) {
+            return Ok(());
+        }
+        Err(ServiceError::not_authorized(format!(
+            "not authorized: {} may not read the overview (root, the daemon's uid, approvers and approver tokens may)",
+            who.describe()
+        )))
+    }
+
+    /// Whether `who` may ask for an explanation (every rule of the policy tried against a
+    /// call): anyone who may read the call, but not a tokenless caller, which reads back its
+    /// action and nothing of the policy.
+    pub fn may_explain(&self, who: &Identity) -> Result<(), ServiceError> {
+        match who {
+            Identity::Anonymous => Err(ServiceError::not_authorized(
+                "not authorized: a caller without a token may not read explanations (they show the policy); \
+                 use a token or the dashboard",
+            )),
+            _ => Ok(()),
         }
     }
 

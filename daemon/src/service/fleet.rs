@@ -540,8 +540,9 @@ pub fn hold_retention(log: &Log, all: &[Arc<Destination>]) {
     log.set_prune_hold(lowest);
 }
 
-/// This host's name (read once).
-fn host_name() -> String {
+/// This host's name (read once): the `host` of its `faramesh_hosts` row and OTLP's
+/// `host.name`, and `status`'s `host`.
+pub fn host_name() -> String {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
         nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
@@ -564,17 +565,21 @@ pub struct Comparison {
     pub missing: Vec<(u64, u64)>,
     /// Entries whose copy is not what the chain commits to, with why.
     pub altered: Vec<(u64, String)>,
+    /// What is wrong beside the entries (PostgreSQL's host row).
+    pub problems: Vec<String>,
 }
 
 impl Comparison {
-    /// Nothing missing, nothing altered.
+    /// Nothing missing, nothing altered, nothing else wrong.
     pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.altered.is_empty()
+        self.missing.is_empty() && self.altered.is_empty() && self.problems.is_empty()
     }
 
-    /// The first entry to send again (the lowest missing or altered one).
+    /// The first entry to send again (the lowest missing or altered one; the last entry
+    /// checked when only the host row is wrong: any batch writes it again).
     pub fn resend_from(&self) -> Option<u64> {
-        self.missing.iter().map(|m| m.0).chain(self.altered.iter().map(|a| a.0)).min()
+        let entries = self.missing.iter().map(|m| m.0).chain(self.altered.iter().map(|a| a.0)).min();
+        entries.or_else(|| (!self.problems.is_empty() && self.through >= self.first).then_some(self.through))
     }
 }
 
@@ -582,9 +587,11 @@ impl Comparison {
 /// host's entries `first..=through` (`host`: seq → the `entry_hash` the host's chain holds). A
 /// copy is altered when its record is not canonical, its `entry_hash` is not the hash of its
 /// contents, its `prev_hash` does not link to the previous entry, or its hash is not the
-/// host's; duplicates must all be intact.
+/// host's; duplicates must all be intact. An entry in `flagged` is altered for the reason
+/// given there (PostgreSQL: a column that is not what its record says).
 pub fn compare(
     copies: &[(u64, String)],
+    flagged: &std::collections::BTreeMap<u64, String>,
     host: &std::collections::BTreeMap<u64, String>,
     first: u64,
     through: u64,
@@ -637,6 +644,8 @@ pub fn compare(
                     && prev.entry_hash != o.prev_hash
                 {
                     altered.entry(seq).or_insert_with(|| "does not link to the entry before it".into());
+                } else if let Some(why) = flagged.get(&seq) {
+                    altered.entry(seq).or_insert_with(|| why.clone());
                 } else if !altered.contains_key(&seq) {
                     cmp.present += 1;
                 }
@@ -683,7 +692,7 @@ pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>,
 
 impl super::Service {
     /// `export.rewind`: sends a destination everything after `to_seq` again (the daemon's user
-    /// and root only).
+    /// and root only), recorded as an `export_rewind` entry.
     pub async fn export_rewind(
         &self,
         name: &str,
@@ -701,11 +710,14 @@ impl super::Service {
         let to = to_seq.min(was);
         let row =
             json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
-        // A write transaction waits for the log writer's: off the async workers.
-        let (key, log) = (d.cursor_key(), Arc::clone(&self.state.log));
-        tokio::task::spawn_blocking(move || log.state_put_lazy(&key, row.as_bytes()))
-            .await
-            .map_err(|e| super::ServiceError::internal(e.to_string()))??;
+        // Recorded: who sent which destination back from where to where, with the cursor's row
+        // in the same commit.
+        let body = crate::log::dpr::event_entry(
+            "export_rewind",
+            json!({"destination": name, "from_seq": was, "to_seq": to, "by": who.caller()}),
+        );
+        let key = d.cursor_key();
+        self.commit(body, Some(Box::new(move |_, _| vec![(key, Some(row.into_bytes()))]))).await?;
         if d.acked.load(Ordering::SeqCst) != u64::MAX {
             d.acked.store(to, Ordering::SeqCst);
         }
@@ -811,6 +823,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_compared_entry_by_entry_with_the_chain() {
+        use std::collections::BTreeMap;
         let mut prev = entry::GENESIS;
         let mut records = Vec::new();
         let mut host = std::collections::BTreeMap::new();
@@ -825,19 +838,19 @@ mod tests {
         }
         let mut copy = records.clone();
         copy.push(records[3].clone()); // a duplicate: harmless
-        let c = compare(&copy, &host, 1, 10);
+        let c = compare(&copy, &BTreeMap::new(), &host, 1, 10);
         assert!(c.ok(), "{c:?}");
         assert_eq!((c.present, c.duplicates), (10, 1));
         // Two gone, one edited.
         let mut copy: Vec<_> = records.iter().filter(|(s, _)| *s != 4 && *s != 5).cloned().collect();
         copy[6].1 = copy[6].1.replace("daemon_start", "daemon_stop");
-        let c = compare(&copy, &host, 1, 10);
+        let c = compare(&copy, &BTreeMap::new(), &host, 1, 10);
         assert_eq!(c.missing, vec![(4, 5)]);
         assert_eq!(c.altered.iter().map(|a| a.0).collect::<Vec<_>>(), vec![9]);
         assert!(c.altered[0].1.contains("entry_hash does not match"), "{:?}", c.altered);
         assert_eq!(c.resend_from(), Some(4));
         // The tail not there yet.
-        let c = compare(&records[..8], &host, 1, 10);
+        let c = compare(&records[..8], &BTreeMap::new(), &host, 1, 10);
         assert_eq!(c.missing, vec![(9, 10)]);
     }
 }

@@ -44,6 +44,95 @@ CREATE TABLE IF NOT EXISTS faramesh_checkpoints (
 );
 ";
 
+/// The columns of a `faramesh_entries` row that are read from its record (all but `log_id`,
+/// `seq` and `record`): what the daemon writes, and what `faramesh verify-export postgres`
+/// checks every row's columns against. They are there for SQL and indexes; `faramesh fleet`
+/// reads the record itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// `ts`, in milliseconds since the epoch.
+    pub ts_ms: Option<i64>,
+    /// `kind`.
+    pub kind: String,
+    /// `entry_hash`.
+    pub entry_hash: String,
+    /// `action_id`: a decision's `id`, another entry's `action_id`.
+    pub action_id: Option<String>,
+    /// `agent_id`.
+    pub agent_id: Option<String>,
+    /// `tool`.
+    pub tool: Option<String>,
+    /// `operation`.
+    pub operation: Option<String>,
+    /// `effect`.
+    pub effect: Option<String>,
+    /// `reason_code`.
+    pub reason_code: Option<String>,
+    /// `rule_id`.
+    pub rule_id: Option<String>,
+    /// `approval_id`.
+    pub approval_id: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+}
+
+impl Columns {
+    /// The columns `record` makes (a record that is not JSON makes empty ones).
+    pub fn of(record: &str) -> Columns {
+        let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let kind = s("kind").unwrap_or_default();
+        let action_id = if kind == "decision" { s("id") } else { s("action_id") };
+        Columns {
+            ts_ms: s("ts")
+                .and_then(|t| crate::log::entry::parse_rfc3339(&t))
+                .and_then(|ms| i64::try_from(ms).ok()),
+            entry_hash: s("entry_hash").unwrap_or_default(),
+            action_id,
+            agent_id: s("agent_id"),
+            tool: s("tool"),
+            operation: s("operation"),
+            effect: s("effect"),
+            reason_code: s("reason_code"),
+            rule_id: s("rule_id"),
+            approval_id: s("approval_id"),
+            traceparent: s("traceparent"),
+            kind,
+        }
+    }
+
+    /// Each column of `stored` that is not what the record says (`self`), as
+    /// "`effect` is `PERMIT` where the record says `DENY`".
+    pub fn differences(&self, stored: &Columns) -> Vec<String> {
+        fn show<T: std::fmt::Display>(v: Option<&T>) -> String {
+            v.map_or_else(|| "NULL".to_owned(), |v| format!("`{v}`"))
+        }
+        let mut out = Vec::new();
+        let mut check = |name: &str, record: String, row: String| {
+            if record != row {
+                out.push(format!("`{name}` is {row} where the record says {record}"));
+            }
+        };
+        check("ts", show(self.ts_ms.as_ref()), show(stored.ts_ms.as_ref()));
+        check("kind", show(Some(&self.kind)), show(Some(&stored.kind)));
+        check("entry_hash", show(Some(&self.entry_hash)), show(Some(&stored.entry_hash)));
+        for (name, record, row) in [
+            ("action_id", &self.action_id, &stored.action_id),
+            ("agent_id", &self.agent_id, &stored.agent_id),
+            ("tool", &self.tool, &stored.tool),
+            ("operation", &self.operation, &stored.operation),
+            ("effect", &self.effect, &stored.effect),
+            ("reason_code", &self.reason_code, &stored.reason_code),
+            ("rule_id", &self.rule_id, &stored.rule_id),
+            ("approval_id", &self.approval_id, &stored.approval_id),
+            ("traceparent", &self.traceparent, &stored.traceparent),
+        ] {
+            check(name, show(record.as_ref()), show(row.as_ref()));
+        }
+        out
+    }
+}
+
 /// TLS for PostgreSQL (`sslmode=require` in the URL): the web PKI roots and, when set,
 /// `PGSSLROOTCERT` (a PEM file of the server's CA).
 fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
@@ -115,28 +204,26 @@ pub async fn write_batch(
         .map_err(err)?;
     for (seq, record) in records {
         let record: &str = record;
-        let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let kind = s("kind").unwrap_or_default();
-        let action_id = if kind == "decision" { s("id") } else { s("action_id") };
+        let c = Columns::of(record);
+        let ts = c.ts_ms.map(|ms| crate::log::entry::rfc3339(u64::try_from(ms).unwrap_or(0)));
         let seq = i64::try_from(*seq).map_err(|_| format!("entry {seq} is out of range"))?;
         txn.execute(
             &insert,
             &[
                 &log_id,
                 &seq,
-                &s("ts"),
-                &kind,
-                &s("entry_hash").unwrap_or_default(),
-                &action_id,
-                &s("agent_id"),
-                &s("tool"),
-                &s("operation"),
-                &s("effect"),
-                &s("reason_code"),
-                &s("rule_id"),
-                &s("approval_id"),
-                &s("traceparent"),
+                &ts,
+                &c.kind,
+                &c.entry_hash,
+                &c.action_id,
+                &c.agent_id,
+                &c.tool,
+                &c.operation,
+                &c.effect,
+                &c.reason_code,
+                &c.rule_id,
+                &c.approval_id,
+                &c.traceparent,
                 &record,
             ],
         )
@@ -155,31 +242,80 @@ pub async fn write_batch(
     txn.commit().await.map_err(err)
 }
 
-/// Every stored copy of log `log_id`'s entries `first..=through` (`faramesh verify-export postgres`).
-pub async fn records(
+/// A row of `faramesh_entries`: its record and the columns stored beside it.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// `seq`.
+    pub seq: u64,
+    /// `record`.
+    pub record: String,
+    /// The other columns, as stored.
+    pub columns: Columns,
+}
+
+/// Every stored row of log `log_id`'s entries `first..=through` (`faramesh verify-export postgres`).
+pub async fn rows(
     client: &tokio_postgres::Client,
     log_id: &str,
     first: u64,
     through: u64,
-) -> Result<Vec<(u64, String)>, String> {
+) -> Result<Vec<StoredRow>, String> {
     let (first, through) =
         (i64::try_from(first).unwrap_or(i64::MAX), i64::try_from(through).unwrap_or(i64::MAX));
     let rows = client
         .query(
-            "SELECT seq, record FROM faramesh_entries WHERE log_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            "SELECT seq, record, floor(extract(epoch FROM ts) * 1000)::bigint, kind, entry_hash, action_id, agent_id,
+                    tool, operation, effect, reason_code, rule_id, approval_id, traceparent
+             FROM faramesh_entries WHERE log_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
             &[&log_id, &first, &through],
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get::<_, String>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| StoredRow {
+            seq: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+            record: r.get(1),
+            columns: Columns {
+                ts_ms: r.get(2),
+                kind: r.get(3),
+                entry_hash: r.get(4),
+                action_id: r.get(5),
+                agent_id: r.get(6),
+                tool: r.get(7),
+                operation: r.get(8),
+                effect: r.get(9),
+                reason_code: r.get(10),
+                rule_id: r.get(11),
+                approval_id: r.get(12),
+                traceparent: r.get(13),
+            },
+        })
+        .collect())
+}
+
+/// Log `log_id`'s row of `faramesh_hosts`: `(host, public_key)`.
+pub async fn host_row(
+    client: &tokio_postgres::Client,
+    log_id: &str,
+) -> Result<Option<(String, String)>, String> {
+    let row = client
+        .query_opt("SELECT host, public_key FROM faramesh_hosts WHERE log_id = $1", &[&log_id])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Decisions across hosts, newest first (`faramesh fleet list|pending|get`). `pending`: DEFERs
-/// whose approval no host has recorded an outcome for yet.
+/// whose approval no host has recorded an outcome for yet. Every filter, the order and the
+/// answer are read from the records themselves, never from the columns beside them (which
+/// `faramesh verify-export postgres` checks): an edited column neither hides a decision nor
+/// changes what is shown. The host is its log's `faramesh_hosts` row.
 pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) -> Result<Vec<Value>, String> {
-    let mut sql = String::from(
+    const J: &str = "(e.record::jsonb)";
+    let mut sql = format!(
         "SELECT h.host, e.log_id, e.seq, e.record FROM faramesh_entries e JOIN faramesh_hosts h USING (log_id)
-         WHERE e.kind = 'decision'",
+         WHERE {J}->>'kind' = 'decision'"
     );
     let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = Vec::new();
     let mut add = |sql: &mut String, clause: &str, value: String| {
@@ -190,28 +326,34 @@ pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) ->
         add(&mut sql, " AND h.host = ?", h.clone());
     }
     if let Some(a) = &filter.agent_id {
-        add(&mut sql, " AND e.agent_id = ?", a.clone());
+        add(&mut sql, &format!(" AND {J}->>'agent_id' = ?"), a.clone());
     }
     if let Some(t) = &filter.tool {
-        add(&mut sql, " AND e.tool = ?", t.clone());
+        add(&mut sql, &format!(" AND {J}->>'tool' = ?"), t.clone());
     }
     if let Some(eff) = &filter.effect {
-        add(&mut sql, " AND e.effect = ?", eff.to_ascii_uppercase());
+        add(&mut sql, &format!(" AND {J}->>'effect' = ?"), eff.to_ascii_uppercase());
     }
     if let Some(id) = &filter.action_id {
-        add(&mut sql, " AND (e.action_id = ? OR e.action_id LIKE ", id.clone());
-        add(&mut sql, "?)", format!("{id}%"));
+        // A prefix, compared as text (no LIKE: `_` and `%` in it are not patterns).
+        add(&mut sql, &format!(" AND starts_with({J}->>'id', ?)"), id.to_ascii_lowercase());
     }
     if filter.pending {
-        sql.push_str(
-            " AND e.effect = 'DEFER' AND NOT EXISTS (SELECT 1 FROM faramesh_entries o WHERE o.log_id = e.log_id
-              AND o.kind = 'approval' AND o.approval_id = e.approval_id)",
-        );
+        sql.push_str(&format!(
+            " AND {J}->>'effect' = 'DEFER' AND NOT EXISTS (SELECT 1 FROM faramesh_entries o WHERE o.log_id = e.log_id
+              AND (o.record::jsonb)->>'kind' = 'approval' AND (o.record::jsonb)->>'approval_id' = {J}->>'approval_id')"
+        ));
     }
-    sql.push_str(&format!(" ORDER BY e.ts DESC, e.seq DESC LIMIT {}", filter.limit.clamp(1, 10_000)));
+    sql.push_str(&format!(" ORDER BY {J}->>'ts' DESC, e.seq DESC LIMIT {}", filter.limit.clamp(1, 10_000)));
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-    let rows = client.query(&sql, &refs).await.map_err(|e| e.to_string())?;
+    let rows = client.query(&sql, &refs).await.map_err(|e| match e.as_db_error() {
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION => format!(
+            "a record in faramesh_entries is not JSON ({}): `faramesh verify-export postgres` on each host names it",
+            db.message()
+        ),
+        _ => e.to_string(),
+    })?;
     Ok(rows
         .iter()
         .map(|r| {

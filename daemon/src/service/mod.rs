@@ -98,6 +98,14 @@ mod tests {
     use crate::service::state::{Counts, Limits, Loaded};
 
     fn service(dir: &std::path::Path, policy_text: &str) -> Service {
+        service_with(dir, policy_text, Default::default())
+    }
+
+    fn service_with(
+        dir: &std::path::Path,
+        policy_text: &str,
+        destinations: Arc<Vec<Arc<fleet::Destination>>>,
+    ) -> Service {
         let policy = policy::compile("p.yaml", policy_text).unwrap();
         let log =
             Log::open(&dir.join("log.redb"), LogKey::from_seed(&[7u8; 32]), LogOptions::default()).unwrap();
@@ -116,7 +124,7 @@ mod tests {
             grants: grants::Grants::load(&log).unwrap(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
-            destinations: Default::default(),
+            destinations,
             log,
             socket_path: dir.join("s.sock"),
             state_dir: dir.to_owned(),
@@ -272,6 +280,70 @@ mod tests {
             (mine.decision.effect, mine.decision.reason_code),
             (Effect::Permit, ReasonCode::ApprovalGranted)
         );
+    }
+
+    /// Regression: `approval.wait` answered any socket peer that knew (or guessed a prefix of)
+    /// an approval id with the whole approval, which `approval.list` hides from it.
+    #[tokio::test]
+    async fn approval_wait_hidden_from_non_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
+        );
+        let a = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        let b = Identity::Peer(Peer::new(PeerCred { uid: 1001, gid: 1001, pid: 11 }));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let deferred = s.govern(call(), &a).await.unwrap();
+        let id = deferred.approval_id.unwrap();
+        let action = deferred.action_id.unwrap();
+        let now = std::time::Duration::ZERO;
+        for name in [id.as_str(), &id[..10], action.as_str(), &action[..8]] {
+            let e = s.approval_wait(name, now, &b).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound, "{name}: {e:?}");
+            assert_eq!(e.message, format!("no approval `{name}`"), "nothing more is told");
+        }
+        // The caller that asked and those who read everything wait on it.
+        let (mine, timed_out) = s.approval_wait(&id, now, &a).await.unwrap();
+        assert!(timed_out && mine.approval_id == id);
+        assert_eq!(s.approval_wait(&action, now, &root).await.unwrap().0.approval_id, id);
+        s.approval_decide(&id, true, None, &root).await.unwrap();
+        assert_eq!(s.approval_wait(&id, now, &b).await.unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(s.approval_wait(&id, now, &a).await.unwrap().0.status, approvals::Status::Approved);
+    }
+
+    /// Regression: `export.rewind` moved a destination's cursor (so entries were sent again)
+    /// without a trace in the log.
+    #[tokio::test]
+    async fn export_rewind_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Arc::new(fleet::Destination::new(
+            "postgres",
+            fleet::Kind::Postgres("postgres://nowhere/x".into()),
+            false,
+        ));
+        let s = service_with(dir.path(), BUDGET_POLICY, Arc::new(vec![d]));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 7 }));
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));
+        for _ in 0..3 {
+            s.govern(call(), &agent).await.unwrap();
+        }
+        // As if the destination had acknowledged everything.
+        let key = "export/postgres".to_owned();
+        let acked: StateWrites = Box::new(move |_, _| vec![(key, Some(br#"{"acked_seq":3}"#.to_vec()))]);
+        s.state.log.append_with_state(dpr::event_entry("test", json!({})), Some(acked)).await.unwrap();
+        assert!(s.export_rewind("postgres", 1, &agent).await.is_err(), "only the daemon's user or root");
+        let r = s.export_rewind("postgres", 1, &root).await.unwrap();
+        assert_eq!((r["was"].as_u64(), r["cursor"].as_u64()), (Some(3), Some(1)));
+        let (size, _) = s.state.log.head();
+        let last: Value = serde_json::from_str(&s.state.log.get(size).unwrap().unwrap()).unwrap();
+        assert_eq!(last["kind"], "export_rewind", "{last}");
+        assert_eq!(
+            (&last["destination"], &last["from_seq"], &last["to_seq"], &last["by"]["uid"]),
+            (&json!("postgres"), &json!(3), &json!(1), &json!(0)),
+            "{last}"
+        );
+        assert_eq!(s.state.destinations[0].cursor(&s.state.log), 1, "the cursor moved with it");
     }
 
     /// Regression: a DEFER whose caller went away mid-commit (an HTTP client that disconnected)

@@ -50,6 +50,7 @@ pub enum ExplainTarget {
 impl Service {
     /// Explains a recorded action (under the current policy) or a hypothetical call.
     pub fn explain(&self, target: ExplainTarget, who: &Identity) -> Result<Value, ServiceError> {
+        self.may_explain(who)?;
         let loaded = self.state.policy.load_full();
         let (call, recorded) = match target {
             ExplainTarget::Action(id) => {

@@ -302,6 +302,7 @@ impl State {
             "runtime_version": dpr::RUNTIME_VERSION,
             "pid": std::process::id(),
             "uid": self.own_uid,
+            "host": super::fleet::host_name(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "single_user": self.single_user_now(),
             "demo": self.demo,

@@ -730,7 +730,7 @@ async function openDrawer(id, quiet) {
   commands.push(`curl -H "Authorization: Bearer $FARAMESH_TOKEN" ${shellQuote(`${origin}/v1/actions/${action.id}`)}`);
   if (action.status === "pending_approval") {
     commands.push(
-      `curl -X POST -H "Authorization: Bearer $FARAMESH_APPROVER_TOKEN" -d '{"approve":true}' ${shellQuote(
+      `curl -X POST -H "Authorization: Bearer $FARAMESH_APPROVER_TOKEN" -H "Content-Type: application/json" -d '{"approve":true}' ${shellQuote(
         `${origin}/v1/actions/${action.id}/approval`,
       )}`,
     );

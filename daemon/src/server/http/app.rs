@@ -66,6 +66,8 @@ pub(crate) struct App {
     pub(crate) sessions: Arc<crate::server::dashboard::Sessions>,
     /// Tokenless callers are unauthenticated agents (loopback, no token configured).
     pub(crate) anonymous: bool,
+    /// The listener, as the checks every request passes see it (`guard.rs`).
+    pub(crate) door: super::guard::Door,
 }
 
 impl App {
@@ -147,7 +149,9 @@ pub(crate) struct Caller(pub(crate) Identity);
 /// with the session's CSRF token (browsers never send bearer tokens by themselves).
 pub(crate) struct Writer(pub(crate) Identity);
 
-/// A JSON object body, read strictly (no duplicate key) within the size and time limits.
+/// A JSON object body, declared `Content-Type: application/json` (415 otherwise: a browser
+/// sends `text/plain` or a form to another site without asking it first), read strictly (no
+/// duplicate key) within the size and time limits.
 pub(crate) struct JsonObject(pub(crate) Map<String, Value>);
 
 impl axum::extract::FromRequestParts<App> for Caller {
@@ -176,6 +180,10 @@ impl axum::extract::FromRequest<App> for JsonObject {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, app: &App) -> Result<Self, HttpError> {
+        let ct = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not ASCII)"));
+        if !ct.is_some_and(super::guard::is_json) {
+            return Err(super::guard::unsupported(ct.unwrap_or_default()));
+        }
         app.body(req.into_body()).await.map(JsonObject)
     }
 }

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod app;
+mod guard;
 mod sse;
 mod tls;
 mod tokens;
@@ -182,6 +183,7 @@ pub struct Listener {
     limits: HttpLimits,
     sessions: Arc<crate::server::dashboard::Sessions>,
     anonymous: bool,
+    door: guard::Door,
     /// What `status` shows.
     pub info: crate::service::state::HttpInfo,
 }
@@ -239,8 +241,10 @@ pub async fn bind(
         links.add_lasting(secret.clone());
     }
     let sessions = Arc::new(crate::server::dashboard::Sessions::new(tls.is_some()));
+    let door = guard::Door::at(&local, tls.is_some());
     Ok(Listener {
         tcp,
+        door,
         tls,
         tokens: Arc::new(tokens),
         limits: config.limits.clone(),
@@ -253,8 +257,8 @@ pub async fn bind(
 impl Listener {
     /// Serves until `stop` turns true; connections then get the grace period to finish.
     pub async fn serve(self, service: Service, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let Listener { tcp, tls, tokens, limits, sessions, anonymous, .. } = self;
-        let app = App { service, tokens, limits: limits.clone(), sessions, anonymous };
+        let Listener { tcp, tls, tokens, limits, sessions, anonymous, door, .. } = self;
+        let app = App { service, tokens, limits: limits.clone(), sessions, anonymous, door };
         let router = router(app.clone());
         let slots = super::http_slots::Slots::new(limits.max_connections);
         let mut tasks = tokio::task::JoinSet::new();

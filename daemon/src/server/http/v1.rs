@@ -23,6 +23,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/grants/{id}", axum::routing::delete(revoke_grant))
         .merge(crate::server::dashboard::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::layer))
         .with_state(app)
 }
 
