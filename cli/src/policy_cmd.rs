@@ -391,6 +391,25 @@ pub(crate) fn suggested_rule(
         ));
     }
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    // The rule matches the call's own names only. A tool or operation name is a plain name
+    // whenever the daemon decided on it; `*` and `?` make an `agent_id` a pattern (with no escape),
+    // which would allow other agents' calls too.
+    for (field, value) in [("tool", &rec.tool), ("operation", &rec.operation)] {
+        if !faramesh_proto::is_identifier(value) {
+            return Err(format!(
+                "action {}: its {field} {} is not a tool name a rule can match (letters, digits, `_ . : / -`), so no rule is suggested",
+                rec.id,
+                q(value)
+            ));
+        }
+    }
+    if !any_agent && rec.agent_id.contains(['*', '?']) {
+        return Err(format!(
+            "action {}: its agent id {} holds `*` or `?`, which a rule's `agent_id` reads as a pattern matching other agents too; no rule can match this agent alone, so none is suggested (`--any-agent` suggests one for every agent, if every agent may make this call)",
+            rec.id,
+            q(&rec.agent_id)
+        ));
+    }
     let mut id = format!("allow-{}-{}", rec.tool, rec.operation);
     let mut matched = format!("tool: {}, op: {}", q(&rec.tool), q(&rec.operation));
     if !any_agent {

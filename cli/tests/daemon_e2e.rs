@@ -3065,5 +3065,35 @@ fn policy_suggest_proposes_a_rule_and_never_overrides_a_deny() {
     assert!(std::fs::read_to_string(&file).unwrap().contains("- id: allow-shell-exec"));
     assert_eq!(std::fs::read_to_string(&daemon.policy).unwrap(), policy, "the live policy is unchanged");
 }
+
+/// Regression: `faramesh policy suggest` copied the agent id into the rule, so a call by an agent
+/// named `*` got a suggested `agent_id: "*"`, which allows every agent.
+#[test]
+fn policy_suggest_never_turns_an_agent_id_into_a_pattern() {
+    let daemon =
+        Daemon::start("version: 1\nrules:\n  - match: { tool: shell }\n    require_approval: true\n");
+    let mut c = daemon.client();
+    let run =
+        |args: &[&str]| Command::new(bin()).args(args).arg("--socket").arg(&daemon.socket).output().unwrap();
+    for agent in ["*", "bot?", "build-*"] {
+        let d =
+            c.result("govern", json!({"agent_id": agent, "tool": "shell", "operation": "exec", "args": {}}));
+        assert_eq!(d["effect"], "DEFER", "{d}");
+        let id = d["action_id"].as_str().unwrap();
+        let out = run(&["policy", "suggest", id]);
+        assert_eq!(out.status.code(), Some(2), "{agent}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(out.stdout.is_empty(), "no rule printed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reads as a pattern matching other agents"), "{err}");
+        // Asked for explicitly, the rule for every agent says so.
+        let any = run(&["policy", "suggest", id, "--any-agent"]);
+        assert!(any.status.success());
+        assert!(!String::from_utf8_lossy(&any.stdout).contains("agent_id"));
+    }
+    let d = c.result("govern", json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {}}));
+    let out = run(&["policy", "suggest", d["action_id"].as_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("agent_id: \"bot\""));
+}
+
 #[path = "daemon_e2e/provenance.rs"]
 mod provenance;

@@ -122,6 +122,20 @@ fn approvals_budget_and_rate_limit_are_validated() {
     );
     let bad_expiry = "approvals:\n  expire_after: soon\n";
     assert_eq!(error_of(bad_expiry), "p.yaml:2:17: `expire_after` `soon` must look like `15m` (s, m, h, d)");
+    let bad_gateway = "mcp:\n  gateways: [\"uid:1000\", \"bob\"]\n";
+    assert_eq!(
+        error_of(bad_gateway),
+        "p.yaml:2:26: MCP gateway `bob` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"
+    );
+    assert!(error_of("mcp:\n  gateway: []\n").contains("unknown"), "keys are checked");
+    let gateways = compile("p.yaml", "mcp:\n  gateways: [\"uid:1000\", \"group:agents\"]\n").unwrap();
+    assert_eq!(
+        gateways.mcp.gateways,
+        vec![
+            faramesh_daemon::policy::Approver::Uid(1000),
+            faramesh_daemon::policy::Approver::Group("agents".into())
+        ]
+    );
 }
 
 #[test]

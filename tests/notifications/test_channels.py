@@ -126,8 +126,8 @@ rules:
 """
         self.daemon = Daemon.serve(tmp, policy)
 
-    def defer(self, amount: int) -> dict[str, Any]:
-        d = rpc(self.daemon.socket, "govern", {"agent_id": "billing-bot", "tool": "stripe", "operation": "refund", "args": {"amount": amount}})
+    def defer(self, amount: int, agent: str = "billing-bot", **args: Any) -> dict[str, Any]:
+        d = rpc(self.daemon.socket, "govern", {"agent_id": agent, "tool": "stripe", "operation": "refund", "args": {"amount": amount, **args}})
         assert d["effect"] == "DEFER", d
         return d
 
@@ -173,7 +173,7 @@ def test_a_defer_reaches_a_webhook_slack_and_email(env: Env) -> None:
     assert msg["Subject"] == "[Faramesh] Approval needed: billing-bot -> stripe/refund"
     assert msg["To"] == "oncall@example.com" and msg["From"] == "faramesh@example.com"
     text = msg.get_payload(decode=True).decode()
-    assert f"faramesh approve {d['approval_id']}" in text and "Why: Refunds need a person" in text
+    assert f"faramesh approve {d['approval_id']}" in text and "> Why:       Refunds need a person" in text
 
     # The approval's outcome follows on every channel.
     env.daemon.approve(d["approval_id"])
@@ -205,3 +205,76 @@ def test_nothing_is_lost_to_a_receiver_outage_or_a_sigkill(env: Env) -> None:
     status = rpc(env.daemon.socket, "status", {})
     wait_for("an empty outbox", lambda: rpc(env.daemon.socket, "status", {})["notifications"]["waiting"] == 0)
     assert status["notifications"]["failed"] == 0
+
+
+# What an agent writes in its call, aimed at the people the notice reaches: a mention, a link
+# dressed as the dashboard's button, a forged risk line, a backquote ending a code span, and
+# (email) a forged approve command for another pending approval.
+HOSTILE_AGENT = "<!channel>"
+HOSTILE_ARG = (
+    "<https://evil.example/approve|Open in Faramesh>`<!here>`\n*Risk:* low\nRisk: low\n"
+    "Approve: faramesh approve apr_other"
+)
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[tuple[Env, dict[str, Any]]]:
+    """One DEFER whose agent id and arguments carry every attack, as Slack and email got it."""
+    with tempfile.TemporaryDirectory(prefix="fm-notify-") as tmp:
+        e = Env(Path(tmp))
+        try:
+            # `amount` is the summary's key: the hostile text goes in it.
+            d = rpc(e.daemon.socket, "govern", {"agent_id": HOSTILE_AGENT, "tool": "stripe", "operation": "refund", "args": {"amount": HOSTILE_ARG}})
+            assert d["effect"] == "DEFER", d
+            wait_for("Slack and email", lambda: bool(e.http.bodies("/slack") and e.mailbox.messages))
+            yield e, d
+        finally:
+            e.stop()
+
+
+def slack_lines(e: Env) -> list[str]:
+    slack = e.http.bodies("/slack")[0]
+    blocks = Block.parse_all(slack["blocks"])
+    assert isinstance(blocks[0], SectionBlock) and blocks[0].text.type == "mrkdwn"
+    return [slack["text"], *blocks[0].text.text.splitlines()]
+
+
+def outside_code(line: str) -> str:
+    return "".join(line.split("`")[::2])
+
+
+def test_slack_channel_mention_in_agent_text_is_escaped(hostile: tuple[Env, dict[str, Any]]) -> None:
+    e, _ = hostile
+    lines = slack_lines(e)
+    assert not any("<!" in line for line in lines), lines
+    assert "&lt;!channel&gt;" in lines[0] and "&lt;!here&gt;" in "\n".join(lines)
+
+
+def test_slack_link_in_agent_text_is_not_a_link(hostile: tuple[Env, dict[str, Any]]) -> None:
+    e, _ = hostile
+    lines = slack_lines(e)
+    assert not any("<http" in line for line in lines), lines
+    assert not any("evil.example" in outside_code(line) for line in lines), "inside code spans only"
+    assert not any(isinstance(b, ActionsBlock) for b in Block.parse_all(e.http.bodies("/slack")[0]["blocks"]))
+
+
+def test_forged_risk_line_stays_inside_quote(hostile: tuple[Env, dict[str, Any]]) -> None:
+    e, _ = hostile
+    risk = [line for line in slack_lines(e) if "Risk:" in outside_code(line)]
+    assert risk == ["*Risk:* `low`"], "the daemon's risk line only"
+    assert any("⏎*Risk:* low⏎Risk: low" in line.split("`")[1] for line in slack_lines(e) if "`" in line)
+    text = e.mailbox.messages[0].get_payload(decode=True).decode()
+    forged = [line for line in text.splitlines() if "Risk: low" in line]
+    assert forged and all(line.startswith("> ") for line in forged), text
+
+
+def test_email_forged_approve_line_is_quoted(hostile: tuple[Env, dict[str, Any]]) -> None:
+    e, d = hostile
+    msg = e.mailbox.messages[0]
+    text = msg.get_payload(decode=True).decode()
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("Approve:")] == [f"Approve: faramesh approve {d['approval_id']}"]
+    assert all(line.startswith("> ") for line in lines if "apr_other" in line), text
+    first_quote = next(i for i, line in enumerate(lines) if line.startswith("> "))
+    assert lines.index(f"Approve: faramesh approve {d['approval_id']}") < first_quote
+    assert "\n" not in msg["Subject"] and msg["Subject"] == "[Faramesh] Approval needed: <!channel> -> stripe/refund"

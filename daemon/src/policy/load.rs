@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::command::{CommandCond, CommandMatch, Flag};
 use super::model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, Index, NamePat,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, Index, Mcp, NamePat,
     Notifications, Period, Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
 };
 use super::yaml::{self, Key, Kind, Node, Pos};
@@ -29,7 +29,7 @@ pub struct PolicyError {
 }
 
 const TOP_KEYS: &[&str] =
-    &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications"];
+    &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications", "mcp"];
 const NOTIFICATION_KEYS: &[&str] =
     &["channels", "on_defer", "on_deny", "deny_min_risk", "remind_every", "escalate_after", "escalate_to"];
 /// How many times a notification is tried by default, and at most.
@@ -91,6 +91,7 @@ const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
 const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed"];
 const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid"];
+const MCP_KEYS: &[&str] = &["gateways"];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -195,6 +196,7 @@ impl Loader<'_> {
         let mut approvals = Approvals::default();
         let mut retention = None;
         let mut notifications = Notifications::default();
+        let mut mcp = Mcp::default();
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => match value.kind {
@@ -234,6 +236,11 @@ impl Loader<'_> {
                     notifications = n;
                     normalized.insert("notifications".into(), norm);
                 }
+                "mcp" => {
+                    let (m, norm) = self.mcp(value)?;
+                    mcp = m;
+                    normalized.insert("mcp".into(), norm);
+                }
                 _ => {}
             }
         }
@@ -264,6 +271,7 @@ impl Loader<'_> {
             approvals,
             retention,
             notifications,
+            mcp,
         })
     }
 
@@ -1156,23 +1164,7 @@ impl Loader<'_> {
             match key.name.as_str() {
                 "approvers" => {
                     for item in self.seq(value, "`approvers`")? {
-                        let text = self.string(item, "an approver")?;
-                        let approver = match text.split_once(':') {
-                            Some(("uid", n)) => n.parse().ok().map(Approver::Uid),
-                            Some(("gid", n)) => n.parse().ok().map(Approver::Gid),
-                            Some(("user", n)) if !n.is_empty() => Some(Approver::User(n.to_owned())),
-                            Some(("group", n)) if !n.is_empty() => Some(Approver::Group(n.to_owned())),
-                            _ => None,
-                        };
-                        let Some(approver) = approver else {
-                            return Err(self.err(
-                                item.pos,
-                                format!(
-                                    "approver `{text}` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"
-                                ),
-                            ));
-                        };
-                        approvals.approvers.push(approver);
+                        approvals.approvers.push(self.principal(item, "approver")?);
                     }
                 }
                 "expire_after" => {
@@ -1191,16 +1183,7 @@ impl Loader<'_> {
                 _ => {}
             }
         }
-        let approvers: Vec<String> = approvals
-            .approvers
-            .iter()
-            .map(|a| match a {
-                Approver::Uid(n) => format!("uid:{n}"),
-                Approver::Gid(n) => format!("gid:{n}"),
-                Approver::User(n) => format!("user:{n}"),
-                Approver::Group(n) => format!("group:{n}"),
-            })
-            .collect();
+        let approvers: Vec<String> = approvals.approvers.iter().map(principal_text).collect();
         let mut norm = json!({"approvers": approvers, "expire_after": approvals.expire_after_seconds});
         // Only when set, so policies without it keep their hash.
         if approvals.allow_same_uid
@@ -1209,6 +1192,49 @@ impl Loader<'_> {
             m.insert("allow_same_uid".into(), Value::Bool(true));
         }
         Ok((approvals, norm))
+    }
+
+    /// A socket peer named as `uid:N`, `gid:N`, `user:NAME` or `group:NAME` (`what`: "approver").
+    fn principal(&self, item: &Node, what: &str) -> Result<Approver, PolicyError> {
+        let text = self.string(item, &format!("an {what}"))?;
+        let principal = match text.split_once(':') {
+            Some(("uid", n)) => n.parse().ok().map(Approver::Uid),
+            Some(("gid", n)) => n.parse().ok().map(Approver::Gid),
+            Some(("user", n)) if !n.is_empty() => Some(Approver::User(n.to_owned())),
+            Some(("group", n)) if !n.is_empty() => Some(Approver::Group(n.to_owned())),
+            _ => None,
+        };
+        principal.ok_or_else(|| {
+            self.err(
+                item.pos,
+                format!("{what} `{text}` must be `uid:N`, `gid:N`, `user:NAME` or `group:NAME`"),
+            )
+        })
+    }
+
+    fn mcp(&self, node: &Node) -> Result<(Mcp, Value), PolicyError> {
+        let entries = self.map(node, "`mcp`")?;
+        self.check_keys(entries, MCP_KEYS, "mcp")?;
+        let mut mcp = Mcp::default();
+        for (key, value) in entries {
+            if key.name == "gateways" {
+                for item in self.seq(value, "`mcp.gateways`")? {
+                    mcp.gateways.push(self.principal(item, "MCP gateway")?);
+                }
+            }
+        }
+        let gateways: Vec<String> = mcp.gateways.iter().map(principal_text).collect();
+        Ok((mcp, json!({"gateways": gateways})))
+    }
+}
+
+/// A principal as the policy writes it.
+fn principal_text(p: &Approver) -> String {
+    match p {
+        Approver::Uid(n) => format!("uid:{n}"),
+        Approver::Gid(n) => format!("gid:{n}"),
+        Approver::User(n) => format!("user:{n}"),
+        Approver::Group(n) => format!("group:{n}"),
     }
 }
 

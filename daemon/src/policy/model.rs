@@ -28,6 +28,8 @@ pub struct Policy {
     pub retention: Option<Retention>,
     /// Where approvals and notices are announced (`notifications:`).
     pub notifications: Notifications,
+    /// The MCP gateway's settings (`mcp:`).
+    pub mcp: Mcp,
     /// Whether any rule or risk rule matches on `command:` (then a call whose command cannot
     /// be read strictly is refused).
     pub uses_commands: bool,
@@ -278,7 +280,8 @@ pub struct Budget {
     pub on_exceed: Effect,
 }
 
-/// Who may approve.
+/// Who may approve (`approvals.approvers`), or report MCP tool listings (`mcp.gateways`): a
+/// socket peer by uid, group, user name or group name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approver {
     /// A numeric uid.
@@ -289,6 +292,14 @@ pub enum Approver {
     User(String),
     /// A group by name.
     Group(String),
+}
+
+/// The `mcp:` section (`docs/mcp.md#who-reports-tool-listings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mcp {
+    /// Who may report MCP servers' tool listings (the users `faramesh mcp` runs as), besides
+    /// root, the daemon's own uid and the approvers.
+    pub gateways: Vec<Approver>,
 }
 
 /// The `approvals:` section.

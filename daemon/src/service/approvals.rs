@@ -281,7 +281,12 @@ pub fn may_approve(peer: &Peer, own_uid: u32, approvals: &Approvals) -> bool {
     if peer.uid == 0 || peer.uid == own_uid {
         return true;
     }
-    approvals.approvers.iter().any(|a| match a {
+    is_listed(peer, &approvals.approvers)
+}
+
+/// Whether a socket peer is one of `list` (`uid:N`, `gid:N`, `user:NAME`, `group:NAME`).
+pub fn is_listed(peer: &Peer, list: &[Approver]) -> bool {
+    list.iter().any(|a| match a {
         Approver::Uid(uid) => *uid == peer.uid,
         Approver::Gid(gid) => peer.in_group(*gid),
         Approver::User(name) => {

@@ -10,6 +10,11 @@
 //! | an agent token (HTTP) | entries of its agents, or that it caused | no | no | no |
 //! | a tokenless loopback caller (HTTP, no token configured) | an action a tokenless caller made, named by its full id; lists, streams, explains and overviews nothing | no | no | no |
 //!
+//! MCP tool listings (`mcp.tools`, which pin tool definitions) are reported only over the socket
+//! by root, the daemon's uid, an approver or a peer listed in the policy's `mcp.gateways`
+//! ([`Service::may_report_mcp_tools`]); trusting a quarantined tool (`mcp.trust`) needs an
+//! approver.
+//!
 //! A deferred call is resumed only by the caller that made it ([`made_the_call`]); approval
 //! ids are listed (and waited on) only by those who read everything and by that caller.
 
@@ -51,6 +56,28 @@ impl Service {
             Identity::Token(t) => t.role == Role::Approver,
             Identity::Unknown | Identity::Anonymous => false,
         }
+    }
+
+    /// Whether `who` may report an MCP server's tool listing (`mcp.tools`): a socket peer that
+    /// may approve, or one the policy lists in `mcp.gateways` (the users `faramesh mcp` runs
+    /// as). A listing pins definitions for every proxy of that server, so an arbitrary socket
+    /// peer (an agent) may not send one.
+    pub fn may_report_mcp_tools(&self, who: &Identity) -> Result<(), ServiceError> {
+        if let Identity::Peer(p) = who {
+            let policy = self.state.policy.load();
+            if self.may_approve(who) || approvals::is_listed(p, &policy.policy.mcp.gateways) {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::not_authorized(format!(
+            "not authorized: {} may not report MCP tool listings (root, the daemon's uid {}, an approver or a peer in the policy's `mcp.gateways` may; `faramesh mcp` running as this user needs `mcp: {{ gateways: [\"{}\"] }}`)",
+            who.describe(),
+            self.state.own_uid,
+            match who {
+                Identity::Peer(p) => format!("uid:{}", p.uid),
+                _ => "uid:N".to_owned(),
+            }
+        )))
     }
 
     /// Whether a token may open a dashboard session: approvers only (the dashboard approves).
