@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -19,7 +19,7 @@ use faramesh_proto::{Effect, GovernAnswer};
 use serde_json::{Map, Value, json};
 
 use crate::args::SocketArg;
-use crate::client;
+use crate::{client, hook_paths};
 
 /// The longest hook payload read from stdin.
 const MAX_PAYLOAD: u64 = 4 << 20;
@@ -253,61 +253,227 @@ fn block(host: Option<Host>, reason: &str) -> ExitCode {
 
 /// The call the policy sees for a Claude Code tool: `Bash` → `shell`/`exec` (the command in
 /// `command`), `Read` → `file`/`read`, `Write` → `file`/`write`, `Edit`, `MultiEdit` and
-/// `NotebookEdit` → `file`/`edit`, `Glob` and `Grep` → `file`/`search` (each with the absolute
-/// `path`), `WebFetch` → `http`/`get` (with `url`), `mcp__server__tool` → `server`/`tool` (as
-/// `faramesh mcp --tool-prefix server` names it), any other tool → its own name, `invoke`.
+/// `NotebookEdit` → `file`/`edit`, `Glob` and `Grep` → `file`/`search` (each with `path`, read
+/// as Claude Code opens it), `WebFetch` → `http`/`get` (with `url`), `mcp__server__tool` →
+/// `server`/`tool` (as `faramesh mcp --tool-prefix server` names it), any other tool → its own
+/// name, `invoke`.
 pub(crate) fn claude_code_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
-    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
-        "Bash" => ("shell", "exec", &[]),
-        "Read" => ("file", "read", &["file_path"]),
-        "Write" => ("file", "write", &["file_path"]),
-        "Edit" | "MultiEdit" => ("file", "edit", &["file_path"]),
-        "NotebookEdit" => ("file", "edit", &["notebook_path"]),
-        "Glob" | "Grep" => ("file", "search", &["path"]),
-        "WebFetch" => ("http", "get", &[]),
-        other => return Ok(by_name(other, input)),
-    };
-    with_path(tool, op, input, paths)
+    match tool_name {
+        "Bash" => plain("shell", "exec", input),
+        "Read" => one_path("file", "read", input, &["file_path"], false),
+        "Write" => one_path("file", "write", input, &["file_path"], false),
+        "Edit" | "MultiEdit" => one_path("file", "edit", input, &["file_path"], false),
+        "NotebookEdit" => one_path("file", "edit", input, &["notebook_path"], false),
+        "Glob" => pattern_path("file", "search", input, "pattern", &[]),
+        "Grep" => one_path("file", "search", input, &[], true),
+        "WebFetch" => plain("http", "get", input),
+        other => Ok(by_name(other, input)),
+    }
 }
 
-/// A host tool read as a policy call: `(tool, operation, args)`, or why it cannot be decided on.
-pub(crate) type Mapped = Result<(String, String, Map<String, Value>), String>;
+/// A host tool read as a policy call (its paths as the host gave them), or why it cannot be
+/// decided on.
+pub(crate) type Mapped = Result<Call, String>;
+
+/// A host tool read as a policy call.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Call {
+    tool: String,
+    op: String,
+    args: Map<String, Value>,
+    /// The paths the tool acts on, as the host gave them.
+    files: Files,
+}
+
+/// Where a file tool acts, as the host gave it (read as the host opens it by
+/// [`resolve_call`]).
+#[derive(Debug, Clone, PartialEq)]
+enum Files {
+    /// Not a file tool.
+    None,
+    /// One path; `None`: the working directory (the tool's default).
+    One(Option<String>),
+    /// A glob pattern, under a directory (`None`: the working directory).
+    Pattern { dir: Option<String>, pattern: String },
+    /// Several paths or glob patterns (Gemini CLI's `read_many_files`).
+    Patterns(Vec<String>),
+    /// The files a patch names.
+    Patch(Vec<String>),
+}
+
+fn plain(tool: &str, op: &str, input: &Map<String, Value>) -> Mapped {
+    Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files: Files::None })
+}
 
 /// A tool with no policy name of its own: an MCP tool (`mcp__server__tool` → `server`/`tool`,
-/// as `faramesh mcp --tool-prefix server` names it), else its own name, `invoke`.
-fn by_name(name: &str, input: &Map<String, Value>) -> (String, String, Map<String, Value>) {
-    match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
-        Some((server, tool)) => (server.to_owned(), tool.to_owned(), input.clone()),
-        None => (name.to_owned(), "invoke".to_owned(), input.clone()),
+/// as `faramesh mcp --tool-prefix server` names it), else its own name, `invoke`. Its arguments
+/// are passed as the host gave them.
+fn by_name(name: &str, input: &Map<String, Value>) -> Call {
+    let (tool, op) = match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+        Some((server, tool)) => (server.to_owned(), tool.to_owned()),
+        None => (name.to_owned(), "invoke".to_owned()),
+    };
+    Call { tool, op, args: input.clone(), files: Files::None }
+}
+
+/// The one path named by `keys` (or `path`), as a string; `None` when none is given. Two
+/// different paths in one input are refused: the policy must decide on the file the tool will
+/// use, and the hook cannot know which one that is.
+fn named_path(tool: &str, input: &Map<String, Value>, keys: &[&str]) -> Result<Option<String>, String> {
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    for key in keys.iter().chain(["path"].iter()) {
+        match input.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => found.push((key, s)),
+            Some(_) => return Err(format!("`{key}` in the `{tool}` input is not a string")),
+        }
+    }
+    found.dedup_by(|a, b| a.1 == b.1);
+    match found.as_slice() {
+        [] => Ok(None),
+        [(_, one)] => Ok(Some((*one).to_owned())),
+        _ => Err(format!(
+            "`{tool}` input names more than one path ({}): the hook cannot tell which file the tool uses",
+            found.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
-/// The call with `path` set to the file the tool acts on, read from `keys` (and an existing
-/// `path`). Two different paths in one input are refused: the policy must decide on the file
-/// the tool will use, and the hook cannot know which one that is.
-fn with_path(tool: &str, op: &str, input: &Map<String, Value>, keys: &[&str]) -> Mapped {
-    let mut args = input.clone();
-    let mut found: Vec<&Value> = keys.iter().chain(["path"].iter()).filter_map(|k| input.get(*k)).collect();
-    found.dedup();
-    match found.as_slice() {
-        [] => {}
-        [one] if !keys.is_empty() => {
-            args.insert("path".into(), (*one).clone());
-        }
-        [_] => {}
-        _ => {
-            return Err(format!(
-                "`{tool}` input names more than one path ({}): the hook cannot tell which file the tool uses",
-                keys.iter()
-                    .chain(["path"].iter())
-                    .filter(|k| input.contains_key(**k))
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+/// A tool acting on the one path under `keys` (or `path`); without one, on the working
+/// directory when `default_cwd` (search tools), else refused.
+fn one_path(tool: &str, op: &str, input: &Map<String, Value>, keys: &[&str], default_cwd: bool) -> Mapped {
+    let path = named_path(tool, input, keys)?;
+    if path.is_none() && !default_cwd {
+        let keys: Vec<&str> = keys.iter().chain(["path"].iter()).copied().collect();
+        return Err(format!("the `{tool}` input names no path (`{}`)", keys.join("`, `")));
+    }
+    Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files: Files::One(path) })
+}
+
+/// A tool matching the glob pattern under `pattern_key`, under the directory under `dir_keys`
+/// (or `path`; else the working directory).
+fn pattern_path(
+    tool: &str,
+    op: &str,
+    input: &Map<String, Value>,
+    pattern_key: &str,
+    dir_keys: &[&str],
+) -> Mapped {
+    let dir = named_path(tool, input, dir_keys)?;
+    let Some(Value::String(pattern)) = input.get(pattern_key) else {
+        return Err(format!("the `{tool}` input names no `{pattern_key}` (a string)"));
+    };
+    let files = Files::Pattern { dir, pattern: pattern.clone() };
+    Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files })
+}
+
+/// A tool reading every path or glob pattern of the lists under `keys` (Gemini CLI's
+/// `read_many_files`: `paths` and `include`); a list it cannot read, or none, is refused.
+fn path_lists(tool: &str, op: &str, input: &Map<String, Value>, keys: &[&str]) -> Mapped {
+    let mut all = Vec::new();
+    for key in keys {
+        match input.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let Some(s) = item.as_str() else {
+                        return Err(format!("`{key}` is not a list of paths (it holds {item})"));
+                    };
+                    all.push(s.to_owned());
+                }
+            }
+            Some(other) => return Err(format!("`{key}` is not a list of paths (it is {other})")),
         }
     }
-    Ok((tool.to_owned(), op.to_owned(), args))
+    let names = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ");
+    if all.is_empty() {
+        return Err(format!("the input names no path to read ({names} are missing or empty)"));
+    }
+    if all.len() > hook_paths::MAX_PATHS {
+        return Err(format!(
+            "{names} name {} paths, more than the {} one call may",
+            all.len(),
+            hook_paths::MAX_PATHS
+        ));
+    }
+    Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files: Files::Patterns(all) })
+}
+
+/// A tool applying the patch under `key`: every file its headers name (`*** Update File: …`);
+/// a patch naming none is refused.
+fn patch_paths(tool: &str, op: &str, input: &Map<String, Value>, key: &str) -> Mapped {
+    let Some(Value::String(text)) = input.get(key) else {
+        return Err(format!("the input has no patch text in `{key}`"));
+    };
+    let files = hook_paths::patch_files(text);
+    if files.is_empty() {
+        return Err(
+            "the patch names no file (`*** Add File:`, `*** Update File:`, `*** Delete File:`)".into()
+        );
+    }
+    if files.len() > hook_paths::MAX_PATHS {
+        return Err(format!(
+            "the patch names {} files, more than the {} one call may",
+            files.len(),
+            hook_paths::MAX_PATHS
+        ));
+    }
+    Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files: Files::Patch(files) })
+}
+
+/// A call with its paths read as the host opens them (`hook_paths`): `path` set in its
+/// arguments for a tool acting on one path, `paths` (and `path` when there is exactly one) for
+/// a tool acting on several.
+struct Resolved {
+    tool: String,
+    op: String,
+    args: Map<String, Value>,
+    /// Every path the call acts on (decided one by one when there are several).
+    paths: Vec<String>,
+    /// What could not be followed (a dangling or unreadable symlink).
+    notes: Vec<String>,
+}
+
+/// Reads the paths of `call` against the working directory `cwd`: the call the policy sees, or
+/// why the hook refuses it.
+fn resolve_call(call: Call, cwd: &Result<PathBuf, String>) -> Result<Resolved, String> {
+    let Call { tool, op, mut args, files } = call;
+    let (found, several) = match &files {
+        Files::None => (Vec::new(), false),
+        Files::One(Some(raw)) => (vec![hook_paths::resolve(raw, cwd)?], false),
+        Files::One(None) => (vec![hook_paths::resolve(".", cwd)?], false),
+        Files::Pattern { dir, pattern } => {
+            (vec![hook_paths::resolve_pattern(pattern, dir.as_deref(), cwd)?], false)
+        }
+        Files::Patterns(list) => {
+            let found =
+                list.iter().map(|p| hook_paths::resolve_pattern(p, None, cwd)).collect::<Result<_, _>>()?;
+            (found, true)
+        }
+        Files::Patch(list) => {
+            (list.iter().map(|p| hook_paths::resolve(p, cwd)).collect::<Result<_, _>>()?, true)
+        }
+    };
+    let mut paths: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+    for r in found {
+        if !paths.contains(&r.path) {
+            paths.push(r.path);
+        }
+        notes.extend(r.note);
+    }
+    if files == Files::None {
+        return Ok(Resolved { tool, op, args, paths, notes });
+    }
+    if several {
+        args.insert("paths".into(), json!(paths));
+    }
+    if let [one] = paths.as_slice() {
+        args.insert("path".into(), json!(one));
+    } else {
+        args.remove("path");
+    }
+    Ok(Resolved { tool, op, args, paths, notes })
 }
 
 /// A hook payload, read: the call the policy sees, and what the host said about it.
@@ -388,7 +554,7 @@ fn read_incoming(host: Host, payload: &Map<String, Value>) -> Result<Incoming, S
                     let command = text("command").ok_or("the hook payload has no `command`")?;
                     let mut args = Map::new();
                     args.insert("command".into(), json!(command));
-                    ("Shell".to_owned(), Ok(("shell".to_owned(), "exec".to_owned(), args)))
+                    ("Shell".to_owned(), plain("shell", "exec", &args))
                 }
                 "beforeMCPExecution" | "afterMCPExecution" => {
                     let name = text("tool_name").ok_or("the hook payload has no `tool_name`")?;
@@ -401,7 +567,7 @@ fn read_incoming(host: Host, payload: &Map<String, Value>) -> Result<Incoming, S
                     let path = text("file_path").ok_or("the hook payload has no `file_path`")?;
                     let mut args = Map::new();
                     args.insert("path".into(), json!(path));
-                    ("Read".to_owned(), Ok(("file".to_owned(), "read".to_owned(), args)))
+                    ("Read".to_owned(), one_path("file", "read", &args, &[], false))
                 }
                 other => {
                     return Err(format!(
@@ -453,7 +619,16 @@ fn read_incoming(host: Host, payload: &Map<String, Value>) -> Result<Incoming, S
         Host::CopilotCli => {
             // Copilot CLI names no event: a payload with the tool's result is `postToolUse`.
             let tool_name = text("toolName").ok_or("the hook payload has no `toolName`")?;
-            let input = object_input(payload.get("toolArgs"), "toolArgs")?;
+            let input = match (object_input(payload.get("toolArgs"), "toolArgs"), payload.get("toolArgs")) {
+                (Ok(input), _) => input,
+                // `apply_patch` is a free-form tool: its arguments may be the patch itself.
+                (Err(_), Some(Value::String(patch))) if tool_name == "apply_patch" => {
+                    let mut input = Map::new();
+                    input.insert("input".into(), json!(patch));
+                    input
+                }
+                (Err(why), _) => return Err(why),
+            };
             keep("cwd", payload.get("cwd"));
             let outcome = payload.get("toolResult").map(|r| {
                 let kind = r.get("resultType").and_then(Value::as_str).unwrap_or("failure");
@@ -493,48 +668,53 @@ fn object_input(v: Option<&Value>, key: &str) -> Result<Map<String, Value>, Stri
 
 /// Cursor's MCP tool: `MCP:server:tool` → `server`/`tool`, `mcp__server__tool` likewise, a bare
 /// tool name → `mcp`/`tool` (as `faramesh mcp` names tools in HTTP mode).
-fn cursor_mcp_call(name: &str, input: Map<String, Value>) -> (String, String, Map<String, Value>) {
-    if let Some((server, tool)) = name.strip_prefix("MCP:").and_then(|rest| rest.split_once(':')) {
-        return (server.to_owned(), tool.to_owned(), input);
-    }
-    match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
-        Some((server, tool)) => (server.to_owned(), tool.to_owned(), input),
-        None => ("mcp".to_owned(), name.to_owned(), input),
-    }
+fn cursor_mcp_call(name: &str, input: Map<String, Value>) -> Call {
+    let (tool, op) = match name.strip_prefix("MCP:").and_then(|rest| rest.split_once(':')) {
+        Some((server, tool)) => (server, tool),
+        None => match name.strip_prefix("mcp__").and_then(|rest| rest.split_once("__")) {
+            Some((server, tool)) => (server, tool),
+            None => ("mcp", name),
+        },
+    };
+    Call { tool: tool.to_owned(), op: op.to_owned(), args: input, files: Files::None }
 }
 
 /// The call GitHub Copilot CLI's tool becomes: `bash` → `shell`/`exec` (the command in
-/// `command`), `view` → `file`/`read`, `create` → `file`/`write`, `edit` → `file`/`edit` (each
-/// with `path`), `web_fetch` → `http`/`get` (`url`), `mcp__server__tool` → `server`/`tool`, any
-/// other tool → its own name, `invoke`.
+/// `command`), `view` → `file`/`read`, `create` → `file`/`write`, `edit` and `apply_patch` →
+/// `file`/`edit`, `glob`, `grep` and `rg` → `file`/`search` (each with its paths, read as
+/// Copilot CLI opens them), `web_fetch` → `http`/`get` (`url`), `mcp__server__tool` →
+/// `server`/`tool`, any other tool → its own name, `invoke`.
 pub(crate) fn copilot_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
-    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
-        "bash" => ("shell", "exec", &[]),
-        "view" => ("file", "read", &["file_path"]),
-        "create" => ("file", "write", &["file_path"]),
-        "edit" => ("file", "edit", &["file_path"]),
-        "web_fetch" => ("http", "get", &[]),
-        other => return Ok(by_name(other, input)),
-    };
-    with_path(tool, op, input, paths)
+    match tool_name {
+        "bash" => plain("shell", "exec", input),
+        "view" => one_path("file", "read", input, &["file_path"], false),
+        "create" => one_path("file", "write", input, &["file_path"], false),
+        "edit" => one_path("file", "edit", input, &["file_path"], false),
+        "apply_patch" => patch_paths("file", "edit", input, "input"),
+        "glob" => pattern_path("file", "search", input, "pattern", &[]),
+        "grep" | "rg" => one_path("file", "search", input, &[], true),
+        "web_fetch" => plain("http", "get", input),
+        other => Ok(by_name(other, input)),
+    }
 }
 
 /// The call OpenCode's tool becomes: `bash` → `shell`/`exec` (the command in `command`),
 /// `read` → `file`/`read`, `write` → `file`/`write`, `edit`, `multiedit` and `patch` →
-/// `file`/`edit` (each with `path`), `glob`, `grep` and `list` → `file`/`search`, `webfetch` →
-/// `http`/`get` (`url`), `mcp__server__tool` → `server`/`tool`, any other tool → its own name,
-/// `invoke`.
+/// `file`/`edit`, `glob`, `grep` and `list` → `file`/`search` (each with its paths, read as
+/// OpenCode opens them), `webfetch` → `http`/`get` (`url`), `mcp__server__tool` →
+/// `server`/`tool`, any other tool → its own name, `invoke`.
 pub(crate) fn opencode_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
-    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
-        "bash" => ("shell", "exec", &[]),
-        "read" => ("file", "read", &["filePath"]),
-        "write" => ("file", "write", &["filePath"]),
-        "edit" | "multiedit" | "patch" => ("file", "edit", &["filePath"]),
-        "glob" | "grep" | "list" => ("file", "search", &[]),
-        "webfetch" => ("http", "get", &[]),
-        other => return Ok(by_name(other, input)),
-    };
-    with_path(tool, op, input, paths)
+    match tool_name {
+        "bash" => plain("shell", "exec", input),
+        "read" => one_path("file", "read", input, &["filePath"], false),
+        "write" => one_path("file", "write", input, &["filePath"], false),
+        "edit" | "multiedit" => one_path("file", "edit", input, &["filePath"], false),
+        "patch" => patch_paths("file", "edit", input, "patchText"),
+        "glob" => pattern_path("file", "search", input, "pattern", &[]),
+        "grep" | "list" => one_path("file", "search", input, &[], true),
+        "webfetch" => plain("http", "get", input),
+        other => Ok(by_name(other, input)),
+    }
 }
 
 fn on_event(
@@ -548,7 +728,9 @@ fn on_event(
         Ok(i) => i,
         Err(why) => return Ok(block(Some(host), &format!("Faramesh refused the call: {why}"))),
     };
-    let (tool, operation, args) = match incoming.mapped {
+    // Paths are read as the host opens them, against the working directory it gave.
+    let cwd = hook_paths::working_dir(incoming.context.get("cwd").and_then(Value::as_str));
+    let call = match incoming.mapped.and_then(|call| resolve_call(call, &cwd)) {
         Ok(call) => call,
         Err(why) => return Ok(block(Some(host), &format!("Faramesh refused the call: {why}"))),
     };
@@ -557,11 +739,28 @@ fn on_event(
     let mut context = incoming.context;
     context.insert("host".into(), json!(host.name()));
     context.insert("host_tool".into(), json!(incoming.host_tool));
-    let call =
-        json!({"agent_id": agent, "tool": tool, "operation": operation, "args": args, "context": context});
-    let key = call_key(incoming.call_id.as_deref(), &call);
+    if !call.notes.is_empty() {
+        context.insert("path_note".into(), json!(call.notes.join("; ")));
+    }
+    let whole = json!({"agent_id": agent, "tool": call.tool, "operation": call.op, "args": call.args, "context": context});
+    let key = call_key(incoming.call_id.as_deref(), &whole);
     match incoming.outcome {
-        None => before(host, &incoming.event, socket, call, &key, defer),
+        None => {
+            // A tool acting on several paths is decided once per path, each call with its `path`.
+            let calls = if call.paths.len() > 1 {
+                call.paths
+                    .iter()
+                    .map(|p| {
+                        let mut one = whole.clone();
+                        one["args"]["path"] = json!(p);
+                        (Some(p.clone()), one)
+                    })
+                    .collect()
+            } else {
+                vec![(None, whole)]
+            };
+            before(host, &incoming.event, socket, calls, &key, defer)
+        }
         Some(outcome) => after(host, socket, &key, outcome),
     }
 }
@@ -590,16 +789,19 @@ fn request_hash(call: &Value) -> String {
 /// The call Gemini CLI's tool becomes: `run_shell_command` → `shell`/`exec` (the command in
 /// `command`), `read_file` and `read_many_files` → `file`/`read`, `write_file` → `file`/`write`,
 /// `replace` → `file`/`edit`, `list_directory`, `glob` and `search_file_content` →
-/// `file`/`search` (each with `path`), `web_fetch` → `http`/`get` (`url`: the first URL in its
-/// prompt), `mcp__server__tool` → `server`/`tool`, any other tool → its own name, `invoke`.
+/// `file`/`search` (each with its paths, read as Gemini CLI opens them), `web_fetch` →
+/// `http`/`get` (`url`: the URL in its prompt), `mcp__server__tool` → `server`/`tool`, any
+/// other tool → its own name, `invoke`.
 pub(crate) fn gemini_call(tool_name: &str, input: &Map<String, Value>) -> Mapped {
-    let (tool, op, paths): (&str, &str, &[&str]) = match tool_name {
-        "run_shell_command" => ("shell", "exec", &[]),
-        "read_file" => ("file", "read", &["absolute_path", "file_path"]),
-        "read_many_files" => ("file", "read", &[]),
-        "write_file" => ("file", "write", &["file_path", "absolute_path"]),
-        "replace" => ("file", "edit", &["file_path", "absolute_path"]),
-        "list_directory" | "glob" | "search_file_content" => ("file", "search", &["dir_path"]),
+    match tool_name {
+        "run_shell_command" => plain("shell", "exec", input),
+        "read_file" => one_path("file", "read", input, &["absolute_path", "file_path"], false),
+        "read_many_files" => path_lists("file", "read", input, &["paths", "include"]),
+        "write_file" => one_path("file", "write", input, &["file_path", "absolute_path"], false),
+        "replace" => one_path("file", "edit", input, &["file_path", "absolute_path"], false),
+        "list_directory" => one_path("file", "search", input, &["dir_path"], false),
+        "glob" => pattern_path("file", "search", input, "pattern", &["dir_path"]),
+        "search_file_content" => one_path("file", "search", input, &["dir_path"], true),
         "web_fetch" => {
             // web_fetch fetches every URL in its prompt: one call is decided on one URL.
             let prompt = input.get("prompt").and_then(Value::as_str).unwrap_or_default();
@@ -622,11 +824,10 @@ pub(crate) fn gemini_call(tool_name: &str, input: &Map<String, Value>) -> Mapped
                     ));
                 }
             }
-            return Ok(("http".into(), "get".into(), args));
+            plain("http", "get", &args)
         }
-        other => return Ok(by_name(other, input)),
-    };
-    with_path(tool, op, input, paths)
+        other => Ok(by_name(other, input)),
+    }
 }
 
 fn unreachable(host: Host, socket: &Path, e: &anyhow::Error) -> ExitCode {
@@ -639,68 +840,123 @@ fn unreachable(host: Host, socket: &Path, e: &anyhow::Error) -> ExitCode {
     )
 }
 
+/// One of a tool call's decisions (one per path for a tool acting on several).
+struct Decided {
+    /// The path decided on, when the tool acts on several.
+    path: Option<String>,
+    call: Value,
+    /// Where a refused DEFER's approval waits for the retry.
+    waiting: PathBuf,
+    answer: GovernAnswer,
+}
+
+impl Decided {
+    fn effect(&self) -> Effect {
+        self.answer.decision.effect
+    }
+
+    /// `` `path`: `` before a reason, when the tool acts on several paths.
+    fn on(&self) -> String {
+        self.path.as_deref().map(|p| format!("`{p}`: ")).unwrap_or_default()
+    }
+
+    fn code_and_rule(&self) -> String {
+        let d = &self.answer.decision;
+        let code = serde_json::to_value(d.reason_code).unwrap_or_default();
+        let code = code.as_str().unwrap_or("DENY").to_owned();
+        let rule = d.rule_id.as_deref().map(|r| format!(", rule {r}")).unwrap_or_default();
+        format!("{code}{rule}")
+    }
+}
+
+/// Decides `calls` (one, or one per path) and answers the host: DENY if any is denied, else
+/// DEFER if any waits for a person, PERMIT only if every one is permitted.
 fn before(
     host: Host,
     event: &str,
     socket: &Path,
-    mut call: Value,
+    calls: Vec<(Option<String>, Value)>,
     key: &str,
     defer: Defer,
 ) -> Result<ExitCode> {
-    // A call refused as pending before is retried with its approval: once approved, it runs.
-    let waiting = pending_dir().join(format!("approval-{}", request_hash(&call)));
-    if let Ok(approval) = std::fs::read_to_string(&waiting) {
-        call["approval_id"] = json!(approval.trim());
-    }
-    let answer = match govern(socket, &call) {
-        Ok(a) => a,
-        Err(e) => return Ok(unreachable(host, socket, &e)),
-    };
     let defer = if defer == Defer::Ask && !host.can_ask(event) { Defer::Refuse } else { defer };
-    let answer = match (answer.decision.effect, defer) {
-        (Effect::Defer, Defer::Wait(timeout)) => {
-            wait_and_resume(socket, &call, &answer, timeout).unwrap_or(answer)
+    let mut decided: Vec<Decided> = Vec::new();
+    for (path, mut call) in calls {
+        // A call refused as pending before is retried with its approval: once approved, it runs.
+        let waiting = pending_dir().join(format!("approval-{}", request_hash(&call)));
+        if let Ok(approval) = std::fs::read_to_string(&waiting) {
+            call["approval_id"] = json!(approval.trim());
         }
-        _ => answer,
-    };
-    let d = &answer.decision;
-    let code = serde_json::to_value(d.reason_code).unwrap_or_default();
-    let code = code.as_str().unwrap_or("DENY");
-    let rule = d.rule_id.as_deref().map(|r| format!(", rule {r}")).unwrap_or_default();
-    let (decision, reason) = match d.effect {
-        Effect::Permit => ("allow", format!("Faramesh: allowed ({code}{rule})")),
-        Effect::Deny => ("deny", format!("Faramesh denied this call: {} ({code}{rule})", d.reason)),
-        Effect::Defer => {
-            let approval = answer.approval_id.as_deref().unwrap_or("?");
-            let reason = match defer {
-                Defer::Ask => format!(
-                    "Faramesh: this call needs a person's approval ({}). Approving here runs it; it is recorded as approval {approval}",
-                    d.reason
-                ),
-                Defer::Wait(t) => format!(
-                    "Faramesh: approval {approval} was not decided within {} s ({}): approve it with `faramesh approve {approval}` or in the dashboard, then retry",
-                    t.as_secs(),
-                    d.reason
-                ),
-                Defer::Refuse => format!(
-                    "Faramesh: this call waits for a person's approval ({}): approve it with `faramesh approve {approval}` or in the dashboard, then retry the same call",
-                    d.reason
-                ),
-            };
-            if defer != Defer::Ask {
-                remember(&waiting, approval);
-            }
-            (if defer == Defer::Ask { "ask" } else { "deny" }, reason)
+        let answer = match govern(socket, &call) {
+            Ok(a) => a,
+            Err(e) => return Ok(unreachable(host, socket, &e)),
+        };
+        decided.push(Decided { path, call, waiting, answer });
+        if decided.last().is_some_and(|d| d.effect() == Effect::Deny) {
+            break;
         }
-    };
-    if d.effect != Effect::Defer {
-        let _ = std::fs::remove_file(&waiting);
     }
-    if d.effect == Effect::Permit
-        && let Some(action) = answer.action_id.as_deref()
+    if let Defer::Wait(timeout) = defer
+        && !decided.iter().any(|d| d.effect() == Effect::Deny)
     {
-        remember(&pending_dir().join(key), action);
+        // One time limit for the whole call, however many of its paths wait.
+        let deadline = Instant::now() + timeout;
+        for d in decided.iter_mut().filter(|d| d.effect() == Effect::Defer) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.as_secs() == 0 {
+                break;
+            }
+            if let Some(answer) = wait_and_resume(socket, &d.call, &d.answer, left) {
+                d.answer = answer;
+            }
+        }
     }
+    for d in &decided {
+        match (d.effect(), d.answer.approval_id.as_deref()) {
+            (Effect::Defer, Some(approval)) if defer != Defer::Ask => remember(&d.waiting, approval),
+            (Effect::Defer, _) => {}
+            _ => {
+                let _ = std::fs::remove_file(&d.waiting);
+            }
+        }
+    }
+    let denied = decided.iter().find(|d| d.effect() == Effect::Deny);
+    let deferred: Vec<&Decided> = decided.iter().filter(|d| d.effect() == Effect::Defer).collect();
+    let (decision, reason) = if let Some(d) = denied {
+        let why = &d.answer.decision.reason;
+        ("deny", format!("Faramesh denied this call: {}{why} ({})", d.on(), d.code_and_rule()))
+    } else if !deferred.is_empty() {
+        let reasons = deferred
+            .iter()
+            .map(|d| format!("{}{}", d.on(), d.answer.decision.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let ids: Vec<&str> =
+            deferred.iter().map(|d| d.answer.approval_id.as_deref().unwrap_or("?")).collect();
+        let commands =
+            ids.iter().map(|a| format!("`faramesh approve {a}`")).collect::<Vec<_>>().join(" and ");
+        let ids = ids.join(", ");
+        let reason = match defer {
+            Defer::Ask => format!(
+                "Faramesh: this call needs a person's approval ({reasons}). Approving here runs it; it is recorded as approval {ids}"
+            ),
+            Defer::Wait(t) => format!(
+                "Faramesh: approval {ids} was not decided within {} s ({reasons}): approve it with {commands} or in the dashboard, then retry",
+                t.as_secs()
+            ),
+            Defer::Refuse => format!(
+                "Faramesh: this call waits for a person's approval ({reasons}): approve it with {commands} or in the dashboard, then retry the same call"
+            ),
+        };
+        (if defer == Defer::Ask { "ask" } else { "deny" }, reason)
+    } else {
+        let each = decided.iter().map(|d| format!("{}{}", d.on(), d.code_and_rule())).collect::<Vec<_>>();
+        let actions: Vec<&str> = decided.iter().filter_map(|d| d.answer.action_id.as_deref()).collect();
+        if !actions.is_empty() {
+            remember(&pending_dir().join(key), &actions.join("\n"));
+        }
+        ("allow", format!("Faramesh: allowed ({})", each.join("; ")))
+    };
     let out = match host {
         Host::ClaudeCode => json!({"hookSpecificOutput": {
             "hookEventName": "PreToolUse",
@@ -772,8 +1028,9 @@ fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitC
     if matches!(host, Host::GeminiCli | Host::Cursor | Host::Opencode) {
         println!("{{}}");
     }
+    // The permitted call's action (one per path for a tool acting on several, one a line).
     let file = pending_dir().join(key);
-    let Ok(action) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
+    let Ok(actions) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
     let _ = std::fs::remove_file(&file);
     let text = outcome.result.to_string();
     let result = if text.len() <= MAX_RESULT_BYTES {
@@ -781,15 +1038,17 @@ fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitC
     } else {
         json!({"truncated": true, "bytes": text.len()})
     };
-    let mut report = json!({"id": action.trim(), "success": outcome.success, "result": result});
-    if let Some(error) = outcome.error {
-        report["error"] = error;
-    }
-    // The outcome is a record, not a decision: a daemon that went away meanwhile is reported
-    // on stderr and does not fail the (already run) tool.
-    let started = client::call(socket, "action.start", json!({"id": action.trim()}));
-    if let Err(e) = started.and_then(|_| client::call(socket, "action.result", report)) {
-        eprintln!("faramesh: could not record the outcome of action {}: {e:#}", action.trim());
+    for action in actions.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        let mut report = json!({"id": action, "success": outcome.success, "result": result});
+        if let Some(error) = &outcome.error {
+            report["error"] = error.clone();
+        }
+        // The outcome is a record, not a decision: a daemon that went away meanwhile is
+        // reported on stderr and does not fail the (already run) tool.
+        let started = client::call(socket, "action.start", json!({"id": action}));
+        if let Err(e) = started.and_then(|_| client::call(socket, "action.result", report)) {
+            eprintln!("faramesh: could not record the outcome of action {action}: {e:#}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1058,67 +1317,104 @@ mod tests {
         assert!(!is_hook_run(args(&["faramesh", "list"])));
     }
 
+    fn input(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    /// `(tool, op, args[key])` of a mapped call.
+    fn seen(call: &Call, key: &str) -> (String, String, Value) {
+        (call.tool.clone(), call.op.clone(), call.args.get(key).cloned().unwrap_or(Value::Null))
+    }
+
+    fn one(p: &str) -> Files {
+        Files::One(Some(p.into()))
+    }
+
     #[test]
     fn claude_code_tools_map_to_policy_tools() {
-        let input = |v: Value| v.as_object().cloned().unwrap();
-        let (t, o, a) =
-            claude_code_call("Bash", &input(json!({"command": "rm -rf /", "description": "x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
-        let (t, o, a) =
+        let c = claude_code_call("Bash", &input(json!({"command": "rm -rf /", "description": "x"}))).unwrap();
+        assert_eq!(seen(&c, "command"), ("shell".into(), "exec".into(), json!("rm -rf /")));
+        assert_eq!(c.files, Files::None);
+        let c =
             claude_code_call("Edit", &input(json!({"file_path": "/etc/hosts", "old_string": "a"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/etc/hosts")));
-        let (t, o, _) = claude_code_call("WebFetch", &input(json!({"url": "https://example.com"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
-        let (t, o, _) = claude_code_call("mcp__github__create_issue", &Map::new()).unwrap();
-        assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
-        let (t, o, _) = claude_code_call("Task", &Map::new()).unwrap();
-        assert_eq!((t.as_str(), o.as_str()), ("Task", "invoke"));
+        assert_eq!((c.tool.as_str(), c.op.as_str(), &c.files), ("file", "edit", &one("/etc/hosts")));
+        let c = claude_code_call("Glob", &input(json!({"pattern": "../*.pem"}))).unwrap();
+        assert_eq!(c.files, Files::Pattern { dir: None, pattern: "../*.pem".into() });
+        assert_eq!(
+            claude_code_call("Grep", &input(json!({"pattern": "x"}))).unwrap().files,
+            Files::One(None)
+        );
+        let c = claude_code_call("WebFetch", &input(json!({"url": "https://example.com"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str()), ("http", "get"));
+        let c = claude_code_call("mcp__github__create_issue", &Map::new()).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str()), ("github", "create_issue"));
+        let c = claude_code_call("Task", &Map::new()).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str()), ("Task", "invoke"));
         let two = input(json!({"file_path": "/etc/hosts", "path": "/tmp/x"}));
         assert!(claude_code_call("Edit", &two).is_err(), "the hook cannot tell which file Edit writes");
+        assert!(claude_code_call("Read", &Map::new()).unwrap_err().contains("names no path"));
+        assert!(
+            claude_code_call("Read", &input(json!({"file_path": 7}))).unwrap_err().contains("not a string")
+        );
     }
 
     #[test]
     fn gemini_cli_tools_map_to_policy_tools() {
-        let input = |v: Value| v.as_object().cloned().unwrap();
-        let (t, o, a) = gemini_call("run_shell_command", &input(json!({"command": "rm -rf /"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("rm -rf /")));
-        let (t, o, a) = gemini_call("read_file", &input(json!({"absolute_path": "/etc/passwd"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "read", &json!("/etc/passwd")));
-        let (t, o, a) =
-            gemini_call("replace", &input(json!({"file_path": "/a", "old_string": "x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/a")));
-        let (t, o, a) =
+        let c = gemini_call("run_shell_command", &input(json!({"command": "rm -rf /"}))).unwrap();
+        assert_eq!(seen(&c, "command"), ("shell".into(), "exec".into(), json!("rm -rf /")));
+        let c = gemini_call("read_file", &input(json!({"absolute_path": "/etc/passwd"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str(), &c.files), ("file", "read", &one("/etc/passwd")));
+        let c = gemini_call("replace", &input(json!({"file_path": "/a", "old_string": "x"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str(), &c.files), ("file", "edit", &one("/a")));
+        let c =
+            gemini_call("read_many_files", &input(json!({"paths": ["a", "b/*"], "include": ["c"]}))).unwrap();
+        assert_eq!(c.files, Files::Patterns(vec!["a".into(), "b/*".into(), "c".into()]));
+        for bad in [json!({}), json!({"paths": "a"}), json!({"paths": [1]}), json!({"include": []})] {
+            assert!(
+                gemini_call("read_many_files", &input(bad.clone())).unwrap_err().contains("`paths`"),
+                "{bad}"
+            );
+        }
+        let c = gemini_call("glob", &input(json!({"pattern": "*.rs", "dir_path": "src"}))).unwrap();
+        assert_eq!(c.files, Files::Pattern { dir: Some("src".into()), pattern: "*.rs".into() });
+        let c =
             gemini_call("web_fetch", &input(json!({"prompt": "Summarize https://example.com/a."}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["url"]), ("http", "get", &json!("https://example.com/a")));
-        let (t, o, _) = gemini_call("mcp__github__create_issue", &Map::new()).unwrap();
-        assert_eq!((t.as_str(), o.as_str()), ("github", "create_issue"));
+        assert_eq!(seen(&c, "url"), ("http".into(), "get".into(), json!("https://example.com/a")));
+        let c = gemini_call("mcp__github__create_issue", &Map::new()).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str()), ("github", "create_issue"));
         // The policy decides on the file the tool uses: two different paths are refused.
         let two = input(json!({"absolute_path": "/etc/shadow", "file_path": "/home/me/ok"}));
         assert!(gemini_call("read_file", &two).unwrap_err().contains("more than one path"));
         let same = input(json!({"absolute_path": "/a", "path": "/a"}));
-        assert_eq!(gemini_call("read_file", &same).unwrap().2["path"], "/a");
+        assert_eq!(gemini_call("read_file", &same).unwrap().files, one("/a"));
         let urls = input(json!({"prompt": "Compare https://a.example/x and https://b.example/y"}));
         assert!(gemini_call("web_fetch", &urls).unwrap_err().contains("2 URLs"));
     }
 
     #[test]
     fn cursor_and_copilot_tools_map_to_policy_tools() {
-        let input = |v: Value| v.as_object().cloned().unwrap();
-        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).0, "github");
-        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).1, "create_issue");
-        assert_eq!(cursor_mcp_call("query", Map::new()).0, "mcp");
-        let (t, o, a) = copilot_call("bash", &input(json!({"command": "ls", "description": "x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("ls")));
-        let (t, o, a) = copilot_call("create", &input(json!({"path": "/a", "file_text": "x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "write", &json!("/a")));
-        let (t, o, _) = copilot_call("web_fetch", &input(json!({"url": "https://x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str()), ("http", "get"));
-        assert_eq!(copilot_call("report_intent", &Map::new()).unwrap().1, "invoke");
-        let (t, o, a) = opencode_call("edit", &input(json!({"filePath": "/a", "oldString": "x"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["path"]), ("file", "edit", &json!("/a")));
-        let (t, o, a) = opencode_call("bash", &input(json!({"command": "ls"}))).unwrap();
-        assert_eq!((t.as_str(), o.as_str(), &a["command"]), ("shell", "exec", &json!("ls")));
-        assert_eq!(opencode_call("webfetch", &Map::new()).unwrap().0, "http");
+        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).tool, "github");
+        assert_eq!(cursor_mcp_call("MCP:github:create_issue", Map::new()).op, "create_issue");
+        assert_eq!(cursor_mcp_call("query", Map::new()).tool, "mcp");
+        let c = copilot_call("bash", &input(json!({"command": "ls", "description": "x"}))).unwrap();
+        assert_eq!(seen(&c, "command"), ("shell".into(), "exec".into(), json!("ls")));
+        let c = copilot_call("create", &input(json!({"path": "/a", "file_text": "x"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str(), &c.files), ("file", "write", &one("/a")));
+        let patch = "*** Begin Patch\n*** Update File: a\n*** Add File: b\n*** End Patch";
+        let c = copilot_call("apply_patch", &input(json!({"input": patch}))).unwrap();
+        assert_eq!((c.op.as_str(), &c.files), ("edit", &Files::Patch(vec!["a".into(), "b".into()])));
+        assert!(copilot_call("apply_patch", &input(json!({"input": "x"}))).unwrap_err().contains("no file"));
+        let c = copilot_call("web_fetch", &input(json!({"url": "https://x"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str()), ("http", "get"));
+        assert_eq!(copilot_call("report_intent", &Map::new()).unwrap().op, "invoke");
+        let c = opencode_call("edit", &input(json!({"filePath": "/a", "oldString": "x"}))).unwrap();
+        assert_eq!((c.tool.as_str(), c.op.as_str(), &c.files), ("file", "edit", &one("/a")));
+        let c = opencode_call("patch", &input(json!({"patchText": patch}))).unwrap();
+        assert_eq!(c.files, Files::Patch(vec!["a".into(), "b".into()]));
+        assert_eq!(opencode_call("list", &Map::new()).unwrap().files, Files::One(None));
+        let c = opencode_call("bash", &input(json!({"command": "ls"}))).unwrap();
+        assert_eq!(seen(&c, "command"), ("shell".into(), "exec".into(), json!("ls")));
+        assert_eq!(opencode_call("webfetch", &Map::new()).unwrap().tool, "http");
         // Inputs written as JSON text are read strictly.
         assert_eq!(object_input(Some(&json!("{\"a\":1}")), "toolArgs").unwrap()["a"], 1);
         assert!(
@@ -1127,6 +1423,34 @@ mod tests {
         assert!(object_input(Some(&json!("[1]")), "toolArgs").unwrap_err().contains("not a JSON object"));
         assert!(object_input(Some(&json!(5)), "tool_input").is_err());
         assert!(object_input(None, "tool_input").unwrap().is_empty());
+    }
+
+    #[test]
+    fn resolved_calls_carry_path_and_paths() {
+        let cwd = Ok(PathBuf::from("/nonexistent-fm/p"));
+        let r = resolve_call(claude_code_call("Read", &input(json!({"file_path": "../x"}))).unwrap(), &cwd)
+            .unwrap();
+        assert_eq!(
+            (&r.args["path"], &r.args["file_path"], r.args.get("paths")),
+            (&json!("/nonexistent-fm/x"), &json!("../x"), None)
+        );
+        let many = gemini_call("read_many_files", &input(json!({"paths": ["a", "./a", "b"]}))).unwrap();
+        let r = resolve_call(many, &cwd).unwrap();
+        assert_eq!(
+            r.args["paths"],
+            json!(["/nonexistent-fm/p/a", "/nonexistent-fm/p/b"]),
+            "one decision per path"
+        );
+        assert!(r.args.get("path").is_none());
+        let single = gemini_call("read_many_files", &input(json!({"include": ["a"]}))).unwrap();
+        let r = resolve_call(single, &cwd).unwrap();
+        assert_eq!(
+            (&r.args["path"], &r.args["paths"]),
+            (&json!("/nonexistent-fm/p/a"), &json!(["/nonexistent-fm/p/a"]))
+        );
+        // Tools that are not file tools keep their arguments as given.
+        let mcp = claude_code_call("mcp__fs__read", &input(json!({"path": "../x"}))).unwrap();
+        assert_eq!(resolve_call(mcp, &cwd).unwrap().args["path"], "../x");
     }
 
     #[test]

@@ -2447,6 +2447,21 @@ fn gemini_cli_hook_contract() {
     let rec = c.result("action.get", json!({"id": read["id"]}));
     assert_eq!(rec["context"]["host"], "gemini-cli", "{rec}");
     assert_eq!(rec["params"]["path"], "/home/me/demo/README.md", "{rec}");
+    // Every path `read_many_files` reads is decided on, relative ones against the `cwd`.
+    let (d, why) = decision("before-read-many.json");
+    assert_eq!(d, "allow", "{why}");
+    let listed = c.result("action.list", json!({"limit": 3, "tool": "file"}));
+    let paths: Vec<Value> = listed["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| c.result("action.get", json!({"id": a["id"]}))["params"]["path"].clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [json!("/home/me/demo/src/**/*.ts"), json!("/home/me/demo/docs"), json!("/home/me/demo/README.md")],
+        "one decision per path, newest first"
+    );
 
     let garbage = hook("[1,2]", &daemon.socket);
     assert_eq!(garbage.status.code(), Some(2));
@@ -2665,6 +2680,365 @@ fn copilot_cli_hook_contract() {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["permissionDecision"], "deny", "{input}: {v}");
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+}
+
+/// A home with a project and an SSH key beside it (real directories: the hook reads the file
+/// system as the host will), and the example policy of docs/hooks.md for that project.
+struct Project {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    project: PathBuf,
+    key: PathBuf,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap().join("home/me");
+        let project = home.join("demo");
+        std::fs::create_dir_all(project.join("src")).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(project.join("README.md"), "# demo\n").unwrap();
+        std::fs::write(project.join("src/main.rs"), "fn main() {}\n").unwrap();
+        let key = home.join(".ssh/id_ed25519");
+        std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+        Project { _dir: dir, home, project, key }
+    }
+
+    fn p(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.project.display())
+    }
+
+    /// The policy example of docs/hooks.md, its project this one.
+    fn example_policy(&self) -> String {
+        let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/hooks.md"))
+            .unwrap();
+        let yaml = doc.split("```yaml\n").nth(1).unwrap().split("```").next().unwrap();
+        assert!(yaml.contains("path_starts_with: /home/me/project/"), "{yaml}");
+        format!("version: 1\n{}", yaml.replace("/home/me/project/", &format!("{}/", self.project.display())))
+    }
+}
+
+/// The hosts whose hooks read a file, and a `PreToolUse`-like payload of each reading `path`
+/// with `cwd` as the host's working directory.
+const READING_HOSTS: [&str; 5] = ["claude-code", "cursor", "gemini-cli", "copilot-cli", "opencode"];
+
+fn read_payload(host: &str, path: &str, cwd: &str) -> String {
+    match host {
+        "claude-code" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "PreToolUse",
+            "tool_name": "Read", "tool_input": {"file_path": path}, "tool_use_id": "toolu_paths"}),
+        "cursor" => {
+            json!({"hook_event_name": "beforeReadFile", "conversation_id": "c1", "generation_id": "g1",
+            "workspace_roots": [cwd], "file_path": path, "content": "", "attachments": []})
+        }
+        "gemini-cli" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "BeforeTool",
+            "tool_name": "read_file", "tool_input": {"absolute_path": path}}),
+        "copilot-cli" => json!({"timestamp": 1, "cwd": cwd, "toolName": "view",
+            "toolArgs": json!({"path": path}).to_string()}),
+        "opencode" => json!({"hook_event_name": "tool.execute.before", "tool": "read", "sessionID": "s1",
+            "callID": "call1", "args": {"filePath": path}, "directory": cwd}),
+        _ => unreachable!(),
+    }
+    .to_string()
+}
+
+/// What the host was told: `allow`, `deny` or `ask` from its answer, or `blocked` (exit 2 with
+/// no answer), with the reason.
+fn host_answer(host: &str, out: &std::process::Output) -> (String, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+        assert_eq!(out.status.code(), Some(2), "{host}: neither an answer nor a block: {out:?}");
+        return ("blocked".into(), stderr);
+    };
+    let (d, why) = match host {
+        "claude-code" => (
+            &v["hookSpecificOutput"]["permissionDecision"],
+            &v["hookSpecificOutput"]["permissionDecisionReason"],
+        ),
+        "cursor" => (&v["permission"], &v["agent_message"]),
+        "gemini-cli" | "opencode" => (&v["decision"], &v["reason"]),
+        "copilot-cli" => (&v["permissionDecision"], &v["permissionDecisionReason"]),
+        _ => unreachable!(),
+    };
+    (d.as_str().unwrap().to_owned(), format!("{} {stderr}", why.as_str().unwrap_or_default()))
+}
+
+fn ask_hook(host: &str, daemon: &Daemon, payload: &[u8]) -> (String, String) {
+    let runtime = daemon.dir.join("xdg");
+    let _ = std::fs::create_dir(&runtime);
+    let mut child = Command::new(bin())
+        .args(["hook", host, "--socket"])
+        .arg(&daemon.socket)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(payload).unwrap();
+    host_answer(host, &child.wait_with_output().unwrap())
+}
+
+/// The newest recorded call of the given tool (`file`), as the daemon holds it.
+fn last_file_call(daemon: &Daemon) -> Value {
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 1, "tool": "file"}));
+    let id = listed["actions"][0]["id"].clone();
+    assert!(id.is_string(), "no file call recorded: {listed}");
+    c.result("action.get", json!({"id": id}))
+}
+
+/// A read of `<project>/../.ssh/id_ed25519` was PERMITted by a `path_starts_with` rule for the
+/// project: the path is now read as the host opens it (absolute against the hook's `cwd`, `.`
+/// and `..` resolved), in every host.
+#[test]
+fn dotdot_escape_from_project_is_resolved() {
+    let pr = Project::new();
+    let daemon = Daemon::start(&pr.example_policy());
+    let key = pr.key.display().to_string();
+    let cwd = pr.project.display().to_string();
+    for host in READING_HOSTS {
+        for path in
+            [pr.p("../.ssh/id_ed25519"), pr.p("src/../../.ssh/./id_ed25519"), "../.ssh/id_ed25519".into()]
+        {
+            let (d, why) = ask_hook(host, &daemon, read_payload(host, &path, &cwd).as_bytes());
+            assert_ne!(d, "allow", "{host}: `{path}` is {key}: {why}");
+            let rec = last_file_call(&daemon);
+            assert_eq!(rec["params"]["path"], key, "{host}: {rec}");
+            assert_eq!(rec["context"]["host"], host, "{rec}");
+        }
+        // The project's own files, however spelled, are still read.
+        for path in [pr.p("README.md"), pr.p("src/../README.md"), "./README.md".into()] {
+            let (d, why) = ask_hook(host, &daemon, read_payload(host, &path, &cwd).as_bytes());
+            assert_eq!(d, "allow", "{host}: `{path}`: {why}");
+            assert_eq!(last_file_call(&daemon)["params"]["path"], pr.p("README.md"), "{host}");
+        }
+    }
+}
+
+/// A symlink in the project to the SSH directory (or to the key itself) was read as a project
+/// file: the hook follows symlinks where the file exists.
+#[test]
+fn symlink_into_secret_dir_is_followed() {
+    let pr = Project::new();
+    std::os::unix::fs::symlink(pr.home.join(".ssh"), pr.project.join("keys")).unwrap();
+    std::os::unix::fs::symlink(&pr.key, pr.project.join("notes.txt")).unwrap();
+    let daemon = Daemon::start(&pr.example_policy());
+    let key = pr.key.display().to_string();
+    let cwd = pr.project.display().to_string();
+    for host in READING_HOSTS {
+        for path in [pr.p("keys/id_ed25519"), pr.p("notes.txt"), "keys/../notes.txt".into()] {
+            let (d, why) = ask_hook(host, &daemon, read_payload(host, &path, &cwd).as_bytes());
+            assert_ne!(d, "allow", "{host}: `{path}` is {key}: {why}");
+            assert_eq!(last_file_call(&daemon)["params"]["path"], key, "{host}: {path}");
+        }
+        // A file not there yet under a followed directory: the directory's real path, then the rest.
+        let (d, _) = ask_hook(host, &daemon, read_payload(host, &pr.p("keys/new/x"), &cwd).as_bytes());
+        assert_ne!(d, "allow", "{host}");
+        assert_eq!(last_file_call(&daemon)["params"]["path"], format!("{}/.ssh/new/x", pr.home.display()));
+    }
+}
+
+/// A symlink whose target does not exist cannot be followed: the path is decided as written, and
+/// the call's context says so (it was silently decided as written before).
+#[test]
+fn dangling_symlink_is_decided_as_written_and_said_so() {
+    let pr = Project::new();
+    std::os::unix::fs::symlink(pr.home.join(".ssh/not-yet"), pr.project.join("later")).unwrap();
+    let daemon = Daemon::start(&pr.example_policy());
+    let cwd = pr.project.display().to_string();
+    for host in READING_HOSTS {
+        let (_, why) = ask_hook(host, &daemon, read_payload(host, &pr.p("later"), &cwd).as_bytes());
+        let rec = last_file_call(&daemon);
+        assert_eq!(rec["params"]["path"], pr.p("later"), "{host}: {why}");
+        let note =
+            rec["context"]["path_note"].as_str().unwrap_or_else(|| panic!("{host}: no path_note: {rec}"));
+        assert!(note.contains(&pr.p("later")) && note.contains("not-yet"), "{host}: {note}");
+    }
+}
+
+/// Paths the hook cannot read with certainty are refused by the hook itself, with the reason,
+/// and never sent: a symlink to a name that is not UTF-8 (it was decided on the link's name in
+/// the project), a NUL, and bytes that are not UTF-8 in the payload.
+#[test]
+fn non_utf8_path_is_denied() {
+    use std::os::unix::ffi::OsStrExt;
+    let pr = Project::new();
+    let odd = pr.home.join(std::ffi::OsStr::from_bytes(b"secret-\xff"));
+    std::fs::write(&odd, "x").unwrap();
+    std::os::unix::fs::symlink(&odd, pr.project.join("odd.txt")).unwrap();
+    let daemon = Daemon::start(&pr.example_policy());
+    let cwd = pr.project.display().to_string();
+    for host in READING_HOSTS {
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, &pr.p("odd.txt"), &cwd).as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+        assert!(why.contains("not valid UTF-8"), "{host}: {why}");
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, &pr.p("README.md\0"), &cwd).as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+        assert!(why.contains("NUL"), "{host}: {why}");
+        let raw = read_payload(host, &pr.p("README-@@.md"), &cwd).replace("@@", "\u{1}").into_bytes();
+        let raw: Vec<u8> = raw.into_iter().map(|b| if b == 1 { 0xff } else { b }).collect();
+        let (d, why) = ask_hook(host, &daemon, &raw);
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+    }
+    let mut c = daemon.client();
+    let listed = c.result("action.list", json!({"limit": 10}));
+    assert_eq!(listed["actions"], json!([]), "nothing was sent: {listed}");
+}
+
+/// A relative path with no absolute working directory to read it against, and a path starting
+/// with `~` (which some hosts expand), are refused by the hook: it cannot tell which file the
+/// host opens.
+#[test]
+fn path_that_cannot_be_made_absolute_is_denied() {
+    let pr = Project::new();
+    let daemon = Daemon::start(&pr.example_policy());
+    for host in READING_HOSTS {
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, "README.md", "demo").as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+        assert!(why.contains("not absolute"), "{host}: {why}");
+        let cwd = pr.project.display().to_string();
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, "~/.ssh/id_ed25519", &cwd).as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+        assert!(why.contains('~'), "{host}: {why}");
+    }
+    let mut c = daemon.client();
+    assert_eq!(c.result("action.list", json!({"limit": 10}))["actions"], json!([]));
+}
+
+/// Gemini CLI's `read_many_files` carried no `path`, so a rule on paths never saw what it reads.
+/// Every entry of `paths` and `include` is now resolved into `paths`, and the call is decided
+/// once per path: denied if any is denied, held if any waits for a person, allowed only if all
+/// are; a list it cannot read is refused.
+#[test]
+fn read_many_files_carries_every_path() {
+    let pr = Project::new();
+    let policy = format!(
+        "version: 1\napprovals:\n  allow_same_uid: true\nrules:\n\
+         \x20 - id: no-keys\n    match: {{ tool: file, path_contains: /.ssh/ }}\n    deny: true\n\
+         \x20 - id: reads-in-the-project\n    match: {{ tool: file, op: read, path_starts_with: {}/ }}\n    allow: true\n\
+         \x20 - id: everything-else-asks\n    match: {{ tool: \"*\" }}\n    require_approval: true\n",
+        pr.project.display()
+    );
+    let daemon = Daemon::start(&policy);
+    let cwd = pr.project.display().to_string();
+    let many = |input: Value| {
+        let payload = json!({"session_id": "g1", "cwd": cwd, "hook_event_name": "BeforeTool",
+            "tool_name": "read_many_files", "tool_input": input});
+        ask_hook("gemini-cli", &daemon, payload.to_string().as_bytes())
+    };
+    let mut c = daemon.client();
+    let recorded = |c: &mut Client, n: usize| -> Vec<Value> {
+        let listed = c.result("action.list", json!({"limit": n, "tool": "file"}));
+        let ids: Vec<Value> = listed["actions"].as_array().unwrap().iter().map(|a| a["id"].clone()).collect();
+        let mut recs: Vec<Value> =
+            ids.into_iter().map(|id| c.result("action.get", json!({"id": id}))).collect();
+        recs.reverse();
+        recs
+    };
+
+    // Every path in the project: allowed, one decision per path, each carrying them all.
+    let input = json!({"paths": ["README.md", "src/*.rs"], "include": ["./docs/"]});
+    let (d, why) = many(input.clone());
+    assert_eq!(d, "allow", "{why}");
+    let all = json!([pr.p("README.md"), pr.p("src/*.rs"), pr.p("docs")]);
+    let recs = recorded(&mut c, 3);
+    for (rec, path) in recs.iter().zip(all.as_array().unwrap()) {
+        assert_eq!(
+            (&rec["effect"], &rec["params"]["path"], &rec["params"]["paths"]),
+            (&json!("PERMIT"), path, &all),
+            "{rec}"
+        );
+    }
+    // AfterTool records the outcome of each.
+    let after = json!({"session_id": "g1", "cwd": cwd, "hook_event_name": "AfterTool", "tool_name": "read_many_files",
+        "tool_input": input, "tool_response": {"llmContent": "…", "returnDisplay": "Read 3 files", "error": null}});
+    let runtime = daemon.dir.join("xdg");
+    let out = run_hook("gemini-cli", &runtime, &daemon.socket, &after.to_string());
+    assert!(out.status.success(), "{out:?}");
+    for rec in recorded(&mut c, 3) {
+        assert_eq!(rec["status"], "succeeded", "{rec}");
+    }
+
+    // One path to the keys: denied, whatever the others are.
+    for input in [
+        json!({"paths": ["README.md", "../.ssh/id_ed25519"]}),
+        json!({"include": ["README.md", "../../me/.ssh/*"]}),
+        json!({"paths": ["/etc/hostname", "keys/../../.ssh/"]}),
+    ] {
+        let (d, why) = many(input.clone());
+        assert_eq!(d, "deny", "{input}: {why}");
+        assert!(why.contains("no-keys"), "{input}: {why}");
+    }
+    assert_eq!(recorded(&mut c, 1)[0]["params"]["path"], format!("{}/.ssh/", pr.home.display()));
+
+    // One path outside the project and not denied: held for a person; approved, the retry runs.
+    let input = json!({"paths": ["README.md", "/etc/hostname"]});
+    let (d, why) = many(input.clone());
+    assert_eq!(d, "deny", "Gemini CLI cannot ask: {why}");
+    assert!(why.contains("/etc/hostname") && why.contains("faramesh approve "), "{why}");
+    let approval = why.split("faramesh approve ").nth(1).and_then(|r| r.split('`').next()).unwrap();
+    let ok =
+        Command::new(bin()).args(["approve", approval, "--socket"]).arg(&daemon.socket).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let (d, why) = many(input);
+    assert_eq!(d, "allow", "the retry after approval runs: {why}");
+
+    // No list, a list of something else, or an empty one: refused, never sent.
+    let before = c.result("action.list", json!({"limit": 100}))["actions"].as_array().unwrap().len();
+    for input in
+        [json!({}), json!({"paths": "README.md"}), json!({"paths": [1]}), json!({"paths": [], "include": []})]
+    {
+        let (d, why) = many(input.clone());
+        assert!(d == "deny" || d == "blocked", "{input}: {d}: {why}");
+        assert!(why.contains("`paths`"), "{input}: {why}");
+    }
+    assert_eq!(c.result("action.list", json!({"limit": 100}))["actions"].as_array().unwrap().len(), before);
+}
+
+/// Patches that touch several files (Copilot CLI's `apply_patch`, OpenCode's `patch`) are
+/// decided on every file they name, as `read_many_files` is.
+#[test]
+fn patch_tools_carry_every_file() {
+    let pr = Project::new();
+    let daemon = Daemon::start(&format!(
+        "version: 1\nrules:\n  - id: edits-in-the-project\n    match: {{ tool: file, op: edit, path_starts_with: {}/ }}\n    allow: true\n",
+        pr.project.display()
+    ));
+    let cwd = pr.project.display().to_string();
+    let patch = |files: &[&str]| {
+        let mut p = String::from("*** Begin Patch\n");
+        for f in files {
+            p += &format!("*** Update File: {f}\n@@\n-a\n+b\n");
+        }
+        p + "*** End Patch\n"
+    };
+    let copilot = |text: &str| json!({"timestamp": 1, "cwd": cwd, "toolName": "apply_patch", "toolArgs": json!({"input": text}).to_string()});
+    let opencode = |text: &str| {
+        json!({"hook_event_name": "tool.execute.before", "tool": "patch", "sessionID": "s", "callID": "c",
+            "args": {"patchText": text}, "directory": cwd})
+    };
+    type Payload<'a> = &'a dyn Fn(&str) -> Value;
+    let hosts: [(&str, Payload); 2] = [("copilot-cli", &copilot), ("opencode", &opencode)];
+    for (host, payload) in hosts {
+        let (d, why) =
+            ask_hook(host, &daemon, payload(&patch(&["README.md", "src/main.rs"])).to_string().as_bytes());
+        assert_eq!(d, "allow", "{host}: {why}");
+        let rec = last_file_call(&daemon);
+        assert_eq!(rec["params"]["paths"], json!([pr.p("README.md"), pr.p("src/main.rs")]), "{host}: {rec}");
+        let (d, why) = ask_hook(
+            host,
+            &daemon,
+            payload(&patch(&["README.md", "../.ssh/authorized_keys"])).to_string().as_bytes(),
+        );
+        assert_eq!(d, "deny", "{host}: {why}");
+        assert_eq!(
+            last_file_call(&daemon)["params"]["path"],
+            format!("{}/.ssh/authorized_keys", pr.home.display())
+        );
+        let (d, why) = ask_hook(host, &daemon, payload("not a patch").to_string().as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
     }
 }
 

@@ -262,3 +262,54 @@ def test_an_unreachable_daemon_blocks_every_call(oc: OpenClaw) -> None:
         oc.plugin_config(waitForApprovalMs=0)
     assert not marker.exists()
     assert said.startswith("Faramesh refused the call: cannot reach the faramesh daemon"), said
+
+
+def test_a_symlink_out_of_the_workspace_is_followed(oc: OpenClaw) -> None:
+    # A link in the workspace was decided on its own name (a workspace read) while OpenClaw
+    # read the file it points to: the plugin follows symlinks where the file exists.
+    outside = oc.tmp / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the secret")
+    (oc.ws / "link.txt").symlink_to(outside / "secret.txt")
+    (oc.ws / "elsewhere").symlink_to(outside)
+    for i, path in enumerate(["link.txt", "elsewhere/secret.txt", str(oc.ws / "elsewhere" / ".." / "link.txt")]):
+        said = oc.turn(f"symlink-{i}", "read", {"path": path})
+        assert "the secret" not in said, said
+        assert said.startswith("Faramesh denied this call"), said
+    found = [a for a in decisions(oc) if a["params"].get("path") == str(outside / "secret.txt")]
+    assert len(found) == 3 and all(a["effect"] == "DENY" for a in found), found
+    said = oc.turn("dotdot", "read", {"path": "../outside/secret.txt"})
+    assert said.startswith("Faramesh denied this call"), said
+
+
+def test_a_dangling_symlink_is_decided_as_written_and_said_so(oc: OpenClaw) -> None:
+    (oc.ws / "later.txt").symlink_to(oc.tmp / "outside-later" / "x")
+    oc.turn("dangling", "read", {"path": "later.txt"})
+    (d,) = [a for a in decisions(oc) if a["params"].get("path") == str(oc.ws / "later.txt")]
+    note = d["context"].get("path_note", "")
+    assert str(oc.ws / "later.txt") in note and "outside-later" in note, d
+
+
+def test_a_path_that_is_not_utf8_is_refused(oc: OpenClaw) -> None:
+    # A workspace link to a name that is not UTF-8 was decided as a workspace read. OpenClaw's
+    # own tools read such names as text and cannot open them, so the plugin's path reading is
+    # called directly, as `openclaw plugins install` installed it: every way a path can fail to
+    # be text is refused.
+    (index,) = [p for p in oc.config.parent.rglob("index.js") if p.match("*/dist/integrations/openclaw/src/index.js")]
+    odd = os.fsencode(str(oc.tmp)) + b"/odd-\xff"
+    Path(os.fsdecode(odd)).write_text("odd")
+    os.symlink(odd, os.fsencode(str(oc.ws / "odd.txt")))
+    script = (
+        "const m = await import(process.argv[1]);"
+        "for (const p of ['odd.txt', 'a\\u0000b', 'x\\ud800y', 'README.md']) {"
+        "  try { console.log(JSON.stringify({ path: m.resolvePath(p, process.argv[2]).path })); }"
+        "  catch (e) { console.log(JSON.stringify({ refused: e.message })); }"
+        "}"
+    )
+    out = subprocess.run([f"{NODE_BIN}/node", "--input-type=module", "-e", script, str(index), str(oc.ws)], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    odd_txt, nul, surrogate, plain = (json.loads(line) for line in out.stdout.splitlines())
+    assert odd_txt["refused"].startswith("the path `odd.txt` leads to") and "not valid UTF-8" in odd_txt["refused"], odd_txt
+    assert "NUL" in nul["refused"], nul
+    assert "lone surrogate" in surrogate["refused"], surrogate
+    assert plain == {"path": str(oc.ws / "README.md")}

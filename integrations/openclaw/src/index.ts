@@ -8,9 +8,9 @@
  * daemon that cannot be reached, an answer that cannot be read or a call that cannot be mapped:
  * nothing runs without a decision. (OpenClaw itself blocks a call whose hook throws or times out.)
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 
 // The SDK is compiled into this package (no runtime dependencies): its socket transport and
 // request hash are the same code `@faramesh/sdk` ships.
@@ -35,6 +35,10 @@ export interface PolicyCall {
   tool: string;
   operation: string;
   args: Json;
+  /** Every path the call acts on, read as OpenClaw opens it (decided one by one when several). */
+  paths?: string[];
+  /** What could not be followed (a dangling or unreadable symlink), for the call's context. */
+  notes?: string[];
 }
 
 /** What OpenClaw's `before_tool_call` hands a handler (the fields this plugin reads). */
@@ -86,25 +90,111 @@ export function workspaceOf(config: unknown, agentId: string | undefined): strin
   return join(state, "workspace");
 }
 
-function absolute(path: unknown, workspace: string): string {
+/** A path as OpenClaw will open it, and why part of it is as written when it is. */
+export interface ResolvedPath {
+  path: string;
+  note?: string;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Why `p` exists but could not be resolved (`e`), or undefined when it simply does not exist. */
+function unfollowable(p: string, e: NodeJS.ErrnoException): string | undefined {
+  let link;
+  try {
+    link = lstatSync(p);
+  } catch (le) {
+    const code = (le as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? undefined : `\`${p}\` cannot be read (${code ?? String(le)})`;
+  }
+  if (!link.isSymbolicLink()) return `\`${p}\` cannot be resolved (${e.code ?? String(e)})`;
+  try {
+    const target = readlinkSync(p);
+    return e.code === "ENOENT"
+      ? `\`${p}\` is a symlink to \`${target}\`, which does not exist`
+      : `\`${p}\` is a symlink to \`${target}\`, which cannot be followed (${e.code ?? String(e)})`;
+  } catch (re) {
+    return `\`${p}\` is a symlink that cannot be read (${(re as NodeJS.ErrnoException).code ?? String(re)})`;
+  }
+}
+
+/**
+ * `path` as OpenClaw opens it (docs/hooks.md, "How paths are read"): `~` and the workspace
+ * resolved, `.` and `..` resolved as text, then symlinks followed as far as the path exists (a
+ * symlink that cannot be followed leaves the rest as written, with a note); an existing
+ * directory ends in `/`. A NUL, text that is not valid Unicode, or a path leading to a name that
+ * is not UTF-8, is refused.
+ */
+export function resolvePath(path: unknown, workspace: string): ResolvedPath {
   if (typeof path !== "string" || path.trim() === "") throw new Refused("the call names no file `path`");
+  if (path.includes("\0")) throw new Refused(`the path \`${JSON.stringify(path).slice(1, -1)}\` holds a NUL byte`);
+  if (LONE_SURROGATE.test(path)) throw new Refused(`the path ${JSON.stringify(path)} is not valid UTF-8 (a lone surrogate)`);
   const p = expandHome(path.trim());
-  return isAbsolute(p) ? resolve(p) : resolve(workspace, p);
+  const lexical = isAbsolute(p) ? resolve(p) : resolve(workspace, p);
+  let base = lexical;
+  const rest: string[] = [];
+  let note: string | undefined;
+  for (;;) {
+    let real: Buffer;
+    try {
+      // The C library's realpath: it follows links by their bytes (a name that is not UTF-8 included).
+      real = realpathSync.native(base, { encoding: "buffer" });
+    } catch (e) {
+      const why = unfollowable(base, e as NodeJS.ErrnoException);
+      if (why) note = why;
+      const parent = dirname(base);
+      if (parent === base) throw new Refused(`the path \`${path}\` cannot be resolved`);
+      rest.unshift(basename(base));
+      base = parent;
+      continue;
+    }
+    let text: string;
+    try {
+      text = UTF8.decode(real);
+    } catch {
+      throw new Refused(`the path \`${path}\` leads to \`${real.toString("latin1")}\`, which is not valid UTF-8`);
+    }
+    let out = rest.length ? join(text, ...rest) : text;
+    if (rest.length === 0 && out !== "/") {
+      try {
+        if (statSync(real).isDirectory()) out += "/";
+      } catch {
+        // Resolved a moment ago: gone meanwhile, decided as a file.
+      }
+    }
+    return note ? { path: out, note: `\`${path}\`: ${note}: the path from there is decided as written` } : { path: out };
+  }
+}
+
+/** A file call's paths, read as OpenClaw opens them: `path` for one, also `paths` for several. */
+function withPaths(tool: string, operation: string, params: Json, raw: unknown[], several: boolean, workspace: string): PolicyCall {
+  const found = raw.map((r) => resolvePath(r, workspace));
+  const paths = [...new Set(found.map((f) => f.path))];
+  const notes = found.flatMap((f) => (f.note ? [f.note] : []));
+  const args: Json = { ...params };
+  if (several) args["paths"] = paths;
+  if (paths.length === 1) args["path"] = paths[0];
+  else delete args["path"];
+  return { tool, operation, args, paths, notes };
 }
 
 /**
  * The call OpenClaw's tool becomes (docs/hooks.md): `exec` → `shell`/`exec` (the command in
- * `command`), `read`/`write`/`edit` → `file`/`read|write|edit` and `apply_patch` → `file`/`edit`
- * (each with the absolute `path`), `web_fetch` → `http`/`get` (`url`), Code Mode's `exec` →
+ * `command`), `read`/`write`/`edit` → `file`/`read|write|edit` (with `path`) and `apply_patch` →
+ * `file`/`edit` (with `paths`, every file OpenClaw derived from the patch), each path read as
+ * OpenClaw opens it; `web_fetch` → `http`/`get` (`url`), Code Mode's `exec` →
  * `code_mode_exec`/`invoke`, any other tool → its own name, `invoke`.
  */
 export function mapCall(event: Pick<ToolEvent, "toolName" | "params" | "toolKind" | "derivedPaths">, workspace: string): PolicyCall {
   const params: Json = { ...(event.params ?? {}) };
-  const file = (operation: string): PolicyCall => ({
-    tool: "file",
-    operation,
-    args: { ...params, path: absolute(params["path"] ?? params["file_path"], workspace) },
-  });
+  const file = (operation: string): PolicyCall => {
+    const named = [params["path"], params["file_path"]].filter((v) => v !== undefined && v !== null);
+    if (named.length === 2 && named[0] !== named[1]) {
+      throw new Refused("the call names two different paths (`path` and `file_path`): the plugin cannot tell which file the tool uses");
+    }
+    return withPaths("file", operation, params, [named[0]], false, workspace);
+  };
   switch (event.toolName) {
     case "exec":
       if (event.toolKind === "code_mode_exec") return { tool: "code_mode_exec", operation: "invoke", args: params };
@@ -117,16 +207,11 @@ export function mapCall(event: Pick<ToolEvent, "toolName" | "params" | "toolKind
     case "edit":
       return file("edit");
     case "apply_patch": {
-      // The policy decides on one file: a patch touching several is refused (split it).
-      const paths = [...new Set(event.derivedPaths ?? [])];
-      if (paths.length !== 1) {
-        throw new Refused(
-          paths.length === 0
-            ? "`apply_patch` names no file OpenClaw could read"
-            : `\`apply_patch\` touches ${paths.length} files (${paths.join(", ")}): the policy decides on one file per call`,
-        );
-      }
-      return { tool: "file", operation: "edit", args: { ...params, path: absolute(paths[0], workspace) } };
+      // Every file the patch touches is decided on: the call runs only if each one may be edited.
+      const derived = event.derivedPaths ?? [];
+      if (derived.length === 0) throw new Refused("`apply_patch` names no file OpenClaw could read");
+      if (derived.length > MAX_PATHS) throw new Refused(`\`apply_patch\` touches ${derived.length} files, more than the ${MAX_PATHS} one call may`);
+      return withPaths("file", "edit", params, [...derived], true, workspace);
     }
     case "web_fetch":
       if (typeof params["url"] !== "string") throw new Refused("`web_fetch` names no `url`");
@@ -187,6 +272,9 @@ const approvals = {
   },
 };
 
+/** The most paths one call may act on. */
+const MAX_PATHS = 256;
+
 /** Permitted calls whose outcome is awaited, at most (the oldest is forgotten first). */
 const MAX_OPEN_ACTIONS = 10_000;
 
@@ -199,9 +287,19 @@ export function createFaramesh(config: FarameshPluginConfig, openclawConfig: unk
   const waitMs = config.waitForApprovalMs ?? 10_000;
   const daemon = transport ?? new SocketTransport(config.socket ?? process.env["FARAMESH_SOCKET"] ?? undefined, config.timeoutMs ?? 5_000);
   // A refused DEFER's approval is kept by the call's request hash (`approvals`): the same call
-  // retried carries it (once approved, it runs). A permitted call's action, by OpenClaw's tool
-  // call id, until its outcome is recorded.
-  const actions = new Map<string, string>();
+  // retried carries it (once approved, it runs). A permitted call's actions (one per path for
+  // a tool acting on several), by OpenClaw's tool call id, until its outcome is recorded.
+  const actions = new Map<string, string[]>();
+
+  /** One of a tool call's decisions (one per path for a tool acting on several). */
+  interface Decided {
+    path: string | undefined;
+    call: Json;
+    hash: string;
+    d: Decision;
+  }
+  const on = (x: Decided) => (x.path === undefined ? "" : `\`${x.path}\`: `);
+  const codeAndRule = (x: Decided) => `${x.d.reason_code}${x.d.rule_id ? `, rule ${x.d.rule_id}` : ""}`;
 
   async function before(event: ToolEvent, ctx: ToolContext): Promise<BeforeResult> {
     let mapped: PolicyCall;
@@ -215,60 +313,83 @@ export function createFaramesh(config: FarameshPluginConfig, openclawConfig: unk
     const context: Json = { host: "openclaw", host_tool: event.toolName };
     if (ctx.agentId) context["openclaw_agent"] = ctx.agentId;
     if (ctx.sessionKey) context["session"] = ctx.sessionKey;
-    const call: Json = { agent_id: agentId, tool: mapped.tool, operation: mapped.operation, args: mapped.args, context };
-    const hash = requestHash(agentId, mapped.tool, mapped.operation, mapped.args, context);
-    const known = approvals.get(hash);
-    if (known) call["approval_id"] = known;
-    let d: Decision;
+    if (mapped.notes?.length) context["path_note"] = mapped.notes.join("; ");
+    // A tool acting on several paths is decided once per path, each call with its `path`:
+    // denied if any is denied, held if any waits for a person, run only if every one is permitted.
+    const several = (mapped.paths?.length ?? 0) > 1;
+    const each = several ? (mapped.paths ?? []).map((p) => ({ path: p as string | undefined, args: { ...mapped.args, path: p } as Json })) : [{ path: undefined, args: mapped.args }];
+    const decided: Decided[] = [];
     try {
-      d = await daemon.govern(call);
-      if (d.effect === "DEFER" && d.approval_id && waitMs > 0) {
-        const status = await daemon.waitApproval(d, waitMs);
-        if (status !== "pending") d = await daemon.govern({ ...call, approval_id: d.approval_id });
+      for (const one of each) {
+        const call: Json = { agent_id: agentId, tool: mapped.tool, operation: mapped.operation, args: one.args, context };
+        const hash = requestHash(agentId, mapped.tool, mapped.operation, one.args, context);
+        const known = approvals.get(hash);
+        if (known) call["approval_id"] = known;
+        const d = await daemon.govern(call);
+        decided.push({ path: one.path, call, hash, d });
+        if (d.effect === "DENY") break;
+      }
+      if (waitMs > 0 && !decided.some((x) => x.d.effect === "DENY")) {
+        // One time limit for the whole call, however many of its paths wait.
+        const deadline = Date.now() + waitMs;
+        for (const x of decided) {
+          if (x.d.effect !== "DEFER" || !x.d.approval_id) continue;
+          const left = deadline - Date.now();
+          if (left <= 0) break;
+          const status = await daemon.waitApproval(x.d, left);
+          if (status !== "pending") x.d = await daemon.govern({ ...x.call, approval_id: x.d.approval_id });
+        }
       }
     } catch (e) {
       return { block: true, blockReason: `Faramesh refused the call: ${(e as Error).message}` };
     }
-    const rule = d.rule_id ? `, rule ${d.rule_id}` : "";
-    if (d.effect === "PERMIT") {
-      approvals.delete(hash);
-      const id = event.toolCallId ?? ctx.toolCallId;
-      if (id && d.action_id) {
-        // A lower-priority hook may still block the call, and then no after_tool_call comes:
-        // keep the newest outcomes-to-record only, so a long-lived Gateway does not grow.
-        if (actions.size >= MAX_OPEN_ACTIONS) actions.delete(actions.keys().next().value as string);
-        actions.set(id, d.action_id);
+    for (const x of decided) {
+      if (x.d.effect === "DEFER") {
+        if (x.d.approval_id) approvals.set(x.hash, x.d.approval_id);
+      } else {
+        approvals.delete(x.hash);
       }
-      return undefined;
     }
-    if (d.effect === "DEFER") {
-      const approval = d.approval_id ?? "?";
-      if (d.approval_id) approvals.set(hash, d.approval_id);
+    const denied = decided.find((x) => x.d.effect === "DENY");
+    if (denied) {
+      return { block: true, blockReason: `Faramesh denied this call: ${on(denied)}${denied.d.reason} (${codeAndRule(denied)})` };
+    }
+    const deferred = decided.filter((x) => x.d.effect === "DEFER");
+    if (deferred.length > 0) {
+      const reasons = deferred.map((x) => `${on(x)}${x.d.reason}; ${codeAndRule(x)}`).join("; ");
+      const commands = deferred.map((x) => `\`faramesh approve ${x.d.approval_id ?? "?"}\``).join(" and ");
       return {
         block: true,
-        blockReason:
-          `Faramesh: this call waits for a person's approval (${d.reason}; ${d.reason_code}${rule}): ` +
-          `approve it with \`faramesh approve ${approval}\` or in the dashboard, then retry the same call`,
+        blockReason: `Faramesh: this call waits for a person's approval (${reasons}): ` + `approve it with ${commands} or in the dashboard, then retry the same call`,
       };
     }
-    approvals.delete(hash);
-    return { block: true, blockReason: `Faramesh denied this call: ${d.reason} (${d.reason_code}${rule})` };
+    const id = event.toolCallId ?? ctx.toolCallId;
+    const permitted = decided.flatMap((x) => (x.d.action_id ? [x.d.action_id] : []));
+    if (id && permitted.length > 0) {
+      // A lower-priority hook may still block the call, and then no after_tool_call comes:
+      // keep the newest outcomes-to-record only, so a long-lived Gateway does not grow.
+      if (actions.size >= MAX_OPEN_ACTIONS) actions.delete(actions.keys().next().value as string);
+      actions.set(id, permitted);
+    }
+    return undefined;
   }
 
   async function after(event: ToolEvent, ctx: ToolContext): Promise<void> {
     const id = event.toolCallId ?? ctx.toolCallId;
-    const action = id ? actions.get(id) : undefined;
-    if (!id || !action) return;
+    const permitted = id ? actions.get(id) : undefined;
+    if (!id || !permitted) return;
     actions.delete(id);
     let result: unknown = event.result ?? null;
     const text = JSON.stringify(result) ?? "null";
     if (text.length > MAX_RESULT_BYTES) result = { truncated: true, bytes: text.length };
     // The outcome is a record, not a decision: failing to write it never fails the tool that ran.
-    try {
-      await daemon.startAction(action);
-      await daemon.reportResult(action, !event.error, result, event.error);
-    } catch {
-      // reported by the SDK's logger
+    for (const action of permitted) {
+      try {
+        await daemon.startAction(action);
+        await daemon.reportResult(action, !event.error, result, event.error);
+      } catch {
+        // reported by the SDK's logger
+      }
     }
   }
 
