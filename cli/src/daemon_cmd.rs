@@ -573,6 +573,11 @@ fn announce(who: &'static str, socket: PathBuf, login: Option<String>, single_us
                         eprintln!(
                             "agents may call {url}/v1/actions without a token here (loopback only; set FARAMESH_TOKEN to require one)"
                         );
+                    } else if std::env::var("FARAMESH_TOKEN").map_or(true, |t| t.is_empty()) {
+                        eprintln!(
+                            "agents calling {url}/v1/actions need a token here (a tokenless call gets 401): start with \
+                             FARAMESH_TOKEN=<secret> set, and send `Authorization: Bearer <secret>`"
+                        );
                     }
                 }
                 if single_user && status["single_user"] == true {

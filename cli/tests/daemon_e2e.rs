@@ -2033,6 +2033,46 @@ fn serve_with_nothing_configured_is_the_upstream_quickstart() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Regression: `faramesh dev` answered the quickstart's tokenless `curl` with 401 and printed no
+/// word about a token; it says HTTP agents need one and how to give it.
+#[test]
+fn dev_says_http_agents_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Command::new(bin())
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("FARAMESH_LOG", "warn")
+        .env_remove("FARAMESH_TOKEN")
+        .env_remove("FARAMESH_APPROVER_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    for line in BufReader::new(dev.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("single-user mode") {
+            break;
+        }
+    }
+    let call =
+        r#"{"agent_id":"demo","tool":"http","operation":"get","params":{"url":"https://example.com"}}"#;
+    let (status, _, _) = http_request(port, "POST", "/v1/actions", call);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(dev.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    assert!(dev.wait().unwrap().success());
+    assert_eq!(status, 401);
+    assert!(
+        printed.contains(&format!("agents calling http://127.0.0.1:{port}/v1/actions need a token here"))
+            && printed.contains("FARAMESH_TOKEN=<secret>"),
+        "{printed}"
+    );
+}
+
 /// Anything configured keeps the quickstart's defaults off: no listener, no tokenless agents.
 #[test]
 fn serve_with_its_flags_opens_no_http_listener() {
