@@ -180,11 +180,11 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
 (cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
 
-step "the README, top to bottom: every command in order, printing what the README shows (tests/readme/tour.py; its TypeScript snippet uses the SDK built above)"
+step "the README, top to bottom, on its route (the wheel's venv above: its faramesh and python): every command in order, printing what the README shows (tests/readme/tour.py; its TypeScript snippet uses the SDK built above)"
 if ! command -v nc >/dev/null || ! command -v curl >/dev/null; then
     apt_install netcat-openbsd curl
 fi
-python3 tests/readme/tour.py README.md "$BIN" "$SDKVENV/bin/python" </dev/null
+python3 tests/readme/tour.py README.md "$ROOT/.venv-wheel/bin/faramesh" "$ROOT/.venv-wheel/bin/python" </dev/null
 
 step "the OpenCode plugin (faramesh hook install opencode), loaded as OpenCode loads it, against the real daemon"
 FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
