@@ -145,6 +145,8 @@ class Tour:
         self.background: list[tuple[str, subprocess.Popen[str], Path]] = []
         self.failures = 0
         self.section = 0
+        # Snippet files written and not yet run by a command (file name → README line).
+        self.unrun: dict[str, int] = {}
 
     def substitute(self, text: str) -> str:
         for readme_port, port in self.ports.items():
@@ -210,6 +212,7 @@ class Tour:
         if block.lang in ("python", "js") and named:
             (self.cwd / named.group(1)).write_text(self.substitute("\n".join(block.lines)) + "\n")
             print(f"file README.md:{block.line_no} ({block.lang}) written to {named.group(1)}")
+            self.unrun[named.group(1)] = block.line_no
             return
         if block.lang == "python":
             path = self.cwd / "tour-snippet.py"
@@ -234,6 +237,8 @@ class Tour:
 
     def run_command(self, cmd: Command) -> None:
         text = self.substitute(cmd.text)
+        for name in [n for n in self.unrun if re.search(rf"(^|\s){re.escape(n)}(\s|$)", text)]:
+            del self.unrun[name]
         if FOREVER.match(text):
             self.start_background(text, cmd)
             return
@@ -337,6 +342,8 @@ def main() -> int:
         finally:
             tour.stop_background()
             subprocess.run(["bash", "-c", tour.shell("faramesh stop >/dev/null 2>&1 || true")], env=tour.env)
+    for name, line in tour.unrun.items():
+        tour.report(False, f"README.md:{line} {name} is run by a command after it", "no command runs it")
     print(f"README tour: {'ok' if tour.failures == 0 else f'{tour.failures} failed'}")
     return 1 if tour.failures else 0
 
