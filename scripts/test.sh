@@ -1,12 +1,49 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, every Rust test, and the compatibility checks
 # against the real published Python SDK. Installs what it needs itself; exits non-zero on
-# any failure.
+# any failure, and when the run changed the checkout (git status).
+#
+#   scripts/test.sh           run everything
+#   scripts/test.sh --clean   remove what a run builds and installs in the checkout, and exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# What a run leaves in the checkout (all of it git-ignored): build output, the venvs and the
+# node_modules it installs. `.venv` is left alone unless it is the published SDK's venv of an
+# older run (the README suggests `.venv` for your own `pip install .`).
+if [ "${1:-}" = "--clean" ]; then
+    built=(target fuzz/target .venv-compat .venv-sdk .venv-adk .venv-wheel
+        sdk/typescript/node_modules sdk/typescript/dist sdk/python/build
+        integrations/openclaw/node_modules integrations/openclaw/dist
+        tests/openclaw/node_modules tests/openclaw/node24/node_modules)
+    if compgen -G ".venv/lib/python3*/site-packages/faramesh_sdk-*.dist-info" >/dev/null; then
+        built+=(.venv)
+    fi
+    for path in "${built[@]}"; do
+        if [ -e "$path" ]; then
+            printf '%8s  %s\n' "$(du -sh "$path" | cut -f1)" "$path"
+            rm -rf "$path"
+        fi
+    done
+    find sdk/python -name '*.egg-info' -prune -exec rm -rf {} +
+    echo "removed what scripts/test.sh builds and installs"
+    exit 0
+elif [ $# -gt 0 ]; then
+    echo "usage: scripts/test.sh [--clean]" >&2
+    exit 1
+fi
+
+# The checkout as the run found it: the run must leave it so (checked at the end).
+tree_state() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git status --porcelain=v1 --untracked-files=all
+        git diff HEAD --binary | sha256sum
+    fi
+}
+TREE_BEFORE="$(tree_state)"
 # Debian packages the tests need, installed when missing (as root, or with sudo).
 apt_install() {
     local sudo=
@@ -52,6 +89,10 @@ step "fuzzing: each target for ${FUZZ_SECONDS:-15} s from its committed corpus (
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 fi
+# `cargo fuzz` has no --locked: check that fuzz/Cargo.lock is current first, so the run builds
+# what the lock pins and never rewrites it.
+(cd fuzz && cargo metadata --locked --format-version 1 >/dev/null) \
+    || { echo "fuzz/Cargo.lock is stale: run (cd fuzz && cargo metadata --format-version 1 >/dev/null) and commit it"; exit 1; }
 fuzz_corpus="$(mktemp -d)"
 for target in socket_line mcp_message policy_load log_batch; do
     # New inputs go to a scratch copy: the committed corpus changes only by hand.
@@ -98,7 +139,7 @@ rm -rf "$stage"
 echo "install.sh: ok"
 
 step "python venv with the published SDK (faramesh-sdk==0.3.3, pinned in tests/compat/requirements.txt)"
-VENV="$ROOT/.venv"
+VENV="$ROOT/.venv-compat"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -136,14 +177,14 @@ step "our SDK against the real daemon (LangChain/LangGraph, OpenAI Agents, CrewA
 # Run from outside the source tree so the installed package is what is tested.
 (cd sdk/python/tests && FARAMESH_BIN="$BIN" CREWAI_TESTING=true "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
-step "the README, top to bottom: every command in order, printing what the README shows (tests/readme/tour.py)"
+step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
+(cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
+
+step "the README, top to bottom, on its route (the wheel's venv above: its faramesh and python): every command in order, printing what the README shows (tests/readme/tour.py; its TypeScript snippet uses the SDK built above)"
 if ! command -v nc >/dev/null || ! command -v curl >/dev/null; then
     apt_install netcat-openbsd curl
 fi
-python3 tests/readme/tour.py README.md "$BIN" "$SDKVENV/bin/python" </dev/null
-
-step "our TypeScript SDK (sdk/typescript): npm ci from the lock file, tsc --strict, node --test against the real daemon"
-(cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && FARAMESH_BIN="$BIN" npm test --silent </dev/null)
+python3 tests/readme/tour.py README.md "$ROOT/.venv-wheel/bin/faramesh" "$ROOT/.venv-wheel/bin/python" </dev/null
 
 step "the OpenCode plugin (faramesh hook install opencode), loaded as OpenCode loads it, against the real daemon"
 FARAMESH_BIN="$BIN" node --test tests/hooks/opencode/ </dev/null
@@ -209,5 +250,14 @@ for cases in policies/*.cases.yaml policies/examples/*.cases.yaml; do
     "$BIN" policy check "$policy" >/dev/null
     "$BIN" policy test "$policy" "$cases" | tail -n 1
 done
+
+step "the checkout is as the run found it (git status)"
+if [ "$(tree_state)" != "$TREE_BEFORE" ]; then
+    echo "the test run changed the checkout:"
+    git status --short --untracked-files=all
+    git diff HEAD --stat
+    exit 1
+fi
+echo "unchanged"
 
 printf '\nall checks passed\n'

@@ -21,15 +21,15 @@ pub fn default_socket() -> PathBuf {
 /// An error the daemon returned.
 #[derive(Debug)]
 pub struct RpcError {
-    /// The JSON-RPC error code.
+    /// The JSON-RPC error code (`docs/protocol.md`), for programs; people read the message.
     pub code: i64,
-    /// The daemon's message.
+    /// The daemon's message: what happened, in words.
     pub message: String,
 }
 
 impl std::fmt::Display for RpcError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (code {})", self.message, self.code)
+        f.write_str(&self.message)
     }
 }
 

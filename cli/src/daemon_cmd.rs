@@ -66,8 +66,9 @@ pub struct ServeArgs {
     pub cache_size: u64,
     #[command(flatten)]
     pub http: HttpArgs,
-    /// A demo: a fresh state dir with the demo policy, filled with a minute of three agents'
-    /// calls (every record marked demo), served like `faramesh serve` alone.
+    /// A demo: a fresh state dir with the demo policy, filled at once with two dozen calls of three
+    /// agents (every record marked demo), served like `faramesh serve` alone; the state dir is
+    /// removed when the demo stops.
     #[arg(long, env = "FARAMESH_DEMO", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
@@ -434,22 +435,70 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     run_daemon(config, args.verbose)
 }
 
+/// Whether `value` of the option `flag` came from the environment variable `var` (inherited
+/// from the shell) rather than from the command line.
+fn from_env(flag: &str, var: &str, value: &Path) -> bool {
+    let with_value = format!("{flag}=");
+    let on_command_line = std::env::args_os().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&with_value)
+    });
+    !on_command_line && std::env::var_os(var).is_some_and(|v| Path::new(&v) == value)
+}
+
 /// `serve --demo`: the quickstart in a fresh state dir with the demo policy, and the demo's calls.
+/// The state dir is removed when the demo stops.
 fn serve_demo(args: &ServeArgs) -> Result<ExitCode> {
-    if args.policy.is_some() || args.socket.socket.is_some() || args.state.state_dir.is_some() {
+    // `eval "$(faramesh apply)"` leaves FARAMESH_SOCKET in the shell. The demo has its own socket,
+    // so a variable pointing at no live daemon is not in its way; one pointing at a running daemon
+    // is named, because this shell's commands would then talk to that daemon, not the demo.
+    let inherited = args
+        .socket
+        .socket
+        .as_deref()
+        .filter(|s| from_env("--socket", "FARAMESH_SOCKET", s))
+        .map(Path::to_owned);
+    if args.policy.is_some()
+        || args.state.state_dir.is_some()
+        || (args.socket.socket.is_some() && inherited.is_none())
+    {
         bail!(
             "a demo runs in a fresh state dir with its own policy and socket: leave out --policy, --socket and \
-             --state-dir (and FARAMESH_POLICY, FARAMESH_SOCKET, FARAMESH_STATE_DIR)"
+             --state-dir (and FARAMESH_POLICY, FARAMESH_STATE_DIR)"
         );
     }
+    if let Some(socket) = inherited {
+        if client::call(&socket, "status", json!({})).is_ok() {
+            bail!(
+                "FARAMESH_SOCKET in this shell points at a running daemon (`{}`), and this shell's commands would \
+                 talk to it rather than to the demo: `unset FARAMESH_SOCKET` first (or `faramesh stop` that daemon)",
+                socket.display()
+            );
+        }
+        eprintln!("faramesh demo: ignoring FARAMESH_SOCKET={} (no daemon answers there)", socket.display());
+    }
     let dir = crate::demo::fresh_dir()?;
+    let served = serve_demo_in(args, &dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => eprintln!("faramesh demo: removed {}", dir.display()),
+        Err(e) => eprintln!("faramesh demo: cannot remove `{}`: {e}", dir.display()),
+    }
+    served
+}
+
+/// The demo's daemon in `dir`, until Ctrl-C or SIGTERM.
+fn serve_demo_in(args: &ServeArgs, dir: &Path) -> Result<ExitCode> {
     let policy = dir.join("demo.yaml");
     let mut config = config_of(args, policy.clone())?;
     config.state_dir = dir.join("state");
     config.socket_path = dir.join("faramesh.sock");
     config.single_user = true;
     config.demo = true;
-    eprintln!("faramesh demo: a fresh state dir {} with the demo policy {}", dir.display(), policy.display());
+    eprintln!(
+        "faramesh demo: a fresh state dir {} with the demo policy {} (removed when the demo stops)",
+        dir.display(),
+        policy.display()
+    );
     let login = if args.http.listen.as_deref() == Some("off") { None } else { quickstart_http(&mut config)? };
     announce("faramesh demo", config.socket_path.clone(), login, true);
     crate::demo::play_in_background(config.socket_path.clone());
@@ -523,6 +572,11 @@ fn announce(who: &'static str, socket: PathBuf, login: Option<String>, single_us
                     if status["http"]["anonymous_agents"] == true {
                         eprintln!(
                             "agents may call {url}/v1/actions without a token here (loopback only; set FARAMESH_TOKEN to require one)"
+                        );
+                    } else if std::env::var("FARAMESH_TOKEN").map_or(true, |t| t.is_empty()) {
+                        eprintln!(
+                            "agents calling {url}/v1/actions need a token here (a tokenless call gets 401): start with \
+                             FARAMESH_TOKEN=<secret> set, and send `Authorization: Bearer <secret>`"
                         );
                     }
                 }

@@ -1,6 +1,7 @@
 //! `faramesh serve --demo` (or `FARAMESH_DEMO=1`): a daemon in a fresh state dir with the demo
-//! policy (`policies/demo.yaml`), filled by a realistic minute of three agents' calls, so the
-//! dashboard shows what the gate does: permits, denials by rule and by profile, a rate-limited
+//! policy (`policies/demo.yaml`), filled at once (in about a second) with two dozen calls of
+//! three agents, so the dashboard shows what the gate does: permits, denials by rule and by
+//! profile, a rate-limited
 //! burst, a refused destructive command, a call approved, started and finished, and a refund
 //! left pending for you to approve. Every demo call carries `context.demo: true` (so every
 //! record of it says demo), and `status` and the dashboard say the daemon runs a demo.
@@ -41,7 +42,7 @@ fn call(agent: &str, tool: &str, operation: &str, params: Value) -> Value {
     })
 }
 
-/// Plays the demo's minute against the daemon on `socket` once it answers (in a thread: the
+/// Plays the demo's calls against the daemon on `socket` once it answers (in a thread: the
 /// daemon runs in this process's foreground).
 pub fn play_in_background(socket: PathBuf) {
     std::thread::spawn(move || {

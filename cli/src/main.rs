@@ -164,6 +164,7 @@ fn main() -> ExitCode {
         }
     };
     ops_cmd::init_color(cli.no_color);
+    let json_out = cli.json;
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),
@@ -203,7 +204,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // People read what happened; programs asking for JSON also get the daemon's code.
+            match err.downcast_ref::<client::RpcError>() {
+                Some(e) if json_out => {
+                    eprintln!("{}", serde_json::json!({"error": {"code": e.code, "message": e.message}}));
+                }
+                _ => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(1)
         }
     }

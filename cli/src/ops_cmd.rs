@@ -36,12 +36,22 @@ fn paint(text: &str, width: usize) -> String {
         return padded;
     }
     let code = match text {
-        "PERMIT" | "approved" | "succeeded" | "ok" => "32",
+        "PERMIT" | "allowed" | "approved" | "succeeded" | "ok" => "32",
         "DENY" | "denied" | "failed" | "expired" | "FAIL" => "31",
-        "DEFER" | "pending" | "executing" => "33",
+        "DEFER" | "pending" | "pending_approval" | "executing" => "33",
         _ => return padded,
     };
     format!("\x1b[{code}m{padded}\x1b[0m")
+}
+
+/// An action's `status` in the words of the v1 API and the dashboard (`allowed`,
+/// `pending_approval`): the socket still answers its older names `permitted` and `deferred`.
+fn status_word(v: &Value) -> String {
+    match s(v, "status").as_str() {
+        "permitted" => "allowed".to_owned(),
+        "deferred" => "pending_approval".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// The elements of the array `key` of `v` (none when it is missing).
@@ -120,7 +130,7 @@ pub fn list(args: ListArgs, json_out: bool) -> Result<ExitCode> {
                 s(a, "id"),
                 s(a, "ts"),
                 s(a, "effect"),
-                s(a, "status"),
+                status_word(a),
                 s(a, "agent_id"),
                 format!("{}/{}", s(a, "tool"), s(a, "operation")),
                 s(a, "reason_code"),
@@ -150,7 +160,7 @@ pub fn get(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         for (i, (key, value)) in rec.rows().into_iter().enumerate() {
             println!("{key:<13} {value}");
             if i == 0 {
-                println!("{:<13} {}", "status", s(&r, "status"));
+                println!("{:<13} {}", "status", status_word(&r));
             }
         }
     }
@@ -167,7 +177,7 @@ pub fn events(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         .map(|e| {
             let what = match e["kind"].as_str() {
                 Some("decision") => format!("{} {}", s(e, "effect"), s(e, "reason_code")),
-                _ => s(e, "status"),
+                _ => status_word(e),
             };
             vec![s(e, "seq"), s(e, "ts"), s(e, "kind"), what]
         })
@@ -272,9 +282,15 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
     if json_out {
         println!("{r}");
     } else {
+        // The id as the person gave it (an action id from `list` or the v1 API, or an approval
+        // id from `pending`), in full.
+        let id = match r["action_id"].as_str() {
+            Some(action) if action.starts_with(&args.id) => action.to_owned(),
+            _ => s(&r, "approval_id"),
+        };
         println!(
             "{} {} ({}/{} by agent {})",
-            s(&r, "approval_id"),
+            id,
             s(&r, "status"),
             s(&r, "tool"),
             s(&r, "operation"),
@@ -347,7 +363,7 @@ fn print_entry(out: &mut impl Write, entry: &Value, json_out: bool) -> Result<()
         ),
         Some("approval" | "action") => format!(
             "{} {}",
-            s(entry, "status"),
+            status_word(entry),
             entry.get("approval_id").map_or_else(|| s(entry, "action_id"), |_| s(entry, "approval_id"))
         ),
         _ => String::new(),

@@ -1763,10 +1763,10 @@ fn approve_takes_the_action_id_or_the_approval_id() {
     // By the action's id prefix, as `faramesh list` shows it.
     let listed = out_text(&cli(&["list"]));
     assert!(listed.lines().next().unwrap().contains("STATUS"), "{listed}");
-    assert!(listed.contains(&action) && listed.contains("deferred"), "{listed}");
+    assert!(listed.contains(&action) && listed.contains("pending_approval"), "{listed}");
     let out = cli(&["approve", &action[..10], "--reason", "seen in list"]);
     assert!(out.status.success(), "{}", out_text(&out));
-    assert!(out_text(&out).contains(&format!("{approval} approved")), "{}", out_text(&out));
+    assert!(out_text(&out).contains(&format!("{action} approved")), "{}", out_text(&out));
     // `get` by the approval id shows the action, now approved.
     let got = out_text(&cli(&["get", &approval]));
     assert!(got.contains(&action) && got.contains("approved"), "{got}");
@@ -1782,6 +1782,113 @@ fn approve_takes_the_action_id_or_the_approval_id() {
     // Unknown ids name both kinds.
     let out = cli(&["approve", "0123456789abcdef"]);
     assert!(out_text(&out).contains("no approval or deferred action"), "{}", out_text(&out));
+}
+
+/// Regression: `approve 3f9c2a7b` (an action id, from `list` or the v1 API) answered with the
+/// approval's id, one the person had never seen; it answers with the full id of the kind typed.
+#[test]
+fn approve_echoes_the_id_the_person_typed() {
+    let policy = format!("{POLICY}approvals:\n  allow_same_uid: true\n");
+    let daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let cli =
+        |args: &[&str]| Command::new(bin()).args(args).arg("--socket").arg(&daemon.socket).output().unwrap();
+    let by_action = c.result("govern", shell_call("ls"));
+    let action = by_action["action_id"].as_str().unwrap();
+    let out = cli(&["approve", &action[..8]]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{action} approved (shell/exec by agent ops-bot)\n"),
+        "the action id typed, in full"
+    );
+    let by_approval = c.result("govern", shell_call("pwd"));
+    let approval = by_approval["approval_id"].as_str().unwrap();
+    let out = cli(&["deny", &approval[..8]]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{approval} denied (shell/exec by agent ops-bot)\n"),
+        "the approval id typed, in full"
+    );
+}
+
+/// Regression: `faramesh list` and `get` said `permitted` and `deferred` where the v1 API, the
+/// dashboard and the upstream Faramesh documentation say `allowed` and `pending_approval`.
+#[test]
+fn list_and_get_say_allowed_and_pending_approval_as_the_v1_api_does() {
+    let daemon = Daemon::start(POLICY);
+    let mut c = daemon.client();
+    let allowed = c.result("govern", json!({"agent_id": "a", "tool": "http", "operation": "get"}));
+    c.result("govern", shell_call("ls"));
+    let sock = daemon.socket.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        out_text(&Command::new(bin()).args(args).env("FARAMESH_SOCKET", &sock).output().unwrap())
+    };
+    let listed = cli(&["list"]);
+    assert!(listed.contains(" allowed ") && listed.contains(" pending_approval "), "{listed}");
+    assert!(!listed.contains("permitted") && !listed.contains("deferred"), "{listed}");
+    let got = cli(&["get", allowed["action_id"].as_str().unwrap()]);
+    assert!(got.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["status", "allowed"]), "{got}");
+    let filtered = cli(&["list", "--status", "allowed"]);
+    assert!(
+        filtered.contains(allowed["action_id"].as_str().unwrap()) && !filtered.contains("shell/exec"),
+        "{filtered}"
+    );
+}
+
+/// Regression: CLI errors ended in the socket's JSON-RPC code (`(code -32002)`), a number a
+/// person cannot act on; they say what happened, in words only.
+#[test]
+fn cli_errors_say_what_happened_without_json_rpc_codes() {
+    let daemon = Daemon::start(POLICY);
+    for args in [&["approve", "0123456789abcdef"][..], &["get", "ffffffffffffffff"], &["get", "abc"]] {
+        let out = Command::new(bin()).args(args).arg("--socket").arg(&daemon.socket).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: no ") && !err.contains("code") && !err.contains("-320"), "{err}");
+    }
+    // Programs that ask for JSON get the code too.
+    let out = Command::new(bin())
+        .args(["--json", "get", "ffffffffffffffff"])
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], -32002, "{err}");
+    assert_eq!(err["error"]["message"], "no action `ffffffffffffffff`", "{err}");
+}
+
+/// Regression: JSON answers over HTTP ended without a newline, so `curl` left the shell's prompt
+/// on the same line; every JSON answer, errors included, is one line ending with `\n`.
+#[test]
+fn http_json_answers_end_with_a_newline() {
+    let (_daemon, port) = start_with_http(POLICY, &[]);
+    let call = r#"{"agent_id":"a","tool":"http","operation":"get","params":{"url":"https://example.com"}}"#;
+    for (method, path, body, want) in [
+        ("GET", "/health", "", 200),
+        ("POST", "/v1/actions", call, 401),
+        ("POST", "/v1/actions", "{", 401),
+        ("GET", "/v1/actions/ffffffffffffffff", "", 401),
+    ] {
+        let (status, head, text) = http_request(port, method, path, body);
+        assert_eq!(status, want, "{method} {path}: {head}{text}");
+        assert!(head.contains("content-type: application/json"), "{method} {path}: {head}");
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1, "{method} {path}: {text:?}");
+        serde_json::from_str::<Value>(&text).unwrap();
+    }
+    let mut with_token = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        with_token,
+        "POST /v1/actions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nauthorization: Bearer \
+         approver-secret-0123456789\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{call}",
+        call.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    with_token.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("}\n"), "{answer:?}");
 }
 
 /// The upstream Faramesh documentation's spellings `policy-test` and `policy-diff`.
@@ -2176,6 +2283,46 @@ fn unauthenticated_caller_reads_only_its_action_by_full_id() {
     assert_eq!(http_request(port, "POST", &format!("/v1/actions/{}/start", &id[..8]), "").0, 404);
 }
 
+/// Regression: `faramesh dev` answered the quickstart's tokenless `curl` with 401 and printed no
+/// word about a token; it says HTTP agents need one and how to give it.
+#[test]
+fn dev_says_http_agents_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Command::new(bin())
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("FARAMESH_LOG", "warn")
+        .env_remove("FARAMESH_TOKEN")
+        .env_remove("FARAMESH_APPROVER_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    for line in BufReader::new(dev.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("single-user mode") {
+            break;
+        }
+    }
+    let call =
+        r#"{"agent_id":"demo","tool":"http","operation":"get","params":{"url":"https://example.com"}}"#;
+    let (status, _, _) = http_request(port, "POST", "/v1/actions", call);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(dev.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    assert!(dev.wait().unwrap().success());
+    assert_eq!(status, 401);
+    assert!(
+        printed.contains(&format!("agents calling http://127.0.0.1:{port}/v1/actions need a token here"))
+            && printed.contains("FARAMESH_TOKEN=<secret>"),
+        "{printed}"
+    );
+}
+
 /// Anything configured keeps the quickstart's defaults off: no listener, no tokenless agents.
 #[test]
 fn serve_with_its_flags_opens_no_http_listener() {
@@ -2191,37 +2338,7 @@ fn serve_with_its_flags_opens_no_http_listener() {
 #[test]
 fn serve_demo_fills_a_fresh_state_dir_with_marked_calls() {
     let home = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(bin());
-    serve
-        .args(["serve", "--demo"])
-        .env("HOME", home.path())
-        .env("FARAMESH_PORT", free_port().to_string())
-        .env("FARAMESH_LOG", "warn")
-        .current_dir(home.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for k in ["FARAMESH_POLICY", "FARAMESH_SOCKET", "FARAMESH_STATE_DIR", "FARAMESH_LISTEN", "FARAMESH_TOKEN"]
-    {
-        serve.env_remove(k);
-    }
-    let mut child = serve.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut socket = None;
-    let mut dir = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(s) = line.trim().strip_prefix("export FARAMESH_SOCKET=") {
-            socket = Some(PathBuf::from(s));
-        }
-        if let Some(rest) = line.strip_prefix("faramesh demo: a fresh state dir ") {
-            dir = rest.split_whitespace().next().map(PathBuf::from);
-        }
-        if line.contains("the demo's calls are in") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    let (socket, dir) = (socket.expect("no socket line"), dir.expect("no state dir line"));
+    let (mut child, socket, dir) = start_demo(home.path(), None).unwrap();
     let mut c = Client::new(&socket);
     let status = c.result("status", json!({}));
     assert_eq!((status["demo"].as_bool(), status["single_user"].as_bool()), (Some(true), Some(true)));
@@ -2245,7 +2362,90 @@ fn serve_demo_fills_a_fresh_state_dir_with_marked_calls() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!dir.exists(), "the demo's state dir is removed when it stops: {}", dir.display());
+}
+
+/// Starts `faramesh serve --demo` with HOME a fresh directory and FARAMESH_SOCKET `inherited` (as a
+/// shell that ran `eval "$(faramesh apply)"` passes it on); returns the process, its socket and
+/// state dir once the demo's calls are in, or what it printed when it exited first.
+fn start_demo(home: &Path, inherited: Option<&Path>) -> Result<(Child, PathBuf, PathBuf), String> {
+    let mut serve = Command::new(bin());
+    serve
+        .args(["serve", "--demo"])
+        .env("HOME", home)
+        .env("FARAMESH_PORT", free_port().to_string())
+        .env("FARAMESH_LOG", "warn")
+        .current_dir(home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for k in ["FARAMESH_POLICY", "FARAMESH_SOCKET", "FARAMESH_STATE_DIR", "FARAMESH_LISTEN", "FARAMESH_TOKEN"]
+    {
+        serve.env_remove(k);
+    }
+    if let Some(socket) = inherited {
+        serve.env("FARAMESH_SOCKET", socket);
+    }
+    let mut child = serve.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut socket, mut dir, mut printed) = (None, None, String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(s) = line.trim().strip_prefix("export FARAMESH_SOCKET=") {
+            socket = Some(PathBuf::from(s));
+        }
+        if let Some(rest) = line.strip_prefix("faramesh demo: a fresh state dir ") {
+            dir = rest.split_whitespace().next().map(PathBuf::from);
+        }
+        if line.contains("the demo's calls are in") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    match (socket, dir) {
+        (Some(socket), Some(dir)) => Ok((child, socket, dir)),
+        _ => {
+            let status = child.wait().unwrap();
+            Err(format!("{status}: {printed}"))
+        }
+    }
+}
+
+/// Regression: after the README's `eval "$(faramesh apply …)"` and `faramesh stop`, the shell
+/// still exported FARAMESH_SOCKET and `faramesh serve --demo` refused to start. A variable that
+/// points at no live daemon is ignored (the demo has its own socket); one that points at a
+/// running daemon is named, with what to do.
+#[test]
+fn demo_ignores_an_inherited_socket_variable_with_no_daemon_behind_it() {
+    let home = tempfile::tempdir().unwrap();
+    let stale = home.path().join("gone/faramesh.sock");
+    let (mut child, socket, dir) = start_demo(home.path(), Some(&stale)).unwrap();
+    assert_ne!(socket, stale);
+    assert_eq!(Client::new(&socket).result("status", json!({}))["demo"], true);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!dir.exists(), "{}", dir.display());
+
+    let live = Daemon::start(POLICY);
+    let refused =
+        start_demo(home.path(), Some(&live.socket)).expect_err("the demo started beside a live daemon");
+    assert!(refused.contains("FARAMESH_SOCKET") && refused.contains("unset FARAMESH_SOCKET"), "{refused}");
+    assert!(refused.contains(live.socket.to_str().unwrap()), "{refused}");
+}
+
+/// Regression: the demo's fresh state dir (under the system's temporary directory) was left
+/// behind after Ctrl-C; it is removed when the demo stops.
+#[test]
+fn demo_removes_its_state_dir_on_ctrl_c() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, _, dir) = start_demo(home.path(), None).unwrap();
+    assert!(dir.join("state").is_dir(), "{}", dir.display());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!dir.exists(), "the demo left {}", dir.display());
 }
 
 /// `faramesh tail` shows the last entries first, like `tail`, then follows (it looked hung).

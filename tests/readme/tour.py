@@ -3,21 +3,26 @@
 Usage: python tour.py README.md FARAMESH_BIN PYTHON
 
 Every ```console and ```sh block is run top to bottom in one shell session (exports carry over)
-with `faramesh` on PATH (the binary under test, where `cargo install --path cli` would put it)
-and HOME a fresh directory; the working directory is `~/faramesh` there, holding the
-repository's `policies/` (a link), so files the tour writes land there. ```python blocks run
-with PYTHON (a venv with our SDK). ```yaml blocks are policies: `faramesh policy check` must
-accept them.
+as after the README's `pip install .` in an active venv: `faramesh` on PATH is the binary under
+test, and `python` is PYTHON (a venv with our SDK). HOME is a fresh directory; the working
+directory is `~/faramesh` there, holding the repository's `README.md`, `policies/` and `sdk/`
+(links), so files the tour writes land there. ```yaml blocks are policies: `faramesh policy
+check` must accept them.
+
+A ```python or ```js block whose first line names a file (`# first.py`, `// first.mjs`) is
+written to that file, for the commands after it to run (`$ python first.py`); any other
+```python block runs with PYTHON. A block in a language the tour cannot run fails unless
+skipped.
 
 - In a console block, `$ ` starts a command (a trailing `\\` continues it) and the lines up to
   the next command are its output: each must match a line the command printed, in order (other
   lines may come between). In expected output `…` matches anything; numbers, hex ids, times and
   `/home/me` match whatever this run has. An id shown in the README is bound to the id printed
   in its place, and later commands that use it (or a prefix of it) get the real one.
-- A command that runs until Ctrl-C (`faramesh serve`, `faramesh dev`, `cargo run -- dev`,
-  `faramesh tail`) starts in the background; the tour waits for its output to match, and sends
-  it SIGINT at the end of its block (a daemon) or once its output matched (`tail`).
-- `cargo run -- dev` runs the binary under test (`faramesh dev`): the build is the test run's.
+- A command that runs until Ctrl-C (`faramesh serve`, `faramesh dev`, `faramesh tail`) starts
+  in the background; the tour waits for its output to match, and sends it SIGINT once its
+  output matched (`tail`), or at the end of its section (a daemon: the commands after it in the
+  section are the second shell's, and the README stops it before the next section).
 - The port `8000` and `8443` in commands become free ports (FARAMESH_PORT is set to match).
 - A block right after `<!-- tour: skip REASON -->` is not run; the reason is printed.
 
@@ -39,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
 from faramesh_testd import free_port  # noqa: E402
 
-FOREVER = re.compile(r"^(faramesh (serve|dev)\b|cargo run (--release )?-- dev\b|faramesh tail\b)")
+FOREVER = re.compile(r"^(faramesh (serve|dev)\b|faramesh tail\b)")
 HEX = re.compile(r"\b[0-9a-f]{8,64}\b")
 
 
@@ -49,6 +54,7 @@ class Block:
     lines: list[str]
     line_no: int
     skip: str | None = None
+    section: int = 0
 
 
 @dataclass
@@ -61,9 +67,12 @@ def blocks(readme: str) -> list[Block]:
     out: list[Block] = []
     lines = readme.splitlines()
     i = 0
+    section = 0
     skip: str | None = None
     while i < len(lines):
         line = lines[i]
+        if line.startswith("## "):
+            section += 1
         m = re.match(r"<!-- tour: skip (.*) -->", line.strip())
         if m:
             skip = m.group(1)
@@ -73,7 +82,7 @@ def blocks(readme: str) -> list[Block]:
             while i < len(lines) and not lines[i].startswith("```"):
                 body.append(lines[i])
                 i += 1
-            out.append(Block(lang, body, start, skip))
+            out.append(Block(lang, body, start, skip, section))
             skip = None
         elif line.strip() and not line.startswith("<!--"):
             skip = None if line.startswith("#") else skip
@@ -129,15 +138,17 @@ class Tour:
         self.state = home / ".tour-env"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FARAMESH_", "VIRTUAL_ENV", "XDG_")) and k not in ("INVOCATION_ID", "LISTEN_FDS", "NOTIFY_SOCKET", "JOURNAL_STREAM")}
-        env.update(HOME=str(home), PATH=f"{Path(bin_path).parent}:{env.get('PATH', '')}",
-                   FARAMESH_PORT=self.ports["8000"], NO_COLOR="1", FARAMESH_LOG="warn")
+        path = f"{Path(bin_path).parent}:{Path(python).parent}:{env.get('PATH', '')}"
+        env.update(HOME=str(home), PATH=path, FARAMESH_PORT=self.ports["8000"], NO_COLOR="1", FARAMESH_LOG="warn")
         self.env = env
         self.state.write_text("")
         self.background: list[tuple[str, subprocess.Popen[str], Path]] = []
         self.failures = 0
+        self.section = 0
+        # Snippet files written and not yet run by a command (file name → README line).
+        self.unrun: dict[str, int] = {}
 
     def substitute(self, text: str) -> str:
-        text = re.sub(r"^cargo run (--release )?-- ", "faramesh ", text)
         for readme_port, port in self.ports.items():
             text = text.replace(f"127.0.0.1:{readme_port}", f"127.0.0.1:{port}")
         for shown, real in sorted(self.ids.items(), key=lambda kv: -len(kv[0])):
@@ -184,6 +195,10 @@ class Tour:
         return None
 
     def run_block(self, block: Block) -> None:
+        if block.section != self.section:
+            # The README stops a daemon it started in the foreground before the next section.
+            self.stop_background()
+            self.section = block.section
         if block.skip:
             print(f"skip README.md:{block.line_no} ({block.lang}): {block.skip}")
             return
@@ -192,6 +207,12 @@ class Tour:
             path.write_text("\n".join(block.lines) + "\n")
             done = subprocess.run(["faramesh", "policy", "check", str(path)], env=self.env, capture_output=True, text=True)
             self.report(done.returncode == 0, f"README.md:{block.line_no} the policy snippet passes `policy check`", done.stderr)
+            return
+        named = re.match(r"(?:#|//) ([\w.-]+\.(?:py|mjs))\b", block.lines[0]) if block.lines else None
+        if block.lang in ("python", "js") and named:
+            (self.cwd / named.group(1)).write_text(self.substitute("\n".join(block.lines)) + "\n")
+            print(f"file README.md:{block.line_no} ({block.lang}) written to {named.group(1)}")
+            self.unrun[named.group(1)] = block.line_no
             return
         if block.lang == "python":
             path = self.cwd / "tour-snippet.py"
@@ -204,10 +225,9 @@ class Tour:
                 print("     " + (done.stdout + done.stderr).replace("\n", "\n     "))
             return
         if block.lang not in ("console", "sh"):
+            self.report(False, f"README.md:{block.line_no} a ```{block.lang} block the tour cannot run",
+                        "name the file it is (a first line `# name.py` or `// name.mjs`) and run it in a console block, or skip it")
             return
-        # A daemon started in the foreground keeps running through the prose and snippets that
-        # follow it, and is stopped (Ctrl-C) before the next block of commands.
-        self.stop_background()
         for cmd in commands(block):
             self.run_command(cmd)
 
@@ -217,6 +237,8 @@ class Tour:
 
     def run_command(self, cmd: Command) -> None:
         text = self.substitute(cmd.text)
+        for name in [n for n in self.unrun if re.search(rf"(^|\s){re.escape(n)}(\s|$)", text)]:
+            del self.unrun[name]
         if FOREVER.match(text):
             self.start_background(text, cmd)
             return
@@ -311,7 +333,8 @@ def main() -> int:
         home = Path(tmp) / "home"
         cwd = home / "faramesh"
         cwd.mkdir(parents=True)
-        (cwd / "policies").symlink_to(readme.parent / "policies")
+        for name in ("README.md", "policies", "sdk"):
+            (cwd / name).symlink_to(readme.parent / name)
         tour = Tour(bin_path, python, home, cwd)
         try:
             for block in blocks(readme.read_text()):
@@ -319,6 +342,8 @@ def main() -> int:
         finally:
             tour.stop_background()
             subprocess.run(["bash", "-c", tour.shell("faramesh stop >/dev/null 2>&1 || true")], env=tour.env)
+    for name, line in tour.unrun.items():
+        tour.report(False, f"README.md:{line} {name} is run by a command after it", "no command runs it")
     print(f"README tour: {'ok' if tour.failures == 0 else f'{tour.failures} failed'}")
     return 1 if tour.failures else 0
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import AGENT_TOKEN, APPROVER_TOKEN, POLICY, Daemon
+from conftest import AGENT_TOKEN, APPROVER_TOKEN, POLICY, ROOT, Daemon, make_daemon
 
 from faramesh import UnauthorizedError
 
@@ -255,6 +255,33 @@ def test_governedtoolset_snippets(env: Daemon) -> None:
     assert logging.getLogger("faramesh").level == logging.INFO
     stubbed = run(STUB, GovernedToolSet=GovernedToolSet, search_docs=search_docs)["tools"]
     assert stubbed[0]("x") == "docs about x"
+
+
+def test_governedtoolset_snippet_under_the_shipped_functions_policy(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README points newcomers at this page's snippet and at `policies/examples/functions.yaml`
+    (the policy of its first governed function): under that file, as shipped, over the socket,
+    `search_docs` runs, `send_email` waits for a person and `charge_card` is denied."""
+    from faramesh import ToolDeniedException
+
+    d = make_daemon(tmp_path, policy=(ROOT / "policies" / "examples" / "functions.yaml").read_text())
+    try:
+        monkeypatch.setenv("FARAMESH_SOCKET", d.socket)
+        RAN.clear()
+        search, email, charge = run(TOOLSET, search_docs=search_docs, send_email=send_email, charge_card=charge_card)[
+            "tools"
+        ]
+        assert search("refunds") == "docs about refunds"
+        with pytest.raises(ToolDeniedException) as deferred:
+            email(to="a@example.com", body="hi")
+        assert deferred.value.code == "POLICY_DEFER" and deferred.value.approval_id
+        with pytest.raises(ToolDeniedException) as denied:
+            charge(amount=50)
+        assert denied.value.code == "DEFAULT_DENY_NO_MATCH"
+        assert RAN == ["search_docs"]
+    finally:
+        d.stop()
 
 
 def test_governedtoolset_async_snippet(env: Daemon) -> None:

@@ -48,7 +48,7 @@ impl IntoResponse for HttpError {
             m.insert("field".into(), json!(f));
         }
         let body = json!({"error": error, "detail": self.message});
-        let mut resp = (self.status, axum::Json(body)).into_response();
+        let mut resp = json_response(self.status, &body);
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -137,8 +137,12 @@ impl App {
     }
 }
 
+/// A JSON answer: one line, ending with a newline (so `curl` leaves the prompt on a line of
+/// its own, and a stream of answers is JSON lines).
 pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response {
-    (status, axum::Json(v)).into_response()
+    let mut body = v.to_string();
+    body.push('\n');
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// The caller of a request that reads: its bearer token's identity, else its dashboard
