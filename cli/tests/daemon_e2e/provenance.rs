@@ -264,3 +264,25 @@ fn a_uid_cannot_grant_itself_and_grants_cover_only_their_uid() {
     let covered = call_as_uid(65534, &daemon.socket, "govern", shell_call("uptime"));
     assert_eq!(covered["result"]["reason_code"], "GRANT_APPLIED", "{covered}");
 }
+
+/// Regression: `path_*` compared text, so `path_starts_with: /srv/` allowed
+/// `/srv/../etc/passwd` from any caller that does not resolve paths itself (the MCP gateway,
+/// the SDKs, HTTP agents).
+#[test]
+fn path_prefix_rule_cannot_be_walked_out_of_with_dotdot() {
+    let policy = "version: 1\nrules:\n  - id: files-under-srv\n    match: { tool: files, path_starts_with: /srv/ }\n    allow: true\n";
+    let daemon = Daemon::start(policy);
+    let mut c = daemon.client();
+    let read = |c: &mut Client, path: &str| {
+        c.result(
+            "govern",
+            json!({"agent_id": "mcp", "tool": "files", "operation": "read_file", "args": {"path": path}}),
+        )
+    };
+    assert_eq!(read(&mut c, "/srv/data/a.txt")["effect"], "PERMIT");
+    for escape in ["/srv/../etc/passwd", "/srv/data/../../root/.ssh/id_ed25519", "/srv/./../etc/shadow"] {
+        let d = read(&mut c, escape);
+        assert_eq!(d["effect"], "DENY", "{escape}: {d}");
+    }
+    assert_eq!(read(&mut c, "/srv/data/../b.txt")["effect"], "PERMIT", "still under /srv/");
+}

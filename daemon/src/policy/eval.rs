@@ -221,13 +221,18 @@ impl Cond {
                 },
             },
             Cond::PathContains(s) => {
-                string_check(ctx, "path", self.key(), describe, |p| p.contains(s.as_str()), s)
+                string_check(ctx, "path", self.key(), describe, |p| lexical_path(p).contains(s.as_str()), s)
             }
-            Cond::PathStartsWith(s) => {
-                string_check(ctx, "path", self.key(), describe, |p| p.starts_with(s.as_str()), s)
-            }
+            Cond::PathStartsWith(s) => string_check(
+                ctx,
+                "path",
+                self.key(),
+                describe,
+                |p| lexical_path(p).starts_with(s.as_str()),
+                s,
+            ),
             Cond::PathEndsWith(s) => {
-                string_check(ctx, "path", self.key(), describe, |p| p.ends_with(s.as_str()), s)
+                string_check(ctx, "path", self.key(), describe, |p| lexical_path(p).ends_with(s.as_str()), s)
             }
             Cond::Method(m) => {
                 string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m)
@@ -271,6 +276,46 @@ fn string_check(
         Some(Value::String(s)) => out(format!("{key}: `{field}` is `{s}`, expected `{want}`")),
         Some(other) => out(format!("{key}: `{field}` is not a string ({other})")),
     }
+}
+
+/// `path` as the file system reads it, without following links: empty and `.` segments dropped,
+/// `..` taking off the segment before it (`/srv/app/../../etc/passwd` is `/etc/passwd`; above the
+/// root stays at the root; a relative path keeps the `..` it cannot resolve). A trailing `/` is
+/// kept. The `path_*` keys compare this, so a prefix rule cannot be walked out of with `..`.
+pub fn lexical_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let absolute = path.starts_with('/');
+    let needs = path.split('/').enumerate().any(|(i, seg)| {
+        seg == "." || seg == ".." || (seg.is_empty() && i > 0 && i + 1 < path.split('/').count())
+    });
+    if !needs {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => match out.last() {
+                Some(&last) if last != ".." => {
+                    out.pop();
+                }
+                _ if absolute => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    let mut text = out.join("/");
+    if absolute {
+        text.insert(0, '/');
+    }
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    if trailing && !text.ends_with('/') {
+        text.push('/');
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    std::borrow::Cow::Owned(text)
 }
 
 /// JSON equality where numbers compare by value (`1` equals `1.0`).
@@ -637,6 +682,30 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
                 None,
                 Some(Resolution::RuleBlock { rule_id: None }),
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::lexical_path;
+
+    #[test]
+    fn dotdot_cannot_walk_out_of_a_prefix() {
+        for (given, read) in [
+            ("/srv/app/../../etc/passwd", "/etc/passwd"),
+            ("/home/me/project/../.ssh/id_ed25519", "/home/me/.ssh/id_ed25519"),
+            ("/srv/./a//b", "/srv/a/b"),
+            ("/../../etc", "/etc"),
+            ("../x", "../x"),
+            ("a/../../x", "../x"),
+            ("/srv/app/", "/srv/app/"),
+            ("/srv/app/..", "/srv/"),
+            ("docs/README.md", "docs/README.md"),
+            ("/", "/"),
+            (".", "."),
+        ] {
+            assert_eq!(lexical_path(given), read, "{given}");
         }
     }
 }
