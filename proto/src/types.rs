@@ -64,6 +64,11 @@ pub enum ReasonCode {
     ApprovalExpired,
     /// The caller's uid may not claim this agent id (the profile pins another uid).
     AgentIdentityMismatch,
+    /// The call's command could not be fully read (a variable in command position, `eval`,
+    /// an inline interpreter, a shell reading standard input, ...) where an allow or
+    /// require-approval rule would decide: DEFER, or DENY under `commands: { unresolved:
+    /// deny }`. Never covered by a grant.
+    CommandUnresolved,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,
     /// Something inside the daemon failed (policy missing, log unwritable): fail closed.
@@ -88,6 +93,7 @@ impl ReasonCode {
             ReasonCode::ApprovalDenied => "APPROVAL_DENIED",
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",
             ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",
+            ReasonCode::CommandUnresolved => "COMMAND_UNRESOLVED",
             ReasonCode::InvalidRequest => "INVALID_REQUEST",
             ReasonCode::InternalError => "INTERNAL_ERROR",
         }

@@ -14,6 +14,7 @@ pub use eval::{
 };
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, NamePat, Notifications,
-    Period, Policy, Profile, RateLimit, Retention, RiskRule, Rule, RuleSet, SecretRef,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Email, EmailTls, NamePat,
+    Notifications, Period, Policy, Profile, RateLimit, Retention, RiskRule, Rule, RuleSet, SecretRef,
+    Unresolved,
 };
