@@ -37,6 +37,10 @@ cargo build --locked --bins
 BIN="$ROOT/target/debug/faramesh"
 
 step "rust tests"
+# The command reader's differential test runs bash under strace (daemon/tests/shell_differential.rs).
+if ! command -v strace >/dev/null; then
+    apt_install strace
+fi
 cargo test --locked
 
 if [ "$(id -u)" = 0 ]; then
@@ -53,7 +57,7 @@ if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 fi
 fuzz_corpus="$(mktemp -d)"
-for target in socket_line mcp_message policy_load log_batch; do
+for target in socket_line mcp_message policy_load log_batch command_line; do
     # New inputs go to a scratch copy: the committed corpus changes only by hand.
     cp -r "fuzz/corpus/$target" "$fuzz_corpus/$target"
     if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none "$target" "$fuzz_corpus/$target" -- \
