@@ -63,3 +63,34 @@ pub fn log_batch(data: &[u8]) {
         assert_eq!(Batch::decode(&batch.to_bytes()).ok(), Some(batch), "a decoded batch encodes differently");
     }
 }
+
+/// The command reader: any text reads as resolved, unresolved or unreadable without panicking;
+/// a resolved line names only ASCII programs; and `bash -c -- '<line>'` reads as `bash` followed by
+/// exactly what the line itself reads as (resolved stays resolved, unread stays unread), but
+/// where the extra level meets a limit.
+pub fn command_line(data: &[u8]) {
+    use faramesh_daemon::policy::command::{Reading, read_line, read_params};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let direct = read_line(text);
+    let _ = read_params(&serde_json::json!({"cmd": text, "command": [text, "-c", text], "args": ["-rf", text]}));
+    if let Reading::Resolved(cmds) = &direct {
+        for c in cmds {
+            assert!(c.program.is_ascii() && !c.program.contains('/'), "program {:?} read from {text:?}", c.program);
+        }
+    }
+    let quoted = format!("bash -c -- '{}'", text.replace('\'', "'\\''"));
+    let nested = read_line(&quoted);
+    let at_limit = |r: &Reading| matches!(r, Reading::Unreadable(e) if e.contains("nested") || e.contains("more than"));
+    match (&direct, &nested) {
+        (Reading::Resolved(inner), Reading::Resolved(outer)) => {
+            assert_eq!(outer.first().map(|c| c.program.as_str()), Some("bash"), "{text:?}");
+            assert_eq!(&outer[1..], &inner[..], "`bash -c` reads {text:?} differently");
+        }
+        (Reading::Unresolved { part, .. }, Reading::Unresolved { part: p2, .. }) => {
+            assert_eq!(part, p2, "`bash -c` leaves another part of {text:?} unread");
+        }
+        (Reading::Unreadable(_), Reading::Unreadable(_)) => {}
+        (Reading::Resolved(_) | Reading::Unresolved { .. }, n) if at_limit(n) => {}
+        (d, n) => panic!("{text:?} reads as {d:?} but under `bash -c` as {n:?}"),
+    }
+}

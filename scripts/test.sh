@@ -74,6 +74,10 @@ cargo build --locked --bins
 BIN="$ROOT/target/debug/faramesh"
 
 step "rust tests"
+# The command reader's differential test runs bash under strace (daemon/tests/shell_differential.rs).
+if ! command -v strace >/dev/null; then
+    apt_install strace
+fi
 cargo test --locked
 
 if [ "$(id -u)" = 0 ]; then
@@ -94,7 +98,7 @@ fi
 (cd fuzz && cargo metadata --locked --format-version 1 >/dev/null) \
     || { echo "fuzz/Cargo.lock is stale: run (cd fuzz && cargo metadata --format-version 1 >/dev/null) and commit it"; exit 1; }
 fuzz_corpus="$(mktemp -d)"
-for target in socket_line mcp_message policy_load log_batch; do
+for target in socket_line mcp_message policy_load log_batch command_line; do
     # New inputs go to a scratch copy: the committed corpus changes only by hand.
     cp -r "fuzz/corpus/$target" "$fuzz_corpus/$target"
     if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none "$target" "$fuzz_corpus/$target" -- \

@@ -60,7 +60,7 @@ fn check_warns_about_shadowed_rules() {
 fn policy_test_passes_and_fails_with_expected_and_actual() {
     let out = faramesh(&["policy", "test", "policies/default.yaml", "policies/default.cases.yaml"], &repo());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).ends_with("16 passed, 0 failed\n"));
+    assert!(text(&out.stdout).ends_with("29 passed, 0 failed\n"));
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -92,20 +92,20 @@ fn explain_lists_rules_considered_and_why_they_missed() {
     assert_eq!(lines[3], "rules considered: 4");
     assert_eq!(
         lines[4],
-        "  skip  http-read          policies/default.yaml:21  tool: `shell` does not match `http`"
+        "  skip  http-read          policies/default.yaml:35  tool: `shell` does not match `http`"
     );
     assert_eq!(
         lines[5],
-        "  skip  http-head          policies/default.yaml:26  tool: `shell` does not match `http`"
+        "  skip  http-head          policies/default.yaml:40  tool: `shell` does not match `http`"
     );
     assert_eq!(
         lines[6],
-        "  skip  shell-destructive  policies/default.yaml:31  command: no command matches (programs: ls)"
+        "  skip  shell-destructive  policies/default.yaml:45  command: no command matches (programs: ls)"
     );
-    assert_eq!(lines[7], "  match shell-approval     policies/default.yaml:42  all conditions hold");
+    assert_eq!(lines[7], "  match shell-approval     policies/default.yaml:56  all conditions hold");
     assert_eq!(
         lines[8],
-        "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:42): Shell commands need a human's approval"
+        "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:56): Shell commands need a human's approval"
     );
 }
 

@@ -18,20 +18,21 @@ use faramesh_proto::{Decision, Effect, Provenance, ProvenanceKind, ReasonCode};
 use serde::{Deserialize, Serialize};
 
 use crate::log::dpr::Caller;
+use crate::policy::command::Reading;
 
 /// Evidence that the gate read the whole call: it carries no shell line, or its shell line
-/// resolved to every program it runs. Made only by [`FullyRead::of_command`].
+/// resolved to every program it runs. Made only by [`FullyRead::of_reading`].
 #[derive(Debug)]
 pub struct FullyRead(());
 
 impl FullyRead {
     /// `Ok` when the call has no shell line or the reader resolved it; otherwise the part the
     /// reader could not read.
-    pub(crate) fn of_command<T>(reading: Option<&Result<T, String>>) -> Result<FullyRead, String> {
-        match reading {
-            None | Some(Ok(_)) => Ok(FullyRead(())),
-            Some(Err(part)) => Err(part.clone()),
+    pub(crate) fn of_reading(reading: &Reading) -> Result<FullyRead, String> {
+        if reading.permits_rules() {
+            return Ok(FullyRead(()));
         }
+        Err(reading.unresolved_reason().unwrap_or_else(|| "the command was not read".to_owned()))
     }
 }
 
@@ -292,13 +293,13 @@ mod tests {
 
     #[test]
     fn unresolved_command_gives_no_evidence() {
-        let unresolved: Result<(), String> = Err("`$X` in command position".into());
-        assert_eq!(
-            FullyRead::of_command(Some(&unresolved)).err().as_deref(),
-            Some("`$X` in command position")
-        );
-        assert!(FullyRead::of_command::<()>(None).is_ok());
-        assert!(FullyRead::of_command(Some(&Ok::<(), String>(()))).is_ok());
+        use crate::policy::command::read_line;
+        let why = FullyRead::of_reading(&read_line("X=rm; $X -rf /")).unwrap_err();
+        assert!(why.contains("$X"), "{why}");
+        assert!(FullyRead::of_reading(&read_line("python3 -c 'print(1)'")).is_err());
+        assert!(FullyRead::of_reading(&read_line("echo \"unbalanced")).is_err());
+        assert!(FullyRead::of_reading(&Reading::NoCommand).is_ok());
+        assert!(FullyRead::of_reading(&read_line("ls -la /tmp")).is_ok());
     }
 
     #[test]

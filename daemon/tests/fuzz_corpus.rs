@@ -37,3 +37,8 @@ fn policy_load_corpus() {
 fn log_batch_corpus() {
     replay("log_batch", log_batch);
 }
+
+#[test]
+fn command_line_corpus() {
+    replay("command_line", command_line);
+}

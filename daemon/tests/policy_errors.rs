@@ -221,3 +221,31 @@ fn notification_channels_are_checked_where_they_are_named() {
     let plain = "rules:\n  - match: { tool: x }\n    require_approval: true\n";
     assert_eq!(compile("p.yaml", plain).unwrap().hash, compile("p.yaml", plain).unwrap().hash);
 }
+
+#[test]
+fn commands_section_is_validated() {
+    assert_eq!(
+        error_of("commands:\n  unresolved: allow\n"),
+        "p.yaml:2:15: unknown `unresolved` `allow`: expected `defer` or `deny`"
+    );
+    assert_eq!(
+        error_of("commands:\n  unresolvd: deny\n"),
+        "p.yaml:2:3: unknown commands key `unresolvd`, did you mean `unresolved`?"
+    );
+    assert_eq!(error_of("commands: deny\n"), "p.yaml:1:11: `commands` must be a mapping, found a string");
+    assert_eq!(
+        error_of("commands:\n  unresolved: [deny]\n"),
+        "p.yaml:2:15: `unresolved` must be a string, found a list"
+    );
+}
+
+#[test]
+fn commands_section_changes_the_hash_only_when_it_denies() {
+    let rules = "rules:\n  - match: { tool: shell }\n    allow: true\n";
+    let plain = compile("p.yaml", rules).unwrap();
+    let defer = compile("p.yaml", &format!("commands: {{ unresolved: defer }}\n{rules}")).unwrap();
+    let deny = compile("p.yaml", &format!("commands: {{ unresolved: deny }}\n{rules}")).unwrap();
+    assert_eq!(plain.hash, defer.hash);
+    assert_ne!(plain.hash, deny.hash);
+    assert_eq!(deny.commands.unresolved, faramesh_daemon::policy::Unresolved::Deny);
+}

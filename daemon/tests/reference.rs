@@ -232,11 +232,31 @@ fn reference(spec: &Spec, c: &Call) -> (Effect, ReasonCode, Option<String>) {
                 .is_some_and(|n| n > 100.0)
     });
     let agent = if c.agent_id == "payments-bot" { &spec.agent_rules[..] } else { &[][..] };
-    let agent_hit =
-        agent.iter().enumerate().find(|(_, r)| ref_matches(r, c)).map(|(i, r)| (format!("a{i}"), r));
-    let hit = agent_hit.or_else(|| {
-        spec.global.iter().enumerate().find(|(_, r)| ref_matches(r, c)).map(|(i, r)| (format!("g{i}"), r))
-    });
+    let rules = agent
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("a{i}"), r))
+        .chain(spec.global.iter().enumerate().map(|(i, r)| (format!("g{i}"), r)));
+    // A command the reader cannot read in full (an unbalanced quote, a program name outside
+    // ASCII) matches no allow rule: at least DEFER `COMMAND_UNRESOLVED` where one would match.
+    let unresolved = matches!(c.params.get("cmd").and_then(Value::as_str), Some("x\"y" | "café"));
+    if unresolved {
+        let mut skipped = None;
+        for (id, r) in rules.filter(|(_, r)| ref_matches(r, c)) {
+            match r.effect {
+                Effect::Permit => {
+                    skipped.get_or_insert(id);
+                }
+                Effect::Deny => return (Effect::Deny, ReasonCode::PolicyDeny, Some(id)),
+                Effect::Defer => return (Effect::Defer, ReasonCode::CommandUnresolved, Some(id)),
+            }
+        }
+        return match skipped {
+            Some(id) => (Effect::Defer, ReasonCode::CommandUnresolved, Some(id)),
+            None => (Effect::Deny, ReasonCode::DefaultDenyNoMatch, None),
+        };
+    }
+    let hit = rules.into_iter().find(|(_, r)| ref_matches(r, c));
     match hit {
         None => (Effect::Deny, ReasonCode::DefaultDenyNoMatch, None),
         Some((id, r)) => match r.effect {

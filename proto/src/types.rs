@@ -64,9 +64,10 @@ pub enum ReasonCode {
     ApprovalExpired,
     /// The caller's uid may not claim this agent id (the profile pins another uid).
     AgentIdentityMismatch,
-    /// The call carries a shell line the command reader could not resolve (a variable, glob or
-    /// substitution in command position, an inline interpreter, an unknown wrapper): no allow
-    /// rule and no grant covers it.
+    /// The call's command could not be fully read (a variable in command position, `eval`,
+    /// an inline interpreter, a shell reading standard input, ...) where an allow or
+    /// require-approval rule would decide: DEFER, or DENY under `commands: { unresolved:
+    /// deny }`. Never covered by a grant.
     CommandUnresolved,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,

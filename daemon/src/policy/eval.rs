@@ -10,8 +10,8 @@ use faramesh_proto::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::command::{self, SimpleCommand};
-use super::model::{Cond, Policy, Profile, Rule, RuleSet, merge_visit};
+use super::command::{self, Match, Reading};
+use super::model::{Cond, Policy, Profile, Rule, RuleSet, Unresolved, merge_visit};
 use crate::permit::{FullyRead, Permit};
 
 /// Where a considered rule came from.
@@ -147,17 +147,17 @@ pub fn validate_call(call: &Call) -> Result<(), CallError> {
 pub(crate) struct CallCtx<'a> {
     pub call: &'a Call,
     params_text: OnceCell<String>,
-    commands: OnceCell<Option<Result<Vec<SimpleCommand>, String>>>,
+    reading: OnceCell<Reading>,
 }
 
 impl<'a> CallCtx<'a> {
     pub(crate) fn new(call: &'a Call) -> Self {
-        CallCtx { call, params_text: OnceCell::new(), commands: OnceCell::new() }
+        CallCtx { call, params_text: OnceCell::new(), reading: OnceCell::new() }
     }
 
-    /// The call's command, normalized (read once): `None` without `cmd`/`command` in params.
-    fn commands(&self) -> &Option<Result<Vec<SimpleCommand>, String>> {
-        self.commands.get_or_init(|| command::from_params(&self.call.params))
+    /// The call's command as the reader reads it (once).
+    pub(crate) fn reading(&self) -> &Reading {
+        self.reading.get_or_init(|| command::read_call(self.call))
     }
 
     fn params_text(&self) -> &str {
@@ -184,9 +184,14 @@ fn key_path(key: &str) -> [String; 1] {
 }
 
 impl Cond {
-    /// Whether the condition holds for the call.
-    pub(crate) fn holds(&self, ctx: &CallCtx<'_>) -> bool {
-        self.why_not(ctx, false).is_none()
+    /// Whether the condition holds, does not, or would only for some value of a word of the
+    /// command that is known when the command runs.
+    pub(crate) fn check(&self, ctx: &CallCtx<'_>) -> Match {
+        match self {
+            Cond::Command(c) => c.check(ctx.reading().commands()),
+            _ if self.why_not(ctx, false).is_none() => Match::Yes,
+            _ => Match::No,
+        }
     }
 
     /// `None` when the condition holds; otherwise why not (described only when `describe`).
@@ -238,18 +243,24 @@ impl Cond {
                 string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m)
             }
             Cond::Branch(b) => string_check(ctx, "branch", self.key(), describe, |v| v == b, b),
-            Cond::Command(c) => {
-                let cmds = ctx.commands().as_ref().and_then(|r| r.as_ref().ok()).map(Vec::as_slice);
-                unless(c.holds(cmds), &|| match ctx.commands() {
-                    None => "command: params have no `cmd` or `command`".to_owned(),
-                    Some(Err(e)) => format!("command: {e}"),
-                    Some(Ok(cmds)) => {
-                        let programs: Vec<&str> = cmds.iter().map(|c| c.program.as_str()).collect();
+            Cond::Command(c) => match c.check(ctx.reading().commands()) {
+                Match::Yes => None,
+                Match::Maybe(word) => fail(&|| {
+                    format!(
+                        "command: would match only for some value of `{word}`, known when the command runs"
+                    )
+                }),
+                Match::No => fail(&|| match ctx.reading() {
+                    Reading::NoCommand => "command: params have no `cmd` or `command`".to_owned(),
+                    Reading::Unreadable(e) => format!("command: {e}"),
+                    reading => {
+                        let programs: Vec<&str> =
+                            reading.commands().iter().map(|c| c.program.as_str()).collect();
                         let how = if c.all { "not every command matches" } else { "no command matches" };
                         format!("command: {how} (programs: {})", programs.join(", "))
                     }
-                })
-            }
+                }),
+            },
             Cond::Field(path, expected) => match ctx.lookup(path) {
                 None => fail(&|| format!("field: `{}` is missing", path.join("."))),
                 Some(actual) if !json_equal(actual, expected) => {
@@ -336,20 +347,197 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 impl Rule {
-    /// Index of the first condition that fails, or `None` when the rule matches.
-    fn first_failure(&self, ctx: &CallCtx<'_>) -> Option<usize> {
-        self.conds.iter().position(|c| !c.holds(ctx))
+    /// Whether the rule matches: `Err(i)` when condition `i` fails first; `Ok(Some(word))`
+    /// when it matches only for some value of a word of the command known when it runs.
+    fn status(&self, ctx: &CallCtx<'_>) -> Result<Option<String>, usize> {
+        let mut maybe = None;
+        for (i, c) in self.conds.iter().enumerate() {
+            match c.check(ctx) {
+                Match::Yes => {}
+                Match::No => return Err(i),
+                Match::Maybe(w) => {
+                    maybe.get_or_insert(w);
+                }
+            }
+        }
+        Ok(maybe)
     }
 }
 
-/// The first rule of `set` that matches, recording steps when asked.
+/// Picks the deciding rule, rule by rule in policy order. A command the reader could not
+/// fully read (or a rule that would match it only for some value of a word known when it
+/// runs) never matches an allow rule: allow rules are passed over, and the call is at least
+/// DEFER `COMMAND_UNRESOLVED` when one of them would have matched. Deny rules still decide.
+struct Chooser<'p> {
+    /// Why the command is not read in full, once known.
+    unresolved: Option<String>,
+    /// The first allow rule passed over.
+    skipped_allow: Option<&'p Rule>,
+    /// The deciding rule.
+    decided: Option<&'p Rule>,
+}
+
+impl<'p> Chooser<'p> {
+    fn new(ctx: &CallCtx<'_>) -> Self {
+        let unresolved = match ctx.reading() {
+            Reading::Unresolved { .. } | Reading::Unreadable(_) => ctx.reading().unresolved_reason(),
+            Reading::NoCommand | Reading::Resolved(_) => None,
+        };
+        Chooser { unresolved, skipped_allow: None, decided: None }
+    }
+
+    /// Considers `rule`; `true` once a rule decides.
+    fn visit(
+        &mut self,
+        rule: &'p Rule,
+        ctx: &CallCtx<'_>,
+        steps: Option<&mut Vec<Step>>,
+        scope: &Scope,
+    ) -> bool {
+        let status = rule.status(ctx);
+        let (matched, failed) = match &status {
+            Err(i) => (false, rule.conds.get(*i).and_then(|c| c.why_not(ctx, true))),
+            Ok(maybe) => {
+                let maybe_reason = maybe.as_ref().map(|w| {
+                    format!(
+                        "`{w}`: a word only known when the command runs, for which rule `{}` may match",
+                        rule.id
+                    )
+                });
+                if rule.effect == Effect::Permit {
+                    if self.unresolved.is_none() {
+                        self.unresolved = maybe_reason;
+                    }
+                    match &self.unresolved {
+                        Some(why) => {
+                            self.skipped_allow.get_or_insert(rule);
+                            (
+                                false,
+                                Some(format!(
+                                    "allow rules do not apply to a command not read in full ({why})"
+                                )),
+                            )
+                        }
+                        None => (true, None),
+                    }
+                } else if let Some(why) = maybe_reason {
+                    self.unresolved.get_or_insert(why);
+                    (
+                        false,
+                        maybe.as_ref().map(|w| {
+                            format!("command: would match only for some value of `{w}`, known when the command runs")
+                        }),
+                    )
+                } else {
+                    (true, None)
+                }
+            }
+        };
+        if let Some(steps) = steps {
+            steps.push(Step {
+                rule_id: rule.id.clone(),
+                rule_ref: rule.rule_ref.clone(),
+                scope: scope.clone(),
+                matched,
+                failed,
+            });
+        }
+        if matched {
+            self.decided = Some(rule);
+        }
+        matched
+    }
+
+    /// The decision once every candidate rule was considered.
+    fn finish(
+        self,
+        policy: &Policy,
+        d: Decision,
+        call: &Call,
+        reading: &Reading,
+        risk: RiskLevel,
+        risk_rule: Option<&str>,
+    ) -> Decision {
+        let read = || FullyRead::of_reading(reading);
+        match (self.decided, self.unresolved) {
+            (Some(rule), None) => from_rule(d, rule, risk, risk_rule, read()),
+            (Some(rule), Some(_)) if rule.effect == Effect::Deny => {
+                from_rule(d, rule, risk, risk_rule, read())
+            }
+            (Some(rule), Some(why)) => unresolved_decision(policy, d, rule, risk, why, true),
+            (None, Some(why)) if self.skipped_allow.is_some() => match self.skipped_allow {
+                Some(rule) => unresolved_decision(policy, d, rule, risk, why, false),
+                None => d,
+            },
+            (None, _) => {
+                let reason = format!(
+                    "no rule matches `{}/{}`; calls no rule allows are denied",
+                    call.tool, call.operation
+                );
+                deny_decision(
+                    d,
+                    ReasonCode::DefaultDenyNoMatch,
+                    reason,
+                    None,
+                    None,
+                    Some(Resolution::RuleBlock { rule_id: None }),
+                )
+            }
+        }
+    }
+}
+
+/// A call whose command was not read in full, where `rule` (a require-approval rule that
+/// matched, or an allow rule passed over) would have decided: DEFER `COMMAND_UNRESOLVED`, or
+/// DENY under `commands: { unresolved: deny }`.
+fn unresolved_decision(
+    policy: &Policy,
+    mut d: Decision,
+    rule: &Rule,
+    risk: RiskLevel,
+    why: String,
+    deferring: bool,
+) -> Decision {
+    d.risk_level = rule.risk.unwrap_or(risk);
+    d.rule_id = Some(rule.id.clone());
+    d.rule_ref = Some(rule.rule_ref.clone());
+    let what = if deferring {
+        format!("rule `{}` requires approval", rule.id)
+    } else {
+        format!("rule `{}` allows only commands read in full", rule.id)
+    };
+    match policy.commands.unresolved {
+        Unresolved::Deny => {
+            let reason = format!(
+                "the command could not be fully read ({why}); this policy denies such commands (`commands.unresolved: deny`)"
+            );
+            let rule_id = Some(rule.id.clone());
+            deny_decision(
+                d,
+                ReasonCode::CommandUnresolved,
+                reason,
+                rule_id.clone(),
+                Some(rule.rule_ref.clone()),
+                Some(Resolution::RuleBlock { rule_id }),
+            )
+        }
+        Unresolved::Defer => {
+            let reason =
+                format!("the command could not be fully read ({why}); {what}, so a person must approve");
+            defer_decision(d, ReasonCode::CommandUnresolved, reason)
+        }
+    }
+}
+
+/// Considers the rules of `set` in order until one decides, recording steps when asked.
 fn first_match<'p>(
     set: &'p RuleSet,
     ctx: &CallCtx<'_>,
     scope: Scope,
+    chooser: &mut Chooser<'p>,
     mut steps: Option<&mut Vec<Step>>,
-) -> Option<&'p Rule> {
-    let mut found = None;
+) -> bool {
+    let mut found = false;
     // Deciding visits only the rules the index cannot rule out; explaining visits every rule up
     // to the deciding one, in order, so "why didn't my rule fire?" is answered for a rule of
     // another (perhaps misspelled) tool too. Both find the same rule (property-tested).
@@ -362,22 +550,8 @@ fn first_match<'p>(
     };
     merge_visit(lists, |idx| {
         let Some(rule) = set.rules.get(idx as usize) else { return false };
-        let failure = rule.first_failure(ctx);
-        if let Some(steps) = steps.as_deref_mut() {
-            steps.push(Step {
-                rule_id: rule.id.clone(),
-                rule_ref: rule.rule_ref.clone(),
-                scope: scope.clone(),
-                matched: failure.is_none(),
-                failed: failure.and_then(|i| rule.conds.get(i)).and_then(|c| c.why_not(ctx, true)),
-            });
-        }
-        if failure.is_none() {
-            found = Some(rule);
-            true
-        } else {
-            false
-        }
+        found = chooser.visit(rule, ctx, steps.as_deref_mut(), &scope);
+        found
     });
     found
 }
@@ -411,10 +585,7 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
         out.note = Some("the request was refused before any rule was considered".into());
         return out;
     }
-    let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
-        Some(r) => (r.level, Some(r.name.clone())),
-        None => (RiskLevel::Low, None),
-    };
+    let (risk, risk_rule) = risk_of(policy, &ctx);
     out.decision.risk_level = risk;
     out.risk_rule = risk_rule.clone();
     let profile = policy.agents.get(&call.agent_id);
@@ -428,31 +599,30 @@ fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Expl
         return out;
     }
     let mut steps = steps;
-    let agent_match = profile.and_then(|p| first_match(&p.rules, &ctx, Scope::Agent, steps.as_deref_mut()));
-    let matched = agent_match.or_else(|| first_match(&policy.rules, &ctx, Scope::Global, steps));
-    let Some(rule) = matched else {
-        let reason =
-            format!("no rule matches `{}/{}`; calls no rule allows are denied", call.tool, call.operation);
-        out.decision = deny_decision(
-            out.decision,
-            ReasonCode::DefaultDenyNoMatch,
-            reason,
-            None,
-            None,
-            Some(Resolution::RuleBlock { rule_id: None }),
-        );
-        return out;
-    };
-    let read = FullyRead::of_command(ctx.commands().as_ref());
-    out.decision = from_rule(out.decision, rule, risk, risk_rule.as_deref(), read);
+    let mut chooser = Chooser::new(&ctx);
+    let agent_match = profile
+        .is_some_and(|p| first_match(&p.rules, &ctx, Scope::Agent, &mut chooser, steps.as_deref_mut()));
+    if !agent_match {
+        first_match(&policy.rules, &ctx, Scope::Global, &mut chooser, steps);
+    }
+    out.decision = chooser.finish(policy, out.decision, call, ctx.reading(), risk, risk_rule.as_deref());
     out
+}
+
+/// The risk level the first matching risk rule sets (a rule that would match only for some
+/// value of a word known when the command runs counts: risk is raised, never lowered).
+fn risk_of(policy: &Policy, ctx: &CallCtx<'_>) -> (RiskLevel, Option<String>) {
+    match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.check(ctx) != Match::No)) {
+        Some(r) => (r.level, Some(r.name.clone())),
+        None => (RiskLevel::Low, None),
+    }
 }
 
 /// Why the call is refused before any rule: the policy matches commands and this call's
 /// command cannot be read strictly.
 fn unreadable_command(policy: &Policy, ctx: &CallCtx<'_>) -> Option<String> {
-    match ctx.commands() {
-        Some(Err(e)) if policy.uses_commands => {
+    match ctx.reading() {
+        Reading::Unreadable(e) if policy.uses_commands => {
             Some(format!("{e}; this policy matches commands, and one it cannot read strictly is refused"))
         }
         _ => None,
@@ -650,10 +820,7 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
     if let Some(reason) = unreadable_command(policy, &ctx) {
         return deny_decision(d, ReasonCode::InvalidRequest, reason, None, None, None);
     }
-    let (risk, risk_rule) = match policy.risk_rules.iter().find(|r| r.conds.iter().all(|c| c.holds(&ctx))) {
-        Some(r) => (r.level, Some(r.name.clone())),
-        None => (RiskLevel::Low, None),
-    };
+    let (risk, risk_rule) = risk_of(policy, &ctx);
     d.risk_level = risk;
     let profile = policy.agents.get(&call.agent_id);
     if let Some(p) = profile
@@ -663,27 +830,14 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
         return profile_denial(d, p, &call.tool);
     }
     let agent_rules = profile.map_or(&[][..], |p| p.rules.rules.as_slice());
-    let hit = agent_rules.iter().chain(policy.rules.rules.iter()).find(|r| r.first_failure(&ctx).is_none());
-    match hit {
-        Some(rule) => {
-            let read = FullyRead::of_command(ctx.commands().as_ref());
-            from_rule(d, rule, risk, risk_rule.as_deref(), read)
-        }
-        None => {
-            let reason = format!(
-                "no rule matches `{}/{}`; calls no rule allows are denied",
-                call.tool, call.operation
-            );
-            deny_decision(
-                d,
-                ReasonCode::DefaultDenyNoMatch,
-                reason,
-                None,
-                None,
-                Some(Resolution::RuleBlock { rule_id: None }),
-            )
+    let mut chooser = Chooser::new(&ctx);
+    let scope = Scope::Global;
+    for rule in agent_rules.iter().chain(policy.rules.rules.iter()) {
+        if chooser.visit(rule, &ctx, None, &scope) {
+            break;
         }
     }
+    chooser.finish(policy, d, call, ctx.reading(), risk, risk_rule.as_deref())
 }
 
 #[cfg(test)]

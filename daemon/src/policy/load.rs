@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::command::{CommandCond, CommandMatch, Flag};
 use super::model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, Index, Mcp, NamePat,
-    Notifications, Period, Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Email, EmailTls, Index, Mcp,
+    NamePat, Notifications, Period, Policy, Profile, RateLimit, RiskRule, Rule, RuleSet, SecretRef,
+    Unresolved,
 };
 use super::yaml::{self, Key, Kind, Node, Pos};
 
@@ -28,8 +29,19 @@ pub struct PolicyError {
     pub message: String,
 }
 
-const TOP_KEYS: &[&str] =
-    &["version", "description", "rules", "risk", "agents", "approvals", "retention", "notifications", "mcp"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "description",
+    "rules",
+    "risk",
+    "agents",
+    "approvals",
+    "retention",
+    "notifications",
+    "commands",
+    "mcp",
+];
+const COMMANDS_KEYS: &[&str] = &["unresolved"];
 const NOTIFICATION_KEYS: &[&str] =
     &["channels", "on_defer", "on_deny", "deny_min_risk", "remind_every", "escalate_after", "escalate_to"];
 /// How many times a notification is tried by default, and at most.
@@ -197,6 +209,7 @@ impl Loader<'_> {
         let mut retention = None;
         let mut notifications = Notifications::default();
         let mut mcp = Mcp::default();
+        let mut commands = Commands::default();
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => match value.kind {
@@ -241,6 +254,13 @@ impl Loader<'_> {
                     mcp = m;
                     normalized.insert("mcp".into(), norm);
                 }
+                "commands" => {
+                    commands = self.commands(value)?;
+                    // Only when it changes something, so policies without it keep their hash.
+                    if commands.unresolved == Unresolved::Deny {
+                        normalized.insert("commands".into(), json!({"unresolved": "deny"}));
+                    }
+                }
                 _ => {}
             }
         }
@@ -262,6 +282,7 @@ impl Loader<'_> {
             || risk_rules.iter().any(|r| has_command(&r.conds));
         Ok(Policy {
             uses_commands,
+            commands,
             source: self.path.to_owned(),
             hash: faramesh_proto::canonical::sha256_hex(normalized_text.as_bytes()),
             normalized: normalized_text,
@@ -273,6 +294,29 @@ impl Loader<'_> {
             notifications,
             mcp,
         })
+    }
+
+    /// The `commands:` section.
+    fn commands(&self, node: &Node) -> Result<Commands, PolicyError> {
+        let entries = self.map(node, "`commands`")?;
+        self.check_keys(entries, COMMANDS_KEYS, "commands")?;
+        let mut commands = Commands::default();
+        for (key, value) in entries {
+            if key.name == "unresolved" {
+                let text = self.string(value, "`unresolved`")?;
+                commands.unresolved = match text.as_str() {
+                    "defer" => Unresolved::Defer,
+                    "deny" => Unresolved::Deny,
+                    _ => {
+                        return Err(self.err(
+                            value.pos,
+                            format!("unknown `unresolved` `{text}`: expected `defer` or `deny`"),
+                        ));
+                    }
+                };
+            }
+        }
+        Ok(commands)
     }
 
     /// A list of channel names (each must be defined in `channels`, checked by the caller).

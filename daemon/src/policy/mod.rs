@@ -14,6 +14,7 @@ pub use eval::{
 };
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Cond, Email, EmailTls, Mcp, NamePat,
+    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Email, EmailTls, Mcp, NamePat,
     Notifications, Period, Policy, Profile, RateLimit, Retention, RiskRule, Rule, RuleSet, SecretRef,
+    Unresolved,
 };

@@ -33,6 +33,26 @@ pub struct Policy {
     /// Whether any rule or risk rule matches on `command:` (then a call whose command cannot
     /// be read strictly is refused).
     pub uses_commands: bool,
+    /// The `commands:` section: what a command the reader cannot fully read gets.
+    pub commands: Commands,
+}
+
+/// The `commands:` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Commands {
+    /// The decision for a call whose command is not read in full, where an allow or
+    /// require-approval rule would decide (`defer`, the default, or `deny`).
+    pub unresolved: Unresolved,
+}
+
+/// `commands.unresolved`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unresolved {
+    /// DEFER `COMMAND_UNRESOLVED`: a person decides.
+    #[default]
+    Defer,
+    /// DENY `COMMAND_UNRESOLVED`.
+    Deny,
 }
 
 /// The `notifications:` section (`docs/notifications.md`).
