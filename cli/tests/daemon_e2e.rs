@@ -1881,7 +1881,7 @@ fn http_json_answers_end_with_a_newline() {
     let mut with_token = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         with_token,
-        "POST /v1/actions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nauthorization: Bearer \
+        "POST /v1/actions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\nauthorization: Bearer \
          approver-secret-0123456789\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{call}",
         call.len()
     )

@@ -125,6 +125,7 @@ pub fn distinct(
     let Some(decider) = decider else {
         return Err("no one is recorded as deciding".to_owned());
     };
+    let decider = &principal(decider);
     match (requester, decider) {
         (_, Caller::Peer(d)) if d.uid == 0 => Ok(()),
         (Some(Caller::Peer(r)), Caller::Peer(d)) if r.pid == d.pid => {
@@ -139,6 +140,18 @@ pub fn distinct(
             Err("an agent cannot approve its own call".to_owned())
         }
         _ => Ok(()),
+    }
+}
+
+/// Who a caller is for the rules above: a dashboard session opened with a sign-in link is the
+/// socket caller the link was made for (its uid and process); anyone else is themselves.
+pub fn principal(caller: &Caller) -> Caller {
+    match caller {
+        Caller::Token(t) => match t.for_peer {
+            Some(p) => Caller::Peer(p),
+            None => caller.clone(),
+        },
+        Caller::Peer(_) => caller.clone(),
     }
 }
 
@@ -272,7 +285,7 @@ mod tests {
     }
 
     fn token(name: &str) -> Caller {
-        Caller::Token(TokenCaller { token: name.into(), role: Role::Approver })
+        Caller::Token(TokenCaller { token: name.into(), role: Role::Approver, for_peer: None })
     }
 
     fn deny() -> Decision {

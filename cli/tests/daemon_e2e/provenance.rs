@@ -40,6 +40,7 @@ fn start_with_tokens(policy: &str) -> (Daemon, u16) {
             {"name": "bot-b", "role": "agent", "token": "bot-b-secret-0123456789"},
             {"name": "alice", "role": "approver", "token": "alice-secret-0123456789"},
             {"name": "ops", "role": "approver", "token": "ops-secret-0123456789"},
+            {"name": "coder-bot", "role": "agent", "token": "coder-secret-0123456789", "agents": ["coder"]},
         ])
         .to_string(),
     )
@@ -285,4 +286,118 @@ fn path_prefix_rule_cannot_be_walked_out_of_with_dotdot() {
         assert_eq!(d["effect"], "DENY", "{escape}: {d}");
     }
     assert_eq!(read(&mut c, "/srv/data/../b.txt")["effect"], "PERMIT", "still under /srv/");
+}
+
+/// One HTTP request with extra headers; `(status, head, body)`.
+fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Value) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n{extra}\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap();
+    (status, head.to_owned(), serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+}
+
+/// A dashboard session opened with a sign-in link: `(cookie header, csrf)`.
+fn open_session(port: u16, secret: &str) -> (String, String) {
+    let (status, head, body) =
+        http_with(port, "POST", "/v1/session", &[], &json!({"login": secret}).to_string());
+    assert_eq!(status, 200, "{head} {body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_owned()))
+        .unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, body["csrf"].as_str().unwrap().to_owned())
+}
+
+/// Regression: a dashboard session opened with a sign-in link was one shared identity
+/// (`dashboard:login-link`), so an approver uid that also ran an agent asked for a link and
+/// approved (or granted) its own deferred calls through the dashboard, and in single-user mode
+/// the very process that made a call approved it. The session is now the caller the link was
+/// made for.
+#[test]
+#[ignore = "needs root to run clients as uid 65534; scripts/test.sh runs it when root"]
+fn a_sign_in_link_does_not_let_its_asker_approve_its_own_calls() {
+    let policy = format!("{SHELL_DEFER}approvals:\n  approvers: [\"uid:65534\"]\n");
+    let mut daemon = Daemon::start_open(&policy);
+    daemon.stop();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    daemon.spawn_with_env(
+        &["--socket-mode", "666", "--listen", &listen],
+        &[("FARAMESH_APPROVER_TOKEN", "approver-secret-0123456789")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP listener did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d = call_as_uid(65534, &daemon.socket, "govern", shell_call("make dash"));
+    assert_eq!(d["result"]["effect"], "DEFER", "{d}");
+    let action = d["result"]["action_id"].as_str().unwrap().to_owned();
+    let link = call_as_uid(65534, &daemon.socket, "dashboard.login", json!({}));
+    let secret = link["result"]["secret"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = open_session(port, &secret);
+    let headers = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, _, refused) =
+        http_with(port, "POST", &format!("/v1/actions/{action}/approval"), &headers, r#"{"approve": true}"#);
+    assert_eq!(status, 403, "approving its own call through the dashboard: {refused}");
+    let grant =
+        json!({"agent_id": "ops-bot", "tool": "shell", "operation": "exec", "minutes": 60, "uid": 65534});
+    let (status, _, refused) = http_with(port, "POST", "/v1/grants", &headers, &grant.to_string());
+    assert_eq!(status, 403, "granting its own uid through the dashboard: {refused}");
+    // Another person's session (root asked for this link) approves it, recorded as who it is.
+    let mut c = daemon.client();
+    let secret = c.result("dashboard.login", json!({}))["secret"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = open_session(port, &secret);
+    let headers = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, _, ok) =
+        http_with(port, "POST", &format!("/v1/actions/{action}/approval"), &headers, r#"{"approve": true}"#);
+    assert_eq!(status, 200, "{ok}");
+    let entries = c.result("log.entries", json!({"from_seq": 1, "limit": 100}));
+    let approved = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "approval" && e["status"] == "approved")
+        .unwrap();
+    assert_eq!(approved["by"]["token"], "dashboard:uid:0", "{approved}");
+    assert_eq!(approved["by"]["for_peer"]["uid"], 0, "{approved}");
+}
+
+/// Regression: a token bound to the agent id could start another caller's approved deferred
+/// action, using up the approval its maker was waiting to use.
+#[test]
+fn only_the_maker_starts_an_approved_deferred_action() {
+    let (_daemon, port) = start_with_tokens(SHELL_DEFER);
+    let (a, b, alice) = ("bot-a-secret-0123456789", "bot-b-secret-0123456789", "alice-secret-0123456789");
+    let (_, first) = http_json(port, "POST", "/v1/evaluate", a, shell("deploy prod"));
+    let id = first["action_id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        http_json(port, "POST", &format!("/v1/actions/{id}/approval"), alice, json!({"approve": true}));
+    assert_eq!(status, 200);
+    let (status, _) = http_json(port, "POST", &format!("/v1/actions/{id}/start"), b, json!({}));
+    assert_eq!(status, 404, "a caller that cannot read it");
+    // A token bound to the agent id reads the action, but did not make the call.
+    let bound = "coder-secret-0123456789";
+    let (status, refused) = http_json(port, "POST", &format!("/v1/actions/{id}/start"), bound, json!({}));
+    assert_eq!(status, 403, "another caller of the same agent starting it: {refused}");
+    let (status, started) = http_json(port, "POST", &format!("/v1/actions/{id}/start"), a, json!({}));
+    assert_eq!(status, 200, "the maker still may: {started}");
 }

@@ -43,6 +43,11 @@ pub struct TokenCaller {
     pub token: String,
     /// What the token may do.
     pub role: Role,
+    /// For a dashboard session opened with a sign-in link: the socket caller the link was made
+    /// for (or the daemon itself, for the link it prints at start). The rules that keep a
+    /// person from approving their own calls see the session as that caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_peer: Option<PeerCred>,
 }
 
 /// What an HTTP bearer token may do.

@@ -405,8 +405,32 @@ impl Service {
             }
             let body = dpr::event_entry("action", fields);
             let (record, action_id) = (view.record.clone(), action_id.to_owned());
+            let who = who.clone();
             return self
                 .with_approval(&approval_id, move |svc: Service, a: Approval| async move {
+                    // Using an approval is a PERMIT: only the caller that made the call, and only
+                    // an approval someone else gave.
+                    if !authz::made_the_call(&a, &who) {
+                        return (
+                            None,
+                            Err(ServiceError::not_authorized(format!(
+                                "not authorized: action `{action_id}` was deferred for another caller; only the \
+                                 caller that made it may start it"
+                            ))),
+                        );
+                    }
+                    if a.status == approvals::Status::Approved
+                        && let Err(why) = crate::permit::distinct(
+                            a.requested_by.as_ref(),
+                            a.decided_by.as_ref(),
+                            svc.same_uid_ok(),
+                        )
+                    {
+                        return (
+                            None,
+                            Err(ServiceError::not_authorized(format!("not authorized: {why}"))),
+                        );
+                    }
                     if a.status != approvals::Status::Approved || entry::now_ms() > a.expires_ms {
                         let why = if a.status == approvals::Status::Used {
                             "already used"

@@ -55,8 +55,11 @@ impl Service {
                 who.describe()
             )));
         }
-        let secret =
-            self.state.logins.mint().map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
+        let secret = self
+            .state
+            .logins
+            .mint(who.peer())
+            .map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
         let url = self.state.http.as_ref().map(|h| format!("{}/login/{secret}", h.url));
         Ok(json!({"secret": secret, "url": url, "expires_in_seconds": 600}))
     }

@@ -32,15 +32,15 @@ impl Service {
     /// Why `who` may not make a grant covering `covers` (its own calls), if so: the rules of
     /// approving apply to grants in full (see [`crate::permit::distinct`]).
     pub fn self_grant(&self, covers: &crate::permit::Covers, who: &Identity) -> Option<String> {
-        match who {
-            Identity::Peer(p) if p.uid == 0 => None,
-            Identity::Peer(p) if covers.uid == Some(p.uid) && !self.same_uid_ok() => Some(format!(
+        match crate::permit::principal(who.caller().as_ref()?) {
+            Caller::Peer(p) if p.uid == 0 => None,
+            Caller::Peer(p) if covers.uid == Some(p.uid) && !self.same_uid_ok() => Some(format!(
                 "not authorized: uid {} may not grant calls of its own uid; grant from another uid or root, \
                  or set `approvals: {{ allow_same_uid: true }}` in the policy",
                 p.uid
             )),
-            Identity::Token(t) if covers.token.as_deref() == Some(t.name.as_str()) => {
-                Some(format!("not authorized: token `{}` may not grant its own calls", t.name))
+            Caller::Token(t) if covers.token.as_deref() == Some(t.token.as_str()) => {
+                Some(format!("not authorized: token `{}` may not grant its own calls", t.token))
             }
             _ => None,
         }
@@ -92,9 +92,15 @@ impl Service {
 
     /// The identity a one-time sign-in link opens a dashboard session as (it was printed to, or
     /// asked for by, someone who may approve), once.
+    /// The session is the caller the link was made for, as far as approving goes: named
+    /// `dashboard:uid:<uid>`, and no one approves their own calls through it.
     pub fn sign_in_with_link(&self, secret: &str) -> Result<TokenIdentity, super::logins::LinkRefused> {
-        self.state.logins.take(secret)?;
-        Ok(TokenIdentity { name: "dashboard:login-link".into(), role: Role::Approver, agents: None })
+        let for_peer = self.state.logins.take(secret)?;
+        let name = match &for_peer {
+            Some(p) => format!("dashboard:uid:{}", p.uid),
+            None => "dashboard:login-link".to_owned(),
+        };
+        Ok(TokenIdentity { name, role: Role::Approver, agents: None, for_peer })
     }
 
     /// Whether `who` reads every entry: root, the daemon's uid and approvers.

@@ -14,6 +14,8 @@ pub struct TokenIdentity {
     pub role: Role,
     /// The agent ids it may act for (`None`: any).
     pub agents: Option<Vec<String>>,
+    /// For a dashboard session opened with a sign-in link: the socket caller it was made for.
+    pub for_peer: Option<PeerCred>,
 }
 
 /// A Unix-socket peer as the kernel described it when the connection was accepted: its
@@ -68,13 +70,17 @@ impl Identity {
     pub fn caller(&self) -> Option<Caller> {
         match self {
             Identity::Peer(p) => Some(Caller::Peer(p.cred)),
-            Identity::Token(t) => {
-                Some(Caller::Token(dpr::TokenCaller { token: t.name.clone(), role: t.role }))
-            }
+            Identity::Token(t) => Some(Caller::Token(dpr::TokenCaller {
+                token: t.name.clone(),
+                role: t.role,
+                for_peer: t.for_peer,
+            })),
             Identity::Unknown => None,
-            Identity::Anonymous => {
-                Some(Caller::Token(dpr::TokenCaller { token: ANONYMOUS.to_owned(), role: Role::Agent }))
-            }
+            Identity::Anonymous => Some(Caller::Token(dpr::TokenCaller {
+                token: ANONYMOUS.to_owned(),
+                role: Role::Agent,
+                for_peer: None,
+            })),
         }
     }
 

@@ -6,6 +6,8 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::log::dpr::PeerCred;
+
 /// How long a link minted on request stays usable.
 const LINK_TTL: Duration = Duration::from_secs(600);
 /// Most unused links kept (the oldest goes first).
@@ -14,9 +16,18 @@ const MAX_LINKS: usize = 16;
 /// The unused links.
 #[derive(Debug, Default)]
 pub struct LoginLinks {
-    links: Mutex<Vec<(String, Option<Instant>)>>,
+    links: Mutex<Vec<Link>>,
     /// Whether any link was ever made (an unknown link then says "used or expired").
     ever: std::sync::atomic::AtomicBool,
+}
+
+/// An unused link: its secret, when it expires (never, for the one printed at start), and the
+/// socket caller it was made for.
+#[derive(Debug)]
+struct Link {
+    secret: String,
+    expires: Option<Instant>,
+    for_peer: Option<PeerCred>,
 }
 
 /// Why a link did not sign in.
@@ -29,41 +40,39 @@ pub enum LinkRefused {
 }
 
 impl LoginLinks {
-    /// Adds `secret` (no expiry: the link printed at start).
-    pub fn add_lasting(&self, secret: String) {
-        self.push(secret, None);
+    /// Adds `secret` (no expiry: the link printed at start, made for the daemon's own user).
+    pub fn add_lasting(&self, secret: String, for_peer: Option<PeerCred>) {
+        self.push(Link { secret, expires: None, for_peer });
     }
 
-    /// A fresh link secret, usable once within ten minutes.
-    pub fn mint(&self) -> std::io::Result<String> {
+    /// A fresh link secret for `for_peer` (who asked), usable once within ten minutes.
+    pub fn mint(&self, for_peer: Option<PeerCred>) -> std::io::Result<String> {
         let secret = crate::log::random_hex(24)?;
-        self.push(secret.clone(), Some(Instant::now() + LINK_TTL));
+        self.push(Link { secret: secret.clone(), expires: Some(Instant::now() + LINK_TTL), for_peer });
         Ok(secret)
     }
 
-    fn push(&self, secret: String, expires: Option<Instant>) {
+    fn push(&self, link: Link) {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        links.retain(|(_, e)| e.is_none_or(|e| e > now));
+        links.retain(|l| l.expires.is_none_or(|e| e > now));
         if links.len() >= MAX_LINKS {
             links.remove(0);
         }
-        links.push((secret, expires));
+        links.push(link);
         self.ever.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Uses `given` up: `Ok` once per link (compared in constant time).
-    pub fn take(&self, given: &str) -> Result<(), LinkRefused> {
+    /// Uses `given` up: once per link (compared in constant time), with the caller it was made
+    /// for.
+    pub fn take(&self, given: &str) -> Result<Option<PeerCred>, LinkRefused> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        let found = links.iter().position(|(secret, expires)| {
-            constant_time_eq(secret.as_bytes(), given.as_bytes()) && expires.is_none_or(|e| e > now)
+        let found = links.iter().position(|l| {
+            constant_time_eq(l.secret.as_bytes(), given.as_bytes()) && l.expires.is_none_or(|e| e > now)
         });
         match found {
-            Some(i) => {
-                links.remove(i);
-                Ok(())
-            }
+            Some(i) => Ok(links.remove(i).for_peer),
             None if self.ever.load(std::sync::atomic::Ordering::Relaxed) => Err(LinkRefused::Spent),
             None => Err(LinkRefused::Unknown),
         }
@@ -83,11 +92,12 @@ mod tests {
     fn a_link_signs_in_once() {
         let links = LoginLinks::default();
         assert_eq!(links.take("nope"), Err(LinkRefused::Unknown));
-        links.add_lasting("first".into());
-        let fresh = links.mint().unwrap();
-        assert_eq!(links.take("first"), Ok(()));
+        links.add_lasting("first".into(), None);
+        let asker = PeerCred { uid: 1000, gid: 1000, pid: 42 };
+        let fresh = links.mint(Some(asker)).unwrap();
+        assert_eq!(links.take("first"), Ok(None));
         assert_eq!(links.take("first"), Err(LinkRefused::Spent));
-        assert_eq!(links.take(&fresh), Ok(()));
+        assert_eq!(links.take(&fresh), Ok(Some(asker)), "the session is who asked for the link");
         assert_eq!(links.take(&fresh), Err(LinkRefused::Spent));
     }
 }

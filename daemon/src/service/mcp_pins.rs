@@ -613,6 +613,7 @@ mod tests {
             name: "approver".into(),
             role: crate::service::Role::Approver,
             agents: None,
+            for_peer: None,
         });
         assert!(s.mcp_tools("files", None, &[read_tool()], false, &token).await.is_err(), "socket only");
 

@@ -228,6 +228,7 @@ mod tests {
             name: "agent:a".into(),
             role: Role::Agent,
             agents: Some(vec!["a".into()]),
+            for_peer: None,
         });
         let e = s.govern(call(), &who).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotAuthorized);

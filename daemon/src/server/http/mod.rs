@@ -238,7 +238,14 @@ pub async fn bind(
         loopback: is_loopback(&local),
     };
     if let Some(secret) = &config.login_secret {
-        links.add_lasting(secret.clone());
+        // Printed to whoever started the daemon: a session opened with it is the daemon's own
+        // user (so an agent of another uid never approves through it as someone else).
+        let me = crate::log::dpr::PeerCred {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        };
+        links.add_lasting(secret.clone(), Some(me));
     }
     let sessions = Arc::new(crate::server::dashboard::Sessions::new(tls.is_some()));
     let door = guard::Door::at(&local, tls.is_some());

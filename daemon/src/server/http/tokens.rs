@@ -36,7 +36,7 @@ impl Tokens {
                 let digest = sha256(t.as_bytes());
                 entries.push(TokenEntry {
                     sha256: digest,
-                    identity: TokenIdentity { name: hash_name(&digest), role, agents: None },
+                    identity: TokenIdentity { name: hash_name(&digest), role, agents: None, for_peer: None },
                 });
             }
         }
@@ -97,7 +97,10 @@ pub(super) fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ServerErr
         };
         let role = entry.role;
         let name = entry.name.map_or_else(|| hash_name(&digest), |n| format!("{}:{n}", role.as_str()));
-        out.push(TokenEntry { sha256: digest, identity: TokenIdentity { name, role, agents: entry.agents } });
+        out.push(TokenEntry {
+            sha256: digest,
+            identity: TokenIdentity { name, role, agents: entry.agents, for_peer: None },
+        });
     }
     Ok(out)
 }
