@@ -3097,3 +3097,6 @@ fn policy_suggest_never_turns_an_agent_id_into_a_pattern() {
 
 #[path = "daemon_e2e/provenance.rs"]
 mod provenance;
+
+#[path = "daemon_e2e/mcp_gateway.rs"]
+mod mcp_gateway;
