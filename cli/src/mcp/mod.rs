@@ -70,10 +70,10 @@ pub struct McpArgs {
     /// Drop from `tools/list` the tools the policy denies outright for this agent.
     #[arg(long)]
     pub hide_denied_tools: bool,
-    /// A quarantined tool's calls (a definition that changed since it was trusted, a new tool,
-    /// or a description aimed at the model): `defer` (wait for a person) or `deny`.
-    #[arg(long, value_enum, default_value_t = Quarantine::Defer)]
-    pub quarantine: Quarantine,
+    /// No longer the proxy's: what a quarantined tool's calls get is the policy's
+    /// `mcp: { quarantine: defer | deny }` (refused with that hint).
+    #[arg(long, value_enum, hide = true)]
+    pub quarantine: Option<Quarantine>,
     #[command(flatten)]
     pub socket: SocketArg,
     /// Streamable-HTTP mode: serve MCP clients on this address (loopback) ...
@@ -274,6 +274,13 @@ pub fn mcp(args: McpArgs) -> Result<ExitCode> {
         Some(McpCommand::Trust(t)) => return trust(t),
         Some(McpCommand::Pins(p)) => return pins(p),
         None => {}
+    }
+    if let Some(q) = args.quarantine {
+        let q = if q == Quarantine::Deny { "deny" } else { "defer" };
+        bail!(
+            "`--quarantine` is the policy's now, for every proxy of a server alike: write `mcp: {{ quarantine: {q} }}` \
+             in the policy and drop `--quarantine` (docs/mcp.md#pinned-tools)"
+        );
     }
     let http = match (args.listen, args.upstream.clone()) {
         (Some(listen), Some(upstream)) => {

@@ -327,18 +327,20 @@ async fn mcp_tools(s: Service, p: Map<String, Value>, who: Identity) -> RpcResul
             ));
         }
     };
-    let deny = match f.string("quarantine")?.as_deref() {
-        None | Some("defer") => false,
-        Some("deny") => true,
-        Some(other) => {
-            return Err(ServiceError::invalid(
-                "quarantine",
-                format!("`quarantine` must be `defer` or `deny`, not `{other}`"),
-            ));
-        }
-    };
-    let statuses = s.mcp_tools(&server, server_name.as_deref(), &tools, deny, &who).await?;
-    Ok(json!({ "tools": statuses }))
+    // What a quarantine does is the policy's: a reporter that names it is refused rather than
+    // heard (it would otherwise turn every proxy's DENY into DEFER for the server).
+    if p.contains_key("quarantine") {
+        return Err(ServiceError::invalid(
+            "quarantine",
+            "`quarantine` is not the reporter's to say: what a quarantined tool's calls get is the policy's \
+             `mcp: { quarantine: defer | deny }`",
+        ));
+    }
+    let statuses = s.mcp_tools(&server, server_name.as_deref(), &tools, &who).await?;
+    let quarantine = s.state().policy.load().policy.mcp.quarantine;
+    Ok(
+        json!({ "tools": statuses, "quarantine": if quarantine == faramesh_proto::Effect::Deny { "deny" } else { "defer" } }),
+    )
 }
 
 async fn mcp_trust(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
