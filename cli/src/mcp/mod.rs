@@ -282,6 +282,14 @@ pub fn mcp(args: McpArgs) -> Result<ExitCode> {
              in the policy and drop `--quarantine` (docs/mcp.md#pinned-tools)"
         );
     }
+    if let Some(prefix) = &args.tool_prefix
+        && !faramesh_daemon::service::mcp_pins::is_server_prefix(prefix)
+    {
+        bail!(
+            "`--tool-prefix` `{prefix}` must be a tool name without `/` (letters, digits, `_ . : -`): pins are keyed \
+             `prefix/tool`, and MCP tool names may hold `/`"
+        );
+    }
     let http = match (args.listen, args.upstream.clone()) {
         (Some(listen), Some(upstream)) => {
             if !args.command.is_empty() {

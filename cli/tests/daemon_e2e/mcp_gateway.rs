@@ -237,3 +237,30 @@ fn a_reporter_cannot_turn_a_quarantine_deny_into_defer() {
         (Some("DEFER"), Some("MCP_TOOL_QUARANTINED"))
     );
 }
+
+/// Pins are keyed `prefix/tool` and MCP tool names may hold `/`: a prefix holding `/` would
+/// share pins with another server's tools, so `faramesh mcp` refuses it at start, and the
+/// daemon refuses a listing or a trust for it.
+#[test]
+fn a_tool_prefix_holding_a_slash_is_refused() {
+    let daemon = Daemon::start(FILES_READ);
+    let out = Command::new(bin())
+        .args(["mcp", "--agent-id", "a", "--tool-prefix", "files/x", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`--tool-prefix` `files/x` must be a tool name without `/`"),
+        "{err}"
+    );
+    let mut c = daemon.client();
+    let reply = c.call("mcp.tools", json!({"server": "files/x", "tools": [read_tool("Read a file.")]}));
+    assert_eq!(
+        (reply["error"]["code"].as_i64(), reply["error"]["data"]["field"].as_str()),
+        (Some(-32602), Some("server")),
+        "{reply}"
+    );
+    assert!(c.result("mcp.pins", json!({}))["pins"].as_array().unwrap().is_empty());
+}

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::service::{
     CallRequest, ErrorKind, ExplainTarget, Fields, Identity, ListQuery, PruneRequest, Service, ServiceError,
-    Transition,
+    Transition, mcp_pins,
 };
 
 /// JSON-RPC error codes used on the socket.
@@ -359,9 +359,9 @@ async fn mcp_pins(s: Service, p: Map<String, Value>, _who: Identity) -> RpcResul
         .mcp_pins
         .all()
         .into_iter()
-        .filter(|(k, _)| server.as_deref().is_none_or(|sv| k.split_once('/').is_some_and(|(a, _)| a == sv)))
+        .filter(|(k, _)| server.as_deref().is_none_or(|sv| mcp_pins::split_key(k).0 == sv))
         .map(|(k, pin)| {
-            let (server, tool) = k.split_once('/').unwrap_or((&k, ""));
+            let (server, tool) = mcp_pins::split_key(&k);
             let mut v = serde_json::to_value(&pin).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("server".into(), json!(server));

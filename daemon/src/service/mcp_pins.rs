@@ -69,8 +69,33 @@ pub struct Pins {
     servers: RwLock<HashMap<String, String>>,
 }
 
+/// A pin's key: `server/tool`. A server (tool prefix) never holds `/` ([`is_server_prefix`]),
+/// so the first `/` ends it whatever the tool's name holds: no two pins share a key.
 fn key(server: &str, tool: &str) -> String {
     format!("{server}/{tool}")
+}
+
+/// The server and the tool of a pin's key: split at the first `/`.
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or((key, ""))
+}
+
+/// Whether `server` can be an MCP server's tool prefix: a tool name without `/`.
+pub fn is_server_prefix(server: &str) -> bool {
+    faramesh_proto::is_identifier(server) && !server.contains('/')
+}
+
+/// The refusal of a server prefix that is not one.
+fn not_a_prefix(server: &str) -> ServiceError {
+    let why = if faramesh_proto::is_identifier(server) {
+        format!(
+            "`server` `{server}` holds `/`: an MCP server's tool prefix is a tool name without `/` (pins are \
+             keyed `server/tool`, and tool names may hold `/`); give the server a `--tool-prefix` without one"
+        )
+    } else {
+        format!("`server` {} is not a tool name", shown(server))
+    };
+    ServiceError::invalid("server", why)
 }
 
 impl Pins {
@@ -94,7 +119,8 @@ impl Pins {
     /// The quarantine of `server`/`tool`, if it is quarantined (the check `govern` makes).
     pub fn quarantined(&self, server: &str, tool: &str) -> Option<Pin> {
         let tools = self.tools.read().ok()?;
-        if tools.is_empty() {
+        // A tool holding `/` is no MCP server's prefix: `a/b` + `c` is not server `a`'s `b/c`.
+        if tools.is_empty() || server.contains('/') {
             return None;
         }
         tools.get(&key(server, tool)).filter(|p| p.status == PinStatus::Quarantined).cloned()
@@ -356,8 +382,8 @@ impl Service {
         who: &Identity,
     ) -> Result<Vec<ToolStatus>, ServiceError> {
         self.may_report_mcp_tools(who)?;
-        if !faramesh_proto::is_identifier(server) {
-            return Err(ServiceError::invalid("server", format!("`server` `{server}` is not a tool name")));
+        if !is_server_prefix(server) {
+            return Err(not_a_prefix(server));
         }
         let mut listed: Vec<(&str, &Map<String, Value>)> = Vec::with_capacity(tools.len());
         for (i, t) in tools.iter().enumerate() {
@@ -398,11 +424,7 @@ impl Service {
                 }
             }
         }
-        let known = pins
-            .tools
-            .read()
-            .map(|t| t.keys().any(|k| k.starts_with(&format!("{server}/"))))
-            .unwrap_or(false);
+        let known = pins.tools.read().map(|t| t.keys().any(|k| split_key(k).0 == server)).unwrap_or(false);
         let mut out = Vec::new();
         let mut updated: Vec<(String, Pin)> = Vec::new();
         for (name, tool) in listed {
@@ -462,15 +484,16 @@ impl Service {
                 who.describe()
             )));
         }
+        if !is_server_prefix(server) {
+            return Err(not_a_prefix(server));
+        }
         let pins = &self.state.mcp_pins;
-        let prefix = format!("{server}/");
         let mut trusted: Vec<(String, Pin)> = pins
             .all()
             .into_iter()
             .filter(|(k, p)| {
-                k.starts_with(&prefix)
-                    && p.status == PinStatus::Quarantined
-                    && tool.is_none_or(|t| k[prefix.len()..] == *t)
+                let (s, t) = split_key(k);
+                s == server && p.status == PinStatus::Quarantined && tool.is_none_or(|tool| t == tool)
             })
             .collect();
         if tool.is_some() && trusted.is_empty() {
@@ -654,6 +677,80 @@ mod tests {
             bad.unwrap_err()
                 .to_string()
                 .contains("unknown `mcp.quarantine` `allow`: expected `defer` or `deny`")
+        );
+    }
+
+    /// Regression: pins were keyed `server/tool` with `/` allowed in both, so server `a/b`'s tool
+    /// `c` and server `a`'s tool `b/c` shared a pin: one server's listing quarantined (or
+    /// trusting one server trusted) the other's tool, and `faramesh mcp pins` could not tell
+    /// them apart. A server (tool prefix) holding `/` is refused now.
+    #[tokio::test]
+    async fn pin_keys_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), POLICY);
+        let tool = |name: &str| json!({"name": name, "description": "Read a file."});
+        let a = s.mcp_tools("a", None, &[tool("b/c")], &peer(0)).await.unwrap();
+        assert_eq!(a[0].status, PinStatus::Trusted);
+        let other = s.mcp_tools("a/b", None, &[tool("c")], &peer(0)).await;
+        let e = other.expect_err("a server prefix holding `/` is refused");
+        assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::InvalidParams, Some("server")));
+        assert!(e.message.contains("`a/b` holds `/`"), "{}", e.message);
+        assert!(s.state.mcp_pins.quarantined("a", "b/c").is_none(), "server `a`'s tool is still trusted");
+        assert_eq!(s.state.mcp_pins.all().len(), 1);
+        // A call whose tool holds `/` is never taken for another server's pinned tool.
+        s.mcp_tools("x", None, &[tool("y/z")], &peer(0)).await.unwrap();
+        let changed = json!({"name": "y/z", "description": "Read any file."});
+        s.mcp_tools("x", None, &[changed], &peer(0)).await.unwrap();
+        assert!(s.state.mcp_pins.quarantined("x", "y/z").is_some());
+        assert!(s.state.mcp_pins.quarantined("x/y", "z").is_none(), "tool `x/y` is no server's");
+        assert_eq!(
+            s.mcp_trust("a/b", None, false, &peer(0)).await.unwrap_err().kind,
+            ErrorKind::InvalidParams
+        );
+    }
+
+    /// Pins written before server prefixes holding `/` were refused: a key with one `/` means
+    /// what it meant, and keeps its trust; a longer one is read as the first segment's server,
+    /// and since a pin's hash covers the tool's name, a pin a former `x/y` prefix wrote for its
+    /// tool `z` never trusts server `x`'s tool `y/z`.
+    #[tokio::test]
+    async fn pins_written_before_prefixes_without_slash_keep_their_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), POLICY);
+        let def = |name: &str| json!({"name": name, "description": "List a directory."});
+        let pin = |tool: &Value| {
+            let h = definition_hash(tool.as_object().unwrap()).unwrap();
+            json!({"status": "trusted", "trusted_hash": h, "seen_hash": h, "reason": null, "hashes": 2})
+                .to_string()
+        };
+        let rows = [
+            ("mcp_pin/files/read", pin(&read_tool())),
+            ("mcp_pin/files/dir/list", pin(&def("dir/list"))),
+            ("mcp_pin/x/y/z", pin(&def("z"))),
+        ];
+        let writes: StateWrites = Box::new(move |_, _| {
+            rows.iter().map(|(k, v)| ((*k).to_owned(), Some(v.clone().into_bytes()))).collect()
+        });
+        s.commit(dpr::event_entry("test", json!({})), Some(writes)).await.unwrap();
+        *s.state.mcp_pins.tools.write().unwrap() =
+            Pins::load(&s.state.log).unwrap().tools.into_inner().unwrap();
+        let files = s.mcp_tools("files", None, &[read_tool(), def("dir/list")], &peer(0)).await.unwrap();
+        assert_eq!(
+            files.iter().map(|t| t.status).collect::<Vec<_>>(),
+            [PinStatus::Trusted, PinStatus::Trusted]
+        );
+        let x = s.mcp_tools("x", None, &[def("y/z")], &peer(0)).await.unwrap();
+        assert_eq!(x[0].status, PinStatus::Quarantined, "another tool's pin lends no trust");
+        let listed: Vec<(String, String)> = s
+            .state
+            .mcp_pins
+            .all()
+            .iter()
+            .map(|(k, _)| (split_key(k).0.to_owned(), split_key(k).1.to_owned()))
+            .collect();
+        assert!(
+            listed.contains(&("files".into(), "dir/list".into()))
+                && listed.contains(&("x".into(), "y/z".into()))
         );
     }
 
