@@ -18,6 +18,7 @@ mod mcp;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
+mod term;
 
 use std::process::ExitCode;
 
@@ -202,7 +203,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", term::safe_lines(&format!("{err:#}")));
             ExitCode::from(1)
         }
     }

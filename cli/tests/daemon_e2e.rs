@@ -3100,3 +3100,6 @@ mod provenance;
 
 #[path = "daemon_e2e/mcp_gateway.rs"]
 mod mcp_gateway;
+
+#[path = "daemon_e2e/untrusted_text.rs"]
+mod untrusted_text;

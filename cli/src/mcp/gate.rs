@@ -83,7 +83,10 @@ pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
         }
         Err(e) => {
             let text = format!("{e:#}");
-            eprintln!("faramesh mcp: the daemon did not accept this server's tools, none is relayed: {text}");
+            eprintln!(
+                "faramesh mcp: the daemon did not accept this server's tools, none is relayed: {}",
+                crate::term::safe(&text)
+            );
             list.clear();
             // The daemon answered no (not a failure inside it): this server's calls are refused.
             let refused =

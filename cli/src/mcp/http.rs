@@ -101,7 +101,7 @@ fn json_reply(v: &Value) -> Response {
 
 /// A refused request: HTTP 400 with the JSON-RPC error.
 fn refused(refusal: &Refusal) -> Response {
-    eprintln!("faramesh mcp: refused a request: {}", refusal.message);
+    eprintln!("faramesh mcp: refused a request: {}", crate::term::safe(&refusal.message));
     let mut resp = (StatusCode::BAD_REQUEST, mcp_msg::encode(&refusal.to_json())).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
@@ -110,7 +110,7 @@ fn refused(refusal: &Refusal) -> Response {
 /// A request the door checks turned away: their status (421, 403, 415, 400) with a JSON-RPC
 /// error without id naming the header.
 fn turned_away(r: &guard::Refused) -> Response {
-    eprintln!("faramesh mcp: refused a request: {}", r.message);
+    eprintln!("faramesh mcp: refused a request: {}", crate::term::safe(&r.message));
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,

@@ -133,14 +133,15 @@ fn trust(args: &TrustArgs) -> Result<ExitCode> {
     let trusted: Vec<&str> =
         r["trusted"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if trusted.is_empty() {
-        println!("no quarantined tool of `{}` to trust", args.server);
+        println!("no quarantined tool of `{}` to trust", crate::term::safe(&args.server));
     } else {
-        println!("trusted {}", trusted.join(", "));
+        // Tool names are the MCP server's.
+        println!("trusted {}", crate::term::safe(&trusted.join(", ")));
     }
     if args.rebind {
         println!(
             "`{}` may now be used by another server (the next one to list its tools under it)",
-            args.server
+            crate::term::safe(&args.server)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -162,10 +163,14 @@ fn pins(args: &PinsArgs) -> Result<ExitCode> {
             "no MCP tools pinned yet (`faramesh mcp` pins a server's tools the first time it lists them)"
         );
     }
+    // Tool names are the MCP server's: any text, shown escaped.
     for p in pins {
         let name = format!("{}/{}", p["server"].as_str().unwrap_or(""), p["tool"].as_str().unwrap_or(""));
+        let name = crate::term::safe(&name);
         match p["status"].as_str() {
-            Some("quarantined") => println!("{name:<40} quarantined: {}", p["reason"].as_str().unwrap_or("")),
+            Some("quarantined") => {
+                println!("{name:<40} quarantined: {}", crate::term::safe(p["reason"].as_str().unwrap_or("")))
+            }
             _ => println!("{name:<40} trusted"),
         }
     }
