@@ -824,7 +824,7 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         p["policy_hash"].as_str().unwrap_or("?")
     );
     if let Some(e) = p["last_error"].as_str() {
-        println!("reload    FAILED: {e} (the previous policy is still serving)");
+        println!("reload    FAILED: {} (the previous policy is still serving)", crate::term::safe(e));
     }
     let c = &s["counts"];
     println!(
@@ -835,7 +835,8 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     if n["channels"].as_array().is_some_and(|c| !c.is_empty()) {
         let channels: Vec<&str> =
             n["channels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        println!(
+        // The last error may quote what a webhook's server answered.
+        let line = format!(
             "notify    {}: {} delivered, {} failed, {} waiting{}",
             channels.join(", "),
             n["delivered"],
@@ -843,9 +844,10 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             n["waiting"],
             n["last_error"].as_str().map(|e| format!(" (last error: {e})")).unwrap_or_default()
         );
+        println!("{}", crate::term::safe(&line));
     }
     for d in s["export"].as_array().into_iter().flatten() {
-        println!(
+        let line = format!(
             "export    {} {}{}: through entry {} of {}, {} behind ({} s){}",
             d["name"].as_str().unwrap_or("?"),
             d["target"].as_str().unwrap_or("?"),
@@ -856,6 +858,7 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             d["lag_seconds"],
             d["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
         );
+        println!("{}", crate::term::safe(&line));
     }
     let pruned = match s["log"]["first_seq"].as_u64() {
         Some(first) if first > 1 => format!(" (entries before {first} pruned)"),

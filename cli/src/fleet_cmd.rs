@@ -152,11 +152,12 @@ pub fn verify_export(args: VerifyExportArgs, json_out: bool) -> Result<ExitCode>
                 println!("  missing: entries {a} to {b}");
             }
         }
+        // What was altered may quote the copy's columns: text others could write.
         for (seq, why) in &c.altered {
-            println!("  altered: entry {seq}: {why}");
+            println!("  altered: entry {seq}: {}", crate::term::safe(why));
         }
         for why in &c.problems {
-            println!("  altered: {why}");
+            println!("  altered: {}", crate::term::safe(why));
         }
         let copy = if args.destination == "postgres" { "--url …" } else { "--file …" };
         match (&rewound, c.resend_from()) {
@@ -273,7 +274,11 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             match rows.as_slice() {
                 [one] => println!(
                     "{}",
-                    if json_out { one.to_string() } else { serde_json::to_string_pretty(one)? }
+                    if json_out {
+                        one.to_string()
+                    } else {
+                        crate::term::safe_lines(&serde_json::to_string_pretty(one)?)
+                    }
                 ),
                 [] => bail!("no decision `{id}` in the fleet database"),
                 _ => bail!("action id prefix `{id}` is ambiguous: give more characters"),

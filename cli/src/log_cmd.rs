@@ -227,8 +227,13 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
         );
     } else {
         match report.first_bad_seq {
-            Some(seq) => println!("FAILED at entry {seq}: {}", report.problem.as_deref().unwrap_or("")),
-            None => println!("FAILED: {}", report.problem.as_deref().unwrap_or("")),
+            Some(seq) => {
+                println!(
+                    "FAILED at entry {seq}: {}",
+                    crate::term::safe(report.problem.as_deref().unwrap_or(""))
+                )
+            }
+            None => println!("FAILED: {}", crate::term::safe(report.problem.as_deref().unwrap_or(""))),
         }
     }
     Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -19,6 +19,7 @@ mod mcp;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
+mod term;
 
 use std::process::ExitCode;
 
@@ -209,7 +210,7 @@ fn main() -> ExitCode {
                 Some(e) if json_out => {
                     eprintln!("{}", serde_json::json!({"error": {"code": e.code, "message": e.message}}));
                 }
-                _ => eprintln!("error: {err:#}"),
+                _ => eprintln!("error: {}", term::safe_lines(&format!("{err:#}"))),
             }
             ExitCode::from(1)
         }

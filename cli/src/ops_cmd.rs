@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::args::EXIT_MISMATCH;
 use crate::args::SocketArg;
 use crate::client;
+use crate::term::safe;
 
 fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
@@ -59,10 +60,13 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter()
 }
 
-/// Prints rows as aligned columns.
+/// Prints rows as aligned columns, every cell through [`safe`] (cells hold what agents, servers
+/// and the log wrote).
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|row| row.iter().map(|cell| safe(cell).into_owned()).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -83,7 +87,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
-        line(row.clone());
+        line(row);
     }
 }
 
@@ -158,9 +162,9 @@ pub fn get(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         let rec = faramesh_daemon::log::dpr::DecisionRecord::parse(&r.to_string())
             .ok_or_else(|| anyhow!("the daemon answered something that is not a decision record"))?;
         for (i, (key, value)) in rec.rows().into_iter().enumerate() {
-            println!("{key:<13} {value}");
+            println!("{key:<13} {}", safe(&value));
             if i == 0 {
-                println!("{:<13} {}", "status", status_word(&r));
+                println!("{:<13} {}", "status", safe(&status_word(&r)));
             }
         }
     }
@@ -268,7 +272,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
     }
     let r = client::call(&args.socket.path(), method, params)?;
     if !json_out && let Some(g) = r.get("grant").filter(|g| g.is_object()) {
-        println!(
+        let line = format!(
             "grant {}: agent {} ({}) may call {}/{}{} without asking until {}",
             s(g, "id"),
             s(g, "agent_id"),
@@ -278,6 +282,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             if g["request_hash"].is_string() { " (these arguments only)" } else { "" },
             s(g, "expires_at")
         );
+        println!("{}", safe(&line));
     }
     if json_out {
         println!("{r}");
@@ -288,7 +293,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             Some(action) if action.starts_with(&args.id) => action.to_owned(),
             _ => s(&r, "approval_id"),
         };
-        println!(
+        let line = format!(
             "{} {} ({}/{} by agent {})",
             id,
             s(&r, "status"),
@@ -296,6 +301,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             s(&r, "operation"),
             s(&r, "agent_id")
         );
+        println!("{}", safe(&line));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -309,13 +315,14 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     let call: faramesh_proto::Call = serde_json::from_value(r["call"].clone())?;
     let ex: faramesh_daemon::policy::Explanation = serde_json::from_value(r.clone())?;
     let rec = &r["recorded"];
-    println!("action    {} ({})", s(rec, "id"), s(rec, "ts"));
-    println!(
+    println!("{}", safe(&format!("action    {} ({})", s(rec, "id"), s(rec, "ts"))));
+    let recorded = format!(
         "recorded  {} {} under policy {}",
         s(rec, "effect"),
         s(rec, "reason_code"),
         s(rec, "policy_hash")
     );
+    println!("{}", safe(&recorded));
     // Keys in one order whichever way the daemon found the record (stored or in memory).
     let caller = match rec.get("caller") {
         Some(Value::Object(m)) => {
@@ -323,10 +330,10 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         }
         _ => s(rec, "caller"),
     };
-    println!("caller    {caller}");
+    println!("caller    {}", safe(&caller));
     print!("{}", crate::policy_cmd::render_explanation(&call, &ex));
     if let Some(note) = not_from_policy(rec) {
-        println!("note      {note}");
+        println!("note      {}", safe(&note));
     }
     if rec.get("policy_hash") != r["decision"].get("policy_hash") {
         println!(
@@ -368,7 +375,8 @@ fn print_entry(out: &mut impl Write, entry: &Value, json_out: bool) -> Result<()
         ),
         _ => String::new(),
     };
-    writeln!(out, "{} {:>6} {:<9} {what}", s(entry, "ts"), s(entry, "seq"), s(entry, "kind"))?;
+    let line = format!("{} {:>6} {:<9} {what}", s(entry, "ts"), s(entry, "seq"), s(entry, "kind"));
+    writeln!(out, "{}", safe(&line))?;
     Ok(())
 }
 
@@ -403,7 +411,7 @@ pub fn tail(args: TailArgs, json_out: bool) -> Result<ExitCode> {
         }
         let Some(entry) = v.get("params").and_then(|p| p.get("result")) else { continue };
         if v["method"] == "log.lagged" {
-            eprintln!("faramesh: fell behind, {} entries skipped", s(entry, "missed"));
+            eprintln!("faramesh: fell behind, {} entries skipped", safe(&s(entry, "missed")));
             continue;
         }
         if entry["seq"].as_u64().is_some_and(|seq| seq <= shown) {
@@ -460,13 +468,13 @@ pub fn replay(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         println!("{:<12} {:<66} now", "", "recorded");
         for f in ["effect", "reason_code", "rule_id", "risk_level", "policy_hash"] {
             let mark = if changed.contains(&f) { "*" } else { " " };
-            println!("{mark}{f:<11} {:<66} {}", s(&rec, f), s(&now, f));
+            println!("{mark}{f:<11} {:<66} {}", safe(&s(&rec, f)), safe(&s(&now, f)));
         }
         if rec.get("params").is_some_and(|p| p.to_string().contains("[REDACTED]")) {
             println!("note: redacted params were replayed as `[REDACTED]`");
         }
         if let Some(note) = not_from_policy(&rec) {
-            println!("note: {note}");
+            println!("note: {}", safe(&note));
         }
         println!(
             "{}",
@@ -527,7 +535,7 @@ pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
         if json_out {
             println!("{r}");
         } else {
-            println!("revoked {id}");
+            println!("revoked {}", safe(&id));
         }
         return Ok(ExitCode::SUCCESS);
     }

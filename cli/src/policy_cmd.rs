@@ -10,6 +10,7 @@ use faramesh_daemon::policy::{self, Explanation, Policy, cases};
 use serde_json::json;
 
 use crate::args::{EXIT_INVALID_POLICY, EXIT_MISMATCH};
+use crate::term::safe;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -121,9 +122,9 @@ fn test(file: &PathBuf, cases_file: &PathBuf, json_out: bool) -> Result<ExitCode
         if json_out {
             results.push(json!({"name": case.label(), "ok": outcome.is_ok(), "error": outcome.as_ref().err().map(ToString::to_string), "decision": decision}));
         } else if let Err(why) = &outcome {
-            println!("FAIL {}: {why}", case.label());
+            println!("FAIL {}: {}", safe(case.label()), safe(&why.to_string()));
         } else {
-            println!("ok   {}", case.label());
+            println!("ok   {}", safe(case.label()));
         }
         if outcome.is_err() {
             n_failed += 1;
@@ -156,20 +157,28 @@ fn explain(file: &PathBuf, call_text: &str, json_out: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The text form of an explanation, shared with `faramesh explain`.
+/// The text form of an explanation, shared with `faramesh explain`: what the call or the
+/// policy wrote goes through [`safe`] (a recorded call's names and the reasons quoting its
+/// arguments are the agent's).
 pub fn render_explanation(call: &faramesh_proto::Call, ex: &Explanation) -> String {
     let d = &ex.decision;
     let mut out = String::new();
-    let _ = writeln!(out, "call      {}/{} by agent {}", call.tool, call.operation, call.agent_id);
-    let _ = writeln!(out, "profile   {}", ex.profile.as_deref().unwrap_or("none"));
+    let _ = writeln!(
+        out,
+        "call      {}/{} by agent {}",
+        safe(&call.tool),
+        safe(&call.operation),
+        safe(&call.agent_id)
+    );
+    let _ = writeln!(out, "profile   {}", safe(ex.profile.as_deref().unwrap_or("none")));
     let _ = writeln!(
         out,
         "risk      {}{}",
         d.risk_level.as_str(),
-        ex.risk_rule.as_ref().map(|r| format!(" (risk rule {r})")).unwrap_or_default()
+        ex.risk_rule.as_ref().map(|r| format!(" (risk rule {})", safe(r))).unwrap_or_default()
     );
     if let Some(note) = &ex.note {
-        let _ = writeln!(out, "note      {note}");
+        let _ = writeln!(out, "note      {}", safe(note));
     }
     let _ = writeln!(out, "rules considered: {}", ex.steps.len());
     let id_width = ex.steps.iter().map(|s| s.rule_id.len()).max().unwrap_or(0);
@@ -178,13 +187,20 @@ pub fn render_explanation(call: &faramesh_proto::Call, ex: &Explanation) -> Stri
         let mark = if s.matched { "match" } else { "skip " };
         let why =
             if s.matched { "all conditions hold".to_owned() } else { s.failed.clone().unwrap_or_default() };
-        let _ = writeln!(out, "  {mark} {:id_width$}  {:ref_width$}  {why}", s.rule_id, s.rule_ref);
+        let _ = writeln!(
+            out,
+            "  {mark} {:id_width$}  {:ref_width$}  {}",
+            safe(&s.rule_id),
+            safe(&s.rule_ref),
+            safe(&why)
+        );
     }
     let by = match (&d.rule_id, &d.rule_ref) {
-        (Some(id), Some(r)) => format!(" by {id} ({r})"),
+        (Some(id), Some(r)) => format!(" by {} ({})", safe(id), safe(r)),
         _ => String::new(),
     };
-    let _ = writeln!(out, "decision  {} {}{by}: {}", d.effect.as_str(), d.reason_code.as_str(), d.reason);
+    let _ =
+        writeln!(out, "decision  {} {}{by}: {}", d.effect.as_str(), d.reason_code.as_str(), safe(&d.reason));
     let _ = writeln!(out, "policy    {}", d.policy_hash);
     let _ = writeln!(out, "request   {}", d.request_hash);
     out
@@ -346,7 +362,7 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
             println!("{} of {} calls would be decided differently", changed_calls.len(), calls.len());
         }
         for (label, call, b, a) in &changed_calls {
-            println!(
+            let line = format!(
                 "  {label}: {}/{} by {}: {} {} ({}) -> {} {} ({})",
                 call.tool,
                 call.operation,
@@ -358,6 +374,7 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
                 a.reason_code.as_str(),
                 a.rule_id.as_deref().unwrap_or("-")
             );
+            println!("{}", safe(&line));
         }
     }
     Ok(if changed_calls.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_MISMATCH) })
@@ -445,12 +462,12 @@ fn suggest(args: &SuggestArgs) -> Result<ExitCode> {
     let text = match suggested_rule(&rec, args.any_agent) {
         Ok(t) => t,
         Err(why) => {
-            eprintln!("faramesh: {why}");
+            eprintln!("faramesh: {}", safe(&why));
             return Ok(ExitCode::from(EXIT_MISMATCH));
         }
     };
     match &args.write {
-        None => print!("{text}"),
+        None => print!("{}", crate::term::safe_lines(&text)),
         Some(file) => {
             use std::io::Write as _;
             let mut f = std::fs::OpenOptions::new()

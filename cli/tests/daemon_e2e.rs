@@ -3765,3 +3765,9 @@ fn unresolved_command_is_defer_command_unresolved_and_deny_when_the_policy_says(
 
 #[path = "daemon_e2e/provenance.rs"]
 mod provenance;
+
+#[path = "daemon_e2e/mcp_gateway.rs"]
+mod mcp_gateway;
+
+#[path = "daemon_e2e/untrusted_text.rs"]
+mod untrusted_text;

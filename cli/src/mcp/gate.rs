@@ -7,7 +7,7 @@ use std::time::Duration;
 use faramesh_proto::{Effect, GovernAnswer, ReasonCode};
 use serde_json::{Map, Value, json};
 
-use super::{Defer, DenyAs, Quarantine, Shared};
+use super::{Defer, DenyAs, Shared};
 
 /// The daemon's JSON-RPC code for a failure inside it (a disk that refuses writes): the only
 /// refusal of a listing that does not refuse the server's calls too.
@@ -53,7 +53,6 @@ pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
         "server": shared.tool(),
         "server_name": server_name,
         "tools": tools,
-        "quarantine": if shared.args.quarantine == Quarantine::Deny { "deny" } else { "defer" },
     });
     let answer = shared.daemon.call("mcp.tools", report);
     let Some(list) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return };
@@ -67,7 +66,8 @@ pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
                     Some((t["name"].as_str()?, (t["status"].as_str()?, t["reason"].as_str().unwrap_or(""))))
                 })
                 .collect();
-            let deny = shared.args.quarantine == Quarantine::Deny;
+            // What a quarantined tool's calls get is the daemon's policy's (`mcp.quarantine`).
+            let deny = answer["quarantine"] == "deny";
             let relayed: Vec<Value> = std::mem::take(list)
                 .into_iter()
                 .filter_map(|t| {
@@ -83,7 +83,10 @@ pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
         }
         Err(e) => {
             let text = format!("{e:#}");
-            eprintln!("faramesh mcp: the daemon did not accept this server's tools, none is relayed: {text}");
+            eprintln!(
+                "faramesh mcp: the daemon did not accept this server's tools, none is relayed: {}",
+                crate::term::safe(&text)
+            );
             list.clear();
             // The daemon answered no (not a failure inside it): this server's calls are refused.
             let refused =

@@ -5,6 +5,11 @@
 //! first like in the stdio mode. The answers the proxy acts on (to `tools/list`, and to a call
 //! held while it waits for a person) are read strictly and re-written message by message; other
 //! responses (JSON or SSE) stream back unchanged: they go to the client only.
+//!
+//! Before any of that, every request passes the daemon's own door checks
+//! (`faramesh_daemon::server::http::guard`): a `Host` that names loopback and the proxy's port
+//! (DNS rebinding), no `Origin` but the proxy's own on any request (a web page on another site
+//! neither reads the server's event stream nor sends calls), and a JSON body.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,6 +31,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::gate::{gate, strip_elicitation};
+use faramesh_daemon::server::http::guard::{self, Door};
 use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
 
 /// The largest request body relayed.
@@ -36,6 +42,8 @@ struct Proxy {
     shared: Arc<Shared>,
     client: Client<Connector, Body>,
     upstream: Uri,
+    /// The listener, as the door checks see it.
+    door: Door,
 }
 
 pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<ExitCode> {
@@ -55,10 +63,12 @@ pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let app = Router::new().fallback(relay).with_state(Proxy { shared, client, upstream: upstream.clone() });
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
         let local = listener.local_addr()?;
+        let door = Door { guard_reads: true, ..Door::at(&local, false) };
+        let app =
+            Router::new().fallback(relay).with_state(Proxy { shared, client, upstream: upstream.clone(), door });
         eprintln!("faramesh mcp: serving MCP clients on http://{local}/mcp, relaying to {upstream}");
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -91,14 +101,31 @@ fn json_reply(v: &Value) -> Response {
 
 /// A refused request: HTTP 400 with the JSON-RPC error.
 fn refused(refusal: &Refusal) -> Response {
-    eprintln!("faramesh mcp: refused a request: {}", refusal.message);
+    eprintln!("faramesh mcp: refused a request: {}", crate::term::safe(&refusal.message));
     let mut resp = (StatusCode::BAD_REQUEST, mcp_msg::encode(&refusal.to_json())).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A request the door checks turned away: their status (421, 403, 415, 400) with a JSON-RPC
+/// error without id naming the header.
+fn turned_away(r: &guard::Refused) -> Response {
+    eprintln!("faramesh mcp: refused a request: {}", crate::term::safe(&r.message));
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": mcp_msg::INVALID_REQUEST, "message": r.message, "data": {"field": r.field}},
+    });
+    let mut resp = (r.status, mcp_msg::encode(&body)).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 async fn relay(State(p): State<Proxy>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if let Err(r) = guard::check(p.door, &parts.method, &parts.uri, &parts.headers) {
+        return turned_away(&r);
+    }
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -106,6 +133,11 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                 .into_response();
         }
     };
+    if !bytes.is_empty()
+        && let Err(r) = guard::require_json(&parts.headers)
+    {
+        return turned_away(&r);
+    }
     if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity") {
         return refused(&Refusal {
             id: Value::Null,

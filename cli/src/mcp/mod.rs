@@ -70,10 +70,10 @@ pub struct McpArgs {
     /// Drop from `tools/list` the tools the policy denies outright for this agent.
     #[arg(long)]
     pub hide_denied_tools: bool,
-    /// A quarantined tool's calls (a definition that changed since it was trusted, a new tool,
-    /// or a description aimed at the model): `defer` (wait for a person) or `deny`.
-    #[arg(long, value_enum, default_value_t = Quarantine::Defer)]
-    pub quarantine: Quarantine,
+    /// No longer the proxy's: what a quarantined tool's calls get is the policy's
+    /// `mcp: { quarantine: defer | deny }` (refused with that hint).
+    #[arg(long, value_enum, hide = true)]
+    pub quarantine: Option<Quarantine>,
     #[command(flatten)]
     pub socket: SocketArg,
     /// Streamable-HTTP mode: serve MCP clients on this address (loopback) ...
@@ -133,14 +133,15 @@ fn trust(args: &TrustArgs) -> Result<ExitCode> {
     let trusted: Vec<&str> =
         r["trusted"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if trusted.is_empty() {
-        println!("no quarantined tool of `{}` to trust", args.server);
+        println!("no quarantined tool of `{}` to trust", crate::term::safe(&args.server));
     } else {
-        println!("trusted {}", trusted.join(", "));
+        // Tool names are the MCP server's.
+        println!("trusted {}", crate::term::safe(&trusted.join(", ")));
     }
     if args.rebind {
         println!(
             "`{}` may now be used by another server (the next one to list its tools under it)",
-            args.server
+            crate::term::safe(&args.server)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -162,10 +163,14 @@ fn pins(args: &PinsArgs) -> Result<ExitCode> {
             "no MCP tools pinned yet (`faramesh mcp` pins a server's tools the first time it lists them)"
         );
     }
+    // Tool names are the MCP server's: any text, shown escaped.
     for p in pins {
         let name = format!("{}/{}", p["server"].as_str().unwrap_or(""), p["tool"].as_str().unwrap_or(""));
+        let name = crate::term::safe(&name);
         match p["status"].as_str() {
-            Some("quarantined") => println!("{name:<40} quarantined: {}", p["reason"].as_str().unwrap_or("")),
+            Some("quarantined") => {
+                println!("{name:<40} quarantined: {}", crate::term::safe(p["reason"].as_str().unwrap_or("")))
+            }
             _ => println!("{name:<40} trusted"),
         }
     }
@@ -274,6 +279,21 @@ pub fn mcp(args: McpArgs) -> Result<ExitCode> {
         Some(McpCommand::Trust(t)) => return trust(t),
         Some(McpCommand::Pins(p)) => return pins(p),
         None => {}
+    }
+    if let Some(q) = args.quarantine {
+        let q = if q == Quarantine::Deny { "deny" } else { "defer" };
+        bail!(
+            "`--quarantine` is the policy's now, for every proxy of a server alike: write `mcp: {{ quarantine: {q} }}` \
+             in the policy and drop `--quarantine` (docs/mcp.md#pinned-tools)"
+        );
+    }
+    if let Some(prefix) = &args.tool_prefix
+        && !faramesh_daemon::service::mcp_pins::is_server_prefix(prefix)
+    {
+        bail!(
+            "`--tool-prefix` `{prefix}` must be a tool name without `/` (letters, digits, `_ . : -`): pins are keyed \
+             `prefix/tool`, and MCP tool names may hold `/`"
+        );
     }
     let http = match (args.listen, args.upstream.clone()) {
         (Some(listen), Some(upstream)) => {

@@ -128,7 +128,10 @@ fn relay_client(shared: &Arc<Shared>) {
                 }
                 match mcp_msg::read(&buf) {
                     Err(refusal) => {
-                        eprintln!("faramesh mcp: refused a message from the client: {}", refusal.message);
+                        eprintln!(
+                            "faramesh mcp: refused a message from the client: {}",
+                            crate::term::safe(&refusal.message)
+                        );
                         shared.send_client(&refusal.to_json());
                     }
                     Ok(Message::ToolsCall { id, name, arguments, msg }) => {
@@ -166,7 +169,10 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                 let mut msg = match mcp_msg::read(&buf) {
                     Ok(m) => Value::Object(m.body().clone()),
                     Err(refusal) => {
-                        eprintln!("faramesh mcp: dropped a message from the server: {}", refusal.message);
+                        eprintln!(
+                            "faramesh mcp: dropped a message from the server: {}",
+                            crate::term::safe(&refusal.message)
+                        );
                         continue;
                     }
                 };

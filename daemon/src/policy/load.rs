@@ -103,7 +103,7 @@ const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
 const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed"];
 const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid"];
-const MCP_KEYS: &[&str] = &["gateways"];
+const MCP_KEYS: &[&str] = &["gateways", "quarantine"];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -1260,15 +1260,34 @@ impl Loader<'_> {
         let entries = self.map(node, "`mcp`")?;
         self.check_keys(entries, MCP_KEYS, "mcp")?;
         let mut mcp = Mcp::default();
+        let mut norm = Map::new();
         for (key, value) in entries {
-            if key.name == "gateways" {
-                for item in self.seq(value, "`mcp.gateways`")? {
-                    mcp.gateways.push(self.principal(item, "MCP gateway")?);
+            match key.name.as_str() {
+                "gateways" => {
+                    for item in self.seq(value, "`mcp.gateways`")? {
+                        mcp.gateways.push(self.principal(item, "MCP gateway")?);
+                    }
                 }
+                "quarantine" => {
+                    let text = self.string(value, "`mcp.quarantine`")?;
+                    mcp.quarantine = match text.as_str() {
+                        "defer" => Effect::Defer,
+                        "deny" => Effect::Deny,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!("unknown `mcp.quarantine` `{text}`: expected `defer` or `deny`"),
+                            ));
+                        }
+                    };
+                    norm.insert("quarantine".into(), json!(text));
+                }
+                _ => {}
             }
         }
         let gateways: Vec<String> = mcp.gateways.iter().map(principal_text).collect();
-        Ok((mcp, json!({"gateways": gateways})))
+        norm.insert("gateways".into(), json!(gateways));
+        Ok((mcp, Value::Object(norm)))
     }
 }
 

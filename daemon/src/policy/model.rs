@@ -314,12 +314,21 @@ pub enum Approver {
     Group(String),
 }
 
-/// The `mcp:` section (`docs/mcp.md#who-reports-tool-listings`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `mcp:` section (`docs/mcp.md#pinned-tools`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mcp {
     /// Who may report MCP servers' tool listings (the users `faramesh mcp` runs as), besides
     /// root, the daemon's own uid and the approvers.
     pub gateways: Vec<Approver>,
+    /// What a quarantined MCP tool's calls get (`mcp.quarantine`): DEFER (the default) or DENY.
+    /// The policy's alone: whoever reports a listing has no say in it.
+    pub quarantine: Effect,
+}
+
+impl Default for Mcp {
+    fn default() -> Self {
+        Mcp { gateways: Vec::new(), quarantine: Effect::Defer }
+    }
 }
 
 /// The `approvals:` section.

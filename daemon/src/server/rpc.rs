@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::service::{
     CallRequest, ErrorKind, ExplainTarget, Fields, Identity, ListQuery, PruneRequest, Service, ServiceError,
-    Transition,
+    Transition, mcp_pins,
 };
 
 /// JSON-RPC error codes used on the socket.
@@ -327,18 +327,20 @@ async fn mcp_tools(s: Service, p: Map<String, Value>, who: Identity) -> RpcResul
             ));
         }
     };
-    let deny = match f.string("quarantine")?.as_deref() {
-        None | Some("defer") => false,
-        Some("deny") => true,
-        Some(other) => {
-            return Err(ServiceError::invalid(
-                "quarantine",
-                format!("`quarantine` must be `defer` or `deny`, not `{other}`"),
-            ));
-        }
-    };
-    let statuses = s.mcp_tools(&server, server_name.as_deref(), &tools, deny, &who).await?;
-    Ok(json!({ "tools": statuses }))
+    // What a quarantine does is the policy's: a reporter that names it is refused rather than
+    // heard (it would otherwise turn every proxy's DENY into DEFER for the server).
+    if p.contains_key("quarantine") {
+        return Err(ServiceError::invalid(
+            "quarantine",
+            "`quarantine` is not the reporter's to say: what a quarantined tool's calls get is the policy's \
+             `mcp: { quarantine: defer | deny }`",
+        ));
+    }
+    let statuses = s.mcp_tools(&server, server_name.as_deref(), &tools, &who).await?;
+    let quarantine = s.state().policy.load().policy.mcp.quarantine;
+    Ok(
+        json!({ "tools": statuses, "quarantine": if quarantine == faramesh_proto::Effect::Deny { "deny" } else { "defer" } }),
+    )
 }
 
 async fn mcp_trust(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
@@ -357,9 +359,9 @@ async fn mcp_pins(s: Service, p: Map<String, Value>, _who: Identity) -> RpcResul
         .mcp_pins
         .all()
         .into_iter()
-        .filter(|(k, _)| server.as_deref().is_none_or(|sv| k.split_once('/').is_some_and(|(a, _)| a == sv)))
+        .filter(|(k, _)| server.as_deref().is_none_or(|sv| mcp_pins::split_key(k).0 == sv))
         .map(|(k, pin)| {
-            let (server, tool) = k.split_once('/').unwrap_or((&k, ""));
+            let (server, tool) = mcp_pins::split_key(&k);
             let mut v = serde_json::to_value(&pin).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("server".into(), json!(server));

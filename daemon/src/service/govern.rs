@@ -281,7 +281,7 @@ impl Service {
             return out;
         }
         // mcp_quarantine
-        if let Some(d) = self.quarantine(call, &out.decision) {
+        if let Some(d) = self.quarantine(policy, call, &out.decision) {
             out.decision = d;
         }
         // grant

@@ -187,12 +187,11 @@ mod tests {
             CallRequest::from_value(&json!({"agent_id": "bot", "tool": "files", "operation": "read"}))
                 .unwrap()
         };
-        let first = s.mcp_tools("files", Some("files"), &[tool("Read a file.")], false, &root).await.unwrap();
+        let first = s.mcp_tools("files", Some("files"), &[tool("Read a file.")], &root).await.unwrap();
         assert_eq!(first[0].status, mcp_pins::PinStatus::Trusted);
         assert_eq!(s.govern(read(), &agent).await.unwrap().decision.effect, Effect::Permit);
 
-        let changed =
-            s.mcp_tools("files", Some("files"), &[tool("Read any file.")], false, &root).await.unwrap();
+        let changed = s.mcp_tools("files", Some("files"), &[tool("Read any file.")], &root).await.unwrap();
         assert_eq!(changed[0].status, mcp_pins::PinStatus::Quarantined);
         let d = s.govern(read(), &agent).await.unwrap().decision;
         assert_eq!((d.effect, d.reason_code), (Effect::Defer, ReasonCode::McpToolQuarantined), "{d:?}");
@@ -203,7 +202,7 @@ mod tests {
         assert!(s.mcp_trust("files", None, false, &agent).await.is_err(), "an agent may not trust");
         assert_eq!(s.mcp_trust("files", Some("read"), false, &root).await.unwrap(), vec!["files/read"]);
         assert_eq!(s.govern(read(), &agent).await.unwrap().decision.effect, Effect::Permit);
-        let other = s.mcp_tools("files", Some("impostor"), &[tool("Read a file.")], false, &root).await;
+        let other = s.mcp_tools("files", Some("impostor"), &[tool("Read a file.")], &root).await;
         assert_eq!(other.unwrap_err().kind, ErrorKind::Conflict);
     }
 

@@ -186,7 +186,7 @@ impl axum::extract::FromRequest<App> for JsonObject {
     async fn from_request(req: Request, app: &App) -> Result<Self, HttpError> {
         let ct = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not ASCII)"));
         if !ct.is_some_and(super::guard::is_json) {
-            return Err(super::guard::unsupported(ct.unwrap_or_default()));
+            return Err(super::guard::unsupported(ct.unwrap_or_default()).into());
         }
         app.body(req.into_body()).await.map(JsonObject)
     }

@@ -2,31 +2,36 @@
 //! loopback and the listener's port (a web page on another name that resolves to 127.0.0.1 is
 //! refused: DNS rebinding); for a request that changes state, no `Origin` but the server's own
 //! and a JSON body. A browser on another site can then neither read from nor write to the door,
-//! with or without a token. See `docs/http.md#what-a-browser-may-send`.
+//! with or without a token. See `docs/http.md#what-a-browser-may-send`. `faramesh mcp --listen`
+//! serves its clients behind the same checks (`docs/mcp.md#streamable-http`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use axum::extract::Request;
-use axum::http::Method;
+use axum::http::{Method, Uri};
 use axum::middleware::Next;
 
 use super::*;
 
 /// What the checks need to know about the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Door {
+pub struct Door {
     /// The port it listens on.
-    pub(crate) port: u16,
+    pub port: u16,
     /// Whether it listens on a loopback address (then only loopback names are served).
-    pub(crate) loopback: bool,
+    pub loopback: bool,
     /// Whether it serves TLS (a `Host` without a port then means 443).
-    pub(crate) tls: bool,
+    pub tls: bool,
+    /// Whether reads (GET, HEAD, OPTIONS) pass the `Sec-Fetch-Site` and `Origin` checks too, not
+    /// only requests that change state: for the MCP gateway, whose GET opens the server's event
+    /// stream (the dashboard's pages are opened from links on other sites).
+    pub guard_reads: bool,
 }
 
 impl Door {
     /// The listener at `addr`.
-    pub(crate) fn at(addr: &SocketAddr, tls: bool) -> Door {
-        Door { port: addr.port(), loopback: addr.ip().is_loopback(), tls }
+    pub fn at(addr: &SocketAddr, tls: bool) -> Door {
+        Door { port: addr.port(), loopback: addr.ip().is_loopback(), tls, guard_reads: false }
     }
 
     fn default_port(self) -> u16 {
@@ -37,7 +42,7 @@ impl Door {
     /// listener: `localhost`, a loopback IPv4 address or `[::1]`, with the listener's port. No
     /// port means the scheme's default (80, 443), as a browser writes it: accepted only when the
     /// listener is on that port.
-    pub(crate) fn serves_host(self, host: &str) -> bool {
+    pub fn serves_host(self, host: &str) -> bool {
         let port = match host.strip_prefix('[') {
             Some(rest) => {
                 let Some((v6, after)) = rest.split_once(']') else { return false };
@@ -83,7 +88,7 @@ impl Door {
 /// Whether `origin` (an `Origin` header) is the origin of the server the request was sent to:
 /// its host and port are the request's `Host`. `null` (a sandboxed or privacy-stripped origin)
 /// is no server's.
-pub(crate) fn same_origin(origin: &str, host: &str) -> bool {
+pub fn same_origin(origin: &str, host: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else { return false };
     (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
         && !authority.is_empty()
@@ -93,7 +98,7 @@ pub(crate) fn same_origin(origin: &str, host: &str) -> bool {
 
 /// Whether `content_type` is JSON: `application/json`, with or without parameters
 /// (`; charset=utf-8`).
-pub(crate) fn is_json(content_type: &str) -> bool {
+pub fn is_json(content_type: &str) -> bool {
     content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
 }
 
@@ -102,47 +107,63 @@ fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// A request refused before any route saw it: the HTTP status, a short code
+/// (`misdirected_request`, `forbidden`, `unsupported_media_type`, `bad_request`), the message,
+/// and the header it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// 400, 403, 415 or 421.
+    pub status: StatusCode,
+    /// The error code of the daemon's JSON errors.
+    pub code: &'static str,
+    /// What was refused and why.
+    pub message: String,
+    /// The header (`Host`, `Origin`, `Sec-Fetch-Site`, `Content-Type`, …).
+    pub field: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, code: &'static str, message: String, field: &str) -> Refused {
+        Refused { status, code, message, field: field.to_owned() }
+    }
+}
+
+impl From<Refused> for HttpError {
+    fn from(r: Refused) -> HttpError {
+        let mut e = HttpError::new(r.status, r.code, r.message);
+        e.field = Some(r.field);
+        e
+    }
+}
+
 /// The one value of header `name`: `Ok(None)` when absent, an error naming it when repeated or
 /// not visible ASCII.
-fn one_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, HttpError> {
+fn one_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Refused> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else { return Ok(None) };
-    let refused = |why: &str| {
-        let mut e = HttpError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{name}` {why}"));
-        e.field = Some(name.to_owned());
-        e
-    };
+    let refused =
+        |why: &str| Refused::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{name}` {why}"), name);
     if values.next().is_some() {
         return Err(refused("is sent more than once"));
     }
     first.to_str().map(|v| Some(v.trim())).map_err(|_| refused("is not visible ASCII"))
 }
 
-fn field(mut e: HttpError, name: &str) -> HttpError {
-    e.field = Some(name.to_owned());
-    e
-}
-
-/// The checks, in order: `Host` (loopback listeners), then for a state-changing request
-/// `Sec-Fetch-Site`, `Origin` and `Content-Type`.
-pub(crate) fn check(
-    door: Door,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-) -> Result<(), HttpError> {
+/// The checks, in order: `Host` (loopback listeners), then for a state-changing request (every
+/// request when [`Door::guard_reads`]) `Sec-Fetch-Site` and `Origin`, and for a state-changing
+/// request `Content-Type` (when one is sent: a body without one is refused by whoever reads
+/// the body, with [`require_json`]).
+pub fn check(door: Door, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
     let host = one_header(headers, "host")?;
     if door.loopback {
         let misdirected = |what: String| {
-            field(
-                HttpError::new(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "misdirected_request",
-                    format!(
-                        "{what}: this listener is on loopback and answers only {} (a web page on another name \
-                         that resolves here is refused)",
-                        door.served_names()
-                    ),
+            Refused::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                format!(
+                    "{what}: this listener is on loopback and answers only {} (a web page on another name \
+                     that resolves here is refused)",
+                    door.served_names()
                 ),
                 "Host",
             )
@@ -160,12 +181,12 @@ pub(crate) fn check(
             return Err(misdirected(format!("the request target's host `{authority}` is not served here")));
         }
     }
-    if !changes_state(method) {
+    let changes = changes_state(method);
+    if !changes && !door.guard_reads {
         return Ok(());
     }
-    let forbidden = |message: String, name: &str| {
-        field(HttpError::new(StatusCode::FORBIDDEN, "forbidden", message), name)
-    };
+    let forbidden =
+        |message: String, name: &str| Refused::new(StatusCode::FORBIDDEN, "forbidden", message, name);
     if let Some(site) = one_header(headers, "sec-fetch-site")?
         && !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
     {
@@ -185,7 +206,8 @@ pub(crate) fn check(
             "Origin",
         ));
     }
-    if let Some(ct) = one_header(headers, "content-type")?
+    if changes
+        && let Some(ct) = one_header(headers, "content-type")?
         && !is_json(ct)
     {
         return Err(unsupported(ct));
@@ -193,19 +215,26 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// For a request with a body: its `Content-Type` must be JSON (415 otherwise, and when there is
+/// none).
+pub fn require_json(headers: &HeaderMap) -> Result<(), Refused> {
+    match one_header(headers, "content-type")? {
+        Some(ct) if is_json(ct) => Ok(()),
+        ct => Err(unsupported(ct.unwrap_or_default())),
+    }
+}
+
 /// 415 for a body that is not declared JSON.
-pub(crate) fn unsupported(content_type: &str) -> HttpError {
+pub(crate) fn unsupported(content_type: &str) -> Refused {
     let what = if content_type.is_empty() {
         "no `Content-Type`".to_owned()
     } else {
         format!("`Content-Type: {content_type}`")
     };
-    field(
-        HttpError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("{what}: request bodies must be `Content-Type: application/json`"),
-        ),
+    Refused::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("{what}: request bodies must be `Content-Type: application/json`"),
         "Content-Type",
     )
 }
@@ -214,7 +243,7 @@ pub(crate) fn unsupported(content_type: &str) -> HttpError {
 pub(super) async fn layer(AxState(app): AxState<App>, req: Request, next: Next) -> Response {
     match check(app.door, req.method(), req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => HttpError::from(e).into_response(),
     }
 }
 
@@ -222,7 +251,7 @@ pub(super) async fn layer(AxState(app): AxState<App>, req: Request, next: Next) 
 mod tests {
     use super::*;
 
-    const PLAIN: Door = Door { port: 8000, loopback: true, tls: false };
+    const PLAIN: Door = Door { port: 8000, loopback: true, tls: false, guard_reads: false };
 
     #[test]
     fn loopback_names_with_the_listeners_port_only() {

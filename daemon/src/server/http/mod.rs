@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod app;
-mod guard;
+pub mod guard;
 mod sse;
 mod tls;
 mod tokens;
