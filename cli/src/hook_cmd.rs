@@ -753,7 +753,11 @@ fn on_event(
     if !call.notes.is_empty() {
         context.insert("path_note".into(), json!(call.notes.join("; ")));
     }
-    let whole = json!({"agent_id": agent, "tool": call.tool, "operation": call.op, "args": call.args, "context": context});
+    let mut whole = json!({"agent_id": agent, "tool": call.tool, "operation": call.op, "args": call.args, "context": context});
+    // The call's session (what a grant made on its approval covers); the context keeps it too.
+    if let Some(session) = whole["context"].get("session_id").cloned() {
+        whole["session_id"] = session;
+    }
     let key = call_key(incoming.call_id.as_deref(), &whole);
     match incoming.outcome {
         None => {

@@ -3232,6 +3232,49 @@ fn glob_through_symlinked_dir_is_decided_on_what_it_reaches() {
     }
 }
 
+/// A grant made when a hook call is approved is meant to cover that agent session only, but
+/// the hook put the host's session id only in the call's `context`, so the grant covered every
+/// session of the uid. The call's `session_id` now carries it (the context keeps it too).
+#[test]
+fn hook_calls_carry_the_session_id() {
+    let daemon = Daemon::start(HOOK_POLICY);
+    let shell = |host: &str, session: &str, command: &str| {
+        let payload = match host {
+            "claude-code" => json!({"session_id": session, "cwd": "/tmp", "hook_event_name": "PreToolUse",
+                "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_s"}),
+            "gemini-cli" => json!({"session_id": session, "cwd": "/tmp", "hook_event_name": "BeforeTool",
+                "tool_name": "run_shell_command", "tool_input": {"command": command}}),
+            "cursor" => json!({"hook_event_name": "beforeShellExecution", "conversation_id": session,
+                "generation_id": "g1", "command": command, "cwd": "/tmp", "workspace_roots": ["/tmp"]}),
+            _ => json!({"hook_event_name": "tool.execute.before", "tool": "bash", "sessionID": session,
+                "callID": "call1", "args": {"command": command}, "directory": "/tmp"}),
+        };
+        ask_hook(host, &daemon, payload.to_string().as_bytes())
+    };
+    let mut c = daemon.client();
+    for host in ["claude-code", "gemini-cli", "cursor", "opencode"] {
+        let (d, why) = shell(host, "sess-a", "ls");
+        assert!(d == "ask" || d == "deny", "{host}: a shell command waits for a person: {d}: {why}");
+        let listed = c.result("action.list", json!({"limit": 1, "tool": "shell"}));
+        let id = listed["actions"][0]["id"].as_str().unwrap().to_owned();
+        let rec = c.result("action.get", json!({"id": id}));
+        assert_eq!(rec["session_id"], "sess-a", "{host}: {rec}");
+        assert_eq!(rec["context"]["session_id"], "sess-a", "{host}: {rec}");
+        let out = Command::new(bin())
+            .args(["approve", &id, "--grant", "30m", "--socket"])
+            .arg(&daemon.socket)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{host}: {said} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("sess-a"), "{host}: the grant names the session: {said}");
+        let (d, why) = shell(host, "sess-a", "uptime");
+        assert_eq!(d, "allow", "{host}: the same session is granted: {why}");
+        let (d, why) = shell(host, "sess-b", "uptime");
+        assert_ne!(d, "allow", "{host}: another session is not: {why}");
+    }
+}
+
 /// Paths the hook cannot read with certainty are refused by the hook itself, with the reason,
 /// and never sent: a symlink to a name that is not UTF-8 (it was decided on the link's name in
 /// the project), a NUL, and bytes that are not UTF-8 in the payload.
