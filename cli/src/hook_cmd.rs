@@ -423,14 +423,16 @@ fn patch_paths(tool: &str, op: &str, input: &Map<String, Value>, key: &str) -> M
 
 /// A call with its paths read as the host opens them (`hook_paths`): `path` set in its
 /// arguments for a tool acting on one path, `paths` (and `path` when there is exactly one) for
-/// a tool acting on several.
+/// a tool acting on several, or a path read two ways, or a pattern reaching out of its
+/// directory through symlinks.
 struct Resolved {
     tool: String,
     op: String,
     args: Map<String, Value>,
     /// Every path the call acts on (decided one by one when there are several).
     paths: Vec<String>,
-    /// What could not be followed (a dangling or unreadable symlink).
+    /// What the path reader met: a symlink whose target is missing, a `..` after a symlink, a
+    /// symlink a pattern reaches out of its directory through.
     notes: Vec<String>,
 }
 
@@ -438,16 +440,19 @@ struct Resolved {
 /// why the hook refuses it.
 fn resolve_call(call: Call, cwd: &Result<PathBuf, String>) -> Result<Resolved, String> {
     let Call { tool, op, mut args, files } = call;
-    let (found, several) = match &files {
+    let (found, several): (Vec<hook_paths::Resolved>, bool) = match &files {
         Files::None => (Vec::new(), false),
         Files::One(Some(raw)) => (vec![hook_paths::resolve(raw, cwd)?], false),
         Files::One(None) => (vec![hook_paths::resolve(".", cwd)?], false),
         Files::Pattern { dir, pattern } => {
-            (vec![hook_paths::resolve_pattern(pattern, dir.as_deref(), cwd)?], false)
+            (vec![hook_paths::resolve_pattern(pattern, dir.as_deref(), cwd, false)?], false)
         }
         Files::Patterns(list) => {
-            let found =
-                list.iter().map(|p| hook_paths::resolve_pattern(p, None, cwd)).collect::<Result<_, _>>()?;
+            // `read_many_files` reads every file under a directory it is given.
+            let found = list
+                .iter()
+                .map(|p| hook_paths::resolve_pattern(p, None, cwd, true))
+                .collect::<Result<_, _>>()?;
             (found, true)
         }
         Files::Patch(list) => {
@@ -455,17 +460,23 @@ fn resolve_call(call: Call, cwd: &Result<PathBuf, String>) -> Result<Resolved, S
         }
     };
     let mut paths: Vec<String> = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for r in found {
-        if !paths.contains(&r.path) {
-            paths.push(r.path);
+        for path in r.paths {
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
         }
-        notes.extend(r.note);
+        for note in r.notes {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
     }
     if files == Files::None {
         return Ok(Resolved { tool, op, args, paths, notes });
     }
-    if several {
+    if several || paths.len() > 1 {
         args.insert("paths".into(), json!(paths));
     }
     if let [one] = paths.as_slice() {
@@ -742,7 +753,11 @@ fn on_event(
     if !call.notes.is_empty() {
         context.insert("path_note".into(), json!(call.notes.join("; ")));
     }
-    let whole = json!({"agent_id": agent, "tool": call.tool, "operation": call.op, "args": call.args, "context": context});
+    let mut whole = json!({"agent_id": agent, "tool": call.tool, "operation": call.op, "args": call.args, "context": context});
+    // The call's session (what a grant made on its approval covers); the context keeps it too.
+    if let Some(session) = whole["context"].get("session_id").cloned() {
+        whole["session_id"] = session;
+    }
     let key = call_key(incoming.call_id.as_deref(), &whole);
     match incoming.outcome {
         None => {

@@ -1,28 +1,58 @@
 //! How `faramesh hook` reads the paths of a host's file tools: as the host will open them
 //! (`docs/hooks.md`, "How paths are read").
 //!
-//! A path is made absolute against the hook's working directory, `.` and `..` are resolved
-//! lexically (as the hosts' own `path.resolve` does before they open a file), then symlinks are
-//! followed as far as the file, or its nearest existing ancestor, exists. A symlink that cannot
-//! be followed (its target missing, or unreadable) leaves the rest of the path as written, with a
-//! note saying so. What cannot be read with certainty is an error, and the hook refuses the call.
+//! A path is made absolute against the hook's working directory and walked component by
+//! component as the kernel walks it: each symlink is followed where it is met (one whose target
+//! is missing through its target text, as a file created through it would be), and `..` applies
+//! to the directory reached; only the part that does not exist yet is taken as text. A host that
+//! resolves `..` as text before it opens the file (`path.resolve`) opens another file when a `..`
+//! follows a symlink, so that reading is decided as well. A glob pattern is decided on the
+//! directory before its first wildcard, plus every symlink its wildcards can reach that leads out
+//! of that directory. What cannot be read with certainty is an error, and the hook refuses the
+//! call.
 
-use std::ffi::OsString;
+use std::collections::{HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
-/// The most paths one call may name (a path list, or the files of a patch).
+/// The most paths one call may name (a path list, or the files of a patch), and the most one
+/// pattern may reach through symlinks.
 pub(crate) const MAX_PATHS: usize = 256;
 /// The most alternatives the braces of one glob pattern may expand to.
 const MAX_BRACE_ALTERNATIVES: usize = 256;
+/// The most symlinks one path may pass through (the kernel's own limit).
+const MAX_LINKS: usize = 40;
+/// The most directory entries the hook reads to see what one glob pattern reaches (an entry
+/// is counted each time it is read).
+const MAX_GLOB_ENTRIES: usize = 200_000;
+/// The deepest the hook descends below a pattern's directory.
+const MAX_GLOB_DEPTH: usize = 128;
 
-/// A path as the host will open it.
+/// What a path (or a glob pattern) names, read as the host will open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
-    /// Absolute, `.` and `..` resolved, symlinks followed; an existing directory ends in `/`.
-    pub path: String,
-    /// Why part of the path is as written rather than followed, when it is.
-    pub note: Option<String>,
+    /// Every path decided on: absolute, symlinks followed, an existing directory ending in `/`.
+    /// One, unless a `..` after a symlink reads differently as text, or a pattern reaches out
+    /// of its directory through symlinks.
+    pub paths: Vec<String>,
+    /// What the reader met on the way: a symlink whose target is missing, a `..` after a
+    /// symlink, a symlink a pattern reaches out of its directory through.
+    pub notes: Vec<String>,
+}
+
+impl Resolved {
+    fn add(&mut self, path: String) {
+        if !self.paths.contains(&path) {
+            self.paths.push(path);
+        }
+    }
+
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
 }
 
 /// The directory relative paths are read against: the host's working directory for the call
@@ -46,61 +76,69 @@ pub(crate) fn working_dir(given: Option<&str>) -> Result<PathBuf, String> {
 
 /// `raw` as the host opens it, relative paths read against `cwd`.
 pub(crate) fn resolve(raw: &str, cwd: &Result<PathBuf, String>) -> Result<Resolved, String> {
-    let absolute = absolute(raw, cwd)?;
-    finish(raw, &absolute)
+    readings(raw, &joined(raw, cwd)?)
 }
 
 /// A glob pattern (`src/**/*.rs`, `../notes/*.md`) under `dir` (else `cwd`): the part before the
 /// first wildcard is resolved as a directory, and the pattern after it appended as written, so
-/// every file the pattern can match lies under the path decided on. A pattern whose wildcard
-/// part could leave that directory (a `..` component, an absolute alternative in braces), or
+/// every file the pattern can match without leaving that directory lies under the path decided
+/// on. Every symlink the pattern can reach that leads out of the directory adds its target,
+/// followed by the rest of the pattern, and is followed in turn. A pattern whose wildcard part
+/// could leave the directory by name (a `..` component, an absolute alternative in braces), or
 /// that the hook cannot read (escapes, unpaired braces), is refused. A pattern without
-/// wildcards is a path.
+/// wildcards is a path; with `whole_dirs` (a tool that reads every file under a directory it is
+/// given), a directory is read as `dir/**`.
 pub(crate) fn resolve_pattern(
     raw: &str,
     dir: Option<&str>,
     cwd: &Result<PathBuf, String>,
+    whole_dirs: bool,
 ) -> Result<Resolved, String> {
-    let parts: Vec<&str> = raw.split('/').collect();
-    let Some(first) = parts.iter().position(|p| is_glob(p)) else {
-        return match dir {
-            Some(dir) if !raw.starts_with('/') => {
-                let dir = absolute(dir, cwd)?;
-                check(raw)?;
-                finish(raw, &lexical(&dir.join(raw)))
-            }
-            _ => resolve(raw, cwd),
-        };
-    };
     check(raw)?;
-    if raw.contains('\\') {
-        return Err(format!("the pattern `{raw}` holds a `\\` escape, which the hook does not read"));
-    }
-    let literal = parts[..first].join("/");
-    let rest = parts[first..].join("/");
     let under = match (raw.starts_with('/'), dir) {
         (true, _) => PathBuf::from("/"),
-        (false, Some(dir)) => absolute(dir, cwd)?,
+        (false, Some(dir)) => joined(dir, cwd)?,
         (false, None) => match cwd {
             Ok(c) => c.clone(),
             Err(why) => return Err(format!("`{raw}` is relative and {why}")),
         },
     };
-    let base = lexical(&under.join(&literal));
-    for alternative in expand_braces(&rest).map_err(|why| format!("the pattern `{raw}`: {why}"))? {
+    let parts: Vec<&str> = raw.split('/').collect();
+    let Some(first) = parts.iter().position(|p| is_glob(p)) else {
+        let mut found = readings(raw, &under.join(raw))?;
+        if whole_dirs {
+            let dirs: Vec<String> = found.paths.iter().filter(|p| p.ends_with('/')).cloned().collect();
+            Reach::new(raw).run(&mut found, dirs.iter().map(|d| (d.as_str(), vec!["**".to_owned()])))?;
+        }
+        return Ok(found);
+    };
+    if raw.contains('\\') {
+        return Err(format!("the pattern `{raw}` holds a `\\` escape, which the hook does not read"));
+    }
+    let literal = parts[..first].join("/");
+    let rest = parts[first..].join("/");
+    let alternatives = expand_braces(&rest).map_err(|why| format!("the pattern `{raw}`: {why}"))?;
+    for alternative in &alternatives {
         if alternative.starts_with('/') {
             return Err(format!("the pattern `{raw}` names an absolute path inside its braces"));
         }
         if alternative.split('/').any(|c| c == "..") {
             return Err(format!(
                 "the pattern `{raw}` climbs out of `{}` with `..` in its wildcard part: name the directory it reads",
-                base.display()
+                lexical(&under.join(&literal)).display()
             ));
         }
     }
-    let base = finish(raw, &base)?;
-    let path = format!("{}/{rest}", base.path.trim_end_matches('/'));
-    Ok(Resolved { path, note: base.note })
+    let bases = readings(raw, &under.join(&literal))?;
+    let mut found = Resolved { paths: Vec::new(), notes: bases.notes };
+    for base in &bases.paths {
+        found.add(format!("{}/{rest}", base.trim_end_matches('/')));
+    }
+    let roots = bases.paths.iter().filter(|b| b.ends_with('/')).flat_map(|base| {
+        alternatives.iter().map(move |a| (base.as_str(), a.split('/').map(str::to_owned).collect()))
+    });
+    Reach::new(raw).run(&mut found, roots)?;
+    Ok(found)
 }
 
 /// The files a patch names (`*** Add File: …`, `*** Update File: …`, `*** Delete File: …`,
@@ -131,15 +169,15 @@ fn check(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `raw` made absolute against `cwd`, `.` and `..` resolved lexically.
-fn absolute(raw: &str, cwd: &Result<PathBuf, String>) -> Result<PathBuf, String> {
+/// `raw` made absolute against `cwd`, as written (`.` and `..` kept).
+fn joined(raw: &str, cwd: &Result<PathBuf, String>) -> Result<PathBuf, String> {
     check(raw)?;
     let path = Path::new(raw);
     if path.is_absolute() {
-        return Ok(lexical(path));
+        return Ok(path.to_path_buf());
     }
     match cwd {
-        Ok(dir) => Ok(lexical(&dir.join(path))),
+        Ok(dir) => Ok(dir.join(path)),
         Err(why) => Err(format!("`{raw}` is relative and {why}")),
     }
 }
@@ -159,69 +197,315 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
-/// A lexically resolved absolute path with its symlinks followed, as text.
-fn finish(raw: &str, path: &Path) -> Result<Resolved, String> {
-    let (real, note) = follow(path);
-    let Some(text) = real.to_str() else {
-        return Err(format!("the path `{raw}` leads to `{}`, which is not valid UTF-8", real.display()));
-    };
-    let mut text = text.to_owned();
-    if text != "/" && std::fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
-        text.push('/');
+/// The file the absolute `path` names as the kernel walks it and, when it differs, the file a
+/// host that resolves `.` and `..` as text before opening it names.
+fn readings(raw: &str, path: &Path) -> Result<Resolved, String> {
+    let mut found = Resolved { paths: Vec::new(), notes: Vec::new() };
+    for reading in [path.to_path_buf(), lexical(path)] {
+        let (real, note) = walk(raw, &reading)?;
+        found.add(real);
+        found.notes.extend(note);
     }
-    let note = note.map(|n| format!("`{raw}`: {n}: the path from there is decided as written"));
-    Ok(Resolved { path: text, note })
+    if let [kernel, text] = found.paths.as_slice() {
+        let note = format!(
+            "`{raw}` has a `..` after a symlink: the kernel opens `{kernel}`, a host that resolves `..` as text first opens `{text}`; both are decided"
+        );
+        found.note(note);
+    }
+    Ok(found)
 }
 
-/// `path` with the symlinks of its longest existing prefix followed (the rest appended as
-/// written), and why the prefix stopped short when a link or directory there could not be read.
-fn follow(path: &Path) -> (PathBuf, Option<String>) {
-    let mut base = path.to_path_buf();
-    let mut rest: Vec<OsString> = Vec::new();
+/// The components of `path` as the kernel reads them (`..` kept, `.` and the root left out).
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// The absolute `path` walked from the root as the kernel walks it, as text: each symlink
+/// followed where it is met, through its target text even when that target is missing (where a
+/// file created through it lands), `..` applied to the directory reached. What does not exist
+/// (yet) is taken as written. An existing directory ends in `/`. Also a note when a symlink's
+/// target is missing. A symlink that cannot be read, more than 40 symlinks (a loop), a
+/// directory that cannot be searched or a name that is not UTF-8 is an error.
+fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), String> {
+    let mut done = PathBuf::from("/");
+    let mut todo = components(path);
+    // How many of `done`'s last components do not exist (taken as written).
+    let mut missing = 0usize;
+    let mut links = 0usize;
     let mut note = None;
-    loop {
-        match std::fs::canonicalize(&base) {
-            Ok(mut real) => {
-                for part in rest.iter().rev() {
-                    real.push(part);
-                }
-                return (real, note);
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            done.pop();
+            missing = missing.saturating_sub(1);
+            continue;
+        }
+        let next = done.join(&part);
+        if missing > 0 {
+            done = next;
+            missing += 1;
+            continue;
+        }
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(meta) => meta,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                done = next;
+                missing = 1;
+                continue;
             }
             Err(e) => {
-                // Going up: the note kept is the one nearest the root, where following stopped.
-                if let Some(why) = unfollowable(&base, &e) {
-                    note = Some(why);
-                }
-                match (base.parent(), base.file_name()) {
-                    (Some(parent), Some(name)) => {
-                        rest.push(name.to_owned());
-                        base = parent.to_path_buf();
-                    }
-                    _ => return (path.to_path_buf(), note),
-                }
+                return Err(format!(
+                    "the path `{raw}` cannot be followed: `{}` cannot be read ({e})",
+                    next.display()
+                ));
+            }
+        };
+        if !meta.file_type().is_symlink() {
+            // Below a file nothing opens; as written, a `..` after it comes back.
+            missing = usize::from(!meta.is_dir() && !todo.is_empty());
+            done = next;
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(format!(
+                "the path `{raw}` passes through more than {MAX_LINKS} symlinks (a loop at `{}`), which no host can open",
+                next.display()
+            ));
+        }
+        let target = std::fs::read_link(&next).map_err(|e| {
+            format!(
+                "the path `{raw}` cannot be followed: `{}` is a symlink that cannot be read ({e})",
+                next.display()
+            )
+        })?;
+        if target.as_os_str().is_empty() {
+            return Err(format!(
+                "the path `{raw}` cannot be followed: `{}` is a symlink to nothing",
+                next.display()
+            ));
+        }
+        if note.is_none() && std::fs::metadata(&next).is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+            note = Some(format!(
+                "`{raw}`: `{}` is a symlink to `{}`, which does not exist: decided on the file it leads to",
+                next.display(),
+                target.display()
+            ));
+        }
+        if target.is_absolute() {
+            done = PathBuf::from("/");
+        }
+        for part in components(&target).into_iter().rev() {
+            todo.push_front(part);
+        }
+    }
+    let Some(text) = done.to_str() else {
+        return Err(format!("the path `{raw}` leads to `{}`, which is not valid UTF-8", done.display()));
+    };
+    let mut text = text.to_owned();
+    if missing == 0 && text != "/" && std::fs::metadata(&done).is_ok_and(|m| m.is_dir()) {
+        text.push('/');
+    }
+    Ok((text, note))
+}
+
+/// What a glob pattern reaches through symlinks: the file system is read below the pattern's
+/// directory where its components can match (any name a wildcard, class, brace or extended
+/// glob could match, in any case, dot files included), and every symlink met that leads out of
+/// the directory adds its target, with the rest of the pattern, as a path decided on; that is
+/// read in turn. Bounded: more than [`MAX_GLOB_ENTRIES`] entries read, [`MAX_GLOB_DEPTH`]
+/// directories deep or [`MAX_PATHS`] paths reached is refused, as is a directory that cannot be
+/// read.
+struct Reach<'a> {
+    raw: &'a str,
+    /// Entries that may still be read.
+    budget: usize,
+    /// Where the pattern continues, outside the directories already read: a directory (its real
+    /// path) and the components to match below it.
+    queue: VecDeque<(PathBuf, Vec<String>)>,
+    queued: HashSet<(PathBuf, Vec<String>)>,
+    /// (directory, component index) pairs already read below the current root.
+    seen: HashSet<(PathBuf, usize)>,
+    found: Vec<(String, String)>,
+}
+
+impl<'a> Reach<'a> {
+    fn new(raw: &'a str) -> Reach<'a> {
+        Reach {
+            raw,
+            budget: MAX_GLOB_ENTRIES,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            seen: HashSet::new(),
+            found: Vec::new(),
+        }
+    }
+
+    /// Reads below each root (a directory, ending in `/`, and the components to match there) and
+    /// adds what the pattern reaches out of them to `into`.
+    fn run<'r>(
+        mut self,
+        into: &mut Resolved,
+        roots: impl Iterator<Item = (&'r str, Vec<String>)>,
+    ) -> Result<(), String> {
+        for (dir, parts) in roots {
+            self.push(PathBuf::from(dir), parts);
+        }
+        while let Some((root, parts)) = self.queue.pop_front() {
+            self.seen.clear();
+            self.visit(&root, &root, &parts, 0, 0)?;
+        }
+        for (path, note) in self.found {
+            into.add(path);
+            into.note(note);
+            if into.paths.len() > MAX_PATHS {
+                return Err(format!(
+                    "the pattern `{}` reaches more than {MAX_PATHS} paths through symlinks: name a narrower pattern",
+                    self.raw
+                ));
             }
         }
+        Ok(())
+    }
+
+    fn push(&mut self, dir: PathBuf, parts: Vec<String>) {
+        if self.queued.insert((dir.clone(), parts.clone())) {
+            self.queue.push_back((dir, parts));
+        }
+    }
+
+    /// Matches `parts[at..]` below `dir` (a real directory under `root`).
+    fn visit(
+        &mut self,
+        root: &Path,
+        dir: &Path,
+        parts: &[String],
+        at: usize,
+        depth: usize,
+    ) -> Result<(), String> {
+        let Some(part) = parts.get(at) else { return Ok(()) };
+        if part.is_empty() || part == "." {
+            return self.visit(root, dir, parts, at + 1, depth);
+        }
+        if !self.seen.insert((dir.to_path_buf(), at)) {
+            return Ok(());
+        }
+        if depth > MAX_GLOB_DEPTH {
+            return Err(format!(
+                "the pattern `{}` reaches more than {MAX_GLOB_DEPTH} directories deep below `{}`: name a narrower pattern",
+                self.raw,
+                root.display()
+            ));
+        }
+        let globstar = part == "**";
+        if globstar {
+            self.visit(root, dir, parts, at + 1, depth)?;
+        }
+        let raw = self.raw;
+        let unreadable = |e: std::io::Error| {
+            format!("the pattern `{raw}` reaches `{}`, which cannot be read ({e})", dir.display())
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(()),
+            Err(e) => return Err(unreadable(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(unreadable)?;
+            if self.budget == 0 {
+                return Err(format!(
+                    "the pattern `{}` needs more than {MAX_GLOB_ENTRIES} directory entries read to see what it reaches: name a narrower pattern",
+                    self.raw
+                ));
+            }
+            self.budget -= 1;
+            if !globstar && !component_matches(part, &entry.file_name()) {
+                continue;
+            }
+            let kind = entry.file_type().map_err(unreadable)?;
+            let path = entry.path();
+            let below = if kind.is_symlink() {
+                // `**` may match the link and more below it; another component, the link.
+                let rest = if globstar { &parts[at..] } else { &parts[at + 1..] };
+                self.link(root, &path, rest)?
+            } else {
+                kind.is_dir().then_some(path)
+            };
+            let Some(below) = below else { continue };
+            if globstar {
+                self.visit(root, &below, parts, at, depth + 1)?;
+            } else if at + 1 < parts.len() {
+                self.visit(root, &below, parts, at + 1, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A symlink the pattern reaches, `rest` the components still to match below it: the
+    /// directory it leads to when that lies under `root` (read on), else `None`, its target
+    /// (with `rest`) kept as a path reached.
+    fn link(&mut self, root: &Path, link: &Path, rest: &[String]) -> Result<Option<PathBuf>, String> {
+        let (to, _) = walk(self.raw, link)?;
+        let is_dir = to.ends_with('/');
+        let real = PathBuf::from(if to == "/" { "/" } else { to.trim_end_matches('/') });
+        if real.starts_with(root) {
+            return Ok(is_dir.then_some(real));
+        }
+        let reached = if is_dir && !rest.is_empty() {
+            self.push(real.clone(), rest.to_vec());
+            format!("{}/{}", to.trim_end_matches('/'), rest.join("/"))
+        } else {
+            to.clone()
+        };
+        let note = format!(
+            "the pattern `{}` reaches `{}`, a symlink out of `{}` to `{to}`: `{reached}` is decided too",
+            self.raw,
+            link.display(),
+            root.display()
+        );
+        self.found.push((reached, note));
+        Ok(None)
     }
 }
 
-/// Why `path` exists but could not be resolved (`e`): a symlink whose target is missing or
-/// cannot be followed, or a directory that cannot be read. `None` when it simply does not exist.
-fn unfollowable(path: &Path, e: &std::io::Error) -> Option<String> {
-    let shown = path.display();
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Some(match std::fs::read_link(path) {
-            Ok(target) if e.kind() == ErrorKind::NotFound => {
-                format!("`{shown}` is a symlink to `{}`, which does not exist", target.display())
-            }
-            Ok(target) => {
-                format!("`{shown}` is a symlink to `{}`, which cannot be followed ({e})", target.display())
-            }
-            Err(why) => format!("`{shown}` is a symlink that cannot be read ({why})"),
-        }),
-        Ok(_) => Some(format!("`{shown}` cannot be resolved ({e})")),
-        Err(why) if why.kind() == ErrorKind::NotFound => None,
-        Err(why) => Some(format!("`{shown}` cannot be read ({why})")),
+/// Whether a name may match one component of a glob pattern, read generously: a component with
+/// a class, braces or an extended glob matches any name; `*` and `?` match as wildcards, in any
+/// case; a name that is not UTF-8 matches.
+fn component_matches(part: &str, name: &OsStr) -> bool {
+    if part.contains(['[', ']', '{', '}', '(', ')']) {
+        return true;
     }
+    let Some(name) = name.to_str() else { return true };
+    let pattern: Vec<char> = part.to_lowercase().chars().collect();
+    let name: Vec<char> = name.to_lowercase().chars().collect();
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    star = Some((sp, sn + 1));
+                    p = sp + 1;
+                    n = sn + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
 }
 
 /// Whether a component of a pattern holds a wildcard, a class, braces or an extended glob.
@@ -309,7 +593,7 @@ mod tests {
     #[test]
     fn lexical_resolution_is_what_the_hosts_path_resolve_gives() {
         let cwd = Ok(PathBuf::from("/nonexistent-fm/home/me/demo"));
-        let r = |p: &str| resolve(p, &cwd).map(|r| r.path);
+        let r = |p: &str| resolve(p, &cwd).map(|r| r.paths.join(" "));
         assert_eq!(r("../.ssh/id").unwrap(), "/nonexistent-fm/home/me/.ssh/id");
         assert_eq!(r("./a/./b/../c").unwrap(), "/nonexistent-fm/home/me/demo/a/c");
         assert_eq!(r("/../../etc/x").unwrap(), "/etc/x");
@@ -320,22 +604,22 @@ mod tests {
         let none: Result<PathBuf, String> =
             Err("the working directory `x` the host gave is not absolute".into());
         assert!(resolve("a", &none).unwrap_err().contains("not absolute"));
-        assert_eq!(resolve("/nonexistent-fm/a", &none).unwrap().path, "/nonexistent-fm/a");
+        assert_eq!(resolve("/nonexistent-fm/a", &none).unwrap().paths, ["/nonexistent-fm/a"]);
         assert!(working_dir(Some("demo")).unwrap_err().contains("not absolute"));
     }
 
     #[test]
     fn patterns_are_decided_on_the_directory_they_read_under() {
         let cwd = Ok(PathBuf::from("/nonexistent-fm/p"));
-        let r = |p: &str| resolve_pattern(p, None, &cwd).map(|r| r.path);
+        let r = |p: &str| resolve_pattern(p, None, &cwd, false).map(|r| r.paths.join(" "));
         assert_eq!(r("src/**/*.rs").unwrap(), "/nonexistent-fm/p/src/**/*.rs");
         assert_eq!(r("../.ssh/*").unwrap(), "/nonexistent-fm/.ssh/*");
         assert_eq!(r("*.{ts,tsx}").unwrap(), "/nonexistent-fm/p/*.{ts,tsx}");
         assert_eq!(r("/nonexistent-fm/x/*.md").unwrap(), "/nonexistent-fm/x/*.md");
         assert_eq!(r("README.md").unwrap(), "/nonexistent-fm/p/README.md");
         assert_eq!(
-            resolve_pattern("*.rs", Some("../q"), &cwd).unwrap().path,
-            "/nonexistent-fm/q/*.rs",
+            resolve_pattern("*.rs", Some("../q"), &cwd, false).unwrap().paths,
+            ["/nonexistent-fm/q/*.rs"],
             "under the tool's directory"
         );
         for climbs in ["*/../../x", "{a,..}/x", "{.,x}{y,.}/k", "a/{b,{c,..}}/*", "*/{,.}./x"] {
@@ -365,23 +649,125 @@ mod tests {
         assert!(patch_files("--- a/x\n+++ b/x\n").is_empty());
     }
 
-    #[test]
-    fn symlinks_are_followed_and_dangling_ones_noted() {
+    /// A temporary directory (its real path) for links.
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::create_dir(root.join("real")).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn symlinks_are_followed_as_the_kernel_follows_them() {
+        let (_dir, root) = scratch();
+        std::fs::create_dir_all(root.join("real/deep")).unwrap();
         std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
-        std::os::unix::fs::symlink(root.join("gone"), root.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("real/deep", root.join("rel")).unwrap();
         let cwd = Ok(root.clone());
         let at = |p: &str| format!("{}/{p}", root.display());
-        assert_eq!(resolve("link/new/x", &cwd).unwrap(), Resolved { path: at("real/new/x"), note: None });
-        assert_eq!(resolve("link", &cwd).unwrap().path, at("real/"), "a directory ends in /");
-        let dangling = resolve("dangling/x", &cwd).unwrap();
-        assert_eq!(dangling.path, at("dangling/x"));
-        assert!(dangling.note.unwrap().contains("does not exist"));
+        let paths = |p: &str| resolve(p, &cwd).unwrap().paths;
+        assert_eq!(
+            resolve("link/new/x", &cwd).unwrap(),
+            Resolved { paths: vec![at("real/new/x")], notes: vec![] }
+        );
+        assert_eq!(paths("link"), [at("real/")], "a directory ends in /");
+        // `..` after a link applies to where the link leads; the text reading is decided too.
+        assert_eq!(paths("rel/../x"), [at("real/x"), at("x")]);
+        assert!(resolve("rel/../x", &cwd).unwrap().notes[0].contains("both are decided"));
+        assert_eq!(paths("rel/../deep"), [at("real/deep/"), at("deep")]);
+        // What does not exist is taken as written, and a `..` out of it comes back to links.
+        assert_eq!(paths("new/../link/x"), [at("real/x")]);
+        assert_eq!(paths("real/../rel"), [at("real/deep/")]);
+    }
+
+    #[test]
+    fn dangling_symlinks_lead_where_a_created_file_lands() {
+        let (_dir, root) = scratch();
+        std::fs::create_dir(root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("out/new"), root.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("hop", root.join("twice")).unwrap();
+        std::os::unix::fs::symlink("out/../out/newer", root.join("hop")).unwrap();
+        std::os::unix::fs::symlink(root.join("gone"), root.join("gone-dir")).unwrap();
+        let cwd = Ok(root.clone());
+        let at = |p: &str| format!("{}/{p}", root.display());
+        let dangling = resolve("dangling", &cwd).unwrap();
+        assert_eq!(dangling.paths, [at("out/new")]);
+        assert!(dangling.notes[0].contains("does not exist"), "{:?}", dangling.notes);
+        assert_eq!(resolve("twice", &cwd).unwrap().paths, [at("out/newer")]);
+        assert_eq!(resolve("gone-dir/x", &cwd).unwrap().paths, [at("gone/x")]);
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        let looped = resolve("loop", &cwd).unwrap();
-        assert_eq!(looped.path, at("loop"));
-        assert!(looped.note.unwrap().contains("cannot be followed"));
+        assert!(resolve("loop", &cwd).unwrap_err().contains("more than 40 symlinks"));
+        assert!(resolve("loop/x", &cwd).unwrap_err().contains("a loop at"));
+        // 40 links in a row are followed, as the kernel follows them; 41 are not.
+        std::fs::write(root.join("end"), "x").unwrap();
+        std::os::unix::fs::symlink("end", root.join("l0")).unwrap();
+        for i in 1..=40 {
+            std::os::unix::fs::symlink(format!("l{}", i - 1), root.join(format!("l{i}"))).unwrap();
+        }
+        assert_eq!(resolve("l39", &cwd).unwrap().paths, [at("end")]);
+        assert!(resolve("l40", &cwd).is_err());
+    }
+
+    #[test]
+    fn components_match_generously() {
+        let m = |p: &str, n: &str| component_matches(p, OsStr::new(n));
+        assert!(m("k*", "keys") && m("*", ".ssh") && m("K?YS", "keys") && m("*s", "keys"));
+        assert!(m("a*b*c", "aXbYbc") && m("**", "x") && m("*.{rs,md}", "anything"));
+        assert!(m("[a-c]x", "zz") && m("@(x)", "y"), "classes and extended globs match any name");
+        assert!(!m("k*", "src") && !m("a?", "a") && !m("id_rsa", "id_rsa.pub"));
+    }
+
+    #[test]
+    fn patterns_are_decided_on_what_they_reach_through_symlinks() {
+        let (_dir, root) = scratch();
+        let project = root.join("p");
+        std::fs::create_dir_all(project.join("src/a")).unwrap();
+        std::fs::create_dir_all(root.join("out/sub")).unwrap();
+        std::fs::write(root.join("out/id_rsa"), "k").unwrap();
+        std::os::unix::fs::symlink(root.join("out"), project.join("keys")).unwrap();
+        std::os::unix::fs::symlink("src", project.join("source")).unwrap();
+        std::os::unix::fs::symlink("..", project.join("src/a/up")).unwrap();
+        std::fs::create_dir(root.join("far")).unwrap();
+        std::fs::write(root.join("far/passwd"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("far"), root.join("out/sub/far")).unwrap();
+        let cwd = Ok(project.clone());
+        let p = |rel: &str| format!("{}/{rel}", project.display());
+        let out = |rel: &str| format!("{}/out/{rel}", root.display());
+        let far = |rel: &str| format!("{}/far/{rel}", root.display());
+        let paths = |pattern: &str| resolve_pattern(pattern, None, &cwd, false).unwrap().paths;
+        assert_eq!(paths("k*/id_rsa"), [p("k*/id_rsa"), out("id_rsa")]);
+        assert_eq!(paths("*/id_rsa"), [p("*/id_rsa"), out("id_rsa")]);
+        assert_eq!(paths("**/id_rsa"), [p("**/id_rsa"), out("**/id_rsa"), far("**/id_rsa")]);
+        assert_eq!(paths("k*/*/far/passwd"), [p("k*/*/far/passwd"), out("*/far/passwd"), far("passwd")]);
+        assert_eq!(paths("*"), [p("*"), out("")], "the link itself");
+        // Links that stay under the pattern's directory (loops included) add nothing.
+        assert_eq!(paths("s*/**/*.rs"), [p("s*/**/*.rs")]);
+        assert_eq!(paths("src/**"), [p("src/**")]);
+        let noted = resolve_pattern("k*/id_rsa", None, &cwd, false).unwrap().notes;
+        assert!(noted[0].contains(&p("keys")) && noted[0].contains(&out("")), "{noted:?}");
+        // A directory read as a whole reaches what is under it.
+        let whole = resolve_pattern(".", None, &cwd, true).unwrap().paths;
+        assert_eq!(whole, [p(""), out("**"), far("**")]);
+        assert_eq!(resolve_pattern(".", None, &cwd, false).unwrap().paths, [p("")]);
+    }
+
+    #[test]
+    fn patterns_that_reach_too_far_are_refused() {
+        let (_dir, root) = scratch();
+        let mut deep = root.clone();
+        for _ in 0..=MAX_GLOB_DEPTH + 1 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let cwd = Ok(root.clone());
+        let why = resolve_pattern("**/x", None, &cwd, false).unwrap_err();
+        assert!(why.contains("directories deep"), "{why}");
+        assert!(resolve_pattern("d/*/x", None, &cwd, false).is_ok(), "a bounded pattern reads two levels");
+        let many = root.join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..=MAX_PATHS {
+            std::os::unix::fs::symlink(format!("/nonexistent-fm/{i}"), many.join(i.to_string())).unwrap();
+        }
+        let why = resolve_pattern("many/*", None, &cwd, false).unwrap_err();
+        assert!(why.contains("more than 256 paths"), "{why}");
     }
 }

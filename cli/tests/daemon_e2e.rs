@@ -3040,21 +3040,238 @@ fn symlink_into_secret_dir_is_followed() {
     }
 }
 
-/// A symlink whose target does not exist cannot be followed: the path is decided as written, and
-/// the call's context says so (it was silently decided as written before).
+/// The example policy of docs/hooks.md for `pr`, with `op` (besides reads) allowed in the
+/// project too.
+fn example_policy_also_allowing(pr: &Project, op: &str) -> String {
+    let rule = format!(
+        "  - id: {op}-in-the-project\n    match: {{ tool: file, op: {op}, path_starts_with: {}/ }}\n    allow: true\n  - id: everything-else-asks",
+        pr.project.display()
+    );
+    let policy = pr.example_policy().replacen("  - id: everything-else-asks", &rule, 1);
+    assert!(policy.contains(&format!("{op}-in-the-project")), "{policy}");
+    policy
+}
+
+/// The hosts whose hooks write a file, and a payload of each writing `path` in `cwd`.
+const WRITING_HOSTS: [&str; 4] = ["claude-code", "gemini-cli", "copilot-cli", "opencode"];
+
+fn write_payload(host: &str, path: &str, cwd: &str) -> String {
+    match host {
+        "claude-code" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "PreToolUse",
+            "tool_name": "Write", "tool_input": {"file_path": path, "content": "x"}, "tool_use_id": "toolu_w"}),
+        "gemini-cli" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "BeforeTool",
+            "tool_name": "write_file", "tool_input": {"file_path": path, "content": "x"}}),
+        "copilot-cli" => json!({"timestamp": 1, "cwd": cwd, "toolName": "create",
+            "toolArgs": json!({"path": path, "file_text": "x"}).to_string()}),
+        "opencode" => json!({"hook_event_name": "tool.execute.before", "tool": "write", "sessionID": "s1",
+            "callID": "call1", "args": {"filePath": path, "content": "x"}, "directory": cwd}),
+        _ => unreachable!(),
+    }
+    .to_string()
+}
+
+/// The paths a recorded call was decided on (`paths` when there are several, else `path`).
+fn decided_paths(rec: &Value) -> Vec<String> {
+    match rec["params"]["paths"].as_array() {
+        Some(list) => list.iter().map(|p| p.as_str().unwrap().to_owned()).collect(),
+        None => vec![rec["params"]["path"].as_str().unwrap_or_default().to_owned()],
+    }
+}
+
+/// A write to a symlink whose target does not exist creates the target (the kernel follows the
+/// link for `O_CREAT`): it was decided on the link's name in the project and allowed. The link
+/// is now followed through its target text (relative to its directory, link after link), so
+/// the file decided on is the one that would be created; a loop is refused by the hook.
 #[test]
-fn dangling_symlink_is_decided_as_written_and_said_so() {
+fn write_through_dangling_symlink_decides_the_target() {
     let pr = Project::new();
-    std::os::unix::fs::symlink(pr.home.join(".ssh/not-yet"), pr.project.join("later")).unwrap();
+    let newfile = pr.home.join(".ssh/newfile");
+    std::os::unix::fs::symlink(&newfile, pr.project.join("dangling")).unwrap();
+    // Relative, and through a second link: `rel` → `../hop` → `.ssh/authorized_keys` (missing).
+    std::os::unix::fs::symlink(".ssh/authorized_keys", pr.home.join("hop")).unwrap();
+    std::os::unix::fs::symlink("../hop", pr.project.join("rel")).unwrap();
+    // A missing directory: what is written under it is decided under its target.
+    std::os::unix::fs::symlink(pr.home.join(".ssh/newdir"), pr.project.join("gone-dir")).unwrap();
+    std::os::unix::fs::symlink("loop-b", pr.project.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", pr.project.join("loop-b")).unwrap();
+    let daemon = Daemon::start(&example_policy_also_allowing(&pr, "write"));
+    let cwd = pr.project.display().to_string();
+    let ssh = |rel: &str| format!("{}/.ssh/{rel}", pr.home.display());
+    for host in WRITING_HOSTS {
+        for (path, target) in [
+            (pr.p("dangling"), ssh("newfile")),
+            ("rel".to_owned(), ssh("authorized_keys")),
+            (pr.p("gone-dir/x"), ssh("newdir/x")),
+        ] {
+            let (d, why) = ask_hook(host, &daemon, write_payload(host, &path, &cwd).as_bytes());
+            assert_ne!(d, "allow", "{host}: writing `{path}` creates {target}: {why}");
+            let rec = last_file_call(&daemon);
+            assert_eq!(rec["params"]["path"], json!(target), "{host}: `{path}`: {rec}");
+            let note = rec["context"]["path_note"].as_str().unwrap_or_default();
+            assert!(note.contains("does not exist"), "{host}: `{path}`: the note says why: {rec}");
+        }
+        let (d, why) = ask_hook(host, &daemon, write_payload(host, &pr.p("loop-a"), &cwd).as_bytes());
+        assert!(d == "deny" || d == "blocked", "{host}: {d}: {why}");
+        assert!(why.contains("symlinks"), "{host}: a loop is refused with the reason: {why}");
+        // A new file in the project is still written.
+        let (d, why) = ask_hook(host, &daemon, write_payload(host, &pr.p("src/new.rs"), &cwd).as_bytes());
+        assert_eq!(d, "allow", "{host}: {why}");
+    }
+    // Reads through the dangling link are decided on the target too.
+    for host in READING_HOSTS {
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, &pr.p("dangling"), &cwd).as_bytes());
+        assert_ne!(d, "allow", "{host}: {why}");
+        assert_eq!(last_file_call(&daemon)["params"]["path"], json!(ssh("newfile")), "{host}");
+    }
+}
+
+/// `keys/../.ssh/id_ed25519`, where `keys` links to `~/.ssh`, was resolved as text to
+/// `<project>/.ssh/id_ed25519` and allowed, but the kernel applies `..` to the directory the
+/// link leads to: `~/.ssh/../.ssh/id_ed25519`, the key. The path is now walked as the kernel
+/// walks it; where a host resolving `..` as text first would open another file, both are decided.
+#[test]
+fn dotdot_after_symlink_resolves_like_the_kernel() {
+    let pr = Project::new();
+    std::os::unix::fs::symlink(pr.home.join(".ssh"), pr.project.join("keys")).unwrap();
+    std::fs::create_dir_all(pr.project.join("src/a")).unwrap();
+    std::os::unix::fs::symlink(pr.project.join("src/a"), pr.project.join("inner")).unwrap();
     let daemon = Daemon::start(&pr.example_policy());
+    let key = pr.key.display().to_string();
     let cwd = pr.project.display().to_string();
     for host in READING_HOSTS {
-        let (_, why) = ask_hook(host, &daemon, read_payload(host, &pr.p("later"), &cwd).as_bytes());
+        for path in [
+            pr.p("keys/../.ssh/id_ed25519"),
+            "keys/../.ssh/id_ed25519".into(),
+            pr.p("keys/./../.ssh/id_ed25519"),
+        ] {
+            let (d, why) = ask_hook(host, &daemon, read_payload(host, &path, &cwd).as_bytes());
+            assert_ne!(d, "allow", "{host}: `{path}` opens {key}: {why}");
+            let rec = last_file_call(&daemon);
+            assert!(decided_paths(&rec).contains(&key), "{host}: `{path}`: {rec}");
+        }
+        // Read as text, `inner/../../.ssh/…` is the key; the kernel reads `<project>/.ssh/…`:
+        // both are decided, so the key is.
+        let path = pr.p("inner/../../.ssh/id_ed25519");
+        let (d, why) = ask_hook(host, &daemon, read_payload(host, &path, &cwd).as_bytes());
+        assert_ne!(d, "allow", "{host}: `{path}`: {why}");
         let rec = last_file_call(&daemon);
-        assert_eq!(rec["params"]["path"], pr.p("later"), "{host}: {why}");
-        let note =
-            rec["context"]["path_note"].as_str().unwrap_or_else(|| panic!("{host}: no path_note: {rec}"));
-        assert!(note.contains(&pr.p("later")) && note.contains("not-yet"), "{host}: {note}");
+        let paths = decided_paths(&rec);
+        assert!(paths.contains(&key) && paths.contains(&pr.p(".ssh/id_ed25519")), "{host}: {rec}");
+        // Both readings in the project: a project read.
+        let (d, why) =
+            ask_hook(host, &daemon, read_payload(host, &pr.p("inner/../main.rs"), &cwd).as_bytes());
+        assert_eq!(d, "allow", "{host}: {why}");
+        assert_eq!(decided_paths(&last_file_call(&daemon)), [pr.p("src/main.rs"), pr.p("main.rs")], "{host}");
+    }
+}
+
+/// A wildcard before a symlinked directory (`k*/id_ed25519`, `*/id_ed25519`, `**/id_ed25519`)
+/// reached the key through the link, but was decided on the project directory and allowed. A
+/// pattern is now decided on what it can reach: every symlink its wildcards meet that leads out
+/// of its directory adds the link's target (with the rest of the pattern) to the paths decided.
+#[test]
+fn glob_through_symlinked_dir_is_decided_on_what_it_reaches() {
+    let pr = Project::new();
+    std::os::unix::fs::symlink(pr.home.join(".ssh"), pr.project.join("keys")).unwrap();
+    // A link that stays in the project leads nowhere new.
+    std::os::unix::fs::symlink("src", pr.project.join("source")).unwrap();
+    let daemon = Daemon::start(&example_policy_also_allowing(&pr, "search"));
+    let cwd = pr.project.display().to_string();
+    let ssh = format!("{}/.ssh/", pr.home.display());
+    let gemini = |input: Value| {
+        let payload = json!({"session_id": "g1", "cwd": cwd, "hook_event_name": "BeforeTool",
+            "tool_name": "read_many_files", "tool_input": input});
+        ask_hook("gemini-cli", &daemon, payload.to_string().as_bytes())
+    };
+    for input in [
+        json!({"paths": ["k*/id_ed25519"]}),
+        json!({"include": ["*/id_ed25519"]}),
+        json!({"paths": ["**/id_ed25519"]}),
+        json!({"paths": ["README.md", "{src,k?ys}/*"]}),
+        json!({"paths": ["."]}),
+    ] {
+        let (d, why) = gemini(input.clone());
+        assert_ne!(d, "allow", "{input}: {why}");
+        let rec = last_file_call(&daemon);
+        assert!(rec["params"]["path"].as_str().unwrap().starts_with(&ssh), "{input}: {rec}");
+        assert!(rec["context"]["path_note"].as_str().unwrap_or_default().contains("keys"), "{input}: {rec}");
+    }
+    assert_eq!(
+        last_file_call(&daemon)["params"]["path"],
+        json!(format!("{ssh}**")),
+        "`.` reads all under it"
+    );
+    let (_, _) = gemini(json!({"paths": ["k*/id_ed25519"]}));
+    assert_eq!(last_file_call(&daemon)["params"]["path"], json!(pr.key.display().to_string()));
+    // The same in the hosts' glob tools.
+    let glob = |host: &str, pattern: &str| {
+        let payload = match host {
+            "claude-code" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "PreToolUse",
+                "tool_name": "Glob", "tool_input": {"pattern": pattern}, "tool_use_id": "toolu_g"}),
+            "gemini-cli" => json!({"session_id": "s1", "cwd": cwd, "hook_event_name": "BeforeTool",
+                "tool_name": "glob", "tool_input": {"pattern": pattern}}),
+            "copilot-cli" => json!({"timestamp": 1, "cwd": cwd, "toolName": "glob",
+                "toolArgs": json!({"pattern": pattern}).to_string()}),
+            _ => json!({"hook_event_name": "tool.execute.before", "tool": "glob", "sessionID": "s1",
+                "callID": "call1", "args": {"pattern": pattern}, "directory": cwd}),
+        };
+        ask_hook(host, &daemon, payload.to_string().as_bytes())
+    };
+    for host in ["claude-code", "gemini-cli", "copilot-cli", "opencode"] {
+        for pattern in ["k*/id_ed25519", "*/id_ed25519", "**/id_ed25519"] {
+            let (d, why) = glob(host, pattern);
+            assert_ne!(d, "allow", "{host}: `{pattern}`: {why}");
+            let rec = last_file_call(&daemon);
+            assert!(decided_paths(&rec).iter().any(|p| p.starts_with(&ssh)), "{host}: `{pattern}`: {rec}");
+        }
+        // In the project, through a link that stays in it: allowed.
+        for pattern in ["src/*.rs", "s*/*.rs", "{src,source}/**/*.rs"] {
+            let (d, why) = glob(host, pattern);
+            assert_eq!(d, "allow", "{host}: `{pattern}`: {why}");
+        }
+    }
+}
+
+/// A grant made when a hook call is approved is meant to cover that agent session only, but
+/// the hook put the host's session id only in the call's `context`, so the grant covered every
+/// session of the uid. The call's `session_id` now carries it (the context keeps it too).
+#[test]
+fn hook_calls_carry_the_session_id() {
+    let daemon = Daemon::start(HOOK_POLICY);
+    let shell = |host: &str, session: &str, command: &str| {
+        let payload = match host {
+            "claude-code" => json!({"session_id": session, "cwd": "/tmp", "hook_event_name": "PreToolUse",
+                "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_s"}),
+            "gemini-cli" => json!({"session_id": session, "cwd": "/tmp", "hook_event_name": "BeforeTool",
+                "tool_name": "run_shell_command", "tool_input": {"command": command}}),
+            "cursor" => json!({"hook_event_name": "beforeShellExecution", "conversation_id": session,
+                "generation_id": "g1", "command": command, "cwd": "/tmp", "workspace_roots": ["/tmp"]}),
+            _ => json!({"hook_event_name": "tool.execute.before", "tool": "bash", "sessionID": session,
+                "callID": "call1", "args": {"command": command}, "directory": "/tmp"}),
+        };
+        ask_hook(host, &daemon, payload.to_string().as_bytes())
+    };
+    let mut c = daemon.client();
+    for host in ["claude-code", "gemini-cli", "cursor", "opencode"] {
+        let (d, why) = shell(host, "sess-a", "ls");
+        assert!(d == "ask" || d == "deny", "{host}: a shell command waits for a person: {d}: {why}");
+        let listed = c.result("action.list", json!({"limit": 1, "tool": "shell"}));
+        let id = listed["actions"][0]["id"].as_str().unwrap().to_owned();
+        let rec = c.result("action.get", json!({"id": id}));
+        assert_eq!(rec["session_id"], "sess-a", "{host}: {rec}");
+        assert_eq!(rec["context"]["session_id"], "sess-a", "{host}: {rec}");
+        let out = Command::new(bin())
+            .args(["approve", &id, "--grant", "30m", "--socket"])
+            .arg(&daemon.socket)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{host}: {said} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("sess-a"), "{host}: the grant names the session: {said}");
+        let (d, why) = shell(host, "sess-a", "uptime");
+        assert_eq!(d, "allow", "{host}: the same session is granted: {why}");
+        let (d, why) = shell(host, "sess-b", "uptime");
+        assert_ne!(d, "allow", "{host}: another session is not: {why}");
     }
 }
 

@@ -272,22 +272,54 @@ def test_a_symlink_out_of_the_workspace_is_followed(oc: OpenClaw) -> None:
     (outside / "secret.txt").write_text("the secret")
     (oc.ws / "link.txt").symlink_to(outside / "secret.txt")
     (oc.ws / "elsewhere").symlink_to(outside)
-    for i, path in enumerate(["link.txt", "elsewhere/secret.txt", str(oc.ws / "elsewhere" / ".." / "link.txt")]):
+    for i, path in enumerate(["link.txt", "elsewhere/secret.txt"]):
         said = oc.turn(f"symlink-{i}", "read", {"path": path})
         assert "the secret" not in said, said
         assert said.startswith("Faramesh denied this call"), said
     found = [a for a in decisions(oc) if a["params"].get("path") == str(outside / "secret.txt")]
-    assert len(found) == 3 and all(a["effect"] == "DENY" for a in found), found
+    assert len(found) == 2 and all(a["effect"] == "DENY" for a in found), found
     said = oc.turn("dotdot", "read", {"path": "../outside/secret.txt"})
     assert said.startswith("Faramesh denied this call"), said
 
 
-def test_a_dangling_symlink_is_decided_as_written_and_said_so(oc: OpenClaw) -> None:
+def test_dotdot_after_a_symlink_resolves_like_the_kernel(oc: OpenClaw) -> None:
+    # `elsewhere/../outside/secret.txt`, where `elsewhere` links to <tmp>/outside, was resolved
+    # as text to a workspace file and allowed; the kernel applies `..` to <tmp>/outside and
+    # opens <tmp>/outside/secret.txt. Where the text reading names another file, both are decided.
+    outside = oc.tmp / "outside-2"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the second secret")
+    (oc.ws / "elsewhere-2").symlink_to(outside)
+    said = oc.turn("dotdot-kernel", "read", {"path": "elsewhere-2/../outside-2/secret.txt"})
+    assert "the second secret" not in said and said.startswith("Faramesh denied this call"), said
+    (d,) = [a for a in decisions(oc) if str(outside / "secret.txt") in a["params"].get("paths", [])]
+    assert d["params"]["paths"] == [str(outside / "secret.txt"), str(oc.ws / "outside-2" / "secret.txt")], d
+    assert "both are decided" in d["context"]["path_note"], d
+    (oc.ws / "link-2.txt").symlink_to(outside / "secret.txt")
+    said = oc.turn("dotdot-text", "read", {"path": str(oc.ws / "elsewhere-2" / ".." / "link-2.txt")})
+    assert "the second secret" not in said and said.startswith("Faramesh denied this call"), said
+
+
+def test_a_write_through_a_dangling_symlink_decides_the_target(oc: OpenClaw) -> None:
+    # Writing to a link whose target is missing creates the target: it was decided on the
+    # link's name in the workspace. The link is followed through its target text.
+    (oc.tmp / "outside-later").mkdir()
     (oc.ws / "later.txt").symlink_to(oc.tmp / "outside-later" / "x")
-    oc.turn("dangling", "read", {"path": "later.txt"})
-    (d,) = [a for a in decisions(oc) if a["params"].get("path") == str(oc.ws / "later.txt")]
+    said = oc.turn("dangling", "write", {"path": "later.txt", "content": "written"})
+    assert said.startswith("Faramesh denied this call"), said
+    assert not (oc.tmp / "outside-later" / "x").exists()
+    (d,) = [a for a in decisions(oc) if a["tool"] == "file" and a["operation"] == "write"]
+    assert d["params"]["path"] == str(oc.tmp / "outside-later" / "x"), d
     note = d["context"].get("path_note", "")
-    assert str(oc.ws / "later.txt") in note and "outside-later" in note, d
+    assert str(oc.ws / "later.txt") in note and "does not exist" in note, d
+
+
+def test_calls_carry_the_session_id(oc: OpenClaw) -> None:
+    # A grant made when a call is approved covers the call's session: the plugin names it.
+    marker = oc.tmp / "in-session"
+    oc.turn("session-a", "exec", {"command": f"touch {marker}"})
+    (d,) = [a for a in decisions(oc) if a["params"].get("command") == f"touch {marker}"]
+    assert d.get("session_id") == "session-a", d
 
 
 def test_a_path_that_is_not_utf8_is_refused(oc: OpenClaw) -> None:
@@ -302,7 +334,7 @@ def test_a_path_that_is_not_utf8_is_refused(oc: OpenClaw) -> None:
     script = (
         "const m = await import(process.argv[1]);"
         "for (const p of ['odd.txt', 'a\\u0000b', 'x\\ud800y', 'README.md']) {"
-        "  try { console.log(JSON.stringify({ path: m.resolvePath(p, process.argv[2]).path })); }"
+        "  try { console.log(JSON.stringify({ paths: m.resolvePath(p, process.argv[2]).paths })); }"
         "  catch (e) { console.log(JSON.stringify({ refused: e.message })); }"
         "}"
     )
@@ -312,4 +344,4 @@ def test_a_path_that_is_not_utf8_is_refused(oc: OpenClaw) -> None:
     assert odd_txt["refused"].startswith("the path `odd.txt` leads to") and "not valid UTF-8" in odd_txt["refused"], odd_txt
     assert "NUL" in nul["refused"], nul
     assert "lone surrogate" in surrogate["refused"], surrogate
-    assert plain == {"path": str(oc.ws / "README.md")}
+    assert plain == {"paths": [str(oc.ws / "README.md")]}

@@ -8,9 +8,9 @@
  * daemon that cannot be reached, an answer that cannot be read or a call that cannot be mapped:
  * nothing runs without a decision. (OpenClaw itself blocks a call whose hook throws or times out.)
  */
-import { lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 
 // The SDK is compiled into this package (no runtime dependencies): its socket transport and
 // request hash are the same code `@faramesh/sdk` ships.
@@ -37,7 +37,7 @@ export interface PolicyCall {
   args: Json;
   /** Every path the call acts on, read as OpenClaw opens it (decided one by one when several). */
   paths?: string[];
-  /** What could not be followed (a dangling or unreadable symlink), for the call's context. */
+  /** What the path reader met (a symlink whose target is missing, a `..` after a symlink), for the call's context. */
   notes?: string[];
 }
 
@@ -56,6 +56,7 @@ interface ToolEvent {
 interface ToolContext {
   agentId?: string;
   sessionKey?: string;
+  sessionId?: string;
   toolCallId?: string;
 }
 
@@ -90,90 +91,150 @@ export function workspaceOf(config: unknown, agentId: string | undefined): strin
   return join(state, "workspace");
 }
 
-/** A path as OpenClaw will open it, and why part of it is as written when it is. */
+/**
+ * What a path names as OpenClaw will open it: one path, or two when a `..` after a symlink
+ * names another file read as text than walked as the kernel walks it; and what was met on the way.
+ */
 export interface ResolvedPath {
-  path: string;
-  note?: string;
+  paths: string[];
+  notes: string[];
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** The most symlinks one path may pass through (the kernel's own limit). */
+const MAX_LINKS = 40;
 
-/** Why `p` exists but could not be resolved (`e`), or undefined when it simply does not exist. */
-function unfollowable(p: string, e: NodeJS.ErrnoException): string | undefined {
-  let link;
-  try {
-    link = lstatSync(p);
-  } catch (le) {
-    const code = (le as NodeJS.ErrnoException).code;
-    return code === "ENOENT" ? undefined : `\`${p}\` cannot be read (${code ?? String(le)})`;
+/** The components of a path as the kernel reads them (`..` kept, `.` and empty ones left out). */
+function components(p: string): string[] {
+  return p.split("/").filter((c) => c !== "" && c !== ".");
+}
+
+function code(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? String(e);
+}
+
+/**
+ * The absolute `path` walked from the root as the kernel walks it: each symlink followed where
+ * it is met, through its target text even when that target is missing (where a file created
+ * through it lands), `..` applied to the directory reached; what does not exist (yet) is taken
+ * as written, and an existing directory ends in `/`. A symlink that cannot be read, more than 40
+ * symlinks (a loop), a directory that cannot be searched or a link to a name that is not UTF-8
+ * is refused.
+ */
+function walk(raw: string, path: string): { path: string; note?: string } {
+  let done: string[] = [];
+  const todo = components(path);
+  // How many of `done`'s last components do not exist (taken as written).
+  let missing = 0;
+  let links = 0;
+  let note: string | undefined;
+  while (todo.length > 0) {
+    const part = todo.shift() as string;
+    if (part === "..") {
+      done.pop();
+      missing = Math.max(0, missing - 1);
+      continue;
+    }
+    if (missing > 0) {
+      done.push(part);
+      missing += 1;
+      continue;
+    }
+    const next = "/" + [...done, part].join("/");
+    let st;
+    try {
+      st = lstatSync(next);
+    } catch (e) {
+      if (code(e) === "ENOENT" || code(e) === "ENOTDIR") {
+        done.push(part);
+        missing = 1;
+        continue;
+      }
+      throw new Refused(`the path \`${raw}\` cannot be followed: \`${next}\` cannot be read (${code(e)})`);
+    }
+    if (!st.isSymbolicLink()) {
+      // Below a file nothing opens; as written, a `..` after it comes back.
+      done.push(part);
+      missing = !st.isDirectory() && todo.length > 0 ? 1 : 0;
+      continue;
+    }
+    links += 1;
+    if (links > MAX_LINKS) {
+      throw new Refused(`the path \`${raw}\` passes through more than ${MAX_LINKS} symlinks (a loop at \`${next}\`), which no host can open`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = readlinkSync(next, { encoding: "buffer" });
+    } catch (e) {
+      throw new Refused(`the path \`${raw}\` cannot be followed: \`${next}\` is a symlink that cannot be read (${code(e)})`);
+    }
+    let target: string;
+    try {
+      target = UTF8.decode(bytes);
+    } catch {
+      throw new Refused(`the path \`${raw}\` leads to \`${bytes.toString("latin1")}\`, which is not valid UTF-8`);
+    }
+    if (target === "") throw new Refused(`the path \`${raw}\` cannot be followed: \`${next}\` is a symlink to nothing`);
+    if (note === undefined) {
+      try {
+        statSync(next);
+      } catch (e) {
+        if (code(e) === "ENOENT") note = `\`${raw}\`: \`${next}\` is a symlink to \`${target}\`, which does not exist: decided on the file it leads to`;
+      }
+    }
+    if (target.startsWith("/")) done = [];
+    todo.unshift(...components(target));
   }
-  if (!link.isSymbolicLink()) return `\`${p}\` cannot be resolved (${e.code ?? String(e)})`;
-  try {
-    const target = readlinkSync(p);
-    return e.code === "ENOENT"
-      ? `\`${p}\` is a symlink to \`${target}\`, which does not exist`
-      : `\`${p}\` is a symlink to \`${target}\`, which cannot be followed (${e.code ?? String(e)})`;
-  } catch (re) {
-    return `\`${p}\` is a symlink that cannot be read (${(re as NodeJS.ErrnoException).code ?? String(re)})`;
+  let out = "/" + done.join("/");
+  if (missing === 0 && out !== "/") {
+    try {
+      if (statSync(out).isDirectory()) out += "/";
+    } catch {
+      // Walked a moment ago: gone meanwhile, decided as a file.
+    }
   }
+  return note === undefined ? { path: out } : { path: out, note };
 }
 
 /**
  * `path` as OpenClaw opens it (docs/hooks.md, "How paths are read"): `~` and the workspace
- * resolved, `.` and `..` resolved as text, then symlinks followed as far as the path exists (a
- * symlink that cannot be followed leaves the rest as written, with a note); an existing
- * directory ends in `/`. A NUL, text that is not valid Unicode, or a path leading to a name that
- * is not UTF-8, is refused.
+ * resolved, then walked as the kernel walks it (symlinks followed where they are met, a dangling
+ * one through its target text, `..` applied to the directory reached); when resolving `.` and
+ * `..` as text first names another file, that one is decided too. An existing directory ends
+ * in `/`. A NUL, text that is not valid Unicode, a path leading to a name that is not UTF-8, a
+ * symlink that cannot be read or a loop is refused.
  */
 export function resolvePath(path: unknown, workspace: string): ResolvedPath {
   if (typeof path !== "string" || path.trim() === "") throw new Refused("the call names no file `path`");
   if (path.includes("\0")) throw new Refused(`the path \`${JSON.stringify(path).slice(1, -1)}\` holds a NUL byte`);
   if (LONE_SURROGATE.test(path)) throw new Refused(`the path ${JSON.stringify(path)} is not valid UTF-8 (a lone surrogate)`);
   const p = expandHome(path.trim());
-  const lexical = isAbsolute(p) ? resolve(p) : resolve(workspace, p);
-  let base = lexical;
-  const rest: string[] = [];
-  let note: string | undefined;
-  for (;;) {
-    let real: Buffer;
-    try {
-      // The C library's realpath: it follows links by their bytes (a name that is not UTF-8 included).
-      real = realpathSync.native(base, { encoding: "buffer" });
-    } catch (e) {
-      const why = unfollowable(base, e as NodeJS.ErrnoException);
-      if (why) note = why;
-      const parent = dirname(base);
-      if (parent === base) throw new Refused(`the path \`${path}\` cannot be resolved`);
-      rest.unshift(basename(base));
-      base = parent;
-      continue;
-    }
-    let text: string;
-    try {
-      text = UTF8.decode(real);
-    } catch {
-      throw new Refused(`the path \`${path}\` leads to \`${real.toString("latin1")}\`, which is not valid UTF-8`);
-    }
-    let out = rest.length ? join(text, ...rest) : text;
-    if (rest.length === 0 && out !== "/") {
-      try {
-        if (statSync(real).isDirectory()) out += "/";
-      } catch {
-        // Resolved a moment ago: gone meanwhile, decided as a file.
-      }
-    }
-    return note ? { path: out, note: `\`${path}\`: ${note}: the path from there is decided as written` } : { path: out };
+  const joined = isAbsolute(p) ? p : `${workspace}/${p}`;
+  const found: ResolvedPath = { paths: [], notes: [] };
+  for (const reading of [joined, resolve(joined)]) {
+    const r = walk(path, reading);
+    if (!found.paths.includes(r.path)) found.paths.push(r.path);
+    if (r.note !== undefined && !found.notes.includes(r.note)) found.notes.push(r.note);
   }
+  if (found.paths.length === 2) {
+    found.notes.push(
+      `\`${path}\` has a \`..\` after a symlink: the kernel opens \`${found.paths[0]}\`, a host that resolves \`..\` as text first opens \`${found.paths[1]}\`; both are decided`,
+    );
+  }
+  return found;
 }
 
-/** A file call's paths, read as OpenClaw opens them: `path` for one, also `paths` for several. */
+/**
+ * A file call's paths, read as OpenClaw opens them: `path` for one; also `paths` for a tool
+ * acting on several, or a path read two ways.
+ */
 function withPaths(tool: string, operation: string, params: Json, raw: unknown[], several: boolean, workspace: string): PolicyCall {
   const found = raw.map((r) => resolvePath(r, workspace));
-  const paths = [...new Set(found.map((f) => f.path))];
-  const notes = found.flatMap((f) => (f.note ? [f.note] : []));
+  const paths = [...new Set(found.flatMap((f) => f.paths))];
+  const notes = [...new Set(found.flatMap((f) => f.notes))];
   const args: Json = { ...params };
-  if (several) args["paths"] = paths;
+  if (several || paths.length > 1) args["paths"] = paths;
   if (paths.length === 1) args["path"] = paths[0];
   else delete args["path"];
   return { tool, operation, args, paths, notes };
@@ -322,6 +383,9 @@ export function createFaramesh(config: FarameshPluginConfig, openclawConfig: unk
     try {
       for (const one of each) {
         const call: Json = { agent_id: agentId, tool: mapped.tool, operation: mapped.operation, args: one.args, context };
+        // The call's session (what a grant made on its approval covers): OpenClaw's session id, else its key.
+        const session = ctx.sessionId || ctx.sessionKey;
+        if (session) call["session_id"] = session;
         const hash = requestHash(agentId, mapped.tool, mapped.operation, one.args, context);
         const known = approvals.get(hash);
         if (known) call["approval_id"] = known;
