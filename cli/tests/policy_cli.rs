@@ -60,7 +60,7 @@ fn check_warns_about_shadowed_rules() {
 fn policy_test_passes_and_fails_with_expected_and_actual() {
     let out = faramesh(&["policy", "test", "policies/default.yaml", "policies/default.cases.yaml"], &repo());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).ends_with("29 passed, 0 failed\n"));
+    assert!(text(&out.stdout).ends_with("33 passed, 0 failed\n"));
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

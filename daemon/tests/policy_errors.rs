@@ -249,3 +249,19 @@ fn commands_section_changes_the_hash_only_when_it_denies() {
     assert_ne!(plain.hash, deny.hash);
     assert_eq!(deny.commands.unresolved, faramesh_daemon::policy::Unresolved::Deny);
 }
+
+#[test]
+fn command_writes_is_validated_and_hashed_only_when_given() {
+    let rule = |m: &str| format!("rules:\n  - match: {{ tool: shell, command: {m} }}\n    allow: true\n");
+    assert_eq!(
+        error_of(&rule("{ program: ls, writes: [\"\"] }")),
+        "p.yaml:2:60: `writes` entries must be paths or globs (`/tmp/*`, `*.log`), not empty"
+    );
+    assert_eq!(
+        error_of(&rule("{ program: ls, writs: [\"/tmp/*\"] }")),
+        "p.yaml:2:51: unknown command key `writs`, did you mean `writes`?"
+    );
+    let plain = compile("p.yaml", &rule("{ program: ls }")).unwrap();
+    let writes = compile("p.yaml", &rule("{ program: ls, writes: [\"/tmp/*\"] }")).unwrap();
+    assert_ne!(plain.hash, writes.hash);
+}

@@ -188,7 +188,7 @@ impl Cond {
     /// command that is known when the command runs.
     pub(crate) fn check(&self, ctx: &CallCtx<'_>) -> Match {
         match self {
-            Cond::Command(c) => c.check(ctx.reading().commands()),
+            Cond::Command(c) => c.check_reading(ctx.reading()),
             _ if self.why_not(ctx, false).is_none() => Match::Yes,
             _ => Match::No,
         }
@@ -243,7 +243,7 @@ impl Cond {
                 string_check(ctx, "method", self.key(), describe, |v| v.to_lowercase() == *m, m)
             }
             Cond::Branch(b) => string_check(ctx, "branch", self.key(), describe, |v| v == b, b),
-            Cond::Command(c) => match c.check(ctx.reading().commands()) {
+            Cond::Command(c) => match c.check_reading(ctx.reading()) {
                 Match::Yes => None,
                 Match::Maybe(word) => fail(&|| {
                     format!(
@@ -254,8 +254,7 @@ impl Cond {
                     Reading::NoCommand => "command: params have no `cmd` or `command`".to_owned(),
                     Reading::Unreadable(e) => format!("command: {e}"),
                     reading => {
-                        let programs: Vec<&str> =
-                            reading.commands().iter().map(|c| c.program.as_str()).collect();
+                        let programs: Vec<String> = reading.commands().iter().map(command_summary).collect();
                         let how = if c.all { "not every command matches" } else { "no command matches" };
                         format!("command: {how} (programs: {})", programs.join(", "))
                     }
@@ -270,6 +269,16 @@ impl Cond {
             },
         }
     }
+}
+
+/// A command as `explain` names it: its program, and the files it writes by redirection.
+fn command_summary(c: &command::SimpleCommand) -> String {
+    let name = if c.program.is_empty() { "(a redirection alone)" } else { c.program.as_str() };
+    if c.writes.is_empty() {
+        return name.to_owned();
+    }
+    let files: Vec<&str> = c.writes.iter().map(|w| w.path.as_str()).collect();
+    format!("{name} writing {}", files.join(" "))
 }
 
 fn string_check(

@@ -97,7 +97,7 @@ const MATCH_KEYS: &[&str] = &[
     "value",
     "command",
 ];
-const COMMAND_KEYS: &[&str] = &["program", "flags", "args"];
+const COMMAND_KEYS: &[&str] = &["program", "flags", "args", "writes"];
 const RISK_KEYS: &[&str] = &["rules"];
 const RISK_RULE_KEYS: &[&str] = &["name", "when", "risk_level", "description"];
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
@@ -894,10 +894,17 @@ impl Loader<'_> {
         for item in items {
             let entries = self.map(item, "a `command` matcher")?;
             if entries.is_empty() {
-                return Err(self.err(item.pos, "a `command` matcher needs `program`, `flags` or `args`"));
+                return Err(
+                    self.err(item.pos, "a `command` matcher needs `program`, `flags`, `args` or `writes`")
+                );
             }
             self.check_keys(entries, COMMAND_KEYS, "command")?;
-            let mut m = CommandMatch { programs: Vec::new(), flags: Vec::new(), args: Vec::new() };
+            let mut m = CommandMatch {
+                programs: Vec::new(),
+                flags: Vec::new(),
+                args: Vec::new(),
+                writes: Vec::new(),
+            };
             for (key, value) in entries {
                 let names = |what: &str| -> Result<Vec<(String, Pos)>, PolicyError> {
                     match &value.kind {
@@ -941,6 +948,17 @@ impl Loader<'_> {
                                     ));
                                 }
                             }
+                        }
+                    }
+                    "writes" => {
+                        for (path, pos) in names("`writes`")? {
+                            if path.is_empty() {
+                                return Err(self.err(
+                                    pos,
+                                    "`writes` entries must be paths or globs (`/tmp/*`, `*.log`), not empty",
+                                ));
+                            }
+                            m.writes.push(NamePat::new(&path));
                         }
                     }
                     _ => {

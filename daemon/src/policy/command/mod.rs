@@ -41,6 +41,21 @@ pub struct SimpleCommand {
     /// glob, a substitution, the arguments `xargs` reads): each may be any argument. Empty:
     /// `argv` is exact.
     pub unknown: Vec<Unknown>,
+    /// The files the command writes through an output redirection (`>`, `>>`, `>|`, `&>`,
+    /// `&>>`, `<>`, with any descriptor), its own or that of a compound command around it.
+    /// `/dev/null`, `/dev/stdout`, `/dev/stderr`, descriptor duplication (`2>&1`, `>&-`) and
+    /// process substitutions are not files written.
+    pub writes: Vec<WrittenFile>,
+}
+
+/// A file a command writes through a redirection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// The path (as written when it is not known).
+    pub path: String,
+    /// Whether the path is known; otherwise only known when the command runs (`> "$f"`,
+    /// `> ~/x`) and it may be any file.
+    pub known: bool,
 }
 
 /// A word of a command whose value the reader cannot know.
@@ -220,6 +235,24 @@ impl Out {
         }
     }
 
+    /// Records the files written by redirections that apply to the commands read since
+    /// `from`; with none (`> f` alone, `(( 1 )) > f`), to a command without a program.
+    fn add_writes(&mut self, from: usize, writes: &[WrittenFile]) -> Result<(), String> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        if from >= self.cmds.len() {
+            let mut cmd = SimpleCommand::new("", &[])?;
+            cmd.writes = writes.to_vec();
+            self.push(cmd)?;
+            return Ok(());
+        }
+        for cmd in &mut self.cmds[from..] {
+            cmd.writes.extend(writes.iter().cloned());
+        }
+        Ok(())
+    }
+
     /// Adds a command; its index.
     fn push(&mut self, cmd: SimpleCommand) -> Result<usize, String> {
         self.cmds.push(cmd);
@@ -261,6 +294,7 @@ impl SimpleCommand {
             args: Vec::new(),
             argv: argv.iter().map(|f| f.text().to_owned()).collect(),
             unknown: Vec::new(),
+            writes: Vec::new(),
         };
         let mut options_over = false;
         for field in argv.iter().skip(1) {
@@ -361,20 +395,35 @@ pub struct CommandMatch {
     pub flags: Vec<Vec<Flag>>,
     /// Each pattern matches at least one argument.
     pub args: Vec<NamePat>,
+    /// Files written by redirection (paths or globs): in an allow rule every file the command
+    /// writes matches one (and without them it must write none); elsewhere one file does.
+    pub writes: Vec<NamePat>,
+}
+
+/// Whether `given` is an abbreviation of the long flag `full` (`recur` of `recursive`): GNU
+/// programs take any unambiguous one.
+fn abbreviates(given: &str, full: &str) -> bool {
+    !given.is_empty() && given.len() < full.len() && full.starts_with(given)
 }
 
 impl CommandMatch {
     /// Whether this simple command matches: a word the reader cannot know may be any flag
-    /// (when it may start with `-`) and any argument.
-    pub fn matches(&self, cmd: &SimpleCommand) -> Match {
+    /// (when it may start with `-`) and any argument. `all`: the matcher is an allow rule's,
+    /// which holds only for exact spellings of its flags and for files written that it lists.
+    pub fn matches(&self, cmd: &SimpleCommand, all: bool) -> Match {
         if !(self.programs.is_empty() || self.programs.iter().any(|p| p.matches(&cmd.program))) {
             return Match::No;
         }
-        let mut result = Match::Yes;
+        let mut result = self.writes_match(cmd, all);
+        if result == Match::No {
+            return Match::No;
+        }
         for group in &self.flags {
+            // An abbreviated long flag is the flag in a rule that denies or asks (the program
+            // either reads it so or refuses it), never in one that allows.
             let present = group.iter().any(|f| match f {
                 Flag::Short(c) => cmd.short.contains(c),
-                Flag::Long(l) => cmd.long.iter().any(|x| x == l),
+                Flag::Long(l) => cmd.long.iter().any(|x| x == l || (!all && abbreviates(x, l))),
             });
             let part = if present {
                 Match::Yes
@@ -400,13 +449,57 @@ impl CommandMatch {
         result
     }
 
-    /// As written (normalized), for the policy hash and `explain`.
+    /// The `writes` part: in an allow rule (`all`) every file written must be listed (none
+    /// may be written when the matcher lists none); elsewhere, when files are listed, one
+    /// written file must be one of them.
+    fn writes_match(&self, cmd: &SimpleCommand, all: bool) -> Match {
+        let listed = |w: &WrittenFile| {
+            let path = super::eval::lexical_path(&w.path);
+            self.writes.iter().any(|p| p.matches(&path))
+        };
+        if all {
+            let mut result = Match::Yes;
+            for w in &cmd.writes {
+                if !w.known {
+                    // Any file: only a matcher that lists every path allows it for sure.
+                    if self.writes.is_empty() {
+                        return Match::No;
+                    }
+                    if !self.writes.contains(&NamePat::Any) {
+                        result = result.and(Match::Maybe(w.path.clone()));
+                    }
+                } else if !listed(w) {
+                    return Match::No;
+                }
+            }
+            return result;
+        }
+        if self.writes.is_empty() {
+            return Match::Yes;
+        }
+        if cmd.writes.iter().any(|w| w.known && listed(w)) {
+            return Match::Yes;
+        }
+        match cmd.writes.iter().find(|w| !w.known) {
+            Some(w) => Match::Maybe(w.path.clone()),
+            None => Match::No,
+        }
+    }
+
+    /// As written (normalized), for the policy hash and `explain`. `writes` appears only when
+    /// given, so a policy without it keeps its hash.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "program": self.programs.iter().map(NamePat::as_str).collect::<Vec<_>>(),
             "flags": self.flags.iter().map(|g| g.iter().map(Flag::as_text).collect::<Vec<_>>().join("|")).collect::<Vec<_>>(),
             "args": self.args.iter().map(NamePat::as_str).collect::<Vec<_>>(),
-        })
+        });
+        if !self.writes.is_empty()
+            && let Some(map) = v.as_object_mut()
+        {
+            map.insert("writes".into(), self.writes.iter().map(NamePat::as_str).collect::<Vec<_>>().into());
+        }
+        v
     }
 }
 
@@ -422,12 +515,26 @@ pub struct CommandCond {
 }
 
 impl CommandCond {
+    /// Whether the condition holds for a call's command. In an allow rule, the part of a
+    /// line the reader could not read may be any command: the condition holds at most for
+    /// some value of it (never surely), also when nothing else was read (`$X` alone).
+    pub fn check_reading(&self, reading: &Reading) -> Match {
+        match reading {
+            Reading::Unresolved { part, commands, .. } if self.all => {
+                let unread = Match::Maybe(part.clone());
+                if commands.is_empty() { unread } else { self.check(commands).and(unread) }
+            }
+            _ => self.check(reading.commands()),
+        }
+    }
+
     /// Whether the condition holds for these commands (none: it never holds).
     pub fn check(&self, cmds: &[SimpleCommand]) -> Match {
         if cmds.is_empty() {
             return Match::No;
         }
-        let one = |c: &SimpleCommand| self.matchers.iter().fold(Match::No, |acc, m| acc.or(m.matches(c)));
+        let one =
+            |c: &SimpleCommand| self.matchers.iter().fold(Match::No, |acc, m| acc.or(m.matches(c, self.all)));
         if self.all {
             cmds.iter().fold(Match::Yes, |acc, c| acc.and(one(c)))
         } else {

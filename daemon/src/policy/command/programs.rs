@@ -765,6 +765,8 @@ impl Resolver<'_> {
                     Some(_) => self.run(args.to_vec(), None, depth + 1),
                 };
             }
+            "ssh" => return self.ssh(args, depth, whole),
+            "systemd-run" | "run0" => return self.systemd_run(name, args, depth, whole),
             "xargs" => return self.xargs(args, depth),
             "find" => return self.find(args, depth),
             "parallel" => {
@@ -1348,6 +1350,187 @@ impl Resolver<'_> {
         }
     }
 
+    /// `ssh [options] destination [options] [command …]`: the command's words are joined with
+    /// spaces and run by the remote user's shell, read as `sh -c LINE`. Without a command
+    /// the remote shell reads standard input.
+    fn ssh(&mut self, args: &[Field], depth: usize, whole: &dyn Fn() -> String) -> Result<(), String> {
+        let spec = Spec {
+            flags: "46AaCfgKkMNnqsTtvXxYy",
+            values: "BbcDEeFIiJLlmOoPpRSWw",
+            no_run: "GVQ",
+            ..Spec::default()
+        };
+        let Some(p) = self.parse("ssh", &spec, args) else { return Ok(()) };
+        if p.no_run {
+            return Ok(());
+        }
+        let mut opts = p.opts;
+        let mut rest = p.operands.into_iter();
+        let Some(destination) = rest.next() else { return Ok(()) };
+        if let Err((part, why)) = one_word("ssh", &destination) {
+            self.refuse(&part, why);
+            return Ok(());
+        }
+        // Options may follow the destination too.
+        let after: Vec<Field> = rest.collect();
+        let Some(p) = self.parse("ssh", &spec, &after) else { return Ok(()) };
+        if p.no_run {
+            return Ok(());
+        }
+        opts.extend(p.opts);
+        for (opt, value) in &opts {
+            let Some(value) = value else { continue };
+            if opt != "-o" {
+                continue;
+            }
+            let Some(v) = value.known() else {
+                let t = value.text().to_owned();
+                self.refuse(&t, "an `ssh -o` option only known when the command runs");
+                return Ok(());
+            };
+            let v = v.to_ascii_lowercase();
+            let runs =
+                ["proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand", "remotecommand"]
+                    .iter()
+                    .any(|o| v.starts_with(o));
+            if runs {
+                self.refuse(&whole(), "an `ssh` option that runs a command");
+                return Ok(());
+            }
+        }
+        let has = |names: &[&str]| opts.iter().any(|(n, _)| names.contains(&n.as_str()));
+        if has(&["-s"]) {
+            self.refuse(&whole(), "`ssh -s` runs a subsystem the server configures");
+            return Ok(());
+        }
+        if p.operands.is_empty() {
+            if !has(&["-N", "-W", "-O"]) {
+                self.refuse(
+                    &whole(),
+                    "`ssh` without a command starts a remote shell that reads standard input",
+                );
+            }
+            return Ok(());
+        }
+        if let Some(f) = p.operands.iter().find(|f| f.known().is_none()) {
+            let (part, why) = unknown_here("ssh", f);
+            self.refuse(&part, why);
+            return Ok(());
+        }
+        let line = p.operands.iter().map(Field::text).collect::<Vec<_>>().join(" ");
+        self.shell_line("ssh", &Field::Known(line), depth)
+    }
+
+    /// `systemd-run` and `run0`: the command after their options, run as a service; without
+    /// one (`--shell`, or `run0` alone) an interactive shell.
+    fn systemd_run(
+        &mut self,
+        name: &str,
+        args: &[Field],
+        depth: usize,
+        whole: &dyn Fn() -> String,
+    ) -> Result<(), String> {
+        let run0 = name == "run0";
+        let spec = Spec {
+            flags: if run0 { "i" } else { "rtPqGdS" },
+            values: if run0 { "ugDa" } else { "HMEpu" },
+            no_run: "hV",
+            long_flags: &[
+                "no-ask-password",
+                "user",
+                "system",
+                "scope",
+                "slice-inherit",
+                "remain-after-exit",
+                "send-sighup",
+                "same-dir",
+                "pty",
+                "pty-late",
+                "pipe",
+                "quiet",
+                "collect",
+                "shell",
+                "wait",
+                "no-block",
+                "on-clock-change",
+                "on-timezone-change",
+                "via-shell",
+                "empower",
+            ],
+            long_values: &[
+                "host",
+                "machine",
+                "unit",
+                "property",
+                "description",
+                "slice",
+                "service-type",
+                "working-directory",
+                "uid",
+                "gid",
+                "nice",
+                "setenv",
+                "on-active",
+                "on-boot",
+                "on-startup",
+                "on-unit-active",
+                "on-unit-inactive",
+                "on-calendar",
+                "timer-property",
+                "path-property",
+                "socket-property",
+                "expand-environment",
+                "json",
+                "job-mode",
+                "background",
+                "capsule",
+                "group",
+                "chdir",
+                "shell-prompt-prefix",
+                "lightweight",
+                "area",
+            ],
+            ..Spec::default()
+        };
+        let Some(p) = self.parse(name, &spec, args) else { return Ok(()) };
+        if p.no_run {
+            return Ok(());
+        }
+        for (opt, value) in &p.opts {
+            let text = value.as_ref().map_or("", Field::text).to_owned();
+            if matches!(opt.as_str(), "-E" | "--setenv") {
+                let var = text.split('=').next().unwrap_or_default();
+                if let Some(why) = dangerous_variable(var) {
+                    self.refuse(&text, why);
+                    return Ok(());
+                }
+            }
+            // `-p ExecStartPre=…` runs a command; `Environment=` sets variables.
+            if opt == "-p" || opt.ends_with("property") {
+                let Some(known) = value.as_ref().and_then(Field::known) else {
+                    self.refuse(&text, format!("a `{name}` property only known when the command runs"));
+                    return Ok(());
+                };
+                let prop = known.split('=').next().unwrap_or_default().to_ascii_lowercase();
+                if prop.starts_with("exec") || prop.starts_with("environment") {
+                    self.refuse(
+                        &text,
+                        format!("a `{name}` property that runs a command or sets its environment"),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        if p.has(&["-S", "--shell"]) || (run0 && p.operands.is_empty()) {
+            self.refuse(
+                &whole(),
+                format!("`{name}` without a command starts a shell that reads standard input"),
+            );
+            return Ok(());
+        }
+        self.command_of(name, p.operands, depth, Without::Nothing)
+    }
+
     fn xargs(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
         let spec = Spec {
             flags: "0oprtx",
@@ -1696,6 +1879,7 @@ impl Resolver<'_> {
                 flags: "nehilmsvwHq",
                 values: "cdzt",
                 inline: "rBRES",
+                long_inline: &["run", "process-begin", "process-code", "process-end"],
                 interactive: "a",
                 script: "fF",
                 ..Interp::default()
@@ -1860,7 +2044,31 @@ impl Resolver<'_> {
     /// Programs that run commands given in their own options.
     fn runs_commands_by_option(&mut self, name: &str, args: &[Field], whole: &dyn Fn() -> String) {
         let known: Vec<&str> = args.iter().filter_map(Field::known).collect();
-        let long_prefix = |prefixes: &[&str]| known.iter().any(|a| prefixes.iter().any(|p| a.starts_with(p)));
+        // GNU programs take any unambiguous abbreviation of a long option (`tar --to-c=…`,
+        // `make --ev=…`); `gdb` reads long options after one dash as well. An abbreviation
+        // of a listed option counts as it, unless it is an option of its own (`tar
+        // --checkpoint`).
+        let one_dash_long = name == "gdb";
+        let exact: &[&str] = if matches!(name, "tar" | "gtar" | "bsdtar") { &["checkpoint"] } else { &[] };
+        let abbreviated = |a: &str, p: &str| {
+            let Some(full) = p.strip_prefix("--").or_else(|| p.strip_prefix('-').filter(|_| one_dash_long))
+            else {
+                return false;
+            };
+            let given = match a.strip_prefix("--") {
+                Some(g) => g,
+                None if one_dash_long => match a.strip_prefix('-') {
+                    Some(g) if g.len() >= 2 => g,
+                    _ => return false,
+                },
+                None => return false,
+            };
+            let given = given.split('=').next().unwrap_or(given);
+            super::abbreviates(given, full) && !exact.contains(&given)
+        };
+        let long_prefix = |prefixes: &[&str]| {
+            known.iter().any(|a| prefixes.iter().any(|p| a.starts_with(p) || abbreviated(a, p)))
+        };
         let why = match name {
             "tar" | "bsdtar" | "gtar" => {
                 let long = long_prefix(&[

@@ -6,7 +6,7 @@
 //! is recorded as unresolved; what no shell could read (an unbalanced quote) is an error.
 
 use super::expand::{self, Exp, Field, Piece, Word};
-use super::{MAX_DEPTH, Out, programs};
+use super::{MAX_DEPTH, Out, WrittenFile, programs};
 
 /// Deepest nesting of compound commands, substitutions and expansions, scripts within scripts
 /// included.
@@ -1007,6 +1007,7 @@ impl Parser<'_> {
 
     fn command(&mut self) -> R<()> {
         self.enter()?;
+        let from = self.out.cmds.len();
         match self.peek()? {
             Peek::Word(Some(w)) if is_reserved(&w) => self.compound(&w)?,
             Peek::Word(_) | Peek::Redir => {
@@ -1033,9 +1034,11 @@ impl Parser<'_> {
             Peek::Op(o) => return syntax(o, "a command bash would refuse as a syntax error"),
             Peek::Eof => return syntax("", "a command that ends where bash expects more"),
         }
+        let mut writes = Vec::new();
         while self.peek()? == Peek::Redir {
-            self.redirect()?;
+            writes.extend(self.redirect()?);
         }
+        self.out.add_writes(from, &writes).map_err(Stop::Unreadable)?;
         self.leave();
         Ok(())
     }
@@ -1246,7 +1249,8 @@ impl Parser<'_> {
         }
     }
 
-    fn redirect(&mut self) -> R<()> {
+    /// Reads one redirection: the file it writes, if it writes one.
+    fn redirect(&mut self) -> R<Option<WrittenFile>> {
         let op = match self.next()? {
             Tok::Redir(op) => op,
             _ => return syntax("", "a redirection bash would refuse"),
@@ -1271,11 +1275,44 @@ impl Parser<'_> {
             let expand = target.pieces.iter().all(|p| matches!(p, Piece::Ch(_, false)));
             self.heredocs.push(Heredoc { delim, strip_tabs: op == "<<-", expand });
         }
-        Ok(())
+        Ok(self.written(op, &target))
+    }
+
+    /// The file a redirection `op target` writes: none for input, descriptor duplication
+    /// (`>&2`, `>&-`, `>&3-`), `/dev/null`, `/dev/stdout`, `/dev/stderr` and a process
+    /// substitution (a pipe to a command read as a command).
+    fn written(&mut self, op: &str, target: &Word) -> Option<WrittenFile> {
+        if !matches!(op, ">" | ">>" | ">|" | "&>" | "&>>" | "<>" | ">&") {
+            return None;
+        }
+        if let [Piece::Exp(e)] = target.pieces.as_slice()
+            && (e.text.starts_with(">(") || e.text.starts_with("<("))
+        {
+            return None;
+        }
+        let fields = self.expand(target);
+        let known = match fields.as_slice() {
+            [expand::Field::Known(path)] => Some(path.clone()),
+            _ => None,
+        };
+        match known {
+            Some(path) => {
+                let dup = op == ">&" && {
+                    let digits = path.strip_suffix('-').unwrap_or(&path);
+                    path == "-" || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                };
+                if dup || matches!(path.as_str(), "/dev/null" | "/dev/stdout" | "/dev/stderr") {
+                    return None;
+                }
+                Some(WrittenFile { path, known: true })
+            }
+            None => Some(WrittenFile { path: target.text.clone(), known: false }),
+        }
     }
 
     fn simple(&mut self) -> R<()> {
         let mut words: Vec<Word> = Vec::new();
+        let mut writes: Vec<WrittenFile> = Vec::new();
         loop {
             match self.peek()? {
                 Peek::Word(_) => {
@@ -1301,7 +1338,7 @@ impl Parser<'_> {
                         return self.command();
                     }
                 }
-                Peek::Redir => self.redirect()?,
+                Peek::Redir => writes.extend(self.redirect()?),
                 _ => break,
             }
         }
@@ -1309,7 +1346,9 @@ impl Parser<'_> {
         for w in &words {
             fields.extend(self.expand(w));
         }
-        programs::resolve_in(self.out, fields, self.depth, self.dialect).map_err(Stop::Unreadable)
+        let from = self.out.cmds.len();
+        programs::resolve_in(self.out, fields, self.depth, self.dialect).map_err(Stop::Unreadable)?;
+        self.out.add_writes(from, &writes).map_err(Stop::Unreadable)
     }
 
     /// The words bash makes of `w`; too many is recorded as unresolved.

@@ -35,6 +35,7 @@ fn rm_rf() -> CommandCond {
                 vec![Flag::Short('f'), Flag::Long("force".into())],
             ],
             args: vec![],
+            writes: vec![],
         }],
         all: false,
     }
@@ -108,7 +109,12 @@ fn what_cannot_be_read_strictly_is_an_error() {
 #[test]
 fn in_an_allow_rule_every_command_must_match() {
     let ls = CommandCond {
-        matchers: vec![CommandMatch { programs: vec![NamePat::new("ls")], flags: vec![], args: vec![] }],
+        matchers: vec![CommandMatch {
+            programs: vec![NamePat::new("ls")],
+            flags: vec![],
+            args: vec![],
+            writes: vec![],
+        }],
         all: true,
     };
     assert!(ls.holds(&resolved("ls -la /tmp")));
@@ -117,9 +123,13 @@ fn in_an_allow_rule_every_command_must_match() {
     assert!(!ls.holds(&resolved("sudo ls")));
     assert!(ls.holds(&resolved("ls 2>&1")));
     assert!(!ls.holds(&[]));
-    let args =
-        CommandMatch { programs: vec![NamePat::new("dd")], flags: vec![], args: vec![NamePat::new("if=*")] };
-    assert_eq!(args.matches(&resolved("dd if=/dev/zero of=/dev/sda")[0]), Match::Yes);
+    let args = CommandMatch {
+        programs: vec![NamePat::new("dd")],
+        flags: vec![],
+        args: vec![NamePat::new("if=*")],
+        writes: vec![],
+    };
+    assert_eq!(args.matches(&resolved("dd if=/dev/zero of=/dev/sda")[0], false), Match::Yes);
     let Reading::Resolved(c) = read_params(&json!({"command": "rm", "args": ["-rf", "/"]})) else { panic!() };
     assert_eq!(c[0].short, vec!['r', 'f']);
 }
@@ -653,5 +663,231 @@ fn hostile_lines_are_refused_within_the_limits() {
     ] {
         let r = read_line(&line);
         assert!(!r.is_resolved(), "{:?} was resolved", &line[..40]);
+    }
+}
+
+/// A matcher for `program` (any when `"*"`) with the `writes` patterns given.
+fn program_writing(all: bool, program: &str, writes: &[&str]) -> CommandCond {
+    CommandCond {
+        matchers: vec![CommandMatch {
+            programs: vec![NamePat::new(program)],
+            flags: vec![],
+            args: vec![],
+            writes: writes.iter().map(|w| NamePat::new(w)).collect(),
+        }],
+        all,
+    }
+}
+
+#[test]
+fn abbreviated_long_flags_are_the_flag_in_deny_rules() {
+    // Regression: GNU rm reads `--recur` as `--recursive` and `--r --f` as `--recursive
+    // --force`; the matcher compared only full spellings, so the default policy's
+    // `shell-destructive` let them through as a grantable DEFER.
+    for line in ["rm --recur --forc /x", "rm --r --f /x", "rm --recursive --f /x", "rm -r --for=x /x"] {
+        assert!(destructive(line), "{line}: {:?}", read_line(line));
+    }
+    assert!(!destructive("rm --force /x"));
+    assert!(!destructive("rm --recursive-x --force /x"));
+    // An allow rule asking for a flag holds only for its full spelling.
+    let allow = CommandCond {
+        matchers: vec![CommandMatch {
+            programs: vec![NamePat::new("rm")],
+            flags: vec![vec![Flag::Long("interactive".into())]],
+            args: vec![],
+            writes: vec![],
+        }],
+        all: true,
+    };
+    assert_eq!(allow.check(&resolved("rm --interactive x")), Match::Yes);
+    assert_eq!(allow.check(&resolved("rm --inter x")), Match::No);
+}
+
+#[test]
+fn a_line_not_read_in_full_never_surely_matches_an_allow_rule() {
+    // Regression: `$X` alone read as no command at all, so an allow rule for any program was
+    // passed over as not matching (a default DENY) instead of sending it to a person.
+    let any = program_writing(true, "*", &[]);
+    for line in ["$X", "$(echo rm) -rf /", "`echo rm` x", "eval $X", "sudo $X", "bash -c \"$X\"", "ls; $X"] {
+        assert!(
+            matches!(any.check_reading(&read_line(line)), Match::Maybe(_)),
+            "{line}: {:?}",
+            read_line(line)
+        );
+    }
+    // What was read still decides where it does not match.
+    let ls = program_writing(true, "ls", &[]);
+    assert_eq!(ls.check_reading(&read_line("rm -rf /x; $X")), Match::No);
+    // Deny rules see only what was read.
+    assert_eq!(rm_rf().check_reading(&read_line("$X")), Match::No);
+}
+
+#[test]
+fn systemd_run_run0_and_ssh_are_seen_through() {
+    // Regression: `systemd-run rm -rf /x` and `ssh host rm -rf /x` were read as one program
+    // each, with `rm -rf` as mere arguments.
+    for line in [
+        "systemd-run rm -rf /x",
+        "systemd-run --user --scope -p Nice=5 -E A=1 rm -rf /x",
+        "systemd-run --on-active=30 --unit x -- rm -rf /x",
+        "run0 rm -rf /x",
+        "run0 -u root --chdir=/ rm -rf /x",
+        "ssh host rm -rf /x",
+        "ssh host 'rm -rf /x'",
+        "ssh -p 22 -i key host -t rm -rf /x",
+        "ssh -oBatchMode=yes user@host -- rm -rf /x",
+        "ssh host sudo rm -rf /x",
+    ] {
+        assert!(destructive(line), "{line}: {:?}", read_line(line));
+    }
+    assert_eq!(programs("ssh host ls -l"), ["ssh", "sh", "ls"]);
+    for (line, part) in [
+        ("ssh host", "ssh host"),
+        ("ssh $H ls", "$H"),
+        ("ssh host \"$CMD\"", "\"$CMD\""),
+        ("ssh -o RemoteCommand='rm -rf /x' host", "ssh -o RemoteCommand=rm -rf /x host"),
+        ("ssh -s host sftp", "ssh -s host sftp"),
+        ("ssh --bogus host ls", "--bogus"),
+        ("systemd-run -p ExecStartPre='/bin/rm -rf /x' true", "ExecStartPre=/bin/rm -rf /x"),
+        ("systemd-run -E LD_PRELOAD=/x.so ls", "LD_PRELOAD=/x.so"),
+        ("systemd-run --shell", "systemd-run --shell"),
+        ("systemd-run --bogus rm -rf /x", "--bogus"),
+        ("run0", "run0"),
+    ] {
+        assert_eq!(unresolved(line), part, "{line}");
+    }
+    for line in ["ssh -N -L 8080:localhost:80 host", "ssh -V", "systemd-run --version"] {
+        assert!(read_line(line).is_resolved(), "{line}: {:?}", read_line(line));
+    }
+}
+
+/// The files each command of a resolved line writes, as `program:path` (`?` before an
+/// unknown path).
+fn writes(line: &str) -> Vec<String> {
+    resolved(line)
+        .iter()
+        .flat_map(|c| {
+            c.writes
+                .iter()
+                .map(move |w| format!("{}:{}{}", c.program, if w.known { "" } else { "?" }, w.path))
+        })
+        .collect()
+}
+
+#[test]
+fn output_redirections_are_files_the_command_writes() {
+    // Regression: `ls > /etc/passwd` was only `ls` to the reader.
+    for line in [
+        "ls > /tmp/x",
+        "ls &>/tmp/x",
+        "ls >/tmp/x 2>&1",
+        "ls >> /tmp/x",
+        "ls >| /tmp/x",
+        "ls 2> /tmp/x",
+        "ls <> /tmp/x",
+        "ls &>> /tmp/x",
+        "ls >& /tmp/x",
+        "ls 3>/tmp/x",
+        "ls {fd}>/tmp/x",
+        "> /tmp/x ls",
+        "ls >'/tmp/x'",
+    ] {
+        assert_eq!(writes(line), ["ls:/tmp/x"], "{line}");
+    }
+    for line in [
+        "ls >/dev/null",
+        "ls > /dev/null 2>&1",
+        "ls 2>&1",
+        "ls >&2",
+        "ls 3>&-",
+        "ls 3>&1-",
+        "cat < /etc/passwd",
+        "cat <<< x",
+        "cat <<EOF\nx\nEOF",
+        "ls > >(cat)",
+        "ls 2>/dev/stderr",
+    ] {
+        assert_eq!(writes(line), Vec::<String>::new(), "{line}");
+    }
+    assert_eq!(writes("ls > \"$f\""), ["ls:?\"$f\""]);
+    assert_eq!(writes("ls > ~/x"), ["ls:?~/x"]);
+    assert_eq!(writes("sudo ls > /x"), ["sudo:/x", "ls:/x"]);
+    // A compound command's redirection applies to every command in it.
+    assert_eq!(writes("{ ls; cat y; } > /x"), ["ls:/x", "cat:/x"]);
+    assert_eq!(writes("( ls ) > /x"), ["ls:/x"]);
+    assert_eq!(writes("for i in 1; do ls; done >> /x"), ["ls:/x"]);
+    assert_eq!(writes("sh -c 'ls > /x'"), ["ls:/x"]);
+    // Without a command, the redirection still truncates the file: a command without a program.
+    assert_eq!(writes("> /etc/passwd"), [":/etc/passwd"]);
+    assert_eq!(writes("ls; X=1 >/x"), [":/x"]);
+    assert_eq!(writes("(( 1 )) > /x"), [":/x"]);
+    assert_eq!(writes("[[ a ]] > /x"), [":/x"]);
+}
+
+#[test]
+fn an_allow_rule_covers_a_file_written_only_when_it_lists_it() {
+    // Regression: an allow rule for `ls` and `cat` allowed `ls > /etc/passwd`.
+    let read_only = CommandCond {
+        matchers: vec![CommandMatch {
+            programs: vec![NamePat::new("ls"), NamePat::new("cat")],
+            flags: vec![],
+            args: vec![],
+            writes: vec![],
+        }],
+        all: true,
+    };
+    for line in [
+        "ls > /etc/passwd",
+        "ls &>/tmp/x",
+        "ls > /tmp/x",
+        "ls 2>/tmp/x",
+        "ls; > /etc/passwd",
+        "{ ls; } > /x",
+        "ls > \"$f\"",
+        "cat <> /x",
+    ] {
+        assert_eq!(read_only.check_reading(&read_line(line)), Match::No, "{line}");
+    }
+    for line in ["ls", "ls >/dev/null 2>&1", "cat < /etc/passwd", "ls 2>&1 | cat"] {
+        assert_eq!(read_only.check_reading(&read_line(line)), Match::Yes, "{line}");
+    }
+    let to_tmp = program_writing(true, "ls", &["/tmp/*"]);
+    assert_eq!(to_tmp.check(&resolved("ls > /tmp/x")), Match::Yes);
+    assert_eq!(to_tmp.check(&resolved("ls &> /tmp/a/b")), Match::Yes);
+    assert_eq!(to_tmp.check(&resolved("ls")), Match::Yes);
+    assert_eq!(to_tmp.check(&resolved("ls > /tmp/../etc/passwd")), Match::No);
+    assert_eq!(to_tmp.check(&resolved("ls > /tmp/x 2> /var/log/y")), Match::No);
+    assert!(matches!(to_tmp.check(&resolved("ls > \"$f\"")), Match::Maybe(_)));
+    assert_eq!(program_writing(true, "ls", &["*"]).check(&resolved("ls > \"$f\"")), Match::Yes);
+    // Elsewhere, `writes` holds when one file written is listed.
+    let etc = program_writing(false, "*", &["/etc/*"]);
+    assert_eq!(etc.check(&resolved("ls > /tmp/x; echo x >> /etc/hosts")), Match::Yes);
+    assert_eq!(etc.check(&resolved("> /etc/passwd")), Match::Yes);
+    assert_eq!(etc.check(&resolved("ls > /tmp/x")), Match::No);
+    assert_eq!(etc.check(&resolved("ls")), Match::No);
+    assert!(matches!(etc.check(&resolved("ls > \"$f\"")), Match::Maybe(_)));
+    // A deny matcher without `writes` ignores redirections.
+    assert!(destructive("rm -rf /x > /dev/null 2>&1"));
+    assert!(destructive("rm -rf /x > /tmp/log"));
+}
+
+#[test]
+fn abbreviated_options_that_run_commands_are_unresolved() {
+    // Regression: GNU tar, make, man and gdb take abbreviations of the options that run a
+    // program, and `php --run` is `php -r`.
+    for line in [
+        "tar -xf a.tar --to-c='sh -c x'",
+        "tar -cf a.tar --use=sh x",
+        "tar -cf a.tar --checkpoint-a=exec=sh x",
+        "make --ev='$(shell rm -rf /x)'",
+        "man --pag='sh -c x' ls",
+        "gdb --eval-c='shell rm -rf /x' /bin/true",
+        "gdb -eval-c 'shell rm -rf /x' /bin/true",
+        "php --run='system(\"rm -rf /x\");' x.php",
+    ] {
+        assert!(matches!(read_line(line), Reading::Unresolved { .. }), "{line}: {:?}", read_line(line));
+    }
+    for line in ["tar --checkpoint=10 -cf a.tar x", "tar --totals -cf a.tar x", "make --jobs=2"] {
+        assert!(read_line(line).is_resolved(), "{line}: {:?}", read_line(line));
     }
 }
