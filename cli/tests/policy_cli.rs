@@ -21,7 +21,7 @@ fn text(bytes: &[u8]) -> String {
 fn check_accepts_the_default_policy() {
     let out = faramesh(&["policy", "check", "policies/default.yaml"], &repo());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: policies/default.yaml is valid (4 rules, policy_hash "));
+    assert!(text(&out.stdout).starts_with("ok: policies/default.yaml is valid (5 rules, policy_hash "));
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn check_warns_about_shadowed_rules() {
 fn policy_test_passes_and_fails_with_expected_and_actual() {
     let out = faramesh(&["policy", "test", "policies/default.yaml", "policies/default.cases.yaml"], &repo());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).ends_with("33 passed, 0 failed\n"));
+    assert!(text(&out.stdout).ends_with("36 passed, 0 failed\n"));
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -87,25 +87,29 @@ fn explain_lists_rules_considered_and_why_they_missed() {
     assert_eq!(lines[0], "call      shell/exec by agent a");
     assert_eq!(lines[1], "profile   none");
     assert_eq!(lines[2], "risk      low");
-    // Every rule before the deciding one, rules of other tools included (issue #11: "why didn't my
+    // Every rule before the deciding one, rules of other tools included ("why didn't my
     // deny rule fire?" is often a misspelled tool).
-    assert_eq!(lines[3], "rules considered: 4");
+    assert_eq!(lines[3], "rules considered: 5");
     assert_eq!(
         lines[4],
-        "  skip  http-read          policies/default.yaml:35  tool: `shell` does not match `http`"
+        "  skip  http-read                policies/default.yaml:35  tool: `shell` does not match `http`"
     );
     assert_eq!(
         lines[5],
-        "  skip  http-head          policies/default.yaml:40  tool: `shell` does not match `http`"
+        "  skip  http-head                policies/default.yaml:40  tool: `shell` does not match `http`"
     );
     assert_eq!(
         lines[6],
-        "  skip  shell-destructive  policies/default.yaml:45  command: no command matches (programs: ls)"
+        "  skip  shell-destructive        policies/default.yaml:45  command: no command matches (programs: ls)"
     );
-    assert_eq!(lines[7], "  match shell-approval     policies/default.yaml:56  all conditions hold");
     assert_eq!(
-        lines[8],
-        "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:56): Shell commands need a human's approval"
+        lines[7],
+        "  skip  shell-approver-commands  policies/default.yaml:56  command: no command matches (programs: ls)"
+    );
+    assert_eq!(lines[8], "  match shell-approval           policies/default.yaml:70  all conditions hold");
+    assert_eq!(
+        lines[9],
+        "decision  DEFER POLICY_DEFER by shell-approval (policies/default.yaml:70): Shell commands need a human's approval"
     );
 }
 
