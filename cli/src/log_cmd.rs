@@ -24,7 +24,8 @@ pub struct VerifyArgs {
     /// A log file to verify instead of the state dir's (a copy is fine).
     #[arg(long, requires = "pubkey")]
     file: Option<PathBuf>,
-    /// The public key (`faramesh-log+…`), or a file holding it.
+    /// The public key (`faramesh/<log id>+…`, or `faramesh-log+…` as earlier versions printed it),
+    /// or a file holding it.
     #[arg(long)]
     pubkey: Option<String>,
     /// A checkpoint saved earlier (a file, `-` for stdin): catches entries cut off the end.
@@ -310,11 +311,20 @@ pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
                     .map(str::to_owned)
                     .ok_or_else(|| anyhow!("the daemon sent no public key"))
             };
+            // The key is named after the log's origin (C2SP `tlog-checkpoint`), which the log
+            // file holds.
             let key = if a.socket.socket.is_some() && a.state.state_dir.is_none() {
                 from_daemon(a.socket.path())?
             } else {
                 match key_of(&dir) {
-                    Ok(k) => k.public().to_text(),
+                    Ok(k) => match offline::origin(&dir.join("log.redb")) {
+                        Ok(Some(origin)) => k.named(&origin).public().to_text(),
+                        Ok(None) => {
+                            bail!("the log in `{}` has no id yet: start the daemon once", dir.display())
+                        }
+                        Err(OfflineError::InUse(_)) => from_daemon(daemon_holding(&dir, &a.socket)?)?,
+                        Err(e) => return Err(offline_error(e)),
+                    },
                     Err(_) if a.socket.socket.is_some() => from_daemon(daemon_holding(&dir, &a.socket)?)?,
                     Err(e) => return Err(e),
                 }

@@ -54,7 +54,7 @@ fn verify_pubkey_checkpoint_and_export() {
     );
 
     let pubkey = text(&faramesh(&["log", "pubkey", "--state-dir", state]).stdout).trim().to_owned();
-    assert!(pubkey.starts_with("faramesh-log+"), "{pubkey}");
+    assert!(pubkey.starts_with("faramesh/"), "{pubkey}");
     let checkpoint = text(&faramesh(&["log", "checkpoint", "--state-dir", state]).stdout);
     assert!(checkpoint.contains("\n12\n"), "{checkpoint}");
     let cp_file = dir.path().join("saved.checkpoint");

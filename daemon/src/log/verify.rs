@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
 use super::keys::{CheckpointError, PublicKey};
+use super::merkle::{self, Frontier};
 use super::prune::{MARK, Mark};
+use super::store::pruned_range;
 use super::tables::{BATCHES, Batch, BatchError, META, STATE};
 
 /// The outcome of a verification.
@@ -40,6 +42,10 @@ pub struct Report {
     /// When the newest prune was recorded (its entry's `ts`).
     #[serde(default)]
     pub pruned_at: Option<String>,
+    /// The Merkle root recomputed over every entry (base64, as in checkpoints), when the log's
+    /// tree could be recomputed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 fn one() -> u64 {
@@ -134,6 +140,7 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         first_seq: 1,
         pruned_entries: 0,
         pruned_at: None,
+        root: None,
     };
     offline::verify(path, public, against).unwrap_or_else(|e| failed(e.to_string()))
 }
@@ -150,6 +157,7 @@ pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&st
         first_seq: 1,
         pruned_entries: 0,
         pruned_at: None,
+        root: None,
     };
     match verify_inner(txn, public, against, report.clone()) {
         Ok(r) => r,
@@ -197,6 +205,10 @@ fn verify_inner(
     };
     let mut prev = GENESIS;
     let mut expected = 1u64;
+    // The Merkle tree recomputed along the chain: from the empty tree, or, for a pruned log,
+    // from the compact range its prune recorded (`None` while it cannot be known).
+    let recorded_range = pruned_range(mark.as_ref());
+    let mut tree = Some(Frontier::default());
     if let Some((first, anchor)) = start
         && first > 1
     {
@@ -204,9 +216,14 @@ fn verify_inner(
         prev = anchor;
         report.first_seq = first;
         report.pruned_entries = first - 1;
+        tree = recorded_range.clone().filter(|r| r.size() == first - 1);
     }
-    // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts).
-    let mut newest_prune: Option<(u64, u64, String, String)> = None;
+    // Once a checkpoint over the tree has been read, an older-format one may not follow.
+    let mut tree_checkpoints = false;
+    // The first checkpoint over the tree whose root could not be recomputed.
+    let mut unrecomputed: Option<u64> = None;
+    // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts, pruned_range).
+    let mut newest_prune: Option<(u64, u64, String, String, Vec<String>)> = None;
     let mut rows = batches.iter().map_err(read_err)?;
     // Records of the batches read so far and not yet checked, with the key and checkpoint of
     // the batch each ends (on its last record); one record of look-ahead tells a swapped entry
@@ -269,6 +286,7 @@ fn verify_inner(
                         field("first_kept_seq").as_u64().unwrap_or(0),
                         field("anchor_hash").as_str().unwrap_or_default().to_owned(),
                         field("ts").as_str().unwrap_or_default().to_owned(),
+                        serde_json::from_value(field("pruned_range")).unwrap_or_default(),
                     ));
                 }
                 if opened.prev_hash != prev {
@@ -282,9 +300,28 @@ fn verify_inner(
                     );
                 }
                 prev = opened.entry_hash;
+                if let Some(r) = recorded_range.as_ref().filter(|r| r.size() == seq - 1)
+                    && tree.as_ref() != Some(r)
+                {
+                    // Entries before the cut are still here (a prune not finished): the range the
+                    // prune recorded must be theirs.
+                    if tree.is_some() {
+                        return Ok(report.bad(
+                            seq,
+                            format!(
+                                "the tree range the prune recorded does not match entries 1 to {}",
+                                seq - 1
+                            ),
+                        ));
+                    }
+                    tree = Some(r.clone());
+                }
+                if let Some(t) = tree.as_mut() {
+                    t.push(merkle::leaf_hash(&prev), |_, _, _| {});
+                }
                 if let Some(cp) = &given
                     && cp.size == seq
-                    && cp.head_hash != prev
+                    && !matches_at(cp, &prev, tree.as_ref())
                 {
                     return Ok(report
                         .bad(seq, format!("entry {seq} does not match the given checkpoint (size {seq})")));
@@ -309,9 +346,33 @@ fn verify_inner(
                 if cp.size != key || cp.origin != origin {
                     return Ok(report.bad(at, format!("checkpoint at size {key} names another log or size")));
                 }
-                if cp.head_hash != prev {
+                if cp.legacy && tree_checkpoints {
+                    return Ok(report.bad(
+                        at,
+                        format!("checkpoint at size {key} is in the older format, after checkpoints over the Merkle tree"),
+                    ));
+                }
+                tree_checkpoints |= !cp.legacy;
+                if cp.legacy && cp.root != prev {
                     return Ok(report
                         .bad(at, format!("entry {key} does not match the signed checkpoint at size {key}")));
+                }
+                if !cp.legacy {
+                    match tree.as_ref() {
+                        Some(t) if t.root() != cp.root => {
+                            return Ok(report.bad(
+                                at,
+                                format!("entry {key} does not match the signed checkpoint at size {key}"),
+                            ));
+                        }
+                        Some(_) => {}
+                        // Entries a prune is removing: their tree is checked at the cut.
+                        None if mark.as_ref().is_some_and(|m| key < m.first_kept_seq) => {}
+                        // Reported at the end, unless what the prunes recorded explains it first.
+                        None => {
+                            unrecomputed.get_or_insert(at);
+                        }
+                    }
                 }
                 report.checkpoints += 1;
             }
@@ -321,8 +382,12 @@ fn verify_inner(
     // prune mark must be that entry's.
     let kept_from = report.first_seq;
     match (&newest_prune, &mark) {
-        (Some((seq, first_kept, anchor, ts)), Some(m)) => {
-            if m.seq != *seq || m.first_kept_seq != *first_kept || &m.anchor_hash != anchor {
+        (Some((seq, first_kept, anchor, ts, range)), Some(m)) => {
+            if m.seq != *seq
+                || m.first_kept_seq != *first_kept
+                || &m.anchor_hash != anchor
+                || &m.pruned_range != range
+            {
                 return Ok(report
                     .bad(*seq, format!("the prune mark does not match the prune recorded at entry {seq}")));
             }
@@ -348,6 +413,15 @@ fn verify_inner(
         }
         (None, _) => {}
     }
+    if let Some(at) = unrecomputed {
+        return Ok(report.bad(
+            at,
+            format!(
+                "the Merkle root at size {at} cannot be recomputed: the prune did not record the tree of the entries it removed"
+            ),
+        ));
+    }
+    report.root = tree.as_ref().map(|t| crate::log::keys::base64_encode(&t.root()));
     if let Some(cp) = &given
         && cp.size > report.size
     {
@@ -361,6 +435,12 @@ fn verify_inner(
         ));
     }
     Ok(report)
+}
+
+/// Whether the given checkpoint `cp` (of the size just reached) holds what was recomputed: the
+/// Merkle root, or for an older-format one the last entry's hash.
+fn matches_at(cp: &crate::log::Checkpoint, head: &[u8; 32], tree: Option<&Frontier>) -> bool {
+    if cp.legacy { cp.root == *head } else { tree.is_some_and(|t| t.root() == cp.root) }
 }
 
 /// A unit of verification work: a record (with the key of its batch), or the end of a batch
@@ -407,6 +487,15 @@ pub mod offline {
         pub first_seq: Option<u64>,
         /// The seq of the last.
         pub last_seq: u64,
+    }
+
+    /// The log's origin line (`faramesh/<log id>`), the name of its verifier key.
+    pub fn origin(path: &Path) -> Result<Option<String>, OfflineError> {
+        with_db(path, |txn, read| {
+            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let id = meta.get("log_id").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
+            Ok(id.map(|id| format!("faramesh/{id}")))
+        })
     }
 
     /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).

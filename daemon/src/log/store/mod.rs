@@ -22,11 +22,13 @@ mod export;
 mod open;
 mod pruning;
 mod reads;
+mod tree;
 mod writer;
 
 use open::{init_tables, read_tail};
 pub use pruning::{Cut, PruneOutcome, PrunePlan};
 use reads::{corrupt, first_seq, record_ts};
+pub(crate) use tree::pruned_range;
 pub use writer::PruneStats;
 use writer::{Msg, PruneJob, writer_loop};
 
@@ -131,6 +133,8 @@ struct Shared {
     origin: String,
     ids: ActionIds,
     head: Mutex<(u64, [u8; 32])>,
+    /// The Merkle tree's frontier as of the last commit.
+    tree: Mutex<crate::log::merkle::Frontier>,
     /// Index rows of committed entries not yet written to the index tables.
     pending: Mutex<Pending>,
     last_ts_ms: Mutex<u64>,
@@ -181,14 +185,18 @@ impl Log {
         let (log_id, scheme) = init_tables(&db)?;
         let ids = ActionIds::new(&log_id, scheme);
         index::catch_up(&db, &ids)?;
+        let frontier = tree::catch_up(&db)?;
         let (head, last_ts) = read_tail(&db)?;
         let (committed, _) = broadcast::channel(1024);
+        let origin = format!("faramesh/{log_id}");
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
-            key,
-            origin: format!("faramesh/{log_id}"),
+            // Checkpoints are signed under the log's origin (C2SP `tlog-checkpoint`).
+            key: key.named(&origin),
+            origin,
             ids,
             head: Mutex::new(head),
+            tree: Mutex::new(frontier),
             pending: Mutex::new(Pending::default()),
             last_ts_ms: Mutex::new(last_ts),
             committed,
@@ -249,7 +257,7 @@ impl Log {
         &self.shared.origin
     }
 
-    /// The signing key.
+    /// The signing key, named after the log's origin.
     pub fn key(&self) -> &LogKey {
         &self.shared.key
     }
