@@ -23,7 +23,8 @@ pub use file::{
 pub use ids::ActionIds;
 pub use keys::{Checkpoint, CheckpointError, Cosignature, LogKey, PublicKey, WitnessKey};
 pub use store::{
-    Appended, CommitObserver, Cut, Log, LogOptions, Opener, PruneOutcome, PrunePlan, PruneStats, StateWrites,
+    Appended, COSIGNED, CommitObserver, Cut, Log, LogOptions, Opener, PruneOutcome, PrunePlan, PruneStats,
+    StateWrites,
 };
 pub use verify::{Report, verify_file};
 

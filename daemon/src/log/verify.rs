@@ -14,6 +14,7 @@ use super::merkle::{self, Frontier};
 use super::prune::{MARK, Mark};
 use super::store::pruned_range;
 use super::tables::{BATCHES, Batch, BatchError, META, STATE};
+use super::witness::WitnessPolicy;
 
 /// The outcome of a verification.
 ///
@@ -46,6 +47,21 @@ pub struct Report {
     /// tree could be recomputed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// With a witness policy: the newest checkpoint a quorum cosigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<Witnessed>,
+}
+
+/// The newest checkpoint cosigned by a witness policy's quorum, found in the log (its
+/// `witness_cosigned` entries) or given, and checked against the recomputed tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witnessed {
+    /// Its size: every entry up to it was witnessed.
+    pub size: u64,
+    /// The witnesses whose cosignatures on it verified.
+    pub witnesses: Vec<String>,
+    /// Entries after it (not witnessed yet).
+    pub unwitnessed: u64,
 }
 
 fn one() -> u64 {
@@ -141,12 +157,25 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         pruned_entries: 0,
         pruned_at: None,
         root: None,
+        witnessed: None,
     };
     offline::verify(path, public, against).unwrap_or_else(|e| failed(e.to_string()))
 }
 
 /// Verifies the log visible in `txn`.
 pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&str>) -> Report {
+    verify_txn_with(txn, public, against, None)
+}
+
+/// [`verify_txn`], and with a witness policy: the newest checkpoint its quorum cosigned (in the
+/// log's `witness_cosigned` entries, or `against`) must match the recomputed root at its size,
+/// and one must exist.
+pub fn verify_txn_with(
+    txn: &ReadTransaction,
+    public: &PublicKey,
+    against: Option<&str>,
+    policy: Option<&WitnessPolicy>,
+) -> Report {
     let report = Report {
         ok: true,
         size: 0,
@@ -158,8 +187,9 @@ pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&st
         pruned_entries: 0,
         pruned_at: None,
         root: None,
+        witnessed: None,
     };
-    match verify_inner(txn, public, against, report.clone()) {
+    match verify_inner(txn, public, against, policy, report.clone()) {
         Ok(r) => r,
         Err(problem) => Report { ok: false, problem: Some(problem.to_string()), ..report },
     }
@@ -169,6 +199,7 @@ fn verify_inner(
     txn: &ReadTransaction,
     public: &PublicKey,
     against: Option<&str>,
+    policy: Option<&WitnessPolicy>,
     mut report: Report,
 ) -> Result<Report, VerifyError> {
     let meta = txn.open_table(META).map_err(read_err)?;
@@ -222,6 +253,10 @@ fn verify_inner(
     let mut tree_checkpoints = false;
     // The first checkpoint over the tree whose root could not be recomputed.
     let mut unrecomputed: Option<u64> = None;
+    // With a witness policy: the root at every checkpoint over the tree, and the cosigned
+    // checkpoints the log recorded.
+    let mut roots: Vec<(u64, [u8; 32])> = Vec::new();
+    let mut cosigned: Vec<(u64, String)> = Vec::new();
     // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts, pruned_range).
     let mut newest_prune: Option<(u64, u64, String, String, Vec<String>)> = None;
     let mut rows = batches.iter().map_err(read_err)?;
@@ -278,6 +313,13 @@ fn verify_inner(
                             m.seq
                         ),
                     ));
+                }
+                if policy.is_some()
+                    && opened.value.get("kind").and_then(serde_json::Value::as_str)
+                        == Some("witness_cosigned")
+                    && let Some(note) = opened.value.get("checkpoint").and_then(serde_json::Value::as_str)
+                {
+                    cosigned.push((seq, note.to_owned()));
                 }
                 if opened.value.get("kind").and_then(serde_json::Value::as_str) == Some("prune") {
                     let field = |k: &str| opened.value.get(k).cloned().unwrap_or_default();
@@ -353,6 +395,9 @@ fn verify_inner(
                     ));
                 }
                 tree_checkpoints |= !cp.legacy;
+                if policy.is_some() && !cp.legacy {
+                    roots.push((key, cp.root));
+                }
                 if cp.legacy && cp.root != prev {
                     return Ok(report
                         .bad(at, format!("entry {key} does not match the signed checkpoint at size {key}")));
@@ -422,6 +467,13 @@ fn verify_inner(
         ));
     }
     report.root = tree.as_ref().map(|t| crate::log::keys::base64_encode(&t.root()));
+    if let Some(policy) = policy {
+        let given = against.map(|note| (report.size + 1, note.to_owned()));
+        match witnessed(policy, public, &origin, &roots, cosigned.into_iter().chain(given), report.size) {
+            Ok(w) => report.witnessed = Some(w),
+            Err((at, problem)) => return Ok(report.bad(at, problem)),
+        }
+    }
     if let Some(cp) = &given
         && cp.size > report.size
     {
@@ -435,6 +487,68 @@ fn verify_inner(
         ));
     }
     Ok(report)
+}
+
+/// The newest checkpoint the policy's quorum cosigned among `notes` (each with the seq of the
+/// entry that recorded it), checked against the roots the log's own checkpoints were verified
+/// to have. `Err((seq, problem))` when a cosigned root differs (the log was rewritten below a
+/// size a witness saw) or no checkpoint is cosigned by the quorum.
+fn witnessed(
+    policy: &WitnessPolicy,
+    public: &PublicKey,
+    origin: &str,
+    roots: &[(u64, [u8; 32])],
+    notes: impl Iterator<Item = (u64, String)>,
+    size: u64,
+) -> Result<Witnessed, (u64, String)> {
+    let mut best: Option<Witnessed> = None;
+    for (seq, note) in notes {
+        let Ok((cp, cosigs)) = policy.check(&note, public) else { continue };
+        if cp.origin != origin {
+            continue;
+        }
+        let names: Vec<String> = cosigs.iter().map(|c| c.name.clone()).collect();
+        match roots.binary_search_by_key(&cp.size, |(s, _)| *s) {
+            Ok(i) if roots[i].1 == cp.root => {}
+            Ok(_) => {
+                return Err((
+                    cp.size.max(1),
+                    format!(
+                        "the checkpoint at size {} cosigned by {} (recorded at entry {seq}) does not match the log's Merkle root at that size: the log was rewritten after they saw it",
+                        cp.size,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Err(_) if cp.size > size => {
+                return Err((
+                    size + 1,
+                    format!(
+                        "entry {} is missing: the checkpoint cosigned by {} covers {} entries",
+                        size + 1,
+                        names.join(", "),
+                        cp.size
+                    ),
+                ));
+            }
+            // A size the log signed no checkpoint at (or whose entries were pruned): its root
+            // cannot be compared here.
+            Err(_) => continue,
+        }
+        if best.as_ref().is_none_or(|b| b.size < cp.size) {
+            best = Some(Witnessed { size: cp.size, witnesses: names, unwitnessed: size - cp.size });
+        }
+    }
+    best.ok_or_else(|| {
+        (
+            1,
+            format!(
+                "no checkpoint of this log is cosigned by the policy's quorum `{}`: none of its {} entries is witnessed",
+                policy.quorum_name(),
+                size
+            ),
+        )
+    })
 }
 
 /// Whether the given checkpoint `cp` (of the size just reached) holds what was recomputed: the
@@ -489,6 +603,24 @@ pub mod offline {
         pub last_seq: u64,
     }
 
+    /// A `tlog-proof` receipt for entry `seq`, and whether its checkpoint is cosigned.
+    pub fn receipt(
+        path: &Path,
+        seq: u64,
+    ) -> Result<Result<(crate::log::witness::Receipt, bool), crate::log::LogError>, OfflineError> {
+        with_db(path, |txn, _| Ok(crate::log::store::receipt_txn(txn, seq)))
+    }
+
+    /// The log's action id scheme (`meta.ids`).
+    pub fn id_scheme(path: &Path) -> Result<crate::log::ids::Scheme, OfflineError> {
+        with_db(path, |txn, read| {
+            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let ids = meta.get("ids").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
+            Ok(crate::log::ids::Scheme::from_meta(ids.as_deref())
+                .unwrap_or(crate::log::ids::Scheme::Prefixed))
+        })
+    }
+
     /// The log's origin line (`faramesh/<log id>`), the name of its verifier key.
     pub fn origin(path: &Path) -> Result<Option<String>, OfflineError> {
         with_db(path, |txn, read| {
@@ -501,6 +633,16 @@ pub mod offline {
     /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).
     pub fn verify(path: &Path, public: &PublicKey, against: Option<&str>) -> Result<Report, OfflineError> {
         with_db(path, |txn, _| Ok(super::verify_txn(txn, public, against)))
+    }
+
+    /// [`verify`] with a witness policy (see [`super::verify_txn_with`]).
+    pub fn verify_witnessed(
+        path: &Path,
+        public: &PublicKey,
+        against: Option<&str>,
+        policy: Option<&super::WitnessPolicy>,
+    ) -> Result<Report, OfflineError> {
+        with_db(path, |txn, _| Ok(super::verify_txn_with(txn, public, against, policy)))
     }
 
     /// Writes a consistent copy of the file to `dest` (see [`crate::log::backup`]).

@@ -285,6 +285,7 @@ async fn overview(AxState(app): AxState<App>, _: Caller) -> HttpResult {
             "policy": state.policy_status(),
             "counts": status.get("counts"),
             "notifications": status.get("notifications"),
+            "witnesses": status.get("witnesses"),
             "log": {
                 "size": cp.get("size"),
                 "head_hash": cp.get("head_hash"),

@@ -543,6 +543,7 @@ pub fn email_text(note: &Note) -> (String, String) {
         "approval.decided" => format!("[Faramesh] Approval {}: {call}", s("status")),
         "approval.reminder" => format!("[Faramesh] Still waiting for approval: {call}"),
         "approval.escalated" => format!("[Faramesh] Escalated, still waiting for approval: {call}"),
+        "witness.alarm" => format!("[Faramesh] Witness alarm: {}", s("witness")),
         _ => format!("[Faramesh] Denied: {call}"),
     };
     let mut lines = vec![subject.trim_start_matches("[Faramesh] ").to_owned(), String::new()];
@@ -602,6 +603,7 @@ pub fn slack_body(note: &Note) -> Value {
         "approval.decided" => format!(":white_check_mark: Approval {}: {call}", s("status")),
         "approval.reminder" => format!(":hourglass: Still waiting for approval: {call}"),
         "approval.escalated" => format!(":rotating_light: Escalated, still waiting for approval: {call}"),
+        "witness.alarm" => format!(":rotating_light: Witness alarm: {}", s("reason")),
         _ => format!(":no_entry: Denied: {call}"),
     };
     let mut lines = vec![title.clone()];

@@ -28,7 +28,8 @@ mod writer;
 use open::{init_tables, read_tail};
 pub use pruning::{Cut, PruneOutcome, PrunePlan};
 use reads::{corrupt, first_seq, record_ts};
-pub(crate) use tree::pruned_range;
+pub use tree::COSIGNED;
+pub(crate) use tree::{pruned_range, receipt_txn};
 pub use writer::PruneStats;
 use writer::{Msg, PruneJob, writer_loop};
 
@@ -310,6 +311,10 @@ impl Log {
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = handle {
             let _ = handle.join();
+            // The file is closed now, cleanly, even while tasks that hold the handle linger (a
+            // process that exits before they drop it would leave a file redb must repair).
+            let db = self.shared.db.write().ok().and_then(|mut slot| slot.take());
+            drop(db);
         }
     }
 
@@ -339,8 +344,18 @@ impl Log {
 
     /// Verifies the whole log (see [`verify::verify_txn`]).
     pub fn verify(&self, against: Option<&str>) -> Result<verify::Report, LogError> {
+        self.verify_witnessed(against, None)
+    }
+
+    /// Verifies the whole log, and with a witness policy what its witnesses cosigned (see
+    /// [`verify::verify_txn_with`]).
+    pub fn verify_witnessed(
+        &self,
+        against: Option<&str>,
+        policy: Option<&crate::log::witness::WitnessPolicy>,
+    ) -> Result<verify::Report, LogError> {
         let public = self.shared.key.public();
-        self.read(|txn| Ok(verify::verify_txn(txn, &public, against)))
+        self.read(|txn| Ok(verify::verify_txn_with(txn, &public, against, policy)))
     }
 }
 

@@ -8,6 +8,7 @@ use super::*;
 use crate::log::merkle::{self, Frontier, Hash, Nodes, TILE_HEIGHT, TreeError};
 use crate::log::prune::{MARK, Mark};
 use crate::log::tables::{TREE, tree_key};
+use crate::log::witness::Receipt;
 
 /// Leaves per level-0 tile.
 const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
@@ -294,5 +295,52 @@ impl Log {
             }
             Ok(out)
         })
+    }
+}
+
+/// The state row holding the newest checkpoint cosigned by witnesses (the note with their
+/// cosignature lines), written with the `witness_cosigned` entry that records them.
+pub const COSIGNED: &str = "witness/checkpoint";
+
+/// A `tlog-proof` receipt for entry `seq`, read from one transaction: the record, its inclusion
+/// proof, and the newest cosigned checkpoint that covers it, or (not yet witnessed: `false`)
+/// the newest checkpoint.
+pub(crate) fn receipt_txn(txn: &ReadTransaction, seq: u64) -> Result<(Receipt, bool), LogError> {
+    let batches = txn.open_table(BATCHES).map_err(storage)?;
+    let tree = txn.open_table(TREE).ok();
+    let state = txn.open_table(STATE).map_err(storage)?;
+    let mark = read_mark(&state)?;
+    let pruned = pruned_range(mark.as_ref());
+    let Some(record) = super::reads::record_of(&batches, seq)? else {
+        return Err(LogError::Tree(TreeError::Pruned { seq }));
+    };
+    let cosigned = state
+        .get(COSIGNED)
+        .map_err(storage)?
+        .and_then(|v| String::from_utf8(v.value().to_vec()).ok())
+        .filter(|note| Checkpoint::parse_note(note).is_ok_and(|cp| cp.size >= seq));
+    let (note, witnessed) = match cosigned {
+        Some(note) => (note, true),
+        None => {
+            let Some((k, v)) = batches.last().map_err(storage)? else {
+                return Err(LogError::Tree(TreeError::TooSmall { size: 0, wanted: seq }));
+            };
+            (Batch::decode(v.value()).map_err(|e| corrupt(k.value(), e))?.checkpoint, false)
+        }
+    };
+    let cp = Checkpoint::parse_note(&note).map_err(|e| corrupt(seq, BatchError::Codec(e.to_string())))?;
+    if cp.legacy || cp.size < seq {
+        return Err(LogError::Tree(TreeError::TooSmall { size: cp.size, wanted: seq }));
+    }
+    let mut nodes = StoredNodes::new(&batches, tree.as_ref(), pruned.as_ref(), cp.size);
+    let proof = merkle::inclusion_proof(&mut nodes, seq - 1, cp.size).map_err(LogError::Tree)?;
+    Ok((Receipt { record: record.into_bytes(), index: seq - 1, proof, checkpoint: note }, witnessed))
+}
+
+impl Log {
+    /// A `tlog-proof` receipt for entry `seq` (see [`receipt_txn`]); `true` when its checkpoint
+    /// is cosigned by witnesses.
+    pub fn receipt(&self, seq: u64) -> Result<(Receipt, bool), LogError> {
+        self.read(|txn| receipt_txn(txn, seq))
     }
 }

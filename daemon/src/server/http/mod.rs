@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 mod app;
 mod sse;
+mod tlog;
 mod tls;
 mod tokens;
 mod v1;
