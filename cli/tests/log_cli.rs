@@ -155,7 +155,7 @@ fn a_receipt_for_one_entry_verifies_offline_and_an_altered_one_does_not() {
     let out = faramesh(&["verify-proof", moved.to_str().unwrap(), "--key", &pubkey]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let lines: Vec<&str> = written.lines().collect();
-    let altered = written.replacen(lines[3], &lines[4].to_string(), 1);
+    let altered = written.replacen(lines[3], lines[4], 1);
     let bad = dir.path().join("bad.tlog-proof");
     std::fs::write(&bad, altered).unwrap();
     let out = faramesh(&["verify-proof", bad.to_str().unwrap(), "--key", &pubkey]);
