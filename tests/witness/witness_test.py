@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -81,22 +82,26 @@ def rpc(sock, method, params, timeout=30):
 def govern_many(sock, n, tag):
     """n `govern` calls, pipelined over 4 connections; returns how many were answered."""
     def one_conn(count, out, k):
+        # A window of requests in flight, then their replies: the socket buffers never fill.
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(120)
             s.connect(sock)
-            lines = "".join(
-                json.dumps({"jsonrpc": "2.0", "id": i, "method": "govern",
-                            "params": {"agent_id": f"bot-{k}", "tool": "http", "operation": "get",
-                                       "args": {"url": f"https://example.com/{tag}/{k}/{i}"}}}) + "\n"
-                for i in range(count)).encode()
-            s.sendall(lines)
-            got, buf = 0, b""
-            while got < count:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-                got = buf.count(b"\n")
+            got, buf, sent = 0, b"", 0
+            while sent < count:
+                window = min(200, count - sent)
+                s.sendall("".join(
+                    json.dumps({"jsonrpc": "2.0", "id": i, "method": "govern",
+                                "params": {"agent_id": f"bot-{k}", "tool": "http", "operation": "get",
+                                           "args": {"url": f"https://example.com/{tag}/{k}/{i}"}}}) + "\n"
+                    for i in range(sent, sent + window)).encode())
+                sent += window
+                while got < sent:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        out.append(got)
+                        return
+                    buf += chunk
+                    got = buf.count(b"\n")
             out.append(got)
     out, threads = [], []
     for k in range(4):
@@ -266,6 +271,35 @@ def main():
                   record["entry_hash"], str(index), str(rsize), proof, rroot, check_rc=False)
         check("aics-tlog's RFC 9162 verifier accepts the receipt's inclusion proof",
               out.stdout.strip() == "True", out.stdout + out.stderr)
+
+        # The same tree read as tlog-tiles from the HTTP listener (for full readers only), by
+        # aics-tlog's tile algorithms.
+        from aics_tlog.tiles import inclusion_proof_from_tiles, tile_path, tree_root_from_tiles
+
+        class Tiles:
+            def read_tile(self, level, index, width):
+                try:
+                    return get(f"{a.http}/v1/log/{tile_path(level, index, width)}")
+                except urllib.error.HTTPError:
+                    return None
+
+            def read_entry_bundle(self, index, width):
+                return None
+
+        served = get(f"{a.http}/v1/log/checkpoint").decode()
+        ssize, sroot = int(served.split("\n")[1]), __import__("base64").b64decode(served.split("\n")[2])
+        check("GET /v1/log/checkpoint serves the signed checkpoint", served.startswith(origin + "\n"), served)
+        check("the tree from the tiles has the checkpoint's root (aics-tlog)",
+              tree_root_from_tiles(Tiles(), ssize) == sroot, ssize)
+        want = [__import__("base64").b64decode(l) for l in open(proof).read().split()]
+        check("the tiles give the receipt's inclusion proof (aics-tlog)",
+              inclusion_proof_from_tiles(Tiles(), index, rsize) == want, index)
+        try:
+            urllib.request.urlopen(f"{a.http}/v1/log/checkpoint", timeout=5)
+            refused = False
+        except urllib.error.HTTPError as e:
+            refused = e.code in (401, 403)
+        check("the tiles need a reader's token", refused)
 
         # A copy of the log as it is now; then the log goes on and the witness sees more.
         copy = os.path.join(tmp, "copy")

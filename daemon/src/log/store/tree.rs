@@ -311,6 +311,10 @@ pub(crate) fn receipt_txn(txn: &ReadTransaction, seq: u64) -> Result<(Receipt, b
     let state = txn.open_table(STATE).map_err(storage)?;
     let mark = read_mark(&state)?;
     let pruned = pruned_range(mark.as_ref());
+    let size = batches.last().map_err(storage)?.map_or(0, |(k, _)| k.value());
+    if seq == 0 || seq > size {
+        return Err(LogError::Tree(TreeError::TooSmall { size, wanted: seq }));
+    }
     let Some(record) = super::reads::record_of(&batches, seq)? else {
         return Err(LogError::Tree(TreeError::Pruned { seq }));
     };
