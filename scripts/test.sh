@@ -226,6 +226,14 @@ step "notifications: a webhook (standardwebhooks verifies it), Slack (Block Kit 
 "$SDKVENV/bin/pip" install --quiet --disable-pip-version-check -r tests/notifications/requirements.txt
 (cd tests/notifications && FARAMESH_BIN="$BIN" "$SDKVENV/bin/python" -m pytest -q -p no:cacheprovider . </dev/null)
 
+step "a real C2SP witness (aics-witness from PyPI, its own venv): 10,000 decisions cosigned at a 1 s interval, receipts, the 409 and 422 alarms"
+WITVENV="$ROOT/.venv-witness"
+if [ ! -x "$WITVENV/bin/python" ]; then
+    python3 -m venv "$WITVENV"
+fi
+"$WITVENV/bin/pip" install --quiet --disable-pip-version-check --ignore-requires-python --require-hashes -r tests/witness/requirements.txt
+"$WITVENV/bin/python" tests/witness/witness_test.py "$BIN" 10000 </dev/null
+
 step "the dashboard in a real browser (Debian's chromium, Playwright) against \`faramesh dev\`"
 if ! command -v chromium >/dev/null; then
     apt_install chromium

@@ -159,6 +159,7 @@ fn main() {
         retention: None,
         single_user: false,
         demo: false,
+        witnesses: None,
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

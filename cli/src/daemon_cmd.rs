@@ -61,6 +61,19 @@ pub struct ServeArgs {
     /// entry they have not acknowledged.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub export_required: Vec<String>,
+    /// Witnesses to submit the log's checkpoints to: a C2SP tlog-policy file whose
+    /// `witness NAME VKEY URL` lines name them (docs/operations.md#witnesses).
+    #[arg(long, env = "FARAMESH_WITNESSES", value_name = "FILE")]
+    pub witnesses: Option<PathBuf>,
+    /// How often the newest checkpoint goes to the witnesses (45s, 10m, 1h).
+    #[arg(
+        long,
+        env = "FARAMESH_WITNESS_INTERVAL",
+        value_name = "AGE",
+        default_value = "60s",
+        requires = "witnesses"
+    )]
+    pub witness_interval: String,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_size: u64,
@@ -258,6 +271,27 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         }),
     };
     let export = export_of(args.otlp_endpoint.as_deref(), args.postgres.as_deref(), &args.export_required)?;
+    let witnesses = match &args.witnesses {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `--witnesses` `{}`", path.display()))?;
+            let policy = faramesh_daemon::log::witness::WitnessPolicy::parse(&text)
+                .map_err(|e| anyhow!("`--witnesses` `{}`: {e}", path.display()))?;
+            if !policy.witnesses.iter().any(|w| w.url.is_some()) {
+                bail!("`--witnesses` `{}` names no witness with a URL to submit to", path.display());
+            }
+            let interval = faramesh_daemon::service::retention::parse_age(&args.witness_interval)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "`--witness-interval` `{}` is not an age like 60s, 10m or 1h",
+                        args.witness_interval
+                    )
+                })?;
+            Some(faramesh_daemon::service::witness::Config { policy, interval })
+        }
+    };
     Ok(Config {
         policy_path: policy,
         socket_path: absolute(&args.socket.path()),
@@ -269,6 +303,7 @@ fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         single_user: false,
         demo: false,
         export,
+        witnesses,
     })
 }
 
@@ -642,6 +677,8 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         otlp_endpoint: None,
         postgres: None,
         export_required: Vec::new(),
+        witnesses: None,
+        witness_interval: "60s".into(),
         http: HttpArgs::default(),
         demo: false,
         verbose: true,
@@ -859,6 +896,21 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
             d["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
         );
         println!("{}", crate::term::safe(&line));
+    }
+    for w in s["witnesses"].as_array().into_iter().flatten() {
+        let state = match (&w["alarm"], w["size"].as_u64().unwrap_or(0)) {
+            (a, _) if !a.is_null() => {
+                format!("ALARM ({}): {}", a["status"], a["message"].as_str().unwrap_or(""))
+            }
+            (_, 0) => "no checkpoint cosigned yet".to_owned(),
+            (_, size) => format!("cosigned through entry {size} ({})", w["last_ok"].as_str().unwrap_or("?")),
+        };
+        println!(
+            "witness   {} {}: {state}{}",
+            w["name"].as_str().unwrap_or("?"),
+            w["url"].as_str().unwrap_or("?"),
+            w["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
+        );
     }
     let pruned = match s["log"]["first_seq"].as_u64() {
         Some(first) if first > 1 => format!(" (entries before {first} pruned)"),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use faramesh_daemon::log::verify::{OfflineError, offline};
+use faramesh_daemon::log::witness::{Receipt, WitnessPolicy, verify_receipt};
 use faramesh_daemon::log::{self, LogKey, PublicKey};
 use serde_json::json;
 
@@ -24,12 +25,55 @@ pub struct VerifyArgs {
     /// A log file to verify instead of the state dir's (a copy is fine).
     #[arg(long, requires = "pubkey")]
     file: Option<PathBuf>,
-    /// The public key (`faramesh-log+…`), or a file holding it.
+    /// The public key (`faramesh/<log id>+…`, or `faramesh-log+…` as earlier versions printed it),
+    /// or a file holding it.
     #[arg(long)]
     pubkey: Option<String>,
     /// A checkpoint saved earlier (a file, `-` for stdin): catches entries cut off the end.
+    /// A checkpoint a witness cosigned (from its monitoring endpoint) counts for
+    /// `--witness-policy` too.
     #[arg(long)]
     against: Option<String>,
+    /// A C2SP tlog-policy file (`witness NAME VKEY [URL]`, `group`, `quorum`): the newest
+    /// checkpoint its quorum cosigned must match the recomputed Merkle root; says how many
+    /// entries are not witnessed yet. Fails when no checkpoint is cosigned by the quorum.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
+}
+
+/// `faramesh verify-proof`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 proven, 1 not.\n\nExample:\n  faramesh verify-proof 1042.tlog-proof --key \"$(cat faramesh.pub)\" --witness-policy witnesses.policy"
+)]
+pub struct VerifyProofArgs {
+    /// The receipt (`faramesh log proof`), `-` for stdin.
+    file: String,
+    /// The log's verifier key (`faramesh log pubkey`), or a file holding it.
+    #[arg(long)]
+    key: String,
+    /// A C2SP tlog-policy file: the receipt's checkpoint must be cosigned by its quorum.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
+}
+
+/// `faramesh log proof`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["seq", "id"])))]
+pub struct ProofArgs {
+    #[command(flatten)]
+    state: StateDir,
+    #[command(flatten)]
+    socket: SocketArg,
+    /// The entry's sequence number.
+    #[arg(long, value_name = "N")]
+    seq: Option<u64>,
+    /// A decision's action id (or a unique prefix of 8+ characters).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Write the receipt to FILE (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,6 +81,12 @@ pub enum LogCommand {
     /// Print the public key that verifies this host's log.
     #[command(after_help = "Example:\n  faramesh log pubkey > faramesh.pub")]
     Pubkey(LogDaemonArgs),
+    /// Write an offline receipt for one entry: the record, its inclusion proof and the newest
+    /// checkpoint witnesses cosigned (C2SP tlog-proof); `faramesh verify-proof` checks it.
+    #[command(
+        after_help = "Without cosigned checkpoints yet, the receipt carries the log's latest checkpoint (signed by the\nhost only) and says so.\n\nExamples:\n  faramesh log proof --seq 1042 > 1042.tlog-proof\n  faramesh log proof --id 3f9c2a1b -o decision.tlog-proof"
+    )]
+    Proof(ProofArgs),
     /// Print the latest signed checkpoint (save it to check later that nothing was cut off).
     #[command(after_help = "Example:\n  faramesh log checkpoint > $(date +%F).checkpoint")]
     Checkpoint(LogDaemonArgs),
@@ -184,19 +234,34 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
         }
     };
     let against = args.against.as_deref().map(read_arg_or_file).transpose()?;
-    let report = match offline::verify(&file, &public, against.as_deref()) {
+    let policy_text = args
+        .witness_policy
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display())))
+        .transpose()?;
+    let policy = policy_text
+        .as_deref()
+        .map(WitnessPolicy::parse)
+        .transpose()
+        .map_err(|e| anyhow!("`--witness-policy`: {e}"))?;
+    let report = match offline::verify_witnessed(&file, &public, against.as_deref(), policy.as_ref()) {
         Ok(report) => report,
         Err(OfflineError::InUse(_)) if args.file.is_none() => {
             // The running daemon holds the file: it verifies its own log, and its newest signed
             // checkpoint is checked here against the key (a given key is always checked here).
             let socket = daemon_holding(&file_dir(&file), &args.socket)?;
-            let r = crate::client::call(&socket, "log.verify", json!({"against": against}))?;
+            let r = crate::client::call(
+                &socket,
+                "log.verify",
+                json!({"against": against, "witness_policy": policy_text}),
+            )?;
             let report: log::Report = serde_json::from_value(r)?;
             let cp = crate::client::call(&socket, "log.checkpoint", json!({}))?;
             signed_by(report, cp["checkpoint"].as_str(), &public)
         }
         Err(_) if args.file.is_some() => {
-            let mut report = log::verify_file(&file, &public, against.as_deref());
+            let mut report = offline::verify_witnessed(&file, &public, against.as_deref(), policy.as_ref())
+                .unwrap_or_else(|_| log::verify_file(&file, &public, against.as_deref()));
             if !report.ok {
                 report.problem = Some(format!(
                     "{}; if this file was copied while a daemon was writing it, the copy is torn, not \
@@ -210,7 +275,19 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
     };
     if json_out {
         println!("{}", serde_json::to_string(&report)?);
-    } else if report.ok && report.pruned_entries > 0 {
+        return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if report.ok
+        && let Some(w) = &report.witnessed
+    {
+        println!(
+            "witnessed: entries 1 to {} by {} ({} entries not witnessed yet)",
+            w.size,
+            w.witnesses.join(", "),
+            w.unwitnessed
+        );
+    }
+    if report.ok && report.pruned_entries > 0 {
         println!(
             "ok: entries {} to {} ({} before them pruned, recorded {}), {} signed checkpoints, head {}",
             report.first_seq,
@@ -300,8 +377,136 @@ fn signed_by(mut report: log::Report, checkpoint: Option<&str>, public: &PublicK
     report
 }
 
+/// `faramesh log proof`: offline while no daemon holds the file, else from the daemon.
+fn proof(args: ProofArgs, json_out: bool) -> Result<ExitCode> {
+    let dir = args.state.path()?;
+    let file = dir.join("log.redb");
+    let offline_seq = match (&args.id, args.seq) {
+        (_, Some(seq)) => Some(seq),
+        (Some(id), None) => match offline::origin(&file) {
+            Ok(Some(origin)) => {
+                let log_id = origin.trim_start_matches("faramesh/").to_owned();
+                let scheme = offline::id_scheme(&file).map_err(offline_error)?;
+                faramesh_daemon::log::ActionIds::new(&log_id, scheme).seq_of(id)
+            }
+            _ => None,
+        },
+        (None, None) => None,
+    };
+    let offline = match offline_seq {
+        Some(seq) => match offline::receipt(&file, seq) {
+            Err(OfflineError::InUse(_)) => None,
+            Err(e) => return Err(offline_error(e)),
+            Ok(r) => {
+                let r = r?;
+                if let Some(id) = &args.id
+                    && !String::from_utf8_lossy(&r.0.record).contains(&format!("\"id\":\"{id}\""))
+                {
+                    bail!("no decision with id `{id}` in `{}`", file.display());
+                }
+                Some((r, seq))
+            }
+        },
+        None => match offline::origin(&file) {
+            Err(OfflineError::InUse(_)) => None,
+            Err(e) => return Err(offline_error(e)),
+            Ok(_) => bail!("no entry with id `{}` in `{}`", args.id.as_deref().unwrap_or(""), file.display()),
+        },
+    };
+    let (text, seq, size, witnessed) = match offline {
+        Some(((receipt, witnessed), seq)) => {
+            let size = log::Checkpoint::parse_note(&receipt.checkpoint).map_or(0, |cp| cp.size);
+            (receipt.to_text(), seq, size, witnessed)
+        }
+        None => {
+            let socket = daemon_holding(&dir, &args.socket)?;
+            let r = crate::client::call(&socket, "log.proof", json!({"seq": args.seq, "id": args.id}))?;
+            let text = r["receipt"].as_str().ok_or_else(|| anyhow!("the daemon sent no receipt"))?.to_owned();
+            (text, r["seq"].as_u64().unwrap_or(0), r["size"].as_u64().unwrap_or(0), r["witnessed"] == true)
+        }
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("cannot write `{}`", path.display()))?
+        }
+        None if !json_out => print!("{text}"),
+        None => {}
+    }
+    let note = if witnessed {
+        format!("entry {seq} in the checkpoint at size {size}, cosigned by witnesses")
+    } else {
+        format!(
+            "entry {seq} in the checkpoint at size {size}, signed by this host only: no witness has cosigned a checkpoint that covers it yet"
+        )
+    };
+    if json_out {
+        println!("{}", json!({"seq": seq, "size": size, "witnessed": witnessed, "receipt": text}));
+    } else {
+        eprintln!("{note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `faramesh verify-proof FILE --key VKEY [--witness-policy FILE]`.
+pub fn verify_proof(args: VerifyProofArgs, json_out: bool) -> Result<ExitCode> {
+    let text = read_arg_or_file(&args.file)?;
+    let receipt = Receipt::parse(&text).map_err(|e| anyhow!("`{}`: {e}", args.file))?;
+    let key = PublicKey::from_text(&read_arg_or_file(&args.key)?)?;
+    let policy = args
+        .witness_policy
+        .as_ref()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))?;
+            WitnessPolicy::parse(&text).map_err(|e| anyhow!("`{}`: {e}", p.display()))
+        })
+        .transpose()?;
+    let outcome = verify_receipt(&receipt, &key, policy.as_ref());
+    if json_out {
+        let v = match &outcome {
+            Ok(p) => json!({"ok": true, "proven": p}),
+            Err(e) => json!({"ok": false, "problem": e}),
+        };
+        println!("{v}");
+    } else {
+        match &outcome {
+            Ok(p) => {
+                let what = p.record["kind"].as_str().unwrap_or("entry");
+                let extra = match (p.record["tool"].as_str(), p.record["effect"].as_str()) {
+                    (Some(tool), Some(effect)) => {
+                        format!(" ({effect} {tool}/{})", p.record["operation"].as_str().unwrap_or(""))
+                    }
+                    _ => String::new(),
+                };
+                let by = if p.witnesses.is_empty() {
+                    "signed by the log's key".to_owned()
+                } else {
+                    format!(
+                        "cosigned by {}",
+                        p.witnesses
+                            .iter()
+                            .map(|(n, t)| format!("{n} (at {t})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                println!(
+                    "ok: {what} {}{extra} is entry {} of {}, in its checkpoint at size {}, {by}",
+                    p.record["id"].as_str().unwrap_or(""),
+                    p.seq,
+                    p.origin,
+                    p.size
+                );
+            }
+            Err(e) => println!("FAILED: {e}"),
+        }
+    }
+    Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
     match cmd {
+        LogCommand::Proof(a) => return proof(a, json_out),
         LogCommand::Prune(a) => return prune(a, json_out),
         LogCommand::Backup(a) => return backup(a, json_out),
         LogCommand::Pubkey(a) => {
@@ -315,11 +520,20 @@ pub fn run_log(cmd: LogCommand, json_out: bool) -> Result<ExitCode> {
                     .map(str::to_owned)
                     .ok_or_else(|| anyhow!("the daemon sent no public key"))
             };
+            // The key is named after the log's origin (C2SP `tlog-checkpoint`), which the log
+            // file holds.
             let key = if a.socket.socket.is_some() && a.state.state_dir.is_none() {
                 from_daemon(a.socket.path())?
             } else {
                 match key_of(&dir) {
-                    Ok(k) => k.public().to_text(),
+                    Ok(k) => match offline::origin(&dir.join("log.redb")) {
+                        Ok(Some(origin)) => k.named(&origin).public().to_text(),
+                        Ok(None) => {
+                            bail!("the log in `{}` has no id yet: start the daemon once", dir.display())
+                        }
+                        Err(OfflineError::InUse(_)) => from_daemon(daemon_holding(&dir, &a.socket)?)?,
+                        Err(e) => return Err(offline_error(e)),
+                    },
                     Err(_) if a.socket.socket.is_some() => from_daemon(daemon_holding(&dir, &a.socket)?)?,
                     Err(e) => return Err(e),
                 }

@@ -128,6 +128,10 @@ enum Command {
     /// checkpoint saved earlier.
     #[command(name = "verify-log")]
     VerifyLog(log_cmd::VerifyArgs),
+    /// Check a receipt written by `faramesh log proof` with only the log's key (and a witness
+    /// policy): the record is intact, in the log, and (with a policy) cosigned by its quorum.
+    #[command(name = "verify-proof")]
+    VerifyProof(log_cmd::VerifyProofArgs),
     /// Check an export destination's copy of the log against this host's chain: every entry
     /// present, each equal to what the chain commits to; names missing or altered ranges.
     #[command(name = "verify-export")]
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
         Command::PolicyDiff(args) => policy_cmd::run(policy_cmd::PolicyCommand::Diff(args), cli.json),
         Command::RequestHash => policy_cmd::request_hash_lines(),
         Command::VerifyLog(args) => log_cmd::verify(args, cli.json),
+        Command::VerifyProof(args) => log_cmd::verify_proof(args, cli.json),
         Command::VerifyExport(args) => fleet_cmd::verify_export(args, cli.json),
         Command::Fleet(cmd) => fleet_cmd::fleet(cmd, cli.json),
         Command::Log(cmd) => log_cmd::run_log(cmd, cli.json),

@@ -54,7 +54,7 @@ fn verify_pubkey_checkpoint_and_export() {
     );
 
     let pubkey = text(&faramesh(&["log", "pubkey", "--state-dir", state]).stdout).trim().to_owned();
-    assert!(pubkey.starts_with("faramesh-log+"), "{pubkey}");
+    assert!(pubkey.starts_with("faramesh/"), "{pubkey}");
     let checkpoint = text(&faramesh(&["log", "checkpoint", "--state-dir", state]).stdout);
     assert!(checkpoint.contains("\n12\n"), "{checkpoint}");
     let cp_file = dir.path().join("saved.checkpoint");
@@ -118,4 +118,65 @@ fn missing_state_dir_is_a_clear_error() {
     let out = faramesh(&["verify-log", "--state-dir", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no log key at"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_receipt_for_one_entry_verifies_offline_and_an_altered_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 40);
+    let state = dir.path().to_str().unwrap();
+    let pubkey = text(&faramesh(&["log", "pubkey", "--state-dir", state]).stdout).trim().to_owned();
+    let receipt = dir.path().join("17.tlog-proof");
+    let out =
+        faramesh(&["log", "proof", "--state-dir", state, "--seq", "17", "-o", receipt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("signed by this host only"), "no witness yet: {}", text(&out.stderr));
+    let written = std::fs::read_to_string(&receipt).unwrap();
+    assert!(written.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{written}");
+    assert!(written.contains("\nindex 16\n"), "{written}");
+
+    let out = faramesh(&["verify-proof", receipt.to_str().unwrap(), "--key", &pubkey]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("is entry 17 of faramesh/"), "{}", text(&out.stdout));
+
+    // The receipt by action id names the same entry.
+    let id = {
+        let line = written.lines().nth(1).unwrap().trim_start_matches("extra ");
+        let record: serde_json::Value =
+            serde_json::from_slice(&faramesh_daemon::log::keys::base64_decode(line).unwrap()).unwrap();
+        record["id"].as_str().unwrap().to_owned()
+    };
+    let out = faramesh(&["log", "proof", "--state-dir", state, "--id", &id]);
+    assert_eq!(text(&out.stdout), written);
+
+    // Another index for the same record, or a proof line changed: refused.
+    let moved = dir.path().join("moved.tlog-proof");
+    std::fs::write(&moved, written.replace("\nindex 16\n", "\nindex 15\n")).unwrap();
+    let out = faramesh(&["verify-proof", moved.to_str().unwrap(), "--key", &pubkey]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let lines: Vec<&str> = written.lines().collect();
+    let altered = written.replacen(lines[3], lines[4], 1);
+    let bad = dir.path().join("bad.tlog-proof");
+    std::fs::write(&bad, altered).unwrap();
+    let out = faramesh(&["verify-proof", bad.to_str().unwrap(), "--key", &pubkey]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("inclusion proof does not take entry 17"), "{}", text(&out.stdout));
+    // A witness policy whose quorum did not cosign: refused.
+    let policy = dir.path().join("w.policy");
+    let (_, wkey) = faramesh_daemon::log::keys::cosign(&[5u8; 32], "witness.example/w", 1, "x");
+    std::fs::write(&policy, format!("witness w {wkey}\nquorum w\n")).unwrap();
+    let out = faramesh(&[
+        "verify-proof",
+        receipt.to_str().unwrap(),
+        "--key",
+        &pubkey,
+        "--witness-policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("not by the quorum `w`"), "{}", text(&out.stdout));
+    // verify-log with that policy fails too: nothing is witnessed.
+    let out = faramesh(&["verify-log", "--state-dir", state, "--witness-policy", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("none of its 40 entries is witnessed"), "{}", text(&out.stdout));
 }

@@ -598,5 +598,5 @@ fn a_log_in_another_format_is_refused_with_both_formats_named() {
     }
     let err = Log::open(&path, LogKey::from_seed(&[9u8; 32]), LogOptions::default()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("format 1") && text.contains("formats 2 and 3"), "{text}");
+    assert!(text.contains("format 1") && text.contains("formats 2, 3, 4"), "{text}");
 }

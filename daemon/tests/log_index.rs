@@ -210,7 +210,7 @@ fn a_format_2_log_is_upgraded_on_open_and_keeps_its_ids() {
     let db = redb::ReadOnlyDatabase::open(&path).unwrap();
     let meta_format =
         db.begin_read().unwrap().open_table(META).unwrap().get("format").unwrap().unwrap().value().to_owned();
-    assert_eq!(meta_format, "3");
+    assert_eq!(meta_format, "4");
 }
 
 fn file_len(dir: &Path) -> u64 {
@@ -363,13 +363,19 @@ fn a_prune_cut_short_resumes_on_open() {
     let plan = log.plan_prune(Cut::KeepLast(100)).unwrap();
     let anchor: Value = serde_json::from_str(&log.get(plan.first_kept_seq).unwrap().unwrap()).unwrap();
     let anchor = anchor["prev_hash"].as_str().unwrap().to_owned();
+    let range: Vec<String> = log
+        .compact_range(plan.first_kept_seq - 1)
+        .unwrap()
+        .iter()
+        .map(|h| faramesh_daemon::log::keys::base64_encode(h))
+        .collect();
     let body = faramesh_daemon::log::dpr::event_entry(
         "prune",
-        json!({"first_kept_seq": plan.first_kept_seq, "anchor_hash": anchor}),
+        json!({"first_kept_seq": plan.first_kept_seq, "anchor_hash": anchor, "pruned_range": range}),
     );
     let first_kept_seq = plan.first_kept_seq;
     let writes: faramesh_daemon::log::StateWrites = Box::new(move |seq, _| {
-        let mark = prune::Mark { first_kept_seq, anchor_hash: anchor, seq };
+        let mark = prune::Mark { first_kept_seq, anchor_hash: anchor, seq, pruned_range: range };
         vec![(prune::MARK.to_owned(), Some(serde_json::to_vec(&mark).unwrap()))]
     });
     runtime().block_on(log.append_with_state(body, Some(writes))).unwrap();

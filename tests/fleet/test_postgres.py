@@ -110,7 +110,7 @@ def test_an_outage_and_two_sigkills_lose_nothing_and_edits_are_named(pg: Postgre
         assert pg.sql(f"SELECT count(*), min(seq), max(seq) FROM faramesh_entries WHERE log_id = '{log_id}'") == f"{head}|1|{head}"
         assert pg.sql(f"SELECT count(*) FROM faramesh_entries WHERE log_id = '{log_id}' AND kind = 'decision'") == "2000"
         assert int(pg.sql(f"SELECT count(*) FROM faramesh_checkpoints WHERE log_id = '{log_id}'")) >= 1
-        assert pg.sql(f"SELECT public_key LIKE 'faramesh-log+%' FROM faramesh_hosts WHERE log_id = '{log_id}'") == "t"
+        assert pg.sql(f"SELECT public_key LIKE 'faramesh/%' FROM faramesh_hosts WHERE log_id = '{log_id}'") == "t"
 
         ok = daemon.cli("verify-export", "postgres", "--url", pg.url)
         assert ok.returncode == 0, ok.stdout + ok.stderr

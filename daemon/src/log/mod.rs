@@ -9,19 +9,22 @@ mod file;
 pub mod ids;
 pub mod index;
 pub mod keys;
+pub mod merkle;
 pub mod prune;
 mod store;
 pub mod tables;
 pub mod verify;
+pub mod witness;
 
 pub use file::{
     DEFAULT_CACHE_BYTES, RANDOM_SOURCE, ZERO_AHEAD, ZeroFilledFile, create_private, create_private_dir,
     open_db, open_db_with_cache, random_bytes, random_hex,
 };
 pub use ids::ActionIds;
-pub use keys::{Checkpoint, CheckpointError, LogKey, PublicKey};
+pub use keys::{Checkpoint, CheckpointError, Cosignature, LogKey, PublicKey, WitnessKey};
 pub use store::{
-    Appended, CommitObserver, Cut, Log, LogOptions, Opener, PruneOutcome, PrunePlan, PruneStats, StateWrites,
+    Appended, COSIGNED, CommitObserver, Cut, Log, LogOptions, Opener, PruneOutcome, PrunePlan, PruneStats,
+    StateWrites,
 };
 pub use verify::{Report, verify_file};
 
@@ -37,7 +40,7 @@ pub enum LogError {
     #[error("cannot open the decision log: {0}")]
     Open(#[source] Arc<redb::DatabaseError>),
     /// The file was written by a version with another record format.
-    #[error("the decision log is in format {found}, this version reads formats {}", tables::READS_FORMATS.join(" and "))]
+    #[error("the decision log is in format {found}, this version reads formats {}", tables::READS_FORMATS.join(", "))]
     Format {
         /// The format the file declares (`(none)` when it declares none).
         found: String,
@@ -101,6 +104,18 @@ pub enum LogError {
     /// The log is shut down.
     #[error("the decision log is closed")]
     Closed,
+    /// A node of the Merkle tree cannot be had (pruned, past the end, unreadable).
+    #[error("the log's Merkle tree: {0}")]
+    Tree(#[source] merkle::TreeError),
+    /// A log pruned before it kept a Merkle tree: the tree over its first entries cannot be
+    /// built, so no checkpoint over the tree can be signed.
+    #[error(
+        "entries 1 to {pruned_through} were pruned before this log kept a Merkle tree, so the tree over them cannot be built: keep this file (it still verifies) and start a new log in another state dir"
+    )]
+    Unconvertible {
+        /// The last pruned entry.
+        pruned_through: u64,
+    },
     /// Another prune is being recorded or carried out.
     #[error("a prune of the decision log is already running")]
     PruneRunning,

@@ -33,6 +33,11 @@ pub struct Mark {
     pub anchor_hash: String,
     /// The seq of the `prune` entry.
     pub seq: u64,
+    /// The compact range of the removed entries `1 … first_kept_seq - 1` in the Merkle tree:
+    /// the roots of its perfect subtrees, largest first, base64 (what every later root and
+    /// proof needs of them). Absent for a prune made before the log kept a tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned_range: Vec<String>,
 }
 
 /// What [`EXPORTED`] holds: every entry up to `through_seq` was written out by an export or

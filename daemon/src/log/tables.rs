@@ -13,18 +13,31 @@ pub const TERMS: TableDefinition<&str, u64> = TableDefinition::new("terms");
 pub const POSTINGS: TableDefinition<u128, ()> = TableDefinition::new("postings");
 /// `seq of a decision << 64 | seq of an event about its action`.
 pub const ACTION_EVENTS: TableDefinition<u128, ()> = TableDefinition::new("action_events");
+/// The Merkle tree's node hashes at heights 8, 16, 24, … (the levels of `tlog-tiles` above 0):
+/// `level << 56 | index` → 32 bytes, where the node at height `8·level` and index `i` covers
+/// leaves `[i·256^level, (i+1)·256^level)`. Written with the commit that completes each node;
+/// leaf hashes are not stored (they are `SHA-256(0x00 ‖ entry_hash)` of the records).
+pub const TREE: TableDefinition<u64, &[u8]> = TableDefinition::new("tree");
+
+/// The [`TREE`] key of a node.
+pub fn tree_key(level: u32, index: u64) -> u64 {
+    u64::from(level) << 56 | index
+}
+
 /// Daemon state kept with the log, written in the same transaction as the entry that changes
 /// it: `approval/<id>` (JSON), `action/<id>` (JSON), `budget/<agent>/<period>` (JSON count),
 /// `log/prune` (the newest prune's cut) and `log/exported` (how far the log was exported).
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
-/// The value of `meta.format` this code writes. Format 3 stores each batch zstd-compressed and
+/// The value of `meta.format` this code writes. Format 4 adds the Merkle tree. Format 3 stores each batch zstd-compressed and
 /// keeps the query index tables; a format-2 file is upgraded on open (its batches stay as they
 /// are and read as before: the two encodings cannot be confused, see [`Batch::plain`]).
-pub const FORMAT: &str = "3";
+pub const FORMAT: &str = "4";
 
-/// Formats this code opens (older ones are upgraded in place by [`FORMAT`]'s rules).
-pub const READS_FORMATS: [&str; 2] = ["2", "3"];
+/// Formats this code opens (older ones are upgraded in place by [`FORMAT`]'s rules). Format 4
+/// signs C2SP checkpoints over the Merkle tree of the entries and keeps the [`TREE`] table; a
+/// format-2 or -3 log gets its tree built on open (one pass over the stored entry hashes).
+pub const READS_FORMATS: [&str; 3] = ["2", "3", "4"];
 
 /// The first four bytes of a compressed batch value: a record count no plain batch can have.
 const COMPRESSED: [u8; 4] = [0xff; 4];

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::{self, GENESIS};
 use super::keys::{CheckpointError, PublicKey};
+use super::merkle::{self, Frontier};
 use super::prune::{MARK, Mark};
+use super::store::pruned_range;
 use super::tables::{BATCHES, Batch, BatchError, META, STATE};
+use super::witness::WitnessPolicy;
 
 /// The outcome of a verification.
 ///
@@ -40,6 +43,25 @@ pub struct Report {
     /// When the newest prune was recorded (its entry's `ts`).
     #[serde(default)]
     pub pruned_at: Option<String>,
+    /// The Merkle root recomputed over every entry (base64, as in checkpoints), when the log's
+    /// tree could be recomputed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// With a witness policy: the newest checkpoint a quorum cosigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<Witnessed>,
+}
+
+/// The newest checkpoint cosigned by a witness policy's quorum, found in the log (its
+/// `witness_cosigned` entries) or given, and checked against the recomputed tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witnessed {
+    /// Its size: every entry up to it was witnessed.
+    pub size: u64,
+    /// The witnesses whose cosignatures on it verified.
+    pub witnesses: Vec<String>,
+    /// Entries after it (not witnessed yet).
+    pub unwitnessed: u64,
 }
 
 fn one() -> u64 {
@@ -134,12 +156,26 @@ pub fn verify_file(path: &Path, public: &PublicKey, against: Option<&str>) -> Re
         first_seq: 1,
         pruned_entries: 0,
         pruned_at: None,
+        root: None,
+        witnessed: None,
     };
     offline::verify(path, public, against).unwrap_or_else(|e| failed(e.to_string()))
 }
 
 /// Verifies the log visible in `txn`.
 pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&str>) -> Report {
+    verify_txn_with(txn, public, against, None)
+}
+
+/// [`verify_txn`], and with a witness policy: the newest checkpoint its quorum cosigned (in the
+/// log's `witness_cosigned` entries, or `against`) must match the recomputed root at its size,
+/// and one must exist.
+pub fn verify_txn_with(
+    txn: &ReadTransaction,
+    public: &PublicKey,
+    against: Option<&str>,
+    policy: Option<&WitnessPolicy>,
+) -> Report {
     let report = Report {
         ok: true,
         size: 0,
@@ -150,8 +186,10 @@ pub fn verify_txn(txn: &ReadTransaction, public: &PublicKey, against: Option<&st
         first_seq: 1,
         pruned_entries: 0,
         pruned_at: None,
+        root: None,
+        witnessed: None,
     };
-    match verify_inner(txn, public, against, report.clone()) {
+    match verify_inner(txn, public, against, policy, report.clone()) {
         Ok(r) => r,
         Err(problem) => Report { ok: false, problem: Some(problem.to_string()), ..report },
     }
@@ -161,6 +199,7 @@ fn verify_inner(
     txn: &ReadTransaction,
     public: &PublicKey,
     against: Option<&str>,
+    policy: Option<&WitnessPolicy>,
     mut report: Report,
 ) -> Result<Report, VerifyError> {
     let meta = txn.open_table(META).map_err(read_err)?;
@@ -197,6 +236,10 @@ fn verify_inner(
     };
     let mut prev = GENESIS;
     let mut expected = 1u64;
+    // The Merkle tree recomputed along the chain: from the empty tree, or, for a pruned log,
+    // from the compact range its prune recorded (`None` while it cannot be known).
+    let recorded_range = pruned_range(mark.as_ref());
+    let mut tree = Some(Frontier::default());
     if let Some((first, anchor)) = start
         && first > 1
     {
@@ -204,9 +247,18 @@ fn verify_inner(
         prev = anchor;
         report.first_seq = first;
         report.pruned_entries = first - 1;
+        tree = recorded_range.clone().filter(|r| r.size() == first - 1);
     }
-    // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts).
-    let mut newest_prune: Option<(u64, u64, String, String)> = None;
+    // Once a checkpoint over the tree has been read, an older-format one may not follow.
+    let mut tree_checkpoints = false;
+    // The first checkpoint over the tree whose root could not be recomputed.
+    let mut unrecomputed: Option<u64> = None;
+    // With a witness policy: the root at every checkpoint over the tree, and the cosigned
+    // checkpoints the log recorded.
+    let mut roots: Vec<(u64, [u8; 32])> = Vec::new();
+    let mut cosigned: Vec<(u64, String)> = Vec::new();
+    // The newest `prune` entry read: (its seq, first_kept_seq, anchor_hash, ts, pruned_range).
+    let mut newest_prune: Option<(u64, u64, String, String, Vec<String>)> = None;
     let mut rows = batches.iter().map_err(read_err)?;
     // Records of the batches read so far and not yet checked, with the key and checkpoint of
     // the batch each ends (on its last record); one record of look-ahead tells a swapped entry
@@ -262,6 +314,13 @@ fn verify_inner(
                         ),
                     ));
                 }
+                if policy.is_some()
+                    && opened.value.get("kind").and_then(serde_json::Value::as_str)
+                        == Some("witness_cosigned")
+                    && let Some(note) = opened.value.get("checkpoint").and_then(serde_json::Value::as_str)
+                {
+                    cosigned.push((seq, note.to_owned()));
+                }
                 if opened.value.get("kind").and_then(serde_json::Value::as_str) == Some("prune") {
                     let field = |k: &str| opened.value.get(k).cloned().unwrap_or_default();
                     newest_prune = Some((
@@ -269,6 +328,7 @@ fn verify_inner(
                         field("first_kept_seq").as_u64().unwrap_or(0),
                         field("anchor_hash").as_str().unwrap_or_default().to_owned(),
                         field("ts").as_str().unwrap_or_default().to_owned(),
+                        serde_json::from_value(field("pruned_range")).unwrap_or_default(),
                     ));
                 }
                 if opened.prev_hash != prev {
@@ -282,9 +342,28 @@ fn verify_inner(
                     );
                 }
                 prev = opened.entry_hash;
+                if let Some(r) = recorded_range.as_ref().filter(|r| r.size() == seq - 1)
+                    && tree.as_ref() != Some(r)
+                {
+                    // Entries before the cut are still here (a prune not finished): the range the
+                    // prune recorded must be theirs.
+                    if tree.is_some() {
+                        return Ok(report.bad(
+                            seq,
+                            format!(
+                                "the tree range the prune recorded does not match entries 1 to {}",
+                                seq - 1
+                            ),
+                        ));
+                    }
+                    tree = Some(r.clone());
+                }
+                if let Some(t) = tree.as_mut() {
+                    t.push(merkle::leaf_hash(&prev), |_, _, _| {});
+                }
                 if let Some(cp) = &given
                     && cp.size == seq
-                    && cp.head_hash != prev
+                    && !matches_at(cp, &prev, tree.as_ref())
                 {
                     return Ok(report
                         .bad(seq, format!("entry {seq} does not match the given checkpoint (size {seq})")));
@@ -309,9 +388,36 @@ fn verify_inner(
                 if cp.size != key || cp.origin != origin {
                     return Ok(report.bad(at, format!("checkpoint at size {key} names another log or size")));
                 }
-                if cp.head_hash != prev {
+                if cp.legacy && tree_checkpoints {
+                    return Ok(report.bad(
+                        at,
+                        format!("checkpoint at size {key} is in the older format, after checkpoints over the Merkle tree"),
+                    ));
+                }
+                tree_checkpoints |= !cp.legacy;
+                if policy.is_some() && !cp.legacy {
+                    roots.push((key, cp.root));
+                }
+                if cp.legacy && cp.root != prev {
                     return Ok(report
                         .bad(at, format!("entry {key} does not match the signed checkpoint at size {key}")));
+                }
+                if !cp.legacy {
+                    match tree.as_ref() {
+                        Some(t) if t.root() != cp.root => {
+                            return Ok(report.bad(
+                                at,
+                                format!("entry {key} does not match the signed checkpoint at size {key}"),
+                            ));
+                        }
+                        Some(_) => {}
+                        // Entries a prune is removing: their tree is checked at the cut.
+                        None if mark.as_ref().is_some_and(|m| key < m.first_kept_seq) => {}
+                        // Reported at the end, unless what the prunes recorded explains it first.
+                        None => {
+                            unrecomputed.get_or_insert(at);
+                        }
+                    }
                 }
                 report.checkpoints += 1;
             }
@@ -321,8 +427,12 @@ fn verify_inner(
     // prune mark must be that entry's.
     let kept_from = report.first_seq;
     match (&newest_prune, &mark) {
-        (Some((seq, first_kept, anchor, ts)), Some(m)) => {
-            if m.seq != *seq || m.first_kept_seq != *first_kept || &m.anchor_hash != anchor {
+        (Some((seq, first_kept, anchor, ts, range)), Some(m)) => {
+            if m.seq != *seq
+                || m.first_kept_seq != *first_kept
+                || &m.anchor_hash != anchor
+                || &m.pruned_range != range
+            {
                 return Ok(report
                     .bad(*seq, format!("the prune mark does not match the prune recorded at entry {seq}")));
             }
@@ -348,6 +458,22 @@ fn verify_inner(
         }
         (None, _) => {}
     }
+    if let Some(at) = unrecomputed {
+        return Ok(report.bad(
+            at,
+            format!(
+                "the Merkle root at size {at} cannot be recomputed: the prune did not record the tree of the entries it removed"
+            ),
+        ));
+    }
+    report.root = tree.as_ref().map(|t| crate::log::keys::base64_encode(&t.root()));
+    if let Some(policy) = policy {
+        let given = against.map(|note| (report.size + 1, note.to_owned()));
+        match witnessed(policy, public, &origin, &roots, cosigned.into_iter().chain(given), report.size) {
+            Ok(w) => report.witnessed = Some(w),
+            Err((at, problem)) => return Ok(report.bad(at, problem)),
+        }
+    }
     if let Some(cp) = &given
         && cp.size > report.size
     {
@@ -361,6 +487,74 @@ fn verify_inner(
         ));
     }
     Ok(report)
+}
+
+/// The newest checkpoint the policy's quorum cosigned among `notes` (each with the seq of the
+/// entry that recorded it), checked against the roots the log's own checkpoints were verified
+/// to have. `Err((seq, problem))` when a cosigned root differs (the log was rewritten below a
+/// size a witness saw) or no checkpoint is cosigned by the quorum.
+fn witnessed(
+    policy: &WitnessPolicy,
+    public: &PublicKey,
+    origin: &str,
+    roots: &[(u64, [u8; 32])],
+    notes: impl Iterator<Item = (u64, String)>,
+    size: u64,
+) -> Result<Witnessed, (u64, String)> {
+    let mut best: Option<Witnessed> = None;
+    for (seq, note) in notes {
+        let Ok((cp, cosigs)) = policy.check(&note, public) else { continue };
+        if cp.origin != origin {
+            continue;
+        }
+        let names: Vec<String> = cosigs.iter().map(|c| c.name.clone()).collect();
+        match roots.binary_search_by_key(&cp.size, |(s, _)| *s) {
+            Ok(i) if roots[i].1 == cp.root => {}
+            Ok(_) => {
+                return Err((
+                    cp.size.max(1),
+                    format!(
+                        "the checkpoint at size {} cosigned by {} (recorded at entry {seq}) does not match the log's Merkle root at that size: the log was rewritten after they saw it",
+                        cp.size,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Err(_) if cp.size > size => {
+                return Err((
+                    size + 1,
+                    format!(
+                        "entry {} is missing: the checkpoint cosigned by {} covers {} entries",
+                        size + 1,
+                        names.join(", "),
+                        cp.size
+                    ),
+                ));
+            }
+            // A size the log signed no checkpoint at (or whose entries were pruned): its root
+            // cannot be compared here.
+            Err(_) => continue,
+        }
+        if best.as_ref().is_none_or(|b| b.size < cp.size) {
+            best = Some(Witnessed { size: cp.size, witnesses: names, unwitnessed: size - cp.size });
+        }
+    }
+    best.ok_or_else(|| {
+        (
+            1,
+            format!(
+                "no checkpoint of this log is cosigned by the policy's quorum `{}`: none of its {} entries is witnessed",
+                policy.quorum_name(),
+                size
+            ),
+        )
+    })
+}
+
+/// Whether the given checkpoint `cp` (of the size just reached) holds what was recomputed: the
+/// Merkle root, or for an older-format one the last entry's hash.
+fn matches_at(cp: &crate::log::Checkpoint, head: &[u8; 32], tree: Option<&Frontier>) -> bool {
+    if cp.legacy { cp.root == *head } else { tree.is_some_and(|t| t.root() == cp.root) }
 }
 
 /// A unit of verification work: a record (with the key of its batch), or the end of a batch
@@ -409,9 +603,46 @@ pub mod offline {
         pub last_seq: u64,
     }
 
+    /// A `tlog-proof` receipt for entry `seq`, and whether its checkpoint is cosigned.
+    pub fn receipt(
+        path: &Path,
+        seq: u64,
+    ) -> Result<Result<(crate::log::witness::Receipt, bool), crate::log::LogError>, OfflineError> {
+        with_db(path, |txn, _| Ok(crate::log::store::receipt_txn(txn, seq)))
+    }
+
+    /// The log's action id scheme (`meta.ids`).
+    pub fn id_scheme(path: &Path) -> Result<crate::log::ids::Scheme, OfflineError> {
+        with_db(path, |txn, read| {
+            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let ids = meta.get("ids").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
+            Ok(crate::log::ids::Scheme::from_meta(ids.as_deref())
+                .unwrap_or(crate::log::ids::Scheme::Prefixed))
+        })
+    }
+
+    /// The log's origin line (`faramesh/<log id>`), the name of its verifier key.
+    pub fn origin(path: &Path) -> Result<Option<String>, OfflineError> {
+        with_db(path, |txn, read| {
+            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let id = meta.get("log_id").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
+            Ok(id.map(|id| format!("faramesh/{id}")))
+        })
+    }
+
     /// Verifies a log file; `Err` when it cannot be read at all (in use, missing).
     pub fn verify(path: &Path, public: &PublicKey, against: Option<&str>) -> Result<Report, OfflineError> {
         with_db(path, |txn, _| Ok(super::verify_txn(txn, public, against)))
+    }
+
+    /// [`verify`] with a witness policy (see [`super::verify_txn_with`]).
+    pub fn verify_witnessed(
+        path: &Path,
+        public: &PublicKey,
+        against: Option<&str>,
+        policy: Option<&super::WitnessPolicy>,
+    ) -> Result<Report, OfflineError> {
+        with_db(path, |txn, _| Ok(super::verify_txn_with(txn, public, against, policy)))
     }
 
     /// Writes a consistent copy of the file to `dest` (see [`crate::log::backup`]).

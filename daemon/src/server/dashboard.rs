@@ -287,6 +287,7 @@ async fn overview(AxState(app): AxState<App>, Caller(who): Caller) -> HttpResult
             "policy": state.policy_status(),
             "counts": status.get("counts"),
             "notifications": status.get("notifications"),
+            "witnesses": status.get("witnesses"),
             "log": {
                 "size": cp.get("size"),
                 "head_hash": cp.get("head_hash"),

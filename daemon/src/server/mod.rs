@@ -53,6 +53,8 @@ pub struct Config {
     pub demo: bool,
     /// Where the log's entries are exported (`docs/fleet.md`).
     pub export: Vec<crate::service::fleet::Spec>,
+    /// The witnesses the log's checkpoints are submitted to (`serve --witnesses`), if any.
+    pub witnesses: Option<crate::service::witness::Config>,
 }
 
 /// Why the daemon could not start.
@@ -246,6 +248,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tokio::spawn(Arc::clone(d).run(Arc::clone(&log), Arc::clone(&state.destinations), outbox_stop.clone()))
         })
         .collect();
+    // Witnesses: the newest checkpoint submitted every interval and once more at shutdown.
+    let witness_stop = tokio_util::sync::CancellationToken::new();
+    let witness_task = config.witnesses.clone().map(|w| {
+        tracing::info!(
+            witnesses = w.policy.witnesses.len(),
+            interval_s = w.interval.as_secs_f64(),
+            "submitting checkpoints to witnesses"
+        );
+        let (svc, stop) = (service.clone(), witness_stop.clone());
+        tokio::spawn(async move { svc.run_witnesses(w, stop).await })
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -341,6 +354,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let stop = dpr::event_entry("daemon_stop", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
     if let Err(e) = log.append(stop).await {
         tracing::error!(error = %e, "cannot record the stop");
+    }
+    // The checkpoint that records the stop goes to the witnesses before the log closes.
+    witness_stop.cancel();
+    if let Some(task) = witness_task {
+        let _ = tokio::time::timeout(Duration::from_secs(25), task).await;
     }
     if !socket_activated {
         // A passed socket belongs to systemd, which keeps it for the next start.

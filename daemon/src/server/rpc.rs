@@ -83,6 +83,7 @@ pub fn method(name: &str) -> Option<Method> {
         "approval.wait" => call!(approval_wait),
         "log.verify" => call!(log_verify),
         "log.checkpoint" => call!(log_checkpoint),
+        "log.proof" => call!(log_proof),
         "log.entries" => call!(log_entries),
         "export.rewind" => call!(export_rewind),
         "log.prune" => call!(log_prune),
@@ -280,8 +281,14 @@ async fn approval_wait(s: Service, p: Map<String, Value>, who: Identity) -> RpcR
 
 async fn log_verify(s: Service, p: Map<String, Value>, _: Identity) -> RpcResult {
     let against = Fields(&p).string("against")?;
-    let report = s.verify(against).await?;
+    let policy = Fields(&p).string("witness_policy")?;
+    let report = s.verify_witnessed(against, policy).await?;
     serde_json::to_value(report).map_err(|e| ServiceError::internal(e.to_string()))
+}
+
+async fn log_proof(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {
+    let f = Fields(&p);
+    s.proof(f.uint("seq", 1..=u64::MAX)?, f.string("id")?, &who)
 }
 
 async fn log_entries(s: Service, p: Map<String, Value>, who: Identity) -> RpcResult {

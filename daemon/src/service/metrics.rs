@@ -19,6 +19,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabels {
+    witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestinationLabels {
     destination: String,
 }
@@ -74,6 +79,8 @@ pub struct Metrics {
     export_lag_entries: Family<DestinationLabels, Gauge>,
     export_lag_seconds: Family<DestinationLabels, Gauge>,
     export_errors: Family<DestinationLabels, Gauge>,
+    witness_size: Family<WitnessLabels, Gauge>,
+    witness_alarm: Family<WitnessLabels, Gauge>,
     last_commit_ok: std::sync::atomic::AtomicBool,
 }
 
@@ -171,8 +178,22 @@ impl Metrics {
             "Batches an export destination did not acknowledge since the daemon started",
             export_errors.clone(),
         );
+        let witness_size = Family::<WitnessLabels, Gauge>::default();
+        registry.register(
+            "witness_cosigned_size",
+            "The largest checkpoint size each witness cosigned",
+            witness_size.clone(),
+        );
+        let witness_alarm = Family::<WitnessLabels, Gauge>::default();
+        registry.register(
+            "witness_alarm",
+            "1 while a witness refuses the log (it saw a larger log, or one this log is not consistent with)",
+            witness_alarm.clone(),
+        );
         Metrics {
             registry,
+            witness_size,
+            witness_alarm,
             export_cursor,
             export_lag_entries,
             export_lag_seconds,
@@ -254,6 +275,15 @@ impl Metrics {
         self.export_lag_entries.get_or_create(&labels).set(n("lag_entries"));
         self.export_lag_seconds.get_or_create(&labels).set(n("lag_seconds"));
         self.export_errors.get_or_create(&labels).set(n("errors"));
+    }
+
+    /// A witness's cosigned size and alarm (from its status row), for the next render.
+    pub fn witness(&self, status: &serde_json::Value) {
+        let labels = WitnessLabels { witness: status["name"].as_str().unwrap_or("?").to_owned() };
+        self.witness_size
+            .get_or_create(&labels)
+            .set(i64::try_from(status["size"].as_u64().unwrap_or(0)).unwrap_or(i64::MAX));
+        self.witness_alarm.get_or_create(&labels).set(i64::from(!status["alarm"].is_null()));
     }
 
     /// The text exposition, with the gauges read now.

@@ -30,6 +30,7 @@ pub mod retention;
 pub mod state;
 pub mod stats;
 pub mod v1;
+pub mod witness;
 
 use std::sync::Arc;
 

@@ -594,6 +594,10 @@ pub fn email_text(note: &Note) -> (String, String) {
             format!("[Faramesh] Escalated, still waiting for approval: {call}"),
             "Escalated, still waiting for approval.".to_owned(),
         ),
+        "witness.alarm" => {
+            let witness = one_line(&s("witness"), 64);
+            (format!("[Faramesh] Witness alarm: {witness}"), format!("Witness alarm: {witness}."))
+        }
         _ => (format!("[Faramesh] Denied: {call}"), "Denied.".to_owned()),
     };
     let mut lines = vec![head, String::new()];
@@ -696,6 +700,7 @@ pub fn slack_body(note: &Note) -> Value {
         }
         "approval.reminder" => format!(":hourglass: Still waiting for approval: {call}"),
         "approval.escalated" => format!(":rotating_light: Escalated, still waiting for approval: {call}"),
+        "witness.alarm" => format!(":rotating_light: Witness alarm: {}", s("reason")),
         _ => format!(":no_entry: Denied: {call}"),
     };
     let mut lines = vec![title.clone()];

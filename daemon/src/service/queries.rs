@@ -71,11 +71,47 @@ impl Service {
 
     /// Verifies the whole log (off the async runtime).
     pub async fn verify(&self, against: Option<String>) -> Result<crate::log::Report, ServiceError> {
+        self.verify_witnessed(against, None).await
+    }
+
+    /// Verifies the whole log and, with a witness policy (C2SP `tlog-policy` text), the newest
+    /// checkpoint its quorum cosigned.
+    pub async fn verify_witnessed(
+        &self,
+        against: Option<String>,
+        policy: Option<String>,
+    ) -> Result<crate::log::Report, ServiceError> {
+        let policy = policy
+            .map(|text| crate::log::witness::WitnessPolicy::parse(&text))
+            .transpose()
+            .map_err(|e| ServiceError::invalid("witness_policy", format!("the witness policy: {e}")))?;
         let log = Arc::clone(&self.state.log);
-        tokio::task::spawn_blocking(move || log.verify(against.as_deref()))
+        tokio::task::spawn_blocking(move || log.verify_witnessed(against.as_deref(), policy.as_ref()))
             .await
             .map_err(|e| ServiceError::internal(e.to_string()))?
             .map_err(ServiceError::from)
+    }
+
+    /// A `tlog-proof` receipt for one entry, by seq or action id, if `who` may read it:
+    /// `{receipt, seq, size, witnessed}`.
+    pub fn proof(&self, seq: Option<u64>, id: Option<String>, who: &Identity) -> Result<Value, ServiceError> {
+        let seq = match (seq, id) {
+            (Some(seq), _) => seq,
+            (None, Some(id)) => {
+                let rec = self.find_action(&id, who)?.record;
+                self.state
+                    .log
+                    .seq_of_id(&rec.id)
+                    .ok_or_else(|| ServiceError::not_found(format!("no action `{id}`")))?
+            }
+            (None, None) => return Err(ServiceError::missing("seq")),
+        };
+        let (receipt, witnessed) = self.state.log.receipt(seq)?;
+        if !self.reader(who).sees_entry(&String::from_utf8_lossy(&receipt.record)) {
+            return Err(ServiceError::not_found(format!("no entry {seq}")));
+        }
+        let size = crate::log::Checkpoint::parse_note(&receipt.checkpoint).map_or(0, |cp| cp.size);
+        Ok(json!({"receipt": receipt.to_text(), "seq": seq, "size": size, "witnessed": witnessed}))
     }
 
     /// The log in order from `from_seq` (or the first entry at or after `since`): of `limit`
@@ -121,7 +157,9 @@ impl Service {
             "checkpoint": cp,
             "size": size,
             "head_hash": entry::hex(&head),
+            "root": crate::log::keys::base64_encode(&self.state.log.tree_head().1),
             "pubkey": self.state.log.key().public().to_text(),
+            "cosigned": self.state.log.state_get(crate::log::COSIGNED)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
         }))
     }
 }

@@ -336,6 +336,13 @@ impl State {
                 "exported_through": self.log.exported_through().ok(),
             },
             "export": self.destinations.iter().map(|d| d.status(&self.log)).collect::<Vec<_>>(),
+            "witnesses": self
+                .log
+                .state_scan(crate::service::witness::STATUS_PREFIX)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
+                .collect::<Vec<_>>(),
         })
     }
 }

@@ -22,11 +22,14 @@ mod export;
 mod open;
 mod pruning;
 mod reads;
+mod tree;
 mod writer;
 
 use open::{init_tables, read_tail};
 pub use pruning::{Cut, PruneOutcome, PrunePlan};
 use reads::{corrupt, first_seq, record_ts};
+pub use tree::COSIGNED;
+pub(crate) use tree::{pruned_range, receipt_txn};
 pub use writer::PruneStats;
 use writer::{Msg, PruneJob, writer_loop};
 
@@ -131,6 +134,8 @@ struct Shared {
     origin: String,
     ids: ActionIds,
     head: Mutex<(u64, [u8; 32])>,
+    /// The Merkle tree's frontier as of the last commit.
+    tree: Mutex<crate::log::merkle::Frontier>,
     /// Index rows of committed entries not yet written to the index tables.
     pending: Mutex<Pending>,
     last_ts_ms: Mutex<u64>,
@@ -181,14 +186,18 @@ impl Log {
         let (log_id, scheme) = init_tables(&db)?;
         let ids = ActionIds::new(&log_id, scheme);
         index::catch_up(&db, &ids)?;
+        let frontier = tree::catch_up(&db)?;
         let (head, last_ts) = read_tail(&db)?;
         let (committed, _) = broadcast::channel(1024);
+        let origin = format!("faramesh/{log_id}");
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
-            key,
-            origin: format!("faramesh/{log_id}"),
+            // Checkpoints are signed under the log's origin (C2SP `tlog-checkpoint`).
+            key: key.named(&origin),
+            origin,
             ids,
             head: Mutex::new(head),
+            tree: Mutex::new(frontier),
             pending: Mutex::new(Pending::default()),
             last_ts_ms: Mutex::new(last_ts),
             committed,
@@ -249,7 +258,7 @@ impl Log {
         &self.shared.origin
     }
 
-    /// The signing key.
+    /// The signing key, named after the log's origin.
     pub fn key(&self) -> &LogKey {
         &self.shared.key
     }
@@ -302,6 +311,10 @@ impl Log {
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(handle) = handle {
             let _ = handle.join();
+            // The file is closed now, cleanly, even while tasks that hold the handle linger (a
+            // process that exits before they drop it would leave a file redb must repair).
+            let db = self.shared.db.write().ok().and_then(|mut slot| slot.take());
+            drop(db);
         }
     }
 
@@ -331,8 +344,18 @@ impl Log {
 
     /// Verifies the whole log (see [`verify::verify_txn`]).
     pub fn verify(&self, against: Option<&str>) -> Result<verify::Report, LogError> {
+        self.verify_witnessed(against, None)
+    }
+
+    /// Verifies the whole log, and with a witness policy what its witnesses cosigned (see
+    /// [`verify::verify_txn_with`]).
+    pub fn verify_witnessed(
+        &self,
+        against: Option<&str>,
+        policy: Option<&crate::log::witness::WitnessPolicy>,
+    ) -> Result<verify::Report, LogError> {
         let public = self.shared.key.public();
-        self.read(|txn| Ok(verify::verify_txn(txn, &public, against)))
+        self.read(|txn| Ok(verify::verify_txn_with(txn, &public, against, policy)))
     }
 }
 

@@ -15,6 +15,7 @@ pub(super) fn init_tables(db: &Database) -> Result<(String, Scheme), LogError> {
         txn.open_table(TERMS).map_err(storage)?;
         txn.open_table(POSTINGS).map_err(storage)?;
         txn.open_table(ACTION_EVENTS).map_err(storage)?;
+        txn.open_table(crate::log::tables::TREE).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
         let format = meta.get("format").map_err(storage)?.map(|v| v.value().to_owned());

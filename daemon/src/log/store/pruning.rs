@@ -147,6 +147,10 @@ impl Log {
             None => return Err(corrupt(last_pruned, Corruption::Empty)),
         };
         let anchor_hex = entry::hex(&anchor);
+        // What every later root and proof needs of the entries that go: the roots of the perfect
+        // subtrees that cover them exactly (the compact range of the pruned prefix).
+        let pruned_range: Vec<String> =
+            self.compact_range(last_pruned)?.iter().map(|h| crate::log::keys::base64_encode(h)).collect();
         let body = crate::log::dpr::event_entry(
             "prune",
             serde_json::json!({
@@ -156,12 +160,14 @@ impl Log {
                 "pruned_entries": plan.entries,
                 "exported_through": plan.exported_through,
                 "forced": force && plan.exported_through + 1 < plan.first_kept_seq,
+                "pruned_range": pruned_range,
                 "by": by,
             }),
         );
         let first_kept_seq = plan.first_kept_seq;
+        let pruned_range = pruned_range.clone();
         let writes: StateWrites = Box::new(move |seq, _| {
-            let mark = crate::log::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq };
+            let mark = crate::log::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq, pruned_range };
             vec![(crate::log::prune::MARK.to_owned(), serde_json::to_vec(&mark).ok())]
         });
         let recorded = self.append_with_state(body, Some(writes)).await?;

@@ -214,10 +214,14 @@ pub(super) fn current_db(shared: &Shared, opener: &Opener) -> Result<Arc<Databas
         return Ok(db);
     }
     let db = opener().map_err(storage)?;
+    let frontier = super::tree::catch_up(&db)?;
     let (head, last_ts) = read_tail(&db)?;
     let db = Arc::new(db);
     if let Ok(mut h) = shared.head.lock() {
         *h = head;
+    }
+    if let Ok(mut t) = shared.tree.lock() {
+        *t = frontier;
     }
     if let Ok(mut t) = shared.last_ts_ms.lock() {
         *t = (*t).max(last_ts);
@@ -263,6 +267,10 @@ pub(super) struct Sealer<'a> {
     shared: &'a Shared,
     seq: u64,
     prev: [u8; 32],
+    /// The Merkle tree's frontier with this batch's entries.
+    tree: crate::log::merkle::Frontier,
+    /// Tree nodes (at heights 8, 16, …) this batch completes: `(tree table key, hash)`.
+    nodes: Vec<(u64, [u8; 32])>,
     ts_ms: u64,
     ts: String,
     prepared: Vec<Prepared>,
@@ -275,7 +283,18 @@ impl<'a> Sealer<'a> {
         let (seq, prev) = shared.head.lock().map_or((0, GENESIS), |h| *h);
         // Never before the previous batch's: `ts` is monotonic in `seq`.
         let ts_ms = shared.last_ts_ms.lock().map_or(0, |t| *t).max(entry::now_ms());
-        Sealer { shared, seq, prev, ts_ms, ts: entry::rfc3339(ts_ms), prepared: Vec::new(), bytes: 0 }
+        let tree = shared.tree.lock().map(|t| t.clone()).unwrap_or_default();
+        Sealer {
+            shared,
+            seq,
+            prev,
+            tree,
+            nodes: Vec::new(),
+            ts_ms,
+            ts: entry::rfc3339(ts_ms),
+            prepared: Vec::new(),
+            bytes: 0,
+        }
     }
 
     fn add(&mut self, job: Job) {
@@ -284,6 +303,10 @@ impl<'a> Sealer<'a> {
         let id = job.assign_id.then(|| self.shared.ids.id_of(seq));
         let sealed = entry::seal_prepared(&self.prev, &job.body, seq, &self.ts, id.as_deref());
         self.prev = sealed.entry_hash;
+        let nodes = &mut self.nodes;
+        self.tree.push(crate::log::merkle::leaf_hash(&sealed.entry_hash), |h, i, hash| {
+            nodes.push((crate::log::tables::tree_key(h / crate::log::merkle::TILE_HEIGHT, i), *hash));
+        });
         self.bytes += sealed.record.len();
         let state = job.state.map(|f| f(seq, id.as_deref())).unwrap_or_default();
         let indexed = job.keys.row(seq, &self.shared.ids);
@@ -293,8 +316,9 @@ impl<'a> Sealer<'a> {
     /// Signs the checkpoint, commits, and answers every appender. `Err(())` when the
     /// transaction failed (every appender got the error) and the database must be reopened.
     fn commit(self, db: &Database) -> Result<(), ()> {
-        let Sealer { shared, seq, prev, ts_ms, prepared, .. } = self;
-        let checkpoint = Checkpoint { origin: shared.origin.clone(), size: seq, head_hash: prev };
+        let Sealer { shared, seq, prev, tree, nodes, ts_ms, prepared, .. } = self;
+        let checkpoint =
+            Checkpoint { origin: shared.origin.clone(), size: seq, root: tree.root(), legacy: false };
         let note = shared.key.sign_checkpoint(&checkpoint);
         // The index rows go to the tables with the commit that brings the pending ones to
         // FLUSH_ROWS; until then they are kept in memory.
@@ -308,7 +332,7 @@ impl<'a> Sealer<'a> {
                     .collect::<Vec<_>>()
             })
         });
-        let written = write_batch(db, &prepared, &note, flush.as_deref().map(|rows| (rows, seq)));
+        let written = write_batch(db, &prepared, &note, &nodes, flush.as_deref().map(|rows| (rows, seq)));
         // Done with the file before anyone hears back: an appender that got its answer never
         // sees the writer still busy with its commit.
         shared.set_busy(false);
@@ -323,6 +347,9 @@ impl<'a> Sealer<'a> {
                 }
                 if let Ok(mut h) = shared.head.lock() {
                     *h = (seq, prev);
+                }
+                if let Ok(mut t) = shared.tree.lock() {
+                    *t = tree;
                 }
                 if let Ok(mut t) = shared.last_ts_ms.lock() {
                     *t = ts_ms;
@@ -355,6 +382,7 @@ pub(super) fn write_batch(
     db: &Database,
     prepared: &[Prepared],
     note: &str,
+    nodes: &[(u64, [u8; 32])],
     index_rows: Option<(&[Indexed], u64)>,
 ) -> Result<(), LogError> {
     let size = prepared.last().map_or(0, |p| p.seq);
@@ -363,6 +391,12 @@ pub(super) fn write_batch(
     let txn = db.begin_write().map_err(storage)?;
     {
         txn.open_table(BATCHES).map_err(storage)?.insert(size, value.as_slice()).map_err(storage)?;
+        if !nodes.is_empty() {
+            let mut tree = txn.open_table(crate::log::tables::TREE).map_err(storage)?;
+            for (key, hash) in nodes {
+                tree.insert(key, hash.as_slice()).map_err(storage)?;
+            }
+        }
         if let Some((rows, through)) = index_rows {
             index::write_rows(&txn, rows, through)?;
         }

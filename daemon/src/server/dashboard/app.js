@@ -208,6 +208,10 @@ async function loadOverview() {
     $("mode-text").textContent = notes.join("; ");
     $("policy-error").hidden = !p.last_error;
     $("policy-error-text").textContent = p.last_error || "";
+    // A witness that refuses the log (it saw a larger one, or one this log is not consistent with).
+    const alarms = (o.witnesses || []).filter((w) => w.alarm);
+    $("witness-alarm").hidden = alarms.length === 0;
+    $("witness-alarm-text").textContent = alarms.map((w) => `${w.name}: ${w.alarm.message}`).join("; ");
     // Deliveries that failed, or that have waited over a minute, are said in the header.
     const n = o.notifications || {};
     const late = (n.waiting || 0) > 0 && (n.oldest_seconds || 0) >= 60;

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 mod app;
 pub mod guard;
 mod sse;
+mod tlog;
 mod tls;
 mod tokens;
 mod v1;

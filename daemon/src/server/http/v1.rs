@@ -21,6 +21,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/grants", get(list_grants).post(create_grant))
         .route("/v1/grants/{id}", axum::routing::delete(revoke_grant))
+        .merge(super::tlog::routes())
         .merge(crate::server::dashboard::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::layer))
