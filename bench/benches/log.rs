@@ -112,4 +112,32 @@ fn main() {
     }
     let report = log.verify(None).unwrap();
     assert!(report.ok, "{report:?}");
+    tree_cost();
+}
+
+/// The Merkle tree's CPU per entry as the writer spends it: a leaf hash and the frontier's
+/// merges per entry, the root folded once per commit, and the tile nodes a commit completes
+/// collected for the commit's transaction (their redb insert, one per 256 entries, is part of
+/// the `log_append_*` figures above). Compare with `socket_govern_*_server_cpu_per_decision`.
+fn tree_cost() {
+    use faramesh_daemon::log::merkle::{Frontier, leaf_hash};
+    const ENTRIES: u64 = 2_000_000;
+    for per_commit in [1u64, 32, 256] {
+        let mut frontier = Frontier::default();
+        let mut nodes = Vec::new();
+        let mut sink = 0u8;
+        let start = Instant::now();
+        for i in 0..ENTRIES {
+            let mut entry_hash = [0u8; 32];
+            entry_hash[..8].copy_from_slice(&i.to_le_bytes());
+            frontier.push(leaf_hash(&entry_hash), |h, idx, hash| nodes.push((h, idx, *hash)));
+            if (i + 1) % per_commit == 0 {
+                sink ^= frontier.root()[0];
+                nodes.clear();
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / ENTRIES as f64;
+        std::hint::black_box(sink);
+        println!("bench log_tree_cpu_per_entry_{per_commit}_per_commit {:.3} us", ns / 1000.0);
+    }
 }
