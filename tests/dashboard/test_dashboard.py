@@ -190,7 +190,8 @@ def test_a_defer_appears_live_and_approve_lets_the_waiting_agent_run(
     # The agent's resumed call is recorded PERMIT APPROVAL_GRANTED; the drawer shows why the
     # buttons are gone.
     expect(page.locator("#d-approve")).to_have_count(0)
-    expect(page.locator("#d-body .note")).to_contain_text("approved by dashboard:login-link")
+    # The session is the user the sign-in link was printed for (the daemon's own user).
+    expect(page.locator("#d-body .note")).to_contain_text(f"approved by dashboard:uid:{os.getuid()}")
     granted = row(page, "APPROVAL_GRANTED")
     expect(granted).to_contain_text("PERMIT")
 
