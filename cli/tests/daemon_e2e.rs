@@ -268,7 +268,7 @@ fn bad_input_gets_named_errors_and_never_stops_the_daemon() {
             "{tool:?}"
         );
     }
-    // Regression (issue #11): client mistakes are counted apart from internal errors.
+    // Regression: client mistakes are counted apart from internal errors.
     let counts = good.result("status", json!({}))["counts"].clone();
     assert!(counts["client_errors"].as_u64().unwrap() > 0, "{counts}");
     assert_eq!(counts["internal_errors"], 0, "{counts}");
@@ -613,7 +613,7 @@ fn call_as_uid(uid: u32, socket: &Path, method: &str, params: Value) -> Value {
     call_as_uid_in_groups(uid, None, socket, method, params)
 }
 
-/// Regression (issue #11): the only self-approval check compared pids, so an agent could approve
+/// Regression: the only self-approval check compared pids, so an agent could approve
 /// its own deferred call from a second process of the same uid.
 #[test]
 #[ignore = "needs root to run clients as uid 65534; scripts/test.sh runs it when root"]
@@ -1015,7 +1015,7 @@ fn snapshots_of_operator_output() {
     });
 }
 
-/// Regression (issue #11): `replay` of a call PERMITted after approval reported PERMIT → DEFER,
+/// Regression: `replay` of a call PERMITted after approval reported PERMIT → DEFER,
 /// a change that did not happen; it compares the policy's part (DEFER by the same rule).
 #[test]
 fn replay_and_explain_of_an_approved_call_compare_like_with_like() {
@@ -1043,7 +1043,7 @@ fn replay_and_explain_of_an_approved_call_compare_like_with_like() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// Regression (issue #11): `{"cmd":"rm -rf /","cmd":"ls"}` was PERMITted on the last value.
+/// Regression: `{"cmd":"rm -rf /","cmd":"ls"}` was PERMITted on the last value.
 #[test]
 fn duplicate_keys_are_refused_on_the_socket() {
     let daemon = Daemon::start(POLICY);
@@ -1061,7 +1061,7 @@ fn duplicate_keys_are_refused_on_the_socket() {
     assert_eq!(c.result("action.list", json!({}))["actions"].as_array().unwrap().len(), 0);
 }
 
-/// Regression (issue #11): the socket fallback of `verify-log`, `export` and `log checkpoint`
+/// Regression: the socket fallback of `verify-log`, `export` and `log checkpoint`
 /// (used while the daemon holds the log) ignored `--socket` and asked the default socket.
 #[test]
 fn log_tools_fall_back_to_the_given_socket() {
@@ -1091,7 +1091,7 @@ fn log_tools_fall_back_to_the_given_socket() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("faramesh/"));
 }
 
-/// Regression (issue #11): files and dirs a command creates are private to the daemon's user.
+/// Regression: files and dirs a command creates are private to the daemon's user.
 #[test]
 fn state_files_are_private_whichever_command_creates_them() {
     use std::os::unix::fs::PermissionsExt;

@@ -147,7 +147,7 @@ mod tests {
         CallRequest::from_value(&json!({"agent_id": "bot", "tool": "http", "operation": "get"})).unwrap()
     }
 
-    /// Regression (issue #11): a budget counter that could not be read counted from 0 (fail open).
+    /// Regression: a budget counter that could not be read counted from 0 (fail open).
     #[tokio::test]
     async fn an_unreadable_budget_counter_denies_and_stays_unloaded() {
         let dir = tempfile::tempdir().unwrap();
@@ -364,7 +364,7 @@ mod tests {
     }
 
     /// Memory holds only approvals that may still change; an ended one is read from the log's
-    /// state table (issue #18: a DEFER-heavy daemon must not grow without bound).
+    /// state table (a DEFER-heavy daemon must not grow without bound).
     #[tokio::test]
     async fn ended_approvals_leave_memory_and_stay_readable() {
         let dir = tempfile::tempdir().unwrap();
