@@ -113,7 +113,9 @@ def test_calls_need_a_token_and_are_decided_by_the_mounted_policy(project: Proje
     status, _, body = request(project.port, "POST", "/v1/actions", call, token=project.agent)
     action = json.loads(body)
     assert status == 200 and action["status"] == "allowed", body
-    assert action["rule_ref"] == "/app/policies/default.yaml:21", action
+    lines = (project.root / "policies/default.yaml").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.strip() == "- id: http-read")
+    assert action["rule_ref"] == f"/app/policies/default.yaml:{line}", action
     rm = {"agent_id": "c", "tool": "shell", "operation": "exec", "params": {"cmd": "rm -rf /"}}
     status, _, body = request(project.port, "POST", "/v1/actions", rm, token=project.agent)
     assert json.loads(body)["status"] == "denied", body
