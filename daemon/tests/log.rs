@@ -600,3 +600,18 @@ fn a_log_in_another_format_is_refused_with_both_formats_named() {
     let text = err.to_string();
     assert!(text.contains("format 1") && text.contains("formats 2, 3, 4"), "{text}");
 }
+
+#[test]
+fn a_closed_log_releases_its_file_while_other_handles_linger() {
+    // A task still holding the log when the daemon exits must not keep the file open: a
+    // process that ends then leaves a file redb has to repair, which offline reads refuse.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = new_log(dir.path());
+    log.append_blocking(body(1, "bot")).unwrap();
+    let log = Arc::new(log);
+    let lingering = Arc::clone(&log);
+    log.close();
+    let db = redb::ReadOnlyDatabase::open(dir.path().join("log.redb"));
+    assert!(db.is_ok(), "the file is closed once the log is: {:?}", db.err());
+    drop(lingering);
+}

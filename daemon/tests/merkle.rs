@@ -367,3 +367,27 @@ fn a_rewritten_history_resigned_with_the_key_changes_the_root() {
     let reopened = Log::open(&path, key, LogOptions::default()).unwrap();
     assert_ne!(reopened.tree_head(), (size, root));
 }
+
+#[test]
+fn checkpoints_verify_with_the_signed_note_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = LogKey::load_or_create(&dir.path().join("log.key")).unwrap();
+    let log =
+        std::sync::Arc::new(Log::open(&dir.path().join("log.redb"), key, LogOptions::default()).unwrap());
+    fill(&log, 10);
+    let note = log.latest_checkpoint().unwrap().unwrap();
+    let vkey = log.key().public().to_text();
+    let verifiers = || {
+        let v: Box<dyn signed_note::Verifier> = Box::new(signed_note::StandardVerifier::new(&vkey).unwrap());
+        signed_note::VerifierList::new(vec![v])
+    };
+    let parsed = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
+    let (verified, unverified) = parsed.verify(&verifiers()).unwrap();
+    assert_eq!((verified.len(), unverified.len()), (1, 0));
+    assert_eq!(verified[0].name(), log.origin(), "the key is named after the origin");
+    assert_eq!(parsed.text(), Checkpoint::parse_note(&note).unwrap().body().as_bytes());
+    // A changed size fails there too.
+    let forged = note.replacen("\n10\n", "\n11\n", 1);
+    let parsed = signed_note::Note::from_bytes(forged.as_bytes()).unwrap();
+    assert!(parsed.verify(&verifiers()).is_err());
+}
