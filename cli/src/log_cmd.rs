@@ -641,7 +641,7 @@ impl Target {
     fn open(dir: &Path, socket: &SocketArg) -> Result<Target> {
         // Another user's state dir (a system daemon's): only the daemon can prune it.
         let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(daemon_holding(dir, socket)?)) };
-        match log::Log::open(&dir.join("log.redb"), key, log::LogOptions::default()) {
+        match log::Log::open(&dir.join("log.redb"), key, faramesh_daemon::service::retention::log_options()) {
             Ok(log) => {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok(Target::File(Box::new(log), rt))

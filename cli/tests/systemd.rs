@@ -133,7 +133,7 @@ fn notify_ready_reload_watchdog_and_stopping() {
     assert!(usec > 0);
     notes.wait_for("READY=1");
 
-    // A hung commit stopping the pings is tested on the log itself (daemon/tests/log.rs,
+    // A hung commit stopping the pings is tested on the log itself (log/tests/log.rs,
     // `a_commit_that_hangs_shows_as_a_busy_writer_until_it_ends`) and in `systemd::healthy`.
 
     stop(child);

@@ -2,7 +2,7 @@
 //! (pure, no IO); `service` is the transport-free core both doors (`server::rpc` for the socket,
 //! `server::http` for HTTP) map onto.
 
-pub mod log;
+pub use faramesh_log as log;
 pub mod permit;
 pub mod policy;
 pub mod server;

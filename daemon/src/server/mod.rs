@@ -127,7 +127,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let options = LogOptions {
         on_commit: Some(observer),
         cache_bytes: config.limits.log_cache_bytes,
-        ..LogOptions::default()
+        ..crate::service::retention::log_options()
     };
     let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
     let log = Arc::new(log);

@@ -10,7 +10,34 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::log::{Cut, Log, LogError, entry};
+use crate::log::prune::StateRetention;
+use crate::log::{Cut, Log, LogError, LogOptions, entry};
+
+/// The log's options for the daemon's state: a prune also removes the lifecycle rows of the
+/// actions it pruned and their approvals once decided (pending approvals stay).
+pub fn log_options() -> LogOptions {
+    LogOptions { state_retention: Some(state_retention()), ..LogOptions::default() }
+}
+
+/// Which state rows outlive a prune: all but `action/ID` rows of pruned actions and the decided
+/// `approval/ID` rows about them.
+pub fn state_retention() -> StateRetention {
+    Arc::new(|key: &str, value: &[u8], pruned: &dyn Fn(&str) -> bool| {
+        if let Some(id) = key.strip_prefix("action/") {
+            return !pruned(id);
+        }
+        if key.starts_with("approval/") {
+            // A row that does not decode is kept: nothing is removed on a guess.
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) else {
+                return true;
+            };
+            let pending = v.get("status").and_then(serde_json::Value::as_str) == Some("pending");
+            let about = v.get("action_id").and_then(serde_json::Value::as_str).unwrap_or_default();
+            return pending || !pruned(about);
+        }
+        true
+    })
+}
 
 /// The retention setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +173,39 @@ pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prune_removes_the_rows_of_pruned_actions_and_keeps_pending_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::log::LogKey::from_seed(&[7u8; 32]);
+        let log = Log::open(&dir.path().join("log.redb"), key, log_options()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let decision = |n: u64, status: &'static str| {
+            let body = json!({"kind": "decision", "n": n, "agent_id": "a", "tool": "t", "operation": "o",
+                "effect": "DEFER"});
+            let writes: crate::log::StateWrites = Box::new(move |_, id| {
+                let id = id.unwrap_or_default().to_owned();
+                let approval = json!({"status": status, "action_id": id});
+                vec![
+                    (format!("action/{id}"), Some(b"{}".to_vec())),
+                    (format!("approval/apr-{n}"), Some(serde_json::to_vec(&approval).unwrap())),
+                    (format!("other/{n}"), Some(b"1".to_vec())),
+                ]
+            });
+            let body = body.as_object().unwrap().clone();
+            rt.block_on(log.append_with_state(body, Some(writes))).unwrap().id.unwrap()
+        };
+        let old_decided = decision(1, "approved");
+        let old_pending = decision(2, "pending");
+        let kept = decision(3, "approved");
+        rt.block_on(log.prune(Cut::BeforeSeq(3), true, json!("test"))).unwrap();
+        let has = |k: &str| log.state_get(k).unwrap().is_some();
+        assert!(!has(&format!("action/{old_decided}")) && !has("approval/apr-1"), "pruned and decided");
+        assert!(has("approval/apr-2"), "a pending approval outlives the prune");
+        assert!(!has(&format!("action/{old_pending}")));
+        assert!(has(&format!("action/{kept}")) && has("approval/apr-3"));
+        assert!(has("other/1") && has("other/2"), "rows the core does not own are kept");
+    }
 
     #[test]
     fn ages_parse() {

@@ -5,10 +5,10 @@
 //! leaves of the frontier) happens on open, in [`catch_up`].
 
 use super::*;
-use crate::log::merkle::{self, Frontier, Hash, Nodes, TILE_HEIGHT, TreeError};
-use crate::log::prune::{MARK, Mark};
-use crate::log::tables::{TREE, tree_key};
-use crate::log::witness::Receipt;
+use crate::merkle::{self, Frontier, Hash, Nodes, TILE_HEIGHT, TreeError};
+use crate::prune::{MARK, Mark};
+use crate::tables::{TREE, tree_key};
+use crate::witness::Receipt;
 
 /// Leaves per level-0 tile.
 const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
@@ -37,7 +37,7 @@ pub(crate) fn pruned_range(mark: Option<&Mark>) -> Option<Frontier> {
 
 /// 32 bytes from standard base64.
 pub(crate) fn decode_hash(text: &str) -> Option<Hash> {
-    crate::log::keys::base64_decode(text).and_then(|b| <[u8; 32]>::try_from(b).ok())
+    crate::keys::base64_decode(text).and_then(|b| <[u8; 32]>::try_from(b).ok())
 }
 
 /// The newest prune's mark from the state table.

@@ -1,5 +1,5 @@
 //! Retention through the handle: planning a cut, recording it as a `prune` entry and handing
-//! the deletes to the writer (`crate::log::prune` holds the deletes and the marks).
+//! the deletes to the writer (`crate::prune` holds the deletes and the marks).
 
 use super::*;
 
@@ -63,8 +63,8 @@ impl Drop for PruneGuard<'_> {
 
 impl Log {
     /// The newest recorded prune, if any.
-    pub fn prune_mark(&self) -> Result<Option<crate::log::prune::Mark>, LogError> {
-        Ok(self.state_get(crate::log::prune::MARK)?.and_then(|v| serde_json::from_slice(&v).ok()))
+    pub fn prune_mark(&self) -> Result<Option<crate::prune::Mark>, LogError> {
+        Ok(self.state_get(crate::prune::MARK)?.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// What pruning at `cut` would remove.
@@ -150,8 +150,8 @@ impl Log {
         // What every later root and proof needs of the entries that go: the roots of the perfect
         // subtrees that cover them exactly (the compact range of the pruned prefix).
         let pruned_range: Vec<String> =
-            self.compact_range(last_pruned)?.iter().map(|h| crate::log::keys::base64_encode(h)).collect();
-        let body = crate::log::dpr::event_entry(
+            self.compact_range(last_pruned)?.iter().map(|h| crate::keys::base64_encode(h)).collect();
+        let body = crate::dpr::event_entry(
             "prune",
             serde_json::json!({
                 "first_kept_seq": plan.first_kept_seq,
@@ -167,8 +167,8 @@ impl Log {
         let first_kept_seq = plan.first_kept_seq;
         let pruned_range = pruned_range.clone();
         let writes: StateWrites = Box::new(move |seq, _| {
-            let mark = crate::log::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq, pruned_range };
-            vec![(crate::log::prune::MARK.to_owned(), serde_json::to_vec(&mark).ok())]
+            let mark = crate::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq, pruned_range };
+            vec![(crate::prune::MARK.to_owned(), serde_json::to_vec(&mark).ok())]
         });
         let recorded = self.append_with_state(body, Some(writes)).await?;
         let (reply, rx) = oneshot::channel();

@@ -466,7 +466,7 @@ fn verify_inner(
             ),
         ));
     }
-    report.root = tree.as_ref().map(|t| crate::log::keys::base64_encode(&t.root()));
+    report.root = tree.as_ref().map(|t| crate::keys::base64_encode(&t.root()));
     if let Some(policy) = policy {
         let given = against.map(|note| (report.size + 1, note.to_owned()));
         match witnessed(policy, public, &origin, &roots, cosigned.into_iter().chain(given), report.size) {
@@ -553,7 +553,7 @@ fn witnessed(
 
 /// Whether the given checkpoint `cp` (of the size just reached) holds what was recomputed: the
 /// Merkle root, or for an older-format one the last entry's hash.
-fn matches_at(cp: &crate::log::Checkpoint, head: &[u8; 32], tree: Option<&Frontier>) -> bool {
+fn matches_at(cp: &crate::Checkpoint, head: &[u8; 32], tree: Option<&Frontier>) -> bool {
     if cp.legacy { cp.root == *head } else { tree.is_some_and(|t| t.root() == cp.root) }
 }
 
@@ -574,8 +574,8 @@ pub mod offline {
     use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable};
     use serde_json::Value;
 
-    use super::super::entry;
-    use super::super::tables::{BATCHES, Batch};
+    use crate::entry;
+    use crate::tables::{BATCHES, Batch};
 
     /// Runs `f` on a read transaction of the file. A corrupted file must never read as valid:
     /// if the storage engine panics on it, that is reported as an error.
@@ -607,24 +607,23 @@ pub mod offline {
     pub fn receipt(
         path: &Path,
         seq: u64,
-    ) -> Result<Result<(crate::log::witness::Receipt, bool), crate::log::LogError>, OfflineError> {
-        with_db(path, |txn, _| Ok(crate::log::store::receipt_txn(txn, seq)))
+    ) -> Result<Result<(crate::witness::Receipt, bool), crate::LogError>, OfflineError> {
+        with_db(path, |txn, _| Ok(crate::store::receipt_txn(txn, seq)))
     }
 
     /// The log's action id scheme (`meta.ids`).
-    pub fn id_scheme(path: &Path) -> Result<crate::log::ids::Scheme, OfflineError> {
+    pub fn id_scheme(path: &Path) -> Result<crate::ids::Scheme, OfflineError> {
         with_db(path, |txn, read| {
-            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let meta = txn.open_table(crate::tables::META).map_err(|e| read(e.into()))?;
             let ids = meta.get("ids").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
-            Ok(crate::log::ids::Scheme::from_meta(ids.as_deref())
-                .unwrap_or(crate::log::ids::Scheme::Prefixed))
+            Ok(crate::ids::Scheme::from_meta(ids.as_deref()).unwrap_or(crate::ids::Scheme::Prefixed))
         })
     }
 
     /// The log's origin line (`faramesh/<log id>`), the name of its verifier key.
     pub fn origin(path: &Path) -> Result<Option<String>, OfflineError> {
         with_db(path, |txn, read| {
-            let meta = txn.open_table(super::super::tables::META).map_err(|e| read(e.into()))?;
+            let meta = txn.open_table(crate::tables::META).map_err(|e| read(e.into()))?;
             let id = meta.get("log_id").map_err(|e| read(e.into()))?.map(|v| v.value().to_owned());
             Ok(id.map(|id| format!("faramesh/{id}")))
         })
@@ -645,9 +644,9 @@ pub mod offline {
         with_db(path, |txn, _| Ok(super::verify_txn_with(txn, public, against, policy)))
     }
 
-    /// Writes a consistent copy of the file to `dest` (see [`crate::log::backup`]).
+    /// Writes a consistent copy of the file to `dest` (see [`crate::backup`]).
     pub fn backup(path: &Path, dest: &Path) -> Result<u64, OfflineError> {
-        with_db(path, |txn, read| super::super::backup::backup_txn(txn, dest).map_err(read))
+        with_db(path, |txn, read| crate::backup::backup_txn(txn, dest).map_err(read))
     }
 
     /// The latest signed checkpoint in the file.

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use faramesh_daemon::log::tables::{BATCHES, Batch};
-use faramesh_daemon::log::{Log, LogError, LogKey, LogOptions, entry, verify_file};
+use faramesh_log::tables::{BATCHES, Batch};
+use faramesh_log::{Log, LogError, LogKey, LogOptions, entry, verify_file};
 use redb::backends::FileBackend;
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend};
 use serde_json::{Map, Value, json};
@@ -109,7 +109,7 @@ fn appends_are_chained_indexed_and_readable() {
 fn state_rows_commit_with_their_entry_and_see_its_seq_and_id() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = new_log(dir.path());
-    let write = |status: &'static str| -> faramesh_daemon::log::StateWrites {
+    let write = |status: &'static str| -> faramesh_log::StateWrites {
         Box::new(move |seq, id| {
             let v = json!({"status": status, "seq": seq, "action_id": id});
             vec![("approval/apr-3".to_owned(), Some(serde_json::to_vec(&v).unwrap()))]
@@ -563,13 +563,13 @@ fn the_log_file_keeps_redbs_lock_and_has_its_growth_written_out() {
     }
     let path = dir.path().join("log.redb");
     // A second opener is refused while the log is open: the wrapper keeps redb's file lock.
-    let second = faramesh_daemon::log::open_db(&path);
+    let second = faramesh_log::open_db(&path);
     assert!(second.is_err(), "a second open of a live log must fail");
     // The space past redb's writes is allocated (written with zeros), not left as a hole.
     let meta = std::fs::metadata(&path).unwrap();
     let allocated = meta.blocks() * 512;
     assert!(
-        allocated >= meta.len().min(faramesh_daemon::log::ZERO_AHEAD),
+        allocated >= meta.len().min(faramesh_log::ZERO_AHEAD),
         "allocated {allocated} of {} bytes",
         meta.len()
     );
@@ -590,7 +590,7 @@ fn a_log_in_another_format_is_refused_with_both_formats_named() {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut meta = txn.open_table(faramesh_daemon::log::tables::META).unwrap();
+            let mut meta = txn.open_table(faramesh_log::tables::META).unwrap();
             meta.insert("log_id", "00112233445566778899aabbccddeeff").unwrap();
             meta.insert("format", "1").unwrap();
         }

@@ -397,7 +397,7 @@ pub fn with_cosignatures(note: &str, lines: &[String]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::log::keys::{LogKey, cosign};
+    use crate::keys::{LogKey, cosign};
 
     fn vkey(seed: u8, name: &str) -> String {
         cosign(&[seed; 32], name, 1, "x\n1\nAA==\n").1

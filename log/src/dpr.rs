@@ -369,8 +369,7 @@ mod tests {
             params_hash: String::new(),
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
-        let keys: Vec<String> =
-            super::super::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();
+        let keys: Vec<String> = crate::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();
         let body = decision_entry(&call, &decision, Some(caller), None, &keys);
         for field in [
             "agent_id",

@@ -108,7 +108,7 @@ impl Writer<'_> {
         loop {
             self.busy(true);
             let db = current_db(self.shared, self.opener)?;
-            let chunk = crate::log::prune::delete_batches(&db, first_kept, PRUNE_CHUNK_ENTRIES);
+            let chunk = crate::prune::delete_batches(&db, first_kept, PRUNE_CHUNK_ENTRIES);
             self.busy(false);
             let (batches, entries) = match chunk {
                 Ok(removed) => removed,
@@ -137,7 +137,12 @@ impl Writer<'_> {
         }
         self.busy(true);
         let db = current_db(self.shared, self.opener)?;
-        let cleaned = crate::log::prune::delete_index_and_state(&db, first_kept, &self.shared.ids);
+        let cleaned = crate::prune::delete_index_and_state(
+            &db,
+            first_kept,
+            &self.shared.ids,
+            self.shared.state_retention.as_ref(),
+        );
         drop(db);
         self.busy(false);
         cleaned?;
@@ -268,7 +273,7 @@ pub(super) struct Sealer<'a> {
     seq: u64,
     prev: [u8; 32],
     /// The Merkle tree's frontier with this batch's entries.
-    tree: crate::log::merkle::Frontier,
+    tree: crate::merkle::Frontier,
     /// Tree nodes (at heights 8, 16, …) this batch completes: `(tree table key, hash)`.
     nodes: Vec<(u64, [u8; 32])>,
     ts_ms: u64,
@@ -304,8 +309,8 @@ impl<'a> Sealer<'a> {
         let sealed = entry::seal_prepared(&self.prev, &job.body, seq, &self.ts, id.as_deref());
         self.prev = sealed.entry_hash;
         let nodes = &mut self.nodes;
-        self.tree.push(crate::log::merkle::leaf_hash(&sealed.entry_hash), |h, i, hash| {
-            nodes.push((crate::log::tables::tree_key(h / crate::log::merkle::TILE_HEIGHT, i), *hash));
+        self.tree.push(crate::merkle::leaf_hash(&sealed.entry_hash), |h, i, hash| {
+            nodes.push((crate::tables::tree_key(h / crate::merkle::TILE_HEIGHT, i), *hash));
         });
         self.bytes += sealed.record.len();
         let state = job.state.map(|f| f(seq, id.as_deref())).unwrap_or_default();
@@ -392,7 +397,7 @@ pub(super) fn write_batch(
     {
         txn.open_table(BATCHES).map_err(storage)?.insert(size, value.as_slice()).map_err(storage)?;
         if !nodes.is_empty() {
-            let mut tree = txn.open_table(crate::log::tables::TREE).map_err(storage)?;
+            let mut tree = txn.open_table(crate::tables::TREE).map_err(storage)?;
             for (key, hash) in nodes {
                 tree.insert(key, hash.as_slice()).map_err(storage)?;
             }

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof, InclusionProof};
-use faramesh_daemon::log::merkle::{self, Hash, Leaves};
-use faramesh_daemon::log::tables::{BATCHES, Batch, META, TREE};
-use faramesh_daemon::log::{Checkpoint, Cut, Log, LogError, LogKey, LogOptions, entry, verify_file};
+use faramesh_log::merkle::{self, Hash, Leaves};
+use faramesh_log::tables::{BATCHES, Batch, META, TREE};
+use faramesh_log::{Checkpoint, Cut, Log, LogError, LogKey, LogOptions, entry, verify_file};
 use proptest::prelude::*;
 use redb::{Database, ReadableTable};
 use serde_json::{Map, Value, json};
@@ -232,11 +232,7 @@ fn the_logs_tree_and_checkpoints_match_ct_merkle_through_a_prune_and_a_reopen() 
     assert!(report.ok, "{report:?}");
 }
 
-fn verify_file_after_close(
-    log: std::sync::Arc<Log>,
-    path: &Path,
-    key: &LogKey,
-) -> faramesh_daemon::log::Report {
+fn verify_file_after_close(log: std::sync::Arc<Log>, path: &Path, key: &LogKey) -> faramesh_log::Report {
     let public = log.key().public();
     std::sync::Arc::try_unwrap(log).unwrap().close();
     // Both the origin-named key and the key text of earlier versions verify.

@@ -15,7 +15,7 @@ pub(super) fn init_tables(db: &Database) -> Result<(String, Scheme), LogError> {
         txn.open_table(TERMS).map_err(storage)?;
         txn.open_table(POSTINGS).map_err(storage)?;
         txn.open_table(ACTION_EVENTS).map_err(storage)?;
-        txn.open_table(crate::log::tables::TREE).map_err(storage)?;
+        txn.open_table(crate::tables::TREE).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         let existing = meta.get("log_id").map_err(storage)?.map(|v| v.value().to_owned());
         let format = meta.get("format").map_err(storage)?.map(|v| v.value().to_owned());
@@ -36,8 +36,8 @@ pub(super) fn init_tables(db: &Database) -> Result<(String, Scheme), LogError> {
                 (id, scheme)
             }
             None => {
-                let id = crate::log::random_hex(16)
-                    .map_err(|e| LogError::io("read", Path::new(crate::log::RANDOM_SOURCE), e))?;
+                let id = crate::random_hex(16)
+                    .map_err(|e| LogError::io("read", Path::new(crate::RANDOM_SOURCE), e))?;
                 meta.insert("log_id", id.as_str()).map_err(storage)?;
                 meta.insert("format", FORMAT).map_err(storage)?;
                 meta.insert("ids", Scheme::Prefixed.as_str()).map_err(storage)?;

@@ -6,8 +6,8 @@ use super::*;
 impl Log {
     /// How far the log was exported or archived (every entry up to the seq returned; 0: none).
     pub fn exported_through(&self) -> Result<u64, LogError> {
-        let row: Option<crate::log::prune::Exported> =
-            self.state_get(crate::log::prune::EXPORTED)?.and_then(|v| serde_json::from_slice(&v).ok());
+        let row: Option<crate::prune::Exported> =
+            self.state_get(crate::prune::EXPORTED)?.and_then(|v| serde_json::from_slice(&v).ok());
         Ok(row.map_or(0, |r| r.through_seq))
     }
 
@@ -24,12 +24,11 @@ impl Log {
         let db = self.shared.db.read().ok().and_then(|g| g.clone()).ok_or(LogError::Reopening)?;
         let txn = db.begin_write().map_err(storage)?;
         {
-            let row =
-                crate::log::prune::Exported { through_seq: through, ts: entry::rfc3339(entry::now_ms()) };
+            let row = crate::prune::Exported { through_seq: through, ts: entry::rfc3339(entry::now_ms()) };
             let bytes = serde_json::to_vec(&row).unwrap_or_default();
             txn.open_table(STATE)
                 .map_err(storage)?
-                .insert(crate::log::prune::EXPORTED, bytes.as_slice())
+                .insert(crate::prune::EXPORTED, bytes.as_slice())
                 .map_err(storage)?;
         }
         txn.commit().map_err(storage)?;

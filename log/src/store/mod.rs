@@ -33,15 +33,15 @@ pub(crate) use tree::{pruned_range, receipt_txn};
 pub use writer::PruneStats;
 use writer::{Msg, PruneJob, writer_loop};
 
-use crate::log::entry::{self, GENESIS};
-use crate::log::ids::{ActionIds, Scheme};
-use crate::log::index::{self, Indexed, Keys, Pending};
-use crate::log::keys::{Checkpoint, LogKey};
-use crate::log::tables::{
+use crate::entry::{self, GENESIS};
+use crate::ids::{ActionIds, Scheme};
+use crate::index::{self, Indexed, Keys, Pending};
+use crate::keys::{Checkpoint, LogKey};
+use crate::tables::{
     ACTION_EVENTS, BATCHES, Batch, BatchError, FORMAT, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_ENTRY_BYTES,
     META, POSTINGS, READS_FORMATS, STATE, TERMS,
 };
-use crate::log::{Corruption, LogError, verify};
+use crate::{Corruption, LogError, verify};
 
 /// Opens (or creates) the database; called again after an I/O failure poisoned the handle.
 pub type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
@@ -59,8 +59,10 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     /// Told about every commit.
     pub on_commit: Option<CommitObserver>,
-    /// redb's page cache (default [`crate::log::DEFAULT_CACHE_BYTES`], 16 MiB).
+    /// redb's page cache (default [`crate::DEFAULT_CACHE_BYTES`], 16 MiB).
     pub cache_bytes: usize,
+    /// Which state rows a prune removes with the entries (default: none).
+    pub state_retention: Option<crate::prune::StateRetention>,
 }
 
 impl std::fmt::Debug for LogOptions {
@@ -78,7 +80,8 @@ impl Default for LogOptions {
             redact_keys: entry::DEFAULT_REDACT_KEYS.iter().map(|s| (*s).to_owned()).collect(),
             queue_capacity: 8192,
             on_commit: None,
-            cache_bytes: crate::log::DEFAULT_CACHE_BYTES,
+            cache_bytes: crate::DEFAULT_CACHE_BYTES,
+            state_retention: None,
         }
     }
 }
@@ -135,7 +138,7 @@ struct Shared {
     ids: ActionIds,
     head: Mutex<(u64, [u8; 32])>,
     /// The Merkle tree's frontier as of the last commit.
-    tree: Mutex<crate::log::merkle::Frontier>,
+    tree: Mutex<crate::merkle::Frontier>,
     /// Index rows of committed entries not yet written to the index tables.
     pending: Mutex<Pending>,
     last_ts_ms: Mutex<u64>,
@@ -145,6 +148,8 @@ struct Shared {
     /// Microseconds after `opened` (plus one) at which the writer took the batch it is working
     /// on; 0 while it waits for work. The systemd watchdog reads it.
     busy_since_us: std::sync::atomic::AtomicU64,
+    /// Which state rows a prune keeps (its owner's rule).
+    state_retention: Option<crate::prune::StateRetention>,
 }
 
 /// The decision log: append (group-committed, durable), read, verify.
@@ -173,11 +178,11 @@ fn storage(e: impl Into<redb::Error>) -> LogError {
 impl Log {
     /// Opens the log file at `path` (created when missing), on a [`ZeroFilledFile`].
     ///
-    /// [`ZeroFilledFile`]: crate::log::ZeroFilledFile
+    /// [`ZeroFilledFile`]: crate::ZeroFilledFile
     pub fn open(path: &Path, key: LogKey, options: LogOptions) -> Result<Log, LogError> {
         let path: PathBuf = path.to_owned();
         let cache = options.cache_bytes;
-        Log::open_with(Box::new(move || crate::log::open_db_with_cache(&path, cache)), key, options)
+        Log::open_with(Box::new(move || crate::open_db_with_cache(&path, cache)), key, options)
     }
 
     /// Opens the log through `opener` (tests pass a fault-injecting storage backend).
@@ -203,6 +208,7 @@ impl Log {
             committed,
             opened: std::time::Instant::now(),
             busy_since_us: std::sync::atomic::AtomicU64::new(0),
+            state_retention: options.state_retention.clone(),
         });
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_shared = Arc::clone(&shared);
@@ -339,7 +345,7 @@ impl Log {
 
     /// Writes a consistent copy of the log to `dest` (a new file); returns the batches copied.
     pub fn backup(&self, dest: &Path) -> Result<u64, LogError> {
-        self.read(|txn| crate::log::backup::backup_txn(txn, dest).map_err(storage))
+        self.read(|txn| crate::backup::backup_txn(txn, dest).map_err(storage))
     }
 
     /// Verifies the whole log (see [`verify::verify_txn`]).
@@ -352,7 +358,7 @@ impl Log {
     pub fn verify_witnessed(
         &self,
         against: Option<&str>,
-        policy: Option<&crate::log::witness::WitnessPolicy>,
+        policy: Option<&crate::witness::WitnessPolicy>,
     ) -> Result<verify::Report, LogError> {
         let public = self.shared.key.public();
         self.read(|txn| Ok(verify::verify_txn_with(txn, &public, against, policy)))

@@ -10,7 +10,6 @@
 
 use redb::{Database, ReadableTable};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::LogError;
 use super::ids::ActionIds;
@@ -101,9 +100,20 @@ pub fn delete_batches(db: &Database, first_kept: u64, max_entries: u64) -> Resul
     Ok(removed)
 }
 
-/// Removes the index rows of entries before `first_kept`, and the state rows of actions before
-/// it (lifecycle rows, and approvals no longer pending).
-pub fn delete_index_and_state(db: &Database, first_kept: u64, ids: &ActionIds) -> Result<(), LogError> {
+/// Which state rows outlive a prune. The log stores state rows as keys and bytes and does not
+/// know what they mean; its owner does. Called with a row's key and value and a test telling
+/// whether an action's entries were pruned; `true` keeps the row. Without one, every state row
+/// is kept.
+pub type StateRetention = std::sync::Arc<dyn Fn(&str, &[u8], &dyn Fn(&str) -> bool) -> bool + Send + Sync>;
+
+/// Removes the index rows of entries before `first_kept`, and the state rows `keep` says belong
+/// to what was pruned.
+pub fn delete_index_and_state(
+    db: &Database,
+    first_kept: u64,
+    ids: &ActionIds,
+    keep: Option<&StateRetention>,
+) -> Result<(), LogError> {
     let txn = db.begin_write().map_err(storage)?;
     {
         let terms = txn.open_table(TERMS).map_err(storage)?;
@@ -115,22 +125,11 @@ pub fn delete_index_and_state(db: &Database, first_kept: u64, ids: &ActionIds) -
         }
         let mut events = txn.open_table(ACTION_EVENTS).map_err(storage)?;
         events.retain_in(..u128::from(first_kept) << 64, |_, ()| false).map_err(storage)?;
-        let mut state = txn.open_table(STATE).map_err(storage)?;
-        let pruned = |id: &str| ids.seq_of(id).is_some_and(|s| s < first_kept);
-        state
-            .retain(|key, value| {
-                if let Some(id) = key.strip_prefix("action/") {
-                    return !pruned(id);
-                }
-                if key.starts_with("approval/") {
-                    let v: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
-                    let pending = v.get("status").and_then(Value::as_str) == Some("pending");
-                    let about = v.get("action_id").and_then(Value::as_str).unwrap_or_default();
-                    return pending || !pruned(about);
-                }
-                true
-            })
-            .map_err(storage)?;
+        if let Some(keep) = keep {
+            let mut state = txn.open_table(STATE).map_err(storage)?;
+            let pruned = |id: &str| ids.seq_of(id).is_some_and(|s| s < first_kept);
+            state.retain(|key, value| keep(key, value, &pruned)).map_err(storage)?;
+        }
     }
     txn.commit().map_err(storage)
 }
