@@ -3,7 +3,9 @@
 # against the real published Python SDK. Installs what it needs itself; exits non-zero on
 # any failure, and when the run changed the checkout (git status).
 #
-#   scripts/test.sh           run everything
+#   scripts/test.sh           run everything (every real-parts test; docs/development.md)
+#   scripts/test.sh --quick   format, lints, the build, and the Rust tests (unit tests and the
+#                             end-to-end tests against the real binary), then stop
 #   scripts/test.sh --clean   remove what a run builds and installs in the checkout, and exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +33,14 @@ if [ "${1:-}" = "--clean" ]; then
     find sdk/python -name '*.egg-info' -prune -exec rm -rf {} +
     echo "removed what scripts/test.sh builds and installs"
     exit 0
-elif [ $# -gt 0 ]; then
-    echo "usage: scripts/test.sh [--clean]" >&2
+fi
+QUICK=
+if [ "${1:-}" = "--quick" ]; then
+    QUICK=1
+    shift
+fi
+if [ $# -gt 0 ]; then
+    echo "usage: scripts/test.sh [--quick | --clean]" >&2
     exit 1
 fi
 
@@ -78,7 +86,16 @@ step "rust tests"
 if ! command -v strace >/dev/null; then
     apt_install strace
 fi
-cargo test --locked
+if [ -n "$QUICK" ] && cargo nextest --version >/dev/null 2>&1; then
+    # The same tests, run in parallel across test binaries.
+    cargo nextest run --locked --no-fail-fast
+else
+    cargo test --locked
+fi
+if [ -n "$QUICK" ]; then
+    printf '\nquick checks passed (the full run: scripts/test.sh)\n'
+    exit 0
+fi
 
 if [ "$(id -u)" = 0 ]; then
     step "rust tests that need root (clients as another uid)"

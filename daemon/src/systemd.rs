@@ -77,7 +77,7 @@ impl Heartbeat {
 pub fn spawn_watchdog(
     interval: Duration,
     heartbeat: Arc<Heartbeat>,
-    log: Arc<crate::log::Log>,
+    writer_busy_for: Arc<dyn Fn() -> Option<Duration> + Send + Sync>,
 ) -> tokio::task::JoinHandle<()> {
     let every = interval / 2;
     tokio::spawn(async move {
@@ -86,7 +86,7 @@ pub fn spawn_watchdog(
         loop {
             tick.tick().await;
             let accept_age = heartbeat.accept_loop_age();
-            let writer_busy = log.writer_busy_for();
+            let writer_busy = writer_busy_for();
             let writer_stuck = writer_busy.is_some_and(|d| d >= every);
             if healthy(accept_age, writer_busy, every) {
                 notify("WATCHDOG=1");

@@ -17,17 +17,14 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use serde_json::json;
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
-use crate::log::{Log, LogKey, LogOptions, dpr};
+use crate::service::daemon::{Daemon, OpenError, Options};
+use crate::service::retention;
 pub use crate::service::state::{Limits, Loaded, State};
-use crate::service::{approvals, limits, metrics, retention, state};
 use crate::systemd;
 
 /// What `faramesh serve` needs.
@@ -85,6 +82,18 @@ pub enum ServerError {
     Http(#[from] http::ListenerError),
 }
 
+impl From<OpenError> for ServerError {
+    fn from(e: OpenError) -> ServerError {
+        match e {
+            OpenError::Policy(e) => ServerError::Policy(e),
+            OpenError::StateDir { path, source } => {
+                ServerError::Io { action: "create the directory", path, source }
+            }
+            OpenError::Log(e) => ServerError::Log(e),
+        }
+    }
+}
+
 impl ServerError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> ServerError {
         ServerError::Io { action, path: path.to_owned(), source }
@@ -116,24 +125,17 @@ fn bind_socket(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
 /// Runs the daemon until `shutdown` resolves, then drains in-flight requests (within the grace
 /// period), records the stop, and removes the socket.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let policy = state::load_policy(&config.policy_path)?;
-    private_dir(&config.state_dir)?;
-    let key = LogKey::load_or_create(&config.state_dir.join("log.key"))?;
-    let metrics = Arc::new(metrics::Metrics::new());
-    let observer: crate::log::CommitObserver = {
-        let metrics = Arc::clone(&metrics);
-        Arc::new(move |records, took, ok| metrics.observe_commit(records, took, ok))
-    };
-    let options = LogOptions {
-        on_commit: Some(observer),
-        cache_bytes: config.limits.log_cache_bytes,
-        ..crate::service::retention::log_options()
-    };
-    let log = Log::open(&config.state_dir.join("log.redb"), key, options)?;
-    let log = Arc::new(log);
-    let book = approvals::Book::load(Arc::clone(&log))?;
-    let mcp_pins = crate::service::mcp_pins::Pins::load(&log)?;
-    let grants = crate::service::grants::Grants::load(&log)?;
+    let mut opened = Daemon::open(Options {
+        policy_path: config.policy_path.clone(),
+        state_dir: config.state_dir.clone(),
+        socket_path: config.socket_path.clone(),
+        limits: config.limits.clone(),
+        retention: config.retention.clone(),
+        single_user: config.single_user,
+        demo: config.demo,
+        export: config.export.clone(),
+        witnesses: config.witnesses.clone(),
+    })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;
     let mut activated_tcp = None;
@@ -155,57 +157,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         None => bind_socket(&config.socket_path, config.socket_mode)?,
     };
-
-    let hash = policy.hash.clone();
-    let n_rules = policy.n_rules();
-    let mut state = State {
-        policy_path: config.policy_path.clone(),
-        policy: ArcSwap::from_pointee(Loaded {
-            policy,
-            loaded_at: crate::log::entry::rfc3339(crate::log::entry::now_ms()),
-        }),
-        last_error: ArcSwap::from_pointee(None),
-        reload_lock: tokio::sync::Mutex::new(()),
-        logins: Arc::default(),
-        single_user: config.single_user,
-        demo: config.demo,
-        reloads: AtomicU64::new(0),
-        log: Arc::clone(&log),
-        socket_path: config.socket_path.clone(),
-        state_dir: std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone()),
-        own_uid: nix::unistd::getuid().as_raw(),
-        started: Instant::now(),
-        counts: state::Counts::default(),
-        limits: config.limits.clone(),
-        approvals: book,
-        mcp_pins,
-        grants,
-        outbox: Default::default(),
-        outbox_wake: Default::default(),
-        destinations: Arc::new(
-            config
-                .export
-                .iter()
-                .map(|d| {
-                    Arc::new(crate::service::fleet::Destination::new(&d.name, d.kind.clone(), d.required))
-                })
-                .collect(),
-        ),
-        rate: limits::RateLimiter::default(),
-        budgets: std::sync::Mutex::new(std::collections::HashMap::new()),
-        metrics,
-        http: None,
-    };
     // The HTTP listener binds before anything is recorded, so a bad address, certificate or
     // token set stops the start cleanly.
     let http_bound = match &config.http {
         Some(http_config) => {
-            let bound =
-                http::bind(http_config, &config.state_dir, activated_tcp.take(), Arc::clone(&state.logins))
-                    .await;
-            match bound {
+            match http::bind(http_config, &config.state_dir, activated_tcp.take(), opened.logins()).await {
                 Ok(l) => {
-                    state.http = Some(l.info.clone());
+                    opened.set_http(Some(l.info.clone()));
                     Some(l)
                 }
                 Err(e) => {
@@ -218,47 +176,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         None => None,
     };
-    let state = Arc::new(state);
-    let service = crate::service::Service::new(Arc::clone(&state));
-    let pid = std::process::id();
-    let start = dpr::event_entry("daemon_start", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
-    let load = dpr::event_entry(
-        "policy_load",
-        json!({"path": config.policy_path.display().to_string(), "policy_hash": hash, "rules": n_rules}),
-    );
-    for body in [start, load] {
-        log.append(body).await?;
-    }
-
-    let _watcher = spawn_reloader(Arc::clone(&state));
-    let retention = retention::spawn(Arc::clone(&state), config.retention.clone());
-    // Notifications: the sender delivers what the outbox holds (including what a previous run
-    // queued and did not deliver).
-    let outbox_stop = tokio_util::sync::CancellationToken::new();
-    let outbox = {
-        let (svc, stop) = (service.clone(), outbox_stop.clone());
-        tokio::spawn(async move { svc.run_outbox(stop).await })
-    };
-    // Export: each destination's sender ships what follows its cursor.
-    let export_tasks: Vec<_> = state
-        .destinations
-        .iter()
-        .map(|d| {
-            tracing::info!(destination = %d.name, target = %d.target(), required = d.required, "exporting the log");
-            tokio::spawn(Arc::clone(d).run(Arc::clone(&log), Arc::clone(&state.destinations), outbox_stop.clone()))
-        })
-        .collect();
-    // Witnesses: the newest checkpoint submitted every interval and once more at shutdown.
-    let witness_stop = tokio_util::sync::CancellationToken::new();
-    let witness_task = config.witnesses.clone().map(|w| {
-        tracing::info!(
-            witnesses = w.policy.witnesses.len(),
-            interval_s = w.interval.as_secs_f64(),
-            "submitting checkpoints to witnesses"
-        );
-        let (svc, stop) = (service.clone(), witness_stop.clone());
-        tokio::spawn(async move { svc.run_witnesses(w, stop).await })
-    });
+    let daemon = opened.start().await?;
+    let service = daemon.service();
     let (stop_tx, stop_rx) = watch::channel(false);
     let http_task = http_bound.map(|l| {
         let info = l.info.clone();
@@ -275,20 +194,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         tokio::spawn(l.serve(service.clone(), stop_rx.clone(), config.limits.shutdown_grace))
     });
-    tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), policy_hash = %hash, "faramesh is serving");
-    systemd::notify(&format!("READY=1\nSTATUS={}", state.systemd_status()));
+    tracing::info!(socket = %config.socket_path.display(), policy = %config.policy_path.display(), "faramesh is serving");
+    systemd::notify(&format!("READY=1\nSTATUS={}", daemon.status_line()));
     let heartbeat = Arc::new(systemd::Heartbeat::default());
     heartbeat.beat();
     let watchdog = systemd::watchdog_interval();
-    let _watchdog = watchdog.map(|iv| systemd::spawn_watchdog(iv, Arc::clone(&heartbeat), Arc::clone(&log)));
+    let _watchdog =
+        watchdog.map(|iv| systemd::spawn_watchdog(iv, Arc::clone(&heartbeat), daemon.writer_probe()));
     let _status = std::env::var_os("NOTIFY_SOCKET").map(|_| {
-        let state = Arc::clone(&state);
+        let service = service.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(5));
             every.tick().await;
             loop {
                 every.tick().await;
-                systemd::notify(&format!("STATUS={}", state.systemd_status()));
+                systemd::notify(&format!("STATUS={}", service.status_line()));
             }
         })
     });
@@ -351,28 +271,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::warn!("grace period over: closing remaining connections");
         tasks.abort_all();
     }
-    let stop = dpr::event_entry("daemon_stop", json!({"version": dpr::RUNTIME_VERSION, "pid": pid}));
-    if let Err(e) = log.append(stop).await {
-        tracing::error!(error = %e, "cannot record the stop");
-    }
-    // The checkpoint that records the stop goes to the witnesses before the log closes.
-    witness_stop.cancel();
-    if let Some(task) = witness_task {
-        let _ = tokio::time::timeout(Duration::from_secs(25), task).await;
-    }
+    drop(service);
+    daemon.close().await;
     if !socket_activated {
         // A passed socket belongs to systemd, which keeps it for the next start.
         let _ = std::fs::remove_file(&config.socket_path);
     }
-    retention.abort();
-    outbox_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), outbox).await;
-    for task in export_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-    }
-    drop(service);
-    drop(state);
-    log.close();
     Ok(())
 }
 
@@ -401,55 +305,4 @@ impl AcceptBackoff {
             }
         }
     }
-}
-
-/// Watches the policy's directory (editors save by rename) and reloads on change, debounced.
-/// Also reloads on SIGHUP.
-fn spawn_reloader(state: Arc<State>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let file_name = state.policy_path.file_name().map(|n| n.to_owned());
-    let watch_tx = tx.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let ours = event.paths.iter().any(|p| p.file_name().map(|n| n.to_owned()) == file_name);
-            if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
-                let _ = watch_tx.send(());
-            }
-        }
-    });
-    let watcher = match watcher {
-        Ok(mut w) => {
-            let dir =
-                state.policy_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            match w.watch(dir, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => Some(w),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP or `policy.reload`");
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the policy; reload with SIGHUP or `policy.reload`");
-            None
-        }
-    };
-    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                let _ = tx.send(());
-            }
-        });
-    }
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // Debounce: editors write in several steps.
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            while rx.try_recv().is_ok() {}
-            let _ = state.reload().await;
-        }
-    });
-    watcher
 }

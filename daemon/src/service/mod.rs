@@ -12,6 +12,7 @@ pub mod approvals;
 mod approving;
 pub mod authz;
 pub mod claims;
+pub mod daemon;
 mod error;
 pub mod fleet;
 mod fleet_otlp;
@@ -77,6 +78,11 @@ impl Service {
     /// The daemon's state (policy, log, counters).
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// The one-line status systemd shows (`STATUS=`).
+    pub fn status_line(&self) -> String {
+        self.state.systemd_status()
     }
 
     /// Appends one entry (with state rows): the one write path of every writer.
