@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
+use crate::service::apply::Request;
 use crate::service::state::State;
 use crate::service::{Identity, Seen, Service};
 
@@ -234,15 +235,17 @@ impl Conn {
                 ));
             }
         };
-        let handler = match rpc::method(&method) {
-            Some(rpc::Method::Call(h)) => h,
-            Some(rpc::Method::Subscribe) => return Some(self.subscribe(&id)),
-            None if is_notification => return None,
-            None => {
+        if method == "log.subscribe" {
+            return Some(self.subscribe(&id));
+        }
+        let outcome = match Request::parse(&method, &params) {
+            Ok(Some(request)) => self.service.apply(request, &self.who).await,
+            Ok(None) if is_notification => return None,
+            Ok(None) => {
                 return Some(self.error(&id, codes::METHOD_NOT_FOUND, &format!("unknown method `{method}`")));
             }
+            Err(e) => Err(e),
         };
-        let outcome = handler(self.service.clone(), params, self.who.clone()).await;
         if is_notification {
             return None;
         }

@@ -8,6 +8,7 @@
 
 mod actions;
 mod admin;
+pub mod apply;
 pub mod approvals;
 mod approving;
 pub mod authz;
