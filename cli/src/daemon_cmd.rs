@@ -10,7 +10,8 @@ use std::os::unix::process::CommandExt;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use faramesh_daemon::log::LogError;
-use faramesh_daemon::server::{self, Config, Limits};
+use faramesh_daemon::service::daemon::OpenError;
+use faramesh_server::{self as server, Config, Limits};
 use serde_json::{Value, json};
 
 use crate::args::{SocketArg, StateDir};
@@ -369,16 +370,16 @@ pub fn run_daemon(config: Config, verbose: bool) -> Result<ExitCode> {
             server::ServerError::SocketInUse(p) => {
                 anyhow!("{e}; stop it first (`faramesh stop --socket {}`)", p.display())
             }
-            server::ServerError::Log(log) if log.in_use() => {
+            server::ServerError::Open(OpenError::Log(log)) if log.in_use() => {
                 anyhow!("{e}; another faramesh daemon holds this state dir (`faramesh status`)")
             }
-            server::ServerError::Log(LogError::Corrupt { .. } | LogError::Open(_)) => {
+            server::ServerError::Open(OpenError::Log(LogError::Corrupt { .. } | LogError::Open(_))) => {
                 anyhow!(
                     "{e}; `faramesh verify-log --state-dir {}` names the first bad entry",
                     state_dir.display()
                 )
             }
-            server::ServerError::Log(LogError::Format { .. }) => {
+            server::ServerError::Open(OpenError::Log(LogError::Format { .. })) => {
                 anyhow!("{e}; export it with the version that wrote it (`faramesh export`)")
             }
             _ => anyhow!("{e}"),

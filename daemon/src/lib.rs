@@ -5,7 +5,6 @@
 pub use faramesh_log as log;
 pub mod permit;
 pub mod policy;
-pub mod server;
 pub mod service;
 pub mod systemd;
 pub mod tls;

@@ -7,7 +7,7 @@
 //! responses (JSON or SSE) stream back unchanged: they go to the client only.
 //!
 //! Before any of that, every request passes the daemon's own door checks
-//! (`faramesh_daemon::server::http::guard`): a `Host` that names loopback and the proxy's port
+//! (`faramesh_server::http::guard`): a `Host` that names loopback and the proxy's port
 //! (DNS rebinding), no `Origin` but the proxy's own on any request (a web page on another site
 //! neither reads the server's event stream nor sends calls), and a JSON body.
 
@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use super::Shared;
 use super::gate::{gate, strip_elicitation};
-use faramesh_daemon::server::http::guard::{self, Door};
 use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
+use faramesh_server::http::guard::{self, Door};
 
 /// The largest request body relayed.
 const MAX_BODY: usize = 16 << 20;

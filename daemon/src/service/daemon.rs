@@ -212,7 +212,7 @@ impl Opened {
     }
 
     /// Records the start and the policy loaded, and starts the background tasks.
-    pub async fn start(self) -> Result<Daemon, LogError> {
+    pub async fn start(self) -> Result<Daemon, OpenError> {
         let Opened { state, log, options } = self;
         let (hash, n_rules) = {
             let loaded = state.policy.load();

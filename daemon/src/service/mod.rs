@@ -14,6 +14,7 @@ mod approving;
 pub mod authz;
 pub mod claims;
 pub mod daemon;
+mod doors;
 mod error;
 pub mod fleet;
 mod fleet_otlp;
@@ -40,14 +41,23 @@ use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_j
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
+/// A connection's credentials (pid, uid, gid), as the doors read them.
+pub use crate::log::dpr::PeerCred;
 pub use actions::{ActionStatus, ActionView};
 pub use error::{ErrorKind, ServiceError};
 pub use govern::GovernReply;
 pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
+
+/// File and id helpers the doors share with the core: files and directories only their owner
+/// may read, random hex, entry ids.
+pub mod files {
+    pub use crate::log::dpr::new_id;
+    pub use crate::log::{create_private, create_private_dir, random_hex};
+}
 pub use queries::{ExplainTarget, Seen, Subscription};
 pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
-use crate::log::dpr::{self, Caller, DecisionRecord, PeerCred};
+use crate::log::dpr::{self, Caller, DecisionRecord};
 use crate::log::index::Term;
 use crate::log::{Appended, LogError, StateWrites, entry};
 
@@ -76,8 +86,8 @@ impl Service {
         Service { state, action_claims: Arc::default() }
     }
 
-    /// The daemon's state (policy, log, counters).
-    pub fn state(&self) -> &Arc<State> {
+    /// The daemon's state (policy, log, counters): the core's own.
+    pub(crate) fn state(&self) -> &Arc<State> {
         &self.state
     }
 

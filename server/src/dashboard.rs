@@ -16,8 +16,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::http::{App, Caller, HttpError, HttpResult, JsonObject, Writer, json_response};
-use crate::service::logins::{LinkRefused, constant_time_eq};
-use crate::service::{ExplainTarget, TokenIdentity};
+use faramesh_daemon::service::logins::{LinkRefused, constant_time_eq};
+use faramesh_daemon::service::{ExplainTarget, TokenIdentity};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -127,7 +127,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// 256 random bits, hex (session ids, CSRF tokens).
 fn random_token() -> Result<String, HttpError> {
-    crate::log::random_hex(32).map_err(|e| HttpError::internal(format!("cannot read /dev/urandom: {e}")))
+    faramesh_daemon::service::files::random_hex(32)
+        .map_err(|e| HttpError::internal(format!("cannot read /dev/urandom: {e}")))
 }
 
 /// The dashboard's routes (merged into the listener's router).
@@ -182,7 +183,7 @@ async fn session_get(AxState(app): AxState<App>, headers: HeaderMap) -> HttpResu
 /// `POST /v1/session` `{"login": secret}` (the one-time link of `faramesh dev`) or
 /// `{"token": approver token}`: sets the session cookie, returns the CSRF token.
 async fn session_open(AxState(app): AxState<App>, JsonObject(body): JsonObject) -> HttpResult {
-    let f = crate::service::Fields(&body);
+    let f = faramesh_daemon::service::Fields(&body);
     let identity = if let Some(secret) = f.string("login")? {
         sign_in(&app, &secret)?
     } else if let Some(token) = f.string("token")? {
@@ -193,7 +194,7 @@ async fn session_open(AxState(app): AxState<App>, JsonObject(body): JsonObject) 
         app.service.may_open_session(&identity)?;
         identity
     } else {
-        return Err(HttpError::from(crate::service::ServiceError::missing("token")));
+        return Err(HttpError::from(faramesh_daemon::service::ServiceError::missing("token")));
     };
     let (id, csrf) = app.sessions.open(identity.clone())?;
     let mut resp = json_response(StatusCode::OK, &session_json(&identity, &csrf));
@@ -252,9 +253,9 @@ async fn stats(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> HttpResult {
     let window = match q.get("window").map(String::as_str) {
-        None => crate::service::stats::Window::Hour,
-        Some(w) => crate::service::stats::Window::parse(w).ok_or_else(|| {
-            crate::service::ServiceError::invalid(
+        None => faramesh_daemon::service::stats::Window::Hour,
+        Some(w) => faramesh_daemon::service::stats::Window::parse(w).ok_or_else(|| {
+            faramesh_daemon::service::ServiceError::invalid(
                 "window",
                 format!("`window` must be `hour` or `day`, not `{w}`"),
             )
@@ -267,35 +268,7 @@ async fn stats(
 /// and the log's latest signed checkpoint, verified with the log's public key (those who read
 /// everything).
 async fn overview(AxState(app): AxState<App>, Caller(who): Caller) -> HttpResult {
-    app.service.may_read_overview(&who)?;
-    let state = app.service.state();
-    let cp = app.service.checkpoint()?;
-    let note = cp.get("checkpoint").and_then(Value::as_str).unwrap_or_default();
-    let pubkey = cp.get("pubkey").and_then(Value::as_str).unwrap_or_default();
-    let verified = crate::log::PublicKey::from_text(pubkey)
-        .ok()
-        .and_then(|k| k.verify_checkpoint(note).ok())
-        .map(|c| c.size);
-    let status = state.status();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "version": status.get("version"),
-            "notice": status.get("notice"),
-            "demo": status.get("demo"),
-            "anonymous_agents": state.http.as_ref().is_some_and(|h| h.anonymous_agents),
-            "policy": state.policy_status(),
-            "counts": status.get("counts"),
-            "notifications": status.get("notifications"),
-            "witnesses": status.get("witnesses"),
-            "log": {
-                "size": cp.get("size"),
-                "head_hash": cp.get("head_hash"),
-                "checkpoint_verified": verified.is_some(),
-                "checkpoint_size": verified,
-            },
-        }),
-    ))
+    Ok(json_response(StatusCode::OK, &app.service.overview(&who)?))
 }
 
 #[cfg(test)]

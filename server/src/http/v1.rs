@@ -22,7 +22,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/grants", get(list_grants).post(create_grant))
         .route("/v1/grants/{id}", axum::routing::delete(revoke_grant))
         .merge(super::tlog::routes())
-        .merge(crate::server::dashboard::routes())
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), super::guard::layer))
         .with_state(app)
@@ -41,11 +41,10 @@ pub(super) async fn health() -> Response {
 }
 
 pub(super) async fn ready(AxState(app): AxState<App>, _: Caller) -> HttpResult {
-    let state = app.service.state();
-    let writable = state.metrics.log_writable();
+    let (writable, policy_hash) = app.service.readiness();
     let body = json!({
         "ready": writable,
-        "policy_hash": state.policy.load().policy.hash,
+        "policy_hash": policy_hash,
         "log_writable": writable,
     });
     let status = if writable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -55,17 +54,7 @@ pub(super) async fn ready(AxState(app): AxState<App>, _: Caller) -> HttpResult {
 pub(super) async fn metrics(AxState(app): AxState<App>, _: Caller) -> HttpResult {
     // A token is needed, except where tokenless loopback callers are served (the quickstart),
     // which `Caller` already answers for.
-    let state = app.service.state();
-    let pending = state
-        .approvals
-        .all()
-        .iter()
-        .filter(|a| a.status == crate::service::approvals::Status::Pending)
-        .count();
-    for d in state.destinations.iter() {
-        state.metrics.export(&d.status(&state.log));
-    }
-    let text = state.metrics.render(pending, state.log.queue_depth());
+    let text = app.service.metrics_text();
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -163,8 +152,8 @@ pub(super) async fn approval(
     UrlPath(id): UrlPath<String>,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let answer = crate::service::grants::ApprovalAnswer::from_json(&body, None)?;
-    let given = crate::service::Fields(&body).string("token")?;
+    let answer = faramesh_daemon::service::grants::ApprovalAnswer::from_json(&body, None)?;
+    let given = faramesh_daemon::service::Fields(&body).string("token")?;
     let view = app.service.approve_action(&id, answer, given.as_deref(), &who).await?;
     Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
 }
@@ -178,7 +167,10 @@ pub(super) async fn create_grant(
     Writer(who): Writer,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let g = app.service.grant_create(crate::service::grants::GrantRequest::from_json(&body)?, &who).await?;
+    let g = app
+        .service
+        .grant_create(faramesh_daemon::service::grants::GrantRequest::from_json(&body)?, &who)
+        .await?;
     Ok(json_response(StatusCode::OK, &serde_json::to_value(g).unwrap_or(Value::Null)))
 }
 

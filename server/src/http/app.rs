@@ -63,7 +63,7 @@ pub(crate) struct App {
     pub(crate) service: Service,
     pub(crate) tokens: Arc<Tokens>,
     pub(crate) limits: HttpLimits,
-    pub(crate) sessions: Arc<crate::server::dashboard::Sessions>,
+    pub(crate) sessions: Arc<crate::dashboard::Sessions>,
     /// Tokenless callers are unauthenticated agents (loopback, no token configured).
     pub(crate) anonymous: bool,
     /// The listener, as the checks every request passes see it (`guard.rs`).

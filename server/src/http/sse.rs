@@ -2,7 +2,7 @@
 //! `Last-Event-ID` and then live.
 
 use super::*;
-use crate::service::v1::event_type;
+use faramesh_daemon::service::v1::event_type;
 
 /// An SSE frame for a log entry, if it passes the filters and the reader may see it.
 pub(super) fn sse_frame(record: &str, agent: Option<&str>, effect: Option<&str>) -> Option<(u64, String)> {

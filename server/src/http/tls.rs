@@ -15,7 +15,7 @@ pub(super) fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(Path
         names.push(listen.ip().to_string());
     }
     let made = rcgen::generate_simple_self_signed(names).map_err(ListenerError::SelfSigned)?;
-    crate::server::private_dir(&dir)?;
+    crate::private_dir(&dir)?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, made.cert.pem()).map_err(|e| ServerError::io("write", &cert, e))?;
     Ok((cert, key))
@@ -23,7 +23,7 @@ pub(super) fn self_signed(state_dir: &Path, listen: &SocketAddr) -> Result<(Path
 
 pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     use std::io::Write;
-    crate::log::create_private(path)
+    faramesh_daemon::service::files::create_private(path)
         .and_then(|mut f| f.write_all(bytes))
         .map_err(|e| ServerError::io("write", path, e))
 }

@@ -1,6 +1,6 @@
 //! The HTTP(S) door: `POST /v1/evaluate`, the v1 actions API of the published Python SDK,
 //! `GET /v1/events` (SSE), `/health`, `/ready`, `/metrics`. Routing by axum on hyper's HTTP/1
-//! server, TLS by rustls (ring). Every route is a thin mapping onto [`crate::service`]; the
+//! server, TLS by rustls (ring). Every route is a thin mapping onto [`faramesh_daemon::service`]; the
 //! caller's identity is its bearer token's. See `docs/http.md`.
 
 use std::collections::HashMap;
@@ -36,9 +36,9 @@ pub use tokens::Tokens;
 use v1::router;
 
 use super::ServerError;
-use crate::service::Seen;
-use crate::service::metrics::Transport;
-use crate::service::{
+use faramesh_daemon::service::Seen;
+use faramesh_daemon::service::metrics::Transport;
+use faramesh_daemon::service::{
     ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError, TokenIdentity,
     Transition,
 };
@@ -182,11 +182,11 @@ pub struct Listener {
     tls: Option<tokio_rustls::TlsAcceptor>,
     tokens: Arc<Tokens>,
     limits: HttpLimits,
-    sessions: Arc<crate::server::dashboard::Sessions>,
+    sessions: Arc<crate::dashboard::Sessions>,
     anonymous: bool,
     door: guard::Door,
     /// What `status` shows.
-    pub info: crate::service::state::HttpInfo,
+    pub info: faramesh_daemon::service::state::HttpInfo,
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {
@@ -199,7 +199,7 @@ pub async fn bind(
     config: &HttpConfig,
     state_dir: &Path,
     passed: Option<std::net::TcpListener>,
-    links: Arc<crate::service::logins::LoginLinks>,
+    links: Arc<faramesh_daemon::service::logins::LoginLinks>,
 ) -> Result<Listener, ServerError> {
     let addr = match &passed {
         Some(l) => l.local_addr().map_err(|source| ListenerError::Listen { addr: config.listen, source })?,
@@ -232,7 +232,7 @@ pub async fn bind(
     };
     let local = tcp.local_addr().map_err(|source| ListenerError::Listen { addr, source })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let info = crate::service::state::HttpInfo {
+    let info = faramesh_daemon::service::state::HttpInfo {
         url: format!("{scheme}://{local}"),
         tls_fingerprint,
         anonymous_agents: anonymous,
@@ -241,14 +241,14 @@ pub async fn bind(
     if let Some(secret) = &config.login_secret {
         // Printed to whoever started the daemon: a session opened with it is the daemon's own
         // user (so an agent of another uid never approves through it as someone else).
-        let me = crate::log::dpr::PeerCred {
+        let me = faramesh_daemon::service::PeerCred {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
         };
         links.add_lasting(secret.clone(), Some(me));
     }
-    let sessions = Arc::new(crate::server::dashboard::Sessions::new(tls.is_some()));
+    let sessions = Arc::new(crate::dashboard::Sessions::new(tls.is_some()));
     let door = guard::Door::at(&local, tls.is_some());
     Ok(Listener {
         tcp,
@@ -283,7 +283,7 @@ impl Listener {
             tasks.spawn(async move {
                 // Over the connection cap with no idle connection to close: dropped.
                 let Some(slot) = slots.take().await else { return };
-                let _open = app.service.state().metrics.connection(Transport::Http);
+                let _open = app.service.connection(Transport::Http);
                 let activity = Arc::clone(&slot.activity);
                 match tls {
                     None => serve_conn(stream, router, &limits, stop, activity).await,
@@ -387,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn plain_http_beyond_loopback_only_when_asked_for_and_never_tokenless() {
         let state = tempfile::tempdir().unwrap();
-        let links = Arc::new(crate::service::logins::LoginLinks::default());
+        let links = Arc::new(faramesh_daemon::service::logins::LoginLinks::default());
         let anywhere =
             HttpConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config(Some("agent-secret"), None, None) };
         let e = bind(&anywhere, state.path(), None, Arc::clone(&links)).await.err().unwrap();

@@ -1,7 +1,7 @@
 //! The socket door's JSON-RPC vocabulary: the error codes service errors become. Method names
 //! and params are read by the core (`service::apply::Request::parse`).
 
-use crate::service::{ErrorKind, ServiceError};
+use faramesh_daemon::service::{ErrorKind, ServiceError};
 
 /// JSON-RPC error codes used on the socket.
 pub mod codes {

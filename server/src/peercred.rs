@@ -5,8 +5,8 @@
 
 use std::os::fd::AsRawFd;
 
-use crate::log::dpr::PeerCred;
-use crate::service::{Identity, Peer};
+use faramesh_daemon::service::PeerCred;
+use faramesh_daemon::service::{Identity, Peer};
 
 /// Most supplementary groups read (Linux's NGROUPS_MAX is 65,536).
 const MAX_GROUPS: usize = 65_536;

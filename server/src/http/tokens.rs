@@ -55,7 +55,7 @@ impl Tokens {
         let digest = sha256(presented.as_bytes());
         let mut found = None;
         for e in &self.entries {
-            if crate::service::logins::constant_time_eq(&e.sha256, &digest) && found.is_none() {
+            if faramesh_daemon::service::logins::constant_time_eq(&e.sha256, &digest) && found.is_none() {
                 found = Some(e.identity.clone());
             }
         }
@@ -91,8 +91,12 @@ pub(super) fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, ServerErr
         let entry: FileEntry = serde_json::from_value(item).map_err(|e| bad(e.to_string()))?;
         let digest = match (entry.token.as_deref(), entry.token_sha256.as_deref()) {
             (Some(t), None) if !t.is_empty() => sha256(t.as_bytes()),
-            (None, Some(h)) => crate::log::entry::unhex32(&h.to_ascii_lowercase())
-                .ok_or_else(|| bad("`token_sha256` must be 64 hex characters".into()))?,
+            (None, Some(h)) => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(h, &mut digest)
+                    .map_err(|_| bad("`token_sha256` must be 64 hex characters".into()))?;
+                digest
+            }
             _ => return Err(bad("give one of `token` or `token_sha256`".into())),
         };
         let role = entry.role;

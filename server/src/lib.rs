@@ -22,10 +22,10 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::service::daemon::{Daemon, OpenError, Options};
-use crate::service::retention;
-pub use crate::service::state::{Limits, Loaded, State};
-use crate::systemd;
+use faramesh_daemon::service::daemon::{Daemon, OpenError, Options};
+use faramesh_daemon::service::retention;
+pub use faramesh_daemon::service::state::Limits;
+use faramesh_daemon::systemd;
 
 /// What `faramesh serve` needs.
 #[derive(Debug, Clone)]
@@ -49,21 +49,22 @@ pub struct Config {
     /// A demo daemon (`faramesh serve --demo`): said by `status` and the dashboard.
     pub demo: bool,
     /// Where the log's entries are exported (`docs/fleet.md`).
-    pub export: Vec<crate::service::fleet::Spec>,
+    pub export: Vec<faramesh_daemon::service::fleet::Spec>,
     /// The witnesses the log's checkpoints are submitted to (`serve --witnesses`), if any.
-    pub witnesses: Option<crate::service::witness::Config>,
+    pub witnesses: Option<faramesh_daemon::service::witness::Config>,
 }
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The policy file cannot be read or does not compile (file, line and column in the error).
+    /// The core could not open: the policy file (file, line and column in the error), the state
+    /// directory, or the decision log (locked, corrupt, unreadable).
     #[error(transparent)]
-    Policy(#[from] crate::service::state::PolicyFileError),
-    /// A file or directory the daemon needs (state dir, socket, TLS files) cannot be used.
+    Open(#[from] OpenError),
+    /// A file or directory a door needs (socket, TLS files) cannot be used.
     #[error("cannot {action} `{}`: {source}", .path.display())]
     Io {
-        /// What was being done (`create the state directory`, `bind`, ...).
+        /// What was being done (`bind`, ...).
         action: &'static str,
         /// The path.
         path: PathBuf,
@@ -74,24 +75,9 @@ pub enum ServerError {
     /// A live daemon already answers on the socket path.
     #[error("another daemon is already listening on `{}`", .0.display())]
     SocketInUse(PathBuf),
-    /// The decision log cannot be opened or written (locked, corrupt, unreadable).
-    #[error(transparent)]
-    Log(#[from] crate::log::LogError),
     /// The HTTP listener cannot start (address, TLS, tokens).
     #[error(transparent)]
     Http(#[from] http::ListenerError),
-}
-
-impl From<OpenError> for ServerError {
-    fn from(e: OpenError) -> ServerError {
-        match e {
-            OpenError::Policy(e) => ServerError::Policy(e),
-            OpenError::StateDir { path, source } => {
-                ServerError::Io { action: "create the directory", path, source }
-            }
-            OpenError::Log(e) => ServerError::Log(e),
-        }
-    }
 }
 
 impl ServerError {
@@ -102,7 +88,8 @@ impl ServerError {
 
 /// Creates `dir` (and missing parents) mode 0700 when missing.
 pub(crate) fn private_dir(dir: &Path) -> Result<(), ServerError> {
-    crate::log::create_private_dir(dir).map_err(|e| ServerError::io("create the directory", dir, e))
+    faramesh_daemon::service::files::create_private_dir(dir)
+        .map_err(|e| ServerError::io("create the directory", dir, e))
 }
 
 /// Binds the socket: refuses a path a live daemon answers on, replaces a stale file.

@@ -10,7 +10,7 @@ pub(super) fn routes() -> Router<App> {
     Router::new().route("/v1/log/checkpoint", get(checkpoint)).route("/v1/log/tile/{*path}", get(tile))
 }
 
-fn reader(app: &App, who: &crate::service::Identity) -> Result<(), HttpError> {
+fn reader(app: &App, who: &faramesh_daemon::service::Identity) -> Result<(), HttpError> {
     if app.service.reads_everything(who) {
         Ok(())
     } else {
@@ -79,11 +79,7 @@ async fn tile(AxState(app): AxState<App>, Caller(who): Caller, UrlPath(path): Ur
         ));
     }
     let (level, index, width) = parse_tile(&path).ok_or_else(not_found)?;
-    let log = Arc::clone(&app.service.state().log);
-    let hashes = tokio::task::spawn_blocking(move || log.tile(level, index, width))
-        .await
-        .map_err(|e| HttpError::internal(e.to_string()))?
-        .map_err(|_| not_found())?;
+    let hashes = app.service.tile(level, index, width).await?.ok_or_else(not_found)?;
     let cache = if width == 256 { "public, max-age=31536000, immutable" } else { "no-store" };
     Ok((
         StatusCode::OK,

@@ -14,9 +14,8 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::rpc::{self, codes};
-use crate::service::apply::Request;
-use crate::service::state::State;
-use crate::service::{Identity, Seen, Service};
+use faramesh_daemon::service::apply::Request;
+use faramesh_daemon::service::{Identity, Seen, Service};
 
 /// One request being handled: its reply line, if it gets one (notifications do not).
 type BoxedReply = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
@@ -29,15 +28,15 @@ pub fn error_line(id: &Value, code: i32, message: &str) -> String {
 /// Serves one connection until the peer closes it, it idles out, breaks a limit, or the
 /// daemon shuts down.
 pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Receiver<bool>) {
-    let state = Arc::clone(service.state());
-    let _open = state.metrics.connection(crate::service::metrics::Transport::Socket);
+    let counted = service.clone();
+    let _open = counted.connection(faramesh_daemon::service::metrics::Transport::Socket);
     let who = super::peercred::identity(&stream);
-    let limits = state.limits.clone();
+    let limits = service.limits().clone();
     let (read_half, write_half) = stream.into_split();
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), limits.max_line_bytes);
     let mut frames = FramedRead::new(read_half, codec);
     let out = Arc::new(Out { half: Mutex::new(Some(write_half)) });
-    let conn = Conn { service, state: Arc::clone(&state), who, out: Arc::clone(&out) };
+    let conn = Conn { service, who, out: Arc::clone(&out) };
     let conn = Arc::new(conn);
     // The requests of this connection run as futures of this one task: no task spawned per
     // line and no wake-up hop between tasks, and replies that are ready together leave in one
@@ -70,7 +69,7 @@ pub async fn serve(stream: UnixStream, service: Service, mut shutdown: watch::Re
                             "request line exceeds the {}-byte limit; closing the connection",
                             limits.max_line_bytes
                         );
-                        state.counts.error(false);
+                        counted.count_error(false);
                         let _ = out.send(error_line(&Value::Null, codes::INVALID_REQUEST, &msg)).await;
                         break;
                     }
@@ -131,7 +130,6 @@ impl Out {
 
 struct Conn {
     service: Service,
-    state: Arc<State>,
     who: Identity,
     out: Arc<Out>,
 }
@@ -139,7 +137,7 @@ struct Conn {
 impl Conn {
     /// An error reply, counted in `status`.
     fn error(&self, id: &Value, code: i32, message: &str) -> String {
-        self.state.counts.error(code == codes::INTERNAL_ERROR);
+        self.service.count_error(code == codes::INTERNAL_ERROR);
         error_line(id, code, message)
     }
 
@@ -252,7 +250,7 @@ impl Conn {
         Some(match outcome {
             Ok(result) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}"),
             Err(e) => {
-                self.state.counts.error(e.kind == crate::service::ErrorKind::Internal);
+                self.service.count_error(e.kind == faramesh_daemon::service::ErrorKind::Internal);
                 let mut error = json!({"code": rpc::code_of(&e), "message": e.message});
                 if let (Some(field), Value::Object(m)) = (&e.field, &mut error) {
                     m.insert("data".into(), json!({ "field": field }));
@@ -265,7 +263,7 @@ impl Conn {
     /// `log.subscribe`: answers with a subscription id, then sends every committed entry as a
     /// `log.entry` notification until the connection closes.
     fn subscribe(&self, id: &Value) -> String {
-        let sub_id = crate::log::dpr::new_id();
+        let sub_id = faramesh_daemon::service::files::new_id();
         // Who may see what is decided by the core; this only relays.
         let mut entries = self.service.subscribe(&self.who);
         let out = Arc::clone(&self.out);
