@@ -573,7 +573,7 @@ impl Loader<'_> {
         Ok((Channel { kind, url: Some(url), secret, email: None, attempts }, Value::Object(norm)))
     }
 
-    fn retention(&self, node: &Node) -> Result<(crate::policy::Retention, Value), PolicyError> {
+    fn retention(&self, node: &Node) -> Result<(crate::Retention, Value), PolicyError> {
         let entries = self.map(node, "`retention`")?;
         self.check_keys(entries, RETENTION_KEYS, "retention")?;
         let mut max_age = None;
@@ -602,7 +602,7 @@ impl Loader<'_> {
             return Err(self.err(node.pos, "`retention` needs `max_age` (for example `max_age: 90d`)"));
         };
         let norm = json!({"max_age": max_age_seconds, "archive_dir": archive_dir});
-        Ok((crate::policy::Retention { max_age_seconds, archive_dir }, norm))
+        Ok((crate::Retention { max_age_seconds, archive_dir }, norm))
     }
 
     fn rules(&self, node: &Node, what: &str, agent: Option<&str>) -> Result<(RuleSet, Value), PolicyError> {
