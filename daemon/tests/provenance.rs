@@ -81,8 +81,8 @@ fn only_the_permit_module_writes_a_permit() {
         // The `effect` filter of a listing query.
         ("daemon/src/service/request.rs", "\"PERMIT\" => Effect::Permit,"),
         // A rule's declared effect when the policy is compiled (`allow: true`), not a decision.
-        ("policy/src/load.rs", "\"allow\" => Effect::Permit,"),
-        ("policy/src/load.rs", "\"permit\" | \"allow\" => Effect::Permit,"),
+        ("policy/src/load/rules.rs", "\"allow\" => Effect::Permit,"),
+        ("policy/src/load/rules.rs", "\"permit\" | \"allow\" => Effect::Permit,"),
         // The one place a decision becomes PERMIT.
         ("policy/src/permit.rs", "d.effect = Effect::Permit;"),
     ];

@@ -2,10 +2,9 @@
 //! (`command`, `builtin`, `exec`, `time`, …), and those that run text (`eval`, `source`, `trap`),
 //! which leave the line unresolved.
 
+use super::{Resolver, dangerous_variable, unknown_here};
 use crate::command::expand::Field;
 use crate::command::shell::{self};
-
-use super::{Resolver, dangerous_variable, unknown_here};
 
 impl Resolver<'_> {
     /// Builtins of bash; `true` when `name` was one.

@@ -2,9 +2,8 @@
 //! program text (`-c`, `-e`) is unresolved. `awk` programs that call `system` or pipe to a
 //! command, `sed` scripts with `e` or `w`, and options that run commands are unresolved too.
 
-use crate::command::expand::Field;
-
 use super::{Resolver, STDIN_PATHS, Spec};
+use crate::command::expand::Field;
 
 impl Resolver<'_> {
     /// Inline interpreters: a program given as an argument, or read from standard input.

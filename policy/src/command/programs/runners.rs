@@ -1,9 +1,8 @@
 //! Programs that run commands remotely or indirectly: `ssh`, `systemd-run`, `xargs` and
 //! `find -exec`.
 
-use crate::command::expand::Field;
-
 use super::{Resolver, Spec, Without, dangerous_variable, one_word, unknown_here};
+use crate::command::expand::Field;
 
 impl Resolver<'_> {
     /// `ssh [options] destination [options] [command …]`: the command's words are joined with

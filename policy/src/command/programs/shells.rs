@@ -2,11 +2,10 @@
 //! its script from standard input (unresolved), and the wrappers that start one (`su`,
 //! `runuser`, `script`, …).
 
+use super::{Resolver, SHELLS, STDIN_PATHS, Spec, Without, one_word, unknown_here};
 use crate::command::SimpleCommand;
 use crate::command::expand::Field;
 use crate::command::shell::{self, Dialect};
-
-use super::{Resolver, SHELLS, STDIN_PATHS, Spec, Without, one_word, unknown_here};
 
 impl Resolver<'_> {
     /// The shell a wrapper starts for a command line (`su -c`, `watch`, `flock -c`): read as

@@ -1,9 +1,8 @@
 //! External programs by name: each wrapper with its options written as data ([`Spec`]), and
 //! the reader of each family (shells, interpreters, remote and indirect runners).
 
-use crate::command::expand::Field;
-
 use super::{OTHER_SHELLS, Resolver, SHELLS, STDIN_PATHS, Spec, Without};
+use crate::command::expand::Field;
 
 impl Resolver<'_> {
     /// External programs (or builtins called by path).

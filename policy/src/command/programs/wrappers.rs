@@ -1,10 +1,9 @@
 //! Wrappers that run the command after their options: `sudo`, `env` (with `-S` split like
 //! `env` does), `nice`, and the generic reader behind `stdbuf`, `timeout`, `nohup`, …
 
+use super::{Resolver, Spec, Without, dangerous_variable, one_word, unknown_here};
 use crate::command::expand::Field;
 use crate::command::shell::{self};
-
-use super::{Resolver, Spec, Without, dangerous_variable, one_word, unknown_here};
 
 impl Resolver<'_> {
     /// The command a wrapper runs: `operands` are its argv.

@@ -1,9 +1,8 @@
 //! Expansions inside a word: `$x`, `${…}` with its operators, `$(…)` and backquotes (whose
 //! commands are read as commands), and `$((…))`.
 
-use crate::command::expand::{Exp, Piece, Word};
-
 use super::{Dialect, Parser, R, Stop, Tok, read_script, safe_arith, syntax, unreadable};
+use crate::command::expand::{Exp, Piece, Word};
 
 impl Parser<'_> {
     /// Whatever starts with `$` at `self.i`.

@@ -2,13 +2,12 @@
 //! `{ }`, `( )`, `[[ ]]`, `(( ))`), redirections and here-documents, and simple commands,
 //! which go to the resolver.
 
-use crate::command::expand::{self, Field, Piece, Word};
-use crate::command::{WrittenFile, programs};
-
 use super::{
     CLOSERS, Dialect, Heredoc, Parser, Peek, R, Stop, Tok, is_name, is_number, is_reserved, safe_arith,
     syntax, unreadable,
 };
+use crate::command::expand::{self, Field, Piece, Word};
+use crate::command::{WrittenFile, programs};
 
 impl Parser<'_> {
     /// Reads the bodies of the here-documents started on the line just ended.

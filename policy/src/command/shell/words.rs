@@ -1,9 +1,8 @@
 //! Tokens and words: operators, redirections, and a word's quoting (`'…'`, `"…"`,
 //! `$'…'`, `\`), arrays and balanced parentheses.
 
-use crate::command::expand::{Exp, Piece, Word};
-
 use super::{Dialect, OPS, Parser, R, REDIRS, Tok, safe_arith, syntax, unreadable};
+use crate::command::expand::{Exp, Piece, Word};
 
 impl Parser<'_> {
     pub(super) fn lex(&mut self) -> R<Tok> {
