@@ -148,7 +148,7 @@ fn the_three_constructors_and_where_each_is_called() {
         [
             ("daemon/src/service/govern.rs", "approval"),
             ("daemon/src/service/grants.rs", "grant"),
-            ("policy/src/eval.rs", "rule"),
+            ("policy/src/eval/decision.rs", "rule"),
         ]
     );
 }
