@@ -599,7 +599,7 @@ pub(crate) fn merge_visit(lists: [&[u32]; 4], mut visit: impl FnMut(u32) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{NamePat, merge_visit};
 
     #[test]
     fn globs_match_names() {

@@ -14,11 +14,10 @@
 //! DENY `INTERNAL_ERROR`. `daemon/tests/provenance.rs` scans the sources so that no other module
 //! writes a PERMIT.
 
-use faramesh_proto::{Decision, Effect, Provenance, ProvenanceKind, ReasonCode};
+use faramesh_proto::{Caller, Decision, Effect, Provenance, ProvenanceKind, ReasonCode};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Reading;
-use faramesh_proto::Caller;
 
 /// Evidence that the gate read the whole call: it carries no shell line, or its shell line
 /// resolved to every program it runs. Made only by [`FullyRead::of_reading`].
@@ -277,8 +276,12 @@ pub fn checked(mut d: Decision) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use faramesh_proto::{PeerCred, Role, TokenCaller};
+    use faramesh_proto::{
+        Caller, Decision, Effect, PeerCred, Provenance, ProvenanceKind, ReasonCode, Role, TokenCaller,
+    };
+
+    use super::{Covers, FullyRead, Permit, checked};
+    use crate::command::Reading;
 
     fn peer(uid: u32, pid: i32) -> Caller {
         Caller::Peer(PeerCred { uid, gid: uid, pid })

@@ -81,7 +81,7 @@ impl Caller {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Caller, PeerCred, Role, TokenCaller};
 
     #[test]
     fn callers_keep_their_json_shape() {
