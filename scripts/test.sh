@@ -82,7 +82,7 @@ cargo build --locked --bins
 BIN="$ROOT/target/debug/faramesh"
 
 step "rust tests"
-# The command reader's differential test runs bash under strace (daemon/tests/shell_differential.rs).
+# The command reader's differential test runs bash under strace (policy/tests/shell_differential.rs).
 if ! command -v strace >/dev/null; then
     apt_install strace
 fi

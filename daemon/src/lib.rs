@@ -1,10 +1,11 @@
-//! `faramesh-daemon`: the library behind `faramesh serve`. The `policy` module decides calls
-//! (pure, no IO); `service` is the transport-free core both doors (`server::rpc` for the socket,
-//! `server::http` for HTTP) map onto.
+//! `faramesh-daemon`: the core behind `faramesh serve`. It decides with the `faramesh-policy`
+//! crate (pure, no IO; re-exported here as `policy`, with its `permit` module), records in the
+//! `faramesh-log` crate (re-exported as `log`), and `service` is the transport-free core the
+//! doors (the `faramesh-server` crate: socket, HTTP, dashboard) map onto.
 
 pub use faramesh_log as log;
-pub mod permit;
-pub mod policy;
+pub use faramesh_policy as policy;
+pub use faramesh_policy::permit;
 pub mod service;
 pub mod systemd;
 pub mod tls;

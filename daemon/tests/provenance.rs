@@ -1,5 +1,5 @@
 //! Every PERMIT has a provenance, by construction: this test reads the workspace's sources and
-//! enumerates every place that could make one. A PERMIT is built only in `daemon/src/permit.rs`,
+//! enumerates every place that could make one. A PERMIT is built only in `policy/src/permit.rs`,
 //! by its three constructors (a rule on a fully read call, an approval by someone else, a grant
 //! by someone else covering that caller), and each constructor is called from one place.
 
@@ -8,11 +8,24 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// The sources of every crate in the repository (each directory with a `Cargo.toml` and a
+/// `src`), so a crate added later is scanned too.
 fn sources() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("Cargo.toml").is_file() && d.join("src").is_dir())
+        .collect();
+    crates.sort();
+    let names: Vec<String> =
+        crates.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for known in ["cli", "daemon", "policy", "proto"] {
+        assert!(names.iter().any(|n| n == known), "the crate `{known}` is scanned: {names:?}");
+    }
     let mut out = Vec::new();
-    for dir in ["daemon/src", "cli/src", "proto/src"] {
-        walk(&root.join(dir), &root, &mut out);
+    for dir in &crates {
+        walk(&dir.join("src"), &root, &mut out);
     }
     assert!(out.len() > 50, "found the sources: {}", out.len());
     out
@@ -65,13 +78,13 @@ fn only_the_permit_module_writes_a_permit() {
     let got: Vec<(&str, &str)> = values.iter().map(|(f, l)| (f.as_str(), l.as_str())).collect();
     // Every value use of `Effect::Permit` in the workspace, and why it is not a decision.
     let expected = vec![
-        // The one place a decision becomes PERMIT.
-        ("daemon/src/permit.rs", "d.effect = Effect::Permit;"),
-        // A rule's declared effect when the policy is compiled (`allow: true`), not a decision.
-        ("daemon/src/policy/load.rs", "\"allow\" => Effect::Permit,"),
-        ("daemon/src/policy/load.rs", "\"permit\" | \"allow\" => Effect::Permit,"),
         // The `effect` filter of a listing query.
         ("daemon/src/service/request.rs", "\"PERMIT\" => Effect::Permit,"),
+        // A rule's declared effect when the policy is compiled (`allow: true`), not a decision.
+        ("policy/src/load/rules.rs", "\"allow\" => Effect::Permit,"),
+        ("policy/src/load/rules.rs", "\"permit\" | \"allow\" => Effect::Permit,"),
+        // The one place a decision becomes PERMIT.
+        ("policy/src/permit.rs", "d.effect = Effect::Permit;"),
     ];
     assert_eq!(
         got, expected,
@@ -82,7 +95,7 @@ fn only_the_permit_module_writes_a_permit() {
 #[test]
 fn provenance_and_permit_reasons_are_written_only_by_the_permit_module() {
     for (file, code) in sources() {
-        if file == "daemon/src/permit.rs" || file == "proto/src/types.rs" {
+        if file == "policy/src/permit.rs" || file == "proto/src/types.rs" {
             continue;
         }
         for needle in [
@@ -97,7 +110,7 @@ fn provenance_and_permit_reasons_are_written_only_by_the_permit_module() {
         ] {
             assert!(
                 !code.contains(needle),
-                "{file} contains `{needle}`: only daemon/src/permit.rs makes a PERMIT"
+                "{file} contains `{needle}`: only policy/src/permit.rs makes a PERMIT"
             );
         }
     }
@@ -106,7 +119,7 @@ fn provenance_and_permit_reasons_are_written_only_by_the_permit_module() {
 #[test]
 fn the_three_constructors_and_where_each_is_called() {
     let all = sources();
-    let permit = &all.iter().find(|(f, _)| f == "daemon/src/permit.rs").unwrap().1;
+    let permit = &all.iter().find(|(f, _)| f == "policy/src/permit.rs").unwrap().1;
     // The constructors: every function of the module that returns a Permit.
     let mut constructors: Vec<&str> = permit
         .lines()
@@ -133,9 +146,9 @@ fn the_three_constructors_and_where_each_is_called() {
     assert_eq!(
         calls,
         [
-            ("daemon/src/policy/eval.rs", "rule"),
             ("daemon/src/service/govern.rs", "approval"),
             ("daemon/src/service/grants.rs", "grant"),
+            ("policy/src/eval/decision.rs", "rule"),
         ]
     );
 }

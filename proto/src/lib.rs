@@ -2,11 +2,13 @@
 //! and request hashing. Depends on serde and hashing only: no runtime, no storage.
 
 pub mod call;
+pub mod caller;
 pub mod canonical;
 pub mod mcp;
 pub mod types;
 
 pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
+pub use caller::{Caller, PeerCred, Role, TokenCaller};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{
     Call, Decision, Effect, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution, RiskLevel,

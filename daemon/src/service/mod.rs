@@ -30,6 +30,7 @@ pub mod notify;
 mod queries;
 pub mod request;
 pub mod retention;
+mod secret;
 pub mod state;
 pub mod stats;
 pub mod v1;

@@ -409,10 +409,11 @@ impl Client {
                 .await
                 .map_err(|_| format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs() * 3))?;
         }
-        let url = channel.url.as_ref().ok_or("the channel has no URL")?.read()?;
+        let url = super::secret::read(channel.url.as_ref().ok_or("the channel has no URL")?)?;
         let (body, headers) = match channel.kind {
             ChannelKind::Webhook => {
-                let secret = channel.secret.as_ref().ok_or("the webhook has no secret")?.read()?;
+                let secret =
+                    super::secret::read(channel.secret.as_ref().ok_or("the webhook has no secret")?)?;
                 let body = webhook_body(note).to_string();
                 let timestamp = entry::now_ms() / 1000;
                 let signature = sign(&secret, &note.id, timestamp, &body)?;
@@ -526,8 +527,8 @@ async fn send_email(email: &crate::policy::Email, note: &Note) -> Result<(), Str
     let mut builder = builder.map_err(|e| e.to_string())?.port(email.port).timeout(Some(DELIVERY_TIMEOUT));
     if let (Some(user), Some(password)) = (&email.username, &email.password) {
         builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-            user.read()?,
-            password.read()?,
+            super::secret::read(user)?,
+            super::secret::read(password)?,
         ));
     }
     builder.build().send(message).await.map(|_| ()).map_err(|e| e.to_string())

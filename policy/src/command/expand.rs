@@ -365,7 +365,7 @@ fn tilde_prefix(pieces: &[Piece]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Field, Piece, Word, fields};
 
     fn word(text: &str) -> Word {
         Word { pieces: text.chars().map(|c| Piece::Ch(c, false)).collect(), text: text.into(), array: false }

@@ -7,7 +7,7 @@
 //! a wrapper the reader does not know, …). What cannot be read strictly at all (an unbalanced
 //! quote, a control character, a program name outside ASCII) is an error. See docs/policy.md.
 //!
-//! The reader never runs anything: it parses. `daemon/tests/shell_differential.rs` checks it
+//! The reader never runs anything: it parses. `policy/tests/shell_differential.rs` checks it
 //! against bash itself on generated lines.
 
 use serde_json::Value;

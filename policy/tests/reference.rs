@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
-use faramesh_daemon::policy::{compile, decide, decide_linear};
+use faramesh_policy::{compile, decide, decide_linear};
 use faramesh_proto::{Call, Effect, ReasonCode, canonical_json};
 use proptest::prelude::*;
 use serde_json::{Value, json};

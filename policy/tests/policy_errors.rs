@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
-use faramesh_daemon::policy::compile;
+use faramesh_policy::compile;
 
 fn error_of(text: &str) -> String {
     match compile("p.yaml", text) {
@@ -131,10 +131,7 @@ fn approvals_budget_and_rate_limit_are_validated() {
     let gateways = compile("p.yaml", "mcp:\n  gateways: [\"uid:1000\", \"group:agents\"]\n").unwrap();
     assert_eq!(
         gateways.mcp.gateways,
-        vec![
-            faramesh_daemon::policy::Approver::Uid(1000),
-            faramesh_daemon::policy::Approver::Group("agents".into())
-        ]
+        vec![faramesh_policy::Approver::Uid(1000), faramesh_policy::Approver::Group("agents".into())]
     );
 }
 
@@ -247,7 +244,7 @@ fn commands_section_changes_the_hash_only_when_it_denies() {
     let deny = compile("p.yaml", &format!("commands: {{ unresolved: deny }}\n{rules}")).unwrap();
     assert_eq!(plain.hash, defer.hash);
     assert_ne!(plain.hash, deny.hash);
-    assert_eq!(deny.commands.unresolved, faramesh_daemon::policy::Unresolved::Deny);
+    assert_eq!(deny.commands.unresolved, faramesh_policy::Unresolved::Deny);
 }
 
 #[test]

@@ -14,11 +14,10 @@
 //! DENY `INTERNAL_ERROR`. `daemon/tests/provenance.rs` scans the sources so that no other module
 //! writes a PERMIT.
 
-use faramesh_proto::{Decision, Effect, Provenance, ProvenanceKind, ReasonCode};
+use faramesh_proto::{Caller, Decision, Effect, Provenance, ProvenanceKind, ReasonCode};
 use serde::{Deserialize, Serialize};
 
-use crate::log::dpr::Caller;
-use crate::policy::command::Reading;
+use crate::command::Reading;
 
 /// Evidence that the gate read the whole call: it carries no shell line, or its shell line
 /// resolved to every program it runs. Made only by [`FullyRead::of_reading`].
@@ -177,7 +176,7 @@ impl Permit {
 
     /// A person other than the requester approved this call (`decided_by`); the caller asking
     /// to run it now is the requester (checked by the caller of this function).
-    pub(crate) fn approval(
+    pub fn approval(
         approval_id: &str,
         rule_id: Option<String>,
         requested_by: Option<&Caller>,
@@ -198,7 +197,7 @@ impl Permit {
     }
 
     /// A grant, made by a person other than the requester, that covers the requester.
-    pub(crate) fn grant(
+    pub fn grant(
         grant_id: &str,
         created_by: Option<&Caller>,
         covers: &Covers,
@@ -229,7 +228,7 @@ impl Permit {
     }
 
     /// `d` as a PERMIT from this provenance.
-    pub(crate) fn apply(self, mut d: Decision) -> Decision {
+    pub fn apply(self, mut d: Decision) -> Decision {
         d.effect = Effect::Permit;
         d.reason_code = self.code;
         d.reason = self.reason;
@@ -265,7 +264,7 @@ pub fn checked(mut d: Decision) -> Decision {
     }
     let (rule_id, rule_ref) = (d.rule_id.clone(), d.rule_ref.clone());
     d.provenance = None;
-    crate::policy::deny_decision(
+    crate::deny_decision(
         d,
         ReasonCode::InternalError,
         "a PERMIT without a rule, approval or grant behind it was refused".to_owned(),
@@ -277,8 +276,12 @@ pub fn checked(mut d: Decision) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::log::dpr::{PeerCred, Role, TokenCaller};
+    use faramesh_proto::{
+        Caller, Decision, Effect, PeerCred, Provenance, ProvenanceKind, ReasonCode, Role, TokenCaller,
+    };
+
+    use super::{Covers, FullyRead, Permit, checked};
+    use crate::command::Reading;
 
     fn peer(uid: u32, pid: i32) -> Caller {
         Caller::Peer(PeerCred { uid, gid: uid, pid })
@@ -306,7 +309,7 @@ mod tests {
 
     #[test]
     fn unresolved_command_gives_no_evidence() {
-        use crate::policy::command::read_line;
+        use crate::command::read_line;
         let why = FullyRead::of_reading(&read_line("X=rm; $X -rf /")).unwrap_err();
         assert!(why.contains("$X"), "{why}");
         assert!(FullyRead::of_reading(&read_line("python3 -c 'print(1)'")).is_err());

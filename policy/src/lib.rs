@@ -1,11 +1,16 @@
-//! The policy engine: parse and validate YAML, compile it into an indexed decision table,
-//! decide and explain calls. Pure: this module does no IO.
+//! `faramesh-policy`: the policy engine. Parse and validate YAML, compile it into an indexed
+//! decision table, decide and explain calls; [`permit`] is the one place a PERMIT is made.
+//!
+//! Pure: no IO, no clock, no environment. It depends on `faramesh-proto` and pure crates only
+//! (its Cargo.toml has no runtime, storage or filesystem crate). What a policy names but does
+//! not hold (a [`SecretRef`]) is resolved by the daemon, not here.
 
 pub mod cases;
 pub mod command;
 mod eval;
 mod load;
 mod model;
+pub mod permit;
 pub mod yaml;
 
 pub use eval::{

@@ -7,7 +7,7 @@ use faramesh_proto::{Effect, RiskLevel};
 use regex::Regex;
 use serde_json::Value;
 
-/// A compiled, validated policy. Build one with [`crate::policy::compile`].
+/// A compiled, validated policy. Build one with [`crate::compile`].
 #[derive(Debug)]
 pub struct Policy {
     /// The path the policy was read from, as shown in `rule_ref`.
@@ -145,7 +145,8 @@ pub enum ChannelKind {
 }
 
 /// A value the policy names but does not hold: a literal (non-secret URLs only), an
-/// environment variable or a file.
+/// environment variable or a file. The daemon reads it when it needs the value; the policy
+/// keeps only the reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// Given in the policy (a webhook URL).
@@ -154,21 +155,6 @@ pub enum SecretRef {
     Env(String),
     /// Read from this file (trailing whitespace trimmed).
     File(String),
-}
-
-impl SecretRef {
-    /// The value, read now.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretRef::Literal(v) => Ok(v.clone()),
-            SecretRef::Env(name) => {
-                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
-            }
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map(|t| t.trim_end().to_owned())
-                .map_err(|e| format!("cannot read `{path}`: {e}")),
-        }
-    }
 }
 
 /// The `retention:` section: the daemon prunes log entries older than `max_age`, archiving them
@@ -613,7 +599,7 @@ pub(crate) fn merge_visit(lists: [&[u32]; 4], mut visit: impl FnMut(u32) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{NamePat, merge_visit};
 
     #[test]
     fn globs_match_names() {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use faramesh_daemon::policy::{cases::parse_cases, compile};
+use faramesh_policy::{cases::parse_cases, compile};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
@@ -29,7 +29,7 @@ fn corpus_cases_hold_in_the_engine() {
         let policy = compile(&name, &policy_text).unwrap_or_else(|e| panic!("{e}"));
         for case in &parsed.cases {
             n_cases += 1;
-            let decision = faramesh_daemon::policy::decide_request(&policy, &case.call.request);
+            let decision = faramesh_policy::decide_request(&policy, &case.call.request);
             if let Err(why) = case.expect.check(&decision) {
                 failures.push(format!("{name}: {}: {why}", case.label()));
             }

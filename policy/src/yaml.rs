@@ -295,7 +295,7 @@ pub fn to_json(node: &Node) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Kind, Pos, parse};
 
     #[test]
     fn positions_are_one_based() {

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use faramesh_daemon::policy::command::{Reading, SimpleCommand, read_line};
+use faramesh_policy::command::{Reading, SimpleCommand, read_line};
 
 /// Programs the lines run that exist here only as stubs.
 const STUBS: &[&str] = &[
@@ -690,7 +690,7 @@ fn every_program_bash_runs_is_one_the_reader_resolved() {
     assert!(
         failures.is_empty(),
         "{} lines where bash ran a program the reader did not resolve (add each, once fixed, to \
-         daemon/tests/shell_differential_corpus.jsonl):\n{}",
+         policy/tests/shell_differential_corpus.jsonl):\n{}",
         failures.len(),
         failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
     );
