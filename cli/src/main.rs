@@ -13,7 +13,7 @@ mod daemon_cmd;
 mod demo;
 mod fleet_cmd;
 mod hook_cmd;
-mod hook_paths;
+mod hooks;
 mod log_cmd;
 mod mcp;
 mod ops_cmd;
