@@ -7,23 +7,21 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
-mod client;
 mod container_cmd;
 mod daemon_cmd;
 mod demo;
 mod fleet_cmd;
 mod hook_cmd;
-mod hooks;
 mod log_cmd;
-mod mcp;
+mod mcp_cmd;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
-mod term;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use faramesh_client::{hooks, socket as client, term};
 
 /// Exit codes: 0 ok, 1 error, 2 a mismatch the command reports, 3 invalid policy.
 #[derive(Parser, Debug)]
@@ -147,7 +145,7 @@ enum Command {
     /// Put faramesh between an MCP client and an MCP server (stdio, or streamable HTTP with
     /// `--listen`/`--upstream`): every `tools/call` is decided and recorded before the server
     /// sees it.
-    Mcp(mcp::McpArgs),
+    Mcp(mcp_cmd::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -173,7 +171,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),
-        Command::Mcp(args) => mcp::mcp(args),
+        Command::Mcp(args) => mcp_cmd::mcp(args),
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 fn sources() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut out = Vec::new();
-    for dir in ["daemon/src", "cli/src", "proto/src"] {
+    for dir in ["daemon/src", "cli/src", "client/src", "net/src", "proto/src"] {
         walk(&root.join(dir), &root, &mut out);
     }
     assert!(out.len() > 50, "found the sources: {}", out.len());

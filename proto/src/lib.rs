@@ -1,8 +1,10 @@
 //! `faramesh-proto`: the wire types of Faramesh (calls, decisions, reason codes), canonical JSON
-//! and request hashing. Depends on serde and hashing only: no runtime, no storage.
+//! and request hashing, and the few checks the daemon and its clients share. Depends on serde and
+//! hashing only: no runtime, no storage.
 
 pub mod call;
 pub mod canonical;
+pub mod fs;
 pub mod mcp;
 pub mod types;
 
@@ -10,5 +12,5 @@ pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{
     Call, Decision, Effect, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution, RiskLevel,
-    StructuredDenial, is_identifier,
+    StructuredDenial, is_identifier, is_server_prefix,
 };

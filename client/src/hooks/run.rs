@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::call::{Outcome, resolve_call};
 use super::{Answer, EXIT_BLOCK, Host, paths};
-use crate::client;
+use crate::socket;
 
 /// The longest hook payload read from stdin.
 const MAX_PAYLOAD: u64 = 4 << 20;
@@ -300,7 +300,7 @@ fn before(
 }
 
 fn govern(socket: &Path, call: &Value) -> Result<GovernAnswer> {
-    Ok(serde_json::from_value(client::call(socket, "govern", call.clone())?)?)
+    Ok(serde_json::from_value(socket::call(socket, "govern", call.clone())?)?)
 }
 
 /// Holds a deferred call until its approval is decided (or `timeout`), then re-asks with the
@@ -312,9 +312,9 @@ fn wait_and_resume(
     timeout: Duration,
 ) -> Option<GovernAnswer> {
     let approval = answer.approval_id.as_deref()?;
-    let stream = client::connect(socket).ok()?;
+    let stream = socket::connect(socket).ok()?;
     stream.set_read_timeout(Some(timeout + Duration::from_secs(10))).ok()?;
-    let reply = client::call_on(
+    let reply = socket::call_on(
         &stream,
         "approval.wait",
         json!({"approval_id": approval, "timeout_seconds": timeout.as_secs()}),
@@ -342,7 +342,7 @@ fn pending_dir() -> PathBuf {
 }
 
 fn remember(file: &Path, id: &str) {
-    if faramesh_daemon::log::create_private_dir(&pending_dir()).is_ok() {
+    if faramesh_proto::fs::create_private_dir(&pending_dir()).is_ok() {
         let _ = std::fs::write(file, id);
     }
 }
@@ -370,8 +370,8 @@ fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitC
         }
         // The outcome is a record, not a decision: a daemon that went away meanwhile is
         // reported on stderr and does not fail the (already run) tool.
-        let started = client::call(socket, "action.start", json!({"id": action}));
-        if let Err(e) = started.and_then(|_| client::call(socket, "action.result", report)) {
+        let started = socket::call(socket, "action.start", json!({"id": action}));
+        if let Err(e) = started.and_then(|_| socket::call(socket, "action.result", report)) {
             eprintln!("faramesh: could not record the outcome of action {action}: {e:#}");
         }
     }

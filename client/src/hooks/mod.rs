@@ -31,7 +31,8 @@ pub use run::{HookOptions, hook};
 pub const EXIT_BLOCK: u8 = 2;
 
 /// A coding agent whose tool-call hook `faramesh hook` answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Host {
     /// Claude Code (`PreToolUse`, `PostToolUse`, `PostToolUseFailure` command hooks).
     ClaudeCode,
