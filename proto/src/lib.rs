@@ -1,6 +1,6 @@
 //! `faramesh-proto`: the wire types of Faramesh (calls, decisions, reason codes), canonical JSON
-//! and request hashing, and the few checks the daemon and its clients share. Depends on serde and
-//! hashing only: no runtime, no storage.
+//! and request hashing, and the few checks the daemon and its clients share. Depends on serde,
+//! hashing and strsim (for "did you mean") only: no runtime, no storage.
 
 pub mod call;
 pub mod canonical;
