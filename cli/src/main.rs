@@ -7,6 +7,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
+mod broken_pipe;
 mod container_cmd;
 mod daemon_cmd;
 mod demo;
@@ -166,6 +167,8 @@ fn main() -> ExitCode {
             });
         }
     };
+    let hook_run = hook_cmd::is_hook_run(std::env::args());
+    broken_pipe::end_quietly_on_panic(hook_run);
     ops_cmd::init_color(cli.no_color);
     let json_out = cli.json;
     let result = match cli.command {
@@ -208,6 +211,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            if let Some(code) = broken_pipe::quiet_exit(&err, hook_run) {
+                return ExitCode::from(code);
+            }
             // People read what happened; programs asking for JSON also get the daemon's code.
             match err.downcast_ref::<client::RpcError>() {
                 Some(e) if json_out => {
