@@ -19,7 +19,7 @@ fn hidden(c: char) -> bool {
             | 0xFEFF | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F)
 }
 
-/// `text` as a terminal may show it: every character of [`hidden`] written as an escape
+/// `text` as a terminal may show it: every character of `hidden` written as an escape
 /// (`\n`, `\r`, `\t`, `\x1b` for the other ASCII ones, `\u{202e}` beyond ASCII), the rest as
 /// it is. Borrowed when there is nothing to escape.
 pub fn safe(text: &str) -> Cow<'_, str> {

@@ -321,8 +321,9 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    use super::{CALL_KEYS, CallRequest, StrictJsonError, parse_strict, suggest};
 
     #[test]
     fn suggestions_are_the_closest_name_within_a_few_edits() {

@@ -5,8 +5,8 @@
 //! Anything it cannot read, and a daemon it cannot reach, is a refusal (exit 2, the reason on
 //! stderr), never an exit the host could read as "allow".
 //!
-//! Each host's contract is a module implementing [`Contract`] (`claude_code`, `gemini_cli`,
-//! `cursor`, `copilot_cli`, `opencode`): how its payload is read into an [`call::Incoming`]
+//! Each host's contract is a module implementing `Contract` (`claude_code`, `gemini_cli`,
+//! `cursor`, `copilot_cli`, `opencode`): how its payload is read into an `Incoming`
 //! call, and how an answer is written in its format. `run` is what every host shares (asking
 //! the daemon, DEFER, outcomes), `call` and `paths`/`glob` how a tool's paths are read as the
 //! host opens them, `install` the settings files.
