@@ -7,23 +7,22 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
-mod client;
+mod broken_pipe;
 mod container_cmd;
 mod daemon_cmd;
 mod demo;
 mod fleet_cmd;
 mod hook_cmd;
-mod hook_paths;
 mod log_cmd;
-mod mcp;
+mod mcp_cmd;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
-mod term;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use faramesh_client::{hooks, socket as client, term};
 
 /// Exit codes: 0 ok, 1 error, 2 a mismatch the command reports, 3 invalid policy.
 #[derive(Parser, Debug)]
@@ -147,7 +146,7 @@ enum Command {
     /// Put faramesh between an MCP client and an MCP server (stdio, or streamable HTTP with
     /// `--listen`/`--upstream`): every `tools/call` is decided and recorded before the server
     /// sees it.
-    Mcp(mcp::McpArgs),
+    Mcp(mcp_cmd::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -168,12 +167,14 @@ fn main() -> ExitCode {
             });
         }
     };
+    let hook_run = hook_cmd::is_hook_run(std::env::args());
+    broken_pipe::end_quietly_on_panic(hook_run);
     ops_cmd::init_color(cli.no_color);
     let json_out = cli.json;
     let result = match cli.command {
         Command::Serve(args) => daemon_cmd::serve(args),
         Command::Dev(args) => daemon_cmd::dev(args),
-        Command::Mcp(args) => mcp::mcp(args),
+        Command::Mcp(args) => mcp_cmd::mcp(args),
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),
@@ -210,6 +211,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            if let Some(code) = broken_pipe::quiet_exit(&err, hook_run) {
+                return ExitCode::from(code);
+            }
             // People read what happened; programs asking for JSON also get the daemon's code.
             match err.downcast_ref::<client::RpcError>() {
                 Some(e) if json_out => {

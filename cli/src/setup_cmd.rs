@@ -94,7 +94,7 @@ pub fn doctor(args: DoctorArgs, json_out: bool) -> Result<ExitCode> {
             "no faramesh unit installed and enabled: `faramesh apply` starts a detached daemon (scripts/install.sh installs the units)".into(),
         ),
     });
-    checks.push(("hooks".into(), true, crate::hook_cmd::wired_hosts()));
+    checks.push(("hooks".into(), true, crate::hooks::wired_hosts()));
     let socket = args.socket.path();
     let status = client::call(&socket, "status", json!({}));
     match &status {

@@ -198,3 +198,35 @@ fn completions_and_help_with_examples() {
         assert!(text(&help.stdout).contains("Example"), "`faramesh {cmd} --help` has no example");
     }
 }
+
+/// `faramesh policy explain … | head -1`: output to a pipe nobody reads any more ends the
+/// command quietly, as other Unix tools end (exit 141, as a shell reports a tool SIGPIPE ended),
+/// instead of a panic; whether the text is printed (`policy explain`) or written
+/// (`request-hash`).
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    let call = r#"{"agent_id":"a","tool":"shell","operation":"exec","params":{"cmd":"ls"}}"#;
+    let runs: [(&[&str], &str); 2] =
+        [(&["policy", "explain", "policies/default.yaml", "--call", call], ""), (&["request-hash"], call)];
+    for (args, stdin) in runs {
+        // The read end is closed before the command starts: its first write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faramesh"))
+            .args(args)
+            .current_dir(repo())
+            .stdin(std::process::Stdio::piped())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            writeln!(input, "{stdin}").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+    }
+}

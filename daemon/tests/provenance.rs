@@ -20,7 +20,7 @@ fn sources() -> Vec<(String, String)> {
     crates.sort();
     let names: Vec<String> =
         crates.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for known in ["cli", "daemon", "policy", "proto"] {
+    for known in ["cli", "client", "daemon", "log", "net", "policy", "proto", "server"] {
         assert!(names.iter().any(|n| n == known), "the crate `{known}` is scanned: {names:?}");
     }
     let mut out = Vec::new();

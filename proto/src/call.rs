@@ -185,24 +185,10 @@ pub fn is_traceparent(text: &str) -> bool {
 pub fn suggest<'a>(input: &str, allowed: &[&'a str]) -> Option<&'a str> {
     allowed
         .iter()
-        .map(|cand| (levenshtein(input, cand), *cand))
+        .map(|cand| (strsim::levenshtein(input, cand), *cand))
         .filter(|(d, cand)| *d <= 2.max(cand.len() / 4) && *d < cand.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, cand)| cand)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Why a JSON text was refused by [`parse_strict`].
@@ -335,8 +321,23 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    use super::{CALL_KEYS, CallRequest, StrictJsonError, parse_strict, suggest};
+
+    #[test]
+    fn suggestions_are_the_closest_name_within_a_few_edits() {
+        // Characters, not bytes: `é` is one edit from `e`.
+        assert_eq!(suggest("agént_id", CALL_KEYS), Some("agent_id"));
+        assert_eq!(suggest("agentid", CALL_KEYS), Some("agent_id"));
+        assert_eq!(suggest("opration", CALL_KEYS), Some("operation"));
+        assert_eq!(suggest("argz", CALL_KEYS), Some("args"));
+        assert_eq!(suggest("zzzzzz", CALL_KEYS), None);
+        // Within 2 edits, or a quarter of the name when longer; never the whole name.
+        assert_eq!(suggest("ab", &["cd"]), None);
+        assert_eq!(suggest("abcdefghijklxxx", &["abcdefghijklmno"]), Some("abcdefghijklmno"));
+        assert_eq!(suggest("abcdefghxxxxxxx", &["abcdefghijklmno"]), None);
+    }
 
     #[test]
     fn a_traceparent_is_kept_out_of_the_request_hash_and_checked() {

@@ -368,6 +368,12 @@ pub fn is_identifier(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'))
 }
 
+/// Whether `server` can be an MCP server's tool prefix (`faramesh mcp --tool-prefix`): a tool
+/// name without `/` (pinned tools are keyed `server/tool`, and MCP tool names may hold `/`).
+pub fn is_server_prefix(server: &str) -> bool {
+    is_identifier(server) && !server.contains('/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

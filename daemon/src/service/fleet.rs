@@ -127,23 +127,10 @@ fn pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// `s` with each `%` and two hex digits read as the byte they name (anything else as written),
+/// bytes that are not UTF-8 replaced.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// What a destination is.
@@ -730,6 +717,24 @@ impl super::Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_reads_two_hex_digit_escapes_only() {
+        assert_eq!(percent_decode("Bearer%20abc%3D%3d"), "Bearer abc==");
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        // What is not an escape stays as written.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz%4g"), "%zz%4g");
+        assert_eq!(percent_decode("%%41"), "%A");
+        // Bytes that are not UTF-8 are replaced, not dropped.
+        assert_eq!(percent_decode("a%FFb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn a_plus_sign_is_not_part_of_a_percent_escape() {
+        assert_eq!(percent_decode("%+5x"), "%+5x");
+    }
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())

@@ -80,10 +80,7 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or((key, ""))
 }
 
-/// Whether `server` can be an MCP server's tool prefix: a tool name without `/`.
-pub fn is_server_prefix(server: &str) -> bool {
-    faramesh_proto::is_identifier(server) && !server.contains('/')
-}
+pub use faramesh_proto::is_server_prefix;
 
 /// The refusal of a server prefix that is not one.
 fn not_a_prefix(server: &str) -> ServiceError {

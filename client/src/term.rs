@@ -19,10 +19,10 @@ fn hidden(c: char) -> bool {
             | 0xFEFF | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F)
 }
 
-/// `text` as a terminal may show it: every character of [`hidden`] written as an escape
+/// `text` as a terminal may show it: every character of `hidden` written as an escape
 /// (`\n`, `\r`, `\t`, `\x1b` for the other ASCII ones, `\u{202e}` beyond ASCII), the rest as
 /// it is. Borrowed when there is nothing to escape.
-pub(crate) fn safe(text: &str) -> Cow<'_, str> {
+pub fn safe(text: &str) -> Cow<'_, str> {
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
@@ -46,13 +46,15 @@ pub(crate) fn safe(text: &str) -> Cow<'_, str> {
 
 /// Several lines of the CLI's own (a pretty-printed JSON document, a multi-line error): each
 /// line through [`safe`], the line breaks between them kept.
-pub(crate) fn safe_lines(text: &str) -> String {
+pub fn safe_lines(text: &str) -> String {
     text.split('\n').map(safe).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::borrow::Cow;
+
+    use super::{safe, safe_lines};
 
     #[test]
     fn control_and_invisible_characters_are_escaped() {

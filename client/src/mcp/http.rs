@@ -6,8 +6,8 @@
 //! held while it waits for a person) are read strictly and re-written message by message; other
 //! responses (JSON or SSE) stream back unchanged: they go to the client only.
 //!
-//! Before any of that, every request passes the daemon's own door checks
-//! (`faramesh_server::http::guard`): a `Host` that names loopback and the proxy's port
+//! Before any of that, every request passes the daemon's own door checks (`faramesh_net::guard`,
+//! which the daemon's HTTP listener runs too): a `Host` that names loopback and the proxy's port
 //! (DNS rebinding), no `Origin` but the proxy's own on any request (a web page on another site
 //! neither reads the server's event stream nor sends calls), and a JSON body.
 
@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use super::Shared;
 use super::gate::{gate, strip_elicitation};
+use faramesh_net::guard::{self, Door};
 use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
-use faramesh_server::http::guard::{self, Door};
 
 /// The largest request body relayed.
 const MAX_BODY: usize = 16 << 20;
@@ -89,8 +89,8 @@ pub fn serve(shared: Arc<Shared>, listen: SocketAddr, upstream: &str) -> Result<
 fn rustls_client_config() -> Result<rustls::ClientConfig> {
     let ca = std::env::var_os("SSL_CERT_FILE")
         .filter(|f| !f.is_empty())
-        .map(|f| faramesh_daemon::tls::PemFile::new("SSL_CERT_FILE", f));
-    faramesh_daemon::tls::client_config(ca.as_ref(), None).map_err(|e| anyhow::anyhow!(e))
+        .map(|f| faramesh_net::tls::PemFile::new("SSL_CERT_FILE", f));
+    faramesh_net::tls::client_config(ca.as_ref(), None).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn json_reply(v: &Value) -> Response {

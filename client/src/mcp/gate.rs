@@ -90,7 +90,7 @@ pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
             list.clear();
             // The daemon answered no (not a failure inside it): this server's calls are refused.
             let refused =
-                e.downcast_ref::<crate::client::RpcError>().is_some_and(|r| r.code != DAEMON_INTERNAL_ERROR);
+                e.downcast_ref::<crate::socket::RpcError>().is_some_and(|r| r.code != DAEMON_INTERNAL_ERROR);
             if refused && let Ok(mut r) = shared.refused.lock() {
                 *r = Some(text);
             }
@@ -437,7 +437,9 @@ pub(super) fn refusal(shared: &Shared, id: Value, text: &str, faramesh: Value) -
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::{Value, json};
+
+    use super::quarantined_view;
 
     /// Every string in a value, keys included.
     fn strings(v: &Value, out: &mut Vec<String>) {

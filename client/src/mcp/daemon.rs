@@ -11,7 +11,7 @@ use anyhow::Result;
 use faramesh_proto::GovernAnswer;
 use serde_json::Value;
 
-use crate::client;
+use crate::socket;
 
 /// Idle connections kept for reuse.
 const KEEP: usize = 8;
@@ -37,10 +37,10 @@ impl Daemon {
     /// Calls `method`; the result, or the daemon's error (a connection that failed is dropped).
     pub(crate) fn call(&self, method: &str, params: Value) -> Result<Value> {
         let stream = self.take()?;
-        let result = client::call_on(&stream, method, params);
+        let result = socket::call_on(&stream, method, params);
         // An answer, or an error the daemon sent, leaves the connection usable; anything else
         // (a broken or half-read connection) drops it.
-        if result.as_ref().map_or_else(|e| e.downcast_ref::<client::RpcError>().is_some(), |_| true) {
+        if result.as_ref().map_or_else(|e| e.downcast_ref::<socket::RpcError>().is_some(), |_| true) {
             self.give_back(stream);
         }
         result
@@ -59,7 +59,7 @@ impl Daemon {
             }
         }
         drop(idle);
-        client::connect(&self.socket)
+        socket::connect(&self.socket)
     }
 
     fn give_back(&self, stream: UnixStream) {
@@ -72,9 +72,11 @@ impl Daemon {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixListener;
+    use std::path::Path;
+
+    use super::Daemon;
 
     /// A stand-in socket peer that answers every line with `{"result": <connection number>}`
     /// and counts the connections it accepted.
