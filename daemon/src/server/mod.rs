@@ -231,7 +231,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let _watcher = spawn_reloader(Arc::clone(&state));
-    let retention = retention::spawn(Arc::clone(&state), config.retention.clone());
+    let retention =
+        retention::spawn(Arc::clone(&state), Arc::clone(service.clock()), config.retention.clone());
     // Notifications: the sender delivers what the outbox holds (including what a previous run
     // queued and did not deliver).
     let outbox_stop = tokio_util::sync::CancellationToken::new();

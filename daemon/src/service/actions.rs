@@ -431,7 +431,7 @@ impl Service {
                             Err(ServiceError::not_authorized(format!("not authorized: {why}"))),
                         );
                     }
-                    if a.status != approvals::Status::Approved || entry::now_ms() > a.expires_ms {
+                    if a.status != approvals::Status::Approved || svc.clock.now_ms() > a.expires_ms {
                         let why = if a.status == approvals::Status::Used {
                             "already used"
                         } else {

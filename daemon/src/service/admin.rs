@@ -58,7 +58,7 @@ impl Service {
         let secret = self
             .state
             .logins
-            .mint(who.peer())
+            .mint(who.peer(), self.clock.monotonic())
             .map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
         let url = self.state.http.as_ref().map(|h| format!("{}/login/{secret}", h.url));
         Ok(json!({"secret": secret, "url": url, "expires_in_seconds": 600}))

@@ -5,7 +5,7 @@ use super::*;
 impl Service {
     /// Marks a claimed pending approval whose time is up as expired (recorded).
     pub(super) async fn expire_claimed(&self, a: Approval) -> Result<Approval, ServiceError> {
-        if a.status != approvals::Status::Pending || entry::now_ms() <= a.expires_ms {
+        if a.status != approvals::Status::Pending || self.clock.now_ms() <= a.expires_ms {
             return Ok(a);
         }
         let mut expired = a;
@@ -86,7 +86,7 @@ impl Service {
 
     /// Expires every pending approval whose time is up.
     pub(super) async fn expire_due(&self) -> Result<(), ServiceError> {
-        let now = entry::now_ms();
+        let now = self.clock.now_ms();
         let due: Vec<String> = self
             .state
             .approvals
@@ -238,7 +238,7 @@ impl Service {
             let Some(mut current) = self.state.approvals.get(&id) else {
                 return Err(ServiceError::not_found(format!("no approval `{id}`")));
             };
-            if current.status == approvals::Status::Pending && entry::now_ms() > current.expires_ms {
+            if current.status == approvals::Status::Pending && self.clock.now_ms() > current.expires_ms {
                 // Due: claim it so the expiry is recorded once.
                 current = self.with_approval(&id, |_, a: Approval| async move { (None, a) }).await?;
             }
@@ -249,7 +249,7 @@ impl Service {
             if now >= deadline {
                 return Ok((current, true));
             }
-            let until_expiry = current.expires_ms.saturating_sub(entry::now_ms()) + 5;
+            let until_expiry = current.expires_ms.saturating_sub(self.clock.now_ms()) + 5;
             let wake = deadline.min(now + std::time::Duration::from_millis(until_expiry));
             tokio::select! {
                 () = &mut notified => {}

@@ -708,8 +708,8 @@ impl super::Service {
             .ok_or_else(|| super::ServiceError::not_found(format!("no export destination `{name}`")))?;
         let was = d.cursor(&self.state.log);
         let to = to_seq.min(was);
-        let row =
-            json!({"acked_seq": to, "ts": entry::rfc3339(entry::now_ms()), "rewound_from": was}).to_string();
+        let row = json!({"acked_seq": to, "ts": entry::rfc3339(self.clock.now_ms()), "rewound_from": was})
+            .to_string();
         // Recorded: who sent which destination back from where to where, with the cursor's row
         // in the same commit.
         let body = crate::log::dpr::event_entry(

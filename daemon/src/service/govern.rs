@@ -113,6 +113,7 @@ pub(super) fn resume_decision(
     approval_id: &str,
     who: &Identity,
     same_uid_ok: bool,
+    now_ms: u64,
 ) -> (Decision, Option<Approval>) {
     let base = base.clone();
     let deny = |code, reason: String| (deny_with(base.clone(), code, reason, None, None), None);
@@ -126,7 +127,7 @@ pub(super) fn resume_decision(
         );
     }
     match a.status {
-        approvals::Status::Approved if entry::now_ms() > a.expires_ms => {
+        approvals::Status::Approved if now_ms > a.expires_ms => {
             deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired before use"))
         }
         approvals::Status::Approved if a.request_hash != base.request_hash => deny(
@@ -299,7 +300,14 @@ impl Service {
                 let base = Decision { rule_id: None, rule_ref: None, ..out.decision.clone() };
                 out.decision = match self.state.approvals.get(approval_id) {
                     Some(a) => {
-                        let (d, used) = resume_decision(&base, &a, approval_id, who, self.same_uid_ok());
+                        let (d, used) = resume_decision(
+                            &base,
+                            &a,
+                            approval_id,
+                            who,
+                            self.same_uid_ok(),
+                            self.clock.now_ms(),
+                        );
                         if used.is_some() {
                             out.not_applied.push("approval_used");
                         }
@@ -320,7 +328,7 @@ impl Service {
             return out;
         };
         // rate_limit
-        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply) {
+        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply, self.clock.monotonic()) {
             let reason = format!(
                 "rate limit `{}` exceeded for agent `{}`; retry in {} s",
                 hit.key, profile.name, hit.retry_after_seconds
@@ -391,7 +399,7 @@ impl Service {
         let mut approval = None;
         if decision.effect == Effect::Defer {
             let approval_id = dpr::new_id();
-            let now = entry::now_ms();
+            let now = self.clock.now_ms();
             let expires_ms = now + policy.approvals.expire_after_seconds * 1000;
             if let Some(denial) = decision.structured_denial.as_mut() {
                 denial.resolution =
@@ -452,7 +460,7 @@ impl Service {
         call: &Call,
         apply: bool,
     ) -> Result<StateWrites, BudgetRefusal> {
-        let (period, resets_at) = limits::period_of(budget, call, entry::now_ms());
+        let (period, resets_at) = limits::period_of(budget, call, self.clock.now_ms());
         let key = limits::budget_key(&profile.name, &period);
         let Ok(mut counts) = self.state.budgets.lock() else {
             return Err(BudgetRefusal::Internal("budget counters unavailable".into()));
@@ -460,7 +468,7 @@ impl Service {
         if counts.len() >= BUDGET_CACHE_ENTRIES && !counts.contains_key(&key) {
             // The map is a cache of the stored counters: forget those untouched for a minute
             // (their last increment is long durable, so a reload reads the true count).
-            let now = std::time::Instant::now();
+            let now = self.clock.monotonic();
             counts
                 .retain(|_, (_, touched)| now.duration_since(*touched) < std::time::Duration::from_secs(60));
         }
@@ -481,10 +489,10 @@ impl Service {
                         )));
                     }
                 };
-                counts.entry(key.clone()).or_insert((stored, std::time::Instant::now()))
+                counts.entry(key.clone()).or_insert((stored, self.clock.monotonic()))
             }
         };
-        entry.1 = std::time::Instant::now();
+        entry.1 = self.clock.monotonic();
         let count = &mut entry.0;
         if *count >= budget.max_calls {
             return Err(BudgetRefusal::Exceeded(resets_at));
@@ -511,8 +519,8 @@ impl Service {
             let (base, call, who, approval_id) =
                 (base.clone(), call.clone(), who.clone(), approval_id.to_owned());
             self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
-                let same_uid_ok = svc.same_uid_ok();
-                let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok);
+                let (same_uid_ok, now_ms) = (svc.same_uid_ok(), svc.clock.now_ms());
+                let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok, now_ms);
                 let writes = used.as_ref().map(|u| approvals::state_write(u, false));
                 let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
                 let committed = reply.action_id.is_some();

@@ -12,6 +12,7 @@ pub mod approvals;
 mod approving;
 pub mod authz;
 pub mod claims;
+pub mod clock;
 mod error;
 pub mod fleet;
 mod fleet_otlp;
@@ -39,6 +40,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 pub use actions::{ActionStatus, ActionView};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorKind, ServiceError};
 pub use govern::GovernReply;
 pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
@@ -66,12 +68,24 @@ pub struct Service {
     state: Arc<State>,
     /// Action ids in a lifecycle transition.
     action_claims: Arc<claims::Claims>,
+    /// What time it is, for every time the core reads.
+    clock: Arc<dyn Clock>,
 }
 
 impl Service {
-    /// The core over the daemon's state.
+    /// The core over the daemon's state, on the system's clock.
     pub fn new(state: Arc<State>) -> Service {
-        Service { state, action_claims: Arc::default() }
+        Service::with_clock(state, Arc::new(clock::SystemClock))
+    }
+
+    /// The core over the daemon's state, reading the time from `clock`.
+    pub fn with_clock(state: Arc<State>, clock: Arc<dyn Clock>) -> Service {
+        Service { state, action_claims: Arc::default(), clock }
+    }
+
+    /// The clock the core reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The daemon's state (policy, log, counters).
@@ -100,6 +114,12 @@ mod tests {
 
     pub(super) fn service(dir: &std::path::Path, policy_text: &str) -> Service {
         service_with(dir, policy_text, Default::default())
+    }
+
+    /// A service over a fresh log in `dir` that reads the time from `clock`.
+    pub(super) fn service_at(dir: &std::path::Path, policy_text: &str, clock: Arc<dyn Clock>) -> Service {
+        let s = service(dir, policy_text);
+        Service::with_clock(Arc::clone(&s.state), clock)
     }
 
     fn service_with(

@@ -93,8 +93,7 @@ pub fn summary(params: &Value) -> String {
 
 /// The state rows queueing `event` on each of `channels` (ids from the entry's seq, so the same
 /// commit always names the same notifications).
-pub fn rows(channels: &[String], event: &str, data: Value) -> Vec<Note> {
-    let now = entry::now_ms();
+pub fn rows(channels: &[String], event: &str, data: Value, now: u64) -> Vec<Note> {
     channels
         .iter()
         .map(|c| Note {
@@ -163,10 +162,15 @@ impl Service {
                     m.insert("approval_id".into(), json!(a.approval_id));
                     m.insert("expires_at".into(), json!(a.expires_at));
                 }
-                rows(&defer_channels(policy, decision.rule_id.as_deref()), "approval.requested", data)
+                rows(
+                    &defer_channels(policy, decision.rule_id.as_deref()),
+                    "approval.requested",
+                    data,
+                    self.clock.now_ms(),
+                )
             }
             (Effect::Deny, _) if decision.risk_level >= policy.notifications.deny_min_risk => {
-                rows(&policy.notifications.on_deny, "decision.denied", data)
+                rows(&policy.notifications.on_deny, "decision.denied", data, self.clock.now_ms())
             }
             _ => Vec::new(),
         }
@@ -191,7 +195,7 @@ impl Service {
             "reason": a.reason,
             "link": link,
         });
-        rows(&defer_channels(policy, a.rule_id.as_deref()), "approval.decided", data)
+        rows(&defer_channels(policy, a.rule_id.as_deref()), "approval.decided", data, self.clock.now_ms())
     }
 
     /// Counts `n` notifications a commit just queued, and wakes the sender.
@@ -227,13 +231,13 @@ impl Service {
     /// Queues reminders of pending approvals every `remind_every`, and one escalation to
     /// `escalate_to` once an approval has waited `escalate_after`; each queued with a
     /// `notification_queued` entry. Answers whether either is configured.
-    async fn remind(&self, seen: &mut HashMap<String, (u64, bool)>) -> bool {
+    pub(super) async fn remind(&self, seen: &mut HashMap<String, (u64, bool)>) -> bool {
         let loaded = self.state.policy.load_full();
         let n = &loaded.policy.notifications;
         if n.remind_every_seconds.is_none() && n.escalate_after_seconds.is_none() {
             return false;
         }
-        let now = entry::now_ms();
+        let now = self.clock.now_ms();
         let pending: Vec<Approval> = self
             .state
             .approvals
@@ -252,11 +256,11 @@ impl Service {
             let base = self.approval_notes(&a).into_iter().next().map(|n| n.data).unwrap_or(Value::Null);
             if due > sent {
                 let channels = defer_channels(&loaded.policy, a.rule_id.as_deref());
-                notes.extend(rows(&channels, "approval.reminder", base.clone()));
+                notes.extend(rows(&channels, "approval.reminder", base.clone(), now));
             }
             let escalate = n.escalate_after_seconds.is_some_and(|after| age >= after) && !escalated;
             if escalate {
-                notes.extend(rows(&n.escalate_to, "approval.escalated", base));
+                notes.extend(rows(&n.escalate_to, "approval.escalated", base, now));
             }
             seen.insert(a.approval_id.clone(), (due.max(sent), escalated || escalate));
             if notes.is_empty() {
@@ -290,7 +294,7 @@ impl Service {
                 return Duration::from_secs(5);
             }
         };
-        let now_ms = entry::now_ms();
+        let now_ms = self.clock.now_ms();
         let oldest = rows
             .iter()
             .filter_map(|(_, v)| serde_json::from_slice::<Note>(v).ok())
@@ -313,7 +317,7 @@ impl Service {
                 done += 1;
                 continue;
             };
-            let now = std::time::Instant::now();
+            let now = self.clock.monotonic();
             if let Some((_, due)) = attempts.get(key)
                 && *due > now
             {
@@ -326,7 +330,7 @@ impl Service {
             // A channel a reload removed keeps the default tries: the next reload may bring it back.
             let limit = channel.map_or(crate::policy::DEFAULT_CHANNEL_ATTEMPTS, |c| c.attempts);
             let result = match channel {
-                Some(channel) => client.deliver(channel, &note).await,
+                Some(channel) => client.deliver(channel, &note, self.clock.now_ms()).await,
                 None => Err(format!("channel `{}` is no longer in the policy", note.channel)),
             };
             match result {
@@ -403,7 +407,7 @@ impl Client {
     }
 
     /// Posts `note` to `channel` in its format; `Err` with why it was not delivered.
-    pub async fn deliver(&self, channel: &Channel, note: &Note) -> Result<(), String> {
+    pub async fn deliver(&self, channel: &Channel, note: &Note, now_ms: u64) -> Result<(), String> {
         if let Some(email) = &channel.email {
             return tokio::time::timeout(DELIVERY_TIMEOUT * 3, send_email(email, note))
                 .await
@@ -414,7 +418,7 @@ impl Client {
             ChannelKind::Webhook => {
                 let secret = channel.secret.as_ref().ok_or("the webhook has no secret")?.read()?;
                 let body = webhook_body(note).to_string();
-                let timestamp = entry::now_ms() / 1000;
+                let timestamp = now_ms / 1000;
                 let signature = sign(&secret, &note.id, timestamp, &body)?;
                 let headers = vec![
                     ("webhook-id", note.id.clone()),

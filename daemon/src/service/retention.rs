@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::log::{Cut, Log, LogError, entry};
+use crate::log::{Cut, Log, LogError};
 
 /// The retention setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +59,10 @@ pub enum RetentionError {
     },
 }
 
-/// One round: archive (if configured) and prune the entries older than the age. Returns the
-/// entries pruned.
-pub async fn apply(log: &Arc<Log>, r: &Retention) -> Result<u64, RetentionError> {
-    let cutoff = entry::now_ms().saturating_sub(u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX));
+/// One round: archive (if configured) and prune the entries older than the age at `now_ms`.
+/// Returns the entries pruned.
+pub async fn apply(log: &Arc<Log>, r: &Retention, now_ms: u64) -> Result<u64, RetentionError> {
+    let cutoff = now_ms.saturating_sub(u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX));
     let plan = log.plan_prune(Cut::Before(cutoff))?;
     if plan.entries == 0 {
         return Ok(0);
@@ -109,8 +109,13 @@ fn archive(log: &Log, path: &std::path::Path, first: u64, kept: u64) -> std::io:
 }
 
 /// Applies retention now and then every [`Retention::interval`]: `flag` when given, else the
-/// current policy's setting (looked for again every minute while there is none).
-pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio::task::JoinHandle<()> {
+/// current policy's setting (looked for again every minute while there is none). The age is
+/// counted back from `clock`'s time.
+pub fn spawn(
+    state: Arc<super::state::State>,
+    clock: Arc<dyn super::Clock>,
+    flag: Option<Retention>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let log = Arc::clone(&state.log);
         let mut warned = false;
@@ -121,7 +126,7 @@ pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio:
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 continue;
             };
-            match apply(&log, &r).await {
+            match apply(&log, &r, clock.now_ms()).await {
                 Ok(_) => warned = false,
                 Err(RetentionError::Log(LogError::NotExported { last_pruned, exported_through })) => {
                     if !warned {

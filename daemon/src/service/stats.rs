@@ -54,7 +54,7 @@ impl Service {
             )));
         }
         let log = &self.state.log;
-        let now = entry::now_ms();
+        let now = self.clock.now_ms();
         let bucket = window.bucket_ms();
         let start = (now.saturating_sub(window.span_ms()) / bucket + 1) * bucket;
         let n_buckets = usize::try_from(now.saturating_sub(start) / bucket + 1).unwrap_or(1);

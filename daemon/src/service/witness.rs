@@ -166,7 +166,7 @@ impl Service {
         let lines: Vec<String> = cosigned.iter().map(|(_, l, _)| l.clone()).collect();
         let merged = with_cosignatures(&note, &lines);
         let root = base64_encode(&cp.root);
-        let now = entry::rfc3339(entry::now_ms());
+        let now = entry::rfc3339(self.clock.now_ms());
         let fields = json!({
             "checkpoint": merged,
             "size": cp.size,
@@ -275,7 +275,7 @@ impl Service {
             return;
         }
         tracing::error!(witness = %status.name, status = code, "{message}");
-        let ts = entry::rfc3339(entry::now_ms());
+        let ts = entry::rfc3339(self.clock.now_ms());
         let fields = json!({
             "witness": status.name,
             "url": status.url,
@@ -290,6 +290,7 @@ impl Service {
             &channels,
             "witness.alarm",
             json!({"witness": status.name, "status": code, "witness_size": witness_size, "size": size, "reason": message}),
+            self.clock.now_ms(),
         );
         let queued = notes.len();
         let notify = super::notify::writes(notes, false);
