@@ -1,7 +1,18 @@
 //! Actions: their status, lookups by id or prefix, timelines, listings, lifecycle transitions.
 
+use faramesh_proto::{Call, Effect, ReasonCode, canonical_json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+
+use super::approvals::Approval;
 use super::govern::join_writes;
-use super::*;
+use super::{
+    ErrorKind, GovernReply, Identity, ListQuery, Service, ServiceError, Transition, UNINDEXED_SCAN,
+    approvals, authz, claims,
+};
+use crate::log::dpr::{self, Caller, DecisionRecord};
+use crate::log::index::Term;
+use crate::log::{StateWrites, entry};
 
 /// Where an action stands.
 ///

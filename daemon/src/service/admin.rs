@@ -1,6 +1,10 @@
 //! Operating the daemon: reload the policy, prune, mark exported, back up the log, sign-in links.
 
-use super::*;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Identity, PruneRequest, Service, ServiceError};
 
 impl Service {
     /// `log.prune`: plans (`dry_run`) or carries out a prune. See [`crate::log::Log::prune`].

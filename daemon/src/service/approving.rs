@@ -1,6 +1,11 @@
 //! The approval operations: list, approve or deny (by approval id or action id), wait, expire.
 
-use super::*;
+use faramesh_proto::Effect;
+
+use super::approvals::Approval;
+use super::{
+    ActionView, ErrorKind, Identity, Service, ServiceError, approvals, authz, claims, govern, grants, notify,
+};
 
 impl Service {
     /// Marks a claimed pending approval whose time is up as expired (recorded).

@@ -1,6 +1,6 @@
 //! Errors of the core: a [`ServiceError`] carries an [`ErrorKind`] each door maps to its own code.
 
-use super::*;
+use crate::log::LogError;
 
 /// What kind of failure a [`ServiceError`] is; each door maps it to its own code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,17 @@
 //! Deciding and recording a call: `govern` (the check order, budgets, resume of an approved call),
 //! `decide` (a decision that is not recorded), and turning a decision into the reply.
 
-use super::*;
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution};
+use serde_json::{Value, json};
+
+use super::approvals::Approval;
+use super::{
+    BUDGET_CACHE_ENTRIES, CallRequest, ErrorKind, Identity, Service, ServiceError, approvals, authz, claims,
+    limits, notify,
+};
+use crate::log::{StateWrites, dpr, entry};
 use crate::permit::Permit;
+use crate::policy;
 
 /// The answer to `govern` / `decide`.
 ///

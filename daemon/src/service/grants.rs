@@ -14,9 +14,14 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use faramesh_proto::{Call, Decision, Effect, ReasonCode};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use super::*;
+use super::approvals::Approval;
+use super::{Fields, Identity, Service, ServiceError};
+use crate::log::dpr::{self, Caller};
+use crate::log::entry;
 use crate::permit::{Covers, Permit};
 
 /// The longest a grant may last: a day.

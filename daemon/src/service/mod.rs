@@ -35,9 +35,7 @@ pub mod witness;
 
 use std::sync::Arc;
 
-use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_json};
-use serde::{Serialize, Serializer};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 pub use actions::{ActionStatus, ActionView};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -47,9 +45,7 @@ pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
 pub use queries::{ExplainTarget, Seen, Subscription};
 pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
-use crate::log::dpr::{self, Caller, DecisionRecord, PeerCred};
-use crate::log::index::Term;
-use crate::log::{Appended, LogError, StateWrites, entry};
+use crate::log::{Appended, StateWrites};
 
 /// Budget counters kept in memory before those untouched for a minute are forgotten.
 const BUDGET_CACHE_ENTRIES: usize = 4096;
@@ -58,8 +54,6 @@ const BUDGET_CACHE_ENTRIES: usize = 4096;
 /// status alone): the newest ones.
 pub const UNINDEXED_SCAN: usize = 200_000;
 
-use crate::policy;
-use approvals::Approval;
 use state::State;
 
 /// The shared core. Cheap to clone.
@@ -108,8 +102,14 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    use faramesh_proto::{Effect, ReasonCode};
+    use serde_json::json;
+
     use super::*;
+    use crate::log::dpr::{self, PeerCred};
+    use crate::log::entry;
     use crate::log::{Log, LogKey, LogOptions};
+    use crate::policy;
     use crate::service::state::{Counts, Limits, Loaded};
 
     pub(super) fn service(dir: &std::path::Path, policy_text: &str) -> Service {

@@ -1,8 +1,15 @@
 //! Read-only questions: explain a decision, verify the log, read entries, the newest checkpoint.
 
+use std::sync::Arc;
+
+use faramesh_proto::Call;
+use serde_json::{Value, json};
+
 use super::actions::record_value;
 use super::authz::Reader;
-use super::*;
+use super::{Identity, Service, ServiceError};
+use crate::log::entry;
+use crate::policy;
 
 /// A live stream of the committed entries one caller may see (`log.subscribe`, the HTTP event
 /// stream): the doors relay what it yields and decide nothing.

@@ -3,7 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::*;
+use faramesh_proto::Effect;
+use serde_json::{Value, json};
+
+use super::{Identity, Service, ServiceError};
+use crate::log::dpr::DecisionRecord;
+use crate::log::entry;
 
 /// The most decisions an overview reads (the newest ones in its window).
 pub const STATS_SCAN_LIMIT: usize = 200_000;

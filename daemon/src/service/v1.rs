@@ -2,7 +2,12 @@
 //! mapping from a [`DecisionRecord`] and its status to that shape, served by `/v1/actions` over
 //! HTTP and by the socket's `action.submit` and `action.*` with `"format": "v1"`.
 
-use super::*;
+use faramesh_proto::{Effect, ReasonCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ActionStatus, ActionView, CallRequest, Identity, Service, ServiceError};
+use crate::log::dpr::{self, Caller};
 
 /// `EXECUTE`, `HALT` or `ABSTAIN` (the upstream documentation's outcome words).
 pub fn outcome(effect: Effect) -> &'static str {

@@ -7,11 +7,13 @@
 //! an alarm: a `witness_alarm` entry, the status row, `status`, `/metrics`, the dashboard and
 //! every notification channel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::*;
+use super::Service;
 use crate::log::keys::base64_encode;
 use crate::log::witness::{Witness, WitnessPolicy, with_cosignatures};
 use crate::log::{COSIGNED, Checkpoint, StateWrites, dpr, entry};
