@@ -457,7 +457,11 @@ impl Service {
                     }
                     let mut used = a;
                     used.status = approvals::Status::Used;
-                    let writes = join_writes(Some(action_row), Some(approvals::state_write(&used, false)));
+                    let approval_row = match approvals::state_write(&used, false) {
+                        Ok(w) => w,
+                        Err(e) => return (None, Err(e)),
+                    };
+                    let writes = join_writes(Some(action_row), Some(approval_row));
                     match svc.commit(body, writes).await {
                         Ok(_) => (Some(used), Ok(ActionView { record, status: next })),
                         Err(e) => (None, Err(e)),

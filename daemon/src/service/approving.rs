@@ -18,8 +18,10 @@ impl Service {
         let body = approvals::transition_entry(&expired, None);
         let notes = self.approval_notes(&expired);
         let queued = notes.len();
-        let writes =
-            govern::join_writes(Some(approvals::state_write(&expired, false)), notify::writes(notes, false));
+        let writes = govern::join_writes(
+            Some(approvals::state_write(&expired, false)?),
+            notify::writes(notes, false)?,
+        );
         self.commit(body, writes).await?;
         self.queued_notes(queued);
         Ok(expired)
@@ -168,8 +170,10 @@ impl Service {
             let body = approvals::transition_entry(&next, who.caller().as_ref());
             let notes = svc.approval_notes(&next);
             let queued = notes.len();
-            let writes =
-                govern::join_writes(Some(approvals::state_write(&next, false)), notify::writes(notes, false));
+            let writes = match (approvals::state_write(&next, false), notify::writes(notes, false)) {
+                (Ok(approval), Ok(notes)) => govern::join_writes(Some(approval), notes),
+                (Err(e), _) | (_, Err(e)) => return (None, Err(e)),
+            };
             match svc.commit(body, writes).await {
                 Ok(_) => {
                     svc.queued_notes(queued);

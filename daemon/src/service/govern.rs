@@ -215,12 +215,18 @@ impl Service {
             approval_ref.or(approval_id.as_deref()),
             self.state.log.redact_keys(),
         );
-        let writes = join_writes(writes, new_approval.as_ref().map(|a| approvals::state_write(a, true)));
         // Notifications are queued in the same commit as the decision that causes them.
         let notes = self.decision_notes(call, &decision, new_approval.as_ref());
         let queued = notes.len();
-        let writes = join_writes(writes, notify::writes(notes, true));
-        let reply = match self.commit(body, writes).await {
+        let rows =
+            new_approval.as_ref().map(|a| approvals::state_write(a, true)).transpose().and_then(|approval| {
+                Ok(join_writes(join_writes(writes, approval), notify::writes(notes, true)?))
+            });
+        let committed = match rows {
+            Ok(writes) => self.commit(body, writes).await,
+            Err(e) => Err(e),
+        };
+        let reply = match committed {
             Ok(appended) => {
                 self.queued_notes(queued);
                 if let Some(mut a) = new_approval {
@@ -530,7 +536,12 @@ impl Service {
             self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
                 let (same_uid_ok, now_ms) = (svc.same_uid_ok(), svc.clock.now_ms());
                 let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok, now_ms);
-                let writes = used.as_ref().map(|u| approvals::state_write(u, false));
+                let (decision, used, writes) =
+                    match used.as_ref().map(|u| approvals::state_write(u, false)).transpose() {
+                        Ok(writes) => (decision, used, writes),
+                        // Not applied: the approval stays as it was and the call is refused.
+                        Err(e) => (internal_error(decision, e.message), None, None),
+                    };
                 let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
                 let committed = reply.action_id.is_some();
                 (used.filter(|_| committed), reply)

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::approvals::Approval;
-use super::{Fields, Identity, Service, ServiceError};
+use super::{Fields, Identity, Service, ServiceError, state_row, to_json};
 use crate::log::dpr::{self, Caller};
 use crate::log::entry;
 use crate::permit::{Covers, Permit};
@@ -314,8 +314,8 @@ impl Service {
             reason: req.reason,
             summary,
         };
-        let row = (format!("grant/{}", grant.id), serde_json::to_vec(&grant).ok());
-        let body = dpr::event_entry("grant", serde_json::to_value(&grant).unwrap_or(Value::Null));
+        let row = state_row(format!("grant/{}", grant.id), &grant)?;
+        let body = dpr::event_entry("grant", to_json("the grant", &grant)?);
         self.commit(body, Some(Box::new(move |_, _| vec![row]))).await?;
         if let Ok(mut g) = self.state.grants.by_id.write() {
             let now = self.clock.now_ms();

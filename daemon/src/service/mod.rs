@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 
 pub use actions::{ActionStatus, ActionView};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{ErrorKind, ServiceError};
+pub use error::{ErrorKind, ServiceError, state_row, to_json};
 pub use govern::GovernReply;
 pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
 pub use queries::{ExplainTarget, Seen, Subscription};
@@ -95,7 +95,7 @@ impl Service {
     ) -> Result<Appended, ServiceError> {
         self.state.log.append_with_state(body, writes).await.map_err(|e| {
             tracing::error!(error = %e, "entry not recorded");
-            ServiceError::internal(format!("the decision could not be recorded: {e}"))
+            ServiceError::internal(format!("the decision could not be recorded: {e}")).caused_by(e)
         })
     }
 }

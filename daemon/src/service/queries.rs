@@ -67,7 +67,8 @@ impl Service {
             ExplainTarget::Call(call) => (*call, None),
         };
         let explanation = policy::explain(&loaded.policy, &call);
-        let mut v = serde_json::to_value(&explanation).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let mut v = serde_json::to_value(&explanation)
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))?;
         if let Value::Object(m) = &mut v {
             m.insert("call".into(), serde_json::to_value(&call).unwrap_or(Value::Null));
             m.insert("recorded".into(), recorded.unwrap_or(Value::Null));
@@ -95,7 +96,7 @@ impl Service {
         let log = Arc::clone(&self.state.log);
         tokio::task::spawn_blocking(move || log.verify_witnessed(against.as_deref(), policy.as_ref()))
             .await
-            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))?
             .map_err(ServiceError::from)
     }
 

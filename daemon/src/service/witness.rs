@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Service;
+use super::{Service, state_row, to_json};
 use crate::log::keys::base64_encode;
 use crate::log::witness::{Witness, WitnessPolicy, with_cosignatures};
 use crate::log::{COSIGNED, Checkpoint, StateWrites, dpr, entry};
@@ -183,7 +183,13 @@ impl Service {
             s.last_error = None;
             s.alarm = None;
             self.state.metrics.witness(&json!(s));
-            rows.push((format!("{STATUS_PREFIX}{}", s.name), serde_json::to_vec(&s).ok()));
+            match state_row(format!("{STATUS_PREFIX}{}", s.name), &s) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "cannot record the witnesses' cosignatures");
+                    return recorded;
+                }
+            }
         }
         let writes: StateWrites = Box::new(move |_, _| rows);
         match self.commit(dpr::event_entry("witness_cosigned", fields), Some(writes)).await {
@@ -295,18 +301,25 @@ impl Service {
             self.clock.now_ms(),
         );
         let queued = notes.len();
-        let notify = super::notify::writes(notes, false);
         let key = format!("{STATUS_PREFIX}{}", status.name);
         let alarm =
             json!({"status": code, "witness_size": witness_size, "size": size, "message": message, "ts": ts});
         status.alarm = Some(alarm.clone());
         self.state.metrics.witness(&json!(status));
+        let (notify, row) = match (super::notify::writes(notes, false), to_json(&format!("`{key}`"), &status))
+        {
+            (Ok(notify), Ok(row)) => (notify, row),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e.message, "cannot record a witness alarm");
+                return;
+            }
+        };
         let writes: StateWrites = Box::new(move |seq, id| {
-            let mut status = status;
-            if let Some(Value::Object(a)) = status.alarm.as_mut() {
+            let mut row = row;
+            if let Some(Value::Object(a)) = row.get_mut("alarm") {
                 a.insert("seq".into(), json!(seq));
             }
-            let mut rows = vec![(key, serde_json::to_vec(&status).ok())];
+            let mut rows = vec![(key, Some(row.to_string().into_bytes()))];
             if let Some(n) = notify {
                 rows.extend(n(seq, id));
             }

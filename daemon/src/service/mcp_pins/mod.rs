@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use faramesh_proto::{Call, Decision, Effect, ReasonCode};
 use serde_json::{Map, Value, json};
 
-use super::{Identity, Service, ServiceError, govern};
+use super::{Identity, Service, ServiceError, govern, state_row};
 use crate::log::{StateWrites, dpr};
 use crate::policy;
 
@@ -149,8 +149,8 @@ impl Pins {
 }
 
 /// The state row of a pin.
-fn pin_row(name: &str, pin: &Pin) -> (String, Option<Vec<u8>>) {
-    (format!("mcp_pin/{name}"), serde_json::to_vec(pin).ok())
+fn pin_row(name: &str, pin: &Pin) -> Result<(String, Option<Vec<u8>>), ServiceError> {
+    state_row(format!("mcp_pin/{name}"), pin)
 }
 
 /// One tool as `mcp.tools` answers it.
@@ -365,7 +365,7 @@ impl Service {
             if stored.as_ref() != Some(&next) {
                 changes
                     .push(json!({"tool": name, "status": next.status, "reason": next.reason, "hash": hash}));
-                writes.push(pin_row(&k, &next));
+                writes.push(pin_row(&k, &next)?);
                 updated.push((k, next));
             }
         }
@@ -424,7 +424,7 @@ impl Service {
             p.status = PinStatus::Trusted;
             p.trusted_hash = Some(p.seen_hash.clone());
             p.reason = None;
-            writes.push(pin_row(k, p));
+            writes.push(pin_row(k, p)?);
         }
         if rebind {
             writes.push((format!("mcp_server/{server}"), None));

@@ -22,8 +22,8 @@ pub use format::{email_text, one_line, sign, slack_body, slack_escape, webhook_b
 use faramesh_proto::{Call, Decision, Effect};
 use serde_json::{Value, json};
 
-use super::Service;
 use super::approvals::{self, Approval};
+use super::{Service, ServiceError, to_json};
 use crate::log::{StateWrites, dpr, entry};
 use crate::policy;
 
@@ -114,27 +114,33 @@ pub fn rows(channels: &[String], event: &str, data: Value, now: u64) -> Vec<Note
 }
 
 /// State writes for `notes`, filled with the entry's action id (`data.action_id`, when the
-/// entry creates it) and given ids when the commit runs.
-pub fn writes(notes: Vec<Note>, fill_action: bool) -> Option<StateWrites> {
+/// entry creates it) and given ids when the commit runs. A note that cannot be written as JSON
+/// is an error before anything is committed.
+pub fn writes(notes: Vec<Note>, fill_action: bool) -> Result<Option<StateWrites>, ServiceError> {
     if notes.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(Box::new(move |seq, id| {
+    let notes = notes
+        .iter()
+        .map(|n| to_json(&format!("the `{}` notification", n.event), n))
+        .collect::<Result<Vec<Value>, ServiceError>>()?;
+    Ok(Some(Box::new(move |seq, id| {
         notes
             .into_iter()
             .enumerate()
             .map(|(i, mut n)| {
-                n.id = format!("msg_{seq}_{i}");
-                if fill_action && let (Some(id), Value::Object(m)) = (id, &mut n.data) {
+                let note_id = format!("msg_{seq}_{i}");
+                n["id"] = Value::String(note_id.clone());
+                if fill_action && let (Some(id), Value::Object(m)) = (id, &mut n["data"]) {
                     m.insert("action_id".into(), json!(id));
                     if let Some(Value::String(link)) = m.get_mut("link") {
                         link.push_str(id);
                     }
                 }
-                (format!("outbox/{}", n.id), serde_json::to_vec(&n).ok())
+                (format!("outbox/{note_id}"), Some(n.to_string().into_bytes()))
             })
             .collect()
-    }))
+    })))
 }
 
 impl Service {
@@ -279,7 +285,11 @@ impl Service {
                 "notification_queued",
                 json!({"approval_id": a.approval_id, "action_id": a.action_id, "events": events}),
             );
-            match self.commit(body, writes(notes, false)).await {
+            let committed = match writes(notes, false) {
+                Ok(rows) => self.commit(body, rows).await,
+                Err(e) => Err(e),
+            };
+            match committed {
                 Ok(_) => self.queued_notes(queued),
                 Err(e) => tracing::warn!(error = %e.message, "cannot queue a reminder"),
             }
