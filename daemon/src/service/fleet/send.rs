@@ -47,19 +47,19 @@ impl Destination {
                 )
                 .await
                 .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+                .map_err(|e| e.to_string())
             }
             Kind::Postgres(url) => {
                 let mut conn = self.pg.lock().await;
                 let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                    if conn.is_none() {
-                        let client = crate::service::fleet_pg::connect(url).await?;
-                        client
-                            .batch_execute(crate::service::fleet_pg::SCHEMA)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        *conn = Some(client);
-                    }
-                    let client = conn.as_mut().ok_or("not connected")?;
+                    let client = match conn.as_mut() {
+                        Some(client) => client,
+                        None => {
+                            let client = crate::service::fleet_pg::connect(url).await?;
+                            client.batch_execute(crate::service::fleet_pg::SCHEMA).await?;
+                            conn.insert(client)
+                        }
+                    };
                     let log_id = log.origin().trim_start_matches("faramesh/");
                     let host = host_name();
                     let checkpoint = log.latest_checkpoint().ok().flatten().and_then(|c| {
@@ -71,7 +71,10 @@ impl Destination {
                         .await
                 })
                 .await
-                .unwrap_or_else(|_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())));
+                .map_or_else(
+                    |_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+                    |written| written.map_err(|e| e.to_string()),
+                );
                 if result.is_err() {
                     *conn = None;
                 }

@@ -113,17 +113,26 @@ pub fn email_text(note: &Note) -> (String, String) {
     (subject, lines.join("\n") + "\n")
 }
 
+/// Why a webhook secret cannot sign.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// `whsec_` followed by something that is not base64.
+    #[error("the webhook secret after `whsec_` is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    /// A key HMAC refuses.
+    #[error("{0}")]
+    Key(#[source] hmac::digest::InvalidLength),
+}
+
 /// The Standard Webhooks signature: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`,
 /// keyed with the secret (`whsec_` and base64, as the specification writes it, or the raw
 /// bytes of any other text).
-pub fn sign(secret: &str, id: &str, timestamp: u64, body: &str) -> Result<String, String> {
+pub fn sign(secret: &str, id: &str, timestamp: u64, body: &str) -> Result<String, SignError> {
     let key = match secret.strip_prefix("whsec_") {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| "the webhook secret after `whsec_` is not base64".to_owned())?,
+        Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).map_err(SignError::NotBase64)?,
         None => secret.as_bytes().to_vec(),
     };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(SignError::Key)?;
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
     Ok(format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())))
 }

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use client::Client;
-pub use format::{email_text, one_line, sign, slack_body, slack_escape, webhook_body};
+pub use client::SendError;
+pub use format::{SignError, email_text, one_line, sign, slack_body, slack_escape, webhook_body};
 
 use faramesh_proto::{Call, Decision, Effect};
 use serde_json::{Value, json};
@@ -348,7 +349,9 @@ impl Service {
             let limit = channel.map_or(crate::policy::DEFAULT_CHANNEL_ATTEMPTS, |c| c.attempts);
             let result = match channel {
                 Some(channel) => client.deliver(channel, &note, self.clock.now_ms()).await,
-                None => Err(format!("channel `{}` is no longer in the policy", note.channel)),
+                None => {
+                    Err(SendError::Setting(format!("channel `{}` is no longer in the policy", note.channel)))
+                }
             };
             match result {
                 Ok(()) => {
@@ -367,7 +370,7 @@ impl Service {
                     if tries >= limit {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
                         self.state.metrics.notification("failed");
-                        let fields = json!({"id": note.id, "channel": note.channel, "event": note.event, "status": "failed", "attempts": tries, "error": why});
+                        let fields = json!({"id": note.id, "channel": note.channel, "event": note.event, "status": "failed", "attempts": tries, "error": why.to_string()});
                         self.finish_note(key, &fields).await;
                         attempts.remove(key);
                         done += 1;
