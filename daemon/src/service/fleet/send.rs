@@ -292,14 +292,22 @@ async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
 /// Puts this thread in the idle scheduling class (`SCHED_IDLE`): it runs on CPU time the
 /// decisions leave, so under full load they go first and the export catches up in the gaps
 /// (the fsyncs leave some even then). Where that is refused, nice 10. Best effort.
+///
+/// Neither nix nor rustix wraps `sched_setscheduler`, hence the two system calls below.
 #[allow(unsafe_code)]
 fn lower_priority() {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this thread.
+    // SAFETY: the only pointer passed is `&param`, a fully initialized `sched_param` on this
+    // stack frame that outlives the call; the kernel reads it and keeps nothing. Pid 0 names the
+    // calling thread (Linux schedules threads, not processes), so only this exporter thread,
+    // which holds no locks here and runs nothing but export jobs, changes class. A refusal is
+    // the return value, handled below; no memory or descriptor is touched.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
         return;
     }
-    // SAFETY: gettid and setpriority take no pointers; they change only this thread's niceness.
+    // SAFETY: `gettid` takes nothing and cannot fail; `setpriority` takes integers only (no
+    // pointers) and, given this thread's id with `PRIO_PROCESS`, changes only this thread's
+    // niceness. Its failure is the return value, reported below.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
     if rc != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "the export thread keeps its priority");
