@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::actions::record_value;
 use super::authz::Reader;
-use super::{Identity, Service, ServiceError};
+use super::{Identity, Service, ServiceError, to_json};
 use crate::log::entry;
 use crate::policy;
 
@@ -70,7 +70,7 @@ impl Service {
         let mut v = serde_json::to_value(&explanation)
             .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))?;
         if let Value::Object(m) = &mut v {
-            m.insert("call".into(), serde_json::to_value(&call).unwrap_or(Value::Null));
+            m.insert("call".into(), to_json("the call", &call)?);
             m.insert("recorded".into(), recorded.unwrap_or(Value::Null));
             m.insert("policy_path".into(), json!(self.state.policy_path.display().to_string()));
         }
