@@ -163,7 +163,7 @@ impl Service {
             (Effect::Deny, _) => ActionStatus::Denied,
         };
         // The record as the DPR was written (the same function built it), with the id and time
-        // the log gave it.
+        // the log gave it (the log stamps entries from the system clock, not the service's).
         let mut record = DecisionRecord::new(
             call,
             d,
