@@ -1,7 +1,18 @@
 //! Actions: their status, lookups by id or prefix, timelines, listings, lifecycle transitions.
 
+use faramesh_proto::{Call, Effect, ReasonCode, canonical_json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+
+use super::approvals::Approval;
 use super::govern::join_writes;
-use super::*;
+use super::{
+    ErrorKind, GovernReply, Identity, ListQuery, Service, ServiceError, Transition, UNINDEXED_SCAN,
+    approvals, authz, claims,
+};
+use crate::log::dpr::{self, Caller, DecisionRecord};
+use crate::log::index::Term;
+use crate::log::{StateWrites, entry};
 
 /// Where an action stands.
 ///
@@ -152,7 +163,7 @@ impl Service {
             (Effect::Deny, _) => ActionStatus::Denied,
         };
         // The record as the DPR was written (the same function built it), with the id and time
-        // the log gave it.
+        // the log gave it (the log stamps entries from the system clock, not the service's).
         let mut record = DecisionRecord::new(
             call,
             d,
@@ -431,7 +442,7 @@ impl Service {
                             Err(ServiceError::not_authorized(format!("not authorized: {why}"))),
                         );
                     }
-                    if a.status != approvals::Status::Approved || entry::now_ms() > a.expires_ms {
+                    if a.status != approvals::Status::Approved || svc.clock.now_ms() > a.expires_ms {
                         let why = if a.status == approvals::Status::Used {
                             "already used"
                         } else {
@@ -446,7 +457,11 @@ impl Service {
                     }
                     let mut used = a;
                     used.status = approvals::Status::Used;
-                    let writes = join_writes(Some(action_row), Some(approvals::state_write(&used, false)));
+                    let approval_row = match approvals::state_write(&used, false) {
+                        Ok(w) => w,
+                        Err(e) => return (None, Err(e)),
+                    };
+                    let writes = join_writes(Some(action_row), Some(approval_row));
                     match svc.commit(body, writes).await {
                         Ok(_) => (Some(used), Ok(ActionView { record, status: next })),
                         Err(e) => (None, Err(e)),

@@ -1,6 +1,10 @@
 //! Operating the daemon: reload the policy, prune, mark exported, back up the log, sign-in links.
 
-use super::*;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Identity, PruneRequest, Service, ServiceError, to_json};
 
 impl Service {
     /// `log.prune`: plans (`dry_run`) or carries out a prune. See [`crate::log::Log::prune`].
@@ -10,9 +14,9 @@ impl Service {
         let outcome = if req.dry_run {
             log.dry_run_prune(req.cut)?
         } else {
-            log.prune(req.cut, req.force, serde_json::to_value(who.caller()).unwrap_or(Value::Null)).await?
+            log.prune(req.cut, req.force, to_json("who prunes", &who.caller())?).await?
         };
-        serde_json::to_value(outcome).map_err(|e| ServiceError::internal(e.to_string()))
+        serde_json::to_value(outcome).map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))
     }
 
     /// `log.exported`: records that entries `from_seq..=through_seq` were exported.
@@ -26,7 +30,7 @@ impl Service {
         let log = Arc::clone(&self.state.log);
         let through = tokio::task::spawn_blocking(move || log.mark_exported(from_seq, through_seq))
             .await
-            .map_err(|e| ServiceError::internal(e.to_string()))??;
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))??;
         Ok(json!({"exported_through": through}))
     }
 
@@ -35,14 +39,14 @@ impl Service {
     pub async fn log_backup(&self, who: &Identity) -> Result<Value, ServiceError> {
         self.may_manage_log(who)?;
         // A name of its own per backup: two at once never write (or remove) each other's file.
-        let suffix =
-            crate::log::random_hex(8).map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
+        let suffix = crate::log::random_hex(8)
+            .map_err(|e| ServiceError::internal(format!("no randomness: {e}")).caused_by(e))?;
         let dest = self.state.state_dir.join(format!("backup-{suffix}.redb"));
         let log = Arc::clone(&self.state.log);
         let path = dest.clone();
         let batches = tokio::task::spawn_blocking(move || log.backup(&path))
             .await
-            .map_err(|e| ServiceError::internal(e.to_string()))??;
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))??;
         Ok(json!({"path": dest.display().to_string(), "batches": batches}))
     }
 
@@ -58,8 +62,8 @@ impl Service {
         let secret = self
             .state
             .logins
-            .mint(who.peer())
-            .map_err(|e| ServiceError::internal(format!("no randomness: {e}")))?;
+            .mint(who.peer(), self.clock.monotonic())
+            .map_err(|e| ServiceError::internal(format!("no randomness: {e}")).caused_by(e))?;
         let url = self.state.http.as_ref().map(|h| format!("{}/login/{secret}", h.url));
         Ok(json!({"secret": secret, "url": url, "expires_in_seconds": 600}))
     }

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::log::dpr::Caller;
 use crate::log::{Log, LogError, StateWrites, dpr};
 use crate::policy::{Approvals, Approver};
-use crate::service::Peer;
 use crate::service::claims::{Claim, Claims};
+use crate::service::{Peer, ServiceError};
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,16 +247,17 @@ impl Book {
 }
 
 /// The state write for `approval`, as a closure for [`Log::append_with_state`]; `fill_action`
-/// sets the action id from the entry being written (for the DEFER decision itself).
-pub fn state_write(approval: &Approval, fill_action: bool) -> StateWrites {
-    let mut approval = approval.clone();
-    Box::new(move |_seq, id| {
-        if fill_action && let Some(id) = id {
-            approval.action_id = id.to_owned();
+/// sets the action id from the entry being written (for the DEFER decision itself). An approval
+/// that cannot be written as JSON is an error before anything is committed.
+pub fn state_write(approval: &Approval, fill_action: bool) -> Result<StateWrites, ServiceError> {
+    let key = state_key(&approval.approval_id);
+    let mut value = crate::service::to_json(&format!("`{key}`"), approval)?;
+    Ok(Box::new(move |_seq, id| {
+        if fill_action && let (Some(id), Value::Object(m)) = (id, &mut value) {
+            m.insert("action_id".into(), Value::String(id.to_owned()));
         }
-        let bytes = serde_json::to_vec(&approval).unwrap_or_default();
-        vec![(state_key(&approval.approval_id), Some(bytes))]
-    })
+        vec![(key, Some(value.to_string().into_bytes()))]
+    }))
 }
 
 /// The log entry for a transition.

@@ -1,11 +1,16 @@
 //! The approval operations: list, approve or deny (by approval id or action id), wait, expire.
 
-use super::*;
+use faramesh_proto::Effect;
+
+use super::approvals::Approval;
+use super::{
+    ActionView, ErrorKind, Identity, Service, ServiceError, approvals, authz, claims, govern, grants, notify,
+};
 
 impl Service {
     /// Marks a claimed pending approval whose time is up as expired (recorded).
     pub(super) async fn expire_claimed(&self, a: Approval) -> Result<Approval, ServiceError> {
-        if a.status != approvals::Status::Pending || entry::now_ms() <= a.expires_ms {
+        if a.status != approvals::Status::Pending || self.clock.now_ms() <= a.expires_ms {
             return Ok(a);
         }
         let mut expired = a;
@@ -13,8 +18,10 @@ impl Service {
         let body = approvals::transition_entry(&expired, None);
         let notes = self.approval_notes(&expired);
         let queued = notes.len();
-        let writes =
-            govern::join_writes(Some(approvals::state_write(&expired, false)), notify::writes(notes, false));
+        let writes = govern::join_writes(
+            Some(approvals::state_write(&expired, false)?),
+            notify::writes(notes, false)?,
+        );
         self.commit(body, writes).await?;
         self.queued_notes(queued);
         Ok(expired)
@@ -86,7 +93,7 @@ impl Service {
 
     /// Expires every pending approval whose time is up.
     pub(super) async fn expire_due(&self) -> Result<(), ServiceError> {
-        let now = entry::now_ms();
+        let now = self.clock.now_ms();
         let due: Vec<String> = self
             .state
             .approvals
@@ -163,8 +170,10 @@ impl Service {
             let body = approvals::transition_entry(&next, who.caller().as_ref());
             let notes = svc.approval_notes(&next);
             let queued = notes.len();
-            let writes =
-                govern::join_writes(Some(approvals::state_write(&next, false)), notify::writes(notes, false));
+            let writes = match (approvals::state_write(&next, false), notify::writes(notes, false)) {
+                (Ok(approval), Ok(notes)) => govern::join_writes(Some(approval), notes),
+                (Err(e), _) | (_, Err(e)) => return (None, Err(e)),
+            };
             match svc.commit(body, writes).await {
                 Ok(_) => {
                     svc.queued_notes(queued);
@@ -238,7 +247,7 @@ impl Service {
             let Some(mut current) = self.state.approvals.get(&id) else {
                 return Err(ServiceError::not_found(format!("no approval `{id}`")));
             };
-            if current.status == approvals::Status::Pending && entry::now_ms() > current.expires_ms {
+            if current.status == approvals::Status::Pending && self.clock.now_ms() > current.expires_ms {
                 // Due: claim it so the expiry is recorded once.
                 current = self.with_approval(&id, |_, a: Approval| async move { (None, a) }).await?;
             }
@@ -249,7 +258,7 @@ impl Service {
             if now >= deadline {
                 return Ok((current, true));
             }
-            let until_expiry = current.expires_ms.saturating_sub(entry::now_ms()) + 5;
+            let until_expiry = current.expires_ms.saturating_sub(self.clock.now_ms()) + 5;
             let wake = deadline.min(now + std::time::Duration::from_millis(until_expiry));
             tokio::select! {
                 () = &mut notified => {}

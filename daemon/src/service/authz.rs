@@ -95,7 +95,7 @@ impl Service {
     /// The session is the caller the link was made for, as far as approving goes: named
     /// `dashboard:uid:<uid>`, and no one approves their own calls through it.
     pub fn sign_in_with_link(&self, secret: &str) -> Result<TokenIdentity, super::logins::LinkRefused> {
-        let for_peer = self.state.logins.take(secret)?;
+        let for_peer = self.state.logins.take(secret, self.clock.monotonic())?;
         let name = match &for_peer {
             Some(p) => format!("dashboard:uid:{}", p.uid),
             None => "dashboard:login-link".to_owned(),

@@ -68,7 +68,9 @@ pub fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, ServiceError>> + Send + 'static,
 ) -> impl Future<Output = Result<T, ServiceError>> + Send {
     let task = tokio::spawn(work);
-    async move { task.await.map_err(|e| ServiceError::internal(format!("the transition failed: {e}")))? }
+    async move {
+        task.await.map_err(|e| ServiceError::internal(format!("the transition failed: {e}")).caused_by(e))?
+    }
 }
 
 #[cfg(test)]

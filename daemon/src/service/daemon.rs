@@ -230,7 +230,8 @@ impl Opened {
             log.append(body).await?;
         }
         let watcher = spawn_reloader(Arc::clone(&state));
-        let retention = retention::spawn(Arc::clone(&state), options.retention.clone());
+        let retention =
+            retention::spawn(Arc::clone(&state), Arc::clone(service.clock()), options.retention.clone());
         // Notifications: the sender delivers what the outbox holds (including what a previous
         // run queued and did not deliver).
         let outbox_stop = CancellationToken::new();

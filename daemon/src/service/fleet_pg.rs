@@ -135,23 +135,54 @@ impl Columns {
 
 /// TLS for PostgreSQL (`sslmode=require` in the URL): the web PKI roots and, when set,
 /// `PGSSLROOTCERT` (a PEM file of the server's CA).
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+/// Why PostgreSQL refused or could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The connection string does not parse.
+    #[error("the PostgreSQL URL: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    /// The TLS settings (`PGSSLROOTCERT`) cannot be used.
+    #[error("{0}")]
+    Tls(String),
+    /// The server could not be reached or refused the session.
+    #[error("connect: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    /// An entry's `seq` does not fit the column.
+    #[error("entry {0} is out of range")]
+    OutOfRange(u64),
+    /// A stored record is not JSON.
+    #[error(
+        "a record in faramesh_entries is not JSON ({message}): `faramesh verify-export postgres` on each host names it"
+    )]
+    NotJson {
+        /// The server's message.
+        message: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A statement failed.
+    #[error("{0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
     let ca = std::env::var_os("PGSSLROOTCERT")
         .filter(|p| !p.is_empty())
         .map(|p| crate::tls::PemFile::new("PGSSLROOTCERT", p));
-    let config = crate::tls::client_config(ca.as_ref(), None)?;
+    let config = crate::tls::client_config(ca.as_ref(), None).map_err(PgError::Tls)?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Whether `url` is a PostgreSQL connection string this daemon can use (the error says why not).
-pub fn check_url(url: &str) -> Result<(), String> {
-    url.parse::<tokio_postgres::Config>().map(|_| ()).map_err(|e| e.to_string())
+pub fn check_url(url: &str) -> Result<(), tokio_postgres::Error> {
+    url.parse::<tokio_postgres::Config>().map(|_| ())
 }
 
 /// Connects to `url` (`postgres://user:password@host:port/db?sslmode=require`).
-pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("the PostgreSQL URL: {e}"))?;
-    let (client, connection) = config.connect(tls()?).await.map_err(|e| format!("connect: {e}"))?;
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, PgError> {
+    let config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+    let (client, connection) = config.connect(tls()?).await.map_err(PgError::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PostgreSQL connection ended");
@@ -183,8 +214,8 @@ pub async fn write_batch(
     public_key: &str,
     checkpoint: Option<(u64, String)>,
     records: &[(u64, std::sync::Arc<str>)],
-) -> Result<(), String> {
-    let err = |e: tokio_postgres::Error| e.to_string();
+) -> Result<(), PgError> {
+    let err = PgError::Query;
     let txn = client.transaction().await.map_err(err)?;
     txn.execute(
         "INSERT INTO faramesh_hosts (log_id, host, public_key) VALUES ($1, $2, $3)
@@ -206,7 +237,7 @@ pub async fn write_batch(
         let record: &str = record;
         let c = Columns::of(record);
         let ts = c.ts_ms.map(|ms| crate::log::entry::rfc3339(u64::try_from(ms).unwrap_or(0)));
-        let seq = i64::try_from(*seq).map_err(|_| format!("entry {seq} is out of range"))?;
+        let seq = i64::try_from(*seq).map_err(|_| PgError::OutOfRange(*seq))?;
         txn.execute(
             &insert,
             &[
@@ -259,7 +290,7 @@ pub async fn rows(
     log_id: &str,
     first: u64,
     through: u64,
-) -> Result<Vec<StoredRow>, String> {
+) -> Result<Vec<StoredRow>, PgError> {
     let (first, through) =
         (i64::try_from(first).unwrap_or(i64::MAX), i64::try_from(through).unwrap_or(i64::MAX));
     let rows = client
@@ -270,7 +301,7 @@ pub async fn rows(
             &[&log_id, &first, &through],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PgError::Query)?;
     Ok(rows
         .iter()
         .map(|r| StoredRow {
@@ -298,11 +329,11 @@ pub async fn rows(
 pub async fn host_row(
     client: &tokio_postgres::Client,
     log_id: &str,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<(String, String)>, PgError> {
     let row = client
         .query_opt("SELECT host, public_key FROM faramesh_hosts WHERE log_id = $1", &[&log_id])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(PgError::Query)?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
@@ -311,7 +342,7 @@ pub async fn host_row(
 /// answer are read from the records themselves, never from the columns beside them (which
 /// `faramesh verify-export postgres` checks): an edited column neither hides a decision nor
 /// changes what is shown. The host is its log's `faramesh_hosts` row.
-pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) -> Result<Vec<Value>, String> {
+pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) -> Result<Vec<Value>, PgError> {
     const J: &str = "(e.record::jsonb)";
     let mut sql = format!(
         "SELECT h.host, e.log_id, e.seq, e.record FROM faramesh_entries e JOIN faramesh_hosts h USING (log_id)
@@ -348,11 +379,10 @@ pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) ->
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     let rows = client.query(&sql, &refs).await.map_err(|e| match e.as_db_error() {
-        Some(db) if db.code() == &tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION => format!(
-            "a record in faramesh_entries is not JSON ({}): `faramesh verify-export postgres` on each host names it",
-            db.message()
-        ),
-        _ => e.to_string(),
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION => {
+            PgError::NotJson { message: db.message().to_owned(), source: e }
+        }
+        _ => PgError::Query(e),
     })?;
     Ok(rows
         .iter()

@@ -1,8 +1,17 @@
 //! Deciding and recording a call: `govern` (the check order, budgets, resume of an approved call),
 //! `decide` (a decision that is not recorded), and turning a decision into the reply.
 
-use super::*;
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution};
+use serde_json::{Value, json};
+
+use super::approvals::Approval;
+use super::{
+    BUDGET_CACHE_ENTRIES, CallRequest, ErrorKind, Identity, Service, ServiceError, approvals, authz, claims,
+    limits, notify,
+};
+use crate::log::{StateWrites, dpr, entry};
 use crate::permit::Permit;
+use crate::policy;
 
 /// The answer to `govern` / `decide`.
 ///
@@ -113,6 +122,7 @@ pub(super) fn resume_decision(
     approval_id: &str,
     who: &Identity,
     same_uid_ok: bool,
+    now_ms: u64,
 ) -> (Decision, Option<Approval>) {
     let base = base.clone();
     let deny = |code, reason: String| (deny_with(base.clone(), code, reason, None, None), None);
@@ -126,7 +136,7 @@ pub(super) fn resume_decision(
         );
     }
     match a.status {
-        approvals::Status::Approved if entry::now_ms() > a.expires_ms => {
+        approvals::Status::Approved if now_ms > a.expires_ms => {
             deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired before use"))
         }
         approvals::Status::Approved if a.request_hash != base.request_hash => deny(
@@ -205,12 +215,18 @@ impl Service {
             approval_ref.or(approval_id.as_deref()),
             self.state.log.redact_keys(),
         );
-        let writes = join_writes(writes, new_approval.as_ref().map(|a| approvals::state_write(a, true)));
         // Notifications are queued in the same commit as the decision that causes them.
         let notes = self.decision_notes(call, &decision, new_approval.as_ref());
         let queued = notes.len();
-        let writes = join_writes(writes, notify::writes(notes, true));
-        let reply = match self.commit(body, writes).await {
+        let rows =
+            new_approval.as_ref().map(|a| approvals::state_write(a, true)).transpose().and_then(|approval| {
+                Ok(join_writes(join_writes(writes, approval), notify::writes(notes, true)?))
+            });
+        let committed = match rows {
+            Ok(writes) => self.commit(body, writes).await,
+            Err(e) => Err(e),
+        };
+        let reply = match committed {
             Ok(appended) => {
                 self.queued_notes(queued);
                 if let Some(mut a) = new_approval {
@@ -299,7 +315,14 @@ impl Service {
                 let base = Decision { rule_id: None, rule_ref: None, ..out.decision.clone() };
                 out.decision = match self.state.approvals.get(approval_id) {
                     Some(a) => {
-                        let (d, used) = resume_decision(&base, &a, approval_id, who, self.same_uid_ok());
+                        let (d, used) = resume_decision(
+                            &base,
+                            &a,
+                            approval_id,
+                            who,
+                            self.same_uid_ok(),
+                            self.clock.now_ms(),
+                        );
                         if used.is_some() {
                             out.not_applied.push("approval_used");
                         }
@@ -320,7 +343,7 @@ impl Service {
             return out;
         };
         // rate_limit
-        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply) {
+        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply, self.clock.monotonic()) {
             let reason = format!(
                 "rate limit `{}` exceeded for agent `{}`; retry in {} s",
                 hit.key, profile.name, hit.retry_after_seconds
@@ -391,7 +414,7 @@ impl Service {
         let mut approval = None;
         if decision.effect == Effect::Defer {
             let approval_id = dpr::new_id();
-            let now = entry::now_ms();
+            let now = self.clock.now_ms();
             let expires_ms = now + policy.approvals.expire_after_seconds * 1000;
             if let Some(denial) = decision.structured_denial.as_mut() {
                 denial.resolution =
@@ -452,7 +475,7 @@ impl Service {
         call: &Call,
         apply: bool,
     ) -> Result<StateWrites, BudgetRefusal> {
-        let (period, resets_at) = limits::period_of(budget, call, entry::now_ms());
+        let (period, resets_at) = limits::period_of(budget, call, self.clock.now_ms());
         let key = limits::budget_key(&profile.name, &period);
         let Ok(mut counts) = self.state.budgets.lock() else {
             return Err(BudgetRefusal::Internal("budget counters unavailable".into()));
@@ -460,7 +483,7 @@ impl Service {
         if counts.len() >= BUDGET_CACHE_ENTRIES && !counts.contains_key(&key) {
             // The map is a cache of the stored counters: forget those untouched for a minute
             // (their last increment is long durable, so a reload reads the true count).
-            let now = std::time::Instant::now();
+            let now = self.clock.monotonic();
             counts
                 .retain(|_, (_, touched)| now.duration_since(*touched) < std::time::Duration::from_secs(60));
         }
@@ -481,10 +504,10 @@ impl Service {
                         )));
                     }
                 };
-                counts.entry(key.clone()).or_insert((stored, std::time::Instant::now()))
+                counts.entry(key.clone()).or_insert((stored, self.clock.monotonic()))
             }
         };
-        entry.1 = std::time::Instant::now();
+        entry.1 = self.clock.monotonic();
         let count = &mut entry.0;
         if *count >= budget.max_calls {
             return Err(BudgetRefusal::Exceeded(resets_at));
@@ -511,9 +534,14 @@ impl Service {
             let (base, call, who, approval_id) =
                 (base.clone(), call.clone(), who.clone(), approval_id.to_owned());
             self.with_approval(&approval_id.clone(), move |svc: Service, a: Approval| async move {
-                let same_uid_ok = svc.same_uid_ok();
-                let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok);
-                let writes = used.as_ref().map(|u| approvals::state_write(u, false));
+                let (same_uid_ok, now_ms) = (svc.same_uid_ok(), svc.clock.now_ms());
+                let (decision, used) = resume_decision(&base, &a, &approval_id, &who, same_uid_ok, now_ms);
+                let (decision, used, writes) =
+                    match used.as_ref().map(|u| approvals::state_write(u, false)).transpose() {
+                        Ok(writes) => (decision, used, writes),
+                        // Not applied: the approval stays as it was and the call is refused.
+                        Err(e) => (internal_error(decision, e.message), None, None),
+                    };
                 let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
                 let committed = reply.action_id.is_some();
                 (used.filter(|_| committed), reply)

@@ -14,9 +14,14 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use faramesh_proto::{Call, Decision, Effect, ReasonCode};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use super::*;
+use super::approvals::Approval;
+use super::{Fields, Identity, Service, ServiceError, state_row, to_json};
+use crate::log::dpr::{self, Caller};
+use crate::log::entry;
 use crate::permit::{Covers, Permit};
 
 /// The longest a grant may last: a day.
@@ -88,19 +93,17 @@ impl Grants {
         Ok(Grants { by_id: RwLock::new(by_id) })
     }
 
-    /// The live grants naming `call`'s agent, tool and operation (and arguments).
-    fn naming(&self, call: &Call, request_hash: &str) -> Vec<Grant> {
+    /// The grants live at `now` (ms) naming `call`'s agent, tool and operation (and arguments).
+    fn naming(&self, call: &Call, request_hash: &str, now: u64) -> Vec<Grant> {
         let Ok(grants) = self.by_id.read() else { return Vec::new() };
         if grants.is_empty() {
             return Vec::new();
         }
-        let now = entry::now_ms();
         grants.values().filter(|g| g.applies_to(call, request_hash, now)).cloned().collect()
     }
 
-    /// Live grants, soonest to end first.
-    pub fn live(&self) -> Vec<Grant> {
-        let now = entry::now_ms();
+    /// Grants live at `now` (ms), soonest to end first.
+    pub fn live(&self, now: u64) -> Vec<Grant> {
         let mut out: Vec<Grant> = self
             .by_id
             .read()
@@ -240,7 +243,7 @@ impl Service {
         {
             return None;
         }
-        let grants = self.state.grants.naming(call, &decision.request_hash);
+        let grants = self.state.grants.naming(call, &decision.request_hash, self.clock.now_ms());
         if grants.is_empty() {
             return None;
         }
@@ -295,7 +298,7 @@ impl Service {
                 return Err(ServiceError::invalid(field, format!("`{field}` `{value}` is not a name")));
             }
         }
-        let expires_ms = entry::now_ms() + req.minutes * 60_000;
+        let expires_ms = self.clock.now_ms() + req.minutes * 60_000;
         let summary = req.summary.filter(|_| req.request_hash.is_some());
         let grant = Grant {
             id: format!("grant_{}", dpr::new_id()),
@@ -311,11 +314,11 @@ impl Service {
             reason: req.reason,
             summary,
         };
-        let row = (format!("grant/{}", grant.id), serde_json::to_vec(&grant).ok());
-        let body = dpr::event_entry("grant", serde_json::to_value(&grant).unwrap_or(Value::Null));
+        let row = state_row(format!("grant/{}", grant.id), &grant)?;
+        let body = dpr::event_entry("grant", to_json("the grant", &grant)?);
         self.commit(body, Some(Box::new(move |_, _| vec![row]))).await?;
         if let Ok(mut g) = self.state.grants.by_id.write() {
-            let now = entry::now_ms();
+            let now = self.clock.now_ms();
             g.retain(|_, g| g.expires_ms > now);
             g.insert(grant.id.clone(), grant.clone());
         }
@@ -436,6 +439,6 @@ impl Service {
                 who.describe()
             )));
         }
-        Ok(self.state.grants.live())
+        Ok(self.state.grants.live(self.clock.now_ms()))
     }
 }

@@ -1,7 +1,9 @@
 //! Who is calling: kernel peer credentials (the socket), a bearer token's identity (HTTP), or an
 //! unauthenticated loopback agent; what each is recorded as in a DPR.
 
-use super::*;
+use std::sync::Arc;
+
+use crate::log::dpr::{self, Caller, PeerCred};
 
 pub use crate::log::dpr::Role;
 

@@ -33,8 +33,9 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// Takes one token from every limit of `profile` that matches the call (only looks when
-    /// `take` is false), or reports the first limit without a token (taking nothing).
-    pub fn check(&self, profile: &Profile, call: &Call, take: bool) -> Result<(), RateHit> {
+    /// `take` is false), or reports the first limit without a token (taking nothing). Buckets
+    /// refill by the time passed since their last look, `now` being this one's.
+    pub fn check(&self, profile: &Profile, call: &Call, take: bool, now: Instant) -> Result<(), RateHit> {
         let matching: Vec<_> = profile
             .rate_limits
             .iter()
@@ -43,7 +44,6 @@ impl RateLimiter {
         if matching.is_empty() {
             return Ok(());
         }
-        let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
             // A poisoned lock means a panic elsewhere: fail closed.
             return Err(RateHit { key: "internal".into(), retry_after_seconds: 1 });

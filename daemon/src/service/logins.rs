@@ -42,20 +42,22 @@ pub enum LinkRefused {
 impl LoginLinks {
     /// Adds `secret` (no expiry: the link printed at start, made for the daemon's own user).
     pub fn add_lasting(&self, secret: String, for_peer: Option<PeerCred>) {
-        self.push(Link { secret, expires: None, for_peer });
+        self.push(Link { secret, expires: None, for_peer }, None);
     }
 
-    /// A fresh link secret for `for_peer` (who asked), usable once within ten minutes.
-    pub fn mint(&self, for_peer: Option<PeerCred>) -> std::io::Result<String> {
+    /// A fresh link secret for `for_peer` (who asked), usable once within ten minutes of `now`.
+    pub fn mint(&self, for_peer: Option<PeerCred>, now: Instant) -> std::io::Result<String> {
         let secret = crate::log::random_hex(24)?;
-        self.push(Link { secret: secret.clone(), expires: Some(Instant::now() + LINK_TTL), for_peer });
+        self.push(Link { secret: secret.clone(), expires: Some(now + LINK_TTL), for_peer }, Some(now));
         Ok(secret)
     }
 
-    fn push(&self, link: Link) {
+    /// Adds `link`, first forgetting those expired at `now` (when known).
+    fn push(&self, link: Link, now: Option<Instant>) {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        links.retain(|l| l.expires.is_none_or(|e| e > now));
+        if let Some(now) = now {
+            links.retain(|l| l.expires.is_none_or(|e| e > now));
+        }
         if links.len() >= MAX_LINKS {
             links.remove(0);
         }
@@ -64,10 +66,9 @@ impl LoginLinks {
     }
 
     /// Uses `given` up: once per link (compared in constant time), with the caller it was made
-    /// for.
-    pub fn take(&self, given: &str) -> Result<Option<PeerCred>, LinkRefused> {
+    /// for. `now` is when it is used (a link minted with an expiry is refused from then on).
+    pub fn take(&self, given: &str, now: Instant) -> Result<Option<PeerCred>, LinkRefused> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         let found = links.iter().position(|l| {
             constant_time_eq(l.secret.as_bytes(), given.as_bytes()) && l.expires.is_none_or(|e| e > now)
         });
@@ -101,13 +102,14 @@ mod tests {
     #[test]
     fn a_link_signs_in_once() {
         let links = LoginLinks::default();
-        assert_eq!(links.take("nope"), Err(LinkRefused::Unknown));
+        let now = Instant::now();
+        assert_eq!(links.take("nope", now), Err(LinkRefused::Unknown));
         links.add_lasting("first".into(), None);
         let asker = PeerCred { uid: 1000, gid: 1000, pid: 42 };
-        let fresh = links.mint(Some(asker)).unwrap();
-        assert_eq!(links.take("first"), Ok(None));
-        assert_eq!(links.take("first"), Err(LinkRefused::Spent));
-        assert_eq!(links.take(&fresh), Ok(Some(asker)), "the session is who asked for the link");
-        assert_eq!(links.take(&fresh), Err(LinkRefused::Spent));
+        let fresh = links.mint(Some(asker), now).unwrap();
+        assert_eq!(links.take("first", now), Ok(None));
+        assert_eq!(links.take("first", now), Err(LinkRefused::Spent));
+        assert_eq!(links.take(&fresh, now), Ok(Some(asker)), "the session is who asked for the link");
+        assert_eq!(links.take(&fresh, now), Err(LinkRefused::Spent));
     }
 }

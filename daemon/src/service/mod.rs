@@ -13,6 +13,7 @@ pub mod approvals;
 mod approving;
 pub mod authz;
 pub mod claims;
+pub mod clock;
 pub mod daemon;
 mod doors;
 mod error;
@@ -38,14 +39,13 @@ pub mod witness;
 
 use std::sync::Arc;
 
-use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, canonical_json};
-use serde::{Serialize, Serializer};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// A connection's credentials (pid, uid, gid), as the doors read them.
 pub use crate::log::dpr::PeerCred;
 pub use actions::{ActionStatus, ActionView};
-pub use error::{ErrorKind, ServiceError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ErrorKind, ServiceError, state_row, to_json};
 pub use govern::GovernReply;
 pub use identity::{ANONYMOUS, Identity, Peer, Role, TokenIdentity};
 
@@ -58,9 +58,7 @@ pub mod files {
 pub use queries::{ExplainTarget, Seen, Subscription};
 pub use request::{CallRequest, Fields, ListQuery, PruneRequest, Transition};
 
-use crate::log::dpr::{self, Caller, DecisionRecord};
-use crate::log::index::Term;
-use crate::log::{Appended, LogError, StateWrites, entry};
+use crate::log::{Appended, StateWrites};
 
 /// Budget counters kept in memory before those untouched for a minute are forgotten.
 const BUDGET_CACHE_ENTRIES: usize = 4096;
@@ -69,8 +67,6 @@ const BUDGET_CACHE_ENTRIES: usize = 4096;
 /// status alone): the newest ones.
 pub const UNINDEXED_SCAN: usize = 200_000;
 
-use crate::policy;
-use approvals::Approval;
 use state::State;
 
 /// The shared core. Cheap to clone.
@@ -79,12 +75,24 @@ pub struct Service {
     state: Arc<State>,
     /// Action ids in a lifecycle transition.
     action_claims: Arc<claims::Claims>,
+    /// What time it is, for every time the core reads.
+    clock: Arc<dyn Clock>,
 }
 
 impl Service {
-    /// The core over the daemon's state.
+    /// The core over the daemon's state, on the system's clock.
     pub fn new(state: Arc<State>) -> Service {
-        Service { state, action_claims: Arc::default() }
+        Service::with_clock(state, Arc::new(clock::SystemClock))
+    }
+
+    /// The core over the daemon's state, reading the time from `clock`.
+    pub fn with_clock(state: Arc<State>, clock: Arc<dyn Clock>) -> Service {
+        Service { state, action_claims: Arc::default(), clock }
+    }
+
+    /// The clock the core reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The daemon's state (policy, log, counters): the core's own.
@@ -105,19 +113,31 @@ impl Service {
     ) -> Result<Appended, ServiceError> {
         self.state.log.append_with_state(body, writes).await.map_err(|e| {
             tracing::error!(error = %e, "entry not recorded");
-            ServiceError::internal(format!("the decision could not be recorded: {e}"))
+            ServiceError::internal(format!("the decision could not be recorded: {e}")).caused_by(e)
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use faramesh_proto::{Effect, ReasonCode};
+    use serde_json::json;
+
     use super::*;
+    use crate::log::dpr::{self, PeerCred};
+    use crate::log::entry;
     use crate::log::{Log, LogKey, LogOptions};
+    use crate::policy;
     use crate::service::state::{Counts, Limits, Loaded};
 
     pub(super) fn service(dir: &std::path::Path, policy_text: &str) -> Service {
         service_with(dir, policy_text, Default::default())
+    }
+
+    /// A service over a fresh log in `dir` that reads the time from `clock`.
+    pub(super) fn service_at(dir: &std::path::Path, policy_text: &str, clock: Arc<dyn Clock>) -> Service {
+        let s = service(dir, policy_text);
+        Service::with_clock(Arc::clone(&s.state), clock)
     }
 
     fn service_with(

@@ -1,8 +1,15 @@
 //! Read-only questions: explain a decision, verify the log, read entries, the newest checkpoint.
 
+use std::sync::Arc;
+
+use faramesh_proto::Call;
+use serde_json::{Value, json};
+
 use super::actions::record_value;
 use super::authz::Reader;
-use super::*;
+use super::{Identity, Service, ServiceError, to_json};
+use crate::log::entry;
+use crate::policy;
 
 /// A live stream of the committed entries one caller may see (`log.subscribe`, the HTTP event
 /// stream): the doors relay what it yields and decide nothing.
@@ -60,9 +67,10 @@ impl Service {
             ExplainTarget::Call(call) => (*call, None),
         };
         let explanation = policy::explain(&loaded.policy, &call);
-        let mut v = serde_json::to_value(&explanation).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let mut v = serde_json::to_value(&explanation)
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))?;
         if let Value::Object(m) = &mut v {
-            m.insert("call".into(), serde_json::to_value(&call).unwrap_or(Value::Null));
+            m.insert("call".into(), to_json("the call", &call)?);
             m.insert("recorded".into(), recorded.unwrap_or(Value::Null));
             m.insert("policy_path".into(), json!(self.state.policy_path.display().to_string()));
         }
@@ -88,7 +96,7 @@ impl Service {
         let log = Arc::clone(&self.state.log);
         tokio::task::spawn_blocking(move || log.verify_witnessed(against.as_deref(), policy.as_ref()))
             .await
-            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| ServiceError::internal(e.to_string()).caused_by(e))?
             .map_err(ServiceError::from)
     }
 

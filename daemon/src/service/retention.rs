@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::log::prune::StateRetention;
-use crate::log::{Cut, Log, LogError, LogOptions, entry};
+use crate::log::{Cut, Log, LogError, LogOptions};
 
 /// The log's options for the daemon's state: a prune also removes the lifecycle rows of the
 /// actions it pruned and their approvals once decided (pending approvals stay).
@@ -86,10 +86,10 @@ pub enum RetentionError {
     },
 }
 
-/// One round: archive (if configured) and prune the entries older than the age. Returns the
-/// entries pruned.
-pub async fn apply(log: &Arc<Log>, r: &Retention) -> Result<u64, RetentionError> {
-    let cutoff = entry::now_ms().saturating_sub(u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX));
+/// One round: archive (if configured) and prune the entries older than the age at `now_ms`.
+/// Returns the entries pruned.
+pub async fn apply(log: &Arc<Log>, r: &Retention, now_ms: u64) -> Result<u64, RetentionError> {
+    let cutoff = now_ms.saturating_sub(u64::try_from(r.max_age.as_millis()).unwrap_or(u64::MAX));
     let plan = log.plan_prune(Cut::Before(cutoff))?;
     if plan.entries == 0 {
         return Ok(0);
@@ -136,8 +136,13 @@ fn archive(log: &Log, path: &std::path::Path, first: u64, kept: u64) -> std::io:
 }
 
 /// Applies retention now and then every [`Retention::interval`]: `flag` when given, else the
-/// current policy's setting (looked for again every minute while there is none).
-pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio::task::JoinHandle<()> {
+/// current policy's setting (looked for again every minute while there is none). The age is
+/// counted back from `clock`'s time.
+pub fn spawn(
+    state: Arc<super::state::State>,
+    clock: Arc<dyn super::Clock>,
+    flag: Option<Retention>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let log = Arc::clone(&state.log);
         let mut warned = false;
@@ -148,7 +153,7 @@ pub fn spawn(state: Arc<super::state::State>, flag: Option<Retention>) -> tokio:
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 continue;
             };
-            match apply(&log, &r).await {
+            match apply(&log, &r, clock.now_ms()).await {
                 Ok(_) => warned = false,
                 Err(RetentionError::Log(LogError::NotExported { last_pruned, exported_through })) => {
                     if !warned {

@@ -3,7 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::*;
+use faramesh_proto::Effect;
+use serde_json::{Value, json};
+
+use super::{Identity, Service, ServiceError};
+use crate::log::dpr::DecisionRecord;
+use crate::log::entry;
 
 /// The most decisions an overview reads (the newest ones in its window).
 pub const STATS_SCAN_LIMIT: usize = 200_000;
@@ -54,7 +59,7 @@ impl Service {
             )));
         }
         let log = &self.state.log;
-        let now = entry::now_ms();
+        let now = self.clock.now_ms();
         let bucket = window.bucket_ms();
         let start = (now.saturating_sub(window.span_ms()) / bucket + 1) * bucket;
         let n_buckets = usize::try_from(now.saturating_sub(start) / bucket + 1).unwrap_or(1);

@@ -2,7 +2,12 @@
 //! mapping from a [`DecisionRecord`] and its status to that shape, served by `/v1/actions` over
 //! HTTP and by the socket's `action.submit` and `action.*` with `"format": "v1"`.
 
-use super::*;
+use faramesh_proto::{Effect, ReasonCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ActionStatus, ActionView, CallRequest, Identity, Service, ServiceError, to_json};
+use crate::log::dpr::{self, Caller};
 
 /// `EXECUTE`, `HALT` or `ABSTAIN` (the upstream documentation's outcome words).
 pub fn outcome(effect: Effect) -> &'static str {
@@ -113,11 +118,9 @@ impl Service {
         let reply = self.govern(req, who).await?;
         let view = self.decided_view(&call, &reply, who);
         let mut v = self.v1_action(&view, who);
+        let structured_denial = to_json("the structured denial", &reply.decision.structured_denial)?;
         if let Value::Object(m) = &mut v {
-            m.insert(
-                "structured_denial".into(),
-                serde_json::to_value(&reply.decision.structured_denial).unwrap_or(Value::Null),
-            );
+            m.insert("structured_denial".into(), structured_denial);
             m.insert("defer_token".into(), json!(reply.approval_id));
         }
         Ok(v)

@@ -7,11 +7,13 @@
 //! an alarm: a `witness_alarm` entry, the status row, `status`, `/metrics`, the dashboard and
 //! every notification channel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::*;
+use super::{Service, state_row, to_json};
 use crate::log::keys::base64_encode;
 use crate::log::witness::{Witness, WitnessPolicy, with_cosignatures};
 use crate::log::{COSIGNED, Checkpoint, StateWrites, dpr, entry};
@@ -166,7 +168,7 @@ impl Service {
         let lines: Vec<String> = cosigned.iter().map(|(_, l, _)| l.clone()).collect();
         let merged = with_cosignatures(&note, &lines);
         let root = base64_encode(&cp.root);
-        let now = entry::rfc3339(entry::now_ms());
+        let now = entry::rfc3339(self.clock.now_ms());
         let fields = json!({
             "checkpoint": merged,
             "size": cp.size,
@@ -181,7 +183,13 @@ impl Service {
             s.last_error = None;
             s.alarm = None;
             self.state.metrics.witness(&json!(s));
-            rows.push((format!("{STATUS_PREFIX}{}", s.name), serde_json::to_vec(&s).ok()));
+            match state_row(format!("{STATUS_PREFIX}{}", s.name), &s) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "cannot record the witnesses' cosignatures");
+                    return recorded;
+                }
+            }
         }
         let writes: StateWrites = Box::new(move |_, _| rows);
         match self.commit(dpr::event_entry("witness_cosigned", fields), Some(writes)).await {
@@ -275,7 +283,7 @@ impl Service {
             return;
         }
         tracing::error!(witness = %status.name, status = code, "{message}");
-        let ts = entry::rfc3339(entry::now_ms());
+        let ts = entry::rfc3339(self.clock.now_ms());
         let fields = json!({
             "witness": status.name,
             "url": status.url,
@@ -290,20 +298,28 @@ impl Service {
             &channels,
             "witness.alarm",
             json!({"witness": status.name, "status": code, "witness_size": witness_size, "size": size, "reason": message}),
+            self.clock.now_ms(),
         );
         let queued = notes.len();
-        let notify = super::notify::writes(notes, false);
         let key = format!("{STATUS_PREFIX}{}", status.name);
         let alarm =
             json!({"status": code, "witness_size": witness_size, "size": size, "message": message, "ts": ts});
         status.alarm = Some(alarm.clone());
         self.state.metrics.witness(&json!(status));
+        let (notify, row) = match (super::notify::writes(notes, false), to_json(&format!("`{key}`"), &status))
+        {
+            (Ok(notify), Ok(row)) => (notify, row),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e.message, "cannot record a witness alarm");
+                return;
+            }
+        };
         let writes: StateWrites = Box::new(move |seq, id| {
-            let mut status = status;
-            if let Some(Value::Object(a)) = status.alarm.as_mut() {
+            let mut row = row;
+            if let Some(Value::Object(a)) = row.get_mut("alarm") {
                 a.insert("seq".into(), json!(seq));
             }
-            let mut rows = vec![(key, serde_json::to_vec(&status).ok())];
+            let mut rows = vec![(key, Some(row.to_string().into_bytes()))];
             if let Some(n) = notify {
                 rows.extend(n(seq, id));
             }

@@ -445,7 +445,7 @@ mod tests {
             (ErrorKind::Conflict, StatusCode::CONFLICT),
             (ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR),
         ] {
-            let e = HttpError::from(ServiceError { kind, message: "m".into(), field: None });
+            let e = HttpError::from(ServiceError { kind, message: "m".into(), field: None, source: None });
             assert_eq!(e.status, status);
         }
     }
