@@ -3,10 +3,10 @@
 // `daemon/tests/fuzz_corpus.rs`, which replays the committed corpora in every test run.
 
 /// The bundled default policy, compiled once.
-fn default_policy() -> &'static faramesh_daemon::policy::Policy {
-    static POLICY: std::sync::OnceLock<faramesh_daemon::policy::Policy> = std::sync::OnceLock::new();
+fn default_policy() -> &'static faramesh_policy::Policy {
+    static POLICY: std::sync::OnceLock<faramesh_policy::Policy> = std::sync::OnceLock::new();
     POLICY.get_or_init(|| {
-        faramesh_daemon::policy::compile("default.yaml", include_str!("../policies/default.yaml"))
+        faramesh_policy::compile("default.yaml", include_str!("../policies/default.yaml"))
             .unwrap_or_else(|e| panic!("the default policy does not compile: {e}"))
     })
 }
@@ -21,7 +21,7 @@ pub fn socket_line(data: &[u8]) {
         assert_eq!(again.as_ref().ok(), Some(&value), "a strictly parsed value reads back differently");
         let Some(params) = value.get("params").and_then(serde_json::Value::as_object) else { continue };
         let Ok(req) = faramesh_proto::CallRequest::from_json(params) else { continue };
-        let decision = faramesh_daemon::policy::decide_request(default_policy(), &req);
+        let decision = faramesh_policy::decide_request(default_policy(), &req);
         if req.refusal().is_some() {
             assert_ne!(decision.effect, faramesh_proto::Effect::Permit, "a refused request was permitted");
         }
@@ -45,16 +45,16 @@ pub fn mcp_message(data: &[u8]) {
 /// call with a command in it.
 pub fn policy_load(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(policy) = faramesh_daemon::policy::compile("fuzz.yaml", text) else { return };
+    let Ok(policy) = faramesh_policy::compile("fuzz.yaml", text) else { return };
     let mut call = faramesh_proto::Call::new("agent", "shell", "exec");
     call.params = serde_json::json!({"cmd": "sudo rm -rf / ; ls", "amount": 5, "path": "/tmp"});
-    let _ = faramesh_daemon::policy::decide(&policy, &call);
+    let _ = faramesh_policy::decide(&policy, &call);
 }
 
 /// The log's batch decoder: any stored value decodes or fails with an error, and what decodes
 /// encodes back to the same batch.
 pub fn log_batch(data: &[u8]) {
-    use faramesh_daemon::log::tables::Batch;
+    use faramesh_log::tables::Batch;
     let _ = Batch::count(data);
     for i in 0..3 {
         let _ = Batch::record_at(data, i);
@@ -69,7 +69,7 @@ pub fn log_batch(data: &[u8]) {
 /// exactly what the line itself reads as (resolved stays resolved, unread stays unread), but
 /// where the extra level meets a limit.
 pub fn command_line(data: &[u8]) {
-    use faramesh_daemon::policy::command::{Reading, read_line, read_params};
+    use faramesh_policy::command::{Reading, read_line, read_params};
     let Ok(text) = std::str::from_utf8(data) else { return };
     let direct = read_line(text);
     let _ = read_params(&serde_json::json!({"cmd": text, "command": [text, "-c", text], "args": ["-rf", text]}));

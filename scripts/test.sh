@@ -87,8 +87,10 @@ if ! command -v strace >/dev/null; then
     apt_install strace
 fi
 if [ -n "$QUICK" ] && cargo nextest --version >/dev/null 2>&1; then
-    # The same tests, run in parallel across test binaries.
+    # The same tests, run in parallel across test binaries; nextest runs no doc tests (among
+    # them the doors' compile-fail checks), so those follow.
     cargo nextest run --locked --no-fail-fast
+    cargo test --locked --doc
 else
     cargo test --locked
 fi

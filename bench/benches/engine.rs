@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request};
-use faramesh_daemon::policy::{compile, decide, decide_linear};
+use faramesh_policy::{compile, decide, decide_linear};
 use faramesh_proto::{Call, Effect};
 use serde_json::json;
 

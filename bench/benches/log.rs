@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faramesh_daemon::log::{Log, LogKey, LogOptions, dpr};
+use faramesh_log::{Log, LogKey, LogOptions, dpr};
 use faramesh_proto::{Call, Decision, Effect, ReasonCode, RiskLevel};
 use redb::{Database, TableDefinition};
 use serde_json::json;
@@ -120,7 +120,7 @@ fn main() {
 /// collected for the commit's transaction (their redb insert, one per 256 entries, is part of
 /// the `log_append_*` figures above). Compare with `socket_govern_*_server_cpu_per_decision`.
 fn tree_cost() {
-    use faramesh_daemon::log::merkle::{Frontier, leaf_hash};
+    use faramesh_log::merkle::{Frontier, leaf_hash};
     const ENTRIES: u64 = 2_000_000;
     for per_commit in [1u64, 32, 256] {
         let mut frontier = Frontier::default();

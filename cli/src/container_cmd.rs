@@ -165,7 +165,7 @@ fn compose_for(mount: &str, file: &str) -> Result<String> {
 }
 
 fn write_env(path: &Path) -> Result<()> {
-    let token = || faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom");
+    let token = || faramesh_log::random_hex(24).context("cannot read /dev/urandom");
     let text = format!(
         "# Tokens for compose.yaml; keep this file private. Agents send FARAMESH_TOKEN as a bearer\n\
          # token; approvers send FARAMESH_APPROVER_TOKEN, and sign in to the dashboard with it.\n\

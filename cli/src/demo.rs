@@ -20,7 +20,7 @@ pub const POLICY: &str = include_str!("../../policies/demo.yaml");
 /// A fresh state dir for a demo (mode 0700), under the system's temporary directory.
 pub fn fresh_dir() -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    let suffix = faramesh_daemon::log::random_hex(4).context("cannot read /dev/urandom")?;
+    let suffix = faramesh_log::random_hex(4).context("cannot read /dev/urandom")?;
     let dir = std::env::temp_dir().join(format!("faramesh-demo-{suffix}"));
     std::fs::DirBuilder::new()
         .mode(0o700)

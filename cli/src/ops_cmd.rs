@@ -159,7 +159,7 @@ pub fn get(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     if json_out {
         println!("{r}");
     } else {
-        let rec = faramesh_daemon::log::dpr::DecisionRecord::parse(&r.to_string())
+        let rec = faramesh_log::dpr::DecisionRecord::parse(&r.to_string())
             .ok_or_else(|| anyhow!("the daemon answered something that is not a decision record"))?;
         for (i, (key, value)) in rec.rows().into_iter().enumerate() {
             println!("{key:<13} {}", safe(&value));
@@ -264,7 +264,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
         if !approve {
             return Err(anyhow!("`--grant` goes with `approve`, not `deny`"));
         }
-        let secs = faramesh_daemon::policy::parse_duration(d)
+        let secs = faramesh_policy::parse_duration(d)
             .ok_or_else(|| anyhow!("`--grant` `{d}` must look like `30m` or `2h`"))?;
         params["grant_minutes"] = json!(secs.div_ceil(60));
         params["grant_same_args"] = json!(args.same_args);
@@ -313,7 +313,7 @@ pub fn explain(args: IdArgs, json_out: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let call: faramesh_proto::Call = serde_json::from_value(r["call"].clone())?;
-    let ex: faramesh_daemon::policy::Explanation = serde_json::from_value(r.clone())?;
+    let ex: faramesh_policy::Explanation = serde_json::from_value(r.clone())?;
     let rec = &r["recorded"];
     println!("{}", safe(&format!("action    {} ({})", s(rec, "id"), s(rec, "ts"))));
     let recorded = format!(

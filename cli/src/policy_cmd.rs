@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use faramesh_daemon::policy::{self, Explanation, Policy, cases};
+use faramesh_policy::{self as policy, Explanation, Policy, cases};
 use serde_json::json;
 
 use crate::args::{EXIT_INVALID_POLICY, EXIT_MISMATCH};
@@ -315,8 +315,7 @@ pub fn diff(args: DiffArgs, json_out: bool) -> Result<ExitCode> {
     if args.against_log {
         let file = args.state.path()?.join("log.redb");
         let mut buf = Vec::new();
-        faramesh_daemon::log::verify::offline::export(&file, &mut buf, 0)
-            .map_err(crate::log_cmd::offline_error)?;
+        faramesh_log::verify::offline::export(&file, &mut buf, 0).map_err(crate::log_cmd::offline_error)?;
         for line in String::from_utf8_lossy(&buf).lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
             if v["kind"] != "decision" {
@@ -396,7 +395,7 @@ pub struct SuggestArgs {
 
 /// The suggested rule for a recorded decision, as YAML (a list item), or why there is none.
 pub(crate) fn suggested_rule(
-    rec: &faramesh_daemon::log::dpr::DecisionRecord,
+    rec: &faramesh_log::dpr::DecisionRecord,
     any_agent: bool,
 ) -> std::result::Result<String, String> {
     use faramesh_proto::{Effect, ReasonCode};
@@ -457,7 +456,7 @@ pub(crate) fn suggested_rule(
 
 fn suggest(args: &SuggestArgs) -> Result<ExitCode> {
     let r = crate::client::call(&args.socket.path(), "action.get", json!({"id": args.id}))?;
-    let rec = faramesh_daemon::log::dpr::DecisionRecord::parse(&r.to_string())
+    let rec = faramesh_log::dpr::DecisionRecord::parse(&r.to_string())
         .ok_or_else(|| anyhow::anyhow!("the daemon answered something that is not a decision record"))?;
     let text = match suggested_rule(&rec, args.any_agent) {
         Ok(t) => t,

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faramesh_daemon::policy::cases::parse_cases;
+use faramesh_policy::cases::parse_cases;
 use serde_json::{Value, json};
 
 struct Daemon {
@@ -495,8 +495,8 @@ fn sigkill_under_load_loses_no_answered_decision() {
 fn editing_the_policy_under_load_never_fails_a_call_and_every_dpr_names_its_policy() {
     let policy_a = "version: 1\nrules:\n  - id: a\n    match: { tool: http }\n    allow: true\n";
     let policy_b = "version: 1\nrules:\n  - id: b\n    match: { tool: http }\n    deny: true\n";
-    let hash_a = faramesh_daemon::policy::compile("x", policy_a).unwrap().hash;
-    let hash_b = faramesh_daemon::policy::compile("x", policy_b).unwrap().hash;
+    let hash_a = faramesh_policy::compile("x", policy_a).unwrap().hash;
+    let hash_b = faramesh_policy::compile("x", policy_b).unwrap().hash;
     let expected: HashMap<String, &str> = [(hash_a, "PERMIT"), (hash_b, "DENY")].into_iter().collect();
     let daemon = Daemon::start(policy_a);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -3830,7 +3830,7 @@ fn policy_suggest_proposes_a_rule_and_never_overrides_a_deny() {
     assert!(rule.contains("- id: allow-bot-shell-exec") && rule.contains("allow: true"), "{rule}");
     // Placed after the deny rules (here: at the end), it allows the call.
     let with = format!("{policy}{}", rule.lines().map(|l| format!("  {l}\n")).collect::<String>());
-    let compiled = faramesh_daemon::policy::compile(
+    let compiled = faramesh_policy::compile(
         "p.yaml",
         &with.replace("  - id: shell\n    match: { tool: shell }\n    require_approval: true\n", ""),
     )
@@ -3839,7 +3839,7 @@ fn policy_suggest_proposes_a_rule_and_never_overrides_a_deny() {
         params: json!({"cmd": "ls"}),
         ..faramesh_proto::Call::new("bot", "shell", "exec")
     };
-    assert_eq!(faramesh_daemon::policy::decide(&compiled, &call).effect, faramesh_proto::Effect::Permit);
+    assert_eq!(faramesh_policy::decide(&compiled, &call).effect, faramesh_proto::Effect::Permit);
     let refused = run(&["policy", "suggest", denied["action_id"].as_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("never overrides a deny rule"));

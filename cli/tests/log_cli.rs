@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use faramesh_daemon::log::{
+use faramesh_log::{
     Log, LogKey, LogOptions, dpr,
     tables::{BATCHES, Batch},
 };
@@ -27,12 +27,10 @@ fn write_log(dir: &Path, n: u64) {
     for i in 0..n {
         let mut call = Call::new("bot", "http", "get");
         call.params = json!({"url": format!("https://example.com/{i}"), "token": "secret-value"});
-        let policy = faramesh_daemon::policy::compile(
-            "p.yaml",
-            "rules:\n  - match: { tool: http }\n    allow: true\n",
-        )
-        .unwrap();
-        let decision = faramesh_daemon::policy::decide(&policy, &call);
+        let policy =
+            faramesh_policy::compile("p.yaml", "rules:\n  - match: { tool: http }\n    allow: true\n")
+                .unwrap();
+        let decision = faramesh_policy::decide(&policy, &call);
         let body = dpr::decision_entry(&call, &decision, None, None, log.redact_keys());
         log.append_blocking(body).unwrap();
     }
@@ -143,7 +141,7 @@ fn a_receipt_for_one_entry_verifies_offline_and_an_altered_one_does_not() {
     let id = {
         let line = written.lines().nth(1).unwrap().trim_start_matches("extra ");
         let record: serde_json::Value =
-            serde_json::from_slice(&faramesh_daemon::log::keys::base64_decode(line).unwrap()).unwrap();
+            serde_json::from_slice(&faramesh_log::keys::base64_decode(line).unwrap()).unwrap();
         record["id"].as_str().unwrap().to_owned()
     };
     let out = faramesh(&["log", "proof", "--state-dir", state, "--id", &id]);
@@ -163,7 +161,7 @@ fn a_receipt_for_one_entry_verifies_offline_and_an_altered_one_does_not() {
     assert!(text(&out.stdout).contains("inclusion proof does not take entry 17"), "{}", text(&out.stdout));
     // A witness policy whose quorum did not cosign: refused.
     let policy = dir.path().join("w.policy");
-    let (_, wkey) = faramesh_daemon::log::keys::cosign(&[5u8; 32], "witness.example/w", 1, "x");
+    let (_, wkey) = faramesh_log::keys::cosign(&[5u8; 32], "witness.example/w", 1, "x");
     std::fs::write(&policy, format!("witness w {wkey}\nquorum w\n")).unwrap();
     let out = faramesh(&[
         "verify-proof",

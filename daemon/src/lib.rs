@@ -1,11 +1,12 @@
 //! `faramesh-daemon`: the core behind `faramesh serve`. It decides with the `faramesh-policy`
-//! crate (pure, no IO; re-exported here as `policy`, with its `permit` module), records in the
-//! `faramesh-log` crate (re-exported as `log`), and `service` is the transport-free core the
+//! crate (pure, no IO), records in the `faramesh-log` crate, and `service` is the transport-free core the
 //! doors (the `faramesh-server` crate: socket, HTTP, dashboard) map onto.
 
-pub use faramesh_log as log;
-pub use faramesh_policy as policy;
-pub use faramesh_policy::permit;
+// The log and the policy are the core's: crates above it (the doors) cannot name them through
+// this one. Tools that read a log or a policy offline depend on those crates directly.
+pub(crate) use faramesh_log as log;
+pub(crate) use faramesh_policy as policy;
+pub(crate) use faramesh_policy::permit;
 pub mod service;
 pub mod systemd;
 pub mod tls;

@@ -1,10 +1,39 @@
-//! The daemon: a Unix socket speaking newline-delimited JSON-RPC 2.0, the policy hot-reloaded
-//! from its file, every decision recorded in the log before it is answered.
+//! The daemon's doors: a Unix socket speaking newline-delimited JSON-RPC 2.0, the HTTP(S)
+//! listener and the dashboard. `run` binds them over the core the composition root opens
+//! (`faramesh_daemon::service::daemon::Daemon`).
 //!
-//! A request's path: listener (connection limit) → `conn::serve` (framing, limits) → the method
-//! table `rpc::method` with the peer's credentials as an `Identity` → the core's `Service` →
-//! reply. The HTTP door (`http/`) and the dashboard (`dashboard.rs`) map onto the same
-//! `Service`.
+//! A request's path: listener (connection limit) → `conn::serve` (framing, limits) → the core's
+//! `Request::parse` and `Service::apply` with the peer's credentials as an `Identity` → reply.
+//! The HTTP door (`http/`) and the dashboard (`dashboard.rs`) map onto the same `Service`.
+//!
+//! The doors see the core's `Service` and nothing under it. A door names the core:
+//!
+//! ```
+//! use faramesh_daemon::service::{Identity, Service};
+//! use faramesh_daemon::service::apply::Request;
+//! ```
+//!
+//! and cannot name the log or the policy, through the core or directly:
+//!
+//! ```compile_fail
+//! use faramesh_daemon::log::Log;
+//! ```
+//!
+//! ```compile_fail
+//! use faramesh_daemon::policy::Policy;
+//! ```
+//!
+//! ```compile_fail
+//! use faramesh_daemon::permit::Permit;
+//! ```
+//!
+//! ```compile_fail
+//! use faramesh_log::Log;
+//! ```
+//!
+//! ```compile_fail
+//! use faramesh_policy::permit::Permit;
+//! ```
 
 pub mod conn;
 mod dashboard;

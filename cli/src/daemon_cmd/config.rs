@@ -243,7 +243,7 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read `--witnesses` `{}`", path.display()))?;
-            let policy = faramesh_daemon::log::witness::WitnessPolicy::parse(&text)
+            let policy = faramesh_log::witness::WitnessPolicy::parse(&text)
                 .map_err(|e| anyhow!("`--witnesses` `{}`: {e}", path.display()))?;
             if !policy.witnesses.iter().any(|w| w.url.is_some()) {
                 bail!("`--witnesses` `{}` names no witness with a URL to submit to", path.display());

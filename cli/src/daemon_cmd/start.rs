@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use faramesh_daemon::log::LogError;
 use faramesh_daemon::service::daemon::OpenError;
+use faramesh_log::LogError;
 use faramesh_server::{self as server, Config};
 use serde_json::json;
 
@@ -243,7 +243,7 @@ fn loopback_http(
         );
         return Ok(None);
     }
-    let secret = faramesh_daemon::log::random_hex(24).context("cannot read /dev/urandom")?;
+    let secret = faramesh_log::random_hex(24).context("cannot read /dev/urandom")?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     config.http = Some(server::http::HttpConfig {
         listen,
@@ -323,8 +323,7 @@ pub struct DevArgs {
 
 /// Creates `dir` (and missing parents) mode 0700; an existing dir is left as it is.
 pub(super) fn private_dir(dir: &Path) -> Result<()> {
-    faramesh_daemon::log::create_private_dir(dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))
+    faramesh_log::create_private_dir(dir).with_context(|| format!("cannot create `{}`", dir.display()))
 }
 
 pub fn dev(args: DevArgs) -> Result<ExitCode> {

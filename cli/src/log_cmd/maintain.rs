@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use faramesh_daemon::log::verify::{OfflineError, offline};
-use faramesh_daemon::log::{self};
+use faramesh_log as log;
+use faramesh_log::verify::{OfflineError, offline};
 use serde_json::json;
 
 use crate::args::{SocketArg, StateDir};
@@ -164,7 +164,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
 /// Where a prune runs: the daemon holding the log (over the socket), or the file itself.
 pub(super) enum Target {
     Daemon(PathBuf),
-    File(Box<faramesh_daemon::log::Log>, tokio::runtime::Runtime),
+    File(Box<faramesh_log::Log>, tokio::runtime::Runtime),
 }
 
 impl Target {

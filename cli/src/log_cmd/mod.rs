@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use faramesh_daemon::log::LogKey;
-use faramesh_daemon::log::verify::{OfflineError, offline};
+use faramesh_log::LogKey;
+use faramesh_log::verify::{OfflineError, offline};
 use serde_json::json;
 
 use crate::args::{SocketArg, StateDir};

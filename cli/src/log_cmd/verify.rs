@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use faramesh_daemon::log::verify::{OfflineError, offline};
-use faramesh_daemon::log::witness::{Receipt, WitnessPolicy, verify_receipt};
-use faramesh_daemon::log::{self, PublicKey};
+use faramesh_log::verify::{OfflineError, offline};
+use faramesh_log::witness::{Receipt, WitnessPolicy, verify_receipt};
+use faramesh_log::{self as log, PublicKey};
 use serde_json::json;
 
 use crate::args::{SocketArg, StateDir};
@@ -209,7 +209,7 @@ pub(super) fn proof(args: ProofArgs, json_out: bool) -> Result<ExitCode> {
             Ok(Some(origin)) => {
                 let log_id = origin.trim_start_matches("faramesh/").to_owned();
                 let scheme = offline::id_scheme(&file).map_err(offline_error)?;
-                faramesh_daemon::log::ActionIds::new(&log_id, scheme).seq_of(id)
+                faramesh_log::ActionIds::new(&log_id, scheme).seq_of(id)
             }
             _ => None,
         },
