@@ -1,6 +1,7 @@
-//! The core's requests as one closed type: [`Request::parse`] reads a method name and its params
-//! once (a socket frame's `method`/`params`, or what an HTTP route maps onto), and
-//! [`Service::apply`] answers it. Every door goes through these two; none parses params itself.
+//! The core's requests as one closed type: [`Request::parse`] reads a socket frame's method name
+//! and params once; an HTTP route builds its variant from the path and a body read by the same
+//! parsers (`CallRequest::from_json`, `ListQuery::from_json`, …); [`Service::apply`] answers
+//! every one. No door calls the core's operations any other way.
 
 use serde_json::{Map, Value, json};
 
@@ -150,6 +151,20 @@ pub enum Request {
     McpPins {
         /// Only this server's.
         server: Option<String>,
+    },
+    /// `POST /v1/gate/decide`: `decide`, answered in the v1 shape.
+    DecideV1(CallRequest),
+    /// `GET /v1/actions`: a page of actions in the v1 shape.
+    ActionPage(ListQuery),
+    /// `POST /v1/actions/{id}/approval`: the approval of an action, answered by the action's id
+    /// (and the approval token, when the caller gives one).
+    ApproveAction {
+        /// The action id or prefix.
+        action_id: String,
+        /// The answer (and any grant).
+        answer: ApprovalAnswer,
+        /// The approval token the caller gave.
+        token: Option<String>,
     },
 }
 
@@ -420,6 +435,22 @@ impl Service {
                     pins.push(v);
                 }
                 Ok(json!({ "pins": pins }))
+            }
+            Request::DecideV1(call) => s.v1_decide(&call, who),
+            Request::ActionPage(query) => {
+                let views = s.action_list(&query, who)?;
+                let actions: Vec<Value> = views.iter().map(|v| s.v1_action(v, who)).collect();
+                let full = actions.len() == query.limit;
+                let next = full.then_some(query.offset + actions.len());
+                let next_cursor = views.last().filter(|_| full).map(super::ActionView::id);
+                Ok(
+                    json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next,
+                          "next_cursor": next_cursor}),
+                )
+            }
+            Request::ApproveAction { action_id, answer, token } => {
+                let view = s.approve_action(&action_id, answer, token.as_deref(), who).await?;
+                Ok(s.v1_action(&view, who))
             }
         }
     }

@@ -39,8 +39,7 @@ use super::ServerError;
 use faramesh_daemon::service::Seen;
 use faramesh_daemon::service::metrics::Transport;
 use faramesh_daemon::service::{
-    ActionView, CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError, TokenIdentity,
-    Transition,
+    CallRequest, ErrorKind, Identity, ListQuery, Role, Service, ServiceError, TokenIdentity, Transition,
 };
 
 /// How the listener does TLS.

@@ -3,6 +3,7 @@
 
 use super::sse::events;
 use super::*;
+use faramesh_daemon::service::apply::Request as CoreRequest;
 
 /// The router.
 pub(super) fn router(app: App) -> Router {
@@ -69,9 +70,7 @@ pub(super) async fn evaluate(
     headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = call_request(&headers, body)?;
-    let reply = app.service.govern(req, &who).await?;
-    Ok(json_response(StatusCode::OK, &reply.to_json()))
+    answer(&app, CoreRequest::Govern(call_request(&headers, body)?), &who).await
 }
 
 pub(super) async fn gate_decide(
@@ -80,8 +79,7 @@ pub(super) async fn gate_decide(
     headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = call_request(&headers, body)?;
-    Ok(json_response(StatusCode::OK, &app.service.v1_decide(&req, &who)?))
+    answer(&app, CoreRequest::DecideV1(call_request(&headers, body)?), &who).await
 }
 
 pub(super) async fn submit_action(
@@ -90,8 +88,12 @@ pub(super) async fn submit_action(
     headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let req = call_request(&headers, body)?;
-    Ok(json_response(StatusCode::OK, &app.service.submit(req, &who).await?))
+    answer(&app, CoreRequest::ActionSubmit(call_request(&headers, body)?), &who).await
+}
+
+/// The core's answer to `request`, as a 200 with its JSON.
+async fn answer(app: &App, request: CoreRequest, who: &Identity) -> HttpResult {
+    Ok(json_response(StatusCode::OK, &app.service.apply(request, who).await?))
 }
 
 /// The call in `body`; a W3C `traceparent` header is its `traceparent` when the body has none.
@@ -116,17 +118,7 @@ pub(super) async fn list_actions(
     Caller(who): Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> HttpResult {
-    let query = ListQuery::from_json(&query_map(q), 20)?;
-    let views = app.service.action_list(&query, &who)?;
-    let actions: Vec<Value> = views.iter().map(|v| app.service.v1_action(v, &who)).collect();
-    let full = actions.len() == query.limit;
-    let next = full.then_some(query.offset + actions.len());
-    let next_cursor = views.last().filter(|_| full).map(ActionView::id);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"actions": actions, "limit": query.limit, "offset": query.offset, "next_offset": next,
-                "next_cursor": next_cursor}),
-    ))
+    answer(&app, CoreRequest::ActionPage(ListQuery::from_json(&query_map(q), 20)?), &who).await
 }
 
 pub(super) async fn get_action(
@@ -134,8 +126,7 @@ pub(super) async fn get_action(
     Caller(who): Caller,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    let view = app.service.find_action(&id, &who)?;
-    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
+    answer(&app, CoreRequest::ActionGet { id, v1: true }, &who).await
 }
 
 pub(super) async fn action_events(
@@ -143,7 +134,7 @@ pub(super) async fn action_events(
     Caller(who): Caller,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    Ok(json_response(StatusCode::OK, &Value::Array(app.service.v1_events(&id, &who)?)))
+    answer(&app, CoreRequest::ActionEvents { id, v1: true }, &who).await
 }
 
 pub(super) async fn approval(
@@ -152,14 +143,13 @@ pub(super) async fn approval(
     UrlPath(id): UrlPath<String>,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let answer = faramesh_daemon::service::grants::ApprovalAnswer::from_json(&body, None)?;
-    let given = faramesh_daemon::service::Fields(&body).string("token")?;
-    let view = app.service.approve_action(&id, answer, given.as_deref(), &who).await?;
-    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
+    let answer_given = faramesh_daemon::service::grants::ApprovalAnswer::from_json(&body, None)?;
+    let token = faramesh_daemon::service::Fields(&body).string("token")?;
+    answer(&app, CoreRequest::ApproveAction { action_id: id, answer: answer_given, token }, &who).await
 }
 
 pub(super) async fn list_grants(AxState(app): AxState<App>, Caller(who): Caller) -> HttpResult {
-    Ok(json_response(StatusCode::OK, &json!({"grants": app.service.grant_list(&who)?})))
+    answer(&app, CoreRequest::GrantList, &who).await
 }
 
 pub(super) async fn create_grant(
@@ -167,11 +157,8 @@ pub(super) async fn create_grant(
     Writer(who): Writer,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let g = app
-        .service
-        .grant_create(faramesh_daemon::service::grants::GrantRequest::from_json(&body)?, &who)
-        .await?;
-    Ok(json_response(StatusCode::OK, &serde_json::to_value(g).unwrap_or(Value::Null)))
+    let grant = faramesh_daemon::service::grants::GrantRequest::from_json(&body)?;
+    answer(&app, CoreRequest::GrantCreate(grant), &who).await
 }
 
 pub(super) async fn revoke_grant(
@@ -179,8 +166,7 @@ pub(super) async fn revoke_grant(
     Writer(who): Writer,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    let g = app.service.grant_revoke(&id, &who).await?;
-    Ok(json_response(StatusCode::OK, &json!({"revoked": g})))
+    answer(&app, CoreRequest::GrantRevoke { id }, &who).await
 }
 
 pub(super) async fn start_action(
@@ -188,8 +174,7 @@ pub(super) async fn start_action(
     Writer(who): Writer,
     UrlPath(id): UrlPath<String>,
 ) -> HttpResult {
-    let view = app.service.action_transition(&id, Transition::Start, &who).await?;
-    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
+    answer(&app, CoreRequest::ActionTransition { id, transition: Transition::Start, v1: true }, &who).await
 }
 
 pub(super) async fn report_result(
@@ -198,7 +183,6 @@ pub(super) async fn report_result(
     UrlPath(id): UrlPath<String>,
     JsonObject(body): JsonObject,
 ) -> HttpResult {
-    let t = Transition::result_from_json(&body)?;
-    let view = app.service.action_transition(&id, t, &who).await?;
-    Ok(json_response(StatusCode::OK, &app.service.v1_action(&view, &who)))
+    let transition = Transition::result_from_json(&body)?;
+    answer(&app, CoreRequest::ActionTransition { id, transition, v1: true }, &who).await
 }
