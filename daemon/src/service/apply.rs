@@ -1,7 +1,8 @@
 //! The core's requests as one closed type: [`Request::parse`] reads a socket frame's method name
 //! and params once; an HTTP route builds its variant from the path and a body read by the same
 //! parsers (`CallRequest::from_json`, `ListQuery::from_json`, …); [`Service::apply`] answers
-//! every one. No door calls the core's operations any other way.
+//! every one. Besides these, the doors call only the dashboard's own reads (overview, stats,
+//! explain, sign-in) and the event streams (`subscribe`, `entries`), which are `Service` methods.
 
 use serde_json::{Map, Value, json};
 
