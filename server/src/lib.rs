@@ -1,10 +1,10 @@
 //! The daemon: a Unix socket speaking newline-delimited JSON-RPC 2.0, the policy hot-reloaded
 //! from its file, every decision recorded in the log before it is answered.
 //!
-//! A request's path: listener (connection limit) → `conn::serve` (framing, limits) → the method
-//! table `rpc::method` with the peer's credentials as an `Identity` → the core's `Service` →
-//! reply. The HTTP door (`http/`) and the dashboard (`dashboard.rs`) map onto the same
-//! `Service`.
+//! A request's path: listener (connection limit) → `conn::serve` (framing, limits) → the core's
+//! `service::apply::Request::parse` (the method and its params, read once) → `Service::apply`
+//! with the peer's credentials as an `Identity` → reply. The HTTP door (`http/`) and the
+//! dashboard (`dashboard.rs`) map onto the same `Service`.
 
 pub mod conn;
 mod dashboard;
