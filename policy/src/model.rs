@@ -375,8 +375,8 @@ impl NamePat {
         }
     }
 
-    /// Whether every name this pattern matches is also matched by `other`... reversed: whether
-    /// `self` matches every name that `narrower` matches.
+    /// Whether `self` matches every name that `narrower` matches (finding shadowed rules). A
+    /// glob is compared with another glob as written only: `a*` is not found to cover `ab*`.
     pub fn covers(&self, narrower: &NamePat) -> bool {
         match (self, narrower) {
             (NamePat::Any, _) => true,
@@ -389,7 +389,8 @@ impl NamePat {
     }
 }
 
-/// Glob match with `*` (any run) and `?` (one byte... one character for ASCII names).
+/// Glob match with `*` (any run of bytes) and `?` (one byte): one character, since the names
+/// a call carries are ASCII identifiers (`faramesh_proto::is_identifier`).
 fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     let (mut p, mut n) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;

@@ -1,6 +1,6 @@
-//! One client connection: newline-delimited JSON-RPC framing, limits, dispatch through the
-//! method table (`rpc::method`) with the peer's credentials as the caller's identity, pipelined
-//! replies.
+//! One client connection: newline-delimited JSON-RPC framing, limits, dispatch (the core reads
+//! the method and its params once, `service::apply::Request::parse`, and `Service::apply` runs it
+//! with the peer's credentials as the caller's identity), pipelined replies.
 
 use std::sync::Arc;
 
@@ -219,17 +219,16 @@ impl Conn {
         let Some(Value::String(method)) = obj.remove("method") else {
             return Some(self.error(&id, codes::INVALID_REQUEST, "invalid request: missing `method`"));
         };
+        // Params are by name only: an array of positional params (which JSON-RPC allows) is
+        // refused like any other non-object. (An array as the whole line is a batch, above.)
         let params = match obj.remove("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
-            Some(Value::Array(_)) => {
-                return Some(self.error(&id, codes::INVALID_PARAMS, "params must be an object"));
-            }
             Some(_) => {
                 return Some(self.error(
                     &id,
                     codes::INVALID_PARAMS,
-                    "invalid params: `params` must be an object or an array",
+                    "invalid params: `params` must be an object (parameters by name, not an array)",
                 ));
             }
         };

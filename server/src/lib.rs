@@ -287,12 +287,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::warn!("grace period over: closing remaining connections");
         tasks.abort_all();
     }
-    drop(service);
-    daemon.close().await;
+    // The socket goes before the log closes: a daemon started next opens the log only once this
+    // one has closed it, and binds a socket this one must not remove.
     if !socket_activated {
         // A passed socket belongs to systemd, which keeps it for the next start.
         let _ = std::fs::remove_file(&config.socket_path);
     }
+    drop(service);
+    daemon.close().await;
     Ok(())
 }
 

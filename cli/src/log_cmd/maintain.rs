@@ -147,7 +147,7 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             if let Some(first) = written.first_seq {
                 // Recorded (when this user may write the log) for `faramesh log prune`.
                 let marked = key_of(&dir).and_then(|key| {
-                    let log = log::Log::open(&file, key, log::LogOptions::default())?;
+                    let log = faramesh_daemon::service::retention::open_log(&file, key)?;
                     Ok(log.mark_exported(first, written.last_seq)?)
                 });
                 if let Err(e) = marked {
@@ -171,7 +171,7 @@ impl Target {
     fn open(dir: &Path, socket: &SocketArg) -> Result<Target> {
         // Another user's state dir (a system daemon's): only the daemon can prune it.
         let Ok(key) = key_of(dir) else { return Ok(Target::Daemon(daemon_holding(dir, socket)?)) };
-        match log::Log::open(&dir.join("log.redb"), key, faramesh_daemon::service::retention::log_options()) {
+        match faramesh_daemon::service::retention::open_log(&dir.join("log.redb"), key) {
             Ok(log) => {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 Ok(Target::File(Box::new(log), rt))

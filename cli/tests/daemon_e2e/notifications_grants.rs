@@ -223,6 +223,13 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     );
     assert!(other_args["rule_id"].as_str().unwrap().starts_with("grant:grant_"), "{other_args}");
     assert_eq!(call(&mut c, "other-bot", "shell", json!({"cmd": "ls"}))["effect"], "DEFER", "another agent");
+    // No grant covers a command line the reader could not read in full.
+    let unread = call(&mut c, "bot", "shell", json!({"cmd": "X=rm; $X -rf /srv/app"}));
+    assert_eq!(
+        (&unread["effect"], &unread["reason_code"]),
+        (&json!("DEFER"), &json!("COMMAND_UNRESOLVED")),
+        "{unread}"
+    );
 
     // Same arguments only.
     let fetch = call(&mut c, "bot", "http", json!({"url": "https://a.example"}));

@@ -75,7 +75,8 @@ fn bad_input_gets_named_errors_and_never_stops_the_daemon() {
         (br#"{"jsonrpc":"2.0","id":4,"method":"govern","params":{"agent_id":"a","tool":"http","operation":"get","args":[1]}}"#.to_vec(), -32602, "`args` must be an object"),
         (br#"{"jsonrpc":"2.0","id":5,"method":"govern","params":{"agent_id":"a","tool":"http","operation":"get","args":{"x":NaN}}}"#.to_vec(), -32700, "parse error"),
         (br#"{"jsonrpc":"2.0","id":6,"method":"govern","params":{"agent_id":"a","tool":"http","operation":"get","args":{"x":1e999}}}"#.to_vec(), -32602, "not finite"),
-        (br#"{"jsonrpc":"2.0","id":7,"method":"govern","params":"http"}"#.to_vec(), -32602, "`params` must be an object or an array"),
+        (br#"{"jsonrpc":"2.0","id":7,"method":"govern","params":"http"}"#.to_vec(), -32602, "`params` must be an object"),
+        (br#"{"jsonrpc":"2.0","id":8,"method":"govern","params":["a","http","get"]}"#.to_vec(), -32602, "`params` must be an object"),
     ];
     for (line, code, needle) in cases {
         let reply = bad.raw(&line);

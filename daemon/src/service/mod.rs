@@ -1,10 +1,12 @@
 //! The transport-free core: govern, decide, approvals, the action lifecycle and log queries,
 //! on typed requests, for a caller whose identity is a value passed in. The socket
-//! (`server::rpc`) and HTTP (`server::http`) are thin mappings onto this; neither repeats a
-//! check made here.
+//! (`server::conn`, through [`apply`]) and HTTP (`server::http`) are thin mappings onto this;
+//! neither repeats a check made here.
 //!
-//! Every write goes through [`Service::commit`]; a decision whose entry cannot be committed is
-//! answered DENY `INTERNAL_ERROR` ([`Service::record`]). No lock is held across a commit.
+//! Every entry a request causes goes through [`Service::commit`]; a decision whose entry cannot
+//! be committed is answered DENY `INTERNAL_ERROR` ([`Service::record`]). No lock is held across a
+//! commit except `State::reload_lock`, which only reloads take (one at a time) and hold across
+//! their entry; no decision or approval waits for it.
 
 mod actions;
 mod admin;

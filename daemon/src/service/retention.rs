@@ -19,6 +19,12 @@ pub fn log_options() -> LogOptions {
     LogOptions { state_retention: Some(state_retention()), ..LogOptions::default() }
 }
 
+/// Opens a daemon's log for writing outside the daemon (the offline tools): with the daemon's
+/// options, so a prune it resumes on open removes the same state rows the daemon would.
+pub fn open_log(path: &std::path::Path, key: crate::log::LogKey) -> Result<Log, LogError> {
+    Log::open(path, key, log_options())
+}
+
 /// Which state rows outlive a prune: all but `action/ID` rows of pruned actions and the decided
 /// `approval/ID` rows about them.
 pub fn state_retention() -> StateRetention {

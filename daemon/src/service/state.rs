@@ -346,3 +346,64 @@ impl State {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use faramesh_proto::{Effect, ReasonCode};
+    use serde_json::json;
+
+    use crate::service::{CallRequest, Identity, Peer, PeerCred};
+
+    /// `State::reload` holds `reload_lock` across its log append (reloads run one at a time);
+    /// no decision or approval takes that lock, so a reload in progress holds none of them up.
+    /// A govern or an approval that waited for it would never finish here.
+    #[tokio::test]
+    async fn a_reload_in_progress_holds_up_no_decision_or_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::super::tests::service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    allow: true\n  - match: { tool: shell }\n    require_approval: true\n",
+        );
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let call = |tool: &str| {
+            CallRequest::from_value(&json!({"agent_id": "bot", "tool": tool, "operation": "run"})).unwrap()
+        };
+        let _reloading = s.state.reload_lock.lock().await;
+        let answers = async {
+            let permit = s.govern(call("http"), &agent).await.unwrap();
+            let deferred = s.govern(call("shell"), &agent).await.unwrap();
+            let approved =
+                s.approval_decide(&deferred.approval_id.unwrap(), true, None, &root).await.unwrap();
+            (permit.decision.effect, deferred.decision.effect, approved.status)
+        };
+        let (permit, deferred, approved) =
+            tokio::time::timeout(Duration::from_secs(60), answers).await.expect("waited for the reload lock");
+        assert_eq!((permit, deferred), (Effect::Permit, Effect::Defer));
+        assert_eq!(approved, crate::service::approvals::Status::Approved);
+    }
+
+    /// No PERMIT leaves the core unless its entry is committed: when the log cannot take it (here
+    /// closed), the answer is DENY `INTERNAL_ERROR` with no action id.
+    #[tokio::test]
+    async fn a_permit_whose_entry_cannot_be_committed_is_deny_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::super::tests::service(
+            dir.path(),
+            "version: 1\nrules:\n  - match: { tool: http }\n    allow: true\n",
+        );
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
+        let call =
+            CallRequest::from_value(&json!({"agent_id": "bot", "tool": "http", "operation": "get"})).unwrap();
+        assert_eq!(s.govern(call.clone(), &agent).await.unwrap().decision.effect, Effect::Permit);
+        s.state.log.close();
+        let reply = s.govern(call, &agent).await.unwrap();
+        assert_eq!(
+            (reply.decision.effect, reply.decision.reason_code),
+            (Effect::Deny, ReasonCode::InternalError)
+        );
+        assert_eq!(reply.action_id, None);
+    }
+}

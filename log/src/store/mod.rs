@@ -7,7 +7,8 @@
 //! queue and wait; the writer commits whatever is queued in one durable transaction (fsync),
 //! signs a checkpoint in the same transaction, and only then answers each appender. A failed
 //! commit fails that batch only; the database is reopened and the chain continues without a
-//! gap. The one other write, [`Log::mark_exported`], commits a state row on the caller's thread.
+//! gap. Two other writes, [`Log::mark_exported`] and [`Log::state_put_lazy`], each commit a state
+//! row (no entry) on the caller's thread; opening the log writes before the writer starts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
