@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
 /// What `proto` may depend on.
-const ALLOWED: &[&str] = &["hex", "ryu", "serde", "serde_json", "sha2", "thiserror"];
+const ALLOWED: &[&str] = &["hex", "ryu", "serde", "serde_json", "sha2", "strsim", "thiserror"];
 
 /// The names in a manifest's `[dependencies]` (and target or build dependencies) tables.
 fn dependencies(manifest: &str) -> Vec<String> {

@@ -65,8 +65,8 @@ fn the_doors_depend_on_the_core_not_on_the_log_or_the_policy() {
     ours.sort();
     assert_eq!(
         ours,
-        ["faramesh-daemon", "faramesh-proto"],
-        "the doors depend on the core and the wire types only"
+        ["faramesh-daemon", "faramesh-net", "faramesh-proto"],
+        "the doors depend on the core, the shared HTTP checks and the wire types only"
     );
 }
 
