@@ -99,7 +99,7 @@ impl App {
     /// Reads a JSON object body within the size and time limits.
     async fn body(&self, body: Body) -> Result<Map<String, Value>, HttpError> {
         let limit = self.limits.max_body_bytes;
-        let read = tokio::time::timeout(self.limits.body_timeout, axum::body::to_bytes(body, limit)).await;
+        let read = tokio::time::timeout(self.limits.body_timeout, read_within(body, limit)).await;
         let bytes: Bytes = match read {
             Err(_) => {
                 return Err(HttpError::new(
@@ -108,14 +108,14 @@ impl App {
                     format!("request body not received within {} s", self.limits.body_timeout.as_secs()),
                 ));
             }
-            Ok(Err(_)) => {
+            Ok(Err(_) | Ok(None)) => {
                 return Err(HttpError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     format!("request body over the {limit}-byte limit"),
                 ));
             }
-            Ok(Ok(b)) => b,
+            Ok(Ok(Some(b))) => b,
         };
         match faramesh_proto::parse_strict(&bytes) {
             Ok(Value::Object(m)) => Ok(m),
@@ -189,5 +189,70 @@ impl axum::extract::FromRequest<App> for JsonObject {
             return Err(super::guard::unsupported(ct.unwrap_or_default()).into());
         }
         app.body(req.into_body()).await.map(JsonObject)
+    }
+}
+
+/// How much of a body over the limit is still read (and dropped), as a multiple of the limit.
+const DRAIN_LIMITS: usize = 4;
+
+/// The body's bytes when it is at most `limit`, `None` when it is over. A body over the limit
+/// is still read and dropped up to [`DRAIN_LIMITS`] times the limit (within the caller's body
+/// timeout), so a client still sending it receives the 413 instead of a connection reset
+/// mid-upload; a larger one is cut off.
+async fn read_within(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(DRAIN_LIMITS) {
+            return Ok(None);
+        }
+    }
+    Ok((seen <= limit).then(|| kept.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Body, DRAIN_LIMITS, read_within};
+
+    fn chunked(total: usize) -> Body {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..total.div_ceil(1000))
+            .map(|i| Ok(bytes::Bytes::from(vec![b'x'; 1000.min(total - i * 1000)])))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_kept_whole() {
+        let got = read_within(chunked(10_000), 10_000).await.unwrap();
+        assert_eq!(got.map(|b| b.len()), Some(10_000));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_read_to_its_end_then_refused() {
+        // Read to the end (the client still sending gets the 413, not a reset); nothing kept.
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&read);
+        let stream = futures_util::stream::iter((0..30).map(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1000]))
+        }));
+        let got = read_within(Body::from_stream(stream), 10_000).await.unwrap();
+        assert_eq!(got, None);
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 30, "every chunk was read");
+    }
+
+    #[tokio::test]
+    async fn a_body_far_over_the_limit_is_cut_off() {
+        let stream = futures_util::stream::iter(std::iter::repeat_with(|| {
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1000]))
+        }));
+        let got = read_within(Body::from_stream(stream), 10_000).await.unwrap();
+        assert_eq!(got, None, "an endless body ends at {DRAIN_LIMITS} times the limit");
     }
 }
