@@ -14,6 +14,7 @@ pub mod apply;
 pub mod approvals;
 mod approving;
 pub mod authz;
+pub mod backoff;
 pub mod claims;
 pub mod clock;
 pub mod daemon;

@@ -1,6 +1,7 @@
 //! The sender task of a destination: ships what follows the cursor in batches, retrying with
 //! backoff, and moves the cursor once the destination acknowledged.
 
+use crate::service::backoff::Backoff;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use crate::log::{Log, entry};
 /// Entries per batch sent.
 pub const BATCH: usize = 512;
 /// The longest wait between retries of a destination that fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Retries of a destination: 1 s, then twice as long after each failure in a row, up to 30 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often an advancing cursor is written to its row (a crash sends at most this much again).
@@ -99,7 +101,7 @@ impl Destination {
         };
         let mut committed = log.subscribe();
         let mut tail = std::collections::VecDeque::new();
-        let mut backoff = Duration::from_secs(1);
+        let mut failures: u32 = 0;
         self.acked.store(self.saved_cursor(&log), Ordering::SeqCst);
         let mut saved = (self.cursor(&log), std::time::Instant::now());
         hold_retention(&log, &all);
@@ -148,7 +150,7 @@ impl Destination {
                     }
                     Err(e) => {
                         self.failed(&format!("cannot read the log: {e}"));
-                        tokio::time::sleep(backoff).await;
+                        tokio::time::sleep(BACKOFF.delay(failures.max(1))).await;
                         continue;
                     }
                 }
@@ -164,7 +166,7 @@ impl Destination {
                     if let Ok(mut e) = self.last_error.lock() {
                         *e = None;
                     }
-                    backoff = Duration::from_secs(1);
+                    failures = 0;
                     hold_retention(&log, &all);
                     if batch.len() < BATCH / 4 {
                         // Caught up: let the next commits gather into one batch.
@@ -173,11 +175,11 @@ impl Destination {
                 }
                 Err(why) => {
                     self.failed(&why);
+                    failures = failures.saturating_add(1);
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(BACKOFF.delay(failures)) => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

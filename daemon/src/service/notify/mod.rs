@@ -12,6 +12,7 @@
 mod client;
 mod format;
 
+use crate::service::backoff::Backoff;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,9 +29,8 @@ use super::{Service, ServiceError, to_json};
 use crate::log::{StateWrites, dpr, entry};
 use crate::policy;
 
-/// The first retry waits this long; each later one twice as long, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The first retry waits 1 s; each later one twice as long, up to 5 minutes.
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -375,7 +375,7 @@ impl Service {
                         attempts.remove(key);
                         done += 1;
                     } else {
-                        let backoff = FIRST_BACKOFF.saturating_mul(1 << (tries - 1).min(16)).min(MAX_BACKOFF);
+                        let backoff = BACKOFF.delay(tries);
                         attempts.insert(key.clone(), (tries, now + backoff));
                         wait = wait.min(backoff);
                     }
