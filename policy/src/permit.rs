@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Reading;
 
+/// Why no PERMIT can be built: the condition that does not hold, in words (recorded as the
+/// decision's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoPermit(pub String);
+
 /// Evidence that the gate read the whole call: it carries no shell line, or its shell line
 /// resolved to every program it runs. Made only by [`FullyRead::of_reading`].
 #[derive(Debug)]
@@ -27,11 +33,11 @@ pub struct FullyRead(());
 impl FullyRead {
     /// `Ok` when the call has no shell line or the reader resolved it; otherwise the part the
     /// reader could not read.
-    pub(crate) fn of_reading(reading: &Reading) -> Result<FullyRead, String> {
+    pub(crate) fn of_reading(reading: &Reading) -> Result<FullyRead, NoPermit> {
         if reading.permits_rules() {
             return Ok(FullyRead(()));
         }
-        Err(reading.unresolved_reason().unwrap_or_else(|| "the command was not read".to_owned()))
+        Err(NoPermit(reading.unresolved_reason().unwrap_or_else(|| "the command was not read".to_owned())))
     }
 }
 
@@ -120,23 +126,23 @@ pub fn distinct(
     requester: Option<&Caller>,
     decider: Option<&Caller>,
     same_uid_ok: bool,
-) -> Result<(), String> {
+) -> Result<(), NoPermit> {
     let Some(decider) = decider else {
-        return Err("no one is recorded as deciding".to_owned());
+        return Err(NoPermit("no one is recorded as deciding".to_owned()));
     };
     let decider = &principal(decider);
     match (requester, decider) {
         (_, Caller::Peer(d)) if d.uid == 0 => Ok(()),
         (Some(Caller::Peer(r)), Caller::Peer(d)) if r.pid == d.pid => {
-            Err("an agent cannot approve its own call".to_owned())
+            Err(NoPermit("an agent cannot approve its own call".to_owned()))
         }
-        (Some(Caller::Peer(r)), Caller::Peer(d)) if r.uid == d.uid && !same_uid_ok => Err(format!(
+        (Some(Caller::Peer(r)), Caller::Peer(d)) if r.uid == d.uid && !same_uid_ok => Err(NoPermit(format!(
             "uid {} made this call and may not approve it; approve from another uid or root, or set \
              `approvals: {{ allow_same_uid: true }}` in the policy",
             d.uid
-        )),
+        ))),
         (Some(Caller::Token(r)), Caller::Token(d)) if r.token == d.token => {
-            Err("an agent cannot approve its own call".to_owned())
+            Err(NoPermit("an agent cannot approve its own call".to_owned()))
         }
         _ => Ok(()),
     }
@@ -182,7 +188,7 @@ impl Permit {
         requested_by: Option<&Caller>,
         decided_by: Option<&Caller>,
         same_uid_ok: bool,
-    ) -> Result<Permit, String> {
+    ) -> Result<Permit, NoPermit> {
         distinct(requested_by, decided_by, same_uid_ok)?;
         Ok(Permit {
             provenance: Provenance {
@@ -205,9 +211,12 @@ impl Permit {
         session_id: Option<&str>,
         same_uid_ok: bool,
         reason: String,
-    ) -> Result<Permit, String> {
+    ) -> Result<Permit, NoPermit> {
         if !covers.includes(requester, session_id) {
-            return Err(format!("grant `{grant_id}` covers {}, not this caller", covers.describe()));
+            return Err(NoPermit(format!(
+                "grant `{grant_id}` covers {}, not this caller",
+                covers.describe()
+            )));
         }
         distinct(requester, created_by, same_uid_ok)?;
         Ok(Permit {
@@ -311,7 +320,7 @@ mod tests {
     fn unresolved_command_gives_no_evidence() {
         use crate::command::read_line;
         let why = FullyRead::of_reading(&read_line("X=rm; $X -rf /")).unwrap_err();
-        assert!(why.contains("$X"), "{why}");
+        assert!(why.0.contains("$X"), "{why}");
         assert!(FullyRead::of_reading(&read_line("python3 -c 'print(1)'")).is_err());
         assert!(FullyRead::of_reading(&read_line("echo \"unbalanced")).is_err());
         assert!(FullyRead::of_reading(&Reading::NoCommand).is_ok());

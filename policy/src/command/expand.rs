@@ -2,6 +2,8 @@
 //! brace expansion (`{a,b}`, `{1..3}`), quote removal, and whether each resulting word is known
 //! or only known when the command runs (a variable, a substitution, a glob).
 
+use crate::command::{ReadError, refuse};
+
 /// Most words one word may brace-expand into.
 const MAX_FIELDS: usize = 256;
 /// Longest word brace expansion is done on, and most brace expressions read in one word.
@@ -144,11 +146,11 @@ impl Field {
 
 /// The words `word` expands into. `Err` when brace expansion yields too many, or (`posix`:
 /// for a shell that may not expand braces at all) would change the word.
-pub(super) fn fields(word: &Word, posix: bool) -> Result<Vec<Field>, String> {
+pub(super) fn fields(word: &Word, posix: bool) -> Result<Vec<Field>, ReadError> {
     let mut results = Vec::new();
     let has_brace = word.pieces.contains(&Piece::Ch('{', false));
     if has_brace && word.pieces.len() > MAX_BRACE_WORD {
-        return Err(format!("brace expansion in a word longer than {MAX_BRACE_WORD} characters"));
+        return refuse(format!("brace expansion in a word longer than {MAX_BRACE_WORD} characters"));
     }
     braces(word.pieces.clone(), &mut results, 0)?;
     if posix && results != [word.pieces.clone()] {
@@ -163,9 +165,9 @@ pub(super) fn fields(word: &Word, posix: bool) -> Result<Vec<Field>, String> {
 }
 
 /// Brace expansion, as bash does it before any other expansion.
-fn braces(pieces: Vec<Piece>, acc: &mut Vec<Vec<Piece>>, depth: usize) -> Result<(), String> {
+fn braces(pieces: Vec<Piece>, acc: &mut Vec<Vec<Piece>>, depth: usize) -> Result<(), ReadError> {
     if depth > MAX_BRACES {
-        return Err(format!("more than {MAX_BRACES} brace expressions in one word"));
+        return refuse(format!("more than {MAX_BRACES} brace expressions in one word"));
     }
     let mut start = 0;
     loop {
@@ -222,17 +224,17 @@ fn braces(pieces: Vec<Piece>, acc: &mut Vec<Vec<Piece>>, depth: usize) -> Result
     }
 }
 
-fn push(acc: &mut Vec<Vec<Piece>>, pieces: Vec<Piece>) -> Result<(), String> {
+fn push(acc: &mut Vec<Vec<Piece>>, pieces: Vec<Piece>) -> Result<(), ReadError> {
     acc.push(pieces);
     if acc.len() > MAX_FIELDS {
-        return Err(format!("brace expansion into more than {MAX_FIELDS} words"));
+        return refuse(format!("brace expansion into more than {MAX_FIELDS} words"));
     }
     Ok(())
 }
 
 /// `{x..y}` / `{x..y..step}` with integers, or letters of one case: the words, or `None`
 /// when it is not a sequence expression (then the braces are literal).
-fn sequence(inner: &[Piece]) -> Result<Option<Vec<String>>, String> {
+fn sequence(inner: &[Piece]) -> Result<Option<Vec<String>>, ReadError> {
     let mut text = String::new();
     for p in inner {
         match p {
@@ -256,7 +258,7 @@ fn sequence(inner: &[Piece]) -> Result<Option<Vec<String>>, String> {
     if let (Some(a), Some(b)) = (parse_int(from), parse_int(to)) {
         let count = a.abs_diff(b) / step + 1;
         if count > MAX_FIELDS as u64 {
-            return Err(format!("brace expansion into more than {MAX_FIELDS} words"));
+            return refuse(format!("brace expansion into more than {MAX_FIELDS} words"));
         }
         let padded = [from, to].iter().any(|t| {
             let digits = t.trim_start_matches('-');

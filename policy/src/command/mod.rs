@@ -149,30 +149,65 @@ pub fn read_line(line: &str) -> Reading {
     let mut out = Out::default();
     match shell::read_script(&mut out, line, 0, shell::Dialect::Bash) {
         Ok(()) => out.finish(),
-        Err(e) => Reading::Unreadable(e),
+        Err(e) => Reading::Unreadable(e.into_message()),
+    }
+}
+
+/// Why the reader refuses a command: the part it could not read strictly, in words. It becomes
+/// [`Reading::Unreadable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError(String);
+
+impl ReadError {
+    /// The words.
+    pub fn into_message(self) -> String {
+        self.0
+    }
+}
+
+impl From<String> for ReadError {
+    fn from(why: String) -> ReadError {
+        ReadError(why)
+    }
+}
+
+impl From<&str> for ReadError {
+    fn from(why: &str) -> ReadError {
+        ReadError(why.to_owned())
+    }
+}
+
+/// A refusal with these words.
+pub(crate) fn refuse<T>(why: impl Into<ReadError>) -> Result<T, ReadError> {
+    Err(why.into())
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
 /// Reads an argv (no shell involved).
 pub fn read_argv(argv: &[String]) -> Reading {
     let mut out = Out::default();
-    let run = || -> Result<(), String> {
+    let run = || -> Result<(), ReadError> {
         for word in argv {
             check_controls(word)?;
         }
         Ok(())
     };
     if let Err(e) = run() {
-        return Reading::Unreadable(e);
+        return Reading::Unreadable(e.into_message());
     }
     let fields = argv.iter().map(|w| expand::Field::Known(w.clone())).collect();
     match programs::resolve(&mut out, fields, 0) {
         Ok(()) => out.finish(),
-        Err(e) => Reading::Unreadable(e),
+        Err(e) => Reading::Unreadable(e.into_message()),
     }
 }
 
-fn read_value(value: &Value, extra: Option<&Value>, out: &mut Out) -> Result<(), String> {
+fn read_value(value: &Value, extra: Option<&Value>, out: &mut Out) -> Result<(), ReadError> {
     let extra_words = match extra {
         Some(Value::Array(items)) => strings(items)?,
         _ => Vec::new(),
@@ -198,7 +233,7 @@ fn read_value(value: &Value, extra: Option<&Value>, out: &mut Out) -> Result<(),
     }
 }
 
-fn strings(items: &[Value]) -> Result<Vec<String>, String> {
+fn strings(items: &[Value]) -> Result<Vec<String>, ReadError> {
     items
         .iter()
         .map(|v| match v {
@@ -206,14 +241,14 @@ fn strings(items: &[Value]) -> Result<Vec<String>, String> {
                 check_controls(s)?;
                 Ok(s.clone())
             }
-            _ => Err("an argv array must hold only strings".to_owned()),
+            _ => refuse("an argv array must hold only strings"),
         })
         .collect()
 }
 
-fn check_controls(s: &str) -> Result<(), String> {
+fn check_controls(s: &str) -> Result<(), ReadError> {
     match s.chars().find(|c| c.is_control()) {
-        Some(c) => Err(format!("control character U+{:04X} in a command", u32::from(c))),
+        Some(c) => refuse(format!("control character U+{:04X} in a command", u32::from(c))),
         None => Ok(()),
     }
 }
@@ -237,7 +272,7 @@ impl Out {
 
     /// Records the files written by redirections that apply to the commands read since
     /// `from`; with none (`> f` alone, `(( 1 )) > f`), to a command without a program.
-    fn add_writes(&mut self, from: usize, writes: &[WrittenFile]) -> Result<(), String> {
+    fn add_writes(&mut self, from: usize, writes: &[WrittenFile]) -> Result<(), ReadError> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -254,10 +289,10 @@ impl Out {
     }
 
     /// Adds a command; its index.
-    fn push(&mut self, cmd: SimpleCommand) -> Result<usize, String> {
+    fn push(&mut self, cmd: SimpleCommand) -> Result<usize, ReadError> {
         self.cmds.push(cmd);
         if self.cmds.len() > MAX_COMMANDS {
-            return Err(format!("more than {MAX_COMMANDS} commands"));
+            return refuse(format!("more than {MAX_COMMANDS} commands"));
         }
         Ok(self.cmds.len() - 1)
     }
@@ -286,7 +321,7 @@ fn shorten(text: &str) -> String {
 impl SimpleCommand {
     /// Builds the command bash runs for `program` (as looked up) with `argv` (`argv[0]`
     /// included): flags are gathered from the words before `--`.
-    fn new(program: &str, argv: &[expand::Field]) -> Result<SimpleCommand, String> {
+    fn new(program: &str, argv: &[expand::Field]) -> Result<SimpleCommand, ReadError> {
         let mut cmd = SimpleCommand {
             program: program.rsplit('/').next().unwrap_or(program).to_owned(),
             short: Vec::new(),
@@ -311,7 +346,7 @@ impl SimpleCommand {
             } else if arg == "--" {
                 options_over = true;
             } else if !arg.is_ascii() {
-                return Err(format!(
+                return refuse(format!(
                     "the flag `{arg}` has characters outside ASCII (look-alikes are refused)"
                 ));
             } else if let Some(long) = arg.strip_prefix("--") {

@@ -4,7 +4,7 @@
 use faramesh_proto::{Decision, Effect, ReasonCode, Resolution, RiskLevel, StructuredDenial};
 
 use crate::model::{Policy, Profile, Rule};
-use crate::permit::{FullyRead, Permit};
+use crate::permit::{FullyRead, NoPermit, Permit};
 
 /// The decision skeleton: DENY until something says otherwise.
 pub(super) fn base(policy: &Policy) -> Decision {
@@ -64,7 +64,7 @@ pub(super) fn from_rule(
     rule: &Rule,
     computed_risk: RiskLevel,
     risk_rule: Option<&str>,
-    read: Result<FullyRead, String>,
+    read: Result<FullyRead, NoPermit>,
 ) -> Decision {
     let risk = rule.risk.unwrap_or(computed_risk);
     d.risk_level = risk;

@@ -3,6 +3,7 @@
 //! which leave the line unresolved.
 
 use super::{Resolver, dangerous_variable, unknown_here};
+use crate::command::ReadError;
 use crate::command::expand::Field;
 use crate::command::shell::{self};
 
@@ -14,7 +15,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ReadError> {
         match name {
             "eval" => self.refuse(&whole(), "`eval` runs its arguments as a new command line"),
             "source" | "." => self.refuse(&whole(), "`source` runs the commands of a file"),
@@ -159,7 +160,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ReadError> {
         match name {
             "autoload" | "zmodload" | "emulate" | "zpty" | "sched" | "functions" | "zcompile" => {
                 self.refuse(&whole(), format!("zsh's `{name}` runs or defines code"));
@@ -228,7 +229,7 @@ impl Resolver<'_> {
         }
     }
 
-    pub(super) fn trap(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn trap(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         let args = match args.first().and_then(Field::known) {
             Some("--") => &args[1..],
             _ => args,

@@ -4,6 +4,7 @@
 
 use super::{Resolver, STDIN_PATHS, Spec};
 use crate::command::expand::Field;
+use crate::command::{ReadError, refuse};
 
 impl Resolver<'_> {
     /// Inline interpreters: a program given as an argument, or read from standard input.
@@ -383,7 +384,7 @@ struct Interp {
 
 impl Interp {
     /// `Ok` when the interpreter runs a script file (or nothing); otherwise why not.
-    fn read(&self, args: &[Field]) -> Result<(), String> {
+    fn read(&self, args: &[Field]) -> Result<(), ReadError> {
         let mut i = 0;
         while let Some(f) = args.get(i) {
             let Some(s) = f.known() else {
@@ -403,7 +404,7 @@ impl Interp {
             if let Some(long) = s.strip_prefix("--") {
                 let lname = long.split('=').next().unwrap_or(long);
                 if self.long_inline.contains(&lname) {
-                    return Err(format!("runs program text given with `--{lname}`"));
+                    return refuse(format!("runs program text given with `--{lname}`"));
                 }
                 if lname == "help" || lname == "version" {
                     return Ok(());
@@ -411,7 +412,7 @@ impl Interp {
                 if self.long_values.contains(&lname) && !long.contains('=') {
                     i += 1;
                 } else if !(long.contains('=') || self.long_flags.contains(&lname)) {
-                    return Err(format!("has an option the reader does not know (`{s}`)"));
+                    return refuse(format!("has an option the reader does not know (`{s}`)"));
                 }
                 continue;
             }
@@ -421,10 +422,10 @@ impl Interp {
                 let c = chars[k];
                 let rest: String = chars[k + 1..].iter().collect();
                 if self.inline.contains(c) {
-                    return Err(format!("runs program text given with `-{c}`"));
+                    return refuse(format!("runs program text given with `-{c}`"));
                 }
                 if self.interactive.contains(c) {
-                    return Err(format!("reads commands from standard input (`-{c}`)"));
+                    return refuse(format!("reads commands from standard input (`-{c}`)"));
                 }
                 if self.no_run.contains(c) {
                     return Ok(());
@@ -470,7 +471,7 @@ impl Interp {
                         'a' | 'c' | 'f' | 'n' | 'p' | 's' | 'S' | 't' | 'T' | 'u' | 'U' | 'w' | 'W' | 'X' => {
                         }
                         'h' | 'v' => return Ok(()),
-                        _ => return Err(format!("has a switch the reader does not know (`-{c}`)")),
+                        _ => return refuse(format!("has a switch the reader does not know (`-{c}`)")),
                     }
                     k += 1;
                     continue;
@@ -488,7 +489,7 @@ impl Interp {
                 if self.optional.contains(c) {
                     break;
                 }
-                return Err(format!("has an option the reader does not know (`-{c}`)"));
+                return refuse(format!("has an option the reader does not know (`-{c}`)"));
             }
         }
         match args.get(i).map(Field::known) {

@@ -16,6 +16,7 @@ mod wrappers;
 use super::expand::Field;
 use super::shell::Dialect;
 use super::{MAX_DEPTH, Out, SimpleCommand};
+use crate::command::{ReadError, refuse};
 
 /// A wrapper's options.
 #[derive(Default)]
@@ -205,7 +206,7 @@ pub(super) fn dangerous_variable(name: &str) -> Option<&'static str> {
 }
 
 /// Resolves a simple command read by bash.
-pub(super) fn resolve(out: &mut Out, fields: Vec<Field>, depth: usize) -> Result<(), String> {
+pub(super) fn resolve(out: &mut Out, fields: Vec<Field>, depth: usize) -> Result<(), ReadError> {
     resolve_in(out, fields, depth, Dialect::Bash)
 }
 
@@ -215,7 +216,7 @@ pub(super) fn resolve_in(
     fields: Vec<Field>,
     depth: usize,
     dialect: Dialect,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     Resolver { out, dialect }.run(fields, None, depth)
 }
 
@@ -265,9 +266,9 @@ impl Resolver<'_> {
 
     /// `fields` is argv; `program` the path looked up when it differs from `argv[0]`
     /// (`exec -a NAME`).
-    fn run(&mut self, fields: Vec<Field>, program: Option<Field>, depth: usize) -> Result<(), String> {
+    fn run(&mut self, fields: Vec<Field>, program: Option<Field>, depth: usize) -> Result<(), ReadError> {
         if depth > MAX_DEPTH {
-            return Err(format!("commands nested more than {MAX_DEPTH} deep"));
+            return refuse(format!("commands nested more than {MAX_DEPTH} deep"));
         }
         let Some(first) = program.as_ref().or(fields.first()) else { return Ok(()) };
         let word = match first {
@@ -288,7 +289,7 @@ impl Resolver<'_> {
             }
         };
         if !word.is_ascii() || word.chars().any(|c| c.is_ascii_control()) {
-            return Err(format!(
+            return refuse(format!(
                 "the program `{word}` has characters outside ASCII (look-alike letters and spaces are refused)"
             ));
         }

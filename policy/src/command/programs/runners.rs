@@ -2,6 +2,7 @@
 //! `find -exec`.
 
 use super::{Resolver, Spec, Without, dangerous_variable, one_word, unknown_here};
+use crate::command::ReadError;
 use crate::command::expand::Field;
 
 impl Resolver<'_> {
@@ -13,7 +14,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let spec = Spec {
             flags: "46AaCfgKkMNnqsTtvXxYy",
             values: "BbcDEeFIiJLlmOoPpRSWw",
@@ -89,7 +90,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let run0 = name == "run0";
         let spec = Spec {
             flags: if run0 { "i" } else { "rtPqGdS" },
@@ -191,7 +192,7 @@ impl Resolver<'_> {
         self.command_of(name, p.operands, depth, Without::Nothing)
     }
 
-    pub(super) fn xargs(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn xargs(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         let spec = Spec {
             flags: "0oprtx",
             values: "adEILnPs",
@@ -236,7 +237,7 @@ impl Resolver<'_> {
         self.run(command, None, depth + 1)
     }
 
-    pub(super) fn find(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn find(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         const ONE_ARG: &[&str] = &[
             "-amin",
             "-anewer",

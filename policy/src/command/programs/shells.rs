@@ -3,6 +3,7 @@
 //! `runuser`, `script`, …).
 
 use super::{Resolver, SHELLS, STDIN_PATHS, Spec, Without, one_word, unknown_here};
+use crate::command::ReadError;
 use crate::command::SimpleCommand;
 use crate::command::expand::Field;
 use crate::command::shell::{self, Dialect};
@@ -10,14 +11,14 @@ use crate::command::shell::{self, Dialect};
 impl Resolver<'_> {
     /// The shell a wrapper starts for a command line (`su -c`, `watch`, `flock -c`): read as
     /// `sh -c LINE` (its real path is the user's shell).
-    pub(super) fn synthetic_shell(&mut self, line: &str) -> Result<(), String> {
+    pub(super) fn synthetic_shell(&mut self, line: &str) -> Result<(), ReadError> {
         let argv = [Field::Known("sh".into()), Field::Known("-c".into()), Field::Known(line.to_owned())];
         self.out.push(SimpleCommand::new("sh", &argv)?)?;
         Ok(())
     }
 
     /// A command line a wrapper hands to a shell.
-    pub(super) fn shell_line(&mut self, name: &str, line: &Field, depth: usize) -> Result<(), String> {
+    pub(super) fn shell_line(&mut self, name: &str, line: &Field, depth: usize) -> Result<(), ReadError> {
         match line.known() {
             Some(text) => {
                 let text = text.to_owned();
@@ -42,7 +43,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         match name {
             "su" | "runuser" => {
                 let spec = Spec {
@@ -266,7 +267,7 @@ impl Resolver<'_> {
         idx: usize,
         args: &[Field],
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let zsh = name == "zsh";
         let (letters, values): (&str, &str) = match name {
             "zsh" => ("abcdefghijklmnpqrstuvwxyzABCDEFGHIJKLMNPQRSTUVWXYZ0123456789", "o"),

@@ -2,6 +2,7 @@
 //! the reader of each family (shells, interpreters, remote and indirect runners).
 
 use super::{OTHER_SHELLS, Resolver, SHELLS, STDIN_PATHS, Spec, Without};
+use crate::command::ReadError;
 use crate::command::expand::Field;
 
 impl Resolver<'_> {
@@ -13,7 +14,7 @@ impl Resolver<'_> {
         args: &[Field],
         depth: usize,
         whole: &dyn Fn() -> String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         match name {
             "sudo" => return self.sudo(args, depth),
             "doas" => {

@@ -2,6 +2,7 @@
 //! `env` does), `nice`, and the generic reader behind `stdbuf`, `timeout`, `nohup`, …
 
 use super::{Resolver, Spec, Without, dangerous_variable, one_word, unknown_here};
+use crate::command::ReadError;
 use crate::command::expand::Field;
 use crate::command::shell::{self};
 
@@ -13,7 +14,7 @@ impl Resolver<'_> {
         operands: Vec<Field>,
         depth: usize,
         without: Without,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         if operands.is_empty() {
             if without == Without::Shell {
                 self.refuse(
@@ -35,7 +36,7 @@ impl Resolver<'_> {
         leading: usize,
         depth: usize,
         without: Without,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let Some(p) = self.parse(name, spec, args) else { return Ok(()) };
         if p.no_run {
             return Ok(());
@@ -53,7 +54,7 @@ impl Resolver<'_> {
         self.command_of(name, rest, depth, without)
     }
 
-    pub(super) fn sudo(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn sudo(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         let spec = Spec {
             flags: "ABbEHkNnPSise",
             values: "CDgpRrtTUu",
@@ -129,7 +130,7 @@ impl Resolver<'_> {
         self.command_of("sudo", rest, depth, Without::Nothing)
     }
 
-    pub(super) fn env(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn env(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         let mut args: Vec<Field> = args.to_vec();
         let mut argv0 = None;
         let mut splits = 0;
@@ -292,7 +293,7 @@ impl Resolver<'_> {
         }
     }
 
-    pub(super) fn nice(&mut self, args: &[Field], depth: usize) -> Result<(), String> {
+    pub(super) fn nice(&mut self, args: &[Field], depth: usize) -> Result<(), ReadError> {
         // `-N`, `--N`, `-+N`: the adjustment, in the old form.
         let mut i = 0;
         let mut rest = Vec::new();

@@ -488,7 +488,7 @@ impl Parser<'_> {
         match expand::fields(w, self.dialect == Dialect::Posix) {
             Ok(f) => f,
             Err(why) => {
-                self.refuse(&w.text, &why);
+                self.refuse(&w.text, &why.to_string());
                 vec![Field::Unknown { text: w.text.clone(), one: false, may_be_flag: true }]
             }
         }

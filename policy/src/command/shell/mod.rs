@@ -11,6 +11,7 @@ mod words;
 
 use super::expand::Word;
 use super::{MAX_DEPTH, Out};
+use crate::command::{ReadError, refuse};
 
 /// Deepest nesting of compound commands, substitutions and expansions, scripts within scripts
 /// included.
@@ -31,7 +32,7 @@ pub(super) enum Dialect {
 /// Why reading stopped.
 enum Stop {
     /// No shell could read this (an unbalanced quote): the whole command is refused.
-    Unreadable(String),
+    Unreadable(ReadError),
     /// A construct this reader does not follow: recorded as unresolved.
     Syntax(String, String),
 }
@@ -42,23 +43,28 @@ fn syntax<T>(part: &str, why: &str) -> R<T> {
     Err(Stop::Syntax(part.to_owned(), why.to_owned()))
 }
 
-fn unreadable<T>(why: impl Into<String>) -> R<T> {
+fn unreadable<T>(why: impl Into<ReadError>) -> R<T> {
     Err(Stop::Unreadable(why.into()))
 }
 
 /// Reads `text` as a script into `out`. `Err` when it cannot be read strictly.
-pub(super) fn read_script(out: &mut Out, text: &str, depth: usize, dialect: Dialect) -> Result<(), String> {
+pub(super) fn read_script(
+    out: &mut Out,
+    text: &str,
+    depth: usize,
+    dialect: Dialect,
+) -> Result<(), ReadError> {
     if depth > MAX_DEPTH {
-        return Err(format!("commands nested more than {MAX_DEPTH} deep"));
+        return refuse(format!("commands nested more than {MAX_DEPTH} deep"));
     }
     if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
-        return Err(format!("control character U+{:04X} in a command", u32::from(c)));
+        return refuse(format!("control character U+{:04X} in a command", u32::from(c)));
     }
     let mut p =
         Parser { s: text.chars().collect(), i: 0, depth, dialect, out, heredocs: Vec::new(), peeked: None };
     match p.script() {
         Ok(()) => Ok(()),
-        Err(Stop::Unreadable(e)) => Err(e),
+        Err(Stop::Unreadable(e)) => refuse(e),
         Err(Stop::Syntax(part, why)) => {
             p.out.refuse(&part, why);
             Ok(())
