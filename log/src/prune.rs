@@ -39,6 +39,21 @@ pub struct Mark {
     pub pruned_range: Vec<String>,
 }
 
+impl Mark {
+    /// The row's bytes, built from its numbers and strings: nothing can fail to serialize, so
+    /// the row is never written empty or as nothing (which would delete it).
+    pub fn to_row(&self) -> Vec<u8> {
+        let mut m = serde_json::Map::new();
+        m.insert("first_kept_seq".into(), self.first_kept_seq.into());
+        m.insert("anchor_hash".into(), self.anchor_hash.clone().into());
+        m.insert("seq".into(), self.seq.into());
+        if !self.pruned_range.is_empty() {
+            m.insert("pruned_range".into(), self.pruned_range.clone().into());
+        }
+        serde_json::Value::Object(m).to_string().into_bytes()
+    }
+}
+
 /// What [`EXPORTED`] holds: every entry up to `through_seq` was written out by an export or
 /// an archive at `ts`.
 ///
@@ -49,6 +64,16 @@ pub struct Exported {
     pub through_seq: u64,
     /// When.
     pub ts: String,
+}
+
+impl Exported {
+    /// The row's bytes (as [`Mark::to_row`]: cannot fail).
+    pub fn to_row(&self) -> Vec<u8> {
+        let mut m = serde_json::Map::new();
+        m.insert("through_seq".into(), self.through_seq.into());
+        m.insert("ts".into(), self.ts.clone().into());
+        serde_json::Value::Object(m).to_string().into_bytes()
+    }
 }
 
 fn storage(e: impl Into<redb::Error>) -> LogError {
@@ -132,4 +157,21 @@ pub fn delete_index_and_state(
         }
     }
     txn.commit().map_err(storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Exported, Mark};
+
+    #[test]
+    fn rows_read_back_as_what_was_written() {
+        for pruned_range in [vec![], vec!["AAAA".to_owned(), "BBBB".to_owned()]] {
+            let mark = Mark { first_kept_seq: 901, anchor_hash: "ab".repeat(32), seq: 1003, pruned_range };
+            let back: Mark = serde_json::from_slice(&mark.to_row()).unwrap();
+            assert_eq!(back, mark);
+        }
+        let row = Exported { through_seq: 7, ts: "2026-12-06T18:00:00.000Z".into() };
+        let back: Exported = serde_json::from_slice(&row.to_row()).unwrap();
+        assert_eq!((back.through_seq, back.ts), (7, row.ts.clone()));
+    }
 }

@@ -25,7 +25,7 @@ impl Log {
         let txn = db.begin_write().map_err(storage)?;
         {
             let row = crate::prune::Exported { through_seq: through, ts: entry::rfc3339(entry::now_ms()) };
-            let bytes = serde_json::to_vec(&row).unwrap_or_default();
+            let bytes = row.to_row();
             txn.open_table(STATE)
                 .map_err(storage)?
                 .insert(crate::prune::EXPORTED, bytes.as_slice())

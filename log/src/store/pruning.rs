@@ -168,7 +168,7 @@ impl Log {
         let pruned_range = pruned_range.clone();
         let writes: StateWrites = Box::new(move |seq, _| {
             let mark = crate::prune::Mark { first_kept_seq, anchor_hash: anchor_hex, seq, pruned_range };
-            vec![(crate::prune::MARK.to_owned(), serde_json::to_vec(&mark).ok())]
+            vec![(crate::prune::MARK.to_owned(), Some(mark.to_row()))]
         });
         let recorded = self.append_with_state(body, Some(writes)).await?;
         let (reply, rx) = oneshot::channel();
