@@ -1,6 +1,7 @@
 //! A host's tool call read as the call the policy sees: the tool, operation and arguments, and
 //! the paths a file tool acts on, read as the host opens them ([`super::paths`]).
 
+use super::{Unreadable, refuse};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
@@ -9,7 +10,7 @@ use super::{glob, paths};
 
 /// A host tool read as a policy call (its paths as the host gave them), or why it cannot be
 /// decided on.
-pub(crate) type Mapped = Result<Call, String>;
+pub(crate) type Mapped = Result<Call, Unreadable>;
 
 /// A host tool read as a policy call.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,20 +61,20 @@ pub(crate) fn named_path(
     tool: &str,
     input: &Map<String, Value>,
     keys: &[&str],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Unreadable> {
     let mut found: Vec<(&str, &str)> = Vec::new();
     for key in keys.iter().chain(["path"].iter()) {
         match input.get(*key) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => found.push((key, s)),
-            Some(_) => return Err(format!("`{key}` in the `{tool}` input is not a string")),
+            Some(_) => return refuse(format!("`{key}` in the `{tool}` input is not a string")),
         }
     }
     found.dedup_by(|a, b| a.1 == b.1);
     match found.as_slice() {
         [] => Ok(None),
         [(_, one)] => Ok(Some((*one).to_owned())),
-        _ => Err(format!(
+        _ => refuse(format!(
             "`{tool}` input names more than one path ({}): the hook cannot tell which file the tool uses",
             found.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
         )),
@@ -92,7 +93,7 @@ pub(crate) fn one_path(
     let path = named_path(tool, input, keys)?;
     if path.is_none() && !default_cwd {
         let keys: Vec<&str> = keys.iter().chain(["path"].iter()).copied().collect();
-        return Err(format!("the `{tool}` input names no path (`{}`)", keys.join("`, `")));
+        return refuse(format!("the `{tool}` input names no path (`{}`)", keys.join("`, `")));
     }
     Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files: Files::One(path) })
 }
@@ -108,7 +109,7 @@ pub(crate) fn pattern_path(
 ) -> Mapped {
     let dir = named_path(tool, input, dir_keys)?;
     let Some(Value::String(pattern)) = input.get(pattern_key) else {
-        return Err(format!("the `{tool}` input names no `{pattern_key}` (a string)"));
+        return refuse(format!("the `{tool}` input names no `{pattern_key}` (a string)"));
     };
     let files = Files::Pattern { dir, pattern: pattern.clone() };
     Ok(Call { tool: tool.into(), op: op.into(), args: input.clone(), files })
@@ -124,20 +125,20 @@ pub(crate) fn path_lists(tool: &str, op: &str, input: &Map<String, Value>, keys:
             Some(Value::Array(items)) => {
                 for item in items {
                     let Some(s) = item.as_str() else {
-                        return Err(format!("`{key}` is not a list of paths (it holds {item})"));
+                        return refuse(format!("`{key}` is not a list of paths (it holds {item})"));
                     };
                     all.push(s.to_owned());
                 }
             }
-            Some(other) => return Err(format!("`{key}` is not a list of paths (it is {other})")),
+            Some(other) => return refuse(format!("`{key}` is not a list of paths (it is {other})")),
         }
     }
     let names = keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ");
     if all.is_empty() {
-        return Err(format!("the input names no path to read ({names} are missing or empty)"));
+        return refuse(format!("the input names no path to read ({names} are missing or empty)"));
     }
     if all.len() > paths::MAX_PATHS {
-        return Err(format!(
+        return refuse(format!(
             "{names} name {} paths, more than the {} one call may",
             all.len(),
             paths::MAX_PATHS
@@ -150,7 +151,7 @@ pub(crate) fn path_lists(tool: &str, op: &str, input: &Map<String, Value>, keys:
 /// a patch naming none is refused.
 pub(crate) fn patch_paths(tool: &str, op: &str, input: &Map<String, Value>, key: &str) -> Mapped {
     let Some(Value::String(text)) = input.get(key) else {
-        return Err(format!("the input has no patch text in `{key}`"));
+        return refuse(format!("the input has no patch text in `{key}`"));
     };
     let files = paths::patch_files(text);
     if files.is_empty() {
@@ -159,7 +160,7 @@ pub(crate) fn patch_paths(tool: &str, op: &str, input: &Map<String, Value>, key:
         );
     }
     if files.len() > paths::MAX_PATHS {
-        return Err(format!(
+        return refuse(format!(
             "the patch names {} files, more than the {} one call may",
             files.len(),
             paths::MAX_PATHS
@@ -185,7 +186,7 @@ pub(crate) struct Resolved {
 
 /// Reads the paths of `call` against the working directory `cwd`: the call the policy sees, or
 /// why the hook refuses it.
-pub(crate) fn resolve_call(call: Call, cwd: &Result<PathBuf, String>) -> Result<Resolved, String> {
+pub(crate) fn resolve_call(call: Call, cwd: &Result<PathBuf, Unreadable>) -> Result<Resolved, Unreadable> {
     let Call { tool, op, mut args, files } = call;
     let (found, several): (Vec<paths::Resolved>, bool) = match &files {
         Files::None => (Vec::new(), false),
@@ -256,17 +257,17 @@ pub(crate) struct Outcome {
 
 /// A tool's input: an object, absent, or (Cursor's MCP and Copilot CLI's calls) an object
 /// written as a JSON string, read strictly.
-pub(crate) fn object_input(v: Option<&Value>, key: &str) -> Result<Map<String, Value>, String> {
+pub(crate) fn object_input(v: Option<&Value>, key: &str) -> Result<Map<String, Value>, Unreadable> {
     match v {
         Some(Value::Object(m)) => Ok(m.clone()),
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(Map::new()),
         Some(Value::String(s)) => match faramesh_proto::parse_strict(s.as_bytes()) {
             Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(format!("`{key}` is not a JSON object")),
-            Err(e) => Err(format!("`{key}` is not JSON ({e})")),
+            Ok(_) => refuse(format!("`{key}` is not a JSON object")),
+            Err(e) => refuse(format!("`{key}` is not JSON ({e})")),
         },
-        Some(_) => Err(format!("`{key}` is not an object")),
+        Some(_) => refuse(format!("`{key}` is not an object")),
     }
 }
 
@@ -285,12 +286,12 @@ pub(crate) fn read_tool_event(
     events: &[&str],
     payload: &Map<String, Value>,
     map: fn(&str, &Map<String, Value>) -> Mapped,
-) -> Result<Incoming, String> {
+) -> Result<Incoming, Unreadable> {
     let text = |k: &str| payload.get(k).and_then(Value::as_str);
     let mut context = Map::new();
     let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
     if !events.contains(&event) {
-        return Err(format!("`faramesh hook {host}` answers {}, not `{event}`", events.join(", ")));
+        return refuse(format!("`faramesh hook {host}` answers {}, not `{event}`", events.join(", ")));
     }
     let tool_name = text("tool_name").ok_or("the hook payload has no `tool_name`")?;
     let input = object_input(payload.get("tool_input"), "tool_input")?;

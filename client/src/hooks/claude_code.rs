@@ -2,6 +2,7 @@
 //! hooks in `.claude/settings.json`; the answer is `hookSpecificOutput.permissionDecision`
 //! (`allow`, `deny` or `ask`).
 
+use super::Unreadable;
 use serde_json::{Map, Value, json};
 
 use super::call::{self, Incoming, Mapped, by_name, one_path, pattern_path, plain};
@@ -29,7 +30,7 @@ impl Contract for ClaudeCode {
         json!({"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 600}]})
     }
 
-    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, Unreadable> {
         call::read_tool_event(Host::ClaudeCode.name(), self.events(), payload, claude_code_call)
     }
 

@@ -4,6 +4,7 @@
 //! refusal is its deny answer with exit 0 (the form its documentation gives for blocking a
 //! call).
 
+use super::Unreadable;
 use serde_json::{Map, Value, json};
 
 use super::call::{
@@ -40,7 +41,7 @@ impl Contract for CopilotCli {
         "bash"
     }
 
-    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, Unreadable> {
         let text = |k: &str| payload.get(k).and_then(Value::as_str);
         let mut context = Map::new();
         // Copilot CLI names no event: a payload with the tool's result is `postToolUse`.

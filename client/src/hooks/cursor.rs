@@ -3,6 +3,7 @@
 //! `permission` (`allow`, `deny`, or `ask` for shell commands and MCP tools), and every event
 //! is answered.
 
+use super::{Unreadable, refuse};
 use serde_json::{Map, Value, json};
 
 use super::call::{Call, Files, Incoming, Outcome, keep, object_input, one_path, plain};
@@ -40,7 +41,7 @@ impl Contract for Cursor {
         true
     }
 
-    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, Unreadable> {
         let text = |k: &str| payload.get(k).and_then(Value::as_str);
         let mut context = Map::new();
         let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
@@ -71,7 +72,7 @@ impl Contract for Cursor {
                 ("Read".to_owned(), one_path("file", "read", &args, &[], false))
             }
             other => {
-                return Err(format!(
+                return refuse(format!(
                     "`faramesh hook cursor` answers {}, not `{other}`",
                     self.events().join(", ")
                 ));

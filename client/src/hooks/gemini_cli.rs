@@ -2,6 +2,7 @@
 //! `.gemini/settings.json`; the answer is `decision` (`allow` or `deny`; it cannot ask its
 //! user), and every event's stdout is read as JSON.
 
+use super::{Unreadable, refuse};
 use serde_json::{Map, Value, json};
 
 use super::call::{self, Incoming, Mapped, by_name, one_path, path_lists, pattern_path, plain};
@@ -30,7 +31,7 @@ impl Contract for GeminiCli {
         ]})
     }
 
-    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, Unreadable> {
         call::read_tool_event(Host::GeminiCli.name(), self.events(), payload, gemini_call)
     }
 
@@ -76,7 +77,7 @@ pub(crate) fn gemini_call(tool_name: &str, input: &Map<String, Value>) -> Mapped
                     args.insert("url".into(), json!(url));
                 }
                 _ => {
-                    return Err(format!(
+                    return refuse(format!(
                         "`web_fetch` asks for {} URLs in one call: Faramesh decides one URL per call",
                         urls.len()
                     ));

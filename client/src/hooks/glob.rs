@@ -2,6 +2,7 @@
 //! directory before its first wildcard, plus every symlink its wildcards can reach that leads
 //! out of that directory (`docs/hooks.md`, "How paths are read").
 
+use super::{Unreadable, refuse};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
@@ -29,16 +30,16 @@ const MAX_GLOB_DEPTH: usize = 128;
 pub(crate) fn resolve_pattern(
     raw: &str,
     dir: Option<&str>,
-    cwd: &Result<PathBuf, String>,
+    cwd: &Result<PathBuf, Unreadable>,
     whole_dirs: bool,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, Unreadable> {
     check(raw)?;
     let under = match (raw.starts_with('/'), dir) {
         (true, _) => PathBuf::from("/"),
         (false, Some(dir)) => joined(dir, cwd)?,
         (false, None) => match cwd {
             Ok(c) => c.clone(),
-            Err(why) => return Err(format!("`{raw}` is relative and {why}")),
+            Err(why) => return refuse(format!("`{raw}` is relative and {why}")),
         },
     };
     let parts: Vec<&str> = raw.split('/').collect();
@@ -51,17 +52,17 @@ pub(crate) fn resolve_pattern(
         return Ok(found);
     };
     if raw.contains('\\') {
-        return Err(format!("the pattern `{raw}` holds a `\\` escape, which the hook does not read"));
+        return refuse(format!("the pattern `{raw}` holds a `\\` escape, which the hook does not read"));
     }
     let literal = parts[..first].join("/");
     let rest = parts[first..].join("/");
     let alternatives = expand_braces(&rest).map_err(|why| format!("the pattern `{raw}`: {why}"))?;
     for alternative in &alternatives {
         if alternative.starts_with('/') {
-            return Err(format!("the pattern `{raw}` names an absolute path inside its braces"));
+            return refuse(format!("the pattern `{raw}` names an absolute path inside its braces"));
         }
         if alternative.split('/').any(|c| c == "..") {
-            return Err(format!(
+            return refuse(format!(
                 "the pattern `{raw}` climbs out of `{}` with `..` in its wildcard part: name the directory it reads",
                 lexical(&under.join(&literal)).display()
             ));
@@ -117,7 +118,7 @@ impl<'a> Reach<'a> {
         mut self,
         into: &mut Resolved,
         roots: impl Iterator<Item = (&'r str, Vec<String>)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         for (dir, parts) in roots {
             self.push(PathBuf::from(dir), parts);
         }
@@ -129,7 +130,7 @@ impl<'a> Reach<'a> {
             into.add(path);
             into.note(note);
             if into.paths.len() > MAX_PATHS {
-                return Err(format!(
+                return refuse(format!(
                     "the pattern `{}` reaches more than {MAX_PATHS} paths through symlinks: name a narrower pattern",
                     self.raw
                 ));
@@ -152,7 +153,7 @@ impl<'a> Reach<'a> {
         parts: &[String],
         at: usize,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let Some(part) = parts.get(at) else { return Ok(()) };
         if part.is_empty() || part == "." {
             return self.visit(root, dir, parts, at + 1, depth);
@@ -161,7 +162,7 @@ impl<'a> Reach<'a> {
             return Ok(());
         }
         if depth > MAX_GLOB_DEPTH {
-            return Err(format!(
+            return refuse(format!(
                 "the pattern `{}` reaches more than {MAX_GLOB_DEPTH} directories deep below `{}`: name a narrower pattern",
                 self.raw,
                 root.display()
@@ -178,12 +179,12 @@ impl<'a> Reach<'a> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(()),
-            Err(e) => return Err(unreadable(e)),
+            Err(e) => return refuse(unreadable(e)),
         };
         for entry in entries {
             let entry = entry.map_err(unreadable)?;
             if self.budget == 0 {
-                return Err(format!(
+                return refuse(format!(
                     "the pattern `{}` needs more than {MAX_GLOB_ENTRIES} directory entries read to see what it reaches: name a narrower pattern",
                     self.raw
                 ));
@@ -214,7 +215,7 @@ impl<'a> Reach<'a> {
     /// A symlink the pattern reaches, `rest` the components still to match below it: the
     /// directory it leads to when that lies under `root` (read on), else `None`, its target
     /// (with `rest`) kept as a path reached.
-    fn link(&mut self, root: &Path, link: &Path, rest: &[String]) -> Result<Option<PathBuf>, String> {
+    fn link(&mut self, root: &Path, link: &Path, rest: &[String]) -> Result<Option<PathBuf>, Unreadable> {
         let (to, _) = walk(self.raw, link)?;
         let is_dir = to.ends_with('/');
         let real = PathBuf::from(if to == "/" { "/" } else { to.trim_end_matches('/') });
@@ -282,7 +283,7 @@ fn is_glob(part: &str) -> bool {
 /// without a comma at their top level are text, as glob libraries read them (`{1..3}` is a
 /// sequence of digits); braces that do not pair, or braces without a comma holding braces, are
 /// an error.
-fn expand_braces(pattern: &str) -> Result<Vec<String>, String> {
+fn expand_braces(pattern: &str) -> Result<Vec<String>, Unreadable> {
     let chars: Vec<char> = pattern.chars().collect();
     let (out, end) = expand_seq(&chars, 0, false)?;
     if end != chars.len() {
@@ -293,7 +294,7 @@ fn expand_braces(pattern: &str) -> Result<Vec<String>, String> {
 
 /// Expands `chars[at..]` up to the end, or (`inside`) up to a top-level `,` or `}`; returns the
 /// texts and where it stopped.
-fn expand_seq(chars: &[char], mut at: usize, inside: bool) -> Result<(Vec<String>, usize), String> {
+fn expand_seq(chars: &[char], mut at: usize, inside: bool) -> Result<(Vec<String>, usize), Unreadable> {
     let mut out = vec![String::new()];
     while at < chars.len() {
         match chars[at] {
@@ -308,7 +309,9 @@ fn expand_seq(chars: &[char], mut at: usize, inside: bool) -> Result<(Vec<String
                     }
                 }
                 if next.len() > MAX_BRACE_ALTERNATIVES {
-                    return Err(format!("its braces expand to more than {MAX_BRACE_ALTERNATIVES} patterns"));
+                    return refuse(format!(
+                        "its braces expand to more than {MAX_BRACE_ALTERNATIVES} patterns"
+                    ));
                 }
                 out = next;
                 at = end;
@@ -325,7 +328,7 @@ fn expand_seq(chars: &[char], mut at: usize, inside: bool) -> Result<(Vec<String
 }
 
 /// The alternatives of the brace group opening at `chars[open]`, and the index after its `}`.
-fn group(chars: &[char], open: usize) -> Result<(Vec<String>, usize), String> {
+fn group(chars: &[char], open: usize) -> Result<(Vec<String>, usize), Unreadable> {
     let mut alternatives = Vec::new();
     let mut at = open + 1;
     let mut commas = 0;

@@ -27,6 +27,48 @@ use serde_json::{Map, Value};
 pub use install::{InstallOptions, install, wired_hosts};
 pub use run::{HookOptions, hook};
 
+/// What a hook could not read with certainty (a payload field, a path, a glob), in words: the
+/// call is refused with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable(String);
+
+impl Unreadable {
+    /// The words.
+    pub fn into_message(self) -> String {
+        self.0
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Unreadable {
+        Unreadable(why)
+    }
+}
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Unreadable {
+        Unreadable(why.to_owned())
+    }
+}
+
+impl std::ops::Deref for Unreadable {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A refusal with these words.
+pub(crate) fn refuse<T>(why: impl Into<Unreadable>) -> Result<T, Unreadable> {
+    Err(why.into())
+}
+
 /// The exit code Claude Code and Gemini CLI read as "block this call" (the reason on stderr).
 pub const EXIT_BLOCK: u8 = 2;
 
@@ -121,7 +163,7 @@ trait Contract: Sync {
     }
 
     /// Reads the host's hook payload: the call, or why it cannot be decided on.
-    fn read(&self, payload: &Map<String, Value>) -> Result<call::Incoming, String>;
+    fn read(&self, payload: &Map<String, Value>) -> Result<call::Incoming, Unreadable>;
 
     /// The answer to a call before it runs, on stdout.
     fn answer(&self, answer: Answer, reason: &str) -> Value;

@@ -3,6 +3,7 @@
 //! which runs this hook and reads its answer: `decision` (`allow` or `deny`; it cannot ask its
 //! user).
 
+use super::{Unreadable, refuse};
 use serde_json::{Map, Value, json};
 
 use super::call::{
@@ -30,12 +31,12 @@ impl Contract for Opencode {
         json!({"command": command})
     }
 
-    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, String> {
+    fn read(&self, payload: &Map<String, Value>) -> Result<Incoming, Unreadable> {
         let text = |k: &str| payload.get(k).and_then(Value::as_str);
         let mut context = Map::new();
         let event = text("hook_event_name").ok_or("the hook payload has no `hook_event_name`")?;
         if !self.events().contains(&event) {
-            return Err(format!(
+            return refuse(format!(
                 "`faramesh hook opencode` answers {}, not `{event}`",
                 self.events().join(", ")
             ));

@@ -13,6 +13,7 @@
 //!
 //! This module reads paths; [`super::glob`] reads glob patterns.
 
+use super::{Unreadable, refuse};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -52,25 +53,25 @@ impl Resolved {
 
 /// The directory relative paths are read against: the host's working directory for the call
 /// (`given`), else this process's; or why there is none.
-pub(crate) fn working_dir(given: Option<&str>) -> Result<PathBuf, String> {
+pub(crate) fn working_dir(given: Option<&str>) -> Result<PathBuf, Unreadable> {
     match given {
         Some(dir) if dir.contains('\0') => Err("the working directory the host gave holds a NUL byte".into()),
         Some(dir) if !dir.starts_with('/') => {
-            Err(format!("the working directory `{dir}` the host gave is not absolute"))
+            refuse(format!("the working directory `{dir}` the host gave is not absolute"))
         }
         Some(dir) => Ok(PathBuf::from(dir)),
         None => match std::env::current_dir() {
             Ok(dir) if dir.is_absolute() => Ok(dir),
-            Ok(dir) => Err(format!("the hook's working directory `{}` is not absolute", dir.display())),
+            Ok(dir) => refuse(format!("the hook's working directory `{}` is not absolute", dir.display())),
             Err(e) => {
-                Err(format!("the host gave no working directory and the hook's own cannot be read ({e})"))
+                refuse(format!("the host gave no working directory and the hook's own cannot be read ({e})"))
             }
         },
     }
 }
 
 /// `raw` as the host opens it, relative paths read against `cwd`.
-pub(crate) fn resolve(raw: &str, cwd: &Result<PathBuf, String>) -> Result<Resolved, String> {
+pub(crate) fn resolve(raw: &str, cwd: &Result<PathBuf, Unreadable>) -> Result<Resolved, Unreadable> {
     readings(raw, &joined(raw, cwd)?)
 }
 
@@ -87,15 +88,15 @@ pub(crate) fn patch_files(text: &str) -> Vec<String> {
 }
 
 /// What no host can open as written.
-pub(crate) fn check(raw: &str) -> Result<(), String> {
+pub(crate) fn check(raw: &str) -> Result<(), Unreadable> {
     if raw.is_empty() {
         return Err("a path is empty".into());
     }
     if raw.contains('\0') {
-        return Err(format!("the path `{}` holds a NUL byte", raw.escape_debug()));
+        return refuse(format!("the path `{}` holds a NUL byte", raw.escape_debug()));
     }
     if raw.starts_with('~') {
-        return Err(format!(
+        return refuse(format!(
             "the path `{raw}` starts with `~`, which some hosts expand to a home directory and others do not: name the file by its absolute path"
         ));
     }
@@ -103,7 +104,7 @@ pub(crate) fn check(raw: &str) -> Result<(), String> {
 }
 
 /// `raw` made absolute against `cwd`, as written (`.` and `..` kept).
-pub(crate) fn joined(raw: &str, cwd: &Result<PathBuf, String>) -> Result<PathBuf, String> {
+pub(crate) fn joined(raw: &str, cwd: &Result<PathBuf, Unreadable>) -> Result<PathBuf, Unreadable> {
     check(raw)?;
     let path = Path::new(raw);
     if path.is_absolute() {
@@ -111,7 +112,7 @@ pub(crate) fn joined(raw: &str, cwd: &Result<PathBuf, String>) -> Result<PathBuf
     }
     match cwd {
         Ok(dir) => Ok(dir.join(path)),
-        Err(why) => Err(format!("`{raw}` is relative and {why}")),
+        Err(why) => refuse(format!("`{raw}` is relative and {why}")),
     }
 }
 
@@ -132,7 +133,7 @@ pub(crate) fn lexical(path: &Path) -> PathBuf {
 
 /// The file the absolute `path` names as the kernel walks it and, when it differs, the file a
 /// host that resolves `.` and `..` as text before opening it names.
-pub(crate) fn readings(raw: &str, path: &Path) -> Result<Resolved, String> {
+pub(crate) fn readings(raw: &str, path: &Path) -> Result<Resolved, Unreadable> {
     let mut found = Resolved { paths: Vec::new(), notes: Vec::new() };
     for reading in [path.to_path_buf(), lexical(path)] {
         let (real, note) = walk(raw, &reading)?;
@@ -165,7 +166,7 @@ fn components(path: &Path) -> VecDeque<OsString> {
 /// (yet) is taken as written. An existing directory ends in `/`. Also a note when a symlink's
 /// target is missing. A symlink that cannot be read, more than 40 symlinks (a loop), a
 /// directory that cannot be searched or a name that is not UTF-8 is an error.
-pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), String> {
+pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), Unreadable> {
     let mut done = PathBuf::from("/");
     let mut todo = components(path);
     // How many of `done`'s last components do not exist (taken as written).
@@ -192,7 +193,7 @@ pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), S
                 continue;
             }
             Err(e) => {
-                return Err(format!(
+                return refuse(format!(
                     "the path `{raw}` cannot be followed: `{}` cannot be read ({e})",
                     next.display()
                 ));
@@ -206,7 +207,7 @@ pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), S
         }
         links += 1;
         if links > MAX_LINKS {
-            return Err(format!(
+            return refuse(format!(
                 "the path `{raw}` passes through more than {MAX_LINKS} symlinks (a loop at `{}`), which no host can open",
                 next.display()
             ));
@@ -218,7 +219,7 @@ pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), S
             )
         })?;
         if target.as_os_str().is_empty() {
-            return Err(format!(
+            return refuse(format!(
                 "the path `{raw}` cannot be followed: `{}` is a symlink to nothing",
                 next.display()
             ));
@@ -238,7 +239,7 @@ pub(crate) fn walk(raw: &str, path: &Path) -> Result<(String, Option<String>), S
         }
     }
     let Some(text) = done.to_str() else {
-        return Err(format!("the path `{raw}` leads to `{}`, which is not valid UTF-8", done.display()));
+        return refuse(format!("the path `{raw}` leads to `{}`, which is not valid UTF-8", done.display()));
     };
     let mut text = text.to_owned();
     if missing == 0 && text != "/" && std::fs::metadata(&done).is_ok_and(|m| m.is_dir()) {
@@ -277,7 +278,7 @@ mod tests {
         assert!(r("a\0b").unwrap_err().contains("NUL"));
         assert!(r("~/x").unwrap_err().contains('~'));
         assert!(r("").unwrap_err().contains("empty"));
-        let none: Result<PathBuf, String> =
+        let none: Result<PathBuf, super::super::Unreadable> =
             Err("the working directory `x` the host gave is not absolute".into());
         assert!(resolve("a", &none).unwrap_err().contains("not absolute"));
         assert_eq!(resolve("/nonexistent-fm/a", &none).unwrap().paths, ["/nonexistent-fm/a"]);
