@@ -8,6 +8,25 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Why a TLS client configuration cannot be built. Each names the setting that gave the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read or holds no usable PEM.
+    #[error("{setting} `{}`: {source}", .path.display())]
+    File {
+        /// The setting that named the file.
+        setting: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// rustls refused the protocol versions (a build without them).
+    #[error("TLS setup: {0}")]
+    Setup(#[source] rustls::Error),
+}
+
 /// A PEM file and the setting (environment variable or flag) that named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PemFile {
@@ -23,11 +42,11 @@ impl PemFile {
         PemFile { setting: setting.to_owned(), path: path.as_ref().to_owned() }
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> String {
-        format!("{} `{}`: {e}", self.setting, self.path.display())
+    fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TlsError {
+        TlsError::File { setting: self.setting.clone(), path: self.path.clone(), source: e.into() }
     }
 
-    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
+    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         let certs = CertificateDer::pem_file_iter(&self.path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.error(e))?;
@@ -43,7 +62,7 @@ impl PemFile {
 pub fn client_config(
     ca: Option<&PemFile>,
     identity: Option<(&PemFile, &PemFile)>,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(ca) = ca {
         for cert in ca.certificates()? {
@@ -53,7 +72,7 @@ pub fn client_config(
     let builder =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(roots);
     match identity {
         None => Ok(builder.with_no_client_auth()),
@@ -88,17 +107,19 @@ mod tests {
         assert!(!client_config(None, None).unwrap().client_auth_cert_resolver.has_certs());
 
         let garbage = PemFile::new("CA_VAR", write("garbage.pem", "not a certificate"));
-        let e = client_config(Some(&garbage), None).unwrap_err();
+        let e = client_config(Some(&garbage), None).unwrap_err().to_string();
         assert!(e.starts_with("CA_VAR `") && e.contains("no PEM certificate"), "{e}");
         let missing = PemFile::new("CA_VAR", dir.path().join("absent.pem"));
-        assert!(client_config(Some(&missing), None).unwrap_err().starts_with("CA_VAR `"));
+        assert!(client_config(Some(&missing), None).unwrap_err().to_string().starts_with("CA_VAR `"));
         // A key that is not the certificate's.
         let other = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
         let wrong = PemFile::new("KEY_VAR", write("other-key.pem", &other.signing_key.serialize_pem()));
-        let e = client_config(None, Some((&cert, &wrong))).unwrap_err();
+        let e = client_config(None, Some((&cert, &wrong))).unwrap_err().to_string();
         assert!(e.starts_with("KEY_VAR `"), "{e}");
         // The key where the certificate should be.
         let swapped = PemFile::new("CERT_VAR", key.path.clone());
-        assert!(client_config(None, Some((&swapped, &key))).unwrap_err().starts_with("CERT_VAR `"));
+        assert!(
+            client_config(None, Some((&swapped, &key))).unwrap_err().to_string().starts_with("CERT_VAR `")
+        );
     }
 }

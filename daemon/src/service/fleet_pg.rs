@@ -143,7 +143,7 @@ pub enum PgError {
     Url(#[source] tokio_postgres::Error),
     /// The TLS settings (`PGSSLROOTCERT`) cannot be used.
     #[error("{0}")]
-    Tls(String),
+    Tls(#[source] crate::tls::TlsError),
     /// The server could not be reached or refused the session.
     #[error("connect: {0}")]
     Connect(#[source] tokio_postgres::Error),

@@ -77,13 +77,13 @@ impl Otlp {
         };
         let o = Otlp { endpoint, headers, resource, ca, identity };
         // The files are read now, so a wrong one stops the start rather than every batch.
-        o.client()?;
+        o.client().map_err(|e| e.to_string())?;
         Ok(Some(o))
     }
 
     /// The HTTP client for this destination: the web PKI roots, the private CA and the client
     /// certificate when configured.
-    pub fn client(&self) -> Result<crate::service::notify::Client, String> {
+    pub fn client(&self) -> Result<crate::service::notify::Client, crate::tls::TlsError> {
         let identity = self.identity.as_ref().map(|(c, k)| (c, k));
         Ok(crate::service::notify::Client::with_config(crate::tls::client_config(
             self.ca.as_ref(),

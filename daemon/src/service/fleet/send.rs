@@ -28,7 +28,7 @@ impl Destination {
     /// Ships `records` (`(seq, record)`, in order); `Ok` once the destination acknowledged them.
     async fn ship(
         &self,
-        client: &Result<crate::service::notify::Client, String>,
+        client: &Result<crate::service::notify::Client, crate::tls::TlsError>,
         log: &Log,
         records: &[(u64, Arc<str>)],
     ) -> Result<(), String> {
@@ -40,7 +40,7 @@ impl Destination {
                     crate::service::fleet_otlp::otlp_body(&o2, &log_id, &host_name(), &records)
                 })
                 .await?;
-                let client = client.as_ref().map_err(Clone::clone)?;
+                let client = client.as_ref().map_err(ToString::to_string)?;
                 let headers: Vec<(&str, String)> =
                     o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
                 tokio::time::timeout(
