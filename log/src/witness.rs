@@ -231,7 +231,7 @@ impl WitnessPolicy {
 
     /// Checks `note` against the policy: it is signed by `log` (which the policy must list when
     /// it lists logs) and cosigned by a quorum. Returns the checkpoint and the cosignatures.
-    pub fn check(&self, note: &str, log: &PublicKey) -> Result<(Checkpoint, Vec<Cosignature>), String> {
+    pub fn check(&self, note: &str, log: &PublicKey) -> Result<(Checkpoint, Vec<Cosignature>), Unproven> {
         if !self.logs.is_empty() && !self.logs.iter().any(|(k, _)| k.named(log.name()) == *log) {
             return Err("the policy lists other logs, not this key".into());
         }
@@ -245,7 +245,7 @@ impl WitnessPolicy {
         let who: HashSet<usize> = found.iter().map(|(i, _)| *i).collect();
         if !self.quorum_met(&who) {
             let names: Vec<&str> = found.iter().map(|(_, c)| c.name.as_str()).collect();
-            return Err(format!(
+            return unproven(format!(
                 "the checkpoint at size {} is cosigned by {} of the policy's witnesses ({}), not by the quorum `{}`",
                 cp.size,
                 names.len(),
@@ -340,6 +340,27 @@ pub struct Proven {
     pub witnesses: Vec<(String, u64)>,
 }
 
+/// Why a checkpoint or a receipt does not prove what it claims, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unproven(String);
+
+impl From<String> for Unproven {
+    fn from(why: String) -> Unproven {
+        Unproven(why)
+    }
+}
+
+impl From<&str> for Unproven {
+    fn from(why: &str) -> Unproven {
+        Unproven(why.to_owned())
+    }
+}
+
+fn unproven<T>(why: impl Into<Unproven>) -> Result<T, Unproven> {
+    Err(why.into())
+}
+
 /// Checks a receipt with only the log's key (and a witness policy): the checkpoint is signed
 /// by the key, the record is intact (its `entry_hash` recomputes) and at `seq = index + 1`, the
 /// proof takes its leaf to the checkpoint's root, and with a policy a quorum cosigned it.
@@ -347,7 +368,7 @@ pub fn verify_receipt(
     receipt: &Receipt,
     log: &PublicKey,
     policy: Option<&WitnessPolicy>,
-) -> Result<Proven, String> {
+) -> Result<Proven, Unproven> {
     let (cp, cosigs) = match policy {
         Some(p) => p.check(&receipt.checkpoint, log)?,
         None => {
@@ -360,11 +381,14 @@ pub fn verify_receipt(
     };
     let opened = entry::open(&receipt.record).map_err(|e| format!("the record: {e}"))?;
     if opened.seq != receipt.index + 1 {
-        return Err(format!("the record is entry {}, the proof is for index {}", opened.seq, receipt.index));
+        return unproven(format!(
+            "the record is entry {}, the proof is for index {}",
+            opened.seq, receipt.index
+        ));
     }
     let leaf = merkle::leaf_hash(&opened.entry_hash);
     if !merkle::verify_inclusion(&leaf, receipt.index, cp.size, &receipt.proof, &cp.root) {
-        return Err(format!(
+        return unproven(format!(
             "the inclusion proof does not take entry {} to the root of the checkpoint at size {}",
             opened.seq, cp.size
         ));
@@ -475,7 +499,10 @@ mod tests {
         let other =
             WitnessPolicy::parse(&format!("witness W {}\nquorum W\n", vkey(8, "w.example/2"))).unwrap();
         assert!(
-            verify_receipt(&receipt, &key.public(), Some(&other)).unwrap_err().contains("not by the quorum")
+            verify_receipt(&receipt, &key.public(), Some(&other))
+                .unwrap_err()
+                .to_string()
+                .contains("not by the quorum")
         );
         let moved = Receipt { index: 3, ..receipt.clone() };
         assert!(verify_receipt(&moved, &key.public(), None).is_err());
@@ -483,6 +510,11 @@ mod tests {
             Receipt { record: records[2].replace("decision", "approval").into_bytes(), ..receipt.clone() };
         assert!(verify_receipt(&edited, &key.public(), None).is_err());
         let swapped = Receipt { record: records[3].clone().into_bytes(), index: 3, ..receipt };
-        assert!(verify_receipt(&swapped, &key.public(), None).unwrap_err().contains("inclusion proof"));
+        assert!(
+            verify_receipt(&swapped, &key.public(), None)
+                .unwrap_err()
+                .to_string()
+                .contains("inclusion proof")
+        );
     }
 }

@@ -287,7 +287,7 @@ pub fn verify_proof(args: VerifyProofArgs, json_out: bool) -> Result<ExitCode> {
     if json_out {
         let v = match &outcome {
             Ok(p) => json!({"ok": true, "proven": p}),
-            Err(e) => json!({"ok": false, "problem": e}),
+            Err(e) => json!({"ok": false, "problem": e.to_string()}),
         };
         println!("{v}");
     } else {
