@@ -13,9 +13,12 @@ pub enum SendError {
     /// The receiver did not answer in time.
     #[error("no answer within {} s", .0.as_secs())]
     Timeout(Duration),
-    /// The channel's settings cannot be used now (a URL, secret or address missing or unreadable).
+    /// The channel's settings cannot be used now (a URL, secret or address missing).
     #[error("{0}")]
     Setting(String),
+    /// A secret the channel names cannot be read now (an unset variable, an unreadable file).
+    #[error(transparent)]
+    Secret(#[from] crate::service::secret::SecretError),
     /// The webhook secret cannot sign.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -102,14 +105,12 @@ impl Client {
                 .map_err(|_| SendError::Timeout(DELIVERY_TIMEOUT * 3))?;
         }
         let setting = |what: &str| SendError::Setting(what.to_owned());
-        let url = secret::read(channel.url.as_ref().ok_or_else(|| setting("the channel has no URL"))?)
-            .map_err(SendError::Setting)?;
+        let url = secret::read(channel.url.as_ref().ok_or_else(|| setting("the channel has no URL"))?)?;
         let (body, headers) = match channel.kind {
             ChannelKind::Webhook => {
                 let secret = secret::read(
                     channel.secret.as_ref().ok_or_else(|| setting("the webhook has no secret"))?,
-                )
-                .map_err(SendError::Setting)?;
+                )?;
                 let body = webhook_body(note).to_string();
                 let timestamp = now_ms / 1000;
                 let signature = sign(&secret, &note.id, timestamp, &body)?;
@@ -220,8 +221,8 @@ async fn send_email(email: &crate::policy::Email, note: &Note) -> Result<(), Sen
     let mut builder = builder.map_err(SendError::Smtp)?.port(email.port).timeout(Some(DELIVERY_TIMEOUT));
     if let (Some(user), Some(password)) = (&email.username, &email.password) {
         builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-            secret::read(user).map_err(SendError::Setting)?,
-            secret::read(password).map_err(SendError::Setting)?,
+            secret::read(user)?,
+            secret::read(password)?,
         ));
     }
     builder.build().send(message).await.map(|_| ()).map_err(SendError::Smtp)
