@@ -103,7 +103,7 @@ fn non_approvers_cannot_approve_or_deny() {
         let out = Command::new("setpriv")
             .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .arg(&exe)
-            .args(["approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["approvals::approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(
                 APPROVE_CHILD_ENV,
                 format!(

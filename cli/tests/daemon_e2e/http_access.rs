@@ -188,7 +188,7 @@ pub(crate) fn call_as_uid_in_groups(
             .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string()])
             .args(&groups)
             .arg(&exe)
-            .args(["approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["approvals::approve_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(APPROVE_CHILD_ENV, format!("{}|{method}|{params}", socket.display()))
             .output()
             .unwrap()
