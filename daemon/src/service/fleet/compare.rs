@@ -114,9 +114,20 @@ pub fn compare(
     cmp
 }
 
+/// A line of an OTLP file that is not JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: not JSON: {source}")]
+pub struct NotOtlp {
+    /// The line, from 1.
+    pub line: usize,
+    /// What the JSON parser said.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// The records an OpenTelemetry Collector's file exporter wrote (OTLP/JSON, one export request
 /// per line) for the log `log_id`: `(seq, record)` from each log record's `faramesh.seq` and body.
-pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>, String> {
+pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>, NotOtlp> {
     let mut out = Vec::new();
     let attr = |attrs: &Value, key: &str| -> Option<Value> {
         attrs.as_array()?.iter().find(|a| a["key"] == key).map(|a| a["value"].clone())
@@ -125,7 +136,7 @@ pub fn otlp_file_records(text: &str, log_id: &str) -> Result<Vec<(u64, String)>,
         v["intValue"].as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| v["intValue"].as_u64())
     };
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let req: Value = serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        let req: Value = serde_json::from_str(line).map_err(|source| NotOtlp { line: n + 1, source })?;
         for rl in req["resourceLogs"].as_array().into_iter().flatten() {
             let id = attr(&rl["resource"]["attributes"], "faramesh.log_id");
             if id.as_ref().and_then(|v| v["stringValue"].as_str()) != Some(log_id) {

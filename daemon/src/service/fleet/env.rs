@@ -17,6 +17,21 @@ pub struct Otlp {
     pub identity: Option<(crate::tls::PemFile, crate::tls::PemFile)>,
 }
 
+/// Why the OpenTelemetry settings cannot be used: the variable or flag, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpSettingError {
+    /// A variable or the flag holds a value that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// A certificate or key file the variables name cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+fn invalid<T>(why: String) -> Result<T, OtlpSettingError> {
+    Err(OtlpSettingError::Invalid(why))
+}
+
 impl Otlp {
     /// The OTLP destination the environment (and `--otlp-endpoint`, which wins) configure, if
     /// any: `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` as is, else `OTEL_EXPORTER_OTLP_ENDPOINT` with
@@ -25,7 +40,7 @@ impl Otlp {
     pub fn from_env(
         flag: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Otlp>, String> {
+    ) -> Result<Option<Otlp>, OtlpSettingError> {
         let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let endpoint =
             match (flag, var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), var("OTEL_EXPORTER_OTLP_ENDPOINT")) {
@@ -35,11 +50,11 @@ impl Otlp {
                 (None, None, None) => return Ok(None),
             };
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(format!("the OTLP endpoint `{endpoint}` must start with http:// or https://"));
+            return invalid(format!("the OTLP endpoint `{endpoint}` must start with http:// or https://"));
         }
         let protocol = var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
         if let Some(p) = protocol.filter(|p| p != "http/protobuf") {
-            return Err(format!(
+            return invalid(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL `{p}` is not supported: Faramesh sends OTLP logs as http/protobuf"
             ));
         }
@@ -69,7 +84,7 @@ impl Otlp {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             (Some(f), None) | (None, Some(f)) => {
-                return Err(format!(
+                return invalid(format!(
                     "{} is set without its pair: mutual TLS needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY",
                     f.setting
                 ));
@@ -77,7 +92,7 @@ impl Otlp {
         };
         let o = Otlp { endpoint, headers, resource, ca, identity };
         // The files are read now, so a wrong one stops the start rather than every batch.
-        o.client().map_err(|e| e.to_string())?;
+        o.client()?;
         Ok(Some(o))
     }
 
@@ -93,11 +108,11 @@ impl Otlp {
 }
 
 /// `k=v,k2=v2` (values percent-decoded), as the OpenTelemetry variables write them.
-fn pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, String> {
+fn pairs(text: &str, what: &str) -> Result<Vec<(String, String)>, OtlpSettingError> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let Some((k, v)) = item.split_once('=') else {
-            return Err(format!("{what}: `{item}` is not `key=value`"));
+            return invalid(format!("{what}: `{item}` is not `key=value`"));
         };
         out.push((k.trim().to_owned(), percent_decode(v.trim())));
     }
@@ -177,12 +192,12 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ]),
         );
-        assert!(grpc.unwrap_err().contains("http/protobuf"));
+        assert!(grpc.unwrap_err().to_string().contains("http/protobuf"));
         let bad = Otlp::from_env(
             None,
             &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_EXPORTER_OTLP_HEADERS", "nokey")]),
         );
-        assert!(bad.unwrap_err().contains("`nokey` is not `key=value`"));
+        assert!(bad.unwrap_err().to_string().contains("`nokey` is not `key=value`"));
     }
 
     #[test]
@@ -214,12 +229,12 @@ mod tests {
         // A CA file that is not there stops the start, naming the variable.
         let mut gone = vars.clone();
         gone.retain(|(k, _)| k != "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE");
-        let e = Otlp::from_env(None, &env(gone)).unwrap_err();
+        let e = Otlp::from_env(None, &env(gone)).unwrap_err().to_string();
         assert!(e.starts_with("OTEL_EXPORTER_OTLP_CERTIFICATE `/nowhere/general.pem`"), "{e}");
         // A client certificate without its key.
         let mut half = vars.clone();
         half.retain(|(k, _)| k != "OTEL_EXPORTER_OTLP_CLIENT_KEY");
-        let e = Otlp::from_env(None, &env(half)).unwrap_err();
+        let e = Otlp::from_env(None, &env(half)).unwrap_err().to_string();
         assert!(e.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without its pair"), "{e}");
     }
 }
