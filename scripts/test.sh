@@ -17,7 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # node_modules it installs. `.venv` is left alone unless it is the published SDK's venv of an
 # older run (the README suggests `.venv` for your own `pip install .`).
 if [ "${1:-}" = "--clean" ]; then
-    built=(target fuzz/target .venv-compat .venv-sdk .venv-adk .venv-wheel
+    built=(target fuzz/target .venv-compat .venv-sdk .venv-adk .venv-wheel .venv-witness
         sdk/typescript/node_modules sdk/typescript/dist sdk/python/build
         integrations/openclaw/node_modules integrations/openclaw/dist
         tests/openclaw/node_modules tests/openclaw/node24/node_modules)
