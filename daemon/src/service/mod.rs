@@ -389,19 +389,30 @@ mod tests {
             "version: 1\nrules:\n  - match: { tool: http }\n    require_approval: true\n",
         );
         let who = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 10 }));
-        // Polled once, then dropped.
-        let gone = tokio::time::timeout(std::time::Duration::ZERO, s.govern(call(), &who)).await;
-        assert!(gone.is_err(), "the commit finished within one poll: nothing was dropped");
+        // Polled once, then dropped. A fast log writer can finish the commit within that one
+        // poll; then the call simply completed, and the next one is tried.
+        let mut completed = 0;
+        let mut dropped = false;
+        for _ in 0..50 {
+            match tokio::time::timeout(std::time::Duration::ZERO, s.govern(call(), &who)).await {
+                Ok(_) => completed += 1,
+                Err(_) => {
+                    dropped = true;
+                    break;
+                }
+            }
+        }
+        assert!(dropped, "every commit finished within one poll: nothing was dropped");
         let mut listed = Vec::new();
         for _ in 0..2000 {
             listed = s.approval_list(false, &who).await.unwrap();
-            if !listed.is_empty() {
+            if listed.len() > completed {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert_eq!(listed.len(), 1, "the committed DEFER's approval is not in the book");
-        assert!(!listed[0].action_id.is_empty());
+        assert_eq!(listed.len(), completed + 1, "the committed DEFER's approval is not in the book");
+        assert!(listed.iter().all(|a| !a.action_id.is_empty()));
     }
 
     /// Memory holds only approvals that may still change; an ended one is read from the log's
