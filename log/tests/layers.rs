@@ -11,30 +11,9 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The names in a manifest's `[dependencies]` (and target or build dependencies) tables.
-fn dependencies(manifest: &str) -> Vec<String> {
-    let mut section = String::new();
-    let mut deps = Vec::new();
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line.to_owned();
-            continue;
-        }
-        let is_dep_section = section == "[dependencies]"
-            || section.starts_with("[target.") && section.ends_with(".dependencies]")
-            || section == "[build-dependencies]";
-        if is_dep_section
-            && !line.starts_with('#')
-            && let Some((name, _)) = line.split_once('=')
-        {
-            let name = name.trim().split('.').next().unwrap_or_default().trim_matches('"').to_owned();
-            if !name.is_empty() {
-                deps.push(name);
-            }
-        }
-    }
-    deps
-}
+#[path = "../../proto/tests/manifest/mod.rs"]
+mod manifest;
+use manifest::dependencies;
 
 #[test]
 fn the_log_knows_no_caller() {
