@@ -38,6 +38,10 @@ const IMPURE: &[&str] = &[
     "dbg!",
 ];
 
+#[path = "../../proto/tests/manifest/mod.rs"]
+mod manifest;
+use manifest::dependencies;
+
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -110,23 +114,7 @@ fn the_scan_sees_io() {
 #[test]
 fn the_policy_crate_depends_on_pure_crates_only() {
     let manifest = std::fs::read_to_string(crate_dir().join("Cargo.toml")).unwrap();
-    let mut section = String::new();
-    let mut deps = Vec::new();
-    for line in manifest.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line.to_owned();
-            continue;
-        }
-        let is_dep_section = section == "[dependencies]"
-            || section.starts_with("[target.") && section.ends_with(".dependencies]")
-            || section == "[build-dependencies]";
-        if is_dep_section && let Some((name, _)) = line.split_once('=') {
-            let name = name.trim().split('.').next().unwrap_or_default().to_owned();
-            if !name.is_empty() && !name.starts_with('#') {
-                deps.push(name);
-            }
-        }
-    }
+    let deps = dependencies(&manifest);
     assert!(deps.iter().any(|d| d == "faramesh-proto"), "read the dependencies: {deps:?}");
     let impure: Vec<&String> = deps.iter().filter(|d| !PURE.contains(&d.as_str())).collect();
     assert!(impure.is_empty(), "the policy crate depends on pure crates only, not {impure:?}");
