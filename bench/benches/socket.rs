@@ -163,18 +163,21 @@ fn main() {
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()
-            .map(|url| faramesh_daemon::service::fleet::Spec {
-                name: "otlp".into(),
-                kind: faramesh_daemon::service::fleet::Kind::Otlp(faramesh_daemon::service::fleet::Otlp {
-                    endpoint: url,
-                    headers: Vec::new(),
-                    resource: vec![("service.name".into(), "faramesh-bench".into())],
-                    ..Default::default()
-                }),
-                required: false,
+            .map(|url| {
+                faramesh_adapters::export::export(
+                    "otlp",
+                    false,
+                    faramesh_adapters::export::OtlpExporter::new(faramesh_adapters::export::Otlp {
+                        endpoint: url,
+                        headers: Vec::new(),
+                        resource: vec![("service.name".into(), "faramesh-bench".into())],
+                        ..Default::default()
+                    }),
+                )
             })
             .into_iter()
             .collect(),
+        outbound: faramesh_adapters::outbound(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server::run(config, async move {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use faramesh_daemon::service::fleet::{compare, otlp_file_records};
-use faramesh_daemon::service::fleet_pg;
+use faramesh_adapters::export::postgres as fleet_pg;
+use faramesh_adapters::export::{compare, otlp_file_records};
 use serde_json::{Value, json};
 
 use crate::args::SocketArg;

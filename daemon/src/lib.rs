@@ -9,4 +9,3 @@ pub(crate) use faramesh_policy as policy;
 pub(crate) use faramesh_policy::permit;
 pub mod service;
 pub mod systemd;
-pub mod tls;

@@ -78,9 +78,11 @@ pub struct Config {
     /// A demo daemon (`faramesh serve --demo`): said by `status` and the dashboard.
     pub demo: bool,
     /// Where the log's entries are exported (`docs/fleet.md`).
-    pub export: Vec<faramesh_daemon::service::fleet::Spec>,
+    pub export: Vec<faramesh_daemon::service::outbound::Export>,
     /// The witnesses the log's checkpoints are submitted to (`serve --witnesses`), if any.
     pub witnesses: Option<faramesh_daemon::service::witness::Config>,
+    /// The adapters that deliver notifications and submit checkpoints to witnesses.
+    pub outbound: faramesh_daemon::service::outbound::Outbound,
 }
 
 /// Why the daemon could not start.
@@ -151,6 +153,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         demo: config.demo,
         export: config.export.clone(),
         witnesses: config.witnesses.clone(),
+        outbound: config.outbound.clone(),
     })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;

@@ -271,6 +271,7 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         demo: false,
         export,
         witnesses,
+        outbound: faramesh_adapters::outbound(),
     })
 }
 
@@ -279,16 +280,16 @@ fn export_of(
     otlp_flag: Option<&str>,
     postgres: Option<&str>,
     required: &[String],
-) -> Result<Vec<faramesh_daemon::service::fleet::Spec>> {
-    use faramesh_daemon::service::fleet::{Kind, Otlp, Spec};
+) -> Result<Vec<faramesh_daemon::service::outbound::Export>> {
+    use faramesh_adapters::export::{Otlp, OtlpExporter, PostgresExporter, export, postgres};
     let mut out = Vec::new();
     let env = |k: &str| std::env::var(k).ok();
     if let Some(o) = Otlp::from_env(otlp_flag, &env).map_err(|e| anyhow!(e))? {
-        out.push(Spec { name: "otlp".into(), kind: Kind::Otlp(o), required: false });
+        out.push(export("otlp", false, OtlpExporter::new(o)));
     }
     if let Some(url) = postgres.filter(|u| !u.is_empty()) {
-        faramesh_daemon::service::fleet_pg::check_url(url).map_err(|e| anyhow!("`--postgres`: {e}"))?;
-        out.push(Spec { name: "postgres".into(), kind: Kind::Postgres(url.to_owned()), required: false });
+        postgres::check_url(url).map_err(|e| anyhow!("`--postgres`: {e}"))?;
+        out.push(export("postgres", false, PostgresExporter::new(url)));
     }
     for name in required {
         match out.iter_mut().find(|d| &d.name == name) {

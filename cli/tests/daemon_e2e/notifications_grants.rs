@@ -101,7 +101,7 @@ fn notifications_are_signed_retried_and_survive_a_sigkill() {
     // The signature is the Standard Webhooks HMAC of `id.timestamp.body` with the secret.
     let raw = receiver.got.lock().unwrap().last().unwrap().1.clone();
     let timestamp: u64 = headers["webhook-timestamp"].parse().unwrap();
-    let expected = faramesh_daemon::service::notify::sign(
+    let expected = faramesh_adapters::notify::sign(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         &headers["webhook-id"],
         timestamp,

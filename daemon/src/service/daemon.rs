@@ -1,7 +1,7 @@
 //! The composition root: [`Daemon::open`] opens the log, loads the policy and builds the core's
 //! state; [`Opened::start`] records the start and runs the background tasks (policy reloads,
-//! retention, notifications, export, witnesses); [`Daemon::close`] records the stop and closes
-//! the log. The doors (`server`) only bind, accept and translate: they get a [`Service`] and
+//! retention, notifications, export, witnesses) with the outbound adapters it was given
+//! ([`super::outbound`]); [`Daemon::close`] records the stop and closes the log. The doors (`server`) only bind, accept and translate: they get a [`Service`] and
 //! never see the log or the state's fields.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::{Export, Outbound};
 use super::state::{Limits, Loaded, PolicyFileError, State};
 use super::{Service, approvals, fleet, limits, logins, metrics, retention, state, witness};
 use crate::log::{CommitObserver, Log, LogError, LogKey, LogOptions, dpr, entry};
@@ -36,8 +37,10 @@ pub struct Options {
     pub single_user: bool,
     /// A demo daemon (`faramesh serve --demo`).
     pub demo: bool,
-    /// Where the log's entries are exported.
-    pub export: Vec<fleet::Spec>,
+    /// Where the log's entries are exported, each with the adapter that ships to it.
+    pub export: Vec<Export>,
+    /// The adapters that deliver notifications and submit checkpoints to witnesses.
+    pub outbound: Outbound,
     /// The witnesses the log's checkpoints are submitted to, if any.
     pub witnesses: Option<witness::Config>,
 }
@@ -122,11 +125,7 @@ impl Daemon {
         let approvals = approvals::Book::load(Arc::clone(&log))?;
         let mcp_pins = super::mcp_pins::Pins::load(&log)?;
         let grants = super::grants::Grants::load(&log)?;
-        let destinations = options
-            .export
-            .iter()
-            .map(|d| Arc::new(fleet::Destination::new(&d.name, d.kind.clone(), d.required)))
-            .collect();
+        let destinations = options.export.iter().map(|d| Arc::new(fleet::Destination::new(d))).collect();
         let state = State {
             policy_path: options.policy_path.clone(),
             policy: ArcSwap::from_pointee(Loaded { policy, loaded_at: entry::rfc3339(entry::now_ms()) }),
@@ -236,8 +235,9 @@ impl Opened {
         // run queued and did not deliver).
         let outbox_stop = CancellationToken::new();
         let outbox = {
-            let (svc, stop) = (service.clone(), outbox_stop.clone());
-            tokio::spawn(async move { svc.run_outbox(stop).await })
+            let (svc, stop, notifier) =
+                (service.clone(), outbox_stop.clone(), Arc::clone(&options.outbound.notifier));
+            tokio::spawn(async move { svc.run_outbox(notifier.as_ref(), stop).await })
         };
         // Export: each destination's sender ships what follows its cursor.
         let exports = state
@@ -256,8 +256,9 @@ impl Opened {
                 interval_s = w.interval.as_secs_f64(),
                 "submitting checkpoints to witnesses"
             );
-            let (svc, stop) = (service.clone(), witness_stop.clone());
-            tokio::spawn(async move { svc.run_witnesses(w, stop).await })
+            let (svc, stop, post) =
+                (service.clone(), witness_stop.clone(), Arc::clone(&options.outbound.witness));
+            tokio::spawn(async move { svc.run_witnesses(w, post.as_ref(), stop).await })
         });
         tracing::info!(policy = %options.policy_path.display(), policy_hash = %hash, "the policy is loaded");
         Ok(Daemon {

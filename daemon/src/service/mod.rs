@@ -21,8 +21,6 @@ pub mod daemon;
 mod doors;
 mod error;
 pub mod fleet;
-mod fleet_otlp;
-pub mod fleet_pg;
 mod govern;
 pub mod grants;
 mod identity;
@@ -31,10 +29,11 @@ pub mod logins;
 pub mod mcp_pins;
 pub mod metrics;
 pub mod notify;
+pub mod outbound;
 mod queries;
 pub mod request;
 pub mod retention;
-mod secret;
+pub mod secret;
 pub mod state;
 pub mod stats;
 pub mod v1;
@@ -345,16 +344,32 @@ mod tests {
         assert_eq!(s.approval_wait(&id, now, &a).await.unwrap().0.status, approvals::Status::Approved);
     }
 
+    /// An export destination that is never reached.
+    #[derive(Debug)]
+    struct Unreachable;
+
+    impl outbound::Exporter for Unreachable {
+        fn kind(&self) -> &'static str {
+            "postgres"
+        }
+        fn target(&self) -> String {
+            "postgres://nowhere/x".into()
+        }
+        fn ship(&self, _: outbound::Batch) -> outbound::Sending<'_> {
+            Box::pin(async { Err("unreachable".into()) })
+        }
+    }
+
     /// Regression: `export.rewind` moved a destination's cursor (so entries were sent again)
     /// without a trace in the log.
     #[tokio::test]
     async fn export_rewind_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        let d = Arc::new(fleet::Destination::new(
-            "postgres",
-            fleet::Kind::Postgres("postgres://nowhere/x".into()),
-            false,
-        ));
+        let d = Arc::new(fleet::Destination::new(&outbound::Export {
+            name: "postgres".into(),
+            required: false,
+            exporter: Arc::new(Unreachable),
+        }));
         let s = service_with(dir.path(), BUDGET_POLICY, Arc::new(vec![d]));
         let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 7 }));
         let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));

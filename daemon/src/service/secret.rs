@@ -23,7 +23,7 @@ pub enum SecretError {
 
 /// The value, read now: a literal as given, an environment variable of the daemon, or a file
 /// with its trailing whitespace trimmed.
-pub(crate) fn read(secret: &SecretRef) -> Result<String, SecretError> {
+pub fn read(secret: &SecretRef) -> Result<String, SecretError> {
     match secret {
         SecretRef::Literal(v) => Ok(v.clone()),
         SecretRef::Env(name) => std::env::var(name).map_err(|_| SecretError::Unset(name.clone())),

@@ -7,12 +7,12 @@
 //! an alarm: a `witness_alarm` entry, the status row, `status`, `/metrics`, the dashboard and
 //! every notification channel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::outbound::WitnessPost;
 use super::{Service, state_row, to_json};
 use crate::log::keys::base64_encode;
 use crate::log::witness::{Witness, WitnessPolicy, with_cosignatures};
@@ -73,15 +73,19 @@ enum Outcome {
 impl Service {
     /// Submits checkpoints to the witnesses every `config.interval` until `shutdown`, then once
     /// more (the checkpoint that records the stop).
-    pub async fn run_witnesses(&self, config: Config, shutdown: tokio_util::sync::CancellationToken) {
-        let client = Client::new();
+    pub async fn run_witnesses(
+        &self,
+        config: Config,
+        client: &dyn WitnessPost,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
         let mut recorded = 0u64;
         loop {
-            recorded = self.witness_round(&config.policy, &client, recorded).await;
+            recorded = self.witness_round(&config.policy, client, recorded).await;
             tokio::select! {
                 () = tokio::time::sleep(config.interval) => {}
                 () = shutdown.cancelled() => {
-                    self.witness_round(&config.policy, &client, recorded).await;
+                    self.witness_round(&config.policy, client, recorded).await;
                     return;
                 }
             }
@@ -102,7 +106,7 @@ impl Service {
     /// One round: the newest checkpoint to every witness with a URL. Returns the seq of the
     /// `witness_cosigned` entry it recorded (or `recorded` unchanged): a log whose newest entry
     /// is that record has nothing new to submit.
-    async fn witness_round(&self, policy: &WitnessPolicy, client: &Client, recorded: u64) -> u64 {
+    async fn witness_round(&self, policy: &WitnessPolicy, client: &dyn WitnessPost, recorded: u64) -> u64 {
         let log = &self.state.log;
         let Ok(Some(note)) = log.latest_checkpoint() else { return recorded };
         let Ok(cp) = Checkpoint::parse_note(&note) else { return recorded };
@@ -205,7 +209,7 @@ impl Service {
     #[allow(clippy::too_many_arguments, reason = "one submission's parts")]
     async fn submit_checkpoint(
         &self,
-        client: &Client,
+        client: &dyn WitnessPost,
         w: &Witness,
         url: &str,
         old: u64,
@@ -330,71 +334,4 @@ impl Service {
             Err(e) => tracing::error!(error = %e.message, "cannot record a witness alarm"),
         }
     }
-}
-
-/// A plain HTTP/1 client for witnesses: one request per connection, the status and body back.
-struct Client {
-    tls: tokio_rustls::TlsConnector,
-}
-
-impl Client {
-    fn new() -> Client {
-        let config = crate::tls::client_config(None, None).unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-        Client { tls: tokio_rustls::TlsConnector::from(Arc::new(config)) }
-    }
-
-    async fn post(&self, url: &str, body: String) -> Result<(u16, String), String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err("the URL must be http:// or https://".into()),
-        };
-        let host = uri.host().ok_or("the URL has no host")?.trim_matches(['[', ']']).to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
-            .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(hyper::header::USER_AGENT, dpr::RUNTIME_VERSION)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| format!("bad host: {e}"))?;
-            let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            send(hyper_util::rt::TokioIo::new(tls), req).await
-        } else {
-            send(hyper_util::rt::TokioIo::new(tcp), req).await
-        }
-    }
-}
-
-/// Most bytes read from a witness's answer.
-const MAX_ANSWER: usize = 64 << 10;
-
-async fn send<T>(
-    io: T,
-    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
-) -> Result<(u16, String), String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    use http_body_util::BodyExt;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
-    let body = limited.collect().await.map_err(|e| format!("the answer: {e}"))?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -6,8 +6,6 @@
 //! every record carries the log id and `seq`, so a duplicate is harmless). A destination marked
 //! required holds retention: no prune removes an entry it has not acknowledged.
 
-mod compare;
-mod env;
 mod send;
 
 use std::sync::Arc;
@@ -16,64 +14,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-pub use compare::{Comparison, compare, otlp_file_records};
-pub use env::Otlp;
-pub use send::BATCH;
+pub use send::{BATCH, ThreadGone, background};
 
+use super::outbound::{Export, Exporter};
 use crate::log::{Log, entry};
-
-/// What a destination is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// OTLP/HTTP logs, protobuf.
-    Otlp(Otlp),
-    /// PostgreSQL tables (`postgres://…`).
-    Postgres(String),
-}
-
-/// A configured destination (`serve`'s flags and the OpenTelemetry variables).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
-    /// Its name (`otlp`).
-    pub name: String,
-    /// Where it goes.
-    pub kind: Kind,
-    /// Retention waits for it.
-    pub required: bool,
-}
 
 /// One export destination and what its sender has seen.
 #[derive(Debug)]
 pub struct Destination {
     /// `otlp`: names its cursor row (`export/otlp`).
     pub name: String,
-    /// Where it goes.
-    pub kind: Kind,
+    /// What ships to it.
+    pub exporter: Arc<dyn Exporter>,
     /// Retention waits for it.
     pub required: bool,
     last_error: Mutex<Option<String>>,
     last_ok_ms: AtomicU64,
     errors: AtomicU64,
     shipped: AtomicU64,
-    /// The PostgreSQL connection, kept between batches (dropped after an error).
-    pg: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// The cursor in memory (`u64::MAX` until read from its row): saved to the row at most
     /// every [`SAVE_EVERY`], when the sender goes idle, and when it stops.
     acked: AtomicU64,
 }
 
 impl Destination {
-    /// A destination named `name`.
-    pub fn new(name: &str, kind: Kind, required: bool) -> Destination {
+    /// The destination `export` configures.
+    pub fn new(export: &Export) -> Destination {
         Destination {
-            name: name.to_owned(),
-            kind,
-            required,
+            name: export.name.clone(),
+            exporter: Arc::clone(&export.exporter),
+            required: export.required,
             last_error: Mutex::new(None),
             last_ok_ms: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             shipped: AtomicU64::new(0),
-            pg: tokio::sync::Mutex::new(None),
             acked: AtomicU64::new(u64::MAX),
         }
     }
@@ -102,10 +76,7 @@ impl Destination {
 
     /// Where it sends, without secrets (headers are not shown).
     pub fn target(&self) -> String {
-        match &self.kind {
-            Kind::Otlp(o) => o.endpoint.clone(),
-            Kind::Postgres(url) => super::fleet_pg::redacted(url),
-        }
+        self.exporter.target()
     }
 
     /// The destination's line in `status`: cursor, lag in entries and seconds, last error.
@@ -121,7 +92,7 @@ impl Destination {
         let last_ok = self.last_ok_ms.load(Ordering::Relaxed);
         json!({
             "name": self.name,
-            "kind": match self.kind { Kind::Otlp(_) => "otlp", Kind::Postgres(_) => "postgres" },
+            "kind": self.exporter.kind(),
             "target": self.target(),
             "required": self.required,
             "cursor": cursor,

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Destination, Kind, hold_retention, host_name};
+use super::{Destination, hold_retention, host_name};
 use crate::log::{Log, entry};
+use crate::service::outbound::Batch;
 
 /// Entries per batch sent.
 pub const BATCH: usize = 512;
 /// The longest wait between retries of a destination that fails.
 /// Retries of a destination: 1 s, then twice as long after each failure in a row, up to 30 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-/// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest one batch may take before it counts as failed (the exporters give up sooner).
+const SHIP_LIMIT: Duration = Duration::from_secs(60);
 /// How often an advancing cursor is written to its row (a crash sends at most this much again).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// How long a sender that was idle waits after a commit for more (one batch, not one request
@@ -26,62 +27,26 @@ const LINGER: Duration = Duration::from_millis(100);
 
 impl Destination {
     /// Ships `records` (`(seq, record)`, in order); `Ok` once the destination acknowledged them.
-    async fn ship(
-        &self,
-        client: &Result<crate::service::notify::Client, crate::tls::TlsError>,
-        log: &Log,
-        records: &[(u64, Arc<str>)],
-    ) -> Result<(), String> {
-        match &self.kind {
-            Kind::Otlp(o) => {
-                let log_id = log.origin().trim_start_matches("faramesh/").to_owned();
-                let (o2, records) = (o.clone(), records.to_vec());
-                let body = background(move || {
-                    crate::service::fleet_otlp::otlp_body(&o2, &log_id, &host_name(), &records)
-                })
-                .await?;
-                let client = client.as_ref().map_err(ToString::to_string)?;
-                let headers: Vec<(&str, String)> =
-                    o.headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-                tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    client.post_bytes(&o.endpoint, "application/x-protobuf", body.into(), headers),
-                )
-                .await
-                .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
-                .map_err(|e| e.to_string())
-            }
-            Kind::Postgres(url) => {
-                let mut conn = self.pg.lock().await;
-                let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                    let client = match conn.as_mut() {
-                        Some(client) => client,
-                        None => {
-                            let client = crate::service::fleet_pg::connect(url).await?;
-                            client.batch_execute(crate::service::fleet_pg::SCHEMA).await?;
-                            conn.insert(client)
-                        }
-                    };
-                    let log_id = log.origin().trim_start_matches("faramesh/");
-                    let host = host_name();
-                    let checkpoint = log.latest_checkpoint().ok().flatten().and_then(|c| {
-                        let size = c.lines().nth(1)?.trim().parse::<u64>().ok()?;
-                        Some((size, c))
-                    });
-                    let key = log.key().public().to_text();
-                    crate::service::fleet_pg::write_batch(client, log_id, &host, &key, checkpoint, records)
-                        .await
-                })
-                .await
-                .map_or_else(
-                    |_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
-                    |written| written.map_err(|e| e.to_string()),
-                );
-                if result.is_err() {
-                    *conn = None;
-                }
-                result
-            }
+    async fn ship(&self, log: &Log, records: Vec<(u64, Arc<str>)>) -> Result<(), String> {
+        let checkpoint = if self.exporter.wants_checkpoint() {
+            log.latest_checkpoint().ok().flatten().and_then(|c| {
+                let size = c.lines().nth(1)?.trim().parse::<u64>().ok()?;
+                Some((size, c))
+            })
+        } else {
+            None
+        };
+        let batch = Batch {
+            log_id: log.origin().trim_start_matches("faramesh/").to_owned(),
+            host: host_name(),
+            log_key: log.key().public().to_text(),
+            checkpoint,
+            records,
+        };
+        match tokio::time::timeout(SHIP_LIMIT, self.exporter.ship(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", SHIP_LIMIT.as_secs())),
         }
     }
 
@@ -94,11 +59,6 @@ impl Destination {
         all: Arc<Vec<Arc<Destination>>>,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        // Checked at start (`Otlp::from_env`); a file that went bad since fails each batch.
-        let client = match &self.kind {
-            Kind::Otlp(o) => o.client(),
-            Kind::Postgres(_) => Ok(crate::service::notify::Client::new()),
-        };
         let mut committed = log.subscribe();
         let mut tail = std::collections::VecDeque::new();
         let mut failures: u32 = 0;
@@ -142,7 +102,7 @@ impl Destination {
                         .map(|b| b.into_iter().map(|(seq, r)| (seq, Arc::<str>::from(r))).collect::<Vec<_>>())
                 })
                 .await;
-                match read.and_then(|r| r.map_err(|e| e.to_string())) {
+                match read.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -156,19 +116,20 @@ impl Destination {
                 }
             };
             let last = batch.last().map_or(cursor, |(s, _)| *s);
-            match self.ship(&client, &log, &batch).await {
+            let n = batch.len() as u64;
+            match self.ship(&log, batch).await {
                 Ok(()) => {
                     // Only forward: a rewind meanwhile wins.
                     let _ = self.acked.compare_exchange(cursor, last, Ordering::SeqCst, Ordering::SeqCst);
                     self.save(&log, &mut saved, false).await;
-                    self.shipped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.shipped.fetch_add(n, Ordering::Relaxed);
                     self.last_ok_ms.store(entry::now_ms(), Ordering::Relaxed);
                     if let Ok(mut e) = self.last_error.lock() {
                         *e = None;
                     }
                     failures = 0;
                     hold_retention(&log, &all);
-                    if batch.len() < BATCH / 4 {
+                    if n < (BATCH / 4) as u64 {
                         // Caught up: let the next commits gather into one batch.
                         gather(&mut committed, &mut tail, &stop).await;
                     }
@@ -261,10 +222,15 @@ fn keep(tail: &mut std::collections::VecDeque<Committed>, c: Committed) {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The exporters' thread could not be started or has stopped.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the export thread is gone")]
+pub struct ThreadGone;
+
 /// Runs `f` (reading back and encoding batches) on the exporters' own thread, in the idle
 /// scheduling class ([`lower_priority`]): under full load the decisions go first and the
 /// export catches up after.
-async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+pub async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ThreadGone> {
     static WORKER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
     let worker = WORKER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -283,12 +249,8 @@ async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    worker
-        .lock()
-        .map_err(|_| "the export thread is gone".to_owned())?
-        .send(job)
-        .map_err(|_| "the export thread is gone".to_owned())?;
-    rx.await.map_err(|_| "the export thread is gone".to_owned())
+    worker.lock().map_err(|_| ThreadGone)?.send(job).map_err(|_| ThreadGone)?;
+    rx.await.map_err(|_| ThreadGone)
 }
 
 /// Puts this thread in the idle scheduling class (`SCHED_IDLE`): it runs on CPU time the

@@ -9,30 +9,24 @@
 //! down, or a restart loses nothing: the rows are still there. Each delivery carries the row's id
 //! (`webhook-id`), so receivers can drop duplicates.
 
-mod client;
-mod format;
-
 use crate::service::backoff::Backoff;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use client::Client;
-pub use client::SendError;
-pub use format::{SignError, email_text, one_line, sign, slack_body, slack_escape, webhook_body};
-
 use faramesh_proto::{Call, Decision, Effect};
 use serde_json::{Value, json};
 
 use super::approvals::{self, Approval};
+use super::outbound::{Failure, Notifier};
 use super::{Service, ServiceError, to_json};
 use crate::log::{StateWrites, dpr, entry};
 use crate::policy;
 
 /// The first retry waits 1 s; each later one twice as long, up to 5 minutes.
 const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-/// How long one delivery may take.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one delivery may take before it counts as failed (the adapters give up sooner).
+const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
 
 /// A queued notification (the `outbox/<id>` row).
 ///
@@ -224,13 +218,12 @@ impl Service {
     }
 
     /// Delivers the outbox until the service shuts down (`shutdown` resolves).
-    pub async fn run_outbox(&self, shutdown: tokio_util::sync::CancellationToken) {
+    pub async fn run_outbox(&self, notifier: &dyn Notifier, shutdown: tokio_util::sync::CancellationToken) {
         let mut attempts: HashMap<String, (u32, std::time::Instant)> = HashMap::new();
         let mut reminded: HashMap<String, (u64, bool)> = HashMap::new();
-        let client = Client::new();
         loop {
             let periodic = self.remind(&mut reminded).await;
-            let mut next = self.outbox_pass(&client, &mut attempts).await;
+            let mut next = self.outbox_pass(notifier, &mut attempts).await;
             if periodic {
                 next = next.min(Duration::from_secs(5));
             }
@@ -301,7 +294,7 @@ impl Service {
     /// One pass over the outbox: posts every due row; answers how long until the next is due.
     async fn outbox_pass(
         &self,
-        client: &Client,
+        notifier: &dyn Notifier,
         attempts: &mut HashMap<String, (u32, std::time::Instant)>,
     ) -> Duration {
         let stats = &self.state.outbox;
@@ -347,11 +340,19 @@ impl Service {
             let channel = policy.policy.notifications.channels.get(&note.channel);
             // A channel a reload removed keeps the default tries: the next reload may bring it back.
             let limit = channel.map_or(crate::policy::DEFAULT_CHANNEL_ATTEMPTS, |c| c.attempts);
-            let result = match channel {
-                Some(channel) => client.deliver(channel, &note, self.clock.now_ms()).await,
-                None => {
-                    Err(SendError::Setting(format!("channel `{}` is no longer in the policy", note.channel)))
+            let result: Result<(), Failure> = match channel {
+                Some(channel) => {
+                    match tokio::time::timeout(
+                        DELIVERY_LIMIT,
+                        notifier.deliver(channel, &note, self.clock.now_ms()),
+                    )
+                    .await
+                    {
+                        Ok(delivered) => delivered,
+                        Err(_) => Err(format!("no answer within {} s", DELIVERY_LIMIT.as_secs()).into()),
+                    }
                 }
+                None => Err(format!("channel `{}` is no longer in the policy", note.channel).into()),
             };
             match result {
                 Ok(()) => {

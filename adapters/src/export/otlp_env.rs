@@ -98,12 +98,9 @@ impl Otlp {
 
     /// The HTTP client for this destination: the web PKI roots, the private CA and the client
     /// certificate when configured.
-    pub fn client(&self) -> Result<crate::service::notify::Client, crate::tls::TlsError> {
+    pub fn client(&self) -> Result<crate::http::Client, crate::tls::TlsError> {
         let identity = self.identity.as_ref().map(|(c, k)| (c, k));
-        Ok(crate::service::notify::Client::with_config(crate::tls::client_config(
-            self.ca.as_ref(),
-            identity,
-        )?))
+        Ok(crate::http::Client::with_config(crate::tls::client_config(self.ca.as_ref(), identity)?))
     }
 }
 

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::fleet::Otlp;
+use super::Otlp;
 use crate::log::entry;
 
 /// The request body for `records` (`(seq, record)`, in order) of log `log_id`.

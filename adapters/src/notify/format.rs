@@ -5,7 +5,8 @@ use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
-use super::Note;
+use faramesh_daemon::service::notify::Note;
+
 use crate::log::entry;
 
 /// Text from a call (the agent's own, or holding parts of it) on one line: a line break (any of
@@ -214,7 +215,7 @@ pub fn slack_body(note: &Note) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::notify::summary;
+    use faramesh_daemon::service::notify::summary;
 
     /// The Standard Webhooks specification's own example.
     #[test]

@@ -1,0 +1,82 @@
+//! What the core sends out, as traits it drives: notifications to people ([`Notifier`]), the
+//! log's entries to export destinations ([`Exporter`]) and checkpoints to witnesses
+//! ([`WitnessPost`]). The core decides what to send, when, how often to retry and what to
+//! record; an adapter only speaks its protocol (HTTP, SMTP, PostgreSQL, OTLP). The
+//! implementations live in the `faramesh-adapters` crate, and the composition root
+//! ([`super::daemon::Daemon::open`]) takes them as arguments.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::policy::Channel;
+
+use super::notify::Note;
+
+/// Why an adapter did not deliver, its causes kept. The core records its text.
+pub type Failure = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A delivery under way: `Ok` once the other side acknowledged.
+pub type Sending<'a, T = ()> = Pin<Box<dyn Future<Output = Result<T, Failure>> + Send + 'a>>;
+
+/// Delivers one notification to one of the policy's channels.
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Posts `note` to `channel` in the channel's format; `now_ms` stamps a signature.
+    fn deliver<'a>(&'a self, channel: &'a Channel, note: &'a Note, now_ms: u64) -> Sending<'a>;
+}
+
+/// One batch of committed entries for an export destination.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The log's id (its origin without `faramesh/`).
+    pub log_id: String,
+    /// This host's name.
+    pub host: String,
+    /// The log's public key, as `log pubkey` prints it.
+    pub log_key: String,
+    /// The newest signed checkpoint and its size, when the exporter asked for it.
+    pub checkpoint: Option<(u64, String)>,
+    /// `(seq, record)`, consecutive, in order.
+    pub records: Vec<(u64, Arc<str>)>,
+}
+
+/// Ships batches of the log's entries to one destination.
+pub trait Exporter: Send + Sync + std::fmt::Debug {
+    /// What it speaks (`otlp`, `postgres`), shown by `status`.
+    fn kind(&self) -> &'static str;
+    /// Where it sends, without secrets.
+    fn target(&self) -> String;
+    /// Whether a batch should carry the newest checkpoint.
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
+    /// Ships `batch`; `Ok` once the destination acknowledged every entry in it.
+    fn ship(&self, batch: Batch) -> Sending<'_>;
+}
+
+/// Posts a C2SP `add-checkpoint` request to a witness.
+pub trait WitnessPost: Send + Sync + std::fmt::Debug {
+    /// POSTs `body` to `url`: the answer's status and body.
+    fn post<'a>(&'a self, url: &'a str, body: String) -> Sending<'a, (u16, String)>;
+}
+
+/// The adapters the core runs with.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Notification channels.
+    pub notifier: Arc<dyn Notifier>,
+    /// Witnesses.
+    pub witness: Arc<dyn WitnessPost>,
+}
+
+/// A configured export destination: its name (its cursor row is `export/<name>`), whether
+/// retention waits for it, and the adapter that ships to it.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// Its name (`otlp`, `postgres`).
+    pub name: String,
+    /// Retention waits for it.
+    pub required: bool,
+    /// What ships to it.
+    pub exporter: Arc<dyn Exporter>,
+}
