@@ -153,6 +153,24 @@ def test_deny_as_error_and_hidden_tools(env: Env) -> None:
     assert len(env.received()) == before
 
 
+def test_a_tool_the_server_never_listed_is_refused(env: Env) -> None:
+    """Regression: a call to a tool missing from the server's tools/list was decided by the
+    policy alone and forwarded; the proxy now lists the tools itself when the client has not."""
+    before = len(env.received())
+
+    async def run() -> None:
+        async with Client(env.params()) as client:
+            # No list_tools first: the proxy lists them itself.
+            hidden = await client.call_tool("wipe_everything", {})
+            assert hidden.is_error and "not a tool this server listed" in text(hidden)
+            assert hidden.structured_content["faramesh"]["reason_code"] == "MCP_TOOL_UNLISTED"
+            ok = await client.call_tool("read_file", {"path": "/listed-by-the-proxy"})
+            assert not ok.is_error and text(ok) == "contents of /listed-by-the-proxy"
+
+    asyncio.run(run())
+    assert env.received()[before:] == [{"tool": "read_file", "args": {"path": "/listed-by-the-proxy"}}]
+
+
 def test_a_daemon_that_is_down_refuses_every_call(env: Env) -> None:
     before = len(env.received())
 

@@ -8,8 +8,9 @@ use super::*;
 const FILES_READ: &str =
     "version: 1\nrules:\n  - id: files-read\n    match: { tool: files, op: read }\n    allow: true\n";
 
-/// An MCP server stand-in on a free loopback port: answers every request with an empty
-/// JSON-RPC result and records each request's first line and body.
+/// An MCP server stand-in on a free loopback port: answers a `tools/list` with one tool, `read`,
+/// and every other request with an empty JSON-RPC result, recording each one's first line and
+/// body (a listing is not recorded).
 fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -37,8 +38,13 @@ fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
             }
             let mut body = vec![0u8; length];
             reader.read_exact(&mut body).unwrap();
-            record.lock().unwrap().push(format!("{}{}", first.trim_end(), String::from_utf8_lossy(&body)));
-            let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let answer = if body.contains(r#""method":"tools/list""#) {
+                r#"{"jsonrpc":"2.0","id":0,"result":{"tools":[{"name":"read","description":"Read a file.","inputSchema":{"type":"object"}}]}}"#
+            } else {
+                record.lock().unwrap().push(format!("{}{body}", first.trim_end()));
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#
+            };
             let mut w = conn;
             let _ = write!(
                 w,
@@ -77,7 +83,11 @@ impl Gateway {
             assert!(Instant::now() < deadline, "the gateway did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Gateway { child, port, seen, daemon }
+        let g = Gateway { child, port, seen, daemon };
+        // A client lists the tools before it calls one (the gateway calls only listed tools).
+        let list = g.send("POST", &[("host", &g.host()), JSON], LIST);
+        assert_eq!(list.1["result"]["tools"][0]["name"], "read", "{list:?}");
+        g
     }
 
     fn host(&self) -> String {
@@ -106,6 +116,7 @@ impl Drop for Gateway {
 }
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{"path":"/etc/hostname"}}}"#;
+const LIST: &str = r#"{"jsonrpc":"2.0","id":0,"method":"tools/list","params":{}}"#;
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 /// The refusal names the header, and says `words`.
@@ -263,4 +274,22 @@ fn a_tool_prefix_holding_a_slash_is_refused() {
         "{reply}"
     );
     assert!(c.result("mcp.pins", json!({}))["pins"].as_array().unwrap().is_empty());
+}
+
+/// Regression: a `tools/call` for a tool the server never listed was decided by the policy and
+/// forwarded: nobody had seen its definition, and no pin could ever quarantine it.
+#[test]
+fn mcp_gateway_refuses_a_tool_the_server_never_listed() {
+    let g = Gateway::start();
+    let hidden = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"wipe_everything","arguments":{}}}"#;
+    let reply = g.send("POST", &[("host", &g.host()), JSON], hidden);
+    assert_eq!(reply.1["result"]["isError"], true, "{reply:?}");
+    assert_eq!(
+        reply.1["result"]["structuredContent"]["faramesh"]["reason_code"], "MCP_TOOL_UNLISTED",
+        "{reply:?}"
+    );
+    assert_eq!(g.reached(), (0, 0), "nothing reached the server or the daemon");
+    // The listed tool is the policy's to decide.
+    assert_eq!(g.send("POST", &[("host", &g.host()), JSON], CALL).0, 200);
+    assert_eq!(g.reached(), (1, 1));
 }

@@ -48,6 +48,10 @@ pub(super) fn hide_denied(shared: &Shared, msg: &mut Value) {
 /// this server is refused too.
 pub(super) fn on_listing(shared: &Shared, msg: &mut Value) {
     let Some(tools) = msg.pointer("/result/tools").and_then(Value::as_array).cloned() else { return };
+    if let Ok(mut listed) = shared.listed.lock() {
+        let names = tools.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).map(str::to_owned);
+        listed.get_or_insert_default().extend(names);
+    }
     let server_name = shared.server_name.lock().ok().and_then(|n| n.clone());
     let report = json!({
         "server": shared.tool(),
@@ -217,6 +221,19 @@ pub(crate) fn gate(
             id,
             &text,
             json!({"effect": "DENY", "reason_code": "MCP_SERVER_REFUSED"}),
+        ));
+    }
+    // A tool the server did not list in this session: no one saw its definition.
+    if shared.listed.lock().map_or(true, |l| l.as_ref().is_some_and(|l| !l.contains(name))) {
+        let text = format!(
+            "Faramesh refused the call: `{}` is not a tool this server listed (tools/list) in this session",
+            crate::term::safe(name)
+        );
+        return Some(refusal(
+            shared,
+            id,
+            &text,
+            json!({"effect": "DENY", "reason_code": "MCP_TOOL_UNLISTED"}),
         ));
     }
     // The name and arguments decided on are exactly those of the message forwarded.

@@ -104,6 +104,13 @@ pub(crate) struct Shared {
     pub(crate) dashboard: Option<String>,
     /// Why every call of this server is refused (its tool prefix belongs to another server).
     pub(crate) refused: Mutex<Option<String>>,
+    /// The tools the server listed in this session (`tools/list`, every page), `None` before
+    /// its first listing: once it listed, only these are called.
+    pub(crate) listed: Mutex<Option<std::collections::HashSet<String>>>,
+    /// The proxy's own `tools/list` requests in flight (stdio): id -> who waits for the answer.
+    pub(crate) own_listings: Mutex<HashMap<String, std::sync::mpsc::Sender<Value>>>,
+    /// Numbers the proxy's own requests.
+    pub(crate) own_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -125,6 +132,9 @@ impl Shared {
             pending: Mutex::new(HashMap::new()),
             dashboard,
             refused: Mutex::new(None),
+            listed: Mutex::new(None),
+            own_listings: Mutex::new(HashMap::new()),
+            own_seq: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

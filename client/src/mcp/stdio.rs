@@ -191,6 +191,15 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                 {
                     *p = Some(v.to_owned());
                 }
+                // The answer to the proxy's own listing: read, reported, and not relayed.
+                let own = msg
+                    .get("id")
+                    .and_then(|id| shared.own_listings.lock().ok().and_then(|mut o| o.remove(&id_key(id))));
+                if let Some(waiting) = own {
+                    on_listing(shared, &mut msg);
+                    let _ = waiting.send(msg);
+                    continue;
+                }
                 let listed = msg
                     .get("id")
                     .and_then(|id| shared.listing.lock().ok().and_then(|mut l| l.remove(&id_key(id))))
@@ -205,6 +214,44 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
     }
 }
 
+/// The most pages of the proxy's own listing.
+const MAX_PAGES: usize = 100;
+/// How long the server may take to answer one page.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lists the server's tools itself (every page), for a client that calls a tool before it
+/// listed any: a tool is decided only once its definition was seen and pinned.
+fn list_tools(shared: &Arc<Shared>, envelope: Map<String, Value>) {
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_PAGES {
+        let n = shared.own_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = json!(format!("faramesh-list-{n}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Ok(mut own) = shared.own_listings.lock() {
+            own.insert(id_key(&id), tx);
+        }
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {}});
+        if let Some(c) = cursor.take() {
+            request["params"]["cursor"] = c;
+        }
+        if !envelope.is_empty() {
+            request["params"]["_meta"] = Value::Object(envelope.clone());
+        }
+        let answer = if shared.send_server(&mcp_msg::encode(&request)) {
+            rx.recv_timeout(LIST_TIMEOUT).ok()
+        } else {
+            None
+        };
+        if let Ok(mut own) = shared.own_listings.lock() {
+            own.remove(&id_key(&id));
+        }
+        match answer.and_then(|a| a.pointer("/result/nextCursor").cloned()) {
+            Some(next) if !next.is_null() => cursor = Some(next),
+            _ => return,
+        }
+    }
+}
+
 fn tools_call(
     shared: &Arc<Shared>,
     id: Value,
@@ -213,6 +260,25 @@ fn tools_call(
     msg: Map<String, Value>,
 ) {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    if shared.listed.lock().is_ok_and(|l| l.is_none()) {
+        // From 2026-07-28 each request carries the protocol's envelope (version, the client's
+        // capabilities) in `_meta`: the proxy's listing carries the client's call's.
+        let envelope: Map<String, Value> = params
+            .get("_meta")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("io.modelcontextprotocol/"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        list_tools(shared, envelope);
+        // A server that could not list its tools has none the proxy calls.
+        if let Ok(mut l) = shared.listed.lock() {
+            l.get_or_insert_default();
+        }
+    }
     let notify = |note: Value| shared.send_client(&note);
     match gate(shared, &id, name, arguments, &params, Some(&notify)) {
         Some(reply) => shared.send_client(&reply),

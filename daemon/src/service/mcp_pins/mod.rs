@@ -72,6 +72,15 @@ fn legacy_hashes() -> u8 {
 /// The hashes of pins written now: the whole definition.
 const WHOLE_DEFINITION: u8 = 2;
 
+/// Why a tool's calls are held back from the policy's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held {
+    /// Its pin is quarantined.
+    Quarantined(Pin),
+    /// Its server's listings never showed it.
+    Unlisted,
+}
+
 /// The pins, kept in memory (loaded from the state rows at start).
 #[derive(Debug, Default)]
 pub struct Pins {
@@ -125,12 +134,27 @@ impl Pins {
 
     /// The quarantine of `server`/`tool`, if it is quarantined (the check `govern` makes).
     pub fn quarantined(&self, server: &str, tool: &str) -> Option<Pin> {
+        match self.held(server, tool)? {
+            Held::Quarantined(pin) => Some(pin),
+            Held::Unlisted => None,
+        }
+    }
+
+    /// Why calls of `server`/`tool` are held, if they are: its pin is quarantined, or `server`
+    /// is an MCP server whose listings pinned tools and never this one (a tool the server did
+    /// not show is one nobody could review).
+    pub fn held(&self, server: &str, tool: &str) -> Option<Held> {
         let tools = self.tools.read().ok()?;
         // A tool holding `/` is no MCP server's prefix: `a/b` + `c` is not server `a`'s `b/c`.
         if tools.is_empty() || server.contains('/') {
             return None;
         }
-        tools.get(&key(server, tool)).filter(|p| p.status == PinStatus::Quarantined).cloned()
+        match tools.get(&key(server, tool)) {
+            Some(p) if p.status == PinStatus::Quarantined => Some(Held::Quarantined(p.clone())),
+            Some(_) => None,
+            None if tools.keys().any(|k| split_key(k).0 == server) => Some(Held::Unlisted),
+            None => None,
+        }
     }
 
     /// Every pin, by `server/tool`, sorted.
@@ -263,12 +287,19 @@ impl Service {
         if decision.effect == Effect::Deny {
             return None;
         }
-        let pin = self.state.mcp_pins.quarantined(&call.tool, &call.operation)?;
-        let why = pin.reason.unwrap_or_else(|| "its definition is not trusted".into());
-        let reason = format!(
-            "MCP tool `{}/{}` is quarantined: {why}; an operator trusts it with `faramesh mcp trust --server {} --tool {}`",
-            call.tool, call.operation, call.tool, call.operation
-        );
+        let reason = match self.state.mcp_pins.held(&call.tool, &call.operation)? {
+            Held::Quarantined(pin) => {
+                let why = pin.reason.unwrap_or_else(|| "its definition is not trusted".into());
+                format!(
+                    "MCP tool `{}/{}` is quarantined: {why}; an operator trusts it with `faramesh mcp trust --server {} --tool {}`",
+                    call.tool, call.operation, call.tool, call.operation
+                )
+            }
+            Held::Unlisted => format!(
+                "MCP tool `{}/{}` is not in any listing of server `{}`: a tool whose definition nobody saw is held like a quarantined one",
+                call.tool, call.operation, call.tool
+            ),
+        };
         let rule_id = Some(format!("mcp.{}.{}", call.tool, call.operation));
         Some(if policy.mcp.quarantine == Effect::Deny {
             govern::deny_with(decision.clone(), ReasonCode::McpToolQuarantined, reason, rule_id, None)

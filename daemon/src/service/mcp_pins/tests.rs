@@ -292,3 +292,25 @@ async fn a_listing_with_two_tools_of_one_name_is_refused() {
     assert!(nameless.unwrap_err().message.contains("`tools[0]` is not a tool definition"));
     assert!(s.state.mcp_pins.all().is_empty());
 }
+
+/// Regression: a `tools/call` for a tool the server never listed was decided by the policy
+/// alone (`tool: files, op: "*"` allowed it) and forwarded: no pin, so no quarantine, ever.
+#[tokio::test]
+async fn a_tool_the_server_never_listed_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        service(dir.path(), "version: 1\nrules:\n  - match: { tool: files, op: \"*\" }\n    allow: true\n");
+    let wipe = || {
+        CallRequest::from_value(&json!({"agent_id": "bot", "tool": "files", "operation": "wipe_everything"}))
+            .unwrap()
+    };
+    // No listing of `files` yet: no server is known by that name, the policy decides.
+    assert_eq!(s.govern(wipe(), &peer(1000)).await.unwrap().decision.effect, Effect::Permit);
+    assert_eq!(status(&s, read_tool()).await, PinStatus::Trusted);
+    let d = s.govern(wipe(), &peer(1000)).await.unwrap().decision;
+    assert_eq!((d.effect, d.reason_code), (Effect::Defer, ReasonCode::McpToolQuarantined), "{d:?}");
+    assert!(d.reason.contains("not in any listing"), "{}", d.reason);
+    assert_eq!(s.state.mcp_pins.held("files", "wipe_everything"), Some(Held::Unlisted));
+    // The listed tool is still the policy's to decide.
+    assert_eq!(s.govern(read_call(), &peer(1000)).await.unwrap().decision.effect, Effect::Permit);
+}
