@@ -389,9 +389,9 @@ fn hook_calls_carry_the_session_id() {
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{host}: {said} {}", String::from_utf8_lossy(&out.stderr));
         assert!(said.contains("sess-a"), "{host}: the grant names the session: {said}");
-        let (d, why) = shell(host, "sess-a", "uptime");
+        let (d, why) = shell(host, "sess-a", "ls -la");
         assert_eq!(d, "allow", "{host}: the same session is granted: {why}");
-        let (d, why) = shell(host, "sess-b", "uptime");
+        let (d, why) = shell(host, "sess-b", "ls -la");
         assert_ne!(d, "allow", "{host}: another session is not: {why}");
     }
 }

@@ -216,12 +216,20 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     let said = cli(&["approve", first["action_id"].as_str().unwrap(), "--grant", "30m"]);
     assert!(said.contains("may call shell/exec without asking until"), "{said}");
     assert!(said.contains("(uid "), "whom it covers: {said}");
-    let other_args = call(&mut c, "bot", "shell", json!({"cmd": "uptime"}));
+    let other_args = call(&mut c, "bot", "shell", json!({"cmd": "ls -la /tmp"}));
     assert_eq!(
         (&other_args["effect"], &other_args["reason_code"]),
         (&json!("PERMIT"), &json!("GRANT_APPLIED"))
     );
     assert!(other_args["rule_id"].as_str().unwrap().starts_with("grant:grant_"), "{other_args}");
+    // A grant made with the approval of `ls` covers lines that run `ls` only.
+    let other_program = call(&mut c, "bot", "shell", json!({"cmd": "uptime"}));
+    assert_eq!(
+        (&other_program["effect"], &other_program["reason_code"]),
+        (&json!("DEFER"), &json!("POLICY_DEFER"))
+    );
+    let chained = call(&mut c, "bot", "shell", json!({"cmd": "ls && uptime"}));
+    assert_eq!(chained["effect"], "DEFER", "{chained}");
     assert_eq!(call(&mut c, "other-bot", "shell", json!({"cmd": "ls"}))["effect"], "DEFER", "another agent");
     // No grant covers a command line the reader could not read in full.
     let unread = call(&mut c, "bot", "shell", json!({"cmd": "X=rm; $X -rf /srv/app"}));
@@ -264,7 +272,7 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
     daemon.spawn();
     let mut c = daemon.client();
     assert_eq!(
-        call(&mut c, "bot", "shell", json!({"cmd": "id"}))["reason_code"],
+        call(&mut c, "bot", "shell", json!({"cmd": "ls /"}))["reason_code"],
         "GRANT_APPLIED",
         "kept across a restart"
     );
@@ -278,7 +286,7 @@ fn grants_allow_what_would_be_deferred_and_nothing_more() {
         .unwrap()
         .to_owned();
     assert!(cli(&["grants", "revoke", &shell_grant]).contains("revoked"));
-    assert_eq!(call(&mut c, "bot", "shell", json!({"cmd": "id"}))["effect"], "DEFER", "revoked");
+    assert_eq!(call(&mut c, "bot", "shell", json!({"cmd": "ls /"}))["effect"], "DEFER", "revoked");
     let entries = c.result("log.entries", json!({"from_seq": 1, "limit": 500}));
     let kinds: Vec<&str> =
         entries["entries"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
@@ -456,4 +464,56 @@ fn unresolved_command_is_defer_command_unresolved_and_deny_when_the_policy_says(
         (Some("DEFER"), Some("POLICY_DEFER")),
         "{r}"
     );
+}
+
+/// Regression: lines that bash runs as `rm -rf DIR` were read as resolved and harmless
+/// (`watch -q 1 …` took `1` for the program; `make -E`, `split --filter`, `sqlite3 .shell`,
+/// `ed`, wrappers without an option table), got the default policy's low-risk DEFER, and one
+/// "Approve + 30 min" of an `ls` made each of them PERMIT `GRANT_APPLIED`.
+#[test]
+fn a_grant_on_ls_does_not_cover_lines_that_run_rm() {
+    let default =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/default.yaml"))
+            .unwrap();
+    let policy = default.replace("approvals:\n", "approvals:\n  allow_same_uid: true\n");
+    assert!(policy.contains("allow_same_uid: true"), "the test's approver is the agent's uid");
+    let daemon = Daemon::start(&policy);
+    let mut c = daemon.client();
+    let first = c.result("govern", shell_call("ls"));
+    assert_eq!(first["effect"], "DEFER", "{first}");
+    let out = Command::new(bin())
+        .args([
+            "approve",
+            first["approval_id"].as_str().unwrap(),
+            "--grant",
+            "30m",
+            "--any-caller",
+            "--socket",
+        ])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.result("govern", shell_call("ls -la /srv"))["reason_code"], "GRANT_APPLIED");
+    for cmd in [
+        "watch -q 1 rm -rf /srv/app",
+        "watch --equexit 1 rm -rf /srv/app",
+        "make -E $'all:\\n\\trm -rf /srv/app'",
+        "printf 'all:\\n\\trm -rf /srv/app\\n' | make -f -",
+        "echo x | split --filter='rm -rf /srv/app'",
+        "sqlite3 :memory: '.shell rm -rf /srv/app'",
+        "echo '!rm -rf /srv/app' | ed",
+        "linux64 rm -rf /srv/app",
+        "prlimit rm -rf /srv/app",
+        "capsh -- -c 'rm -rf /srv/app'",
+        "valgrind -q rm -rf /srv/app",
+        "less +'!rm -rf /srv/app' /etc/hostname",
+    ] {
+        let r = c.result("govern", shell_call(cmd));
+        assert_ne!(r["effect"], "PERMIT", "{cmd}: {r}");
+        assert!(
+            r["reason_code"] == "COMMAND_UNRESOLVED" || r["rule_id"] == "shell-destructive",
+            "{cmd}: read as unresolved or as the rm it runs: {r}"
+        );
+    }
 }

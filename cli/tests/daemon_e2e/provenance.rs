@@ -115,12 +115,12 @@ fn grant_does_not_cover_another_caller() {
     assert_eq!(status, 200, "{answered}");
     let (_, grants) = http_json(port, "GET", "/v1/grants", alice, Value::Null);
     assert_eq!(grants["grants"][0]["covers"], json!({"token": "agent:bot-a"}), "{grants}");
-    let (_, same) = http_json(port, "POST", "/v1/evaluate", a, shell("id"));
+    let (_, same) = http_json(port, "POST", "/v1/evaluate", a, shell("ls -l"));
     assert_eq!(
         (same["effect"].as_str(), same["reason_code"].as_str()),
         (Some("PERMIT"), Some("GRANT_APPLIED"))
     );
-    let (_, other) = http_json(port, "POST", "/v1/evaluate", b, shell("rm -rf ./build"));
+    let (_, other) = http_json(port, "POST", "/v1/evaluate", b, shell("ls ./build"));
     assert_eq!(
         (other["effect"].as_str(), other["reason_code"].as_str()),
         (Some("DEFER"), Some("POLICY_DEFER")),
@@ -137,7 +137,7 @@ fn grant_does_not_cover_another_caller() {
         json!({"approve": true, "grant_minutes": 30, "grant_any_caller": true}),
     );
     assert_eq!(status, 200);
-    let (_, widened) = http_json(port, "POST", "/v1/evaluate", b, shell("rm -rf ./build"));
+    let (_, widened) = http_json(port, "POST", "/v1/evaluate", b, shell("ls ./build"));
     assert_eq!(widened["reason_code"], "GRANT_APPLIED", "{widened}");
 }
 
@@ -161,8 +161,8 @@ fn grant_from_a_session_covers_only_that_session() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("in session s-1"), "the CLI says whom the grant covers: {said}");
-    assert_eq!(call(&mut agent, "s-1", "uptime")["reason_code"], "GRANT_APPLIED");
-    assert_eq!(call(&mut agent, "s-2", "uptime")["effect"], "DEFER", "another session");
+    assert_eq!(call(&mut agent, "s-1", "ls -l")["reason_code"], "GRANT_APPLIED");
+    assert_eq!(call(&mut agent, "s-2", "ls -l")["effect"], "DEFER", "another session");
     let listed = Command::new(bin()).args(["grants", "--socket"]).arg(&daemon.socket).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("CALLER") && listed.contains("in session s-1"), "{listed}");

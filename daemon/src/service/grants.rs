@@ -61,9 +61,40 @@ pub struct Grant {
     /// an approval), for people reading the list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// The programs it is limited to (a grant made with the approval of a command line): a
+    /// later call is covered only if the command reader read every program it runs, and each
+    /// is one of these. A grant on `ls` never covers a line that runs anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs: Option<Vec<String>>,
+}
+
+/// The programs of a command-bearing call, sorted and deduplicated: `None` when the call carries
+/// no command; an empty list when its command was not fully read (no grant can cover it).
+pub fn programs_of(params: &Value) -> Option<Vec<String>> {
+    use crate::policy::command::{Reading, read_params};
+    match read_params(params) {
+        Reading::NoCommand => None,
+        Reading::Resolved(commands) => {
+            let mut programs: Vec<String> = commands.into_iter().map(|c| c.program).collect();
+            programs.sort();
+            programs.dedup();
+            Some(programs)
+        }
+        Reading::Unresolved { .. } | Reading::Unreadable(_) => Some(Vec::new()),
+    }
 }
 
 impl Grant {
+    /// Whether a call whose command runs `programs` (see [`programs_of`]) is within the
+    /// programs it is limited to.
+    fn allows_programs(&self, programs: Option<&[String]>) -> bool {
+        match (&self.programs, programs) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(allowed), Some(run)) => !run.is_empty() && run.iter().all(|p| allowed.contains(p)),
+        }
+    }
+
     /// Whether it is live and names this agent, tool, operation (and arguments); whether it
     /// covers the caller is [`Permit::grant`]'s to say.
     fn applies_to(&self, call: &Call, request_hash: &str, now: u64) -> bool {
@@ -135,6 +166,8 @@ pub struct GrantRequest {
     pub reason: Option<String>,
     /// What the arguments were, in one line (with `request_hash`).
     pub summary: Option<String>,
+    /// The programs it is limited to (see [`Grant::programs`]).
+    pub programs: Option<Vec<String>>,
 }
 
 /// A person's answer to a pending approval, as both doors read it: `approve` (or the method says
@@ -229,6 +262,7 @@ impl GrantRequest {
             approval_id: None,
             reason: f.string("reason")?,
             summary: None,
+            programs: None,
         })
     }
 }
@@ -249,7 +283,9 @@ impl Service {
         }
         let requester = who.caller();
         let same_uid_ok = self.same_uid_ok();
-        grants.iter().find_map(|g| {
+        let programs =
+            grants.iter().any(|g| g.programs.is_some()).then(|| programs_of(&call.params)).flatten();
+        grants.iter().filter(|g| g.allows_programs(programs.as_deref())).find_map(|g| {
             let reason = format!(
                 "allowed by grant {} until {} (it would otherwise need approval: {})",
                 g.id, g.expires_at, decision.reason
@@ -313,6 +349,7 @@ impl Service {
             approval_id: req.approval_id,
             reason: req.reason,
             summary,
+            programs: req.programs,
         };
         let row = state_row(format!("grant/{}", grant.id), &grant)?;
         let body = dpr::event_entry("grant", to_json("the grant", &grant)?);
@@ -387,6 +424,8 @@ impl Service {
         }
         let a = self.approval_decide(&id, true, reason.clone(), who).await?;
         let summary = same_args.then(|| super::notify::summary(&record.params));
+        // A grant made with the approval of a command line covers only the programs it runs.
+        let programs = programs_of(&record.params);
         let grant = self
             .grant_create(
                 GrantRequest {
@@ -399,6 +438,7 @@ impl Service {
                     approval_id: Some(a.approval_id.clone()),
                     reason,
                     summary,
+                    programs,
                 },
                 who,
             )

@@ -305,12 +305,15 @@ async fn a_tool_the_server_never_listed_is_held() {
             .unwrap()
     };
     // No listing of `files` yet: no server is known by that name, the policy decides.
-    assert_eq!(s.govern(wipe(), &peer(1000)).await.unwrap().decision.effect, Effect::Permit);
+    assert_eq!(s.govern(wipe(), &peer(1000)).await.unwrap().decision.reason_code, ReasonCode::PolicyPermit);
     assert_eq!(status(&s, read_tool()).await, PinStatus::Trusted);
     let d = s.govern(wipe(), &peer(1000)).await.unwrap().decision;
     assert_eq!((d.effect, d.reason_code), (Effect::Defer, ReasonCode::McpToolQuarantined), "{d:?}");
     assert!(d.reason.contains("not in any listing"), "{}", d.reason);
     assert_eq!(s.state.mcp_pins.held("files", "wipe_everything"), Some(Held::Unlisted));
     // The listed tool is still the policy's to decide.
-    assert_eq!(s.govern(read_call(), &peer(1000)).await.unwrap().decision.effect, Effect::Permit);
+    assert_eq!(
+        s.govern(read_call(), &peer(1000)).await.unwrap().decision.reason_code,
+        ReasonCode::PolicyPermit
+    );
 }

@@ -351,7 +351,33 @@ impl Resolver<'_> {
             "man" => {
                 long_prefix(&["-P", "--pager", "-H", "--html"]).then_some("`man` given a program to run")
             }
-            "make" | "gmake" => long_prefix(&["--eval"]).then_some("`make --eval` runs given text"),
+            "make" | "gmake" => {
+                // `-E` is `--eval`'s short form (bundled too: `-sE`); `-f -` reads the makefile
+                // from standard input.
+                let short_eval =
+                    known.iter().any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('E'));
+                let stdin_makefile = known.iter().enumerate().any(|(k, a)| {
+                    let names_file = *a == "-f"
+                        || ["--file", "--makefile"]
+                            .iter()
+                            .any(|p| *a == *p || abbreviated(a, p) && !a.contains('='));
+                    let inline = ["-f-", "--file=-", "--makefile=-"].contains(a)
+                        || a.ends_with("=-") && ["--file", "--makefile"].iter().any(|p| abbreviated(a, p));
+                    inline || names_file && known.get(k + 1) == Some(&"-")
+                });
+                if short_eval || long_prefix(&["--eval"]) {
+                    Some("`make --eval` (`-E`) runs given text")
+                } else if stdin_makefile {
+                    Some("`make -f -` reads its makefile from standard input")
+                } else {
+                    None
+                }
+            }
+            "split" => long_prefix(&["--filter"]).then_some("`split --filter` runs a shell command"),
+            "less" | "more" => known
+                .iter()
+                .any(|a| a.starts_with('+') || a.starts_with("--cmd"))
+                .then_some("`less +…` runs its commands, `!` included"),
             _ => None,
         };
         if let Some(why) = why {

@@ -172,14 +172,15 @@ impl Resolver<'_> {
             }
             "watch" => {
                 let spec = Spec {
-                    flags: "bcCegptwxqr",
-                    values: "n",
+                    flags: "bcCegptwxr",
+                    // `-q`/`--equexit` take a number of cycles (procps-ng 4).
+                    values: "nq",
                     optional: "d",
                     long_flags: &[
                         "beep", "color", "no-color", "errexit", "chgexit", "precise", "no-title", "no-wrap",
-                        "exec", "equexit", "no-rerun",
+                        "exec", "no-rerun",
                     ],
-                    long_values: &["interval"],
+                    long_values: &["interval", "equexit"],
                     long_optional: &["differences"],
                     ..Spec::default()
                 };

@@ -237,6 +237,25 @@ impl Resolver<'_> {
                 self.refuse(&whole(), "GNU `parallel` runs its arguments as shell commands");
                 return Ok(());
             }
+            // Each runs commands it reads (its arguments or standard input: `ed`'s and `dc`'s
+            // `!`, `sqlite3`'s `.shell`, `m4`'s `syscmd`, `at`'s job), in a language the reader
+            // does not read.
+            "ed" | "red" | "dc" | "m4" | "sqlite3" | "at" | "batch" => {
+                self.refuse(
+                    &whole(),
+                    format!("`{name}` runs commands it reads, which the reader does not follow"),
+                );
+                return Ok(());
+            }
+            // Each runs a command (or a shell) after options the reader has no table for.
+            "capsh" | "setarch" | "linux32" | "linux64" | "i386" | "x86_64" | "uname26" | "prlimit"
+            | "choom" | "ssh-agent" | "dbus-run-session" | "dbus-launch" | "valgrind" | "perf" | "ltrace"
+            | "gdbserver" | "catchsegv" | "firejail" | "bwrap" | "proot" | "schroot" | "numactl"
+            | "cgexec" | "systemd-inhibit" | "unbuffer" | "faketime" | "torsocks" | "proxychains"
+            | "proxychains4" => {
+                self.refuse(&whole(), format!("`{name}` runs a command the reader does not follow"));
+                return Ok(());
+            }
             _ => {}
         }
         if SHELLS.contains(&name) {
