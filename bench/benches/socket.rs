@@ -160,6 +160,7 @@ fn main() {
         single_user: false,
         demo: false,
         witnesses: None,
+        kill_file: None,
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

@@ -13,6 +13,7 @@ mod daemon_cmd;
 mod demo;
 mod fleet_cmd;
 mod hook_cmd;
+mod kill_cmd;
 mod log_cmd;
 mod mcp_cmd;
 mod ops_cmd;
@@ -46,7 +47,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon in the foreground.
-    Serve(daemon_cmd::ServeArgs),
+    Serve(Box<daemon_cmd::ServeArgs>),
     /// Run the daemon with the default policy and a local state dir, with verbose logs.
     Dev(daemon_cmd::DevArgs),
     /// Check a policy, then hot-reload the running daemon or start one in the background.
@@ -54,6 +55,8 @@ enum Command {
     /// Show what the running daemon is doing.
     #[command(after_help = "Example:\n  faramesh status")]
     Status(args::SocketArg),
+    /// Deny every call (of one agent, or all) until lifted: the kill switch (approvers only).
+    Kill(kill_cmd::KillArgs),
     /// Stop the running daemon (SIGTERM: it finishes what is in flight first).
     #[command(after_help = "Example:\n  faramesh stop")]
     Stop(args::SocketArg),
@@ -172,11 +175,12 @@ fn main() -> ExitCode {
     ops_cmd::init_color(cli.no_color);
     let json_out = cli.json;
     let result = match cli.command {
-        Command::Serve(args) => daemon_cmd::serve(args),
+        Command::Serve(args) => daemon_cmd::serve(*args),
         Command::Dev(args) => daemon_cmd::dev(args),
         Command::Mcp(args) => mcp_cmd::mcp(args),
         Command::Apply(args) => daemon_cmd::apply(args, cli.json),
         Command::Status(s) => daemon_cmd::status(&s, cli.json),
+        Command::Kill(a) => kill_cmd::kill(a, cli.json),
         Command::Stop(s) => daemon_cmd::stop(&s),
         Command::List(a) => ops_cmd::list(a, cli.json),
         Command::Get(a) => ops_cmd::get(a, cli.json),

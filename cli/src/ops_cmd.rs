@@ -30,6 +30,15 @@ pub fn init_color(no_color: bool) {
     COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// `text` in red when colour is on.
+pub fn red(text: &str) -> String {
+    if COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+        format!("\x1b[1;31m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// `text` padded to `width`, coloured by what it says when colour is on.
 fn paint(text: &str, width: usize) -> String {
     let padded = format!("{text:<width$}");
@@ -557,9 +566,18 @@ pub fn grants(args: GrantsArgs, json_out: bool) -> Result<ExitCode> {
                 s(g, "agent_id"),
                 covers_text(g),
                 format!("{}/{}", s(g, "tool"), s(g, "operation")),
-                match (g["request_hash"].is_string(), g["summary"].as_str()) {
-                    (true, Some(summary)) if !summary.is_empty() => format!("only {summary}"),
-                    (true, _) => "same args".into(),
+                match (g["request_hash"].is_string(), g["summary"].as_str(), g["programs"].as_array()) {
+                    (true, Some(summary), _) if !summary.is_empty() => format!("only {summary}"),
+                    (true, _, _) => "same args".into(),
+                    (false, _, Some(programs)) => format!(
+                        "lines running only {}",
+                        programs
+                            .iter()
+                            .filter_map(|p| p.as_str())
+                            .map(|p| safe(p).into_owned())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     _ => "any args".into(),
                 },
                 s(g, "expires_at"),

@@ -69,6 +69,8 @@ pub enum ReasonCode {
     /// require-approval rule would decide: DEFER, or DENY under `commands: { unresolved:
     /// deny }`. Never covered by a grant.
     CommandUnresolved,
+    /// The kill switch is engaged (for every agent, or this one), or the kill file is present.
+    KillSwitch,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,
     /// Something inside the daemon failed (policy missing, log unwritable): fail closed.
@@ -94,6 +96,7 @@ impl ReasonCode {
             ReasonCode::ApprovalExpired => "APPROVAL_EXPIRED",
             ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",
             ReasonCode::CommandUnresolved => "COMMAND_UNRESOLVED",
+            ReasonCode::KillSwitch => "KILL_SWITCH",
             ReasonCode::InvalidRequest => "INVALID_REQUEST",
             ReasonCode::InternalError => "INTERNAL_ERROR",
         }

@@ -83,6 +83,8 @@ pub struct Config {
     pub witnesses: Option<faramesh_daemon::service::witness::Config>,
     /// The adapters that deliver notifications and submit checkpoints to witnesses.
     pub outbound: faramesh_daemon::service::outbound::Outbound,
+    /// The kill file: while it exists, every call is DENY (`None`: none is watched).
+    pub kill_file: Option<PathBuf>,
 }
 
 /// Why the daemon could not start.
@@ -154,6 +156,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         export: config.export.clone(),
         witnesses: config.witnesses.clone(),
         outbound: config.outbound.clone(),
+        kill_file: config.kill_file.clone(),
     })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;

@@ -74,6 +74,19 @@ pub fn email_text(note: &Note) -> (String, String) {
             let witness = one_line(&s("witness"), 64);
             (format!("[Faramesh] Witness alarm: {witness}"), format!("Witness alarm: {witness}."))
         }
+        "kill.engaged" => {
+            let whom = kill_whom(d, false);
+            (
+                format!("[Faramesh] Kill switch engaged for {whom}"),
+                format!(
+                    "Kill switch engaged for {whom}: every call is denied. Lift it with: faramesh kill --lift"
+                ),
+            )
+        }
+        "kill.lifted" => {
+            let whom = kill_whom(d, false);
+            (format!("[Faramesh] Kill switch lifted for {whom}"), format!("Kill switch lifted for {whom}."))
+        }
         _ => (format!("[Faramesh] Denied: {call}"), "Denied.".to_owned()),
     };
     let mut lines = vec![head, String::new()];
@@ -112,6 +125,15 @@ pub fn email_text(note: &Note) -> (String, String) {
         }
     }
     (subject, lines.join("\n") + "\n")
+}
+
+/// Whom a kill switch note is about: `agent X` (escaped for Slack when `slack`), or every agent.
+fn kill_whom(d: &Value, slack: bool) -> String {
+    match d.get("agent_id").and_then(Value::as_str) {
+        Some(a) if slack => format!("agent {}", slack_code(a, 64)),
+        Some(a) => format!("agent {}", one_line(a, 64)),
+        None => "every agent".to_owned(),
+    }
 }
 
 /// Why a webhook secret cannot sign.
@@ -186,6 +208,8 @@ pub fn slack_body(note: &Note) -> Value {
         "approval.reminder" => format!(":hourglass: Still waiting for approval: {call}"),
         "approval.escalated" => format!(":rotating_light: Escalated, still waiting for approval: {call}"),
         "witness.alarm" => format!(":rotating_light: Witness alarm: {}", s("reason")),
+        "kill.engaged" => format!(":octagonal_sign: Kill switch engaged for {}", kill_whom(d, true)),
+        "kill.lifted" => format!(":large_green_circle: Kill switch lifted for {}", kill_whom(d, true)),
         _ => format!(":no_entry: Denied: {call}"),
     };
     let mut lines = vec![title.clone()];

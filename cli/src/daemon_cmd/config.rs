@@ -70,6 +70,10 @@ pub struct ServeArgs {
         requires = "witnesses"
     )]
     pub witness_interval: String,
+    /// The kill file: while it exists, every call is denied (`KILL_SWITCH`), whatever the
+    /// policy says.
+    #[arg(long, env = "FARAMESH_KILL_FILE", value_name = "FILE", default_value = faramesh_daemon::service::kill::DEFAULT_FILE)]
+    pub kill_file: PathBuf,
     /// The decision log's page cache, in MiB (memory the daemon keeps for log pages).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_size: u64,
@@ -271,6 +275,7 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         demo: false,
         export,
         witnesses,
+        kill_file: Some(args.kill_file.clone()),
         outbound: faramesh_adapters::outbound(),
     })
 }

@@ -129,6 +129,31 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         s["pid"],
         s["uptime_seconds"]
     );
+    let kill = &s["kill"];
+    if kill["engaged"] == true {
+        for k in kill["switches"].as_array().into_iter().flatten() {
+            let whom = k["agent_id"]
+                .as_str()
+                .map_or("every agent".to_owned(), |a| format!("agent {}", crate::term::safe(a)));
+            let why = k["reason"].as_str().map(|r| format!(": {}", crate::term::safe(r))).unwrap_or_default();
+            println!(
+                "{}",
+                crate::ops_cmd::red(&format!(
+                    "KILLED    every call of {whom} is denied since {}{why}",
+                    k["since"].as_str().unwrap_or("?")
+                ))
+            );
+        }
+        if kill["file_present"] == true {
+            println!(
+                "{}",
+                crate::ops_cmd::red(&format!(
+                    "KILLED    every call is denied: the kill file {} is present",
+                    kill["file"].as_str().unwrap_or("?")
+                ))
+            );
+        }
+    }
     println!("socket    {}", s["socket"].as_str().unwrap_or("?"));
     if let Some(url) = s["http"]["url"].as_str() {
         match s["http"]["tls_fingerprint"].as_str() {

@@ -347,6 +347,7 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         export_required: Vec::new(),
         witnesses: None,
         witness_interval: "60s".into(),
+        kill_file: faramesh_daemon::service::kill::DEFAULT_FILE.into(),
         http: HttpArgs::default(),
         demo: false,
         verbose: true,

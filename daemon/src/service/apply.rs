@@ -101,6 +101,18 @@ pub enum Request {
         /// At most this many.
         limit: usize,
     },
+    /// `kill.engage`: every call (of `agent_id`, or all) is DENY from now on.
+    KillEngage {
+        /// The agent; `None`: every agent.
+        agent_id: Option<String>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `kill.lift`.
+    KillLift {
+        /// The agent; `None`: the switch for every agent.
+        agent_id: Option<String>,
+    },
     /// `export.rewind`.
     ExportRewind {
         /// The destination.
@@ -259,6 +271,10 @@ impl Request {
                 };
                 Request::LogEntries { from_seq, since: f.string("since")?, limit }
             }
+            "kill.engage" => {
+                Request::KillEngage { agent_id: f.string("agent_id")?, reason: f.string("reason")? }
+            }
+            "kill.lift" => Request::KillLift { agent_id: f.string("agent_id")? },
             "export.rewind" => Request::ExportRewind {
                 name: required(&f, "name")?,
                 to_seq: p.get("to_seq").and_then(Value::as_u64).ok_or_else(|| {
@@ -403,6 +419,8 @@ impl Service {
                 let (entries, next_seq) = s.entries(from_seq, since, limit, who)?;
                 Ok(json!({"entries": entries, "next_seq": next_seq}))
             }
+            Request::KillEngage { agent_id, reason } => s.kill_engage(agent_id, reason, who).await,
+            Request::KillLift { agent_id } => s.kill_lift(agent_id, who).await,
             Request::ExportRewind { name, to_seq } => s.export_rewind(&name, to_seq, who).await,
             Request::LogPrune(req) => s.log_prune(req, who).await,
             Request::LogExported { from, through } => s.log_exported(from, through, who).await,

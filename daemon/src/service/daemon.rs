@@ -43,6 +43,8 @@ pub struct Options {
     pub outbound: Outbound,
     /// The witnesses the log's checkpoints are submitted to, if any.
     pub witnesses: Option<witness::Config>,
+    /// The kill file: while it exists, every call is DENY (`None`: no file is watched).
+    pub kill_file: Option<PathBuf>,
 }
 
 /// Why the core could not open.
@@ -125,6 +127,7 @@ impl Daemon {
         let approvals = approvals::Book::load(Arc::clone(&log))?;
         let mcp_pins = super::mcp_pins::Pins::load(&log)?;
         let grants = super::grants::Grants::load(&log)?;
+        let kill = super::kill::KillSwitch::load(&log, options.kill_file.clone())?;
         let destinations = options.export.iter().map(|d| Arc::new(fleet::Destination::new(d))).collect();
         let state = State {
             policy_path: options.policy_path.clone(),
@@ -146,6 +149,7 @@ impl Daemon {
             approvals,
             mcp_pins,
             grants,
+            kill,
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations: Arc::new(destinations),

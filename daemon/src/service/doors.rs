@@ -72,6 +72,7 @@ impl Service {
             "counts": status.get("counts"),
             "notifications": status.get("notifications"),
             "witnesses": status.get("witnesses"),
+            "kill": status.get("kill"),
             "log": {
                 "size": cp.get("size"),
                 "head_hash": cp.get("head_hash"),

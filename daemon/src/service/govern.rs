@@ -277,7 +277,7 @@ impl Service {
     }
 
     /// The checks every call goes through, in this order (each marked by its name below):
-    /// `policy`, `mcp_quarantine`, `grant`, `agent_identity`, `resume`, `rate_limit`, `budget`; for `govern` (`Mode::Apply`:
+    /// `policy`, `kill_switch`, `mcp_quarantine`, `grant`, `agent_identity`, `resume`, `rate_limit`, `budget`; for `govern` (`Mode::Apply`:
     /// a rate-limit token is taken, a budget counted) and `decide` (`Mode::DryRun`: the same
     /// checks, their side effects reported in `not_applied` instead). A call that resumes an
     /// approval stops at `resume`: `govern` claims and uses the approval, `decide` only reads it.
@@ -294,6 +294,11 @@ impl Service {
         let refused_early =
             matches!(out.decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
         if refused_early {
+            return out;
+        }
+        // kill_switch
+        if let Some(d) = self.killed(call, &out.decision) {
+            out.decision = d;
             return out;
         }
         // mcp_quarantine

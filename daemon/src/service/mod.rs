@@ -24,6 +24,7 @@ pub mod fleet;
 mod govern;
 pub mod grants;
 mod identity;
+pub mod kill;
 pub mod limits;
 pub mod logins;
 pub mod mcp_pins;
@@ -163,6 +164,7 @@ mod tests {
             approvals: approvals::Book::load(Arc::clone(&log)).unwrap(),
             mcp_pins: mcp_pins::Pins::load(&log).unwrap(),
             grants: grants::Grants::load(&log).unwrap(),
+            kill: kill::KillSwitch::load(&log, Some(dir.join("kill"))).unwrap(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations,

@@ -154,6 +154,8 @@ pub struct State {
     pub mcp_pins: super::mcp_pins::Pins,
     /// Live grants.
     pub grants: super::grants::Grants,
+    /// The kill switch.
+    pub kill: super::kill::KillSwitch,
     /// Notification outbox counters.
     pub outbox: super::notify::OutboxStats,
     /// Wakes the outbox sender when a commit queued notifications.
@@ -335,6 +337,7 @@ impl State {
                 "first_seq": self.log.first_seq().ok(),
                 "exported_through": self.log.exported_through().ok(),
             },
+            "kill": self.kill.status(),
             "export": self.destinations.iter().map(|d| d.status(&self.log)).collect::<Vec<_>>(),
             "witnesses": self
                 .log

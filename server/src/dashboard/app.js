@@ -208,6 +208,13 @@ async function loadOverview() {
     $("mode-text").textContent = notes.join("; ");
     $("policy-error").hidden = !p.last_error;
     $("policy-error-text").textContent = p.last_error || "";
+    // The kill switch: every call (of some agents, or all) is denied until an approver lifts it.
+    const kill = o.kill || {};
+    const killed = (kill.switches || []).map((k) =>
+      `${k.agent_id ? `agent ${k.agent_id}` : "every agent"} since ${fmtTime(k.since)}${k.reason ? `: ${k.reason}` : ""}`);
+    if (kill.file_present) killed.push(`the kill file ${kill.file} is present`);
+    $("kill-switch").hidden = killed.length === 0;
+    $("kill-switch-text").textContent = killed.length ? `every call denied for ${killed.join("; ")}` : "";
     // A witness that refuses the log (it saw a larger one, or one this log is not consistent with).
     const alarms = (o.witnesses || []).filter((w) => w.alarm);
     $("witness-alarm").hidden = alarms.length === 0;
