@@ -19,6 +19,7 @@ mod mcp_cmd;
 mod ops_cmd;
 mod policy_cmd;
 mod setup_cmd;
+mod shadow_cmd;
 
 use std::process::ExitCode;
 

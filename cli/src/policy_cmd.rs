@@ -41,6 +41,9 @@ pub enum PolicyCommand {
         after_help = "Examples:\n  faramesh policy suggest 3f9c2a7b\n  faramesh policy suggest 3f9c2a7b --write policies/suggestions.yaml"
     )]
     Suggest(SuggestArgs),
+    /// What each rule in shadow mode (`mode: shadow`) would have changed on live traffic:
+    /// per rule, how many calls and which, read from the running daemon's log.
+    Shadow(crate::shadow_cmd::ShadowArgs),
     /// Decide one call and show every rule considered and why each earlier one did not match.
     #[command(
         after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'"
@@ -61,6 +64,7 @@ pub fn run(cmd: PolicyCommand, json_out: bool) -> Result<ExitCode> {
         PolicyCommand::Explain { file, call } => explain(&file, &call, json_out),
         PolicyCommand::Diff(args) => diff(args, json_out),
         PolicyCommand::Suggest(args) => suggest(&args),
+        PolicyCommand::Shadow(args) => crate::shadow_cmd::shadow(args, json_out),
     }
 }
 

@@ -227,3 +227,6 @@ mod untrusted_text;
 
 #[path = "daemon_e2e/kill_switch.rs"]
 mod kill_switch;
+
+#[path = "daemon_e2e/shadow.rs"]
+mod shadow;

@@ -101,6 +101,9 @@ pub struct DecisionRecord {
     /// For a PERMIT: the rule, approval or grant it was built from (and who decided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<faramesh_proto::Provenance>,
+    /// A rule in shadow mode that would have decided otherwise (`mode: shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<faramesh_proto::ShadowHit>,
     /// The params, redacted by key name.
     pub params: Value,
     /// SHA-256 of the params' canonical JSON (before redaction).
@@ -158,6 +161,7 @@ impl DecisionRecord {
             traceparent: call.traceparent.clone(),
             approval_id: approval_id.map(str::to_owned),
             provenance: decision.provenance.clone(),
+            shadow: decision.shadow.clone(),
             params: redact(&call.params, redact_keys),
             params_hash,
             context: redact(&call.context, redact_keys),
@@ -294,6 +298,7 @@ mod tests {
             structured_denial: None,
             provenance: None,
             params_hash: String::new(),
+            shadow: None,
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
         let keys: Vec<String> = crate::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();

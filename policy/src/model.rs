@@ -199,6 +199,9 @@ pub struct Rule {
     pub risk: Option<RiskLevel>,
     /// Channels its DEFERs are announced on instead of `notifications.on_defer` (`notify:`).
     pub notify: Vec<String>,
+    /// `mode: shadow`: tried on every call and recorded when it would have decided otherwise,
+    /// but it never decides.
+    pub shadow: bool,
     pub(crate) tool: NamePat,
     pub(crate) op: NamePat,
 }

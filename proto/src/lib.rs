@@ -14,5 +14,5 @@ pub use caller::{Caller, PeerCred, Role, TokenCaller};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{
     Call, Decision, Effect, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution, RiskLevel,
-    StructuredDenial, is_identifier, is_server_prefix,
+    ShadowHit, StructuredDenial, is_identifier, is_server_prefix,
 };

@@ -296,6 +296,25 @@ pub struct Decision {
     /// could not be hashed); written into the DPR, not part of the answer.
     #[serde(skip)]
     pub params_hash: String,
+    /// What a rule in shadow mode (`mode: shadow`) would have decided instead, when that
+    /// differs: written into the DPR, not part of the answer (agents do not see rules being
+    /// tried).
+    #[serde(skip)]
+    pub shadow: Option<ShadowHit>,
+}
+
+/// A rule in shadow mode that would have decided a call otherwise: it matched before the rule
+/// that decided, and its effect differs.
+///
+/// JSON: `{"rule_id": "deny-refunds", "rule_ref": "policy.yaml:12", "effect": "DENY"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowHit {
+    /// The shadow rule's id.
+    pub rule_id: String,
+    /// Where it is.
+    pub rule_ref: String,
+    /// What it would have decided.
+    pub effect: Effect,
 }
 
 /// What a PERMIT was built from: the only three things that can allow a call.

@@ -50,7 +50,8 @@ impl Window {
 impl Service {
     /// Decisions in `window` (to those who read everything): `{window, bucket_seconds, buckets:
     /// [{start, PERMIT, DENY, DEFER}], agents: [{name, count}], tools: [...], rules: [{id,
-    /// rule_ref, hits}], decisions, truncated}`.
+    /// rule_ref, effect, hits, shadow, shadow_hits}], decisions, truncated}` (`shadow_hits`: the
+    /// calls a rule in shadow mode would have decided otherwise).
     pub fn stats(&self, window: Window, who: &Identity) -> Result<Value, ServiceError> {
         if !self.reads_everything(who) {
             return Err(ServiceError::not_authorized(format!(
@@ -69,6 +70,7 @@ impl Service {
         let mut agents: HashMap<String, u64> = HashMap::new();
         let mut tools: HashMap<String, u64> = HashMap::new();
         let mut rules: HashMap<String, u64> = HashMap::new();
+        let mut shadow_hits: HashMap<String, u64> = HashMap::new();
         let (mut seen, mut truncated) = (0usize, false);
         log.scan_newest(None, lo, hi, |_, record| {
             if let Some(d) = DecisionRecord::parse(record) {
@@ -87,6 +89,9 @@ impl Service {
                     *tools.entry(format!("{}/{}", d.tool, d.operation)).or_default() += 1;
                     if let Some(r) = d.rule_id {
                         *rules.entry(r).or_default() += 1;
+                    }
+                    if let Some(s) = d.shadow {
+                        *shadow_hits.entry(s.rule_id).or_default() += 1;
                     }
                 }
                 seen += 1;
@@ -108,7 +113,14 @@ impl Service {
         for (i, r) in all_rules.enumerate() {
             listed.insert(
                 i,
-                json!({"id": r.id, "rule_ref": r.rule_ref, "effect": r.effect.as_str(), "hits": rules.get(&r.id).copied().unwrap_or(0)}),
+                json!({
+                    "id": r.id,
+                    "rule_ref": r.rule_ref,
+                    "effect": r.effect.as_str(),
+                    "hits": rules.get(&r.id).copied().unwrap_or(0),
+                    "shadow": r.shadow,
+                    "shadow_hits": shadow_hits.get(&r.id).copied().unwrap_or(0),
+                }),
             );
         }
         let buckets: Vec<Value> = counts
@@ -128,5 +140,38 @@ impl Service {
             "decisions": seen,
             "truncated": truncated,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Window;
+    use crate::log::dpr::PeerCred;
+    use crate::service::tests::service;
+    use crate::service::{CallRequest, Identity, Peer};
+
+    /// The rule table counts, beside each rule's own hits, the calls a rule in shadow mode would
+    /// have decided otherwise.
+    #[tokio::test]
+    async fn the_rule_table_counts_shadow_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = "version: 1\nrules:\n  - id: no-big\n    mode: shadow\n    match: { tool: pay, amount_gt: 100 }\n    deny: true\n  - id: pay-ok\n    match: { tool: pay }\n    allow: true\n";
+        let s = service(dir.path(), policy);
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));
+        for amount in [5, 500, 700] {
+            let call = json!({"agent_id": "bot", "tool": "pay", "operation": "refund", "params": {"amount": amount}});
+            s.govern(CallRequest::from_value(&call).unwrap(), &agent).await.unwrap();
+        }
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let stats = s.stats(Window::Hour, &root).unwrap();
+        let rules = stats["rules"].as_array().unwrap();
+        let row = |id: &str| rules.iter().find(|r| r["id"] == id).unwrap().clone();
+        assert_eq!(
+            (&row("no-big")["shadow"], &row("no-big")["shadow_hits"], &row("no-big")["hits"]),
+            (&json!(true), &json!(2), &json!(0))
+        );
+        assert_eq!((&row("pay-ok")["shadow"], &row("pay-ok")["hits"]), (&json!(false), &json!(3)));
     }
 }

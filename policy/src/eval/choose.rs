@@ -1,7 +1,7 @@
 //! Choosing the deciding rule: the agent's rules, then the global ones, through the index
 //! (or every rule, when explaining or scanning linearly).
 
-use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, RiskLevel};
+use faramesh_proto::{Call, Decision, Effect, ReasonCode, Resolution, RiskLevel, ShadowHit};
 
 use super::conds::CallCtx;
 use super::decision::{base, defer_decision, deny_decision, from_rule, profile_denial};
@@ -21,6 +21,8 @@ pub(super) struct Chooser<'p> {
     skipped_allow: Option<&'p Rule>,
     /// The deciding rule.
     decided: Option<&'p Rule>,
+    /// The first rule in shadow mode that matched before any rule decided.
+    shadow: Option<&'p Rule>,
 }
 
 impl<'p> Chooser<'p> {
@@ -29,7 +31,7 @@ impl<'p> Chooser<'p> {
             Reading::Unresolved { .. } | Reading::Unreadable(_) => ctx.reading().unresolved_reason(),
             Reading::NoCommand | Reading::Resolved(_) => None,
         };
-        Chooser { unresolved, skipped_allow: None, decided: None }
+        Chooser { unresolved, skipped_allow: None, decided: None, shadow: None }
     }
 
     /// Considers `rule`; `true` once a rule decides.
@@ -40,6 +42,10 @@ impl<'p> Chooser<'p> {
         steps: Option<&mut Vec<Step>>,
         scope: &Scope,
     ) -> bool {
+        if rule.shadow {
+            self.try_shadow(rule, ctx, steps, scope);
+            return false;
+        }
         let status = rule.status(ctx);
         let (matched, failed) = match &status {
             Err(i) => (false, rule.conds.get(*i).and_then(|c| c.why_not(ctx, true))),
@@ -94,6 +100,38 @@ impl<'p> Chooser<'p> {
         matched
     }
 
+    /// A rule in shadow mode: it never decides; the first one that matches (a command read in
+    /// full, for an allow rule) before any rule decides is what shadow mode records.
+    fn try_shadow(
+        &mut self,
+        rule: &'p Rule,
+        ctx: &CallCtx<'_>,
+        steps: Option<&mut Vec<Step>>,
+        scope: &Scope,
+    ) {
+        let matched = match rule.status(ctx) {
+            Ok(None) => rule.effect != Effect::Permit || self.unresolved.is_none(),
+            Ok(Some(_)) | Err(_) => false,
+        };
+        if matched && self.shadow.is_none() {
+            self.shadow = Some(rule);
+        }
+        if let Some(steps) = steps {
+            let note = if matched {
+                "matches, but it is in shadow mode: recorded, never decides"
+            } else {
+                "in shadow mode, and does not match"
+            };
+            steps.push(Step {
+                rule_id: rule.id.clone(),
+                rule_ref: rule.rule_ref.clone(),
+                scope: scope.clone(),
+                matched: false,
+                failed: Some(note.to_owned()),
+            });
+        }
+    }
+
     /// The decision once every candidate rule was considered.
     pub(super) fn finish(
         self,
@@ -105,7 +143,12 @@ impl<'p> Chooser<'p> {
         risk_rule: Option<&str>,
     ) -> Decision {
         let read = || FullyRead::of_reading(reading);
-        match (self.decided, self.unresolved) {
+        let shadow = self.shadow.map(|r| ShadowHit {
+            rule_id: r.id.clone(),
+            rule_ref: r.rule_ref.clone(),
+            effect: r.effect,
+        });
+        let mut decision = match (self.decided, self.unresolved) {
             (Some(rule), None) => from_rule(d, rule, risk, risk_rule, read()),
             (Some(rule), Some(_)) if rule.effect == Effect::Deny => {
                 from_rule(d, rule, risk, risk_rule, read())
@@ -129,7 +172,9 @@ impl<'p> Chooser<'p> {
                     Some(Resolution::RuleBlock { rule_id: None }),
                 )
             }
-        }
+        };
+        decision.shadow = shadow.filter(|s| s.effect != decision.effect);
+        decision
     }
 }
 

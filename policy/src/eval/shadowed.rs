@@ -30,7 +30,8 @@ pub fn shadowed_rules(policy: &Policy) -> Vec<Shadowed> {
     }
     for set in sets {
         for (j, later) in set.rules.iter().enumerate() {
-            let by = set.rules[..j].iter().find(|earlier| {
+            // A rule in shadow mode never decides, so it makes no later rule unreachable.
+            let by = set.rules[..j].iter().filter(|earlier| !earlier.shadow).find(|earlier| {
                 earlier
                     .conds
                     .iter()

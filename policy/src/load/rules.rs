@@ -57,6 +57,7 @@ impl Loader<'_> {
         let mut description = None;
         let mut risk = None;
         let mut notify = Vec::new();
+        let mut shadow = false;
         for (key, value) in entries {
             let this_effect = match key.name.as_str() {
                 "notify" => {
@@ -120,6 +121,22 @@ impl Loader<'_> {
                     risk = Some(self.risk_level(value, "`risk`")?);
                     None
                 }
+                "mode" => {
+                    let text = self.string(value, "`mode`")?;
+                    shadow = match text.as_str() {
+                        "shadow" => true,
+                        "enforce" => false,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!(
+                                    "unknown `mode` `{text}`: expected `enforce` (the default) or `shadow`"
+                                ),
+                            ));
+                        }
+                    };
+                    None
+                }
                 _ => None,
             };
             if let Some(e) = this_effect {
@@ -169,11 +186,14 @@ impl Loader<'_> {
             "description": description,
             "risk": risk.map(RiskLevel::as_str),
         });
-        // Only when set, so policies without it keep their hash.
+        // Only when set, so policies without them keep their hash.
         if !notify.is_empty()
             && let Value::Object(m) = &mut norm
         {
             m.insert("notify".into(), json!(notify));
+        }
+        if shadow && let Value::Object(m) = &mut norm {
+            m.insert("mode".into(), json!("shadow"));
         }
         let rule = Rule {
             id,
@@ -183,6 +203,7 @@ impl Loader<'_> {
             description,
             risk,
             notify,
+            shadow,
             tool: tool.unwrap_or(NamePat::Any),
             op: op.unwrap_or(NamePat::Any),
         };
@@ -299,6 +320,7 @@ impl Loader<'_> {
 
 const RULE_KEYS: &[&str] = &[
     "id",
+    "mode",
     "match",
     "allow",
     "deny",

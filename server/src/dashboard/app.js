@@ -386,10 +386,15 @@ async function loadStats() {
     ...data.rules.map((r) =>
       el(
         "tr",
-        { class: r.hits === 0 ? "rule never" : "rule" },
+        { class: r.shadow ? "rule shadow" : r.hits === 0 ? "rule never" : "rule" },
         el("td", { class: "mono", text: r.id }),
-        el("td", {}, badge(String(r.effect).toLowerCase(), r.effect)),
-        el("td", { class: "hits", text: r.hits === 0 ? "never fired" : String(r.hits) }),
+        el("td", {}, badge(String(r.effect).toLowerCase(), r.effect), r.shadow ? el("span", { class: "pill shadow", text: "shadow" }) : null),
+        el("td", {
+          class: "hits",
+          text: r.shadow
+            ? `would have changed ${r.shadow_hits} ${r.shadow_hits === 1 ? "call" : "calls"}`
+            : r.hits === 0 ? "never fired" : String(r.hits),
+        }),
         el("td", { class: "mono dim small", text: r.rule_ref }),
       ),
     ),
