@@ -230,3 +230,6 @@ mod kill_switch;
 
 #[path = "daemon_e2e/shadow.rs"]
 mod shadow;
+
+#[path = "daemon_e2e/sequences.rs"]
+mod sequences;

@@ -14,12 +14,12 @@ pub mod permit;
 pub mod yaml;
 
 pub use eval::{
-    Explanation, Scope, Shadowed, Step, decide, decide_linear, decide_request, defer_decision, deny_decision,
-    explain, explain_request, shadowed_rules, validate_call,
+    Explanation, Scope, Shadowed, Step, decide, decide_linear, decide_request, decide_request_with,
+    defer_decision, deny_decision, explain, explain_request, shadowed_rules, validate_call,
 };
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
-    Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Email, EmailTls, Mcp, NamePat,
-    Notifications, Period, Policy, Profile, RateLimit, Retention, RiskRule, Rule, RuleSet, SecretRef,
-    Unresolved,
+    After, Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Earlier, Email, EmailTls,
+    History, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy, Profile, RateLimit, Retention,
+    RiskRule, Rule, RuleSet, SecretRef, Unresolved,
 };

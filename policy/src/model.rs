@@ -33,6 +33,9 @@ pub struct Policy {
     /// Whether any rule or risk rule matches on `command:` (then a call whose command cannot
     /// be read strictly is refused).
     pub uses_commands: bool,
+    /// The longest `within` of any `after:` condition (ms; 0: none): how long the daemon keeps
+    /// what each session did.
+    pub longest_after_ms: u64,
     /// The `commands:` section: what a command the reader cannot fully read gets.
     pub commands: Commands,
 }
@@ -492,6 +495,44 @@ pub enum Cond {
     Field(Vec<String>, Value),
     /// `command`: the call's command, normalized, matches (see `policy::command`).
     Command(super::command::CommandCond),
+    /// `after`: earlier in the same session (or, for a call without one, of the same agent), a
+    /// permitted call of this tool and operation, at most `within_ms` ago.
+    After(After),
+}
+
+/// An `after:` condition: what must have happened before, and how recently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct After {
+    /// The earlier call's tool.
+    pub tool: NamePat,
+    /// Its operation (`*` when not given).
+    pub op: NamePat,
+    /// At most this long ago (ms).
+    pub within_ms: u64,
+}
+
+/// The longest `within` an `after:` may say: what the daemon remembers is bounded.
+pub const MAX_AFTER_WITHIN_MS: u64 = 24 * 3_600_000;
+
+/// A call permitted earlier, as the daemon remembers it for `after:` conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// Its tool.
+    pub tool: String,
+    /// Its operation.
+    pub operation: String,
+    /// When it was decided (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// What a call's session (or agent) did before, and the time now: what `after:` conditions
+/// read. The daemon keeps it; offline tools have none, and `after:` never holds for them.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    /// The time of the call being decided (ms since the epoch).
+    pub now_ms: u64,
+    /// Earlier permitted calls, any order.
+    pub earlier: &'a [Earlier],
 }
 
 impl Cond {
@@ -511,6 +552,7 @@ impl Cond {
             Cond::Branch(_) => "branch",
             Cond::Field(..) => "field",
             Cond::Command(_) => "command",
+            Cond::After(_) => "after",
         }
     }
 
@@ -536,6 +578,9 @@ impl Cond {
             (Cond::PathEndsWith(a), Cond::PathEndsWith(b)) => b.ends_with(a.as_str()),
             (Cond::Method(a), Cond::Method(b)) | (Cond::Branch(a), Cond::Branch(b)) => a == b,
             (Cond::Field(pa, va), Cond::Field(pb, vb)) => pa == pb && va == vb,
+            (Cond::After(a), Cond::After(b)) => {
+                a.tool.covers(&b.tool) && a.op.covers(&b.op) && a.within_ms >= b.within_ms
+            }
             _ => false,
         }
     }

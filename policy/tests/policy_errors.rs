@@ -30,7 +30,7 @@ fn unknown_rule_key_far_from_any_lists_the_choices() {
     let text = "rules:\n  - match: { tool: x }\n    allow: true\n    colour: red\n";
     assert_eq!(
         error_of(text),
-        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk, notify)"
+        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk, notify, mode)"
     );
 }
 

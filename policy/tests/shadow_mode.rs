@@ -93,3 +93,57 @@ fn mode_is_checked_and_a_shadow_rule_shadows_nothing() {
             .unwrap();
     assert_eq!(plain.hash, enforce.hash);
 }
+
+mod sequences {
+    use faramesh_policy::{Earlier, History, compile, decide, decide_request_with};
+    use faramesh_proto::{Call, CallRequest, Effect};
+    use serde_json::json;
+
+    const POLICY: &str = "version: 1
+rules:
+  - id: no-upload-after-secret
+    match: { tool: http, op: post, after: { tool: secrets, op: read, within: 10m } }
+    deny: true
+  - match: { tool: \"*\" }
+    allow: true
+";
+
+    fn req() -> CallRequest {
+        CallRequest::from_value(&json!({"agent_id": "bot", "tool": "http", "operation": "post"})).unwrap()
+    }
+
+    fn earlier(tool: &str, at_ms: u64) -> Earlier {
+        Earlier { tool: tool.into(), operation: "read".into(), at_ms }
+    }
+
+    #[test]
+    fn after_reads_what_the_session_did_and_how_long_ago() {
+        let p = compile("p.yaml", POLICY).unwrap();
+        assert_eq!(p.longest_after_ms, 600_000);
+        let now = 10_000_000;
+        let with =
+            |e: &[Earlier]| decide_request_with(&p, &req(), History { now_ms: now, earlier: e }).effect;
+        assert_eq!(with(&[]), Effect::Permit);
+        assert_eq!(with(&[earlier("secrets", now - 60_000)]), Effect::Deny);
+        assert_eq!(with(&[earlier("secrets", now - 600_001)]), Effect::Permit, "too long ago");
+        assert_eq!(with(&[earlier("files", now - 1)]), Effect::Permit, "another tool");
+        assert_eq!(with(&[earlier("secrets", now + 5)]), Effect::Permit, "not before this call");
+        // Without the daemon's history the condition does not hold.
+        assert_eq!(decide(&p, &Call::new("bot", "http", "post")).effect, Effect::Permit);
+    }
+
+    #[test]
+    fn after_is_checked_when_loaded() {
+        for (text, says) in [
+            ("after: { op: read, within: 10m }", "`after` needs `tool`"),
+            ("after: { tool: s }", "`after` needs `within`"),
+            ("after: { tool: s, within: 2d }", "over 24h"),
+            ("after: { tool: s, within: soon }", "not a duration"),
+            ("after: { tool: s, within: 1m, who: me }", "unknown after key `who`"),
+        ] {
+            let policy = format!("version: 1\nrules:\n  - match: {{ tool: http, {text} }}\n    deny: true\n");
+            let e = compile("p.yaml", &policy).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}

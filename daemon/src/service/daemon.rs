@@ -128,6 +128,8 @@ impl Daemon {
         let mcp_pins = super::mcp_pins::Pins::load(&log)?;
         let grants = super::grants::Grants::load(&log)?;
         let kill = super::kill::KillSwitch::load(&log, options.kill_file.clone())?;
+        // `after:` conditions read what each session did in the policy's longest window.
+        let recent = super::sequence::Recent::rebuild(&log, entry::now_ms(), policy.longest_after_ms)?;
         let destinations = options.export.iter().map(|d| Arc::new(fleet::Destination::new(d))).collect();
         let state = State {
             policy_path: options.policy_path.clone(),
@@ -150,6 +152,7 @@ impl Daemon {
             mcp_pins,
             grants,
             kill,
+            recent,
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations: Arc::new(destinations),

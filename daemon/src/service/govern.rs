@@ -229,6 +229,10 @@ impl Service {
         let reply = match committed {
             Ok(appended) => {
                 self.queued_notes(queued);
+                let keep_ms = self.state.policy.load().policy.longest_after_ms;
+                if decision.effect == Effect::Permit && keep_ms > 0 {
+                    self.state.recent.remember(call, self.clock.now_ms(), keep_ms);
+                }
                 if let Some(mut a) = new_approval {
                     a.action_id = appended.id.clone().unwrap_or_default();
                     self.state.approvals.insert(a);
@@ -289,8 +293,14 @@ impl Service {
         mode: Mode,
     ) -> Staged {
         let call = &req.call;
-        let mut out =
-            Staged { decision: policy::decide_request(policy, req), writes: None, not_applied: Vec::new() };
+        let decision = if policy.longest_after_ms > 0 {
+            let earlier = self.state.recent.of(call);
+            let history = policy::History { now_ms: self.clock.now_ms(), earlier: &earlier };
+            policy::decide_request_with(policy, req, history)
+        } else {
+            policy::decide_request(policy, req)
+        };
+        let mut out = Staged { decision, writes: None, not_applied: Vec::new() };
         let refused_early =
             matches!(out.decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
         if refused_early {

@@ -35,6 +35,7 @@ mod queries;
 pub mod request;
 pub mod retention;
 pub mod secret;
+pub mod sequence;
 pub mod state;
 pub mod stats;
 pub mod v1;
@@ -165,6 +166,7 @@ mod tests {
             mcp_pins: mcp_pins::Pins::load(&log).unwrap(),
             grants: grants::Grants::load(&log).unwrap(),
             kill: kill::KillSwitch::load(&log, Some(dir.join("kill"))).unwrap(),
+            recent: Default::default(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations,

@@ -156,6 +156,8 @@ pub struct State {
     pub grants: super::grants::Grants,
     /// The kill switch.
     pub kill: super::kill::KillSwitch,
+    /// What each session and agent did before (for `after:` conditions).
+    pub recent: super::sequence::Recent,
     /// Notification outbox counters.
     pub outbox: super::notify::OutboxStats,
     /// Wakes the outbox sender when a commit queued notifications.
@@ -338,6 +340,11 @@ impl State {
                 "exported_through": self.log.exported_through().ok(),
             },
             "kill": self.kill.status(),
+            "sequences": {
+                "window_seconds": self.policy.load().policy.longest_after_ms / 1000,
+                "calls": self.recent.size().0,
+                "sessions": self.recent.size().1,
+            },
             "export": self.destinations.iter().map(|d| d.status(&self.log)).collect::<Vec<_>>(),
             "witnesses": self
                 .log

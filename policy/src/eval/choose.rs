@@ -7,7 +7,7 @@ use super::conds::CallCtx;
 use super::decision::{base, defer_decision, deny_decision, from_rule, profile_denial};
 use super::{Explanation, Scope, Step, validate_call};
 use crate::command::{Match, Reading};
-use crate::model::{Policy, Rule, RuleSet, Unresolved, merge_visit};
+use crate::model::{History, Policy, Rule, RuleSet, Unresolved, merge_visit};
 use crate::permit::FullyRead;
 
 /// Picks the deciding rule, rule by rule in policy order. A command the reader could not
@@ -247,7 +247,12 @@ pub(super) fn first_match<'p>(
     found
 }
 
-pub(super) fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step>>) -> Explanation {
+pub(super) fn evaluate(
+    policy: &Policy,
+    call: &Call,
+    history: Option<History<'_>>,
+    steps: Option<&mut Vec<Step>>,
+) -> Explanation {
     let mut out =
         Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
     if let Err(e) = validate_call(call) {
@@ -270,7 +275,7 @@ pub(super) fn evaluate(policy: &Policy, call: &Call, steps: Option<&mut Vec<Step
             return out;
         }
     }
-    let ctx = CallCtx::new(call);
+    let ctx = CallCtx::new(call, history);
     if let Some(reason) = unreadable_command(policy, &ctx) {
         out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, reason, None, None, None);
         out.note = Some("the request was refused before any rule was considered".into());
@@ -333,7 +338,7 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
             return deny_decision(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
         }
     }
-    let ctx = CallCtx::new(call);
+    let ctx = CallCtx::new(call, None);
     if let Some(reason) = unreadable_command(policy, &ctx) {
         return deny_decision(d, ReasonCode::InvalidRequest, reason, None, None, None);
     }

@@ -7,18 +7,20 @@ use faramesh_proto::{Call, canonical_json};
 use serde_json::Value;
 
 use crate::command::{self, Match, Reading};
-use crate::model::{Cond, Rule};
+use crate::model::{Cond, History, Rule};
 
-/// A call being decided, with its lazily computed canonical params text.
+/// A call being decided, with its lazily computed canonical params text, and what its session
+/// did before (the daemon's; offline tools have none).
 pub(crate) struct CallCtx<'a> {
     pub call: &'a Call,
+    pub history: Option<History<'a>>,
     params_text: OnceCell<String>,
     reading: OnceCell<Reading>,
 }
 
 impl<'a> CallCtx<'a> {
-    pub(crate) fn new(call: &'a Call) -> Self {
-        CallCtx { call, params_text: OnceCell::new(), reading: OnceCell::new() }
+    pub(crate) fn new(call: &'a Call, history: Option<History<'a>>) -> Self {
+        CallCtx { call, history, params_text: OnceCell::new(), reading: OnceCell::new() }
     }
 
     /// The call's command as the reader reads it (once).
@@ -132,6 +134,25 @@ impl Cond {
                     fail(&|| format!("field: `{}` is {actual}, not {expected}", path.join(".")))
                 }
                 Some(_) => None,
+            },
+            Cond::After(a) => match &ctx.history {
+                None => fail(&|| "after: what came before is known only to the daemon".to_owned()),
+                Some(h) => unless(
+                    h.earlier.iter().any(|e| {
+                        a.tool.matches(&e.tool)
+                            && a.op.matches(&e.operation)
+                            && e.at_ms <= h.now_ms
+                            && h.now_ms - e.at_ms <= a.within_ms
+                    }),
+                    &|| {
+                        format!(
+                            "after: no permitted `{}/{}` call in the last {} s of this session",
+                            a.tool.as_str(),
+                            a.op.as_str(),
+                            a.within_ms / 1000
+                        )
+                    },
+                ),
             },
         }
     }

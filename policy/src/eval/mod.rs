@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use self::choose::evaluate;
 use self::decision::base;
-use crate::model::Policy;
+use crate::model::{History, Policy};
 
 pub use choose::decide_linear;
 pub use conds::lexical_path;
@@ -67,7 +67,20 @@ pub struct Explanation {
 
 /// Decides `call` under `policy`. Never fails: anything wrong with the call is a DENY.
 pub fn decide(policy: &Policy, call: &Call) -> Decision {
-    evaluate(policy, call, None).decision
+    evaluate(policy, call, None, None).decision
+}
+
+/// Decides a request as the daemon does: with what the call's session did before, for `after:`
+/// conditions (see [`decide_request`]).
+pub fn decide_request_with(
+    policy: &Policy,
+    req: &faramesh_proto::CallRequest,
+    history: History<'_>,
+) -> Decision {
+    match req.refusal() {
+        Some(why) => refuse(base(policy), &req.call, why),
+        None => evaluate(policy, &req.call, Some(history), None).decision,
+    }
 }
 
 /// Decides a request as read from the wire: a request with keys that are not call keys is DENY
@@ -103,7 +116,7 @@ fn refuse(mut d: Decision, call: &Call, why: String) -> Decision {
 /// Decides `call` and records every rule considered and the first failing condition of each.
 pub fn explain(policy: &Policy, call: &Call) -> Explanation {
     let mut steps = Vec::new();
-    let mut out = evaluate(policy, call, Some(&mut steps));
+    let mut out = evaluate(policy, call, None, Some(&mut steps));
     out.steps = steps;
     out
 }

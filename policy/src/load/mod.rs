@@ -221,8 +221,24 @@ impl Loader<'_> {
         let uses_commands = rules.rules.iter().any(|r| has_command(&r.conds))
             || agents.values().any(|p| p.rules.rules.iter().any(|r| has_command(&r.conds)))
             || risk_rules.iter().any(|r| has_command(&r.conds));
+        let after_ms = |conds: &[Cond]| {
+            conds
+                .iter()
+                .filter_map(|c| if let Cond::After(a) = c { Some(a.within_ms) } else { None })
+                .max()
+                .unwrap_or(0)
+        };
+        let longest_after_ms = rules
+            .rules
+            .iter()
+            .chain(agents.values().flat_map(|p| p.rules.rules.iter()))
+            .map(|r| after_ms(&r.conds))
+            .chain(risk_rules.iter().map(|r| after_ms(&r.conds)))
+            .max()
+            .unwrap_or(0);
         Ok(Policy {
             uses_commands,
+            longest_after_ms,
             commands,
             source: self.path.to_owned(),
             hash: faramesh_proto::canonical::sha256_hex(normalized_text.as_bytes()),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Loader, PolicyError};
 use crate::command::CommandMatch;
-use crate::model::{Cmp, Cond, Index, NamePat, Rule, RuleSet};
+use crate::model::{After, Cmp, Cond, Index, MAX_AFTER_WITHIN_MS, NamePat, Rule, RuleSet};
 use crate::yaml::{Key, Kind, Node, Pos};
 
 impl Loader<'_> {
@@ -285,12 +285,45 @@ impl Loader<'_> {
                     Cond::Field(path.split('.').map(str::to_owned).collect(), expected)
                 }
                 "command" => Cond::Command(self.command(value)?),
+                "after" => Cond::After(self.after(value)?),
                 _ => continue, // `value` is read together with `field`
             };
             norm.insert(cond.key().to_owned(), normalized_cond(&cond));
             conds.push(cond);
         }
         Ok((conds, Value::Object(norm)))
+    }
+
+    /// An `after:` mapping: `{tool, op?, within}`.
+    fn after(&self, node: &Node) -> Result<After, PolicyError> {
+        let entries = self.map(node, "`after`")?;
+        self.check_keys(entries, &["tool", "op", "operation", "within"], "after")?;
+        let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
+        let tool = match get("tool") {
+            Some(v) => self.name_pat(v, "`after.tool`")?,
+            None => return Err(self.err(node.pos, "`after` needs `tool`: the earlier call's tool")),
+        };
+        let op = match get("op").or_else(|| get("operation")) {
+            Some(v) => self.name_pat(v, "`after.op`")?,
+            None => NamePat::Any,
+        };
+        let Some(within) = get("within") else {
+            return Err(
+                self.err(node.pos, "`after` needs `within`: how recent the earlier call must be (10m, 1h)")
+            );
+        };
+        let text = self.string(within, "`after.within`")?;
+        let secs = super::parse_duration(&text).filter(|s| *s > 0).ok_or_else(|| {
+            self.err(within.pos, format!("`after.within` `{text}` is not a duration such as 10m or 1h"))
+        })?;
+        let within_ms = secs.saturating_mul(1000);
+        if within_ms > MAX_AFTER_WITHIN_MS {
+            return Err(self.err(
+                within.pos,
+                format!("`after.within` `{text}` is over 24h, the longest the daemon remembers"),
+            ));
+        }
+        Ok(After { tool, op, within_ms })
     }
 
     /// A YAML value as JSON (for `field`/`value`).
@@ -320,7 +353,6 @@ impl Loader<'_> {
 
 const RULE_KEYS: &[&str] = &[
     "id",
-    "mode",
     "match",
     "allow",
     "deny",
@@ -330,6 +362,7 @@ const RULE_KEYS: &[&str] = &[
     "reason",
     "risk",
     "notify",
+    "mode",
 ];
 
 const MATCH_KEYS: &[&str] = &[
@@ -351,6 +384,7 @@ const MATCH_KEYS: &[&str] = &[
     "field",
     "value",
     "command",
+    "after",
 ];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
@@ -369,5 +403,6 @@ fn normalized_cond(cond: &Cond) -> Value {
         Cond::Amount(_, bound) => serde_json::Number::from_f64(*bound).map_or(Value::Null, Value::Number),
         Cond::Field(path, value) => json!({"path": path.join("."), "value": value}),
         Cond::Command(c) => Value::Array(c.matchers.iter().map(CommandMatch::to_json).collect()),
+        Cond::After(a) => json!({"tool": a.tool.as_str(), "op": a.op.as_str(), "within": a.within_ms / 1000}),
     }
 }
