@@ -28,6 +28,7 @@ fn sample_body(i: u64) -> serde_json::Map<String, serde_json::Value> {
         structured_denial: None,
         provenance: None,
         params_hash: String::new(),
+        findings: Vec::new(),
     };
     dpr::decision_entry(&call, &decision, None, None, &[])
 }

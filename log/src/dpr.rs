@@ -294,6 +294,7 @@ mod tests {
             structured_denial: None,
             provenance: None,
             params_hash: String::new(),
+            findings: Vec::new(),
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
         let keys: Vec<String> = crate::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();

@@ -35,6 +35,9 @@ pub struct Policy {
     pub uses_commands: bool,
     /// The `commands:` section: what a command the reader cannot fully read gets.
     pub commands: Commands,
+    /// Every detector a `detect:` condition names (rules, agents' rules, risk rules): what runs
+    /// on each call, is reported in the decision's `findings` and redacted from the log.
+    pub detectors: crate::detect::DetectSet,
 }
 
 /// The `commands:` section.
@@ -489,6 +492,9 @@ pub enum Cond {
     Field(Vec<String>, Value),
     /// `command`: the call's command, normalized, matches (see `policy::command`).
     Command(super::command::CommandCond),
+    /// `detect`: a detector of the set finds something in the params (see `policy::detect`);
+    /// `names` as written (`secrets`, `pii`, detector names), sorted.
+    Detect(crate::detect::DetectSet, Vec<String>),
 }
 
 impl Cond {
@@ -508,6 +514,7 @@ impl Cond {
             Cond::Branch(_) => "branch",
             Cond::Field(..) => "field",
             Cond::Command(_) => "command",
+            Cond::Detect(..) => "detect",
         }
     }
 
@@ -533,6 +540,7 @@ impl Cond {
             (Cond::PathEndsWith(a), Cond::PathEndsWith(b)) => b.ends_with(a.as_str()),
             (Cond::Method(a), Cond::Method(b)) | (Cond::Branch(a), Cond::Branch(b)) => a == b,
             (Cond::Field(pa, va), Cond::Field(pb, vb)) => pa == pb && va == vb,
+            (Cond::Detect(a, _), Cond::Detect(b, _)) => b.is_subset(*a),
             _ => false,
         }
     }

@@ -313,6 +313,7 @@ mod tests {
             structured_denial: None,
             provenance: None,
             params_hash: String::new(),
+            findings: Vec::new(),
         }
     }
 

@@ -3,22 +3,38 @@
 
 use std::cell::OnceCell;
 
-use faramesh_proto::{Call, canonical_json};
+use faramesh_proto::{Call, Finding, canonical_json};
 use serde_json::Value;
 
 use crate::command::{self, Match, Reading};
+use crate::detect::{self, DetectSet};
 use crate::model::{Cond, Rule};
 
-/// A call being decided, with its lazily computed canonical params text.
+/// A call being decided, with its lazily computed canonical params text, command reading and
+/// findings.
 pub(crate) struct CallCtx<'a> {
     pub call: &'a Call,
     params_text: OnceCell<String>,
     reading: OnceCell<Reading>,
+    /// The detectors the policy names (all run once, whichever condition asks first).
+    detectors: DetectSet,
+    findings: OnceCell<Vec<Finding>>,
 }
 
 impl<'a> CallCtx<'a> {
-    pub(crate) fn new(call: &'a Call) -> Self {
-        CallCtx { call, params_text: OnceCell::new(), reading: OnceCell::new() }
+    pub(crate) fn new(call: &'a Call, detectors: DetectSet) -> Self {
+        CallCtx {
+            call,
+            params_text: OnceCell::new(),
+            reading: OnceCell::new(),
+            detectors,
+            findings: OnceCell::new(),
+        }
+    }
+
+    /// What the policy's detectors find in the params (once).
+    pub(crate) fn findings(&self) -> &[Finding] {
+        self.findings.get_or_init(|| detect::scan(&self.call.params, self.detectors))
     }
 
     /// The call's command as the reader reads it (once).
@@ -126,6 +142,9 @@ impl Cond {
                     }
                 }),
             },
+            Cond::Detect(set, names) => unless(set.any_in(ctx.findings()), &|| {
+                format!("detect: nothing of {} found in params", names.join(", "))
+            }),
             Cond::Field(path, expected) => match ctx.lookup(path) {
                 None => fail(&|| format!("field: `{}` is missing", path.join("."))),
                 Some(actual) if !json_equal(actual, expected) => {

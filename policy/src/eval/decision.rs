@@ -20,6 +20,7 @@ pub(super) fn base(policy: &Policy) -> Decision {
         structured_denial: None,
         provenance: None,
         params_hash: String::new(),
+        findings: Vec::new(),
     }
 }
 

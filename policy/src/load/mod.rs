@@ -221,7 +221,20 @@ impl Loader<'_> {
         let uses_commands = rules.rules.iter().any(|r| has_command(&r.conds))
             || agents.values().any(|p| p.rules.rules.iter().any(|r| has_command(&r.conds)))
             || risk_rules.iter().any(|r| has_command(&r.conds));
+        let mut detectors = crate::detect::DetectSet::NONE;
+        let all_conds = rules
+            .rules
+            .iter()
+            .chain(agents.values().flat_map(|p| p.rules.rules.iter()))
+            .flat_map(|r| r.conds.iter())
+            .chain(risk_rules.iter().flat_map(|r| r.conds.iter()));
+        for c in all_conds {
+            if let Cond::Detect(set, _) = c {
+                detectors |= *set;
+            }
+        }
         Ok(Policy {
+            detectors,
             uses_commands,
             commands,
             source: self.path.to_owned(),

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Loader, PolicyError};
 use crate::command::CommandMatch;
+use crate::detect::DetectSet;
 use crate::model::{Cmp, Cond, Index, NamePat, Rule, RuleSet};
 use crate::yaml::{Key, Kind, Node, Pos};
 
@@ -264,12 +265,47 @@ impl Loader<'_> {
                     Cond::Field(path.split('.').map(str::to_owned).collect(), expected)
                 }
                 "command" => Cond::Command(self.command(value)?),
+                "detect" => self.detect(value)?,
                 _ => continue, // `value` is read together with `field`
             };
             norm.insert(cond.key().to_owned(), normalized_cond(&cond));
             conds.push(cond);
         }
         Ok((conds, Value::Object(norm)))
+    }
+
+    /// `detect: secrets`, `detect: [pii, aws_access_key]`: detector groups or names.
+    fn detect(&self, value: &Node) -> Result<Cond, PolicyError> {
+        let items: Vec<&Node> = match &value.kind {
+            Kind::Seq(items) if !items.is_empty() => items.iter().collect(),
+            Kind::Seq(_) => {
+                return Err(self.err(value.pos, "`detect` is empty: name `secrets`, `pii` or detectors"));
+            }
+            _ => vec![value],
+        };
+        let mut set = DetectSet::NONE;
+        let mut names = Vec::with_capacity(items.len());
+        for item in items {
+            let name = self.string(item, "a `detect` name")?;
+            let Some(named) = DetectSet::named(&name) else {
+                let known = DetectSet::names();
+                let hint = faramesh_proto::call::suggest(&name, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(self.err(
+                    item.pos,
+                    format!(
+                        "unknown detector `{name}` in `detect`{hint}: expected one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            set |= named;
+            names.push(name);
+        }
+        names.sort();
+        names.dedup();
+        Ok(Cond::Detect(set, names))
     }
 
     /// A YAML value as JSON (for `field`/`value`).
@@ -329,6 +365,7 @@ const MATCH_KEYS: &[&str] = &[
     "field",
     "value",
     "command",
+    "detect",
 ];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
@@ -347,5 +384,6 @@ fn normalized_cond(cond: &Cond) -> Value {
         Cond::Amount(_, bound) => serde_json::Number::from_f64(*bound).map_or(Value::Null, Value::Number),
         Cond::Field(path, value) => json!({"path": path.join("."), "value": value}),
         Cond::Command(c) => Value::Array(c.matchers.iter().map(CommandMatch::to_json).collect()),
+        Cond::Detect(_, names) => json!(names),
     }
 }
