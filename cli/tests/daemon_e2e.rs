@@ -224,3 +224,6 @@ mod mcp_gateway;
 
 #[path = "daemon_e2e/untrusted_text.rs"]
 mod untrusted_text;
+
+#[path = "daemon_e2e/detect.rs"]
+mod detect;

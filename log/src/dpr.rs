@@ -101,13 +101,18 @@ pub struct DecisionRecord {
     /// For a PERMIT: the rule, approval or grant it was built from (and who decided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<faramesh_proto::Provenance>,
-    /// The params, redacted by key name.
+    /// The params, redacted by key name, and by value where a detector found something
+    /// (`[REDACTED:<detector>:<token>]`, done before the record is built).
     pub params: Value,
     /// SHA-256 of the params' canonical JSON (before redaction).
     pub params_hash: String,
     /// The call's context, redacted by key name.
     #[serde(default)]
     pub context: Value,
+    /// What the policy's detectors found in the params (detector and path; the values are
+    /// redacted from `params`). Absent when nothing was found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<faramesh_proto::Finding>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -161,6 +166,7 @@ impl DecisionRecord {
             params: redact(&call.params, redact_keys),
             params_hash,
             context: redact(&call.context, redact_keys),
+            findings: decision.findings.clone(),
         }
     }
 
