@@ -88,6 +88,9 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// `text` percent-decoded, when it holds at least one `%XX` and decodes to UTF-8.
 pub(super) fn percent(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return None;
+    }
     let b = text.as_bytes();
     let escape_at = |i: usize| -> Option<u8> {
         if b.get(i) != Some(&b'%') {

@@ -216,6 +216,9 @@ pub(crate) fn hits(text: &str, key: Option<&str>, set: DetectSet) -> Vec<Hit> {
         scan_raw(&decoded, set, &mut inner);
         out.extend(inner.into_iter().map(|h| Hit { start: 0, end: text.len(), ..h }));
     }
+    if out.is_empty() {
+        return out;
+    }
     // A value found both as written and decoded (a key in a URL) counts once, as written.
     let (plain, decoded) = out.split_at(raw);
     let decoded: Vec<Hit> = decoded

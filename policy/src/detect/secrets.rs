@@ -312,10 +312,16 @@ fn private_keys(text: &str, out: &mut Vec<Hit>) {
     }
 }
 
+/// Whether `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_folded(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
 /// Whether a key name is a secret's.
 pub(super) fn secret_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_NAMES.iter().any(|s| lower.contains(s)) && !NOT_SECRET_NAMES.iter().any(|s| lower.contains(s))
+    SECRET_NAMES.iter().any(|s| contains_folded(name, s))
+        && !NOT_SECRET_NAMES.iter().any(|s| contains_folded(name, s))
 }
 
 fn value_byte(b: u8) -> bool {
@@ -398,7 +404,7 @@ fn assignments(text: &str, out: &mut Vec<Hit>) {
             j -= 1;
         }
         let name = text.get(j..name_end).unwrap_or_default();
-        if name.is_empty() || !secret_name(name) || (flag && !name.starts_with('-')) {
+        if name.len() < 3 || (flag && !name.starts_with('-')) || !secret_name(name) {
             continue;
         }
         // The value: forward over spaces and a quote, an authorization scheme, then value bytes.
