@@ -29,6 +29,7 @@ fn sample_body(i: u64) -> serde_json::Map<String, serde_json::Value> {
         provenance: None,
         params_hash: String::new(),
         shadow: None,
+        findings: Vec::new(),
     };
     dpr::decision_entry(&call, &decision, None, None, &[])
 }

@@ -233,3 +233,6 @@ mod shadow;
 
 #[path = "daemon_e2e/sequences.rs"]
 mod sequences;
+
+#[path = "daemon_e2e/detect.rs"]
+mod detect;

@@ -104,13 +104,18 @@ pub struct DecisionRecord {
     /// A rule in shadow mode that would have decided otherwise (`mode: shadow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<faramesh_proto::ShadowHit>,
-    /// The params, redacted by key name.
+    /// The params, redacted by key name, and by value where a detector found something
+    /// (`[REDACTED:<detector>:<token>]`, done before the record is built).
     pub params: Value,
     /// SHA-256 of the params' canonical JSON (before redaction).
     pub params_hash: String,
     /// The call's context, redacted by key name.
     #[serde(default)]
     pub context: Value,
+    /// What the policy's detectors found in the params (detector and path; the values are
+    /// redacted from `params`). Absent when nothing was found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<faramesh_proto::Finding>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -165,6 +170,7 @@ impl DecisionRecord {
             params: redact(&call.params, redact_keys),
             params_hash,
             context: redact(&call.context, redact_keys),
+            findings: decision.findings.clone(),
         }
     }
 
@@ -299,6 +305,7 @@ mod tests {
             provenance: None,
             params_hash: String::new(),
             shadow: None,
+            findings: Vec::new(),
         };
         let caller = Caller::Peer(PeerCred { uid: 1000, gid: 1000, pid: 42 });
         let keys: Vec<String> = crate::entry::DEFAULT_REDACT_KEYS.iter().map(|s| s.to_string()).collect();

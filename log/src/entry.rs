@@ -278,6 +278,23 @@ pub fn redact(value: &Value, keys: &[String]) -> Value {
     }
 }
 
+/// What replaces a value a detector found (`detect:` in the policy):
+/// `[REDACTED:<detector>:<first 16 hex of HMAC-SHA256(key, value)>]`, with the log's
+/// [`crate::keys::LogKey::redaction_key`]. Equal values give equal tokens in one log, so they
+/// can be linked, and cannot be read back.
+pub fn redaction_token(key: &[u8; 32], detector: &str, value: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return format!("{REDACTED_PREFIX}{detector}]");
+    };
+    mac.update(value.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!("{REDACTED_PREFIX}{detector}:{}]", faramesh_proto::canonical::to_hex(&digest[..8]))
+}
+
+/// How a value-redaction token starts.
+pub const REDACTED_PREFIX: &str = "[REDACTED:";
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -314,6 +331,21 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn redaction_tokens_link_equal_values_under_one_log_key_only() {
+        use crate::keys::LogKey;
+        let key = LogKey::from_seed(&[1u8; 32]).redaction_key();
+        let other = LogKey::from_seed(&[2u8; 32]).redaction_key();
+        let token = redaction_token(&key, "email", "anna.k@gmail.com");
+        assert_eq!(token, redaction_token(&key, "email", "anna.k@gmail.com"));
+        assert_ne!(token, redaction_token(&key, "email", "anna.k@gmail.org"));
+        assert_ne!(token, redaction_token(&other, "email", "anna.k@gmail.com"));
+        let hex = token.strip_prefix("[REDACTED:email:").and_then(|t| t.strip_suffix(']')).unwrap();
+        assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        // The key is the log's, whatever name the signing key is given.
+        assert_eq!(LogKey::from_seed(&[1u8; 32]).named("host.example/log").redaction_key(), key);
+    }
 
     #[test]
     fn seal_then_open_round_trips() {

@@ -116,6 +116,19 @@ impl LogKey {
         LogKey { signing: self.signing.clone(), name: name.to_owned(), key_id }
     }
 
+    /// The key that redaction tokens of this log are computed with
+    /// ([`crate::entry::redaction_token`]): HMAC-SHA256 of a fixed label under the signing seed,
+    /// so it is secret as the seed is, and no signature or checkpoint reveals it.
+    pub fn redaction_key(&self) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&self.signing.to_bytes()) else {
+            // HMAC takes a key of any length; unreachable.
+            return [0u8; 32];
+        };
+        mac.update(b"faramesh-log value redaction v1");
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key name.
     pub fn name(&self) -> &str {
         &self.name

@@ -7,6 +7,7 @@
 
 pub mod cases;
 pub mod command;
+pub mod detect;
 mod eval;
 mod load;
 mod model;

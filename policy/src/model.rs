@@ -38,6 +38,9 @@ pub struct Policy {
     pub longest_after_ms: u64,
     /// The `commands:` section: what a command the reader cannot fully read gets.
     pub commands: Commands,
+    /// Every detector a `detect:` condition names (rules, agents' rules, risk rules): what runs
+    /// on each call, is reported in the decision's `findings` and redacted from the log.
+    pub detectors: crate::detect::DetectSet,
 }
 
 /// The `commands:` section.
@@ -498,6 +501,9 @@ pub enum Cond {
     /// `after`: earlier in the same session (or, for a call without one, of the same agent), a
     /// permitted call of this tool and operation, at most `within_ms` ago.
     After(After),
+    /// `detect`: a detector of the set finds something in the params (see `policy::detect`);
+    /// `names` as written (`secrets`, `pii`, detector names), sorted.
+    Detect(crate::detect::DetectSet, Vec<String>),
 }
 
 /// An `after:` condition: what must have happened before, and how recently.
@@ -553,6 +559,7 @@ impl Cond {
             Cond::Field(..) => "field",
             Cond::Command(_) => "command",
             Cond::After(_) => "after",
+            Cond::Detect(..) => "detect",
         }
     }
 
@@ -581,6 +588,7 @@ impl Cond {
             (Cond::After(a), Cond::After(b)) => {
                 a.tool.covers(&b.tool) && a.op.covers(&b.op) && a.within_ms >= b.within_ms
             }
+            (Cond::Detect(a, _), Cond::Detect(b, _)) => b.is_subset(*a),
             _ => false,
         }
     }

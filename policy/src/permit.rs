@@ -314,6 +314,7 @@ mod tests {
             provenance: None,
             params_hash: String::new(),
             shadow: None,
+            findings: Vec::new(),
         }
     }
 

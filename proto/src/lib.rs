@@ -13,6 +13,6 @@ pub use call::{CallError, CallRequest, StrictJsonError, parse_strict};
 pub use caller::{Caller, PeerCred, Role, TokenCaller};
 pub use canonical::{CanonicalError, canonical_json, request_hash};
 pub use types::{
-    Call, Decision, Effect, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution, RiskLevel,
-    ShadowHit, StructuredDenial, is_identifier, is_server_prefix,
+    Call, Decision, Effect, Finding, GovernAnswer, Provenance, ProvenanceKind, ReasonCode, Resolution,
+    RiskLevel, ShadowHit, StructuredDenial, is_identifier, is_server_prefix,
 };

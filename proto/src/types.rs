@@ -301,6 +301,10 @@ pub struct Decision {
     /// tried).
     #[serde(skip)]
     pub shadow: Option<ShadowHit>,
+    /// What the policy's `detect:` detectors found in the params: each detector and where,
+    /// never the value. Absent when nothing was found (or the policy detects nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 /// A rule in shadow mode that would have decided a call otherwise: it matched before the rule
@@ -315,6 +319,18 @@ pub struct ShadowHit {
     pub rule_ref: String,
     /// What it would have decided.
     pub effect: Effect,
+}
+
+/// A secret or a piece of personal data found in a call's params (`detect:` in the policy).
+///
+/// JSON: `{"detector": "aws_access_key", "path": "$.headers.authorization"}`. The value found
+/// is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Finding {
+    /// The detector that fired (`aws_access_key`, `card_number`, ...).
+    pub detector: String,
+    /// Where, as a JSON path from the params: `$.note`, `$.items[2].token`, `$["a b"]`.
+    pub path: String,
 }
 
 /// What a PERMIT was built from: the only three things that can allow a call.

@@ -165,7 +165,7 @@ impl Service {
         // The record as the DPR was written (the same function built it), with the id and time
         // the log gave it (the log stamps entries from the system clock, not the service's).
         let mut record = DecisionRecord::new(
-            call,
+            &self.stored_call(call, d),
             d,
             who.caller(),
             reply.approval_id.as_deref(),

@@ -208,15 +208,17 @@ impl Service {
         // The last check: a PERMIT without its provenance is refused, never recorded as one.
         let decision = crate::permit::checked(decision);
         let approval_id = new_approval.as_ref().map(|a| a.approval_id.clone());
+        // What the detectors found is stored redacted: in the DPR and the notifications alike.
+        let stored = self.stored_call(call, &decision);
         let body = dpr::decision_entry(
-            call,
+            &stored,
             &decision,
             who.caller(),
             approval_ref.or(approval_id.as_deref()),
             self.state.log.redact_keys(),
         );
         // Notifications are queued in the same commit as the decision that causes them.
-        let notes = self.decision_notes(call, &decision, new_approval.as_ref());
+        let notes = self.decision_notes(&stored, &decision, new_approval.as_ref());
         let queued = notes.len();
         let rows =
             new_approval.as_ref().map(|a| approvals::state_write(a, true)).transpose().and_then(|approval| {
@@ -264,6 +266,26 @@ impl Service {
             "decision"
         );
         reply
+    }
+
+    /// The call as it is stored: each value the decision's findings point at replaced by its
+    /// redaction token (`[REDACTED:<detector>:<16 hex>]`, keyed by the log's redaction key, so
+    /// an equal value gives an equal token). The request and params hashes were computed
+    /// before, on the call as sent.
+    pub(super) fn stored_call<'c>(&self, call: &'c Call, decision: &Decision) -> std::borrow::Cow<'c, Call> {
+        if decision.findings.is_empty() {
+            return std::borrow::Cow::Borrowed(call);
+        }
+        let set = decision
+            .findings
+            .iter()
+            .filter_map(|f| policy::detect::Detector::by_name(&f.detector))
+            .fold(policy::detect::DetectSet::NONE, |s, d| s | policy::detect::DetectSet::of(d));
+        let key = self.state.log.key().redaction_key();
+        let token = |d: policy::detect::Detector, value: &str| entry::redaction_token(&key, d.name(), value);
+        let mut stored = call.clone();
+        stored.params = policy::detect::redact(&call.params, set, &token);
+        std::borrow::Cow::Owned(stored)
     }
 
     /// A token bound to agent ids may act only for them.

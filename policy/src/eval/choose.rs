@@ -253,6 +253,14 @@ pub(super) fn evaluate(
     history: Option<History<'_>>,
     steps: Option<&mut Vec<Step>>,
 ) -> Explanation {
+    let ctx = CallCtx::new(call, policy.detectors, history);
+    let mut out = evaluate_in(policy, &ctx, steps);
+    out.decision.findings = ctx.findings().to_vec();
+    out
+}
+
+fn evaluate_in(policy: &Policy, ctx: &CallCtx<'_>, steps: Option<&mut Vec<Step>>) -> Explanation {
+    let call = ctx.call;
     let mut out =
         Explanation { decision: base(policy), profile: None, risk_rule: None, steps: Vec::new(), note: None };
     if let Err(e) = validate_call(call) {
@@ -275,13 +283,12 @@ pub(super) fn evaluate(
             return out;
         }
     }
-    let ctx = CallCtx::new(call, history);
-    if let Some(reason) = unreadable_command(policy, &ctx) {
+    if let Some(reason) = unreadable_command(policy, ctx) {
         out.decision = deny_decision(out.decision, ReasonCode::InvalidRequest, reason, None, None, None);
         out.note = Some("the request was refused before any rule was considered".into());
         return out;
     }
-    let (risk, risk_rule) = risk_of(policy, &ctx);
+    let (risk, risk_rule) = risk_of(policy, ctx);
     out.decision.risk_level = risk;
     out.risk_rule = risk_rule.clone();
     let profile = policy.agents.get(&call.agent_id);
@@ -295,11 +302,11 @@ pub(super) fn evaluate(
         return out;
     }
     let mut steps = steps;
-    let mut chooser = Chooser::new(&ctx);
-    let agent_match = profile
-        .is_some_and(|p| first_match(&p.rules, &ctx, Scope::Agent, &mut chooser, steps.as_deref_mut()));
+    let mut chooser = Chooser::new(ctx);
+    let agent_match =
+        profile.is_some_and(|p| first_match(&p.rules, ctx, Scope::Agent, &mut chooser, steps.as_deref_mut()));
     if !agent_match {
-        first_match(&policy.rules, &ctx, Scope::Global, &mut chooser, steps);
+        first_match(&policy.rules, ctx, Scope::Global, &mut chooser, steps);
     }
     out.decision = chooser.finish(policy, out.decision, call, ctx.reading(), risk, risk_rule.as_deref());
     out
@@ -328,6 +335,14 @@ pub(super) fn unreadable_command(policy: &Policy, ctx: &CallCtx<'_>) -> Option<S
 /// Decides by scanning every rule in order, without the index: the baseline the indexed table
 /// is benchmarked and tested against. Same answers as [`decide`], slower on large policies.
 pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
+    let ctx = CallCtx::new(call, policy.detectors, None);
+    let mut d = decide_linear_in(policy, &ctx);
+    d.findings = ctx.findings().to_vec();
+    d
+}
+
+fn decide_linear_in(policy: &Policy, ctx: &CallCtx<'_>) -> Decision {
+    let call = ctx.call;
     let mut d = base(policy);
     if let Err(e) = validate_call(call) {
         return deny_decision(d, ReasonCode::InvalidRequest, e.message, None, None, None);
@@ -338,11 +353,10 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
             return deny_decision(d, ReasonCode::InvalidRequest, format!("`params`: {e}"), None, None, None);
         }
     }
-    let ctx = CallCtx::new(call, None);
-    if let Some(reason) = unreadable_command(policy, &ctx) {
+    if let Some(reason) = unreadable_command(policy, ctx) {
         return deny_decision(d, ReasonCode::InvalidRequest, reason, None, None, None);
     }
-    let (risk, risk_rule) = risk_of(policy, &ctx);
+    let (risk, risk_rule) = risk_of(policy, ctx);
     d.risk_level = risk;
     let profile = policy.agents.get(&call.agent_id);
     if let Some(p) = profile
@@ -352,10 +366,10 @@ pub fn decide_linear(policy: &Policy, call: &Call) -> Decision {
         return profile_denial(d, p, &call.tool);
     }
     let agent_rules = profile.map_or(&[][..], |p| p.rules.rules.as_slice());
-    let mut chooser = Chooser::new(&ctx);
+    let mut chooser = Chooser::new(ctx);
     let scope = Scope::Global;
     for rule in agent_rules.iter().chain(policy.rules.rules.iter()) {
-        if chooser.visit(rule, &ctx, None, &scope) {
+        if chooser.visit(rule, ctx, None, &scope) {
             break;
         }
     }

@@ -3,24 +3,40 @@
 
 use std::cell::OnceCell;
 
-use faramesh_proto::{Call, canonical_json};
+use faramesh_proto::{Call, Finding, canonical_json};
 use serde_json::Value;
 
 use crate::command::{self, Match, Reading};
+use crate::detect::{self, DetectSet};
 use crate::model::{Cond, History, Rule};
 
-/// A call being decided, with its lazily computed canonical params text, and what its session
-/// did before (the daemon's; offline tools have none).
+/// A call being decided, with its lazily computed canonical params text, command reading and
+/// findings, and what its session did before (the daemon's; offline tools have none).
 pub(crate) struct CallCtx<'a> {
     pub call: &'a Call,
     pub history: Option<History<'a>>,
     params_text: OnceCell<String>,
     reading: OnceCell<Reading>,
+    /// The detectors the policy names (all run once, whichever condition asks first).
+    detectors: DetectSet,
+    findings: OnceCell<Vec<Finding>>,
 }
 
 impl<'a> CallCtx<'a> {
-    pub(crate) fn new(call: &'a Call, history: Option<History<'a>>) -> Self {
-        CallCtx { call, history, params_text: OnceCell::new(), reading: OnceCell::new() }
+    pub(crate) fn new(call: &'a Call, detectors: DetectSet, history: Option<History<'a>>) -> Self {
+        CallCtx {
+            call,
+            history,
+            params_text: OnceCell::new(),
+            reading: OnceCell::new(),
+            detectors,
+            findings: OnceCell::new(),
+        }
+    }
+
+    /// What the policy's detectors find in the params (once).
+    pub(crate) fn findings(&self) -> &[Finding] {
+        self.findings.get_or_init(|| detect::scan(&self.call.params, self.detectors))
     }
 
     /// The call's command as the reader reads it (once).
@@ -128,6 +144,9 @@ impl Cond {
                     }
                 }),
             },
+            Cond::Detect(set, names) => unless(set.any_in(ctx.findings()), &|| {
+                format!("detect: nothing of {} found in params", names.join(", "))
+            }),
             Cond::Field(path, expected) => match ctx.lookup(path) {
                 None => fail(&|| format!("field: `{}` is missing", path.join("."))),
                 Some(actual) if !json_equal(actual, expected) => {

@@ -21,6 +21,7 @@ pub(super) fn base(policy: &Policy) -> Decision {
         provenance: None,
         params_hash: String::new(),
         shadow: None,
+        findings: Vec::new(),
     }
 }
 

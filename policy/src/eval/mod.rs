@@ -78,7 +78,7 @@ pub fn decide_request_with(
     history: History<'_>,
 ) -> Decision {
     match req.refusal() {
-        Some(why) => refuse(base(policy), &req.call, why),
+        Some(why) => refuse(policy, &req.call, why),
         None => evaluate(policy, &req.call, Some(history), None).decision,
     }
 }
@@ -87,7 +87,7 @@ pub fn decide_request_with(
 /// `INVALID_REQUEST` naming the key (daemon and offline tools alike); otherwise [`decide`].
 pub fn decide_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Decision {
     match req.refusal() {
-        Some(why) => refuse(base(policy), &req.call, why),
+        Some(why) => refuse(policy, &req.call, why),
         None => decide(policy, &req.call),
     }
 }
@@ -96,7 +96,7 @@ pub fn decide_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Dec
 pub fn explain_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Explanation {
     match req.refusal() {
         Some(why) => Explanation {
-            decision: refuse(base(policy), &req.call, why),
+            decision: refuse(policy, &req.call, why),
             profile: None,
             risk_rule: None,
             steps: Vec::new(),
@@ -106,10 +106,12 @@ pub fn explain_request(policy: &Policy, req: &faramesh_proto::CallRequest) -> Ex
     }
 }
 
-fn refuse(mut d: Decision, call: &Call, why: String) -> Decision {
+fn refuse(policy: &Policy, call: &Call, why: String) -> Decision {
+    let mut d = base(policy);
     if let Ok(h) = call.hashes() {
         (d.request_hash, d.params_hash) = (h.request_hash, h.params_hash);
     }
+    d.findings = crate::detect::scan(&call.params, policy.detectors);
     deny_decision(d, ReasonCode::InvalidRequest, why, None, None, None)
 }
 

@@ -236,7 +236,20 @@ impl Loader<'_> {
             .chain(risk_rules.iter().map(|r| after_ms(&r.conds)))
             .max()
             .unwrap_or(0);
+        let mut detectors = crate::detect::DetectSet::NONE;
+        let all_conds = rules
+            .rules
+            .iter()
+            .chain(agents.values().flat_map(|p| p.rules.rules.iter()))
+            .flat_map(|r| r.conds.iter())
+            .chain(risk_rules.iter().flat_map(|r| r.conds.iter()));
+        for c in all_conds {
+            if let Cond::Detect(set, _) = c {
+                detectors |= *set;
+            }
+        }
         Ok(Policy {
+            detectors,
             uses_commands,
             longest_after_ms,
             commands,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Loader, PolicyError};
 use crate::command::CommandMatch;
+use crate::detect::DetectSet;
 use crate::model::{After, Cmp, Cond, Index, MAX_AFTER_WITHIN_MS, NamePat, Rule, RuleSet};
 use crate::yaml::{Key, Kind, Node, Pos};
 
@@ -286,6 +287,7 @@ impl Loader<'_> {
                 }
                 "command" => Cond::Command(self.command(value)?),
                 "after" => Cond::After(self.after(value)?),
+                "detect" => self.detect(value)?,
                 _ => continue, // `value` is read together with `field`
             };
             norm.insert(cond.key().to_owned(), normalized_cond(&cond));
@@ -324,6 +326,40 @@ impl Loader<'_> {
             ));
         }
         Ok(After { tool, op, within_ms })
+    }
+
+    /// `detect: secrets`, `detect: [pii, aws_access_key]`: detector groups or names.
+    fn detect(&self, value: &Node) -> Result<Cond, PolicyError> {
+        let items: Vec<&Node> = match &value.kind {
+            Kind::Seq(items) if !items.is_empty() => items.iter().collect(),
+            Kind::Seq(_) => {
+                return Err(self.err(value.pos, "`detect` is empty: name `secrets`, `pii` or detectors"));
+            }
+            _ => vec![value],
+        };
+        let mut set = DetectSet::NONE;
+        let mut names = Vec::with_capacity(items.len());
+        for item in items {
+            let name = self.string(item, "a `detect` name")?;
+            let Some(named) = DetectSet::named(&name) else {
+                let known = DetectSet::names();
+                let hint = faramesh_proto::call::suggest(&name, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(self.err(
+                    item.pos,
+                    format!(
+                        "unknown detector `{name}` in `detect`{hint}: expected one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            set |= named;
+            names.push(name);
+        }
+        names.sort();
+        names.dedup();
+        Ok(Cond::Detect(set, names))
     }
 
     /// A YAML value as JSON (for `field`/`value`).
@@ -385,6 +421,7 @@ const MATCH_KEYS: &[&str] = &[
     "value",
     "command",
     "after",
+    "detect",
 ];
 
 /// Largest compiled regex accepted for `pattern` (bytes of compiled program).
@@ -404,5 +441,6 @@ fn normalized_cond(cond: &Cond) -> Value {
         Cond::Field(path, value) => json!({"path": path.join("."), "value": value}),
         Cond::Command(c) => Value::Array(c.matchers.iter().map(CommandMatch::to_json).collect()),
         Cond::After(a) => json!({"tool": a.tool.as_str(), "op": a.op.as_str(), "within": a.within_ms / 1000}),
+        Cond::Detect(_, names) => json!(names),
     }
 }
