@@ -115,6 +115,60 @@ fn main() {
         println!("bench engine_ratio_{n}_vs_10_rules {:.2} x", table / small);
         println!("bench cedar_over_engine_{n}_rules {:.1} x", cedar / table);
     }
+    detectors();
+}
+
+/// Params of about `bytes` bytes that look like a tool call's: notes, a command, headers, nested
+/// items, one of them holding an email address (what a `detect: pii` rule finds).
+fn params_of(bytes: usize) -> serde_json::Value {
+    let mut items = Vec::new();
+    let mut size = 0;
+    let mut i = 0;
+    while size < bytes {
+        let item = json!({
+            "id": format!("ord_{i:08}"),
+            "note": format!("customer asked for a refund of order {i} on 2026-12-0{}; shipped late, box damaged", i % 9 + 1),
+            "sku": format!("SKU-{:06}-B", i * 7),
+            "trace": format!("{:032x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
+        });
+        size += item.to_string().len();
+        items.push(item);
+        i += 1;
+    }
+    json!({"cmd": "curl -s https://api.example.com/v1/orders", "headers": {"accept": "application/json"},
+           "contact": "jane.doe@example.org", "items": items})
+}
+
+/// `detect:` on a 4 KB and a 64 KB params object (every detector), and a decision with a
+/// `detect: [secrets, pii]` rule against the same decision without it.
+fn detectors() {
+    use faramesh_policy::detect::{DetectSet, scan};
+    for (name, bytes) in [("4kb", 4 << 10), ("64kb", 64 << 10)] {
+        let params = params_of(bytes);
+        assert_eq!(scan(&params, DetectSet::all()).len(), 1, "the email address, nothing else");
+        let batch = if bytes > 8 << 10 { 20 } else { 200 };
+        let ns = median_ns(51, batch, || {
+            black_box(scan(black_box(&params), DetectSet::all()));
+        });
+        report(&format!("detect_all_{name}"), ns);
+        let plain = compile("b.yaml", "version: 1\nrules:\n  - match: { tool: http }\n    allow: true\n").unwrap();
+        let with = compile(
+            "b.yaml",
+            "version: 1\nrules:\n  - match: { tool: http, detect: secrets }\n    deny: true\n  - match: { tool: http, detect: pii }\n    require_approval: true\n  - match: { tool: http }\n    allow: true\n",
+        )
+        .unwrap();
+        let mut call = Call::new("bench-agent", "http", "post");
+        call.params = params.clone();
+        assert_eq!(decide(&with, &call).effect, Effect::Defer);
+        let base = median_ns(51, batch, || {
+            black_box(decide(black_box(&plain), black_box(&call)));
+        });
+        let detected = median_ns(51, batch, || {
+            black_box(decide(black_box(&with), black_box(&call)));
+        });
+        report(&format!("decide_{name}_without_detect"), base);
+        report(&format!("decide_{name}_with_detect"), detected);
+    }
 }
 
 mod cedar_policies {
