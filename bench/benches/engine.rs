@@ -136,7 +136,7 @@ fn params_of(bytes: usize) -> serde_json::Value {
         i += 1;
     }
     json!({"cmd": "curl -s https://api.example.com/v1/orders", "headers": {"accept": "application/json"},
-           "contact": "jane.doe@example.org", "items": items})
+           "contact": "jane.doe@fastmail.com", "items": items})
 }
 
 /// `detect:` on a 4 KB and a 64 KB params object (every detector), and a decision with a
