@@ -415,6 +415,46 @@ rules:""",
             d.stop()
 
 
+def test_the_header_shows_the_kill_switch_and_the_rules_their_shadow_hits(browser: Browser) -> None:
+    # A rule in shadow mode in front of `read-ok`: reads stay allowed, and it counts what it would deny.
+    policy = POLICY.replace(
+        "rules:",
+        """rules:
+  - id: no-reads-shadow
+    mode: shadow
+    match: { tool: read_file, op: "*" }
+    deny: true""",
+        1,
+    )
+    with tempfile.TemporaryDirectory(prefix="fm-dash-kill-") as tmp:
+        d = Dev(Path(tmp), policy)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+        try:
+            page = context.new_page()
+            page.goto(d.login)
+            expect(page.locator("#main")).to_be_visible()
+            ran: list[Any] = []
+            d.agent(ran=ran).by_name("read_file")("/srv/shadowed")
+            assert ran == [("read_file", "/srv/shadowed")], "the shadow rule decides nothing"
+            dev_cli(d, "kill", "--reason", "agents misbehaving")
+            page.reload()
+            expect(page.locator("#kill-switch")).to_be_visible()
+            expect(page.locator("#kill-switch-text")).to_contain_text("every agent")
+            expect(page.locator("#kill-switch-text")).to_contain_text("agents misbehaving")
+            shadow = page.locator("#ov-rules tr", has_text="no-reads-shadow")
+            expect(shadow).to_have_class(re.compile(r"\bshadow\b"))
+            expect(shadow).to_contain_text("would have changed 1 call")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "kill-switch-light.png"))
+            dev_cli(d, "kill", "--lift")
+            page.reload()
+            expect(page.locator("#main")).to_be_visible()
+            expect(page.locator("#kill-switch")).to_be_hidden()
+        finally:
+            context.close()
+            d.stop()
+
+
 def dev_cli(dev: Dev, *args: str) -> str:
     out = subprocess.run([BIN, *args, "--socket", dev.socket], capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 0, out.stderr
