@@ -151,7 +151,8 @@ fn detectors() {
             black_box(scan(black_box(&params), DetectSet::all()));
         });
         report(&format!("detect_all_{name}"), ns);
-        let plain = compile("b.yaml", "version: 1\nrules:\n  - match: { tool: http }\n    allow: true\n").unwrap();
+        let plain =
+            compile("b.yaml", "version: 1\nrules:\n  - match: { tool: http }\n    allow: true\n").unwrap();
         let with = compile(
             "b.yaml",
             "version: 1\nrules:\n  - match: { tool: http, detect: secrets }\n    deny: true\n  - match: { tool: http, detect: pii }\n    require_approval: true\n  - match: { tool: http }\n    allow: true\n",

@@ -4,15 +4,31 @@
 /// The shortest base64 run that is decoded.
 const MIN_RUN: usize = 20;
 
-fn b64_value(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'+' | b'-' => Some(62),
-        b'/' | b'_' => Some(63),
-        _ => None,
+/// Each byte's base64 value (either alphabet), 0xff for none: a table, since the run finder
+/// looks at every byte of every string.
+static B64: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0u8;
+    while i < 26 {
+        t[(b'A' + i) as usize] = i;
+        t[(b'a' + i) as usize] = i + 26;
+        i += 1;
     }
+    let mut d = 0u8;
+    while d < 10 {
+        t[(b'0' + d) as usize] = d + 52;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+};
+
+fn b64_value(b: u8) -> Option<u8> {
+    let v = B64[usize::from(b)];
+    (v != 0xff).then_some(v)
 }
 
 /// Decodes base64 without padding (either alphabet; `=` at the end is ignored).
@@ -51,14 +67,19 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
 pub(super) fn base64_runs(text: &str, mut f: impl FnMut(usize, usize, &str)) {
     let b = text.as_bytes();
     let mut i = 0;
+    let is_b64 = |c: u8| B64[usize::from(c)] != 0xff;
     while i < b.len() {
-        if b64_value(b[i]).is_none() {
+        if !is_b64(b[i]) {
             i += 1;
             continue;
         }
         let start = i;
-        while i < b.len() && b64_value(b[i]).is_some() {
+        while i < b.len() && is_b64(b[i]) {
             i += 1;
+        }
+        // Too short, or hex digits only (a hash or an id: base64 of text has other letters).
+        if i - start < MIN_RUN || b.get(start..i).is_some_and(|r| r.iter().all(u8::is_ascii_hexdigit)) {
+            continue;
         }
         let mut end = i;
         while end < b.len() && b[end] == b'=' && end - i < 2 {

@@ -244,33 +244,59 @@ pub fn scan(params: &Value, set: DetectSet) -> Vec<Finding> {
     if set.is_empty() {
         return Vec::new();
     }
-    let mut path = String::from("$");
-    walk(params, None, &mut path, &mut |text, key, path| {
+    let mut at: Vec<Step<'_>> = Vec::new();
+    walk(params, None, &mut at, &mut |text, key, at| {
         let mut ds: Vec<Detector> = hits(text, key, set).into_iter().map(|h| h.detector).collect();
+        if ds.is_empty() {
+            return;
+        }
         ds.sort_unstable();
         ds.dedup();
-        found.extend(ds.into_iter().map(|d| (path.to_owned(), d)));
+        // The path is written only for a value where something was found.
+        let mut path = String::from("$");
+        for step in at {
+            match step {
+                Step::Key(k) => push_key(&mut path, k),
+                Step::Index(i) => {
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                }
+            }
+        }
+        found.extend(ds.into_iter().map(|d| (path.clone(), d)));
     });
     found.into_iter().map(|(path, d)| Finding { detector: d.name().to_owned(), path }).collect()
 }
 
-fn walk(value: &Value, key: Option<&str>, path: &mut String, f: &mut dyn FnMut(&str, Option<&str>, &str)) {
+/// One step of the path to a value: an object's key or an array's index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// What [`walk`] calls for each string: the string, its key (in an object), the path to it.
+type Visit<'f, 'a> = dyn FnMut(&str, Option<&str>, &[Step<'a>]) + 'f;
+
+fn walk<'a>(
+    value: &'a Value,
+    key: Option<&'a str>,
+    at: &mut Vec<Step<'a>>,
+    f: &mut Visit<'_, 'a>,
+) {
     match value {
-        Value::String(s) => f(s, key, path),
+        Value::String(s) => f(s, key, at),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                walk(item, None, path, f);
-                path.truncate(len);
+                at.push(Step::Index(i));
+                walk(item, None, at, f);
+                at.pop();
             }
         }
         Value::Object(map) => {
             for (k, v) in map {
-                let len = path.len();
-                push_key(path, k);
-                walk(v, Some(k), path, f);
-                path.truncate(len);
+                at.push(Step::Key(k));
+                walk(v, Some(k), at, f);
+                at.pop();
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}

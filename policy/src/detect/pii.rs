@@ -163,6 +163,19 @@ fn us_ssn_valid(d: &[u8]) -> bool {
     d.len() == 9 && area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
 }
 
+/// The bytes a finding here can start with: digits, upper-case letters, `+` and `@` (a table:
+/// every byte of every string is looked up).
+static STARTS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_digit() || b.is_ascii_uppercase() || b == b'+' || b == b'@';
+        i += 1;
+    }
+    t
+};
+
 fn alnum_at(b: &[u8], i: usize) -> bool {
     b.get(i).is_some_and(|c| c.is_ascii_alphanumeric())
 }
@@ -181,6 +194,11 @@ pub(super) fn scan(text: &str, set: DetectSet, out: &mut Vec<Hit>) {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        // Only a digit, an upper-case letter, `+` or `@` starts anything found here.
+        if !STARTS[usize::from(c)] {
+            i += 1;
+            continue;
+        }
         let boundary = i == 0 || !alnum_at(b, i - 1);
         let after_sep =
             matches!(i.checked_sub(1).and_then(|p| b.get(p)), Some(b'.' | b'+' | b'-' | b'_' | b'/'));

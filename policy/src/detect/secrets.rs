@@ -93,8 +93,20 @@ const SPECIFIC: &[Detector] = &[
     Detector::JWT,
 ];
 
+/// `[A-Za-z0-9_-]`, by table: this runs on every byte of every string.
+static WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        i += 1;
+    }
+    t
+};
+
 fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+    WORD[usize::from(b)]
 }
 
 fn alnum(s: &str) -> bool {
@@ -164,10 +176,16 @@ pub(super) fn scan(text: &str, set: DetectSet, out: &mut Vec<Hit>) {
             }
         }
     }
-    if set.contains(Detector::PRIVATE_KEY) {
+    // A PEM block and an option (`--password`) need a `-`; an assignment a `=` or `:`.
+    let (mut dash, mut assign) = (false, false);
+    for &c in b {
+        dash |= c == b'-';
+        assign |= c == b'=' || c == b':';
+    }
+    if dash && set.contains(Detector::PRIVATE_KEY) {
         private_keys(text, out);
     }
-    if set.contains(Detector::HIGH_ENTROPY) {
+    if (dash || assign) && set.contains(Detector::HIGH_ENTROPY) {
         assignments(text, out);
     }
 }
@@ -389,9 +407,12 @@ pub(super) fn keyed(text: &str, key: &str, out: &mut Vec<Hit>) {
 fn assignments(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     for (i, &c) in b.iter().enumerate() {
+        if c != b'=' && c != b':' && c != b' ' {
+            continue;
+        }
         // `=` and `:`, or the space after a command-line option (`--password …`).
         let flag = c == b' ' && i > 0 && is_word(b[i - 1]);
-        if c != b'=' && c != b':' && !flag {
+        if c == b' ' && !flag {
             continue;
         }
         // The name: back over up to 2 quotes or spaces, then name characters.
