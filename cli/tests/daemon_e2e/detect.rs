@@ -99,3 +99,21 @@ fn detected_values_decide_the_call_and_are_stored_only_as_tokens() {
         assert!(out.contains(&token), "{out}");
     }
 }
+
+/// Regression: a secret used as an object key came back in the finding's path, and the same
+/// value sent in the context (which is not scanned) was stored there as it was.
+#[test]
+fn a_finding_never_names_a_secret_in_its_path_and_the_context_keeps_no_copy() {
+    let daemon = Daemon::start(POLICY);
+    let mut c = daemon.client();
+    let mut call = http(json!({KEY: KEY}));
+    call["context"] = json!({"note": KEY});
+    let r = c.result("govern", call);
+    assert_eq!(r["effect"], "DENY", "{r}");
+    assert_eq!(r["findings"], json!([{"detector": "aws_access_key", "path": "$[*]"}]), "{r}");
+    let entries = c.result("log.entries", json!({"from_seq": 1, "limit": 100}));
+    let decision =
+        entries["entries"].as_array().unwrap().iter().find(|e| e["kind"] == "decision").unwrap().clone();
+    let context = decision["context"].to_string();
+    assert!(!context.contains(KEY) && context.contains("[REDACTED:aws_access_key:"), "{decision}");
+}

@@ -126,3 +126,32 @@ fn the_kill_file_denies_every_call_while_it_exists() {
     std::fs::remove_file(&file).unwrap();
     assert_eq!(effect(&c.result("govern", http("bot"))), ("PERMIT", "POLICY_PERMIT"));
 }
+
+/// Regression: a call approved before the switch was engaged still resumed (PERMIT
+/// `APPROVAL_GRANTED`), and `action.start` still started an approved action.
+#[test]
+fn a_call_approved_before_the_kill_switch_cannot_start() {
+    let daemon = Daemon::start(&POLICY.replace("rules:", "approvals:\n  allow_same_uid: true\nrules:"));
+    let mut c = daemon.client();
+    let call = json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "free"}});
+    let first = c.result("govern", call.clone());
+    assert_eq!(first["effect"], "DEFER", "{first}");
+    let second = c.result(
+        "govern",
+        json!({"agent_id": "bot", "tool": "shell", "operation": "exec", "args": {"cmd": "uptime"}}),
+    );
+    for d in [&first, &second] {
+        c.result("approval.approve", json!({"approval_id": d["approval_id"]}));
+    }
+    kill_cli(&daemon, &["--agent", "bot"]);
+    let mut resumed = call.clone();
+    resumed["approval_id"] = first["approval_id"].clone();
+    let r = c.result("govern", resumed);
+    assert_eq!(effect(&r), ("DENY", "KILL_SWITCH"), "{r}");
+    let started = c.call("action.start", json!({"action_id": second["action_id"]}));
+    assert!(started["error"]["message"].as_str().unwrap_or("").contains("kill switch"), "{started}");
+    // Lifted, the approved call may start.
+    kill_cli(&daemon, &["--lift", "--agent", "bot"]);
+    let started = c.result("action.start", json!({"action_id": second["action_id"]}));
+    assert_eq!(started["status"], "executing", "{started}");
+}

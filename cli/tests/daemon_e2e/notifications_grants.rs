@@ -516,4 +516,14 @@ fn a_grant_on_ls_does_not_cover_lines_that_run_rm() {
             "{cmd}: read as unresolved or as the rm it runs: {r}"
         );
     }
+    // Regression: the grant compared program names only, so another file named `ls`, a changed
+    // search path, or an `ls` that writes files by redirection was covered too.
+    for cmd in
+        ["/tmp/ls", "./ls -la", "PATH=/tmp ls", "GCONV_PATH=/tmp ls", "ls > /etc/passwd", "ls >> ~/.bashrc"]
+    {
+        let r = c.result("govern", shell_call(cmd));
+        assert_ne!(r["reason_code"], "GRANT_APPLIED", "{cmd}: {r}");
+    }
+    let grants = c.result("grant.list", json!({}));
+    assert_eq!(grants["grants"][0]["programs"], json!(["ls"]), "{grants}");
 }

@@ -173,6 +173,9 @@ impl Service {
         );
         record.id = reply.action_id.clone().unwrap_or_default();
         record.ts = entry::rfc3339(entry::now_ms());
+        if !self.reads_everything(who) {
+            record.shadow = None;
+        }
         ActionView { record, status }
     }
 
@@ -195,6 +198,11 @@ impl Service {
         if !self.may_read(who, rec.caller.as_ref(), &rec.agent_id) {
             // Not the caller's action: indistinguishable from an unknown one.
             return Err(ServiceError::not_found(format!("no action `{id}`")));
+        }
+        let mut rec = rec;
+        if !self.reads_everything(who) {
+            // Which rules are being tried in shadow mode is the operators' to know.
+            rec.shadow = None;
         }
         let status = self.action_status(&rec);
         Ok(ActionView { record: rec, status })
@@ -299,20 +307,27 @@ impl Service {
             lo = lo.max(hi.saturating_sub(UNINDEXED_SCAN as u64 - 1));
         }
         let reader = self.reader(who);
+        let everything = reader.sees_everything();
         let keep = |r: &DecisionRecord| {
             q.tool.as_deref().is_none_or(|t| r.tool == t)
                 && q.effect.is_none_or(|e| r.effect == e)
                 && q.agent_id.as_deref().is_none_or(|a| r.agent_id == a)
                 && reader.sees(r.caller.as_ref(), Some(&r.agent_id))
         };
-        let matches_text = |record: &str| q.text.as_deref().is_none_or(|t| record.to_lowercase().contains(t));
+        // A search reads the record as this caller is shown it (no shadow-mode rule for agents).
+        let matches_text = |record: &str| {
+            q.text.as_deref().is_none_or(|t| reader.shown(record.to_owned()).to_lowercase().contains(t))
+        };
         let mut out = Vec::new();
         let mut skipped = 0;
         log.scan_newest(term.as_ref().map(Term::key).as_deref(), lo, hi, |_, record| {
             if !matches_text(record) {
                 return true;
             }
-            if let Some(v) = DecisionRecord::parse(record).filter(|r| keep(r)) {
+            if let Some(mut v) = DecisionRecord::parse(record).filter(|r| keep(r)) {
+                if !everything {
+                    v.shadow = None;
+                }
                 let status = self.action_status(&v);
                 if q.status.is_none_or(|s| s == status) {
                     if skipped < q.offset {
@@ -367,6 +382,15 @@ impl Service {
         transition: Transition,
         who: &Identity,
     ) -> Result<ActionView, ServiceError> {
+        // Nothing starts while the kill switch stops this agent, approved or not.
+        if matches!(transition, Transition::Start)
+            && let Some(kill) = self.state.kill.stopping(&view.record.agent_id)
+        {
+            return Err(ServiceError::conflict(format!(
+                "action `{action_id}` cannot start: {}",
+                kill.reason_text()
+            )));
+        }
         // Re-read under the claim: another transition may have just committed.
         let current = self.action_status(&view.record);
         let is_deferred = view.record.effect == Effect::Defer;

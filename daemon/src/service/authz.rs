@@ -233,6 +233,21 @@ impl Reader {
     pub fn sees_everything(&self) -> bool {
         matches!(self, Reader::All)
     }
+
+    /// A visible entry as this reader is shown it: without the shadow-mode rule a decision was
+    /// tried against, unless the reader reads everything (the operators).
+    pub fn shown(&self, record: String) -> String {
+        if self.sees_everything() || !record.contains("\"shadow\"") {
+            return record;
+        }
+        match serde_json::from_str::<serde_json::Value>(&record) {
+            Ok(serde_json::Value::Object(mut m)) => {
+                m.remove("shadow");
+                serde_json::Value::Object(m).to_string()
+            }
+            _ => record,
+        }
+    }
 }
 
 /// Whether the entry is the caller's own: caused by its uid (socket) or token (HTTP), or, for

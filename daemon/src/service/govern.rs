@@ -285,6 +285,9 @@ impl Service {
         let token = |d: policy::detect::Detector, value: &str| entry::redaction_token(&key, d.name(), value);
         let mut stored = call.clone();
         stored.params = policy::detect::redact(&call.params, set, &token);
+        // The same detectors over the context: a value found in the params and also sent there
+        // is not stored there either.
+        stored.context = policy::detect::redact(&call.context, set, &token);
         std::borrow::Cow::Owned(stored)
     }
 
@@ -443,6 +446,7 @@ impl Service {
                 ReasonCode::InvalidRequest
                     | ReasonCode::ProfileDisallowsTool
                     | ReasonCode::AgentIdentityMismatch
+                    | ReasonCode::KillSwitch
             )
         {
             return Ok(self.resume(&call, decision, &approval_id, who).await);

@@ -68,14 +68,27 @@ pub struct Grant {
     pub programs: Option<Vec<String>>,
 }
 
-/// The programs of a command-bearing call, sorted and deduplicated: `None` when the call carries
-/// no command; an empty list when its command was not fully read (no grant can cover it).
+/// What a grant made with an approval of a command line records of it, sorted and
+/// deduplicated: each program by the word that ran it (`ls` found on the search path, or
+/// `/tmp/ls (ls)` for one named by its path or renamed with `exec -a`), and [`WRITES_FILES`]
+/// when the line writes files by redirection. `None` when the call carries no command; an
+/// empty list when its command was not fully read (no grant can cover it).
 pub fn programs_of(params: &Value) -> Option<Vec<String>> {
     use crate::policy::command::{Reading, read_params};
     match read_params(params) {
         Reading::NoCommand => None,
         Reading::Resolved(commands) => {
-            let mut programs: Vec<String> = commands.into_iter().map(|c| c.program).collect();
+            let mut programs: Vec<String> = Vec::new();
+            for c in commands {
+                if !c.writes.is_empty() {
+                    programs.push(WRITES_FILES.to_owned());
+                }
+                match c.argv.first() {
+                    Some(word) if *word == c.program => programs.push(c.program),
+                    Some(word) => programs.push(format!("{word} ({})", c.program)),
+                    None => programs.push(c.program),
+                }
+            }
             programs.sort();
             programs.dedup();
             Some(programs)
@@ -83,6 +96,10 @@ pub fn programs_of(params: &Value) -> Option<Vec<String>> {
         Reading::Unresolved { .. } | Reading::Unreadable(_) => Some(Vec::new()),
     }
 }
+
+/// In a grant's `programs`: the approved line wrote files by redirection, so lines that do are
+/// covered too (otherwise they are not).
+pub const WRITES_FILES: &str = "> (writes files)";
 
 impl Grant {
     /// Whether a call whose command runs `programs` (see [`programs_of`]) is within the

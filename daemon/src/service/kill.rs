@@ -39,7 +39,7 @@ pub struct Kill {
 
 impl Kill {
     /// The decision's reason.
-    fn reason_text(&self) -> String {
+    pub(super) fn reason_text(&self) -> String {
         let whom = match &self.agent_id {
             Some(a) => format!("for agent `{a}`"),
             None => "for every agent".to_owned(),

@@ -35,7 +35,7 @@ impl Subscription {
                 Ok((_, record)) => {
                     // Entries are parsed only to check them for a caller that does not read everything.
                     if self.reader.sees_entry(&record) {
-                        return Some(Seen::Entry(record));
+                        return Some(Seen::Entry(self.reader.shown(record.to_string()).into()));
                     }
                 }
                 Err(RecvError::Lagged(n)) => return Some(Seen::Lagged(n)),
@@ -148,7 +148,11 @@ impl Service {
             .and_then(|r| record_value(r).get("seq").and_then(Value::as_u64))
             .map_or(from_seq, |s| s + 1);
         let reader = self.reader(who);
-        let visible = records.iter().filter(|r| reader.sees_entry(r)).map(|r| record_value(r)).collect();
+        let visible = records
+            .iter()
+            .filter(|r| reader.sees_entry(r))
+            .map(|r| record_value(&reader.shown(r.to_string())))
+            .collect();
         Ok((visible, next_seq))
     }
 

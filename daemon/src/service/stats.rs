@@ -174,4 +174,30 @@ mod tests {
         );
         assert_eq!((&row("pay-ok")["shadow"], &row("pay-ok")["hits"]), (&json!(false), &json!(3)));
     }
+
+    /// Regression: an agent reading its own action (`action.get`, `action.list`, `log.entries`)
+    /// saw which shadow-mode rule it was tried against; only the operators see that.
+    #[tokio::test]
+    async fn agents_do_not_see_the_shadow_rules_they_were_tried_against() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = "version: 1\nrules:\n  - id: no-big\n    mode: shadow\n    match: { tool: pay, amount_gt: 100 }\n    deny: true\n  - id: pay-ok\n    match: { tool: pay }\n    allow: true\n";
+        let s = service(dir.path(), policy);
+        let agent = Identity::Peer(Peer::new(PeerCred { uid: 1000, gid: 1000, pid: 1 }));
+        let root = Identity::Peer(Peer::new(PeerCred { uid: 0, gid: 0, pid: 1 }));
+        let call =
+            json!({"agent_id": "bot", "tool": "pay", "operation": "refund", "params": {"amount": 500}});
+        let reply = s.govern(CallRequest::from_value(&call).unwrap(), &agent).await.unwrap();
+        let id = reply.action_id.clone().unwrap();
+        assert!(s.find_action(&id, &root).unwrap().record.shadow.is_some(), "the operators see it");
+        assert!(s.find_action(&id, &agent).unwrap().record.shadow.is_none());
+        let q = crate::service::ListQuery::from_json(&serde_json::Map::new(), 50).unwrap();
+        assert!(s.action_list(&q, &agent).unwrap().iter().all(|v| v.record.shadow.is_none()));
+        let searched =
+            crate::service::ListQuery::from_json(json!({"q": "no-big"}).as_object().unwrap(), 50).unwrap();
+        assert!(s.action_list(&searched, &agent).unwrap().is_empty(), "no search reveals it");
+        let (entries, _) = s.entries(Some(1), None, 100, &agent).unwrap();
+        assert!(!entries.is_empty() && entries.iter().all(|e| e.get("shadow").is_none()));
+        let (entries, _) = s.entries(Some(1), None, 100, &root).unwrap();
+        assert!(entries.iter().any(|e| e.get("shadow").is_some()));
+    }
 }

@@ -256,6 +256,8 @@ pub fn scan(params: &Value, set: DetectSet) -> Vec<Finding> {
         let mut path = String::from("$");
         for step in at {
             match step {
+                // A key that itself holds something found is not written out: `[*]`.
+                Step::Key(k) if !hits(k, None, set).is_empty() => path.push_str("[*]"),
                 Step::Key(k) => push_key(&mut path, k),
                 Step::Index(i) => {
                     use std::fmt::Write as _;
@@ -277,12 +279,7 @@ enum Step<'a> {
 /// What [`walk`] calls for each string: the string, its key (in an object), the path to it.
 type Visit<'f, 'a> = dyn FnMut(&str, Option<&str>, &[Step<'a>]) + 'f;
 
-fn walk<'a>(
-    value: &'a Value,
-    key: Option<&'a str>,
-    at: &mut Vec<Step<'a>>,
-    f: &mut Visit<'_, 'a>,
-) {
+fn walk<'a>(value: &'a Value, key: Option<&'a str>, at: &mut Vec<Step<'a>>, f: &mut Visit<'_, 'a>) {
     match value {
         Value::String(s) => f(s, key, at),
         Value::Array(items) => {

@@ -201,6 +201,12 @@ pub(super) fn dangerous_variable(name: &str) -> Option<&'static str> {
         "EDITOR",
         "VISUAL",
     ];
+    // Where a program, a library or a module is looked for: set, the same name runs other code.
+    const SEARCH_PATHS: &[&str] =
+        &["PATH", "GCONV_PATH", "PYTHONPATH", "NODE_PATH", "PERL5LIB", "PERLLIB", "RUBYLIB", "GEM_PATH"];
+    if SEARCH_PATHS.contains(&name) {
+        return Some("an environment variable that changes which program or module a name runs");
+    }
     (NAMES.contains(&name) || name.starts_with("BASH_FUNC_"))
         .then_some("an environment variable that makes a shell or program run other code")
 }
