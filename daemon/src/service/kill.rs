@@ -172,20 +172,14 @@ impl Service {
         let fields =
             json!({"state": "engaged", "agent_id": kill.agent_id, "reason": kill.reason, "by": kill.by});
         let row = state_row(row_key(agent_id.as_deref()), &kill)?;
-        let notes = self.kill_notes("kill.engaged", &fields);
-        let queued = notes.len();
-        let outbox = super::notify::writes(notes, false)?;
-        let writes: StateWrites = Box::new(move |seq, id| {
-            let mut rows = vec![row];
-            if let Some(n) = outbox {
-                rows.extend(n(seq, id));
-            }
-            rows
-        });
-        self.commit(dpr::event_entry("kill_switch", to_json("the kill switch", &fields)?), Some(writes))
-            .await?;
-        self.queued_notes(queued);
+        // In force at once, before the entry commits: no call slips through meanwhile. If the
+        // entry cannot be committed, the switch is as it was and the engager is told.
+        let previous = self.state.kill.engaged.read().ok().and_then(|e| e.get(&agent_id).cloned());
         self.state.kill.set(Some(kill), agent_id.clone());
+        if let Err(e) = self.record_kill("kill.engaged", &fields, row).await {
+            self.state.kill.set(previous, agent_id.clone());
+            return Err(e);
+        }
         tracing::warn!(agent = agent_id.as_deref().unwrap_or("*"), "kill switch engaged");
         // The calls waiting for a person are denied: nobody is to start them now.
         let mut denied = Vec::new();
@@ -215,24 +209,35 @@ impl Service {
             }));
         }
         let fields = json!({"state": "lifted", "agent_id": agent_id, "by": who.caller()});
-        let key = row_key(agent_id.as_deref());
-        let notes = self.kill_notes("kill.lifted", &fields);
+        // Lifted only once the entry is committed.
+        self.record_kill("kill.lifted", &fields, (row_key(agent_id.as_deref()), None)).await?;
+        self.state.kill.set(None, agent_id.clone());
+        tracing::warn!(agent = agent_id.as_deref().unwrap_or("*"), "kill switch lifted");
+        let file_present = self.state.kill.status()["file_present"] == true;
+        Ok(json!({"lifted": true, "agent_id": agent_id, "kill_file_present": file_present}))
+    }
+
+    /// Commits a `kill_switch` entry with its state row and the notifications it queues.
+    async fn record_kill(
+        &self,
+        event: &str,
+        fields: &Value,
+        row: (String, Option<Vec<u8>>),
+    ) -> Result<(), ServiceError> {
+        let notes = self.kill_notes(event, fields);
         let queued = notes.len();
         let outbox = super::notify::writes(notes, false)?;
         let writes: StateWrites = Box::new(move |seq, id| {
-            let mut rows = vec![(key, None)];
+            let mut rows = vec![row];
             if let Some(n) = outbox {
                 rows.extend(n(seq, id));
             }
             rows
         });
-        self.commit(dpr::event_entry("kill_switch", to_json("the kill switch", &fields)?), Some(writes))
+        self.commit(dpr::event_entry("kill_switch", to_json("the kill switch", fields)?), Some(writes))
             .await?;
         self.queued_notes(queued);
-        self.state.kill.set(None, agent_id.clone());
-        tracing::warn!(agent = agent_id.as_deref().unwrap_or("*"), "kill switch lifted");
-        let file_present = self.state.kill.status()["file_present"] == true;
-        Ok(json!({"lifted": true, "agent_id": agent_id, "kill_file_present": file_present}))
+        Ok(())
     }
 
     fn may_engage_kill(&self, who: &Identity) -> Result<(), ServiceError> {
