@@ -225,7 +225,8 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  faramesh approve 3f9c2a7b --reason \"checked with the on-call\"")]
+#[command(after_help = "Examples:\n  faramesh approve 3f9c2a7b --reason \"checked with the on-call\"\n  \
+faramesh approve 3f9c2a7b --set amount=50 --reason \"50 is enough\"")]
 pub struct DecideArgs {
     #[command(flatten)]
     socket: SocketArg,
@@ -246,6 +247,31 @@ pub struct DecideArgs {
     /// and its session). Never the approver's own calls.
     #[arg(long, requires = "grant")]
     any_caller: bool,
+    /// Approve the call with this argument changed (repeatable): `KEY=VALUE`, KEY a path with
+    /// dots (`to.iban`), VALUE JSON (`50`, `true`, `"text"`) or else taken as text. The edited
+    /// call is decided again by the policy; the agent runs it only through the SDKs and the MCP
+    /// gateway.
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with_all = ["grant", "params"])]
+    set: Vec<String>,
+    /// Approve the call with these arguments instead (a JSON object, in full).
+    #[arg(long, value_name = "JSON", conflicts_with = "grant")]
+    params: Option<String>,
+}
+
+/// `--set KEY=VALUE` as the daemon's `set` object.
+fn set_object(sets: &[String]) -> Result<Value> {
+    let mut m = serde_json::Map::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("`--set {s}` must look like KEY=VALUE (`--set amount=50`)"))?;
+        if k.is_empty() {
+            return Err(anyhow!("`--set {s}` names no key"));
+        }
+        let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        m.insert(k.to_owned(), v);
+    }
+    Ok(Value::Object(m))
 }
 
 /// Whom a grant covers, for people: `uid 1000 in session s-1`, `token agent:bot`, `any caller`.
@@ -279,6 +305,19 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
         params["grant_same_args"] = json!(args.same_args);
         params["grant_any_caller"] = json!(args.any_caller);
     }
+    if (!args.set.is_empty() || args.params.is_some()) && !approve {
+        return Err(anyhow!("`--set` and `--params` go with `approve`, not `deny`"));
+    }
+    if !args.set.is_empty() {
+        params["set"] = set_object(&args.set)?;
+    }
+    if let Some(p) = &args.params {
+        let v: Value = serde_json::from_str(p).map_err(|e| anyhow!("`--params` is not JSON: {e}"))?;
+        if !v.is_object() {
+            return Err(anyhow!("`--params` must be a JSON object, e.g. '{{\"amount\": 50}}'"));
+        }
+        params["params"] = v;
+    }
     let r = client::call(&args.socket.path(), method, params)?;
     if !json_out && let Some(g) = r.get("grant").filter(|g| g.is_object()) {
         let line = format!(
@@ -311,6 +350,19 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             s(&r, "agent_id")
         );
         println!("{}", safe(&line));
+        if let Some(edit) = r.get("edit").filter(|e| e.is_object()) {
+            let args_line = format!("  edited arguments: {}", edit["params"]);
+            println!("{}", safe(&args_line));
+            if r["status"] == "denied" {
+                let why = format!("  not approved: {}", s(&r, "reason"));
+                println!("{}", safe(&why));
+                return Ok(ExitCode::from(1));
+            }
+            println!("  the agent may run the edited call once; the original call stays refused");
+        }
+    }
+    if json_out && r["status"] == "denied" && approve {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -236,3 +236,6 @@ mod sequences;
 
 #[path = "daemon_e2e/detect.rs"]
 mod detect;
+
+#[path = "daemon_e2e/edits.rs"]
+mod edits;

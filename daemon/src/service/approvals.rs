@@ -48,7 +48,7 @@ impl Status {
 ///
 /// JSON: `{"approval_id", "action_id", "status", "agent_id", "tool", "operation",
 /// "request_hash", "rule_id", "reason_code", "created_at", "expires_at", "requested_by",
-/// "decided_by", "reason"}`.
+/// "decided_by", "reason", "edit"}` (`edit` only for an approval with edits).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     /// The approval's id (32 hex characters, unguessable).
@@ -81,6 +81,31 @@ pub struct Approval {
     pub decided_by: Option<Caller>,
     /// The approver's reason.
     pub reason: Option<String>,
+    /// The arguments the approver changed the call to, when approved (or refused) with edits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<Edit>,
+}
+
+/// An approval with edits: the call the approver changed it to and how the policy decided that
+/// call. The agent resumes with `params`; a resume with the original arguments is refused.
+///
+/// JSON: `{"params", "request_hash", "by", "effect", "reason_code", "rule_id", "reason"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    /// The edited arguments, in full.
+    pub params: Value,
+    /// The edited call's `request_hash`: the resumed call must match it.
+    pub request_hash: String,
+    /// Who edited.
+    pub by: Option<Caller>,
+    /// The policy's decision on the edited call (a DENY refuses the approval).
+    pub effect: faramesh_proto::Effect,
+    /// Its reason code.
+    pub reason_code: faramesh_proto::ReasonCode,
+    /// Its deciding rule.
+    pub rule_id: Option<String>,
+    /// Its reason.
+    pub reason: String,
 }
 
 /// The state key of an approval.

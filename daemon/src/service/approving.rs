@@ -131,6 +131,19 @@ impl Service {
         reason: Option<String>,
         who: &Identity,
     ) -> Result<Approval, ServiceError> {
+        self.decide_approval(id, approve, reason, None, who).await
+    }
+
+    /// Approves or denies a pending approval; `edit` (with the edited params as the log keeps
+    /// them) approves the edited call instead, or refuses it when the policy denies that call.
+    pub(super) async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: Option<String>,
+        edit: Option<(approvals::Edit, serde_json::Value)>,
+        who: &Identity,
+    ) -> Result<Approval, ServiceError> {
         if !self.may_approve(who) {
             return Err(ServiceError::not_authorized(match who {
                 Identity::Token(t) => format!("not authorized: token `{}` is not an approver token", t.name),
@@ -167,7 +180,28 @@ impl Service {
             next.status = if approve { approvals::Status::Approved } else { approvals::Status::Denied };
             next.decided_by = who.caller();
             next.reason = reason;
-            let body = approvals::transition_entry(&next, who.caller().as_ref());
+            let mut logged_edit = None;
+            if let Some((edit, logged_params)) = edit {
+                if edit.effect == Effect::Deny {
+                    // The policy refuses the edited call: so is the approval.
+                    next.status = approvals::Status::Denied;
+                    next.reason = Some(format!(
+                        "the edited call is denied by the policy{}: {}",
+                        edit.rule_id.as_ref().map(|r| format!(" (rule `{r}`)")).unwrap_or_default(),
+                        edit.reason
+                    ));
+                }
+                let mut shown = serde_json::to_value(&edit).unwrap_or(serde_json::Value::Null);
+                if let serde_json::Value::Object(m) = &mut shown {
+                    m.insert("params".into(), logged_params);
+                }
+                logged_edit = Some(shown);
+                next.edit = Some(edit);
+            }
+            let mut body = approvals::transition_entry(&next, who.caller().as_ref());
+            if let Some(shown) = logged_edit {
+                body.insert("edit".into(), shown);
+            }
             let notes = svc.approval_notes(&next);
             let queued = notes.len();
             let writes = match (approvals::state_write(&next, false), notify::writes(notes, false)) {

@@ -139,7 +139,18 @@ pub(super) fn resume_decision(
         approvals::Status::Approved if now_ms > a.expires_ms => {
             deny(ReasonCode::ApprovalExpired, format!("approval `{approval_id}` expired before use"))
         }
-        approvals::Status::Approved if a.request_hash != base.request_hash => deny(
+        approvals::Status::Approved
+            if a.edit.as_ref().is_some_and(|e| e.request_hash != base.request_hash) =>
+        {
+            deny(
+                ReasonCode::ApprovalDenied,
+                format!(
+                    "approval `{approval_id}` approved this call with edited arguments: only the edited call may \
+                     resume (its arguments are the approval's `edit.params`)"
+                ),
+            )
+        }
+        approvals::Status::Approved if a.edit.is_none() && a.request_hash != base.request_hash => deny(
             ReasonCode::ApprovalDenied,
             format!("this call differs from the one approved by `{approval_id}` (request_hash mismatch)"),
         ),
@@ -305,6 +316,18 @@ impl Service {
         Ok(())
     }
 
+    /// The policy's decision on `req`, with the session's earlier calls where a rule asks
+    /// (`after:`).
+    pub(super) fn policy_decision(&self, policy: &policy::Policy, req: &CallRequest) -> Decision {
+        if policy.longest_after_ms > 0 {
+            let earlier = self.state.recent.of(&req.call);
+            let history = policy::History { now_ms: self.clock.now_ms(), earlier: &earlier };
+            policy::decide_request_with(policy, req, history)
+        } else {
+            policy::decide_request(policy, req)
+        }
+    }
+
     /// The checks every call goes through, in this order (each marked by its name below):
     /// `policy`, `kill_switch`, `mcp_quarantine`, `grant`, `agent_identity`, `resume`, `rate_limit`, `budget`; for `govern` (`Mode::Apply`:
     /// a rate-limit token is taken, a budget counted) and `decide` (`Mode::DryRun`: the same
@@ -318,13 +341,7 @@ impl Service {
         mode: Mode,
     ) -> Staged {
         let call = &req.call;
-        let decision = if policy.longest_after_ms > 0 {
-            let earlier = self.state.recent.of(call);
-            let history = policy::History { now_ms: self.clock.now_ms(), earlier: &earlier };
-            policy::decide_request_with(policy, req, history)
-        } else {
-            policy::decide_request(policy, req)
-        };
+        let decision = self.policy_decision(policy, req);
         let mut out = Staged { decision, writes: None, not_applied: Vec::new() };
         let refused_early =
             matches!(out.decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
@@ -477,6 +494,7 @@ impl Service {
                 requested_by: who.caller(),
                 decided_by: None,
                 reason: None,
+                edit: None,
             });
         }
         if approval.is_some() {

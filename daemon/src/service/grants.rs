@@ -198,6 +198,8 @@ pub struct ApprovalAnswer {
     pub reason: Option<String>,
     /// Also grant the caller the same tool/operation for these minutes.
     pub grant: Option<GrantScope>,
+    /// Approve the call with these changes to its arguments.
+    pub edit: Option<super::editing::EditRequest>,
 }
 
 /// What a grant made with an approval covers.
@@ -240,7 +242,18 @@ impl ApprovalAnswer {
             }
             None => None,
         };
-        Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant })
+        let edit = super::editing::EditRequest::from_json(p)?;
+        if edit.is_some() && !approve {
+            let field = if p.contains_key("params") { "params" } else { "set" };
+            return Err(ServiceError::invalid(field, "edits come with an approval, not a denial"));
+        }
+        if edit.is_some() && grant.is_some() {
+            return Err(ServiceError::invalid(
+                "grant_minutes",
+                "an approval with edits makes no grant: approve the edited call, then grant separately",
+            ));
+        }
+        Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant, edit })
     }
 }
 
@@ -386,6 +399,9 @@ impl Service {
         answer: ApprovalAnswer,
         who: &Identity,
     ) -> Result<(Approval, Option<Grant>), ServiceError> {
+        if let Some(edit) = answer.edit {
+            return Ok((self.approve_with_edit(id, edit, answer.reason, who).await?, None));
+        }
         match answer.grant {
             Some(scope) if answer.approve => {
                 let (a, g) = self.approve_with_grant(id, scope, answer.reason, who).await?;

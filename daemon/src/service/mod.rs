@@ -19,6 +19,7 @@ pub mod claims;
 pub mod clock;
 pub mod daemon;
 mod doors;
+pub mod editing;
 mod error;
 pub mod fleet;
 mod govern;

@@ -33,7 +33,7 @@ pub fn decision_word(effect: Effect) -> &'static str {
 /// "decision", "effect", "outcome", "reason", "reason_code", "risk_level", "rule_id",
 /// "rule_ref", "request_hash", "policy_hash", "policy_version", "runtime_version",
 /// "provenance_id", "approval_id", "approval_token", "approval_expires_at", "caller",
-/// "created_at", "updated_at"}`
+/// "edit" (only for a call approved or refused with edits), "created_at", "updated_at"}`
 /// (`docs/http.md`).
 #[derive(Debug, Clone, Serialize)]
 pub struct V1Action<'a> {
@@ -66,6 +66,10 @@ pub struct V1Action<'a> {
     /// When its pending approval expires.
     approval_expires_at: Option<String>,
     caller: Option<&'a Caller>,
+    /// The approver's edit, when the call was approved (or refused) with edited arguments:
+    /// the agent resumes with `edit.params`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edit: Option<super::approvals::Edit>,
     created_at: &'a str,
     updated_at: &'a str,
 }
@@ -105,6 +109,12 @@ impl Service {
                 .and_then(|a| self.state.approvals.get(a))
                 .map(|a| a.expires_at),
             caller: r.caller.as_ref(),
+            edit: r
+                .approval_id
+                .as_deref()
+                .filter(|_| r.effect == Effect::Defer)
+                .and_then(|a| self.state.approvals.get(a))
+                .and_then(|a| a.edit),
             created_at: &r.ts,
             updated_at: &r.ts,
         };
