@@ -341,6 +341,43 @@ def test_defer_wait_holds_the_call_with_progress_until_approved(env: Env) -> Non
     assert env.received()[before:] == [{"tool": "run_shell", "args": {"cmd": "held"}}]
 
 
+def test_an_approval_with_edits_forwards_the_edited_arguments_only(env: Env) -> None:
+    """`faramesh approve ID --set cmd=...`: the held call goes to the server with the edited
+    arguments; a retry of a call approved with edits (--defer answer) goes as the edited call."""
+    before = len(env.received())
+    progress: list[str | None] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+        if len(progress) == 1 and message:
+            approval_id = message.split("approval ", 1)[1].split(" ", 1)[0]
+            await asyncio.to_thread(env.cli, "approve", approval_id, "--set", "cmd=uptime")
+
+    async def held() -> Any:
+        async with Client(env.params("--defer", "wait=60")) as client:
+            return await client.call_tool("run_shell", {"cmd": "rm -rf /srv"}, progress_callback=on_progress)
+
+    result = asyncio.run(held())
+    assert not result.is_error and text(result) == "ran uptime", text(result)
+
+    async def retried() -> tuple[Any, Any]:
+        async with Client(env.params()) as client:
+            pending = await client.call_tool("run_shell", {"cmd": "shutdown now"})
+            approval_id = pending.structured_content["faramesh"]["approval_id"]
+            env.cli("approve", approval_id, "--set", "cmd=date")
+            again = await client.call_tool("run_shell", {"cmd": "shutdown now"})
+            twice = await client.call_tool("run_shell", {"cmd": "shutdown now"})
+            return again, twice
+
+    again, twice = asyncio.run(retried())
+    assert not again.is_error and text(again) == "ran date", text(again)
+    assert twice.is_error, "the approval is used once"
+    assert env.received()[before:] == [
+        {"tool": "run_shell", "args": {"cmd": "uptime"}},
+        {"tool": "run_shell", "args": {"cmd": "date"}},
+    ], "the server saw the edited calls only"
+
+
 def test_defer_wait_over_streamable_http_streams_progress(env: Env) -> None:
     with http_gateway(env, "mcp-http-wait", "--defer", "wait=60") as proxy_port:
         before = len(env.received())

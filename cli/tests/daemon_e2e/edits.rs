@@ -151,3 +151,38 @@ fn edits_are_refused_where_they_cannot_be_read() {
     assert_eq!(r["error"]["data"]["field"], "set", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("params.api_key"), "{r}");
 }
+
+/// A hook cannot substitute arguments: the retry of a call approved with edits is refused, and
+/// the refusal names the edited call.
+#[test]
+fn a_hook_gets_the_edit_as_a_refusal_with_the_suggested_call() {
+    let daemon = Daemon::start(super::hooks::HOOK_POLICY);
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let decision = || {
+        let out = super::hooks::run_hook("gemini-cli", &runtime, &daemon.socket, "before-shell-ls.json");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["decision"].as_str().unwrap().to_owned(), v["reason"].as_str().unwrap().to_owned())
+    };
+    let (d, why) = decision();
+    assert_eq!(d, "deny", "{why}");
+    let approval =
+        why.split("faramesh approve ").nth(1).and_then(|r| r.split('`').next()).unwrap().to_owned();
+    let mut c = daemon.client();
+    let pending = c.result("approval.list", json!({}));
+    let action = pending["approvals"][0]["action_id"].as_str().unwrap().to_owned();
+    let record = c.result("action.get", json!({"id": action}));
+    let mut params = record["params"].clone();
+    params["command"] = json!("pwd");
+    let out = approve(&daemon, &[&approval, "--params", &params.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (d, why) = decision();
+    assert_eq!(d, "deny", "the host would run `ls -la`: {why}");
+    assert!(why.contains("edited arguments"), "{why}");
+    assert!(
+        why.contains("make it again with these arguments instead:") && why.contains(r#""command":"pwd""#),
+        "{why}"
+    );
+}

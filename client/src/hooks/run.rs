@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use faramesh_proto::{Effect, GovernAnswer};
+use faramesh_proto::{Effect, GovernAnswer, ReasonCode};
 use serde_json::{Map, Value, json};
 
 use super::call::{Outcome, resolve_call};
@@ -198,6 +198,18 @@ impl Decided {
         self.path.as_deref().map(|p| format!("`{p}`: ")).unwrap_or_default()
     }
 
+    /// For a call refused because its approver changed it: the edited arguments, as the
+    /// suggested call (a hook cannot substitute arguments).
+    fn suggested(&self, socket: &Path) -> Option<Value> {
+        if self.effect() != Effect::Deny || self.answer.decision.reason_code != ReasonCode::ApprovalDenied {
+            return None;
+        }
+        let approval = self.call.get("approval_id").and_then(Value::as_str)?;
+        let a = socket::call(socket, "approval.wait", json!({"approval_id": approval, "timeout_seconds": 0}))
+            .ok()?;
+        (a["status"] == "approved").then(|| a.pointer("/edit/params").cloned()).flatten()
+    }
+
     fn code_and_rule(&self) -> String {
         let d = &self.answer.decision;
         let code = serde_json::to_value(d.reason_code).unwrap_or_default();
@@ -244,8 +256,10 @@ fn before(
             if left.as_secs() == 0 {
                 break;
             }
+            let approval = d.answer.approval_id.clone();
             if let Some(answer) = wait_and_resume(socket, &d.call, &d.answer, left) {
                 d.answer = answer;
+                d.call["approval_id"] = json!(approval);
             }
         }
     }
@@ -262,7 +276,19 @@ fn before(
     let deferred: Vec<&Decided> = decided.iter().filter(|d| d.effect() == Effect::Defer).collect();
     let (decision, reason) = if let Some(d) = denied {
         let why = &d.answer.decision.reason;
-        (Answer::Deny, format!("Faramesh denied this call: {}{why} ({})", d.on(), d.code_and_rule()))
+        let suggested = d
+            .suggested(socket)
+            .map(|args| {
+                format!(
+                    ". The approver changed this call: make it again with these arguments instead: {}",
+                    crate::term::safe(&args.to_string())
+                )
+            })
+            .unwrap_or_default();
+        (
+            Answer::Deny,
+            format!("Faramesh denied this call: {}{why} ({}){suggested}", d.on(), d.code_and_rule()),
+        )
     } else if !deferred.is_empty() {
         let reasons = deferred
             .iter()
@@ -325,6 +351,8 @@ fn wait_and_resume(
     }
     let mut resume = call.clone();
     resume["approval_id"] = json!(approval);
+    // Approved with edits, the resume is refused (the host runs the call as it asked it); the
+    // refusal names the edited call.
     govern(socket, &resume).ok()
 }
 

@@ -197,8 +197,30 @@ fn schema_shape(schema: &Value) -> Value {
     Value::Object(out)
 }
 
-/// Decides a `tools/call`: `None` to forward it, or the answer to send the client instead.
-/// `progress` sends notifications to the client (stdio) while `--defer wait` holds the call.
+/// What to do with a `tools/call`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Send it to the server; with arguments, these instead of the client's (an approver
+    /// approved the call with edits, and the daemon permitted exactly these).
+    Forward(Option<Map<String, Value>>),
+    /// Send the client this answer instead.
+    Answer(Value),
+}
+
+impl Verdict {
+    /// `msg` (the client's `tools/call`) as it goes to the server: the proxy's elicitation
+    /// round trip removed, edited arguments put in.
+    pub(crate) fn rewrite(edited: Option<Map<String, Value>>, msg: &mut Value) {
+        strip_elicitation(msg);
+        if let (Some(args), Some(params)) = (edited, msg.get_mut("params").and_then(Value::as_object_mut)) {
+            params.insert("arguments".into(), Value::Object(args));
+        }
+    }
+}
+
+/// Decides a `tools/call`: forward it (perhaps with an approver's edited arguments), or answer
+/// the client instead. `progress` sends notifications to the client (stdio) while `--defer wait`
+/// holds the call.
 pub(crate) fn gate(
     shared: &Shared,
     id: &Value,
@@ -206,7 +228,30 @@ pub(crate) fn gate(
     arguments: &Map<String, Value>,
     params: &Value,
     progress: Option<&dyn Fn(Value)>,
-) -> Option<Value> {
+) -> Verdict {
+    match decide(shared, id, name, arguments, params, progress) {
+        Ok(edited) => Verdict::Forward(edited),
+        Err(answer) => Verdict::Answer(answer),
+    }
+}
+
+/// The approver's edited arguments of an approved approval, if it was approved with edits.
+fn edit_of(approval: &Value) -> Option<Map<String, Value>> {
+    if approval["status"] != "approved" {
+        return None;
+    }
+    approval.pointer("/edit/params").and_then(Value::as_object).cloned()
+}
+
+#[allow(clippy::too_many_lines, reason = "one decision's steps in order")]
+fn decide(
+    shared: &Shared,
+    id: &Value,
+    name: &str,
+    arguments: &Map<String, Value>,
+    params: &Value,
+    progress: Option<&dyn Fn(Value)>,
+) -> Result<Option<Map<String, Value>>, Value> {
     let id = id.clone();
     // From 2026-07-28 each request names its protocol version in `_meta`.
     if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
@@ -216,7 +261,7 @@ pub(crate) fn gate(
     }
     if let Some(why) = shared.refused.lock().ok().and_then(|r| r.clone()) {
         let text = format!("Faramesh refused the call: {why}");
-        return Some(refusal(
+        return Err(refusal(
             shared,
             id,
             &text,
@@ -229,7 +274,7 @@ pub(crate) fn gate(
             "Faramesh refused the call: `{}` is not a tool this server listed (tools/list) in this session",
             crate::term::safe(name)
         );
-        return Some(refusal(
+        return Err(refusal(
             shared,
             id,
             &text,
@@ -243,14 +288,24 @@ pub(crate) fn gate(
     let mut call = json!({"agent_id": shared.agent(), "tool": tool, "operation": name, "args": arguments});
     let hash = faramesh_proto::request_hash(shared.agent(), &tool, &name, &arguments, &json!({}))
         .unwrap_or_default();
-    if let Some(approval) = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned()) {
-        call["approval_id"] = json!(approval);
-    }
+    let mut resuming = shared.pending.lock().ok().and_then(|p| p.get(&hash).cloned());
     // The client's retry after a URL elicitation carries our request state: the approval id.
     let elicited =
         params.get("requestState").and_then(Value::as_str).and_then(|s| s.strip_prefix("faramesh:"));
     if let Some(approval) = elicited {
+        resuming = Some(approval.to_owned());
+    }
+    // A retry of a call approved with edits resumes as the edited call.
+    let mut edited = None;
+    if let Some(approval) = resuming {
         call["approval_id"] = json!(approval);
+        if let Ok(a) =
+            shared.daemon.call("approval.wait", json!({"approval_id": approval, "timeout_seconds": 0}))
+            && let Some(args) = edit_of(&a)
+        {
+            call["args"] = Value::Object(args.clone());
+            edited = Some(args);
+        }
     }
     let decision = match shared.daemon.decision("govern", call.clone()) {
         Ok(d) => d,
@@ -259,7 +314,7 @@ pub(crate) fn gate(
                 "Faramesh refused the call: the daemon is not reachable at `{}` ({e:#}); no tool runs without a decision",
                 shared.daemon.socket().display()
             );
-            return Some(refusal(
+            return Err(refusal(
                 shared,
                 id,
                 &text,
@@ -280,7 +335,7 @@ pub(crate) fn gate(
         if let Ok(mut p) = shared.pending.lock() {
             p.insert(hash, decision.approval_id.clone().unwrap_or_default());
         }
-        return Some(reply);
+        return Err(reply);
     }
     let decision = match (decision.decision.effect, hold) {
         (Effect::Defer, Some(timeout)) => {
@@ -302,7 +357,15 @@ pub(crate) fn gate(
                     }));
                 }
             };
-            wait_and_resume(shared, &call, &decision, timeout, &tick).unwrap_or(decision)
+            match wait_and_resume(shared, &call, &decision, timeout, &tick) {
+                Some((resumed, args)) => {
+                    if args.is_some() {
+                        edited = args;
+                    }
+                    resumed
+                }
+                None => decision,
+            }
         }
         _ => decision,
     };
@@ -319,7 +382,7 @@ pub(crate) fn gate(
             if let Ok(mut p) = shared.pending.lock() {
                 p.remove(&hash);
             }
-            None
+            Ok(edited)
         }
         Effect::Defer => {
             let approval = decision.approval_id.clone().unwrap_or_default();
@@ -331,7 +394,7 @@ pub(crate) fn gate(
                 "pending approval {approval}: approve with `faramesh approve {approval}`{at}, then retry the same call ({})",
                 decision.decision.reason
             );
-            Some(refusal(shared, id, &text, summary))
+            Err(refusal(shared, id, &text, summary))
         }
         Effect::Deny => {
             if let Ok(mut p) = shared.pending.lock() {
@@ -343,7 +406,7 @@ pub(crate) fn gate(
                 decision.decision.reason,
                 code.as_str().unwrap_or("DENY")
             );
-            Some(refusal(shared, id, &text, summary))
+            Err(refusal(shared, id, &text, summary))
         }
     }
 }
@@ -400,17 +463,19 @@ fn elicitation(shared: &Shared, id: &Value, params: &Value, decision: &GovernAns
 }
 
 /// Holds a deferred call until its approval is decided (or `timeout`), in steps of 2 s with a
-/// `tick` (progress) after each undecided step; then re-asks with the approval id.
+/// `tick` (progress) after each undecided step; then re-asks with the approval id (as the
+/// edited call, with its arguments, when the approver edited it).
 fn wait_and_resume(
     shared: &Shared,
     call: &Value,
     decision: &GovernAnswer,
     timeout: Duration,
     tick: &dyn Fn(u64),
-) -> Option<GovernAnswer> {
+) -> Option<(GovernAnswer, Option<Map<String, Value>>)> {
     const STEP: u64 = 2;
     let approval = decision.approval_id.as_deref()?;
     let mut waited = 0u64;
+    let edited;
     loop {
         let step = STEP.min(timeout.as_secs().saturating_sub(waited)).max(1);
         let reply = shared
@@ -419,6 +484,7 @@ fn wait_and_resume(
             .ok()?;
         waited += step;
         if reply["timed_out"] != true {
+            edited = edit_of(&reply);
             break;
         }
         if waited >= timeout.as_secs() {
@@ -428,7 +494,11 @@ fn wait_and_resume(
     }
     let mut resume = call.clone();
     resume["approval_id"] = json!(approval);
-    shared.daemon.decision("govern", resume).ok()
+    if let Some(args) = &edited {
+        resume["args"] = Value::Object(args.clone());
+    }
+    let answer = shared.daemon.decision("govern", resume).ok()?;
+    Some((answer, edited))
 }
 
 /// The answer to a refused `tools/call`: an `isError` tool result (default) or a JSON-RPC error.

@@ -30,7 +30,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use super::Shared;
-use super::gate::{gate, strip_elicitation};
+use super::gate::{Verdict, gate};
 use faramesh_net::guard::{self, Door};
 use faramesh_proto::mcp::{self as mcp_msg, Message, Refusal};
 
@@ -181,10 +181,10 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                     tokio::task::spawn_blocking(move || gate(&shared, &id, &name, &arguments, &params, None))
                         .await;
                 match verdict {
-                    Ok(Some(reply)) => return json_reply(&reply),
-                    Ok(None) => {
+                    Ok(Verdict::Answer(reply)) => return json_reply(&reply),
+                    Ok(Verdict::Forward(edited)) => {
                         let mut msg = Value::Object(msg);
-                        strip_elicitation(&mut msg);
+                        Verdict::rewrite(edited, &mut msg);
                         mcp_msg::encode(&msg).into()
                     }
                     Err(_) => {
@@ -267,15 +267,15 @@ fn held_call(
         })
         .await;
         let last = match verdict {
-            Ok(Some(reply)) => event(&reply),
-            Ok(None) => {
+            Ok(Verdict::Answer(reply)) => event(&reply),
+            Ok(Verdict::Forward(edited)) => {
                 // A client that went away while the call was held gets nothing run for it.
                 if tx.is_closed() {
                     eprintln!("faramesh mcp: the client left while its call waited; the call was not sent");
                     return;
                 }
                 let mut msg = Value::Object(msg);
-                strip_elicitation(&mut msg);
+                Verdict::rewrite(edited, &mut msg);
                 let resp = forward(&p, parts, mcp_msg::encode(&msg).into(), None).await;
                 let is_stream = resp
                     .headers()

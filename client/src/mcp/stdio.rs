@@ -10,7 +10,7 @@ use faramesh_proto::mcp::{self as mcp_msg, Message};
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use super::gate::{gate, on_listing, refusal, strip_elicitation};
+use super::gate::{Verdict, gate, on_listing, refusal};
 
 /// The longest line relayed (either way); longer ones are refused, not forwarded.
 const MAX_LINE: usize = 16 << 20;
@@ -281,10 +281,10 @@ fn tools_call(
     }
     let notify = |note: Value| shared.send_client(&note);
     match gate(shared, &id, name, arguments, &params, Some(&notify)) {
-        Some(reply) => shared.send_client(&reply),
-        None => {
+        Verdict::Answer(reply) => shared.send_client(&reply),
+        Verdict::Forward(edited) => {
             let mut msg = Value::Object(msg);
-            strip_elicitation(&mut msg);
+            Verdict::rewrite(edited, &mut msg);
             if !shared.send_server(&mcp_msg::encode(&msg)) {
                 let gone = json!({"effect": "PERMIT", "reason_code": "SERVER_GONE"});
                 shared.send_client(&refusal(shared, id, "the MCP server is gone", gone));

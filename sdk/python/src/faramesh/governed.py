@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import os
 import time
@@ -77,6 +78,9 @@ class Verdict:
     run: bool
     decision: dict[str, Any]
     value: Any = None
+    #: The arguments to run with instead of the ones asked about, when an approver approved the
+    #: call with edits (None: run as asked).
+    args: dict[str, Any] | None = None
 
 
 class Governor:
@@ -206,31 +210,74 @@ class Governor:
         )
         return denial
 
-    def settle(self, call: dict[str, Any], decision: dict[str, Any]) -> Verdict:
-        """Applies on_defer / on_deny to a decision (blocking for `on_defer="block"`)."""
+    def _edited(
+        self, call: dict[str, Any], decision: dict[str, Any], approval: dict[str, Any], can_edit: bool
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The call to resume with: the approver's edited arguments when it was approved with
+        edits (a tool that cannot run them gets a refusal naming the suggested call)."""
+        edit = approval.get("edit") if approval.get("status") == "approved" else None
+        if not edit:
+            return call, None
+        params = edit.get("params")
+        if not isinstance(params, dict):
+            return call, None
+        if not can_edit:
+            approval_id = decision.get("approval_id") or decision.get("defer_token")
+            suggested = json.dumps(params, sort_keys=True)
+            message = (
+                f"approval {approval_id} approved this call with changed arguments, which this tool cannot "
+                f"substitute: make the call again as `{call['tool']}` with {suggested}"
+            )
+            refusal = {**decision, "effect": "DENY", "reason_code": "APPROVAL_DENIED", "reason": message}
+            refusal["structured_denial"] = None
+            raise ToolDeniedException.from_decision(refusal)
+        return {**call, "args": params}, params
+
+    def settle(self, call: dict[str, Any], decision: dict[str, Any], can_edit: bool = False) -> Verdict:
+        """Applies on_defer / on_deny to a decision (blocking for `on_defer="block"`).
+        `can_edit`: the caller runs the verdict's `args` when an approver edited the call."""
         effect = decision.get("effect")
         if effect == "PERMIT":
             return Verdict(True, decision)
         if effect == "DEFER":
             if self.on_defer == "block":
-                status = self.transport.wait_approval(decision, self.approval_timeout_seconds)
-                if status == "pending":
+                approval = self.transport.wait_for_approval(decision, self.approval_timeout_seconds)
+                if approval["status"] == "pending":
                     raise self._still_pending(decision)
-                return self.settle(call, self.resume(call, decision))
+                try:
+                    resumed, edited = self._edited(call, decision, approval, can_edit)
+                except ToolDeniedException as refusal:
+                    return self._denied_by(refusal)
+                verdict = self.settle(resumed, self.resume(resumed, decision))
+                if edited is not None and verdict.run:
+                    verdict.args = edited
+                return verdict
             denial = ToolDeniedException.from_decision(decision)
             if callable(self.on_defer):
                 return Verdict(False, decision, self.on_defer(denial.approval_id, denial))
             raise denial
         return self._denied(decision)
 
-    async def asettle(self, call: dict[str, Any], decision: dict[str, Any]) -> Verdict:
+    async def asettle(self, call: dict[str, Any], decision: dict[str, Any], can_edit: bool = False) -> Verdict:
         effect = decision.get("effect")
         if effect == "DEFER" and self.on_defer == "block":
-            status = await self.transport.await_approval(decision, self.approval_timeout_seconds)
-            if status == "pending":
+            approval = await self.transport.await_for_approval(decision, self.approval_timeout_seconds)
+            if approval["status"] == "pending":
                 raise self._still_pending(decision)
-            return await self.asettle(call, await self.aresume(call, decision))
-        return self.settle(call, decision)
+            try:
+                resumed, edited = self._edited(call, decision, approval, can_edit)
+            except ToolDeniedException as refusal:
+                return self._denied_by(refusal)
+            verdict = await self.asettle(resumed, await self.aresume(resumed, decision))
+            if edited is not None and verdict.run:
+                verdict.args = edited
+            return verdict
+        return self.settle(call, decision, can_edit)
+
+    def _denied_by(self, denial: ToolDeniedException) -> Verdict:
+        if callable(self.on_deny):
+            return Verdict(False, denial.decision, self.on_deny(denial.approval_id, denial))
+        raise denial
 
     def resume(self, call: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
         """Re-sends `call` with the approval id of a DEFER: PERMIT `APPROVAL_GRANTED` once
@@ -242,13 +289,27 @@ class Governor:
         approval_id = decision.get("approval_id") or decision.get("defer_token")
         return await self.aask({**call, "approval_id": approval_id})
 
-    def gate(self, tool: str, args: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Verdict:
+    def gate(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+        can_edit: bool = False,
+    ) -> Verdict:
+        """Asks about one call. With `can_edit`, a call approved with edits runs with the
+        verdict's `args`; without, it is refused with the suggested call."""
         call = self.call(tool, args, metadata)
-        return self.settle(call, self.ask(call))
+        return self.settle(call, self.ask(call), can_edit)
 
-    async def agate(self, tool: str, args: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Verdict:
+    async def agate(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+        can_edit: bool = False,
+    ) -> Verdict:
         call = self.call(tool, args, metadata)
-        return await self.asettle(call, await self.aask(call))
+        return await self.asettle(call, await self.aask(call), can_edit)
 
 
 def call_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +330,39 @@ def call_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
     return out
 
 
+def edited_arguments(fn: Callable[..., Any], edited: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments that call `fn` with `edited` (arguments by parameter
+    name, as :func:`call_arguments` names them)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return (), dict(edited)
+    rest = dict(edited)
+    positional: list[Any] = []
+    keywords: dict[str, Any] = {}
+    var_keyword = False
+    for name, param in params.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            var_keyword = True
+            continue
+        if name not in rest:
+            continue
+        value = rest.pop(name)
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            positional.append(value)
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            positional.extend(value if isinstance(value, (list, tuple)) else [value])
+        else:
+            keywords[name] = value
+    if rest and not var_keyword:
+        raise ToolDeniedException(
+            "APPROVAL_DENIED",
+            f"the approved edit names arguments {sorted(rest)} that `{getattr(fn, '__name__', fn)}` does not take",
+        )
+    keywords.update(rest)
+    return tuple(positional), keywords
+
+
 def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None = None) -> Callable[..., Any]:
     """A plain function (sync or async) governed under `name` (default: the function's name)."""
     tool = name or getattr(fn, "__name__", None) or type(fn).__name__
@@ -276,9 +370,11 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
 
         @functools.wraps(fn)
         async def governed_async(*args: Any, **kwargs: Any) -> Any:
-            verdict = await governor.agate(tool, call_arguments(fn, args, kwargs))
+            verdict = await governor.agate(tool, call_arguments(fn, args, kwargs), can_edit=True)
             if not verdict.run:
                 return verdict.value
+            if verdict.args is not None:
+                args, kwargs = edited_arguments(fn, verdict.args)
             result = fn(*args, **kwargs)
             return await result if isinstance(result, Awaitable) else result
 
@@ -288,9 +384,11 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
 
     @functools.wraps(fn)
     def governed(*args: Any, **kwargs: Any) -> Any:
-        verdict = governor.gate(tool, call_arguments(fn, args, kwargs))
+        verdict = governor.gate(tool, call_arguments(fn, args, kwargs), can_edit=True)
         if not verdict.run:
             return verdict.value
+        if verdict.args is not None:
+            args, kwargs = edited_arguments(fn, verdict.args)
         return fn(*args, **kwargs)
 
     governed.__faramesh_governed__ = True  # type: ignore[attr-defined]

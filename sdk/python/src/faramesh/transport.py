@@ -99,8 +99,25 @@ class Transport(ABC):
         """:meth:`wait_approval` without blocking the event loop."""
         return await asyncio.to_thread(self.wait_approval, decision, timeout_seconds)
 
+    def wait_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        """:meth:`wait_approval`, answered as `{"status", "edit"}`: `edit` is the approver's
+        change to the call (`{"params": {...}, ...}`) when it was approved with edits."""
+        return {"status": self.wait_approval(decision, timeout_seconds), "edit": None}
+
+    async def await_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        """:meth:`wait_for_approval` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_for_approval, decision, timeout_seconds)
+
     def close(self) -> None:  # noqa: B027 (optional to override)
         """Closes the connection (a later call reconnects)."""
+
+
+def _waited(approval: dict[str, Any]) -> dict[str, Any]:
+    """`approval.wait`'s answer as `{"status", "edit"}`."""
+    if approval.get("timed_out"):
+        return {"status": "pending", "edit": None}
+    edit = approval.get("edit")
+    return {"status": str(approval.get("status")), "edit": edit if isinstance(edit, dict) else None}
 
 
 def _rpc_error(error: dict[str, Any], method: str) -> FarameshError:
@@ -343,9 +360,17 @@ class SocketTransport(Transport):
         return {"approval_id": approval_id, "timeout_seconds": max(0.0, min(timeout_seconds, 3600.0))}
 
     def wait_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        return str(self.wait_for_approval(decision, timeout_seconds)["status"])
+
+    def wait_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         params = self._wait_params(decision, timeout_seconds)
         approval = self.call("approval.wait", params, timeout=timeout_seconds + self.timeout_seconds)
-        return "pending" if approval.get("timed_out") else str(approval.get("status"))
+        return _waited(approval)
+
+    async def await_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        params = self._wait_params(decision, timeout_seconds)
+        approval = await self.acall("approval.wait", params, timeout=timeout_seconds + self.timeout_seconds)
+        return _waited(approval)
 
     async def await_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
         params = self._wait_params(decision, timeout_seconds)
@@ -497,19 +522,24 @@ class HttpTransport(Transport):
         return dict(self.request("POST", "/v1/actions", call))
 
     def wait_approval(self, decision: dict[str, Any], timeout_seconds: float) -> str:
+        return str(self.wait_for_approval(decision, timeout_seconds)["status"])
+
+    def wait_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         action_id = decision.get("action_id") or decision.get("id")
         if not action_id:
             raise InvalidRequestError("the decision has no action_id to wait on", field="action_id")
         deadline = time.monotonic() + timeout_seconds
         pause = 0.1
         while True:
-            status = self.get_action(str(action_id)).get("status")
+            action = self.get_action(str(action_id))
+            status = action.get("status")
+            edit = action.get("edit") if isinstance(action.get("edit"), dict) else None
             if status in ("approved", "executing", "succeeded", "failed"):
-                return "approved"
+                return {"status": "approved", "edit": edit}
             if status == "denied":
-                return "denied"
+                return {"status": "denied", "edit": edit}
             if time.monotonic() >= deadline:
-                return "pending"
+                return {"status": "pending", "edit": None}
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 1.0)
 

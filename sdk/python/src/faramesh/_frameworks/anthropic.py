@@ -40,12 +40,12 @@ class GovernedFunctionTool(BetaFunctionTool[Any]):
 
     def call(self, input: object) -> Any:
         try:
-            verdict = self._faramesh_governor.gate(self.name, _args(input))
+            verdict = self._faramesh_governor.gate(self.name, _args(input), can_edit=isinstance(input, dict))
         except ToolDeniedException as e:
             raise _tool_error(e) from e
         if not verdict.run:
             return verdict.value
-        return self._faramesh_inner.call(input)
+        return self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
 
 
 class GovernedAsyncFunctionTool(BetaAsyncFunctionTool[Any]):
@@ -56,12 +56,12 @@ class GovernedAsyncFunctionTool(BetaAsyncFunctionTool[Any]):
 
     async def call(self, input: object) -> Any:
         try:
-            verdict = await self._faramesh_governor.agate(self.name, _args(input))
+            verdict = await self._faramesh_governor.agate(self.name, _args(input), can_edit=isinstance(input, dict))
         except ToolDeniedException as e:
             raise _tool_error(e) from e
         if not verdict.run:
             return verdict.value
-        return await self._faramesh_inner.call(input)
+        return await self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
 
 
 def wrap(tool: Any, governor: Governor) -> Any:

@@ -19,9 +19,11 @@ class GovernedAutogenTool(BaseTool[Any, Any]):
         self._governor = governor
 
     async def run(self, args: Any, cancellation_token: CancellationToken) -> Any:
-        verdict = await self._governor.agate(self.name, args.model_dump())
+        verdict = await self._governor.agate(self.name, args.model_dump(), can_edit=True)
         if not verdict.run:
             return verdict.value
+        if verdict.args is not None:
+            args = type(args).model_validate(verdict.args)
         return await self._inner.run(args, cancellation_token)
 
 

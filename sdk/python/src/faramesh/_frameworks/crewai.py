@@ -21,9 +21,12 @@ class GovernedCrewTool(BaseTool):
         args_by_name = dict(kwargs)
         if args:
             args_by_name.update({f"arg{i}": a for i, a in enumerate(args)})
-        verdict = self._governor.gate(self.name, args_by_name)
+        # Edits are run by name; a call with positional arguments cannot take them.
+        verdict = self._governor.gate(self.name, args_by_name, can_edit=not args)
         if not verdict.run:
             return verdict.value
+        if verdict.args is not None:
+            kwargs = dict(verdict.args)
         result = self._inner._run(*args, **kwargs)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

@@ -25,6 +25,15 @@ def _split(tool_input: Any) -> tuple[dict[str, Any], str | None]:
     return {"input": tool_input}, None
 
 
+def _with_args(tool_input: Any, args: dict[str, Any]) -> Any:
+    """`tool_input` with its arguments replaced by an approver's edited `args`."""
+    if isinstance(tool_input, dict) and tool_input.get("type") == "tool_call":
+        return {**tool_input, "args": args}
+    if isinstance(tool_input, dict):
+        return args
+    return args.get("input", tool_input) if set(args) == {"input"} else args
+
+
 def _metadata(config: RunnableConfig | None) -> dict[str, Any]:
     if not config:
         return {}
@@ -95,13 +104,15 @@ class GovernedTool(BaseTool):
             while decision.get("effect") == "DEFER":
                 decision = self._interrupt(decision, call)
             return g.settle(call, decision)
-        return g.settle(call, g.ask(call))
+        return g.settle(call, g.ask(call), can_edit=True)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         args, tool_call_id = _split(input)
         verdict = self._verdict(args, config)
         if not verdict.run:
             return _as_output(verdict.value, self.name, tool_call_id)
+        if verdict.args is not None:
+            input = _with_args(input, verdict.args)
         return self._inner.invoke(input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -112,24 +123,26 @@ class GovernedTool(BaseTool):
             verdict = self._verdict(args, config)
         else:
             call = g.call(self.name, args, _metadata(config))
-            verdict = await g.asettle(call, await g.aask(call))
+            verdict = await g.asettle(call, await g.aask(call), can_edit=True)
         if not verdict.run:
             return _as_output(verdict.value, self.name, tool_call_id)
+        if verdict.args is not None:
+            input = _with_args(input, verdict.args)
         return await self._inner.ainvoke(input, config, **kwargs)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         verdict = self._verdict(dict(kwargs), None)
         if not verdict.run:
             return verdict.value
-        return self._inner.invoke(kwargs)
+        return self._inner.invoke(verdict.args if verdict.args is not None else kwargs)
 
     async def _arun(self, *args: Any, **kwargs: Any) -> Any:
         g = self._governor
         call = g.call(self.name, dict(kwargs), None)
-        verdict = await g.asettle(call, await g.aask(call))
+        verdict = await g.asettle(call, await g.aask(call), can_edit=True)
         if not verdict.run:
             return verdict.value
-        return await self._inner.ainvoke(kwargs)
+        return await self._inner.ainvoke(verdict.args if verdict.args is not None else kwargs)
 
 
 def wrap(tool: Any, governor: Governor) -> GovernedTool:

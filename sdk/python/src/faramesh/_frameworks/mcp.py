@@ -17,9 +17,11 @@ class GovernedSession:
         self._governor = governor
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
-        verdict = await self._governor.agate(name, arguments or {})
+        verdict = await self._governor.agate(name, arguments or {}, can_edit=True)
         if not verdict.run:
             return verdict.value
+        if verdict.args is not None:
+            arguments = verdict.args
         return await self._session.call_tool(name, arguments, *args, **kwargs)
 
     def __getattr__(self, item: str) -> Any:

@@ -70,9 +70,11 @@ def wrap(tool: FunctionTool, governor: Governor) -> FunctionTool:
         else:
             call = governor.call(tool.name, _args(input_json), _metadata(ctx))
             decision = await governor.aask(call)
-        verdict = await governor.asettle(call, decision)
+        verdict = await governor.asettle(call, decision, can_edit=True)
         if not verdict.run:
             return verdict.value
+        if verdict.args is not None:
+            input_json = json.dumps(verdict.args)
         return await inner(ctx, input_json)
 
     governed = dataclasses.replace(
