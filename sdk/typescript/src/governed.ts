@@ -5,7 +5,7 @@
  */
 import { DaemonUnreachableError, type Decision, FarameshTimeoutError, ToolDeniedError } from "./errors.js";
 import { log } from "./log.js";
-import { type Json, type Transport, autoTransport, defaultTransport } from "./transport.js";
+import { type Json, type Transport, type Waited, autoTransport, defaultTransport } from "./transport.js";
 
 export type DenialCallback = (approvalId: string | null, denial: ToolDeniedError) => unknown;
 
@@ -54,7 +54,9 @@ export function jsonable(value: unknown): unknown {
   return value === undefined ? null : String(value);
 }
 
-export type Verdict = { run: true; decision: Decision } | { run: false; decision: Decision; value: unknown };
+/** Run (with `args` instead of the ones asked about when an approver edited the call), or
+ * return `value` instead. */
+export type Verdict = { run: true; decision: Decision; args?: Json } | { run: false; decision: Decision; value: unknown };
 
 /** The settings of a governed tool set and the one governance step all adapters call. */
 export class Governor {
@@ -131,29 +133,51 @@ export class Governor {
     }
   }
 
-  async settle(call: Json, decision: Decision): Promise<Verdict> {
+  /** Applies onDefer / onDeny to a decision. `canEdit`: the caller runs the verdict's `args`
+   * when an approver approved the call with edits; otherwise such a call is refused, naming
+   * the suggested call. */
+  async settle(call: Json, decision: Decision, canEdit = false): Promise<Verdict> {
     if (decision.effect === "PERMIT") return { run: true, decision };
     if (decision.effect === "DEFER") {
       if (this.onDefer === "wait") {
-        const status = await this.transport.waitApproval(decision, this.approvalTimeoutMs);
-        if (status === "pending") {
+        const t = this.transport;
+        const waited: Waited = t.waitForApproval
+          ? await t.waitForApproval(decision, this.approvalTimeoutMs)
+          : { status: await t.waitApproval(decision, this.approvalTimeoutMs), edit: null };
+        if (waited.status === "pending") {
           throw new ToolDeniedError(decision, `approval ${String(decision.approval_id)} is still pending after ${this.approvalTimeoutMs} ms`);
         }
-        const resumed = await this.ask({ ...call, approval_id: decision.approval_id ?? decision.defer_token });
+        const approvalId = decision.approval_id ?? decision.defer_token;
+        const params = waited.status === "approved" ? waited.edit?.["params"] : undefined;
+        if (params && typeof params === "object" && !Array.isArray(params)) {
+          if (!canEdit) {
+            const message = `approval ${String(approvalId)} approved this call with changed arguments, which this tool cannot substitute: make the call again as \`${String(call["tool"])}\` with ${JSON.stringify(params)}`;
+            const refusal: Decision = { ...decision, effect: "DENY", reason_code: "APPROVAL_DENIED", reason: message, structured_denial: null };
+            return this.deny(refusal);
+          }
+          const edited = { ...call, args: params as Json };
+          const verdict = await this.settle(edited, await this.ask({ ...edited, approval_id: approvalId }));
+          return verdict.run ? { ...verdict, args: params as Json } : verdict;
+        }
+        const resumed = await this.ask({ ...call, approval_id: approvalId });
         return this.settle(call, resumed);
       }
       const denial = new ToolDeniedError(decision);
       if (typeof this.onDefer === "function") return { run: false, decision, value: await this.onDefer(denial.approvalId, denial) };
       throw denial;
     }
+    return this.deny(decision);
+  }
+
+  private async deny(decision: Decision): Promise<Verdict> {
     const denial = new ToolDeniedError(decision);
     if (typeof this.onDeny === "function") return { run: false, decision, value: await this.onDeny(denial.approvalId, denial) };
     throw denial;
   }
 
-  async gate(tool: string, args: Json, metadata?: Json): Promise<Verdict> {
+  async gate(tool: string, args: Json, metadata?: Json, canEdit = false): Promise<Verdict> {
     const call = this.call(tool, args, metadata);
-    return this.settle(call, await this.ask(call));
+    return this.settle(call, await this.ask(call), canEdit);
   }
 }
 
@@ -179,6 +203,18 @@ function isAiSdkTool(t: unknown): t is { execute?: (input: unknown, options: unk
 
 /** Tool call id -> the governor and DEFER decision of a call paused in an OpenAI Agents run or an AI SDK tool loop. */
 export const PAUSED = new Map<string, { governor: Governor; decision: Decision }>();
+
+/** An approver's edited arguments as the values of a call made without an object: `input`
+ * alone, or `arg0`..`argN`. Anything else cannot be passed, so the call does not run. */
+function unnamed(edited: Json, names: string[]): unknown[] {
+  const keys = Object.keys(edited).sort();
+  if (keys.length !== names.length || !names.every((n) => keys.includes(n))) {
+    throw new ToolDeniedError(
+      { effect: "DENY", reason_code: "APPROVAL_DENIED", reason: `the approved edit names arguments ${JSON.stringify(keys)} this call cannot take (it takes ${JSON.stringify(names)})`, action_id: null },
+    );
+  }
+  return names.map((n) => edited[n]);
+}
 
 function parseInput(input: string): Json {
   try {
@@ -363,8 +399,11 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
     governed._call = async (arg: unknown, runManager?: unknown, config?: unknown) => {
       const cfg = (config ?? {}) as Json;
       const args = arg && typeof arg === "object" ? (arg as Json) : { input: arg };
-      const verdict = await governor.gate(tool.name, args, { ...((cfg["configurable"] as Json) ?? {}), ...((cfg["metadata"] as Json) ?? {}) });
-      return verdict.run ? inner(arg, runManager, config) : verdict.value;
+      const byObject = !!arg && typeof arg === "object";
+      const verdict = await governor.gate(tool.name, args, { ...((cfg["configurable"] as Json) ?? {}), ...((cfg["metadata"] as Json) ?? {}) }, true);
+      if (!verdict.run) return verdict.value;
+      if (verdict.args) return inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], runManager, config);
+      return inner(arg, runManager, config);
     };
     return governed as T;
   }
@@ -389,8 +428,9 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
           args = { input };
         }
         const context = (ctx as { context?: Json } | undefined)?.context;
-        const verdict = await governor.gate(tool.name, args, context && typeof context === "object" ? context : undefined);
-        return verdict.run ? inner(ctx, input, details) : verdict.value;
+        const verdict = await governor.gate(tool.name, args, context && typeof context === "object" ? context : undefined, true);
+        if (!verdict.run) return verdict.value;
+        return inner(ctx, verdict.args ? JSON.stringify(verdict.args) : input, details);
       },
     } as T;
   }
@@ -402,8 +442,11 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
       execute: async (input: unknown, options: unknown) => {
         const args = input && typeof input === "object" ? (input as Json) : { input };
         const ctx = (options as { experimental_context?: Json } | undefined)?.experimental_context;
-        const verdict = await governor.gate(name, args, ctx);
-        return verdict.run ? inner(input, options) : verdict.value;
+        const byObject = !!input && typeof input === "object";
+        const verdict = await governor.gate(name, args, ctx, true);
+        if (!verdict.run) return verdict.value;
+        if (verdict.args) return inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], options);
+        return inner(input, options);
       },
     } as T;
   }
@@ -412,9 +455,13 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
     const toolName = name ?? fn.name;
     if (!toolName) throw new TypeError("a governed function needs a name (use a named function)");
     const governed = async (...args: unknown[]) => {
-      const byName: Json = args.length === 1 && args[0] && typeof args[0] === "object" && !Array.isArray(args[0]) ? (args[0] as Json) : Object.fromEntries(args.map((a, i) => [`arg${i}`, a]));
-      const verdict = await governor.gate(toolName, byName);
-      return verdict.run ? (fn as (...a: unknown[]) => unknown)(...args) : verdict.value;
+      const oneObject = args.length === 1 && !!args[0] && typeof args[0] === "object" && !Array.isArray(args[0]);
+      const byName: Json = oneObject ? (args[0] as Json) : Object.fromEntries(args.map((a, i) => [`arg${i}`, a]));
+      const verdict = await governor.gate(toolName, byName, undefined, true);
+      if (!verdict.run) return verdict.value;
+      // An approver's edit, in the shape the function was called with.
+      const edited = verdict.args ? (oneObject ? [verdict.args] : unnamed(verdict.args, args.map((_, i) => `arg${i}`))) : args;
+      return (fn as (...a: unknown[]) => unknown)(...edited);
     };
     Object.defineProperty(governed, "name", { value: toolName });
     return governed as unknown as T;

@@ -24,6 +24,16 @@ import { log } from "./log.js";
 
 export type Json = Record<string, unknown>;
 
+/** What waiting for an approval ended with: its status, and the approver's edit if any. */
+export interface Waited {
+  status: string;
+  edit: Json | null;
+}
+
+function editOf(v: unknown): Json | null {
+  return v && typeof v === "object" && !Array.isArray(v) ? (v as Json) : null;
+}
+
 /** What every transport offers, so everything above it is written once. */
 export interface Transport {
   readonly kind: "socket" | "http" | "stub";
@@ -34,6 +44,10 @@ export interface Transport {
   decide(call: Json): Promise<Decision>;
   /** Waits for a DEFER's approval: "approved" | "denied" | "expired" | "pending" (timed out). */
   waitApproval(decision: Decision, timeoutMs: number): Promise<string>;
+  /** `waitApproval`, with the approver's edit (`{params, ...}`) when the call was approved with
+   * changed arguments. Optional for other transports: without it, no edit is seen (a resume
+   * with the original arguments is then refused by the daemon). */
+  waitForApproval?(decision: Decision, timeoutMs: number): Promise<Waited>;
   getAction(id: string): Promise<Json>;
   listActions(filters?: Json): Promise<Json[]>;
   submitAction(call: Json): Promise<Json>;
@@ -216,6 +230,10 @@ export class SocketTransport implements Transport {
   }
 
   async waitApproval(decision: Decision, timeoutMs: number): Promise<string> {
+    return (await this.waitForApproval(decision, timeoutMs)).status;
+  }
+
+  async waitForApproval(decision: Decision, timeoutMs: number): Promise<Waited> {
     const approvalId = decision.approval_id ?? decision.defer_token;
     if (!approvalId) throw new InvalidRequestError("the decision has no approval_id to wait for", "approval_id");
     const seconds = Math.max(0, Math.min(timeoutMs / 1000, 3600));
@@ -224,7 +242,8 @@ export class SocketTransport implements Transport {
       { approval_id: approvalId, timeout_seconds: seconds },
       timeoutMs + this.timeoutMs,
     )) as Json;
-    return approval["timed_out"] ? "pending" : String(approval["status"]);
+    if (approval["timed_out"]) return { status: "pending", edit: null };
+    return { status: String(approval["status"]), edit: editOf(approval["edit"]) };
   }
 
   async getAction(id: string): Promise<Json> {
@@ -366,15 +385,22 @@ export class HttpTransport implements Transport {
   }
 
   async waitApproval(decision: Decision, timeoutMs: number): Promise<string> {
+    return (await this.waitForApproval(decision, timeoutMs)).status;
+  }
+
+  async waitForApproval(decision: Decision, timeoutMs: number): Promise<Waited> {
     const id = decision.action_id;
     if (!id) throw new InvalidRequestError("the decision has no action_id to wait on", "action_id");
     const deadline = Date.now() + timeoutMs;
     let pause = 100;
     for (;;) {
-      const status = (await this.getAction(id))["status"];
-      if (status === "approved" || status === "executing" || status === "succeeded" || status === "failed") return "approved";
-      if (status === "denied") return "denied";
-      if (Date.now() >= deadline) return "pending";
+      const action = await this.getAction(id);
+      const status = action["status"];
+      if (status === "approved" || status === "executing" || status === "succeeded" || status === "failed") {
+        return { status: "approved", edit: editOf(action["edit"]) };
+      }
+      if (status === "denied") return { status: "denied", edit: editOf(action["edit"]) };
+      if (Date.now() >= deadline) return { status: "pending", edit: null };
       await new Promise((r) => setTimeout(r, Math.min(pause, Math.max(0, deadline - Date.now()))));
       pause = Math.min(pause * 2, 1000);
     }

@@ -95,6 +95,32 @@ describe("against the real daemon over the socket", () => {
     assert.deepEqual(ran, ["shell uptime"]);
   });
 
+  it('onDefer: "wait" runs an approval with edits with the edited arguments only', async () => {
+    const ran: string[] = [];
+    const [, , shell] = tools(transport, ran, { onDefer: "wait" });
+    const approving = daemon.decideWhenPending("shell", true, "--set", "cmd=uptime");
+    assert.equal(await shell!({ cmd: "reboot" }), "ran uptime");
+    await approving;
+    assert.deepEqual(ran, ["shell uptime"]);
+    // Positional arguments take an edit by their names (arg0, ...).
+    const [positional] = governedTools([async function shell(cmd: string) { ran.push(`positional ${cmd}`); return cmd; }], { agentId: "ts-agent", transport, onDefer: "wait" });
+    const again = daemon.decideWhenPending("shell", true, "--set", "arg0=date");
+    assert.equal(await positional!("halt"), "date");
+    await again;
+    // A caller that cannot substitute is refused with the suggested call.
+    const { Governor } = await import("../src/governed.js");
+    const g = new Governor({ agentId: "ts-agent", transport, onDefer: "wait" });
+    const third = daemon.decideWhenPending("shell", true, "--set", "cmd=whoami");
+    await assert.rejects(g.gate("shell", { cmd: "poweroff" }), (e: unknown) => {
+      assert.ok(e instanceof ToolDeniedError);
+      assert.equal(e.code, "APPROVAL_DENIED");
+      assert.match(e.message, /make the call again as `shell` with \{"cmd":"whoami"\}/);
+      return true;
+    });
+    await third;
+    assert.deepEqual(ran, ["shell uptime", "positional date"]);
+  });
+
   it("callbacks replace the result", async () => {
     const ran: string[] = [];
     const [, del, shell] = tools(transport, ran, { onDeny: reportDenial, onDefer: (id: string | null) => `queued ${id}` });

@@ -96,8 +96,9 @@ export class Daemon {
     return execFileSync(BIN, [...args, "--socket", this.socket], { encoding: "utf8" });
   }
 
-  /** Another process (the CLI) approves or denies the first call of `tool` to become pending. */
-  decideWhenPending(tool: string, approve: boolean): Promise<void> {
+  /** Another process (the CLI) approves or denies the first call of `tool` to become pending
+   * (`flags`: more of `faramesh approve`'s, e.g. `--set cmd=uptime`). */
+  decideWhenPending(tool: string, approve: boolean, ...flags: string[]): Promise<void> {
     const pending = () => {
       const out = JSON.parse(this.cli("pending", "--json")) as unknown;
       return (Array.isArray(out) ? out : (out as { approvals: unknown[] }).approvals) as { approval_id: string; tool: string }[];
@@ -107,7 +108,7 @@ export class Daemon {
       for (let i = 0; i < 400; i++) {
         const found = pending().find((a) => a.tool === tool && !before.has(a.approval_id));
         if (found) {
-          this.cli(approve ? "approve" : "deny", found.approval_id);
+          this.cli(approve ? "approve" : "deny", found.approval_id, ...flags);
           return;
         }
         await new Promise((r) => setTimeout(r, 50));
