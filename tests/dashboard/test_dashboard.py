@@ -352,6 +352,43 @@ def test_the_drawer_approves_with_a_grant_for_the_same_arguments(
     expect(page.locator("#grant-list li", has_text="git status")).to_have_count(0)
 
 
+def test_the_drawer_approves_with_changed_arguments_and_the_agent_runs_them(
+    dev: Dev, session: tuple[BrowserContext, Page]
+) -> None:
+    _, page = session
+    page.keyboard.press("Escape")
+    ran: list[Any] = []
+    tools = dev.agent(ran=ran, on_defer="block", approval_timeout_seconds=60)
+    result: dict[str, Any] = {}
+
+    def agent() -> None:
+        try:
+            result["value"] = tools.by_name("shell")("rm -rf build")
+        except Exception as e:  # noqa: BLE001 (reported below)
+            result["error"] = e
+
+    t = threading.Thread(target=agent)
+    t.start()
+    row(page, "rm -rf build").click()
+    expect(page.locator("#d-approve")).to_be_visible()
+    page.locator("#d-edit summary").click()
+    editor = page.locator("#d-params")
+    expect(editor).to_have_value(re.compile(r'"cmd": "rm -rf build"'))
+    editor.fill("{not json")
+    page.locator("#d-approve-edited").click()
+    expect(page.locator("#d-body .error")).to_contain_text("not JSON")
+    assert t.is_alive() and ran == [], "nothing was decided"
+    editor.fill('{"cmd": "ls build"}')
+    page.locator("#d-approve-edited").click()
+    t.join(timeout=30)
+    assert result.get("value") == "ran ls build", result
+    assert ran == [("shell", "ls build")]
+    expect(page.locator("#d-body h3", has_text="Edited by the approver")).to_be_visible()
+    expect(page.locator("#d-body pre", has_text='"cmd": "ls build"')).to_be_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "drawer-edited-light.png"))
+
+
 def test_the_overview_draws_decisions_agents_and_rules(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
     _, page = session
     page.keyboard.press("Escape")

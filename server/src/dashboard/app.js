@@ -658,11 +658,33 @@ function approvalForm(action) {
   );
   const sameArgs = el("input", { id: "d-grant-same", type: "checkbox" });
   const anyCaller = el("input", { id: "d-grant-any", type: "checkbox" });
-  const decide = async (approve) => {
+  // Approve with edits: the arguments as JSON, changed here. The edited call is decided again
+  // by the policy (a DENY refuses it); the agent runs it through the SDKs and the MCP gateway.
+  const params = el("textarea", { id: "d-params", rows: "6", spellcheck: "false", "aria-label": "the call's arguments as JSON" });
+  params.value = JSON.stringify(action.params ?? {}, null, 2);
+  const decide = async (approve, edited) => {
     message.textContent = "";
     try {
       const body = { approve };
       if (reason.value.trim()) body.reason = reason.value.trim();
+      if (edited !== undefined) {
+        try {
+          body.params = JSON.parse(params.value);
+        } catch (e) {
+          message.textContent = `The arguments are not JSON: ${e.message}`;
+          return;
+        }
+        if (!body.params || typeof body.params !== "object" || Array.isArray(body.params)) {
+          message.textContent = "The arguments must be a JSON object.";
+          return;
+        }
+        const answer = await api(`/v1/actions/${encodeURIComponent(action.id)}/approval`, { method: "POST", body });
+        if (answer && answer.status === "denied") {
+          message.textContent = `Not approved: the policy denies the edited call (${(answer.edit && answer.edit.reason) || "see the timeline"}).`;
+        }
+        scheduleRefresh(0);
+        return;
+      }
       if (approve && grant.value) {
         body.grant_minutes = Number(grant.value);
         if (sameArgs.checked) body.grant_same_args = true;
@@ -689,7 +711,29 @@ function approvalForm(action) {
       el("label", {}, sameArgs, " with the same arguments only"),
       el("label", { title: "by default a grant covers only the caller that made this call (its uid or token, and session)" }, anyCaller, " for any caller, not only this one"),
     ),
+    el(
+      "details",
+      { class: "edit-args", id: "d-edit" },
+      el("summary", { text: "Approve with changed arguments…" }),
+      el("p", { class: "dim small", text: "The changed call is decided again by the policy, and only it may run (through the SDKs and the MCP gateway; a hook is told the changed call instead). Values shown as [REDACTED…] must be written out." }),
+      params,
+      el("button", { type: "button", id: "d-approve-edited", class: "ok", text: "Approve with these arguments", onclick: () => decide(true, true) }),
+    ),
     message,
+  );
+}
+
+function editSection(edit) {
+  if (!edit) return null;
+  return section(
+    edit.effect === "DENY" ? "Edited by the approver (the policy denied the edited call)" : "Edited by the approver",
+    kv([
+      ["by", describeCaller(edit.by)],
+      ["policy on the edit", `${edit.effect} ${edit.reason_code}${edit.rule_id ? ` (rule ${edit.rule_id})` : ""}`],
+      ["request hash", edit.request_hash],
+    ]),
+    el("h4", { text: "arguments the agent may run" }),
+    pre(edit.params),
   );
 }
 
@@ -760,6 +804,7 @@ async function openDrawer(id, quiet) {
       badge(`risk-${action.risk_level}`, `risk ${action.risk_level}`),
     ),
     action.status === "pending_approval" ? section("Decide", approvalForm(action)) : approvalNote(action, events),
+    editSection(action.edit),
     section(
       "Decision",
       kv([
