@@ -239,3 +239,6 @@ mod detect;
 
 #[path = "daemon_e2e/edits.rs"]
 mod edits;
+
+#[path = "daemon_e2e/results.rs"]
+mod results;

@@ -12,6 +12,7 @@ mod eval;
 mod load;
 mod model;
 pub mod permit;
+pub mod results;
 pub mod yaml;
 
 pub use eval::{
@@ -21,6 +22,6 @@ pub use eval::{
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
     After, Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Earlier, Email, EmailTls,
-    History, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy, Profile, RateLimit, Retention,
-    RiskRule, Rule, RuleSet, SecretRef, Unresolved,
+    History, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy, Profile, RateLimit,
+    ResultCheck, ResultEffect, ResultRule, Retention, RiskRule, Rule, RuleSet, SecretRef, Unresolved,
 };

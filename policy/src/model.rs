@@ -41,6 +41,8 @@ pub struct Policy {
     /// Every detector a `detect:` condition names (rules, agents' rules, risk rules): what runs
     /// on each call, is reported in the decision's `findings` and redacted from the log.
     pub detectors: crate::detect::DetectSet,
+    /// The `results:` section, in policy order.
+    pub results: Vec<ResultRule>,
 }
 
 /// The `commands:` section.
@@ -307,6 +309,60 @@ pub enum Approver {
     User(String),
     /// A group by name.
     Group(String),
+}
+
+/// A rule of the `results:` section: what is done with a tool's result before the agent reads it.
+#[derive(Debug, Clone)]
+pub struct ResultRule {
+    /// The rule's id.
+    pub id: String,
+    /// Where it is written (`file:line`).
+    pub rule_ref: String,
+    /// Which calls' results it reads.
+    pub tool: NamePat,
+    /// Which operations.
+    pub op: NamePat,
+    /// Which agents.
+    pub agent: NamePat,
+    /// What it looks for.
+    pub check: ResultCheck,
+    /// What it does when that is found.
+    pub effect: ResultEffect,
+    /// Why (shown in a refusal).
+    pub description: Option<String>,
+}
+
+/// What a result rule looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultCheck {
+    /// What these detectors find (`detect:`), with the names as written.
+    Detect(crate::detect::DetectSet, Vec<String>),
+    /// Text aimed at the model (`instructions: true`), as in MCP tool definitions.
+    Instructions,
+    /// A result larger than this many bytes of JSON (`max_bytes:`).
+    MaxBytes(u64),
+}
+
+/// What a result rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResultEffect {
+    /// Recorded only.
+    Flag,
+    /// The values found are replaced before the agent reads the result.
+    Redact,
+    /// The agent gets a refusal naming the rule instead of the result.
+    Deny,
+}
+
+impl ResultEffect {
+    /// `flag`, `redact` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultEffect::Flag => "flag",
+            ResultEffect::Redact => "redact",
+            ResultEffect::Deny => "deny",
+        }
+    }
 }
 
 /// The `mcp:` section (`docs/mcp.md#pinned-tools`).

@@ -421,6 +421,15 @@ impl Service {
                     .map_err(|e| ServiceError::invalid("result", format!("`result`: {e}")))?;
                 m.insert("result_hash".into(), json!(faramesh_proto::canonical::sha256_hex(text.as_bytes())));
                 m.insert("result_size".into(), json!(text.len()));
+                // The summary kept in the log has what any detector finds redacted, as params are.
+                let key = self.state.log.key().redaction_key();
+                let token = |d: crate::policy::detect::Detector, v: &str| {
+                    crate::log::entry::redaction_token(&key, d.name(), v)
+                };
+                let redacted =
+                    crate::policy::detect::redact(r, crate::policy::detect::DetectSet::all(), &token);
+                let text = canonical_json(&redacted)
+                    .map_err(|e| ServiceError::invalid("result", format!("`result`: {e}")))?;
                 let mut cut = text.len().min(1024);
                 while !text.is_char_boundary(cut) {
                     cut -= 1;

@@ -57,6 +57,13 @@ pub enum Request {
         /// Answer in the v1 shape.
         v1: bool,
     },
+    /// `result.check`: a permitted action's result, read by the `results:` rules.
+    ResultCheck {
+        /// The action id or prefix.
+        id: String,
+        /// The tool's result.
+        result: Value,
+    },
     /// `approval.list`.
     ApprovalList {
         /// Every approval, not only the pending ones.
@@ -226,6 +233,10 @@ impl Request {
                 };
                 Request::ActionTransition { id, transition, v1: wants_v1(p)? }
             }
+            "result.check" => Request::ResultCheck {
+                id: f.id("action_id")?,
+                result: p.get("result").cloned().ok_or_else(|| ServiceError::missing("result"))?,
+            },
             "approval.list" => Request::ApprovalList {
                 all: match f.string("status")?.as_deref() {
                     None | Some("pending") => false,
@@ -386,6 +397,7 @@ impl Service {
                     views.iter().map(|v| if v1 { s.v1_action(v, who) } else { v.socket_json() }).collect();
                 Ok(json!({ "actions": actions, "next_cursor": next_cursor }))
             }
+            Request::ResultCheck { id, result } => s.result_check(&id, result, who).await,
             Request::ActionTransition { id, transition, v1 } => {
                 let view = s.action_transition(&id, transition, who).await?;
                 if v1 {

@@ -27,6 +27,9 @@ pub struct GovernReply {
     pub approval_id: Option<String>,
     /// For `decide` (a dry run): the side effects `govern` would have applied.
     pub not_applied: Option<Vec<&'static str>>,
+    /// A PERMIT whose result the policy's `results:` rules read: the client sends the result
+    /// (`result.check`) before the agent reads it.
+    pub check_result: bool,
 }
 
 /// Whether the stages apply their side effects (`govern`) or only report them (`decide`).
@@ -55,6 +58,9 @@ impl GovernReply {
             map.insert("approval_id".into(), json!(self.approval_id));
             if let Some(not_applied) = &self.not_applied {
                 map.insert("not_applied".into(), json!(not_applied));
+            }
+            if self.check_result {
+                map.insert("check_result".into(), json!(true));
             }
         }
         v
@@ -242,7 +248,10 @@ impl Service {
         let reply = match committed {
             Ok(appended) => {
                 self.queued_notes(queued);
-                let keep_ms = self.state.policy.load().policy.longest_after_ms;
+                let loaded = self.state.policy.load();
+                let keep_ms = loaded.policy.longest_after_ms;
+                let check_result = decision.effect == Effect::Permit
+                    && policy::results::applies(&loaded.policy, &call.agent_id, &call.tool, &call.operation);
                 if decision.effect == Effect::Permit && keep_ms > 0 {
                     self.state.recent.remember(call, self.clock.now_ms(), keep_ms);
                 }
@@ -253,13 +262,14 @@ impl Service {
                 let keep_approval = decision.effect == Effect::Defer;
                 let approval_id =
                     if keep_approval { approval_id.or(approval_ref.map(str::to_owned)) } else { None };
-                GovernReply { decision, action_id: appended.id, approval_id, not_applied: None }
+                GovernReply { decision, action_id: appended.id, approval_id, not_applied: None, check_result }
             }
             Err(e) => GovernReply {
                 decision: internal_error(decision, e.message),
                 action_id: None,
                 approval_id: None,
                 not_applied: None,
+                check_result: false,
             },
         };
         self.state.counts.count(&reply.decision);
@@ -523,7 +533,13 @@ impl Service {
         if decision.effect == Effect::Defer && req.approval_id.is_none() {
             not_applied.push("approval_created");
         }
-        Ok(GovernReply { decision, action_id: None, approval_id: None, not_applied: Some(not_applied) })
+        Ok(GovernReply {
+            decision,
+            action_id: None,
+            approval_id: None,
+            not_applied: Some(not_applied),
+            check_result: false,
+        })
     }
 
     /// Counts the call against the agent's budget.

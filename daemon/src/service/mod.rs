@@ -34,6 +34,7 @@ pub mod notify;
 pub mod outbound;
 mod queries;
 pub mod request;
+pub mod results;
 pub mod retention;
 pub mod secret;
 pub mod sequence;

@@ -12,6 +12,7 @@
 //! and `[n]` for the n-th item of a list (from 0): `$.headers.authorization`,
 //! `$.items[2].token`, `$["x-api-key"]`.
 
+pub mod aimed;
 mod decode;
 mod pii;
 mod secrets;

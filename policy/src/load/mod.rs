@@ -6,6 +6,7 @@ mod approvals;
 mod commands;
 mod mcp;
 mod notifications;
+mod results;
 mod retention;
 mod risk;
 mod rules;
@@ -47,6 +48,7 @@ const TOP_KEYS: &[&str] = &[
     "notifications",
     "commands",
     "mcp",
+    "results",
 ];
 
 /// Compiles policy `text` read from `path` (shown in errors and `rule_ref`).
@@ -151,6 +153,7 @@ impl Loader<'_> {
         let mut notifications = Notifications::default();
         let mut mcp = Mcp::default();
         let mut commands = Commands::default();
+        let mut results = Vec::new();
         for (key, value) in entries {
             match key.name.as_str() {
                 "version" => match value.kind {
@@ -194,6 +197,11 @@ impl Loader<'_> {
                     let (m, norm) = self.mcp(value)?;
                     mcp = m;
                     normalized.insert("mcp".into(), norm);
+                }
+                "results" => {
+                    let (list, norm) = self.results(value)?;
+                    results = list;
+                    normalized.insert("results".into(), norm);
                 }
                 "commands" => {
                     commands = self.commands(value)?;
@@ -249,6 +257,7 @@ impl Loader<'_> {
             }
         }
         Ok(Policy {
+            results,
             detectors,
             uses_commands,
             longest_after_ms,

@@ -329,7 +329,7 @@ impl Loader<'_> {
     }
 
     /// `detect: secrets`, `detect: [pii, aws_access_key]`: detector groups or names.
-    fn detect(&self, value: &Node) -> Result<Cond, PolicyError> {
+    pub(super) fn detect(&self, value: &Node) -> Result<Cond, PolicyError> {
         let items: Vec<&Node> = match &value.kind {
             Kind::Seq(items) if !items.is_empty() => items.iter().collect(),
             Kind::Seq(_) => {

@@ -19,6 +19,7 @@ pub(super) fn router(app: App) -> Router {
         .route("/v1/actions/{id}/approval", post(approval))
         .route("/v1/actions/{id}/start", post(start_action))
         .route("/v1/actions/{id}/result", post(report_result))
+        .route("/v1/actions/{id}/result-check", post(check_result))
         .route("/v1/events", get(events))
         .route("/v1/grants", get(list_grants).post(create_grant))
         .route("/v1/grants/{id}", axum::routing::delete(revoke_grant))
@@ -185,4 +186,17 @@ pub(super) async fn report_result(
 ) -> HttpResult {
     let transition = Transition::result_from_json(&body)?;
     answer(&app, CoreRequest::ActionTransition { id, transition, v1: true }, &who).await
+}
+
+pub(super) async fn check_result(
+    AxState(app): AxState<App>,
+    Writer(who): Writer,
+    UrlPath(id): UrlPath<String>,
+    JsonObject(body): JsonObject,
+) -> HttpResult {
+    let result = body
+        .get("result")
+        .cloned()
+        .ok_or_else(|| faramesh_daemon::service::ServiceError::missing("result"))?;
+    answer(&app, CoreRequest::ResultCheck { id, result }, &who).await
 }

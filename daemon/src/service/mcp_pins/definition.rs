@@ -48,27 +48,9 @@ pub fn suspicious(tool: &Map<String, Value>) -> Option<String> {
         let mut texts = vec![field.clone()];
         collect_text(value, &mut texts);
         for text in &texts {
-            if let Some(c) = text.chars().find(|c| hidden_char(*c)) {
-                return Some(format!("{at} holds an invisible character (U+{:04X})", u32::from(c)));
-            }
-            let lower = text.to_lowercase();
-            const PHRASES: &[&str] = &[
-                "ignore previous",
-                "ignore all previous",
-                "ignore the previous",
-                "ignore prior",
-                "ignore the above",
-                "disregard previous",
-                "disregard all previous",
-                "do not tell the user",
-                "don't tell the user",
-                "without telling the user",
-                "system prompt",
-                "<important>",
-            ];
-            // The phrase is not quoted: the reason is shown to the model.
-            if PHRASES.iter().any(|p| lower.contains(*p)) {
-                return Some(format!("{at} holds text aimed at the model"));
+            // The reason reaches the model: it quotes nothing the server wrote.
+            if let Some(why) = crate::policy::detect::aimed::aimed_at_model(text) {
+                return Some(format!("{at} {why}"));
             }
         }
     }
@@ -88,10 +70,4 @@ fn collect_text(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|i| collect_text(i, out)),
         _ => {}
     }
-}
-
-/// Zero-width, direction-override and tag characters: text a person does not see.
-fn hidden_char(c: char) -> bool {
-    matches!(u32::from(c),
-        0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF | 0xE0000..=0xE007F)
 }
