@@ -268,7 +268,20 @@ fn set_object(sets: &[String]) -> Result<Value> {
         if k.is_empty() {
             return Err(anyhow!("`--set {s}` names no key"));
         }
-        let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        let v = match serde_json::from_str::<Value>(v) {
+            Ok(json) => json,
+            Err(_) if v.is_empty() => {
+                return Err(anyhow!("`--set {s}` gives no value; write `{k}='\"\"'` for an empty text"));
+            }
+            // What starts like a number but is not one is a typo, not text (`5000.`, `0x1F4`).
+            Err(_) if v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) => {
+                return Err(anyhow!(
+                    "`--set {s}`: `{v}` is not a JSON number; write the number (`50`, `49.5`), or quote it \
+                     as text (`{k}='\"{v}\"'`)"
+                ));
+            }
+            Err(_) => Value::String(v.to_owned()),
+        };
         m.insert(k.to_owned(), v);
     }
     Ok(Value::Object(m))

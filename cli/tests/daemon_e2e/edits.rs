@@ -112,11 +112,11 @@ fn an_edited_call_the_policy_denies_is_not_approved() {
 
     let w = agent.result("approval.wait", json!({"approval_id": approval_id, "timeout_seconds": 1}));
     assert_eq!((w["status"].as_str(), w["edit"]["effect"].as_str()), (Some("denied"), Some("DENY")), "{w}");
-    for amount in [500, 5000] {
+    for (amount, code) in [(500, "APPROVAL_DENIED"), (5000, "POLICY_DENY")] {
         let mut resumed = refund(amount);
         resumed["approval_id"] = json!(approval_id);
         let r = agent.result("govern", resumed);
-        assert_eq!(effect(&r), ("DENY", "APPROVAL_DENIED"), "{r}");
+        assert_eq!(effect(&r), ("DENY", code), "{r}");
     }
 }
 
@@ -185,4 +185,89 @@ fn a_hook_gets_the_edit_as_a_refusal_with_the_suggested_call() {
         why.contains("make it again with these arguments instead:") && why.contains(r#""command":"pwd""#),
         "{why}"
     );
+}
+
+/// Regressions from an outside attack on approvals with edits.
+#[test]
+fn an_approval_with_edits_cannot_be_started_as_proposed_or_read_in_clear_by_others() {
+    let daemon = Daemon::start(POLICY);
+    let mut agent = daemon.client();
+    let mut call = refund(500);
+    call["args"]["api_key"] = json!("sk_live_0123456789abcdefABCDEF01");
+    let d = agent.result("govern", call.clone());
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    let params = json!({"amount": 50, "customer": "c-17", "note": "late delivery", "api_key": "sk_live_0123456789abcdefABCDEF01"});
+    let out = approve(&daemon, &[&id, "--params", &params.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sk_live_"), "the approver is shown it redacted");
+
+    // The v1 flow's start would run the proposed arguments: refused.
+    let started = agent.call("action.start", json!({"id": d["action_id"]}));
+    assert_eq!(started["error"]["code"], -32003, "{started}");
+    assert!(started["error"]["message"].as_str().unwrap().contains("edit.params"), "{started}");
+
+    // The caller that made the call reads the edit in full (it runs it); a reader of everything
+    // (the approvers' listing) reads it redacted.
+    let w = agent.result("approval.wait", json!({"approval_id": id, "timeout_seconds": 0}));
+    assert_eq!(w["edit"]["params"]["api_key"], "sk_live_0123456789abcdefABCDEF01");
+    let listed =
+        Command::new(bin()).args(["pending", "--json", "--socket"]).arg(&daemon.socket).output().unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("sk_live_"));
+
+    let mut edited = refund(50);
+    edited["args"] = params;
+    edited["approval_id"] = json!(id);
+    assert_eq!(effect(&agent.result("govern", edited)), ("PERMIT", "APPROVAL_GRANTED"));
+    // Used, the approval keeps the edit only as the log does.
+    let w = agent.result("approval.wait", json!({"approval_id": id, "timeout_seconds": 0}));
+    assert_eq!(w["status"], "used");
+    assert_eq!(w["edit"]["params"]["api_key"], "[REDACTED]", "{w}");
+}
+
+#[test]
+fn deep_paths_and_mistyped_numbers_are_refused() {
+    let daemon = Daemon::start(POLICY);
+    let mut agent = daemon.client();
+    let d = agent.result("govern", refund(500));
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    let mut person = daemon.client();
+    let deep = vec!["a"; 17].join(".");
+    let r = person.call("approval.approve", json!({"approval_id": id, "set": {deep: 1}}));
+    assert_eq!(r["error"]["data"]["field"], "set", "{r}");
+    let mut nested = json!(1);
+    for _ in 0..101 {
+        nested = json!({"a": nested});
+    }
+    let r = person.call("approval.approve", json!({"approval_id": id, "set": {"x": nested}}));
+    assert_eq!(r["error"]["data"]["field"], "set", "{r}");
+    for typo in ["amount=5000.", "amount=0x1F4", "amount="] {
+        let out = approve(&daemon, &[&id, "--set", typo]);
+        assert_eq!(out.status.code(), Some(1), "{typo}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--set"), "{typo}");
+    }
+    let w = agent.result("approval.wait", json!({"approval_id": id, "timeout_seconds": 0}));
+    assert_eq!(w["status"], "pending", "every refusal left it pending");
+    // The daemon still serves, and its log verifies.
+    assert_eq!(agent.result("govern", refund(5))["effect"], "DEFER");
+}
+
+#[test]
+fn an_approval_does_not_override_a_deny_of_the_policy_as_it_stands() {
+    let daemon = Daemon::start(POLICY);
+    let mut agent = daemon.client();
+    let d = agent.result("govern", refund(500));
+    let id = d["approval_id"].as_str().unwrap().to_owned();
+    let out = approve(&daemon, &[&id]);
+    assert_eq!(out.status.code(), Some(0));
+    // A rule added since denies refunds to this customer.
+    let stricter = POLICY.replace(
+        "rules:\n",
+        "rules:\n  - id: no-refunds-c17\n    match: { tool: payments, field: customer, value: c-17 }\n    deny: true\n",
+    );
+    std::fs::write(&daemon.policy, stricter).unwrap();
+    agent.result("policy.reload", json!({}));
+    let mut resumed = refund(500);
+    resumed["approval_id"] = json!(id);
+    let r = agent.result("govern", resumed);
+    assert_eq!((effect(&r).0, r["rule_id"].as_str()), ("DENY", Some("no-refunds-c17")), "{r}");
 }

@@ -488,6 +488,16 @@ impl Service {
                             ))),
                         );
                     }
+                    // Approved with edits: only the edited call may run, by resuming with it.
+                    if a.edit.is_some() {
+                        return (
+                            None,
+                            Err(ServiceError::conflict(format!(
+                                "action `{action_id}` was approved with edited arguments: it cannot start as \
+                                 proposed; resume with the approval's `edit.params` (govern with `approval_id`)"
+                            ))),
+                        );
+                    }
                     let mut used = a;
                     used.status = approvals::Status::Used;
                     let approval_row = match approvals::state_write(&used, false) {

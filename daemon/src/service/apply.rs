@@ -408,7 +408,8 @@ impl Service {
             Request::ApprovalList { all } => Ok(json!({ "approvals": s.approval_list(all, who).await? })),
             Request::ApprovalAnswer { id, answer } => {
                 let (a, grant) = s.answer_approval(&id, answer, who).await?;
-                let mut v = to_json(a)?;
+                // The approver is shown the edit as the log keeps it.
+                let mut v = to_json(a.shown(false))?;
                 if let Some(g) = grant {
                     v["grant"] = to_json(g)?;
                 }

@@ -89,11 +89,17 @@ pub struct Approval {
 /// An approval with edits: the call the approver changed it to and how the policy decided that
 /// call. The agent resumes with `params`; a resume with the original arguments is refused.
 ///
-/// JSON: `{"params", "request_hash", "by", "effect", "reason_code", "rule_id", "reason"}`.
+/// JSON: `{"params", "redacted_params", "request_hash", "by", "effect", "reason_code", "rule_id",
+/// "reason"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edit {
-    /// The edited arguments, in full.
+    /// The edited arguments, in full: shown only to the caller that made the call (it runs
+    /// them), and kept only while the approval may still be used.
     pub params: Value,
+    /// The edited arguments as the log keeps them (secret-looking values redacted): what
+    /// everyone else is shown, and all that is kept once the approval has ended.
+    #[serde(default)]
+    pub redacted_params: Value,
     /// The edited call's `request_hash`: the resumed call must match it.
     pub request_hash: String,
     /// Who edited.
@@ -106,6 +112,18 @@ pub struct Edit {
     pub rule_id: Option<String>,
     /// Its reason.
     pub reason: String,
+}
+
+impl Approval {
+    /// The approval as `who` may see it: the edited arguments in full only for the caller that
+    /// made the call (`clear`), redacted for everyone else.
+    pub fn shown(&self, clear: bool) -> Approval {
+        let mut a = self.clone();
+        if !clear && let Some(e) = a.edit.as_mut() {
+            e.params = e.redacted_params.clone();
+        }
+        a
+    }
 }
 
 /// The state key of an approval.
@@ -276,7 +294,9 @@ impl Book {
 /// that cannot be written as JSON is an error before anything is committed.
 pub fn state_write(approval: &Approval, fill_action: bool) -> Result<StateWrites, ServiceError> {
     let key = state_key(&approval.approval_id);
-    let mut value = crate::service::to_json(&format!("`{key}`"), approval)?;
+    // An approval that can no longer be used keeps its edited arguments only as the log does.
+    let kept = approval.shown(approval.status.is_live());
+    let mut value = crate::service::to_json(&format!("`{key}`"), &kept)?;
     Ok(Box::new(move |_seq, id| {
         if fill_action && let (Some(id), Value::Object(m)) = (id, &mut value) {
             m.insert("action_id".into(), Value::String(id.to_owned()));

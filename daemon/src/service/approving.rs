@@ -118,6 +118,7 @@ impl Service {
             .into_iter()
             .filter(|a| all || a.status == approvals::Status::Pending)
             .filter(|a| everything || authz::made_the_call(a, who))
+            .map(|a| a.shown(authz::made_the_call(&a, who)))
             .collect();
         list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(list)
@@ -194,6 +195,7 @@ impl Service {
                 let mut shown = serde_json::to_value(&edit).unwrap_or(serde_json::Value::Null);
                 if let serde_json::Value::Object(m) = &mut shown {
                     m.insert("params".into(), logged_params);
+                    m.remove("redacted_params");
                 }
                 logged_edit = Some(shown);
                 next.edit = Some(edit);
@@ -285,12 +287,13 @@ impl Service {
                 // Due: claim it so the expiry is recorded once.
                 current = self.with_approval(&id, |_, a: Approval| async move { (None, a) }).await?;
             }
+            let clear = authz::made_the_call(&current, who);
             if current.status != approvals::Status::Pending {
-                return Ok((current, false));
+                return Ok((current.shown(clear), false));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok((current, true));
+                return Ok((current.shown(clear), true));
             }
             let until_expiry = current.expires_ms.saturating_sub(self.clock.now_ms()) + 5;
             let wake = deadline.min(now + std::time::Duration::from_millis(until_expiry));

@@ -13,6 +13,21 @@ use crate::log::entry;
 /// The most changes one `set` may make.
 pub const MAX_SETS: usize = 64;
 
+/// The most keys in one `set` path.
+pub const MAX_PATH_KEYS: usize = 16;
+
+/// The deepest the edited arguments may nest (the log's entries must stay readable by its own
+/// verifier, which reads 128 levels; the entry wraps the arguments in a few of its own).
+pub const MAX_DEPTH: usize = 100;
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// What an approver changes: the whole arguments, or some of them by path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EditRequest {
@@ -44,6 +59,12 @@ impl EditRequest {
                     ));
                 }
                 for path in m.keys() {
+                    if path.split('.').count() > MAX_PATH_KEYS {
+                        return Err(ServiceError::invalid(
+                            "set",
+                            format!("a `set` path has at most {MAX_PATH_KEYS} keys"),
+                        ));
+                    }
                     if path.split('.').any(str::is_empty) {
                         return Err(ServiceError::invalid(
                             "set",
@@ -145,6 +166,12 @@ impl Service {
             ))
         })?;
         let params = edit.apply(&record.params)?;
+        if depth(&params) > MAX_DEPTH {
+            return Err(ServiceError::invalid(
+                edit.field(),
+                format!("the edited arguments nest deeper than {MAX_DEPTH} levels"),
+            ));
+        }
         // The log keeps secret-looking values redacted: a call holding one cannot be rebuilt.
         if let Some(at) = redacted_at(&params, "params") {
             return Err(ServiceError::invalid(
@@ -183,6 +210,7 @@ impl Service {
         };
         let edit = Edit {
             params: req.call.params.clone(),
+            redacted_params: logged_params.clone(),
             request_hash,
             by: who.caller(),
             effect: decision.effect,

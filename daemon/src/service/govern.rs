@@ -378,7 +378,8 @@ impl Service {
         }
         // resume
         if let Some(approval_id) = &req.approval_id {
-            if mode == Mode::DryRun {
+            // A DENY of the policy as it stands is not approved away (as in `govern`).
+            if mode == Mode::DryRun && out.decision.effect != Effect::Deny {
                 let base = Decision { rule_id: None, rule_ref: None, ..out.decision.clone() };
                 out.decision = match self.state.approvals.get(approval_id) {
                     Some(a) => {
@@ -467,7 +468,10 @@ impl Service {
         let Staged { decision, writes, .. } = self.run_stages(policy, &req, who, Mode::Apply);
         self.state.metrics.observe_decide(decide_started.elapsed());
         let CallRequest { call, approval_id: resume, .. } = req;
+        // An approval resumes a call the policy would still defer (or permit), never one it now
+        // denies (a rule added since, an `after:` that now holds): that DENY is recorded as is.
         if let Some(approval_id) = resume
+            && decision.effect != Effect::Deny
             && !matches!(
                 decision.reason_code,
                 ReasonCode::InvalidRequest

@@ -114,7 +114,7 @@ impl Service {
                 .as_deref()
                 .filter(|_| r.effect == Effect::Defer)
                 .and_then(|a| self.state.approvals.get(a))
-                .and_then(|a| a.edit),
+                .and_then(|a| a.shown(super::authz::made_the_call(&a, who)).edit),
             created_at: &r.ts,
             updated_at: &r.ts,
         };

@@ -87,7 +87,7 @@ def test_an_async_tool_and_a_langchain_tool_run_the_edit(sock_env: Daemon) -> No
         return "ran " + cmd
 
     shell_lc.name = "shell"
-    governed = GovernedToolSet([shell_lc], agent_id="py-agent", on_defer="block").tools[0]
+    governed = GovernedToolSet([shell_lc], agent_id="py-agent", on_defer="block")[0]
     approver = approve_with(sock_env, "shell", "--set", "cmd=whoami")
     assert governed.invoke({"cmd": "shutdown now"}) == "ran whoami"
     approver.join()
