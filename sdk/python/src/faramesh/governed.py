@@ -8,6 +8,7 @@ LangGraph and OpenAI Agents). Nothing runs on an error unless `fail_open=True`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -274,6 +275,38 @@ class Governor:
             return verdict
         return self.settle(call, decision, can_edit)
 
+    def checked(self, decision: Mapping[str, Any], result: Any) -> Any:
+        """What the agent gets of a tool's `result`: when the decision says a `results:` rule reads
+        it (`check_result`), the daemon's verdict decides: the result unchanged (`pass`, `flag`),
+        redacted (`redact`), or a refusal (`deny`: raised, or `on_deny`'s value)."""
+        action_id = decision.get("action_id")
+        if not decision.get("check_result") or not action_id:
+            return result
+        answer = self.transport.check_result(str(action_id), jsonable(result))
+        return self._after_check(decision, answer, result)
+
+    async def achecked(self, decision: Mapping[str, Any], result: Any) -> Any:
+        if not decision.get("check_result") or not decision.get("action_id"):
+            return result
+        answer = await asyncio.to_thread(self.transport.check_result, str(decision["action_id"]), jsonable(result))
+        return self._after_check(decision, answer, result)
+
+    def _after_check(self, decision: Mapping[str, Any], answer: Mapping[str, Any], result: Any) -> Any:
+        verdict = answer.get("verdict")
+        if verdict in ("pass", "flag"):
+            return result
+        if verdict == "redact":
+            return answer.get("result")
+        refusal = {
+            "effect": "DENY",
+            "reason_code": "RESULT_DENIED",
+            "reason": f"the tool's result was withheld: {answer.get('reason') or 'a results rule refused it'}",
+            "rule_id": answer.get("rule_id"),
+            "rule_ref": answer.get("rule_ref"),
+            "action_id": decision.get("action_id"),
+        }
+        return self._denied(refusal).value
+
     def _denied_by(self, denial: ToolDeniedException) -> Verdict:
         if callable(self.on_deny):
             return Verdict(False, denial.decision, self.on_deny(denial.approval_id, denial))
@@ -376,7 +409,8 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
             if verdict.args is not None:
                 args, kwargs = edited_arguments(fn, verdict.args)
             result = fn(*args, **kwargs)
-            return await result if isinstance(result, Awaitable) else result
+            result = await result if isinstance(result, Awaitable) else result
+            return await governor.achecked(verdict.decision, result)
 
         governed_async.__faramesh_governed__ = True  # type: ignore[attr-defined]
         governed_async.__doc__ = fn.__doc__ or _default_doc(tool)
@@ -389,7 +423,7 @@ def govern_callable(fn: Callable[..., Any], governor: Governor, name: str | None
             return verdict.value
         if verdict.args is not None:
             args, kwargs = edited_arguments(fn, verdict.args)
-        return fn(*args, **kwargs)
+        return governor.checked(verdict.decision, fn(*args, **kwargs))
 
     governed.__faramesh_governed__ = True  # type: ignore[attr-defined]
     governed.__doc__ = fn.__doc__ or _default_doc(tool)

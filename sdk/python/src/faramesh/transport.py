@@ -99,6 +99,11 @@ class Transport(ABC):
         """:meth:`wait_approval` without blocking the event loop."""
         return await asyncio.to_thread(self.wait_approval, decision, timeout_seconds)
 
+    def check_result(self, action_id: str, result: Any) -> dict[str, Any]:
+        """Has the daemon's `results:` rules read a permitted call's result: `{verdict, result,
+        rule_id, reason, findings}` (`result` is what to hand on; none for `deny`)."""
+        raise InvalidRequestError(f"the {self.kind or 'this'} transport cannot have results checked", field="result")
+
     def wait_for_approval(self, decision: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         """:meth:`wait_approval`, answered as `{"status", "edit"}`: `edit` is the approver's
         change to the call (`{"params": {...}, ...}`) when it was approved with edits."""
@@ -380,6 +385,9 @@ class SocketTransport(Transport):
     def submit(self, call: dict[str, Any]) -> dict[str, Any]:
         return dict(self.call("action.submit", call))
 
+    def check_result(self, action_id: str, result: Any) -> dict[str, Any]:
+        return dict(self.call("result.check", {"action_id": action_id, "result": result}))
+
     def get_action(self, action_id: str) -> dict[str, Any]:
         return dict(self.call("action.get", {"id": action_id, "format": "v1"}))
 
@@ -550,6 +558,10 @@ class HttpTransport(Transport):
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
         reply = self.request("GET", "/v1/actions" + (f"?{query}" if query else ""))
         return list(reply.get("actions", []) if isinstance(reply, dict) else reply)
+
+    def check_result(self, action_id: str, result: Any) -> dict[str, Any]:
+        path = f"/v1/actions/{urllib.parse.quote(action_id)}/result-check"
+        return dict(self.request("POST", path, {"result": result}))
 
     def decide_approval(self, action_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"approve": approve}

@@ -45,7 +45,11 @@ class GovernedFunctionTool(BetaFunctionTool[Any]):
             raise _tool_error(e) from e
         if not verdict.run:
             return verdict.value
-        return self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
+        out = self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
+        try:
+            return self._faramesh_governor.checked(verdict.decision, out)
+        except ToolDeniedException as e:
+            raise _tool_error(e) from e
 
 
 class GovernedAsyncFunctionTool(BetaAsyncFunctionTool[Any]):
@@ -61,7 +65,11 @@ class GovernedAsyncFunctionTool(BetaAsyncFunctionTool[Any]):
             raise _tool_error(e) from e
         if not verdict.run:
             return verdict.value
-        return await self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
+        out = await self._faramesh_inner.call(verdict.args if verdict.args is not None else input)
+        try:
+            return await self._faramesh_governor.achecked(verdict.decision, out)
+        except ToolDeniedException as e:
+            raise _tool_error(e) from e
 
 
 def wrap(tool: Any, governor: Governor) -> Any:

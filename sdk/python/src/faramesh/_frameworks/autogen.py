@@ -24,7 +24,7 @@ class GovernedAutogenTool(BaseTool[Any, Any]):
             return verdict.value
         if verdict.args is not None:
             args = type(args).model_validate(verdict.args)
-        return await self._inner.run(args, cancellation_token)
+        return await self._governor.achecked(verdict.decision, await self._inner.run(args, cancellation_token))
 
 
 def wrap(tool: BaseTool[Any, Any], governor: Governor) -> BaseTool[Any, Any]:

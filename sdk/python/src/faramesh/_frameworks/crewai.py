@@ -30,7 +30,7 @@ class GovernedCrewTool(BaseTool):
         result = self._inner._run(*args, **kwargs)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
-        return result
+        return self._governor.checked(verdict.decision, result)
 
 
 def wrap(tool: BaseTool, governor: Governor) -> BaseTool:

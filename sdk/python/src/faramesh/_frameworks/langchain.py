@@ -34,6 +34,19 @@ def _with_args(tool_input: Any, args: dict[str, Any]) -> Any:
     return args.get("input", tool_input) if set(args) == {"input"} else args
 
 
+def _checked(g: Governor, verdict: Verdict, out: Any) -> Any:
+    """The tool's output as the daemon's `results:` rules let the agent read it (a ToolMessage
+    keeps its shape: only its content is read and replaced)."""
+    if isinstance(out, ToolMessage):
+        content = g.checked(verdict.decision, out.content)
+        if content is out.content:
+            return out
+        if not isinstance(content, (str, list)):
+            content = json.dumps(content, default=str)
+        return out.model_copy(update={"content": content})
+    return g.checked(verdict.decision, out)
+
+
 def _metadata(config: RunnableConfig | None) -> dict[str, Any]:
     if not config:
         return {}
@@ -113,7 +126,7 @@ class GovernedTool(BaseTool):
             return _as_output(verdict.value, self.name, tool_call_id)
         if verdict.args is not None:
             input = _with_args(input, verdict.args)
-        return self._inner.invoke(input, config, **kwargs)
+        return _checked(self._governor, verdict, self._inner.invoke(input, config, **kwargs))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         args, tool_call_id = _split(input)
@@ -128,13 +141,14 @@ class GovernedTool(BaseTool):
             return _as_output(verdict.value, self.name, tool_call_id)
         if verdict.args is not None:
             input = _with_args(input, verdict.args)
-        return await self._inner.ainvoke(input, config, **kwargs)
+        return _checked(self._governor, verdict, await self._inner.ainvoke(input, config, **kwargs))
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         verdict = self._verdict(dict(kwargs), None)
         if not verdict.run:
             return verdict.value
-        return self._inner.invoke(verdict.args if verdict.args is not None else kwargs)
+        out = self._inner.invoke(verdict.args if verdict.args is not None else kwargs)
+        return _checked(self._governor, verdict, out)
 
     async def _arun(self, *args: Any, **kwargs: Any) -> Any:
         g = self._governor
@@ -142,7 +156,8 @@ class GovernedTool(BaseTool):
         verdict = await g.asettle(call, await g.aask(call), can_edit=True)
         if not verdict.run:
             return verdict.value
-        return await self._inner.ainvoke(verdict.args if verdict.args is not None else kwargs)
+        out = await self._inner.ainvoke(verdict.args if verdict.args is not None else kwargs)
+        return _checked(g, verdict, out)
 
 
 def wrap(tool: Any, governor: Governor) -> GovernedTool:

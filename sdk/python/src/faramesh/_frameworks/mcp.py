@@ -22,7 +22,12 @@ class GovernedSession:
             return verdict.value
         if verdict.args is not None:
             arguments = verdict.args
-        return await self._session.call_tool(name, arguments, *args, **kwargs)
+        result = await self._session.call_tool(name, arguments, *args, **kwargs)
+        checked = await self._governor.achecked(verdict.decision, result)
+        if checked is result or not isinstance(checked, dict):
+            return checked
+        # Redacted: the same result type, from the redacted fields.
+        return type(result).model_validate(checked)
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._session, item)

@@ -75,7 +75,7 @@ def wrap(tool: FunctionTool, governor: Governor) -> FunctionTool:
             return verdict.value
         if verdict.args is not None:
             input_json = json.dumps(verdict.args)
-        return await inner(ctx, input_json)
+        return await governor.achecked(verdict.decision, await inner(ctx, input_json))
 
     governed = dataclasses.replace(
         tool,
