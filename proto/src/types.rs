@@ -394,6 +394,10 @@ pub struct GovernAnswer {
     /// The upstream SDK's name for the approval id.
     #[serde(default)]
     pub defer_token: Option<String>,
+    /// A PERMIT whose result a `results:` rule of the policy reads: send it (`result.check`)
+    /// before the agent reads it.
+    #[serde(default)]
+    pub check_result: bool,
 }
 
 /// Whether `name` is a valid tool or operation identifier: 1–128 bytes of `[A-Za-z0-9_.:/-]`.

@@ -200,9 +200,15 @@ fn schema_shape(schema: &Value) -> Value {
 /// What to do with a `tools/call`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Verdict {
-    /// Send it to the server; with arguments, these instead of the client's (an approver
-    /// approved the call with edits, and the daemon permitted exactly these).
-    Forward(Option<Map<String, Value>>),
+    /// Send it to the server; with `edited`, these arguments instead of the client's (an
+    /// approver approved the call with edits, and the daemon permitted exactly these); with
+    /// `check`, the server's answer goes through [`checked_answer`] for this action first.
+    Forward {
+        /// The arguments to send instead.
+        edited: Option<Map<String, Value>>,
+        /// The action whose result the policy reads.
+        check: Option<String>,
+    },
     /// Send the client this answer instead.
     Answer(Value),
 }
@@ -211,6 +217,7 @@ impl Verdict {
     /// `msg` (the client's `tools/call`) as it goes to the server: the proxy's elicitation
     /// round trip removed, edited arguments put in.
     pub(crate) fn rewrite(edited: Option<Map<String, Value>>, msg: &mut Value) {
+        // (the caller keeps `check` for the answer)
         strip_elicitation(msg);
         if let (Some(args), Some(params)) = (edited, msg.get_mut("params").and_then(Value::as_object_mut)) {
             params.insert("arguments".into(), Value::Object(args));
@@ -230,8 +237,39 @@ pub(crate) fn gate(
     progress: Option<&dyn Fn(Value)>,
 ) -> Verdict {
     match decide(shared, id, name, arguments, params, progress) {
-        Ok(edited) => Verdict::Forward(edited),
+        Ok((edited, check)) => Verdict::Forward { edited, check },
         Err(answer) => Verdict::Answer(answer),
+    }
+}
+
+/// The server's answer to a call whose result the policy's `results:` rules read
+/// (`result.check`): passed on, its result redacted, or replaced by a refusal naming the rule.
+/// An answer the daemon cannot read is withheld too: nothing unread reaches the client.
+pub(crate) fn checked_answer(shared: &Shared, msg: Value, action_id: &str) -> Value {
+    let Some(result) = msg.get("result").cloned() else {
+        // A JSON-RPC error from the server: no tool result to read.
+        return msg;
+    };
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let withhold = |why: String, rule: Value| {
+        let text = format!("Faramesh withheld the tool's result: {why}");
+        let info = json!({"effect": "DENY", "reason_code": "RESULT_DENIED", "rule_id": rule, "action_id": action_id});
+        refusal(shared, id.clone(), &text, info)
+    };
+    match shared.daemon.call("result.check", json!({"action_id": action_id, "result": result})) {
+        Ok(a) => match a["verdict"].as_str() {
+            Some("pass" | "flag") => msg,
+            Some("redact") => {
+                let mut msg = msg;
+                msg["result"] = a["result"].clone();
+                msg
+            }
+            _ => withhold(
+                a["reason"].as_str().unwrap_or("a results rule refused it").to_owned(),
+                a["rule_id"].clone(),
+            ),
+        },
+        Err(e) => withhold(format!("the daemon could not read it ({e:#})"), Value::Null),
     }
 }
 
@@ -251,7 +289,7 @@ fn decide(
     arguments: &Map<String, Value>,
     params: &Value,
     progress: Option<&dyn Fn(Value)>,
-) -> Result<Option<Map<String, Value>>, Value> {
+) -> Result<(Option<Map<String, Value>>, Option<String>), Value> {
     let id = id.clone();
     // From 2026-07-28 each request names its protocol version in `_meta`.
     if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
@@ -382,7 +420,8 @@ fn decide(
             if let Ok(mut p) = shared.pending.lock() {
                 p.remove(&hash);
             }
-            Ok(edited)
+            let check = decision.action_id.clone().filter(|_| decision.check_result);
+            Ok((edited, check))
         }
         Effect::Defer => {
             let approval = decision.approval_id.clone().unwrap_or_default();

@@ -147,6 +147,8 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
     }
     // The id of a `tools/list` whose answer is reported to the daemon (and filtered).
     let mut listing: Option<Value> = None;
+    // The id and action of a `tools/call` whose result the policy reads.
+    let mut check: Option<(Value, String)> = None;
     // No body (GET opens the server's stream, DELETE ends a session): nothing to decide.
     let bytes: axum::body::Bytes = if bytes.is_empty() {
         bytes
@@ -177,12 +179,14 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
                     return held_call(p, parts, id, name, arguments, msg, params);
                 }
                 let shared = Arc::clone(&p.shared);
+                let call_id = id.clone();
                 let verdict =
                     tokio::task::spawn_blocking(move || gate(&shared, &id, &name, &arguments, &params, None))
                         .await;
                 match verdict {
                     Ok(Verdict::Answer(reply)) => return json_reply(&reply),
-                    Ok(Verdict::Forward(edited)) => {
+                    Ok(Verdict::Forward { edited, check: action }) => {
+                        check = action.map(|a| (call_id, a));
                         let mut msg = Value::Object(msg);
                         Verdict::rewrite(edited, &mut msg);
                         mcp_msg::encode(&msg).into()
@@ -201,7 +205,7 @@ async fn relay(State(p): State<Proxy>, req: Request) -> Response {
         }
     };
     // Relay to the upstream endpoint, keeping the query.
-    forward(&p, parts, bytes, listing).await
+    forward(&p, parts, bytes, listing, check).await
 }
 
 /// Sends a request the proxy decided on (re-serialized) to the upstream, and relays the answer
@@ -211,6 +215,7 @@ async fn forward(
     mut parts: axum::http::request::Parts,
     bytes: axum::body::Bytes,
     listing: Option<Value>,
+    check: Option<(Value, String)>,
 ) -> Response {
     let mut target = p.upstream.clone().into_parts();
     if let Some(q) = parts.uri.query()
@@ -232,9 +237,10 @@ async fn forward(
     match p.client.request(upstream_req).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            match listing {
-                Some(id) => filter_listing(p, parts, Body::new(body), id).await,
-                None => Response::from_parts(parts, Body::new(body)),
+            match (listing, check) {
+                (Some(id), _) => filter_listing(p, parts, Body::new(body), id).await,
+                (None, Some((id, action))) => check_answer(p, parts, Body::new(body), id, action).await,
+                (None, None) => Response::from_parts(parts, Body::new(body)),
             }
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("the MCP server at {} did not answer: {e}", p.upstream))
@@ -268,7 +274,7 @@ fn held_call(
         .await;
         let last = match verdict {
             Ok(Verdict::Answer(reply)) => event(&reply),
-            Ok(Verdict::Forward(edited)) => {
+            Ok(Verdict::Forward { edited, check }) => {
                 // A client that went away while the call was held gets nothing run for it.
                 if tx.is_closed() {
                     eprintln!("faramesh mcp: the client left while its call waited; the call was not sent");
@@ -276,7 +282,8 @@ fn held_call(
                 }
                 let mut msg = Value::Object(msg);
                 Verdict::rewrite(edited, &mut msg);
-                let resp = forward(&p, parts, mcp_msg::encode(&msg).into(), None).await;
+                let check = check.map(|a| (msg.get("id").cloned().unwrap_or(Value::Null), a));
+                let resp = forward(&p, parts, mcp_msg::encode(&msg).into(), None, check).await;
                 let is_stream = resp
                     .headers()
                     .get(header::CONTENT_TYPE)
@@ -346,6 +353,45 @@ fn reencode(bytes: &[u8], stream: bool, mut each: impl FnMut(Value) -> String) -
 /// relayed as `gate::on_listing` leaves it (tools reported to the daemon and pinned, quarantined
 /// descriptions replaced, denied tools dropped with `--hide-denied-tools`), as in stdio mode. An
 /// answer it cannot read is refused, not relayed.
+/// The server's answer to a `tools/call` whose result the policy reads, each message read
+/// strictly; the one answering `id` goes through [`checked_answer`](super::gate::checked_answer).
+/// An answer that cannot be read is not relayed (502).
+async fn check_answer(
+    p: &Proxy,
+    mut parts: axum::http::response::Parts,
+    body: Body,
+    id: Value,
+    action: String,
+) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::BAD_GATEWAY, "the MCP server's answer is over 16 MiB").into_response();
+    };
+    let stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let shared = Arc::clone(&p.shared);
+    let checked = tokio::task::spawn_blocking(move || {
+        let each = |msg: Value| {
+            let answers = msg.get("id") == Some(&id) && msg.get("method").is_none();
+            let msg = if answers { super::gate::checked_answer(&shared, msg, &action) } else { msg };
+            mcp_msg::encode(&msg)
+        };
+        reencode(&bytes, stream, each)
+    })
+    .await;
+    match checked {
+        Ok(Some(text)) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(text))
+        }
+        _ => {
+            (StatusCode::BAD_GATEWAY, "the MCP server's answer is not JSON-RPC: not relayed").into_response()
+        }
+    }
+}
+
 async fn filter_listing(
     p: &Proxy,
     mut parts: axum::http::response::Parts,

@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) own_listings: Mutex<HashMap<String, std::sync::mpsc::Sender<Value>>>,
     /// Numbers the proxy's own requests.
     pub(crate) own_seq: std::sync::atomic::AtomicU64,
+    /// Client request ids of `tools/call`s whose result the policy reads (stdio) -> the action.
+    pub(crate) checking: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -135,6 +137,7 @@ impl Shared {
             listed: Mutex::new(None),
             own_listings: Mutex::new(HashMap::new()),
             own_seq: std::sync::atomic::AtomicU64::new(0),
+            checking: Mutex::default(),
         })
     }
 

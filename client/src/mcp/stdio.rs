@@ -207,6 +207,14 @@ fn relay_server(shared: &Arc<Shared>, stdout: std::process::ChildStdout) {
                 if listed {
                     on_listing(shared, &mut msg);
                 }
+                // The answer to a call whose result the policy reads: read by the daemon first.
+                let checking = msg
+                    .get("id")
+                    .filter(|_| msg.get("method").is_none())
+                    .and_then(|id| shared.checking.lock().ok().and_then(|mut c| c.remove(&id_key(id))));
+                if let Some(action_id) = checking {
+                    msg = super::gate::checked_answer(shared, msg, &action_id);
+                }
                 // Relayed as re-serialized, like every message.
                 shared.send_client(&msg);
             }
@@ -282,7 +290,12 @@ fn tools_call(
     let notify = |note: Value| shared.send_client(&note);
     match gate(shared, &id, name, arguments, &params, Some(&notify)) {
         Verdict::Answer(reply) => shared.send_client(&reply),
-        Verdict::Forward(edited) => {
+        Verdict::Forward { edited, check } => {
+            if let Some(action_id) = check
+                && let Ok(mut c) = shared.checking.lock()
+            {
+                c.insert(id_key(&id), action_id);
+            }
             let mut msg = Value::Object(msg);
             Verdict::rewrite(edited, &mut msg);
             if !shared.send_server(&mcp_msg::encode(&msg)) {
