@@ -129,3 +129,51 @@ fn a_call_no_result_rule_reads_is_not_sent() {
     assert!(d.get("check_result").is_none(), "{d}");
     assert_eq!(permit(&mut c, "browser", "fetch")["check_result"], true);
 }
+
+/// Claude Code's `PostToolUse` may block a result: a result the policy would redact or deny is
+/// blocked with the reason (the model is told, and the verdict recorded).
+#[test]
+fn a_claude_code_hook_blocks_a_result_the_policy_would_withhold() {
+    let policy = format!(
+        "{}results:\n  - id: no-secrets-back\n    match: {{ tool: file }}\n    detect: [secrets]\n    redact: true\n",
+        super::hooks::HOOK_POLICY
+    );
+    let daemon = Daemon::start(&policy);
+    let runtime = daemon.dir.join("xdg");
+    std::fs::create_dir(&runtime).unwrap();
+    let secret = "AKIA".to_owned() + "IOSFODNN7EXAMPLQ";
+    let event = |name: &str, id: &str, response: Value| {
+        json!({"session_id": "s-1", "cwd": "/home/me/demo", "hook_event_name": name, "tool_name": "Read",
+               "tool_input": {"file_path": "/home/me/demo/.env"}, "tool_use_id": id, "tool_response": response})
+        .to_string()
+    };
+    let hook = |text: &str| super::hooks::run_hook("claude-code", &runtime, &daemon.socket, text);
+    for (id, content, blocked) in
+        [("toolu_1", format!("AWS_KEY={secret}\n"), true), ("toolu_2", "PORT=80\n".into(), false)]
+    {
+        let pre = hook(&event("PreToolUse", id, Value::Null));
+        assert!(String::from_utf8_lossy(&pre.stdout).contains("\"allow\""), "{pre:?}");
+        let post = hook(&event("PostToolUse", id, json!({"type": "text", "file": {"content": content}})));
+        assert!(post.status.success(), "{post:?}");
+        let out = String::from_utf8_lossy(&post.stdout);
+        if blocked {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["decision"], "block", "{out}");
+            let reason = v["reason"].as_str().unwrap();
+            assert!(reason.contains("redacts") && reason.contains("rule no-secrets-back"), "{reason}");
+            assert!(!reason.contains(&secret));
+        } else {
+            assert_eq!(out.trim(), "", "a clean result is not answered");
+        }
+    }
+    let mut c = daemon.client();
+    let entries = c.result("log.entries", json!({"limit": 100}));
+    let verdicts: Vec<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "result")
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["redact", "pass"]);
+}

@@ -41,6 +41,11 @@ impl Contract for ClaudeCode {
             "permissionDecisionReason": reason,
         }})
     }
+
+    /// `PostToolUse` may block: Claude is shown the reason instead of acting on the result.
+    fn after_block(&self, reason: &str) -> Option<Value> {
+        Some(json!({"decision": "block", "reason": reason}))
+    }
 }
 
 /// The call the policy sees for a Claude Code tool: `Bash` → `shell`/`exec` (the command in

@@ -182,4 +182,10 @@ trait Contract: Sync {
     fn answers_after(&self) -> bool {
         false
     }
+
+    /// The answer that blocks a tool's result from the model after it ran, where the host lets
+    /// a hook do that (`None`: it cannot; the verdict is only recorded).
+    fn after_block(&self, _reason: &str) -> Option<Value> {
+        None
+    }
 }

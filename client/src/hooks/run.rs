@@ -315,7 +315,14 @@ fn before(
         (if defer == Defer::Ask { Answer::Ask } else { Answer::Deny }, reason)
     } else {
         let each = decided.iter().map(|d| format!("{}{}", d.on(), d.code_and_rule())).collect::<Vec<_>>();
-        let actions: Vec<&str> = decided.iter().filter_map(|d| d.answer.action_id.as_deref()).collect();
+        // One line per action; `\tcheck` when a `results:` rule reads its result.
+        let actions: Vec<String> = decided
+            .iter()
+            .filter_map(|d| {
+                let id = d.answer.action_id.as_deref()?;
+                Some(if d.answer.check_result { format!("{id}\tcheck") } else { id.to_owned() })
+            })
+            .collect();
         if !actions.is_empty() {
             remember(&pending_dir().join(key), &actions.join("\n"));
         }
@@ -376,22 +383,48 @@ fn remember(file: &Path, id: &str) {
 }
 
 fn after(host: Host, socket: &Path, key: &str, outcome: Outcome) -> Result<ExitCode> {
-    // Gemini CLI parses stdout as JSON, and Cursor reads an answer to every event: an empty
-    // object changes nothing.
-    if host.contract().answers_after() {
-        println!("{{}}");
-    }
     // The permitted call's action (one per path for a tool acting on several, one a line).
     let file = pending_dir().join(key);
-    let Ok(actions) = std::fs::read_to_string(&file) else { return Ok(ExitCode::SUCCESS) };
+    let actions = std::fs::read_to_string(&file).unwrap_or_default();
     let _ = std::fs::remove_file(&file);
+    // A result the policy's `results:` rules read: the daemon reads it first. Where the host
+    // lets a hook act on a result (Claude Code's `PostToolUse`), a denied or redacted result is
+    // blocked with the reason; elsewhere the verdict is recorded.
+    let mut withheld = Vec::new();
+    for line in actions.lines().filter(|l| l.ends_with("\tcheck")) {
+        let action = line.trim_end_matches("\tcheck").trim();
+        match socket::call(socket, "result.check", json!({"action_id": action, "result": outcome.result})) {
+            Ok(a) if matches!(a["verdict"].as_str(), Some("pass" | "flag")) => {}
+            Ok(a) => withheld.push(format!(
+                "{} ({}{})",
+                if a["verdict"] == "redact" {
+                    "the tool's result holds values Faramesh redacts: do not use or repeat them"
+                } else {
+                    "Faramesh withheld the tool's result"
+                },
+                a["reason"].as_str().unwrap_or("a results rule"),
+                a["rule_id"].as_str().map(|r| format!(", rule {r}")).unwrap_or_default()
+            )),
+            Err(e) => withheld.push(format!("Faramesh could not read the tool's result ({e:#})")),
+        }
+    }
+    match host.contract().after_block(&withheld.join("; ")).filter(|_| !withheld.is_empty()) {
+        Some(answer) => println!("{answer}"),
+        // Gemini CLI parses stdout as JSON, and Cursor reads an answer to every event: an
+        // empty object changes nothing.
+        None if host.contract().answers_after() => println!("{{}}"),
+        None => {}
+    }
+    if actions.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = outcome.result.to_string();
     let result = if text.len() <= MAX_RESULT_BYTES {
         outcome.result
     } else {
         json!({"truncated": true, "bytes": text.len()})
     };
-    for action in actions.lines().map(str::trim).filter(|a| !a.is_empty()) {
+    for action in actions.lines().map(|l| l.trim_end_matches("\tcheck").trim()).filter(|a| !a.is_empty()) {
         let mut report = json!({"id": action, "success": outcome.success, "result": result});
         if let Some(error) = &outcome.error {
             report["error"] = error.clone();
