@@ -236,10 +236,7 @@ pub(crate) fn gate(
     params: &Value,
     progress: Option<&dyn Fn(Value)>,
 ) -> Verdict {
-    match decide(shared, id, name, arguments, params, progress) {
-        Ok((edited, check)) => Verdict::Forward { edited, check },
-        Err(answer) => Verdict::Answer(answer),
-    }
+    decide(shared, id, name, arguments, params, progress).unwrap_or_else(Verdict::Answer)
 }
 
 /// The server's answer to a call whose result the policy's `results:` rules read
@@ -289,7 +286,7 @@ fn decide(
     arguments: &Map<String, Value>,
     params: &Value,
     progress: Option<&dyn Fn(Value)>,
-) -> Result<(Option<Map<String, Value>>, Option<String>), Value> {
+) -> Result<Verdict, Value> {
     let id = id.clone();
     // From 2026-07-28 each request names its protocol version in `_meta`.
     if let Some(v) = params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str)
@@ -421,7 +418,7 @@ fn decide(
                 p.remove(&hash);
             }
             let check = decision.action_id.clone().filter(|_| decision.check_result);
-            Ok((edited, check))
+            Ok(Verdict::Forward { edited, check })
         }
         Effect::Defer => {
             let approval = decision.approval_id.clone().unwrap_or_default();
