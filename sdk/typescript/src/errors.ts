@@ -50,6 +50,8 @@ export type Resolution =
 export interface Decision {
   effect: "PERMIT" | "DENY" | "DEFER";
   reason_code: string;
+  /** A PERMIT whose result a `results:` rule reads: the result goes to the daemon first. */
+  check_result?: boolean;
   reason?: string | null;
   rule_id?: string | null;
   rule_ref?: string | null;

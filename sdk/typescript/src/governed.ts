@@ -3,7 +3,7 @@
  * PERMIT runs the tool; DENY throws ToolDeniedError (or calls onDeny); DEFER throws, waits for a
  * human (`onDefer: "wait"`), or calls onDefer. Nothing runs on an error unless `failOpen`.
  */
-import { DaemonUnreachableError, type Decision, FarameshTimeoutError, ToolDeniedError } from "./errors.js";
+import { DaemonUnreachableError, type Decision, FarameshTimeoutError, InvalidRequestError, ToolDeniedError } from "./errors.js";
 import { log } from "./log.js";
 import { type Json, type Transport, type Waited, autoTransport, defaultTransport } from "./transport.js";
 
@@ -175,6 +175,28 @@ export class Governor {
     throw denial;
   }
 
+  /** What the agent gets of a tool's `result`: when the decision says a `results:` rule reads
+   * it (`check_result`), the daemon's verdict decides: unchanged (`pass`, `flag`), redacted
+   * (`redact`), or a refusal (`deny`: thrown, or `onDeny`'s value). */
+  async checked(decision: Decision, result: unknown): Promise<unknown> {
+    if (!decision.check_result || !decision.action_id) return result;
+    const t = this.transport;
+    if (!t.checkResult) throw new InvalidRequestError(`the ${t.kind} transport cannot have results checked`, "result");
+    const answer = await t.checkResult(decision.action_id, jsonable(result));
+    if (answer["verdict"] === "pass" || answer["verdict"] === "flag") return result;
+    if (answer["verdict"] === "redact") return answer["result"];
+    const refusal: Decision = {
+      effect: "DENY",
+      reason_code: "RESULT_DENIED",
+      reason: `the tool's result was withheld: ${String(answer["reason"] ?? "a results rule refused it")}`,
+      rule_id: (answer["rule_id"] as string | null) ?? null,
+      rule_ref: (answer["rule_ref"] as string | null) ?? null,
+      action_id: decision.action_id,
+    };
+    const v = await this.deny(refusal);
+    return v.run ? result : v.value;
+  }
+
   async gate(tool: string, args: Json, metadata?: Json, canEdit = false): Promise<Verdict> {
     const call = this.call(tool, args, metadata);
     return this.settle(call, await this.ask(call), canEdit);
@@ -272,7 +294,7 @@ function pausingOpenAIAgentsTool(
       } else {
         verdict = await governor.gate(tool.name, parseInput(input), contextOf(ctx));
       }
-      return verdict.run ? inner(ctx, input, details) : verdict.value;
+      return verdict.run ? governor.checked(verdict.decision, await inner(ctx, input, details)) : verdict.value;
     },
   };
 }
@@ -352,7 +374,7 @@ function pausingAiSdkTool(tool: { execute?: (input: unknown, options: unknown) =
       } else {
         verdict = await governor.gate(name, argsOf(input), contextOf(options));
       }
-      return verdict.run ? inner(input, options) : verdict.value;
+      return verdict.run ? governor.checked(verdict.decision, await inner(input, options)) : verdict.value;
     },
   };
 }
@@ -402,8 +424,8 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
       const byObject = !!arg && typeof arg === "object";
       const verdict = await governor.gate(tool.name, args, { ...((cfg["configurable"] as Json) ?? {}), ...((cfg["metadata"] as Json) ?? {}) }, true);
       if (!verdict.run) return verdict.value;
-      if (verdict.args) return inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], runManager, config);
-      return inner(arg, runManager, config);
+      const out = verdict.args ? await inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], runManager, config) : await inner(arg, runManager, config);
+      return governor.checked(verdict.decision, out);
     };
     return governed as T;
   }
@@ -430,7 +452,7 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
         const context = (ctx as { context?: Json } | undefined)?.context;
         const verdict = await governor.gate(tool.name, args, context && typeof context === "object" ? context : undefined, true);
         if (!verdict.run) return verdict.value;
-        return inner(ctx, verdict.args ? JSON.stringify(verdict.args) : input, details);
+        return governor.checked(verdict.decision, await inner(ctx, verdict.args ? JSON.stringify(verdict.args) : input, details));
       },
     } as T;
   }
@@ -445,8 +467,8 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
         const byObject = !!input && typeof input === "object";
         const verdict = await governor.gate(name, args, ctx, true);
         if (!verdict.run) return verdict.value;
-        if (verdict.args) return inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], options);
-        return inner(input, options);
+        const out = verdict.args ? await inner(byObject ? verdict.args : unnamed(verdict.args, ["input"])[0], options) : await inner(input, options);
+        return governor.checked(verdict.decision, out);
       },
     } as T;
   }
@@ -461,7 +483,7 @@ export function governTool<T>(tool: T, governor: Governor, name?: string): T {
       if (!verdict.run) return verdict.value;
       // An approver's edit, in the shape the function was called with.
       const edited = verdict.args ? (oneObject ? [verdict.args] : unnamed(verdict.args, args.map((_, i) => `arg${i}`))) : args;
-      return (fn as (...a: unknown[]) => unknown)(...edited);
+      return governor.checked(verdict.decision, await (fn as (...a: unknown[]) => unknown)(...edited));
     };
     Object.defineProperty(governed, "name", { value: toolName });
     return governed as unknown as T;

@@ -48,6 +48,9 @@ export interface Transport {
    * changed arguments. Optional for other transports: without it, no edit is seen (a resume
    * with the original arguments is then refused by the daemon). */
   waitForApproval?(decision: Decision, timeoutMs: number): Promise<Waited>;
+  /** Has the daemon's `results:` rules read a permitted call's result: `{verdict, result,
+   * rule_id, reason, findings}` (`result` is what to hand on; none for `deny`). */
+  checkResult?(actionId: string, result: unknown): Promise<Json>;
   getAction(id: string): Promise<Json>;
   listActions(filters?: Json): Promise<Json[]>;
   submitAction(call: Json): Promise<Json>;
@@ -261,6 +264,10 @@ export class SocketTransport implements Transport {
     return (await this.call("action.submit", call)) as Json;
   }
 
+  async checkResult(actionId: string, result: unknown): Promise<Json> {
+    return (await this.call("result.check", { action_id: actionId, result })) as Json;
+  }
+
   async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {
     const action = (await this.call("action.get", { id })) as Json;
     const approvalId = action["approval_id"];
@@ -419,6 +426,10 @@ export class HttpTransport implements Transport {
 
   async submitAction(call: Json): Promise<Json> {
     return (await this.request("POST", "/v1/actions", call)) as Json;
+  }
+
+  async checkResult(actionId: string, result: unknown): Promise<Json> {
+    return (await this.request("POST", `/v1/actions/${encodeURIComponent(actionId)}/result-check`, { result })) as Json;
   }
 
   async decideApproval(id: string, approve: boolean, reason?: string): Promise<Json> {

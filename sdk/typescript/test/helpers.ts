@@ -62,8 +62,11 @@ export class Daemon {
   cert: string | null = null;
   private proc: ChildProcess | null = null;
 
-  constructor(private readonly http = false) {
-    writeFileSync(this.policy, POLICY);
+  constructor(
+    private readonly http = false,
+    policy = POLICY,
+  ) {
+    writeFileSync(this.policy, policy);
   }
 
   async start(): Promise<this> {
