@@ -318,7 +318,39 @@ impl Resolver<'_> {
                     }
                     hit |= *a == "-c" || a.starts_with("--config-env") || a.starts_with("--exec-path=");
                 }
-                hit.then_some("`git -c` sets configuration that can run commands")
+                // Options that name a program or command to run, in any abbreviation: the
+                // transports' (`clone`, `fetch`, `pull`, `ls-remote`, `push`, `archive`),
+                // `rebase --exec`/`-x`, `difftool --extcmd`/`-x`, `bisect run`, `submodule
+                // foreach`.
+                let mut rest = known.iter().copied();
+                let mut sub = None;
+                while let Some(a) = rest.next() {
+                    if matches!(
+                        a,
+                        "-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix"
+                    ) {
+                        rest.next();
+                    } else if !a.starts_with('-') {
+                        sub = Some(a);
+                        break;
+                    }
+                }
+                let after: Vec<&str> = rest.collect();
+                let short =
+                    |f: &str| after.iter().any(|a| *a == f || (a.starts_with(f) && !a.starts_with("--")));
+                let runs = long_prefix(&["--upload-pack", "--receive-pack", "--exec", "--extcmd"])
+                    || match sub {
+                        Some("clone") => short("-u"),
+                        Some("rebase" | "difftool") => short("-x"),
+                        Some("bisect") => after.first() == Some(&"run"),
+                        Some("submodule") => after.contains(&"foreach"),
+                        _ => false,
+                    };
+                if hit {
+                    Some("`git -c` sets configuration that can run commands")
+                } else {
+                    runs.then_some("a `git` option that names a program to run")
+                }
             }
             "vim" | "vi" | "nvim" | "view" | "ex" | "vimdiff" | "gvim" | "rvim" => known
                 .iter()

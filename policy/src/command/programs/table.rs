@@ -247,6 +247,52 @@ impl Resolver<'_> {
                 );
                 return Ok(());
             }
+            // Each runs a command given on its command line inside a container, a pod or a
+            // terminal session: a command the reader does not follow there.
+            "docker" | "podman" | "nerdctl" | "docker-compose" | "kubectl" | "oc" | "crictl" | "lxc"
+            | "incus" => {
+                const RUNS: &[&str] =
+                    &["exec", "run", "debug", "attach", "start", "create", "execute", "shell", "console"];
+                let runs = args.iter().filter_map(Field::known).any(|a| RUNS.contains(&a));
+                if runs || args.iter().any(|a| a.known().is_none()) {
+                    self.refuse(
+                        &whole(),
+                        format!("`{name}` runs a command in a container, which the reader does not follow"),
+                    );
+                }
+                return Ok(());
+            }
+            "tmux" | "screen" | "byobu" | "dtach" | "abduco" => {
+                // Listing and ending sessions run nothing; anything else may run a command.
+                const QUIET: &[&str] = &[
+                    "ls",
+                    "list-sessions",
+                    "list-windows",
+                    "list-panes",
+                    "list-clients",
+                    "has-session",
+                    "has",
+                    "kill-session",
+                    "kill-server",
+                    "kill-window",
+                    "kill-pane",
+                    "-ls",
+                    "-list",
+                ];
+                let first =
+                    args.iter().find(|a| a.known().is_none_or(|s| !s.starts_with('-') || QUIET.contains(&s)));
+                let quiet = first.is_some_and(|a| a.known().is_some_and(|s| QUIET.contains(&s)))
+                    && args.iter().all(|a| a.known().is_some());
+                if !quiet {
+                    self.refuse(
+                        &whole(),
+                        format!(
+                            "`{name}` runs the commands it is given in a session the reader does not follow"
+                        ),
+                    );
+                }
+                return Ok(());
+            }
             // Each runs a command (or a shell) after options the reader has no table for.
             "capsh" | "setarch" | "linux32" | "linux64" | "i386" | "x86_64" | "uname26" | "prlimit"
             | "choom" | "ssh-agent" | "dbus-run-session" | "dbus-launch" | "valgrind" | "perf" | "ltrace"

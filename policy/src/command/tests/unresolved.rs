@@ -240,3 +240,48 @@ fn abbreviated_options_that_run_commands_are_unresolved() {
         assert!(read_line(line).is_resolved(), "{line}: {:?}", read_line(line));
     }
 }
+
+#[test]
+fn commands_run_in_containers_sessions_and_by_git_options_are_unresolved() {
+    for line in [
+        "docker exec ctr rm -rf /x",
+        "docker run --rm img rm -rf /x",
+        "docker compose run app sh",
+        "podman exec -it c sh",
+        "kubectl exec pod -- rm -rf /x",
+        "kubectl debug node/n -it --image=busybox",
+        "docker $X",
+        "tmux new 'rm -rf /x'",
+        "tmux send-keys 'rm -rf /x' Enter",
+        "tmux",
+        "screen -dm rm -rf /x",
+        "screen -S s -X stuff 'rm -rf /x'",
+        "git ls-remote --upload-pack='rm -rf /x' h",
+        "git clone -u 'rm -rf /x' h",
+        "git fetch --upload-p='rm -rf /x' origin",
+        "git push --receive-pack=./x origin",
+        "git archive --remote=h --exec=./x HEAD",
+        "git rebase -x 'rm -rf /x' main",
+        "git rebase --exec='rm -rf /x' main",
+        "git bisect run rm -rf /x",
+        "git submodule foreach rm -rf /x",
+        "git difftool --extcmd='rm -rf /x'",
+    ] {
+        assert!(matches!(read_line(line), Reading::Unresolved { .. }), "{line}: {:?}", read_line(line));
+    }
+    for line in [
+        "docker ps -a",
+        "docker images",
+        "docker compose ps",
+        "kubectl get pods -A",
+        "tmux ls",
+        "tmux kill-session -t s",
+        "screen -ls",
+        "git commit -m x -u",
+        "git -C dir status",
+        "git log --oneline -5",
+        "git push origin main",
+    ] {
+        assert_eq!(programs(line).len(), 1, "{line}: {:?}", read_line(line));
+    }
+}
