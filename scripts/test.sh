@@ -86,6 +86,10 @@ step "rust tests"
 if ! command -v strace >/dev/null; then
     apt_install strace
 fi
+# Signed approvals are made with OpenSSH's ssh-keygen and ssh-agent (cli/tests/daemon_e2e/signed.rs).
+if ! command -v ssh-keygen >/dev/null || ! command -v ssh-agent >/dev/null; then
+    apt_install openssh-client
+fi
 if [ -n "$QUICK" ] && cargo nextest --version >/dev/null 2>&1; then
     # The same tests, run in parallel across test binaries; nextest runs no doc tests (among
     # them the doors' compile-fail checks), so those follow.

@@ -256,6 +256,66 @@ pub struct DecideArgs {
     /// Approve the call with these arguments instead (a JSON object, in full).
     #[arg(long, value_name = "JSON", conflicts_with = "grant")]
     params: Option<String>,
+    /// Sign the decision with your SSH key (Ed25519; the policy lists it under your name in
+    /// `approvals.approvers`): from ssh-agent, or `--key FILE`. A signed decision counts from
+    /// any user or host.
+    #[arg(long, conflicts_with_all = ["grant", "set", "params"])]
+    sign: bool,
+    /// With `--sign`: the key to sign with (a private key, or a public key whose private half
+    /// is in ssh-agent).
+    #[arg(long, value_name = "FILE", requires = "sign")]
+    key: Option<std::path::PathBuf>,
+    /// With `--sign`: your approver name as the policy lists it (default: `$USER`).
+    #[arg(long = "as", value_name = "NAME", requires = "sign")]
+    as_name: Option<String>,
+}
+
+/// Signs `statement` with `ssh-keygen -Y sign -n faramesh-approval`: with `key`, or with the first
+/// Ed25519 key in ssh-agent.
+fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result<String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    // The agent's public key goes in a file for `ssh-keygen -f` (a public key: nothing secret).
+    let agent_pub = std::env::temp_dir().join(format!("faramesh-sign-{}.pub", std::process::id()));
+    let key = match key {
+        Some(k) => k.to_owned(),
+        None => {
+            let listed = Command::new("ssh-add")
+                .arg("-L")
+                .output()
+                .map_err(|e| anyhow!("cannot run `ssh-add -L`: {e}"))?;
+            let text = String::from_utf8_lossy(&listed.stdout);
+            let Some(line) = text.lines().find(|l| l.starts_with("ssh-ed25519 ")) else {
+                return Err(anyhow!(
+                    "no Ed25519 key in ssh-agent (`ssh-add -L`): add one with `ssh-add`, or give `--key FILE`"
+                ));
+            };
+            std::fs::write(&agent_pub, format!("{line}\n"))?;
+            agent_pub.clone()
+        }
+    };
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "faramesh-approval", "-f"])
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run `ssh-keygen -Y sign`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(statement.as_bytes())?;
+    }
+    let out = child.wait_with_output();
+    let _ = std::fs::remove_file(&agent_pub);
+    let out = out?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "`ssh-keygen -Y sign -f {}` failed: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `--set KEY=VALUE` as the daemon's `set` object.
@@ -317,6 +377,24 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
         params["grant_minutes"] = json!(secs.div_ceil(60));
         params["grant_same_args"] = json!(args.same_args);
         params["grant_any_caller"] = json!(args.any_caller);
+    }
+    if args.sign {
+        let approver = args
+            .as_name
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .ok_or_else(|| anyhow!("`--sign` needs your approver name: `--as NAME`"))?;
+        let decision = if approve { "approve" } else { "deny" };
+        let st = client::call(
+            &args.socket.path(),
+            "approval.statement",
+            json!({"approval_id": args.id, "decision": decision, "approver": approver}),
+        )?;
+        let statement = s(&st, "statement");
+        let signature = ssh_sign(&statement, args.key.as_deref())?;
+        params["approval_id"] = st["approval_id"].clone();
+        params["statement"] = json!(statement);
+        params["signature"] = json!(signature);
     }
     if (!args.set.is_empty() || args.params.is_some()) && !approve {
         return Err(anyhow!("`--set` and `--params` go with `approve`, not `deny`"));

@@ -242,3 +242,6 @@ mod edits;
 
 #[path = "daemon_e2e/results.rs"]
 mod results;
+
+#[path = "daemon_e2e/signed.rs"]
+mod signed;

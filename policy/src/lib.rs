@@ -13,6 +13,7 @@ mod load;
 mod model;
 pub mod permit;
 pub mod results;
+pub mod sshsig;
 pub mod yaml;
 
 pub use eval::{
@@ -21,7 +22,8 @@ pub use eval::{
 };
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
-    After, Approvals, Approver, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Earlier, Email, EmailTls,
-    History, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy, Profile, RateLimit,
-    ResultCheck, ResultEffect, ResultRule, Retention, RiskRule, Rule, RuleSet, SecretRef, Unresolved,
+    After, Approvals, Approver, ApproverKey, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Earlier,
+    Email, EmailTls, History, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy, Profile,
+    RateLimit, ResultCheck, ResultEffect, ResultRule, Retention, RiskRule, Rule, RuleSet, SecretRef,
+    Unresolved,
 };

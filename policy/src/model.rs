@@ -392,12 +392,31 @@ pub struct Approvals {
     /// Whether an approver may decide a call made from their own uid (default false: the uid
     /// is the trust boundary between agents and people; root may always).
     pub allow_same_uid: bool,
+    /// Approvers who sign their decisions (`{name, ssh_key}`): a signed statement from one of
+    /// these keys approves or denies from anywhere.
+    pub keys: Vec<ApproverKey>,
 }
 
 impl Default for Approvals {
     fn default() -> Self {
-        Approvals { approvers: Vec::new(), expire_after_seconds: 900, allow_same_uid: false }
+        Approvals {
+            approvers: Vec::new(),
+            expire_after_seconds: 900,
+            allow_same_uid: false,
+            keys: Vec::new(),
+        }
     }
+}
+
+/// An approver known by a public key (`approvers: [{name: alice, ssh_key: "ssh-ed25519 …"}]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproverKey {
+    /// The approver's name, as signed statements give it.
+    pub name: String,
+    /// The Ed25519 public key.
+    pub ed25519: [u8; 32],
+    /// The key as written (`ssh-ed25519 AAAA…`, without its comment).
+    pub text: String,
 }
 
 /// A tool, operation or agent name pattern: `*`, an exact name, or a glob with `*` and `?`.

@@ -64,6 +64,17 @@ pub enum Request {
         /// The tool's result.
         result: Value,
     },
+    /// `approval.statement`: the text an approver signs.
+    ApprovalStatement {
+        /// The approval id or prefix.
+        id: String,
+        /// Approve, or deny.
+        approve: bool,
+        /// The approver's name.
+        approver: String,
+        /// How long the statement is valid (ms).
+        valid_ms: u64,
+    },
     /// `approval.list`.
     ApprovalList {
         /// Every approval, not only the pending ones.
@@ -237,6 +248,21 @@ impl Request {
                 id: f.id("action_id")?,
                 result: p.get("result").cloned().ok_or_else(|| ServiceError::missing("result"))?,
             },
+            "approval.statement" => Request::ApprovalStatement {
+                id: f.id("approval_id")?,
+                approve: match f.string("decision")?.as_deref() {
+                    Some("approve") => true,
+                    Some("deny") => false,
+                    _ => {
+                        return Err(ServiceError::invalid(
+                            "decision",
+                            "`decision` must be `approve` or `deny`",
+                        ));
+                    }
+                },
+                approver: required(&f, "approver")?,
+                valid_ms: f.uint("valid_seconds", 1..=3600)?.unwrap_or(300) * 1000,
+            },
             "approval.list" => Request::ApprovalList {
                 all: match f.string("status")?.as_deref() {
                     None | Some("pending") => false,
@@ -398,6 +424,9 @@ impl Service {
                 Ok(json!({ "actions": actions, "next_cursor": next_cursor }))
             }
             Request::ResultCheck { id, result } => s.result_check(&id, result, who).await,
+            Request::ApprovalStatement { id, approve, approver, valid_ms } => {
+                s.approval_statement(&id, approve, &approver, valid_ms)
+            }
             Request::ActionTransition { id, transition, v1 } => {
                 let view = s.action_transition(&id, transition, who).await?;
                 if v1 {

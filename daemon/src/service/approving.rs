@@ -132,7 +132,7 @@ impl Service {
         reason: Option<String>,
         who: &Identity,
     ) -> Result<Approval, ServiceError> {
-        self.decide_approval(id, approve, reason, None, who).await
+        self.decide_approval(id, approve, reason, None, None, who).await
     }
 
     /// Approves or denies a pending approval; `edit` (with the edited params as the log keeps
@@ -143,6 +143,7 @@ impl Service {
         approve: bool,
         reason: Option<String>,
         edit: Option<(approvals::Edit, serde_json::Value)>,
+        signed: Option<serde_json::Value>,
         who: &Identity,
     ) -> Result<Approval, ServiceError> {
         if !self.may_approve(who) {
@@ -203,6 +204,10 @@ impl Service {
             let mut body = approvals::transition_entry(&next, who.caller().as_ref());
             if let Some(shown) = logged_edit {
                 body.insert("edit".into(), shown);
+            }
+            // A signed decision keeps its statement and signature in the log.
+            if let Some(signed) = signed {
+                body.insert("signed".into(), signed);
             }
             let notes = svc.approval_notes(&next);
             let queued = notes.len();

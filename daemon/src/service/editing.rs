@@ -218,7 +218,7 @@ impl Service {
             rule_id: decision.rule_id.clone(),
             reason: decision.reason.clone(),
         };
-        self.decide_approval(&id, true, reason, Some((edit, logged_params)), who).await
+        self.decide_approval(&id, true, reason, Some((edit, logged_params)), None, who).await
     }
 }
 

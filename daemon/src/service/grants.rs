@@ -200,6 +200,9 @@ pub struct ApprovalAnswer {
     pub grant: Option<GrantScope>,
     /// Approve the call with these changes to its arguments.
     pub edit: Option<super::editing::EditRequest>,
+    /// A statement signed by an approver's key (`statement`, `signature`): the decision is
+    /// theirs, whoever sends it.
+    pub signed: Option<(String, String)>,
 }
 
 /// What a grant made with an approval covers.
@@ -253,7 +256,19 @@ impl ApprovalAnswer {
                 "an approval with edits makes no grant: approve the edited call, then grant separately",
             ));
         }
-        Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant, edit })
+        let signed = match (f.string("statement")?, f.string("signature")?) {
+            (None, None) => None,
+            (Some(s), Some(sig)) => Some((s, sig)),
+            (Some(_), None) => return Err(ServiceError::missing("signature")),
+            (None, Some(_)) => return Err(ServiceError::missing("statement")),
+        };
+        if signed.is_some() && (grant.is_some() || edit.is_some()) {
+            return Err(ServiceError::invalid(
+                "statement",
+                "a signed statement approves or denies the call as it is: no grant, no edits",
+            ));
+        }
+        Ok(ApprovalAnswer { approve, reason: f.string("reason")?, grant, edit, signed })
     }
 }
 
@@ -399,6 +414,12 @@ impl Service {
         answer: ApprovalAnswer,
         who: &Identity,
     ) -> Result<(Approval, Option<Grant>), ServiceError> {
+        if let Some((statement, signature)) = answer.signed {
+            return Ok((
+                self.answer_signed(id, answer.approve, &statement, &signature, answer.reason).await?,
+                None,
+            ));
+        }
         if let Some(edit) = answer.edit {
             return Ok((self.approve_with_edit(id, edit, answer.reason, who).await?, None));
         }

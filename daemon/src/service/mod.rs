@@ -38,6 +38,7 @@ pub mod results;
 pub mod retention;
 pub mod secret;
 pub mod sequence;
+pub mod signing;
 pub mod state;
 pub mod stats;
 pub mod v1;

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{Loader, PolicyError, parse_duration, principal_text};
-use crate::model::Approvals;
+use crate::model::{Approvals, ApproverKey};
 use crate::yaml::{Kind, Node};
 
 impl Loader<'_> {
@@ -15,7 +15,17 @@ impl Loader<'_> {
             match key.name.as_str() {
                 "approvers" => {
                     for item in self.seq(value, "`approvers`")? {
-                        approvals.approvers.push(self.principal(item, "approver")?);
+                        if matches!(item.kind, Kind::Map(_)) {
+                            let key = self.approver_key(item)?;
+                            if approvals.keys.iter().any(|k| k.name == key.name) {
+                                return Err(
+                                    self.err(item.pos, format!("approver `{}` is listed twice", key.name))
+                                );
+                            }
+                            approvals.keys.push(key);
+                        } else {
+                            approvals.approvers.push(self.principal(item, "approver")?);
+                        }
                     }
                 }
                 "expire_after" => {
@@ -36,6 +46,14 @@ impl Loader<'_> {
         }
         let approvers: Vec<String> = approvals.approvers.iter().map(principal_text).collect();
         let mut norm = json!({"approvers": approvers, "expire_after": approvals.expire_after_seconds});
+        // Only when set, so policies without keys keep their hash.
+        if !approvals.keys.is_empty()
+            && let Value::Object(m) = &mut norm
+        {
+            let keys: Vec<Value> =
+                approvals.keys.iter().map(|k| json!({"name": k.name, "ssh_key": k.text})).collect();
+            m.insert("keys".into(), Value::Array(keys));
+        }
         // Only when set, so policies without it keep their hash.
         if approvals.allow_same_uid
             && let Value::Object(m) = &mut norm
@@ -47,3 +65,46 @@ impl Loader<'_> {
 }
 
 const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid"];
+
+impl Loader<'_> {
+    /// `{name, ssh_key}`: an approver who signs (an Ed25519 SSH public key, as in
+    /// `~/.ssh/id_ed25519.pub`).
+    fn approver_key(&self, item: &Node) -> Result<ApproverKey, PolicyError> {
+        let entries = self.map(item, "an approver")?;
+        self.check_keys(entries, &["name", "ssh_key", "passkey"], "approver")?;
+        let get = |k: &str| entries.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
+        if let Some(v) = get("passkey") {
+            return Err(self.err(
+                v.pos,
+                "`passkey` approvers are not supported yet: give the approver an `ssh_key` (Ed25519)",
+            ));
+        }
+        let name = match get("name") {
+            Some(v) => self.string(v, "`name`")?,
+            None => return Err(self.err(item.pos, "an approver with a key needs a `name`")),
+        };
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+        {
+            return Err(self
+                .err(item.pos, format!("approver name `{name}` must be 1 to 64 letters, digits or `._@-`")));
+        }
+        let Some(v) = get("ssh_key") else {
+            return Err(self.err(item.pos, format!("approver `{name}` needs an `ssh_key`")));
+        };
+        let text = self.string(v, "`ssh_key`")?;
+        let ed25519 = crate::sshsig::parse_ssh_ed25519(&text).ok_or_else(|| {
+            self.err(
+                v.pos,
+                format!(
+                    "`ssh_key` of `{name}` is not an Ed25519 SSH public key (`ssh-ed25519 AAAA…`, as in \
+                     ~/.ssh/id_ed25519.pub)"
+                ),
+            )
+        })?;
+        let mut words = text.split_whitespace();
+        let text = format!("{} {}", words.next().unwrap_or_default(), words.next().unwrap_or_default());
+        Ok(ApproverKey { name, ed25519, text })
+    }
+}

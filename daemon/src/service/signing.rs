@@ -1,0 +1,283 @@
+//! Approvals signed by the person who approves: a statement naming this host's log, the
+//! approval, the deferred call (action id and request hash), the decision, the approver and a
+//! validity window, signed with the approver's SSH key (`ssh-keygen -Y sign -n
+//! faramesh-approval`, an Ed25519 key, through ssh-agent or a key file). The daemon checks the
+//! signature, the key against the policy in force, and every field against the pending call;
+//! the approval's entry keeps the statement and the signature, so the log can be re-checked
+//! offline. Whoever carries the statement (any socket peer, any token, a database row) adds no
+//! authority of its own: the key does.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use super::approvals::{self, Approval};
+use super::identity::{Role, TokenIdentity};
+use super::{Identity, Service, ServiceError};
+use crate::log::entry;
+use crate::policy::sshsig;
+
+/// The SSH signature namespace of approval statements (`ssh-keygen -Y sign -n`).
+pub const NAMESPACE: &str = "faramesh-approval";
+/// The first line of a statement.
+pub const MAGIC: &str = "faramesh approval v1";
+/// The longest a statement may be valid for.
+pub const MAX_VALID_MS: u64 = 60 * 60 * 1000;
+/// How far a statement's signing time may be from the daemon's clock.
+pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// What an approver signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The host's log id (its origin without `faramesh/`).
+    pub host: String,
+    /// The approval.
+    pub approval: String,
+    /// The deferred call's action id.
+    pub action: String,
+    /// The deferred call's request hash.
+    pub request: String,
+    /// Approve (true) or deny.
+    pub approve: bool,
+    /// The approver's name, as the policy lists it.
+    pub approver: String,
+    /// When it was signed (ms since the epoch).
+    pub signed_ms: u64,
+    /// Until when it may be used.
+    pub expires_ms: u64,
+}
+
+impl Statement {
+    /// The exact text signed: nine lines, each ending in a line feed.
+    pub fn text(&self) -> String {
+        format!(
+            "{MAGIC}\nhost: {}\napproval: {}\naction: {}\nrequest: {}\ndecision: {}\napprover: {}\nsigned: {}\nexpires: {}\n",
+            self.host,
+            self.approval,
+            self.action,
+            self.request,
+            if self.approve { "approve" } else { "deny" },
+            self.approver,
+            entry::rfc3339(self.signed_ms),
+            entry::rfc3339(self.expires_ms),
+        )
+    }
+
+    /// Reads a statement, strictly: the lines in order, nothing else, and the text must be
+    /// exactly what [`Statement::text`] writes for what it read.
+    pub fn parse(text: &str) -> Result<Statement, String> {
+        let lines: Vec<&str> = text
+            .strip_suffix('\n')
+            .ok_or("the statement does not end with a line feed")?
+            .split('\n')
+            .collect();
+        let keys = ["host", "approval", "action", "request", "decision", "approver", "signed", "expires"];
+        if lines.len() != keys.len() + 1 || lines[0] != MAGIC {
+            return Err(format!("the statement is not {} lines starting `{MAGIC}`", keys.len() + 1));
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for (line, key) in lines[1..].iter().zip(keys) {
+            let value = line
+                .strip_prefix(key)
+                .and_then(|l| l.strip_prefix(": "))
+                .ok_or_else(|| format!("line `{key}: …` is missing or out of order"))?;
+            values.push(value);
+        }
+        let time = |v: &str, key: &str| {
+            entry::parse_rfc3339(v).ok_or_else(|| format!("`{key}` is not an RFC 3339 time"))
+        };
+        let s = Statement {
+            host: values[0].to_owned(),
+            approval: values[1].to_owned(),
+            action: values[2].to_owned(),
+            request: values[3].to_owned(),
+            approve: match values[4] {
+                "approve" => true,
+                "deny" => false,
+                other => return Err(format!("`decision` `{other}` must be `approve` or `deny`")),
+            },
+            approver: values[5].to_owned(),
+            signed_ms: time(values[6], "signed")?,
+            expires_ms: time(values[7], "expires")?,
+        };
+        if s.text() != text {
+            return Err("the statement is not written in its one exact form".into());
+        }
+        Ok(s)
+    }
+}
+
+/// Checks an armored SSH signature of `message` in [`NAMESPACE`]: the signer's public key.
+pub fn verify_sshsig(armored: &str, message: &[u8]) -> Result<[u8; 32], String> {
+    let sig = sshsig::parse_armored(armored).map_err(|e| e.to_string())?;
+    if sig.namespace != NAMESPACE {
+        return Err(format!("the signature is for namespace `{}`, not `{NAMESPACE}`", sig.namespace));
+    }
+    let digest = match sig.hash_algorithm.as_str() {
+        "sha512" => sha2::Sha512::digest(message).to_vec(),
+        _ => sha2::Sha256::digest(message).to_vec(),
+    };
+    let data = sshsig::signed_data(NAMESPACE, &sig.hash_algorithm, &digest);
+    let key = VerifyingKey::from_bytes(&sig.public_key)
+        .map_err(|_| "the signer's key is not a valid Ed25519 key")?;
+    key.verify_strict(&data, &Signature::from_bytes(&sig.signature))
+        .map_err(|_| "the signature does not match the statement".to_owned())?;
+    Ok(sig.public_key)
+}
+
+impl Service {
+    /// This host's log id, as statements name it.
+    pub fn host_log_id(&self) -> String {
+        self.state.log.origin().trim_start_matches("faramesh/").to_owned()
+    }
+
+    /// `approval.statement`: the statement an approver signs to approve or deny `id` (valid for
+    /// `valid_ms`, at most an hour).
+    pub fn approval_statement(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        valid_ms: u64,
+    ) -> Result<Value, ServiceError> {
+        let id = self.resolve_approval(id)?;
+        let a = self
+            .state
+            .approvals
+            .get(&id)
+            .ok_or_else(|| ServiceError::not_found(format!("no approval `{id}`")))?;
+        if a.status != approvals::Status::Pending {
+            return Err(ServiceError::conflict(format!("approval `{id}` is already {}", a.status.as_str())));
+        }
+        let now = self.clock.now_ms();
+        let s = Statement {
+            host: self.host_log_id(),
+            approval: a.approval_id.clone(),
+            action: a.action_id.clone(),
+            request: a.request_hash.clone(),
+            approve,
+            approver: approver.to_owned(),
+            signed_ms: now,
+            expires_ms: now + valid_ms.clamp(1000, MAX_VALID_MS),
+        };
+        Ok(json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id}))
+    }
+
+    /// Approves or denies `id` as the signed statement says; a statement that fails a check is
+    /// refused and the refusal recorded (`approval_refused`).
+    pub(super) async fn answer_signed(
+        &self,
+        id: &str,
+        approve: bool,
+        statement: &str,
+        signature: &str,
+        reason: Option<String>,
+    ) -> Result<Approval, ServiceError> {
+        let id = self.resolve_approval(id)?;
+        let a = self
+            .state
+            .approvals
+            .get(&id)
+            .ok_or_else(|| ServiceError::not_found(format!("no approval `{id}`")))?;
+        match self.signed_decider(statement, signature, approve, &a) {
+            Ok((who, signed)) => self.decide_approval(&id, approve, reason, None, Some(signed), &who).await,
+            Err(e) => {
+                let fields = json!({"approval_id": id, "action_id": a.action_id, "error": e.message});
+                self.commit(crate::log::dpr::event_entry("approval_refused", fields), None).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The decider a signed statement speaks for, after every check: the signature, the key in
+    /// the policy in force under the statement's approver name, this host, the pending approval
+    /// (its id, action and request hash), the decision asked, and the validity window.
+    pub(super) fn signed_decider(
+        &self,
+        statement: &str,
+        signature: &str,
+        approve: bool,
+        a: &Approval,
+    ) -> Result<(Identity, Value), ServiceError> {
+        let refuse =
+            |why: String| ServiceError::not_authorized(format!("not authorized: the signed statement {why}"));
+        let s = Statement::parse(statement).map_err(|e| ServiceError::invalid("statement", e))?;
+        let key = verify_sshsig(signature, statement.as_bytes())
+            .map_err(|e| ServiceError::invalid("signature", e))?;
+        let policy = self.state.policy.load();
+        let listed = policy.policy.approvals.keys.iter().find(|k| k.name == s.approver);
+        match listed {
+            None => {
+                return Err(refuse(format!(
+                    "names approver `{}`, whom the policy does not list with a key",
+                    s.approver
+                )));
+            }
+            Some(k) if k.ed25519 != key => {
+                return Err(refuse(format!(
+                    "is signed by a key the policy does not list for `{}`",
+                    s.approver
+                )));
+            }
+            Some(_) => {}
+        }
+        if s.host != self.host_log_id() {
+            return Err(refuse(format!("is for host `{}`, not this one", s.host)));
+        }
+        if s.approval != a.approval_id || s.action != a.action_id || s.request != a.request_hash {
+            return Err(refuse("is for another call (approval, action or request hash differ)".into()));
+        }
+        if s.approve != approve {
+            return Err(refuse(format!("says `{}`", if s.approve { "approve" } else { "deny" })));
+        }
+        let now = self.clock.now_ms();
+        if s.signed_ms > now + MAX_SKEW_MS
+            || s.expires_ms <= s.signed_ms
+            || s.expires_ms - s.signed_ms > MAX_VALID_MS
+        {
+            return Err(refuse("has a validity window this host does not accept".into()));
+        }
+        if now > s.expires_ms {
+            return Err(refuse(format!("expired at {}", entry::rfc3339(s.expires_ms))));
+        }
+        let who = Identity::Token(TokenIdentity {
+            name: format!("key:{}", s.approver),
+            role: Role::Approver,
+            agents: None,
+            for_peer: None,
+        });
+        let signed = json!({
+            "statement": statement,
+            "signature": signature,
+            "approver": s.approver,
+            "key": listed.map(|k| k.text.clone()),
+        });
+        Ok((who, signed))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_has_one_exact_form() {
+        let s = Statement {
+            host: "h1".into(),
+            approval: "a".repeat(32),
+            action: "b".repeat(16),
+            request: "c".repeat(64),
+            approve: true,
+            approver: "alice".into(),
+            signed_ms: 1_765_000_000_000,
+            expires_ms: 1_765_000_300_000,
+        };
+        let text = s.text();
+        assert_eq!(Statement::parse(&text).unwrap(), s);
+        assert!(Statement::parse(&text.replace("approve\n", "deny \n")).is_err());
+        assert!(Statement::parse(&format!("{text}\n")).is_err());
+        assert!(Statement::parse(&text.replace("host: h1", "host:h1")).is_err());
+        assert!(Statement::parse(text.trim_end()).is_err());
+    }
+}
