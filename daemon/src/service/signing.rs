@@ -140,6 +140,15 @@ impl Service {
         approver: &str,
         valid_ms: u64,
     ) -> Result<Value, ServiceError> {
+        let name_ok = !approver.is_empty()
+            && approver.len() <= 64
+            && approver.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+        if !name_ok {
+            return Err(ServiceError::invalid(
+                "approver",
+                "an approver name is 1 to 64 letters, digits or `._@-`",
+            ));
+        }
         let id = self.resolve_approval(id)?;
         let a = self
             .state
