@@ -124,7 +124,7 @@ pub enum Activated {
 /// The listening sockets systemd passed (`LISTEN_PID` = this process, `LISTEN_FDS` from fd 3,
 /// `LISTEN_FDNAMES`), by kind. The daemon starts no children, so the variables are left as
 /// they are (they name this process only).
-// `unsafe` (see also the export thread in the adapters): taking ownership of inherited descriptors has no safe
+// `unsafe` (as in the export thread, service/fleet/send.rs): taking ownership of inherited descriptors has no safe
 // std API. Each descriptor is taken once, only when LISTEN_PID names this process.
 #[allow(unsafe_code)]
 pub fn listen_fds() -> Vec<(Activated, String)> {
