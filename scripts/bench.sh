@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|export|http|sdk|hook|soak|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|detect|export|http|sdk|hook|soak|all]
 # (`soak` is not part of `all`: it writes a million decisions; SOAK_N sets how many.)
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
@@ -32,6 +32,21 @@ PY
     BENCH_OTLP="http://127.0.0.1:$port/v1/logs" BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench socket 2>/dev/null |
         grep -E '^bench (socket_govern_[0-9]+_clients |export_)' | sed 's/^bench /bench with_export /'
     kill "$sink"
+fi
+if [ "$what" = "detect" ]; then
+    # `socket` under the bundled default policy, then under the same policy with two `detect:`
+    # rules first; every call carries a few hundred bytes of text arguments.
+    mkdir -p target/bench-tmp
+    cp policies/default.yaml target/bench-tmp/default.yaml
+    awk '{ print } /^rules:/ {
+        print "  - id: no-secrets-out\n    match: { tool: http, detect: secrets }\n    deny: true"
+        print "  - id: pii-out\n    match: { tool: http, op: post, detect: pii }\n    require_approval: true"
+    }' policies/default.yaml > target/bench-tmp/default-detect.yaml
+    args='"url":"https://api.example.com/v1/orders/1042?expand=items","note":"customer asked to resend the invoice for order 1042 to the billing contact; shipment 7731 delayed by the carrier","trace":"4bf92f3577b34da6a3ce929d0e0e4736"'
+    for p in default default-detect; do
+        BENCH_POLICY="target/bench-tmp/$p.yaml" BENCH_ARGS="$args" BENCH_DIR="$PWD/target/bench-tmp" \
+            cargo bench -p faramesh-bench --bench socket 2>/dev/null | grep -E '^bench socket_govern_' | sed "s/^bench /bench $p /"
+    done
 fi
 if [ "$what" = "socket" ] || [ "$what" = "all" ]; then
     mkdir -p target/bench-tmp

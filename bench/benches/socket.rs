@@ -93,9 +93,11 @@ fn load(socket: &Path, clients: usize, run_for: Duration) -> (u64, Vec<f64>) {
                     let (r, mut w) = stream.into_split();
                     let mut lines = tokio::io::BufReader::new(r).lines();
                     let (mut n, mut lat) = (0u64, Vec::new());
+                    // BENCH_ARGS: more arguments for every call (a JSON object's members).
+                    let extra = std::env::var("BENCH_ARGS").map(|a| format!(",{a}")).unwrap_or_default();
                     while start.elapsed() < run_for {
                         let line = format!(
-                            "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"govern\",\"params\":{{\"agent_id\":\"bench-{c}\",\"tool\":\"http\",\"operation\":\"get\",\"args\":{{\"n\":{n}}}}}}}\n"
+                            "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"govern\",\"params\":{{\"agent_id\":\"bench-{c}\",\"tool\":\"http\",\"operation\":\"get\",\"args\":{{\"n\":{n}{extra}}}}}}}\n"
                         );
                         let t = Instant::now();
                         w.write_all(line.as_bytes()).await.unwrap();
@@ -146,8 +148,13 @@ fn main() {
         }
     });
 
+    // BENCH_POLICY: another policy file (scripts/bench.sh detect runs the default policy with
+    // and without `detect:` rules).
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
+    match std::env::var("BENCH_POLICY") {
+        Ok(path) => std::fs::copy(path, &policy).map(|_| ()).unwrap(),
+        Err(_) => std::fs::write(&policy, POLICY).unwrap(),
+    }
     let socket = dir.path().join("faramesh.sock");
     let config = Config {
         policy_path: policy,
