@@ -391,6 +391,27 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
             json!({"approval_id": args.id, "decision": decision, "approver": approver}),
         )?;
         let statement = s(&st, "statement");
+        // The socket may not be the daemon it claims to be: sign only what was asked for.
+        let parsed = faramesh_daemon::service::signing::Statement::parse(&statement)
+            .map_err(|e| anyhow!("the daemon sent a statement that is not one: {e}"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let asked = parsed.approve == approve
+            && parsed.approver == approver
+            && (parsed.approval.starts_with(&args.id) || parsed.action.starts_with(&args.id))
+            && parsed.signed_ms.abs_diff(now) <= faramesh_daemon::service::signing::MAX_SKEW_MS
+            && parsed.expires_ms > parsed.signed_ms
+            && parsed.expires_ms - parsed.signed_ms <= faramesh_daemon::service::signing::MAX_VALID_MS;
+        if !asked {
+            return Err(anyhow!(
+                "refusing to sign: the statement the daemon sent is not the one asked for \
+                 ({decision} `{}` as `{approver}`):\n{}",
+                args.id,
+                crate::term::safe(&statement)
+            ));
+        }
+        eprint!("signing as {approver}:\n{}", crate::term::safe(&statement));
         let signature = ssh_sign(&statement, args.key.as_deref())?;
         params["approval_id"] = st["approval_id"].clone();
         params["statement"] = json!(statement);

@@ -425,7 +425,7 @@ impl Service {
             }
             Request::ResultCheck { id, result } => s.result_check(&id, result, who).await,
             Request::ApprovalStatement { id, approve, approver, valid_ms } => {
-                s.approval_statement(&id, approve, &approver, valid_ms)
+                s.approval_statement(&id, approve, &approver, valid_ms, who)
             }
             Request::ActionTransition { id, transition, v1 } => {
                 let view = s.action_transition(&id, transition, who).await?;

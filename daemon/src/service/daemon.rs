@@ -153,6 +153,7 @@ impl Daemon {
             grants,
             kill,
             recent,
+            signed_refusals: Default::default(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations: Arc::new(destinations),

@@ -415,10 +415,7 @@ impl Service {
         who: &Identity,
     ) -> Result<(Approval, Option<Grant>), ServiceError> {
         if let Some((statement, signature)) = answer.signed {
-            return Ok((
-                self.answer_signed(id, answer.approve, &statement, &signature, answer.reason).await?,
-                None,
-            ));
+            return Ok((self.answer_signed(id, answer.approve, &statement, &signature, who).await?, None));
         }
         if let Some(edit) = answer.edit {
             return Ok((self.approve_with_edit(id, edit, answer.reason, who).await?, None));

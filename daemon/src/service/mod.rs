@@ -170,6 +170,7 @@ mod tests {
             grants: grants::Grants::load(&log).unwrap(),
             kill: kill::KillSwitch::load(&log, Some(dir.join("kill"))).unwrap(),
             recent: Default::default(),
+            signed_refusals: Default::default(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations,

@@ -23,6 +23,8 @@ pub const NAMESPACE: &str = "faramesh-approval";
 pub const MAGIC: &str = "faramesh approval v1";
 /// The longest a statement may be valid for.
 pub const MAX_VALID_MS: u64 = 60 * 60 * 1000;
+/// The most refused statements recorded for one approval (more are refused, not recorded).
+pub const MAX_RECORDED_REFUSALS: u32 = 16;
 /// How far a statement's signing time may be from the daemon's clock.
 pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
 
@@ -139,17 +141,23 @@ impl Service {
         approve: bool,
         approver: &str,
         valid_ms: u64,
+        who: &Identity,
     ) -> Result<Value, ServiceError> {
-        let name_ok = !approver.is_empty()
-            && approver.len() <= 64
-            && approver.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
-        if !name_ok {
+        let listed = self.state.policy.load().policy.approvals.keys.iter().any(|k| k.name == approver);
+        if !listed {
             return Err(ServiceError::invalid(
                 "approver",
-                "an approver name is 1 to 64 letters, digits or `._@-`",
+                "the policy lists no approver of that name with a key (`approvals.approvers: [{name, ssh_key}]`)",
             ));
         }
-        let id = self.resolve_approval(id)?;
+        // The full approval id (an unguessable capability, as notifications carry it), or a
+        // caller who may read the approval (prefixes and action ids resolve for those only).
+        let hidden = || ServiceError::not_found(format!("no approval `{id}`"));
+        let full = id.len() == 32 && self.state.approvals.get(id).is_some();
+        let id = if full { id.to_owned() } else { self.resolve_approval(id).map_err(|_| hidden())? };
+        if !full && !self.state.approvals.get(&id).is_some_and(|a| self.may_see_approval(who, &a)) {
+            return Err(hidden());
+        }
         let a = self
             .state
             .approvals
@@ -172,15 +180,16 @@ impl Service {
         Ok(json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id}))
     }
 
-    /// Approves or denies `id` as the signed statement says; a statement that fails a check is
-    /// refused and the refusal recorded (`approval_refused`).
+    /// Approves or denies `id` as the signed statement says, handed in by `submitter`. A
+    /// statement that fails a check is refused and the refusal recorded (`approval_refused`,
+    /// at most [`MAX_RECORDED_REFUSALS`] per approval, its error cut to 200 characters).
     pub(super) async fn answer_signed(
         &self,
         id: &str,
         approve: bool,
         statement: &str,
         signature: &str,
-        reason: Option<String>,
+        submitter: &Identity,
     ) -> Result<Approval, ServiceError> {
         let id = self.resolve_approval(id)?;
         let a = self
@@ -188,11 +197,45 @@ impl Service {
             .approvals
             .get(&id)
             .ok_or_else(|| ServiceError::not_found(format!("no approval `{id}`")))?;
-        match self.signed_decider(statement, signature, approve, &a) {
-            Ok((who, signed)) => self.decide_approval(&id, approve, reason, None, Some(signed), &who).await,
+        // The caller that made the call does not hand in its own approval, as it never approves
+        // it (its process, its uid unless same-uid approvals are allowed, its token).
+        let checked = crate::permit::distinct(a.requested_by.as_ref(), submitter.caller().as_ref(), self.same_uid_ok())
+            .map_err(|why| {
+                ServiceError::not_authorized(format!(
+                    "not authorized: {why} (a signed approval is handed in by someone other than the caller that made the call)"
+                ))
+            })
+            .and_then(|()| self.signed_decider(statement, signature, approve, &a));
+        match checked {
+            Ok((who, mut signed)) => {
+                if let Value::Object(m) = &mut signed {
+                    m.insert("handed_in_by".into(), json!(submitter.caller()));
+                }
+                // The reason is the signer's: only what the statement says is recorded.
+                self.decide_approval(&id, approve, None, None, Some(signed), &who).await
+            }
             Err(e) => {
-                let fields = json!({"approval_id": id, "action_id": a.action_id, "error": e.message});
-                self.commit(crate::log::dpr::event_entry("approval_refused", fields), None).await?;
+                let recorded = {
+                    let mut counts =
+                        self.state.signed_refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let n = counts.entry(id.clone()).or_default();
+                    *n += 1;
+                    *n <= MAX_RECORDED_REFUSALS
+                };
+                if recorded {
+                    let error: String = e.message.chars().take(200).collect();
+                    let approver = Statement::parse(statement).ok().map(|s| s.approver);
+                    let fields = json!({
+                        "approval_id": id,
+                        "action_id": a.action_id,
+                        "error": error,
+                        "approver": approver,
+                        "by": submitter.caller(),
+                    });
+                    self.commit(crate::log::dpr::event_entry("approval_refused", fields), None).await?;
+                } else {
+                    tracing::warn!(approval = %id, "a signed statement was refused (not recorded: too many for this approval)");
+                }
                 Err(e)
             }
         }

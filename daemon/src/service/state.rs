@@ -158,6 +158,8 @@ pub struct State {
     pub kill: super::kill::KillSwitch,
     /// What each session and agent did before (for `after:` conditions).
     pub recent: super::sequence::Recent,
+    /// How many refused signed statements each approval has had recorded (bounded).
+    pub signed_refusals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Notification outbox counters.
     pub outbox: super::notify::OutboxStats,
     /// Wakes the outbox sender when a commit queued notifications.
