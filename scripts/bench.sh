@@ -44,7 +44,7 @@ if [ "$what" = "detect" ]; then
     }' policies/default.yaml > target/bench-tmp/default-detect.yaml
     args='"url":"https://api.example.com/v1/orders/1042?expand=items","note":"customer asked to resend the invoice for order 1042 to the billing contact; shipment 7731 delayed by the carrier","trace":"4bf92f3577b34da6a3ce929d0e0e4736"'
     for p in default default-detect; do
-        BENCH_POLICY="target/bench-tmp/$p.yaml" BENCH_ARGS="$args" BENCH_DIR="$PWD/target/bench-tmp" \
+        BENCH_POLICY="$PWD/target/bench-tmp/$p.yaml" BENCH_ARGS="$args" BENCH_DIR="$PWD/target/bench-tmp" \
             cargo bench -p faramesh-bench --bench socket 2>/dev/null | grep -E '^bench socket_govern_' | sed "s/^bench /bench $p /"
     done
 fi
