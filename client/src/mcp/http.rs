@@ -355,76 +355,61 @@ fn reencode(bytes: &[u8], stream: bool, mut each: impl FnMut(Value) -> String) -
 /// answer it cannot read is refused, not relayed.
 /// The server's answer to a `tools/call` whose result the policy reads, each message read
 /// strictly; the one answering `id` goes through [`checked_answer`](super::gate::checked_answer).
-/// An answer that cannot be read is not relayed (502).
 async fn check_answer(
     p: &Proxy,
-    mut parts: axum::http::response::Parts,
+    parts: axum::http::response::Parts,
     body: Body,
     id: Value,
     action: String,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return (StatusCode::BAD_GATEWAY, "the MCP server's answer is over 16 MiB").into_response();
-    };
-    let stream = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
     let shared = Arc::clone(&p.shared);
-    let checked = tokio::task::spawn_blocking(move || {
-        let each = |msg: Value| {
-            let answers = msg.get("id") == Some(&id) && msg.get("method").is_none();
-            let msg = if answers { super::gate::checked_answer(&shared, msg, &action) } else { msg };
-            mcp_msg::encode(&msg)
-        };
-        reencode(&bytes, stream, each)
+    rewrite_answer(parts, body, "the MCP server's answer", move |msg| {
+        if msg.get("id") == Some(&id) && msg.get("method").is_none() {
+            super::gate::checked_answer(&shared, msg, &action)
+        } else {
+            msg
+        }
     })
-    .await;
-    match checked {
-        Ok(Some(text)) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(text))
-        }
-        _ => {
-            (StatusCode::BAD_GATEWAY, "the MCP server's answer is not JSON-RPC: not relayed").into_response()
-        }
-    }
+    .await
 }
 
-async fn filter_listing(
-    p: &Proxy,
+/// The server's answer to a `tools/list`, reported to the daemon and filtered.
+async fn filter_listing(p: &Proxy, parts: axum::http::response::Parts, body: Body, id: Value) -> Response {
+    let shared = Arc::clone(&p.shared);
+    rewrite_answer(parts, body, "the MCP server's tools/list answer", move |mut msg| {
+        if msg.get("id") == Some(&id) {
+            super::gate::on_listing(&shared, &mut msg);
+        }
+        msg
+    })
+    .await
+}
+
+/// The server's answer read whole (up to 16 MiB), each message (one JSON answer, or each event of
+/// a stream) read strictly and passed through `rewrite` (off the async runtime: it may ask the
+/// daemon), then written again. An answer that cannot be read is not relayed (502).
+async fn rewrite_answer(
     mut parts: axum::http::response::Parts,
     body: Body,
-    id: Value,
+    what: &'static str,
+    rewrite: impl Fn(Value) -> Value + Send + 'static,
 ) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return (StatusCode::BAD_GATEWAY, "the MCP server's tools/list answer is over 16 MiB")
-            .into_response();
+        return (StatusCode::BAD_GATEWAY, format!("{what} is over 16 MiB")).into_response();
     };
     let stream = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
-    let shared = Arc::clone(&p.shared);
-    let filtered = tokio::task::spawn_blocking(move || {
-        let hide = |mut msg: Value| {
-            if msg.get("id") == Some(&id) {
-                super::gate::on_listing(&shared, &mut msg);
-            }
-            mcp_msg::encode(&msg)
-        };
-        reencode(&bytes, stream, hide)
-    })
-    .await;
-    match filtered {
+    let rewritten =
+        tokio::task::spawn_blocking(move || reencode(&bytes, stream, |msg| mcp_msg::encode(&rewrite(msg))))
+            .await;
+    match rewritten {
         Ok(Some(text)) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(text))
         }
-        _ => {
-            (StatusCode::BAD_GATEWAY, "the MCP server's tools/list answer could not be read").into_response()
-        }
+        _ => (StatusCode::BAD_GATEWAY, format!("{what} could not be read: not relayed")).into_response(),
     }
 }

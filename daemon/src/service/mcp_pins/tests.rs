@@ -1,3 +1,6 @@
+//! The pinned tools' tests (a test module: its parent declares it under `#[cfg(test)]`).
+#![cfg(test)]
+
 use super::super::tests::service;
 use super::*;
 use crate::log::dpr::PeerCred;
