@@ -168,6 +168,7 @@ fn main() {
         demo: false,
         witnesses: None,
         kill_file: None,
+        fleet_queue: None,
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

@@ -205,6 +205,41 @@ pub enum FleetCommand {
         #[command(flatten)]
         db: FleetDb,
     },
+    /// Approve waiting calls on any host, signed with your SSH key (the host's policy lists it
+    /// under your name in `approvals.approvers`).
+    #[command(
+        after_help = "Examples:\n  faramesh fleet pending\n  faramesh fleet approve 3f2a9c1e --sign --as alice\n  faramesh fleet approve 3f2a9c1e 77b0d2aa --sign --key ~/.ssh/id_ed25519"
+    )]
+    Approve(FleetDecide),
+    /// Deny waiting calls on any host, signed with your SSH key.
+    #[command(after_help = "Example:\n  faramesh fleet deny 3f2a9c1e --sign --as alice")]
+    Deny(FleetDecide),
+}
+
+#[derive(Args, Debug)]
+pub struct FleetDecide {
+    /// The approvals (ids, or prefixes of 8 or more characters, as `fleet pending` shows them;
+    /// action ids also work).
+    #[arg(required = true)]
+    ids: Vec<String>,
+    #[command(flatten)]
+    db: FleetDb,
+    /// Sign with your SSH key (required: the database carries only what an approver signed).
+    #[arg(long)]
+    sign: bool,
+    /// The key to sign with (a private key, or a public key whose private half is in ssh-agent;
+    /// default: the first Ed25519 key in ssh-agent).
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// Your approver name as the host's policy lists it (default: `$USER`).
+    #[arg(long = "as", value_name = "NAME")]
+    as_name: Option<String>,
+    /// How long the statement may be used (at most 1h).
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    valid: String,
+    /// How long to wait for each host to apply it (`0`: do not wait).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    wait: String,
 }
 
 #[derive(Args, Debug)]
@@ -240,14 +275,21 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
         let url = match &cmd {
             FleetCommand::InitDb(db) | FleetCommand::Get { db, .. } => db.url.clone(),
             FleetCommand::List(l) | FleetCommand::Pending(l) => l.db.url.clone(),
+            FleetCommand::Approve(d) | FleetCommand::Deny(d) => d.db.url.clone(),
         };
-        let client = fleet_pg::connect(&url).await.map_err(|e| anyhow!(e))?;
+        let mut client = fleet_pg::connect(&url).await.map_err(|e| anyhow!(e))?;
+        match cmd {
+            FleetCommand::Approve(d) => return fleet_decide(&mut client, d, true, json_out).await,
+            FleetCommand::Deny(d) => return fleet_decide(&mut client, d, false, json_out).await,
+            _ => {}
+        }
         let filter = |l: &FleetList, pending: bool| fleet_pg::FleetFilter {
             host: l.host.clone(),
             agent_id: l.agent.clone(),
             tool: l.tool.clone(),
             effect: l.effect.clone(),
             action_id: None,
+            approval_id: None,
             pending,
             limit: l.limit,
         };
@@ -261,6 +303,7 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             }
             FleetCommand::List(l) => fleet_pg::decisions(&client, &filter(l, false)).await,
             FleetCommand::Pending(l) => fleet_pg::decisions(&client, &filter(l, true)).await,
+            FleetCommand::Approve(_) | FleetCommand::Deny(_) => return Ok(ExitCode::SUCCESS),
             FleetCommand::Get { id, .. } => {
                 if id.len() < 8 {
                     bail!("give 8 or more characters of the action id");
@@ -294,6 +337,30 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").to_owned();
+        if matches!(cmd, FleetCommand::Pending(_)) {
+            let now = now_ms();
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let age = r["ts"]
+                        .as_str()
+                        .and_then(faramesh_log::entry::parse_rfc3339)
+                        .map_or_else(|| "-".to_owned(), |t| age_text(now.saturating_sub(t) / 1000));
+                    vec![
+                        s(r, "host"),
+                        s(r, "approval_id").chars().take(12).collect(),
+                        age,
+                        s(r, "agent_id"),
+                        format!("{}/{}", s(r, "tool"), s(r, "operation")),
+                        s(r, "rule_id"),
+                        s(r, "risk_level"),
+                    ]
+                })
+                .collect();
+            crate::ops_cmd::table(&["HOST", "APPROVAL", "AGE", "AGENT", "CALL", "RULE", "RISK"], &table);
+            println!("approve one: faramesh fleet approve APPROVAL --sign --as YOUR_NAME");
+            return Ok(ExitCode::SUCCESS);
+        }
         let table: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -312,4 +379,173 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
         crate::ops_cmd::table(&["HOST", "LOG", "ID", "TIME", "EFFECT", "AGENT", "TOOL", "REASON"], &table);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The one pending DEFER `id` names in the fleet database (an approval id or an action id, or
+/// a prefix of either).
+async fn pending_call(client: &fleet_pg::Client, id: &str) -> Result<Value> {
+    if id.len() < 8 {
+        bail!("give 8 or more characters of the approval id (`faramesh fleet pending` shows them)");
+    }
+    let by_approval =
+        fleet_pg::FleetFilter { approval_id: Some(id.to_owned()), limit: 100, ..Default::default() };
+    let mut rows = fleet_pg::decisions(client, &by_approval).await.map_err(|e| anyhow!(e))?;
+    if rows.is_empty() {
+        let by_action =
+            fleet_pg::FleetFilter { action_id: Some(id.to_owned()), limit: 2, ..Default::default() };
+        rows = fleet_pg::decisions(client, &by_action).await.map_err(|e| anyhow!(e))?;
+    }
+    // A call resumed while its approval waits is recorded again with the same approval: the
+    // approval is the oldest of its records (they come newest first).
+    rows.reverse();
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| {
+        r["approval_id"].as_str().is_none_or(|a| seen.insert((r["log_id"].to_string(), a.to_owned())))
+    });
+    let one = match rows.as_slice() {
+        [one] => one.clone(),
+        [] => bail!("no call `{id}` in the fleet database (`faramesh fleet pending` lists the waiting ones)"),
+        _ => bail!("`{id}` is ambiguous: give more characters"),
+    };
+    if one["effect"] != "DEFER" || !one["approval_id"].is_string() {
+        bail!("`{id}` is a {} decision: it awaits no approval", one["effect"].as_str().unwrap_or("finished"));
+    }
+    let still = fleet_pg::FleetFilter {
+        approval_id: one["approval_id"].as_str().map(str::to_owned),
+        pending: true,
+        limit: 1,
+        ..Default::default()
+    };
+    if fleet_pg::decisions(client, &still).await.map_err(|e| anyhow!(e))?.is_empty() {
+        bail!(
+            "the call `{id}` on {} is no longer waiting (approved, denied or expired)",
+            one["host"].as_str().unwrap_or("its host")
+        );
+    }
+    Ok(one)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `faramesh fleet approve|deny`: a signed statement per call, put in the fleet queue for its
+/// host, then each host's outcome as it notes it.
+async fn fleet_decide(
+    client: &mut fleet_pg::Client,
+    args: FleetDecide,
+    approve: bool,
+    json_out: bool,
+) -> Result<ExitCode> {
+    use faramesh_daemon::service::signing::{MAX_VALID_MS, Statement};
+    let verb = if approve { "approve" } else { "deny" };
+    if !args.sign {
+        bail!(
+            "a decision through the fleet database is signed: add `--sign` (your SSH key, listed under your name \
+             in the host's `approvals.approvers`)"
+        );
+    }
+    let approver = args
+        .as_name
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .ok_or_else(|| anyhow!("`--sign` needs your approver name: `--as NAME`"))?;
+    let valid_ms = faramesh_policy::parse_duration(&args.valid)
+        .map(|s| s * 1000)
+        .filter(|ms| (1000..=MAX_VALID_MS).contains(ms))
+        .ok_or_else(|| anyhow!("`--valid` `{}` must be a duration from 1s to 1h (`15m`)", args.valid))?;
+    let wait_ms = if args.wait == "0" {
+        0
+    } else {
+        faramesh_policy::parse_duration(&args.wait)
+            .map(|s| s * 1000)
+            .ok_or_else(|| anyhow!("`--wait` `{}` must be a duration (`30s`, `2m`) or 0", args.wait))?
+    };
+    let mut sent = Vec::new();
+    for id in &args.ids {
+        let call = pending_call(client, id).await?;
+        let now = now_ms();
+        let st = Statement {
+            host: call["log_id"].as_str().unwrap_or_default().to_owned(),
+            approval: call["approval_id"].as_str().unwrap_or_default().to_owned(),
+            action: call["id"].as_str().unwrap_or_default().to_owned(),
+            request: call["request_hash"].as_str().unwrap_or_default().to_owned(),
+            approve,
+            approver: approver.clone(),
+            signed_ms: now,
+            expires_ms: now + valid_ms,
+        };
+        let text = st.text();
+        if !json_out {
+            eprintln!(
+                "{verb} on {}: {}/{} by agent {} (rule {})",
+                crate::term::safe(call["host"].as_str().unwrap_or("-")),
+                crate::term::safe(call["tool"].as_str().unwrap_or("-")),
+                crate::term::safe(call["operation"].as_str().unwrap_or("-")),
+                crate::term::safe(call["agent_id"].as_str().unwrap_or("-")),
+                crate::term::safe(call["rule_id"].as_str().unwrap_or("-")),
+            );
+            eprint!("signing as {approver}:\n{}", crate::term::safe(&text));
+        }
+        let signature = crate::ops_cmd::ssh_sign(&text, args.key.as_deref())?;
+        let row = fleet_pg::submit_decision(client, &st.host, &st.approval, &text, &signature)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        sent.push((call, st, row));
+    }
+    // Each host applies what is addressed to it and notes the outcome on the row.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut outcomes: Vec<Option<String>> = vec![None; sent.len()];
+    loop {
+        for ((_, _, row), out) in sent.iter().zip(outcomes.iter_mut()) {
+            if out.is_none() {
+                *out = fleet_pg::decision_outcome(client, *row).await.map_err(|e| anyhow!(e))?;
+            }
+        }
+        if outcomes.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut refused = false;
+    let mut shown = Vec::new();
+    for ((call, st, row), out) in sent.iter().zip(&outcomes) {
+        let host = call["host"].as_str().unwrap_or("-");
+        refused |= out.as_deref().is_some_and(|o| o.starts_with("refused"));
+        if json_out {
+            shown.push(json!({
+                "host": host,
+                "log_id": st.host,
+                "approval_id": st.approval,
+                "action_id": st.action,
+                "row": row,
+                "outcome": out,
+            }));
+            continue;
+        }
+        let line = match out {
+            Some(o) => format!("{} on {host}: {o}", st.approval),
+            None => format!(
+                "{} on {host}: queued (row {row}); the host applies it when it next reads the fleet database",
+                st.approval
+            ),
+        };
+        println!("{}", crate::term::safe(&line));
+    }
+    if json_out {
+        println!("{}", json!({"decisions": shown}));
+    }
+    Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `42s`, `5m`, `3h`, `2d`.
+fn age_text(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }

@@ -199,6 +199,16 @@ pub fn events(args: IdArgs, json_out: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `1 of 2` for an approval that needs several signed approvers, `-` otherwise.
+fn signed_progress(a: &Value) -> String {
+    match a["approvals_required"].as_u64() {
+        Some(n) if n > 1 => {
+            format!("{} of {n}", a["signatures"].as_array().map_or(0, Vec::len))
+        }
+        _ => "-".to_owned(),
+    }
+}
+
 pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     let r = client::call(&socket.path(), "approval.list", json!({}))?;
     if json_out {
@@ -212,6 +222,7 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
                 s(a, "agent_id"),
                 format!("{}/{}", s(a, "tool"), s(a, "operation")),
                 s(a, "rule_id"),
+                signed_progress(a),
                 s(a, "expires_at"),
             ]
         })
@@ -220,7 +231,7 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         println!("no approvals are waiting");
         return Ok(ExitCode::SUCCESS);
     }
-    table(&["APPROVAL", "AGENT", "TOOL", "RULE", "EXPIRES"], &rows);
+    table(&["APPROVAL", "AGENT", "TOOL", "RULE", "SIGNED", "EXPIRES"], &rows);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,7 +283,7 @@ pub struct DecideArgs {
 
 /// Signs `statement` with `ssh-keygen -Y sign -n faramesh-approval`: with `key`, or with the first
 /// Ed25519 key in ssh-agent.
-fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result<String> {
+pub(crate) fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result<String> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     // The agent's public key goes in a file for `ssh-keygen -f` (a public key: nothing secret).

@@ -176,6 +176,17 @@ pub struct Retention {
 }
 
 impl Policy {
+    /// How many signed approvers the rule `rule_id` asks for (1 for any other rule).
+    pub fn approvals_required(&self, rule_id: Option<&str>) -> u32 {
+        let Some(id) = rule_id else { return 1 };
+        self.rules
+            .rules
+            .iter()
+            .chain(self.agents.values().flat_map(|p| p.rules.rules.iter()))
+            .find(|r| r.id == id)
+            .map_or(1, |r| r.approvals_required)
+    }
+
     /// Total number of rules (global and per agent).
     pub fn n_rules(&self) -> usize {
         self.rules.rules.len() + self.agents.values().map(|p| p.rules.rules.len()).sum::<usize>()
@@ -210,6 +221,9 @@ pub struct Rule {
     /// `mode: shadow`: tried on every call and recorded when it would have decided otherwise,
     /// but it never decides.
     pub shadow: bool,
+    /// `approvals_required`: how many distinct approvers, each signing with a key the policy
+    /// lists, must approve its DEFERs (1: any one approver, signed or not).
+    pub approvals_required: u32,
     pub(crate) tool: NamePat,
     pub(crate) op: NamePat,
 }

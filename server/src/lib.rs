@@ -85,6 +85,8 @@ pub struct Config {
     pub outbound: faramesh_daemon::service::outbound::Outbound,
     /// The kill file: while it exists, every call is DENY (`None`: none is watched).
     pub kill_file: Option<PathBuf>,
+    /// The fleet queue signed decisions from other machines are read from (`--postgres`).
+    pub fleet_queue: Option<std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>>,
 }
 
 /// Why the daemon could not start.
@@ -157,6 +159,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         witnesses: config.witnesses.clone(),
         outbound: config.outbound.clone(),
         kill_file: config.kill_file.clone(),
+        fleet_queue: config.fleet_queue.clone(),
     })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;

@@ -6,24 +6,17 @@ host's decisions in one place.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faramesh import SocketTransport  # noqa: E402
-from faramesh_testd import BIN, Daemon, free_port  # noqa: E402
-from fleet_helpers import govern_many, outage_and_two_sigkills, status, wait_shipped  # noqa: E402
+from faramesh_testd import BIN, Daemon  # noqa: E402
+from fleet_helpers import Postgres, govern_many, outage_and_two_sigkills, status, wait_shipped  # noqa: E402
 
 POLICY = """version: 1
 approvals:
@@ -39,60 +32,6 @@ rules:
     match: { tool: shell }
     deny: true
 """
-
-
-def pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    assert found or shutil.which(name), f"PostgreSQL's {name} is not installed (scripts/test.sh installs postgresql)"
-    return found[-1] if found else str(shutil.which(name))
-
-
-class Postgres:
-    """A throwaway PostgreSQL server: trust authentication on 127.0.0.1, superuser `faramesh`."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "pg"
-        self.dir.mkdir()
-        self.port = free_port()
-        self.url = f"postgres://faramesh@127.0.0.1:{self.port}/postgres"
-        # PostgreSQL refuses to run as root: then it runs as the `postgres` user.
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-            os.chmod(root, 0o755)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        self.run(pg_bin("initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "faramesh", "--no-sync")
-
-    def run(self, *argv: str) -> None:
-        out = subprocess.run([*self.as_user, *argv], capture_output=True, text=True, timeout=120, check=False)
-        assert out.returncode == 0, out.stdout + out.stderr
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.run(pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
-
-    def stop(self) -> None:
-        self.run(pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
-
-    def sql(self, query: str) -> str:
-        out = subprocess.run(["psql", self.url, "-At", "-v", "ON_ERROR_STOP=1", "-c", query], capture_output=True, text=True, timeout=60, check=False)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    with tempfile.TemporaryDirectory(prefix="fm-pg-") as t:
-        server = Postgres(Path(t))
-        server.start()
-        try:
-            yield server
-        finally:
-            try:
-                server.stop()
-            except AssertionError:
-                pass
 
 
 def fleet(pg: Postgres, *args: str) -> subprocess.CompletedProcess[str]:
@@ -232,4 +171,4 @@ def test_init_db_creates_the_tables(pg: Postgres) -> None:
     out = fleet(pg, "init-db")
     assert out.returncode == 0, out.stderr
     assert "faramesh_entries" in out.stdout
-    assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'faramesh_%'") == "3"
+    assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'faramesh_%'") == "4"

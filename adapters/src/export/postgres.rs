@@ -4,6 +4,8 @@
 //! `faramesh verify-export postgres`.
 
 use serde_json::Value;
+/// A connection to the fleet database.
+pub use tokio_postgres::Client;
 
 /// The tables, created (if missing) by the daemon when it connects and by `faramesh fleet
 /// init-db`.
@@ -42,6 +44,17 @@ CREATE TABLE IF NOT EXISTS faramesh_checkpoints (
     checkpoint  text NOT NULL,
     PRIMARY KEY (log_id, size)
 );
+CREATE TABLE IF NOT EXISTS faramesh_approval_decisions (
+    id           bigserial PRIMARY KEY,
+    log_id       text NOT NULL,
+    approval_id  text NOT NULL,
+    statement    text NOT NULL,
+    signature    text NOT NULL,
+    submitted_at timestamptz NOT NULL DEFAULT now(),
+    outcome      text,
+    outcome_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS faramesh_approval_decisions_to ON faramesh_approval_decisions (log_id, approval_id);
 ";
 
 /// The columns of a `faramesh_entries` row that are read from its record (all but `log_id`,
@@ -164,9 +177,12 @@ pub enum PgError {
     /// A statement failed.
     #[error("{0}")]
     Query(#[from] tokio_postgres::Error),
+    /// The server did not answer in time.
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
 }
 
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
+pub(crate) fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
     let ca = std::env::var_os("PGSSLROOTCERT")
         .filter(|p| !p.is_empty())
         .map(|p| crate::tls::PemFile::new("PGSSLROOTCERT", p));
@@ -337,8 +353,9 @@ pub async fn host_row(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Decisions across hosts, newest first (`faramesh fleet list|pending|get`). `pending`: DEFERs
-/// whose approval no host has recorded an outcome for yet. Every filter, the order and the
+/// Decisions across hosts, newest first (`faramesh fleet list|pending|get`). `pending`: the
+/// DEFERs that created an approval no host has recorded an outcome for yet (a call resumed
+/// while its approval still waits is not listed twice). Every filter, the order and the
 /// answer are read from the records themselves, never from the columns beside them (which
 /// `faramesh verify-export postgres` checks): an edited column neither hides a decision nor
 /// changes what is shown. The host is its log's `faramesh_hosts` row.
@@ -369,10 +386,15 @@ pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) ->
         // A prefix, compared as text (no LIKE: `_` and `%` in it are not patterns).
         add(&mut sql, &format!(" AND starts_with({J}->>'id', ?)"), id.to_ascii_lowercase());
     }
+    if let Some(id) = &filter.approval_id {
+        add(&mut sql, &format!(" AND starts_with({J}->>'approval_id', ?)"), id.to_ascii_lowercase());
+    }
     if filter.pending {
         sql.push_str(&format!(
             " AND {J}->>'effect' = 'DEFER' AND NOT EXISTS (SELECT 1 FROM faramesh_entries o WHERE o.log_id = e.log_id
-              AND (o.record::jsonb)->>'kind' = 'approval' AND (o.record::jsonb)->>'approval_id' = {J}->>'approval_id')"
+              AND (o.record::jsonb)->>'kind' = 'approval' AND (o.record::jsonb)->>'approval_id' = {J}->>'approval_id')
+              AND NOT EXISTS (SELECT 1 FROM faramesh_entries f WHERE f.log_id = e.log_id AND f.seq < e.seq
+              AND (f.record::jsonb)->>'kind' = 'decision' AND (f.record::jsonb)->>'approval_id' = {J}->>'approval_id')"
         ));
     }
     sql.push_str(&format!(" ORDER BY {J}->>'ts' DESC, e.seq DESC LIMIT {}", filter.limit.clamp(1, 10_000)));
@@ -395,6 +417,35 @@ pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) ->
         .collect())
 }
 
+/// Puts a signed decision for host `log_id`'s approval in the fleet queue and announces it
+/// (`NOTIFY faramesh_decisions`): the row's id.
+pub async fn submit_decision(
+    client: &mut tokio_postgres::Client,
+    log_id: &str,
+    approval_id: &str,
+    statement: &str,
+    signature: &str,
+) -> Result<i64, PgError> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO faramesh_approval_decisions (log_id, approval_id, statement, signature)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&log_id, &approval_id, &statement, &signature],
+        )
+        .await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&super::CHANNEL, &log_id]).await?;
+    tx.commit().await?;
+    Ok(row.get(0))
+}
+
+/// What the host noted on a queued decision, once it read it (`applied: …`, `refused: …`).
+pub async fn decision_outcome(client: &tokio_postgres::Client, row: i64) -> Result<Option<String>, PgError> {
+    let r =
+        client.query_opt("SELECT outcome FROM faramesh_approval_decisions WHERE id = $1", &[&row]).await?;
+    Ok(r.and_then(|r| r.get::<_, Option<String>>(0)))
+}
+
 /// What `faramesh fleet list` filters on.
 #[derive(Debug, Clone, Default)]
 pub struct FleetFilter {
@@ -408,6 +459,8 @@ pub struct FleetFilter {
     pub effect: Option<String>,
     /// One action (its id or a prefix).
     pub action_id: Option<String>,
+    /// One approval (its id or a prefix).
+    pub approval_id: Option<String>,
     /// Only DEFERs still waiting.
     pub pending: bool,
     /// At most this many.

@@ -277,6 +277,11 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
         witnesses,
         kill_file: Some(args.kill_file.clone()),
         outbound: faramesh_adapters::outbound(),
+        // With a fleet database, signed decisions made elsewhere for this host wait there.
+        fleet_queue: args.postgres.as_deref().filter(|u| !u.is_empty()).map(|url| {
+            std::sync::Arc::new(faramesh_adapters::export::PostgresQueue::new(url))
+                as std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>
+        }),
     })
 }
 

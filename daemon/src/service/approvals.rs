@@ -84,6 +84,23 @@ pub struct Approval {
     /// The arguments the approver changed the call to, when approved (or refused) with edits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<Edit>,
+    /// How many distinct approvers must sign before the call runs (`approvals_required` on the
+    /// deciding rule; 1 when absent).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub approvals_required: u32,
+    /// The signed approvals counted so far, each `{statement, signature, approver, key,
+    /// handed_in_by}` (only while more than one is required).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// An approval with edits: the call the approver changed it to and how the policy decided that
@@ -115,6 +132,20 @@ pub struct Edit {
 }
 
 impl Approval {
+    /// Where it stands, for people: `approved`, `denied`, `expired`, or `pending (1 of 2)`.
+    pub fn progress(&self) -> String {
+        if self.status == Status::Pending && self.approvals_required > 1 {
+            format!("pending ({} of {})", self.signatures.len(), self.approvals_required)
+        } else {
+            self.status.as_str().to_owned()
+        }
+    }
+
+    /// The approvers who signed so far.
+    pub fn signers(&self) -> Vec<&str> {
+        self.signatures.iter().filter_map(|s| s["approver"].as_str()).collect()
+    }
+
     /// The approval as `who` may see it: the edited arguments in full only for the caller that
     /// made the call (`clear`), redacted for everyone else.
     pub fn shown(&self, clear: bool) -> Approval {

@@ -1,6 +1,9 @@
 //! The approval operations: list, approve or deny (by approval id or action id), wait, expire.
 
 use faramesh_proto::Effect;
+use serde_json::json;
+
+use crate::log::dpr;
 
 use super::approvals::Approval;
 use super::{
@@ -179,6 +182,62 @@ impl Service {
                 );
             }
             let mut next = current;
+            // A rule that asks for several approvers counts distinct signed approvals; the call
+            // runs on the last. A denial by any one approver denies.
+            if approve && next.approvals_required > 1 {
+                let n = next.approvals_required;
+                let Some(sig) = signed.as_ref() else {
+                    return (
+                        None,
+                        Err(ServiceError::not_authorized(format!(
+                            "not authorized: this call needs {n} approvers who each sign with a key the policy \
+                             lists (`faramesh approve ID --sign`); an unsigned approval does not count ({})",
+                            next.progress()
+                        ))),
+                    );
+                };
+                if edit.is_some() {
+                    return (
+                        None,
+                        Err(ServiceError::conflict("an approval that needs several signed approvers is not edited")),
+                    );
+                }
+                let name = sig["approver"].as_str().unwrap_or_default().to_owned();
+                if next.signers().contains(&name.as_str()) {
+                    return (
+                        None,
+                        Err(ServiceError::conflict(format!(
+                            "`{name}` has already signed approval `{id}`: it needs another approver ({})",
+                            next.progress()
+                        ))),
+                    );
+                }
+                next.signatures.push(sig.clone());
+                if (next.signatures.len() as u64) < u64::from(n) {
+                    let body = dpr::event_entry(
+                        "approval_signed",
+                        json!({
+                            "approval_id": next.approval_id,
+                            "action_id": next.action_id,
+                            "agent_id": next.agent_id,
+                            "request_hash": next.request_hash,
+                            "approver": name,
+                            "signatures": next.signatures.len(),
+                            "approvals_required": n,
+                            "by": who.caller(),
+                            "signed": sig,
+                        }),
+                    );
+                    let writes = match approvals::state_write(&next, false) {
+                        Ok(w) => Some(w),
+                        Err(e) => return (None, Err(e)),
+                    };
+                    return match svc.commit(body, writes).await {
+                        Ok(_) => (Some(next.clone()), Ok(next)),
+                        Err(e) => (None, Err(e)),
+                    };
+                }
+            }
             next.status = if approve { approvals::Status::Approved } else { approvals::Status::Denied };
             next.decided_by = who.caller();
             next.reason = reason;
@@ -208,6 +267,9 @@ impl Service {
             // A signed decision keeps its statement and signature in the log.
             if let Some(signed) = signed {
                 body.insert("signed".into(), signed);
+            }
+            if next.approvals_required > 1 && next.status == approvals::Status::Approved {
+                body.insert("signatures".into(), json!(next.signatures));
             }
             let notes = svc.approval_notes(&next);
             let queued = notes.len();

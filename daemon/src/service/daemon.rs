@@ -45,6 +45,8 @@ pub struct Options {
     pub witnesses: Option<witness::Config>,
     /// The kill file: while it exists, every call is DENY (`None`: no file is watched).
     pub kill_file: Option<PathBuf>,
+    /// The fleet queue signed decisions from other machines are read from (`--postgres`).
+    pub fleet_queue: Option<Arc<dyn super::outbound::DecisionQueue>>,
 }
 
 /// Why the core could not open.
@@ -94,6 +96,7 @@ pub struct Daemon {
     exports: Vec<JoinHandle<()>>,
     witness: Option<JoinHandle<()>>,
     witness_stop: CancellationToken,
+    queue: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -154,6 +157,7 @@ impl Daemon {
             kill,
             recent,
             signed_refusals: Default::default(),
+            fleet_queue: Default::default(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations: Arc::new(destinations),
@@ -198,6 +202,9 @@ impl Daemon {
         self.retention.abort();
         self.outbox_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.outbox).await;
+        if let Some(task) = self.queue {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         for task in self.exports {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
@@ -268,6 +275,12 @@ impl Opened {
                 (service.clone(), witness_stop.clone(), Arc::clone(&options.outbound.witness));
             tokio::spawn(async move { svc.run_witnesses(w, post.as_ref(), stop).await })
         });
+        // The fleet queue: signed decisions made on other machines for this host's approvals.
+        let queue = options.fleet_queue.clone().map(|q| {
+            tracing::info!(target = %q.target(), "reading signed decisions from the fleet queue");
+            let (svc, stop) = (service.clone(), outbox_stop.clone());
+            tokio::spawn(async move { svc.run_decision_queue(q.as_ref(), stop).await })
+        });
         tracing::info!(policy = %options.policy_path.display(), policy_hash = %hash, "the policy is loaded");
         Ok(Daemon {
             service,
@@ -281,6 +294,7 @@ impl Opened {
             exports,
             witness,
             witness_stop,
+            queue,
         })
     }
 }

@@ -509,6 +509,8 @@ impl Service {
                 decided_by: None,
                 reason: None,
                 edit: None,
+                approvals_required: policy.approvals_required(decision.rule_id.as_deref()),
+                signatures: Vec::new(),
             });
         }
         if approval.is_some() {

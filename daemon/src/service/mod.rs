@@ -171,6 +171,7 @@ mod tests {
             kill: kill::KillSwitch::load(&log, Some(dir.join("kill"))).unwrap(),
             recent: Default::default(),
             signed_refusals: Default::default(),
+            fleet_queue: Default::default(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations,

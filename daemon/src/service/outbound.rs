@@ -80,3 +80,39 @@ pub struct Export {
     /// What ships to it.
     pub exporter: Arc<dyn Exporter>,
 }
+
+/// A signed decision found in the fleet database, addressed to this host. The row adds no
+/// authority: the core applies it only if the statement and its signature pass every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDecision {
+    /// The row's id (the queue's order).
+    pub row: i64,
+    /// The approval the row says it decides.
+    pub approval_id: String,
+    /// The statement, as signed.
+    pub statement: String,
+    /// The armored SSH signature of the statement.
+    pub signature: String,
+}
+
+/// Where signed decisions made on other machines wait for this host (the fleet database).
+pub trait DecisionQueue: Send + Sync + std::fmt::Debug {
+    /// Where it reads from, without secrets.
+    fn target(&self) -> String;
+    /// The rows for log `log_id` after row `after` that decide one of `approvals`, in order
+    /// (at most a few hundred).
+    fn fetch<'a>(
+        &'a self,
+        log_id: &'a str,
+        approvals: &'a [String],
+        after: i64,
+    ) -> Sending<'a, Vec<SignedDecision>>;
+    /// Notes on a row what this host did with it (informational: the log keeps the record).
+    fn report<'a>(&'a self, row: i64, outcome: &'a str) -> Sending<'a>;
+    /// Returns when the database announces a decision for `log_id`, or after `at_most`.
+    fn wait<'a>(
+        &'a self,
+        log_id: &'a str,
+        at_most: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}

@@ -158,6 +158,8 @@ pub struct State {
     pub kill: super::kill::KillSwitch,
     /// What each session and agent did before (for `after:` conditions).
     pub recent: super::sequence::Recent,
+    /// What the fleet queue's reader has seen (`status`'s `fleet_queue`).
+    pub fleet_queue: super::fleet::queue::QueueStatus,
     /// How many refused signed statements each approval has had recorded (bounded).
     pub signed_refusals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Notification outbox counters.
@@ -348,6 +350,7 @@ impl State {
                 "sessions": self.recent.size().1,
             },
             "export": self.destinations.iter().map(|d| d.status(&self.log)).collect::<Vec<_>>(),
+            "fleet_queue": self.fleet_queue.shown(),
             "witnesses": self
                 .log
                 .state_scan(crate::service::witness::STATUS_PREFIX)

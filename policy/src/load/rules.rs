@@ -59,6 +59,7 @@ impl Loader<'_> {
         let mut risk = None;
         let mut notify = Vec::new();
         let mut shadow = false;
+        let mut approvals_required: Option<(u32, Pos)> = None;
         for (key, value) in entries {
             let this_effect = match key.name.as_str() {
                 "notify" => {
@@ -122,6 +123,21 @@ impl Loader<'_> {
                     risk = Some(self.risk_level(value, "`risk`")?);
                     None
                 }
+                "approvals_required" => {
+                    let n = match &value.kind {
+                        Kind::Int(n) if (1..=MAX_APPROVALS_REQUIRED).contains(n) => *n as u32,
+                        _ => {
+                            return Err(self.err(
+                                value.pos,
+                                format!(
+                                    "`approvals_required` must be a whole number from 1 to {MAX_APPROVALS_REQUIRED}"
+                                ),
+                            ));
+                        }
+                    };
+                    approvals_required = Some((n, value.pos));
+                    None
+                }
                 "mode" => {
                     let text = self.string(value, "`mode`")?;
                     shadow = match text.as_str() {
@@ -162,6 +178,16 @@ impl Loader<'_> {
                 "rule has no effect: set one of `allow`, `deny` or `require_approval` to true (or `effect`)",
             ));
         };
+        if let Some((n, pos)) = approvals_required
+            && n > 1
+            && effect != Effect::Defer
+        {
+            return Err(self.err(
+                pos,
+                "`approvals_required` goes with `require_approval: true` (it says how many approvers sign)",
+            ));
+        }
+        let approvals_required = approvals_required.map_or(1, |(n, _)| n);
         // A `command:` that allows holds only when every command of the call matches.
         for c in &mut conds {
             if let Cond::Command(cc) = c {
@@ -196,6 +222,11 @@ impl Loader<'_> {
         if shadow && let Value::Object(m) = &mut norm {
             m.insert("mode".into(), json!("shadow"));
         }
+        if approvals_required > 1
+            && let Value::Object(m) = &mut norm
+        {
+            m.insert("approvals_required".into(), json!(approvals_required));
+        }
         let rule = Rule {
             id,
             rule_ref: self.rule_ref(node.pos),
@@ -205,6 +236,7 @@ impl Loader<'_> {
             risk,
             notify,
             shadow,
+            approvals_required,
             tool: tool.unwrap_or(NamePat::Any),
             op: op.unwrap_or(NamePat::Any),
         };
@@ -399,7 +431,11 @@ const RULE_KEYS: &[&str] = &[
     "risk",
     "notify",
     "mode",
+    "approvals_required",
 ];
+
+/// The most signed approvers a rule may ask for.
+pub const MAX_APPROVALS_REQUIRED: i64 = 10;
 
 const MATCH_KEYS: &[&str] = &[
     "tool",

@@ -6,6 +6,7 @@
 //! every record carries the log id and `seq`, so a duplicate is harmless). A destination marked
 //! required holds retention: no prune removes an entry it has not acknowledged.
 
+pub mod queue;
 mod send;
 
 use std::sync::Arc;
