@@ -215,23 +215,32 @@ pub fn pending(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
         println!("{r}");
         return Ok(ExitCode::SUCCESS);
     }
+    // The SIGNED column only when an approval needs several signed approvers.
+    let several = items(&r, "approvals").any(|a| a["approvals_required"].as_u64().is_some_and(|n| n > 1));
     let rows: Vec<Vec<String>> = items(&r, "approvals")
         .map(|a| {
-            vec![
+            let mut row = vec![
                 s(a, "approval_id"),
                 s(a, "agent_id"),
                 format!("{}/{}", s(a, "tool"), s(a, "operation")),
                 s(a, "rule_id"),
-                signed_progress(a),
-                s(a, "expires_at"),
-            ]
+            ];
+            if several {
+                row.push(signed_progress(a));
+            }
+            row.push(s(a, "expires_at"));
+            row
         })
         .collect();
     if rows.is_empty() {
         println!("no approvals are waiting");
         return Ok(ExitCode::SUCCESS);
     }
-    table(&["APPROVAL", "AGENT", "TOOL", "RULE", "SIGNED", "EXPIRES"], &rows);
+    if several {
+        table(&["APPROVAL", "AGENT", "TOOL", "RULE", "SIGNED", "EXPIRES"], &rows);
+    } else {
+        table(&["APPROVAL", "AGENT", "TOOL", "RULE", "EXPIRES"], &rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

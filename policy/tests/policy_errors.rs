@@ -30,8 +30,31 @@ fn unknown_rule_key_far_from_any_lists_the_choices() {
     let text = "rules:\n  - match: { tool: x }\n    allow: true\n    colour: red\n";
     assert_eq!(
         error_of(text),
-        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk, notify, mode)"
+        "p.yaml:4:5: unknown rule key `colour` (expected one of: id, match, allow, deny, require_approval, effect, description, reason, risk, notify, mode, approvals_required)"
     );
+}
+
+#[test]
+fn approvals_required_is_a_small_count_on_a_rule_that_defers() {
+    let defer = |n: &str| format!("rules:\n  - match: {{ tool: x }}\n    require_approval: true\n    approvals_required: {n}\n");
+    for bad in ["0", "11", "two", "1.5"] {
+        assert_eq!(
+            error_of(&defer(bad)),
+            "p.yaml:4:25: `approvals_required` must be a whole number from 1 to 10",
+            "{bad}"
+        );
+    }
+    let allow = "rules:\n  - match: { tool: x }\n    allow: true\n    approvals_required: 2\n";
+    assert_eq!(
+        error_of(allow),
+        "p.yaml:4:25: `approvals_required` goes with `require_approval: true` (it says how many approvers sign)"
+    );
+    let p = compile("p.yaml", &defer("2")).unwrap();
+    assert_eq!(p.approvals_required(Some("rule-1")), 2);
+    assert_eq!(p.approvals_required(Some("rule-9")), 1);
+    let one = compile("p.yaml", &defer("1")).unwrap();
+    let plain = compile("p.yaml", "rules:\n  - match: { tool: x }\n    require_approval: true\n").unwrap();
+    assert_eq!(one.hash, plain.hash, "approvals_required: 1 is the default");
 }
 
 #[test]

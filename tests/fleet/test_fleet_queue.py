@@ -209,9 +209,12 @@ def test_one_signed_approval_from_anywhere_resumes_each_hosts_call(pg: Postgres,
         assert rec["status"] == "approved" and rec["signed"]["approver"] == "alice", rec
         assert rec["signed"]["handed_in_by"]["token"] == "fleet:postgres", rec
         assert f"host: {log_id(h)}\n" in rec["signed"]["statement"]
-        # The verifier re-checks the signed statement offline.
-        ok = h.cli("verify-log", "--state-dir", str(h.state))
-        assert ok.returncode == 0 or "in use" in ok.stderr, ok.stdout + ok.stderr
+        # The verifier re-checks the signed statement, through the daemon and then offline.
+        for _ in ("daemon", "file"):
+            ok = h.cli("verify-log", "--state-dir", str(h.state))
+            assert ok.returncode == 0, ok.stdout + ok.stderr
+            assert "signed approvals: 1 statement re-checked" in ok.stdout, ok.stdout
+            h.stop()
     after = json.loads(fleet(pg, keys, "pending", "--json").stdout)["actions"]
     assert not {d["approval_id"] for d in waiting} & {p["approval_id"] for p in after}
 
@@ -306,6 +309,9 @@ def test_two_approvers_each_sign(pg: Postgres, keys: Keys, hosts: list[Daemon]) 
         pg.sql(f"SELECT record FROM faramesh_entries WHERE kind = 'approval' AND approval_id = '{d['approval_id']}'")
     )
     assert [s["approver"] for s in rec["signatures"]] == ["alice", "bob"], rec
+    h.stop()
+    ok = h.cli("verify-log", "--state-dir", str(h.state))
+    assert ok.returncode == 0 and "signed approvals: 3 statements re-checked" in ok.stdout, ok.stdout + ok.stderr
 
 
 def test_the_database_down_loses_nothing_and_the_queue_catches_up(pg: Postgres, keys: Keys, hosts: list[Daemon]) -> None:

@@ -130,8 +130,23 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
         }
         Err(_) => log::verify_file(&file, &public, against.as_deref()),
     };
+    // The approvals signed by a person: each statement re-checked against its key and its entry.
+    let mut report = report;
+    let mut signed = 0;
+    if report.ok {
+        match recheck_signed(&file, &args.socket, args.file.is_some()) {
+            Ok(n) => signed = n,
+            Err((seq, why)) => {
+                report.ok = false;
+                report.first_bad_seq = (seq > 0).then_some(seq);
+                report.problem = Some(format!("signed approval: {why}"));
+            }
+        }
+    }
     if json_out {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut out = serde_json::to_value(&report)?;
+        out["signed_statements"] = json!(signed);
+        println!("{out}");
         return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     if report.ok
@@ -159,7 +174,12 @@ pub fn verify(args: VerifyArgs, json_out: bool) -> Result<ExitCode> {
             "ok: {} entries, {} signed checkpoints, head {}",
             report.size, report.checkpoints, report.head_hash
         );
-    } else {
+    }
+    if report.ok && signed > 0 {
+        let s = if signed == 1 { "" } else { "s" };
+        println!("signed approvals: {signed} statement{s} re-checked against the approvers' keys");
+    }
+    if !report.ok {
         match report.first_bad_seq {
             Some(seq) => {
                 println!(
@@ -324,4 +344,91 @@ pub fn verify_proof(args: VerifyProofArgs, json_out: bool) -> Result<ExitCode> {
         }
     }
     Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Calls `f` with each complete line written to it.
+struct Lines<F: FnMut(&str)> {
+    partial: Vec<u8>,
+    f: F,
+}
+
+impl<F: FnMut(&str)> std::io::Write for Lines<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            (self.f)(&String::from_utf8_lossy(&line));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every signed statement the log keeps, re-checked (`signing::recheck`): how many, or the
+/// first entry whose statement fails and why. The entries are read from the file, or from the
+/// daemon that holds it.
+fn recheck_signed(
+    file: &std::path::Path,
+    socket: &SocketArg,
+    given_file: bool,
+) -> std::result::Result<usize, (u64, String)> {
+    use faramesh_daemon::service::signing::recheck;
+    let mut count = 0;
+    let mut failed: Option<(u64, String)> = None;
+    let mut check = |log_id: &str, e: &serde_json::Value| {
+        if failed.is_some() {
+            return;
+        }
+        match recheck(e, log_id) {
+            Ok(n) => count += n,
+            Err(why) => failed = Some((e["seq"].as_u64().unwrap_or(0), why)),
+        }
+    };
+    match offline::origin(file) {
+        Ok(origin) => {
+            let log_id = origin.unwrap_or_default().trim_start_matches("faramesh/").to_owned();
+            let mut sink = Lines {
+                partial: Vec::new(),
+                f: |line: &str| {
+                    // Only entries that may carry a statement are parsed.
+                    if line.contains("\"signed\"")
+                        && let Ok(e) = serde_json::from_str::<serde_json::Value>(line)
+                    {
+                        check(&log_id, &e);
+                    }
+                },
+            };
+            offline::export(file, &mut sink, 0).map_err(|e| (0, format!("cannot read the entries: {e}")))?;
+        }
+        Err(OfflineError::InUse(_)) if !given_file => {
+            let fail = |e: anyhow::Error| (0, format!("cannot read the entries from the daemon: {e:#}"));
+            let sock = daemon_holding(&file_dir(file), socket).map_err(fail)?;
+            let status = crate::client::call(&sock, "status", json!({})).map_err(fail)?;
+            let log_id = status["log"]["origin"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("faramesh/")
+                .to_owned();
+            let mut params = json!({"from_seq": 1, "limit": 5000});
+            loop {
+                let page = crate::client::call(&sock, "log.entries", params.clone()).map_err(fail)?;
+                let entries = page["entries"].as_array().cloned().unwrap_or_default();
+                for e in &entries {
+                    check(&log_id, e);
+                }
+                match page["next_seq"].as_u64() {
+                    Some(n) if !entries.is_empty() => params["from_seq"] = json!(n),
+                    _ => break,
+                }
+            }
+        }
+        Err(e) => return Err((0, format!("cannot read the entries: {e}"))),
+    }
+    match failed {
+        Some(f) => Err(f),
+        None => Ok(count),
+    }
 }

@@ -127,6 +127,76 @@ pub fn verify_sshsig(armored: &str, message: &[u8]) -> Result<[u8; 32], String> 
     Ok(sig.public_key)
 }
 
+/// Re-checks, offline, the signed statements a log entry keeps (`approval` and
+/// `approval_signed` entries; none elsewhere): each parses, is signed by the key recorded beside
+/// it, names that approver, this log (`log_id`), the entry's approval, action and request hash,
+/// says what the entry recorded, and was used within its validity window. How many it checked.
+pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
+    let kind = entry["kind"].as_str().unwrap_or_default();
+    if kind != "approval" && kind != "approval_signed" {
+        return Ok(0);
+    }
+    let mut all: Vec<&Value> = Vec::new();
+    if entry["signed"].is_object() {
+        all.push(&entry["signed"]);
+    }
+    if let Some(list) = entry["signatures"].as_array() {
+        all.extend(list.iter().filter(|s| *s != &entry["signed"]));
+    }
+    let decision = match (kind, entry["status"].as_str()) {
+        ("approval_signed", _) | (_, Some("approved")) => true,
+        (_, Some("denied")) => false,
+        (_, other) => {
+            if all.is_empty() {
+                return Ok(0);
+            }
+            return Err(format!("a signed approval entry has status {}", other.unwrap_or("none")));
+        }
+    };
+    let at = entry["ts"].as_str().and_then(entry::parse_rfc3339);
+    for signed in &all {
+        let text = signed["statement"].as_str().ok_or("a signed decision without its statement")?;
+        let s = Statement::parse(text).map_err(|e| format!("its statement: {e}"))?;
+        let armored = signed["signature"].as_str().ok_or("a signed decision without its signature")?;
+        let key = verify_sshsig(armored, text.as_bytes())?;
+        let recorded = signed["key"]
+            .as_str()
+            .and_then(sshsig::parse_ssh_ed25519)
+            .ok_or("a signed decision without the approver's key")?;
+        if key != recorded {
+            return Err(format!(
+                "the statement of `{}` is signed by another key than the one recorded",
+                s.approver
+            ));
+        }
+        if signed["approver"].as_str() != Some(s.approver.as_str()) {
+            return Err(format!("the statement names `{}`, the entry another approver", s.approver));
+        }
+        if s.host != log_id {
+            return Err(format!("the statement is for log `{}`, not this one", s.host));
+        }
+        let same = |field: &str, v: &str| entry[field].as_str() == Some(v);
+        if !same("approval_id", &s.approval)
+            || !same("action_id", &s.action)
+            || !same("request_hash", &s.request)
+        {
+            return Err("the statement is for another call than the entry's".into());
+        }
+        if s.approve != decision {
+            return Err("the statement decides otherwise than the entry records".into());
+        }
+        if let Some(at) = at
+            && (at > s.expires_ms + MAX_SKEW_MS || at + MAX_SKEW_MS < s.signed_ms)
+        {
+            return Err(format!(
+                "the statement was used outside its validity window (until {})",
+                entry::rfc3339(s.expires_ms)
+            ));
+        }
+    }
+    Ok(all.len())
+}
+
 impl Service {
     /// This host's log id, as statements name it.
     pub fn host_log_id(&self) -> String {
@@ -331,5 +401,102 @@ mod tests {
         assert!(Statement::parse(&format!("{text}\n")).is_err());
         assert!(Statement::parse(&text.replace("host: h1", "host:h1")).is_err());
         assert!(Statement::parse(text.trim_end()).is_err());
+    }
+
+    /// An SSH string: its length (u32, big-endian) and its bytes.
+    fn ssh_string(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+
+    /// `key`'s public key as a `ssh-ed25519 AAAA…` line, and an armored SSHSIG of `message` in
+    /// NAMESPACE, as `ssh-keygen -Y sign` writes them.
+    fn ssh_sign(key: &ed25519_dalek::SigningKey, message: &str) -> (String, String) {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut public = Vec::new();
+        ssh_string(&mut public, b"ssh-ed25519");
+        ssh_string(&mut public, key.verifying_key().as_bytes());
+        let digest = sha2::Sha512::digest(message.as_bytes());
+        let signature = key.sign(&sshsig::signed_data(NAMESPACE, "sha512", &digest));
+        let mut sig_blob = Vec::new();
+        ssh_string(&mut sig_blob, b"ssh-ed25519");
+        ssh_string(&mut sig_blob, &signature.to_bytes());
+        let mut blob = b"SSHSIG".to_vec();
+        blob.extend_from_slice(&1u32.to_be_bytes());
+        ssh_string(&mut blob, &public);
+        ssh_string(&mut blob, NAMESPACE.as_bytes());
+        ssh_string(&mut blob, b"");
+        ssh_string(&mut blob, b"sha512");
+        ssh_string(&mut blob, &sig_blob);
+        let body = b64.encode(&blob);
+        let lines: Vec<&str> = body.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        (
+            format!("ssh-ed25519 {}", b64.encode(&public)),
+            format!("-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n", lines.join("\n")),
+        )
+    }
+
+    #[test]
+    fn the_verifier_rechecks_each_signed_statement_against_its_entry() {
+        let alice = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mallory = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let s = Statement {
+            host: "log1".into(),
+            approval: "a".repeat(32),
+            action: "b".repeat(16),
+            request: "c".repeat(64),
+            approve: true,
+            approver: "alice".into(),
+            signed_ms: 1_765_000_000_000,
+            expires_ms: 1_765_000_600_000,
+        };
+        let text = s.text();
+        let (key, signature) = ssh_sign(&alice, &text);
+        let entry = json!({
+            "kind": "approval",
+            "seq": 12,
+            "ts": entry::rfc3339(1_765_000_060_000),
+            "approval_id": s.approval,
+            "action_id": s.action,
+            "request_hash": s.request,
+            "status": "approved",
+            "signed": {"statement": text, "signature": signature, "approver": "alice", "key": key},
+        });
+        assert_eq!(recheck(&entry, "log1"), Ok(1));
+        assert_eq!(recheck(&json!({"kind": "decision", "signed": 1}), "log1"), Ok(0));
+        let changed = |f: &dyn Fn(&mut Value)| {
+            let mut e = entry.clone();
+            f(&mut e);
+            recheck(&e, "log1")
+        };
+        assert!(recheck(&entry, "log2").unwrap_err().contains("log `log1`"));
+        assert!(changed(&|e| e["status"] = json!("denied")).unwrap_err().contains("decides otherwise"));
+        assert!(changed(&|e| e["approval_id"] = json!("d".repeat(32))).unwrap_err().contains("another call"));
+        assert!(
+            changed(&|e| e["request_hash"] = json!("e".repeat(64))).unwrap_err().contains("another call")
+        );
+        assert!(
+            changed(&|e| e["ts"] = json!(entry::rfc3339(1_765_009_000_000))).unwrap_err().contains("window")
+        );
+        assert!(changed(&|e| e["signed"]["approver"] = json!("bob")).unwrap_err().contains("names `alice`"));
+        let (mallory_key, mallory_sig) = ssh_sign(&mallory, &text);
+        assert!(changed(&|e| e["signed"]["key"] = json!(mallory_key)).unwrap_err().contains("another key"));
+        assert!(
+            changed(&|e| e["signed"]["signature"] = json!(mallory_sig)).unwrap_err().contains("another key")
+        );
+        let edited = text.replace("decision: approve", "decision: deny");
+        assert!(
+            changed(&|e| e["signed"]["statement"] = json!(edited)).unwrap_err().contains("does not match")
+        );
+        // Two approvers: the first signature is checked too.
+        let (_, other) = ssh_sign(&mallory, &text);
+        let first = json!({"statement": text, "signature": other, "approver": "alice", "key": key});
+        assert!(
+            changed(&|e| e["signatures"] = json!([first, e["signed"].clone()]))
+                .unwrap_err()
+                .contains("another key")
+        );
     }
 }
