@@ -36,7 +36,9 @@ fn unknown_rule_key_far_from_any_lists_the_choices() {
 
 #[test]
 fn approvals_required_is_a_small_count_on_a_rule_that_defers() {
-    let defer = |n: &str| format!("rules:\n  - match: {{ tool: x }}\n    require_approval: true\n    approvals_required: {n}\n");
+    let defer = |n: &str| {
+        format!("rules:\n  - match: {{ tool: x }}\n    require_approval: true\n    approvals_required: {n}\n")
+    };
     for bad in ["0", "11", "two", "1.5"] {
         assert_eq!(
             error_of(&defer(bad)),
