@@ -169,6 +169,7 @@ fn main() {
         witnesses: None,
         kill_file: None,
         fleet_queue: None,
+        bundle: None,
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

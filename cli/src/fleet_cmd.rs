@@ -214,6 +214,35 @@ pub enum FleetCommand {
     /// Deny waiting calls on any host, signed with your SSH key.
     #[command(after_help = "Example:\n  faramesh fleet deny 3f2a9c1e --sign --as alice")]
     Deny(FleetDecide),
+    /// Every host: its last export, the policy bundle it runs, when it last fetched, any refusal.
+    Hosts(FleetDb),
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The policy file.
+    file: std::path::PathBuf,
+    #[command(flatten)]
+    db: FleetDb,
+    /// Sign with your SSH key (required: hosts take only bundles a key they pin signed).
+    #[arg(long)]
+    sign: bool,
+    /// The key to sign with (a private key, or a public key whose private half is in ssh-agent;
+    /// default: the first Ed25519 key in ssh-agent).
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// Your name as publisher (default: `$USER`).
+    #[arg(long = "as", value_name = "NAME")]
+    as_name: Option<String>,
+    /// The bundle's serial (default: one more than the newest in the database).
+    #[arg(long, value_name = "N")]
+    serial: Option<u64>,
+    /// How long hosts may run it without a newer bundle (`30d`, `12h`).
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    expires: String,
+    /// Only hosts with one of these labels take it (`canary`; default: every host).
+    #[arg(long, value_name = "LABELS", default_value = "")]
+    labels: String,
 }
 
 #[derive(Args, Debug)]
@@ -276,11 +305,13 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             FleetCommand::InitDb(db) | FleetCommand::Get { db, .. } => db.url.clone(),
             FleetCommand::List(l) | FleetCommand::Pending(l) => l.db.url.clone(),
             FleetCommand::Approve(d) | FleetCommand::Deny(d) => d.db.url.clone(),
+            FleetCommand::Hosts(db) => db.url.clone(),
         };
         let mut client = fleet_pg::connect(&url).await.map_err(|e| anyhow!(e))?;
         match cmd {
             FleetCommand::Approve(d) => return fleet_decide(&mut client, d, true, json_out).await,
             FleetCommand::Deny(d) => return fleet_decide(&mut client, d, false, json_out).await,
+            FleetCommand::Hosts(_) => return fleet_hosts(&client, json_out).await,
             _ => {}
         }
         let filter = |l: &FleetList, pending: bool| fleet_pg::FleetFilter {
@@ -303,7 +334,9 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             }
             FleetCommand::List(l) => fleet_pg::decisions(&client, &filter(l, false)).await,
             FleetCommand::Pending(l) => fleet_pg::decisions(&client, &filter(l, true)).await,
-            FleetCommand::Approve(_) | FleetCommand::Deny(_) => return Ok(ExitCode::SUCCESS),
+            FleetCommand::Approve(_) | FleetCommand::Deny(_) | FleetCommand::Hosts(_) => {
+                return Ok(ExitCode::SUCCESS);
+            }
             FleetCommand::Get { id, .. } => {
                 if id.len() < 8 {
                     bail!("give 8 or more characters of the action id");
@@ -548,4 +581,120 @@ fn age_text(secs: u64) -> String {
         s if s < 86_400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// `faramesh policy publish`: the policy checked, made a bundle, signed, written to the fleet
+/// database and announced.
+pub fn publish(args: PublishArgs, json_out: bool) -> Result<ExitCode> {
+    use faramesh_daemon::service::bundle::{self, Bundle};
+    if !args.sign {
+        bail!("a bundle is signed: add `--sign` (your SSH key, which the hosts pin with `--policy-key`)");
+    }
+    let policy = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read `{}`", args.file.display()))?;
+    if let Err(e) = faramesh_policy::compile(&args.file.display().to_string(), &policy) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(crate::args::EXIT_INVALID_POLICY));
+    }
+    if policy.len() > bundle::MAX_POLICY_BYTES {
+        bail!(
+            "the policy is {} bytes, over the {}-byte limit of a bundle",
+            policy.len(),
+            bundle::MAX_POLICY_BYTES
+        );
+    }
+    let publisher = args
+        .as_name
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|n| !n.is_empty() && !n.contains('\n'))
+        .ok_or_else(|| anyhow!("`--sign` needs your name: `--as NAME`"))?;
+    let labels = bundle::parse_labels(&args.labels).map_err(|e| anyhow!("`--labels`: {e}"))?;
+    let valid_ms = faramesh_policy::parse_duration(&args.expires)
+        .map(|s| s * 1000)
+        .filter(|ms| *ms >= 60_000)
+        .ok_or_else(|| {
+            anyhow!("`--expires` `{}` must be a duration of a minute or more (`30d`, `12h`)", args.expires)
+        })?;
+    runtime()?.block_on(async move {
+        let mut client = fleet_pg::connect(&args.db.url).await.map_err(|e| anyhow!(e))?;
+        client.batch_execute(fleet_pg::SCHEMA).await.map_err(|e| anyhow!("{e}"))?;
+        let newest = fleet_pg::newest_bundle_serial(&client).await.map_err(|e| anyhow!(e))?;
+        let serial = match args.serial {
+            Some(s) if s <= newest => bail!("serial {s} is not above {newest}, the newest in the fleet database"),
+            Some(s) => s,
+            None => newest + 1,
+        };
+        let b = Bundle { serial, expires_ms: now_ms() + valid_ms, labels, publisher: publisher.clone(), policy };
+        let text = b.text();
+        let digest = bundle::hex_sha256(text.as_bytes());
+        if !json_out {
+            eprintln!(
+                "publishing `{}` as bundle {serial} for {} until {} (sha256 {digest}), signed as {publisher}",
+                args.file.display(),
+                if b.labels.is_empty() { "every host".to_owned() } else { format!("hosts labelled {}", b.labels.join(", ")) },
+                faramesh_log::entry::rfc3339(b.expires_ms),
+            );
+        }
+        let signature = crate::ops_cmd::ssh_sign_in(bundle::NAMESPACE, &text, args.key.as_deref())?;
+        fleet_pg::publish_bundle(&mut client, &b, &text, &digest, &signature).await.map_err(|e| anyhow!(e))?;
+        if json_out {
+            println!("{}", json!({"serial": serial, "digest": digest, "labels": b.labels, "expires_at": faramesh_log::entry::rfc3339(b.expires_ms)}));
+        } else {
+            println!("published bundle {serial} ({digest}); `faramesh fleet hosts` shows which hosts run it");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `faramesh fleet hosts`.
+async fn fleet_hosts(client: &fleet_pg::Client, json_out: bool) -> Result<ExitCode> {
+    let hosts = fleet_pg::hosts(client).await.map_err(|e| anyhow!(e))?;
+    if json_out {
+        println!("{}", json!({"hosts": hosts}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if hosts.is_empty() {
+        println!("no hosts in the fleet database yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |v: &Value, k: &str| v[k].as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+    let now = now_ms();
+    let ago = |v: &Value, k: &str| {
+        v[k].as_str()
+            .and_then(faramesh_log::entry::parse_rfc3339)
+            .map_or_else(|| "-".to_owned(), |t| format!("{} ago", age_text(now.saturating_sub(t) / 1000)))
+    };
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let stale = h["expires_at"]
+                .as_str()
+                .and_then(faramesh_log::entry::parse_rfc3339)
+                .is_some_and(|t| t < now);
+            vec![
+                s(h, "host"),
+                s(h, "log_id").chars().take(8).collect(),
+                ago(h, "last_seen"),
+                h["serial"].as_i64().map_or_else(
+                    || "-".to_owned(),
+                    |n| format!("{n}{}", if stale { " (STALE)" } else { "" }),
+                ),
+                s(h, "digest").chars().take(12).collect(),
+                h["labels"].as_array().map_or_else(String::new, |l| {
+                    l.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+                }),
+                ago(h, "fetched_at"),
+                h["refusal"].as_str().and_then(|r| serde_json::from_str::<Value>(r).ok()).map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("bundle {}: {}", r["serial"], r["error"].as_str().unwrap_or("-")),
+                ),
+            ]
+        })
+        .collect();
+    crate::ops_cmd::table(
+        &["HOST", "LOG", "EXPORTED", "BUNDLE", "DIGEST", "LABELS", "FETCHED", "LAST REFUSAL"],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -293,6 +293,12 @@ pub struct DecideArgs {
 /// Signs `statement` with `ssh-keygen -Y sign -n faramesh-approval`: with `key`, or with the first
 /// Ed25519 key in ssh-agent.
 pub(crate) fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result<String> {
+    ssh_sign_in("faramesh-approval", statement, key)
+}
+
+/// Signs `text` with `ssh-keygen -Y sign -n NAMESPACE`: with `key`, or with the first Ed25519
+/// key in ssh-agent.
+pub(crate) fn ssh_sign_in(namespace: &str, statement: &str, key: Option<&std::path::Path>) -> Result<String> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     // The agent's public key goes in a file for `ssh-keygen -f` (a public key: nothing secret).
@@ -315,7 +321,7 @@ pub(crate) fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result
         }
     };
     let mut child = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", "faramesh-approval", "-f"])
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
         .arg(&key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

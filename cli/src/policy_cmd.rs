@@ -44,6 +44,12 @@ pub enum PolicyCommand {
     /// What each rule in shadow mode (`mode: shadow`) would have changed on live traffic:
     /// per rule, how many calls and which, read from the running daemon's log.
     Shadow(crate::shadow_cmd::ShadowArgs),
+    /// Publish a policy to every host that takes signed bundles (`serve --policy-from postgres`):
+    /// checked, signed with your SSH key, written to the fleet database.
+    #[command(
+        after_help = "Examples:\n  faramesh policy publish policy.yaml --sign --as alice --expires 30d\n  faramesh policy publish policy.yaml --sign --labels canary"
+    )]
+    Publish(crate::fleet_cmd::PublishArgs),
     /// Decide one call and show every rule considered and why each earlier one did not match.
     #[command(
         after_help = "Example:\n  faramesh policy explain policies/default.yaml --call '{\"agent_id\":\"a\",\"tool\":\"shell\",\"operation\":\"exec\",\"params\":{\"cmd\":\"ls\"}}'"
@@ -65,6 +71,7 @@ pub fn run(cmd: PolicyCommand, json_out: bool) -> Result<ExitCode> {
         PolicyCommand::Diff(args) => diff(args, json_out),
         PolicyCommand::Suggest(args) => suggest(&args),
         PolicyCommand::Shadow(args) => crate::shadow_cmd::shadow(args, json_out),
+        PolicyCommand::Publish(args) => crate::fleet_cmd::publish(args, json_out),
     }
 }
 

@@ -82,6 +82,10 @@ pub struct DecisionRecord {
     pub risk_level: RiskLevel,
     /// The policy that decided.
     pub policy_hash: String,
+    /// The signed policy bundle it came from, `{serial, digest}` (only on hosts that take their
+    /// policy from bundles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_bundle: Option<Value>,
     /// `faramesh/<version>` of the daemon that decided.
     pub runtime_version: String,
     /// Who asked.
@@ -158,6 +162,7 @@ impl DecisionRecord {
             rule_ref: decision.rule_ref.clone(),
             risk_level: decision.risk_level,
             policy_hash: decision.policy_hash.clone(),
+            policy_bundle: None,
             runtime_version: RUNTIME_VERSION.into(),
             caller,
             session_id: call.session_id.clone(),

@@ -71,6 +71,9 @@ pub enum ReasonCode {
     CommandUnresolved,
     /// The kill switch is engaged (for every agent, or this one), or the kill file is present.
     KillSwitch,
+    /// The signed policy bundle in force expired with no newer one, and the host denies every
+    /// call then (`--on-stale deny`).
+    PolicyStale,
     /// The request itself is malformed (bad identifier, non-finite number, ...).
     InvalidRequest,
     /// Something inside the daemon failed (policy missing, log unwritable): fail closed.
@@ -97,6 +100,7 @@ impl ReasonCode {
             ReasonCode::AgentIdentityMismatch => "AGENT_IDENTITY_MISMATCH",
             ReasonCode::CommandUnresolved => "COMMAND_UNRESOLVED",
             ReasonCode::KillSwitch => "KILL_SWITCH",
+            ReasonCode::PolicyStale => "POLICY_STALE",
             ReasonCode::InvalidRequest => "INVALID_REQUEST",
             ReasonCode::InternalError => "INTERNAL_ERROR",
         }

@@ -87,6 +87,8 @@ pub struct Config {
     pub kill_file: Option<PathBuf>,
     /// The fleet queue signed decisions from other machines are read from (`--postgres`).
     pub fleet_queue: Option<std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>>,
+    /// Signed policy bundles instead of a policy file (`--policy-from postgres`).
+    pub bundle: Option<faramesh_daemon::service::bundle::BundleConfig>,
 }
 
 /// Why the daemon could not start.
@@ -160,6 +162,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbound: config.outbound.clone(),
         kill_file: config.kill_file.clone(),
         fleet_queue: config.fleet_queue.clone(),
+        bundle: config.bundle.clone(),
     })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;

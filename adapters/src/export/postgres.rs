@@ -55,6 +55,27 @@ CREATE TABLE IF NOT EXISTS faramesh_approval_decisions (
     outcome_at   timestamptz
 );
 CREATE INDEX IF NOT EXISTS faramesh_approval_decisions_to ON faramesh_approval_decisions (log_id, approval_id);
+CREATE TABLE IF NOT EXISTS faramesh_policy_bundles (
+    serial       bigint PRIMARY KEY,
+    labels       text[] NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    publisher    text NOT NULL,
+    digest       text NOT NULL,
+    bundle       text NOT NULL,
+    signature    text NOT NULL,
+    published_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS faramesh_host_policy (
+    log_id      text PRIMARY KEY,
+    host        text NOT NULL,
+    labels      text[] NOT NULL,
+    serial      bigint,
+    digest      text,
+    expires_at  timestamptz,
+    fetched_at  timestamptz,
+    refusal     text,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
 ";
 
 /// The columns of a `faramesh_entries` row that are read from its record (all but `log_id`,
@@ -444,6 +465,65 @@ pub async fn decision_outcome(client: &tokio_postgres::Client, row: i64) -> Resu
     let r =
         client.query_opt("SELECT outcome FROM faramesh_approval_decisions WHERE id = $1", &[&row]).await?;
     Ok(r.and_then(|r| r.get::<_, Option<String>>(0)))
+}
+
+/// The newest bundle serial in the database (0: none).
+pub async fn newest_bundle_serial(client: &tokio_postgres::Client) -> Result<u64, PgError> {
+    let row = client.query_one("SELECT coalesce(max(serial), 0) FROM faramesh_policy_bundles", &[]).await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// Writes a signed bundle and announces it (`NOTIFY faramesh_policy`), in one transaction.
+pub async fn publish_bundle(
+    client: &mut tokio_postgres::Client,
+    bundle: &faramesh_daemon::service::bundle::Bundle,
+    text: &str,
+    digest: &str,
+    signature: &str,
+) -> Result<(), PgError> {
+    let serial = i64::try_from(bundle.serial).map_err(|_| PgError::OutOfRange(bundle.serial))?;
+    let expires = crate::log::entry::rfc3339(bundle.expires_ms);
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO faramesh_policy_bundles (serial, labels, expires_at, publisher, digest, bundle, signature)
+         VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6, $7)",
+        &[&serial, &bundle.labels, &expires, &bundle.publisher, &digest, &text, &signature],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, '')", &[&super::POLICY_CHANNEL]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every host: its `faramesh_hosts` row and what it reported about its policy bundle.
+pub async fn hosts(client: &tokio_postgres::Client) -> Result<Vec<Value>, PgError> {
+    let rows = client
+        .query(
+            "SELECT coalesce(h.log_id, p.log_id), coalesce(h.host, p.host), to_char(h.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    p.labels, p.serial, p.digest,
+                    to_char(p.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    to_char(p.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), p.refusal
+             FROM faramesh_hosts h FULL OUTER JOIN faramesh_host_policy p USING (log_id)
+             ORDER BY 2, 1",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "log_id": r.get::<_, Option<String>>(0),
+                "host": r.get::<_, Option<String>>(1),
+                "last_seen": r.get::<_, Option<String>>(2),
+                "labels": r.get::<_, Option<Vec<String>>>(3).unwrap_or_default(),
+                "serial": r.get::<_, Option<i64>>(4),
+                "digest": r.get::<_, Option<String>>(5),
+                "expires_at": r.get::<_, Option<String>>(6),
+                "fetched_at": r.get::<_, Option<String>>(7),
+                "refusal": r.get::<_, Option<String>>(8),
+            })
+        })
+        .collect())
 }
 
 /// What `faramesh fleet list` filters on.

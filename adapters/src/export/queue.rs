@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use faramesh_daemon::service::outbound::{DecisionQueue, Sending, SignedDecision};
+use faramesh_daemon::service::outbound::{
+    BundleSource, DecisionQueue, FetchedBundle, HostPolicy, Sending, SignedDecision,
+};
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
@@ -51,42 +53,149 @@ impl PostgresQueue {
         conn: &'a mut Option<Listening>,
         log_id: &str,
     ) -> Result<&'a Listening, PgError> {
-        if conn.as_ref().is_some_and(|l| !l.alive.load(Ordering::SeqCst)) {
-            *conn = None;
-        }
-        if let Some(l) = conn {
-            return Ok(l);
-        }
-        let config: tokio_postgres::Config = self.url.parse().map_err(PgError::Url)?;
-        let (client, mut connection) = config.connect(postgres::tls()?).await.map_err(PgError::Connect)?;
-        let wake = Arc::new(Notify::new());
-        let alive = Arc::new(AtomicBool::new(true));
-        {
-            let (wake, alive, log_id) = (Arc::clone(&wake), Arc::clone(&alive), log_id.to_owned());
-            tokio::spawn(async move {
-                loop {
-                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notification(n))) => {
-                            if n.payload() == log_id {
-                                wake.notify_one();
-                            }
+        listening(&self.url, conn, CHANNEL, Some(log_id)).await
+    }
+}
+
+/// `conn`, or a new connection (tables created) that `LISTEN`s on `channel` and wakes its waiter
+/// on each notification (with `payload`, only on those carrying it).
+async fn listening<'a>(
+    url: &str,
+    conn: &'a mut Option<Listening>,
+    channel: &'static str,
+    payload: Option<&str>,
+) -> Result<&'a Listening, PgError> {
+    if conn.as_ref().is_some_and(|l| !l.alive.load(Ordering::SeqCst)) {
+        *conn = None;
+    }
+    if let Some(l) = conn {
+        return Ok(l);
+    }
+    let config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+    let (client, mut connection) = config.connect(postgres::tls()?).await.map_err(PgError::Connect)?;
+    let wake = Arc::new(Notify::new());
+    let alive = Arc::new(AtomicBool::new(true));
+    {
+        let (wake, alive, payload) = (Arc::clone(&wake), Arc::clone(&alive), payload.map(str::to_owned));
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if payload.as_deref().is_none_or(|p| n.payload() == p) {
+                            wake.notify_one();
                         }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "the fleet queue's connection ended");
-                            break;
-                        }
-                        None => break,
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, channel, "a listening connection to PostgreSQL ended");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            alive.store(false, Ordering::SeqCst);
+            // Whoever waits reads again (and reconnects).
+            wake.notify_one();
+        });
+    }
+    client.batch_execute(postgres::SCHEMA).await?;
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    Ok(conn.insert(Listening { client, wake, alive }))
+}
+
+/// The channel `faramesh policy publish` announces a new bundle on.
+pub const POLICY_CHANNEL: &str = "faramesh_policy";
+
+/// Reads signed policy bundles from the fleet database and reports what this host runs.
+#[derive(Debug)]
+pub struct PostgresBundles {
+    url: String,
+    conn: tokio::sync::Mutex<Option<Listening>>,
+}
+
+impl PostgresBundles {
+    /// Reads bundles in the database at `url`.
+    pub fn new(url: &str) -> PostgresBundles {
+        PostgresBundles { url: url.to_owned(), conn: tokio::sync::Mutex::new(None) }
+    }
+}
+
+impl BundleSource for PostgresBundles {
+    fn target(&self) -> String {
+        postgres::redacted(&self.url)
+    }
+
+    fn newest<'a>(&'a self, after: u64, labels: &'a [String]) -> Sending<'a, Option<FetchedBundle>> {
+        Box::pin(async move {
+            let mut conn = self.conn.lock().await;
+            let read = timed(async {
+                let l = listening(&self.url, &mut conn, POLICY_CHANNEL, None).await?;
+                let after = i64::try_from(after).unwrap_or(i64::MAX);
+                let labels = labels.to_vec();
+                let row = l
+                    .client
+                    .query_opt(
+                        "SELECT bundle, signature FROM faramesh_policy_bundles
+                         WHERE serial > $1 AND (cardinality(labels) = 0 OR labels && $2)
+                         ORDER BY serial DESC LIMIT 1",
+                        &[&after, &labels],
+                    )
+                    .await?;
+                Ok(row.map(|r| FetchedBundle { text: r.get(0), signature: r.get(1) }))
+            })
+            .await;
+            if read.is_err() {
+                *conn = None;
+            }
+            read.map_err(Into::into)
+        })
+    }
+
+    fn report<'a>(&'a self, h: &'a HostPolicy) -> Sending<'a> {
+        Box::pin(async move {
+            let mut conn = self.conn.lock().await;
+            let Some(l) = conn.as_ref() else { return Ok(()) };
+            let serial = h.serial.and_then(|s| i64::try_from(s).ok());
+            let done = timed(async {
+                l.client
+                    .execute(
+                        "INSERT INTO faramesh_host_policy (log_id, host, labels, serial, digest, expires_at, fetched_at, refusal, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7::text::timestamptz, $8, now())
+                         ON CONFLICT (log_id) DO UPDATE SET host = $2, labels = $3, serial = $4, digest = $5,
+                           expires_at = $6::text::timestamptz, fetched_at = $7::text::timestamptz, refusal = $8, updated_at = now()",
+                        &[&h.log_id, &h.host, &h.labels, &serial, &h.digest, &h.expires_at, &h.fetched_at, &h.refusal],
+                    )
+                    .await
+                    .map_err(PgError::from)
+            })
+            .await;
+            if done.is_err() {
+                *conn = None;
+            }
+            done.map(|_| ()).map_err(Into::into)
+        })
+    }
+
+    fn wait<'a>(&'a self, at_most: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let wake = {
+                let mut conn = self.conn.lock().await;
+                match timed(listening(&self.url, &mut conn, POLICY_CHANNEL, None)).await {
+                    Ok(l) => Some(Arc::clone(&l.wake)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot listen for policy bundles (polling)");
+                        *conn = None;
+                        None
                     }
                 }
-                alive.store(false, Ordering::SeqCst);
-                // Whoever waits reads again (and reconnects).
-                wake.notify_one();
-            });
-        }
-        client.batch_execute(postgres::SCHEMA).await?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        Ok(conn.insert(Listening { client, wake, alive }))
+            };
+            match wake {
+                Some(w) => {
+                    let _ = tokio::time::timeout(at_most, w.notified()).await;
+                }
+                None => tokio::time::sleep(at_most).await,
+            }
+        })
     }
 }
 

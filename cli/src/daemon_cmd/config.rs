@@ -53,6 +53,22 @@ pub struct ServeArgs {
     /// `?sslmode=require` for TLS; the tables are created if missing).
     #[arg(long, env = "FARAMESH_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
     pub postgres: Option<String>,
+    /// Take the policy from signed bundles in the fleet database instead of a file (`postgres`,
+    /// with `--postgres` and `--policy-key`): the newest bundle for this host's `--labels`,
+    /// signed by a pinned key; the last good one is kept in the state dir.
+    #[arg(long, value_name = "SOURCE", conflicts_with = "policy", requires_all = ["postgres", "policy_key"])]
+    pub policy_from: Option<String>,
+    /// The publisher keys this host accepts bundles from: a file of `ssh-ed25519 AAAA…` lines.
+    #[arg(long, env = "FARAMESH_POLICY_KEY", value_name = "FILE")]
+    pub policy_key: Option<PathBuf>,
+    /// This host's labels (`canary,web`): a bundle published for labels reaches only hosts with
+    /// one of them.
+    #[arg(long, env = "FARAMESH_LABELS", value_name = "LABELS", default_value = "")]
+    pub labels: String,
+    /// Past the bundle's expiry with no newer bundle: `keep` serving it (said loudly in `status`
+    /// and the dashboard) or `deny` every call.
+    #[arg(long, value_name = "WHAT", default_value = "keep", value_parser = ["keep", "deny"])]
+    pub on_stale: String,
     /// Export destinations retention must wait for (`otlp`, `postgres`): no prune removes an
     /// entry they have not acknowledged.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
@@ -282,6 +298,7 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
             std::sync::Arc::new(faramesh_adapters::export::PostgresQueue::new(url))
                 as std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>
         }),
+        bundle: None,
     })
 }
 
@@ -356,4 +373,42 @@ pub(super) fn config_policy_path() -> Result<PathBuf> {
         .join(".config"),
     };
     Ok(dir.join("faramesh/policy.yaml"))
+}
+
+/// Where a host that takes signed bundles keeps the last good one (in its state dir).
+pub(super) fn bundle_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("policy-bundle")
+}
+
+/// `--policy-from postgres`: the bundle settings (the pinned keys read and checked now).
+pub(super) fn bundle_of(
+    args: &ServeArgs,
+    state_dir: &Path,
+) -> Result<faramesh_daemon::service::bundle::BundleConfig> {
+    use faramesh_daemon::service::bundle;
+    if args.policy_from.as_deref() != Some("postgres") {
+        bail!("`--policy-from` takes `postgres` (the fleet database of `--postgres`)");
+    }
+    let url = args
+        .postgres
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| anyhow!("`--policy-from postgres` needs `--postgres URL`"))?;
+    let key_file = args.policy_key.as_ref().ok_or_else(|| {
+        anyhow!("`--policy-from postgres` needs `--policy-key FILE` (the publisher keys this host trusts)")
+    })?;
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("cannot read `--policy-key` `{}`", key_file.display()))?;
+    let keys = bundle::parse_pinned_keys(&text)
+        .map_err(|e| anyhow!("`--policy-key` `{}`: {e}", key_file.display()))?;
+    let labels = bundle::parse_labels(&args.labels).map_err(|e| anyhow!("`--labels`: {e}"))?;
+    let dir = bundle_dir(state_dir);
+    faramesh_log::create_private_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    Ok(bundle::BundleConfig {
+        dir,
+        keys,
+        labels,
+        deny_when_stale: args.on_stale == "deny",
+        source: std::sync::Arc::new(faramesh_adapters::export::PostgresBundles::new(url)),
+    })
 }

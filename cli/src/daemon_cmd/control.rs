@@ -182,6 +182,47 @@ pub fn status(socket: &SocketArg, json_out: bool) -> Result<ExitCode> {
     if let Some(e) = p["last_error"].as_str() {
         println!("reload    FAILED: {} (the previous policy is still serving)", crate::term::safe(e));
     }
+    let b = &p["bundle"];
+    if b.is_object() {
+        let labels: Vec<&str> =
+            b["labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let labels =
+            if labels.is_empty() { "no labels".to_owned() } else { format!("labels {}", labels.join(",")) };
+        match b["serial"].as_u64() {
+            Some(serial) => println!(
+                "bundle    {serial} by {}, expires {}, {labels}{}",
+                crate::term::safe(b["publisher"].as_str().unwrap_or("?")),
+                b["expires_at"].as_str().unwrap_or("?"),
+                if b["stale"] == true { " — STALE" } else { "" },
+            ),
+            None => println!("bundle    none yet ({labels})"),
+        }
+        if let Some(w) = b["warning"].as_str() {
+            println!("          {}", crate::ops_cmd::red(&format!("WARNING: {w}")));
+        }
+        if let Some(r) = b["refused"].as_object() {
+            println!(
+                "          last refused: bundle {}: {}",
+                r.get("serial").unwrap_or(&Value::Null),
+                crate::term::safe(r.get("error").and_then(Value::as_str).unwrap_or("?"))
+            );
+        }
+        if let Some(e) = b["last_error"].as_str() {
+            println!("          the fleet database: {}", crate::term::safe(e));
+        }
+    }
+    let q = &s["fleet_queue"];
+    if q.is_object() {
+        println!(
+            "fleet     signed decisions from the fleet database: {} applied, {} refused{}",
+            q["applied"],
+            q["refused"],
+            q["last_error"]
+                .as_str()
+                .map(|e| format!("; last error: {}", crate::term::safe(e)))
+                .unwrap_or_default()
+        );
+    }
     let c = &s["counts"];
     println!(
         "decisions {} permit, {} deny, {} defer; errors: {} from clients, {} internal",

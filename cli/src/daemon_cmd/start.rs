@@ -122,6 +122,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if args.demo {
         return serve_demo(&args);
     }
+    if args.policy_from.is_some() {
+        // Signed bundles from the fleet database: the last good one is read (and checked) from
+        // the state dir; none yet means every call is denied until one arrives.
+        let bundle = super::config::bundle_of(&args, &state_dir)?;
+        let mut config = config_of(&args, bundle.dir.join(faramesh_daemon::service::bundle::BUNDLE_FILE))?;
+        config.bundle = Some(bundle);
+        return run_daemon(config, args.verbose);
+    }
     let (policy, note) = find_policy(args.policy.as_deref(), &config_policy_path()?)?;
     if let Some(code) = precheck_policy(&policy)? {
         return Ok(code);
@@ -344,6 +352,10 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         retention_archive: None,
         otlp_endpoint: None,
         postgres: None,
+        policy_from: None,
+        policy_key: None,
+        labels: String::new(),
+        on_stale: "keep".into(),
         export_required: Vec::new(),
         witnesses: None,
         witness_interval: "60s".into(),

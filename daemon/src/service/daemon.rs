@@ -47,6 +47,8 @@ pub struct Options {
     pub kill_file: Option<PathBuf>,
     /// The fleet queue signed decisions from other machines are read from (`--postgres`).
     pub fleet_queue: Option<Arc<dyn super::outbound::DecisionQueue>>,
+    /// Signed policy bundles instead of a policy file (`--policy-from postgres`).
+    pub bundle: Option<super::bundle::BundleConfig>,
 }
 
 /// Why the core could not open.
@@ -97,6 +99,7 @@ pub struct Daemon {
     witness: Option<JoinHandle<()>>,
     witness_stop: CancellationToken,
     queue: Option<JoinHandle<()>>,
+    bundles: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -113,7 +116,10 @@ fn private_dir(dir: &Path) -> Result<(), OpenError> {
 impl Daemon {
     /// Loads the policy, opens the log in `state_dir` and builds the core's state.
     pub fn open(options: Options) -> Result<Opened, OpenError> {
-        let policy = state::load_policy(&options.policy_path)?;
+        let (policy, bundle) = match &options.bundle {
+            Some(b) => state::load_bundled(&b.dir, &b.keys)?,
+            None => (state::load_policy(&options.policy_path)?, None),
+        };
         private_dir(&options.state_dir)?;
         let key = LogKey::load_or_create(&options.state_dir.join("log.key"))?;
         let metrics = Arc::new(metrics::Metrics::new());
@@ -136,7 +142,13 @@ impl Daemon {
         let destinations = options.export.iter().map(|d| Arc::new(fleet::Destination::new(d))).collect();
         let state = State {
             policy_path: options.policy_path.clone(),
-            policy: ArcSwap::from_pointee(Loaded { policy, loaded_at: entry::rfc3339(entry::now_ms()) }),
+            policy: ArcSwap::from_pointee(Loaded {
+                policy,
+                loaded_at: entry::rfc3339(entry::now_ms()),
+                bundle,
+            }),
+            bundle: options.bundle.clone(),
+            bundle_progress: Default::default(),
             last_error: ArcSwap::from_pointee(None),
             reload_lock: tokio::sync::Mutex::new(()),
             logins: Arc::default(),
@@ -202,6 +214,9 @@ impl Daemon {
         self.retention.abort();
         self.outbox_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.outbox).await;
+        if let Some(task) = self.bundles {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         if let Some(task) = self.queue {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
@@ -275,6 +290,12 @@ impl Opened {
                 (service.clone(), witness_stop.clone(), Arc::clone(&options.outbound.witness));
             tokio::spawn(async move { svc.run_witnesses(w, post.as_ref(), stop).await })
         });
+        // Signed policy bundles from the fleet database.
+        let bundles = options.bundle.clone().map(|b| {
+            tracing::info!(target = %b.source.target(), labels = ?b.labels, "taking the policy from signed bundles");
+            let (svc, stop) = (service.clone(), outbox_stop.clone());
+            tokio::spawn(async move { svc.run_bundles(b, stop).await })
+        });
         // The fleet queue: signed decisions made on other machines for this host's approvals.
         let queue = options.fleet_queue.clone().map(|q| {
             tracing::info!(target = %q.target(), "reading signed decisions from the fleet queue");
@@ -295,6 +316,7 @@ impl Opened {
             witness,
             witness_stop,
             queue,
+            bundles,
         })
     }
 }

@@ -227,13 +227,20 @@ impl Service {
         let approval_id = new_approval.as_ref().map(|a| a.approval_id.clone());
         // What the detectors found is stored redacted: in the DPR and the notifications alike.
         let stored = self.stored_call(call, &decision);
-        let body = dpr::decision_entry(
+        let mut body = dpr::decision_entry(
             &stored,
             &decision,
             who.caller(),
             approval_ref.or(approval_id.as_deref()),
             self.state.log.redact_keys(),
         );
+        // The signed bundle the deciding policy came from.
+        {
+            let loaded = self.state.policy.load();
+            if let Some(b) = loaded.bundle.as_ref().filter(|_| loaded.policy.hash == decision.policy_hash) {
+                body.insert("policy_bundle".into(), json!({"serial": b.serial, "digest": b.digest}));
+            }
+        }
         // Notifications are queued in the same commit as the decision that causes them.
         let notes = self.decision_notes(&stored, &decision, new_approval.as_ref());
         let queued = notes.len();
@@ -363,6 +370,12 @@ impl Service {
             out.decision = d;
             return out;
         }
+        // policy_stale
+        if let Some(why) = self.state.stale_denies(self.clock.now_ms()) {
+            let base = Decision { rule_id: None, rule_ref: None, ..out.decision.clone() };
+            out.decision = deny_with(base, ReasonCode::PolicyStale, why, Some("policy_stale".into()), None);
+            return out;
+        }
         // mcp_quarantine
         if let Some(d) = self.quarantine(policy, call, &out.decision) {
             out.decision = d;
@@ -478,6 +491,7 @@ impl Service {
                     | ReasonCode::ProfileDisallowsTool
                     | ReasonCode::AgentIdentityMismatch
                     | ReasonCode::KillSwitch
+                    | ReasonCode::PolicyStale
             )
         {
             return Ok(self.resume(&call, decision, &approval_id, who).await);

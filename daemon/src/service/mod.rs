@@ -15,6 +15,7 @@ pub mod approvals;
 mod approving;
 pub mod authz;
 pub mod backoff;
+pub mod bundle;
 pub mod claims;
 pub mod clock;
 pub mod daemon;
@@ -158,7 +159,13 @@ mod tests {
         let log = Arc::new(log);
         let state = State {
             policy_path: dir.join("p.yaml"),
-            policy: arc_swap::ArcSwap::from_pointee(Loaded { policy, loaded_at: String::new() }),
+            policy: arc_swap::ArcSwap::from_pointee(Loaded {
+                policy,
+                loaded_at: String::new(),
+                bundle: None,
+            }),
+            bundle: None,
+            bundle_progress: Default::default(),
             last_error: arc_swap::ArcSwap::from_pointee(None),
             reload_lock: tokio::sync::Mutex::new(()),
             logins: Arc::default(),

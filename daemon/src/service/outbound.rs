@@ -116,3 +116,47 @@ pub trait DecisionQueue: Send + Sync + std::fmt::Debug {
         at_most: std::time::Duration,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
+
+/// A policy bundle as the fleet database holds it: the signed text and its signature. The core
+/// checks both; the row adds nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBundle {
+    /// The bundle's text, as signed.
+    pub text: String,
+    /// The armored SSH signature of the text.
+    pub signature: String,
+}
+
+/// What a host runs, reported for `faramesh fleet hosts` (informational).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPolicy {
+    /// The host's log id.
+    pub log_id: String,
+    /// Its name.
+    pub host: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// The bundle in force, if any.
+    pub serial: Option<u64>,
+    /// Its digest.
+    pub digest: Option<String>,
+    /// When it expires.
+    pub expires_at: Option<String>,
+    /// When the database last answered.
+    pub fetched_at: Option<String>,
+    /// The last bundle refused and why (JSON).
+    pub refusal: Option<String>,
+}
+
+/// Where signed policy bundles are published (the fleet database).
+pub trait BundleSource: Send + Sync + std::fmt::Debug {
+    /// Where it reads from, without secrets.
+    fn target(&self) -> String;
+    /// The newest bundle, by the database's account, with a serial above `after` for a host
+    /// with `labels` (the core checks what it really is).
+    fn newest<'a>(&'a self, after: u64, labels: &'a [String]) -> Sending<'a, Option<FetchedBundle>>;
+    /// Records what this host runs.
+    fn report<'a>(&'a self, host: &'a HostPolicy) -> Sending<'a>;
+    /// Returns when the database announces a new bundle, or after `at_most`.
+    fn wait<'a>(&'a self, at_most: std::time::Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}

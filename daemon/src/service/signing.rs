@@ -111,19 +111,24 @@ impl Statement {
 
 /// Checks an armored SSH signature of `message` in [`NAMESPACE`]: the signer's public key.
 pub fn verify_sshsig(armored: &str, message: &[u8]) -> Result<[u8; 32], String> {
+    verify_sshsig_in(NAMESPACE, armored, message)
+}
+
+/// Checks an armored SSH signature of `message` in `namespace`: the signer's public key.
+pub fn verify_sshsig_in(namespace: &str, armored: &str, message: &[u8]) -> Result<[u8; 32], String> {
     let sig = sshsig::parse_armored(armored).map_err(|e| e.to_string())?;
-    if sig.namespace != NAMESPACE {
-        return Err(format!("the signature is for namespace `{}`, not `{NAMESPACE}`", sig.namespace));
+    if sig.namespace != namespace {
+        return Err(format!("the signature is for namespace `{}`, not `{namespace}`", sig.namespace));
     }
     let digest = match sig.hash_algorithm.as_str() {
         "sha512" => sha2::Sha512::digest(message).to_vec(),
         _ => sha2::Sha256::digest(message).to_vec(),
     };
-    let data = sshsig::signed_data(NAMESPACE, &sig.hash_algorithm, &digest);
+    let data = sshsig::signed_data(namespace, &sig.hash_algorithm, &digest);
     let key = VerifyingKey::from_bytes(&sig.public_key)
         .map_err(|_| "the signer's key is not a valid Ed25519 key")?;
     key.verify_strict(&data, &Signature::from_bytes(&sig.signature))
-        .map_err(|_| "the signature does not match the statement".to_owned())?;
+        .map_err(|_| "the signature does not match the signed text".to_owned())?;
     Ok(sig.public_key)
 }
 

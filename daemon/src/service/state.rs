@@ -36,6 +36,18 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
     Ok(crate::policy::compile(&path.display().to_string(), &text)?)
 }
 
+/// The policy of a host that takes signed bundles: the last good bundle in `dir` (checked
+/// again), else the empty policy that denies every call.
+pub fn load_bundled(
+    dir: &Path,
+    keys: &[[u8; 32]],
+) -> Result<(Policy, Option<super::bundle::BundleInfo>), PolicyFileError> {
+    match super::bundle::load_last_good(dir, keys)? {
+        Some((policy, info)) => Ok((policy, Some(info))),
+        None => Ok((crate::policy::compile("no bundle yet", super::bundle::NO_BUNDLE_YET)?, None)),
+    }
+}
+
 /// A compiled policy and where it came from.
 #[derive(Debug)]
 pub struct Loaded {
@@ -43,6 +55,8 @@ pub struct Loaded {
     pub policy: Policy,
     /// When it was loaded (RFC 3339).
     pub loaded_at: String,
+    /// The signed bundle it came from (`--policy-from postgres`).
+    pub bundle: Option<super::bundle::BundleInfo>,
 }
 
 /// Limits and settings of the socket server.
@@ -116,6 +130,10 @@ impl Counts {
 pub struct State {
     /// The policy file being served.
     pub policy_path: PathBuf,
+    /// Signed policy bundles from the fleet database (`--policy-from postgres`), if so.
+    pub bundle: Option<super::bundle::BundleConfig>,
+    /// What the bundle fetcher has seen.
+    pub bundle_progress: std::sync::Mutex<super::bundle::Progress>,
     /// The policy in force.
     pub policy: ArcSwap<Loaded>,
     /// The last reload error (`path:line:column: message`), cleared by a successful load.
@@ -221,17 +239,25 @@ impl State {
 
     async fn reload_inner(&self) -> Result<String, PolicyFileError> {
         let path = self.policy_path.clone();
-        let compiled = tokio::task::spawn_blocking(move || load_policy(&path)).await.unwrap_or_else(|e| {
+        let bundled = self.bundle.as_ref().map(|b| (b.dir.clone(), b.keys.clone()));
+        let compiled = tokio::task::spawn_blocking(move || match bundled {
+            // From signed bundles: the last good one kept on disk, checked again.
+            Some((dir, keys)) => load_bundled(&dir, &keys),
+            None => load_policy(&path).map(|p| (p, None)),
+        })
+        .await
+        .unwrap_or_else(|e| {
             Err(PolicyFileError::Read { path: self.policy_path.clone(), source: std::io::Error::other(e) })
         });
         match compiled {
-            Ok(policy) => {
+            Ok((policy, bundle)) => {
                 let hash = policy.hash.clone();
                 let changed = self.policy.load().policy.hash != hash;
                 let n_rules = policy.n_rules();
                 self.policy.store(Arc::new(Loaded {
                     policy,
                     loaded_at: crate::log::entry::rfc3339(crate::log::entry::now_ms()),
+                    bundle,
                 }));
                 self.last_error.store(Arc::new(None));
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -279,6 +305,7 @@ impl State {
             "loaded_at": loaded.loaded_at,
             "reloads": self.reloads.load(Ordering::Relaxed),
             "last_error": **self.last_error.load(),
+            "bundle": self.bundle_status(),
         })
     }
 
