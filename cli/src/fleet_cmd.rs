@@ -328,7 +328,8 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             FleetCommand::InitDb(_) => {
                 client.batch_execute(fleet_pg::SCHEMA).await.map_err(|e| anyhow!("{e}"))?;
                 println!(
-                    "ok: the faramesh_hosts, faramesh_entries and faramesh_checkpoints tables are there"
+                    "ok: the fleet's tables are there (faramesh_hosts, faramesh_entries, faramesh_checkpoints, \
+                     faramesh_approval_decisions, faramesh_policy_bundles, faramesh_host_policy)"
                 );
                 return Ok(ExitCode::SUCCESS);
             }

@@ -171,4 +171,12 @@ def test_init_db_creates_the_tables(pg: Postgres) -> None:
     out = fleet(pg, "init-db")
     assert out.returncode == 0, out.stderr
     assert "faramesh_entries" in out.stdout
-    assert pg.sql("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'faramesh_%'") == "4"
+    tables = pg.sql("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_name LIKE 'faramesh_%'")
+    assert tables.split(",") == [
+        "faramesh_approval_decisions",
+        "faramesh_checkpoints",
+        "faramesh_entries",
+        "faramesh_host_policy",
+        "faramesh_hosts",
+        "faramesh_policy_bundles",
+    ], tables
