@@ -525,3 +525,46 @@ def test_screenshots(dev: Dev, session: tuple[BrowserContext, Page]) -> None:
         (SHOTS / f"{n}.png").stat().st_size > 10_000
         for n in ("table-light", "table-dark", "drawer-light", "drawer-dark")
     )
+
+
+def test_the_header_says_loudly_when_no_signed_policy_bundle_is_in_force(browser: Browser) -> None:
+    # A host that takes its policy from signed bundles and has never reached its fleet database:
+    # every call is denied, and the header says why in red.
+    with tempfile.TemporaryDirectory(prefix="fm-dash-bundle-") as tmp:
+        root = Path(tmp)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "publisher")], check=True)
+        port = free_port()
+        socket = str(root / "f.sock")
+        log = open(root / "daemon.log", "w+")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                BIN, "serve", "--socket", socket, "--state-dir", str(root / "state"),
+                "--listen", f"127.0.0.1:{port}",
+                "--postgres", "postgres://faramesh@127.0.0.1:9/nowhere",
+                "--policy-from", "postgres", "--policy-key", str(root / "publisher.pub"),
+            ],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1", "FARAMESH_APPROVER_TOKEN": "t" * 32},
+        )
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+        try:
+            deadline = time.time() + 30
+            link = None
+            while link is None:
+                out = subprocess.run([BIN, "dashboard", "--socket", socket], capture_output=True, text=True, check=False)
+                found = re.search(r"(http://127\.0\.0\.1:\d+/login/[0-9a-f]+)", out.stdout)
+                link = found.group(1) if found else None
+                assert link or time.time() < deadline, out.stdout + out.stderr + (root / "daemon.log").read_text()
+                time.sleep(0.1)
+            page = context.new_page()
+            page.goto(link)
+            expect(page.locator("#main")).to_be_visible()
+            expect(page.locator("#bundle")).to_be_visible()
+            expect(page.locator("#bundle-text")).to_contain_text("no signed policy bundle has been received yet")
+            expect(page.locator("#bundle-label")).to_have_class(re.compile(r"\bbad\b"))
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "no-policy-bundle-light.png"))
+        finally:
+            context.close()
+            proc.terminate()
+            proc.wait(timeout=20)
+            log.close()

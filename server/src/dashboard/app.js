@@ -206,6 +206,17 @@ async function loadOverview() {
     const notes = [o.notice, o.anonymous_agents ? "agents may call without a token (loopback)" : null].filter(Boolean);
     $("mode").hidden = notes.length === 0;
     $("mode-text").textContent = notes.join("; ");
+    // A policy from signed bundles: which one, and loudly when it is stale or missing.
+    const b = p.bundle;
+    $("bundle").hidden = !b;
+    if (b) {
+      $("bundle-label").className = b.warning ? "label bad" : "label";
+      $("bundle-text").className = b.warning ? "bad" : "";
+      $("bundle-text").textContent = b.warning
+        ? b.warning
+        : `${b.serial} (${(b.digest || "").slice(0, 12)}) until ${fmtTime(b.expires_at)}`;
+      $("bundle-text").title = b.digest || "";
+    }
     $("policy-error").hidden = !p.last_error;
     $("policy-error-text").textContent = p.last_error || "";
     // The kill switch: every call (of some agents, or all) is denied until an approver lifts it.
