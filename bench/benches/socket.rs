@@ -170,6 +170,7 @@ fn main() {
         kill_file: None,
         fleet_queue: None,
         bundle: None,
+        fleet_counter: None,
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

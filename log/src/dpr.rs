@@ -86,6 +86,10 @@ pub struct DecisionRecord {
     /// policy from bundles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_bundle: Option<Value>,
+    /// How each fleet-scoped rate limit or budget was counted: `{limit, counted: fleet|host|unavailable,
+    /// why?}` (only when one applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<Value>,
     /// `faramesh/<version>` of the daemon that decided.
     pub runtime_version: String,
     /// Who asked.
@@ -163,6 +167,7 @@ impl DecisionRecord {
             risk_level: decision.risk_level,
             policy_hash: decision.policy_hash.clone(),
             policy_bundle: None,
+            limits: Vec::new(),
             runtime_version: RUNTIME_VERSION.into(),
             caller,
             session_id: call.session_id.clone(),

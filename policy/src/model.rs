@@ -273,7 +273,28 @@ pub struct RateLimit {
     pub count: u32,
     /// Window length in seconds.
     pub per_seconds: u64,
+    /// Counted on this host, or across the fleet.
+    pub scope: LimitScope,
 }
+
+/// Where a rate limit or budget is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// On this host (the default).
+    #[default]
+    Host,
+    /// In the fleet database, shared by every host (`scope: fleet`).
+    Fleet {
+        /// With the database unreachable: count on this host (`on_unavailable: local`) rather
+        /// than deny (`deny`, the default).
+        local_when_unavailable: bool,
+        /// Units taken from the database at a time (`lease`, default 1).
+        lease: u32,
+    },
+}
+
+/// The most units a host leases at a time.
+pub const MAX_LEASE: i64 = 10_000;
 
 /// How long a budget period lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +330,8 @@ pub struct Budget {
     pub per: Period,
     /// DENY or DEFER once the budget is used up.
     pub on_exceed: Effect,
+    /// Counted on this host, or across the fleet.
+    pub scope: LimitScope,
 }
 
 /// Who may approve (`approvals.approvers`), or report MCP tool listings (`mcp.gateways`): a

@@ -89,6 +89,8 @@ pub struct Config {
     pub fleet_queue: Option<std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>>,
     /// Signed policy bundles instead of a policy file (`--policy-from postgres`).
     pub bundle: Option<faramesh_daemon::service::bundle::BundleConfig>,
+    /// Counters shared by the fleet, for `scope: fleet` limits (`--postgres`).
+    pub fleet_counter: Option<std::sync::Arc<dyn faramesh_daemon::service::outbound::FleetCounter>>,
 }
 
 /// Why the daemon could not start.
@@ -163,6 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         kill_file: config.kill_file.clone(),
         fleet_queue: config.fleet_queue.clone(),
         bundle: config.bundle.clone(),
+        fleet_counter: config.fleet_counter.clone(),
     })?;
     // Sockets passed by systemd socket activation are used as they are; otherwise bind.
     let mut activated_unix = None;

@@ -18,7 +18,7 @@ use faramesh_daemon::service::outbound::{Batch, Export, Exporter, Sending};
 pub use compare::{Comparison, NotOtlp, compare, otlp_file_records};
 pub use otlp::otlp_body;
 pub use otlp_env::{Otlp, OtlpSettingError};
-pub use queue::{CHANNEL, POLICY_CHANNEL, PostgresBundles, PostgresQueue};
+pub use queue::{CHANNEL, POLICY_CHANNEL, PostgresBundles, PostgresCounter, PostgresQueue};
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);

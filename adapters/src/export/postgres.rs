@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS faramesh_policy_bundles (
     signature    text NOT NULL,
     published_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS faramesh_fleet_counters (
+    key         text PRIMARY KEY,
+    used        bigint NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS faramesh_host_policy (
     log_id      text PRIMARY KEY,
     host        text NOT NULL,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use faramesh_daemon::service::outbound::{
-    BundleSource, DecisionQueue, FetchedBundle, HostPolicy, Sending, SignedDecision,
+    BundleSource, DecisionQueue, FetchedBundle, FleetCounter, HostPolicy, Sending, SignedDecision,
 };
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
@@ -294,6 +294,67 @@ impl DecisionQueue for PostgresQueue {
                 }
                 None => tokio::time::sleep(at_most).await,
             }
+        })
+    }
+}
+
+/// Counters shared by the fleet (`scope: fleet` rate limits and budgets), one row per agent,
+/// limit and window in `faramesh_fleet_counters`, taken from in a transaction that locks the row.
+#[derive(Debug)]
+pub struct PostgresCounter {
+    url: String,
+    conn: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl PostgresCounter {
+    /// Counts in the database at `url`.
+    pub fn new(url: &str) -> PostgresCounter {
+        PostgresCounter { url: url.to_owned(), conn: tokio::sync::Mutex::new(None) }
+    }
+}
+
+impl FleetCounter for PostgresCounter {
+    fn target(&self) -> String {
+        postgres::redacted(&self.url)
+    }
+
+    fn take<'a>(&'a self, key: &'a str, limit: u64, want: u64, expires_ms: u64) -> Sending<'a, u64> {
+        Box::pin(async move {
+            let mut conn = self.conn.lock().await;
+            let taken = timed(async {
+                let client = match conn.as_mut() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => {
+                        let c = postgres::connect(&self.url).await?;
+                        c.batch_execute(postgres::SCHEMA).await?;
+                        conn.insert(c)
+                    }
+                };
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let want = i64::try_from(want).unwrap_or(i64::MAX);
+                let expires = crate::log::entry::rfc3339(expires_ms);
+                let tx = client.transaction().await?;
+                tx.execute(
+                    "INSERT INTO faramesh_fleet_counters (key, used, expires_at) VALUES ($1, 0, $2::text::timestamptz)
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&key, &expires],
+                )
+                .await?;
+                let used: i64 =
+                    tx.query_one("SELECT used FROM faramesh_fleet_counters WHERE key = $1 FOR UPDATE", &[&key]).await?.get(0);
+                let granted = want.min((limit - used).max(0));
+                if granted > 0 {
+                    tx.execute("UPDATE faramesh_fleet_counters SET used = used + $2 WHERE key = $1", &[&key, &granted])
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(u64::try_from(granted).unwrap_or(0))
+            })
+            .await;
+            if taken.is_err() {
+                *conn = None;
+            }
+            taken.map_err(Into::into)
         })
     }
 }

@@ -299,6 +299,10 @@ pub(super) fn config_of(args: &ServeArgs, policy: PathBuf) -> Result<Config> {
                 as std::sync::Arc<dyn faramesh_daemon::service::outbound::DecisionQueue>
         }),
         bundle: None,
+        fleet_counter: args.postgres.as_deref().filter(|u| !u.is_empty()).map(|url| {
+            std::sync::Arc::new(faramesh_adapters::export::PostgresCounter::new(url))
+                as std::sync::Arc<dyn faramesh_daemon::service::outbound::FleetCounter>
+        }),
     })
 }
 

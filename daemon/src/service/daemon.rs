@@ -49,6 +49,8 @@ pub struct Options {
     pub fleet_queue: Option<Arc<dyn super::outbound::DecisionQueue>>,
     /// Signed policy bundles instead of a policy file (`--policy-from postgres`).
     pub bundle: Option<super::bundle::BundleConfig>,
+    /// Counters shared by the fleet, for `scope: fleet` limits (`--postgres`).
+    pub fleet_counter: Option<Arc<dyn super::outbound::FleetCounter>>,
 }
 
 /// Why the core could not open.
@@ -170,6 +172,8 @@ impl Daemon {
             recent,
             signed_refusals: Default::default(),
             fleet_queue: Default::default(),
+            leases: Default::default(),
+            fleet_counter: options.fleet_counter.clone(),
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations: Arc::new(destinations),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::approvals::Approval;
 use super::{
     BUDGET_CACHE_ENTRIES, CallRequest, ErrorKind, Identity, Service, ServiceError, approvals, authz, claims,
-    limits, notify,
+    fleet_limits, limits, notify,
 };
 use crate::log::{StateWrites, dpr, entry};
 use crate::permit::Permit;
@@ -46,6 +46,10 @@ pub(super) struct Staged {
     pub(super) decision: Decision,
     pub(super) writes: Option<StateWrites>,
     pub(super) not_applied: Vec<&'static str>,
+    /// How each fleet-scoped limit was counted (the DPR's `limits`).
+    pub(super) limits: Vec<Value>,
+    /// The fleet counters whose reserved unit the call spent.
+    pub(super) spent: Vec<String>,
 }
 
 impl GovernReply {
@@ -212,6 +216,7 @@ impl Service {
     /// Records a decision and turns it into the reply: DENY `INTERNAL_ERROR` (no action id) when
     /// the entry cannot be committed. `approval` (a new pending one) is added to the book once
     /// committed.
+    #[allow(clippy::too_many_arguments, reason = "each is a distinct part of the one entry written")]
     pub(super) async fn record(
         &self,
         call: &Call,
@@ -220,6 +225,7 @@ impl Service {
         approval_ref: Option<&str>,
         new_approval: Option<Approval>,
         writes: Option<StateWrites>,
+        limits: Vec<Value>,
     ) -> GovernReply {
         let started = std::time::Instant::now();
         // The last check: a PERMIT without its provenance is refused, never recorded as one.
@@ -234,6 +240,10 @@ impl Service {
             approval_ref.or(approval_id.as_deref()),
             self.state.log.redact_keys(),
         );
+        // How fleet-scoped limits were counted: in the fleet database, on this host, or not at all.
+        if !limits.is_empty() {
+            body.insert("limits".into(), Value::Array(limits));
+        }
         // The signed bundle the deciding policy came from.
         {
             let loaded = self.state.policy.load();
@@ -356,10 +366,12 @@ impl Service {
         req: &CallRequest,
         who: &Identity,
         mode: Mode,
+        reserved: Option<&fleet_limits::Reserved>,
     ) -> Staged {
         let call = &req.call;
         let decision = self.policy_decision(policy, req);
-        let mut out = Staged { decision, writes: None, not_applied: Vec::new() };
+        let mut out =
+            Staged { decision, writes: None, not_applied: Vec::new(), limits: Vec::new(), spent: Vec::new() };
         let refused_early =
             matches!(out.decision.reason_code, ReasonCode::InvalidRequest | ReasonCode::ProfileDisallowsTool);
         if refused_early {
@@ -423,8 +435,74 @@ impl Service {
         let Some(profile) = policy.agents.get(&call.agent_id) else {
             return out;
         };
-        // rate_limit
-        if let Err(hit) = self.state.rate.check(profile, call, mode == Mode::Apply, self.clock.monotonic()) {
+        // rate_limit: fleet-scoped limits from the units this host holds, then the host's own.
+        let now_ms = reserved.map_or_else(|| self.clock.now_ms(), fleet_limits::Reserved::at_ms);
+        let mut local_fallback: Vec<String> = Vec::new();
+        for limit in
+            profile.rate_limits.iter().filter(|l| l.tool.matches(&call.tool) && l.op.matches(&call.operation))
+        {
+            let (Some(c), policy::LimitScope::Fleet { local_when_unavailable, .. }) =
+                (fleet_limits::rate_counter(profile, limit, now_ms), limit.scope)
+            else {
+                continue;
+            };
+            let name = format!("agents.{}.rate_limit.{}", profile.name, limit.key);
+            match self.fleet_unit(reserved, &c.key) {
+                fleet_limits::Outcome::Counted => {
+                    out.limits.push(fleet_limits::note(&name, "fleet", None));
+                    out.spent.push(c.key.clone());
+                }
+                fleet_limits::Outcome::Unavailable if local_when_unavailable => {
+                    out.limits.push(fleet_limits::note(
+                        &name,
+                        "host",
+                        Some("the fleet database is unreachable (on_unavailable: local)"),
+                    ));
+                    local_fallback.push(limit.key.clone());
+                }
+                _ if mode == Mode::DryRun => out.not_applied.push("rate_limit"),
+                fleet_limits::Outcome::Exceeded => {
+                    let retry = c.ends_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+                    let reason = format!(
+                        "fleet rate limit `{}` exceeded for agent `{}` across every host; retry in {retry} s",
+                        limit.key, profile.name
+                    );
+                    out.limits.push(fleet_limits::note(&name, "fleet", None));
+                    out.decision = deny_with(
+                        out.decision,
+                        ReasonCode::RateExceeded,
+                        reason,
+                        Some(format!("agents.{}.rate_limit", profile.name)),
+                        Some(Resolution::RetryAfter { retry_after_seconds: retry }),
+                    );
+                    return out;
+                }
+                fleet_limits::Outcome::Unavailable => {
+                    let reason = format!(
+                        "fleet rate limit `{}` of agent `{}` cannot be counted: the fleet database is unreachable (on_unavailable: deny)",
+                        limit.key, profile.name
+                    );
+                    out.limits.push(fleet_limits::note(
+                        &name,
+                        "unavailable",
+                        Some("the fleet database is unreachable (on_unavailable: deny)"),
+                    ));
+                    out.decision = deny_with(
+                        out.decision,
+                        ReasonCode::RateExceeded,
+                        reason,
+                        Some(format!("agents.{}.rate_limit", profile.name)),
+                        Some(Resolution::RetryAfter { retry_after_seconds: 1 }),
+                    );
+                    return out;
+                }
+            }
+        }
+        let host_counted =
+            |l: &policy::RateLimit| l.scope == policy::LimitScope::Host || local_fallback.contains(&l.key);
+        if let Err(hit) =
+            self.state.rate.check(profile, call, mode == Mode::Apply, self.clock.monotonic(), host_counted)
+        {
             let reason = format!(
                 "rate limit `{}` exceeded for agent `{}`; retry in {} s",
                 hit.key, profile.name, hit.retry_after_seconds
@@ -446,9 +524,59 @@ impl Service {
         }
         // budget
         if let Some(budget) = &profile.budget {
-            match self.budget_check(profile, budget, call, mode == Mode::Apply) {
-                Ok(w) if mode == Mode::Apply => out.writes = Some(w),
-                Ok(_) => out.not_applied.push("budget"),
+            let name = format!("agents.{}.budget", profile.name);
+            let fleet = match (budget.scope, fleet_limits::budget_counter(profile, call, now_ms)) {
+                (policy::LimitScope::Fleet { local_when_unavailable, .. }, Some(c)) => {
+                    let o = self.fleet_unit(reserved, &c.key);
+                    if o == fleet_limits::Outcome::Counted {
+                        out.spent.push(c.key);
+                    }
+                    Some((o, local_when_unavailable))
+                }
+                _ => None,
+            };
+            let counted = match fleet {
+                None => self.budget_check(profile, budget, call, mode == Mode::Apply).map(Some),
+                Some((fleet_limits::Outcome::Counted, _)) => {
+                    out.limits.push(fleet_limits::note(&name, "fleet", None));
+                    Ok(None)
+                }
+                Some((fleet_limits::Outcome::Unavailable, true)) => {
+                    out.limits.push(fleet_limits::note(
+                        &name,
+                        "host",
+                        Some("the fleet database is unreachable (on_unavailable: local)"),
+                    ));
+                    self.budget_check(profile, budget, call, mode == Mode::Apply).map(Some)
+                }
+                Some(_) if mode == Mode::DryRun => Ok(None),
+                Some((fleet_limits::Outcome::Exceeded, _)) => {
+                    out.limits.push(fleet_limits::note(&name, "fleet", None));
+                    Err(BudgetRefusal::Exceeded(limits::period_of(budget, call, now_ms).1))
+                }
+                Some((fleet_limits::Outcome::Unavailable, false)) => {
+                    out.limits.push(fleet_limits::note(
+                        &name,
+                        "unavailable",
+                        Some("the fleet database is unreachable (on_unavailable: deny)"),
+                    ));
+                    out.decision = deny_with(
+                        out.decision,
+                        ReasonCode::BudgetExceeded,
+                        format!(
+                            "the fleet budget of agent `{}` cannot be counted: the fleet database is unreachable (on_unavailable: deny)",
+                            profile.name
+                        ),
+                        Some(name),
+                        Some(Resolution::RetryAfter { retry_after_seconds: 1 }),
+                    );
+                    return out;
+                }
+            };
+            match counted {
+                Ok(Some(w)) if mode == Mode::Apply => out.writes = Some(w),
+                Ok(Some(_)) => out.not_applied.push("budget"),
+                Ok(None) => {}
                 Err(BudgetRefusal::Internal(why)) => out.decision = internal_error(out.decision, why),
                 Err(BudgetRefusal::Exceeded(resets_at)) => {
                     let reason = format!(
@@ -477,8 +605,13 @@ impl Service {
         Self::check_agent_binding(who, &req.call.agent_id)?;
         let loaded = self.state.policy.load_full();
         let policy = &loaded.policy;
+        // Units of fleet-scoped limits are reserved (from the fleet database when this host holds
+        // none) before the decision; those the decision did not spend are given back.
+        let reserved = self.lease_fleet_units(policy, &req.call).await;
         let decide_started = std::time::Instant::now();
-        let Staged { decision, writes, .. } = self.run_stages(policy, &req, who, Mode::Apply);
+        let Staged { decision, writes, limits: counted, spent, .. } =
+            self.run_stages(policy, &req, who, Mode::Apply, Some(&reserved));
+        self.give_back(reserved, &spent);
         self.state.metrics.observe_decide(decide_started.elapsed());
         let CallRequest { call, approval_id: resume, .. } = req;
         // An approval resumes a call the policy would still defer (or permit), never one it now
@@ -532,11 +665,11 @@ impl Service {
             // even if the caller goes away, so a committed approval is never missing from memory.
             let (svc, who) = (self.clone(), who.clone());
             return claims::detached(async move {
-                Ok(svc.record(&call, decision, &who, None, approval, writes).await)
+                Ok(svc.record(&call, decision, &who, None, approval, writes, counted).await)
             })
             .await;
         }
-        Ok(self.record(&call, decision, who, None, approval, writes).await)
+        Ok(self.record(&call, decision, who, None, approval, writes, counted).await)
     }
 
     /// The same decision as [`Service::govern`], through the same stages, written nowhere: what
@@ -547,7 +680,7 @@ impl Service {
         let loaded = self.state.policy.load_full();
         let started = std::time::Instant::now();
         let Staged { decision, mut not_applied, .. } =
-            self.run_stages(&loaded.policy, req, who, Mode::DryRun);
+            self.run_stages(&loaded.policy, req, who, Mode::DryRun, None);
         self.state.metrics.observe_decide(started.elapsed());
         let decision = crate::permit::checked(decision);
         if decision.effect == Effect::Defer && req.approval_id.is_none() {
@@ -637,7 +770,8 @@ impl Service {
                         // Not applied: the approval stays as it was and the call is refused.
                         Err(e) => (internal_error(decision, e.message), None, None),
                     };
-                let reply = svc.record(&call, decision, &who, Some(&approval_id), None, writes).await;
+                let reply =
+                    svc.record(&call, decision, &who, Some(&approval_id), None, writes, Vec::new()).await;
                 let committed = reply.action_id.is_some();
                 (used.filter(|_| committed), reply)
             })
@@ -653,10 +787,19 @@ impl Service {
                     None,
                     None,
                 );
-                self.record(call, d, who, Some(approval_id), None, None).await
+                self.record(call, d, who, Some(approval_id), None, None, Vec::new()).await
             }
             Err(e) => {
-                self.record(call, internal_error(base, e.message), who, Some(approval_id), None, None).await
+                self.record(
+                    call,
+                    internal_error(base, e.message),
+                    who,
+                    Some(approval_id),
+                    None,
+                    None,
+                    Vec::new(),
+                )
+                .await
             }
         }
     }

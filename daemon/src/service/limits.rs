@@ -35,11 +35,18 @@ impl RateLimiter {
     /// Takes one token from every limit of `profile` that matches the call (only looks when
     /// `take` is false), or reports the first limit without a token (taking nothing). Buckets
     /// refill by the time passed since their last look, `now` being this one's.
-    pub fn check(&self, profile: &Profile, call: &Call, take: bool, now: Instant) -> Result<(), RateHit> {
+    pub fn check(
+        &self,
+        profile: &Profile,
+        call: &Call,
+        take: bool,
+        now: Instant,
+        include: impl Fn(&crate::policy::RateLimit) -> bool,
+    ) -> Result<(), RateHit> {
         let matching: Vec<_> = profile
             .rate_limits
             .iter()
-            .filter(|l| l.tool.matches(&call.tool) && l.op.matches(&call.operation))
+            .filter(|l| l.tool.matches(&call.tool) && l.op.matches(&call.operation) && include(l))
             .collect();
         if matching.is_empty() {
             return Ok(());

@@ -23,6 +23,7 @@ mod doors;
 pub mod editing;
 mod error;
 pub mod fleet;
+pub mod fleet_limits;
 mod govern;
 pub mod grants;
 mod identity;
@@ -179,6 +180,8 @@ mod tests {
             recent: Default::default(),
             signed_refusals: Default::default(),
             fleet_queue: Default::default(),
+            leases: Default::default(),
+            fleet_counter: None,
             outbox: Default::default(),
             outbox_wake: Default::default(),
             destinations,

@@ -160,3 +160,13 @@ pub trait BundleSource: Send + Sync + std::fmt::Debug {
     /// Returns when the database announces a new bundle, or after `at_most`.
     fn wait<'a>(&'a self, at_most: std::time::Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
+
+/// Counters shared by every host (the fleet database): rate limits and budgets with `scope:
+/// fleet`.
+pub trait FleetCounter: Send + Sync + std::fmt::Debug {
+    /// Where it counts, without secrets.
+    fn target(&self) -> String;
+    /// Takes up to `want` units of counter `key` (at most `limit` in all, the counter ending at
+    /// `expires_ms`), atomically: how many it got (0 when the limit is reached).
+    fn take<'a>(&'a self, key: &'a str, limit: u64, want: u64, expires_ms: u64) -> Sending<'a, u64>;
+}

@@ -176,6 +176,10 @@ pub struct State {
     pub kill: super::kill::KillSwitch,
     /// What each session and agent did before (for `after:` conditions).
     pub recent: super::sequence::Recent,
+    /// Units of fleet-scoped limits this host holds.
+    pub leases: super::fleet_limits::Leases,
+    /// The fleet database's counters (`--postgres`), for `scope: fleet` limits.
+    pub fleet_counter: Option<Arc<dyn super::outbound::FleetCounter>>,
     /// What the fleet queue's reader has seen (`status`'s `fleet_queue`).
     pub fleet_queue: super::fleet::queue::QueueStatus,
     /// How many refused signed statements each approval has had recorded (bounded).

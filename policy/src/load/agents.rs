@@ -6,7 +6,7 @@ use faramesh_proto::{Effect, is_identifier};
 use serde_json::{Map, Value, json};
 
 use super::{Entries, Loader, PolicyError};
-use crate::model::{Budget, NamePat, Period, Profile, RateLimit, RuleSet};
+use crate::model::{Budget, LimitScope, NamePat, Period, Profile, RateLimit, RuleSet};
 use crate::yaml::{Kind, Node};
 
 impl Loader<'_> {
@@ -99,7 +99,18 @@ impl Loader<'_> {
                     format!("`rate_limit` key `{}` must be `tool/operation` (globs allowed)", key.name),
                 ));
             }
-            let text = self.string(value, "a `rate_limit` value")?;
+            // `"10/minute"`, or `{limit: "10/minute", scope: fleet, on_unavailable: deny, lease: 1}`.
+            let (text, scope, scope_norm) = match &value.kind {
+                Kind::Map(m) => {
+                    self.check_keys(m, &["limit", "scope", "on_unavailable", "lease"], "rate_limit")?;
+                    let limit = m.iter().find(|(k, _)| k.name == "limit").ok_or_else(|| {
+                        self.err(value.pos, "a `rate_limit` map needs `limit` (`10/minute`)")
+                    })?;
+                    let (scope, norm) = self.scope(m)?;
+                    (self.string(&limit.1, "`limit`")?, scope, norm)
+                }
+                _ => (self.string(value, "a `rate_limit` value")?, LimitScope::Host, Value::Null),
+            };
             let parsed = text.split_once('/').and_then(|(count, unit)| {
                 let count: u32 = count.trim().parse().ok().filter(|c| *c > 0)?;
                 let per_seconds = match unit.trim() {
@@ -119,13 +130,22 @@ impl Loader<'_> {
                     ),
                 ));
             };
-            norm.insert(key.name.clone(), json!(format!("{count}/{per_seconds}s")));
+            let limit_norm = json!(format!("{count}/{per_seconds}s"));
+            norm.insert(
+                key.name.clone(),
+                if scope_norm.is_null() {
+                    limit_norm
+                } else {
+                    json!({"limit": limit_norm, "scope": scope_norm})
+                },
+            );
             out.push(RateLimit {
                 key: key.name.clone(),
                 tool: NamePat::new(tool_text),
                 op: NamePat::new(op_text),
                 count,
                 per_seconds,
+                scope,
             });
         }
         Ok((out, Value::Object(norm)))
@@ -176,6 +196,7 @@ impl Loader<'_> {
                 _ => {}
             }
         }
+        let (scope, scope_norm) = self.scope(entries)?;
         let Some(max_calls) = max_calls else {
             return Err(self.err(node.pos, "`budget` has no `max_calls`"));
         };
@@ -185,11 +206,71 @@ impl Loader<'_> {
             Period::Day => "day",
             Period::Week => "week",
         };
-        let norm = json!({"max_calls": max_calls, "per": per_name, "on_exceed": on_exceed.as_str()});
-        Ok((Budget { max_calls, per, on_exceed }, norm))
+        let mut norm = json!({"max_calls": max_calls, "per": per_name, "on_exceed": on_exceed.as_str()});
+        if !scope_norm.is_null()
+            && let Value::Object(m) = &mut norm
+        {
+            m.insert("scope".into(), scope_norm);
+        }
+        Ok((Budget { max_calls, per, on_exceed, scope }, norm))
+    }
+
+    /// `scope: host|fleet`, with `on_unavailable: deny|local` and `lease: N` for the fleet.
+    fn scope(&self, entries: &Entries) -> Result<(LimitScope, Value), PolicyError> {
+        let get = |name: &str| entries.iter().find(|(k, _)| k.name == name);
+        let fleet = match get("scope") {
+            None => false,
+            Some((_, v)) => match self.string(v, "`scope`")?.as_str() {
+                "host" => false,
+                "fleet" => true,
+                other => {
+                    return Err(self.err(
+                        v.pos,
+                        format!("unknown `scope` `{other}`: expected `host` (the default) or `fleet`"),
+                    ));
+                }
+            },
+        };
+        if !fleet {
+            for name in ["on_unavailable", "lease"] {
+                if let Some((k, _)) = get(name) {
+                    return Err(self.err(k.pos, format!("`{name}` goes with `scope: fleet`")));
+                }
+            }
+            return Ok((LimitScope::Host, Value::Null));
+        }
+        let local_when_unavailable = match get("on_unavailable") {
+            None => false,
+            Some((_, v)) => match self.string(v, "`on_unavailable`")?.as_str() {
+                "deny" => false,
+                "local" => true,
+                other => {
+                    return Err(self.err(
+                        v.pos,
+                        format!(
+                            "unknown `on_unavailable` `{other}`: expected `deny` (the default) or `local`"
+                        ),
+                    ));
+                }
+            },
+        };
+        let lease = match get("lease") {
+            None => 1,
+            Some((_, v)) => match &v.kind {
+                Kind::Int(n) if (1..=crate::model::MAX_LEASE).contains(n) => *n as u32,
+                _ => {
+                    return Err(self.err(
+                        v.pos,
+                        format!("`lease` must be a whole number from 1 to {}", crate::model::MAX_LEASE),
+                    ));
+                }
+            },
+        };
+        let norm = json!({"scope": "fleet", "on_unavailable": if local_when_unavailable { "local" } else { "deny" }, "lease": lease});
+        Ok((LimitScope::Fleet { local_when_unavailable, lease }, norm))
     }
 }
 
 const PROFILE_KEYS: &[&str] = &["tools", "rules", "rate_limit", "budget", "uid", "description"];
 
-const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed"];
+const BUDGET_KEYS: &[&str] = &["max_calls", "per", "on_exceed", "scope", "on_unavailable", "lease"];
