@@ -329,7 +329,7 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
                 client.batch_execute(fleet_pg::SCHEMA).await.map_err(|e| anyhow!("{e}"))?;
                 println!(
                     "ok: the fleet's tables are there (faramesh_hosts, faramesh_entries, faramesh_checkpoints, \
-                     faramesh_approval_decisions, faramesh_policy_bundles, faramesh_host_policy)"
+                     faramesh_approval_decisions, faramesh_policy_bundles, faramesh_host_policy, faramesh_fleet_counters)"
                 );
                 return Ok(ExitCode::SUCCESS);
             }

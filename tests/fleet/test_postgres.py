@@ -176,6 +176,7 @@ def test_init_db_creates_the_tables(pg: Postgres) -> None:
         "faramesh_approval_decisions",
         "faramesh_checkpoints",
         "faramesh_entries",
+        "faramesh_fleet_counters",
         "faramesh_host_policy",
         "faramesh_hosts",
         "faramesh_policy_bundles",
