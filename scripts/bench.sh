@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|detect|export|http|sdk|hook|soak|all]
+# Benchmarks (not part of CI). Usage: scripts/bench.sh [engine|log|socket|detect|fleet|export|http|sdk|hook|soak|all]
 # (`soak` is not part of `all`: it writes a million decisions; SOAK_N sets how many.)
 # Each prints lines `bench <name> <value> <unit>`.
 set -euo pipefail
@@ -46,6 +46,32 @@ if [ "$what" = "detect" ]; then
     for p in default default-detect; do
         BENCH_POLICY="$PWD/target/bench-tmp/$p.yaml" BENCH_ARGS="$args" BENCH_DIR="$PWD/target/bench-tmp" \
             cargo bench -p faramesh-bench --bench socket 2>/dev/null | grep -E '^bench socket_govern_' | sed "s/^bench /bench $p /"
+    done
+fi
+if [ "$what" = "fleet" ]; then
+    # `socket` with a budget on every agent: counted on the host, then in PostgreSQL (Debian's
+    # server, started here in target/bench-tmp) a unit per call (`lease: 1`) and 100 at a time.
+    mkdir -p target/bench-tmp
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    pgdir="$PWD/target/bench-tmp/pg"; rm -rf "$pgdir"; mkdir -p "$pgdir"
+    as=(); if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; as=(runuser -u postgres --); fi
+    "${as[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U faramesh --no-sync >/dev/null
+    pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -o "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1" -l "$pgdir/log" -w start >/dev/null
+    trap '"${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null' EXIT
+    for scope in host fleet fleet-lease100; do
+        case $scope in
+            host) budget='{ max_calls: 100000000, per: day }' ;;
+            fleet) budget='{ max_calls: 100000000, per: day, scope: fleet }' ;;
+            *) budget='{ max_calls: 100000000, per: day, scope: fleet, lease: 100 }' ;;
+        esac
+        { printf 'version: 1\nagents:\n'
+          for c in $(seq 0 31); do printf '  bench-%s:\n    budget: %s\n' "$c" "$budget"; done
+          printf 'rules:\n  - id: http-get\n    match: { tool: http, op: get }\n    allow: true\n'; } \
+            >"target/bench-tmp/budget-$scope.yaml"
+        BENCH_POLICY="$PWD/target/bench-tmp/budget-$scope.yaml" BENCH_POSTGRES="postgres://faramesh@127.0.0.1:$pgport/postgres" \
+            BENCH_DIR="$PWD/target/bench-tmp" cargo bench -p faramesh-bench --bench socket 2>/dev/null |
+            grep -E '^bench socket_govern_' | sed "s/^bench /bench budget_$scope /"
     done
 fi
 if [ "$what" = "socket" ] || [ "$what" = "all" ]; then

@@ -170,7 +170,11 @@ fn main() {
         kill_file: None,
         fleet_queue: None,
         bundle: None,
-        fleet_counter: None,
+        // `BENCH_POSTGRES=URL` (scripts/bench.sh fleet): `scope: fleet` limits counted there.
+        fleet_counter: std::env::var("BENCH_POSTGRES").ok().map(|url| {
+            std::sync::Arc::new(faramesh_adapters::export::PostgresCounter::new(&url))
+                as std::sync::Arc<dyn faramesh_daemon::service::outbound::FleetCounter>
+        }),
         // `BENCH_OTLP=URL` (scripts/bench.sh export): every entry also shipped over OTLP/HTTP.
         export: std::env::var("BENCH_OTLP")
             .ok()

@@ -216,6 +216,12 @@ pub enum FleetCommand {
     Deny(FleetDecide),
     /// Every host: its last export, the policy bundle it runs, when it last fetched, any refusal.
     Hosts(FleetDb),
+    /// A page on this machine listing every host's waiting calls, to approve or deny them one or
+    /// many at a time, each signed with your SSH key.
+    #[command(
+        after_help = "Example:\n  faramesh fleet serve --as alice          # then open the link it prints"
+    )]
+    Serve(crate::fleet_page::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -300,12 +306,17 @@ pub struct FleetList {
 }
 
 pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
+    let cmd = match cmd {
+        FleetCommand::Serve(args) => return crate::fleet_page::serve(args),
+        other => other,
+    };
     runtime()?.block_on(async move {
         let url = match &cmd {
             FleetCommand::InitDb(db) | FleetCommand::Get { db, .. } => db.url.clone(),
             FleetCommand::List(l) | FleetCommand::Pending(l) => l.db.url.clone(),
             FleetCommand::Approve(d) | FleetCommand::Deny(d) => d.db.url.clone(),
             FleetCommand::Hosts(db) => db.url.clone(),
+            FleetCommand::Serve(_) => return Ok(ExitCode::SUCCESS),
         };
         let mut client = fleet_pg::connect(&url).await.map_err(|e| anyhow!(e))?;
         match cmd {
@@ -335,7 +346,7 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
             }
             FleetCommand::List(l) => fleet_pg::decisions(&client, &filter(l, false)).await,
             FleetCommand::Pending(l) => fleet_pg::decisions(&client, &filter(l, true)).await,
-            FleetCommand::Approve(_) | FleetCommand::Deny(_) | FleetCommand::Hosts(_) => {
+            FleetCommand::Approve(_) | FleetCommand::Deny(_) | FleetCommand::Hosts(_) | FleetCommand::Serve(_) => {
                 return Ok(ExitCode::SUCCESS);
             }
             FleetCommand::Get { id, .. } => {
@@ -417,7 +428,7 @@ pub fn fleet(cmd: FleetCommand, json_out: bool) -> Result<ExitCode> {
 
 /// The one pending DEFER `id` names in the fleet database (an approval id or an action id, or
 /// a prefix of either).
-async fn pending_call(client: &fleet_pg::Client, id: &str) -> Result<Value> {
+pub(crate) async fn pending_call(client: &fleet_pg::Client, id: &str) -> Result<Value> {
     if id.len() < 8 {
         bail!("give 8 or more characters of the approval id (`faramesh fleet pending` shows them)");
     }
@@ -473,7 +484,7 @@ async fn fleet_decide(
     approve: bool,
     json_out: bool,
 ) -> Result<ExitCode> {
-    use faramesh_daemon::service::signing::{MAX_VALID_MS, Statement};
+    use faramesh_daemon::service::signing::MAX_VALID_MS;
     let verb = if approve { "approve" } else { "deny" };
     if !args.sign {
         bail!(
@@ -500,17 +511,7 @@ async fn fleet_decide(
     let mut sent = Vec::new();
     for id in &args.ids {
         let call = pending_call(client, id).await?;
-        let now = now_ms();
-        let st = Statement {
-            host: call["log_id"].as_str().unwrap_or_default().to_owned(),
-            approval: call["approval_id"].as_str().unwrap_or_default().to_owned(),
-            action: call["id"].as_str().unwrap_or_default().to_owned(),
-            request: call["request_hash"].as_str().unwrap_or_default().to_owned(),
-            approve,
-            approver: approver.clone(),
-            signed_ms: now,
-            expires_ms: now + valid_ms,
-        };
+        let st = statement_for(&call, approve, &approver, valid_ms);
         let text = st.text();
         if !json_out {
             eprintln!(
@@ -530,19 +531,8 @@ async fn fleet_decide(
         sent.push((call, st, row));
     }
     // Each host applies what is addressed to it and notes the outcome on the row.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
-    let mut outcomes: Vec<Option<String>> = vec![None; sent.len()];
-    loop {
-        for ((_, _, row), out) in sent.iter().zip(outcomes.iter_mut()) {
-            if out.is_none() {
-                *out = fleet_pg::decision_outcome(client, *row).await.map_err(|e| anyhow!(e))?;
-            }
-        }
-        if outcomes.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let rows: Vec<i64> = sent.iter().map(|(_, _, row)| *row).collect();
+    let outcomes = wait_outcomes(client, &rows, wait_ms).await?;
     let mut refused = false;
     let mut shown = Vec::new();
     for ((call, st, row), out) in sent.iter().zip(&outcomes) {
@@ -698,4 +688,46 @@ async fn fleet_hosts(client: &fleet_pg::Client, json_out: bool) -> Result<ExitCo
         &rows,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The statement approving (or denying) the pending call `call` (its DEFER record from the fleet
+/// database) as `approver`, valid for `valid_ms` from now.
+pub(crate) fn statement_for(
+    call: &Value,
+    approve: bool,
+    approver: &str,
+    valid_ms: u64,
+) -> faramesh_daemon::service::signing::Statement {
+    let now = now_ms();
+    faramesh_daemon::service::signing::Statement {
+        host: call["log_id"].as_str().unwrap_or_default().to_owned(),
+        approval: call["approval_id"].as_str().unwrap_or_default().to_owned(),
+        action: call["id"].as_str().unwrap_or_default().to_owned(),
+        request: call["request_hash"].as_str().unwrap_or_default().to_owned(),
+        approve,
+        approver: approver.to_owned(),
+        signed_ms: now,
+        expires_ms: now + valid_ms,
+    }
+}
+
+/// What each host noted on the queued rows, waiting up to `wait_ms` for all of them.
+pub(crate) async fn wait_outcomes(
+    client: &fleet_pg::Client,
+    rows: &[i64],
+    wait_ms: u64,
+) -> Result<Vec<Option<String>>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut outcomes: Vec<Option<String>> = vec![None; rows.len()];
+    loop {
+        for (row, out) in rows.iter().zip(outcomes.iter_mut()) {
+            if out.is_none() {
+                *out = fleet_pg::decision_outcome(client, *row).await.map_err(|e| anyhow!(e))?;
+            }
+        }
+        if outcomes.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
+            return Ok(outcomes);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

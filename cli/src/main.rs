@@ -12,6 +12,7 @@ mod container_cmd;
 mod daemon_cmd;
 mod demo;
 mod fleet_cmd;
+mod fleet_page;
 mod hook_cmd;
 mod kill_cmd;
 mod log_cmd;
