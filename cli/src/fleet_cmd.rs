@@ -467,6 +467,24 @@ pub(crate) async fn pending_call(client: &fleet_pg::Client, id: &str) -> Result<
             one["host"].as_str().unwrap_or("its host")
         );
     }
+    // What is signed is the request hash; what a person reads is the record in the database,
+    // which anyone with write access could have edited. Sign only when the call shown is the
+    // call the hash names.
+    let shown = faramesh_proto::canonical::request_hash(
+        one["agent_id"].as_str().unwrap_or_default(),
+        one["tool"].as_str().unwrap_or_default(),
+        one["operation"].as_str().unwrap_or_default(),
+        &one["params"],
+        &one["context"],
+    )
+    .ok();
+    if shown.as_deref() != one["request_hash"].as_str() {
+        bail!(
+            "refusing to sign `{id}`: the call the fleet database shows is not the call its request hash names \
+             (its arguments were redacted when it was recorded, or the record was altered since); approve it on its \
+             host, which reads the call from its own log (`faramesh approve ID --sign`)"
+        );
+    }
     Ok(one)
 }
 
@@ -522,6 +540,8 @@ async fn fleet_decide(
                 crate::term::safe(call["agent_id"].as_str().unwrap_or("-")),
                 crate::term::safe(call["rule_id"].as_str().unwrap_or("-")),
             );
+            let args: String = one_line(&call["params"]).chars().take(400).collect();
+            eprintln!("  arguments: {}", crate::term::safe(&args));
             eprint!("signing as {approver}:\n{}", crate::term::safe(&text));
         }
         let signature = crate::ops_cmd::ssh_sign(&text, args.key.as_deref())?;
@@ -730,4 +750,9 @@ pub(crate) async fn wait_outcomes(
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// A JSON value on one line.
+fn one_line(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }

@@ -337,3 +337,90 @@ def test_the_database_down_loses_nothing_and_the_queue_catches_up(pg: Postgres, 
     head = final["log"]["size"]
     assert pg.sql(f"SELECT count(*) FROM faramesh_entries WHERE log_id = '{lid}'") == str(head)
     assert status(h)["fleet_queue"]["applied"] >= 1
+
+
+def test_what_the_database_shows_is_what_is_signed_and_rows_cannot_jam_the_queue(pg: Postgres, keys: Keys, hosts: list[Daemon]) -> None:
+    h = hosts[1]
+    lid = log_id(h)
+    # An agent's call whose arguments hold a NUL: every fleet query still reads the records.
+    t = SocketTransport(h.socket)
+    try:
+        t.govern({**REFUND, "args": {"amount": 1, "memo": "a\u0000b"}})
+    finally:
+        t.close()
+    edited = defer(h, REFUND, 999_999)
+    other = defer(h, REFUND, 12)
+    jammed = defer(h, REFUND, 13)
+    wait_shipped(h)
+    listed = fleet(pg, keys, "pending", "--json")
+    assert listed.returncode == 0, listed.stderr
+
+    # The record is edited to show a small refund: fleet approve refuses to sign it.
+    pg.sql(
+        "UPDATE faramesh_entries SET record = replace(record, '999999', '5') "
+        f"WHERE log_id = '{lid}' AND kind = 'decision' AND approval_id = '{edited['approval_id']}'"
+    )
+    out = fleet(pg, keys, "approve", edited["approval_id"], "--sign", "--as", "alice")
+    assert out.returncode == 1 and "refusing to sign" in out.stderr, out.stdout + out.stderr
+    assert pg.sql(f"SELECT count(*) FROM faramesh_approval_decisions WHERE approval_id = '{edited['approval_id']}'") == "0"
+    # Unedited, it shows the arguments it signs for.
+    out = fleet(pg, keys, "approve", other["approval_id"], "--sign", "--as", "alice")
+    assert out.returncode == 0 and '"amount":12' in out.stderr, out.stdout + out.stderr
+
+    # 300 rows with a signature whose namespace holds NULs, and one with a 10,000-character
+    # approver name, for one approval; then alice's real one for another: it is applied at once.
+    good = statement(lid, jammed, "alice")
+    sig = keys.sign("alice", good)
+    import base64
+
+    body = "".join(line for line in sig.splitlines() if not line.startswith("-----"))
+    blob = base64.b64decode(body).replace(b"faramesh-approval", b"f\x00\x00\x00\x01esh-approval")
+    nul_sig = "-----BEGIN SSH SIGNATURE-----\n" + base64.b64encode(blob).decode() + "\n-----END SSH SIGNATURE-----\n"
+    victim = edited["approval_id"]
+    q = lambda s: "'" + s.replace("'", "''") + "'"  # noqa: E731
+    pg.sql(
+        "INSERT INTO faramesh_approval_decisions (log_id, approval_id, statement, signature) "
+        f"SELECT {q(lid)}, {q(victim)}, {q(statement(lid, edited, 'alice'))}, {q(nul_sig)} FROM generate_series(1, 300)"
+    )
+    long_name = statement(lid, edited, "alice").replace("approver: alice", "approver: " + "x" * 10_000)
+    insert(pg, lid, victim, long_name, keys.sign("carol", long_name))
+    row = insert(pg, lid, jammed["approval_id"], good, sig)
+    assert wait_outcome(pg, row, timeout=30) == "applied: approved"
+    assert resume(h, REFUND, 13, jammed["approval_id"])["effect"] == "PERMIT"
+    wait_shipped(h)
+    recorded = pg.sql(
+        f"SELECT string_agg(record, E'\\n') FROM faramesh_entries WHERE log_id = '{lid}' AND kind = 'approval_refused' "
+        f"AND approval_id = '{victim}'"
+    )
+    assert "\\u0000" not in recorded and "x" * 100 not in recorded, recorded[:500]
+    assert fleet(pg, keys, "list", "--limit", "5").returncode == 0
+    assert approval(h, victim)["status"] == "pending"
+
+
+def test_one_key_is_one_approver_and_a_removed_key_stops_counting(pg: Postgres, keys: Keys, hosts: list[Daemon]) -> None:
+    h = hosts[0]
+    d = defer(h, PAYOUT, 77)
+    wait_shipped(h)
+    lid = log_id(h)
+    bob = statement(lid, d, "bob")
+    row = insert(pg, lid, d["approval_id"], bob, keys.sign("bob", bob))
+    assert wait_outcome(pg, row) == "applied: pending (1 of 2)"
+    # bob's key is removed (carol's listed instead): his signature no longer counts.
+    h.policy.write_text(policy({"alice": keys.public["alice"], "carol": keys.public["carol"]}))
+    deadline = time.time() + 20
+    while status(h)["policy"]["reloads"] < 1:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    alice = statement(lid, d, "alice")
+    row = insert(pg, lid, d["approval_id"], alice, keys.sign("alice", alice))
+    assert wait_outcome(pg, row) == "applied: pending (1 of 2)"
+    assert resume(h, PAYOUT, 77, d["approval_id"])["effect"] == "DEFER"
+    carol = statement(lid, d, "carol")
+    row = insert(pg, lid, d["approval_id"], carol, keys.sign("carol", carol))
+    assert wait_outcome(pg, row) == "applied: approved"
+    assert resume(h, PAYOUT, 77, d["approval_id"])["effect"] == "PERMIT"
+    # One key under two names is refused when the policy is checked.
+    twice = h.dir / "twice.yaml"
+    twice.write_text(policy({"alice": keys.public["alice"], "alice2": keys.public["alice"]}))
+    out = subprocess.run([BIN, "policy", "check", str(twice)], capture_output=True, text=True, check=False)
+    assert out.returncode == 3 and "same `ssh_key`" in (out.stdout + out.stderr), out.stdout + out.stderr

@@ -386,7 +386,9 @@ pub async fn host_row(
 /// `faramesh verify-export postgres` checks): an edited column neither hides a decision nor
 /// changes what is shown. The host is its log's `faramesh_hosts` row.
 pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) -> Result<Vec<Value>, PgError> {
-    const J: &str = "(e.record::jsonb)";
+    // `\u0000` in a record (a NUL an agent sent, kept escaped in the JSON text) is not text
+    // PostgreSQL's jsonb can hold: it is read as U+FFFD, so one record cannot stop every query.
+    const J: &str = r"(replace(e.record, '\u0000', '\ufffd')::jsonb)";
     let mut sql = format!(
         "SELECT h.host, e.log_id, e.seq, e.record FROM faramesh_entries e JOIN faramesh_hosts h USING (log_id)
          WHERE {J}->>'kind' = 'decision'"
@@ -416,11 +418,13 @@ pub async fn decisions(client: &tokio_postgres::Client, filter: &FleetFilter) ->
         add(&mut sql, &format!(" AND starts_with({J}->>'approval_id', ?)"), id.to_ascii_lowercase());
     }
     if filter.pending {
+        const O: &str = r"(replace(o.record, '\u0000', '\ufffd')::jsonb)";
+        const F: &str = r"(replace(f.record, '\u0000', '\ufffd')::jsonb)";
         sql.push_str(&format!(
             " AND {J}->>'effect' = 'DEFER' AND NOT EXISTS (SELECT 1 FROM faramesh_entries o WHERE o.log_id = e.log_id
-              AND (o.record::jsonb)->>'kind' = 'approval' AND (o.record::jsonb)->>'approval_id' = {J}->>'approval_id')
+              AND {O}->>'kind' = 'approval' AND {O}->>'approval_id' = {J}->>'approval_id')
               AND NOT EXISTS (SELECT 1 FROM faramesh_entries f WHERE f.log_id = e.log_id AND f.seq < e.seq
-              AND (f.record::jsonb)->>'kind' = 'decision' AND (f.record::jsonb)->>'approval_id' = {J}->>'approval_id')"
+              AND {F}->>'kind' = 'decision' AND {F}->>'approval_id' = {J}->>'approval_id')"
         ));
     }
     sql.push_str(&format!(" ORDER BY {J}->>'ts' DESC, e.seq DESC LIMIT {}", filter.limit.clamp(1, 10_000)));

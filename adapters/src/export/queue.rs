@@ -24,6 +24,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most rows one read returns.
 const MAX_ROWS: i64 = 500;
+/// The most rows one read returns for one approval.
+const PER_APPROVAL: i64 = 20;
+/// Statements and signatures are read up to one character past what the core accepts.
+const STATEMENT_CUT: i32 = 4097;
+const SIGNATURE_CUT: i32 = 16 * 1024 + 1;
 
 /// Reads the queue of one host's signed decisions.
 #[derive(Debug)]
@@ -215,20 +220,26 @@ impl DecisionQueue for PostgresQueue {
         &'a self,
         log_id: &'a str,
         approvals: &'a [String],
-        after: i64,
+        skip: &'a [i64],
     ) -> Sending<'a, Vec<SignedDecision>> {
         Box::pin(async move {
             let mut conn = self.conn.lock().await;
             let read = timed(async {
                 let l = self.connected(&mut conn, log_id).await?;
                 let approvals = approvals.to_vec();
+                let skip = skip.to_vec();
+                // At most PER_APPROVAL rows for each approval, oldest first; the texts cut past
+                // what a statement or signature may be (the core refuses those).
                 let rows = l
                     .client
                     .query(
-                        "SELECT id, approval_id, statement, signature FROM faramesh_approval_decisions
-                         WHERE log_id = $1 AND approval_id = ANY($2) AND outcome IS NULL AND id > $3
-                         ORDER BY id LIMIT $4",
-                        &[&log_id, &approvals, &after, &MAX_ROWS],
+                        "SELECT id, approval_id, left(statement, $4), left(signature, $5) FROM (
+                           SELECT id, approval_id, statement, signature,
+                                  row_number() OVER (PARTITION BY approval_id ORDER BY id) AS n
+                           FROM faramesh_approval_decisions
+                           WHERE log_id = $1 AND approval_id = ANY($2) AND outcome IS NULL AND NOT (id = ANY($3))
+                         ) t WHERE n <= $6 ORDER BY id LIMIT $7",
+                        &[&log_id, &approvals, &skip, &STATEMENT_CUT, &SIGNATURE_CUT, &PER_APPROVAL, &MAX_ROWS],
                     )
                     .await?;
                 Ok(rows
@@ -249,12 +260,14 @@ impl DecisionQueue for PostgresQueue {
         })
     }
 
-    fn report<'a>(&'a self, row: i64, outcome: &'a str) -> Sending<'a> {
+    fn report<'a>(&'a self, log_id: &'a str, row: i64, outcome: &'a str) -> Sending<'a> {
         Box::pin(async move {
             let mut conn = self.conn.lock().await;
-            let Some(l) = conn.as_ref() else { return Ok(()) };
-            let outcome: String = outcome.chars().take(500).collect();
+            // No control characters (PostgreSQL refuses NUL in text), at most 500 characters.
+            let outcome: String =
+                outcome.chars().map(|c| if c.is_control() { ' ' } else { c }).take(500).collect();
             let done = timed(async {
+                let l = self.connected(&mut conn, log_id).await?;
                 l.client
                     .execute(
                         "UPDATE faramesh_approval_decisions SET outcome = $1, outcome_at = now() WHERE id = $2",

@@ -203,6 +203,21 @@ impl Service {
                     );
                 }
                 let name = sig["approver"].as_str().unwrap_or_default().to_owned();
+                // Only keys the policy in force lists count: a signature by a key removed since
+                // (or listed under another name now) is dropped, and one key counts once.
+                let listed: Vec<String> =
+                    svc.state.policy.load().policy.approvals.keys.iter().map(|k| k.text.clone()).collect();
+                next.signatures.retain(|s| s["key"].as_str().is_some_and(|k| listed.iter().any(|l| l == k)));
+                if let Some(earlier) = next.signatures.iter().find(|s| s["key"] == sig["key"]) {
+                    return (
+                        None,
+                        Err(ServiceError::conflict(format!(
+                            "this key has already signed approval `{id}` (as `{}`): it needs another approver ({})",
+                            earlier["approver"].as_str().unwrap_or("?"),
+                            next.progress()
+                        ))),
+                    );
+                }
                 if next.signers().contains(&name.as_str()) {
                     return (
                         None,

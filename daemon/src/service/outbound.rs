@@ -99,16 +99,17 @@ pub struct SignedDecision {
 pub trait DecisionQueue: Send + Sync + std::fmt::Debug {
     /// Where it reads from, without secrets.
     fn target(&self) -> String;
-    /// The rows for log `log_id` after row `after` that decide one of `approvals`, in order
-    /// (at most a few hundred).
+    /// The rows for log `log_id` that decide one of `approvals` and have no outcome yet, oldest
+    /// first, at most a few per approval (so rows for one approval never hold up another's),
+    /// leaving out the rows in `skip`.
     fn fetch<'a>(
         &'a self,
         log_id: &'a str,
         approvals: &'a [String],
-        after: i64,
+        skip: &'a [i64],
     ) -> Sending<'a, Vec<SignedDecision>>;
     /// Notes on a row what this host did with it (informational: the log keeps the record).
-    fn report<'a>(&'a self, row: i64, outcome: &'a str) -> Sending<'a>;
+    fn report<'a>(&'a self, log_id: &'a str, row: i64, outcome: &'a str) -> Sending<'a>;
     /// Returns when the database announces a decision for `log_id`, or after `at_most`.
     fn wait<'a>(
         &'a self,

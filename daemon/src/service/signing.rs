@@ -68,6 +68,9 @@ impl Statement {
     /// Reads a statement, strictly: the lines in order, nothing else, and the text must be
     /// exactly what [`Statement::text`] writes for what it read.
     pub fn parse(text: &str) -> Result<Statement, String> {
+        if text.len() > MAX_STATEMENT_BYTES {
+            return Err(format!("the statement is over {MAX_STATEMENT_BYTES} bytes"));
+        }
         let lines: Vec<&str> = text
             .strip_suffix('\n')
             .ok_or("the statement does not end with a line feed")?
@@ -96,18 +99,44 @@ impl Statement {
             approve: match values[4] {
                 "approve" => true,
                 "deny" => false,
-                other => return Err(format!("`decision` `{other}` must be `approve` or `deny`")),
+                _ => return Err("`decision` must be `approve` or `deny`".into()),
             },
             approver: values[5].to_owned(),
             signed_ms: time(values[6], "signed")?,
             expires_ms: time(values[7], "expires")?,
         };
+        // Every field is an id or a name of a known shape: nothing else reaches a message or
+        // the log.
+        let id = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !id(&s.host) || !id(&s.approval) || !id(&s.action) {
+            return Err("`host`, `approval` and `action` must be ids (letters, digits, `_` or `-`)".into());
+        }
+        if s.request.len() != 64
+            || !s.request.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err("`request` must be 64 lower-case hex characters".into());
+        }
+        let name_ok = !s.approver.is_empty()
+            && s.approver.len() <= 64
+            && s.approver.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+        if !name_ok {
+            return Err("`approver` must be 1 to 64 letters, digits or `._@-`".into());
+        }
         if s.text() != text {
             return Err("the statement is not written in its one exact form".into());
         }
         Ok(s)
     }
 }
+
+/// The longest statement read.
+pub const MAX_STATEMENT_BYTES: usize = 4096;
+/// The longest armored signature read.
+pub const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
 
 /// Checks an armored SSH signature of `message` in [`NAMESPACE`]: the signer's public key.
 pub fn verify_sshsig(armored: &str, message: &[u8]) -> Result<[u8; 32], String> {
@@ -116,9 +145,12 @@ pub fn verify_sshsig(armored: &str, message: &[u8]) -> Result<[u8; 32], String> 
 
 /// Checks an armored SSH signature of `message` in `namespace`: the signer's public key.
 pub fn verify_sshsig_in(namespace: &str, armored: &str, message: &[u8]) -> Result<[u8; 32], String> {
+    if armored.len() > MAX_SIGNATURE_BYTES {
+        return Err(format!("the signature is over {MAX_SIGNATURE_BYTES} bytes"));
+    }
     let sig = sshsig::parse_armored(armored).map_err(|e| e.to_string())?;
     if sig.namespace != namespace {
-        return Err(format!("the signature is for namespace `{}`, not `{namespace}`", sig.namespace));
+        return Err(format!("the signature is not for namespace `{namespace}`"));
     }
     let digest = match sig.hash_algorithm.as_str() {
         "sha512" => sha2::Sha512::digest(message).to_vec(),
@@ -159,6 +191,7 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
         }
     };
     let at = entry["ts"].as_str().and_then(entry::parse_rfc3339);
+    let mut keys_seen: Vec<[u8; 32]> = Vec::new();
     for signed in &all {
         let text = signed["statement"].as_str().ok_or("a signed decision without its statement")?;
         let s = Statement::parse(text).map_err(|e| format!("its statement: {e}"))?;
@@ -174,6 +207,10 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
                 s.approver
             ));
         }
+        if keys_seen.contains(&key) {
+            return Err("two of its statements are signed by one key".into());
+        }
+        keys_seen.push(key);
         if signed["approver"].as_str() != Some(s.approver.as_str()) {
             return Err(format!("the statement names `{}`, the entry another approver", s.approver));
         }

@@ -22,6 +22,17 @@ impl Loader<'_> {
                                     self.err(item.pos, format!("approver `{}` is listed twice", key.name))
                                 );
                             }
+                            // One key is one person: two names for it would let one signer count
+                            // as two approvers.
+                            if let Some(other) = approvals.keys.iter().find(|k| k.ed25519 == key.ed25519) {
+                                return Err(self.err(
+                                    item.pos,
+                                    format!(
+                                        "approver `{}` has the same `ssh_key` as `{}`: each approver needs a key of their own",
+                                        key.name, other.name
+                                    ),
+                                ));
+                            }
                             approvals.keys.push(key);
                         } else {
                             approvals.approvers.push(self.principal(item, "approver")?);

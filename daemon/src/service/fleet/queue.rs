@@ -22,6 +22,9 @@ use crate::log::entry;
 /// How often the queue is read when the database announces nothing (and while it is down).
 pub const POLL: Duration = Duration::from_secs(5);
 
+/// The most rows a run leaves out of its reads (after which it reads them all again).
+const MAX_SKIPPED: usize = 100_000;
+
 /// How statements from the fleet database are recorded as handed in (`by`, `handed_in_by`).
 pub const SUBMITTER: &str = "fleet:postgres";
 
@@ -73,9 +76,14 @@ impl Service {
                 .map(|a| a.approval_id)
                 .collect();
             if !pending.is_empty() {
+                // Rows this run could not note an outcome on are left out of the next reads.
+                if seen.len() > MAX_SKIPPED {
+                    seen.clear();
+                }
+                let skip: Vec<i64> = seen.iter().copied().collect();
                 let read = tokio::select! {
                     () = stop.cancelled() => return,
-                    r = queue.fetch(&log_id, &pending, 0) => r,
+                    r = queue.fetch(&log_id, &pending, &skip) => r,
                 };
                 match read {
                     Ok(rows) => {
@@ -83,15 +91,21 @@ impl Service {
                             m.insert("last_ok".into(), json!(entry::rfc3339(entry::now_ms())));
                             m.insert("last_error".into(), Value::Null);
                         });
-                        let returned: HashSet<i64> = rows.iter().map(|r| r.row).collect();
-                        seen.retain(|r| returned.contains(r));
                         for row in rows {
-                            if !seen.insert(row.row) {
+                            if seen.contains(&row.row) {
                                 continue;
                             }
                             let outcome = self.apply_queued(&row).await;
-                            if let Err(e) = queue.report(row.row, &outcome).await {
-                                tracing::debug!(error = %e, row = row.row, "cannot note the outcome on the queue's row");
+                            if let Err(e) = queue.report(&log_id, row.row, &outcome).await {
+                                // Not read again in this run: its outcome is in the log already.
+                                seen.insert(row.row);
+                                tracing::warn!(error = %e, row = row.row, "cannot note the outcome on a row of the fleet queue");
+                                status.update(|m| {
+                                    m.insert(
+                                        "last_error".into(),
+                                        json!(format!("cannot note an outcome: {e}")),
+                                    );
+                                });
                             }
                         }
                     }
