@@ -568,3 +568,46 @@ def test_the_header_says_loudly_when_no_signed_policy_bundle_is_in_force(browser
             proc.terminate()
             proc.wait(timeout=20)
             log.close()
+
+
+def test_a_call_that_needs_two_signed_approvers_shows_how_many_signed(browser: Browser) -> None:
+    with tempfile.TemporaryDirectory(prefix="fm-dash-two-") as tmp:
+        root = Path(tmp)
+        for name in ("alice", "bob"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(root / name)], check=True)
+        keys = {n: (root / f"{n}.pub").read_text().strip() for n in ("alice", "bob")}
+        policy = f"""version: 1
+approvals:
+  allow_same_uid: true
+  approvers:
+    - {{ name: alice, ssh_key: "{keys['alice']}" }}
+    - {{ name: bob, ssh_key: "{keys['bob']}" }}
+rules:
+  - id: payouts-need-two
+    match: {{ tool: payout, op: "*" }}
+    require_approval: true
+    approvals_required: 2
+"""
+        d = Dev(root, policy)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+        try:
+            t = SocketTransport(d.socket)
+            waiting = t.govern({"agent_id": "pay-bot", "tool": "payout", "operation": "send", "args": {"amount": 900}, "context": {}})
+            t.close()
+            assert waiting["effect"] == "DEFER"
+            dev_cli(d, "approve", waiting["approval_id"], "--sign", "--as", "alice", "--key", str(root / "alice"))
+            page = context.new_page()
+            page.goto(d.login)
+            row = page.locator(f".queue-row[data-id='{waiting['action_id']}']")
+            expect(row).to_contain_text("1 of 2 signed")
+            row.locator("td").nth(2).click()
+            expect(page.locator("#d-signed")).to_contain_text("1 of 2 so far (alice)")
+            expect(page.locator("#d-approve")).to_be_disabled()
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "two-approvers-light.png"))
+            dev_cli(d, "approve", waiting["approval_id"], "--sign", "--as", "bob", "--key", str(root / "bob"))
+            page.reload()
+            expect(page.locator(f".queue-row[data-id='{waiting['action_id']}']")).to_have_count(0)
+        finally:
+            context.close()
+            d.stop()

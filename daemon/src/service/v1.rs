@@ -65,6 +65,9 @@ pub struct V1Action<'a> {
     approval_token: Option<&'a str>,
     /// When its pending approval expires.
     approval_expires_at: Option<String>,
+    /// A pending approval that needs several signed approvers: `{required, signed: [names]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approvals: Option<Value>,
     caller: Option<&'a Caller>,
     /// The approver's edit, when the call was approved (or refused) with edited arguments:
     /// the agent resumes with `edit.params`.
@@ -108,6 +111,13 @@ impl Service {
                 .filter(|_| view.status == ActionStatus::PendingApproval)
                 .and_then(|a| self.state.approvals.get(a))
                 .map(|a| a.expires_at),
+            approvals: r
+                .approval_id
+                .as_deref()
+                .filter(|_| view.status == ActionStatus::PendingApproval)
+                .and_then(|a| self.state.approvals.get(a))
+                .filter(|a| a.approvals_required > 1)
+                .map(|a| json!({"required": a.approvals_required, "signed": a.signers()})),
             caller: r.caller.as_ref(),
             edit: r
                 .approval_id

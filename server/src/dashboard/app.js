@@ -494,7 +494,14 @@ async function loadQueue() {
           el("span", { class: "tool", text: `${a.tool} / ${a.operation}` }),
           el("span", { class: "dim small", text: a.summary ? `  ${a.summary}` : "" }),
         ),
-        el("td", { class: "mono small", text: a.rule_id || "" }),
+        el(
+          "td",
+          { class: "mono small" },
+          el("span", { text: a.rule_id || "" }),
+          a.approvals
+            ? el("span", { class: "pill defer signed-count", text: `${a.approvals.signed.length} of ${a.approvals.required} signed` })
+            : null,
+        ),
         el("td", { class: "age", text: ago(a.created_at) }),
         el("td", { class: "expires", text: until(a.approval_expires_at) }),
         el(
@@ -708,13 +715,22 @@ function approvalForm(action) {
       scheduleRefresh(0);
     }
   };
+  // Several signed approvers: each signs with their own key, from the CLI; this page can deny.
+  const several = action.approvals
+    ? el("p", {
+        id: "d-signed",
+        class: "warn",
+        text: `Needs ${action.approvals.required} approvers who each sign with their key: ${action.approvals.signed.length} of ${action.approvals.required} so far${action.approvals.signed.length ? ` (${action.approvals.signed.join(", ")})` : ""}. Sign with: faramesh approve ${action.approval_id} --sign (or faramesh fleet approve … --sign).`,
+      })
+    : null;
   return el(
     "div",
     { class: "approve" },
+    several,
     reason,
-    el("button", { type: "button", id: "d-approve", class: "ok", text: "Approve", onclick: () => decide(true) }),
+    el("button", { type: "button", id: "d-approve", class: "ok", text: "Approve", disabled: !!action.approvals, onclick: () => decide(true) }),
     el("button", { type: "button", id: "d-deny", class: "danger", text: "Deny", onclick: () => decide(false) }),
-    el(
+    action.approvals ? null : el(
       "div",
       { class: "grant-opts" },
       el("label", { for: "d-grant", text: "and allow the same call for " }),
@@ -722,7 +738,7 @@ function approvalForm(action) {
       el("label", {}, sameArgs, " with the same arguments only"),
       el("label", { title: "by default a grant covers only the caller that made this call (its uid or token, and session)" }, anyCaller, " for any caller, not only this one"),
     ),
-    el(
+    action.approvals ? null : el(
       "details",
       { class: "edit-args", id: "d-edit" },
       el("summary", { text: "Approve with changed arguments…" }),
