@@ -432,6 +432,9 @@ pub struct Approvals {
     /// Approvers who sign their decisions (`{name, ssh_key}`): a signed statement from one of
     /// these keys approves or denies from anywhere.
     pub keys: Vec<ApproverKey>,
+    /// Where passkey approvals may come from (`passkey_origins`: the dashboard's origins, e.g.
+    /// `https://faramesh.example.com`); empty: the listener's own `localhost` origin.
+    pub passkey_origins: Vec<String>,
 }
 
 impl Default for Approvals {
@@ -441,19 +444,32 @@ impl Default for Approvals {
             expire_after_seconds: 900,
             allow_same_uid: false,
             keys: Vec::new(),
+            passkey_origins: Vec::new(),
         }
     }
 }
 
-/// An approver known by a public key (`approvers: [{name: alice, ssh_key: "ssh-ed25519 …"}]`).
+/// An approver known by a public key (`approvers: [{name: alice, ssh_key: "ssh-ed25519 …"}]`,
+/// or `{name: bob, passkey: {id, public_key}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApproverKey {
     /// The approver's name, as signed statements give it.
     pub name: String,
-    /// The Ed25519 public key.
-    pub ed25519: [u8; 32],
-    /// The key as written (`ssh-ed25519 AAAA…`, without its comment).
+    /// The Ed25519 public key of an SSH key (`None` for a passkey).
+    pub ed25519: Option<[u8; 32]>,
+    /// A passkey (`None` for an SSH key).
+    pub passkey: Option<Passkey>,
+    /// The key as written: `ssh-ed25519 AAAA…` without its comment, or `passkey <id> <public key>`.
     pub text: String,
+}
+
+/// A WebAuthn credential (a passkey) an approver signs with: ECDSA P-256 (ES256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// The credential id.
+    pub credential_id: Vec<u8>,
+    /// The public key as an uncompressed P-256 point (65 bytes, `04 || x || y`).
+    pub point: Vec<u8>,
 }
 
 /// A tool, operation or agent name pattern: `*`, an exact name, or a glob with `*` and `?`.

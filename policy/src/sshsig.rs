@@ -94,6 +94,29 @@ fn ed25519_blob(blob: &[u8]) -> Option<[u8; 32]> {
     r.is_done().then_some(key)
 }
 
+/// URL-safe base64 without padding (RFC 4648 §5, as WebAuthn writes ids), strictly.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    if text.contains(['+', '/', '=']) {
+        return None;
+    }
+    let mut std: String = text.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
+    while !std.len().is_multiple_of(4) {
+        std.push('=');
+    }
+    base64_decode(&std)
+}
+
+/// The uncompressed point (`04 || x || y`, 65 bytes) of a P-256 public key given as
+/// SubjectPublicKeyInfo DER (what WebAuthn's `getPublicKey()` returns for ES256).
+pub fn p256_spki_point(der: &[u8]) -> Option<Vec<u8>> {
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) 04 … }
+    const PREFIX: [u8; 27] = [
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+    ];
+    (der.len() == 91 && der[..27] == PREFIX).then(|| der[26..].to_vec())
+}
+
 /// Standard base64 with padding (RFC 4648 §4), strictly.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
@@ -185,7 +208,7 @@ mod tests {
         );
         let p = crate::compile("p.yaml", &text).unwrap();
         let k = &p.approvals.keys[0];
-        assert_eq!((k.name.as_str(), k.ed25519[31]), ("alice", 31));
+        assert_eq!((k.name.as_str(), k.ed25519.map(|e| e[31])), ("alice", Some(31)));
         assert!(!k.text.contains("laptop"), "the comment is not part of the key");
         for (bad, want) in [
             ("{name: alice, ssh_key: \"ssh-rsa AAAA\"}", "not an Ed25519 SSH public key"),

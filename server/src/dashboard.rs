@@ -140,6 +140,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/v1/session", get(session_get).post(session_open).delete(session_close))
         .route("/login/{secret}", get(login_link))
         .route("/v1/actions/{id}/explain", get(explain))
+        .route("/v1/actions/{id}/approval-statement", axum::routing::post(approval_statement))
         .route("/v1/overview", get(overview))
         .route("/v1/stats", get(stats))
 }
@@ -236,6 +237,27 @@ async fn session_close(AxState(app): AxState<App>, _: Writer, headers: HeaderMap
 
 /// `GET /v1/actions/{id}/explain`: every rule tried under the current policy and why each
 /// earlier one did not match (`policy.explain` on the socket).
+/// `POST /v1/actions/{id}/approval-statement` `{decision, approver}`: the statement an approver
+/// signs with their passkey (and its challenge and credential), valid for five minutes.
+async fn approval_statement(
+    AxState(app): AxState<App>,
+    super::http::Writer(who): super::http::Writer,
+    UrlPath(id): UrlPath<String>,
+    super::http::JsonObject(body): super::http::JsonObject,
+) -> HttpResult {
+    let f = faramesh_daemon::service::Fields(&body);
+    let approve = match f.string("decision")?.as_deref() {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return Err(faramesh_daemon::service::ServiceError::invalid("decision", "`decision` must be `approve` or `deny`").into());
+        }
+    };
+    let approver = f.string("approver")?.ok_or_else(|| faramesh_daemon::service::ServiceError::missing("approver"))?;
+    let st = app.service.approval_statement(&id, approve, &approver, 5 * 60 * 1000, &who)?;
+    Ok(json_response(StatusCode::OK, &st))
+}
+
 async fn explain(
     AxState(app): AxState<App>,
     Caller(who): Caller,

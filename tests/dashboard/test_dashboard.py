@@ -611,3 +611,107 @@ rules:
         finally:
             context.close()
             d.stop()
+
+
+def test_a_passkey_registered_in_the_dashboard_signs_an_approval(browser: Browser) -> None:
+    # Chromium's virtual authenticator makes and uses the passkey; the assertion the daemon
+    # accepted is verified again here by Duo's webauthn library.
+    import base64
+    import hashlib
+
+    import cbor2
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+    from webauthn import verify_authentication_response
+
+    with tempfile.TemporaryDirectory(prefix="fm-dash-passkey-") as tmp:
+        root = Path(tmp)
+        d = Dev(root, POLICY)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+        try:
+            page = context.new_page()
+            cdp = context.new_cdp_session(page)
+            cdp.send("WebAuthn.enable")
+            cdp.send(
+                "WebAuthn.addVirtualAuthenticator",
+                {
+                    "options": {
+                        "protocol": "ctap2",
+                        "transport": "internal",
+                        "hasResidentKey": True,
+                        "hasUserVerification": True,
+                        "isUserVerified": True,
+                        "automaticPresenceSimulation": True,
+                    }
+                },
+            )
+            # A passkey's relying party is a host name: the dashboard is opened as localhost.
+            origin = d.url.replace("127.0.0.1", "localhost")
+            page.goto(d.login.replace("127.0.0.1", "localhost"))
+            expect(page.locator("#main")).to_be_visible()
+            page.locator("#passkey-open").click()
+            page.locator("#passkey-name").fill("bob")
+            page.locator("#passkey-register").click()
+            expect(page.locator("#passkey-snippet")).to_be_visible()
+            snippet = page.locator("#passkey-snippet").inner_text()
+            cred_id = re.search(r'id: "([A-Za-z0-9_-]+)"', snippet).group(1)  # type: ignore[union-attr]
+            spki = re.search(r'public_key: "([A-Za-z0-9+/=]+)"', snippet).group(1)  # type: ignore[union-attr]
+            # The operator lists the passkey under bob's name; the policy hot-reloads.
+            before = json.loads(dev_cli(d, "status", "--json"))["policy"]["policy_hash"]
+            policy = POLICY.replace(
+                "  allow_same_uid: true",
+                f'  allow_same_uid: true\n  approvers:\n    - {{ name: bob, passkey: {{ id: "{cred_id}", public_key: "{spki}" }} }}',
+            )
+            (root / "policy.yaml").write_text(policy)
+            deadline = time.time() + 20
+            while json.loads(dev_cli(d, "status", "--json"))["policy"]["policy_hash"] == before:
+                assert time.time() < deadline, "the policy was not reloaded"
+                time.sleep(0.1)
+            t = SocketTransport(d.socket)
+            waiting = t.govern({"agent_id": "ops-bot", "tool": "shell", "operation": "exec", "args": {"cmd": "make deploy"}, "context": {}})
+            assert waiting["effect"] == "DEFER"
+            page.reload()
+            row = page.locator(f".queue-row[data-id='{waiting['action_id']}']")
+            row.locator("td").nth(2).click()
+            expect(page.locator("#d-passkey-name")).to_have_value("bob")
+            page.locator("#d-passkey-approve").click()
+            expect(page.locator(".approve .ok-text")).to_contain_text("signed with your passkey: approved")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "passkey-approved-light.png"))
+            resumed = t.govern({"agent_id": "ops-bot", "tool": "shell", "operation": "exec", "args": {"cmd": "make deploy"}, "context": {}, "approval_id": waiting["approval_id"]})
+            t.close()
+            assert resumed["effect"] == "PERMIT", resumed
+            assert resumed["provenance"]["by"]["token"] == "key:bob", resumed
+
+            # The recorded assertion, verified by an independent WebAuthn implementation.
+            entries = [json.loads(line) for line in dev_cli(d, "export", "--state-dir", str(root / "dev" / "state")).splitlines()]
+            (approval,) = [e for e in entries if e["kind"] == "approval" and e["approval_id"] == waiting["approval_id"]]
+            signed = approval["signed"]
+            assert signed["approver"] == "bob" and signed["key"].startswith("passkey ")
+            numbers = load_der_public_key(base64.b64decode(spki)).public_numbers()  # type: ignore[union-attr]
+            cose = cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+            p = signed["passkey"]
+            verified = verify_authentication_response(
+                credential={
+                    "id": p["credential_id"],
+                    "rawId": p["credential_id"],
+                    "type": "public-key",
+                    "response": {
+                        "authenticatorData": p["authenticator_data"],
+                        "clientDataJSON": p["client_data_json"],
+                        "signature": p["signature"],
+                    },
+                },
+                expected_challenge=hashlib.sha256(signed["statement"].encode()).digest(),
+                expected_rp_id="localhost",
+                expected_origin=origin,
+                credential_public_key=cose,
+                credential_current_sign_count=0,
+                require_user_verification=True,
+            )
+            assert verified.user_verified
+            # verify-log re-checks it too (through the daemon that holds the log).
+            out = dev_cli(d, "verify-log", "--state-dir", str(root / "dev" / "state"))
+            assert "signed approvals: 1 statement re-checked" in out, out
+        finally:
+            context.close()
+            d.stop()

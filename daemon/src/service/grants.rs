@@ -200,9 +200,9 @@ pub struct ApprovalAnswer {
     pub grant: Option<GrantScope>,
     /// Approve the call with these changes to its arguments.
     pub edit: Option<super::editing::EditRequest>,
-    /// A statement signed by an approver's key (`statement`, `signature`): the decision is
-    /// theirs, whoever sends it.
-    pub signed: Option<(String, String)>,
+    /// A statement signed by an approver's key (`statement`, and `signature` or `passkey`): the
+    /// decision is theirs, whoever sends it.
+    pub signed: Option<(String, super::signing::Proof)>,
 }
 
 /// What a grant made with an approval covers.
@@ -256,11 +256,19 @@ impl ApprovalAnswer {
                 "an approval with edits makes no grant: approve the edited call, then grant separately",
             ));
         }
-        let signed = match (f.string("statement")?, f.string("signature")?) {
-            (None, None) => None,
-            (Some(s), Some(sig)) => Some((s, sig)),
-            (Some(_), None) => return Err(ServiceError::missing("signature")),
-            (None, Some(_)) => return Err(ServiceError::missing("statement")),
+        let passkey = match p.get("passkey") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(super::signing::PasskeyAssertion::from_json(v)?),
+        };
+        let signed = match (f.string("statement")?, f.string("signature")?, passkey) {
+            (None, None, None) => None,
+            (Some(_), Some(_), Some(_)) => {
+                return Err(ServiceError::invalid("passkey", "give `signature` or `passkey`, not both"));
+            }
+            (Some(s), Some(sig), None) => Some((s, super::signing::Proof::Ssh(sig))),
+            (Some(s), None, Some(pk)) => Some((s, super::signing::Proof::Passkey(pk))),
+            (Some(_), None, None) => return Err(ServiceError::missing("signature")),
+            (None, _, _) => return Err(ServiceError::missing("statement")),
         };
         if signed.is_some() && (grant.is_some() || edit.is_some()) {
             return Err(ServiceError::invalid(
@@ -414,8 +422,8 @@ impl Service {
         answer: ApprovalAnswer,
         who: &Identity,
     ) -> Result<(Approval, Option<Grant>), ServiceError> {
-        if let Some((statement, signature)) = answer.signed {
-            return Ok((self.answer_signed(id, answer.approve, &statement, &signature, who).await?, None));
+        if let Some((statement, proof)) = answer.signed {
+            return Ok((self.answer_signed(id, answer.approve, &statement, &proof, who).await?, None));
         }
         if let Some(edit) = answer.edit {
             return Ok((self.approve_with_edit(id, edit, answer.reason, who).await?, None));

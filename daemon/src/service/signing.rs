@@ -191,26 +191,43 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
         }
     };
     let at = entry["ts"].as_str().and_then(entry::parse_rfc3339);
-    let mut keys_seen: Vec<[u8; 32]> = Vec::new();
+    let mut keys_seen: Vec<String> = Vec::new();
     for signed in &all {
         let text = signed["statement"].as_str().ok_or("a signed decision without its statement")?;
         let s = Statement::parse(text).map_err(|e| format!("its statement: {e}"))?;
-        let armored = signed["signature"].as_str().ok_or("a signed decision without its signature")?;
-        let key = verify_sshsig(armored, text.as_bytes())?;
-        let recorded = signed["key"]
-            .as_str()
-            .and_then(sshsig::parse_ssh_ed25519)
-            .ok_or("a signed decision without the approver's key")?;
-        if key != recorded {
-            return Err(format!(
-                "the statement of `{}` is signed by another key than the one recorded",
-                s.approver
-            ));
+        let key_text = signed["key"].as_str().ok_or("a signed decision without the approver's key")?;
+        if signed["passkey"].is_object() {
+            // A passkey: the credential and public key recorded, the assertion checked again
+            // (its origin as the browser gave it; the relying party bound to it).
+            let mut words = key_text.split(' ');
+            let (Some("passkey"), Some(id), Some(public), None) = (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err("a passkey decision without the passkey recorded".into());
+            };
+            let key = crate::policy::Passkey {
+                credential_id: sshsig::base64url_decode(id).ok_or("the recorded credential id is not base64url")?,
+                point: sshsig::base64_decode(public)
+                    .and_then(|d| sshsig::p256_spki_point(&d))
+                    .ok_or("the recorded passkey is not a P-256 key")?,
+            };
+            let a = PasskeyAssertion::from_json(&signed["passkey"]).map_err(|e| e.message)?;
+            verify_passkey(text, &a, &key, &|_| true)
+                .map_err(|e| format!("the passkey statement of `{}`: {e}", s.approver))?;
+        } else {
+            let armored = signed["signature"].as_str().ok_or("a signed decision without its signature")?;
+            let key = verify_sshsig(armored, text.as_bytes())?;
+            let recorded = sshsig::parse_ssh_ed25519(key_text).ok_or("a signed decision without the approver's key")?;
+            if key != recorded {
+                return Err(format!(
+                    "the statement of `{}` is signed by another key than the one recorded",
+                    s.approver
+                ));
+            }
         }
-        if keys_seen.contains(&key) {
+        if keys_seen.iter().any(|k| k == key_text) {
             return Err("two of its statements are signed by one key".into());
         }
-        keys_seen.push(key);
+        keys_seen.push(key_text.to_owned());
         if signed["approver"].as_str() != Some(s.approver.as_str()) {
             return Err(format!("the statement names `{}`, the entry another approver", s.approver));
         }
@@ -237,6 +254,109 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
         }
     }
     Ok(all.len())
+}
+
+/// What makes a statement an approver's: an SSH signature (armored SSHSIG) or a passkey's
+/// WebAuthn assertion over the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// `ssh-keygen -Y sign -n faramesh-approval`.
+    Ssh(String),
+    /// A passkey's assertion whose challenge is the statement's SHA-256.
+    Passkey(PasskeyAssertion),
+}
+
+/// A WebAuthn assertion (`navigator.credentials.get`), each part base64url as the browser gives
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyAssertion {
+    /// The credential's id.
+    pub credential_id: String,
+    /// `authenticatorData`.
+    pub authenticator_data: String,
+    /// `clientDataJSON`.
+    pub client_data_json: String,
+    /// The ECDSA signature (ASN.1 DER).
+    pub signature: String,
+}
+
+impl PasskeyAssertion {
+    /// From `{credential_id, authenticator_data, client_data_json, signature}`.
+    pub fn from_json(v: &Value) -> Result<PasskeyAssertion, ServiceError> {
+        let part = |k: &str| {
+            v[k].as_str()
+                .filter(|s| !s.is_empty() && s.len() <= 16 * 1024)
+                .map(str::to_owned)
+                .ok_or_else(|| ServiceError::invalid("passkey", format!("`passkey.{k}` must be base64url text")))
+        };
+        Ok(PasskeyAssertion {
+            credential_id: part("credential_id")?,
+            authenticator_data: part("authenticator_data")?,
+            client_data_json: part("client_data_json")?,
+            signature: part("signature")?,
+        })
+    }
+
+    /// As the log keeps it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "credential_id": self.credential_id,
+            "authenticator_data": self.authenticator_data,
+            "client_data_json": self.client_data_json,
+            "signature": self.signature,
+        })
+    }
+}
+
+/// The challenge a passkey signs for `statement`: its SHA-256, base64url without padding.
+pub fn passkey_challenge(statement: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(statement.as_bytes()))
+}
+
+/// Checks a passkey's assertion over `statement` (WebAuthn §7.2): the credential is `key`'s,
+/// the client data is a `webauthn.get` whose challenge is the statement's hash and whose origin
+/// `origin_ok` accepts, the authenticator data is for that origin's host (the relying party)
+/// with the user present and verified, and the ES256 signature over the authenticator data and
+/// the client data's hash verifies with `key`.
+pub fn verify_passkey(
+    statement: &str,
+    a: &PasskeyAssertion,
+    key: &crate::policy::Passkey,
+    origin_ok: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    let b64 = |s: &str, what: &str| sshsig::base64url_decode(s).ok_or_else(|| format!("`{what}` is not base64url"));
+    if b64(&a.credential_id, "credential_id")? != key.credential_id {
+        return Err("it is signed by another credential".into());
+    }
+    let auth = b64(&a.authenticator_data, "authenticator_data")?;
+    let client_json = b64(&a.client_data_json, "client_data_json")?;
+    let signature = b64(&a.signature, "signature")?;
+    let client: Value = serde_json::from_slice(&client_json).map_err(|_| "the client data is not JSON")?;
+    if client["type"] != "webauthn.get" {
+        return Err("the client data is not an assertion (`webauthn.get`)".into());
+    }
+    if client["challenge"].as_str() != Some(passkey_challenge(statement).as_str()) {
+        return Err("its challenge is not this statement's hash".into());
+    }
+    let origin = client["origin"].as_str().unwrap_or_default();
+    if !origin_ok(origin) {
+        return Err("it comes from an origin this host does not accept (`approvals.passkey_origins`)".into());
+    }
+    let host = origin.split_once("://").map_or("", |(_, r)| r);
+    let rp_id = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    if auth.len() < 37 || auth[..32] != sha2::Sha256::digest(rp_id.as_bytes())[..] {
+        return Err("its authenticator data is not for this relying party".into());
+    }
+    let flags = auth[32];
+    if flags & 0x01 == 0 || flags & 0x04 == 0 {
+        return Err("the authenticator did not verify the user (user present and verified flags)".into());
+    }
+    let mut signed = auth.clone();
+    signed.extend_from_slice(&sha2::Sha256::digest(&client_json));
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &key.point)
+        .verify(&signed, &signature)
+        .map_err(|_| "the signature does not verify with the passkey's public key".to_owned())
 }
 
 impl Service {
@@ -289,7 +409,17 @@ impl Service {
             signed_ms: now,
             expires_ms: now + valid_ms.clamp(1000, MAX_VALID_MS),
         };
-        Ok(json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id}))
+        // A passkey approver's browser needs the credential to ask for and the challenge to sign.
+        let passkey = self.state.policy.load().policy.approvals.keys.iter().find(|k| k.name == approver).and_then(|k| {
+            k.passkey.as_ref().map(|p| {
+                use base64::Engine as _;
+                json!({
+                    "credential_id": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id),
+                    "challenge": passkey_challenge(&s.text()),
+                })
+            })
+        });
+        Ok(json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id, "passkey": passkey}))
     }
 
     /// Approves or denies `id` as the signed statement says, handed in by `submitter`. A
@@ -300,7 +430,7 @@ impl Service {
         id: &str,
         approve: bool,
         statement: &str,
-        signature: &str,
+        proof: &Proof,
         submitter: &Identity,
     ) -> Result<Approval, ServiceError> {
         let id = self.resolve_approval(id)?;
@@ -317,7 +447,7 @@ impl Service {
                     "not authorized: {why} (a signed approval is handed in by someone other than the caller that made the call)"
                 ))
             })
-            .and_then(|()| self.signed_decider(statement, signature, approve, &a));
+            .and_then(|()| self.signed_decider(statement, proof, approve, &a));
         match checked {
             Ok((who, mut signed)) => {
                 if let Value::Object(m) = &mut signed {
@@ -359,31 +489,34 @@ impl Service {
     pub(super) fn signed_decider(
         &self,
         statement: &str,
-        signature: &str,
+        proof: &Proof,
         approve: bool,
         a: &Approval,
     ) -> Result<(Identity, Value), ServiceError> {
         let refuse =
             |why: String| ServiceError::not_authorized(format!("not authorized: the signed statement {why}"));
         let s = Statement::parse(statement).map_err(|e| ServiceError::invalid("statement", e))?;
-        let key = verify_sshsig(signature, statement.as_bytes())
-            .map_err(|e| ServiceError::invalid("signature", e))?;
         let policy = self.state.policy.load();
         let listed = policy.policy.approvals.keys.iter().find(|k| k.name == s.approver);
-        match listed {
-            None => {
-                return Err(refuse(format!(
-                    "names approver `{}`, whom the policy does not list with a key",
-                    s.approver
-                )));
+        let Some(k) = listed else {
+            return Err(refuse(format!("names approver `{}`, whom the policy does not list with a key", s.approver)));
+        };
+        match (proof, &k.passkey) {
+            (Proof::Ssh(signature), _) => {
+                let key = verify_sshsig(signature, statement.as_bytes())
+                    .map_err(|e| ServiceError::invalid("signature", e))?;
+                if k.ed25519 != Some(key) {
+                    return Err(refuse(format!("is signed by a key the policy does not list for `{}`", s.approver)));
+                }
             }
-            Some(k) if k.ed25519 != key => {
-                return Err(refuse(format!(
-                    "is signed by a key the policy does not list for `{}`",
-                    s.approver
-                )));
+            (Proof::Passkey(assertion), Some(passkey)) => {
+                let origins = self.passkey_origins();
+                verify_passkey(statement, assertion, passkey, &|o| origins.iter().any(|x| x == o))
+                    .map_err(|e| refuse(format!("is not signed by the passkey of `{}`: {e}", s.approver)))?;
             }
-            Some(_) => {}
+            (Proof::Passkey(_), None) => {
+                return Err(refuse(format!("is signed with a passkey, and `{}` signs with an SSH key", s.approver)));
+            }
         }
         if s.host != self.host_log_id() {
             return Err(refuse(format!("is for host `{}`, not this one", s.host)));
@@ -410,13 +543,31 @@ impl Service {
             agents: None,
             for_peer: None,
         });
-        let signed = json!({
+        let mut signed = json!({
             "statement": statement,
-            "signature": signature,
             "approver": s.approver,
-            "key": listed.map(|k| k.text.clone()),
+            "key": k.text,
         });
+        if let Value::Object(m) = &mut signed {
+            match proof {
+                Proof::Ssh(signature) => m.insert("signature".into(), json!(signature)),
+                Proof::Passkey(p) => m.insert("passkey".into(), p.to_json()),
+            };
+        }
         Ok((who, signed))
+    }
+
+    /// The origins a passkey approval may come from: the policy's `passkey_origins`, else the
+    /// listener's own, as `localhost` (an IP address cannot be a WebAuthn relying party).
+    pub fn passkey_origins(&self) -> Vec<String> {
+        let listed = &self.state.policy.load().policy.approvals.passkey_origins;
+        if !listed.is_empty() {
+            return listed.clone();
+        }
+        let Some(http) = self.state.http.as_ref().filter(|h| h.loopback) else { return Vec::new() };
+        let (scheme, rest) = http.url.split_once("://").unwrap_or(("http", &http.url));
+        let port = rest.trim_end_matches('/').rsplit_once(':').map(|(_, p)| p.to_owned());
+        port.map(|p| vec![format!("{scheme}://localhost:{p}")]).unwrap_or_default()
     }
 }
 

@@ -24,7 +24,11 @@ impl Loader<'_> {
                             }
                             // One key is one person: two names for it would let one signer count
                             // as two approvers.
-                            if let Some(other) = approvals.keys.iter().find(|k| k.ed25519 == key.ed25519) {
+                            if let Some(other) = approvals
+                                .keys
+                                .iter()
+                                .find(|k| (k.ed25519.is_some() && k.ed25519 == key.ed25519) || (k.passkey.is_some() && k.passkey == key.passkey))
+                            {
                                 return Err(self.err(
                                     item.pos,
                                     format!(
@@ -37,6 +41,22 @@ impl Loader<'_> {
                         } else {
                             approvals.approvers.push(self.principal(item, "approver")?);
                         }
+                    }
+                }
+                "passkey_origins" => {
+                    for item in self.seq(value, "`passkey_origins`")? {
+                        let o = self.string(item, "a passkey origin")?;
+                        let ok = (o.starts_with("https://") || o.starts_with("http://localhost"))
+                            && !o.ends_with('/')
+                            && o.len() <= 256
+                            && o.split_once("://").is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
+                        if !ok {
+                            return Err(self.err(
+                                item.pos,
+                                format!("passkey origin `{o}` must look like `https://faramesh.example.com` (or `http://localhost:PORT`), with no path"),
+                            ));
+                        }
+                        approvals.passkey_origins.push(o);
                     }
                 }
                 "expire_after" => {
@@ -71,11 +91,16 @@ impl Loader<'_> {
         {
             m.insert("allow_same_uid".into(), Value::Bool(true));
         }
+        if !approvals.passkey_origins.is_empty()
+            && let Value::Object(m) = &mut norm
+        {
+            m.insert("passkey_origins".into(), json!(approvals.passkey_origins));
+        }
         Ok((approvals, norm))
     }
 }
 
-const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "expire_after", "allow_same_uid", "passkey_origins"];
 
 impl Loader<'_> {
     /// `{name, ssh_key}`: an approver who signs (an Ed25519 SSH public key, as in
@@ -84,12 +109,6 @@ impl Loader<'_> {
         let entries = self.map(item, "an approver")?;
         self.check_keys(entries, &["name", "ssh_key", "passkey"], "approver")?;
         let get = |k: &str| entries.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
-        if let Some(v) = get("passkey") {
-            return Err(self.err(
-                v.pos,
-                "`passkey` approvers are not supported yet: give the approver an `ssh_key` (Ed25519)",
-            ));
-        }
         let name = match get("name") {
             Some(v) => self.string(v, "`name`")?,
             None => return Err(self.err(item.pos, "an approver with a key needs a `name`")),
@@ -101,8 +120,14 @@ impl Loader<'_> {
             return Err(self
                 .err(item.pos, format!("approver name `{name}` must be 1 to 64 letters, digits or `._@-`")));
         }
+        if let (Some(_), Some(v)) = (get("ssh_key"), get("passkey")) {
+            return Err(self.err(v.pos, format!("approver `{name}` has an `ssh_key` and a `passkey`: give one")));
+        }
+        if let Some(v) = get("passkey") {
+            return self.passkey(&name, v);
+        }
         let Some(v) = get("ssh_key") else {
-            return Err(self.err(item.pos, format!("approver `{name}` needs an `ssh_key`")));
+            return Err(self.err(item.pos, format!("approver `{name}` needs an `ssh_key` or a `passkey`")));
         };
         let text = self.string(v, "`ssh_key`")?;
         let ed25519 = crate::sshsig::parse_ssh_ed25519(&text).ok_or_else(|| {
@@ -116,6 +141,34 @@ impl Loader<'_> {
         })?;
         let mut words = text.split_whitespace();
         let text = format!("{} {}", words.next().unwrap_or_default(), words.next().unwrap_or_default());
-        Ok(ApproverKey { name, ed25519, text })
+        Ok(ApproverKey { name, ed25519: Some(ed25519), passkey: None, text })
+    }
+
+    /// `passkey: {id, public_key}`: a WebAuthn credential's id (base64url) and its public key
+    /// (SubjectPublicKeyInfo DER, base64, as the dashboard's "Register a passkey" writes it), an
+    /// ES256 (P-256) key.
+    fn passkey(&self, name: &str, v: &Node) -> Result<ApproverKey, PolicyError> {
+        let entries = self.map(v, "`passkey`")?;
+        self.check_keys(entries, &["id", "public_key"], "passkey")?;
+        let get = |k: &str| entries.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
+        let (Some(id), Some(key)) = (get("id"), get("public_key")) else {
+            return Err(self.err(v.pos, format!("the `passkey` of `{name}` needs `id` and `public_key`")));
+        };
+        let id_text = self.string(id, "`id`")?;
+        let credential_id = crate::sshsig::base64url_decode(&id_text)
+            .filter(|b| !b.is_empty() && b.len() <= 1024)
+            .ok_or_else(|| self.err(id.pos, "`id` must be the credential id in base64url"))?;
+        let key_text = self.string(key, "`public_key`")?;
+        let point = crate::sshsig::base64_decode(key_text.trim())
+            .and_then(|der| crate::sshsig::p256_spki_point(&der))
+            .ok_or_else(|| {
+                self.err(key.pos, "`public_key` must be a P-256 public key (SubjectPublicKeyInfo DER, base64)")
+            })?;
+        Ok(ApproverKey {
+            name: name.to_owned(),
+            ed25519: None,
+            text: format!("passkey {id_text} {}", key_text.trim()),
+            passkey: Some(crate::model::Passkey { credential_id, point }),
+        })
     }
 }

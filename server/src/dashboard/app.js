@@ -138,10 +138,87 @@ function showLogin(message) {
   };
 }
 
+// ---- passkeys -----------------------------------------------------------------------------------
+
+const b64url = (buf) =>
+  btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromB64url = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+
+// Makes a passkey (ES256) on this device and shows the policy lines that list it.
+async function registerPasskey() {
+  const name = $("passkey-name").value.trim();
+  $("passkey-error").textContent = "";
+  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name)) {
+    $("passkey-error").textContent = "an approver name is 1 to 64 letters, digits or ._@-";
+    return;
+  }
+  try {
+    const cred = await navigator.credentials.create({
+      publicKey: {
+        rp: { name: "Faramesh", id: location.hostname },
+        user: { id: crypto.getRandomValues(new Uint8Array(16)), name, displayName: name },
+        challenge: crypto.getRandomValues(new Uint8Array(32)),
+        pubKeyCredParams: [{ type: "public-key", alg: -7 }],
+        authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
+        attestation: "none",
+      },
+    });
+    const spki = cred.response.getPublicKey();
+    if (!spki || cred.response.getPublicKeyAlgorithm() !== -7) throw new Error("this authenticator did not make an ES256 key");
+    const snippet =
+      `approvals:\n  approvers:\n    - { name: ${name}, passkey: { id: "${b64url(cred.rawId)}", public_key: "${btoa(String.fromCharCode(...new Uint8Array(spki)))}" } }\n`;
+    $("passkey-snippet").textContent = snippet;
+    $("passkey-snippet").hidden = false;
+    localStorage.setItem("faramesh-approver", name);
+  } catch (e) {
+    $("passkey-error").textContent = `no passkey made: ${e.message}`;
+  }
+}
+
+// Approves or denies with a passkey: the daemon's statement for this call, signed by the
+// authenticator (its challenge is the statement's SHA-256), handed in with the assertion.
+async function passkeyDecision(action, approve, name) {
+  const st = await api(`/v1/actions/${encodeURIComponent(action.id)}/approval-statement`, {
+    method: "POST",
+    body: { decision: approve ? "approve" : "deny", approver: name },
+  });
+  if (!st.passkey) throw new Error(`the policy lists ${name} with an SSH key, not a passkey: sign with faramesh approve --sign`);
+  const got = await navigator.credentials.get({
+    publicKey: {
+      challenge: fromB64url(st.passkey.challenge),
+      rpId: location.hostname,
+      allowCredentials: [{ type: "public-key", id: fromB64url(st.passkey.credential_id) }],
+      userVerification: "required",
+    },
+  });
+  localStorage.setItem("faramesh-approver", name);
+  return api(`/v1/actions/${encodeURIComponent(action.id)}/approval`, {
+    method: "POST",
+    body: {
+      approve,
+      statement: st.statement,
+      passkey: {
+        credential_id: b64url(got.rawId),
+        authenticator_data: b64url(got.response.authenticatorData),
+        client_data_json: b64url(got.response.clientDataJSON),
+        signature: b64url(got.response.signature),
+      },
+    },
+  });
+}
+
 function start() {
   $("login").hidden = true;
   $("main").hidden = false;
   $("signout").hidden = false;
+  if (window.PublicKeyCredential) {
+    $("passkey-open").hidden = false;
+    $("passkey-open").onclick = () => {
+      $("passkey").hidden = !$("passkey").hidden;
+      $("passkey-name").value = localStorage.getItem("faramesh-approver") || "";
+    };
+    $("passkey-register").onclick = registerPasskey;
+  }
   $("signout").onclick = async () => {
     try {
       await api("/v1/session", { method: "DELETE" });
@@ -723,10 +800,41 @@ function approvalForm(action) {
         text: `Needs ${action.approvals.required} approvers who each sign with their key: ${action.approvals.signed.length} of ${action.approvals.required} so far${action.approvals.signed.length ? ` (${action.approvals.signed.join(", ")})` : ""}. Sign with: faramesh approve ${action.approval_id} --sign (or faramesh fleet approve … --sign).`,
       })
     : null;
+  // With a passkey: the approver's name (remembered here), then the authenticator signs.
+  const pkName = el("input", {
+    id: "d-passkey-name",
+    type: "text",
+    placeholder: "your approver name",
+    autocomplete: "off",
+    value: localStorage.getItem("faramesh-approver") || "",
+  });
+  const withPasskey = async (approve) => {
+    message.textContent = "";
+    try {
+      const a = await passkeyDecision(action, approve, pkName.value.trim());
+      const progress = a.approvals ? ` (${a.approvals.signed.length} of ${a.approvals.required} signed)` : "";
+      message.className = "ok-text";
+      message.textContent = `signed with your passkey: ${a.status}${progress}`;
+      scheduleRefresh(0);
+    } catch (e) {
+      message.className = "error";
+      message.textContent = e.message;
+    }
+  };
+  const passkeyRow = window.PublicKeyCredential
+    ? el(
+        "div",
+        { class: "passkey-row" },
+        pkName,
+        el("button", { type: "button", id: "d-passkey-approve", class: "ok", text: "Approve with passkey", onclick: () => withPasskey(true) }),
+        el("button", { type: "button", id: "d-passkey-deny", class: "danger", text: "Deny with passkey", onclick: () => withPasskey(false) }),
+      )
+    : null;
   return el(
     "div",
     { class: "approve" },
     several,
+    passkeyRow,
     reason,
     el("button", { type: "button", id: "d-approve", class: "ok", text: "Approve", disabled: !!action.approvals, onclick: () => decide(true) }),
     el("button", { type: "button", id: "d-deny", class: "danger", text: "Deny", onclick: () => decide(false) }),

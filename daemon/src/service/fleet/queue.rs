@@ -136,7 +136,14 @@ impl Service {
         // recorded) by the same checks.
         let approve = Statement::parse(&row.statement).is_ok_and(|s| s.approve);
         let r =
-            self.answer_signed(&row.approval_id, approve, &row.statement, &row.signature, &submitter).await;
+            self.answer_signed(
+            &row.approval_id,
+            approve,
+            &row.statement,
+            &super::super::signing::Proof::Ssh(row.signature.clone()),
+            &submitter,
+        )
+        .await;
         let status = &self.state.fleet_queue;
         match r {
             Ok(a) => {
