@@ -23,7 +23,7 @@ pub use eval::{
 pub use load::{DEFAULT_CHANNEL_ATTEMPTS, PolicyError, compile, parse_duration};
 pub use model::{
     After, Approvals, Approver, ApproverKey, Budget, Channel, ChannelKind, Cmp, Commands, Cond, Earlier,
-    Email, EmailTls, History, LimitScope, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Period, Policy,
-    Passkey, Profile, RateLimit, ResultCheck, ResultEffect, ResultRule, Retention, RiskRule, Rule, RuleSet, SecretRef,
-    Unresolved,
+    Email, EmailTls, History, LimitScope, MAX_AFTER_WITHIN_MS, Mcp, NamePat, Notifications, Passkey, Period,
+    Policy, Profile, RateLimit, ResultCheck, ResultEffect, ResultRule, Retention, RiskRule, Rule, RuleSet,
+    SecretRef, Unresolved,
 };

@@ -99,7 +99,14 @@ pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     if text.contains(['+', '/', '=']) {
         return None;
     }
-    let mut std: String = text.chars().map(|c| match c { '-' => '+', '_' => '/', c => c }).collect();
+    let mut std: String = text
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
     while !std.len().is_multiple_of(4) {
         std.push('=');
     }
@@ -111,8 +118,8 @@ pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
 pub fn p256_spki_point(der: &[u8]) -> Option<Vec<u8>> {
     // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) 04 … }
     const PREFIX: [u8; 27] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
-        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
     ];
     (der.len() == 91 && der[..27] == PREFIX).then(|| der[26..].to_vec())
 }

@@ -287,3 +287,23 @@ fn command_writes_is_validated_and_hashed_only_when_given() {
     let writes = compile("p.yaml", &rule("{ program: ls, writes: [\"/tmp/*\"] }")).unwrap();
     assert_ne!(plain.hash, writes.hash);
 }
+
+#[test]
+fn passkey_approvers_need_an_id_and_a_p256_key() {
+    let approver = |body: &str| format!("approvals:\n  approvers:\n    - {{ name: bob, {body} }}\n");
+    let good = "passkey: { id: \"AQID\", public_key: \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\" }";
+    let p = compile("p.yaml", &approver(good)).unwrap();
+    let k = &p.approvals.keys[0];
+    assert_eq!((k.ed25519, k.passkey.as_ref().map(|p| p.credential_id.clone())), (None, Some(vec![1, 2, 3])));
+    assert!(
+        error_of(&approver("passkey: { id: \"AQID\", public_key: \"AAAA\" }"))
+            .contains("must be a P-256 public key")
+    );
+    assert!(error_of(&approver("passkey: { id: \"a+b/\", public_key: \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\" }")).contains("base64url"));
+    assert!(error_of(&approver("passkey: { id: \"AQID\" }")).contains("needs `id` and `public_key`"));
+    let both = format!("ssh_key: \"ssh-ed25519 AAAA\", {good}");
+    assert!(error_of(&approver(&both)).contains("give one"));
+    let twice =
+        format!("approvals:\n  approvers:\n    - {{ name: bob, {good} }}\n    - {{ name: bob2, {good} }}\n");
+    assert!(error_of(&twice).contains("same"), "one passkey is one approver");
+}

@@ -250,10 +250,15 @@ async fn approval_statement(
         Some("approve") => true,
         Some("deny") => false,
         _ => {
-            return Err(faramesh_daemon::service::ServiceError::invalid("decision", "`decision` must be `approve` or `deny`").into());
+            return Err(faramesh_daemon::service::ServiceError::invalid(
+                "decision",
+                "`decision` must be `approve` or `deny`",
+            )
+            .into());
         }
     };
-    let approver = f.string("approver")?.ok_or_else(|| faramesh_daemon::service::ServiceError::missing("approver"))?;
+    let approver =
+        f.string("approver")?.ok_or_else(|| faramesh_daemon::service::ServiceError::missing("approver"))?;
     let st = app.service.approval_statement(&id, approve, &approver, 5 * 60 * 1000, &who)?;
     Ok(json_response(StatusCode::OK, &st))
 }

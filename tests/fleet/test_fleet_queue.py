@@ -423,4 +423,4 @@ def test_one_key_is_one_approver_and_a_removed_key_stops_counting(pg: Postgres, 
     twice = h.dir / "twice.yaml"
     twice.write_text(policy({"alice": keys.public["alice"], "alice2": keys.public["alice"]}))
     out = subprocess.run([BIN, "policy", "check", str(twice)], capture_output=True, text=True, check=False)
-    assert out.returncode == 3 and "same `ssh_key`" in (out.stdout + out.stderr), out.stdout + out.stderr
+    assert out.returncode == 3 and "the same key as" in (out.stdout + out.stderr), out.stdout + out.stderr

@@ -200,12 +200,14 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
             // A passkey: the credential and public key recorded, the assertion checked again
             // (its origin as the browser gave it; the relying party bound to it).
             let mut words = key_text.split(' ');
-            let (Some("passkey"), Some(id), Some(public), None) = (words.next(), words.next(), words.next(), words.next())
+            let (Some("passkey"), Some(id), Some(public), None) =
+                (words.next(), words.next(), words.next(), words.next())
             else {
                 return Err("a passkey decision without the passkey recorded".into());
             };
             let key = crate::policy::Passkey {
-                credential_id: sshsig::base64url_decode(id).ok_or("the recorded credential id is not base64url")?,
+                credential_id: sshsig::base64url_decode(id)
+                    .ok_or("the recorded credential id is not base64url")?,
                 point: sshsig::base64_decode(public)
                     .and_then(|d| sshsig::p256_spki_point(&d))
                     .ok_or("the recorded passkey is not a P-256 key")?,
@@ -216,7 +218,8 @@ pub fn recheck(entry: &Value, log_id: &str) -> Result<usize, String> {
         } else {
             let armored = signed["signature"].as_str().ok_or("a signed decision without its signature")?;
             let key = verify_sshsig(armored, text.as_bytes())?;
-            let recorded = sshsig::parse_ssh_ed25519(key_text).ok_or("a signed decision without the approver's key")?;
+            let recorded =
+                sshsig::parse_ssh_ed25519(key_text).ok_or("a signed decision without the approver's key")?;
             if key != recorded {
                 return Err(format!(
                     "the statement of `{}` is signed by another key than the one recorded",
@@ -284,10 +287,9 @@ impl PasskeyAssertion {
     /// From `{credential_id, authenticator_data, client_data_json, signature}`.
     pub fn from_json(v: &Value) -> Result<PasskeyAssertion, ServiceError> {
         let part = |k: &str| {
-            v[k].as_str()
-                .filter(|s| !s.is_empty() && s.len() <= 16 * 1024)
-                .map(str::to_owned)
-                .ok_or_else(|| ServiceError::invalid("passkey", format!("`passkey.{k}` must be base64url text")))
+            v[k].as_str().filter(|s| !s.is_empty() && s.len() <= 16 * 1024).map(str::to_owned).ok_or_else(
+                || ServiceError::invalid("passkey", format!("`passkey.{k}` must be base64url text")),
+            )
         };
         Ok(PasskeyAssertion {
             credential_id: part("credential_id")?,
@@ -325,7 +327,8 @@ pub fn verify_passkey(
     key: &crate::policy::Passkey,
     origin_ok: &dyn Fn(&str) -> bool,
 ) -> Result<(), String> {
-    let b64 = |s: &str, what: &str| sshsig::base64url_decode(s).ok_or_else(|| format!("`{what}` is not base64url"));
+    let b64 =
+        |s: &str, what: &str| sshsig::base64url_decode(s).ok_or_else(|| format!("`{what}` is not base64url"));
     if b64(&a.credential_id, "credential_id")? != key.credential_id {
         return Err("it is signed by another credential".into());
     }
@@ -344,7 +347,8 @@ pub fn verify_passkey(
         return Err("it comes from an origin this host does not accept (`approvals.passkey_origins`)".into());
     }
     let host = origin.split_once("://").map_or("", |(_, r)| r);
-    let rp_id = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let rp_id =
+        host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
     if auth.len() < 37 || auth[..32] != sha2::Sha256::digest(rp_id.as_bytes())[..] {
         return Err("its authenticator data is not for this relying party".into());
     }
@@ -419,7 +423,9 @@ impl Service {
                 })
             })
         });
-        Ok(json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id, "passkey": passkey}))
+        Ok(
+            json!({"statement": s.text(), "namespace": NAMESPACE, "approval_id": a.approval_id, "passkey": passkey}),
+        )
     }
 
     /// Approves or denies `id` as the signed statement says, handed in by `submitter`. A
@@ -499,14 +505,20 @@ impl Service {
         let policy = self.state.policy.load();
         let listed = policy.policy.approvals.keys.iter().find(|k| k.name == s.approver);
         let Some(k) = listed else {
-            return Err(refuse(format!("names approver `{}`, whom the policy does not list with a key", s.approver)));
+            return Err(refuse(format!(
+                "names approver `{}`, whom the policy does not list with a key",
+                s.approver
+            )));
         };
         match (proof, &k.passkey) {
             (Proof::Ssh(signature), _) => {
                 let key = verify_sshsig(signature, statement.as_bytes())
                     .map_err(|e| ServiceError::invalid("signature", e))?;
                 if k.ed25519 != Some(key) {
-                    return Err(refuse(format!("is signed by a key the policy does not list for `{}`", s.approver)));
+                    return Err(refuse(format!(
+                        "is signed by a key the policy does not list for `{}`",
+                        s.approver
+                    )));
                 }
             }
             (Proof::Passkey(assertion), Some(passkey)) => {
@@ -515,7 +527,10 @@ impl Service {
                     .map_err(|e| refuse(format!("is not signed by the passkey of `{}`: {e}", s.approver)))?;
             }
             (Proof::Passkey(_), None) => {
-                return Err(refuse(format!("is signed with a passkey, and `{}` signs with an SSH key", s.approver)));
+                return Err(refuse(format!(
+                    "is signed with a passkey, and `{}` signs with an SSH key",
+                    s.approver
+                )));
             }
         }
         if s.host != self.host_log_id() {
@@ -691,5 +706,68 @@ mod tests {
                 .unwrap_err()
                 .contains("another key")
         );
+    }
+
+    /// A passkey (ring's P-256 key) and an assertion over `statement` from `origin`, with
+    /// `flags` in the authenticator data.
+    fn passkey_assertion(
+        statement: &str,
+        origin: &str,
+        rp_id: &str,
+        flags: u8,
+    ) -> (crate::policy::Passkey, PasskeyAssertion) {
+        use base64::Engine as _;
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let client =
+            json!({"type": "webauthn.get", "challenge": passkey_challenge(statement), "origin": origin})
+                .to_string();
+        let mut auth = sha2::Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth.push(flags);
+        auth.extend_from_slice(&[0, 0, 0, 7]);
+        let mut signed = auth.clone();
+        signed.extend_from_slice(&sha2::Sha256::digest(client.as_bytes()));
+        let sig = pair.sign(&rng, &signed).unwrap();
+        let key = crate::policy::Passkey {
+            credential_id: vec![1, 2, 3],
+            point: pair.public_key().as_ref().to_vec(),
+        };
+        let a = PasskeyAssertion {
+            credential_id: b64.encode([1, 2, 3]),
+            authenticator_data: b64.encode(&auth),
+            client_data_json: b64.encode(client.as_bytes()),
+            signature: b64.encode(sig.as_ref()),
+        };
+        (key, a)
+    }
+
+    #[test]
+    fn a_passkey_assertion_holds_only_for_its_statement_origin_and_verified_user() {
+        let origin = "https://faramesh.example.com";
+        let st = "faramesh approval v1\n…";
+        let ok = |o: &str| o == origin;
+        let (key, a) = passkey_assertion(st, origin, "faramesh.example.com", 0x05);
+        assert_eq!(verify_passkey(st, &a, &key, &ok), Ok(()));
+        assert!(verify_passkey("another statement", &a, &key, &ok).unwrap_err().contains("challenge"));
+        assert!(verify_passkey(st, &a, &key, &|_| false).unwrap_err().contains("origin"));
+        let other = crate::policy::Passkey { credential_id: vec![9], ..key.clone() };
+        assert!(verify_passkey(st, &a, &other, &ok).unwrap_err().contains("another credential"));
+        let (stranger, _) = passkey_assertion(st, origin, "faramesh.example.com", 0x05);
+        let wrong_key =
+            crate::policy::Passkey { credential_id: key.credential_id.clone(), point: stranger.point };
+        assert!(verify_passkey(st, &a, &wrong_key, &ok).unwrap_err().contains("does not verify"));
+        // Present but not verified: refused.
+        let (key2, a2) = passkey_assertion(st, origin, "faramesh.example.com", 0x01);
+        assert!(verify_passkey(st, &a2, &key2, &ok).unwrap_err().contains("verify the user"));
+        // Made for another relying party.
+        let (key3, a3) = passkey_assertion(st, origin, "evil.example", 0x05);
+        assert!(verify_passkey(st, &a3, &key3, &ok).unwrap_err().contains("relying party"));
+        // Made for the origin on another port: the relying party is the host, the origin is checked whole.
+        let (key4, a4) = passkey_assertion(st, "http://localhost:8000", "localhost", 0x05);
+        assert_eq!(verify_passkey(st, &a4, &key4, &|o| o == "http://localhost:8000"), Ok(()));
+        assert!(verify_passkey(st, &a4, &key4, &|o| o == "http://localhost:9000").is_err());
     }
 }

@@ -24,15 +24,14 @@ impl Loader<'_> {
                             }
                             // One key is one person: two names for it would let one signer count
                             // as two approvers.
-                            if let Some(other) = approvals
-                                .keys
-                                .iter()
-                                .find(|k| (k.ed25519.is_some() && k.ed25519 == key.ed25519) || (k.passkey.is_some() && k.passkey == key.passkey))
-                            {
+                            if let Some(other) = approvals.keys.iter().find(|k| {
+                                (k.ed25519.is_some() && k.ed25519 == key.ed25519)
+                                    || (k.passkey.is_some() && k.passkey == key.passkey)
+                            }) {
                                 return Err(self.err(
                                     item.pos,
                                     format!(
-                                        "approver `{}` has the same `ssh_key` as `{}`: each approver needs a key of their own",
+                                        "approver `{}` has the same key as `{}`: each approver needs a key of their own",
                                         key.name, other.name
                                     ),
                                 ));
@@ -49,7 +48,9 @@ impl Loader<'_> {
                         let ok = (o.starts_with("https://") || o.starts_with("http://localhost"))
                             && !o.ends_with('/')
                             && o.len() <= 256
-                            && o.split_once("://").is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
+                            && o.split_once("://").is_some_and(|(_, rest)| {
+                                !rest.is_empty() && !rest.contains(['/', '?', '#', '@'])
+                            });
                         if !ok {
                             return Err(self.err(
                                 item.pos,
@@ -121,7 +122,9 @@ impl Loader<'_> {
                 .err(item.pos, format!("approver name `{name}` must be 1 to 64 letters, digits or `._@-`")));
         }
         if let (Some(_), Some(v)) = (get("ssh_key"), get("passkey")) {
-            return Err(self.err(v.pos, format!("approver `{name}` has an `ssh_key` and a `passkey`: give one")));
+            return Err(
+                self.err(v.pos, format!("approver `{name}` has an `ssh_key` and a `passkey`: give one"))
+            );
         }
         if let Some(v) = get("passkey") {
             return self.passkey(&name, v);
@@ -162,7 +165,10 @@ impl Loader<'_> {
         let point = crate::sshsig::base64_decode(key_text.trim())
             .and_then(|der| crate::sshsig::p256_spki_point(&der))
             .ok_or_else(|| {
-                self.err(key.pos, "`public_key` must be a P-256 public key (SubjectPublicKeyInfo DER, base64)")
+                self.err(
+                    key.pos,
+                    "`public_key` must be a P-256 public key (SubjectPublicKeyInfo DER, base64)",
+                )
             })?;
         Ok(ApproverKey {
             name: name.to_owned(),

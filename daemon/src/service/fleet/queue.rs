@@ -135,15 +135,15 @@ impl Service {
         // The statement says what is decided; a statement that does not parse is refused (and
         // recorded) by the same checks.
         let approve = Statement::parse(&row.statement).is_ok_and(|s| s.approve);
-        let r =
-            self.answer_signed(
-            &row.approval_id,
-            approve,
-            &row.statement,
-            &super::super::signing::Proof::Ssh(row.signature.clone()),
-            &submitter,
-        )
-        .await;
+        let r = self
+            .answer_signed(
+                &row.approval_id,
+                approve,
+                &row.statement,
+                &super::super::signing::Proof::Ssh(row.signature.clone()),
+                &submitter,
+            )
+            .await;
         let status = &self.state.fleet_queue;
         match r {
             Ok(a) => {
