@@ -219,10 +219,10 @@ mod tests {
         assert!(!k.text.contains("laptop"), "the comment is not part of the key");
         for (bad, want) in [
             ("{name: alice, ssh_key: \"ssh-rsa AAAA\"}", "not an Ed25519 SSH public key"),
-            ("{name: alice}", "needs an `ssh_key`"),
+            ("{name: alice}", "needs an `ssh_key` or a `passkey`"),
             ("{ssh_key: x}", "needs a `name`"),
             ("{name: \"a b\", ssh_key: x}", "must be 1 to 64"),
-            ("{name: alice, passkey: x}", "not supported yet"),
+            ("{name: alice, passkey: x}", "`passkey` must be a mapping"),
         ] {
             let err = crate::compile("p.yaml", &format!("version: 1\napprovals:\n  approvers: [{bad}]\n"))
                 .unwrap_err();
