@@ -618,8 +618,12 @@ pub fn publish(args: PublishArgs, json_out: bool) -> Result<ExitCode> {
         .as_name
         .clone()
         .or_else(|| std::env::var("USER").ok())
-        .filter(|n| !n.is_empty() && !n.contains('\n'))
-        .ok_or_else(|| anyhow!("`--sign` needs your name: `--as NAME`"))?;
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|c| c.is_ascii_alphanumeric() || b"._@-".contains(&c))
+        })
+        .ok_or_else(|| anyhow!("`--sign` needs your name, 1 to 64 letters, digits or `._@-`: `--as NAME`"))?;
     let labels = bundle::parse_labels(&args.labels).map_err(|e| anyhow!("`--labels`: {e}"))?;
     let valid_ms = faramesh_policy::parse_duration(&args.expires)
         .map(|s| s * 1000)

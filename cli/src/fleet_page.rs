@@ -55,6 +55,7 @@ struct Page {
     key: Option<std::path::PathBuf>,
     valid_ms: u64,
     database: String,
+    port: u16,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -62,6 +63,19 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl Page {
+    /// The request is for this page as this machine's loopback names it (no other `Host`, so a
+    /// name rebound to 127.0.0.1 reaches nothing), from its own origin when the browser says one.
+    fn same_site(&self, headers: &HeaderMap) -> bool {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let port = self.port;
+        let ours = [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
+        let origin_ok = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|o| o.strip_prefix("http://").is_some_and(|h| h == host));
+        ours.iter().any(|h| h == host) && origin_ok
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -86,6 +100,9 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 }
 
 async fn pending(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
+    if !page.same_site(&headers) {
+        return error(StatusCode::FORBIDDEN, "not this page's host or origin");
+    }
     if !page.authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "open the link `faramesh fleet serve` printed");
     }
@@ -101,6 +118,12 @@ async fn pending(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response 
 }
 
 async fn decide(State(page): State<Arc<Page>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| {
+        t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !page.same_site(&headers) || !json {
+        return error(StatusCode::FORBIDDEN, "not this page's host or origin, or not JSON");
+    }
     if !page.authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "open the link `faramesh fleet serve` printed");
     }
@@ -186,6 +209,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let client = fleet_pg::connect(&args.url).await.map_err(|e| anyhow!(e))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
         let page = Arc::new(Page {
             client: tokio::sync::Mutex::new(client),
             token: token.clone(),
@@ -193,6 +220,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             key: args.key.clone(),
             valid_ms,
             database: fleet_pg::redacted(&args.url),
+            port: addr.port(),
         });
         let app = Router::new()
             .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
@@ -201,10 +229,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             .route("/api/pending", get(pending))
             .route("/api/decide", post(decide))
             .with_state(page);
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
         println!("fleet page: http://{addr}/#token={token}");
         println!(
             "signing as {} with {}",

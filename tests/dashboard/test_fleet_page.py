@@ -132,6 +132,19 @@ rules:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pending", timeout=5)
         assert refused.value.code == 401
+        # Another host name (a name rebound to 127.0.0.1), or a body that is not JSON: refused
+        # even with the token.
+        token = link.rsplit("token=", 1)[1]
+        for headers, body in [
+            ({"Host": f"evil.example:{port}", "Authorization": f"Bearer {token}"}, None),
+            ({"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}, b'{"approval_ids": ["x"], "decision": "deny"}'),
+            ({"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Origin": "http://evil.example"}, b'{"approval_ids": ["x"], "decision": "deny"}'),
+        ]:
+            path = "/api/pending" if body is None else "/api/decide"
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=5)
+            assert refused.value.code == 403, headers
     finally:
         context.close()
         if page_proc is not None:

@@ -139,5 +139,16 @@ def test_the_database_down_denies_or_counts_locally_as_the_policy_says(pg: Postg
             assert time.time() < deadline, d
             time.sleep(0.5)
         assert record(h, d["action_id"])["limits"][0]["counted"] == "fleet"
+        # A counter row edited to a count no host writes is not trusted: the call is answered,
+        # as the limit's on_unavailable says.
+        pg.sql("UPDATE faramesh_fleet_counters SET used = -9223372036854775808 WHERE key LIKE 'budget/careful-bot/%'")
+        h.stop()  # the host holds no lease of it after a restart
+        h.start()
+        t.close()
+        t2 = SocketTransport(h.socket)
+        edited = t2.govern({"agent_id": "careful-bot", "tool": "stripe", "operation": "refund", "args": {}, "context": {}})
+        t2.close()
+        assert (edited["effect"], edited["reason_code"]) == ("DENY", "BUDGET_EXCEEDED"), edited
+        t = SocketTransport(h.socket)
     finally:
         t.close()

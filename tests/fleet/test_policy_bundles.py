@@ -261,6 +261,22 @@ def test_tampered_expired_and_unpinned_bundles_are_refused_and_recorded(pg: Post
         assert time.time() < deadline, bundle(web)
         time.sleep(0.2)
 
+    # A genuine but older bundle, copied into the state dir, is not taken: not on reload...
+    older = bundle_text(4, DENY_READS, now + 86_400_000)
+    kept = web.state / "policy-bundle"
+    (kept / "bundle.sig").write_text(sign(keys, "publisher", older))
+    (kept / "bundle.txt").write_text(older)
+    deadline = time.time() + 20
+    while "not used" not in str(status(web)["policy"]["last_error"]):
+        assert time.time() < deadline, status(web)["policy"]
+        time.sleep(0.1)
+    assert bundle(web)["serial"] == 5 and read(web)["effect"] == "PERMIT"
+    # ...nor at a restart: the host denies until the database hands it bundle 5 again.
+    web.stop()
+    start(web)
+    wait_serial(web, 5)
+    assert read(web)["effect"] == "PERMIT"
+
 
 def test_past_expiry_a_host_keeps_or_denies_as_it_was_told(pg: Postgres, keys: Path, hosts: list[Daemon]) -> None:
     canary, web, edge = hosts

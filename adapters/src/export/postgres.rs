@@ -203,6 +203,9 @@ pub enum PgError {
     /// A statement failed.
     #[error("{0}")]
     Query(#[from] tokio_postgres::Error),
+    /// A fleet counter holds a count no host wrote.
+    #[error("fleet counter `{0}` holds a count below zero")]
+    Counter(String),
     /// The server did not answer in time.
     #[error("no answer within {} s", .0.as_secs())]
     TimedOut(std::time::Duration),

@@ -140,7 +140,7 @@ impl BundleSource for PostgresBundles {
                 let row = l
                     .client
                     .query_opt(
-                        "SELECT bundle, signature FROM faramesh_policy_bundles
+                        "SELECT left(bundle, 4200000), left(signature, 16385) FROM faramesh_policy_bundles
                          WHERE serial > $1 AND (cardinality(labels) = 0 OR labels && $2)
                          ORDER BY serial DESC LIMIT 1",
                         &[&after, &labels],
@@ -355,7 +355,12 @@ impl FleetCounter for PostgresCounter {
                 .await?;
                 let used: i64 =
                     tx.query_one("SELECT used FROM faramesh_fleet_counters WHERE key = $1 FOR UPDATE", &[&key]).await?.get(0);
-                let granted = want.min((limit - used).max(0));
+                // A count below zero was not written by a host: the counter cannot be trusted, and
+                // the limit follows `on_unavailable`.
+                if used < 0 {
+                    return Err(PgError::Counter(key.to_owned()));
+                }
+                let granted = want.min(limit.saturating_sub(used).max(0));
                 if granted > 0 {
                     tx.execute("UPDATE faramesh_fleet_counters SET used = used + $2 WHERE key = $1", &[&key, &granted])
                         .await?;

@@ -25,10 +25,10 @@ function age(ts) {
   return `${Math.floor(s / 86400)}d`;
 }
 
+// The whole call: what Approve signs is what is shown, so nothing is cut.
 function summary(a) {
   const params = a.params && typeof a.params === "object" ? JSON.stringify(a.params) : "";
-  const text = `${a.tool}/${a.operation} ${params}`;
-  return text.length > 160 ? `${text.slice(0, 157)}…` : text;
+  return `${a.tool}/${a.operation} ${params}`;
 }
 
 function cell(text, cls) {

@@ -128,8 +128,17 @@ impl Bundle {
         let expires_ms = entry::parse_rfc3339(v[1]).ok_or("`expires` is not an RFC 3339 time")?;
         let labels = if v[2] == "*" { Vec::new() } else { parse_labels(v[2])? };
         let bytes: usize = v[5].parse().map_err(|_| "`policy-bytes` is not a whole number")?;
-        if bytes > MAX_POLICY_BYTES || policy.len() != bytes {
+        if bytes > MAX_POLICY_BYTES {
+            return Err(format!("the policy is over the {MAX_POLICY_BYTES}-byte limit of a bundle"));
+        }
+        if policy.len() != bytes {
             return Err(format!("the policy is {} bytes where the header says {bytes}", policy.len()));
+        }
+        let publisher_ok = !v[3].is_empty()
+            && v[3].len() <= 64
+            && v[3].bytes().all(|c| c.is_ascii_alphanumeric() || b"._@-".contains(&c));
+        if !publisher_ok {
+            return Err("`publisher` must be 1 to 64 letters, digits or `._@-`".into());
         }
         if hex_sha256(policy.as_bytes()) != v[4] {
             return Err("the policy's SHA-256 is not the one in the header".into());
@@ -209,12 +218,21 @@ pub struct BundleConfig {
 /// The policy before any bundle arrived: no rules, so every call is DENY.
 pub const NO_BUNDLE_YET: &str = "version: 1\ndescription: no signed policy bundle has been received yet; every call is denied\nrules: []\n";
 
-/// The last good bundle in `dir`, checked again (signature, pinned key); `None` when there is
-/// none yet.
+/// The bundle this host's log says it applied last: `(serial, digest)`.
+pub fn applied(log: &crate::log::Log) -> Option<(u64, String)> {
+    let v: Value = serde_json::from_slice(&log.state_get("policy_bundle").ok().flatten()?).ok()?;
+    Some((v["serial"].as_u64()?, v["digest"].as_str()?.to_owned()))
+}
+
+/// The last good bundle in the bundle directory, checked again: its signature by a pinned key,
+/// its labels against this host's, and that it is the very bundle the log says this host applied
+/// last (`applied`), so no copy from elsewhere (an older one, or one for other labels) is taken
+/// from the disk. `None` when there is none yet.
 pub fn load_last_good(
-    dir: &Path,
-    keys: &[[u8; 32]],
+    cfg: &BundleConfig,
+    applied: &Option<(u64, String)>,
 ) -> Result<Option<(Policy, BundleInfo)>, PolicyFileError> {
+    let (dir, keys) = (&cfg.dir, &cfg.keys[..]);
     let path = dir.join(BUNDLE_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -224,10 +242,25 @@ pub fn load_last_good(
     let sig_path = dir.join(SIGNATURE_FILE);
     let signature = std::fs::read_to_string(&sig_path)
         .map_err(|source| PolicyFileError::Read { path: sig_path.clone(), source })?;
-    let (b, info) = verify(&text, &signature, keys).map_err(|why| PolicyFileError::Read {
+    let refuse = |why: String| PolicyFileError::Read {
         path: path.clone(),
-        source: std::io::Error::other(format!("the kept bundle does not verify: {why}")),
-    })?;
+        source: std::io::Error::other(format!("the kept bundle is not used: {why}")),
+    };
+    let (b, info) =
+        verify(&text, &signature, keys).map_err(|why| refuse(format!("it does not verify: {why}")))?;
+    if !b.is_for(&cfg.labels) {
+        return Err(refuse(format!("it is for labels {}, not this host's", b.labels.join(","))));
+    }
+    match applied {
+        Some((serial, digest)) if *serial != info.serial || *digest != info.digest => {
+            return Err(refuse(format!(
+                "it is bundle {} ({}), and this host's log says it applied bundle {serial} ({digest})",
+                info.serial, info.digest
+            )));
+        }
+        None => return Err(refuse("this host's log records no bundle applied".into())),
+        Some(_) => {}
+    }
     let policy = crate::policy::compile(&format!("bundle {}", b.serial), &b.policy)?;
     Ok(Some((policy, info)))
 }
@@ -313,11 +346,14 @@ impl Service {
         let host = super::fleet::host_name();
         let mut reported: Option<String> = None;
         loop {
-            let current = self.state.policy.load().bundle.as_ref().map_or(0, |b| b.serial);
-            let floor = self.bundle_floor().max(current);
+            let current = self.state.policy.load().bundle.as_ref().map(|b| b.serial);
+            let floor = self.bundle_floor().max(current.unwrap_or(0));
+            // With no bundle in force (none kept, or the kept one was not used), the one the log
+            // says was applied last is taken again; otherwise only a newer one.
+            let after = if current.is_none() { floor.saturating_sub(1) } else { floor };
             let fetched = tokio::select! {
                 () = stop.cancelled() => return,
-                r = cfg.source.newest(floor, &cfg.labels) => r,
+                r = cfg.source.newest(after, &cfg.labels) => r,
             };
             match fetched {
                 Ok(found) => {
@@ -394,7 +430,10 @@ impl Service {
     async fn apply_bundle(&self, cfg: &BundleConfig, f: &FetchedBundle, floor: u64) {
         let digest = hex_sha256(f.text.as_bytes());
         let checked = verify(&f.text, &f.signature, &cfg.keys).and_then(|(b, info)| {
-            if b.serial <= floor {
+            let again = b.serial == floor
+                && applied(&self.state.log).is_some_and(|(_, d)| d == info.digest)
+                && self.state.policy.load().bundle.is_none();
+            if b.serial <= floor && !again {
                 return Err(format!(
                     "its serial {} is not newer than {floor}, the newest this host applied",
                     b.serial

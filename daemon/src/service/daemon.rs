@@ -118,9 +118,12 @@ fn private_dir(dir: &Path) -> Result<(), OpenError> {
 impl Daemon {
     /// Loads the policy, opens the log in `state_dir` and builds the core's state.
     pub fn open(options: Options) -> Result<Opened, OpenError> {
-        let (policy, bundle) = match &options.bundle {
-            Some(b) => state::load_bundled(&b.dir, &b.keys)?,
-            None => (state::load_policy(&options.policy_path)?, None),
+        // A policy file is read first (its errors come before anything is created); a host that
+        // takes signed bundles reads its kept bundle once the log (which says which it applied)
+        // is open.
+        let file_policy = match &options.bundle {
+            Some(_) => None,
+            None => Some(state::load_policy(&options.policy_path)?),
         };
         private_dir(&options.state_dir)?;
         let key = LogKey::load_or_create(&options.state_dir.join("log.key"))?;
@@ -135,6 +138,23 @@ impl Daemon {
             ..retention::log_options()
         };
         let log = Arc::new(Log::open(&options.state_dir.join("log.redb"), key, log_options)?);
+        let (policy, bundle) = match (file_policy, &options.bundle) {
+            (Some(p), _) => (p, None),
+            (None, Some(b)) => match state::load_bundled(b, &super::bundle::applied(&log)) {
+                Ok(loaded) => loaded,
+                // A kept bundle that is not the one the log applied is not used: the host starts
+                // denying every call until the fleet database hands it a bundle that checks.
+                Err(e) => {
+                    tracing::error!(error = %e, "the kept policy bundle is not used; every call is denied until a signed bundle arrives");
+                    (
+                        crate::policy::compile("no bundle yet", super::bundle::NO_BUNDLE_YET)
+                            .map_err(state::PolicyFileError::from)?,
+                        None,
+                    )
+                }
+            },
+            (None, None) => (state::load_policy(&options.policy_path)?, None),
+        };
         let approvals = approvals::Book::load(Arc::clone(&log))?;
         let mcp_pins = super::mcp_pins::Pins::load(&log)?;
         let grants = super::grants::Grants::load(&log)?;

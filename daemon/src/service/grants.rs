@@ -330,6 +330,11 @@ impl Service {
         {
             return None;
         }
+        // A rule that asks for several signed approvers is never granted away: its calls run only
+        // on their signatures.
+        if self.state.policy.load().policy.approvals_required(decision.rule_id.as_deref()) > 1 {
+            return None;
+        }
         let grants = self.state.grants.naming(call, &decision.request_hash, self.clock.now_ms());
         if grants.is_empty() {
             return None;
@@ -539,5 +544,51 @@ impl Service {
             )));
         }
         Ok(self.state.grants.live(self.clock.now_ms()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod several_approvers_tests {
+    use faramesh_proto::{Effect, ReasonCode};
+    use serde_json::json;
+
+    use super::super::tests::service;
+    use super::GrantRequest;
+    use crate::log::dpr::PeerCred;
+    use crate::permit::Covers;
+    use crate::service::{CallRequest, Identity, Peer};
+
+    fn peer(uid: u32) -> Identity {
+        Identity::Peer(Peer::new(PeerCred { uid, gid: uid, pid: 1 }))
+    }
+
+    /// A grant never turns a DEFER of a rule that needs several signed approvers into a PERMIT,
+    /// however wide it is; a one-approver rule's DEFER it does cover.
+    #[tokio::test]
+    async fn a_grant_never_covers_a_rule_that_needs_several_signers() {
+        let policy = "version: 1\nrules:\n  - id: big\n    match: { tool: stripe, op: payout, amount_gt: 1000 }\n    require_approval: true\n    approvals_required: 2\n  - id: small\n    match: { tool: stripe, op: payout }\n    require_approval: true\n";
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path(), policy);
+        let grant = GrantRequest {
+            agent_id: "pay-bot".into(),
+            tool: "stripe".into(),
+            operation: "payout".into(),
+            request_hash: None,
+            covers: Covers::any(),
+            minutes: 30,
+            approval_id: None,
+            reason: None,
+            summary: None,
+            programs: None,
+        };
+        s.grant_create(grant, &peer(0)).await.unwrap();
+        let call = |amount: u64| {
+            CallRequest::from_value(&json!({"agent_id": "pay-bot", "tool": "stripe", "operation": "payout", "params": {"amount": amount}})).unwrap()
+        };
+        let small = s.govern(call(10), &peer(1000)).await.unwrap().decision;
+        assert_eq!((small.effect, small.reason_code), (Effect::Permit, ReasonCode::GrantApplied));
+        let big = s.govern(call(50_000), &peer(1000)).await.unwrap().decision;
+        assert_eq!((big.effect, big.rule_id.as_deref()), (Effect::Defer, Some("big")), "{big:?}");
     }
 }

@@ -339,6 +339,9 @@ pub fn verify_passkey(
     if client["type"] != "webauthn.get" {
         return Err("the client data is not an assertion (`webauthn.get`)".into());
     }
+    if client["crossOrigin"] == true || client.get("topOrigin").is_some() {
+        return Err("it was made inside a frame of another origin".into());
+    }
     if client["challenge"].as_str() != Some(passkey_challenge(statement).as_str()) {
         return Err("its challenge is not this statement's hash".into());
     }
@@ -355,6 +358,10 @@ pub fn verify_passkey(
     let flags = auth[32];
     if flags & 0x01 == 0 || flags & 0x04 == 0 {
         return Err("the authenticator did not verify the user (user present and verified flags)".into());
+    }
+    // An assertion carries no attested credential; extensions only when flagged.
+    if flags & 0x40 != 0 || (flags & 0x80 == 0 && auth.len() != 37) {
+        return Err("its authenticator data is not an assertion's".into());
     }
     let mut signed = auth.clone();
     signed.extend_from_slice(&sha2::Sha256::digest(&client_json));
@@ -716,18 +723,34 @@ mod tests {
         rp_id: &str,
         flags: u8,
     ) -> (crate::policy::Passkey, PasskeyAssertion) {
+        passkey_assertion_with(statement, origin, rp_id, flags, json!({}), &[])
+    }
+
+    /// [`passkey_assertion`] with more client data fields and bytes after the authenticator data.
+    fn passkey_assertion_with(
+        statement: &str,
+        origin: &str,
+        rp_id: &str,
+        flags: u8,
+        extra: Value,
+        tail: &[u8],
+    ) -> (crate::policy::Passkey, PasskeyAssertion) {
         use base64::Engine as _;
         use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let client =
-            json!({"type": "webauthn.get", "challenge": passkey_challenge(statement), "origin": origin})
-                .to_string();
+        let mut client =
+            json!({"type": "webauthn.get", "challenge": passkey_challenge(statement), "origin": origin});
+        if let (Value::Object(c), Value::Object(e)) = (&mut client, extra) {
+            c.extend(e);
+        }
+        let client = client.to_string();
         let mut auth = sha2::Sha256::digest(rp_id.as_bytes()).to_vec();
         auth.push(flags);
         auth.extend_from_slice(&[0, 0, 0, 7]);
+        auth.extend_from_slice(tail);
         let mut signed = auth.clone();
         signed.extend_from_slice(&sha2::Sha256::digest(client.as_bytes()));
         let sig = pair.sign(&rng, &signed).unwrap();
@@ -769,5 +792,16 @@ mod tests {
         let (key4, a4) = passkey_assertion(st, "http://localhost:8000", "localhost", 0x05);
         assert_eq!(verify_passkey(st, &a4, &key4, &|o| o == "http://localhost:8000"), Ok(()));
         assert!(verify_passkey(st, &a4, &key4, &|o| o == "http://localhost:9000").is_err());
+        // Made inside another origin's frame, or not shaped like an assertion: refused.
+        let rp = "faramesh.example.com";
+        for (extra, flags, tail, want) in [
+            (json!({"crossOrigin": true}), 0x05, &[][..], "frame"),
+            (json!({"topOrigin": "https://evil.example"}), 0x05, &[][..], "frame"),
+            (json!({}), 0x45, &[][..], "not an assertion's"),
+            (json!({}), 0x05, &[1, 2][..], "not an assertion's"),
+        ] {
+            let (k, a) = passkey_assertion_with(st, origin, rp, flags, extra, tail);
+            assert!(verify_passkey(st, &a, &k, &ok).unwrap_err().contains(want), "{want}");
+        }
     }
 }

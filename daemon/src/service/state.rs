@@ -39,10 +39,10 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
 /// The policy of a host that takes signed bundles: the last good bundle in `dir` (checked
 /// again), else the empty policy that denies every call.
 pub fn load_bundled(
-    dir: &Path,
-    keys: &[[u8; 32]],
+    cfg: &super::bundle::BundleConfig,
+    applied: &Option<(u64, String)>,
 ) -> Result<(Policy, Option<super::bundle::BundleInfo>), PolicyFileError> {
-    match super::bundle::load_last_good(dir, keys)? {
+    match super::bundle::load_last_good(cfg, applied)? {
         Some((policy, info)) => Ok((policy, Some(info))),
         None => Ok((crate::policy::compile("no bundle yet", super::bundle::NO_BUNDLE_YET)?, None)),
     }
@@ -243,10 +243,11 @@ impl State {
 
     async fn reload_inner(&self) -> Result<String, PolicyFileError> {
         let path = self.policy_path.clone();
-        let bundled = self.bundle.as_ref().map(|b| (b.dir.clone(), b.keys.clone()));
+        let bundled = self.bundle.clone().map(|b| (b, super::bundle::applied(&self.log)));
         let compiled = tokio::task::spawn_blocking(move || match bundled {
-            // From signed bundles: the last good one kept on disk, checked again.
-            Some((dir, keys)) => load_bundled(&dir, &keys),
+            // From signed bundles: the last good one kept on disk, checked again (its signature,
+            // and that it is the one the log says was applied).
+            Some((cfg, applied)) => load_bundled(&cfg, &applied),
             None => load_policy(&path).map(|p| (p, None)),
         })
         .await

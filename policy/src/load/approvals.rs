@@ -26,7 +26,10 @@ impl Loader<'_> {
                             // as two approvers.
                             if let Some(other) = approvals.keys.iter().find(|k| {
                                 (k.ed25519.is_some() && k.ed25519 == key.ed25519)
-                                    || (k.passkey.is_some() && k.passkey == key.passkey)
+                                    || matches!(
+                                        (&k.passkey, &key.passkey),
+                                        (Some(a), Some(b)) if a.point == b.point || a.credential_id == b.credential_id
+                                    )
                             }) {
                                 return Err(self.err(
                                     item.pos,
