@@ -548,8 +548,9 @@ impl Service {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
-mod several_approvers_tests {
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
     use faramesh_proto::{Effect, ReasonCode};
     use serde_json::json;
 
