@@ -502,7 +502,6 @@ async fn fleet_decide(
     approve: bool,
     json_out: bool,
 ) -> Result<ExitCode> {
-    use faramesh_daemon::service::signing::MAX_VALID_MS;
     let verb = if approve { "approve" } else { "deny" };
     if !args.sign {
         bail!(
@@ -510,15 +509,8 @@ async fn fleet_decide(
              in the host's `approvals.approvers`)"
         );
     }
-    let approver = args
-        .as_name
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .ok_or_else(|| anyhow!("`--sign` needs your approver name: `--as NAME`"))?;
-    let valid_ms = faramesh_policy::parse_duration(&args.valid)
-        .map(|s| s * 1000)
-        .filter(|ms| (1000..=MAX_VALID_MS).contains(ms))
-        .ok_or_else(|| anyhow!("`--valid` `{}` must be a duration from 1s to 1h (`15m`)", args.valid))?;
+    let approver = crate::ops_cmd::signer_name(args.as_name.as_deref())?;
+    let valid_ms = crate::ops_cmd::statement_validity(&args.valid)?;
     let wait_ms = if args.wait == "0" {
         0
     } else {
@@ -614,16 +606,7 @@ pub fn publish(args: PublishArgs, json_out: bool) -> Result<ExitCode> {
             bundle::MAX_POLICY_BYTES
         );
     }
-    let publisher = args
-        .as_name
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|n| {
-            !n.is_empty()
-                && n.len() <= 64
-                && n.bytes().all(|c| c.is_ascii_alphanumeric() || b"._@-".contains(&c))
-        })
-        .ok_or_else(|| anyhow!("`--sign` needs your name, 1 to 64 letters, digits or `._@-`: `--as NAME`"))?;
+    let publisher = crate::ops_cmd::signer_name(args.as_name.as_deref())?;
     let labels = bundle::parse_labels(&args.labels).map_err(|e| anyhow!("`--labels`: {e}"))?;
     let valid_ms = faramesh_policy::parse_duration(&args.expires)
         .map(|s| s * 1000)

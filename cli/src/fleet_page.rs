@@ -192,15 +192,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         bail!("`--listen` must be a loopback address: the page signs with your key");
     }
-    let approver = args
-        .as_name
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .ok_or_else(|| anyhow!("give your approver name: `--as NAME`"))?;
-    let valid_ms = faramesh_policy::parse_duration(&args.valid)
-        .map(|s| s * 1000)
-        .filter(|ms| (1000..=faramesh_daemon::service::signing::MAX_VALID_MS).contains(ms))
-        .ok_or_else(|| anyhow!("`--valid` `{}` must be a duration from 1s to 1h (`15m`)", args.valid))?;
+    let approver = crate::ops_cmd::signer_name(args.as_name.as_deref())?;
+    let valid_ms = crate::ops_cmd::statement_validity(&args.valid)?;
     let token = faramesh_log::random_hex(24).context("cannot read /dev/urandom")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

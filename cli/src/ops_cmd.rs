@@ -290,6 +290,30 @@ pub struct DecideArgs {
     as_name: Option<String>,
 }
 
+/// The name a signer signs as: `--as NAME`, else `$USER`; 1 to 64 letters, digits or `._@-`
+/// (what the policy and the daemon accept).
+pub(crate) fn signer_name(given: Option<&str>) -> Result<String> {
+    given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|c| c.is_ascii_alphanumeric() || b"._@-".contains(&c))
+        })
+        .ok_or_else(|| {
+            anyhow!("give your name as the policy lists it, 1 to 64 letters, digits or `._@-`: `--as NAME`")
+        })
+}
+
+/// `--valid DURATION`: how long a signed statement may be used, in ms (1 s to 1 h).
+pub(crate) fn statement_validity(text: &str) -> Result<u64> {
+    faramesh_policy::parse_duration(text)
+        .map(|s| s * 1000)
+        .filter(|ms| (1000..=faramesh_daemon::service::signing::MAX_VALID_MS).contains(ms))
+        .ok_or_else(|| anyhow!("`--valid` `{text}` must be a duration from 1s to 1h (`15m`)"))
+}
+
 /// Signs `statement` with `ssh-keygen -Y sign -n faramesh-approval`: with `key`, or with the first
 /// Ed25519 key in ssh-agent.
 pub(crate) fn ssh_sign(statement: &str, key: Option<&std::path::Path>) -> Result<String> {
@@ -405,11 +429,7 @@ pub fn decide_approval(args: DecideArgs, approve: bool, json_out: bool) -> Resul
         params["grant_any_caller"] = json!(args.any_caller);
     }
     if args.sign {
-        let approver = args
-            .as_name
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .ok_or_else(|| anyhow!("`--sign` needs your approver name: `--as NAME`"))?;
+        let approver = signer_name(args.as_name.as_deref())?;
         let decision = if approve { "approve" } else { "deny" };
         let st = client::call(
             &args.socket.path(),

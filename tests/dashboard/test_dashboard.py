@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 from faramesh import GovernedToolSet, SocketTransport, ToolDeniedException
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
 from faramesh_testd import BIN, ROOT, free_port  # noqa: E402
-CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
 SHOTS = ROOT / "target" / "dashboard"
 
 POLICY = """
@@ -120,16 +119,6 @@ def dev() -> Iterator[Dev]:
             yield d
         finally:
             d.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

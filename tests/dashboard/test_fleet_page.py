@@ -10,46 +10,26 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from faramesh import SocketTransport
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fleet"))
 from faramesh_testd import BIN, ROOT, Daemon, free_port  # noqa: E402
-from fleet_helpers import Postgres, wait_shipped  # noqa: E402
+from fleet_helpers import Postgres, postgres_server, wait_shipped  # noqa: E402
 
 SHOTS = ROOT / "target" / "dashboard"
-CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[Postgres]:
-    with tempfile.TemporaryDirectory(prefix="fm-pg-page-") as t:
-        server = Postgres(Path(t))
-        server.start()
-        try:
-            yield server
-        finally:
-            try:
-                server.stop()
-            except AssertionError:
-                pass
+    with postgres_server() as server:
+        yield server
 
 
 def test_the_fleet_page_approves_one_call_and_denies_another_in_bulk(browser: Browser, pg: Postgres, tmp_path: Path) -> None:

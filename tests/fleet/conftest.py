@@ -4,25 +4,16 @@ temporary directory."""
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_helpers import Postgres  # noqa: E402
+from fleet_helpers import Postgres, postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[Postgres]:
-    with tempfile.TemporaryDirectory(prefix="fm-pg-") as t:
-        server = Postgres(Path(t))
-        server.start()
-        try:
-            yield server
-        finally:
-            try:
-                server.stop()
-            except AssertionError:
-                pass
+    with postgres_server() as server:
+        yield server

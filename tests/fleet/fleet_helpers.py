@@ -10,8 +10,10 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,18 @@ class Postgres:
         out = subprocess.run(["psql", self.url, "-At", "-v", "ON_ERROR_STOP=1", "-c", query], capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
+
+
+@contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL server, started in a temporary directory and stopped after."""
+    with tempfile.TemporaryDirectory(prefix="fm-pg-") as t:
+        server = Postgres(Path(t))
+        server.start()
+        try:
+            yield server
+        finally:
+            try:
+                server.stop()
+            except AssertionError:
+                pass

@@ -478,21 +478,12 @@ impl Service {
                     return out;
                 }
                 fleet_limits::Outcome::Unavailable => {
-                    let reason = format!(
-                        "fleet rate limit `{}` of agent `{}` cannot be counted: the fleet database is unreachable (on_unavailable: deny)",
-                        limit.key, profile.name
-                    );
-                    out.limits.push(fleet_limits::note(
+                    uncounted(
+                        &mut out,
                         &name,
-                        "unavailable",
-                        Some("the fleet database is unreachable (on_unavailable: deny)"),
-                    ));
-                    out.decision = deny_with(
-                        out.decision,
                         ReasonCode::RateExceeded,
-                        reason,
-                        Some(format!("agents.{}.rate_limit", profile.name)),
-                        Some(Resolution::RetryAfter { retry_after_seconds: 1 }),
+                        format!("fleet rate limit `{}` of agent `{}`", limit.key, profile.name),
+                        format!("agents.{}.rate_limit", profile.name),
                     );
                     return out;
                 }
@@ -555,21 +546,8 @@ impl Service {
                     Err(BudgetRefusal::Exceeded(limits::period_of(budget, call, now_ms).1))
                 }
                 Some((fleet_limits::Outcome::Unavailable, false)) => {
-                    out.limits.push(fleet_limits::note(
-                        &name,
-                        "unavailable",
-                        Some("the fleet database is unreachable (on_unavailable: deny)"),
-                    ));
-                    out.decision = deny_with(
-                        out.decision,
-                        ReasonCode::BudgetExceeded,
-                        format!(
-                            "the fleet budget of agent `{}` cannot be counted: the fleet database is unreachable (on_unavailable: deny)",
-                            profile.name
-                        ),
-                        Some(name),
-                        Some(Resolution::RetryAfter { retry_after_seconds: 1 }),
-                    );
+                    let what = format!("the fleet budget of agent `{}`", profile.name);
+                    uncounted(&mut out, &name, ReasonCode::BudgetExceeded, what, name.clone());
                     return out;
                 }
             };
@@ -803,4 +781,18 @@ impl Service {
             }
         }
     }
+}
+
+/// A fleet-scoped limit that could not be counted, under `on_unavailable: deny`: the call is
+/// DENY `code` (retry in a second), and the DPR's `limits` says so.
+fn uncounted(out: &mut Staged, name: &str, code: ReasonCode, what: String, rule_id: String) {
+    const WHY: &str = "the fleet database is unreachable (on_unavailable: deny)";
+    out.limits.push(fleet_limits::note(name, "unavailable", Some(WHY)));
+    out.decision = deny_with(
+        out.decision.clone(),
+        code,
+        format!("{what} cannot be counted: {WHY}"),
+        Some(rule_id),
+        Some(Resolution::RetryAfter { retry_after_seconds: 1 }),
+    );
 }
